@@ -1,0 +1,80 @@
+"""One exception root for dnsplane; every error says what the caller should do next.
+
+- ``Retryable``: try again after ``retry_after`` seconds (store busy, timeout).
+- ``Permanent``: retrying the same thing will fail the same way.
+Each subclass carries its message as a format with named fields (as dnspython does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DnsplaneError(Exception):
+    """Root of every dnsplane error."""
+
+    fmt = "dnsplane error"
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.fields = fields
+        for name, value in fields.items():
+            setattr(self, name, value)
+        super().__init__(message if message is not None else self.fmt.format(**fields))
+
+
+class Retryable(DnsplaneError):
+    """Transient: the same call may succeed later."""
+
+    fmt = "temporary failure: {reason}"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 0.5, **fields: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **fields)
+
+
+class Permanent(DnsplaneError):
+    """The same call will fail the same way; a human or a new plan must act."""
+
+
+class InvalidConfig(Permanent):
+    """A fleet file is wrong. ``str()`` is ``path:line: message``."""
+
+    fmt = "{path}:{line}: {message}"
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(path=path, line=line, message=message)
+
+
+class InvalidPlan(Permanent):
+    """A record set or plan that must never be written (I5)."""
+
+    fmt = "invalid plan for {endpoint}: {reason}"
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(endpoint=endpoint, reason=reason)
+
+
+class UnsafePlan(Permanent):
+    """A plan that a guard refuses (too much weight moved, below min_targets)."""
+
+    fmt = "unsafe plan for {endpoint}: {reason}"
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(endpoint=endpoint, reason=reason)
+
+
+class StaleGeneration(Permanent):
+    """A write for a generation older than the one the provider holds."""
+
+    fmt = "stale generation for {endpoint}: applied {applied}, attempted {attempted}"
+
+    def __init__(self, endpoint: str, applied: int, attempted: int) -> None:
+        super().__init__(endpoint=endpoint, applied=applied, attempted=attempted)
+
+
+class StoreUnavailable(Retryable):
+    fmt = "store unavailable: {reason}"
+
+
+class ProviderUnavailable(Retryable):
+    fmt = "provider unavailable: {reason}"

@@ -1,0 +1,286 @@
+"""Pure values of dnsplane: endpoints, targets, record sets, plans, markers.
+
+Guarantees:
+- every value here is immutable (frozen dataclasses, tuples) and hashable;
+- a ``RecordSet`` carries its own content digest, computed once, so markers and
+  plans can compare content without re-serialising it;
+- ``validate_record_set`` is the single gate that every write passes (I5): it
+  refuses an empty set, a bad address, a duplicate target, a TTL out of range
+  or a name outside the zone, naming the offending item.
+
+This module imports nothing that does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, NewType
+
+from dnsplane.errors import InvalidPlan
+
+Generation = NewType("Generation", int)
+ZoneName = NewType("ZoneName", str)
+RecordType = Literal["A", "AAAA"]
+
+NO_GENERATION = Generation(0)
+MIN_TTL = 1
+MAX_TTL = 86_400
+WEIGHT_SCALE = 1000  # weights of one endpoint are integers summing to about this
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, absolute (trailing dot) form of a DNS name."""
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."
+
+
+def in_zone(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+class EndpointKey(NamedTuple):
+    """Identity of an endpoint: absolute lower-case name and record type."""
+
+    name: str
+    rtype: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rtype}"
+
+    @classmethod
+    def parse(cls, text: str) -> EndpointKey:
+        """``"api.demo.test A"`` or ``"api.demo.test."`` (type A by default)."""
+        parts = text.split()
+        rtype = parts[1].upper() if len(parts) > 1 else "A"
+        return cls(normalise_name(parts[0]), rtype)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """How a target's health is observed: a TCP connect or an HTTP GET."""
+
+    kind: Literal["tcp", "http"]
+    host: str = ""
+    port: int = 0
+    url: str = ""
+    expect_status: int = 200
+    timeout: float = 1.0
+
+    def describe(self) -> str:
+        return f"tcp {self.host}:{self.port}" if self.kind == "tcp" else f"http {self.url}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A load balancer: an id, its addresses, its capacity and its health check."""
+
+    id: str
+    addresses: tuple[str, ...]
+    capacity: int = 100
+    check: HealthCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Guards the planner keeps for one endpoint (DESIGN.md point 4)."""
+
+    min_targets: int = 1
+    max_weight_shift: float = 0.5  # share of total weight one generation may move
+    fail_open: bool = True
+    rise: int = 2  # consecutive good checks before a target is healthy again
+    fall: int = 2  # consecutive bad checks before a target is unhealthy
+    answer: Literal["weighted", "all"] = "weighted"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A DNS name and type that dnsplane owns, with its targets and policy."""
+
+    name: str
+    rtype: RecordType
+    ttl: int
+    targets: tuple[Target, ...]
+    policy: Policy = field(default_factory=Policy)
+
+    @property
+    def key(self) -> EndpointKey:
+        return EndpointKey(self.name, self.rtype)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One weighted target inside a record set: its id, addresses and weight."""
+
+    target_id: str
+    addresses: tuple[str, ...]
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSet:
+    """What an endpoint resolves to. Members are sorted by target id.
+
+    ``digest`` identifies the content (TTL, members, weights, addresses); two
+    record sets with the same digest serve the same answers.
+    """
+
+    ttl: int
+    members: tuple[Member, ...]
+    answer: Literal["weighted", "all"] = "weighted"
+    digest: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", content_digest(self.ttl, self.members, self.answer))
+
+    @classmethod
+    def of(
+        cls, ttl: int, members: list[Member] | tuple[Member, ...], answer: Literal["weighted", "all"] = "weighted"
+    ) -> RecordSet:
+        return cls(ttl, tuple(sorted(members, key=lambda m: m.target_id)), answer)
+
+    def addresses(self) -> list[str]:
+        """Every address of every member with weight > 0, in member order, deduplicated."""
+        seen: dict[str, None] = {}
+        for m in self.members:
+            if m.weight > 0:
+                for a in m.addresses:
+                    seen[a] = None
+        return list(seen)
+
+    def live_members(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.weight > 0)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ttl": self.ttl,
+            "answer": self.answer,
+            "members": [[m.target_id, list(m.addresses), m.weight] for m in self.members],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> RecordSet:
+        members = tuple(
+            Member(str(tid), tuple(addrs), int(w))  # type: ignore[misc]
+            for tid, addrs, w in data["members"]  # type: ignore[union-attr]
+        )
+        return cls(int(data["ttl"]), members, data.get("answer", "weighted"))  # type: ignore[arg-type]
+
+
+def content_digest(ttl: int, members: tuple[Member, ...], answer: str) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{ttl}|{answer}".encode())
+    for m in members:
+        h.update(f"|{m.target_id}={m.weight}:{','.join(m.addresses)}".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What a provider holds beside an endpoint's records, written in the same atomic change.
+
+    ``generation`` is the plan generation whose content the records hold;
+    ``digest`` is that content's digest.
+    """
+
+    generation: Generation
+    digest: str
+
+    def to_text(self) -> str:
+        return f"dnsplane g={self.generation} d={self.digest}"
+
+    @classmethod
+    def from_text(cls, text: str) -> Marker | None:
+        """Parse a marker TXT value; None when it is not a dnsplane marker."""
+        parts = text.strip('"').split()
+        if len(parts) != 3 or parts[0] != "dnsplane":
+            return None
+        try:
+            g = int(parts[1].removeprefix("g="))
+        except ValueError:
+            return None
+        return cls(Generation(g), parts[2].removeprefix("d="))
+
+
+def marker_name(key: EndpointKey) -> str:
+    """The DNS name of the marker TXT of an endpoint (one per name and type)."""
+    return f"_dnsplane-{key.rtype.lower()}.{key.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What a provider currently holds for an endpoint (either part may be missing)."""
+
+    records: RecordSet | None
+    marker: Marker | None
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The content an endpoint should hold, and the generation that set it."""
+
+    generation: Generation
+    records: RecordSet
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An immutable, numbered plan: the endpoints whose content this generation changed.
+
+    Plans store what changed (O(k) for k changed endpoints); the full desired
+    state at generation g is, per endpoint, the newest change at or below g.
+    """
+
+    generation: Generation
+    changes: tuple[tuple[EndpointKey, RecordSet], ...]
+    created_at: float
+    planner: str = "planner"
+    digest: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        h = hashlib.blake2b(digest_size=8)
+        h.update(str(self.generation).encode())
+        for key, rs in self.changes:
+            h.update(f"|{key.name} {key.rtype}={rs.digest}".encode())
+        object.__setattr__(self, "digest", h.hexdigest())
+
+
+def validate_address(rtype: str, address: str) -> str | None:
+    """Return an error message, or None when ``address`` fits ``rtype``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IP address"
+    if rtype == "A" and ip.version != 4:
+        return f"{address} is not an IPv4 address (endpoint type A)"
+    if rtype == "AAAA" and ip.version != 6:
+        return f"{address} is not an IPv6 address (endpoint type AAAA)"
+    if ip.is_unspecified or ip.is_multicast:
+        return f"{address} cannot be served as a record"
+    return None
+
+
+def validate_record_set(key: EndpointKey, rs: RecordSet, zone: str) -> None:
+    """Refuse a record set that must never be written (I5). Raises ``InvalidPlan``."""
+    if key.rtype not in ("A", "AAAA"):
+        raise InvalidPlan(endpoint=str(key), reason=f"type {key.rtype} is not managed")
+    if not in_zone(key.name, zone):
+        raise InvalidPlan(endpoint=str(key), reason=f"name is outside the zone {zone}")
+    if not (MIN_TTL <= rs.ttl <= MAX_TTL):
+        raise InvalidPlan(endpoint=str(key), reason=f"TTL {rs.ttl} is outside {MIN_TTL}..{MAX_TTL}")
+    if not rs.live_members():
+        raise InvalidPlan(endpoint=str(key), reason="empty record set (no target with weight > 0)")
+    seen: set[str] = set()
+    for m in rs.members:
+        if m.target_id in seen:
+            raise InvalidPlan(endpoint=str(key), reason=f"duplicate target {m.target_id}")
+        seen.add(m.target_id)
+        if m.weight < 0:
+            raise InvalidPlan(endpoint=str(key), reason=f"target {m.target_id} has negative weight {m.weight}")
+        if not m.addresses:
+            raise InvalidPlan(endpoint=str(key), reason=f"target {m.target_id} has no address")
+        for a in m.addresses:
+            err = validate_address(key.rtype, a)
+            if err:
+                raise InvalidPlan(endpoint=str(key), reason=f"target {m.target_id}: {err}")

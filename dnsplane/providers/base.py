@@ -1,0 +1,95 @@
+"""The provider interface: where DNS records live, and the fence every write carries.
+
+Guarantees every provider keeps (tests/providers/test_conformance.py checks them):
+- ``apply`` validates every record set first (I5) and raises ``InvalidPlan``
+  before writing anything when one is invalid or empty;
+- each ``Write`` is conditional on ``expect``, the exact marker the writer read
+  (``None`` = "no marker may exist"). A write whose precondition fails changes
+  nothing for that endpoint and comes back as ``Conflict(current)``;
+- an endpoint's records and marker change together, atomically: no reader sees
+  the records of one generation with the marker of another;
+- a write whose records and marker already equal the current ones is not sent
+  (I6: idempotent, costs no provider write). ``writes`` counts endpoint writes sent.
+
+What a provider does NOT promise: that several endpoints in one ``apply`` are
+written atomically together (``Capabilities.atomic_batches`` says whether they are).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, validate_record_set
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do, declared as data."""
+
+    atomic_batches: bool  # all writes of one apply() commit together
+    native_cas: bool  # the provider itself checks the precondition
+    weighted_answers: bool  # answers one target per response, by weight
+    max_batch: int  # endpoints per apply() call
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Replace an endpoint's records and marker, if and only if its marker is ``expect``."""
+
+    key: EndpointKey
+    expect: Marker | None
+    records: RecordSet
+    marker: Marker
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    key: EndpointKey
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """The precondition failed; ``current`` is the marker found instead."""
+
+    key: EndpointKey
+    current: Marker | None
+
+
+WriteResult = Applied | Conflict
+
+
+class Provider(ABC):
+    """Base class: one mandatory hook, ``_apply``, plus reads."""
+
+    capabilities: ClassVar[Capabilities]
+    kind: ClassVar[str]
+
+    def __init__(self, zone: str) -> None:
+        self.zone = zone
+        self.writes = 0  # endpoint writes actually sent to the backend
+
+    def apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Validate all, then write each endpoint conditionally. Results are in input order."""
+        for w in writes:
+            validate_record_set(w.key, w.records, self.zone)
+        if not writes:
+            return []
+        return self._apply(writes)
+
+    @abstractmethod
+    def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Write already-validated changes, each conditional on its ``expect``."""
+
+    @abstractmethod
+    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
+        """Current records and marker of each key (``Observed(None, None)`` if absent)."""
+
+    @abstractmethod
+    def read_all(self) -> dict[EndpointKey, Observed]:
+        """Every endpoint that has records or a marker."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""dnsplane.sim"""

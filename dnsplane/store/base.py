@@ -1,0 +1,111 @@
+"""The plan store interface: plans, in-flight registrations, the journal.
+
+Guarantees every store keeps (tests/store/test_store_conformance.py checks them):
+- generations only grow, and ``publish`` is a compare-and-swap on the head:
+  two planners publishing at once never get the same number for two plans;
+- a plan stores only the endpoints it changed (O(k) for k changes); the desired
+  content of an endpoint at generation g is its newest change at or below g;
+- ``collect`` deletes plans below the low watermark it was given, and only if
+  the store's current watermark is still at least that (the delete is
+  conditional on the watermark read). It keeps, for every endpoint, the newest
+  change at or below the watermark: deleting a plan never removes content that
+  some endpoint still holds, and never changes a DNS record (stores do not
+  touch providers).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from dnsplane.model import Desired, EndpointKey, Generation, RecordSet
+
+INFLIGHT_TTL = 600.0  # an in-flight registration older than this is taken as a crashed enactor
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInfo:
+    generation: Generation
+    created_at: float
+    planner: str
+    changes: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One event in an endpoint's history: a write, a conflict, a refusal, a repair."""
+
+    at: float
+    actor: str
+    key: EndpointKey
+    action: str  # "write" | "repair" | "conflict" | "refused" | "skip"
+    before: Generation | None
+    after: Generation | None
+    detail: str = ""
+
+
+class Store(ABC):
+    @abstractmethod
+    def head(self) -> Generation:
+        """The newest published generation (0 when none)."""
+
+    @abstractmethod
+    def publish(
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+    ) -> Generation | None:
+        """Publish ``changes`` as generation ``expect_head + 1`` iff the head is still ``expect_head``.
+
+        Returns the new generation, or None when another planner published first.
+        """
+
+    @abstractmethod
+    def advance_head(self, at_least: Generation, now: float) -> Generation:
+        """Make the head at least ``at_least`` (an empty plan), e.g. past a marker seen at a provider."""
+
+    @abstractmethod
+    def desired(self, keys: Iterable[EndpointKey] | None, at: Generation) -> dict[EndpointKey, Desired]:
+        """Newest change at or below ``at`` for each key (all keys when ``keys`` is None)."""
+
+    @abstractmethod
+    def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
+        """Keys changed by a plan in (after, upto], each with its newest change at or below ``upto``."""
+
+    @abstractmethod
+    def plans(self) -> list[PlanInfo]:
+        """Plans still stored, oldest first."""
+
+    @abstractmethod
+    def begin(self, actor: str, generation: Generation, now: float) -> None:
+        """Register ``actor`` as in flight on ``generation`` (keeps that plan from the collector)."""
+
+    @abstractmethod
+    def finish(self, actor: str, generation: Generation, now: float) -> None:
+        """``actor`` brought every endpoint to at least ``generation``; it is no longer in flight."""
+
+    @abstractmethod
+    def set_last_known_good(self, generation: Generation) -> None:
+        """The verifier's newest generation whose content it saw served correctly."""
+
+    @abstractmethod
+    def low_watermark(self, now: float) -> Generation:
+        """Smallest generation still referenced: min(newest fully applied, in-flight, last-known-good)."""
+
+    @abstractmethod
+    def collect(self, watermark: Generation, now: float) -> int:
+        """Delete plans below ``watermark`` iff the current watermark is still >= it. Returns plans deleted."""
+
+    @abstractmethod
+    def record(self, entries: Sequence[JournalEntry]) -> None:
+        """Append to the audit journal."""
+
+    @abstractmethod
+    def history(self, key: EndpointKey) -> list[JournalEntry]:
+        """Every journal entry of ``key``, oldest first."""
+
+    @abstractmethod
+    def applied(self) -> dict[str, Generation]:
+        """Per enactor: the newest generation it finished."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
