@@ -217,6 +217,32 @@ class Observed:
 
 
 @dataclass(frozen=True, slots=True)
+class Write:
+    """Replace an endpoint's records and marker, if and only if its marker is ``expect``."""
+
+    key: EndpointKey
+    expect: Marker | None
+    records: RecordSet
+    marker: Marker
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    key: EndpointKey
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """The precondition failed; ``current`` is the marker found instead."""
+
+    key: EndpointKey
+    current: Marker | None
+
+
+WriteResult = Applied | Conflict
+
+
+@dataclass(frozen=True, slots=True)
 class Desired:
     """The content an endpoint should hold, and the generation that set it."""
 

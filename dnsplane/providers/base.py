@@ -22,7 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, validate_record_set
+from dnsplane.model import (  # noqa: F401 - Write and results are re-exported here for providers
+    Applied,
+    Conflict,
+    EndpointKey,
+    Observed,
+    Write,
+    WriteResult,
+    validate_record_set,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,30 +43,6 @@ class Capabilities:
     max_batch: int  # endpoints per apply() call
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Replace an endpoint's records and marker, if and only if its marker is ``expect``."""
-
-    key: EndpointKey
-    expect: Marker | None
-    records: RecordSet
-    marker: Marker
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    key: EndpointKey
-
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """The precondition failed; ``current`` is the marker found instead."""
-
-    key: EndpointKey
-    current: Marker | None
-
-
-WriteResult = Applied | Conflict
 
 
 class Provider(ABC):
