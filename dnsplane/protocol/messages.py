@@ -1,0 +1,231 @@
+"""Events that drivers feed to actors, and commands that actors return.
+
+Every actor has one entry point, ``handle(event) -> list[Command]``. Time comes in
+with every event (``now``); nothing in ``protocol/`` reads a clock or draws a
+random number. Of the commands one ``handle`` returns, all but the last are
+*effects* (no reply); the last may be a *request*, whose reply the driver feeds
+back to the same actor as the event named beside it below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnsplane.model import Desired, EndpointKey, Generation, Observed, RecordSet, Write, WriteResult
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRead:
+    now: float
+    head: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesLoaded:
+    now: float
+    changes: dict[EndpointKey, Desired]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkersRead:
+    now: float
+    observed: dict[EndpointKey, Observed]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDone:
+    now: float
+    results: list[WriteResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A request failed; ``retryable`` errors are tried again after ``retry_after``."""
+
+    now: float
+    error: str
+    retryable: bool = True
+    retry_after: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class HealthObserved:
+    now: float
+    target_id: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredLoaded:
+    now: float
+    head: Generation
+    desired: dict[EndpointKey, Desired]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    now: float
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class PublishConflict:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkRead:
+    now: float
+    watermark: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    now: float
+    plans_deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What one endpoint looks like from outside: a DNS answer plus the provider's state."""
+
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", "TIMEOUT", ...
+    addresses: tuple[str, ...]  # addresses in the DNS answer
+    dns_marker: str | None  # marker TXT text as served over DNS
+    observed: Observed  # what the provider holds
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    now: float
+    results: dict[EndpointKey, Resolution]
+
+
+Event = (
+    Tick
+    | HeadRead
+    | ChangesLoaded
+    | MarkersRead
+    | WriteDone
+    | Failed
+    | HealthObserved
+    | DesiredLoaded
+    | Published
+    | PublishConflict
+    | WatermarkRead
+    | Collected
+    | Resolved
+)
+
+# ---------------------------------------------------------------- commands: requests
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHead:
+    """Reply: HeadRead."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadChanges:
+    """Reply: ChangesLoaded with store.changed_between(after, upto)."""
+
+    after: Generation
+    upto: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarkers:
+    """Reply: MarkersRead with provider.read(keys)."""
+
+    keys: tuple[EndpointKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Reply: WriteDone with provider.apply(writes)."""
+
+    writes: tuple[Write, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadDesired:
+    """Reply: DesiredLoaded with the head and store.desired(None, head)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Reply: Published, or PublishConflict when the head moved."""
+
+    expect_head: Generation
+    changes: tuple[tuple[EndpointKey, RecordSet], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWatermark:
+    """Reply: WatermarkRead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """Reply: Collected."""
+
+    watermark: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Reply: Resolved: query DNS for each key and read the provider."""
+
+    keys: tuple[EndpointKey, ...]
+
+
+# ---------------------------------------------------------------- commands: effects
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceHead:
+    at_least: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class SetLastKnownGood:
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """Append to the audit journal: (key, action, before, after, detail) per entry."""
+
+    entries: tuple[tuple[EndpointKey, str, Generation | None, Generation | None, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """A structured log line from an actor."""
+
+    level: str
+    message: str
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+Request = ReadHead | LoadChanges | ReadMarkers | WriteBatch | LoadDesired | Publish | ReadWatermark | Collect | Resolve
+Effect = Begin | Finish | AdvanceHead | SetLastKnownGood | Journal | Log
+Command = Request | Effect

@@ -1,0 +1,245 @@
+"""The planner: health observations in, numbered plans out.
+
+Guarantees:
+- a target changes state only after ``rise`` consecutive good or ``fall``
+  consecutive bad observations (hysteresis); targets start healthy, as Route 53
+  health checks do;
+- weights are proportional to the capacity of the healthy targets;
+- when every target of an endpoint is unhealthy it fails open (keeps them all)
+  or, with ``fail_open: false``, keeps what it last published: it never plans an
+  empty record set (I1), and never fewer than ``min_targets`` members;
+- one generation never moves more than ``max_weight_shift`` of an endpoint's
+  weight; the rest follows in later generations;
+- a plan holds only the endpoints whose content changed, and a new generation
+  is published only when something changed;
+- generations come from the store's compare-and-swap on the head: when another
+  planner published first, this one reloads and plans again.
+
+Cost: a tick recomputes only the endpoints of targets whose state changed
+(and endpoints still moving toward their goal), not the whole fleet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dnsplane.errors import InvalidPlan
+from dnsplane.model import (
+    NO_GENERATION,
+    WEIGHT_SCALE,
+    Endpoint,
+    EndpointKey,
+    Generation,
+    Member,
+    RecordSet,
+    Target,
+    validate_record_set,
+)
+from dnsplane.protocol.messages import (
+    Command,
+    DesiredLoaded,
+    Event,
+    Failed,
+    HealthObserved,
+    LoadDesired,
+    Log,
+    Publish,
+    PublishConflict,
+    Published,
+    Tick,
+)
+
+
+@dataclass
+class TargetHealth:
+    healthy: bool = True
+    good_streak: int = 0
+    bad_streak: int = 0
+    last_detail: str = ""
+    last_seen: float | None = None
+
+    def observe(self, ok: bool, rise: int, fall: int) -> bool:
+        """Record one observation; return True when the healthy state flipped."""
+        if ok:
+            self.good_streak += 1
+            self.bad_streak = 0
+            if not self.healthy and self.good_streak >= rise:
+                self.healthy = True
+                return True
+        else:
+            self.bad_streak += 1
+            self.good_streak = 0
+            if self.healthy and self.bad_streak >= fall:
+                self.healthy = False
+                return True
+        return False
+
+
+def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
+    """Weights the endpoint should have now, or None for "keep what was published"."""
+    targets = endpoint.targets
+    healthy = [t for t in targets if health[t.id].healthy]
+    if not healthy:
+        if not endpoint.policy.fail_open:
+            return None
+        healthy = list(targets)  # fail open, as Route 53 does
+    if len(healthy) < endpoint.policy.min_targets:
+        spare = sorted((t for t in targets if t not in healthy), key=lambda t: (-t.capacity, t.id))
+        healthy += spare[: endpoint.policy.min_targets - len(healthy)]
+    total = sum(t.capacity for t in healthy)
+    return {t.id: max(1, round(WEIGHT_SCALE * t.capacity / total)) for t in healthy}
+
+
+def limit_shift(old: dict[str, int], goal: dict[str, int], max_shift: float) -> dict[str, int]:
+    """Move from ``old`` toward ``goal`` by at most ``max_shift`` of the total weight."""
+    if not old or max_shift >= 1.0:
+        return goal
+    old_total = sum(old.values()) or 1
+    goal_total = sum(goal.values()) or 1
+    ids = set(old) | set(goal)
+    old_share = {i: old.get(i, 0) / old_total for i in ids}
+    goal_share = {i: goal.get(i, 0) / goal_total for i in ids}
+    shift = sum(abs(goal_share[i] - old_share[i]) for i in ids) / 2
+    if shift <= max_shift + 1e-9:
+        return goal
+    step = max_shift / shift
+    out = {}
+    for i in sorted(ids):
+        share = old_share[i] + (goal_share[i] - old_share[i]) * step
+        weight = round(share * WEIGHT_SCALE)
+        if weight > 0:
+            out[i] = weight
+    return out or goal
+
+
+def render(endpoint: Endpoint, weights: dict[str, int]) -> RecordSet:
+    by_id: dict[str, Target] = {t.id: t for t in endpoint.targets}
+    members = [Member(tid, by_id[tid].addresses, w) for tid, w in weights.items() if w > 0]
+    return RecordSet.of(endpoint.ttl, members, endpoint.policy.answer)
+
+
+@dataclass
+class Planner:
+    name: str
+    zone: str
+    endpoints: tuple[Endpoint, ...]
+    head: Generation = NO_GENERATION
+    synced: bool = False
+    busy: bool = False
+    health: dict[str, TargetHealth] = field(default_factory=dict)
+    published: dict[EndpointKey, RecordSet] = field(default_factory=dict)
+    dirty: set[EndpointKey] = field(default_factory=set)
+    inflight: tuple[tuple[EndpointKey, RecordSet], ...] = ()
+    by_target: dict[str, list[Endpoint]] = field(default_factory=dict)
+    by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for ep in self.endpoints:
+            self.by_key[ep.key] = ep
+            for t in ep.targets:
+                self.health.setdefault(t.id, TargetHealth())
+                self.by_target.setdefault(t.id, []).append(ep)
+        self.dirty = set(self.by_key)
+
+    def handle(self, event: Event) -> list[Command]:
+        match event:
+            case HealthObserved(target_id=tid, ok=ok, now=now, detail=detail):
+                return self._on_health(tid, ok, now, detail)
+            case Tick():
+                if self.busy:
+                    return []
+                if not self.synced:
+                    self.busy = True
+                    return [LoadDesired()]
+                return self._plan()
+            case DesiredLoaded(head=head, desired=desired):
+                self.busy = False
+                self.synced = True
+                self.head = head
+                self.published = {k: d.records for k, d in desired.items()}
+                self.dirty = set(self.by_key)
+                return self._plan()
+            case Published(generation=gen):
+                self.busy = False
+                self.head = gen
+                for key, rs in self.inflight:
+                    self.published[key] = rs
+                count = len(self.inflight)
+                self.inflight = ()
+                return [Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count})]
+            case PublishConflict():
+                # Another planner took the number; reload what it published, then plan again.
+                self.busy = True
+                self.synced = False
+                self._requeue_inflight()
+                return [LoadDesired()]
+            case Failed(error=error):
+                self.busy = False
+                self._requeue_inflight()
+                return [Log("warning", "planner step failed; will retry", {"actor": self.name, "error": error})]
+            case _:
+                return []
+
+    def _requeue_inflight(self) -> None:
+        self.dirty.update(k for k, _ in self.inflight)
+        self.inflight = ()
+
+    def _on_health(self, tid: str, ok: bool, now: float, detail: str) -> list[Command]:
+        state = self.health.get(tid)
+        eps = self.by_target.get(tid)
+        if state is None or not eps:
+            return []
+        state.last_seen = now
+        state.last_detail = detail
+        policy = eps[0].policy
+        if not state.observe(ok, policy.rise, policy.fall):
+            return []
+        self.dirty.update(ep.key for ep in eps)
+        verdict = "healthy" if state.healthy else "unhealthy"
+        return [Log("info", f"target {tid} is {verdict}", {"actor": self.name, "target": tid, "detail": detail})]
+
+    def goal(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, RecordSet]:
+        """The content the planner wants for ``keys`` now (after shift limits)."""
+        out = {}
+        for key in keys:
+            ep = self.by_key[key]
+            weights = goal_weights(ep, self.health)
+            old = self.published.get(key)
+            if weights is None:
+                if old is not None:
+                    continue
+                weights = {t.id: t.capacity for t in ep.targets}  # never published: all of them
+            if old is not None:
+                weights = limit_shift({m.target_id: m.weight for m in old.members}, weights,
+                                      ep.policy.max_weight_shift)
+            out[key] = render(ep, weights)
+        return out
+
+    def _plan(self) -> list[Command]:
+        if not self.dirty:
+            return []
+        keys, self.dirty = self.dirty, set()
+        changes: list[tuple[EndpointKey, RecordSet]] = []
+        logs: list[Command] = []
+        for key, rs in self.goal(keys).items():
+            old = self.published.get(key)
+            if old is not None and old.digest == rs.digest:
+                continue
+            try:
+                validate_record_set(key, rs, self.zone)
+            except InvalidPlan as err:
+                logs.append(Log("error", "planned record set refused", {"actor": self.name, "error": str(err)}))
+                continue
+            changes.append((key, rs))
+            # An endpoint held back by the shift limit keeps moving on later ticks.
+            ep = self.by_key[key]
+            weights = goal_weights(ep, self.health)
+            if weights is not None and weights != {m.target_id: m.weight for m in rs.members}:
+                self.dirty.add(key)
+        if not changes:
+            return logs
+        changes.sort()
+        self.inflight = tuple(changes)
+        self.busy = True
+        return [*logs, Publish(self.head, self.inflight)]

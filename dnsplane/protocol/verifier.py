@@ -1,0 +1,170 @@
+"""The verifier: looks at what DNS actually answers and repairs what is wrong.
+
+It compares, for each endpoint, the DNS answer (a real query to the serving
+address) and the provider's records and marker with the newest plan, and repairs
+every difference through the same compare-and-swap the enactors use. States it
+repairs, none of which may block later updates (DESIGN.md point 5):
+
+| state found                                   | repair                                        |
+|-----------------------------------------------|-----------------------------------------------|
+| empty answer, NXDOMAIN, no records            | write desired, expect the marker found        |
+| marker missing                                | write desired, expect "no marker"             |
+| records edited by hand (digest differs)       | write desired, marker generation kept or up   |
+| answer has addresses outside the plan         | same                                          |
+| marker past the store's head (store behind,   | advance the store's head past it, so that the |
+| or a marker naming a plan that never was)     | next plan outranks it; then repair content    |
+| marker behind the plan for two rounds in a    | write desired (the enactors are late)         |
+| row (enactors stuck)                          |                                               |
+
+Guarantees: a repair never lowers a marker (I2): it writes
+``max(marker found, desired generation)``; and it is conditional on the marker
+found, so a newer enactor write in between wins and the repair is dropped.
+It sets the last-known-good generation when every endpoint checked was right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnsplane.model import (
+    NO_GENERATION,
+    Applied,
+    Conflict,
+    Desired,
+    EndpointKey,
+    Generation,
+    Marker,
+    Write,
+)
+from dnsplane.protocol.messages import (
+    AdvanceHead,
+    Command,
+    DesiredLoaded,
+    Event,
+    Failed,
+    Journal,
+    LoadDesired,
+    Log,
+    Resolution,
+    Resolve,
+    Resolved,
+    SetLastKnownGood,
+    Tick,
+    WriteBatch,
+    WriteDone,
+)
+
+
+def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None:
+    """Name what is wrong with one endpoint, or None when it is right."""
+    marker = seen.observed.marker
+    records = seen.observed.records
+    if marker is not None and marker.generation > head:
+        return "marker-ahead"
+    if seen.rcode != "NOERROR" or not seen.addresses:
+        return "empty-answer"
+    if records is None or not records.live_members():
+        return "empty-records"
+    if marker is None:
+        return "marker-missing"
+    wanted = set(desired.records.addresses())
+    if not set(seen.addresses) <= wanted:
+        return "foreign-addresses"
+    if marker.generation < desired.generation:
+        return "lagging"
+    if records.digest != desired.records.digest or marker.digest != desired.records.digest:
+        return "content-differs"
+    return None
+
+
+@dataclass
+class Verifier:
+    name: str
+    batch_size: int = 500
+    head: Generation = NO_GENERATION
+    desired: dict[EndpointKey, Desired] = field(default_factory=dict)
+    queue: list[EndpointKey] = field(default_factory=list)
+    lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
+    all_right: bool = True
+    busy: bool = False
+    last_problems: dict[EndpointKey, str] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
+
+    def handle(self, event: Event) -> list[Command]:
+        match event:
+            case Tick():
+                if self.busy:
+                    return []
+                self.busy = True
+                return [LoadDesired()]
+            case DesiredLoaded(head=head, desired=desired):
+                self.head = head
+                self.desired = desired
+                self.queue = sorted(desired)
+                self.all_right = True
+                return self._next()
+            case Resolved(results=results):
+                return self._on_resolved(results)
+            case WriteDone(results=results):
+                return self._on_repaired(results) + self._next()
+            case Failed(error=error):
+                self.busy = False
+                return [Log("warning", "verifier step failed", {"actor": self.name, "error": error})]
+            case _:
+                return []
+
+    def _next(self) -> list[Command]:
+        if not self.queue:
+            self.busy = False
+            self.stats["rounds"] += 1
+            if self.all_right and self.head:
+                return [SetLastKnownGood(self.head)]
+            return []
+        batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
+        return [Resolve(tuple(batch))]
+
+    def _on_resolved(self, results: dict[EndpointKey, Resolution]) -> list[Command]:
+        out: list[Command] = []
+        writes: list[Write] = []
+        for key, seen in results.items():
+            desired = self.desired[key]
+            self.stats["checked"] += 1
+            problem = diagnose(desired, seen, self.head)
+            if problem is None:
+                self.lagging.pop(key, None)
+                self.last_problems.pop(key, None)
+                continue
+            self.all_right = False
+            self.last_problems[key] = problem
+            found = seen.observed.marker
+            if problem == "marker-ahead":
+                assert found is not None
+                out.append(AdvanceHead(found.generation))
+                out.append(Log("warning", "marker ahead of the store; advancing the head past it",
+                               {"actor": self.name, "endpoint": str(key), "generation": found.generation}))
+                continue
+            if problem == "lagging" and self.lagging.get(key) != desired.generation:
+                self.lagging[key] = desired.generation  # give the enactors one round first
+                continue
+            self.lagging.pop(key, None)
+            generation = max(found.generation if found else NO_GENERATION, desired.generation)
+            marker = Marker(Generation(generation), desired.records.digest)
+            writes.append(Write(key, found, desired.records, marker))
+            out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
+                                                               "generation": generation}))
+        if writes:
+            return [*out, WriteBatch(tuple(writes))]
+        return out + self._next()
+
+    def _on_repaired(self, results: list[Applied | Conflict]) -> list[Command]:
+        entries = []
+        for result in results:
+            problem = self.last_problems.get(result.key, "")
+            match result:
+                case Applied(key=key):
+                    self.stats["repairs"] += 1
+                    entries.append((key, "repair", None, self.desired[key].generation, problem))
+                case Conflict(key=key, current=current):
+                    before = current.generation if current else None
+                    entries.append((key, "conflict", before, self.desired[key].generation, f"repair of {problem}"))
+        return [Journal(tuple(entries))] if entries else []
