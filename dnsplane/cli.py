@@ -1,0 +1,404 @@
+"""The ``dnsplane`` command. Exit codes: 0 ok, 1 failure, 2 bad input (nothing written)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from dnsplane.errors import DnsplaneError, InvalidConfig
+from dnsplane.model import EndpointKey, RecordSet
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_DATA_DIR = ".dnsplane"
+
+EPILOG_MAIN = """\
+examples:
+  dnsplane up                              run the built-in demo fleet; DNS on 127.0.0.1:5353
+  dig @127.0.0.1 -p 5353 api.demo.test A   ask it (another terminal)
+  dnsplane demo fail lb-2                  make demo load balancer lb-2 fail its health check
+  dnsplane status                          endpoints, generations, targets, health, weights
+  dnsplane history api.demo.test           every write to an endpoint
+  dnsplane validate fleet.yaml             check a fleet file; exit 2 with file:line on errors
+  dnsplane plan --fleet fleet.yaml         what a run would change, without writing
+  dnsplane up --fleet fleet.yaml           run your own fleet
+
+The data directory (--data-dir, or $DNSPLANE_DATA_DIR, default ./.dnsplane) holds
+the plan store (store.sqlite), the embedded DNS provider (dns.sqlite) and the
+running instance's state (instance.json).
+"""
+
+
+class LogFormatter(logging.Formatter):
+    """``time level logger message key=value ...`` (actor, endpoint, generation, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+        line = f"{stamp} {record.levelname:<7} {record.name} {record.getMessage()}"
+        if extra:
+            line += " " + extra
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or os.environ.get("DNSPLANE_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def load(path: str):  # type: ignore[no-untyped-def]
+    from dnsplane.config import load_fleet
+
+    return load_fleet(path)
+
+
+# ---------------------------------------------------------------------------- up
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from dnsplane.config import demo_fleet, demo_target_ids
+    from dnsplane.runtime.app import App, Options
+    from dnsplane.runtime.demo import DemoTargets
+
+    setup_logging(args.log_level)
+    fleet = load(args.fleet) if args.fleet else None  # validate before anything is created
+    host, _, port = args.dns.rpartition(":")
+    options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
+                      enactors=args.enactors)
+
+    async def main() -> None:
+        demo = None
+        nonlocal fleet
+        if fleet is None:
+            demo = DemoTargets(demo_target_ids())
+            fleet = demo_fleet(await demo.start())
+        app = App(fleet, options, demo)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner = asyncio.create_task(app.run(stop))
+        started = asyncio.create_task(app.started.wait())
+        await asyncio.wait([runner, started], return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            await runner  # raises what stopped it (e.g. the DNS port is taken)
+        banner(app, demo is not None)
+        await runner
+
+    try:
+        asyncio.run(main())
+    except OSError as err:
+        err_console.print(f"[red]error:[/] cannot start: {err}")
+        return 1
+    return 0
+
+
+def banner(app, demo: bool) -> None:  # type: ignore[no-untyped-def]
+    host, port = app.options.dns_host, app.server.port
+    names = sorted({ep.name for ep in app.fleet.endpoints})
+    lines = [f"dnsplane is serving {app.fleet.zone} on {host}:{port} (UDP and TCP); data in {app.options.data_dir}"]
+    first = names[0] if names else app.fleet.zone
+    if demo:
+        first = next((n for n in names if n.startswith("api.")), first)
+    lines.append("try:")
+    lines.append(f"  dig @{host} -p {port} {first} A +short")
+    if demo:
+        lines.append("  dnsplane demo fail lb-2      # lb-2 stops answering its health check")
+        lines.append(f"  dig @{host} -p {port} {first} A +short   # lb-2's 192.0.2.12 no longer appears")
+        lines.append("  dnsplane demo recover lb-2")
+    lines.append("  dnsplane status              # generations, markers, health, weights")
+    lines.append(f"  dnsplane history {first}")
+    lines.append("Ctrl-C stops it.")
+    print("\n".join(lines), flush=True)
+
+
+# ---------------------------------------------------------------------------- validate / plan
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    fleet = load(args.file)
+    n_targets = len(fleet.targets())
+    console.print(f"{args.file}: ok: zone {fleet.zone}, {len(fleet.endpoints)} endpoints, {n_targets} targets")
+    return 0
+
+
+def describe(rs: RecordSet | None) -> dict[str, tuple[tuple[str, ...], int]]:
+    return {} if rs is None else {m.target_id: (m.addresses, m.weight) for m in rs.members}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from dnsplane.config import demo_fleet, demo_target_ids
+    from dnsplane.protocol.planner import Planner
+
+    if args.fleet:
+        fleet = load(args.fleet)
+    else:
+        fleet = demo_fleet(dict.fromkeys(demo_target_ids(), 1))
+    current: dict[EndpointKey, RecordSet] = {}
+    head = 0
+    store_path = data_dir(args) / "store.sqlite"
+    if store_path.exists():
+        from dnsplane.store.sqlite import SqliteStore
+
+        store = SqliteStore(store_path)
+        head = store.head()
+        current = {k: d.records for k, d in store.desired(None, head).items()}
+        store.close()
+    planner = Planner("plan-preview", fleet.zone, fleet.endpoints)
+    if args.probe:
+        from dnsplane.runtime.health import check
+
+        async def probe() -> list[tuple[str, bool, str]]:
+            targets = [t for t in fleet.targets().values() if t.check]
+            res = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
+            return [(t.id, ok, d) for t, (ok, d) in zip(targets, res, strict=True)]
+
+        for tid, ok, _ in asyncio.run(probe()):
+            state = planner.health[tid]
+            state.healthy = ok
+    planner.published = dict(current)
+    goal = planner.goal(planner.by_key)
+    changed = 0
+    console.print(f"plan against generation {head} in {store_path if store_path.exists() else '(empty store)'}"
+                  f"{'' if args.probe else '; every target assumed healthy (use --probe to check)'}")
+    for key in sorted(set(goal) | set(current)):
+        old, new = describe(current.get(key)), describe(goal.get(key))
+        if old == new and (current.get(key) is None or current[key].digest == goal[key].digest):
+            continue
+        changed += 1
+        sign = "+" if not old else "~"
+        console.print(f"[bold]{sign} {key}[/]")
+        for tid in sorted(set(old) | set(new)):
+            if tid not in old:
+                console.print(f"    [green]+ {tid} {' '.join(new[tid][0])} weight {new[tid][1]}[/]")
+            elif tid not in new:
+                console.print(f"    [red]- {tid} {' '.join(old[tid][0])} weight {old[tid][1]}[/]")
+            elif old[tid] != new[tid]:
+                console.print(f"    [yellow]~ {tid} weight {old[tid][1]} -> {new[tid][1]}[/]")
+    console.print(f"{changed} endpoint(s) would change; nothing was written.")
+    return 0
+
+
+# ---------------------------------------------------------------------------- status / history
+
+
+def read_instance(path: Path) -> dict | None:  # type: ignore[type-arg]
+    try:
+        data = json.loads((path / "instance.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    try:
+        os.kill(int(data["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return data  # type: ignore[no-any-return]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dnsplane.providers.embedded import EmbeddedProvider
+    from dnsplane.store.sqlite import SqliteStore
+
+    root = data_dir(args)
+    if not (root / "store.sqlite").exists():
+        err_console.print(f"no dnsplane data in {root} (start one with `dnsplane up`, or pass --data-dir)")
+        return 1
+    instance = read_instance(root)
+    store = SqliteStore(root / "store.sqlite")
+    head = store.head()
+    desired = store.desired(None, head)
+    zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
+    provider = EmbeddedProvider(root / "dns.sqlite", zone)
+    observed = provider.read(list(desired))
+    health = (instance or {}).get("health", {})
+    table = Table(title=f"dnsplane: head generation {head}; enactors {dict(store.applied())}"
+                  + ("" if instance else " (not running)"))
+    for col in ("endpoint", "plan gen", "marker gen", "state", "targets (health, weight)"):
+        table.add_column(col)
+    for key in sorted(desired):
+        want = desired[key]
+        seen = observed[key]
+        marker = seen.marker
+        if marker is None:
+            state = "[red]no marker[/]"
+        elif seen.records is None or not seen.records.live_members():
+            state = "[red]EMPTY[/]"
+        elif marker.generation >= want.generation and seen.records.digest == want.records.digest:
+            state = "[green]in sync[/]"
+        elif marker.generation < want.generation:
+            state = "[yellow]lagging[/]"
+        else:
+            state = "[red]drift[/]"
+        members = {m.target_id: m.weight for m in want.records.members}
+        parts = []
+        for tid in sorted(set(members) | {t for t in health if t in members}):
+            h = health.get(tid, {})
+            mark = "?" if not h else ("up" if h.get("healthy") else "[red]DOWN[/]")
+            parts.append(f"{tid} {mark} w={members.get(tid, 0)}")
+        table.add_row(str(key), str(want.generation), str(marker.generation) if marker else "-", state,
+                      ", ".join(parts))
+    console.print(table)
+    down = [t for t, h in health.items() if not h.get("healthy")]
+    if down:
+        console.print(f"unhealthy targets: {', '.join(down)}")
+    store.close()
+    provider.close()
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dnsplane.store.sqlite import SqliteStore
+
+    root = data_dir(args)
+    if not (root / "store.sqlite").exists():
+        err_console.print(f"no dnsplane data in {root}")
+        return 1
+    key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))
+    store = SqliteStore(root / "store.sqlite")
+    entries = store.history(key)
+    store.close()
+    table = Table(title=f"history of {key} ({len(entries)} entries)")
+    for col in ("when", "actor", "action", "generation before -> after", "detail"):
+        table.add_column(col)
+    for e in entries[-args.limit :]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
+        before = "-" if e.before is None else str(e.before)
+        after = "-" if e.after is None else str(e.after)
+        table.add_row(when, e.actor, e.action, f"{before} -> {after}", e.detail)
+    console.print(table)
+    return 0 if entries else 1
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root = data_dir(args)
+    instance = read_instance(root)
+    if instance is None:
+        err_console.print(f"no running dnsplane demo found in {root} (start one with `dnsplane up`)")
+        return 1
+    ports = instance.get("demo_ports") or {}
+    if args.target not in ports:
+        known = ", ".join(sorted(ports)) or "none (not running the demo fleet)"
+        err_console.print(f"unknown demo target {args.target!r}; demo targets: {known}")
+        return 2
+    flag = root / "demo" / f"{args.target}.down"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    want_down = args.action == "fail"
+    if want_down:
+        flag.touch()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            flag.unlink()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = read_instance(root) or {}
+        if (args.target in state.get("down", [])) == want_down:
+            verb = "stopped listening" if want_down else "is listening again"
+            console.print(f"{args.target} {verb} on 127.0.0.1:{ports[args.target]}; dnsplane will notice "
+                          "within a few health checks (see `dnsplane status`).")
+            return 0
+        time.sleep(0.1)
+    err_console.print(f"the running instance did not act on {args.target} within 10 s")
+    return 1
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (default: $DNSPLANE_DATA_DIR or ./.dnsplane)")
+    p = argparse.ArgumentParser(
+        prog="dnsplane",
+        description="A DNS control plane: a planner turns load-balancer health into numbered plans; "
+        "redundant enactors apply them with compare-and-swap; a verifier checks real DNS answers.",
+        epilog=EPILOG_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    up = sub.add_parser("up", parents=[common], formatter_class=raw, help="run dnsplane (demo fleet by default)",
+                        description="Run the planner, enactors, collector, verifier, health checks and the "
+                        "embedded DNS server in one process.",
+                        epilog="examples:\n  dnsplane up\n  dnsplane up --fleet fleet.yaml --dns 127.0.0.1:5300\n")
+    up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet")
+    up.add_argument("--dns", default="127.0.0.1:5353", help="address:port to serve DNS on (default 127.0.0.1:5353)")
+    up.add_argument("--enactors", type=int, default=3, help="number of redundant enactors (default 3)")
+    up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(func=cmd_up)
+
+    v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",
+                       epilog="example:\n  dnsplane validate fleet.yaml\n")
+    v.add_argument("file")
+    v.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", parents=[common], formatter_class=raw,
+                        help="show what would change, as a diff, without writing",
+                        epilog="examples:\n  dnsplane plan --fleet fleet.yaml\n  dnsplane plan --fleet fleet.yaml "
+                        "--probe   # run the health checks once first\n")
+    pl.add_argument("--fleet", help="fleet file (default: the demo fleet)")
+    pl.add_argument("--probe", action="store_true", help="run every health check once instead of assuming healthy")
+    pl.set_defaults(func=cmd_plan)
+
+    st = sub.add_parser("status", parents=[common], formatter_class=raw,
+                        help="endpoints, plan and marker generations, targets with health and weight",
+                        epilog="example:\n  dnsplane status --data-dir /var/lib/dnsplane\n")
+    st.set_defaults(func=cmd_status)
+
+    h = sub.add_parser("history", parents=[common], formatter_class=raw, help="every write to one endpoint",
+                       epilog="examples:\n  dnsplane history api.demo.test\n  dnsplane history api.demo.test "
+                       "--type AAAA\n")
+    h.add_argument("endpoint", help="endpoint name, e.g. api.demo.test")
+    h.add_argument("--type", default="", help="record type (default A)")
+    h.add_argument("--limit", type=int, default=50, help="show the newest N entries (default 50)")
+    h.set_defaults(func=cmd_history)
+
+    d = sub.add_parser("demo", parents=[common], formatter_class=raw,
+                       help="make a demo load balancer fail or recover (against a running `dnsplane up`)",
+                       epilog="examples:\n  dnsplane demo fail lb-2\n  dnsplane demo recover lb-2\n")
+    d.add_argument("action", choices=["fail", "recover"])
+    d.add_argument("target", help="demo target id, e.g. lb-2")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InvalidConfig as err:
+        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        return 2
+    except DnsplaneError as err:
+        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The asyncio runtime: one process running planner, enactors, collector, verifier,
+health checks and the embedded DNS server against the real store and provider.
+
+Actors' ``handle`` runs only on the event loop thread; store and provider calls
+run in worker threads (``asyncio.to_thread``), so a slow disk never stalls DNS
+answers. Enactors wake as soon as the planner publishes, and also every
+``enactor_period`` seconds (another process may have published).
+
+Limits: one zone per process; the verifier queries the embedded server it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from dnsplane.config import Fleet
+from dnsplane.dns.server import DnsServer
+from dnsplane.model import EndpointKey, Observed, marker_name
+from dnsplane.protocol.collector import Collector
+from dnsplane.protocol.enactor import Enactor
+from dnsplane.protocol.messages import Event, HealthObserved, Published, Resolution, Resolve, Resolved, Tick
+from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.embedded import EmbeddedProvider
+from dnsplane.runtime.demo import DemoTargets, write_json_atomic
+from dnsplane.runtime.execute import Actor, Executor
+from dnsplane.runtime.health import check
+from dnsplane.store.sqlite import SqliteStore
+
+log = logging.getLogger("dnsplane.runtime")
+
+
+@dataclass
+class Options:
+    data_dir: Path
+    dns_host: str = "127.0.0.1"
+    dns_port: int = 5353
+    enactors: int = 3
+    planner_period: float = 0.5
+    enactor_period: float = 1.0
+    health_period: float = 1.0
+    collector_period: float = 10.0
+    verifier_period: float = 5.0
+
+
+@dataclass
+class App:
+    fleet: Fleet
+    options: Options
+    demo: DemoTargets | None = None
+    store: SqliteStore = field(init=False)
+    provider: EmbeddedProvider = field(init=False)
+    server: DnsServer = field(init=False)
+    executor: Executor = field(init=False)
+
+    def __post_init__(self) -> None:
+        data = self.options.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(data / "store.sqlite")
+        self.provider = EmbeddedProvider(data / "dns.sqlite", self.fleet.zone)
+        self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
+        self.executor = Executor(self.store, self.provider)
+        zone = self.fleet.zone
+        self.planner = Planner("planner", zone, self.fleet.endpoints)
+        self.enactors = [Enactor(f"enactor-{i + 1}", zone) for i in range(self.options.enactors)]
+        self.collector = Collector("collector")
+        self.verifier = Verifier("verifier")
+        self.wake = [asyncio.Event() for _ in self.enactors]
+        self.ready = asyncio.Event()  # first round of health checks done
+        self.started = asyncio.Event()  # DNS server listening, instance.json written
+
+    # ------------------------------------------------------------- driving actors
+
+    async def feed(self, actor: Actor, event: Event) -> None:
+        """Feed an event and every reply until the actor is quiet."""
+        reply: Event | None = event
+        while reply is not None:
+            commands = actor.handle(reply)
+            if not commands:
+                return
+            last = commands[-1]
+            if isinstance(last, Resolve):
+                await asyncio.to_thread(self.executor.run, actor.name, commands[:-1], time.time())
+                reply = await self.resolve(last.keys)
+            else:
+                reply = await asyncio.to_thread(self.executor.run, actor.name, commands, time.time())
+            if isinstance(reply, Published):
+                for w in self.wake:
+                    w.set()
+
+    async def loop(self, actor: Actor, period: float, wake: asyncio.Event | None = None) -> None:
+        while True:
+            try:
+                await self.feed(actor, Tick(time.time()))
+            except Exception:  # a bug in one round must not stop the control plane
+                log.exception("actor round failed", extra={"fields": {"actor": actor.name}})
+            if wake is None:
+                await asyncio.sleep(period)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), period)
+                wake.clear()
+
+    async def health_loop(self) -> None:
+        targets = [t for t in self.fleet.targets().values() if t.check is not None]
+        while True:
+            results = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
+            now = time.time()
+            before = {tid: h.healthy for tid, h in self.planner.health.items()}
+            for t, (ok, detail) in zip(targets, results, strict=True):
+                await self.feed(self.planner, HealthObserved(now, t.id, ok, detail))
+            if not self.ready.is_set() or before != {tid: h.healthy for tid, h in self.planner.health.items()}:
+                self.write_instance()
+            self.ready.set()
+            await asyncio.sleep(self.options.health_period)
+
+    # ------------------------------------------------------------- verifier's DNS view
+
+    async def resolve(self, keys: Sequence[EndpointKey]) -> Event:
+        observed = await asyncio.to_thread(self.provider.read, keys)
+        results = await asyncio.gather(*(self._resolve_one(k, observed[k]) for k in keys))
+        return Resolved(time.time(), dict(zip(keys, results, strict=True)))
+
+    async def _resolve_one(self, key: EndpointKey, observed: Observed) -> Resolution:
+        where = self.options.dns_host, self.server.port
+        try:
+            answer = await dns.asyncquery.udp(dns.message.make_query(key.name, key.rtype), *where, timeout=2)
+            txt = await dns.asyncquery.udp(dns.message.make_query(marker_name(key), "TXT"), *where, timeout=2)
+        except TimeoutError:
+            return Resolution("TIMEOUT", (), None, observed)
+        want = dns.rdatatype.from_text(key.rtype)
+        addresses = tuple(rd.address for rrset in answer.answer if rrset.rdtype == want for rd in rrset)
+        marker = None
+        for rrset in txt.answer:
+            for rd in rrset:
+                marker = b"".join(rd.strings).decode()
+        return Resolution(dns.rcode.to_text(answer.rcode()), addresses, marker, observed)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def write_instance(self) -> None:
+        down = self.demo.down() if self.demo else []
+        write_json_atomic(self.options.data_dir / "instance.json", {
+            "pid": os.getpid(),
+            "dns": [self.options.dns_host, self.server.port],
+            "zone": self.fleet.zone,
+            "fleet": self.fleet.source,
+            "demo_ports": self.demo.ports if self.demo else {},
+            "down": down,
+            "health": {
+                tid: {"healthy": h.healthy, "detail": h.last_detail} for tid, h in sorted(self.planner.health.items())
+            },
+        })
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.server.start()
+        self.write_instance()
+        self.started.set()
+        tasks = [
+            asyncio.create_task(self.health_loop(), name="health"),
+            asyncio.create_task(self.loop(self.planner, self.options.planner_period), name="planner"),
+            asyncio.create_task(self.loop(self.collector, self.options.collector_period), name="collector"),
+            asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
+        ]
+        tasks += [
+            asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)
+            for e, w in zip(self.enactors, self.wake, strict=True)
+        ]
+        if self.demo is not None:
+            control = self.options.data_dir / "demo"
+            tasks.append(asyncio.create_task(self.demo.follow(control, self.write_instance), name="demo"))
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.server.stop()
+            if self.demo is not None:
+                await self.demo.stop()
+            with contextlib.suppress(FileNotFoundError):
+                (self.options.data_dir / "instance.json").unlink()
+            self.store.close()
+            self.provider.close()
