@@ -152,10 +152,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from dnsplane.config import demo_fleet, demo_target_ids
     from dnsplane.protocol.planner import Planner
 
-    if args.fleet:
-        fleet = load(args.fleet)
-    else:
-        fleet = demo_fleet(dict.fromkeys(demo_target_ids(), 1))
+    fleet = load(args.fleet) if args.fleet else demo_fleet(dict.fromkeys(demo_target_ids(), 1))
     current: dict[EndpointKey, RecordSet] = {}
     head = 0
     store_path = data_dir(args) / "store.sqlite"

@@ -1,0 +1,141 @@
+"""Enactor: the decision table, compare-and-swap on conflict, idempotence, refusal of empty sets."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnsplane.model import Conflict, Desired, EndpointKey, Generation, Marker, Member, Observed, RecordSet
+from dnsplane.protocol.enactor import Enactor, decide
+from dnsplane.protocol.messages import ChangesLoaded, HealthObserved, Tick, WriteBatch
+from dnsplane.protocol.planner import Planner
+from tests.protocol.harness import ZONE, Harness, endpoint
+
+API = EndpointKey(f"api.{ZONE}", "A")
+RS = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 500), Member("lb-2", ("192.0.2.2",), 500)])
+OTHER = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 1000)])
+
+
+def test_decision_table() -> None:
+    d = Desired(Generation(5), RS)
+    assert decide(d, Observed(None, None)) == "write"
+    assert decide(d, Observed(RS, None)) == "write"
+    assert decide(d, Observed(OTHER, Marker(Generation(6), OTHER.digest))) == "skip-newer"
+    assert decide(d, Observed(RS, Marker(Generation(5), RS.digest))) == "skip-applied"
+    assert decide(d, Observed(OTHER, Marker(Generation(5), RS.digest))) == "write", "hand edit under marker"
+    assert decide(d, Observed(RS, Marker(Generation(5), OTHER.digest))) == "write"
+    assert decide(d, Observed(OTHER, Marker(Generation(4), OTHER.digest))) == "write"
+
+
+def setup(n_endpoints: int = 3) -> tuple[Harness, Planner]:
+    h = Harness()
+    eps = tuple(endpoint(f"e{i}") for i in range(n_endpoints))
+    p = Planner("planner", ZONE, eps)
+    h.run(p)
+    return h, p
+
+
+def test_applies_everything_then_costs_nothing_to_reapply() -> None:
+    h, _ = setup()
+    e = Enactor("e1", ZONE)
+    h.run(e)
+    assert h.provider.writes == 3
+    for key, d in h.store.desired(None, h.store.head()).items():
+        seen = h.provider.read([key])[key]
+        assert seen.marker == Marker(d.generation, d.records.digest)
+        assert seen.records == d.records
+    again = Enactor("e2", ZONE)
+    h.run(again)
+    assert h.provider.writes == 3, "I6: a second enactor applying the same plan writes nothing"
+    assert again.stats["skips"] == 3
+
+
+def test_generation_touching_k_endpoints_costs_k_writes() -> None:
+    h, p = setup(20)
+    e = Enactor("e1", ZONE, batch_size=7)
+    h.run(e)
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    before = h.provider.writes
+    reads: list[int] = []
+    original = h.provider.read
+
+    def counting(keys):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        reads.append(len(keys))
+        return original(keys)
+
+    h.provider.read = counting  # type: ignore[method-assign]
+    h.run(e)
+    assert h.provider.writes - before == 20  # lb-1 is in every endpoint
+    h.run(p, HealthObserved(h.now, "lb-1", True))
+    h.run(p, Tick(h.now))
+    reads.clear()
+    h.run(e)
+    assert h.provider.writes - before == 40
+
+
+def test_conflict_rereads_and_converges_without_lowering_the_marker() -> None:
+    h, p = setup(1)
+    slow, fast = Enactor("slow", ZONE), Enactor("fast", ZONE)
+    h.run(fast)
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    reply = h.step(slow, Tick(h.now))
+    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
+        reply = h.executor.run(slow.name, cmds, h.now)
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    h.run(fast)
+    done = h.executor.run(slow.name, cmds, h.now)
+    assert isinstance(done.results[0], Conflict)
+    h.run(slow, done)
+    key = next(iter(h.store.desired(None, h.store.head())))
+    assert h.provider.read([key])[key].marker.generation == h.store.head()
+
+
+def test_refuses_an_empty_record_set_whatever_the_plan_says() -> None:
+    h, _ = setup(1)
+    e = Enactor("e1", ZONE)
+    h.run(e)
+    key = next(iter(h.store.desired(None, 1)))
+    empty = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 0)])
+    commands = e.handle(Tick(h.now))
+    e.handle(h.executor.run(e.name, commands, h.now))  # HeadRead(1): already applied
+    e.applied_upto = Generation(0)
+    e.busy = True
+    e.working = Generation(2)
+    out = e.handle(ChangesLoaded(h.now, {key: Desired(Generation(2), empty)}))
+    assert e.stats["refused"] == 1
+    assert not any(isinstance(c, WriteBatch) for c in out)
+    h.executor.run(e.name, out, h.now)
+    assert [x.action for x in h.store.history(key)][-1] == "refused"
+    assert h.provider.read([key])[key].records.live_members()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["lb-1", "lb-2", "lb-3"]), st.booleans()),
+                max_size=25))
+def test_three_enactors_any_interleaving_converge(script: list[tuple[int, str, bool]]) -> None:
+    """Property: three enactors, health flapping, any order of turns: I1/I2/I5 hold at every
+    step (the harness checks after each), and at the end every endpoint holds the newest plan."""
+    h, p = setup(2)
+    enactors = [Enactor(f"e{i}", ZONE, batch_size=1) for i in range(3)]
+    for who, tid, ok in script:
+        h.run(p, HealthObserved(h.now, tid, ok))
+        h.run(p, Tick(h.now))
+        # step one enactor a few steps, leaving it mid-plan sometimes
+        reply = h.step(enactors[who], Tick(h.now))
+        for _ in range(who + 1):
+            if reply is None:
+                break
+            reply = h.step(enactors[who], reply)
+        if reply is not None:
+            h.run(enactors[who], reply)
+    for e in enactors:
+        h.run(e)
+    head = h.store.head()
+    for key, d in h.store.desired(None, head).items():
+        seen = h.provider.read([key])[key]
+        assert seen.records == d.records
+        assert seen.marker.generation == d.generation

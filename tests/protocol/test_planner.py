@@ -1,0 +1,184 @@
+"""Planner: hysteresis, capacity weights, fail-open, min_targets, shift limit, CAS on generations."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnsplane.model import WEIGHT_SCALE, Endpoint, EndpointKey, HealthCheck, Policy, Target
+from dnsplane.protocol.messages import HealthObserved, Publish, PublishConflict, Tick
+from dnsplane.protocol.planner import Planner, TargetHealth, limit_shift
+from tests.protocol.harness import ZONE, Harness, endpoint
+
+API = EndpointKey(f"api.{ZONE}", "A")
+
+
+def weights(h: Harness) -> dict[str, int]:
+    rs = h.store.desired([API], h.store.head())[API].records
+    return {m.target_id: m.weight for m in rs.members}
+
+
+def test_first_plan_has_every_target_with_equal_weight() -> None:
+    h = Harness()
+    h.run(Planner("p", ZONE, (endpoint(),)))
+    assert h.store.head() == 1
+    assert weights(h) == {"lb-1": 333, "lb-2": 333, "lb-3": 333}
+
+
+def test_hysteresis_needs_fall_bad_and_rise_good_observations() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(rise=3, fall=2),))
+    h.run(p)
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 1, "one bad check must not remove a target (fall=2)"
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    assert "lb-2" not in weights(h)
+    for _ in range(2):
+        h.run(p, HealthObserved(h.now, "lb-2", True))
+        h.run(p, Tick(h.now))
+    assert "lb-2" not in weights(h), "two good checks must not restore it (rise=3)"
+    h.run(p, HealthObserved(h.now, "lb-2", True))
+    h.run(p, Tick(h.now))
+    assert "lb-2" in weights(h)
+
+
+def test_weights_follow_capacity() -> None:
+    ts = (Target("big", ("192.0.2.1",), 300, None), Target("small", ("192.0.2.2",), 100, None))
+    h = Harness()
+    h.run(Planner("p", ZONE, (Endpoint(f"api.{ZONE}", "A", 30, ts, Policy()),)))
+    assert weights(h) == {"big": 750, "small": 250}
+
+
+def test_fail_open_when_every_target_is_unhealthy() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),))
+    h.run(p)
+    for t in ("lb-1", "lb-2", "lb-3"):
+        h.run(p, HealthObserved(h.now, t, False))
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-1", "lb-2", "lb-3"}
+
+
+def test_fail_closed_keeps_last_published_never_empty() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(fail_open=False),))
+    h.run(p)
+    for t in ("lb-1", "lb-2"):
+        h.run(p, HealthObserved(h.now, t, False))
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-3"}
+    h.run(p, HealthObserved(h.now, "lb-3", False))
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-3"}, "all unhealthy and fail_open off: keep what was published"
+
+
+def test_min_targets_floor() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(min_targets=2),))
+    h.run(p)
+    for t in ("lb-1", "lb-2"):
+        h.run(p, HealthObserved(h.now, t, False))
+    h.run(p, Tick(h.now))
+    assert len(weights(h)) == 2
+
+
+def test_shift_limit_spreads_a_big_change_over_generations() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(max_weight_shift=0.25),))
+    h.run(p)
+    for t in ("lb-1", "lb-2"):
+        h.run(p, HealthObserved(h.now, t, False))
+    shares = []
+    for _ in range(6):
+        h.run(p, Tick(h.now))
+        w = weights(h)
+        shares.append(w.get("lb-3", 0) / sum(w.values()))
+    assert shares[0] < 0.6, "the first generation may move at most a quarter of the weight"
+    assert shares[-1] == 1.0
+    assert shares == sorted(shares)
+
+
+def test_no_new_generation_without_a_change() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),))
+    h.run(p)
+    for _ in range(5):
+        h.run(p, HealthObserved(h.now, "lb-1", True))
+        h.run(p, Tick(h.now))
+    assert h.store.head() == 1
+
+
+def test_two_planners_never_publish_two_plans_under_one_number() -> None:
+    h = Harness()
+    p1, p2 = Planner("p1", ZONE, (endpoint(),)), Planner("p2", ZONE, (endpoint(),))
+    h.run(p1)
+    h.run(p2)  # p2 loads generation 1 and sees nothing to do
+    h.run(p1, HealthObserved(h.now, "lb-1", False))
+    h.run(p2, HealthObserved(h.now, "lb-2", False))
+    c1 = p1.handle(Tick(h.now))
+    c2 = p2.handle(Tick(h.now))
+    assert isinstance(c1[-1], Publish) and isinstance(c2[-1], Publish)
+    assert c1[-1].expect_head == c2[-1].expect_head == 1
+    r1 = h.executor.run("p1", c1, h.now)
+    r2 = h.executor.run("p2", c2, h.now)
+    assert isinstance(r2, PublishConflict) and not isinstance(r1, PublishConflict)
+    assert [p.generation for p in h.store.plans()] == [1, 2]
+    h.run(p2, r2)  # p2 reloads generation 2 and publishes its own change as 3
+    h.run(p2, Tick(h.now))
+    assert h.store.head() == 3
+    assert [p.planner for p in h.store.plans()] == ["p1", "p1", "p2"]
+
+
+@given(st.lists(st.booleans(), max_size=30), st.integers(1, 4), st.integers(1, 4))
+def test_hysteresis_property(observations: list[bool], rise: int, fall: int) -> None:
+    """The state flips only after `rise` goods or `fall` bads in a row."""
+    state = TargetHealth()
+    healthy = True
+    run_ok = run_bad = 0
+    for ok in observations:
+        run_ok, run_bad = (run_ok + 1, 0) if ok else (0, run_bad + 1)
+        state.observe(ok, rise, fall)
+        if healthy and run_bad >= fall:
+            healthy = False
+        elif not healthy and run_ok >= rise:
+            healthy = True
+        assert state.healthy == healthy
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(1, WEIGHT_SCALE), min_size=1),
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(1, WEIGHT_SCALE), min_size=1),
+    st.floats(0.05, 1.0),
+)
+def test_limit_shift_moves_at_most_max_share(old: dict[str, int], goal: dict[str, int], share: float) -> None:
+    new = limit_shift(old, goal, share)
+    assert new and all(w > 0 for w in new.values())
+    ids = set(old) | set(new)
+    ot, nt = sum(old.values()), sum(new.values())
+    moved = sum(abs(new.get(i, 0) / nt - old.get(i, 0) / ot) for i in ids) / 2
+    assert moved <= share + 0.01 or (new == goal and share >= 1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["lb-1", "lb-2", "lb-3"]), st.booleans()), max_size=40))
+def test_planner_never_plans_an_empty_or_invalid_set(flaps: list[tuple[str, bool]]) -> None:
+    """Property (I1, I5): whatever the health sequence, every plan is valid and non-empty."""
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(min_targets=1, fail_open=False), endpoint("www", fail_open=True)))
+    h.run(p)
+    for tid, ok in flaps:
+        h.run(p, HealthObserved(h.now, tid, ok))
+        h.run(p, Tick(h.now))
+        for d in h.store.desired(None, h.store.head()).values():
+            assert d.records.live_members()
+    gens = [x.generation for x in h.store.plans()]
+    assert gens == sorted(set(gens))
+
+
+def test_unknown_target_observation_is_ignored() -> None:
+    p = Planner("p", ZONE, (endpoint(),))
+    assert p.handle(HealthObserved(0.0, "nope", False)) == []
+    assert HealthCheck("tcp", "127.0.0.1", 1).describe() == "tcp 127.0.0.1:1"
