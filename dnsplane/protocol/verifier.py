@@ -67,11 +67,11 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
         return "empty-records"
     if marker is None:
         return "marker-missing"
+    if marker.generation < desired.generation:
+        return "lagging"  # old content is expected until the enactors catch up
     wanted = set(desired.records.addresses())
     if not set(seen.addresses) <= wanted:
         return "foreign-addresses"
-    if marker.generation < desired.generation:
-        return "lagging"
     if records.digest != desired.records.digest or marker.digest != desired.records.digest:
         return "content-differs"
     return None

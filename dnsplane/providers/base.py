@@ -43,8 +43,6 @@ class Capabilities:
     max_batch: int  # endpoints per apply() call
 
 
-
-
 class Provider(ABC):
     """Base class: one mandatory hook, ``_apply``, plus reads."""
 
