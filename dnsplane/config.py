@@ -1,0 +1,548 @@
+"""Fleet files: YAML in, frozen model values out, every mistake reported as ``file:line: what is wrong``.
+
+Guarantees:
+- ``load_fleet`` / ``parse_fleet`` either return a fully validated ``Fleet`` or raise ``InvalidConfig``
+  whose ``line`` is the 1-based line of the exact key or value at fault (a YAML syntax error: the line of
+  the YAML error mark; line 0 only when the file cannot be read at all);
+- validation is strict: unknown keys (the message lists the allowed ones), duplicate mapping keys, wrong
+  scalar types, out-of-range values, names outside the zone, addresses of the wrong family, undefined or
+  repeated targets, duplicate endpoints and missing required keys are all refused;
+- nothing is coerced except names (lower-cased, made absolute against the zone), addresses (canonical
+  text) and the record type (upper-cased);
+- the first error is reported, deterministically: sections are checked in the order zone, defaults,
+  targets, endpoints, and each section in document order;
+- a ``Fleet`` is immutable and every target id in it has exactly one definition.
+
+The format is documented in docs/fleet-file.md. This module reads files; it does no other I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import NoReturn, cast
+from urllib.parse import urlsplit
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from dnsplane.errors import InvalidConfig
+from dnsplane.model import (
+    MAX_TTL,
+    MIN_TTL,
+    Endpoint,
+    EndpointKey,
+    HealthCheck,
+    Policy,
+    RecordType,
+    Target,
+    in_zone,
+    normalise_name,
+    validate_address,
+)
+
+__all__ = ["DEMO_SOURCE", "Fleet", "demo_fleet", "demo_target_ids", "load_fleet", "parse_fleet"]
+
+DEMO_SOURCE = "<demo>"
+
+_TAG = "tag:yaml.org,2002:"
+_NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "float", "str"))
+_MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "timestamp"))
+_TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
+
+_TOP_KEYS = ("zone", "defaults", "targets", "endpoints")
+_DEFAULTS_KEYS = ("ttl", "policy")
+_TARGET_KEYS = ("addresses", "capacity", "check")
+_CHECK_KEYS = ("tcp", "http", "expect_status", "timeout")
+_ENDPOINT_KEYS = ("name", "type", "ttl", "targets", "policy")
+_POLICY_KEYS = ("min_targets", "max_weight_shift", "fail_open", "rise", "fall", "answer")
+
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+_TARGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PLACEHOLDER = re.compile(r"\$\{port:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The endpoints dnsplane owns in one zone, as loaded from a fleet file.
+
+    ``zone`` is absolute and lower-case (``"demo.test."``); ``endpoints`` keep file order; ``source`` is
+    the path the fleet came from (``"<demo>"`` for the built-in demo) and takes no part in equality.
+    """
+
+    zone: str
+    endpoints: tuple[Endpoint, ...]
+    source: str = field(default="<string>", compare=False)
+
+    def __post_init__(self) -> None:
+        seen: set[EndpointKey] = set()
+        for e in self.endpoints:
+            if e.key in seen:
+                raise _invalid(self.source, 0, f"duplicate endpoint {e.key}")
+            seen.add(e.key)
+        self.targets()  # refuses two different definitions of one target id
+
+    def targets(self) -> dict[str, Target]:
+        """Every distinct target by id, in order of first use. Raises ``InvalidConfig`` on a conflict."""
+        found: dict[str, Target] = {}
+        for e in self.endpoints:
+            for t in e.targets:
+                first = found.setdefault(t.id, t)
+                if first != t:
+                    raise _invalid(
+                        self.source, 0, f"target {t.id} has two different definitions (endpoint {e.key} differs)"
+                    )
+        return found
+
+    def endpoint(self, key: EndpointKey | str) -> Endpoint:
+        """The endpoint with this key (a string is read by ``EndpointKey.parse``). Raises ``KeyError``."""
+        wanted = EndpointKey.parse(key) if isinstance(key, str) else EndpointKey(normalise_name(key[0]), key[1])
+        for e in self.endpoints:
+            if e.key == wanted:
+                return e
+        raise KeyError(f"no endpoint {wanted} in the fleet from {self.source}")
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet file. Raises ``InvalidConfig``."""
+    where = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise _invalid(where, 0, f"cannot read the fleet file: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _invalid(where, raw.count(b"\n", 0, e.start) + 1, f"the file is not UTF-8 text: {e.reason}") from e
+    return parse_fleet(text, where)
+
+
+def parse_fleet(text: str, path: str = "<string>") -> Fleet:
+    """Validate fleet-file text; ``path`` is only used in error messages. Raises ``InvalidConfig``."""
+    return _Parser(path).fleet(text)
+
+
+def demo_target_ids() -> list[str]:
+    """Ids of the demo targets whose health-check port ``demo_fleet`` needs, in file order."""
+    return list(dict.fromkeys(_PLACEHOLDER.findall(_demo_text())))
+
+
+def demo_fleet(ports: Mapping[str, int]) -> Fleet:
+    """The built-in demo fleet, each ``${port:<id>}`` placeholder replaced by ``ports[<id>]``.
+
+    ``ports`` maps every id of ``demo_target_ids()`` to a TCP port on 127.0.0.1 (extra ids are ignored).
+    The IPv6 twins (``lb-1-v6``...) share the port of their IPv4 twin, so one fake load balancer going
+    down takes both out. Raises ``InvalidConfig`` (path ``<demo>``) when a port is missing or invalid.
+    """
+    text = _demo_text()
+
+    def port_of(m: re.Match[str]) -> str:
+        tid = m.group(1)
+        line = text.count("\n", 0, m.start()) + 1
+        if tid not in ports:
+            needed = ", ".join(demo_target_ids())
+            raise _invalid(DEMO_SOURCE, line, f"no port given for demo target {tid!r} (needed: {needed})")
+        port = ports[tid]
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise _invalid(DEMO_SOURCE, line, f"port for demo target {tid!r} must be an integer, got {port!r}")
+        return str(port)
+
+    return parse_fleet(_PLACEHOLDER.sub(port_of, text), DEMO_SOURCE)
+
+
+def _invalid(path: str, line: int, message: str) -> InvalidConfig:
+    """An ``InvalidConfig`` whose ``str()`` is ``path:line: message`` and whose ``.message`` is set.
+
+    Defensive: ``DnsplaneError.__init__`` takes ``message`` as its own first parameter, so
+    ``InvalidConfig(path, line, message)`` currently uses the bare message as the whole text and
+    sets no ``.message``. Once errors.py makes that parameter positional-only this is a no-op.
+    """
+    err = InvalidConfig(path, line, message)
+    err.message = message
+    err.fields["message"] = message
+    err.args = (f"{path}:{line}: {message}",)
+    return err
+
+
+def _demo_text() -> str:
+    return resources.files("dnsplane.demo").joinpath("fleet.yaml").read_text(encoding="utf-8")
+
+
+def _line(node: Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_Entries = dict[str, tuple[Node, Node]]  # key text -> (key node, value node), in document order
+
+
+class _Parser:
+    """Walks composed YAML nodes (each knows its start line) and builds model values."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.constructor = SafeConstructor()
+
+    # -- errors and YAML -------------------------------------------------------------------------
+
+    def fail(self, node: Node, message: str) -> NoReturn:
+        raise _invalid(self.path, _line(node), message)
+
+    def compose(self, text: str) -> Node | None:
+        loader: yaml.SafeLoader | None = None
+        try:
+            loader = yaml.SafeLoader(text)
+            return cast(Node | None, loader.get_single_node())
+        except yaml.reader.ReaderError as e:
+            line = text.count("\n", 0, e.position) + 1
+            char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+            raise _invalid(self.path, line, f"YAML error: unacceptable character {char}: {e.reason}") from e
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            problem = "; ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
+            raise _invalid(self.path, mark.line + 1 if mark else 1, f"YAML syntax error: {problem}") from e
+        except yaml.YAMLError as e:
+            raise _invalid(self.path, 1, f"YAML error: {e}") from e
+        finally:
+            if loader is not None:
+                loader.dispose()
+
+    # -- typed access to nodes ---------------------------------------------------------------------
+
+    @staticmethod
+    def shown(node: Node) -> str:
+        if isinstance(node, MappingNode):
+            return "a mapping"
+        if isinstance(node, SequenceNode):
+            return "a list"
+        if node.tag == _NULL:
+            return "nothing (null)"
+        if node.tag == _STR:
+            return repr(node.value)
+        if node.tag.startswith(_TAG):
+            return str(node.value)
+        return f"{node.value!r} tagged {node.tag}"
+
+    def entries(
+        self, node: Node, where: str, allowed: tuple[str, ...] | None = None, required: tuple[str, ...] = ()
+    ) -> _Entries:
+        """A mapping's entries; refuses non-mappings, merge keys, non-text, duplicate and unknown keys."""
+        if not isinstance(node, MappingNode) or node.tag != _MAP:
+            self.fail(node, f"{where}: must be a mapping, got {self.shown(node)}")
+        found: _Entries = {}
+        for knode, vnode in node.value:
+            if knode.tag == _MERGE:
+                self.fail(knode, f"{where}: YAML merge keys ('<<') are not supported; use 'defaults'")
+            if not isinstance(knode, ScalarNode) or knode.tag not in _TEXTUAL:
+                self.fail(knode, f"{where}: keys must be text, got {self.shown(knode)}")
+            key = str(knode.value)
+            if key in found:
+                first = _line(found[key][0])
+                self.fail(knode, f"{where}: duplicate key {key!r} (first at line {first})")
+            if allowed is not None and key not in allowed:
+                hint = _suggest(key, allowed)
+                self.fail(knode, f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
+            found[key] = (knode, vnode)
+        for key in required:
+            if key not in found:
+                self.fail(node, f"{where}: missing required key {key!r}")
+        return found
+
+    def items(self, node: Node, where: str, what: str) -> list[Node]:
+        """A non-empty list's items."""
+        if not isinstance(node, SequenceNode) or node.tag != _SEQ:
+            self.fail(node, f"{where}: must be a list of {what}, got {self.shown(node)}")
+        if not node.value:
+            self.fail(node, f"{where}: must not be empty")
+        return list(node.value)
+
+    def text(self, node: Node, where: str) -> str:
+        """A text scalar, taken as written (``name: 1`` is the text ``"1"``)."""
+        if not isinstance(node, ScalarNode) or node.tag not in _TEXTUAL:
+            self.fail(node, f"{where}: must be text, got {self.shown(node)}")
+        return str(node.value)
+
+    def integer(self, node: Node, where: str, lo: int, hi: int | None = None) -> int:
+        if not isinstance(node, ScalarNode) or node.tag != _INT:
+            self.fail(node, f"{where}: must be an integer, got {self.shown(node)}")
+        value = cast(int, self.constructor.construct_object(node))
+        if value < lo or (hi is not None and value > hi):
+            bounds = f"be at least {lo}" if hi is None else f"be within {lo}..{hi}"
+            self.fail(node, f"{where}: must {bounds}, got {value}")
+        return value
+
+    def number(self, node: Node, where: str) -> float:
+        """A finite int or float scalar, as float."""
+        if not isinstance(node, ScalarNode) or node.tag not in (_INT, _FLOAT):
+            self.fail(node, f"{where}: must be a number, got {self.shown(node)}")
+        value = float(cast(float, self.constructor.construct_object(node)))
+        if not math.isfinite(value):
+            self.fail(node, f"{where}: must be a finite number, got {node.value}")
+        return value
+
+    def boolean(self, node: Node, where: str) -> bool:
+        if not isinstance(node, ScalarNode) or node.tag != _BOOL:
+            self.fail(node, f"{where}: must be true or false, got {self.shown(node)}")
+        return bool(self.constructor.construct_object(node))
+
+    # -- the fleet ---------------------------------------------------------------------------------
+
+    def fleet(self, text: str) -> Fleet:
+        root = self.compose(text)
+        if root is None:
+            raise _invalid(self.path, 1, "the fleet file is empty; expected keys zone, targets, endpoints")
+        top = self.entries(root, "top level", _TOP_KEYS, required=("zone", "targets", "endpoints"))
+        zone = self.zone(top["zone"][1])
+        default_ttl: tuple[int, Node] | None = None
+        default_policy: dict[str, tuple[object, Node]] = {}
+        if "defaults" in top:
+            defaults = self.entries(top["defaults"][1], "defaults", _DEFAULTS_KEYS)
+            if "ttl" in defaults:
+                node = defaults["ttl"][1]
+                default_ttl = (self.integer(node, "defaults.ttl", MIN_TTL, MAX_TTL), node)
+            if "policy" in defaults:
+                default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
+        targets = self.targets(top["targets"][1])
+        endpoints: list[Endpoint] = []
+        seen: dict[EndpointKey, Node] = {}
+        for i, node in enumerate(self.items(top["endpoints"][1], "endpoints", "endpoints")):
+            endpoints.append(self.endpoint(node, f"endpoints[{i}]", zone, default_ttl, default_policy, targets, seen))
+        return Fleet(zone, tuple(endpoints), self.path)
+
+    def zone(self, node: Node) -> str:
+        raw = self.text(node, "zone").strip()
+        if raw in ("", ".", "@"):
+            self.fail(node, f"zone: must be a domain name such as 'example.com', got {raw!r}")
+        zone = normalise_name(raw)
+        problem = _name_problem(zone)
+        if problem:
+            self.fail(node, f"zone: {problem}")
+        return zone
+
+    def targets(self, node: Node) -> dict[str, tuple[Target, Node]]:
+        found: dict[str, tuple[Target, Node]] = {}
+        entries = self.entries(node, "targets")
+        if not entries:
+            self.fail(node, "targets: must define at least one target")
+        for tid, (knode, vnode) in entries.items():
+            if not _TARGET_ID.fullmatch(tid):
+                rule = "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                self.fail(knode, f"targets: id {tid!r} must be {rule}")
+            found[tid] = (self.target(tid, vnode, f"targets.{tid}"), knode)
+        return found
+
+    def target(self, tid: str, node: Node, where: str) -> Target:
+        fields = self.entries(node, where, _TARGET_KEYS, required=("addresses",))
+        addresses: list[str] = []
+        first_version = 0
+        for i, anode in enumerate(self.items(fields["addresses"][1], f"{where}.addresses", "IP addresses")):
+            at = f"{where}.addresses[{i}]"
+            raw = self.text(anode, at).strip()
+            try:
+                ip = ipaddress.ip_address(raw)
+            except ValueError:
+                self.fail(anode, f"{at}: {raw!r} is not an IP address")
+            address = str(ip)
+            problem = validate_address("A" if ip.version == 4 else "AAAA", address)
+            if problem:
+                self.fail(anode, f"{at}: {problem}")
+            if address in addresses:
+                self.fail(anode, f"{at}: duplicate address {address}")
+            if first_version and ip.version != first_version:
+                self.fail(
+                    anode,
+                    f"{at}: {address} is IPv{ip.version} but {addresses[0]} is IPv{first_version}; "
+                    "a target holds one address family (define a separate target id for the other)",
+                )
+            first_version = ip.version
+            addresses.append(address)
+        capacity = 100
+        if "capacity" in fields:
+            capacity = self.integer(fields["capacity"][1], f"{where}.capacity", 1)
+        check = self.check(fields["check"][1], f"{where}.check") if "check" in fields else None
+        return Target(tid, tuple(addresses), capacity, check)
+
+    def check(self, node: Node, where: str) -> HealthCheck:
+        fields = self.entries(node, where, _CHECK_KEYS)
+        kinds = [k for k in fields if k in ("tcp", "http")]
+        if not kinds:
+            self.fail(node, f"{where}: needs one of tcp ('host:port') or http ('http://...')")
+        if len(kinds) > 1:
+            self.fail(fields[kinds[1]][0], f"{where}: give either tcp or http, not both")
+        timeout = 1.0
+        if "timeout" in fields:
+            tnode = fields["timeout"][1]
+            timeout = self.number(tnode, f"{where}.timeout")
+            if timeout <= 0:
+                self.fail(tnode, f"{where}.timeout: must be more than 0 seconds, got {tnode.value}")
+        if kinds[0] == "tcp":
+            if "expect_status" in fields:
+                self.fail(fields["expect_status"][0], f"{where}.expect_status: applies only to http checks")
+            host, port = self.host_port(fields["tcp"][1], f"{where}.tcp")
+            return HealthCheck("tcp", host=host, port=port, timeout=timeout)
+        url = self.url(fields["http"][1], f"{where}.http")
+        status = 200
+        if "expect_status" in fields:
+            status = self.integer(fields["expect_status"][1], f"{where}.expect_status", 100, 599)
+        return HealthCheck("http", url=url, expect_status=status, timeout=timeout)
+
+    def host_port(self, node: Node, where: str) -> tuple[str, int]:
+        raw = self.text(node, where).strip()
+        if "${" in raw:
+            self.fail(node, f"{where}: unsubstituted placeholder in {raw!r}")
+        host, sep, port_text = raw.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or any(c.isspace() for c in host):
+            self.fail(node, f"{where}: must be 'host:port', got {raw!r}")
+        if not port_text.isdigit():
+            self.fail(node, f"{where}: port must be a number, got {port_text!r}")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            self.fail(node, f"{where}: port must be within 1..65535, got {port}")
+        return host, port
+
+    def url(self, node: Node, where: str) -> str:
+        raw = self.text(node, where).strip()
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(node, f"{where}: must be an http:// or https:// URL with a host, got {raw!r}")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            self.fail(node, f"{where}: bad port in {raw!r}")
+        return raw
+
+    def policy_fields(self, node: Node, where: str) -> dict[str, tuple[object, Node]]:
+        """Each policy key given, checked on its own (min_targets against the targets comes later)."""
+        out: dict[str, tuple[object, Node]] = {}
+        for key, (_, vnode) in self.entries(node, where, _POLICY_KEYS).items():
+            at = f"{where}.{key}"
+            value: object
+            if key in ("min_targets", "rise", "fall"):
+                value = self.integer(vnode, at, 1)
+            elif key == "max_weight_shift":
+                value = self.number(vnode, at)
+                if not 0 < value <= 1:
+                    self.fail(vnode, f"{at}: must be more than 0 and at most 1, got {vnode.value}")
+            elif key == "fail_open":
+                value = self.boolean(vnode, at)
+            else:
+                value = self.text(vnode, at)
+                if value not in ("weighted", "all"):
+                    self.fail(vnode, f"{at}: must be one of weighted, all, got {value!r}")
+            out[key] = (value, vnode)
+        return out
+
+    def endpoint(
+        self,
+        node: Node,
+        where: str,
+        zone: str,
+        default_ttl: tuple[int, Node] | None,
+        default_policy: dict[str, tuple[object, Node]],
+        targets: dict[str, tuple[Target, Node]],
+        seen: dict[EndpointKey, Node],
+    ) -> Endpoint:
+        fields = self.entries(node, where, _ENDPOINT_KEYS, required=("name", "targets"))
+        name_node = fields["name"][1]
+        name = self.name(name_node, f"{where}.name", zone)
+        rtype: RecordType = "A"
+        if "type" in fields:
+            tnode = fields["type"][1]
+            raw = self.text(tnode, f"{where}.type").strip().upper()
+            if raw not in ("A", "AAAA"):
+                self.fail(tnode, f"{where}.type: must be A or AAAA, got {tnode.value!r}")
+            rtype = cast(RecordType, raw)
+        key = EndpointKey(name, rtype)
+        if key in seen:
+            self.fail(name_node, f"{where}: duplicate endpoint {key} (first at line {_line(seen[key])})")
+        seen[key] = name_node
+        if "ttl" in fields:
+            ttl = self.integer(fields["ttl"][1], f"{where}.ttl", MIN_TTL, MAX_TTL)
+        elif default_ttl is not None:
+            ttl = default_ttl[0]
+        else:
+            self.fail(node, f"{where}: missing required key 'ttl' (and defaults has no ttl)")
+        chosen: list[Target] = []
+        listed: dict[str, Node] = {}
+        targets_node = fields["targets"][1]
+        for i, tnode in enumerate(self.items(targets_node, f"{where}.targets", "target ids")):
+            at = f"{where}.targets[{i}]"
+            tid = self.text(tnode, at).strip()
+            if tid in listed:
+                self.fail(tnode, f"{at}: target {tid!r} is listed twice (first at line {_line(listed[tid])})")
+            if tid not in targets:
+                known = list(targets)
+                hint = _suggest(tid, known)
+                self.fail(tnode, f"{at}: target {tid!r} is not defined{hint}; defined targets: {', '.join(known)}")
+            listed[tid] = tnode
+            target = targets[tid][0]
+            for address in target.addresses:
+                problem = validate_address(rtype, address)
+                if problem:
+                    self.fail(tnode, f"{at}: target {tid!r} cannot serve {key}: {problem}")
+            chosen.append(target)
+        own = self.policy_fields(fields["policy"][1], f"{where}.policy") if "policy" in fields else {}
+        merged = {**default_policy, **own}
+        if "min_targets" in merged:
+            wanted, mnode = cast(tuple[int, Node], merged["min_targets"])
+            if wanted > len(chosen):
+                if "min_targets" in own:
+                    self.fail(mnode, f"{where}.policy.min_targets: {wanted} is more than its {len(chosen)} targets")
+                self.fail(
+                    targets_node,
+                    f"{where}.targets: policy.min_targets {wanted} (from defaults, line {_line(mnode)}) "
+                    f"is more than its {len(chosen)} targets",
+                )
+        policy = Policy(**{k: v for k, (v, _) in merged.items()})  # type: ignore[arg-type]
+        return Endpoint(name, rtype, ttl, tuple(chosen), policy)
+
+    def name(self, node: Node, where: str, zone: str) -> str:
+        raw = self.text(node, where).strip()
+        bare_zone = zone[:-1]
+        if raw == "@":
+            name = zone
+        elif raw.endswith("."):
+            name = normalise_name(raw)
+        else:
+            low = raw.lower()
+            if low == bare_zone or low.endswith("." + bare_zone):
+                self.fail(
+                    node,
+                    f"{where}: {raw!r} is relative to the zone, so it means {normalise_name(low + '.' + bare_zone)}; "
+                    f"write {normalise_name(low)!r} (trailing dot) or the part before the zone",
+                )
+            name = normalise_name(f"{low}.{bare_zone}") if raw else ""
+        problem = _name_problem(name)
+        if problem:
+            self.fail(node, f"{where}: {problem}")
+        if not in_zone(name, zone):
+            self.fail(node, f"{where}: {name} is outside the zone {zone}")
+        if any(label.startswith("_dnsplane") for label in name.split(".")):
+            self.fail(node, f"{where}: labels starting with '_dnsplane' are reserved for dnsplane's markers")
+        return name
+
+
+def _name_problem(name: str) -> str | None:
+    """Why an absolute lower-case name is not a usable DNS name, or None."""
+    if not name or name == ".":
+        return "must be a domain name, got nothing"
+    if len(name) > 254:
+        return f"{name} is longer than 253 characters"
+    for label in name[:-1].split("."):
+        if not _LABEL.fullmatch(label):
+            rule = "1-63 letters, digits, '-' or '_', not starting or ending with '-'"
+            return f"{name!r} has a bad label {label!r} ({rule})"
+    return None

@@ -1,0 +1,1 @@
+"""The built-in demo fleet (fleet.yaml), read by dnsplane.config.demo_fleet."""
