@@ -172,9 +172,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             res = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
             return [(t.id, ok, d) for t, (ok, d) in zip(targets, res, strict=True)]
 
-        for tid, ok, _ in asyncio.run(probe()):
-            state = planner.health[tid]
-            state.healthy = ok
+        from dnsplane.protocol.planner import TargetHealth
+
+        for tid, ok, detail in asyncio.run(probe()):
+            planner.health[tid] = TargetHealth(healthy=ok, last_detail=detail)
     planner.published = dict(current)
     goal = planner.goal(planner.by_key)
     changed = 0

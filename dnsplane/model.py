@@ -13,6 +13,7 @@ This module imports nothing that does I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -272,6 +273,7 @@ class Plan:
         object.__setattr__(self, "digest", h.hexdigest())
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def validate_address(rtype: str, address: str) -> str | None:
     """Return an error message, or None when ``address`` fits ``rtype``."""
     try:
@@ -297,6 +299,8 @@ def validate_record_set(key: EndpointKey, rs: RecordSet, zone: str) -> None:
         raise InvalidPlan(endpoint=str(key), reason=f"TTL {rs.ttl} is outside {MIN_TTL}..{MAX_TTL}")
     if not rs.live_members():
         raise InvalidPlan(endpoint=str(key), reason="empty record set (no target with weight > 0)")
+    if (key.rtype, rs.digest) in _VALID_MEMBERS:
+        return
     seen: set[str] = set()
     for m in rs.members:
         if m.target_id in seen:
@@ -310,3 +314,11 @@ def validate_record_set(key: EndpointKey, rs: RecordSet, zone: str) -> None:
             err = validate_address(key.rtype, a)
             if err:
                 raise InvalidPlan(endpoint=str(key), reason=f"target {m.target_id}: {err}")
+    if len(_VALID_MEMBERS) > 1 << 18:
+        _VALID_MEMBERS.clear()
+    _VALID_MEMBERS.add((key.rtype, rs.digest))
+
+
+# Record set contents (by type and digest) already found valid: the planner, the enactor and
+# the provider each validate the same set, and a fleet repeats the same sets across generations.
+_VALID_MEMBERS: set[tuple[str, str]] = set()

@@ -79,7 +79,7 @@ class TargetHealth:
 def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
     """Weights the endpoint should have now, or None for "keep what was published"."""
     targets = endpoint.targets
-    healthy = [t for t in targets if health[t.id].healthy]
+    healthy = [t for t in targets if (h := health.get(t.id)) is None or h.healthy]
     if not healthy:
         if not endpoint.policy.fail_open:
             return None
@@ -135,11 +135,15 @@ class Planner:
     by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        by_target = self.by_target
         for ep in self.endpoints:
             self.by_key[ep.key] = ep
             for t in ep.targets:
-                self.health.setdefault(t.id, TargetHealth())
-                self.by_target.setdefault(t.id, []).append(ep)
+                eps = by_target.get(t.id)
+                if eps is None:
+                    by_target[t.id] = [ep]
+                else:
+                    eps.append(ep)
         self.dirty = set(self.by_key)
 
     def handle(self, event: Event) -> list[Command]:
@@ -186,10 +190,12 @@ class Planner:
         self.inflight = ()
 
     def _on_health(self, tid: str, ok: bool, now: float, detail: str) -> list[Command]:
-        state = self.health.get(tid)
         eps = self.by_target.get(tid)
-        if state is None or not eps:
+        if not eps:
             return []
+        state = self.health.get(tid)
+        if state is None:  # targets start healthy; state is kept only once observed
+            state = self.health[tid] = TargetHealth()
         state.last_seen = now
         state.last_detail = detail
         policy = eps[0].policy
@@ -201,6 +207,10 @@ class Planner:
 
     def goal(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, RecordSet]:
         """The content the planner wants for ``keys`` now (after shift limits)."""
+        return {key: rs for key, (rs, _) in self._goal(keys).items()}
+
+    def _goal(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, tuple[RecordSet, bool]]:
+        """Per key: the content for now, and whether the shift limit held it short of its goal."""
         out = {}
         for key in keys:
             ep = self.by_key[key]
@@ -210,10 +220,11 @@ class Planner:
                 if old is not None:
                     continue
                 weights = {t.id: t.capacity for t in ep.targets}  # never published: all of them
-            if old is not None:
-                weights = limit_shift({m.target_id: m.weight for m in old.members}, weights,
+            limited = weights
+            if old is not None and ep.policy.max_weight_shift < 1.0:
+                limited = limit_shift({m.target_id: m.weight for m in old.members}, weights,
                                       ep.policy.max_weight_shift)
-            out[key] = render(ep, weights)
+            out[key] = (render(ep, limited), limited != weights)
         return out
 
     def _plan(self) -> list[Command]:
@@ -222,7 +233,7 @@ class Planner:
         keys, self.dirty = self.dirty, set()
         changes: list[tuple[EndpointKey, RecordSet]] = []
         logs: list[Command] = []
-        for key, rs in self.goal(keys).items():
+        for key, (rs, held_back) in self._goal(keys).items():
             old = self.published.get(key)
             if old is not None and old.digest == rs.digest:
                 continue
@@ -232,10 +243,7 @@ class Planner:
                 logs.append(Log("error", "planned record set refused", {"actor": self.name, "error": str(err)}))
                 continue
             changes.append((key, rs))
-            # An endpoint held back by the shift limit keeps moving on later ticks.
-            ep = self.by_key[key]
-            weights = goal_weights(ep, self.health)
-            if weights is not None and weights != {m.target_id: m.weight for m in rs.members}:
+            if held_back:  # the shift limit held it back: keep moving on later ticks
                 self.dirty.add(key)
         if not changes:
             return logs
