@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dnsplane.errors import DnsplaneError, InvalidConfig
@@ -389,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InvalidConfig as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 2
     except DnsplaneError as err:
-        err_console.print(f"[red]error:[/] {err}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -85,7 +85,7 @@ class Fleet:
         seen: set[EndpointKey] = set()
         for e in self.endpoints:
             if e.key in seen:
-                raise _invalid(self.source, 0, f"duplicate endpoint {e.key}")
+                raise InvalidConfig(self.source, 0, f"duplicate endpoint {e.key}")
             seen.add(e.key)
         self.targets()  # refuses two different definitions of one target id
 
@@ -96,7 +96,7 @@ class Fleet:
             for t in e.targets:
                 first = found.setdefault(t.id, t)
                 if first != t:
-                    raise _invalid(
+                    raise InvalidConfig(
                         self.source, 0, f"target {t.id} has two different definitions (endpoint {e.key} differs)"
                     )
         return found
@@ -116,11 +116,11 @@ def load_fleet(path: str | Path) -> Fleet:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        raise _invalid(where, 0, f"cannot read the fleet file: {e.strerror or e}") from e
+        raise InvalidConfig(where, 0, f"cannot read the fleet file: {e.strerror or e}") from e
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise _invalid(where, raw.count(b"\n", 0, e.start) + 1, f"the file is not UTF-8 text: {e.reason}") from e
+        raise InvalidConfig(where, raw.count(b"\n", 0, e.start) + 1, f"the file is not UTF-8 text: {e.reason}") from e
     return parse_fleet(text, where)
 
 
@@ -148,27 +148,13 @@ def demo_fleet(ports: Mapping[str, int]) -> Fleet:
         line = text.count("\n", 0, m.start()) + 1
         if tid not in ports:
             needed = ", ".join(demo_target_ids())
-            raise _invalid(DEMO_SOURCE, line, f"no port given for demo target {tid!r} (needed: {needed})")
+            raise InvalidConfig(DEMO_SOURCE, line, f"no port given for demo target {tid!r} (needed: {needed})")
         port = ports[tid]
         if isinstance(port, bool) or not isinstance(port, int):
-            raise _invalid(DEMO_SOURCE, line, f"port for demo target {tid!r} must be an integer, got {port!r}")
+            raise InvalidConfig(DEMO_SOURCE, line, f"port for demo target {tid!r} must be an integer, got {port!r}")
         return str(port)
 
     return parse_fleet(_PLACEHOLDER.sub(port_of, text), DEMO_SOURCE)
-
-
-def _invalid(path: str, line: int, message: str) -> InvalidConfig:
-    """An ``InvalidConfig`` whose ``str()`` is ``path:line: message`` and whose ``.message`` is set.
-
-    Defensive: ``DnsplaneError.__init__`` takes ``message`` as its own first parameter, so
-    ``InvalidConfig(path, line, message)`` currently uses the bare message as the whole text and
-    sets no ``.message``. Once errors.py makes that parameter positional-only this is a no-op.
-    """
-    err = InvalidConfig(path, line, message)
-    err.message = message
-    err.fields["message"] = message
-    err.args = (f"{path}:{line}: {message}",)
-    return err
 
 
 def _demo_text() -> str:
@@ -197,7 +183,7 @@ class _Parser:
     # -- errors and YAML -------------------------------------------------------------------------
 
     def fail(self, node: Node, message: str) -> NoReturn:
-        raise _invalid(self.path, _line(node), message)
+        raise InvalidConfig(self.path, _line(node), message)
 
     def compose(self, text: str) -> Node | None:
         loader: yaml.SafeLoader | None = None
@@ -207,13 +193,13 @@ class _Parser:
         except yaml.reader.ReaderError as e:
             line = text.count("\n", 0, e.position) + 1
             char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
-            raise _invalid(self.path, line, f"YAML error: unacceptable character {char}: {e.reason}") from e
+            raise InvalidConfig(self.path, line, f"YAML error: unacceptable character {char}: {e.reason}") from e
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             problem = "; ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
-            raise _invalid(self.path, mark.line + 1 if mark else 1, f"YAML syntax error: {problem}") from e
+            raise InvalidConfig(self.path, mark.line + 1 if mark else 1, f"YAML syntax error: {problem}") from e
         except yaml.YAMLError as e:
-            raise _invalid(self.path, 1, f"YAML error: {e}") from e
+            raise InvalidConfig(self.path, 1, f"YAML error: {e}") from e
         finally:
             if loader is not None:
                 loader.dispose()
@@ -301,7 +287,7 @@ class _Parser:
     def fleet(self, text: str) -> Fleet:
         root = self.compose(text)
         if root is None:
-            raise _invalid(self.path, 1, "the fleet file is empty; expected keys zone, targets, endpoints")
+            raise InvalidConfig(self.path, 1, "the fleet file is empty; expected keys zone, targets, endpoints")
         top = self.entries(root, "top level", _TOP_KEYS, required=("zone", "targets", "endpoints"))
         zone = self.zone(top["zone"][1])
         default_ttl: tuple[int, Node] | None = None

@@ -15,7 +15,7 @@ class DnsplaneError(Exception):
 
     fmt = "dnsplane error"
 
-    def __init__(self, message: str | None = None, **fields: Any) -> None:
+    def __init__(self, message: str | None = None, /, **fields: Any) -> None:
         self.fields = fields
         for name, value in fields.items():
             setattr(self, name, value)
@@ -27,7 +27,7 @@ class Retryable(DnsplaneError):
 
     fmt = "temporary failure: {reason}"
 
-    def __init__(self, message: str | None = None, *, retry_after: float = 0.5, **fields: Any) -> None:
+    def __init__(self, message: str | None = None, /, *, retry_after: float = 0.5, **fields: Any) -> None:
         self.retry_after = retry_after
         super().__init__(message, **fields)
 
