@@ -1,0 +1,478 @@
+"""An embedded authoritative DNS server (asyncio, UDP and TCP) serving dnsplane zones.
+
+``DnsServer`` serves each ``ZoneSource``'s zone from answers prerendered by
+``dnsplane.dns.answers`` (see there for the protocol guarantees: AA, NXDOMAIN
+vs no-data with SOA, REFUSED, FORMERR, NOTIMP, EDNS0, truncation, 0x20 echo,
+weighted or all-addresses answers).
+
+Freshness guarantees:
+- in-process writes: the source calls our listener (in the writer's thread)
+  with the keys it just committed. The listener only queues the keys and
+  wakes the event loop (``call_soon_threadsafe``); the loop thread re-reads
+  and re-renders them. Before serving each datagram or TCP message the loop
+  thread applies anything queued, so a query sent after the write returned
+  sees the write;
+- cross-process writes: ``source.data_version()`` is checked at most every
+  50 ms while queries arrive, and by a 100 ms periodic task otherwise; when it
+  changed, the whole zone is re-read (only endpoints whose content changed are
+  re-rendered);
+- the SOA serial of a zone is bumped on every refresh of that zone.
+
+Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
+in the event loop thread (or in the caller's thread for ``refresh`` while the
+server is not running). ``refresh`` may be called from any thread.
+
+Limits:
+- one event loop thread serves everything; re-reading a large zone blocks it
+  for the duration of ``read_all`` plus the re-rendering of changed endpoints;
+- UDP uses ``loop.add_reader`` on a non-blocking socket (selector event loops,
+  i.e. Unix); UDP answers that cannot be sent (full socket buffer) are dropped;
+- TCP connections are closed after ``tcp_idle_timeout`` seconds (10 s) idle;
+  a TCP message that cannot be parsed at all closes its connection; there is
+  no cap on the number of TCP connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from dnsplane.dns.answers import Responder, ServerStats, ZoneTable
+from dnsplane.errors import DnsplaneError
+from dnsplane.model import EndpointKey, Observed, normalise_name
+
+log = logging.getLogger("dnsplane.dns")
+
+VERSION_CHECK_INTERVAL = 0.05  # seconds between data_version() checks while serving
+POLL_INTERVAL = 0.1  # periodic task: queued refreshes and data_version()
+TCP_IDLE_TIMEOUT = 10.0
+UDP_BATCH = 64  # datagrams served per readiness event before yielding to the loop
+UDP_RECV_SIZE = 4096  # larger queries are truncated by the kernel and answered FORMERR
+BIND_ATTEMPTS = 20
+
+
+class ZoneSource(Protocol):
+    """What the server needs from whatever holds a zone's records (the embedded provider)."""
+
+    zone: str  # absolute lower-case zone apex, e.g. "demo.test."
+
+    def read_all(self) -> dict[EndpointKey, Observed]: ...
+
+    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]: ...
+
+    def add_listener(self, fn: Callable[[list[EndpointKey]], None]) -> None:
+        """``fn`` is called, in the writer's thread, with the keys just committed."""
+
+    def data_version(self) -> int:
+        """Changes when another process committed to the backing database; cheap."""
+
+
+class DnsServer:
+    """Authoritative server for the zones of ``sources`` on ``host:port`` (UDP and TCP)."""
+
+    def __init__(
+        self,
+        sources: list[ZoneSource],
+        host: str = "127.0.0.1",
+        port: int = 5353,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        self.host = host
+        self.port = port
+        self.tcp_idle_timeout = TCP_IDLE_TIMEOUT
+        self._responder = Responder(rng)
+        self.stats: ServerStats = self._responder.stats
+        serial = int(time.time())
+        self._tables: list[ZoneTable] = [
+            self._responder.add_zone(normalise_name(src.zone), serial) for src in self.sources
+        ]
+        self._table_index = {id(t): i for i, t in enumerate(self._tables)}
+        self._versions: list[int | None] = [None] * len(self.sources)
+        self._lock = threading.RLock()  # serialises table updates between threads
+        self._pending: deque[tuple[int | None, list[EndpointKey] | None]] = deque()
+        self._dirty = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._udp_sock: socket.socket | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._tcp_conns: set[_TcpConnection] = set()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._next_version_check = 0.0
+        for idx, src in enumerate(self.sources):
+            src.add_listener(functools.partial(self._on_commit, idx))
+
+    # --- lifecycle --------------------------------------------------------
+    async def start(self) -> None:
+        """Load every zone, then bind UDP and TCP on ``host:port`` (0 = a free port, same for both)."""
+        if self._loop is not None:
+            raise RuntimeError("DnsServer already started")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._pending.clear()
+        self._dirty = False
+        with self._lock:
+            for idx in range(len(self.sources)):
+                self._reload(idx)
+        try:
+            udp, tcp = self._bind()
+        except OSError:
+            self._loop = None
+            self._loop_thread = None
+            raise
+        self._udp_sock = udp
+        loop.add_reader(udp.fileno(), self._udp_readable)
+        self._tcp_server = await loop.create_server(lambda: _TcpConnection(self), sock=tcp)
+        self._next_version_check = time.monotonic() + VERSION_CHECK_INTERVAL
+        self._poll_task = loop.create_task(self._poll())
+        log.info(
+            "dns server listening on %s:%d for %s",
+            self.host,
+            self.port,
+            ", ".join(t.zone for t in self._tables),
+            extra={"event": "dns_listening", "host": self.host, "port": self.port},
+        )
+
+    async def stop(self) -> None:
+        """Stop serving; close the sockets and every TCP connection."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        if self._udp_sock is not None:
+            loop.remove_reader(self._udp_sock.fileno())
+            self._udp_sock.close()
+            self._udp_sock = None
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            for conn in list(self._tcp_conns):
+                conn.close()
+            await self._tcp_server.wait_closed()
+            self._tcp_server = None
+        self._loop = None
+        self._loop_thread = None
+        log.info("dns server stopped", extra={"event": "dns_stopped", "port": self.port})
+
+    def _bind(self) -> tuple[socket.socket, socket.socket]:
+        info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
+        family, addr = info[0], info[4]
+        attempts = BIND_ATTEMPTS if self.port == 0 else 1
+        for attempt in range(attempts):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                udp.bind(addr)
+                port = udp.getsockname()[1]
+                tcp = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    tcp.bind((addr[0], port, *addr[2:]))
+                    tcp.listen(128)
+                except OSError as exc:
+                    tcp.close()
+                    if exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
+                        udp.close()
+                        continue
+                    raise
+            except OSError:
+                udp.close()
+                raise
+            udp.setblocking(False)
+            tcp.setblocking(False)
+            self.port = port
+            return udp, tcp
+        raise OSError(errno.EADDRINUSE, f"no free port for UDP and TCP on {self.host}")
+
+    # --- freshness ----------------------------------------------------------
+    def refresh(self, keys: list[EndpointKey] | None = None) -> None:
+        """Re-read and re-render ``keys`` (None = every zone). Safe from any thread.
+
+        From the loop thread, or while the server is not running, the refresh is
+        done before returning; from another thread it is queued and is applied
+        before the next query is served.
+        """
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._enqueue(None, None if keys is None else list(keys))
+            return
+        with self._lock:
+            if keys is None:
+                for idx in range(len(self.sources)):
+                    self._reload(idx)
+            else:
+                self._refresh_keys(None, list(keys))
+
+    def _on_commit(self, idx: int, keys: list[EndpointKey]) -> None:
+        """Listener of source ``idx``: runs in the writer's thread."""
+        if self._loop is None:
+            return  # not serving: start() loads everything
+        self._enqueue(idx, list(keys))
+
+    def _enqueue(self, idx: int | None, keys: list[EndpointKey] | None) -> None:
+        self._pending.append((idx, keys))
+        self._dirty = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed under us: start() reloads anyway
+                loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        """Apply queued refreshes (loop thread)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        full: set[int | None] = set()
+        by_source: dict[int | None, set[EndpointKey]] = {}
+        while True:
+            try:
+                idx, keys = self._pending.popleft()
+            except IndexError:
+                break
+            if keys is None:
+                full.add(idx)
+            else:
+                by_source.setdefault(idx, set()).update(keys)
+        with self._lock:
+            if None in full:
+                for i in range(len(self.sources)):
+                    self._guarded(i, self._reload, i)
+                return
+            for i in full:
+                if i is not None:
+                    self._guarded(i, self._reload, i)
+                    by_source.pop(i, None)
+            for i, keys in by_source.items():
+                self._guarded(i, self._refresh_keys, i, list(keys))
+
+    def _guarded(self, idx: int | None, fn: Callable[..., None], *args: object) -> None:
+        """Run a refresh; when the source fails, mark it (all sources for None) for a full reload.
+
+        The reload happens at the next data_version check (within 50 ms while serving, 100 ms idle).
+        """
+        try:
+            fn(*args)
+        except DnsplaneError as exc:
+            log.warning(
+                "refresh failed, will reload: %s",
+                exc,
+                extra={"event": "dns_refresh_failed", "source": idx, "error": str(exc)},
+            )
+            for i in range(len(self.sources)) if idx is None else [idx]:
+                self._versions[i] = None
+
+    def _refresh_keys(self, idx: int | None, keys: list[EndpointKey]) -> None:
+        """Re-read ``keys``; ``idx`` None = route each key to the source serving its name."""
+        groups: dict[int, list[EndpointKey]] = {}
+        for key in keys:
+            owner = self._index_for(key)
+            if owner is None or (idx is not None and owner != idx):
+                log.debug(
+                    "key %s is not served by this source",
+                    key,
+                    extra={"event": "refresh_ignored", "endpoint": str(key)},
+                )
+                continue
+            groups.setdefault(owner, []).append(key)
+        for i, group in groups.items():
+            observed = self.sources[i].read(group)
+            table = self._tables[i]
+            for key in group:
+                table.set(key, observed.get(key, Observed(None, None)))
+            table.bump_serial()
+            self.stats.refreshes += 1
+            log.debug(
+                "refreshed %d endpoints of %s",
+                len(group),
+                table.zone,
+                extra={"event": "dns_refresh", "zone": table.zone, "count": len(group), "serial": table.serial},
+            )
+
+    def _index_for(self, key: EndpointKey) -> int | None:
+        table = self._responder.zone_of(key.name)
+        return None if table is None else self._table_index[id(table)]
+
+    def _reload(self, idx: int) -> None:
+        """Re-read a whole zone; only endpoints whose content changed are re-rendered."""
+        src = self.sources[idx]
+        table = self._tables[idx]
+        self._versions[idx] = src.data_version()
+        data = src.read_all()
+        changed = 0
+        for key in table.endpoints():
+            if key not in data:
+                table.remove(key)
+                changed += 1
+        for key, observed in data.items():
+            if self._index_for(key) != idx:
+                log.warning(
+                    "endpoint %s of zone %s is not served by it",
+                    key,
+                    table.zone,
+                    extra={"event": "outside_zone", "endpoint": str(key), "zone": table.zone},
+                )
+                continue
+            if table.set(key, observed):
+                changed += 1
+        table.bump_serial()
+        self.stats.reloads += 1
+        log.info(
+            "loaded zone %s: %d endpoints, %d changed",
+            table.zone,
+            len(data),
+            changed,
+            extra={"event": "dns_reload", "zone": table.zone, "endpoints": len(data), "changed": changed},
+        )
+
+    def _check_versions(self, now: float) -> None:
+        self._next_version_check = now + VERSION_CHECK_INTERVAL
+        for idx, src in enumerate(self.sources):
+            try:
+                version = src.data_version()
+            except DnsplaneError as exc:
+                log.warning("data_version failed: %s", exc, extra={"event": "dns_version_failed", "zone": src.zone})
+                continue
+            if version != self._versions[idx]:
+                log.info(
+                    "zone %s changed in another process",
+                    self._tables[idx].zone,
+                    extra={"event": "dns_data_version", "zone": self._tables[idx].zone, "version": version},
+                )
+                with self._lock:
+                    self._guarded(idx, self._reload, idx)
+
+    def _before_serving(self) -> None:
+        if self._dirty:
+            self._drain()
+        now = time.monotonic()
+        if now >= self._next_version_check:
+            self._check_versions(now)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                self._before_serving()
+            except Exception:  # robustness boundary: a failing source must not stop freshness polling
+                log.exception("refresh failed", extra={"event": "dns_refresh_failed"})
+
+    # --- serving ------------------------------------------------------------
+    def _udp_readable(self) -> None:
+        sock = self._udp_sock
+        if sock is None:
+            return
+        handle = self._responder.handle
+        stats = self.stats
+        try:
+            self._before_serving()
+        except Exception:  # robustness boundary: serve stale answers rather than nothing
+            log.exception("refresh failed", extra={"event": "dns_refresh_failed"})
+        for _ in range(UDP_BATCH):
+            if self._dirty:
+                self._drain()
+            try:
+                data, addr = sock.recvfrom(UDP_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error reported for an earlier send
+                log.debug("udp receive error: %s", exc, extra={"event": "udp_recv_error"})
+                continue
+            stats.udp_queries += 1
+            try:
+                resp = handle(data, True)
+            except Exception:  # robustness boundary: one bad datagram must never stop the server
+                log.exception("query failed", extra={"event": "query_failed", "size": len(data)})
+                continue
+            if resp is not None:
+                try:
+                    sock.sendto(resp, addr)
+                except OSError:
+                    stats.send_errors += 1
+
+    def _handle_tcp(self, data: bytes) -> bytes | None:
+        self._before_serving()
+        self.stats.tcp_queries += 1
+        return self._responder.handle(data, False)
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One TCP client: 2-byte length framing, several queries per connection, idle timeout."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._last = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server._tcp_conns.add(self)
+        self._arm(self._server.tcp_idle_timeout)
+
+    def _arm(self, delay: float) -> None:
+        loop = self._server._loop
+        if loop is not None:
+            self._timer = loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        idle = time.monotonic() - self._last
+        timeout = self._server.tcp_idle_timeout
+        if idle >= timeout:
+            log.debug("closing idle tcp connection", extra={"event": "tcp_idle_close"})
+            self.close()
+        else:
+            self._arm(timeout - idle)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._tcp_conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self._last = time.monotonic()
+        buf = self._buf
+        buf += data
+        transport = self._transport
+        while len(buf) >= 2 and transport is not None:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            msg = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            try:
+                resp = self._server._handle_tcp(msg)
+            except Exception:  # robustness boundary: one bad message must never stop the server
+                log.exception("query failed", extra={"event": "query_failed", "size": size})
+                resp = None
+            if resp is None:
+                self.close()
+                return
+            transport.write(len(resp).to_bytes(2, "big") + resp)
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
