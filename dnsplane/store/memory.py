@@ -1,0 +1,205 @@
+"""An in-memory plan store with exactly the semantics of ``SqliteStore``.
+
+Guarantees:
+- the same results as ``SqliteStore`` for every call sequence
+  (tests/store/test_store_conformance.py runs both side by side);
+- deterministic: no clock reads, no randomness, no threads started; time comes
+  in as the ``now`` arguments, so the simulator can drive it on its own clock;
+- ``changed_between`` costs O(changes in range), ``desired`` for k keys O(k log n);
+- safe to call from several threads (one lock around every call).
+
+Limits:
+- nothing survives the process; one instance is one store (no sharing between
+  processes). Use ``SqliteStore`` for anything that must outlive a run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+
+from dnsplane.errors import InvalidPlan
+from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
+from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+
+log = logging.getLogger(__name__)
+
+
+def check_unique_keys(changes: Sequence[tuple[EndpointKey, RecordSet]]) -> None:
+    """A plan names each endpoint at most once; a second entry is a planner bug."""
+    seen: set[EndpointKey] = set()
+    for k, _ in changes:
+        if k in seen:
+            raise InvalidPlan(endpoint=str(k), reason="endpoint appears twice in one plan")
+        seen.add(k)
+
+
+class MemoryStore(Store):
+    """Plans, in-flight registrations and the journal held in dictionaries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._head = 0
+        self._plans: dict[int, PlanInfo] = {}  # insertion order == generation order
+        # per key: ascending generations and the record sets they set
+        self._gens: dict[EndpointKey, list[int]] = {}
+        self._sets: dict[EndpointKey, list[RecordSet]] = {}
+        # per generation: the keys that still have a change row there (the "generation index")
+        self._by_gen: dict[int, dict[EndpointKey, None]] = {}
+        self._gen_order: list[int] = []  # ascending keys of _by_gen
+        self._multi: set[EndpointKey] = set()  # keys with two or more change rows
+        self._inflight: dict[str, tuple[int, float]] = {}
+        self._applied: dict[str, int] = {}
+        self._lkg: int | None = None
+        self._journal: dict[EndpointKey, list[JournalEntry]] = {}
+
+    # -- plans -------------------------------------------------------------
+
+    def head(self) -> Generation:
+        with self._lock:
+            return Generation(self._head)
+
+    def publish(
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+    ) -> Generation | None:
+        check_unique_keys(changes)
+        with self._lock:
+            if self._head != expect_head:
+                return None
+            g = self._head + 1
+            self._add_plan_unlocked(g, changes, now, planner)
+            return Generation(g)
+
+    def advance_head(self, at_least: Generation, now: float) -> Generation:
+        with self._lock:
+            if self._head < at_least:
+                self._add_plan_unlocked(int(at_least), (), now, "advance_head")
+            return Generation(self._head)
+
+    def _add_plan_unlocked(
+        self, g: int, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+    ) -> None:
+        self._head = g
+        self._plans[g] = PlanInfo(Generation(g), now, planner, len(changes))
+        if not changes:
+            return
+        index: dict[EndpointKey, None] = {}
+        for k, rs in changes:
+            gens = self._gens.get(k)
+            if gens is None:
+                self._gens[k] = [g]
+                self._sets[k] = [rs]
+            else:
+                gens.append(g)  # g is above every stored generation: the list stays sorted
+                self._sets[k].append(rs)
+                self._multi.add(k)
+            index[k] = None
+        self._by_gen[g] = index
+        self._gen_order.append(g)
+
+    def desired(self, keys: Iterable[EndpointKey] | None, at: Generation) -> dict[EndpointKey, Desired]:
+        with self._lock:
+            out: dict[EndpointKey, Desired] = {}
+            for k in self._gens if keys is None else keys:
+                d = self._newest_unlocked(k, at)
+                if d is not None:
+                    out[k] = d
+            return out
+
+    def _newest_unlocked(self, k: EndpointKey, at: int) -> Desired | None:
+        gens = self._gens.get(k)
+        if gens is None:
+            return None
+        i = bisect.bisect_right(gens, at) - 1
+        if i < 0:
+            return None
+        return Desired(Generation(gens[i]), self._sets[k][i])
+
+    def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
+        with self._lock:
+            out: dict[EndpointKey, Desired] = {}
+            lo = bisect.bisect_right(self._gen_order, after)
+            hi = bisect.bisect_right(self._gen_order, upto)
+            for g in self._gen_order[lo:hi]:
+                for k in self._by_gen[g]:
+                    out[k] = self._newest_unlocked(k, upto)  # type: ignore[assignment]  # k has a row <= upto
+            return out
+
+    def plans(self) -> list[PlanInfo]:
+        with self._lock:
+            return list(self._plans.values())
+
+    # -- enactors, verifier, collector --------------------------------------
+
+    def begin(self, actor: str, generation: Generation, now: float) -> None:
+        with self._lock:
+            self._inflight[actor] = (int(generation), now)
+
+    def finish(self, actor: str, generation: Generation, now: float) -> None:
+        with self._lock:
+            self._inflight.pop(actor, None)
+            self._applied[actor] = max(self._applied.get(actor, 0), int(generation))
+
+    def set_last_known_good(self, generation: Generation) -> None:
+        with self._lock:
+            self._lkg = int(generation)
+
+    def low_watermark(self, now: float) -> Generation:
+        with self._lock:
+            return self._low_watermark_unlocked(now)
+
+    def _low_watermark_unlocked(self, now: float) -> Generation:
+        w = max(self._applied.values(), default=NO_GENERATION)
+        for g, since in self._inflight.values():
+            if now - since <= INFLIGHT_TTL:
+                w = min(w, g)
+        if self._lkg is not None:
+            w = min(w, self._lkg)
+        return Generation(w)
+
+    def collect(self, watermark: Generation, now: float) -> int:
+        with self._lock:
+            current = self._low_watermark_unlocked(now)
+            if current < watermark:
+                log.info("collect skipped: watermark %d moved back to %d", watermark, current)
+                return 0
+            doomed = [g for g in self._plans if g < watermark]
+            for g in doomed:
+                del self._plans[g]
+            for k in list(self._multi):
+                gens = self._gens[k]
+                keep_from = bisect.bisect_right(gens, watermark) - 1  # newest row <= watermark
+                if keep_from <= 0:
+                    continue
+                for g in gens[:keep_from]:
+                    self._drop_index_unlocked(g, k)
+                del gens[:keep_from]
+                del self._sets[k][:keep_from]
+                if len(gens) < 2:
+                    self._multi.discard(k)
+            return len(doomed)
+
+    def _drop_index_unlocked(self, g: int, k: EndpointKey) -> None:
+        index = self._by_gen[g]
+        del index[k]
+        if not index:
+            del self._by_gen[g]
+            i = bisect.bisect_left(self._gen_order, g)
+            del self._gen_order[i]
+
+    def applied(self) -> dict[str, Generation]:
+        with self._lock:
+            return {a: Generation(g) for a, g in sorted(self._applied.items())}
+
+    # -- journal -----------------------------------------------------------
+
+    def record(self, entries: Sequence[JournalEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                self._journal.setdefault(e.key, []).append(e)
+
+    def history(self, key: EndpointKey) -> list[JournalEntry]:
+        with self._lock:
+            return list(self._journal.get(key, ()))

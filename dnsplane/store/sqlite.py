@@ -1,0 +1,354 @@
+"""The default plan store: one SQLite file in the data directory.
+
+Guarantees:
+- safe with several processes and threads on one machine: WAL mode, a busy
+  timeout, and every read-modify-write (publish, advance_head, finish, collect)
+  inside one ``BEGIN IMMEDIATE`` transaction, so the head compare-and-swap and
+  the collector's watermark check are made under the write lock;
+- multi-statement reads run in one transaction, so they see one snapshot;
+- ``changed_between`` walks the generation index: O(changes in range);
+- a busy or locked database raises ``StoreUnavailable`` (``Retryable``), never a
+  bare ``sqlite3`` error;
+- ``synchronous=FULL``: a committed plan survives a power loss.
+
+Limits:
+- one machine only (SQLite locking over a network file system is not to be
+  trusted); use a distributed store across machines;
+- a connection per instance, guarded by a lock: calls from several threads of
+  one instance are serialised, not parallel;
+- parsed record sets are cached by their JSON text (bounded), trading memory
+  for the cost of parsing the same content twice.
+
+Schema (version 1)::
+
+    meta(key PK, value)                       -- 'head', 'lkg', 'schema'
+    plans(generation PK, created_at, planner, changes)
+    changes(name, rtype, generation, data, PK(name, rtype, generation)), index on generation
+    inflight(actor PK, generation, since)
+    applied(actor PK, generation, at)
+    journal(id PK, at, actor, name, rtype, action, before, after, detail), index on (name, rtype, id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+
+from dnsplane.errors import StoreUnavailable
+from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
+from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+from dnsplane.store.memory import check_unique_keys
+
+log = logging.getLogger(__name__)
+
+_new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, rtype)) minus NamedTuple's slow __new__
+
+SCHEMA_VERSION = 1
+_CACHE_LIMIT = 131_072  # parsed record sets kept by JSON text
+_PER_KEY_LIMIT = 32  # below this many keys, desired() looks each one up; above, one join
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plans (
+    generation INTEGER PRIMARY KEY, created_at REAL NOT NULL, planner TEXT NOT NULL, changes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    name TEXT NOT NULL, rtype TEXT NOT NULL, generation INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (name, rtype, generation)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS changes_by_generation ON changes (generation);
+CREATE TABLE IF NOT EXISTS inflight (actor TEXT PRIMARY KEY, generation INTEGER NOT NULL, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS applied (actor TEXT PRIMARY KEY, generation INTEGER NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, name TEXT NOT NULL,
+    rtype TEXT NOT NULL, action TEXT NOT NULL, before INTEGER, after INTEGER, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
+"""
+
+
+class RecordSetCodec:
+    """Compact JSON of ``RecordSet.to_json()`` and back, with a bounded parse cache.
+
+    ``encode`` produces exactly ``json.dumps(rs.to_json(), separators=(",", ":"))``
+    (the same escaping), only faster, and remembers the pair so that reading
+    back what this process wrote costs a dictionary lookup.
+    """
+
+    def __init__(self, limit: int = _CACHE_LIMIT) -> None:
+        self._limit = limit
+        self._parsed: dict[str, RecordSet] = {}
+
+    def encode(self, rs: RecordSet) -> str:
+        members = ",".join(
+            f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
+        )
+        text = f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
+        self._remember(text, rs)
+        return text
+
+    def decode(self, text: str) -> RecordSet:
+        rs = self._parsed.get(text)
+        if rs is None:
+            rs = RecordSet.from_json(json.loads(text))
+            self._remember(text, rs)
+        return rs
+
+    def _remember(self, text: str, rs: RecordSet) -> None:
+        if len(self._parsed) >= self._limit:
+            # forget the older half (dicts keep insertion order); a miss only costs a parse
+            for old in list(itertools.islice(self._parsed, self._limit // 2)):
+                del self._parsed[old]
+        self._parsed[text] = rs
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SqliteStore(Store):
+    """``Store`` on a SQLite file; several instances and processes may share the file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self.path = os.fspath(path)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._codec = RecordSetCodec()
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            with self._tx(immediate=True) as db:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('head', 0), ('schema', ?)", (SCHEMA_VERSION,)
+                )
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if _is_busy(exc):
+                raise StoreUnavailable(reason=f"{self.path}: {exc}") from exc
+            raise
+
+    # -- transactions --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction under the instance lock; ``immediate`` takes the write lock at once."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if _is_busy(exc):
+                    raise StoreUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plans -------------------------------------------------------------
+
+    @staticmethod
+    def _head_unlocked(db: sqlite3.Connection) -> int:
+        return int(db.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0])
+
+    def head(self) -> Generation:
+        with self._tx() as db:
+            return Generation(self._head_unlocked(db))
+
+    def publish(
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+    ) -> Generation | None:
+        check_unique_keys(changes)
+        encode = self._codec.encode
+        with self._tx(immediate=True) as db:
+            head = self._head_unlocked(db)
+            if head != expect_head:
+                return None
+            g = head + 1
+            rows = [(k.name, k.rtype, g, encode(rs)) for k, rs in changes]
+            self._add_plan_unlocked(db, g, rows, now, planner)
+            return Generation(g)
+
+    def advance_head(self, at_least: Generation, now: float) -> Generation:
+        with self._tx(immediate=True) as db:
+            head = self._head_unlocked(db)
+            if head >= at_least:
+                return Generation(head)
+            self._add_plan_unlocked(db, int(at_least), [], now, "advance_head")
+            return Generation(int(at_least))
+
+    @staticmethod
+    def _add_plan_unlocked(
+        db: sqlite3.Connection, g: int, rows: list[tuple[str, str, int, str]], now: float, planner: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO plans (generation, created_at, planner, changes) VALUES (?, ?, ?, ?)",
+            (g, now, planner, len(rows)),
+        )
+        if rows:
+            db.executemany("INSERT INTO changes (name, rtype, generation, data) VALUES (?, ?, ?, ?)", rows)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'head'", (g,))
+
+    def desired(self, keys: Iterable[EndpointKey] | None, at: Generation) -> dict[EndpointKey, Desired]:
+        decode = self._codec.decode
+        with self._tx() as db:
+            if keys is None:
+                # SQLite returns the bare columns of the row holding max(generation)
+                cur = db.execute(
+                    "SELECT name, rtype, max(generation), data FROM changes WHERE generation <= ? GROUP BY name, rtype",
+                    (at,),
+                )
+                return {_new_key((n, t)): Desired(Generation(g), decode(d)) for n, t, g, d in cur}
+            keys = list(dict.fromkeys(keys))
+            out: dict[EndpointKey, Desired] = {}
+            if len(keys) <= _PER_KEY_LIMIT:
+                for k in keys:
+                    row = db.execute(
+                        "SELECT generation, data FROM changes WHERE name = ? AND rtype = ? AND generation <= ?"
+                        " ORDER BY generation DESC LIMIT 1",
+                        (k.name, k.rtype, at),
+                    ).fetchone()
+                    if row is not None:
+                        out[k] = Desired(Generation(row[0]), decode(row[1]))
+                return out
+            cur = db.execute(
+                "SELECT c.name, c.rtype, max(c.generation), c.data FROM json_each(?) AS q"
+                " JOIN changes AS c ON c.name = q.value ->> 0 AND c.rtype = q.value ->> 1"
+                " WHERE c.generation <= ? GROUP BY c.name, c.rtype",
+                (json.dumps([[k.name, k.rtype] for k in keys], separators=(",", ":")), at),
+            )
+            return {_new_key((n, t)): Desired(Generation(g), decode(d)) for n, t, g, d in cur}
+
+    def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
+        decode = self._codec.decode
+        out: dict[EndpointKey, Desired] = {}
+        with self._tx() as db:
+            # ascending generation: a later row of the same key overwrites an earlier one
+            cur = db.execute(
+                "SELECT name, rtype, generation, data FROM changes INDEXED BY changes_by_generation"
+                " WHERE generation > ? AND generation <= ? ORDER BY generation",
+                (after, upto),
+            )
+            for n, t, g, d in cur:
+                out[_new_key((n, t))] = Desired(Generation(g), decode(d))
+        return out
+
+    def plans(self) -> list[PlanInfo]:
+        with self._tx() as db:
+            cur = db.execute("SELECT generation, created_at, planner, changes FROM plans ORDER BY generation")
+            return [PlanInfo(Generation(g), at, p, n) for g, at, p, n in cur]
+
+    # -- enactors, verifier, collector --------------------------------------
+
+    def begin(self, actor: str, generation: Generation, now: float) -> None:
+        with self._tx(immediate=True) as db:
+            db.execute(
+                "INSERT INTO inflight (actor, generation, since) VALUES (?, ?, ?)"
+                " ON CONFLICT (actor) DO UPDATE SET generation = excluded.generation, since = excluded.since",
+                (actor, generation, now),
+            )
+
+    def finish(self, actor: str, generation: Generation, now: float) -> None:
+        with self._tx(immediate=True) as db:
+            db.execute("DELETE FROM inflight WHERE actor = ?", (actor,))
+            db.execute(
+                "INSERT INTO applied (actor, generation, at) VALUES (?, ?, ?)"
+                " ON CONFLICT (actor) DO UPDATE SET generation = max(generation, excluded.generation),"
+                " at = excluded.at",
+                (actor, generation, now),
+            )
+
+    def set_last_known_good(self, generation: Generation) -> None:
+        with self._tx(immediate=True) as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('lkg', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (generation,),
+            )
+
+    def low_watermark(self, now: float) -> Generation:
+        with self._tx() as db:
+            return self._low_watermark_unlocked(db, now)
+
+    @staticmethod
+    def _low_watermark_unlocked(db: sqlite3.Connection, now: float) -> Generation:
+        w = db.execute("SELECT coalesce(max(generation), ?) FROM applied", (NO_GENERATION,)).fetchone()[0]
+        # the same test as MemoryStore: now - since <= INFLIGHT_TTL
+        g = db.execute("SELECT min(generation) FROM inflight WHERE ? - since <= ?", (now, INFLIGHT_TTL)).fetchone()[0]
+        if g is not None:
+            w = min(w, g)
+        row = db.execute("SELECT value FROM meta WHERE key = 'lkg'").fetchone()
+        if row is not None:
+            w = min(w, row[0])
+        return Generation(int(w))
+
+    def collect(self, watermark: Generation, now: float) -> int:
+        with self._tx(immediate=True) as db:
+            current = self._low_watermark_unlocked(db, now)
+            if current < watermark:
+                log.info("collect skipped: watermark %d moved back to %d", watermark, current)
+                return 0
+            deleted = db.execute("DELETE FROM plans WHERE generation < ?", (watermark,)).rowcount
+            # a row is superseded when a newer row of its key exists at or below the watermark
+            db.execute(
+                "DELETE FROM changes WHERE generation < ? AND EXISTS (SELECT 1 FROM changes AS newer"
+                " WHERE newer.name = changes.name AND newer.rtype = changes.rtype"
+                " AND newer.generation > changes.generation AND newer.generation <= ?)",
+                (watermark, watermark),
+            )
+            return int(deleted)
+
+    def applied(self) -> dict[str, Generation]:
+        with self._tx() as db:
+            cur = db.execute("SELECT actor, generation FROM applied ORDER BY actor")
+            return {a: Generation(g) for a, g in cur}
+
+    # -- journal -----------------------------------------------------------
+
+    def record(self, entries: Sequence[JournalEntry]) -> None:
+        if not entries:
+            return
+        rows = [(e.at, e.actor, e.key.name, e.key.rtype, e.action, e.before, e.after, e.detail) for e in entries]
+        with self._tx(immediate=True) as db:
+            db.executemany(
+                "INSERT INTO journal (at, actor, name, rtype, action, before, after, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def history(self, key: EndpointKey) -> list[JournalEntry]:
+        with self._tx() as db:
+            cur = db.execute(
+                "SELECT at, actor, action, before, after, detail FROM journal WHERE name = ? AND rtype = ? ORDER BY id",
+                (key.name, key.rtype),
+            )
+            return [
+                JournalEntry(
+                    at,
+                    actor,
+                    key,
+                    action,
+                    None if before is None else Generation(before),
+                    None if after is None else Generation(after),
+                    detail,
+                )
+                for at, actor, action, before, after, detail in cur
+            ]

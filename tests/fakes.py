@@ -1,0 +1,38 @@
+"""Shared builders and fakes for dnsplane's tests: small, readable model values.
+
+``member("a", "10.0.0.1")``, ``rs(member(...), ttl=30)``, ``key("api.demo.test")``
+build the values every test needs; ``marker(g, records)`` is the marker a
+correct enactor writes beside ``records`` at generation ``g``. The in-memory
+store and provider (``dnsplane.store.memory``, ``dnsplane.providers.memory``)
+are the fakes proper; they are re-exported here so tests import one place.
+"""
+
+from __future__ import annotations
+
+from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, normalise_name
+from dnsplane.providers.memory import MemoryProvider
+from dnsplane.store.memory import MemoryStore
+
+ZONE = "demo.test."
+
+__all__ = ["ZONE", "MemoryProvider", "MemoryStore", "key", "marker", "member", "rs"]
+
+
+def member(id: str, *addrs: str, weight: int = 1) -> Member:
+    """A weighted target inside a record set."""
+    return Member(id, tuple(addrs), weight)
+
+
+def rs(*members: Member, ttl: int = 30) -> RecordSet:
+    """A record set of ``members`` (sorted by target id, as ``RecordSet.of`` does)."""
+    return RecordSet.of(ttl, members)
+
+
+def key(name: str, rtype: str = "A") -> EndpointKey:
+    """An endpoint key; the name is normalised (lower case, trailing dot)."""
+    return EndpointKey(normalise_name(name), rtype)
+
+
+def marker(generation: int, records: RecordSet) -> Marker:
+    """The marker that goes beside ``records`` when generation ``generation`` writes them."""
+    return Marker(Generation(generation), records.digest)

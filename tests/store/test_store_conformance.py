@@ -1,0 +1,374 @@
+"""Every Store keeps the contract of dnsplane/store/base.py; the memory fake and SQLite agree.
+
+One suite runs on ``MemoryStore`` and ``SqliteStore``; a Hypothesis state machine
+drives both with the same random operations and compares every answer; two
+processes publishing at once on one SQLite file get consecutive, unique generations.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from dnsplane.errors import InvalidPlan, StoreUnavailable
+from dnsplane.model import Generation, RecordSet
+from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+from dnsplane.store.memory import MemoryStore
+from dnsplane.store.sqlite import SqliteStore
+
+try:
+    from tests.fakes import key, member, rs
+except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from fakes import key, member, rs  # type: ignore[no-redef]
+
+G = Generation
+A = key("a.demo.test")
+B = key("b.demo.test")
+C = key("c.demo.test", "AAAA")
+
+
+def content(n: int) -> RecordSet:
+    return rs(member(f"t{n}", f"10.0.0.{n % 250 + 1}"), ttl=30 + n)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "store.sqlite")
+    yield s
+    s.close()
+
+
+def publish_all(store: Store, *plans: list[tuple]) -> list[Generation]:
+    gens = []
+    for i, changes in enumerate(plans):
+        g = store.publish(store.head(), changes, float(i), "test")
+        assert g is not None
+        gens.append(g)
+    return gens
+
+
+# -- publish and the head ---------------------------------------------------
+
+
+def test_empty_store(store: Store) -> None:
+    assert store.head() == 0
+    assert store.desired(None, G(0)) == {}
+    assert store.changed_between(G(0), G(10)) == {}
+    assert store.plans() == []
+    assert store.applied() == {}
+    assert store.low_watermark(0.0) == 0
+
+
+def test_publish_is_a_compare_and_swap(store: Store) -> None:
+    assert store.publish(G(0), [(A, content(1))], 1.0, "p1") == 1
+    assert store.publish(G(0), [(A, content(2))], 1.0, "p2") is None  # lost the race
+    assert store.publish(G(5), [(A, content(2))], 1.0, "p2") is None  # ahead of the head
+    assert store.head() == 1
+    assert store.desired([A], G(1))[A].records == content(1)
+    assert store.plans() == [PlanInfo(G(1), 1.0, "p1", 1)]
+
+
+def test_two_sqlite_instances_on_one_file_get_one_winner(tmp_path: Path) -> None:
+    s1, s2 = SqliteStore(tmp_path / "s.sqlite"), SqliteStore(tmp_path / "s.sqlite")
+    try:
+        results = [s1.publish(G(0), [(A, content(1))], 1.0, "p1"), s2.publish(G(0), [(B, content(2))], 1.0, "p2")]
+        assert results == [1, None]
+        assert s2.head() == 1
+        assert s2.desired(None, G(1)) == s1.desired(None, G(1))
+        assert set(s2.desired(None, G(1))) == {A}
+    finally:
+        s1.close()
+        s2.close()
+
+
+def test_generations_only_grow(store: Store) -> None:
+    seen = publish_all(store, [(A, content(1))], [], [(B, content(2))])
+    assert seen == [1, 2, 3]  # an empty plan is a plan
+    assert store.advance_head(G(2), 5.0) == 3  # already past: nothing happens
+    assert store.advance_head(G(10), 5.0) == 10
+    assert store.head() == 10
+    assert store.publish(G(3), [(A, content(3))], 6.0, "late") is None
+    assert store.publish(G(10), [(A, content(3))], 6.0, "p") == 11
+    gens = [p.generation for p in store.plans()]
+    assert gens == sorted(gens) == [1, 2, 3, 10, 11]
+    assert store.plans()[3] == PlanInfo(G(10), 5.0, "advance_head", 0)
+
+
+def test_a_plan_names_each_endpoint_once(store: Store) -> None:
+    with pytest.raises(InvalidPlan):
+        store.publish(G(0), [(A, content(1)), (A, content(2))], 1.0, "p")
+    assert store.head() == 0
+    assert store.plans() == []
+
+
+# -- desired and changed_between ----------------------------------------------
+
+
+def test_desired_is_the_newest_change_at_or_below(store: Store) -> None:
+    publish_all(store, [(A, content(1)), (B, content(1))], [(A, content(2))], [(C, content(3))], [(A, content(4))])
+    at2 = store.desired(None, G(2))
+    assert {k: (d.generation, d.records) for k, d in at2.items()} == {
+        A: (2, content(2)),
+        B: (1, content(1)),
+    }
+    assert store.desired([A, C], G(3)) == {A: at2[A], C: store.desired(None, G(3))[C]}
+    assert store.desired([C], G(2)) == {}  # no change at or below 2: absent
+    assert store.desired(None, G(0)) == {}
+    assert store.desired([A], G(99))[A].generation == 4
+    many = [key(f"e{i}.demo.test") for i in range(100)]  # the bulk path of SqliteStore
+    assert store.desired([*many, A, B], G(4)) == store.desired([A, B], G(4))
+
+
+def test_changed_between_returns_only_keys_changed_in_range(store: Store) -> None:
+    publish_all(store, [(A, content(1)), (B, content(1))], [(A, content(2))], [(C, content(3))], [(A, content(4))])
+    assert set(store.changed_between(G(1), G(3))) == {A, C}
+    assert store.changed_between(G(1), G(3))[A].generation == 2  # newest at or below upto
+    assert store.changed_between(G(1), G(4))[A].records == content(4)
+    assert store.changed_between(G(0), G(1)).keys() == {A, B}
+    assert store.changed_between(G(4), G(4)) == {}
+    assert store.changed_between(G(2), G(2)) == {}
+    assert store.changed_between(G(0), G(4)) == store.desired(None, G(4))
+
+
+def test_changed_between_scales_with_the_range_not_the_endpoints(store: Store) -> None:
+    big = [(key(f"e{i}.demo.test"), content(i)) for i in range(2000)]
+    publish_all(store, big, [(A, content(1))], [(B, content(2))])
+    assert store.changed_between(G(1), G(3)).keys() == {A, B}
+    assert len(store.changed_between(G(0), G(1))) == 2000
+
+
+# -- enactors, the verifier and the watermark ---------------------------------
+
+
+def test_watermark_counts_applied_inflight_and_last_known_good(store: Store) -> None:
+    publish_all(store, *([[(A, content(i))] for i in range(5)]))
+    assert store.low_watermark(0.0) == 0  # no enactor finished yet
+    store.finish("e1", G(4), 1.0)
+    store.finish("e2", G(2), 1.0)
+    assert store.low_watermark(1.0) == 4  # the newest fully applied
+    assert store.applied() == {"e1": 4, "e2": 2}
+    store.finish("e1", G(3), 2.0)  # never moves back
+    assert store.applied()["e1"] == 4
+    store.begin("e3", G(1), 10.0)
+    assert store.low_watermark(10.0) == 1
+    assert store.low_watermark(10.0 + INFLIGHT_TTL) == 1
+    assert store.low_watermark(10.0 + INFLIGHT_TTL + 1) == 4  # a crashed enactor's registration expires
+    store.set_last_known_good(G(3))
+    assert store.low_watermark(10.0 + INFLIGHT_TTL + 1) == 3
+    store.finish("e3", G(5), 11.0)
+    assert store.applied()["e3"] == 5
+    assert store.low_watermark(11.0) == 3
+    store.set_last_known_good(G(5))
+    assert store.low_watermark(11.0) == 5
+
+
+def test_inflight_keeps_its_plan_from_the_collector(store: Store) -> None:
+    publish_all(store, *([[(A, content(i))] for i in range(5)]))
+    store.finish("e1", G(5), 1.0)
+    store.begin("e2", G(2), 1.0)
+    assert store.low_watermark(1.0) == 2
+    assert store.collect(G(2), 1.0) == 1
+    assert [p.generation for p in store.plans()] == [2, 3, 4, 5]
+    # the expired registration no longer holds anything back
+    later = 1.0 + INFLIGHT_TTL + 1
+    assert store.collect(store.low_watermark(later), later) == 3
+    assert [p.generation for p in store.plans()] == [5]
+
+
+def test_collect_is_conditional_on_the_watermark(store: Store) -> None:
+    publish_all(store, *([[(A, content(i))] for i in range(5)]))
+    store.finish("e1", G(5), 1.0)
+    w = store.low_watermark(1.0)
+    assert w == 5
+    store.begin("e2", G(2), 2.0)  # a new enactor registers between the read and the delete
+    assert store.collect(w, 2.0) == 0
+    assert len(store.plans()) == 5
+    assert store.collect(G(9), 2.0) == 0  # above the current watermark: nothing
+    assert len(store.plans()) == 5
+
+
+def test_collect_keeps_the_newest_content_of_every_endpoint(store: Store) -> None:
+    publish_all(
+        store,
+        [(A, content(1)), (B, content(1)), (C, content(1))],
+        [(A, content(2))],
+        [(A, content(3)), (B, content(3))],
+        [(A, content(4))],
+        [(B, content(5))],
+    )
+    before = store.desired(None, store.head())
+    at_w = store.desired(None, G(4))
+    store.finish("e1", G(4), 1.0)
+    assert store.collect(G(4), 1.0) == 3
+    assert [p.generation for p in store.plans()] == [4, 5]
+    assert store.desired(None, store.head()) == before
+    assert store.desired(None, G(4)) == at_w  # C's only change was in plan 1: still there
+    assert store.desired([C], G(5))[C].generation == 1
+    assert store.collect(G(4), 1.0) == 0  # nothing left below
+    assert store.desired(None, store.head()) == before
+
+
+# -- journal -----------------------------------------------------------------
+
+
+def test_journal_history_is_per_key_oldest_first(store: Store) -> None:
+    entries = [
+        JournalEntry(1.0, "e1", A, "write", None, G(1)),
+        JournalEntry(2.0, "e2", B, "conflict", G(1), G(2), "marker moved"),
+        JournalEntry(3.0, "e1", A, "skip", G(1), G(1)),
+    ]
+    store.record(entries[:2])
+    store.record([])
+    store.record(entries[2:])
+    store.record([JournalEntry(0.5, "v", A, "repair", G(1), G(3), "late clock")])  # order is insertion order
+    assert store.history(A) == [entries[0], entries[2], JournalEntry(0.5, "v", A, "repair", G(1), G(3), "late clock")]
+    assert store.history(B) == [entries[1]]
+    assert store.history(C) == []
+
+
+# -- the fake agrees with the real store --------------------------------------
+
+KEYS = [A, B, C, key("d.demo.test")]
+CONTENTS = [content(i) for i in range(4)]
+actors = st.sampled_from(["e1", "e2", "v"])
+small_gen = st.integers(min_value=0, max_value=12)
+
+
+class StoresAgree(RuleBasedStateMachine):
+    """Random operations on MemoryStore and SqliteStore give identical answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.mem = MemoryStore()
+        self.sql = SqliteStore(Path(self.dir.name) / "store.sqlite")
+        self.now = 0.0
+
+    def teardown(self) -> None:
+        self.sql.close()
+        self.dir.cleanup()
+
+    def both(self, call: str, *args: object) -> object:
+        a = getattr(self.mem, call)(*args)
+        b = getattr(self.sql, call)(*args)
+        assert a == b, (call, args, a, b)
+        return a
+
+    @initialize()
+    def start(self) -> None:
+        self.both("head")
+
+    @rule(data=st.data(), lag=st.integers(min_value=0, max_value=2))
+    def publish(self, data: st.DataObject, lag: int) -> None:
+        keys = data.draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=3))
+        changes = [(k, data.draw(st.sampled_from(CONTENTS))) for k in keys]
+        self.both("publish", G(max(0, self.mem.head() - lag)), changes, self.now, "p")
+
+    @rule(at_least=small_gen)
+    def advance_head(self, at_least: int) -> None:
+        self.both("advance_head", G(at_least), self.now)
+
+    @rule(dt=st.sampled_from([0.0, 1.0, 100.0, INFLIGHT_TTL, INFLIGHT_TTL + 1]))
+    def tick(self, dt: float) -> None:
+        self.now += dt
+
+    def near_head(self, back: int) -> Generation:
+        return G(max(0, self.mem.head() - back))
+
+    @rule(actor=actors, back=st.integers(min_value=0, max_value=3))
+    def begin(self, actor: str, back: int) -> None:
+        self.both("begin", actor, self.near_head(back), self.now)
+
+    @rule(actor=actors, back=st.integers(min_value=-1, max_value=3))
+    def finish(self, actor: str, back: int) -> None:
+        self.both("finish", actor, self.near_head(back), self.now)
+
+    @rule(back=st.integers(min_value=0, max_value=3))
+    def set_lkg(self, back: int) -> None:
+        self.both("set_last_known_good", self.near_head(back))
+
+    @rule(delta=st.integers(min_value=-2, max_value=2))
+    def collect(self, delta: int) -> None:
+        w = self.both("low_watermark", self.now)
+        self.both("collect", G(max(0, w + delta)), self.now)  # type: ignore[operator]
+
+    @precondition(lambda self: self.mem.head() > 0)
+    @rule(data=st.data())
+    def queries(self, data: st.DataObject) -> None:
+        head = self.mem.head()
+        at = data.draw(st.integers(min_value=0, max_value=head + 1))
+        after = data.draw(st.integers(min_value=0, max_value=head))
+        keys = data.draw(st.lists(st.sampled_from(KEYS), max_size=4))
+        self.both("desired", keys, G(at))
+        self.both("changed_between", G(after), G(at))
+
+    @rule(k=st.sampled_from(KEYS), actor=actors, action=st.sampled_from(["write", "skip"]), b=small_gen)
+    def record(self, k: tuple, actor: str, action: str, b: int) -> None:
+        self.both("record", [JournalEntry(self.now, actor, k, action, G(b) if b else None, G(b + 1))])
+        self.both("history", k)
+
+    @invariant()
+    def same_state(self) -> None:
+        head = self.both("head")
+        self.both("plans")
+        self.both("applied")
+        self.both("desired", None, head)
+        self.both("changed_between", G(0), head)
+        w = self.both("low_watermark", self.now)
+        self.both("desired", None, w)
+
+
+StoresAgree.TestCase.settings = settings(
+    max_examples=80, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_memory_and_sqlite_stores_agree = StoresAgree.TestCase
+
+
+# -- two processes on one SQLite file -------------------------------------------
+
+
+def publisher(path: str, name: str, count: int) -> list[int]:
+    """Publish ``count`` plans with a read-head / CAS / retry loop; return the generations won."""
+    store = SqliteStore(path, timeout=10.0)
+    won: list[int] = []
+    try:
+        for i in range(count):
+            changes = [(key(f"{name}-{i}.demo.test"), content(i))]
+            while True:
+                try:
+                    g = store.publish(store.head(), changes, float(i), name)
+                except StoreUnavailable:
+                    continue
+                if g is not None:
+                    won.append(int(g))
+                    break
+    finally:
+        store.close()
+    return won
+
+
+def test_two_processes_publish_consecutive_unique_generations(tmp_path: Path) -> None:
+    path = str(tmp_path / "store.sqlite")
+    SqliteStore(path).close()  # create the schema once, before the race
+    count = 40
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        a, b = pool.starmap(publisher, [(path, "p1", count), (path, "p2", count)])
+    assert len(a) == len(b) == count
+    assert sorted(a + b) == list(range(1, 2 * count + 1))  # consecutive, none twice
+    assert a == sorted(a) and b == sorted(b)
+    store = SqliteStore(path)
+    try:
+        plans = store.plans()
+        assert [p.generation for p in plans] == list(range(1, 2 * count + 1))
+        assert {p.generation for p in plans if p.planner == "p1"} == set(a)
+        assert len(store.desired(None, store.head())) == 2 * count
+    finally:
+        store.close()
