@@ -8,6 +8,7 @@ processes publishing at once on one SQLite file get consecutive, unique generati
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,4 +372,21 @@ def test_two_processes_publish_consecutive_unique_generations(tmp_path: Path) ->
         assert {p.generation for p in plans if p.planner == "p1"} == set(a)
         assert len(store.desired(None, store.head())) == 2 * count
     finally:
+        store.close()
+
+
+def test_sqlite_locked_database_is_retryable(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = SqliteStore(path, timeout=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable) as err:
+            store.publish(G(0), [(A, content(1))], 1.0, "p")
+        assert err.value.retry_after > 0
+        assert store.head() == 0  # readers are not blocked by a writer (WAL)
+        blocker.execute("ROLLBACK")
+        assert store.publish(G(0), [(A, content(1))], 1.0, "p") == 1
+    finally:
+        blocker.close()
         store.close()

@@ -1,0 +1,291 @@
+"""The embedded provider: records and markers in a SQLite file that dnsplane's DNS server serves.
+
+Guarantees:
+- an endpoint is one row (records and marker side by side), so its records and
+  marker change in one statement and no reader sees one without the other;
+- every ``apply`` is one ``BEGIN IMMEDIATE`` transaction (``atomic_batches``):
+  the current markers are read and each write is made as a conditional
+  ``UPDATE … WHERE marker_gen IS ? AND marker_digest IS ?`` (or an ``INSERT``
+  where no row existed) under the database's write lock. The statements' row
+  counts are checked against the decisions; a mismatch rolls everything back;
+- a write whose records and marker already equal the current ones is not made
+  (I6) and still comes back ``Applied``; writes of one batch apply in order;
+- safe with several processes and threads on one machine (WAL, busy timeout);
+  a busy or locked database raises ``ProviderUnavailable`` (``Retryable``);
+- ``add_listener`` callbacks run after each commit, in the writer's thread,
+  with the keys written; ``data_version()`` changes whenever another
+  connection (another instance or process) committed to the file, so the two
+  together tell a reader of every change.
+
+Limits:
+- one machine only; ``synchronous=NORMAL``: a power loss may drop the last
+  commits (never corrupt the file); the enactors then rewrite what is missing;
+- the generation order of markers is not checked here (the enactor does that
+  before writing); the compare-and-swap on the exact marker is what fences.
+
+Schema::
+
+    endpoints(name, rtype, records TEXT NULL, marker_gen INT NULL, marker_digest TEXT NULL, PK(name, rtype))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from typing import ClassVar
+
+from dnsplane.errors import ProviderUnavailable
+from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.memory import Listener, notify
+
+log = logging.getLogger(__name__)
+
+_CACHE_LIMIT = 131_072  # parsed record sets kept by JSON text
+_ABSENT = Observed(None, None)
+_new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, rtype)) minus NamedTuple's slow __new__
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT, marker_gen INTEGER, marker_digest TEXT,
+    PRIMARY KEY (name, rtype)) WITHOUT ROWID
+"""
+_SELECT_KEYS = (
+    "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest FROM json_each(?) AS q"
+    " JOIN endpoints AS e ON e.name = q.value ->> 0 AND e.rtype = q.value ->> 1"
+)
+
+Row = tuple[str | None, int | None, str | None]  # records JSON, marker generation, marker digest
+_NO_ROW: Row = (None, None, None)
+
+
+class _Codec:
+    """Compact JSON of ``RecordSet.to_json()`` and back, with a bounded parse cache."""
+
+    def __init__(self, limit: int = _CACHE_LIMIT) -> None:
+        self._limit = limit
+        self._parsed: dict[str, RecordSet] = {}
+
+    def encode(self, rs: RecordSet) -> str:
+        # exactly json.dumps(rs.to_json(), separators=(",", ":")), at a third of the cost
+        members = ",".join(
+            f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
+        )
+        text = f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
+        self._remember(text, rs)
+        return text
+
+    def decode(self, text: str) -> RecordSet:
+        rs = self._parsed.get(text)
+        if rs is None:
+            rs = RecordSet.from_json(json.loads(text))
+            self._remember(text, rs)
+        return rs
+
+    def _remember(self, text: str, rs: RecordSet) -> None:
+        if len(self._parsed) >= self._limit:
+            # forget the older half (dicts keep insertion order); a miss only costs a parse
+            for old in list(itertools.islice(self._parsed, self._limit // 2)):
+                del self._parsed[old]
+        self._parsed[text] = rs
+
+
+def _marker(gen: int | None, digest: str | None) -> Marker | None:
+    return None if gen is None or digest is None else Marker(Generation(gen), digest)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _key_list(keys: Iterable[EndpointKey]) -> str:
+    return json.dumps([[k.name, k.rtype] for k in keys], separators=(",", ":"))
+
+
+class EmbeddedProvider(Provider):
+    """``Provider`` on a SQLite file; the embedded DNS server reads the same file."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        atomic_batches=True, native_cas=True, weighted_answers=True, max_batch=10_000
+    )
+    kind: ClassVar[str] = "embedded"
+
+    def __init__(self, path: str | os.PathLike[str], zone: str, *, timeout: float = 5.0) -> None:
+        super().__init__(zone)
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._codec = _Codec()
+        self._listeners: list[Listener] = []
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._tx(immediate=True) as db:
+                db.execute(_SCHEMA)
+        except (sqlite3.OperationalError, ProviderUnavailable):
+            self._db.close()
+            raise
+
+    # -- transactions --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction under the instance lock; ``immediate`` takes the write lock at once."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if _is_busy(exc):
+                    raise ProviderUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writes ------------------------------------------------------------
+
+    def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        encode, decode = self._codec.encode, self._codec.decode
+        results: list[WriteResult] = []
+        written: list[EndpointKey] = []
+        with self._tx(immediate=True) as db:
+            start = self._rows_unlocked(db, dict.fromkeys(w.key for w in writes))
+            state = dict(start)  # as the batch proceeds, in order
+            for w in writes:
+                text, gen, digest = state.get(w.key, _NO_ROW)
+                new_text = encode(w.records)
+                # markers are compared as raw columns: building a Marker per row costs more than the write
+                has_marker = gen is not None and digest is not None
+                if (
+                    has_marker
+                    and gen == w.marker.generation
+                    and digest == w.marker.digest
+                    and text is not None
+                    and (text == new_text or decode(text) == w.records)
+                ):
+                    results.append(Applied(w.key))  # I6: already there, no write
+                elif (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest)) or (
+                    not has_marker and w.expect is not None
+                ):
+                    results.append(Conflict(w.key, _marker(gen, digest)))
+                else:
+                    state[w.key] = (new_text, w.marker.generation, w.marker.digest)
+                    written.append(w.key)
+                    results.append(Applied(w.key))
+            if written:
+                self._write_unlocked(db, start, {k: state[k] for k in written})
+                self.writes += len(written)
+        notify(self._listeners, written)
+        return results
+
+    @staticmethod
+    def _write_unlocked(
+        db: sqlite3.Connection, start: dict[tuple[str, str], Row], final: dict[EndpointKey, Row]
+    ) -> None:
+        """Make each key's final row, conditional on the marker it had when the transaction began."""
+        updates, inserts = [], []
+        for k, (text, gen, digest) in final.items():
+            before = start.get(k)
+            if before is None:
+                inserts.append((k.name, k.rtype, text, gen, digest))
+            else:
+                updates.append((text, gen, digest, k.name, k.rtype, before[1], before[2]))
+        count = 0
+        if updates:
+            count += db.executemany(
+                "UPDATE endpoints SET records = ?, marker_gen = ?, marker_digest = ?"
+                " WHERE name = ? AND rtype = ? AND marker_gen IS ? AND marker_digest IS ?",
+                updates,
+            ).rowcount
+        if inserts:
+            count += db.executemany(
+                "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest) VALUES (?, ?, ?, ?, ?)",
+                inserts,
+            ).rowcount
+        if count != len(final):
+            # impossible while every writer takes the write lock; refuse rather than half-apply
+            raise ProviderUnavailable(reason=f"marker changed during a locked batch ({count} of {len(final)} rows)")
+
+    def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
+        """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""
+        with self._tx(immediate=True) as db:
+            if records is None and marker is None:
+                db.execute("DELETE FROM endpoints WHERE name = ? AND rtype = ?", (key.name, key.rtype))
+            else:
+                db.execute(
+                    "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (name, rtype) DO UPDATE SET records = excluded.records,"
+                    " marker_gen = excluded.marker_gen, marker_digest = excluded.marker_digest",
+                    (
+                        key.name,
+                        key.rtype,
+                        None if records is None else self._codec.encode(records),
+                        None if marker is None else marker.generation,
+                        None if marker is None else marker.digest,
+                    ),
+                )
+        log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
+        notify(self._listeners, [key])
+
+    # -- reads -------------------------------------------------------------
+
+    @staticmethod
+    def _rows_unlocked(db: sqlite3.Connection, keys: Iterable[EndpointKey]) -> dict[tuple[str, str], Row]:
+        """Current rows by plain ``(name, rtype)`` tuples (equal to, and hashed as, ``EndpointKey``)."""
+        cur = db.execute(_SELECT_KEYS, (_key_list(keys),))
+        return {(n, t): (r, g, d) for n, t, r, g, d in cur}
+
+    def _observed(self, text: str | None, gen: int | None, digest: str | None) -> Observed:
+        return Observed(None if text is None else self._codec.decode(text), _marker(gen, digest))
+
+    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
+        keys = list(keys)
+        with self._tx() as db:
+            rows = self._rows_unlocked(db, keys)
+        return {k: _ABSENT if (row := rows.get(k)) is None else self._observed(*row) for k in keys}
+
+    def read_all(self) -> dict[EndpointKey, Observed]:
+        with self._tx() as db:
+            rows = db.execute("SELECT name, rtype, records, marker_gen, marker_digest FROM endpoints").fetchall()
+        return {_new_key((n, t)): self._observed(r, g, d) for n, t, r, g, d in rows}
+
+    # -- for the DNS server ------------------------------------------------
+
+    def add_listener(self, fn: Callable[[list[EndpointKey]], None]) -> None:
+        """Call ``fn(keys)`` after every commit of this instance that changed ``keys`` (in the writer's thread).
+
+        Commits by other instances or processes are not announced here; poll ``data_version()`` for those.
+        """
+        with self._lock:
+            self._listeners.append(fn)
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on this instance's connection: cheap, and it changes exactly when
+        another connection (another instance, another process) committed to the file. This instance's own
+        commits do not change it: ``add_listener`` announces those."""
+        with self._lock:
+            try:
+                return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise ProviderUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
+                raise

@@ -1,0 +1,128 @@
+"""An in-memory DNS provider with native compare-and-swap, for tests and the simulator.
+
+Guarantees (the same as ``EmbeddedProvider``; tests/providers/test_conformance.py
+runs both side by side):
+- every ``Write`` is checked against the endpoint's current marker, under one
+  lock, and an endpoint's records and marker change together;
+- all writes of one ``apply`` happen under that lock: no reader sees half a batch;
+- a write whose records and marker already equal the current ones is not
+  made (I6) and still comes back ``Applied`` (the endpoint holds what was asked);
+- writes of one batch apply in order: a later write to the same key sees the earlier;
+- deterministic: no clock, no randomness, no threads started.
+
+Limits:
+- nothing survives the process.
+- ``hand_edit`` bypasses every check on purpose: it stands for a human or a
+  corrupted backend, so that repair paths can be tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar
+
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[list[EndpointKey]], None]
+_ABSENT = Observed(None, None)
+
+
+def notify(listeners: Sequence[Listener], keys: list[EndpointKey]) -> None:
+    """Call each listener with the written keys; a failing listener is logged, not raised."""
+    if not keys:
+        return
+    for fn in listeners:
+        try:
+            fn(keys)
+        except Exception:  # a listener's bug must not turn a committed write into an error
+            log.exception("provider listener %r failed on %d keys", fn, len(keys))
+
+
+class MemoryProvider(Provider):
+    """Records and markers in two dictionaries."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        atomic_batches=True, native_cas=True, weighted_answers=True, max_batch=10_000
+    )
+    kind: ClassVar[str] = "memory"
+
+    def __init__(self, zone: str) -> None:
+        super().__init__(zone)
+        self._lock = threading.Lock()
+        self._records: dict[EndpointKey, RecordSet] = {}
+        self._markers: dict[EndpointKey, Marker] = {}
+        self._listeners: list[Listener] = []
+        self._version = 0
+
+    def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        written: list[EndpointKey] = []
+        with self._lock:
+            for w in writes:
+                current = self._markers.get(w.key)
+                if current == w.marker and self._records.get(w.key) == w.records:
+                    results.append(Applied(w.key))  # I6: already there, no write
+                elif current != w.expect:
+                    results.append(Conflict(w.key, current))
+                else:
+                    self._records[w.key] = w.records
+                    self._markers[w.key] = w.marker
+                    written.append(w.key)
+                    results.append(Applied(w.key))
+            if written:
+                self.writes += len(written)
+                self._version += 1
+        notify(self._listeners, written)
+        return results
+
+    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
+        with self._lock:
+            out: dict[EndpointKey, Observed] = {}
+            for k in keys:
+                r, m = self._records.get(k), self._markers.get(k)
+                out[k] = _ABSENT if r is None and m is None else Observed(r, m)
+            return out
+
+    def read_all(self) -> dict[EndpointKey, Observed]:
+        with self._lock:
+            keys = list(dict.fromkeys([*self._records, *self._markers]))
+            return {k: Observed(self._records.get(k), self._markers.get(k)) for k in keys}
+
+    def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
+        """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""
+        with self._lock:
+            if records is None:
+                self._records.pop(key, None)
+            else:
+                self._records[key] = records
+            if marker is None:
+                self._markers.pop(key, None)
+            else:
+                self._markers[key] = marker
+            self._version += 1
+        log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
+        notify(self._listeners, [key])
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(keys)`` after every commit that changed ``keys`` (in the writer's thread)."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def data_version(self) -> int:
+        """Changes when someone other than this instance changed the data: never, for memory.
+
+        Every change of a memory provider goes through ``_apply`` or ``hand_edit``, which call the listeners;
+        ``commits`` counts them for whoever wants a number.
+        """
+        return 0
+
+    @property
+    def commits(self) -> int:
+        """Number of commits (applies that wrote something, and hand edits) so far."""
+        with self._lock:
+            return self._version

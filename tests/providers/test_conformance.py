@@ -1,0 +1,317 @@
+"""Every Provider keeps the contract of dnsplane/providers/base.py; the memory fake and embedded agree.
+
+One suite runs on ``MemoryProvider`` and ``EmbeddedProvider``; a Hypothesis
+property applies the same random batches (random expects, hand edits) to both
+and compares every result; readers in another thread and another process never
+see the records of one generation with the marker of another.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnsplane.errors import InvalidPlan, ProviderUnavailable
+from dnsplane.model import EndpointKey, Member, Observed, RecordSet
+from dnsplane.providers.base import Applied, Conflict, Provider, Write
+from dnsplane.providers.embedded import EmbeddedProvider
+from dnsplane.providers.memory import MemoryProvider
+
+try:
+    from tests.fakes import ZONE, key, marker, member, rs
+except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from fakes import ZONE, key, marker, member, rs  # type: ignore[no-redef]
+
+A = key("a.demo.test")
+B = key("b.demo.test")
+C6 = key("c.demo.test", "AAAA")
+ONE = rs(member("lb1", "192.0.2.1"), member("lb2", "192.0.2.2", weight=3))
+TWO = rs(member("lb1", "192.0.2.1"), ttl=60)
+THREE = rs(member("lb3", "192.0.2.3"))
+SIX = rs(member("lb6", "2001:db8::1"))
+
+
+@pytest.fixture(params=["memory", "embedded"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    p: Provider = MemoryProvider(ZONE) if request.param == "memory" else EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    yield p
+    p.close()
+
+
+def first_write(k: EndpointKey, records: RecordSet, g: int = 1) -> Write:
+    return Write(k, None, records, marker(g, records))
+
+
+def test_declares_its_capabilities(provider: Provider) -> None:
+    assert provider.capabilities.atomic_batches and provider.capabilities.native_cas
+    assert provider.capabilities.max_batch == 10_000
+    assert provider.kind in ("memory", "embedded")
+    assert provider.zone == ZONE
+
+
+def test_first_write_on_absent_marker_and_read_back(provider: Provider) -> None:
+    assert provider.read([A, B]) == {A: Observed(None, None), B: Observed(None, None)}
+    assert provider.apply([first_write(A, ONE), first_write(C6, SIX)]) == [Applied(A), Applied(C6)]
+    assert provider.read([A, B, C6]) == {
+        A: Observed(ONE, marker(1, ONE)),
+        B: Observed(None, None),
+        C6: Observed(SIX, marker(1, SIX)),
+    }
+    assert provider.read([A])[A].records.digest == ONE.digest  # type: ignore[union-attr]
+    assert provider.read_all() == {A: Observed(ONE, marker(1, ONE)), C6: Observed(SIX, marker(1, SIX))}
+    assert provider.writes == 2
+    assert provider.apply([]) == []
+
+
+def test_expect_none_is_refused_when_a_marker_exists(provider: Provider) -> None:
+    provider.apply([first_write(A, ONE)])
+    assert provider.apply([first_write(A, TWO, 2)]) == [Conflict(A, marker(1, ONE))]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    assert provider.writes == 1
+
+
+def test_conditional_write_needs_the_exact_marker(provider: Provider) -> None:
+    provider.apply([first_write(A, ONE)])
+    stale = [
+        Write(A, marker(0, ONE), TWO, marker(2, TWO)),  # other generation
+        Write(A, marker(1, TWO), TWO, marker(2, TWO)),  # other digest
+    ]
+    assert provider.apply(stale) == [Conflict(A, marker(1, ONE)), Conflict(A, marker(1, ONE))]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))  # unchanged, records and marker
+    assert provider.apply([Write(B, marker(1, ONE), TWO, marker(2, TWO))]) == [Conflict(B, None)]
+    assert provider.read([B])[B] == Observed(None, None)
+    assert provider.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
+    assert provider.writes == 2
+
+
+def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:
+    batch = [first_write(A, ONE), Write(A, marker(1, ONE), TWO, marker(2, TWO)), first_write(A, THREE, 3)]
+    assert provider.apply(batch) == [Applied(A), Applied(A), Conflict(A, marker(2, TWO))]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
+    assert provider.writes == 2
+
+
+def test_idempotent_reapply_costs_no_write(provider: Provider) -> None:
+    w = first_write(A, ONE)
+    provider.apply([w])
+    assert provider.apply([w]) == [Applied(A)]  # its expect is stale, but the endpoint holds what it asks
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    assert provider.writes == 1
+    # same content, newer marker: the marker must advance (A -> B -> A), so it is a write
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(3, ONE))]) == [Applied(A)]
+    assert provider.writes == 2
+
+
+INVALID = {
+    "all weights zero": (A, rs(member("lb1", "192.0.2.1", weight=0))),
+    "no members": (A, rs()),
+    "not an address": (A, rs(member("lb1", "192.0.2.300"))),
+    "IPv6 in an A set": (A, rs(member("lb1", "2001:db8::1"))),
+    "IPv4 in an AAAA set": (C6, rs(member("lb1", "192.0.2.1"))),
+    "TTL zero": (A, rs(member("lb1", "192.0.2.1"), ttl=0)),
+    "TTL too long": (A, rs(member("lb1", "192.0.2.1"), ttl=86_401)),
+    "outside the zone": (key("api.other.test"), ONE),
+    "duplicate target": (A, RecordSet(30, (Member("x", ("192.0.2.1",), 1), Member("x", ("192.0.2.2",), 1)))),
+    "multicast": (A, rs(member("lb1", "224.0.0.1"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_record_sets_are_refused_before_any_write(provider: Provider, case: str) -> None:
+    bad_key, bad = INVALID[case]
+    batch = [first_write(B, ONE), Write(bad_key, None, bad, marker(1, bad))]
+    with pytest.raises(InvalidPlan):
+        provider.apply(batch)
+    assert provider.read_all() == {}  # not even the valid write of the batch
+    assert provider.writes == 0
+
+
+def test_listener_hears_written_keys_only(provider: Provider) -> None:
+    heard: list[list[EndpointKey]] = []
+    provider.add_listener(heard.append)  # type: ignore[attr-defined]
+    provider.apply([first_write(A, ONE), first_write(B, TWO)])
+    provider.apply([first_write(A, ONE)])  # idempotent: nothing written, nothing heard
+    provider.apply([first_write(A, TWO)])  # conflict: nothing heard
+    provider.hand_edit(B, None, None)  # type: ignore[attr-defined]
+    assert heard == [[A, B], [B]]
+
+
+def test_a_failing_listener_does_not_fail_the_write(provider: Provider) -> None:
+    def broken(keys: list[EndpointKey]) -> None:
+        raise RuntimeError("listener bug")
+
+    provider.add_listener(broken)  # type: ignore[attr-defined]
+    assert provider.apply([first_write(A, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A].marker == marker(1, ONE)
+
+
+def test_hand_edit_bypasses_every_check(provider: Provider) -> None:
+    empty = rs(member("lb1", "192.0.2.1", weight=0))
+    provider.hand_edit(A, empty, marker(7, ONE))  # type: ignore[attr-defined]
+    assert provider.read([A])[A] == Observed(empty, marker(7, ONE))
+    provider.hand_edit(A, None, marker(7, ONE))  # type: ignore[attr-defined]
+    assert provider.read([A])[A] == Observed(None, marker(7, ONE))
+    provider.hand_edit(B, TWO, None)  # type: ignore[attr-defined]
+    assert provider.read_all() == {A: Observed(None, marker(7, ONE)), B: Observed(TWO, None)}
+    assert provider.writes == 0  # hand edits are not dnsplane's writes
+    # a hand-edited endpoint is repaired with the same compare-and-swap
+    assert provider.apply([first_write(B, ONE, 8)]) == [Applied(B)]
+    assert provider.apply([Write(A, marker(7, ONE), ONE, marker(8, ONE))]) == [Applied(A)]
+    provider.hand_edit(A, None, None)  # type: ignore[attr-defined]
+    assert provider.read([A])[A] == Observed(None, None)
+    assert set(provider.read_all()) == {B}
+
+
+def test_same_marker_other_records_is_not_idempotent(provider: Provider) -> None:
+    provider.hand_edit(A, TWO, marker(1, ONE))  # type: ignore[attr-defined]  # records edited by hand
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    assert provider.writes == 1
+
+
+def test_readers_never_see_records_of_one_generation_with_the_marker_of_another(
+    provider: Provider, tmp_path: Path
+) -> None:
+    keys = [key(f"e{i}.demo.test") for i in range(20)]
+    contents = [rs(member(f"lb{g}", f"192.0.2.{g % 250 + 1}"), ttl=g % 300 + 1) for g in range(1, 151)]
+    provider.apply([first_write(k, contents[0]) for k in keys])
+    reader = provider if isinstance(provider, MemoryProvider) else EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    stop = threading.Event()
+    bad: list[object] = []
+    reads = [0]
+
+    def read_loop() -> None:
+        while not stop.is_set():
+            for obs in reader.read(keys).values():
+                if obs.records is None or obs.marker is None or obs.records.digest != obs.marker.digest:
+                    bad.append(obs)
+            reads[0] += 1
+
+    t = threading.Thread(target=read_loop)
+    t.start()
+    try:
+        for g in range(2, len(contents) + 1):
+            prev, new = contents[g - 2], contents[g - 1]
+            results = provider.apply([Write(k, marker(g - 1, prev), new, marker(g, new)) for k in keys])
+            assert all(isinstance(r, Applied) for r in results)
+    finally:
+        stop.set()
+        t.join()
+        if reader is not provider:
+            reader.close()
+    assert bad == []
+    assert reads[0] > 0
+
+
+def read_markers(path: str, count: int) -> tuple[int, list[str]]:
+    """In another process: read ``count`` endpoints until generation ``last`` shows; report mismatches."""
+    reader = EmbeddedProvider(path, ZONE)
+    keys = [key(f"e{i}.demo.test") for i in range(count)]
+    reads, bad = 0, []
+    try:
+        while True:
+            seen = reader.read(keys)
+            reads += 1
+            for k, obs in seen.items():
+                if obs.records is None or obs.marker is None or obs.records.digest != obs.marker.digest:
+                    bad.append(f"{k}: {obs}")
+            if all(o.marker is not None and o.marker.generation >= 100 for o in seen.values()) or reads > 100_000:
+                return reads, bad
+    finally:
+        reader.close()
+
+
+def test_a_reader_in_another_process_sees_whole_endpoints(tmp_path: Path) -> None:
+    path = str(tmp_path / "dns.sqlite")
+    writer = EmbeddedProvider(path, ZONE)
+    keys = [key(f"e{i}.demo.test") for i in range(20)]
+    contents = [rs(member(f"lb{g}", f"192.0.2.{g % 250 + 1}"), ttl=g) for g in range(1, 101)]
+    writer.apply([first_write(k, contents[0]) for k in keys])
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        pending = pool.apply_async(read_markers, (path, len(keys)))
+        for g in range(2, 101):
+            prev, new = contents[g - 2], contents[g - 1]
+            writer.apply([Write(k, marker(g - 1, prev), new, marker(g, new)) for k in keys])
+        reads, bad = pending.get(timeout=120)
+    writer.close()
+    assert bad == []
+    assert reads > 0
+
+
+def test_embedded_data_version_moves_on_other_connections_commits(tmp_path: Path) -> None:
+    a, b = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE), EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    try:
+        va = a.data_version()
+        b.apply([first_write(A, ONE)])
+        assert a.data_version() != va  # another connection committed
+        va = a.data_version()
+        a.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))])
+        assert a.data_version() == va  # its own commit: announced by the listener instead
+        assert b.read([A])[A] == Observed(TWO, marker(2, TWO))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_embedded_locked_database_is_retryable(tmp_path: Path) -> None:
+    path = tmp_path / "dns.sqlite"
+    p = EmbeddedProvider(path, ZONE, timeout=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ProviderUnavailable) as err:
+            p.apply([first_write(A, ONE)])
+        assert err.value.retry_after > 0
+        blocker.execute("ROLLBACK")
+        assert p.apply([first_write(A, ONE)]) == [Applied(A)]
+    finally:
+        blocker.close()
+        p.close()
+
+
+# -- the fake agrees with the real provider -------------------------------------
+
+KEYS = [A, B, C6]
+RECORDS = {"A": [ONE, TWO, THREE], "AAAA": [SIX, rs(member("lb7", "2001:db8::7"))]}
+markers_st = st.builds(marker, st.integers(min_value=1, max_value=3), st.sampled_from([ONE, TWO, THREE, SIX]))
+
+
+@st.composite
+def a_write(draw: st.DrawFn) -> Write:
+    k = draw(st.sampled_from(KEYS))
+    records = draw(st.sampled_from(RECORDS[k.rtype]))
+    new = draw(st.one_of(st.builds(marker, st.integers(min_value=1, max_value=3), st.just(records)), markers_st))
+    return Write(k, draw(st.none() | markers_st), records, new)
+
+
+hand_edit_st = st.tuples(st.sampled_from(KEYS), st.none() | st.sampled_from([ONE, TWO, SIX]), st.none() | markers_st)
+step_st = st.one_of(st.lists(a_write(), min_size=1, max_size=5), hand_edit_st)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step_st, max_size=12))
+def test_memory_and_embedded_agree(steps: list[object]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        mem, emb = MemoryProvider(ZONE), EmbeddedProvider(Path(d) / "dns.sqlite", ZONE)
+        try:
+            for step in steps:
+                if isinstance(step, list):
+                    assert mem.apply(step) == emb.apply(step)
+                else:
+                    mem.hand_edit(*step)  # type: ignore[misc]
+                    emb.hand_edit(*step)  # type: ignore[misc]
+                assert mem.read_all() == emb.read_all()
+                assert mem.read(KEYS) == emb.read(KEYS)
+                assert mem.writes == emb.writes
+        finally:
+            emb.close()
