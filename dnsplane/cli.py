@@ -20,8 +20,9 @@ from rich.table import Table
 from dnsplane.errors import DnsplaneError, InvalidConfig
 from dnsplane.model import EndpointKey, RecordSet
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (scripts, tests) gets wide lines rather than rich's 80-column wrapping.
+console = Console() if sys.stdout.isatty() else Console(width=200)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
 
 DEFAULT_DATA_DIR = ".dnsplane"
 
@@ -231,6 +232,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     provider = EmbeddedProvider(root / "dns.sqlite", zone)
     observed = provider.read(list(desired))
     health = (instance or {}).get("health", {})
+    fleet_targets = (instance or {}).get("endpoints", {})
     table = Table(title=f"dnsplane: head generation {head}; enactors {dict(store.applied())}"
                   + ("" if instance else " (not running)"))
     for col in ("endpoint", "plan gen", "marker gen", "state", "targets (health, weight)"):
@@ -251,7 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = "[red]drift[/]"
         members = {m.target_id: m.weight for m in want.records.members}
         parts = []
-        for tid in sorted(set(members) | {t for t in health if t in members}):
+        for tid in sorted(set(members) | set(fleet_targets.get(str(key), ()))):
             h = health.get(tid, {})
             mark = "?" if not h else ("up" if h.get("healthy") else "[red]DOWN[/]")
             parts.append(f"{tid} {mark} w={members.get(tid, 0)}")

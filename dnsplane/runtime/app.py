@@ -159,6 +159,7 @@ class App:
             "fleet": self.fleet.source,
             "demo_ports": self.demo.ports if self.demo else {},
             "down": down,
+            "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},
             "health": {
                 tid: {"healthy": h.healthy, "detail": h.last_detail} for tid, h in sorted(self.planner.health.items())
             },

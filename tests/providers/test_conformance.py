@@ -24,11 +24,7 @@ from dnsplane.model import EndpointKey, Member, Observed, RecordSet
 from dnsplane.providers.base import Applied, Conflict, Provider, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
-
-try:
-    from tests.fakes import ZONE, key, marker, member, rs
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from fakes import ZONE, key, marker, member, rs  # type: ignore[no-redef]
+from tests.fakes import ZONE, key, marker, member, rs
 
 A = key("a.demo.test")
 B = key("b.demo.test")

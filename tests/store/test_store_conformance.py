@@ -23,11 +23,7 @@ from dnsplane.model import Generation, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 from dnsplane.store.memory import MemoryStore
 from dnsplane.store.sqlite import SqliteStore
-
-try:
-    from tests.fakes import key, member, rs
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from fakes import key, member, rs  # type: ignore[no-redef]
+from tests.fakes import key, member, rs
 
 G = Generation
 A = key("a.demo.test")
