@@ -229,7 +229,11 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
+    """The endpoint now holds the write's records and marker; ``written`` is False when it
+    already held them and nothing was sent (I6)."""
+
     key: EndpointKey
+    written: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class Enactor:
     working: Generation | None = None  # generation in flight
     pending: dict[EndpointKey, Desired] = field(default_factory=dict)
     in_batch: tuple[EndpointKey, ...] = ()
+    sent: dict[EndpointKey, Write] = field(default_factory=dict)
     busy: bool = False
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0})
 
@@ -166,25 +167,32 @@ class Enactor:
                 del self.pending[key]
         if not writes:
             return self._next_batch()
+        self.sent = {w.key: w for w in writes}
         return [WriteBatch(tuple(writes))]
 
     def _on_results(self, results: list[Applied | Conflict]) -> list[Command]:
         entries = []
         for result in results:
             desired = self.pending.get(result.key)
-            if desired is None:
+            sent = self.sent.get(result.key)
+            if desired is None or sent is None:
                 continue
+            before = sent.expect.generation if sent.expect else None
             match result:
+                case Applied(key=key, written=False):
+                    self.stats["skips"] += 1  # another writer got there with the same content
+                    del self.pending[key]
                 case Applied(key=key):
                     self.stats["writes"] += 1
                     del self.pending[key]
-                    entries.append((key, "write", None, desired.generation, desired.records.digest))
+                    entries.append((key, "write", before, desired.generation, desired.records.digest))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
                     # re-decided against the marker that won.
                     self.stats["conflicts"] += 1
-                    before = current.generation if current else None
-                    entries.append((key, "conflict", before, desired.generation, "marker changed"))
+                    found = current.generation if current else None
+                    entries.append((key, "conflict", before, desired.generation,
+                                    f"marker changed to {found} before the write"))
         out: list[Command] = [Journal(tuple(entries))] if entries else []
         return out + self._next_batch()
 

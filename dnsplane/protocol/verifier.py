@@ -88,6 +88,7 @@ class Verifier:
     all_right: bool = True
     busy: bool = False
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
+    expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
 
     def handle(self, event: Event) -> list[Command]:
@@ -150,6 +151,7 @@ class Verifier:
             generation = max(found.generation if found else NO_GENERATION, desired.generation)
             marker = Marker(Generation(generation), desired.records.digest)
             writes.append(Write(key, found, desired.records, marker))
+            self.expected_before[key] = found.generation if found else None
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))
         if writes:
@@ -161,9 +163,12 @@ class Verifier:
         for result in results:
             problem = self.last_problems.get(result.key, "")
             match result:
+                case Applied(key=key, written=False):
+                    pass
                 case Applied(key=key):
                     self.stats["repairs"] += 1
-                    entries.append((key, "repair", None, self.desired[key].generation, problem))
+                    entries.append((key, "repair", self.expected_before.get(key), self.desired[key].generation,
+                                    problem))
                 case Conflict(key=key, current=current):
                     before = current.generation if current else None
                     entries.append((key, "conflict", before, self.desired[key].generation, f"repair of {problem}"))

@@ -182,7 +182,7 @@ class EmbeddedProvider(Provider):
                     and text is not None
                     and (text == new_text or decode(text) == w.records)
                 ):
-                    results.append(Applied(w.key))  # I6: already there, no write
+                    results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest)) or (
                     not has_marker and w.expect is not None
                 ):

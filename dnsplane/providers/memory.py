@@ -66,7 +66,7 @@ class MemoryProvider(Provider):
             for w in writes:
                 current = self._markers.get(w.key)
                 if current == w.marker and self._records.get(w.key) == w.records:
-                    results.append(Applied(w.key))  # I6: already there, no write
+                    results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif current != w.expect:
                     results.append(Conflict(w.key, current))
                 else:

@@ -134,10 +134,10 @@ class App:
         return Resolved(time.time(), dict(zip(keys, results, strict=True)))
 
     async def _resolve_one(self, key: EndpointKey, observed: Observed) -> Resolution:
-        where = self.options.dns_host, self.server.port
+        host, port = self.options.dns_host, self.server.port
         try:
-            answer = await dns.asyncquery.udp(dns.message.make_query(key.name, key.rtype), *where, timeout=2)
-            txt = await dns.asyncquery.udp(dns.message.make_query(marker_name(key), "TXT"), *where, timeout=2)
+            answer = await dns.asyncquery.udp(dns.message.make_query(key.name, key.rtype), host, 2, port)
+            txt = await dns.asyncquery.udp(dns.message.make_query(marker_name(key), "TXT"), host, 2, port)
         except TimeoutError:
             return Resolution("TIMEOUT", (), None, observed)
         want = dns.rdatatype.from_text(key.rtype)

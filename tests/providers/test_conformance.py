@@ -99,8 +99,9 @@ def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:
 def test_idempotent_reapply_costs_no_write(provider: Provider) -> None:
     w = first_write(A, ONE)
     provider.apply([w])
-    assert provider.apply([w]) == [Applied(A)]  # its expect is stale, but the endpoint holds what it asks
-    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    # its expect is stale, but the endpoint holds what it asks: nothing is sent
+    assert provider.apply([w]) == [Applied(A, written=False)]
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A, written=False)]
     assert provider.writes == 1
     # same content, newer marker: the marker must advance (A -> B -> A), so it is a write
     assert provider.apply([Write(A, marker(1, ONE), ONE, marker(3, ONE))]) == [Applied(A)]

@@ -1,0 +1,83 @@
+"""The runtime in one process against the real SQLite store, the embedded provider and the real
+DNS server: the verifier sees corruption through real DNS queries and repairs it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import pytest
+
+from dnsplane.config import demo_fleet, demo_target_ids
+from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, marker_name
+from dnsplane.runtime.app import App, Options
+from dnsplane.runtime.demo import DemoTargets
+
+API = EndpointKey("api.demo.test.", "A")
+ROGUE = RecordSet.of(5, [Member("rogue", ("203.0.113.99",), 1)])
+
+
+async def until(what: str, cond: Callable[[], Awaitable[bool]], deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if await cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def answer(app: App, name: str, rtype: str) -> list[str]:
+    msg = await dns.asyncquery.udp(dns.message.make_query(name, rtype), "127.0.0.1", 2, app.server.port)
+    return [rd.to_text() for rrset in msg.answer for rd in rrset]
+
+
+def corrupt(app: App, state: str) -> None:
+    seen = app.provider.read([API])[API]
+    match state:
+        case "emptied":
+            app.provider.hand_edit(API, None, seen.marker)
+        case "marker-deleted":
+            app.provider.hand_edit(API, seen.records, None)
+        case "marker-names-deleted-plan":
+            app.provider.hand_edit(API, seen.records, Marker(Generation(0), "deadbeefdeadbeef"))
+        case "edited-by-hand":
+            app.provider.hand_edit(API, ROGUE, seen.marker)
+
+
+@pytest.mark.parametrize("state", ["emptied", "marker-deleted", "marker-names-deleted-plan", "edited-by-hand"])
+def test_verifier_repairs_over_real_dns(tmp_path: Path, state: str) -> None:
+    async def scenario() -> None:
+        demo = DemoTargets(demo_target_ids())
+        fleet = demo_fleet(await demo.start())
+        options = Options(data_dir=tmp_path, dns_port=0, verifier_period=0.2, health_period=0.2)
+        app = App(fleet, options, demo)
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(stop))
+        try:
+            await app.started.wait()
+
+            async def served() -> bool:
+                return bool(await answer(app, API.name, "A"))
+
+            await until("api to be served", served)
+            before = app.verifier.stats["repairs"]
+            corrupt(app, state)
+
+            async def repaired() -> bool:
+                want = app.store.desired([API], app.store.head())[API]
+                txt = await answer(app, marker_name(API), "TXT")
+                addrs = set(await answer(app, API.name, "A"))
+                return (app.verifier.stats["repairs"] > before and addrs <= set(want.records.addresses())
+                        and bool(addrs) and any(want.records.digest in t for t in txt))
+
+            await until(f"the verifier to repair {state}", repaired)
+            assert "repair" in [e.action for e in app.store.history(API)]
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(scenario())
