@@ -57,7 +57,12 @@ _NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "f
 _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "timestamp"))
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
-_TOP_KEYS = ("zone", "defaults", "targets", "endpoints")
+_TOP_KEYS = ("zone", "provider", "defaults", "targets", "endpoints")
+_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "embedded": ("kind",),
+    "rfc2136": ("kind", "server", "port", "key_file", "timeout", "max_batch"),
+    "route53": ("kind", "hosted_zone_id", "region", "endpoint_url", "wait_insync"),
+}
 _DEFAULTS_KEYS = ("ttl", "policy")
 _TARGET_KEYS = ("addresses", "capacity", "check")
 _CHECK_KEYS = ("tcp", "http", "expect_status", "timeout")
@@ -67,6 +72,21 @@ _POLICY_KEYS = ("min_targets", "max_weight_shift", "fail_open", "rise", "fall", 
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 _TARGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _PLACEHOLDER = re.compile(r"\$\{port:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Where the zone's records live: ``embedded`` (default), ``rfc2136`` or ``route53``.
+
+    ``options`` holds the kind's settings as validated (``server``, ``port``, ``key_file`` with a
+    path resolved against the fleet file's folder; ``hosted_zone_id``, ``region``, ...).
+    """
+
+    kind: str
+    options: tuple[tuple[str, object], ...] = ()
+
+    def get(self, name: str, default: object = None) -> object:
+        return dict(self.options).get(name, default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +100,7 @@ class Fleet:
     zone: str
     endpoints: tuple[Endpoint, ...]
     source: str = field(default="<string>", compare=False)
+    provider: ProviderConfig = field(default_factory=lambda: ProviderConfig("embedded"))
 
     def __post_init__(self) -> None:
         seen: set[EndpointKey] = set()
@@ -299,12 +320,55 @@ class _Parser:
                 default_ttl = (self.integer(node, "defaults.ttl", MIN_TTL, MAX_TTL), node)
             if "policy" in defaults:
                 default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
+        provider = self.provider(top["provider"][1]) if "provider" in top else ProviderConfig("embedded")
         targets = self.targets(top["targets"][1])
         endpoints: list[Endpoint] = []
         seen: dict[EndpointKey, Node] = {}
         for i, node in enumerate(self.items(top["endpoints"][1], "endpoints", "endpoints")):
             endpoints.append(self.endpoint(node, f"endpoints[{i}]", zone, default_ttl, default_policy, targets, seen))
-        return Fleet(zone, tuple(endpoints), self.path)
+        return Fleet(zone, tuple(endpoints), self.path, provider)
+
+    def provider(self, node: Node) -> ProviderConfig:
+        entries = self.entries(node, "provider", None, required=("kind",))
+        kind = self.text(entries["kind"][1], "provider.kind")
+        if kind not in _PROVIDER_KEYS:
+            self.fail(entries["kind"][1], f"provider.kind: must be one of {', '.join(_PROVIDER_KEYS)}, got {kind!r}")
+        allowed = _PROVIDER_KEYS[kind]
+        entries = self.entries(node, f"provider ({kind})", allowed, required=("kind",))
+        options: dict[str, object] = {}
+        for key, (_, vnode) in entries.items():
+            where = f"provider.{key}"
+            match key:
+                case "kind":
+                    continue
+                case "port":
+                    options[key] = self.integer(vnode, where, 1, 65535)
+                case "max_batch":
+                    options[key] = self.integer(vnode, where, 1, 10_000)
+                case "timeout":
+                    value = self.number(vnode, where)
+                    if value <= 0:
+                        self.fail(vnode, f"{where}: must be more than 0, got {value:g}")
+                    options[key] = value
+                case "wait_insync":
+                    options[key] = self.boolean(vnode, where)
+                case "key_file":
+                    raw = self.text(vnode, where)
+                    base = Path(self.path).parent if not self.path.startswith("<") else Path(".")
+                    path = (base / raw) if not Path(raw).is_absolute() else Path(raw)
+                    if not path.is_file():
+                        self.fail(vnode, f"{where}: no such file {str(path)!r}")
+                    options[key] = str(path)
+                case _:
+                    value_text = self.text(vnode, where).strip()
+                    if not value_text:
+                        self.fail(vnode, f"{where}: must not be empty")
+                    options[key] = value_text
+        required = {"rfc2136": ("server",), "route53": ("hosted_zone_id",)}.get(kind, ())
+        for key in required:
+            if key not in options:
+                self.fail(node, f"provider ({kind}): missing required key {key!r}")
+        return ProviderConfig(kind, tuple(sorted(options.items())))
 
     def zone(self, node: Node) -> str:
         raw = self.text(node, "zone").strip()

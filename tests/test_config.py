@@ -515,3 +515,51 @@ def test_property_an_unknown_key_is_refused_at_its_line(
     assert "unknown key 'bogus_key'" in info.value.message
     assert "allowed keys: " in info.value.message
     assert str(info.value).startswith(f"m.yaml:{key.start_mark.line + 1}: ")
+
+
+# -- provider selection -----------------------------------------------------------------------------
+
+PROVIDER_BASE = """zone: demo.test
+provider:
+  kind: {kind}
+targets:
+  lb-1: {{addresses: [192.0.2.1]}}
+endpoints:
+  - {{name: api, ttl: 30, targets: [lb-1]}}
+"""
+
+
+def test_provider_defaults_to_embedded() -> None:
+    fleet = parse_fleet("zone: demo.test\ntargets:\n  lb-1: {addresses: [192.0.2.1]}\n"
+                        "endpoints:\n  - {name: api, ttl: 30, targets: [lb-1]}\n")
+    assert fleet.provider.kind == "embedded"
+
+
+def test_provider_rfc2136_resolves_key_file_next_to_the_fleet(tmp_path: Path) -> None:
+    (tmp_path / "k.key").write_text('key "k" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    f = tmp_path / "fleet.yaml"
+    f.write_text(PROVIDER_BASE.format(kind="rfc2136\n  server: 127.0.0.1\n  port: 5300\n  key_file: k.key"))
+    p = load_fleet(f).provider
+    assert p.kind == "rfc2136"
+    assert p.get("port") == 5300 and p.get("key_file") == str(tmp_path / "k.key")
+
+
+@pytest.mark.parametrize(
+    ("kind", "line", "fragment"),
+    [
+        ("nope", 3, "must be one of embedded, rfc2136, route53"),
+        ("rfc2136", 3, "missing required key 'server'"),
+        ("rfc2136\n  server: 127.0.0.1\n  port: 0", 5, "provider.port: must be within 1..65535"),
+        ("rfc2136\n  server: 127.0.0.1\n  key_file: missing.key", 5, "no such file"),
+        ("route53", 3, "missing required key 'hosted_zone_id'"),
+        ("route53\n  hosted_zone_id: Z1\n  server: x", 5, "unknown key 'server'"),
+        ("embedded\n  port: 53", 4, "unknown key 'port'"),
+    ],
+)
+def test_bad_provider_is_refused_with_its_line(tmp_path: Path, kind: str, line: int, fragment: str) -> None:
+    f = tmp_path / "fleet.yaml"
+    f.write_text(PROVIDER_BASE.format(kind=kind))
+    with pytest.raises(InvalidConfig) as err:
+        load_fleet(f)
+    assert str(err.value).startswith(f"{f}:{line}:"), str(err.value)
+    assert fragment in str(err.value)
