@@ -118,9 +118,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def banner(app, demo: bool) -> None:  # type: ignore[no-untyped-def]
-    host, port = app.options.dns_host, app.server.port
     names = sorted({ep.name for ep in app.fleet.endpoints})
-    lines = [f"dnsplane is serving {app.fleet.zone} on {host}:{port} (UDP and TCP); data in {app.options.data_dir}"]
+    where = app.dns_address()
+    kind = app.fleet.provider.kind
+    if app.server is not None:
+        host, port = where
+        lines = [f"dnsplane is serving {app.fleet.zone} on {host}:{port} (UDP and TCP); data in {app.options.data_dir}"]
+    elif where is not None:
+        host, port = where
+        lines = [f"dnsplane is managing {app.fleet.zone} on the {kind} server {host}:{port}; "
+                 f"data in {app.options.data_dir}"]
+    else:
+        zone_id = app.fleet.provider.get("hosted_zone_id")
+        lines = [f"dnsplane is managing {app.fleet.zone} in {kind} (hosted zone {zone_id}); "
+                 f"data in {app.options.data_dir}"]
+        host, port = "<a resolver>", 53
     first = names[0] if names else app.fleet.zone
     if demo:
         first = next((n for n in names if n.startswith("api.")), first)

@@ -33,10 +33,12 @@ from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Event, HealthObserved, Published, Resolution, Resolve, Resolved, Tick
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.execute import Actor, Executor
 from dnsplane.runtime.health import check
+from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
@@ -61,16 +63,19 @@ class App:
     options: Options
     demo: DemoTargets | None = None
     store: SqliteStore = field(init=False)
-    provider: EmbeddedProvider = field(init=False)
-    server: DnsServer = field(init=False)
+    provider: Provider = field(init=False)
+    server: DnsServer | None = field(init=False)
     executor: Executor = field(init=False)
 
     def __post_init__(self) -> None:
         data = self.options.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(data / "store.sqlite")
-        self.provider = EmbeddedProvider(data / "dns.sqlite", self.fleet.zone)
-        self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
+        self.provider = open_provider(self.fleet, data)
+        # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
+        self.server = None
+        if isinstance(self.provider, EmbeddedProvider):
+            self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
         self.executor = Executor(self.store, self.provider)
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints)
@@ -133,8 +138,18 @@ class App:
         results = await asyncio.gather(*(self._resolve_one(k, observed[k]) for k in keys))
         return Resolved(time.time(), dict(zip(keys, results, strict=True)))
 
+    def dns_address(self) -> tuple[str, int] | None:
+        embedded = (self.options.dns_host, self.server.port) if self.server else ("", 0)
+        return dns_view(self.fleet, embedded)
+
     async def _resolve_one(self, key: EndpointKey, observed: Observed) -> Resolution:
-        host, port = self.options.dns_host, self.server.port
+        where = self.dns_address()
+        if where is None:  # no DNS server to ask from here (Route 53): judge by the provider's state
+            records = observed.records
+            addrs = tuple(records.addresses()) if records else ()
+            marker = observed.marker.to_text() if observed.marker else None
+            return Resolution("NOERROR" if addrs else "NXDOMAIN", addrs, marker, observed)
+        host, port = where
         try:
             answer = await dns.asyncquery.udp(dns.message.make_query(key.name, key.rtype), host, 2, port)
             txt = await dns.asyncquery.udp(dns.message.make_query(marker_name(key), "TXT"), host, 2, port)
@@ -154,7 +169,8 @@ class App:
         down = self.demo.down() if self.demo else []
         write_json_atomic(self.options.data_dir / "instance.json", {
             "pid": os.getpid(),
-            "dns": [self.options.dns_host, self.server.port],
+            "dns": list(self.dns_address() or ()),
+            "provider": self.fleet.provider.kind,
             "zone": self.fleet.zone,
             "fleet": self.fleet.source,
             "demo_ports": self.demo.ports if self.demo else {},
@@ -166,7 +182,8 @@ class App:
         })
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.server.start()
+        if self.server is not None:
+            await self.server.start()
         self.write_instance()
         self.started.set()
         tasks = [
@@ -188,7 +205,8 @@ class App:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.server.stop()
+            if self.server is not None:
+                await self.server.stop()
             if self.demo is not None:
                 await self.demo.stop()
             with contextlib.suppress(FileNotFoundError):
