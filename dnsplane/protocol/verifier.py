@@ -17,7 +17,7 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | row (enactors stuck)                          |                                               |
 
 Guarantees: a repair never lowers a marker (I2): it writes
-``max(marker found, desired generation)``; and it is conditional on the marker
+``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
 found, so a newer enactor write in between wins and the repair is dropped.
 It sets the last-known-good generation when every endpoint checked was right.
 """
@@ -148,7 +148,10 @@ class Verifier:
                 self.lagging[key] = desired.generation  # give the enactors one round first
                 continue
             self.lagging.pop(key, None)
-            generation = max(found.generation if found else NO_GENERATION, desired.generation)
+            # The head, not t(e): content at the head equals content at t(e), and the head is at
+            # least every marker ever written (markers ahead of it get fenced first), so a repair
+            # never lowers a marker, even one that was then deleted by hand.
+            generation = max(found.generation if found else NO_GENERATION, self.head)
             marker = Marker(Generation(generation), desired.records.digest)
             writes.append(Write(key, found, desired.records, marker))
             self.expected_before[key] = found.generation if found else None

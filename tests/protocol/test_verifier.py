@@ -93,3 +93,33 @@ def test_verifier_gives_enactors_a_round_before_repairing_a_lagging_endpoint() -
     h.run(v)
     assert v.stats["repairs"] == 1
     assert h.provider.read([API])[API].marker.generation == h.store.head()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(STATES), min_size=1, max_size=4), st.lists(st.booleans(), max_size=4))
+def test_any_sequence_of_corruptions_and_health_changes_is_repaired(states: list[str], flaps: list[bool]) -> None:
+    """Property: corruption, then health changes, then corruption again...: after the verifier's
+    rounds and the enactor, every endpoint holds exactly the newest plan."""
+    h, p, e = converged()
+    v = Verifier("verifier")
+    for i, state in enumerate(states):
+        corrupt(h, state)
+        for _ in range(3):
+            h.run(v)
+        if i < len(flaps):
+            h.checking = True
+            h.run(p, HealthObserved(h.now, "lb-2", flaps[i]))
+            h.run(p, Tick(h.now))
+            h.run(e)
+    h.checking = True
+    h.run(e)
+    h.run(v)
+    seen = h.provider.read([API])[API]
+    want = h.store.desired([API], h.store.head())[API]
+    assert seen.records == want.records
+    assert seen.marker is not None and seen.marker.digest == want.records.digest
+    assert seen.marker.generation >= want.generation

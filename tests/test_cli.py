@@ -1,0 +1,64 @@
+"""The dnsplane command: help that teaches, validate, plan without writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dnsplane.cli import build_parser, main
+
+FLEET = """zone: demo.test
+targets:
+  lb-1: {addresses: [192.0.2.11], capacity: 100}
+  lb-2: {addresses: [192.0.2.12], capacity: 300}
+endpoints:
+  - {name: api, ttl: 30, targets: [lb-1, lb-2]}
+"""
+
+
+@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo"])
+def test_every_subcommand_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and "dnsplane " in out
+
+
+def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("up", "validate", "plan", "status", "history", "demo"):
+        assert command in out
+    assert build_parser().prog == "dnsplane"
+
+
+def test_validate_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "fleet.yaml"
+    f.write_text(FLEET)
+    assert main(["validate", str(f)]) == 0
+    assert "1 endpoints, 2 targets" in capsys.readouterr().out
+
+
+def test_plan_shows_a_diff_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "fleet.yaml"
+    f.write_text(FLEET)
+    data = tmp_path / "data"
+    assert main(["plan", "--fleet", str(f), "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "+ api.demo.test. A" in out
+    assert "+ lb-1 192.0.2.11 weight 250" in out and "+ lb-2 192.0.2.12 weight 750" in out
+    assert "nothing was written" in out
+    assert not data.exists()
+
+
+def test_status_without_data_says_how_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--data-dir", str(tmp_path / "none")]) == 1
+    assert "dnsplane up" in capsys.readouterr().err
+
+
+def test_demo_without_a_running_instance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "fail", "lb-2", "--data-dir", str(tmp_path)]) == 1
+    assert "no running dnsplane demo" in capsys.readouterr().err
