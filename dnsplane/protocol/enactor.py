@@ -90,6 +90,7 @@ class Enactor:
     pending: dict[EndpointKey, Desired] = field(default_factory=dict)
     in_batch: tuple[EndpointKey, ...] = ()
     sent: dict[EndpointKey, Write] = field(default_factory=dict)
+    total: int = 0  # endpoints in the plan being enacted, for progress reports
     busy: bool = False
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0})
 
@@ -109,6 +110,7 @@ class Enactor:
             case ChangesLoaded(changes=changes):
                 refused = self._refuse_invalid(changes)
                 self.pending = changes
+                self.total = len(changes)
                 return refused + self._next_batch()
             case MarkersRead(observed=observed):
                 return self._on_markers(observed)
@@ -151,7 +153,12 @@ class Enactor:
             if len(keys) >= self.batch_size:
                 break
         self.in_batch = tuple(keys)
-        return [ReadMarkers(self.in_batch)]
+        out: list[Command] = []
+        if self.total > 4 * self.batch_size:  # long work: say how far it got
+            done = self.total - len(self.pending)
+            out.append(Log("info", "enacting", {"actor": self.name, "generation": self.working,
+                                                "done": done, "of": self.total}))
+        return [*out, ReadMarkers(self.in_batch)]
 
     def _on_markers(self, observed: dict[EndpointKey, Observed]) -> list[Command]:
         writes: list[Write] = []
