@@ -1,63 +1,154 @@
-"""Invariant checks I1–I3 and I5–I6 of DESIGN.md, run after every step of a test or simulation.
+"""Invariant checks I1–I6 of DESIGN.md, run after every step of a test, a simulation or an exploration.
 
 A ``Monitor`` is told every plan as it is published (so it keeps the content
-history even after the collector deleted the plans) and looks at the provider
-after each step. A violation raises ``InvariantViolation`` carrying the
-invariant's name, the endpoint, the step and a readable timeline.
+history even after the collector deleted the plans) and looks at the endpoints
+a step touched. A violation carries the invariant's name, the endpoint, the
+step, the simulated time and a readable timeline. By default the first one
+raises ``InvariantViolation``; with ``collect=True`` each (invariant, endpoint)
+is recorded once and the run goes on (the simulator uses this, so that the
+legacy protocol's I2 stale write and the I1 empty record it leads to are both
+reported).
 
-- I1 never empty: a published endpoint has a non-empty record set at the provider.
-- I2 monotonic: the marker generation never decreases; content that matches only
-  generations older than the newest one served is never served again.
-- I3 no live plan deleted: every plan at or above the low watermark and every
-  plan an enactor in flight holds is still in the store.
-- I5 validity: everything at the provider passes ``validate_record_set``.
-(I4, convergence, and I6, idempotence, are checked by the tests that drive to quiet.)
+What each check means, precisely:
+
+- **I1 never empty**: an endpoint that ever held records or a marker has a
+  non-empty record set at the provider. *Exemption*: an endpoint whose records
+  a human emptied (``exempt``) is not checked until the first write by dnsplane
+  lands on it or until ``repair_bound`` seconds have passed, whichever is
+  first; still empty after the bound is an I1 violation (the verifier did not
+  repair it in time).
+- **I2 monotonic**: the marker generation never decreases (a hand edit resets
+  the baseline: the human lowered it, not dnsplane), and once an endpoint served
+  the content of generation g it never again serves content that only
+  generations older than g had.
+- **I3 no live plan deleted**: after every step that deletes plans, for every
+  referenced generation g and every endpoint, the store still returns the
+  content that generation g had for it (``store.desired(key, g)``). Referenced:
+  each endpoint's marker generation, the generation of every enactor in flight
+  whose lease is live (computed from actor state by the driver: an enactor
+  paused past its lease is no longer in flight; its stale writes are fenced by
+  the compare-and-swap), and the verifier's last-known-good.
+- **I4 convergence** (``check_converged``): once faults stop, within the stated
+  bound, every endpoint holds the newest *valid* content at or below the head,
+  with a marker naming that content.
+- **I5 validity**: everything at the provider passes ``validate_record_set``.
+- **I6 idempotence** (``check_idempotent``): re-running the enactors when all
+  is applied costs zero provider writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dnsplane.errors import DnsplaneError, InvalidPlan
 from dnsplane.model import EndpointKey, Generation, Observed, RecordSet, validate_record_set
+
+I1, I2, I3, I4, I5, I6 = (
+    "I1 never empty",
+    "I2 monotonic",
+    "I3 no live plan deleted",
+    "I4 convergence",
+    "I5 validity",
+    "I6 idempotence",
+)
+NOWHERE = EndpointKey("-", "-")
 
 
 class InvariantViolation(DnsplaneError):
     fmt = "{invariant} violated for {endpoint} at step {step}: {detail}\n{timeline}"
 
 
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    endpoint: str
+    step: int
+    time: float
+    detail: str
+    context: tuple[str, ...] = field(default=(), compare=False, repr=False)  # the timeline up to it
+
+    @property
+    def short(self) -> str:
+        return self.invariant.split()[0]
+
+    def to_json(self, seed: int | None = None) -> dict[str, object]:
+        out: dict[str, object] = {"invariant": self.short, "endpoint": self.endpoint, "step": self.step,
+                                  "time": round(self.time, 3), "detail": self.detail}
+        if seed is not None:
+            out = {"seed": seed, **out}
+        return out
+
+
 @dataclass
 class Monitor:
     zone: str
     seed: int | None = None
+    collect: bool = False
     steps: int = 0
-    timeline: list[str] = field(default_factory=list)
-    content: dict[EndpointKey, list[tuple[int, str]]] = field(default_factory=dict)  # (gen, digest) ascending
+    now: float = 0.0
+    timeline: deque[str] = field(default_factory=lambda: deque(maxlen=400))
+    content: dict[EndpointKey, list[tuple[int, str, bool]]] = field(default_factory=dict)  # (gen, digest, valid)
     highest_marker: dict[EndpointKey, int] = field(default_factory=dict)
     highest_served: dict[EndpointKey, int] = field(default_factory=dict)
     published: set[EndpointKey] = field(default_factory=set)
+    exempt_until: dict[EndpointKey, float] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    on_violation: Callable[[Violation], None] | None = None
 
     def note(self, text: str) -> None:
-        self.timeline.append(f"[{self.steps:>5}] {text}")
+        self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
+
+    # -- history -------------------------------------------------------------------------------
 
     def on_publish(self, generation: Generation, changes: Iterable[tuple[EndpointKey, RecordSet]]) -> None:
         n = 0
         for key, rs in changes:
-            self.content.setdefault(key, []).append((int(generation), rs.digest))
+            try:
+                validate_record_set(key, rs, self.zone)
+                valid = True
+            except InvalidPlan:
+                valid = False
+            self.content.setdefault(key, []).append((int(generation), rs.digest, valid))
             n += 1
         self.note(f"planner published generation {generation} ({n} changes)")
 
     def content_at(self, key: EndpointKey, generation: int) -> str | None:
         found = None
-        for g, digest in self.content.get(key, []):
+        for g, digest, _ in self.content.get(key, []):
             if g > generation:
                 break
             found = digest
         return found
 
+    def newest_valid(self, key: EndpointKey, head: int) -> tuple[int, str] | None:
+        found = None
+        for g, digest, valid in self.content.get(key, []):
+            if g > head:
+                break
+            if valid:
+                found = (g, digest)
+        return found
+
+    # -- per-step checks ------------------------------------------------------------------------
+
+    def exempt(self, key: EndpointKey, until: float) -> None:
+        """A human emptied ``key``: no I1 until dnsplane writes it again or ``until`` passes."""
+        self.exempt_until[key] = until
+
+    def hand_edited(self, key: EndpointKey, marker_generation: int | None) -> None:
+        """A human set the marker: the monotonic baseline restarts from what they wrote."""
+        self.highest_marker[key] = marker_generation or 0
+
+    def written(self, keys: Iterable[EndpointKey]) -> None:
+        """dnsplane wrote these keys: a corrupted endpoint's exemption ends."""
+        for k in keys:
+            self.exempt_until.pop(k, None)
+
     def check(self, observed: dict[EndpointKey, Observed], step_note: str = "") -> None:
-        """Check I1, I2 and I5 on the provider's current state."""
+        """Check I1, I2 and I5 on the given endpoints' current state."""
         self.steps += 1
         if step_note:
             self.note(step_note)
@@ -66,40 +157,104 @@ class Monitor:
             if records is not None or marker is not None:
                 self.published.add(key)
             if key in self.published and (records is None or not records.live_members()):
-                self.fail("I1 never empty", key, "the endpoint resolves to an empty record set")
+                until = self.exempt_until.get(key)
+                if until is None or self.now > until:
+                    why = "" if until is None else " (hand-emptied, not repaired within the bound)"
+                    self.fail(I1, key, "the endpoint resolves to an empty record set" + why)
             if records is not None:
                 try:
                     validate_record_set(key, records, self.zone)
                 except InvalidPlan as err:
-                    self.fail("I5 validity", key, str(err))
+                    self.fail(I5, key, str(err))
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
                 if marker.generation < high:
-                    self.fail("I2 monotonic", key, f"marker went down from {high} to {marker.generation}")
+                    self.fail(I2, key, f"marker went down from {high} to {marker.generation}")
                 self.highest_marker[key] = max(high, marker.generation)
             if records is not None:
                 self._check_content(key, records.digest, marker.generation if marker else None)
 
+    def check_exemptions(self, read: Callable[[list[EndpointKey]], dict[EndpointKey, Observed]]) -> None:
+        """Expire hand-emptied exemptions whose bound passed (checks I1 on those endpoints)."""
+        expired = [k for k, until in self.exempt_until.items() if self.now > until]
+        if expired:
+            for k in expired:
+                del self.exempt_until[k]
+            self.steps -= 1
+            for k, seen in read(expired).items():
+                if seen.records is None or not seen.records.live_members():
+                    self.fail(I1, k, "hand-emptied endpoint not repaired within the bound")
+
     def _check_content(self, key: EndpointKey, digest: str, marker_gen: int | None) -> None:
         served = self.highest_served.get(key, 0)
         if served and digest != self.content_at(key, served):
-            newer = [g for g, d in self.content.get(key, []) if d == digest and g > served]
-            older = [g for g, d in self.content.get(key, []) if d == digest and g < served]
+            history = self.content.get(key, [])
+            newer = [g for g, d, _ in history if d == digest and g > served]
+            older = [g for g, d, _ in history if d == digest and g < served]
             if older and not newer:
-                self.fail("I2 monotonic", key, f"serves the content of generation {max(older)} after {served}")
+                self.fail(I2, key, f"serves the content of generation {max(older)} after {served}")
         if marker_gen is not None and digest == self.content_at(key, marker_gen):
             self.highest_served[key] = max(served, marker_gen)
 
     def check_plans_kept(self, kept: set[int], referenced: dict[str, int]) -> None:
-        """I3: every generation that someone references is still stored."""
+        """I3 (by plan number): every generation that someone references is still stored."""
         self.steps += 1
         for who, generation in referenced.items():
             if generation and generation not in kept:
-                self.fail("I3 no live plan deleted", EndpointKey("-", "-"),
-                          f"plan {generation}, referenced by {who}, was deleted")
+                self.fail(I3, NOWHERE, f"plan {generation}, referenced by {who}, was deleted")
+
+    def check_references(self, referenced: list[tuple[str, int, EndpointKey | None]],
+                         desired: Callable[[EndpointKey, int], str | None]) -> None:
+        """I3 (by content): for each referenced generation, the store still returns its content.
+
+        ``referenced`` lists (who, generation, endpoint): a marker references its own endpoint's
+        content at its generation; an enactor in flight or the last-known-good (endpoint None)
+        reference every endpoint's content at that generation. ``desired(key, g)`` is the digest
+        the store returns for ``key`` at ``g``.
+        """
+        for who, g, only in referenced:
+            if not g:
+                continue
+            for key in (self.content if only is None else (only,)):
+                want = self.content_at(key, g)
+                if want is None:
+                    continue
+                got = desired(key, g)
+                if got != want:
+                    self.fail(I3, key, f"content of generation {g}, referenced by {who}, is gone from the store "
+                                       f"(store has {got}, plan had {want})")
+
+    def check_converged(self, observed: dict[EndpointKey, Observed], head: int, bound: float) -> None:
+        """I4: every endpoint holds the newest valid content at or below ``head``."""
+        for key in self.content:
+            want = self.newest_valid(key, head)
+            if want is None:
+                continue
+            seen = observed.get(key, Observed(None, None))
+            got = seen.records.digest if seen.records else None
+            if got != want[1] or seen.marker is None or seen.marker.digest != want[1]:
+                marker = seen.marker.generation if seen.marker else None
+                self.fail(I4, key, f"{bound:.0f}s after faults stopped it holds {got} (marker {marker}), "
+                                   f"not generation {want[0]}'s {want[1]} (head {head})")
+
+    def check_idempotent(self, writes_before: int, writes_after: int) -> None:
+        """I6: re-running every enactor at quiet sent no provider write."""
+        if writes_after != writes_before:
+            self.fail(I6, NOWHERE, f"re-running the enactors at quiet cost {writes_after - writes_before} writes")
 
     def fail(self, invariant: str, key: EndpointKey, detail: str) -> None:
-        timeline = "\n".join(self.timeline[-40:])
+        if self.collect:
+            ident = (invariant, str(key))
+            if ident in self.seen:
+                return
+            self.seen.add(ident)
+            self.note(f"VIOLATION {invariant} at {key}: {detail}")
+            v = Violation(invariant, str(key), self.steps, self.now, detail, tuple(self.timeline)[-60:])
+            self.violations.append(v)
+            if self.on_violation is not None:
+                self.on_violation(v)
+            return
+        timeline = "\n".join(list(self.timeline)[-40:])
         seed = f" (seed {self.seed})" if self.seed is not None else ""
         raise InvariantViolation(invariant=invariant, endpoint=str(key), step=f"{self.steps}{seed}",
                                  detail=detail, timeline="timeline:\n" + timeline)

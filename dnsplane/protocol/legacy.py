@@ -1,0 +1,148 @@
+"""THE DESIGN THAT FAILED. The enactor of AWS DynamoDB's DNS automation before 19 October 2025.
+
+Kept only so that the simulator can reproduce the outage of that night on demand
+and show, beside it, that the safe protocol (enactor.py, collector.py) never
+produces it. It is never an option for a real provider: its writes are
+``ForceWrite`` commands, which only the simulator executes (the runtime's
+``Executor`` does not know them and fails the step).
+
+What it does, as the AWS post-event summary (aws.amazon.com/message/101925)
+describes:
+
+1. **Check once, at the start.** It loads the newest plan and reads the markers,
+   and goes on only if its plan is newer than every generation applied.
+   It never checks again, however long the rest takes.
+2. **Unconditional writes.** It then writes every endpoint of the plan, one at
+   a time, with no precondition: whatever the provider holds is overwritten.
+   A delayed enactor therefore writes an old plan over a newer one.
+3. **Clean-up that deletes records.** After applying generation g it deletes
+   every plan "significantly older" (below ``g - keep``) and, with each deleted
+   plan, the records that plan created: an endpoint whose marker names a
+   deleted plan is left with no records at all. When a delayed enactor has just
+   written an old plan, that is an empty record set (I1), which nothing repairs.
+
+None of DESIGN.md's invariants is promised here; the simulator exists to show
+which ones break.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, Marker, RecordSet
+from dnsplane.protocol.messages import (
+    Command,
+    DesiredLoaded,
+    Event,
+    Failed,
+    Finish,
+    LoadDesired,
+    Log,
+    MarkersRead,
+    ReadMarkers,
+    Tick,
+    WriteDone,
+)
+
+LEGACY_KEEP = 3  # plans older than (applied - LEGACY_KEEP) count as "significantly older"
+
+
+@dataclass(frozen=True, slots=True)
+class ForceWrite:
+    """Reply: WriteDone. Overwrite one endpoint's records and marker with no precondition.
+
+    Simulator only: no real provider offers an unconditional write to dnsplane.
+    """
+
+    key: EndpointKey
+    records: RecordSet
+    marker: Marker
+
+
+@dataclass(frozen=True, slots=True)
+class CleanUp:
+    """Reply: CleanedUp. Delete plans below ``keep_from`` and the records those plans created."""
+
+    keep_from: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class CleanedUp:
+    now: float
+    plans_deleted: int
+    emptied: tuple[EndpointKey, ...]
+
+
+LEGACY_REQUESTS = (ForceWrite, CleanUp)
+
+
+@dataclass
+class LegacyEnactor:
+    """One of the redundant enactors of the failed design (check once, write blindly, clean up)."""
+
+    name: str
+    zone: str
+    keep: int = LEGACY_KEEP
+    applied_upto: Generation = NO_GENERATION
+    working: Generation | None = None
+    plan: dict[EndpointKey, Desired] = field(default_factory=dict)
+    queue: list[EndpointKey] = field(default_factory=list)
+    busy: bool = False
+    stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "skips": 0, "cleanups": 0, "emptied": 0})
+
+    def handle(self, event: Event | CleanedUp) -> list[Command | ForceWrite | CleanUp]:
+        match event:
+            case Tick():
+                if self.busy:
+                    return []
+                self.busy = True
+                return [LoadDesired()]
+            case DesiredLoaded(head=head, desired=desired):
+                if head <= self.applied_upto:
+                    self.busy = False
+                    return []
+                self.working = head
+                self.plan = dict(desired)
+                return [ReadMarkers(tuple(sorted(desired)))]
+            case MarkersRead(observed=observed):
+                # The one and only staleness check: is this plan newer than what is applied?
+                applied = max((o.marker.generation for o in observed.values() if o.marker), default=NO_GENERATION)
+                assert self.working is not None
+                if applied >= self.working:
+                    self.stats["skips"] += 1
+                    return self._done(write_finish=False)
+                self.queue = sorted(self.plan)
+                return self._next()
+            case WriteDone():
+                self.stats["writes"] += 1
+                return self._next()
+            case CleanedUp(emptied=emptied):
+                self.busy = False
+                self.stats["cleanups"] += 1
+                self.stats["emptied"] += len(emptied)
+                return []
+            case Failed(error=error):
+                self.busy = False
+                self.working = None
+                self.queue = []
+                return [Log("warning", "legacy enactor step failed", {"actor": self.name, "error": error})]
+            case _:
+                return []
+
+    def _next(self) -> list[Command | ForceWrite | CleanUp]:
+        if not self.queue:
+            return self._done(write_finish=True)
+        key = self.queue.pop(0)
+        desired = self.plan[key]
+        assert self.working is not None
+        return [ForceWrite(key, desired.records, Marker(self.working, desired.records.digest))]
+
+    def _done(self, write_finish: bool) -> list[Command | ForceWrite | CleanUp]:
+        done = self.working
+        self.working = None
+        self.plan = {}
+        if done is None or not write_finish:
+            self.busy = False
+            return []
+        self.applied_upto = done
+        return [Finish(done), CleanUp(Generation(done - self.keep))]

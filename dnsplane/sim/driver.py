@@ -1,0 +1,674 @@
+"""The simulation driver: the production actors on a virtual clock, with a seeded scheduler and faults.
+
+One run = (scenario, protocol, seed, fault schedule) → a deterministic trace.
+Nothing here reads the wall clock or the global random state: every random
+choice comes from ``random.Random`` instances seeded from the run's seed
+(one stream for latencies, one for health, one for the fault schedule), so
+``--seed S`` replays a run exactly and the shrinker can replay it with fewer
+faults.
+
+How a run proceeds (discrete events in time order; ties by insertion):
+
+- each actor (planner, N enactors, collector, verifier — or N legacy enactors)
+  is ticked every period, and enactors are also woken when a plan is published;
+- ``handle(event)`` returns commands; the effects are applied at once; the final
+  request, if any, becomes the actor's one *pending completion*, due after a
+  latency drawn from the seeded stream. Delivering it runs it against the store
+  or provider at that moment and feeds the reply to the actor. The latencies are
+  the scheduler: they decide which pending completion is delivered next;
+- health observations (the workload) and faults are events too;
+- after every step the ``Monitor`` checks I1, I2, I5 on the endpoints the step
+  wrote, I3 after every step that deleted plans; after ``duration`` faults stop,
+  paused actors resume, and after the convergence bound I4 is checked, then I6
+  (every enactor re-run, and a fresh one, must cost no provider write).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet
+from dnsplane.protocol.collector import Collector
+from dnsplane.protocol.enactor import Enactor
+from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite, LegacyEnactor
+from dnsplane.protocol.messages import (
+    Begin,
+    Collect,
+    DesiredLoaded,
+    Failed,
+    HeadRead,
+    HealthObserved,
+    Published,
+    SetLastKnownGood,
+    Tick,
+    WriteBatch,
+    WriteDone,
+)
+from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.memory import MemoryProvider
+from dnsplane.sim.faults import Fault, make_schedule
+from dnsplane.sim.invariants import Monitor, Violation
+from dnsplane.sim.scenario import Scenario
+from dnsplane.sim.world import PROVIDER_REQUESTS, REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.store.base import INFLIGHT_TTL
+from dnsplane.store.memory import MemoryStore
+
+PROTOCOLS = ("safe", "legacy")
+WRITES = (WriteBatch, ForceWrite)  # a "slow" actor's writes take long (AWS: retries on several endpoints)
+_TICK, _WAKE, _DELIVER, _HEALTH, _FAULT, _RESTART, _QUIET = range(7)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One notable moment, for the timeline and the SVG swimlanes."""
+
+    time: float
+    step: int
+    actor: str
+    kind: str  # publish begin write conflict refused repair empty cleanup collect fault crash restart failed violation
+    detail: str
+    generation: int = 0
+
+
+@dataclass
+class RunResult:
+    protocol: str
+    scenario: str
+    seed: int
+    steps: int
+    simulated: float
+    violations: list[Violation]
+    faults: dict[str, int]
+    schedule: list[Fault]
+    conflicts: int
+    repairs: int
+    generations: int
+    writes: int
+    trace: list[TraceEvent] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def first(self, prefer: str = "I1") -> Violation | None:
+        for v in self.violations:
+            if v.short == prefer:
+                return v
+        return self.violations[0] if self.violations else None
+
+
+class Simulation:
+    """One seeded run of a scenario under one protocol."""
+
+    def __init__(self, scenario: Scenario, protocol: str, seed: int, schedule: list[Fault] | None = None,
+                 trace: bool = True, stop_on: str | None = None) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}")
+        self.scenario, self.protocol, self.seed = scenario, protocol, seed
+        self.rng = random.Random(seed)
+        self.health_rng = random.Random(seed * 7919 + 1)
+        self.endpoints = fleet(scenario.endpoints, scenario.targets)
+        self.keys = [ep.key for ep in self.endpoints]
+        self.targets = [t.id for ep in self.endpoints for t in ep.targets]
+        self.by_endpoint = {str(i): ep for i, ep in enumerate(self.endpoints)}
+        self.enactor_names = [f"enactor-{i + 1}" for i in range(scenario.enactors)]
+        self.began_names = set(self.enactor_names)
+        if schedule is None:
+            schedule = make_schedule(scenario, random.Random(seed * 104729 + 2), self.enactor_names, self.targets)
+        self.schedule = schedule
+        self.store = MemoryStore()
+        self.provider = MemoryProvider(ZONE)
+        self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
+        self.executor = SimExecutor(self.store, self.provider, self._store_down, self._throttled,
+                                    self._on_publish, self._on_emptied, journal=False)
+        self.provider.add_listener(self._on_written)
+        self.tracing = trace
+        self.stop_on = stop_on
+        self.trace: list[TraceEvent] = []
+        self.now = 0.0
+        self.steps = 0
+        self.seq = 0
+        self.queue: list[tuple[float, int, int, str, Any]] = []
+        self.actors: dict[str, Any] = {}
+        self.periods: dict[str, float] = {}
+        self.pending: dict[str, tuple[int, object]] = {}  # actor -> (token, request or ready reply)
+        self.alive: dict[str, bool] = {}
+        self.paused_until: dict[str, float] = {}
+        self.began: dict[str, float] = {}  # enactor -> true time of its Begin (lease start)
+        self.skew: dict[str, float] = {}
+        self.windows: dict[str, list[tuple[float, float, float]]] = {"throttle": [], "store_outage": [],
+                                                                     "latency_spike": []}
+        self.timeout_next: set[str] = set()
+        self.forced_health: dict[str, tuple[float, str]] = {}  # target -> (until, "down" | "flap")
+        self.faults_fired: dict[str, int] = {}
+        self.dirty: list[EndpointKey] = []
+        self.deleted_plans = False
+        self.quiet = False
+        self.lkg = 0  # the verifier's last-known-good, as it last set it
+        self.corrupting = False
+        self.hand_marked: set[EndpointKey] = set()  # markers a human set: not references (I3) until rewritten
+        self.stopped = False
+        self.fault_end = scenario.duration
+        self._build_actors()
+
+    # ----------------------------------------------------------------- setup
+
+    def _build_actors(self) -> None:
+        s = self.scenario
+        self.actors["planner"] = Planner("planner", ZONE, self.endpoints)
+        self.periods["planner"] = s.planner_period
+        for name in self.enactor_names:
+            self.actors[name] = self._new_enactor(name)
+            self.periods[name] = s.enactor_period
+        if self.protocol == "safe":
+            self.actors["collector"] = Collector()
+            self.periods["collector"] = s.collector_period
+            self.actors["verifier"] = Verifier("verifier")
+            self.periods["verifier"] = s.verifier_period
+        for name in self.actors:
+            self.alive[name] = True
+            self.skew[name] = 0.0
+            self._push(self.rng.uniform(0, min(self.periods[name], 5.0)), _TICK, name)
+        self._push(0.0, _HEALTH, "")
+        for fault in self.schedule:
+            self._push(fault.at, _FAULT, fault.kind, fault)
+
+    def _new_enactor(self, name: str) -> Enactor | LegacyEnactor:
+        if self.protocol == "legacy":
+            return LegacyEnactor(name, ZONE, keep=self.scenario.legacy_keep)
+        return Enactor(name, ZONE)
+
+    def _push(self, at: float, kind: int, actor: str, payload: Any = None) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, self.seq, kind, actor, payload))
+
+    # ----------------------------------------------------------------- run
+
+    def run(self) -> RunResult:
+        s = self.scenario
+        end = s.duration + s.convergence_bound
+        self._push(s.duration, _QUIET, "")
+        queue = self.queue
+        while queue and not self.stopped:
+            at, _, kind, actor, payload = heapq.heappop(queue)
+            if at > end:
+                heapq.heappush(queue, (at, 0, kind, actor, payload))
+                break
+            self.now = at
+            self.monitor.now = at
+            if kind == _DELIVER:
+                self._deliver(actor, payload)
+            elif kind == _TICK:
+                self._tick(actor)
+                self._push(at + self.periods[actor], _TICK, actor)
+            elif kind == _WAKE:
+                self._tick(actor)
+            elif kind == _HEALTH:
+                self._health()
+            elif kind == _FAULT:
+                self._fault(payload)
+            elif kind == _RESTART:
+                self._restart(actor)
+            elif kind == _QUIET:
+                self._start_quiet()
+            if self.monitor.exempt_until:
+                self.monitor.check_exemptions(self.provider.read)
+        if not self.stopped:
+            self.now = end
+            self.monitor.now = end
+            self._final_checks()
+        return RunResult(
+            self.protocol, s.name, self.seed, self.steps, self.now, list(self.monitor.violations),
+            dict(sorted(self.faults_fired.items())), self.schedule,
+            sum(a.stats.get("conflicts", 0) for a in self.actors.values() if hasattr(a, "stats")),
+            self.actors["verifier"].stats["repairs"] if "verifier" in self.actors else 0,
+            int(self.store.head()), self.provider.writes, self.trace, list(self.monitor.timeline),
+        )
+
+    # ----------------------------------------------------------------- stepping actors
+
+    def _tick(self, name: str) -> None:
+        if not self.alive[name] or name in self.pending or self.paused_until.get(name, 0.0) > self.now:
+            return
+        self._feed(name, Tick(self.now + self.skew[name]))
+
+    def _feed(self, name: str, event: Any) -> None:
+        actor = self.actors[name]
+        commands = actor.handle(event)
+        self.steps += 1
+        self.monitor.steps = self.steps
+        if commands:
+            last = commands[-1]
+            request = last if isinstance(last, REQUESTS) else None
+            effects = commands[:-1] if request is not None else commands
+            now_a = self.now + self.skew[name]
+            for c in effects:
+                if isinstance(c, Begin):
+                    self.began[name] = self.now
+                elif isinstance(c, SetLastKnownGood):
+                    self.lkg = int(c.generation)
+            if isinstance(event, DesiredLoaded) and self.protocol == "legacy" and name in self.began_names:
+                self.began[name] = self.now
+            if self.tracing:
+                self._trace_commands(name, event, commands)
+            failed = self.executor.effects(name, effects, now_a) if effects else None
+            if failed is not None:
+                self._set_pending(name, failed, self._latency(name, None))
+            elif request is not None:
+                self._set_pending(name, request, self._latency(name, request))
+        elif self.tracing:
+            self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
+        self._after_step()
+
+    def _set_pending(self, name: str, what: object, latency: float) -> None:
+        self.seq += 1
+        token = self.seq
+        self.pending[name] = (token, what)
+        heapq.heappush(self.queue, (self.now + latency, token, _DELIVER, name, token))
+
+    def _latency(self, name: str, request: object) -> float:
+        slow = self.scenario.slow.get(name)
+        lo, hi = slow if slow is not None and isinstance(request, WRITES) else self.scenario.latency
+        lat = self.rng.uniform(lo, hi)
+        if request is not None and isinstance(request, PROVIDER_REQUESTS):
+            for start, stop, factor in self.windows["latency_spike"]:
+                if start <= self.now < stop:
+                    lat *= factor
+        return lat
+
+    def _deliver(self, name: str, token: int) -> None:
+        entry = self.pending.get(name)
+        if entry is None or entry[0] != token:
+            return  # the actor crashed or restarted since: this completion is lost
+        paused = self.paused_until.get(name, 0.0)
+        if paused > self.now:  # SIGSTOPped: the reply waits until the process runs again
+            heapq.heappush(self.queue, (paused, token, _DELIVER, name, token))
+            return
+        del self.pending[name]
+        what = entry[1]
+        now_a = self.now + self.skew[name]
+        if isinstance(what, REQUESTS):
+            reply = self.executor.request(name, what, now_a)
+            if isinstance(what, WriteBatch | ForceWrite) and name in self.timeout_next:
+                self.timeout_next.discard(name)
+                self._fired("timeout_after_apply")
+                self._note_trace(name, "fault", "write applied, caller timed out")
+                reply = Failed(now_a, "timeout (the write was applied)", True, 1.0)
+            if isinstance(what, Collect | CleanUp):
+                self.deleted_plans = True
+            self._after_request(name, what, reply)
+        else:
+            reply = what  # a Failed made when an effect failed
+        if isinstance(reply, Published):
+            self._wake_enactors()
+        self._feed(name, reply)
+
+    def _after_request(self, name: str, request: object, reply: Any) -> None:
+        if isinstance(request, Collect) or (isinstance(request, CleanUp) and isinstance(reply, CleanedUp)):
+            n = getattr(reply, "plans_deleted", 0)
+            if n and self.tracing:
+                below = request.watermark if isinstance(request, Collect) else request.keep_from
+                self._note_trace(name, "collect", f"deleted {n} plans below {below}")
+        if not self.tracing:
+            return
+        if isinstance(reply, WriteDone) and isinstance(request, WriteBatch):
+            for result, write in zip(reply.results, request.writes, strict=True):
+                g = int(write.marker.generation)
+                if type(result).__name__ == "Conflict":
+                    self._note_trace(name, "conflict", f"{write.key.name} g{g} refused: marker moved", g)
+                elif getattr(result, "written", False):
+                    kind = "repair" if name == "verifier" else "write"
+                    self._note_trace(name, kind, f"{write.key.name} -> g{g}", g)
+        elif isinstance(request, ForceWrite):
+            g = int(request.marker.generation)
+            self._note_trace(name, "write", f"{request.key.name} -> g{g} (unconditional)", g)
+        elif isinstance(reply, Failed):
+            self._note_trace(name, "failed", f"{type(request).__name__}: {reply.error}")
+
+    def _after_step(self) -> None:
+        mon = self.monitor
+        if self.dirty:
+            keys, self.dirty = self.dirty, []
+            mon.check(self.provider.read(keys))
+            mon.steps = self.steps
+        if self.deleted_plans:
+            self.deleted_plans = False
+            mon.check_references(self.referenced(), self._store_digest)
+
+    def _store_digest(self, key: EndpointKey, g: int) -> str | None:
+        d = self.store.desired([key], Generation(g)).get(key)
+        return d.records.digest if d else None
+
+    def referenced(self) -> list[tuple[str, int, EndpointKey | None]]:
+        """Generations someone still references, computed from actor state (I3).
+
+        An enactor is in flight from its Begin until it finishes or fails, while its lease
+        (``INFLIGHT_TTL``, less twice the largest clock skew) lasts; a marker a human set is
+        no reference until dnsplane rewrites it.
+        """
+        refs: list[tuple[str, int, EndpointKey | None]] = []
+        lease = INFLIGHT_TTL - 2 * self.scenario.max_skew
+        for name in self.enactor_names:
+            working = self.actors[name].working
+            if working is not None and self.alive[name]:
+                began = self.began.get(name)
+                if began is None or self.now - began <= lease:
+                    refs.append((f"{name} in flight", int(working), None))
+        for key, seen in self.provider.read_all().items():
+            if seen.marker is not None and key not in self.hand_marked:
+                refs.append((f"the marker of {key}", int(seen.marker.generation), key))
+        if self.lkg:
+            refs.append(("the verifier's last-known-good", self.lkg, None))
+        return refs
+
+    # ----------------------------------------------------------------- hooks
+
+    def _on_written(self, keys: list[EndpointKey]) -> None:
+        if self.corrupting:
+            return  # a human's edit, not dnsplane's write
+        self.dirty.extend(keys)
+        self.monitor.written(keys)
+        self.hand_marked.difference_update(keys)
+
+    def _on_publish(self, gen: Generation, changes: tuple[tuple[EndpointKey, RecordSet], ...]) -> None:
+        self.monitor.on_publish(gen, changes)
+        if self.tracing:
+            self._note_trace("planner", "publish", f"generation {gen} ({len(changes)} changes)", int(gen))
+
+    def _on_emptied(self, keys: tuple[EndpointKey, ...]) -> None:
+        if self.tracing:
+            for k in keys:
+                self._note_trace("cleanup", "empty", f"{k.name} records deleted with their plan")
+
+    def _on_violation(self, v: Violation) -> None:
+        if self.tracing:
+            self.trace.append(TraceEvent(self.now, self.steps, "monitor", "violation", f"{v.short} {v.endpoint}"))
+        if self.stop_on is not None and (self.stop_on == "any" or v.short == self.stop_on):
+            self.stopped = True
+
+    def _store_down(self) -> bool:
+        return self._in_window("store_outage")
+
+    def _throttled(self) -> bool:
+        return self._in_window("throttle")
+
+    def _in_window(self, kind: str) -> bool:
+        windows = self.windows[kind]
+        if not windows:
+            return False
+        now = self.now
+        return any(start <= now < stop for start, stop, _ in windows)
+
+    def _note_trace(self, actor: str, kind: str, detail: str, generation: int = 0) -> None:
+        self.trace.append(TraceEvent(self.now, self.steps, actor, kind, detail, generation))
+        self.monitor.note(f"{actor}: {kind} {detail}")
+
+    def _trace_commands(self, name: str, event: Any, commands: list[Any]) -> None:
+        names = ", ".join(type(c).__name__ for c in commands)
+        self.monitor.note(f"{name}: {type(event).__name__} -> {names}")
+        for c in commands:
+            if isinstance(c, Begin):
+                self._note_trace(name, "begin", f"begins generation {c.generation}", int(c.generation))
+        if isinstance(event, DesiredLoaded) and name.startswith("enactor") and self.protocol == "legacy":
+            self._note_trace(name, "begin", f"checks once: plan {event.head} is newer", int(event.head))
+
+    def _wake_enactors(self) -> None:
+        for name in self.enactor_names:
+            if name not in self.pending:
+                self._push(self.now + self.rng.uniform(0.01, 1.0), _WAKE, name)
+
+    # ----------------------------------------------------------------- workload: health
+
+    def _health(self) -> None:
+        """Health checks of every target (the workload); they stop when faults stop."""
+        if self.quiet:
+            return
+        s = self.scenario
+        for tid in self.targets:
+            last = self._last_ok(tid)
+            forced = self.forced_health.get(tid)
+            if forced is not None and forced[0] <= self.now:
+                del self.forced_health[tid]
+                forced = None
+            if forced is not None:
+                ok = False if forced[1] == "down" else not last
+            else:
+                ok = last != (self.health_rng.random() < s.health_flip)
+            if ok != last and self.alive["planner"]:
+                self._feed("planner", HealthObserved(self.now + self.skew["planner"], tid, ok, "sim"))
+        self._push(self.now + s.health_period, _HEALTH, "")
+
+    def _last_ok(self, tid: str) -> bool:
+        h = self.actors["planner"].health.get(tid)
+        return h is None or h.healthy
+
+    # ----------------------------------------------------------------- faults
+
+    def _fired(self, kind: str) -> None:
+        self.faults_fired[kind] = self.faults_fired.get(kind, 0) + 1
+
+    def _fault(self, f: Fault) -> None:
+        if self.quiet:
+            return
+        kind = f.kind
+        if self.tracing:
+            self._note_trace(f.target if f.target in self.actors else "faults", "fault", f.describe())
+        match kind:
+            case "pause":
+                self._fired(kind)
+                self.paused_until[f.target] = self.now + INFLIGHT_TTL + f.duration
+            case "crash":
+                self._crash(f.target, f.mode, f.duration)
+            case "latency_spike" | "throttle" | "store_outage":
+                self._fired(kind)
+                self.windows[kind].append((self.now, self.now + f.duration, f.value or 1.0))
+            case "timeout_after_apply":
+                self._fired(kind)
+                self.timeout_next.add(f.target)
+            case "redeliver":
+                self._redeliver(f)
+            case "clock_skew":
+                self._fired(kind)
+                self.skew[f.target] = f.value
+            case "planner_restart":
+                self._fired(kind)
+                self.pending.pop("planner", None)
+                planner = Planner("planner", ZONE, self.endpoints)
+                if f.mode == "counter_reset":
+                    planner.synced = True  # believes the counter starts again at 0; the store's CAS corrects it
+                self.actors["planner"] = planner
+                self._push(self.now + 1.0, _WAKE, "planner")
+            case "health_flap" | "aba":
+                self._fired(kind)
+                mode = "flap" if kind == "health_flap" else "down"
+                until = self.now + (f.duration if kind == "health_flap" else self.scenario.planner_period * 1.5)
+                self.forced_health[f.target] = (until, mode)
+            case "all_unhealthy":
+                self._fired(kind)
+                for t in self.by_endpoint[f.target].targets:
+                    self.forced_health[t.id] = (self.now + f.duration, "down")
+            case "malformed_plan":
+                self._malformed(f)
+            case "corrupt":
+                self._corrupt(f)
+        if self.dirty:
+            self._after_step()
+
+    def _crash(self, name: str, mode: str, down_for: float) -> None:
+        if not self.alive.get(name, False):
+            return
+        self._fired("crash")
+        entry = self.pending.pop(name, None)
+        if entry is not None and mode == "after" and isinstance(entry[1], REQUESTS):
+            # the request reached the store or provider and took effect; the process died before the reply
+            # (after a write: acknowledged by the provider, never journalled, never finished in the store)
+            self.executor.request(name, entry[1], self.now + self.skew[name])
+            if isinstance(entry[1], Collect | CleanUp):
+                self.deleted_plans = True
+        self.alive[name] = False
+        self._push(self.now + down_for, _RESTART, name)
+        if self.dirty or self.deleted_plans:
+            self._after_step()
+
+    def _restart(self, name: str) -> None:
+        if name == "planner":
+            self.actors[name] = Planner("planner", ZONE, self.endpoints)
+        elif name == "collector":
+            self.actors[name] = Collector()
+        elif name == "verifier":
+            self.actors[name] = Verifier("verifier")
+        else:
+            self.actors[name] = self._new_enactor(name)
+            self.began.pop(name, None)
+        self.alive[name] = True
+        if self.tracing:
+            self._note_trace(name, "restart", "restarted with empty state")
+        self._tick(name)
+
+    def _redeliver(self, f: Fault) -> None:
+        name = f.target
+        actor = self.actors[name]
+        head = int(self.store.head())
+        if not self.alive[name] or name in self.pending or actor.busy or head < 1:
+            return
+        self._fired("redeliver")
+        g = Generation(head if f.mode == "duplicate" else self.rng.randint(1, head))
+        now_a = self.now + self.skew[name]
+        if self.protocol == "legacy":
+            actor.busy = True
+            self._feed(name, DesiredLoaded(now_a, g, self.store.desired(None, g)))
+        else:
+            actor.busy = True
+            self._feed(name, HeadRead(now_a, g))
+
+    def _malformed(self, f: Fault) -> None:
+        ep = self.by_endpoint[f.target]
+        key = ep.key
+        t0 = ep.targets[0]
+        match f.mode:
+            case "empty":
+                rs = RecordSet.of(ep.ttl, [Member(t0.id, t0.addresses, 0)])
+            case "bad_address":
+                rs = RecordSet.of(ep.ttl, [Member(t0.id, ("10.0.0.256",), 100)])
+            case "duplicate_target":
+                rs = RecordSet(ep.ttl, (Member(t0.id, t0.addresses, 50), Member(t0.id, t0.addresses, 50)))
+            case _:
+                rs = RecordSet.of(0, [Member(t0.id, t0.addresses, 100)])
+        head = self.store.head()
+        gen = self.store.publish(head, [(key, rs)], self.now, "rogue")
+        if gen is not None:
+            self._fired("malformed_plan")
+            self._on_publish(gen, ((key, rs),))
+            self._wake_enactors()
+
+    def _corrupt(self, f: Fault) -> None:
+        key = self.by_endpoint[f.target].key
+        seen = self.provider.read([key])[key]
+        if seen.records is None and seen.marker is None:
+            return  # never published yet: nothing to corrupt
+        self._fired("corrupt")
+        self.corrupting = True
+        if f.mode != "emptied":
+            self.hand_marked.add(key)
+        match f.mode:
+            case "emptied":
+                self.monitor.exempt(key, self.now + self.scenario.repair_bound)
+                self.provider.hand_edit(key, None, seen.marker)
+            case "marker_deleted":
+                self.monitor.hand_edited(key, None)
+                self.provider.hand_edit(key, seen.records, None)
+            case _:
+                deleted = [p.generation for p in self.store.plans()]
+                old = Generation(max(1, (min(deleted) - 1) if deleted else 1))
+                self.monitor.hand_edited(key, int(old))
+                digest = seen.records.digest if seen.records else "0"
+                self.provider.hand_edit(key, seen.records, Marker(old, digest))
+        self.corrupting = False
+
+    # ----------------------------------------------------------------- quiet, I4, I6
+
+    def _start_quiet(self) -> None:
+        """Faults stop: windows close, paused processes resume, crashed ones come back."""
+        self.quiet = True
+        self.timeout_next.clear()
+        for kind in self.windows:
+            self.windows[kind] = [(a, min(b, self.now), f) for a, b, f in self.windows[kind]]
+        for name, until in list(self.paused_until.items()):
+            if until > self.now:
+                self.paused_until[name] = self.now
+        self.forced_health.clear()
+        if self.tracing:
+            self._note_trace("faults", "fault", "faults stop; convergence bound starts")
+
+    def _final_checks(self) -> None:
+        mon = self.monitor
+        mon.check_converged(self.provider.read_all(), int(self.store.head()), self.scenario.convergence_bound)
+        if self.protocol == "legacy":
+            return
+        before = self.provider.writes
+        for name in self.enactor_names:
+            if self.alive[name] and name not in self.pending:
+                self._drain(name)
+        fresh = Enactor("enactor-fresh", ZONE)
+        self.actors["enactor-fresh"] = fresh
+        self.skew["enactor-fresh"] = 0.0
+        self._drain("enactor-fresh")
+        mon.check_idempotent(before, self.provider.writes)
+
+    def _drain(self, name: str) -> None:
+        """Run one actor alone to quiet, synchronously, with no faults."""
+        actor = self.actors[name]
+        event: Any = Tick(self.now)
+        for _ in range(10_000):
+            commands = actor.handle(event)
+            self.steps += 1
+            if not commands:
+                return
+            last = commands[-1]
+            request = last if isinstance(last, REQUESTS) else None
+            effects = commands[:-1] if request is not None else commands
+            failed = self.executor.effects(name, effects, self.now)
+            if failed is not None:
+                event = failed
+                continue
+            if request is None:
+                return
+            event = self.executor.request(name, request, self.now)
+            self._after_step()
+
+
+def run(scenario: Scenario, protocol: str, seed: int, schedule: list[Fault] | None = None, trace: bool = True,
+        stop_on: str | None = None) -> RunResult:
+    """Run one seed; see ``Simulation``."""
+    return Simulation(scenario, protocol, seed, schedule, trace, stop_on).run()
+
+
+def shrink(scenario: Scenario, protocol: str, seed: int, invariant: str,
+           budget: int = 60, runner: Callable[..., RunResult] = run) -> list[Fault]:
+    """Smallest fault schedule (greedy, chunks then singles) with which the run still violates ``invariant``."""
+    first = runner(scenario, protocol, seed, trace=False, stop_on=invariant)
+    schedule = list(first.schedule)
+
+    def fails(candidate: list[Fault]) -> bool:
+        result = runner(scenario, protocol, seed, candidate, trace=False, stop_on=invariant)
+        return any(v.short == invariant for v in result.violations)
+
+    tries = 0
+    chunk = max(1, len(schedule) // 2)
+    while chunk >= 1 and tries < budget:
+        i = 0
+        while i < len(schedule) and tries < budget:
+            candidate = schedule[:i] + schedule[i + chunk:]
+            tries += 1
+            if fails(candidate):
+                schedule = candidate
+            else:
+                i += chunk
+        chunk //= 2
+    return schedule

@@ -1,0 +1,107 @@
+"""Fault schedules: which faults fire in a run, when, and against whom.
+
+Buggify-style: for each run, every fault site of the scenario is switched on
+with its ``active`` chance, and a site that is on fires at random moments
+(``rate`` per simulated hour). All of it is drawn up front from the run's own
+``random.Random``, into a plain list of ``Fault`` values. A run is then a
+deterministic function of (scenario, protocol, seed, schedule), which is what
+lets the shrinker drop faults one by one and replay the rest exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from dnsplane.sim.scenario import FAULT_KINDS, Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault: at ``at`` seconds, ``kind`` hits ``target`` (an actor, a target id or an endpoint index).
+
+    ``duration`` is how long a windowed fault lasts; ``mode`` picks a variant
+    (crash "before"/"after" its request ran, corruption "emptied"/..., etc).
+    """
+
+    at: float
+    kind: str
+    target: str = ""
+    duration: float = 0.0
+    mode: str = ""
+    value: float = 0.0
+
+    def describe(self) -> str:
+        parts = [f"t={self.at:.1f}s", self.kind]
+        if self.target:
+            parts.append(self.target)
+        if self.mode:
+            parts.append(self.mode)
+        if self.duration:
+            parts.append(f"for {self.duration:.0f}s")
+        if self.value:
+            parts.append(f"({self.value:g})")
+        return " ".join(parts)
+
+
+CORRUPTIONS = ("emptied", "marker_deleted", "marker_stale")
+MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")
+
+
+def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], targets: list[str]) -> list[Fault]:
+    """Draw the fault schedule of one run (faults only during ``scenario.duration``)."""
+    out: list[Fault] = []
+    hours = scenario.duration / 3600.0
+    for kind in FAULT_KINDS:  # fixed order: the schedule depends only on the seed
+        spec = scenario.faults.get(kind)
+        if spec is None or rng.random() >= spec.active:
+            continue
+        if kind == "clock_skew":
+            for actor in ["planner", *enactors, "collector", "verifier"]:
+                out.append(Fault(0.0, kind, actor, value=round(rng.uniform(-1, 1) * scenario.max_skew, 3)))
+            continue
+        count = _poisson(rng, spec.rate * hours)
+        for _ in range(count):
+            at = round(rng.uniform(0, scenario.duration), 3)
+            lo, hi = spec.duration
+            dur = round(rng.uniform(lo, hi), 3)
+            match kind:
+                case "pause":
+                    out.append(Fault(at, kind, rng.choice(enactors), dur))
+                case "crash":
+                    who = rng.choice([*enactors, *enactors, "collector", "verifier", "planner"])
+                    out.append(Fault(at, kind, who, round(rng.uniform(1, 60), 3), rng.choice(("before", "after"))))
+                case "latency_spike":
+                    out.append(Fault(at, kind, "provider", dur, value=spec.factor))
+                case "throttle" | "store_outage":
+                    out.append(Fault(at, kind, "", dur))
+                case "timeout_after_apply":
+                    out.append(Fault(at, kind, rng.choice([*enactors, "verifier"])))
+                case "redeliver":
+                    out.append(Fault(at, kind, rng.choice(enactors), mode=rng.choice(("duplicate", "older"))))
+                case "planner_restart":
+                    out.append(Fault(at, kind, "planner", mode=rng.choice(("fresh", "counter_reset"))))
+                case "health_flap" | "aba":
+                    out.append(Fault(at, kind, rng.choice(targets), dur))
+                case "all_unhealthy":
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur))
+                case "malformed_plan":
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(MALFORMED)))
+                case "corrupt":
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(CORRUPTIONS)))
+    out.sort(key=lambda f: (f.at, f.kind, f.target))
+    return out
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method; means here are small."""
+    if mean <= 0:
+        return 0
+    import math
+
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1

@@ -1,0 +1,193 @@
+"""Simulation scenarios: fleet size, actors, cadences, latencies, fault mix and duration.
+
+A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the package;
+``--scenario PATH`` takes any file). Every key is optional except ``name``::
+
+    name: us-east-1
+    duration: 3600          # simulated seconds with workload and faults
+    quiet: 900              # then faults stop; I4 must hold by the end of this
+    fleet: {endpoints: 4, targets: 3}
+    enactors: 3
+    slow: {enactor-3: [60, 300]}   # per-actor latency range of its provider writes, seconds
+    periods: {planner: 30, enactor: 60, collector: 60, verifier: 60, health: 30}
+    latency: [0.05, 2.0]    # every other store / provider request
+    health_flip: 0.05       # chance per target per health period that its health flips
+    legacy_keep: 3          # the legacy clean-up's "significantly older"
+    faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
+      crash: {active: 0.5, rate: 2}
+
+Unknown keys and unknown fault kinds are errors that name the file and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dnsplane.errors import InvalidConfig
+
+FAULT_KINDS: tuple[str, ...] = (
+    "pause",  # an enactor stops (SIGSTOP) for longer than its lease
+    "crash",  # an actor crashes at any step and restarts (before or after its request ran)
+    "latency_spike",  # provider requests slow down for a while
+    "throttle",  # provider requests fail with a Retryable error for a while
+    "timeout_after_apply",  # a write is applied, but its caller sees a timeout
+    "redeliver",  # a duplicate or out-of-order (older) plan is delivered to an idle enactor
+    "store_outage",  # every store call fails for a while
+    "clock_skew",  # actors' clocks disagree
+    "planner_restart",  # the planner restarts, forgetting its counter (or believing it is 0)
+    "health_flap",  # a target's health flaps at every check
+    "aba",  # a target goes down and back up: content A -> B -> A
+    "all_unhealthy",  # every target of an endpoint is unhealthy for a while
+    "malformed_plan",  # an invalid record set is published into the store
+    "corrupt",  # DNS records corrupted by hand: emptied, marker deleted, marker naming a deleted plan
+)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault site: on in a run with chance ``active``; then ``rate`` occurrences per simulated hour."""
+
+    active: float = 1.0
+    rate: float = 1.0
+    duration: tuple[float, float] = (30.0, 120.0)
+    factor: float = 20.0  # latency spike multiplier
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    duration: float = 3600.0
+    quiet: float = 900.0
+    endpoints: int = 4
+    targets: int = 3
+    enactors: int = 3
+    slow: dict[str, tuple[float, float]] = field(default_factory=dict)
+    planner_period: float = 30.0
+    enactor_period: float = 60.0
+    collector_period: float = 60.0
+    verifier_period: float = 60.0
+    health_period: float = 30.0
+    latency: tuple[float, float] = (0.05, 2.0)
+    health_flip: float = 0.05
+    legacy_keep: int = 3
+    max_skew: float = 30.0
+    repair_bound: float = 600.0
+    faults: dict[str, FaultSpec] = field(default_factory=dict)
+
+    @property
+    def convergence_bound(self) -> float:
+        """I4's stated bound after faults stop: planner period + lease-free enactor round + backoff.
+
+        A planner period to publish, two enactor periods (one round may have started
+        just before the last plan), two verifier periods (a lagging endpoint gets one
+        round of grace), and the slowest request twice over (a reply in flight, one retry).
+        """
+        slowest = max([self.latency[1], *(hi for _, hi in self.slow.values())])
+        return (self.planner_period + 2 * self.enactor_period + 2 * self.verifier_period
+                + 4 * slowest + 10.0)
+
+    def only(self, *kinds: str, active: float = 1.0) -> Scenario:
+        """This scenario with only ``kinds`` of fault, each always active (for regression tests)."""
+        faults = {k: FaultSpec(active, *_rest(self.faults.get(k))) for k in kinds}
+        return _replace(self, faults=faults)
+
+    def without_faults(self) -> Scenario:
+        return _replace(self, faults={})
+
+
+def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float]:
+    spec = spec or FaultSpec()
+    return spec.rate, spec.duration, spec.factor
+
+
+def _replace(s: Scenario, **changes: Any) -> Scenario:
+    import dataclasses
+
+    return dataclasses.replace(s, **changes)
+
+
+_TOP = {"name", "description", "duration", "quiet", "fleet", "enactors", "slow", "periods", "latency",
+        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults"}
+
+
+def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
+    if not (isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value)):
+        raise InvalidConfig(path, 0, f"{key}: expected [low, high] seconds, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if lo < 0 or hi < lo:
+        raise InvalidConfig(path, 0, f"{key}: expected 0 <= low <= high, got {value!r}")
+    return lo, hi
+
+
+def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
+    """Build a ``Scenario`` from parsed YAML; errors name the file and the key."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise InvalidConfig(path, 1, "a scenario is a mapping with at least a name")
+    unknown = set(data) - _TOP
+    if unknown:
+        raise InvalidConfig(path, 0, f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP))}")
+    kw: dict[str, Any] = {"name": str(data["name"]), "description": str(data.get("description", ""))}
+    for k in ("duration", "quiet", "health_flip", "max_skew", "repair_bound"):
+        if k in data:
+            kw[k] = float(data[k])
+    if "legacy_keep" in data:
+        kw["legacy_keep"] = int(data["legacy_keep"])
+    fleet = data.get("fleet") or {}
+    kw["endpoints"] = int(fleet.get("endpoints", 4))
+    kw["targets"] = int(fleet.get("targets", 3))
+    kw["enactors"] = int(data.get("enactors", 3))
+    if kw["enactors"] < 1 or kw["endpoints"] < 1 or kw["targets"] < 1:
+        raise InvalidConfig(path, 0, "fleet and enactors must be at least 1")
+    kw["slow"] = {str(a): _pair(path, f"slow.{a}", v) for a, v in (data.get("slow") or {}).items()}
+    periods = data.get("periods") or {}
+    for role in periods:
+        if role not in ("planner", "enactor", "collector", "verifier", "health"):
+            raise InvalidConfig(path, 0, f"periods.{role}: unknown actor")
+        kw[f"{role}_period"] = float(periods[role])
+    if "latency" in data:
+        kw["latency"] = _pair(path, "latency", data["latency"])
+    faults: dict[str, FaultSpec] = {}
+    for kind, spec in (data.get("faults") or {}).items():
+        if kind not in FAULT_KINDS:
+            raise InvalidConfig(path, 0, f"faults.{kind}: unknown fault kind; known: {', '.join(FAULT_KINDS)}")
+        spec = spec or {}
+        bad = set(spec) - {"active", "rate", "duration", "factor"}
+        if bad:
+            raise InvalidConfig(path, 0, f"faults.{kind}: unknown key(s) {', '.join(sorted(bad))}")
+        faults[kind] = FaultSpec(
+            float(spec.get("active", 1.0)),
+            float(spec.get("rate", 1.0)),
+            _pair(path, f"faults.{kind}.duration", spec["duration"]) if "duration" in spec else (30.0, 120.0),
+            float(spec.get("factor", 20.0)),
+        )
+    kw["faults"] = faults
+    return Scenario(**kw)
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("dnsplane.sim") / "scenarios"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load(name_or_path: str) -> Scenario:
+    """A shipped scenario by name (``us-east-1``) or any YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        text, where = path.read_text(), str(path)
+    else:
+        res = resources.files("dnsplane.sim") / "scenarios" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise InvalidConfig(name_or_path, 0, f"no such scenario; shipped: {', '.join(builtin_names())}")
+        text, where = res.read_text(), f"scenarios/{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InvalidConfig(where, (mark.line + 1) if mark else 0, str(err)) from err
+    return parse(data, where)
