@@ -91,6 +91,10 @@ class Enactor:
     in_batch: tuple[EndpointKey, ...] = ()
     sent: dict[EndpointKey, Write] = field(default_factory=dict)
     total: int = 0  # endpoints in the plan being enacted, for progress reports
+    # Endpoints whose newest content this enactor refused (invalid), with that generation: until a
+    # later change replaces it, this enactor does not report any generation at or past it as fully
+    # applied, so the collector keeps the valid content those endpoints' markers still name (I3).
+    refused: dict[EndpointKey, Generation] = field(default_factory=dict)
     busy: bool = False
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0})
 
@@ -108,6 +112,8 @@ class Enactor:
                 self.working = head
                 return [Begin(head), LoadChanges(self.applied_upto, head)]
             case ChangesLoaded(changes=changes):
+                for key in changes:
+                    self.refused.pop(key, None)  # a later change replaced what was refused
                 refused = self._refuse_invalid(changes)
                 self.pending = changes
                 self.total = len(changes)
@@ -135,6 +141,7 @@ class Enactor:
                 validate_record_set(key, changes[key].records, self.zone)
             except InvalidPlan as err:
                 refused = changes.pop(key)
+                self.refused[key] = refused.generation
                 self.stats["refused"] += 1
                 entries.append((key, "refused", None, refused.generation, str(err)))
         if not entries:
@@ -211,5 +218,6 @@ class Enactor:
         if done is None:
             return []
         self.applied_upto = done
-        return [Finish(done), Log("info", "plan applied", {"actor": self.name, "generation": done})]
+        reported = min([done, *(Generation(g - 1) for g in self.refused.values())])
+        return [Finish(reported), Log("info", "plan applied", {"actor": self.name, "generation": done})]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
     NO_GENERATION,
     Applied,
@@ -35,6 +36,7 @@ from dnsplane.model import (
     Generation,
     Marker,
     Write,
+    validate_record_set,
 )
 from dnsplane.protocol.messages import (
     AdvanceHead,
@@ -90,6 +92,7 @@ class Verifier:
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
+    zone: str = ""  # for validating repairs; "" checks everything but the zone (the provider checks that too)
 
     def handle(self, event: Event) -> list[Command]:
         match event:
@@ -148,6 +151,12 @@ class Verifier:
                 self.lagging[key] = desired.generation  # give the enactors one round first
                 continue
             self.lagging.pop(key, None)
+            try:  # one invalid desired set must not fail the whole repair batch at the provider
+                validate_record_set(key, desired.records, self.zone or key.name)
+            except InvalidPlan as err:
+                out.append(Log("error", "not repairing toward an invalid plan",
+                               {"actor": self.name, "endpoint": str(key), "error": str(err)}))
+                continue
             # The head, not t(e): content at the head equals content at t(e), and the head is at
             # least every marker ever written (markers ahead of it get fenced first), so a repair
             # never lowers a marker, even one that was then deleted by hand.
