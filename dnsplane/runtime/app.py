@@ -81,7 +81,7 @@ class App:
         self.planner = Planner("planner", zone, self.fleet.endpoints)
         self.enactors = [Enactor(f"enactor-{i + 1}", zone) for i in range(self.options.enactors)]
         self.collector = Collector("collector")
-        self.verifier = Verifier("verifier")
+        self.verifier = Verifier("verifier", zone=zone)
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.ready = asyncio.Event()  # first round of health checks done
         self.started = asyncio.Event()  # DNS server listening, instance.json written
