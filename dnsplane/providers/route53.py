@@ -1,0 +1,717 @@
+"""The Route 53 provider: weighted record sets plus a marker TXT, compare-and-swap by exact-match DELETE.
+
+Layout of one endpoint ``name A`` in the hosted zone:
+
+- one weighted record set per member with weight > 0: ``SetIdentifier`` = target id,
+  ``Weight`` = the member's weight scaled to 1..255 (kept as is when every weight
+  of the set is ≤ 255, else ``round(w * 255 / max)``, at least 1), the member's
+  addresses, the record set's TTL. An ``answer: all`` record set is one simple
+  (non-weighted) record set holding every live address instead;
+- the marker TXT at ``model.marker_name(key)`` (``_dnsplane-a.name``), not weighted:
+  one value ``"dnsplane g=<gen> d=<digest>"`` (``Marker.to_text()``) and values
+  ``"dnsplane-rs <i>" "<chunk>" ...`` that carry the exact ``RecordSet`` as compact
+  JSON in strings of at most 255 characters, so a read returns exactly what was written.
+
+Guarantees:
+- compare-and-swap at Route 53 itself: an endpoint's write is one group of changes
+  inside one change batch — DELETE of every record set found at the endpoint's name
+  and type and of the marker TXT, exactly as listed (values, TTL, weight), then
+  CREATE of the new members and marker. A first write (``expect=None``) CREATEs the
+  marker, which Route 53 refuses if one exists. Route 53 applies a batch all or
+  nothing and refuses a DELETE that does not match exactly, so a writer whose read
+  went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used;
+- the precondition (the marker at Route 53 is ``expect``) is also checked against
+  the state read just before sending: a write that already fails it is answered
+  ``Conflict`` without any call; a write whose records and marker are already there
+  is answered ``Applied(written=False)`` without any call (I6);
+- several endpoints share a change batch (≤ 1,000 ResourceRecord elements and
+  ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
+  split across batches. When a batch is refused, its endpoints are re-read: those
+  whose state moved are re-decided against the new state (usually ``Conflict``),
+  the others are sent again. A refusal where nothing moved is ``Permanent``;
+- one change batch in flight per hosted zone in this process (a lock per zone id,
+  shared by every instance); every API call takes a token from a ``ThrottleBudget``
+  (default: one bucket of 5 requests/s shared by the whole process, Route 53's
+  per-account limit); ``Throttling``, ``PriorRequestNotComplete`` and HTTP 429 are
+  retried with exponential backoff and full jitter, then raised as ``ProviderUnavailable``;
+- a read is consistent per endpoint: when the weighted sets found do not match the
+  record set the marker describes (a read torn by a concurrent write, or a hand
+  edit), the endpoint is read again until two reads of its records agree; a hand
+  edit then reads back as records rebuilt from what Route 53 really holds, whose
+  digest differs from the marker's, so the enactor rewrites it.
+
+Limits:
+- Route 53 has no "name and type has no other record set" precondition: a record set
+  added by hand at a managed name *while* a write is in flight survives that write
+  (it is found and repaired by the next read);
+- a record set rebuilt from a hand edit has the weights as Route 53 holds them
+  (scaled) and TTL 0 when the members' TTLs disagree;
+- ``read_all`` reports every A/AAAA name of the zone, managed or not (unmanaged ones
+  have no marker);
+- with ``wait_insync`` a change that is not INSYNC after ``INSYNC_TIMEOUT`` seconds
+  is logged, not raised: it is committed and will propagate.
+
+Errors: AccessDenied → ``Permanent`` naming the IAM action; NoSuchHostedZone →
+``Permanent``; throttling after the retries, 5xx and connection failures →
+``ProviderUnavailable`` (``Retryable``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from typing import Any, ClassVar
+
+from dnsplane.errors import Permanent, ProviderUnavailable
+from dnsplane.model import EndpointKey, Marker, Member, Observed, RecordSet, marker_name, normalise_name
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.memory import Listener, notify
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (Route 53 quota)
+MAX_CHARS = 32_000  # characters of all Value elements per change batch (Route 53 quota)
+MAX_STRING = 255  # characters of one TXT string
+MAX_VALUE = 3_900  # characters of one TXT value (Route 53 allows 4,000)
+MAX_WEIGHT = 255
+PAGE = 300  # list_resource_record_sets page size (Route 53's maximum)
+FEW_KEYS = 3  # up to this many keys are always read one by one
+READ_ATTEMPTS = 4  # reads of one endpoint before a moving state is taken as it is
+ROUNDS = 8  # re-reads after refused batches before giving up (Retryable)
+
+_THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+_IAM_ACTIONS = {
+    "change_resource_record_sets": "route53:ChangeResourceRecordSets",
+    "list_resource_record_sets": "route53:ListResourceRecordSets",
+    "get_change": "route53:GetChange",
+    "get_hosted_zone": "route53:GetHostedZone",
+}
+_RS_TAG = "dnsplane-rs"
+_ESCAPE = re.compile(r"\\(\d{3}|.)")
+
+RRSet = dict[str, Any]  # one ResourceRecordSet, as boto3 lists it and takes it
+
+
+# -- process-wide throttling and serialisation -----------------------------------
+
+
+class ThrottleBudget:
+    """A token bucket shared by every caller that holds it: ``rate`` requests/s, bursts of ``burst``.
+
+    Thread-safe. ``acquire`` blocks (through ``sleep``) until a token is free.
+    """
+
+    def __init__(
+        self,
+        rate: float = 5.0,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = float(burst if burst is not None else max(1.0, rate))
+        self._clock, self._sleep = clock, sleep
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
+                    self._tokens = max(0.0, self._tokens - 1.0)
+                    return waited
+                delay = (1.0 - self._tokens) / self.rate
+            self._sleep(delay)
+            waited += delay
+
+
+DEFAULT_BUDGET = ThrottleBudget(5.0)  # Route 53 allows 5 API requests per second per account
+
+_zone_locks: dict[str, threading.Lock] = {}
+_zone_locks_guard = threading.Lock()
+
+
+def zone_lock(hosted_zone_id: str) -> threading.Lock:
+    """The process-wide lock that keeps one change batch in flight per hosted zone."""
+    with _zone_locks_guard:
+        return _zone_locks.setdefault(hosted_zone_id, threading.Lock())
+
+
+# -- encoding ----------------------------------------------------------------------
+
+
+def scaled_weights(rs: RecordSet) -> dict[str, int]:
+    """Route 53 weight (1..255) of each live member, by target id."""
+    live = rs.live_members()
+    top = max((m.weight for m in live), default=0)
+    if top <= MAX_WEIGHT:
+        return {m.target_id: m.weight for m in live}
+    return {m.target_id: max(1, round(m.weight * MAX_WEIGHT / top)) for m in live}
+
+
+def txt_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def txt_strings(value: str) -> list[str]:
+    """The character strings of one TXT value as Route 53 shows it (quoted, ``\\"``, ``\\ddd``)."""
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        if value[i] == " ":
+            i += 1
+            continue
+        buf: list[str] = []
+        quoted = value[i] == '"'
+        i += quoted
+        while i < n and (value[i] != '"' if quoted else value[i] != " "):
+            if value[i] == "\\" and i + 1 < n:
+                m = _ESCAPE.match(value, i)
+                assert m is not None
+                esc = m.group(1)
+                buf.append(chr(int(esc)) if len(esc) == 3 else esc)
+                i = m.end()
+            else:
+                buf.append(value[i])
+                i += 1
+        i += quoted
+        out.append("".join(buf))
+    return out
+
+
+def _unescape_name(name: str) -> str:
+    return normalise_name(_ESCAPE.sub(lambda m: chr(int(m.group(1))) if len(m.group(1)) == 3 else m.group(1), name))
+
+
+def encode_records(rs: RecordSet) -> str:
+    """Compact JSON of ``rs.to_json()`` (ASCII only)."""
+    members = ",".join(
+        f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
+    )
+    return f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
+
+
+def _chunks(text: str) -> list[str]:
+    """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters."""
+    out, cur, size = [], [], 0
+    for ch in text:
+        cost = 2 if ch in '"\\' else 1
+        if size + cost > MAX_STRING:
+            out.append("".join(cur))
+            cur, size = [], 0
+        cur.append(ch)
+        size += cost
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def marker_values(marker: Marker, records: RecordSet | None) -> list[str]:
+    """The TXT values of a marker record set: the marker, then the record set in indexed values."""
+    values = [txt_quote(marker.to_text())]
+    if records is None:
+        return values
+    pieces = [txt_quote(c) for c in _chunks(encode_records(records))]
+    groups: list[list[str]] = []
+    for p in pieces:
+        if not groups or sum(len(x) + 1 for x in groups[-1]) + len(p) + 20 > MAX_VALUE:
+            groups.append([])
+        groups[-1].append(p)
+    for i, group in enumerate(groups):
+        values.append(" ".join([txt_quote(f"{_RS_TAG} {i}"), *group]))
+    return values
+
+
+def parse_marker(sets: Sequence[RRSet]) -> tuple[Marker | None, RecordSet | None]:
+    """Marker and carried record set of the TXT record sets at a marker name (either may be None)."""
+    plain = [s for s in sets if "SetIdentifier" not in s]
+    if len(plain) != 1:
+        return None, None
+    found: Marker | None = None
+    parts: dict[int, str] = {}
+    for rr in plain[0].get("ResourceRecords", []):
+        strings = txt_strings(rr.get("Value", ""))
+        if not strings:
+            continue
+        head = strings[0]
+        if len(strings) == 1 and head.startswith("dnsplane "):
+            found = Marker.from_text(head)
+        elif head.startswith(_RS_TAG + " "):
+            try:
+                parts[int(head.split()[1])] = "".join(strings[1:])
+            except (ValueError, IndexError):
+                return found, None
+    if not parts or sorted(parts) != list(range(len(parts))):
+        return found, None
+    try:
+        return found, RecordSet.from_json(json.loads("".join(parts[i] for i in range(len(parts)))))
+    except (ValueError, TypeError, KeyError):
+        return found, None
+
+
+def _addr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+Shape = frozenset[tuple[str, int | None, int | None, frozenset[str], bool]]
+
+
+def _implied_shape(rs: RecordSet) -> Shape:
+    """What Route 53 holds at the endpoint's name when ``rs`` was written by this provider."""
+    if not rs.live_members():
+        return frozenset()
+    if rs.answer == "all":
+        return frozenset({("", None, rs.ttl, frozenset(map(_addr, rs.addresses())), False)})
+    weights = scaled_weights(rs)
+    return frozenset(
+        (m.target_id, weights[m.target_id], rs.ttl, frozenset(map(_addr, m.addresses)), False)
+        for m in rs.live_members()
+    )
+
+
+def _actual_shape(sets: Sequence[RRSet]) -> Shape:
+    extra = {"AliasTarget", "Region", "GeoLocation", "Failover", "MultiValueAnswer", "HealthCheckId",
+             "CidrRoutingConfig", "GeoProximityLocation"}  # fmt: skip
+    return frozenset(
+        (
+            s.get("SetIdentifier", ""),
+            s.get("Weight"),
+            s.get("TTL"),
+            frozenset(_addr(r["Value"]) for r in s.get("ResourceRecords", [])),
+            any(k in s for k in extra),
+        )
+        for s in sets
+    )
+
+
+def rebuild(sets: Sequence[RRSet], carried: RecordSet | None) -> RecordSet | None:
+    """Records as Route 53 really holds them (a hand edit); never equal to ``carried``."""
+    if not sets:
+        return None
+    ttls = {s.get("TTL") for s in sets}
+    ttl = int(ttls.pop() or 0) if len(ttls) == 1 else 0
+    members = [
+        Member(
+            s.get("SetIdentifier", ""),
+            tuple(r["Value"] for r in s.get("ResourceRecords", [])),
+            int(s.get("Weight", 0 if "SetIdentifier" in s else 1)),
+        )
+        for s in sets
+    ]
+    answer = carried.answer if carried is not None else "weighted"
+    rs = RecordSet.of(ttl, members, answer)
+    if carried is not None and rs == carried:
+        rs = RecordSet(0, rs.members, answer)  # TTL 0 is never valid: the digest cannot match a plan
+    return rs
+
+
+@dataclass(frozen=True)
+class _State:
+    """What Route 53 holds for one endpoint, raw (for exact DELETEs) and parsed."""
+
+    members: tuple[RRSet, ...]
+    marker_sets: tuple[RRSet, ...]
+    observed: Observed = field(init=False)
+    consistent: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        marker, carried = parse_marker(self.marker_sets)
+        if carried is not None and _implied_shape(carried) == _actual_shape(self.members):
+            records, ok = carried, True
+        else:
+            records = rebuild(self.members, carried)
+            # nothing to tear against: no marker at all, or a marker that carries no records and none exist
+            ok = not self.marker_sets or (carried is None and not self.members)
+        object.__setattr__(self, "observed", Observed(records, marker))
+        object.__setattr__(self, "consistent", ok)
+
+    def raw(self) -> tuple[object, ...]:
+        """Comparable form of the raw record sets (value order does not matter to Route 53)."""
+        return tuple(sorted(_canon(s) for s in (*self.members, *self.marker_sets)))
+
+
+_EMPTY = _State((), ())
+
+
+def _canon(s: RRSet) -> str:
+    c = dict(s)
+    if "ResourceRecords" in c:
+        c["ResourceRecords"] = sorted(r["Value"] for r in c["ResourceRecords"])
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def _new_sets(key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> list[RRSet]:
+    out: list[RRSet] = []
+    if records is not None and records.live_members():
+        if records.answer == "all":
+            out.append({"Name": key.name, "Type": key.rtype, "TTL": records.ttl,
+                        "ResourceRecords": [{"Value": a} for a in records.addresses()]})  # fmt: skip
+        else:
+            weights = scaled_weights(records)
+            for m in records.live_members():
+                out.append({
+                    "Name": key.name, "Type": key.rtype, "SetIdentifier": m.target_id,
+                    "Weight": weights[m.target_id], "TTL": records.ttl,
+                    "ResourceRecords": [{"Value": a} for a in dict.fromkeys(m.addresses)],
+                })  # fmt: skip
+    if marker is not None:
+        ttl = records.ttl if records is not None else 300
+        out.append({"Name": marker_name(key), "Type": "TXT", "TTL": ttl,
+                    "ResourceRecords": [{"Value": v} for v in marker_values(marker, records)]})  # fmt: skip
+    return out
+
+
+def _changes(state: _State, new: list[RRSet]) -> list[dict[str, Any]]:
+    deletes = [{"Action": "DELETE", "ResourceRecordSet": s} for s in (*state.members, *state.marker_sets)]
+    return deletes + [{"Action": "CREATE", "ResourceRecordSet": s} for s in new]
+
+
+def batch_cost(changes: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """(ResourceRecord elements, characters of values) of some changes, as Route 53 counts them."""
+    records = chars = 0
+    for c in changes:
+        for r in c["ResourceRecordSet"].get("ResourceRecords", []):
+            records += 1
+            chars += len(r["Value"])
+    return records, chars
+
+
+def pack_batches(
+    costs: Sequence[tuple[int, int]], max_records: int = MAX_RECORDS, max_chars: int = MAX_CHARS
+) -> list[list[int]]:
+    """Group units (indexes into ``costs``, in order) into batches within both limits; a unit is never split.
+
+    Raises ``Permanent`` when one unit alone exceeds a limit.
+    """
+    batches: list[list[int]] = []
+    records = chars = 0
+    for i, (r, c) in enumerate(costs):
+        if r > max_records or c > max_chars:
+            raise Permanent(f"one endpoint needs {r} records / {c} characters in a change batch; "
+                            f"Route 53 allows {max_records} / {max_chars}")  # fmt: skip
+        if not batches or records + r > max_records or chars + c > max_chars:
+            batches.append([])
+            records = chars = 0
+        batches[-1].append(i)
+        records += r
+        chars += c
+    return batches
+
+
+# -- the provider ------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """Route 53 refused a change batch (InvalidChangeBatch)."""
+
+
+@dataclass
+class _Group:
+    """The writes of one endpoint in one apply, decided against one state."""
+
+    key: EndpointKey
+    writes: list[tuple[int, Write]]
+    state: _State = _EMPTY
+    results: list[tuple[int, WriteResult]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def decide(self) -> None:
+        """Replay the writes in order against ``state`` (as MemoryProvider does); keep the final changes."""
+        current = self.state.observed
+        self.results, final = [], None
+        for idx, w in self.writes:
+            if current.marker == w.marker and current.records == w.records:
+                self.results.append((idx, Applied(w.key, written=False)))
+            elif current.marker != w.expect:
+                self.results.append((idx, Conflict(w.key, current.marker)))
+            else:
+                current = Observed(w.records, w.marker)
+                final = w
+                self.results.append((idx, Applied(w.key)))
+        self.changes = [] if final is None else _changes(self.state, _new_sets(self.key, final.records, final.marker))
+
+    @property
+    def written(self) -> int:
+        return sum(1 for _, r in self.results if isinstance(r, Applied) and r.written)
+
+
+class Route53Provider(Provider):
+    """``Provider`` on a Route 53 hosted zone, through boto3 (credentials: boto3's normal chain)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        # 50 endpoints of up to ~4 targets fit one change batch (DELETE + CREATE of each)
+        atomic_batches=True, native_cas=True, weighted_answers=True, max_batch=50
+    )
+    kind: ClassVar[str] = "route53"
+
+    MAX_ATTEMPTS: ClassVar[int] = 6  # tries of one throttled call
+    BACKOFF_BASE: ClassVar[float] = 0.2
+    BACKOFF_CAP: ClassVar[float] = 10.0
+    INSYNC_TIMEOUT: ClassVar[float] = 180.0
+
+    def __init__(
+        self,
+        zone: str,
+        hosted_zone_id: str,
+        *,
+        client: Any | None = None,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        wait_insync: bool = False,
+        budget: ThrottleBudget | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(normalise_name(zone))
+        self.hosted_zone_id = hosted_zone_id.rsplit("/", 1)[-1]
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # our own backoff and budget govern retries: botocore must not retry behind them
+            config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=30)
+            client = boto3.client("route53", endpoint_url=endpoint_url, region_name=region, config=config)
+        self.client = client
+        self.wait_insync = wait_insync
+        self.budget = budget if budget is not None else DEFAULT_BUDGET
+        self._rng = rng if rng is not None else random.Random()
+        self._sleep = sleep
+        self._lock = zone_lock(self.hosted_zone_id)
+        self._listeners: list[Listener] = []
+        self.calls: dict[str, int] = {}  # API calls made, by operation
+
+    # -- API calls -------------------------------------------------------------
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (0-based): full jitter on an exponential cap."""
+        return self._rng.uniform(0, min(self.BACKOFF_CAP, self.BACKOFF_BASE * 2**attempt))
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for attempt in range(self.MAX_ATTEMPTS):
+            self.budget.acquire()
+            self.calls[op] = self.calls.get(op, 0) + 1
+            try:
+                return getattr(self.client, op)(**kwargs)
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+                if code in _THROTTLE_CODES or status == 429:
+                    if attempt + 1 < self.MAX_ATTEMPTS:
+                        delay = self.backoff(attempt)
+                        log.info("route53 %s throttled (%s); retry in %.2fs", op, code or status,
+                                 delay, extra={"event": "route53_throttled", "op": op, "attempt": attempt})  # fmt: skip
+                        self._sleep(delay)
+                        continue
+                    raise ProviderUnavailable(reason=f"route53 {op}: still throttled after {self.MAX_ATTEMPTS} "
+                                              f"attempts ({code or status})", retry_after=self.BACKOFF_CAP) from exc
+                if code == "InvalidChangeBatch":
+                    raise _Refused(message) from exc
+                if code in ("AccessDenied", "AccessDeniedException") or status == 403:
+                    raise Permanent(f"route53: access denied for {_IAM_ACTIONS.get(op, op)} on hosted zone "
+                                    f"{self.hosted_zone_id}: {message}") from exc  # fmt: skip
+                if code == "NoSuchHostedZone":
+                    raise Permanent(f"route53: no hosted zone {self.hosted_zone_id}: {message}") from exc
+                if status >= 500 or code in ("ServiceUnavailable", "InternalError"):
+                    raise ProviderUnavailable(reason=f"route53 {op}: {code} {message}", retry_after=1.0) from exc
+                raise Permanent(f"route53 {op} failed: {code}: {message}") from exc
+            except BotoCoreError as exc:
+                raise ProviderUnavailable(reason=f"route53 {op}: {exc}", retry_after=1.0) from exc
+        raise AssertionError("unreachable")
+
+    def _list(self, start: tuple[str, str] | None = None, page: int = PAGE) -> Iterator[RRSet]:
+        kwargs: dict[str, Any] = {"HostedZoneId": self.hosted_zone_id, "MaxItems": str(page)}
+        if start is not None:
+            kwargs["StartRecordName"], kwargs["StartRecordType"] = start
+        while True:
+            resp = self._call("list_resource_record_sets", **kwargs)
+            yield from resp.get("ResourceRecordSets", [])
+            if not resp.get("IsTruncated"):
+                return
+            kwargs["StartRecordName"] = resp["NextRecordName"]
+            kwargs["StartRecordType"] = resp["NextRecordType"]
+            kwargs.pop("StartRecordIdentifier", None)
+            if resp.get("NextRecordIdentifier"):
+                kwargs["StartRecordIdentifier"] = resp["NextRecordIdentifier"]
+
+    def _sets_at(self, name: str, rtype: str, page: int) -> tuple[RRSet, ...]:
+        out = []
+        for s in self._list((name, rtype), page):
+            if _unescape_name(s["Name"]) != name or s["Type"] != rtype:
+                break
+            out.append(s)
+        return tuple(out)
+
+    # -- reads -------------------------------------------------------------------
+
+    def _read_one(self, key: EndpointKey) -> _State:
+        """One endpoint, read until its records agree with its marker or stop moving."""
+        members = self._sets_at(key.name, key.rtype, 20)
+        state = _State(members, self._sets_at(marker_name(key), "TXT", 2))
+        for _ in range(READ_ATTEMPTS):
+            if state.consistent:
+                return state
+            again = self._sets_at(key.name, key.rtype, 20)
+            if again == state.members:
+                return state  # the same records around the marker read: a real (hand-edited) state
+            state = _State(again, self._sets_at(marker_name(key), "TXT", 2))
+        log.warning("route53 %s kept changing while read", key, extra={"event": "route53_unstable_read"})
+        return state
+
+    def _group_listing(self, sets: Iterable[RRSet]) -> dict[EndpointKey, _State]:
+        members: dict[EndpointKey, list[RRSet]] = {}
+        markers: dict[EndpointKey, list[RRSet]] = {}
+        for s in sets:
+            name, rtype = _unescape_name(s["Name"]), s["Type"]
+            if rtype in ("A", "AAAA"):
+                members.setdefault(EndpointKey(name, rtype), []).append(s)
+            elif rtype == "TXT" and name.startswith("_dnsplane-"):
+                label, _, rest = name.partition(".")
+                kind = label.removeprefix("_dnsplane-").upper()
+                if kind in ("A", "AAAA") and rest:
+                    markers.setdefault(EndpointKey(rest, kind), []).append(s)
+        keys = dict.fromkeys([*members, *markers])
+        return {k: _State(tuple(members.get(k, ())), tuple(markers.get(k, ()))) for k in keys}
+
+    def _states(self, keys: Sequence[EndpointKey], *, full: bool | None = None) -> dict[EndpointKey, _State]:
+        keys = list(dict.fromkeys(keys))
+        if full is None:
+            full = len(keys) > FEW_KEYS and self._listing_is_cheaper(len(keys))
+        if not full:
+            return {k: self._read_one(k) for k in keys}
+        listed = self._group_listing(self._list())
+        out = {}
+        for k in keys:
+            state = listed.get(k, _EMPTY)
+            out[k] = state if state.consistent else self._read_one(k)
+        return out
+
+    def _listing_is_cheaper(self, count: int) -> bool:
+        zone = self._call("get_hosted_zone", Id=self.hosted_zone_id)
+        sets = int(zone.get("HostedZone", {}).get("ResourceRecordSetCount", 0) or 0)
+        return sets // PAGE + 1 <= 2 * count
+
+    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
+        return {k: s.observed for k, s in self._states(list(keys)).items()}
+
+    def read_all(self) -> dict[EndpointKey, Observed]:
+        listed = self._group_listing(self._list())
+        return {k: (s if s.consistent else self._read_one(k)).observed for k, s in listed.items()}
+
+    # -- writes ------------------------------------------------------------------
+
+    def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        groups: dict[EndpointKey, _Group] = {}
+        for i, w in enumerate(writes):
+            groups.setdefault(w.key, _Group(w.key, [])).writes.append((i, w))
+        states = self._states(list(groups))
+        for g in groups.values():
+            g.state = states[g.key]
+            g.decide()
+        pending = [g for g in groups.values() if g.changes]
+        written: list[EndpointKey] = []
+        rounds = 0
+        while pending:
+            if rounds == ROUNDS:
+                raise ProviderUnavailable(reason=f"route53: change batches kept being refused after {ROUNDS} re-reads",
+                                      retry_after=1.0)  # fmt: skip
+            pending = self._send(pending, written)
+            rounds += 1
+        results: list[WriteResult | None] = [None] * len(writes)
+        for g in groups.values():
+            for idx, r in g.results:
+                results[idx] = r
+        notify(self._listeners, written)
+        return [r for r in results if r is not None]
+
+    def _send(self, pending: list[_Group], written: list[EndpointKey]) -> list[_Group]:
+        """Send the groups in packed batches; returns the groups to send again (re-read and re-decided)."""
+        again: list[_Group] = []
+        for batch in pack_batches([batch_cost(g.changes) for g in pending]):
+            groups = [pending[i] for i in batch]
+            changes = [c for g in groups for c in g.changes]
+            try:
+                self._change(changes, f"dnsplane: {len(groups)} endpoint(s)")
+            except _Refused as refused:
+                fresh = self._states([g.key for g in groups], full=len(groups) > FEW_KEYS)
+                moved = [g for g in groups if fresh[g.key].raw() != g.state.raw()]
+                log.info("route53 batch refused; %d of %d endpoints moved", len(moved), len(groups),
+                         extra={"event": "route53_refused", "reason": str(refused)})  # fmt: skip
+                if not moved:
+                    raise Permanent(f"route53 refused a change batch although no endpoint moved: {refused}") from None
+                for g in groups:
+                    g.state = fresh[g.key]
+                    g.decide()
+                    if g.changes:
+                        again.append(g)
+                continue
+            for g in groups:
+                self.writes += g.written
+                if g.written:
+                    written.append(g.key)
+        return again
+
+    def _change(self, changes: list[dict[str, Any]], comment: str) -> None:
+        with self._lock:
+            resp = self._call(
+                "change_resource_record_sets",
+                HostedZoneId=self.hosted_zone_id,
+                ChangeBatch={"Comment": comment, "Changes": changes},
+            )
+            info = resp.get("ChangeInfo", {})
+            log.debug("route53 change %s: %d changes", info.get("Id"), len(changes),
+                      extra={"event": "route53_change", "zone": self.hosted_zone_id})  # fmt: skip
+            if self.wait_insync and info.get("Id"):
+                self._wait_insync(info["Id"], info.get("Status"))
+
+    def _wait_insync(self, change_id: str, status: str | None) -> None:
+        waited, attempt = 0.0, 0
+        while status != "INSYNC":
+            if waited >= self.INSYNC_TIMEOUT:
+                log.warning("route53 change %s not INSYNC after %.0fs", change_id, waited,
+                            extra={"event": "route53_insync_timeout", "change": change_id})  # fmt: skip
+                return
+            delay = min(self.BACKOFF_CAP, 1.0 * 2**attempt) * (0.5 + self._rng.random() / 2)
+            self._sleep(delay)
+            waited += delay
+            attempt += 1
+            status = self._call("get_change", Id=change_id).get("ChangeInfo", {}).get("Status")
+
+    # -- test and repair hooks ------------------------------------------------------
+
+    def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
+        """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""
+        state = self._read_one(key)
+        changes = _changes(state, _new_sets(key, records, marker))
+        if changes:
+            self._change(changes, "dnsplane: hand edit")
+        log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
+        notify(self._listeners, [key])
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(keys)`` after every apply of this instance that wrote ``keys`` (in the writer's thread)."""
+        self._listeners.append(fn)
