@@ -79,7 +79,8 @@ class App:
         self.executor = Executor(self.store, self.provider)
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints)
-        self.enactors = [Enactor(f"enactor-{i + 1}", zone) for i in range(self.options.enactors)]
+        batch = min(1000, self.provider.capabilities.max_batch)
+        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch) for i in range(self.options.enactors)]
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone=zone)
         self.wake = [asyncio.Event() for _ in self.enactors]
