@@ -24,8 +24,10 @@ from dnsplane.model import EndpointKey, Member, Observed, RecordSet
 from dnsplane.providers.base import Applied, Conflict, Provider, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
+from dnsplane.providers.rfc2136 import Rfc2136Provider
 from tests.fakes import ZONE, key, marker, member, rs
 from tests.servers.ministack import ministack  # noqa: F401 - fixture for the route53 param
+from tests.servers.named import named  # noqa: F401 - fixture for the rfc2136 param
 
 A = key("a.demo.test")
 B = key("b.demo.test")
@@ -36,10 +38,14 @@ THREE = rs(member("lb3", "192.0.2.3"))
 SIX = rs(member("lb6", "2001:db8::1"))
 
 
-@pytest.fixture(params=["memory", "embedded", "route53"])
+@pytest.fixture(params=["memory", "embedded", "route53", "rfc2136"])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
     if request.param == "route53":  # ministack started once per module, a fresh hosted zone per test
         p: Provider = request.getfixturevalue("ministack").provider(ZONE)
+    elif request.param == "rfc2136":  # named started once per module, the zone emptied per test
+        server = request.getfixturevalue("named")
+        server.reset()
+        p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
     else:
         p = MemoryProvider(ZONE) if request.param == "memory" else EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
     yield p
@@ -52,8 +58,8 @@ def first_write(k: EndpointKey, records: RecordSet, g: int = 1) -> Write:
 
 def test_declares_its_capabilities(provider: Provider) -> None:
     assert provider.capabilities.atomic_batches and provider.capabilities.native_cas
-    assert provider.capabilities.max_batch == {"route53": 50}.get(provider.kind, 10_000)
-    assert provider.kind in ("memory", "embedded", "route53")
+    assert provider.capabilities.max_batch == {"route53": 50, "rfc2136": 500}.get(provider.kind, 10_000)
+    assert provider.kind in ("memory", "embedded", "route53", "rfc2136")
     assert provider.zone == ZONE
 
 

@@ -1,0 +1,272 @@
+"""The RFC 2136 provider against a real BIND9: key files, compare-and-swap at the server, resends,
+reads, hand edits, and the errors a user meets (wrong key, clock skew, server down, zone not served).
+
+The conformance suite (test_conformance.py, param "rfc2136") covers the shared contract; these
+tests cover what is particular to RFC 2136. ``named`` is started once for the module.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+import dnsplane.providers.rfc2136 as rfc2136
+from dnsplane.errors import InvalidConfig, Permanent, ProviderUnavailable
+from dnsplane.model import Desired, Generation, Observed, Write
+from dnsplane.protocol.enactor import decide
+from dnsplane.providers.base import Applied, Conflict
+from dnsplane.providers.rfc2136 import Rfc2136Provider, parse_key_file
+from tests.fakes import ZONE, key, marker, member, rs
+from tests.servers.named import NamedServer, free_port, key_file_text, named, running_named  # noqa: F401
+
+A = key("a.demo.test")
+ONE = rs(member("lb1", "192.0.2.1"), member("lb2", "192.0.2.2", weight=3))
+TWO = rs(member("lb1", "192.0.2.1"), ttl=60)
+PLAIN = rs(member("192.0.2.9", "192.0.2.9"))  # what the addresses alone describe: no JSON in the marker
+
+
+@pytest.fixture
+def server(named: NamedServer) -> NamedServer:  # noqa: F811 - the module's named, emptied per test
+    named.reset()
+    return named
+
+
+@pytest.fixture
+def provider(server: NamedServer) -> Iterator[Rfc2136Provider]:
+    p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+    yield p
+    p.close()
+
+
+def another(server: NamedServer) -> Rfc2136Provider:
+    return Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+
+
+def first(k, records, g: int = 1) -> Write:  # type: ignore[no-untyped-def]
+    return Write(k, None, records, marker(g, records))
+
+
+# -- key files ---------------------------------------------------------------------------
+
+
+def test_parses_a_bind_key_file_with_comments(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    path.write_text(
+        "# made by tsig-keygen\n/* a block\n comment */\n"
+        'key "ddns-key.example" {\n\talgorithm hmac-sha512; // the default of tsig-keygen is sha256\n'
+        '\tsecret "c2VjcmV0c2VjcmV0c2VjcmV0";\n};\n'
+    )
+    k = parse_key_file(path)
+    assert (k.name, k.algorithm, k.secret) == ("ddns-key.example.", "hmac-sha512", "c2VjcmV0c2VjcmV0c2VjcmV0")
+
+
+@pytest.mark.skipif(shutil.which("tsig-keygen") is None, reason="tsig-keygen (bind9-utils) not installed")
+def test_parses_what_tsig_keygen_writes(tmp_path: Path) -> None:
+    out = subprocess.run(["tsig-keygen", "-a", "hmac-sha256", "dnsplane"], capture_output=True, text=True, check=True)
+    (tmp_path / "k.key").write_text(out.stdout)
+    k = parse_key_file(tmp_path / "k.key")
+    assert k.name == "dnsplane." and k.algorithm == "hmac-sha256" and len(k.secret) >= 40
+
+
+def test_chooses_among_several_keys_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    path.write_text(key_file_text("one", "b25l") + key_file_text("two", "dHdv", "hmac-sha1"))
+    assert parse_key_file(path, "two.").secret == "dHdv"
+    with pytest.raises(InvalidConfig, match=r"k\.key:5: several keys \(one, two\); choose one with key_name"):
+        parse_key_file(path)
+    with pytest.raises(InvalidConfig, match="no key named 'three'"):
+        parse_key_file(path, "three")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r":1: no key block found"),
+        ('key "k" {\n algorithm hmac-sha256;\n};\n', r":1: key 'k' has no 'secret"),
+        ('key "k" {\n secret "b25l";\n};\n', r":1: key 'k' has no 'algorithm"),
+        ('key "k" {\n algorithm hmac-rot13;\n secret "b25l";\n};\n', r":2: unknown TSIG algorithm 'hmac-rot13'"),
+        ('key "k" {\n algorithm hmac-sha256;\n secret "not base64!";\n};\n', r":3: secret is not valid"),
+    ],
+)
+def test_malformed_key_files_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.key"
+    path.write_text(text)
+    with pytest.raises(InvalidConfig, match=message) as err:
+        parse_key_file(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_missing_key_file_and_missing_key_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfig, match="cannot read TSIG key file"):
+        Rfc2136Provider(ZONE, "127.0.0.1", 53, key_file=str(tmp_path / "nope.key"))
+    with pytest.raises(Permanent, match="needs a TSIG key"):
+        Rfc2136Provider(ZONE, "127.0.0.1", 53)
+
+
+# -- compare-and-swap at the server --------------------------------------------------
+
+
+def test_a_stale_writer_is_refused_by_the_server_itself(server: NamedServer, provider: Rfc2136Provider) -> None:
+    stale = another(server)
+    assert stale.read([A])[A] == Observed(None, None)  # the stale writer reads: absent
+    assert provider.apply([first(A, ONE)]) == [Applied(A)]  # someone else writes first
+    # its view says "absent", so it sends "RRset does not exist" and BIND refuses it (YXRRSET)
+    assert stale.apply([first(A, TWO, 2)]) == [Conflict(A, marker(1, ONE))]
+    assert "prerequisite not satisfied" in server.log_tail(200)
+    assert stale.writes == 0
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    # with the marker it now knows, its write goes through
+    assert stale.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
+
+
+def test_a_refused_batch_is_resent_without_its_conflicts(
+    server: NamedServer, provider: Rfc2136Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = [key(f"e{i}.demo.test") for i in range(10)]
+    provider.apply([first(k, ONE) for k in keys])
+    seen = provider.read(keys)  # this writer's view: everything at generation 1
+    other = another(server)
+    moved = keys[2:5]
+    other.apply([Write(k, marker(1, ONE), TWO, marker(5, TWO)) for k in moved])
+    caplog.set_level(logging.INFO, logger="dnsplane.providers.rfc2136")
+    results = provider.apply([Write(k, seen[k].marker, PLAIN, marker(2, PLAIN)) for k in keys])
+    assert results == [Conflict(k, marker(5, TWO)) if k in moved else Applied(k) for k in keys]
+    assert any("prerequisite failed" in r.message for r in caplog.records)
+    assert provider.writes == 10 + 7
+    after = provider.read(keys)
+    for k in keys:
+        assert after[k] == (Observed(TWO, marker(5, TWO)) if k in moved else Observed(PLAIN, marker(2, PLAIN)))
+
+
+def test_a_write_someone_already_made_is_not_sent_again(server: NamedServer, provider: Rfc2136Provider) -> None:
+    other = another(server)
+    provider.read([A])
+    other.apply([first(A, ONE)])
+    # same write from a stale view: the server refuses the prerequisite, the re-read shows it is held
+    assert provider.apply([first(A, ONE)]) == [Applied(A, written=False)]
+    assert provider.writes == 0
+
+
+def test_large_batches_split_into_messages_and_all_apply(server: NamedServer, provider: Rfc2136Provider) -> None:
+    keys = [key(f"host-{i}.pool.demo.test") for i in range(500)]
+    sets = [rs(member(f"lb-{i}-a", f"10.0.{i // 250}.{i % 250 + 1}", weight=700),
+               member(f"lb-{i}-b", f"10.1.{i // 250}.{i % 250 + 1}", weight=300)) for i in range(500)]
+    results = provider.apply([first(k, s) for k, s in zip(keys, sets, strict=True)])
+    assert results == [Applied(k) for k in keys]
+    assert provider.writes == 500
+    fresh = another(server).read(keys)
+    assert all(fresh[k] == Observed(s, marker(1, s)) for k, s in zip(keys, sets, strict=True))
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+def test_axfr_and_targeted_reads_agree(server: NamedServer, provider: Rfc2136Provider) -> None:
+    keys = [key(f"e{i}.demo.test") for i in range(30)] + [key(f"v6-{i}.demo.test", "AAAA") for i in range(30)]
+    sets = {k: (rs(member("x", f"2001:db8::{i + 1}")) if k.rtype == "AAAA" else rs(member("x", f"192.0.2.{i + 1}")))
+            for i, k in enumerate(keys)}
+    provider.apply([first(k, s, 3) for k, s in sets.items()][:50])
+    provider.hand_edit(keys[3], TWO, None)
+    provider.hand_edit(keys[4], None, marker(9, ONE))
+    absent = key("nothing-here.demo.test")
+    targeted: dict = {}
+    for i in range(0, len(keys), 10):
+        targeted.update(provider.read([*keys[i : i + 10], absent]))  # 11 keys: queries
+    by_axfr = {k: raw.observed for k, raw in provider._axfr([*keys, absent]).items()}
+    assert targeted == by_axfr
+    assert provider.read([*keys, absent]) == by_axfr  # 61 keys: queries or AXFR, the same answer
+    assert by_axfr[absent] == Observed(None, None)
+    assert by_axfr[keys[3]] == Observed(TWO, None)
+    assert set(provider.read_all()) == set(keys[:50])  # ns1's A record has no marker: not managed
+
+
+def test_records_edited_by_hand_are_seen_and_repaired(server: NamedServer, provider: Rfc2136Provider) -> None:
+    provider.apply([first(A, ONE)])
+    edit = server.update()  # a human replaces the addresses, leaving the marker alone
+    edit.replace(A.name, 30, "A", "198.51.100.7")
+    server.send(edit)
+    for seen in (provider.read([A])[A], provider.read_all()[A]):
+        assert seen.marker == marker(1, ONE)
+        assert seen.records == rs(member("198.51.100.7", "198.51.100.7"))  # what is really served
+        assert decide(Desired(Generation(1), ONE), seen) == "write"  # so the enactor repairs it
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    # a deleted record set is an empty read, never the marker's content
+    gone = server.update()
+    gone.delete(A.name, "A")
+    server.send(gone)
+    assert provider.read([A])[A] == Observed(None, marker(1, ONE))
+
+
+def test_what_bind_serves_is_the_live_addresses(server: NamedServer, provider: Rfc2136Provider) -> None:
+    weighted = rs(member("lb1", "192.0.2.1", weight=5), member("lb2", "192.0.2.2", weight=0), ttl=45)
+    provider.apply([first(A, weighted)])
+    r = dns.query.udp(dns.message.make_query(A.name, "A"), server.host, port=server.port, timeout=2)
+    assert [(rr.ttl, sorted(x.to_text() for x in rr)) for rr in r.answer] == [(45, ["192.0.2.1"])]
+    assert provider.read([A])[A] == Observed(weighted, marker(1, weighted))  # weights round-trip in the marker
+
+
+def test_update_policy_variant_from_the_docs(tmp_path: Path) -> None:
+    with running_named(tmp_path / "policy", policy="update-policy") as srv:
+        p = Rfc2136Provider(ZONE, srv.host, srv.port, key_file=srv.key_file)
+        assert p.apply([first(A, ONE)]) == [Applied(A)]
+        assert p.read([A])[A] == Observed(ONE, marker(1, ONE))
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_wrong_secret_is_a_permanent_tsig_error(server: NamedServer) -> None:
+    p = Rfc2136Provider(ZONE, server.host, server.port, key_name=server.key_name,
+                        key_secret="d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==")
+    for call in (lambda: p.read([A]), lambda: p.read_all(), lambda: p.apply([first(A, ONE)])):
+        with pytest.raises(Permanent, match="TSIG key rejected") as err:
+            call()
+        assert f"{server.host}:{server.port}" in str(err.value) and ZONE in str(err.value)
+
+
+def test_unknown_key_name_is_a_permanent_tsig_error(server: NamedServer) -> None:
+    p = Rfc2136Provider(ZONE, server.host, server.port, key_name="nobody", key_secret=server.key_secret)
+    with pytest.raises(Permanent, match="TSIG key rejected"):
+        p.read([A])
+
+
+def test_clock_skew_is_badtime(server: NamedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+    monkeypatch.setattr(rfc2136, "_clock", lambda: time.time() - 3600)  # an hour behind: beyond the fudge
+    with pytest.raises(Permanent, match="clock skew"):
+        p.read([A])
+
+
+def test_zone_not_served_is_permanent(server: NamedServer) -> None:
+    p = Rfc2136Provider("elsewhere.test.", server.host, server.port, key_file=server.key_file)
+    with pytest.raises(Permanent, match=r"elsewhere\.test") as err:
+        p.apply([first(key("a.elsewhere.test"), ONE)])
+    assert "REFUSED" in str(err.value) or "NOTAUTH" in str(err.value)
+
+
+def test_server_down_is_retryable() -> None:
+    port = free_port()  # nothing listens there
+    p = Rfc2136Provider(ZONE, "127.0.0.1", port, key_name="k", key_secret="b25l", timeout=1)
+    for call in (lambda: p.read([A]), lambda: p.read_all(), lambda: p.apply([first(A, ONE)])):
+        with pytest.raises(ProviderUnavailable) as err:
+            call()
+        assert err.value.retry_after > 0 and f"127.0.0.1:{port}" in str(err.value)
+
+
+def test_an_invalid_record_set_sends_nothing(server: NamedServer, provider: Rfc2136Provider) -> None:
+    from dnsplane.errors import InvalidPlan
+
+    with pytest.raises(InvalidPlan):
+        provider.apply([first(A, ONE), first(key("b.demo.test"), rs(member("x", "192.0.2.1", weight=0)))])
+    serial = server.soa_serial()
+    assert provider.read_all() == {} and server.soa_serial() == serial
