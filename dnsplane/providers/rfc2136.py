@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hmac
 import ipaddress
 import json
 import logging
@@ -323,25 +324,86 @@ class _UpdateBuilder:
             self.updates += marker_owner + struct.pack("!HHIH", _TXT, _IN, 60, len(new_txt)) + new_txt
             self.n_updates += 1
 
-    def wire(self, msg_id: int, key: dns.tsig.Key) -> tuple[bytes, bytes]:
+    def wire(self, msg_id: int, signer: _Signer) -> tuple[bytes, bytes]:
         """The signed message and its MAC (to verify the response)."""
         header = struct.pack("!HHHHHH", msg_id, 5 << 11, 1, self.n_prereq, self.n_updates, 0)
         body = header + self.zone_section + bytes(self.prereq) + bytes(self.updates)
-        return _sign(body, msg_id, key)
+        return signer.sign(body, msg_id)
 
 
-def _sign(body: bytes, msg_id: int, key: dns.tsig.Key) -> tuple[bytes, bytes]:
-    rdata = dns.rdtypes.ANY.TSIG.TSIG(
-        dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300,
-        b"", msg_id, 0, b"",
-    )
-    tsig, _ = dns.tsig.sign(body, key, rdata, int(_clock()), None)
-    tsig_wire = tsig.to_wire()
-    signed = (
-        body[:10] + struct.pack("!H", 1) + body[12:]
-        + key.name.to_wire() + struct.pack("!HHIH", _TSIG, _ANY, 0, len(tsig_wire)) + tsig_wire
-    )
-    return signed, tsig.mac
+_HMAC = {"hmac-md5.sig-alg.reg.int.": "md5", "hmac-sha1.": "sha1", "hmac-sha224.": "sha224",
+         "hmac-sha256.": "sha256", "hmac-sha384.": "sha384", "hmac-sha512.": "sha512"}
+_FUDGE = 300
+
+
+class _Signer:
+    """TSIG (RFC 8945) signing of requests and verification of responses, straight on wire bytes.
+
+    The plain HMAC algorithms are done here with ``hmac`` (a tenth of dnspython's per-message cost,
+    which matters when a read sends a thousand queries); others go through ``dns.tsig``.
+    """
+
+    def __init__(self, key: dns.tsig.Key) -> None:
+        self.key = key
+        self.name_wire = key.name.canonicalize().to_wire()
+        self.alg_wire = key.algorithm.canonicalize().to_wire()
+        self.digest = _HMAC.get(key.algorithm.canonicalize().to_text())
+
+    def sign(self, body: bytes, msg_id: int) -> tuple[bytes, bytes]:
+        """The message with its TSIG record appended, and the MAC (to verify the response)."""
+        (arcount,) = struct.unpack_from("!H", body, 10)
+        now = int(_clock())
+        if self.digest is None:
+            rdata = dns.rdtypes.ANY.TSIG.TSIG(
+                dns.rdataclass.ANY, dns.rdatatype.TSIG, self.key.algorithm, 0, _FUDGE, b"", msg_id, 0, b"")
+            tsig, _ = dns.tsig.sign(body, self.key, rdata, now, None)
+            tsig_wire, mac = tsig.to_wire(), tsig.mac
+        else:
+            when = struct.pack("!HIH", now >> 32, now & 0xFFFFFFFF, _FUDGE)
+            variables = self.name_wire + struct.pack("!HI", _ANY, 0) + self.alg_wire + when + b"\0\0\0\0"
+            mac = hmac.new(self.key.secret, body + variables, self.digest).digest()
+            tsig_wire = self.alg_wire + when + struct.pack("!H", len(mac)) + mac + struct.pack("!HHH", msg_id, 0, 0)
+        signed = (
+            body[:10] + struct.pack("!H", arcount + 1) + body[12:]
+            + self.name_wire + struct.pack("!HHIH", _TSIG, _ANY, 0, len(tsig_wire)) + tsig_wire
+        )
+        return signed, mac
+
+    def verify(self, wire: bytes, tsig_at: int, rdata_at: int, request_mac: bytes) -> None:
+        """Check a response's TSIG; raises ``dns.tsig`` errors (Peer* when the server reports one)."""
+        if tsig_at < 0:
+            raise dns.tsig.BadSignature("the response is not signed")
+        if self.digest is None:
+            owner = dns.name.from_wire(wire, tsig_at)[0]
+            rdlen = struct.unpack_from("!H", wire, rdata_at - 2)[0]
+            rdata = dns.rdtypes.ANY.TSIG.TSIG.from_wire_parser(
+                dns.rdataclass.ANY, dns.rdatatype.TSIG, dns.wire.Parser(wire[rdata_at : rdata_at + rdlen]), None)
+            dns.tsig.validate(wire, self.key, owner, rdata, int(_clock()), request_mac, tsig_at)
+            return
+        at = _skip_name(wire, rdata_at)  # the algorithm name is never compressed (RFC 8945 §4.2)
+        hi, lo, fudge, mac_size = struct.unpack_from("!HIHH", wire, at)
+        mac = wire[at + 10 : at + 10 + mac_size]
+        _orig_id, error, other_len = struct.unpack_from("!HHH", wire, at + 10 + mac_size)
+        if error == dns.rcode.BADSIG:
+            raise dns.tsig.PeerBadSignature
+        if error == dns.rcode.BADKEY:
+            raise dns.tsig.PeerBadKey
+        if error == dns.rcode.BADTIME:
+            raise dns.tsig.PeerBadTime
+        if error:
+            raise dns.tsig.PeerError(f"TSIG error {error}")
+        end = at + 16 + mac_size + other_len
+        (arcount,) = struct.unpack_from("!H", wire, 10)
+        message = wire[:10] + struct.pack("!H", arcount - 1) + wire[12:tsig_at]
+        variables = (self.name_wire + struct.pack("!HI", _ANY, 0) + wire[rdata_at:at] + wire[at : at + 8]
+                     + wire[at + 12 + mac_size : end])
+        expected = hmac.new(self.key.secret, struct.pack("!H", len(request_mac)) + request_mac + message + variables,
+                            self.digest).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise dns.tsig.BadSignature
+        signed_at = (hi << 32) | lo
+        if abs(int(_clock()) - signed_at) > fudge:
+            raise dns.tsig.BadTime
 
 
 def _skip_name(wire: bytes, at: int) -> int:
@@ -447,6 +509,7 @@ class Rfc2136Provider(Provider):
         except (binascii.Error, ValueError) as exc:
             raise Permanent(f"TSIG key {tsig.name}: secret is not valid base64 ({exc})") from exc
         self.key_name = tsig.name
+        self._signer = _Signer(self._key)
         self._origin = dns.name.from_text(self.zone)
         self._zone_wire = self._origin.to_wire()
         self._lock = threading.Lock()
@@ -471,8 +534,9 @@ class Rfc2136Provider(Provider):
             return ProviderUnavailable(reason=f"{at}: SERVFAIL (server failure; retrying)", retry_after=1.0)
         if rcode == dns.rcode.REFUSED:
             return Permanent(
-                f"{at}: REFUSED — the server does not allow this key to update or transfer the zone; "
-                f"grant key {self.key_name} in the zone's update-policy (or allow-update) and allow-transfer"
+                f"{at}: REFUSED — the server does not serve {self.zone} there or does not allow key "
+                f"{self.key_name} to do this; check the zone name and grant the key in the zone's update-policy "
+                "(or allow-update), allow-transfer and allow-query"
             )
         if rcode == dns.rcode.NOTAUTH:
             return Permanent(
@@ -573,7 +637,7 @@ class Rfc2136Provider(Provider):
     def _query_message(self, name: str, rdtype: int, msg_id: int) -> tuple[bytes, bytes]:
         qname = dns.name.from_text(name).to_wire()
         body = struct.pack("!HHHHHH", msg_id, 0, 1, 0, 0, 0) + qname + struct.pack("!HH", rdtype, _IN)
-        return _sign(body, msg_id, self._key)
+        return self._signer.sign(body, msg_id)
 
     def _query(self, keys: list[EndpointKey]) -> dict[EndpointKey, _Raw]:
         """Targeted queries on one connection, between two SOA queries that must show the same serial."""
@@ -623,13 +687,7 @@ class Rfc2136Provider(Provider):
         """Parse and verify (TSIG) the response to one query; NXDOMAIN is an empty answer."""
         try:
             resp, tsig_at, rdata_at = _parse_response(wire, qtype)
-            if tsig_at < 0:
-                raise dns.tsig.BadSignature("the response is not signed")
-            owner = dns.name.from_wire(wire, tsig_at)[0]
-            rdlen = struct.unpack_from("!H", wire, rdata_at - 2)[0]
-            rdata = dns.rdtypes.ANY.TSIG.TSIG.from_wire_parser(
-                dns.rdataclass.ANY, dns.rdatatype.TSIG, dns.wire.Parser(wire[rdata_at : rdata_at + rdlen]), None)
-            dns.tsig.validate(wire, self._key, owner, rdata, int(_clock()), mac, tsig_at)
+            self._signer.verify(wire, tsig_at, rdata_at, mac)
         except (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadKey) as exc:
             raise self._tsig_error(exc, doing) from exc
         except (struct.error, IndexError, dns.exception.FormError) as exc:
@@ -797,7 +855,7 @@ class Rfc2136Provider(Provider):
                 raise Permanent(f"the write of {k} alone does not fit in one DNS message at {self.where}")
             b.keys.append(k)
             new_raw[k] = after
-        signed = [b.wire(i, self._key) for b, i in zip(builders, self._ids(len(builders)), strict=True)]
+        signed = [b.wire(i, self._signer) for b, i in zip(builders, self._ids(len(builders)), strict=True)]
         doing = f"UPDATE of {len(sends)} endpoints"
         try:
             with self._connect() as sock:
@@ -816,9 +874,9 @@ class Rfc2136Provider(Provider):
                 continue
             rcode = msg.rcode()
             if rcode == dns.rcode.NOERROR:
-                self.writes += sum(sends[k][1] for k in b.keys)
                 written.extend(b.keys)
                 with self._lock:
+                    self.writes += sum(sends[k][1] for k in b.keys)
                     self._remember_unlocked({k: (now, new_raw[k]) for k in b.keys})
             elif rcode in _PREREQ_FAILED:
                 refused.extend(b.keys)
@@ -849,7 +907,7 @@ class Rfc2136Provider(Provider):
             _txt_strings(marker, records, force_json=records is not None))
         b.add(rel, rtype, None, txt, (records.ttl if records else 0, [socket.inet_pton(family, a) for a in addrs]),
               check=False, drop_txt=True)
-        wire, mac = b.wire(self._ids(1)[0], self._key)
+        wire, mac = b.wire(self._ids(1)[0], self._signer)
         try:
             with self._connect() as sock:
                 (resp,) = self._exchange(sock, [wire])

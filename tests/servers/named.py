@@ -125,10 +125,13 @@ class NamedServer:
             return "(no log)"
 
     def soa_serial(self, zone: str | None = None, timeout: float = 2.0) -> int:
+        """The zone's SOA serial, asked with the test key: only this named can sign the answer, so another
+        server that took the port (a collision with a concurrent test) is not taken for it."""
         q = dns.message.make_query(zone or self.zone, "SOA")
+        q.use_tsig(self.keyring(), keyname=self.key_name)
         r = dns.query.tcp(q, self.host, port=self.port, timeout=timeout)
-        if r.rcode() != dns.rcode.NOERROR or not r.answer:
-            raise RuntimeError(f"SOA of {zone or self.zone}: {dns.rcode.to_text(r.rcode())}")
+        if r.rcode() != dns.rcode.NOERROR or not r.answer or not r.had_tsig:
+            raise RuntimeError(f"SOA of {zone or self.zone}: {dns.rcode.to_text(r.rcode())}, signed: {r.had_tsig}")
         return int(r.answer[0][0].serial)
 
     def update(self, zone: str | None = None) -> dns.update.UpdateMessage:
