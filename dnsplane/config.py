@@ -60,7 +60,7 @@ _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text 
 _TOP_KEYS = ("zone", "provider", "defaults", "targets", "endpoints")
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "embedded": ("kind",),
-    "rfc2136": ("kind", "server", "port", "key_file", "timeout", "max_batch"),
+    "rfc2136": ("kind", "server", "port", "key_file", "key_name", "timeout", "max_batch"),
     "route53": ("kind", "hosted_zone_id", "region", "endpoint_url", "wait_insync"),
 }
 _DEFAULTS_KEYS = ("ttl", "policy")
@@ -352,6 +352,13 @@ class _Parser:
                     options[key] = value
                 case "wait_insync":
                     options[key] = self.boolean(vnode, where)
+                case "server":
+                    server = self.text(vnode, where).strip()
+                    try:
+                        ipaddress.ip_address(server)
+                    except ValueError:
+                        self.fail(vnode, f"{where}: must be an IP address (the RFC 2136 server), got {server!r}")
+                    options[key] = server
                 case "key_file":
                     raw = self.text(vnode, where)
                     base = Path(self.path).parent if not self.path.startswith("<") else Path(".")

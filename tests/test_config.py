@@ -554,6 +554,7 @@ def test_provider_rfc2136_resolves_key_file_next_to_the_fleet(tmp_path: Path) ->
         ("route53", 3, "missing required key 'hosted_zone_id'"),
         ("route53\n  hosted_zone_id: Z1\n  server: x", 5, "unknown key 'server'"),
         ("embedded\n  port: 53", 4, "unknown key 'port'"),
+        ("rfc2136\n  server: ns1.example", 4, "must be an IP address"),
     ],
 )
 def test_bad_provider_is_refused_with_its_line(tmp_path: Path, kind: str, line: int, fragment: str) -> None:

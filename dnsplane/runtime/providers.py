@@ -26,7 +26,7 @@ def open_provider(fleet: Fleet, data_dir: Path) -> Provider:
         case "rfc2136":
             from dnsplane.providers.rfc2136 import Rfc2136Provider
 
-            kwargs = {k: v for k, v in cfg.options if k in ("key_file", "timeout", "max_batch")}
+            kwargs = {k: v for k, v in cfg.options if k in ("key_file", "key_name", "timeout", "max_batch")}
             return Rfc2136Provider(fleet.zone, str(cfg.get("server")), int(cfg.get("port", 53)),  # type: ignore[call-overload]
                                    **kwargs)
         case "route53":
