@@ -1,0 +1,334 @@
+"""The explorer: every interleaving of a small configuration, breadth first, with state hashing.
+
+Where the simulator samples delivery orders with a seeded scheduler, the
+explorer enumerates them all. A state is the actors' state, the store's, the
+provider's, each actor's pending completion (its outstanding request), how far
+the scripted health changes went and how many faults were used. From a state the
+transitions are:
+
+- deliver any actor's pending completion (run its request against the store or
+  provider, feed the reply to the actor, apply the effects it returns at once);
+- tick any idle actor;
+- the next scripted health change (it makes the planner publish a new
+  generation, up to ``generations``; the script includes content returning to
+  an earlier value, A → B → A);
+- when ``faults`` > 0, a fault: an actor crashes (losing its pending request, or
+  after it ran — e.g. a write the provider acknowledged) and restarts empty, or
+  a human empties an endpoint's records.
+
+Every new state is checked for I1, I2, I5 (on the provider) and, after a step
+that deleted plans, I3 (references computed from actor state). States are
+de-duplicated by a fingerprint that leaves out counters, logs and the journal.
+Breadth first, so the first violation found comes with a shortest path to it.
+
+Time does not pass in the explorer (leases never expire): it explores orders,
+not durations. Liveness (I4, I6) is the simulator's job.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+from dnsplane.model import EndpointKey, Generation
+from dnsplane.protocol.collector import Collector
+from dnsplane.protocol.enactor import Enactor
+from dnsplane.protocol.legacy import CleanUp, LegacyEnactor
+from dnsplane.protocol.messages import Collect, HealthObserved, SetLastKnownGood, Tick
+from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.memory import MemoryProvider
+from dnsplane.sim.invariants import Monitor, Violation
+from dnsplane.sim.world import REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.store.memory import MemoryStore
+
+SKIP = frozenset({"stats", "deleted", "endpoints", "by_target", "by_key", "name", "zone", "batch_size", "keep",
+                  "total", "last_problems", "expected_before", "last_seen", "last_detail"})
+
+
+@dataclass(frozen=True)
+class Config:
+    protocol: str = "safe"
+    enactors: int = 2
+    endpoints: int = 2
+    generations: int = 4
+    faults: int = 0
+    targets: int = 2
+
+
+@dataclass
+class Report:
+    config: Config
+    states: int
+    transitions: int
+    elapsed: float
+    complete: bool
+    violation: Violation | None
+    path: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "protocol": self.config.protocol, "states": self.states, "transitions": self.transitions,
+            "elapsed_s": round(self.elapsed, 3), "complete": self.complete,
+            "violation": self.violation.to_json() if self.violation else None, "path": self.path,
+        }
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted(((_canon(k), _canon(v)) for k, v in value.items()), key=repr))
+    if isinstance(value, list | tuple):
+        return tuple(_canon(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_canon(v) for v in value)
+    if is_dataclass(value) and not getattr(type(value), "__hash__", None):
+        return (type(value).__name__, *(_canon(getattr(value, f.name)) for f in fields(value) if f.name not in SKIP))
+    if hasattr(value, "digest") and hasattr(value, "members"):
+        return value.digest
+    return value
+
+
+def _actor_fp(actor: Any) -> tuple[Any, ...]:
+    return (type(actor).__name__, *(_canon(getattr(actor, f.name)) for f in fields(actor) if f.name not in SKIP))
+
+
+class World:
+    """One explorer state, and the transitions out of it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.endpoints = fleet(config.endpoints, config.targets)
+        self.keys = [ep.key for ep in self.endpoints]
+        self.store = MemoryStore()
+        self.provider = MemoryProvider(ZONE)
+        self.actors: dict[str, Any] = {"planner": Planner("planner", ZONE, self.endpoints)}
+        for i in range(config.enactors):
+            name = f"enactor-{i + 1}"
+            self.actors[name] = (LegacyEnactor(name, ZONE, keep=1) if config.protocol == "legacy"
+                                 else Enactor(name, ZONE))
+        if config.protocol == "safe":
+            self.actors["collector"] = Collector()
+            self.actors["verifier"] = Verifier("verifier")
+        self.pending: dict[str, object] = {}
+        self.env = 0  # scripted health changes done
+        self.faults = 0
+        self.lkg = 0
+        self.monitor = Monitor(ZONE, collect=True)
+        self.script = health_script(self.endpoints, config.generations - 1)
+
+    # -- copying and hashing --------------------------------------------------------------------
+
+    def clone(self) -> World:
+        new = copy.copy(self)
+        new.actors = copy.deepcopy(self.actors)
+        new.pending = dict(self.pending)
+        new.store = _clone_with_lock(self.store)
+        new.provider = _clone_with_lock(self.provider)
+        new.monitor = copy.copy(self.monitor)
+        mon = new.monitor
+        mon.content = {k: list(v) for k, v in self.monitor.content.items()}
+        mon.highest_marker = dict(mon.highest_marker)
+        mon.highest_served = dict(mon.highest_served)
+        mon.published = set(mon.published)
+        mon.exempt_until = dict(mon.exempt_until)
+        mon.violations = []
+        mon.seen = set()
+        return new
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        store = self.store
+        rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k]))
+                     for k in sorted(store._gens))
+        observed = tuple(sorted((k, o.records.digest if o.records else None, o.marker)
+                                for k, o in self.provider.read_all().items()))
+        return (
+            tuple(_actor_fp(a) for a in self.actors.values()),
+            tuple(sorted((n, _canon(p)) for n, p in self.pending.items())),
+            int(store.head()), tuple(p.generation for p in store.plans()), rows,
+            tuple(sorted((a, g) for a, (g, _) in store._inflight.items())),
+            tuple(store.applied().items()), store._lkg,
+            observed, self.env, self.faults, self.lkg,
+            tuple(sorted(self.monitor.highest_served.items())), tuple(sorted(self.monitor.exempt_until)),
+        )
+
+    # -- transitions ------------------------------------------------------------------------------
+
+    def moves(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        for name in self.actors:
+            if name in self.pending:
+                yield f"{name} receives the reply to {type(self.pending[name]).__name__}", ("deliver", name)
+            elif not getattr(self.actors[name], "busy", False):
+                yield f"{name} ticks", ("tick", name)
+        if self.env < len(self.script):
+            tid, ok = self.script[self.env]
+            yield f"health: {tid} {'up' if ok else 'down'}", ("health",)
+        if self.faults < self.config.faults:
+            for name in self.actors:
+                if name in self.pending and isinstance(self.pending[name], REQUESTS):
+                    yield f"{name} crashes after its {type(self.pending[name]).__name__} ran", ("crash", name, True)
+                if name != "planner":
+                    yield f"{name} crashes and restarts", ("crash", name, False)
+            for ep in self.endpoints:
+                if self.provider.read([ep.key])[ep.key].records is not None:
+                    yield f"a human empties {ep.key.name}", ("empty", ep.key)
+
+    def apply(self, move: tuple[Any, ...]) -> None:
+        executor = SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish, journal=False)
+        deleted = False
+        match move:
+            case ("deliver", name):
+                what = self.pending.pop(name)
+                if isinstance(what, REQUESTS):
+                    reply = executor.request(name, what, 0.0)
+                    deleted = isinstance(what, Collect | CleanUp)
+                else:
+                    reply = what
+                self._feed(executor, name, reply)
+            case ("tick", name):
+                self._feed(executor, name, Tick(0.0))
+            case ("health",):
+                tid, ok = self.script[self.env]
+                self.env += 1
+                self._feed(executor, "planner", HealthObserved(0.0, tid, ok))
+            case ("crash", name, after):
+                self.faults += 1
+                what = self.pending.pop(name, None)
+                if after and isinstance(what, REQUESTS):
+                    executor.request(name, what, 0.0)
+                    deleted = isinstance(what, Collect | CleanUp)
+                self.actors[name] = self._fresh(name)
+            case ("empty", key):
+                self.faults += 1
+                seen = self.provider.read([key])[key]
+                self.monitor.exempt(key, float("inf"))
+                self.provider.hand_edit(key, None, seen.marker)
+        self.monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
+        if deleted:
+            self.monitor.check_references(self.referenced(), self._digest)
+
+    def _fresh(self, name: str) -> Any:
+        if name == "planner":
+            return Planner("planner", ZONE, self.endpoints)
+        if name == "collector":
+            return Collector()
+        if name == "verifier":
+            return Verifier("verifier")
+        if self.config.protocol == "legacy":
+            return LegacyEnactor(name, ZONE, keep=1)
+        return Enactor(name, ZONE)
+
+    def _feed(self, executor: SimExecutor, name: str, event: Any) -> None:
+        commands = self.actors[name].handle(event)
+        if not commands:
+            return
+        last = commands[-1]
+        request = last if isinstance(last, REQUESTS) else None
+        effects = commands[:-1] if request is not None else commands
+        for c in effects:
+            if isinstance(c, SetLastKnownGood):
+                self.lkg = int(c.generation)
+        failed = executor.effects(name, effects, 0.0)
+        if failed is not None:
+            self.pending[name] = failed
+        elif request is not None:
+            self.pending[name] = request
+
+    def referenced(self) -> list[tuple[str, int, EndpointKey | None]]:
+        refs: list[tuple[str, int, EndpointKey | None]] = []
+        for name, actor in self.actors.items():
+            working = getattr(actor, "working", None)
+            if name.startswith("enactor") and working is not None:
+                refs.append((f"{name} in flight", int(working), None))
+        for key, seen in self.provider.read_all().items():
+            if seen.marker is not None:
+                refs.append((f"the marker of {key}", int(seen.marker.generation), key))
+        if self.lkg:
+            refs.append(("the verifier's last-known-good", self.lkg, None))
+        return refs
+
+    def _digest(self, key: EndpointKey, g: int) -> str | None:
+        d = self.store.desired([key], Generation(g)).get(key)
+        return d.records.digest if d else None
+
+
+def _clone_with_lock(obj: Any) -> Any:
+    new = object.__new__(type(obj))
+    for k, v in obj.__dict__.items():
+        if k == "_lock":
+            new.__dict__[k] = threading.Lock()
+        elif k == "_listeners":
+            new.__dict__[k] = []
+        else:
+            new.__dict__[k] = copy.deepcopy(v)
+    return new
+
+
+def health_script(endpoints: Any, changes: int) -> list[tuple[str, bool]]:
+    """Health changes that make ``changes`` new generations, content returning to an earlier value."""
+    script: list[tuple[str, bool]] = []
+    i = 0
+    while len(script) < changes:
+        ep = endpoints[i % len(endpoints)]
+        tid = ep.targets[0].id
+        script.append((tid, False))
+        if len(script) < changes:
+            script.append((tid, True))  # back to the earlier content: A -> B -> A
+        i += 1
+    return script
+
+
+def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1") -> Report:
+    """Breadth-first search; stops at the first violation of ``look_for`` ("any": of any invariant), with a
+    shortest path to it, or when every state was seen. Other violations found on the way are reported if
+    ``look_for`` is never violated."""
+    started = time.perf_counter()
+    root = World(config)
+    root.apply(("tick", "planner"))  # the planner's first tick: load the (empty) store
+    seen: dict[tuple[Any, ...], tuple[tuple[Any, ...] | None, str]] = {root.fingerprint(): (None, "start")}
+    queue: deque[tuple[tuple[Any, ...], World]] = deque([(root.fingerprint(), root)])
+    transitions = 0
+    other: tuple[Violation, list[str]] | None = None
+    while queue:
+        fp, world = queue.popleft()
+        for label, move in list(world.moves()):
+            nxt = world.clone()
+            nxt.apply(move)
+            transitions += 1
+            nfp = nxt.fingerprint()
+            if nfp in seen:
+                continue
+            if nxt.monitor.violations:
+                seen[nfp] = (fp, label)
+                v = nxt.monitor.violations[0]
+                if look_for in ("any", v.short):
+                    return Report(config, len(seen), transitions, time.perf_counter() - started, False, v,
+                                  _path(seen, nfp))
+                if other is None:
+                    other = (v, _path(seen, nfp))
+                # and the search goes on from it: the outage (I1) comes after a stale write (I2)
+            seen[nfp] = (fp, label)
+            if len(seen) >= max_states:
+                found = other or (None, [])
+                return Report(config, len(seen), transitions, time.perf_counter() - started, False, *found)
+            queue.append((nfp, nxt))
+    elapsed = time.perf_counter() - started
+    if other is not None:
+        return Report(config, len(seen), transitions, elapsed, True, other[0], other[1])
+    return Report(config, len(seen), transitions, elapsed, True, None, [])
+
+
+def _path(seen: dict[tuple[Any, ...], tuple[tuple[Any, ...] | None, str]], fp: tuple[Any, ...]) -> list[str]:
+    out = []
+    cur: tuple[Any, ...] | None = fp
+    while cur is not None:
+        parent, label = seen[cur]
+        if parent is None:
+            break
+        out.append(label)
+        cur = parent
+    return out[::-1]
