@@ -36,6 +36,8 @@ examples:
   dnsplane validate fleet.yaml             check a fleet file; exit 2 with file:line on errors
   dnsplane plan --fleet fleet.yaml         what a run would change, without writing
   dnsplane up --fleet fleet.yaml           run your own fleet
+  dnsplane simulate --protocol legacy      reproduce the October 2025 outage in the simulator
+  dnsplane explore --protocol safe         every interleaving of a small configuration
 
 The data directory (--data-dir, or $DNSPLANE_DATA_DIR, default ./.dnsplane) holds
 the plan store (store.sqlite), the embedded DNS provider (dns.sqlite) and the
@@ -396,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["fail", "recover"])
     d.add_argument("target", help="demo target id, e.g. lb-2")
     d.set_defaults(func=cmd_demo)
+
+    from dnsplane.sim.cli import add_commands  # simulate, explore
+
+    add_commands(sub)
     return p
 
 

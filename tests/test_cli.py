@@ -17,7 +17,7 @@ endpoints:
 """
 
 
-@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo"])
+@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo", "simulate", "explore"])
 def test_every_subcommand_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
