@@ -1,0 +1,45 @@
+"""Every seed that ever failed, kept as a regression test (STYLE.md point 8).
+
+FIXED: seeds that failed before a protocol fix and must pass from now on.
+OPEN: seeds that still fail; each is an ``xfail(strict=True)``, so the day a fix
+lands the test turns red until the seed moves to FIXED.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dnsplane.sim.driver import run
+from dnsplane.sim.scenario import load
+
+# (scenario, seed, what it found)
+FIXED = [
+    # the enactor reported a generation with a refused (malformed) endpoint as fully applied;
+    # the collector deleted the valid content that endpoint's marker named (I3)
+    ("chaos", 111, "I3"), ("chaos", 164, "I3"), ("chaos", 481, "I3"), ("chaos", 527, "I3"),
+    ("chaos", 546, "I3"), ("chaos", 733, "I3"), ("chaos", 742, "I3"), ("chaos", 816, "I3"),
+    ("chaos", 872, "I3"), ("chaos", 874, "I3"), ("chaos", 912, "I3"), ("chaos", 1097, "I3"),
+    ("chaos", 1232, "I3"), ("chaos", 1278, "I3"), ("chaos", 1290, "I3"),
+]
+
+OPEN = [
+    # a human set the marker to an older generation (marker_stale) under newer content; a delayed
+    # enactor holding that older plan sees "same generation, other digest", writes, serves old content
+    ("chaos", 708, "I2"), ("chaos", 1321, "I2"), ("chaos", 1344, "I2"), ("chaos", 1412, "I2"),
+    ("chaos", 1467, "I2"),
+    # hand-emptied endpoint whose newest desired set is invalid (rogue plan): nothing valid to repair with
+    ("chaos", 451, "I4"), ("chaos", 1476, "I4"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "seed", "found"), FIXED)
+def test_fixed_seed_stays_fixed(scenario: str, seed: int, found: str) -> None:
+    result = run(load(scenario), "safe", seed, trace=False)
+    assert result.violations == [], f"{scenario} seed {seed} ({found}) is back: {result.violations[0]}"
+
+
+@pytest.mark.parametrize(("scenario", "seed", "found"), OPEN)
+@pytest.mark.xfail(strict=True, reason="open protocol issue found by the simulator; see docs/simulation.md")
+def test_open_seed(scenario: str, seed: int, found: str) -> None:
+    result = run(load(scenario), "safe", seed, trace=False)
+    assert result.violations == []
