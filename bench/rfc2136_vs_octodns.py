@@ -43,7 +43,8 @@ import dns.rcode
 import dns.update
 
 from dnsplane.model import Generation, Marker, Member, RecordSet, Write
-from dnsplane.providers.rfc2136 import Rfc2136Provider, _txt_strings
+from dnsplane.providers.rfc2136 import Rfc2136Provider
+from dnsplane.providers.rfc2136.marker import txt_strings
 from tests.fakes import key
 from tests.servers.named import NamedServer, start_named
 
@@ -76,7 +77,7 @@ def raw_updates(server: NamedServer, zone: str, items: list[int], generation: in
                 if with_marker:
                     marker = Marker(Generation(generation), rs.digest)
                     strings = " ".join(f'"{s.decode().replace(chr(34), chr(92) + chr(34))}"'
-                                       for s in _txt_strings(marker, rs))
+                                       for s in txt_strings(marker, rs))
                     u.replace(f"_dnsplane-a.{name(i, zone)}", 60, "TXT", strings)
             r = dns.query.tcp(u, server.host, port=server.port, sock=sock, timeout=30)
             if r.rcode() != dns.rcode.NOERROR:

@@ -18,7 +18,7 @@ import dns.message
 import dns.query
 import pytest
 
-import dnsplane.providers.rfc2136 as rfc2136
+import dnsplane.providers.rfc2136.tsig as rfc2136_tsig
 from dnsplane.errors import InvalidConfig, Permanent, ProviderUnavailable
 from dnsplane.model import Desired, Generation, Observed, Write
 from dnsplane.protocol.enactor import decide
@@ -181,7 +181,7 @@ def test_axfr_and_targeted_reads_agree(server: NamedServer, provider: Rfc2136Pro
     targeted: dict = {}
     for i in range(0, len(keys), 10):
         targeted.update(provider.read([*keys[i : i + 10], absent]))  # 11 keys: queries
-    by_axfr = {k: raw.observed for k, raw in provider._axfr([*keys, absent]).items()}
+    by_axfr = {k: raw.observed for k, raw in provider._reader.axfr([*keys, absent]).items()}
     assert targeted == by_axfr
     assert provider.read([*keys, absent]) == by_axfr  # 61 keys: queries or AXFR, the same answer
     assert by_axfr[absent] == Observed(None, None)
@@ -242,7 +242,7 @@ def test_unknown_key_name_is_a_permanent_tsig_error(server: NamedServer) -> None
 
 def test_clock_skew_is_badtime(server: NamedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
-    monkeypatch.setattr(rfc2136, "_clock", lambda: time.time() - 3600)  # an hour behind: beyond the fudge
+    monkeypatch.setattr(rfc2136_tsig, "clock", lambda: time.time() - 3600)  # an hour behind: beyond the fudge
     with pytest.raises(Permanent, match="clock skew"):
         p.read([A])
 

@@ -1,0 +1,116 @@
+"""How one endpoint ``(name, rtype)`` is stored in an RFC 2136 zone, and how it is read back.
+
+- ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL;
+- ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
+  (``dnsplane g=<generation> d=<digest>``; ``dnsplane -`` when there is no marker), followed —
+  only when the record set cannot be rebuilt from the addresses alone (other target ids,
+  weights other than 1, ``answer: all``) — by the compact ``RecordSet.to_json()`` split into
+  strings of at most 255 bytes.
+
+Promises (``observe``, a pure function of what the server holds):
+- the marker TXT as written reads back as exactly the marker and record set written;
+- records edited by hand are seen: when the addresses or TTL served differ from what the
+  marker's record set implies, the served addresses come back as one member per address
+  (weight 1, target id = the address), whose digest differs from the marker's;
+- several TXT records at the marker name (a hand edit) read as no marker; unreadable JSON
+  is ignored in favour of the served addresses.
+
+Limits: no I/O here; the marker's generation order is not checked (the enactor does).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dnsplane.model import Marker, Member, Observed, RecordSet
+
+NO_MARKER_TEXT = "dnsplane -"  # first TXT string of a record-set-only TXT (hand edits without a marker)
+MARKER_TTL = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RawState:
+    """What the server holds for one endpoint, as read: the marker TXT rdata and the served records."""
+
+    txt: tuple[bytes, ...] | None  # wire rdatas of the marker TXT RRset (None: no such RRset)
+    addresses: frozenset[str]  # normalised addresses served at name/rtype
+    ttl: int
+    observed: Observed
+
+
+NO_STATE = RawState(None, frozenset(), 0, Observed(None, None))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def norm(address: str) -> str:
+    """The canonical text of an IPv4 or IPv6 address."""
+    return ipaddress.ip_address(address).compressed
+
+
+def pseudo(addresses: Iterable[str], ttl: int) -> RecordSet:
+    """The record set that the served addresses alone describe: one member per address, weight 1."""
+    return RecordSet.of(ttl, [Member(a, (a,), 1) for a in sorted(addresses)])
+
+
+def _rs_json(rs: RecordSet) -> str:
+    return json.dumps(rs.to_json(), separators=(",", ":"), ensure_ascii=True)
+
+
+def txt_strings(marker: Marker | None, records: RecordSet | None, force_json: bool = False) -> list[bytes]:
+    """The character strings of the marker TXT for ``marker`` and ``records`` (JSON only when needed)."""
+    head = (marker.to_text() if marker is not None else NO_MARKER_TEXT).encode()
+    if records is None:
+        return [head]
+    if not force_json and marker is not None and records.live_members() == records.members:
+        addresses = {norm(a) for a in records.addresses()}
+        if records == pseudo(addresses, records.ttl):
+            return [head]  # the addresses say it all: keep the marker small
+    text = _rs_json(records).encode()
+    return [head] + [text[i : i + 255] for i in range(0, len(text), 255)]
+
+
+def txt_rdata(strings: list[bytes]) -> bytes:
+    """TXT rdata on the wire: each string preceded by its length."""
+    return b"".join(bytes([len(s)]) + s for s in strings)
+
+
+def split_txt(rdata: bytes) -> list[bytes]:
+    """The strings of a TXT rdata (inverse of ``txt_rdata``)."""
+    out, i = [], 0
+    while i < len(rdata):
+        n = rdata[i]
+        out.append(rdata[i + 1 : i + 1 + n])
+        i += 1 + n
+    return out
+
+
+def observe(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) -> Observed:
+    """Decode what the server holds (hand edits show as pseudo-members, see the module docstring)."""
+    marker: Marker | None = None
+    declared: RecordSet | None = None
+    if txt is not None and len(txt) == 1:  # several TXT records at the marker name: no marker (a hand edit)
+        strings = split_txt(txt[0])
+        if strings:
+            marker = Marker.from_text(strings[0].decode(errors="replace"))
+            if len(strings) > 1:
+                try:
+                    declared = RecordSet.from_json(json.loads(b"".join(strings[1:]).decode()))
+                except (ValueError, TypeError, KeyError):
+                    declared = None  # unreadable JSON: trust the served addresses
+    if declared is not None:
+        try:
+            implied = {norm(a) for a in declared.addresses()}
+        except ValueError:
+            implied = set()
+        if implied == addresses and (not addresses or declared.ttl == ttl):
+            return Observed(declared, marker)
+    return Observed(pseudo(addresses, ttl) if addresses else None, marker)
+
+
+def raw_state(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) -> RawState:
+    """``RawState`` of what was read, with its decoded ``Observed``."""
+    return RawState(txt, addresses, ttl, observe(txt, addresses, ttl))

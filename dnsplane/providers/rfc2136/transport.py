@@ -1,0 +1,78 @@
+"""TSIG-signed DNS over TCP for the RFC 2136 provider: several messages pipelined on one connection.
+
+Promises:
+- ``exchange`` sends every message in one write, then reads as many responses, and returns
+  them in the order of the messages sent (matched by message id, whatever order they came in);
+- message ids are unique among the last 65,534 messages of one ``Channel`` (thread-safe);
+- ``verify`` parses a response with dnspython and checks its TSIG against the request's MAC;
+  TSIG failures come out as the ``Permanent`` errors of ``failures.Failures``.
+
+Limits: a connection per call, no reuse across calls; no UDP; no retries (the caller maps
+``OSError`` and timeouts to ``ProviderUnavailable``); a server that drops a message makes the
+exchange wait until ``timeout``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import dns.message
+import dns.tsig
+
+from dnsplane.providers.rfc2136.failures import TSIG_ERRORS, Failures
+from dnsplane.providers.rfc2136.tsig import Signer
+
+
+class Channel:
+    """The way to one server: address, key, message ids."""
+
+    def __init__(self, server: str, port: int, timeout: float, key: dns.tsig.Key, failures: Failures) -> None:
+        self.server = server
+        self.port = port
+        self.timeout = timeout
+        self.key = key
+        self.signer = Signer(key)
+        self.failures = failures
+        self._lock = threading.Lock()
+        self._next_id = 1
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection((self.server, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def exchange(self, sock: socket.socket, wires: list[bytes]) -> list[bytes]:
+        """Send every message (pipelined), then read as many responses; returned in the order sent."""
+        sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in wires))
+        by_id: dict[int, bytes] = {}
+        for _ in wires:
+            (n,) = struct.unpack("!H", _recv(sock, 2))
+            resp = _recv(sock, n)
+            by_id[struct.unpack("!H", resp[:2])[0]] = resp
+        return [by_id[struct.unpack("!H", w[:2])[0]] for w in wires]
+
+    def ids(self, n: int) -> list[int]:
+        """``n`` fresh message ids (never 0)."""
+        with self._lock:
+            first = self._next_id
+            self._next_id = (first + n) % 0xFFFF or 1
+        return [((first + i) % 0xFFFF) or 1 for i in range(n)]
+
+    def verify(self, wire: bytes, mac: bytes, doing: str) -> dns.message.Message:
+        """The response parsed by dnspython, its TSIG checked against the request's ``mac``."""
+        try:
+            return dns.message.from_wire(wire, keyring=self.key, request_mac=mac)
+        except TSIG_ERRORS as exc:
+            raise self.failures.tsig(exc, doing) from exc
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionResetError("server closed the connection")
+        buf += chunk
+    return bytes(buf)
