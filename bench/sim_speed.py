@@ -1,0 +1,46 @@
+"""Simulator speed: actor steps/s, us-east-1 seeds/s, time to legacy's first counterexample, explorer.
+
+    python bench/sim_speed.py [--seeds 300] [--workers 2]
+
+Goals (issue 4): >= 100 seeds/s for us-east-1 (one simulated hour each), legacy's first
+counterexample <= 10 s, explorer default configuration complete <= 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from dnsplane.sim.explore import Config, explore
+from dnsplane.sim.scenario import load
+from dnsplane.sim.sweep import sweep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--explore-states", type=int, default=200_000)
+    args = ap.parse_args()
+    sc = load("us-east-1")
+    for protocol in ("safe", "legacy"):
+        for workers in (1, args.workers):
+            t = time.perf_counter()
+            s = sweep(sc, protocol, list(range(args.seeds)), workers=workers)
+            dt = time.perf_counter() - t
+            print(f"us-east-1 {protocol:6} workers={workers}: {s.seeds / dt:7.1f} seeds/s, "
+                  f"{s.steps / dt:9.0f} actor steps/s, {s.steps / s.seeds:.0f} steps/seed, "
+                  f"{s.simulated / s.seeds / 3600:.2f} simulated h/seed")
+    t = time.perf_counter()
+    s = sweep(sc, "legacy", list(range(1000)), first_only=True, look_for="I1")
+    print(f"legacy first I1 counterexample: seed {s.failing_seeds and s.violations[-1][0]} "
+          f"after {time.perf_counter() - t:.2f}s")
+    for protocol in ("legacy", "safe"):
+        r = explore(Config(protocol=protocol), max_states=args.explore_states)
+        print(f"explore {protocol}: {r.states} states, {r.transitions} transitions, {r.elapsed:.1f}s "
+              f"({r.states / r.elapsed:.0f} states/s), complete={r.complete}, "
+              f"violation={r.violation.short if r.violation else None} path={len(r.path)}")
+
+
+if __name__ == "__main__":
+    main()
