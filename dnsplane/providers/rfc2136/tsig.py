@@ -11,7 +11,8 @@ Promises:
 - ``sign`` appends one TSIG RR (time = ``clock()``, fudge 300 s, no error, no other data);
 - ``verify`` raises ``dns.tsig`` errors: ``BadSignature`` when unsigned or the MAC differs,
   ``BadKey`` when signed under another key name, ``BadTime`` outside the fudge, ``Peer*`` when
-  the server reports a TSIG error.
+  the server reports a TSIG error; ``FormError`` when the TSIG RR is not the last RR, not of
+  class ANY, or its length disagrees with its fields. It accepts nothing dnspython refuses.
 
 Limits: the plain HMAC algorithms are done here; others (not used by BIND's ``tsig-keygen``)
 go through ``dns.tsig``. One request, one response: no multi-message (AXFR) signing — the
@@ -24,6 +25,7 @@ import hmac
 import struct
 import time
 
+import dns.exception
 import dns.name
 import dns.rcode
 import dns.rdataclass
@@ -81,10 +83,13 @@ class Signer:
                 dns.rdataclass.ANY, dns.rdatatype.TSIG, dns.wire.Parser(wire[rdata_at : rdata_at + rdlen]), None)
             dns.tsig.validate(wire, self.key, owner, rdata, int(clock()), request_mac, tsig_at)
             return
+        owner = wire[tsig_at : rdata_at - 10]
+        if owner.lower() != self.name_wire and dns.name.from_wire(wire, tsig_at)[0] != self.key.name:
+            raise dns.tsig.BadKey  # signed under another key name (the MAC covers our name, not the wire's)
         at = skip_name(wire, rdata_at)  # the algorithm name is never compressed (RFC 8945 §4.2)
         hi, lo, fudge, mac_size = struct.unpack_from("!HIHH", wire, at)
         mac = wire[at + 10 : at + 10 + mac_size]
-        _orig_id, error, other_len = struct.unpack_from("!HHH", wire, at + 10 + mac_size)
+        orig_id, error, other_len = struct.unpack_from("!HHH", wire, at + 10 + mac_size)
         if error == dns.rcode.BADSIG:
             raise dns.tsig.PeerBadSignature
         if error == dns.rcode.BADKEY:
@@ -94,8 +99,12 @@ class Signer:
         if error:
             raise dns.tsig.PeerError(f"TSIG error {error}")
         end = at + 16 + mac_size + other_len
+        rdclass, _ttl, rdlen = struct.unpack_from("!HIH", wire, rdata_at - 8)
+        if rdclass != ANY or rdata_at + rdlen != end or end != len(wire):  # as dnspython: class ANY, last RR
+            raise dns.exception.FormError("malformed TSIG record")
         (arcount,) = struct.unpack_from("!H", wire, 10)
-        message = wire[:10] + struct.pack("!H", arcount - 1) + wire[12:tsig_at]
+        # RFC 8945 §4.3.1: the MAC covers the message with the original ID (a forwarder may change the ID)
+        message = struct.pack("!H", orig_id) + wire[2:10] + struct.pack("!H", arcount - 1) + wire[12:tsig_at]
         variables = (self.name_wire + struct.pack("!HI", ANY, 0) + wire[rdata_at:at] + wire[at : at + 8]
                      + wire[at + 12 + mac_size : end])
         expected = hmac.new(self.key.secret, struct.pack("!H", len(request_mac)) + request_mac + message + variables,
