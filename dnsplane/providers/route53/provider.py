@@ -1,5 +1,8 @@
 """The Route 53 provider: weighted record sets plus a marker TXT, compare-and-swap by exact-match DELETE.
 
+This module calls the API and decides what to send; the encoding is in ``encoding``, the state of
+an endpoint and its changes in ``state``, batch packing in ``batches``, pacing in ``throttle``.
+
 Layout of one endpoint ``name A`` in the hosted zone:
 
 - one weighted record set per member with weight > 0: ``SetIdentifier`` = target id,
@@ -58,30 +61,24 @@ Errors: AccessDenied â†’ ``Permanent`` naming the IAM action; NoSuchHostedZone â
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import random
-import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any, ClassVar
 
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, Marker, Member, Observed, RecordSet, marker_name, normalise_name
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, marker_name, normalise_name
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
+from dnsplane.providers.route53.batches import batch_cost, pack_batches
+from dnsplane.providers.route53.encoding import RRSet, unescape_name
+from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
+from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, ThrottleBudget, zone_lock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dnsplane.providers.route53")
 
-MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (Route 53 quota)
-MAX_CHARS = 32_000  # characters of all Value elements per change batch (Route 53 quota)
-MAX_STRING = 255  # characters of one TXT string
-MAX_VALUE = 3_900  # characters of one TXT value (Route 53 allows 4,000)
-MAX_WEIGHT = 255
 PAGE = 300  # list_resource_record_sets page size (Route 53's maximum)
 FEW_KEYS = 3  # up to this many keys are always read one by one
 READ_ATTEMPTS = 4  # reads of one endpoint before a moving state is taken as it is
@@ -96,331 +93,6 @@ _IAM_ACTIONS = {
     "get_change": "route53:GetChange",
     "get_hosted_zone": "route53:GetHostedZone",
 }
-_RS_TAG = "dnsplane-rs"
-_ESCAPE = re.compile(r"\\(\d{3}|.)")
-
-RRSet = dict[str, Any]  # one ResourceRecordSet, as boto3 lists it and takes it
-
-
-# -- process-wide throttling and serialisation -----------------------------------
-
-
-class ThrottleBudget:
-    """A token bucket shared by every caller that holds it: ``rate`` requests/s, bursts of ``burst``.
-
-    Thread-safe. ``acquire`` blocks (through ``sleep``) until a token is free.
-    """
-
-    def __init__(
-        self,
-        rate: float = 5.0,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.burst = float(burst if burst is not None else max(1.0, rate))
-        self._clock, self._sleep = clock, sleep
-        self._tokens = self.burst
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
-                    self._tokens = max(0.0, self._tokens - 1.0)
-                    return waited
-                delay = (1.0 - self._tokens) / self.rate
-            self._sleep(delay)
-            waited += delay
-
-
-DEFAULT_BUDGET = ThrottleBudget(5.0)  # Route 53 allows 5 API requests per second per account
-
-_zone_locks: dict[str, threading.Lock] = {}
-_zone_locks_guard = threading.Lock()
-
-
-def zone_lock(hosted_zone_id: str) -> threading.Lock:
-    """The process-wide lock that keeps one change batch in flight per hosted zone."""
-    with _zone_locks_guard:
-        return _zone_locks.setdefault(hosted_zone_id, threading.Lock())
-
-
-# -- encoding ----------------------------------------------------------------------
-
-
-def scaled_weights(rs: RecordSet) -> dict[str, int]:
-    """Route 53 weight (1..255) of each live member, by target id."""
-    live = rs.live_members()
-    top = max((m.weight for m in live), default=0)
-    if top <= MAX_WEIGHT:
-        return {m.target_id: m.weight for m in live}
-    return {m.target_id: max(1, round(m.weight * MAX_WEIGHT / top)) for m in live}
-
-
-def txt_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def txt_strings(value: str) -> list[str]:
-    """The character strings of one TXT value as Route 53 shows it (quoted, ``\\"``, ``\\ddd``)."""
-    out: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        if value[i] == " ":
-            i += 1
-            continue
-        buf: list[str] = []
-        quoted = value[i] == '"'
-        i += quoted
-        while i < n and (value[i] != '"' if quoted else value[i] != " "):
-            if value[i] == "\\" and i + 1 < n:
-                m = _ESCAPE.match(value, i)
-                assert m is not None
-                esc = m.group(1)
-                buf.append(chr(int(esc)) if len(esc) == 3 else esc)
-                i = m.end()
-            else:
-                buf.append(value[i])
-                i += 1
-        i += quoted
-        out.append("".join(buf))
-    return out
-
-
-def _unescape_name(name: str) -> str:
-    return normalise_name(_ESCAPE.sub(lambda m: chr(int(m.group(1))) if len(m.group(1)) == 3 else m.group(1), name))
-
-
-def encode_records(rs: RecordSet) -> str:
-    """Compact JSON of ``rs.to_json()`` (ASCII only)."""
-    members = ",".join(
-        f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
-    )
-    return f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
-
-
-def _chunks(text: str) -> list[str]:
-    """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters."""
-    out, cur, size = [], [], 0
-    for ch in text:
-        cost = 2 if ch in '"\\' else 1
-        if size + cost > MAX_STRING:
-            out.append("".join(cur))
-            cur, size = [], 0
-        cur.append(ch)
-        size += cost
-    if cur:
-        out.append("".join(cur))
-    return out
-
-
-def marker_values(marker: Marker, records: RecordSet | None) -> list[str]:
-    """The TXT values of a marker record set: the marker, then the record set in indexed values."""
-    values = [txt_quote(marker.to_text())]
-    if records is None:
-        return values
-    pieces = [txt_quote(c) for c in _chunks(encode_records(records))]
-    groups: list[list[str]] = []
-    for p in pieces:
-        if not groups or sum(len(x) + 1 for x in groups[-1]) + len(p) + 20 > MAX_VALUE:
-            groups.append([])
-        groups[-1].append(p)
-    for i, group in enumerate(groups):
-        values.append(" ".join([txt_quote(f"{_RS_TAG} {i}"), *group]))
-    return values
-
-
-def parse_marker(sets: Sequence[RRSet]) -> tuple[Marker | None, RecordSet | None]:
-    """Marker and carried record set of the TXT record sets at a marker name (either may be None)."""
-    plain = [s for s in sets if "SetIdentifier" not in s]
-    if len(plain) != 1:
-        return None, None
-    found: Marker | None = None
-    parts: dict[int, str] = {}
-    for rr in plain[0].get("ResourceRecords", []):
-        strings = txt_strings(rr.get("Value", ""))
-        if not strings:
-            continue
-        head = strings[0]
-        if len(strings) == 1 and head.startswith("dnsplane "):
-            found = Marker.from_text(head)
-        elif head.startswith(_RS_TAG + " "):
-            try:
-                parts[int(head.split()[1])] = "".join(strings[1:])
-            except (ValueError, IndexError):
-                return found, None
-    if not parts or sorted(parts) != list(range(len(parts))):
-        return found, None
-    try:
-        return found, RecordSet.from_json(json.loads("".join(parts[i] for i in range(len(parts)))))
-    except (ValueError, TypeError, KeyError):
-        return found, None
-
-
-def _addr(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text
-
-
-Shape = frozenset[tuple[str, int | None, int | None, frozenset[str], bool]]
-
-
-def _implied_shape(rs: RecordSet) -> Shape:
-    """What Route 53 holds at the endpoint's name when ``rs`` was written by this provider."""
-    if not rs.live_members():
-        return frozenset()
-    if rs.answer == "all":
-        return frozenset({("", None, rs.ttl, frozenset(map(_addr, rs.addresses())), False)})
-    weights = scaled_weights(rs)
-    return frozenset(
-        (m.target_id, weights[m.target_id], rs.ttl, frozenset(map(_addr, m.addresses)), False)
-        for m in rs.live_members()
-    )
-
-
-def _actual_shape(sets: Sequence[RRSet]) -> Shape:
-    extra = {"AliasTarget", "Region", "GeoLocation", "Failover", "MultiValueAnswer", "HealthCheckId",
-             "CidrRoutingConfig", "GeoProximityLocation"}  # fmt: skip
-    return frozenset(
-        (
-            s.get("SetIdentifier", ""),
-            s.get("Weight"),
-            s.get("TTL"),
-            frozenset(_addr(r["Value"]) for r in s.get("ResourceRecords", [])),
-            any(k in s for k in extra),
-        )
-        for s in sets
-    )
-
-
-def rebuild(sets: Sequence[RRSet], carried: RecordSet | None) -> RecordSet | None:
-    """Records as Route 53 really holds them (a hand edit); never equal to ``carried``."""
-    if not sets:
-        return None
-    ttls = {s.get("TTL") for s in sets}
-    ttl = int(ttls.pop() or 0) if len(ttls) == 1 else 0
-    members = [
-        Member(
-            s.get("SetIdentifier", ""),
-            tuple(r["Value"] for r in s.get("ResourceRecords", [])),
-            int(s.get("Weight", 0 if "SetIdentifier" in s else 1)),
-        )
-        for s in sets
-    ]
-    answer = carried.answer if carried is not None else "weighted"
-    rs = RecordSet.of(ttl, members, answer)
-    if carried is not None and rs == carried:
-        rs = RecordSet(0, rs.members, answer)  # TTL 0 is never valid: the digest cannot match a plan
-    return rs
-
-
-@dataclass(frozen=True)
-class _State:
-    """What Route 53 holds for one endpoint, raw (for exact DELETEs) and parsed."""
-
-    members: tuple[RRSet, ...]
-    marker_sets: tuple[RRSet, ...]
-    observed: Observed = field(init=False)
-    consistent: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        marker, carried = parse_marker(self.marker_sets)
-        if carried is not None and _implied_shape(carried) == _actual_shape(self.members):
-            records, ok = carried, True
-        else:
-            records = rebuild(self.members, carried)
-            # nothing to tear against: no marker at all, or a marker that carries no records and none exist
-            ok = not self.marker_sets or (carried is None and not self.members)
-        object.__setattr__(self, "observed", Observed(records, marker))
-        object.__setattr__(self, "consistent", ok)
-
-    def raw(self) -> tuple[object, ...]:
-        """Comparable form of the raw record sets (value order does not matter to Route 53)."""
-        return tuple(sorted(_canon(s) for s in (*self.members, *self.marker_sets)))
-
-
-_EMPTY = _State((), ())
-
-
-def _canon(s: RRSet) -> str:
-    c = dict(s)
-    if "ResourceRecords" in c:
-        c["ResourceRecords"] = sorted(r["Value"] for r in c["ResourceRecords"])
-    return json.dumps(c, sort_keys=True, default=str)
-
-
-def _new_sets(key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> list[RRSet]:
-    out: list[RRSet] = []
-    if records is not None and records.live_members():
-        if records.answer == "all":
-            out.append({"Name": key.name, "Type": key.rtype, "TTL": records.ttl,
-                        "ResourceRecords": [{"Value": a} for a in records.addresses()]})  # fmt: skip
-        else:
-            weights = scaled_weights(records)
-            for m in records.live_members():
-                out.append({
-                    "Name": key.name, "Type": key.rtype, "SetIdentifier": m.target_id,
-                    "Weight": weights[m.target_id], "TTL": records.ttl,
-                    "ResourceRecords": [{"Value": a} for a in dict.fromkeys(m.addresses)],
-                })  # fmt: skip
-    if marker is not None:
-        ttl = records.ttl if records is not None else 300
-        out.append({"Name": marker_name(key), "Type": "TXT", "TTL": ttl,
-                    "ResourceRecords": [{"Value": v} for v in marker_values(marker, records)]})  # fmt: skip
-    return out
-
-
-def _changes(state: _State, new: list[RRSet]) -> list[dict[str, Any]]:
-    deletes = [{"Action": "DELETE", "ResourceRecordSet": s} for s in (*state.members, *state.marker_sets)]
-    return deletes + [{"Action": "CREATE", "ResourceRecordSet": s} for s in new]
-
-
-def batch_cost(changes: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """(ResourceRecord elements, characters of values) of some changes, as Route 53 counts them."""
-    records = chars = 0
-    for c in changes:
-        for r in c["ResourceRecordSet"].get("ResourceRecords", []):
-            records += 1
-            chars += len(r["Value"])
-    return records, chars
-
-
-def pack_batches(
-    costs: Sequence[tuple[int, int]], max_records: int = MAX_RECORDS, max_chars: int = MAX_CHARS
-) -> list[list[int]]:
-    """Group units (indexes into ``costs``, in order) into batches within both limits; a unit is never split.
-
-    Raises ``Permanent`` when one unit alone exceeds a limit.
-    """
-    batches: list[list[int]] = []
-    records = chars = 0
-    for i, (r, c) in enumerate(costs):
-        if r > max_records or c > max_chars:
-            raise Permanent(f"one endpoint needs {r} records / {c} characters in a change batch; "
-                            f"Route 53 allows {max_records} / {max_chars}")  # fmt: skip
-        if not batches or records + r > max_records or chars + c > max_chars:
-            batches.append([])
-            records = chars = 0
-        batches[-1].append(i)
-        records += r
-        chars += c
-    return batches
-
-
-# -- the provider ------------------------------------------------------------------
 
 
 class _Refused(Exception):
@@ -433,7 +105,7 @@ class _Group:
 
     key: EndpointKey
     writes: list[tuple[int, Write]]
-    state: _State = _EMPTY
+    state: State = EMPTY
     results: list[tuple[int, WriteResult]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -450,7 +122,8 @@ class _Group:
                 current = Observed(w.records, w.marker)
                 final = w
                 self.results.append((idx, Applied(w.key)))
-        self.changes = [] if final is None else _changes(self.state, _new_sets(self.key, final.records, final.marker))
+        new = [] if final is None else new_sets(self.key, final.records, final.marker)
+        self.changes = [] if final is None else swap_changes(self.state, new)
 
     @property
     def written(self) -> int:
@@ -561,32 +234,32 @@ class Route53Provider(Provider):
     def _sets_at(self, name: str, rtype: str, page: int) -> tuple[RRSet, ...]:
         out = []
         for s in self._list((name, rtype), page):
-            if _unescape_name(s["Name"]) != name or s["Type"] != rtype:
+            if unescape_name(s["Name"]) != name or s["Type"] != rtype:
                 break
             out.append(s)
         return tuple(out)
 
     # -- reads -------------------------------------------------------------------
 
-    def _read_one(self, key: EndpointKey) -> _State:
+    def _read_one(self, key: EndpointKey) -> State:
         """One endpoint, read until its records agree with its marker or stop moving."""
         members = self._sets_at(key.name, key.rtype, 20)
-        state = _State(members, self._sets_at(marker_name(key), "TXT", 2))
+        state = State(members, self._sets_at(marker_name(key), "TXT", 2))
         for _ in range(READ_ATTEMPTS):
             if state.consistent:
                 return state
             again = self._sets_at(key.name, key.rtype, 20)
             if again == state.members:
                 return state  # the same records around the marker read: a real (hand-edited) state
-            state = _State(again, self._sets_at(marker_name(key), "TXT", 2))
+            state = State(again, self._sets_at(marker_name(key), "TXT", 2))
         log.warning("route53 %s kept changing while read", key, extra={"event": "route53_unstable_read"})
         return state
 
-    def _group_listing(self, sets: Iterable[RRSet]) -> dict[EndpointKey, _State]:
+    def _group_listing(self, sets: Iterable[RRSet]) -> dict[EndpointKey, State]:
         members: dict[EndpointKey, list[RRSet]] = {}
         markers: dict[EndpointKey, list[RRSet]] = {}
         for s in sets:
-            name, rtype = _unescape_name(s["Name"]), s["Type"]
+            name, rtype = unescape_name(s["Name"]), s["Type"]
             if rtype in ("A", "AAAA"):
                 members.setdefault(EndpointKey(name, rtype), []).append(s)
             elif rtype == "TXT" and name.startswith("_dnsplane-"):
@@ -595,9 +268,9 @@ class Route53Provider(Provider):
                 if kind in ("A", "AAAA") and rest:
                     markers.setdefault(EndpointKey(rest, kind), []).append(s)
         keys = dict.fromkeys([*members, *markers])
-        return {k: _State(tuple(members.get(k, ())), tuple(markers.get(k, ()))) for k in keys}
+        return {k: State(tuple(members.get(k, ())), tuple(markers.get(k, ()))) for k in keys}
 
-    def _states(self, keys: Sequence[EndpointKey], *, full: bool | None = None) -> dict[EndpointKey, _State]:
+    def _states(self, keys: Sequence[EndpointKey], *, full: bool | None = None) -> dict[EndpointKey, State]:
         keys = list(dict.fromkeys(keys))
         if full is None:
             full = len(keys) > FEW_KEYS and self._listing_is_cheaper(len(keys))
@@ -606,7 +279,7 @@ class Route53Provider(Provider):
         listed = self._group_listing(self._list())
         out = {}
         for k in keys:
-            state = listed.get(k, _EMPTY)
+            state = listed.get(k, EMPTY)
             out[k] = state if state.consistent else self._read_one(k)
         return out
 
@@ -706,9 +379,9 @@ class Route53Provider(Provider):
     def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
         """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""
         state = self._read_one(key)
-        changes = _changes(state, _new_sets(key, records, marker))
-        if changes:
-            self._change(changes, "dnsplane: hand edit")
+        edit = swap_changes(state, new_sets(key, records, marker))
+        if edit:
+            self._change(edit, "dnsplane: hand edit")
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
         notify(self._listeners, [key])
 
