@@ -277,9 +277,8 @@ class Simulation:
         lo, hi = slow if slow is not None and isinstance(request, WRITES) else self.scenario.latency
         lat = self.rng.uniform(lo, hi)
         if request is not None and isinstance(request, PROVIDER_REQUESTS):
-            for start, stop, factor in self.windows["latency_spike"]:
-                if start <= self.now < stop:
-                    lat *= factor
+            # overlapping spikes do not compound: the worst one applies
+            lat *= max((f for a, b, f in self.windows["latency_spike"] if a <= self.now < b), default=1.0)
         return lat
 
     def _deliver(self, name: str, token: int) -> None:
