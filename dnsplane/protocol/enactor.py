@@ -13,8 +13,8 @@ Guarantees:
 - a plan that changed k endpoints since this enactor last finished costs O(k)
   reads and writes.
 
-Limits: it trusts nothing but the marker; content edited by hand under an
-intact marker is found by reading the records too (the digest must match).
+Limits: it writes only over states dnsplane could have written (records and a
+marker that describe each other); hand-made states are the verifier's to repair.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ from dnsplane.protocol.messages import (
     Begin,
     ChangesLoaded,
     Command,
+    ContentLoaded,
     Event,
     Failed,
     Finish,
     HeadRead,
     Journal,
     LoadChanges,
+    LoadContentAt,
     Log,
     MarkersRead,
     ReadHead,
@@ -55,26 +57,35 @@ from dnsplane.protocol.messages import (
 
 
 def decide(desired: Desired, observed: Observed) -> str:
-    """What to do for one endpoint. Returns "skip-newer", "skip-applied" or "write".
+    """What to do for one endpoint: "write", "skip-newer", "skip-applied" or "skip-corrupt".
 
-    | marker at the provider                 | records match desired | decision     |
-    |----------------------------------------|-----------------------|--------------|
-    | absent                                 | any                   | write        |
-    | generation > desired.generation        | any                   | skip-newer   |
-    | generation == desired, digest matches  | yes                   | skip-applied |
-    | generation == desired, digest matches  | no (hand edit)        | write        |
-    | generation == desired, digest differs  | any                   | write        |
-    | generation < desired.generation        | any                   | write        |
+    | what the provider holds                        | decision     |
+    |------------------------------------------------|--------------|
+    | nothing (never written)                        | write        |
+    | records without marker, marker without records,| skip-corrupt |
+    | or records whose digest is not the marker's    |              |
+    | marker generation > desired.generation         | skip-newer   |
+    | marker == (desired generation, desired digest) | skip-applied |
+    | marker generation == desired, other digest     | skip-corrupt |
+    | marker generation < desired.generation         | write, once the store confirms |
+    |                                                | the marker's digest is the content |
+    |                                                | of the generation it names     |
+
+    The enactor acts only on a state dnsplane could have written: records and a marker
+    that describe each other. Anything else was made by hand (or by a store reset), and
+    this enactor may be holding an old plan: writing it could serve older content than
+    the endpoint had (I2). "skip-corrupt" leaves such states to the verifier, which
+    repairs them against the newest plan with the same compare-and-swap.
     """
-    marker = observed.marker
-    if marker is None:
+    records, marker = observed.records, observed.marker
+    if marker is None and records is None:
         return "write"
+    if marker is None or records is None or records.digest != marker.digest:
+        return "skip-corrupt"
     if marker.generation > desired.generation:
         return "skip-newer"
-    if marker.generation == desired.generation and marker.digest == desired.records.digest:
-        records = observed.records
-        if records is not None and records.digest == desired.records.digest:
-            return "skip-applied"
+    if marker.generation == desired.generation:
+        return "skip-applied" if marker.digest == desired.records.digest else "skip-corrupt"
     return "write"
 
 
@@ -90,11 +101,19 @@ class Enactor:
     pending: dict[EndpointKey, Desired] = field(default_factory=dict)
     in_batch: tuple[EndpointKey, ...] = ()
     sent: dict[EndpointKey, Write] = field(default_factory=dict)
+    unchecked: dict[EndpointKey, Write] = field(default_factory=dict)  # markers behind, awaiting the store
     total: int = 0  # endpoints in the plan being enacted, for progress reports
     # Endpoints whose newest content this enactor refused (invalid), with that generation: until a
     # later change replaces it, this enactor does not report any generation at or past it as fully
     # applied, so the collector keeps the valid content those endpoints' markers still name (I3).
     refused: dict[EndpointKey, Generation] = field(default_factory=dict)
+    # Refused endpoints still looking for their newest valid content below the refused generation.
+    fallback: dict[EndpointKey, Generation] = field(default_factory=dict)
+    # Endpoints left to the verifier (skip-corrupt) whose marker names a generation: until this
+    # enactor sees them sound again, it reports nothing past that generation as applied, so the
+    # collector keeps what the marker names (I3). They are re-read with every plan.
+    held: dict[EndpointKey, Generation] = field(default_factory=dict)
+    recheck: bool = False
     busy: bool = False
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0})
 
@@ -117,9 +136,17 @@ class Enactor:
                 refused = self._refuse_invalid(changes)
                 self.pending = changes
                 self.total = len(changes)
-                return refused + self._next_batch()
+                self.recheck = any(k not in changes for k in self.held)
+                return refused + self._fall_back_or_continue()
             case MarkersRead(observed=observed):
                 return self._on_markers(observed)
+            case ContentLoaded(content=content) if self.fallback:
+                return self._on_fallback(content)
+            case ContentLoaded(content=content) if self.recheck:
+                self.recheck = False
+                return self._on_fallback(content)
+            case ContentLoaded(content=content):
+                return self._on_content(content)
             case WriteDone(results=results):
                 return self._on_results(results)
             case Failed(error=error):
@@ -141,7 +168,8 @@ class Enactor:
                 validate_record_set(key, changes[key].records, self.zone)
             except InvalidPlan as err:
                 refused = changes.pop(key)
-                self.refused[key] = refused.generation
+                self.refused[key] = max(self.refused.get(key, NO_GENERATION), refused.generation)
+                self.fallback[key] = refused.generation
                 self.stats["refused"] += 1
                 entries.append((key, "refused", None, refused.generation, str(err)))
         if not entries:
@@ -150,6 +178,24 @@ class Enactor:
             Journal(tuple(entries)),
             Log("error", "refused invalid record sets", {"actor": self.name, "count": len(entries)}),
         ]
+
+    def _fall_back_or_continue(self) -> list[Command]:
+        """A refused endpoint keeps its newest valid content: look for it below what was refused."""
+        if self.fallback:
+            return [LoadContentAt(tuple((k, Generation(g - 1)) for k, g in self.fallback.items()))]
+        if self.recheck and self.working is not None:
+            at = self.working
+            return [LoadContentAt(tuple((k, at) for k in self.held if k not in self.pending))]
+        return self._next_batch()
+
+    def _on_fallback(self, content: dict[EndpointKey, Desired]) -> list[Command]:
+        wanted = self.fallback or content
+        candidates = {k: content[k] for k in wanted if k in content}
+        self.fallback = {}  # keys with no earlier content have nothing valid to fall back to
+        refused = self._refuse_invalid(candidates)  # re-fills self.fallback with any still invalid
+        self.pending.update(candidates)
+        self.total += len(candidates)
+        return refused + self._fall_back_or_continue()
 
     def _next_batch(self) -> list[Command]:
         if not self.pending:
@@ -169,16 +215,49 @@ class Enactor:
 
     def _on_markers(self, observed: dict[EndpointKey, Observed]) -> list[Command]:
         writes: list[Write] = []
+        behind: list[Write] = []
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
             verdict = decide(desired, seen)
             if verdict == "write":
                 marker = Marker(desired.generation, desired.records.digest)
-                writes.append(Write(key, seen.marker, desired.records, marker))
+                write = Write(key, seen.marker, desired.records, marker)
+                (writes if seen.marker is None else behind).append(write)
             else:
                 self.stats["skips"] += 1
                 del self.pending[key]
+                self._hold(key, seen.marker.generation if verdict == "skip-corrupt" and seen.marker else None)
+        if behind:
+            # A marker behind the plan must name content the endpoint really had at that
+            # generation; one lowered by hand (or naming a plan that never set this digest)
+            # does not, and writing over it from a possibly old plan could regress (I2).
+            self.unchecked = {w.key: w for w in behind}
+            self.sent = {w.key: w for w in writes}
+            pairs = tuple((w.key, w.expect.generation) for w in behind if w.expect is not None)
+            return [LoadContentAt(pairs)]
+        return self._send(writes)
+
+    def _on_content(self, content: dict[EndpointKey, Desired]) -> list[Command]:
+        writes = list(self.sent.values())
+        for key, write in self.unchecked.items():
+            found = content.get(key)
+            if write.expect is not None and found is not None and found.records.digest == write.expect.digest:
+                writes.append(write)
+            else:
+                self.stats["skips"] += 1
+                del self.pending[key]  # skip-corrupt: the verifier repairs it against the newest plan
+                self._hold(key, write.expect.generation if write.expect else None)
+        self.unchecked = {}
+        return self._send(writes)
+
+    def _hold(self, key: EndpointKey, generation: Generation | None) -> None:
+        if generation is None:
+            self.held.pop(key, None)
+        else:
+            self.held[key] = generation
+
+    def _send(self, writes: list[Write]) -> list[Command]:
         if not writes:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}
@@ -196,9 +275,11 @@ class Enactor:
                 case Applied(key=key, written=False):
                     self.stats["skips"] += 1  # another writer got there with the same content
                     del self.pending[key]
+                    self.held.pop(key, None)
                 case Applied(key=key):
                     self.stats["writes"] += 1
                     del self.pending[key]
+                    self.held.pop(key, None)
                     entries.append((key, "write", before, desired.generation, desired.records.digest))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
@@ -218,6 +299,6 @@ class Enactor:
         if done is None:
             return []
         self.applied_upto = done
-        reported = min([done, *(Generation(g - 1) for g in self.refused.values())])
+        reported = min([done, *(Generation(g - 1) for g in self.refused.values()), *self.held.values()])
         return [Finish(reported), Log("info", "plan applied", {"actor": self.name, "generation": done})]
 

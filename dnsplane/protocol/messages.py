@@ -40,6 +40,12 @@ class MarkersRead:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentLoaded:
+    now: float
+    content: dict[EndpointKey, Desired]
+
+
+@dataclass(frozen=True, slots=True)
 class WriteDone:
     now: float
     results: list[WriteResult]
@@ -114,6 +120,7 @@ Event = (
     | HeadRead
     | ChangesLoaded
     | MarkersRead
+    | ContentLoaded
     | WriteDone
     | Failed
     | HealthObserved
@@ -146,6 +153,13 @@ class ReadMarkers:
     """Reply: MarkersRead with provider.read(keys)."""
 
     keys: tuple[EndpointKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadContentAt:
+    """Reply: ContentLoaded with store.content_at(pairs)."""
+
+    pairs: tuple[tuple[EndpointKey, Generation], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +240,9 @@ class Log:
     fields: dict[str, object] = field(default_factory=dict)
 
 
-Request = ReadHead | LoadChanges | ReadMarkers | WriteBatch | LoadDesired | Publish | ReadWatermark | Collect | Resolve
+Request = (
+    ReadHead | LoadChanges | ReadMarkers | LoadContentAt | WriteBatch | LoadDesired | Publish | ReadWatermark
+    | Collect | Resolve
+)
 Effect = Begin | Finish | AdvanceHead | SetLastKnownGood | Journal | Log
 Command = Request | Effect

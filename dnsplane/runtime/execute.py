@@ -22,6 +22,7 @@ from dnsplane.protocol.messages import (
     Collect,
     Collected,
     Command,
+    ContentLoaded,
     DesiredLoaded,
     Event,
     Failed,
@@ -29,6 +30,7 @@ from dnsplane.protocol.messages import (
     HeadRead,
     Journal,
     LoadChanges,
+    LoadContentAt,
     LoadDesired,
     Log,
     MarkersRead,
@@ -88,6 +90,8 @@ class Executor:
                 return ChangesLoaded(now, store.changed_between(after, upto))
             case ReadMarkers(keys=keys):
                 return MarkersRead(now, provider.read(keys))
+            case LoadContentAt(pairs=pairs):
+                return ContentLoaded(now, store.content_at(pairs))
             case WriteBatch(writes=writes):
                 return WriteDone(now, provider.apply(writes))
             case LoadDesired():

@@ -40,6 +40,7 @@ from dnsplane.protocol.messages import (
     ChangesLoaded,
     Collect,
     Collected,
+    ContentLoaded,
     DesiredLoaded,
     Event,
     Failed,
@@ -47,6 +48,7 @@ from dnsplane.protocol.messages import (
     HeadRead,
     Journal,
     LoadChanges,
+    LoadContentAt,
     LoadDesired,
     Log,
     MarkersRead,
@@ -176,6 +178,8 @@ class SimExecutor:
                 return ChangesLoaded(now, store.changed_between(after, upto))
             case ReadMarkers(keys=keys):
                 return MarkersRead(now, provider.read(keys))
+            case LoadContentAt(pairs=pairs):
+                return ContentLoaded(now, store.content_at(pairs))
             case WriteBatch(writes=writes):
                 return WriteDone(now, provider.apply(writes))
             case LoadDesired():

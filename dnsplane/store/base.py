@@ -68,6 +68,14 @@ class Store(ABC):
         """Newest change at or below ``at`` for each key (all keys when ``keys`` is None)."""
 
     @abstractmethod
+    def content_at(self, pairs: Sequence[tuple[EndpointKey, Generation]]) -> dict[EndpointKey, Desired]:
+        """Per (key, g): the key's newest change at or below g (absent when none is stored).
+
+        Enactors use it to check that a marker's digest is the content of the generation
+        it names (a marker lowered by hand is not).
+        """
+
+    @abstractmethod
     def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
         """Keys changed by a plan in (after, upto], each with its newest change at or below ``upto``."""
 

@@ -117,6 +117,15 @@ class MemoryStore(Store):
             return None
         return Desired(Generation(gens[i]), self._sets[k][i])
 
+    def content_at(self, pairs: Sequence[tuple[EndpointKey, Generation]]) -> dict[EndpointKey, Desired]:
+        with self._lock:
+            out = {}
+            for k, g in pairs:
+                found = self._newest_unlocked(k, g)
+                if found is not None:
+                    out[k] = found
+            return out
+
     def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
         with self._lock:
             out: dict[EndpointKey, Desired] = {}

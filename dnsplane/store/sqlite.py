@@ -237,6 +237,20 @@ class SqliteStore(Store):
             )
             return {_new_key((n, t)): Desired(Generation(g), decode(d)) for n, t, g, d in cur}
 
+    def content_at(self, pairs: Sequence[tuple[EndpointKey, Generation]]) -> dict[EndpointKey, Desired]:
+        if not pairs:
+            return {}
+        decode = self._codec.decode
+        wanted = json.dumps([[k.name, k.rtype, int(g)] for k, g in pairs], separators=(",", ":"))
+        with self._tx() as db:
+            cur = db.execute(
+                "SELECT c.name, c.rtype, max(c.generation), c.data FROM json_each(?) AS q"
+                " JOIN changes AS c ON c.name = q.value ->> 0 AND c.rtype = q.value ->> 1"
+                " WHERE c.generation <= q.value ->> 2 GROUP BY c.name, c.rtype",
+                (wanted,),
+            )
+            return {_new_key((n, t)): Desired(Generation(g), decode(d)) for n, t, g, d in cur}
+
     def changed_between(self, after: Generation, upto: Generation) -> dict[EndpointKey, Desired]:
         decode = self._codec.decode
         out: dict[EndpointKey, Desired] = {}

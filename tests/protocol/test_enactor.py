@@ -19,12 +19,15 @@ OTHER = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 1000)])
 def test_decision_table() -> None:
     d = Desired(Generation(5), RS)
     assert decide(d, Observed(None, None)) == "write"
-    assert decide(d, Observed(RS, None)) == "write"
+    assert decide(d, Observed(OTHER, Marker(Generation(4), OTHER.digest))) == "write"
     assert decide(d, Observed(OTHER, Marker(Generation(6), OTHER.digest))) == "skip-newer"
     assert decide(d, Observed(RS, Marker(Generation(5), RS.digest))) == "skip-applied"
-    assert decide(d, Observed(OTHER, Marker(Generation(5), RS.digest))) == "write", "hand edit under marker"
-    assert decide(d, Observed(RS, Marker(Generation(5), OTHER.digest))) == "write"
-    assert decide(d, Observed(OTHER, Marker(Generation(4), OTHER.digest))) == "write"
+    # hand-made states are the verifier's: an enactor may hold an old plan
+    assert decide(d, Observed(RS, None)) == "skip-corrupt", "records without marker"
+    assert decide(d, Observed(None, Marker(Generation(4), RS.digest))) == "skip-corrupt", "emptied by hand"
+    assert decide(d, Observed(OTHER, Marker(Generation(5), RS.digest))) == "skip-corrupt", "edited under marker"
+    assert decide(d, Observed(OTHER, Marker(Generation(3), RS.digest))) == "skip-corrupt", "marker lowered"
+    assert decide(d, Observed(RS, Marker(Generation(5), OTHER.digest))) == "skip-corrupt"
 
 
 def setup(n_endpoints: int = 3) -> tuple[Harness, Planner]:
@@ -139,3 +142,38 @@ def test_three_enactors_any_interleaving_converge(script: list[tuple[int, str, b
         seen = h.provider.read([key])[key]
         assert seen.records == d.records
         assert seen.marker.generation == d.generation
+
+
+def test_a_marker_lowered_by_hand_is_left_to_the_verifier_and_holds_the_collector() -> None:
+    """A marker behind the plan whose digest is not the content of the generation it names was
+    made by hand: an enactor (which may hold an old plan) must not write over it (I2), must not
+    report the plan applied past it (I3), and picks the endpoint up again once it is repaired."""
+    from dnsplane.protocol.verifier import Verifier
+
+    h, p = setup(1)
+    e = Enactor("e1", ZONE)
+    h.run(e)
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    h.run(e)
+    key = next(iter(h.store.desired(None, h.store.head())))
+    seen = h.provider.read([key])[key]
+    assert seen.marker.generation == 2
+    h.checking = False
+    h.provider.hand_edit(key, seen.records, Marker(Generation(1), seen.records.digest))  # lowered by hand
+    late = Enactor("late", ZONE)
+    writes = h.provider.writes
+    h.run(late)
+    assert h.provider.writes == writes, "an enactor wrote over a hand-lowered marker"
+    assert late.held == {key: 1}
+    assert h.store.applied()["late"] == 1, "reported a generation past what the marker names"
+    v = Verifier("v", zone=ZONE)
+    h.run(v)  # looks like a lagging marker: the verifier gives enactors one round...
+    h.run(v)  # ...then repairs it
+    h.checking = True
+    assert h.provider.read([key])[key].marker.generation == 2
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    h.run(late)
+    assert late.held == {}
+    assert h.store.applied()["late"] == h.store.head()

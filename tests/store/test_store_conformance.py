@@ -123,6 +123,15 @@ def test_desired_is_the_newest_change_at_or_below(store: Store) -> None:
     assert store.desired([*many, A, B], G(4)) == store.desired([A, B], G(4))
 
 
+def test_content_at_takes_a_generation_per_key(store: Store) -> None:
+    publish_all(store, [(A, content(1)), (B, content(1))], [(A, content(2))], [(C, content(3))], [(A, content(4))])
+    got = store.content_at([(A, G(3)), (B, G(4)), (C, G(2))])
+    assert {k: (d.generation, d.records) for k, d in got.items()} == {A: (2, content(2)), B: (1, content(1))}
+    assert store.content_at([]) == {}
+    many = [(key(f"e{i}.demo.test"), G(4)) for i in range(100)]
+    assert store.content_at([*many, (A, G(1))]) == {A: store.desired([A], G(1))[A]}
+
+
 def test_changed_between_returns_only_keys_changed_in_range(store: Store) -> None:
     publish_all(store, [(A, content(1)), (B, content(1))], [(A, content(2))], [(C, content(3))], [(A, content(4))])
     assert set(store.changed_between(G(1), G(3))) == {A, C}
