@@ -155,6 +155,9 @@ class Enactor:
                 self.busy = False
                 self.working = None
                 self.pending = {}
+                self.fallback = {}
+                self.unchecked = {}
+                self.recheck = False
                 return [Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error})]
             case _:
                 return []

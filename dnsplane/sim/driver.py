@@ -248,16 +248,17 @@ class Simulation:
             request = last if isinstance(last, REQUESTS) else None
             effects = commands[:-1] if request is not None else commands
             now_a = self.now + self.skew[name]
-            for c in effects:
-                if isinstance(c, Begin):
-                    self.began[name] = self.now
-                elif isinstance(c, SetLastKnownGood):
-                    self.lkg = int(c.generation)
-            if isinstance(event, DesiredLoaded) and self.protocol == "legacy" and name in self.began_names:
-                self.began[name] = self.now
             if self.tracing:
                 self._trace_commands(name, event, commands)
             failed = self.executor.effects(name, effects, now_a) if effects else None
+            if failed is None:  # a Begin that failed at the store registered nothing: no reference
+                for c in effects:
+                    if isinstance(c, Begin):
+                        self.began[name] = self.now
+                    elif isinstance(c, SetLastKnownGood):
+                        self.lkg = int(c.generation)
+            if isinstance(event, DesiredLoaded) and self.protocol == "legacy" and name in self.began_names:
+                self.began[name] = self.now
             if failed is not None:
                 self._set_pending(name, failed, self._latency(name, None))
             elif request is not None:

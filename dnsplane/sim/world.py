@@ -71,9 +71,9 @@ from dnsplane.store.base import JournalEntry
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
-REQUESTS = (ReadHead, LoadChanges, ReadMarkers, WriteBatch, LoadDesired, Publish, ReadWatermark, Collect, Resolve,
-            ForceWrite, CleanUp)
-STORE_REQUESTS = (ReadHead, LoadChanges, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
+REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadDesired, Publish, ReadWatermark,
+            Collect, Resolve, ForceWrite, CleanUp)
+STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 
 

@@ -21,7 +21,7 @@ API = EndpointKey("api.demo.test.", "A")
 ROGUE = RecordSet.of(5, [Member("rogue", ("203.0.113.99",), 1)])
 
 
-async def until(what: str, cond: Callable[[], Awaitable[bool]], deadline: float = 20.0) -> None:
+async def until(what: str, cond: Callable[[], Awaitable[bool]], deadline: float = 60.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if await cond():

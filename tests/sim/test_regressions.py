@@ -32,6 +32,14 @@ FIXED = [
     # endpoint, and a refused (malformed) endpoint was not brought to its newest valid content:
     # the collector then deleted content a marker named (I3)
     ("chaos", 816, "I3"), ("chaos", 1232, "I3"),
+    # an endpoint whose newest change is malformed was refused and never brought to its newest valid
+    # content (I4); enactors now fall back to it. 1253, 1636, 1789, 2757 failed in between, when the
+    # simulator did not yet route the new store read (LoadContentAt) as a store request.
+    ("chaos", 451, "I4"), ("chaos", 1253, "I4"), ("chaos", 1636, "I4"), ("chaos", 1789, "I4"),
+    ("chaos", 2757, "I4"),
+    # the simulator counted an enactor as in flight (holding plan 7) although its Begin had failed
+    # at the store during an outage, so the store rightly did not protect plan 7 (I3, a checker bug)
+    ("chaos", 1984, "I3"),
 ]
 
 OPEN = [
@@ -40,7 +48,7 @@ OPEN = [
     # precondition of "no records either", which the RFC 2136 and Route 53 providers must then express.
     ("chaos", 1412, "I2"),
     # hand-emptied endpoint whose newest desired set is invalid (rogue plan): nothing valid to repair with
-    ("chaos", 451, "I4"), ("chaos", 1476, "I4"),
+    ("chaos", 1476, "I4"),
 ]
 
 
