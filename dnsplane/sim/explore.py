@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
-from dnsplane.model import EndpointKey, Generation
+from dnsplane.model import EndpointKey, Generation, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import CleanUp, LegacyEnactor
@@ -79,22 +79,37 @@ class Report:
         }
 
 
+_SHARED = frozenset({"endpoints", "by_target", "by_key", "name", "zone", "batch_size", "keep"})
+
+
+def _key_sort(item: tuple[Any, Any]) -> Any:
+    return item[0]
+
+
 def _canon(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted(((_canon(k), _canon(v)) for k, v in value.items()), key=repr))
-    if isinstance(value, list | tuple):
+    t = type(value)
+    if t is dict:
+        items = [(k, _canon(v)) for k, v in value.items()]
+        try:
+            items.sort(key=_key_sort)
+        except TypeError:
+            items.sort(key=repr)
+        return tuple(items)
+    if t is list or t is tuple:
         return tuple(_canon(v) for v in value)
-    if isinstance(value, set | frozenset):
+    if t is set or t is frozenset:
         return frozenset(_canon(v) for v in value)
-    if is_dataclass(value) and not getattr(type(value), "__hash__", None):
-        return (type(value).__name__, *(_canon(getattr(value, f.name)) for f in fields(value) if f.name not in SKIP))
-    if hasattr(value, "digest") and hasattr(value, "members"):
+    if t is RecordSet:
         return value.digest
+    if _immutable(t):
+        return value
+    if is_dataclass(value):
+        return (t.__name__, *(_canon(v) for k, v in value.__dict__.items() if k not in SKIP))
     return value
 
 
 def _actor_fp(actor: Any) -> tuple[Any, ...]:
-    return (type(actor).__name__, *(_canon(getattr(actor, f.name)) for f in fields(actor) if f.name not in SKIP))
+    return (type(actor).__name__, *(_canon(v) for k, v in actor.__dict__.items() if k not in SKIP))
 
 
 class World:
@@ -125,7 +140,7 @@ class World:
 
     def clone(self) -> World:
         new = copy.copy(self)
-        new.actors = copy.deepcopy(self.actors)
+        new.actors = {n: _copy(a) for n, a in self.actors.items()}
         new.pending = dict(self.pending)
         new.store = _clone_with_lock(self.store)
         new.provider = _clone_with_lock(self.provider)
@@ -256,6 +271,38 @@ class World:
         return d.records.digest if d else None
 
 
+_IMMUTABLE: dict[type, bool] = {t: True for t in (int, str, float, bool, type(None), bytes, tuple, frozenset)}
+
+
+def _immutable(t: type) -> bool:
+    """Atoms, tuples and frozen dataclasses are shared, never copied (see "Cheap copies" above)."""
+    known = _IMMUTABLE.get(t)
+    if known is None:
+        params = getattr(t, "__dataclass_params__", None)
+        known = _IMMUTABLE[t] = bool(params is not None and params.frozen) or issubclass(t, tuple)
+    return known
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of the mutable parts only: dicts, lists, sets and non-frozen dataclasses."""
+    t = type(value)
+    if _immutable(t):
+        return value
+    if t is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if t is list:
+        return [_copy(v) for v in value]
+    if t is set:
+        return set(value)
+    if t is deque:
+        return deque((_copy(v) for v in value), value.maxlen)
+    if hasattr(value, "__dict__") and is_dataclass(value):
+        new = object.__new__(t)
+        new.__dict__.update({k: v if k in _SHARED else _copy(v) for k, v in value.__dict__.items()})
+        return new
+    return copy.deepcopy(value)
+
+
 def _clone_with_lock(obj: Any) -> Any:
     new = object.__new__(type(obj))
     for k, v in obj.__dict__.items():
@@ -264,7 +311,7 @@ def _clone_with_lock(obj: Any) -> Any:
         elif k == "_listeners":
             new.__dict__[k] = []
         else:
-            new.__dict__[k] = copy.deepcopy(v)
+            new.__dict__[k] = _copy(v)
     return new
 
 
