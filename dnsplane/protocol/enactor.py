@@ -171,7 +171,8 @@ class Enactor:
                 validate_record_set(key, changes[key].records, self.zone)
             except InvalidPlan as err:
                 refused = changes.pop(key)
-                self.refused[key] = max(self.refused.get(key, NO_GENERATION), refused.generation)
+                # the lowest refused generation of the chain: the endpoint holds content below it
+                self.refused[key] = min(self.refused.get(key, refused.generation), refused.generation)
                 self.fallback[key] = refused.generation
                 self.stats["refused"] += 1
                 entries.append((key, "refused", None, refused.generation, str(err)))

@@ -15,6 +15,7 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | or a marker naming a plan that never was)     | next plan outranks it; then repair content    |
 | marker behind the plan for two rounds in a    | write desired (the enactors are late)         |
 | row (enactors stuck)                          |                                               |
+| newest change invalid (a malformed plan)      | check against the newest valid content below  |
 
 Guarantees: a repair never lowers a marker (I2): it writes
 ``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
@@ -41,10 +42,12 @@ from dnsplane.model import (
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Command,
+    ContentLoaded,
     DesiredLoaded,
     Event,
     Failed,
     Journal,
+    LoadContentAt,
     LoadDesired,
     Log,
     Resolution,
@@ -103,10 +106,13 @@ class Verifier:
                 return [LoadDesired()]
             case DesiredLoaded(head=head, desired=desired):
                 self.head = head
-                self.desired = desired
+                self.desired = dict(desired)
                 self.queue = sorted(desired)
                 self.all_right = True
-                return self._next()
+                return self._fall_back(list(desired))
+            case ContentLoaded(content=content):
+                self.desired.update(content)
+                return self._fall_back(list(content))
             case Resolved(results=results):
                 return self._on_resolved(results)
             case WriteDone(results=results):
@@ -116,6 +122,22 @@ class Verifier:
                 return [Log("warning", "verifier step failed", {"actor": self.name, "error": error})]
             case _:
                 return []
+
+    def _fall_back(self, keys: list[EndpointKey]) -> list[Command]:
+        """An invalid newest change (a malformed plan) is never repaired toward: the endpoint's
+        newest valid content below it is the one to check against (I4, I5)."""
+        invalid = []
+        for key in keys:
+            desired = self.desired[key]
+            try:
+                validate_record_set(key, desired.records, self.zone or key.name)
+            except InvalidPlan:
+                invalid.append((key, Generation(desired.generation - 1)))
+                del self.desired[key]
+        if invalid:
+            return [LoadContentAt(tuple(invalid))]
+        self.queue = [k for k in self.queue if k in self.desired]
+        return self._next()
 
     def _next(self) -> list[Command]:
         if not self.queue:
