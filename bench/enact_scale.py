@@ -20,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from dnsplane.execute import Executor, drain
 from dnsplane.model import Endpoint, Policy, Target
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import HealthObserved, Tick
 from dnsplane.protocol.planner import Planner
 from dnsplane.providers.embedded import EmbeddedProvider
-from dnsplane.runtime.execute import Executor, drain
 from dnsplane.store.sqlite import SqliteStore
 
 ZONE = "bench.test."

@@ -27,6 +27,7 @@ import dns.rdatatype
 
 from dnsplane.config import Fleet
 from dnsplane.dns.server import DnsServer
+from dnsplane.execute import Actor, Executor
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -36,7 +37,6 @@ from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
-from dnsplane.runtime.execute import Actor, Executor
 from dnsplane.runtime.health import check
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.store.sqlite import SqliteStore

@@ -1,10 +1,8 @@
 """The simulated world: a fleet, in-memory store and provider, and the commands carried out against them.
 
-``SimExecutor`` carries out the actors' commands with exactly the semantics of
-``dnsplane.runtime.execute.Executor`` (the same store and provider calls, the
-same replies, an effect that raises ends the step with ``Failed`` and skips the
-rest); tests/sim/test_executor_parity.py runs both side by side. It differs in
-two deliberate ways:
+``SimExecutor`` is ``dnsplane.execute.Executor`` itself (a subclass: the same
+store and provider calls, the same replies, an effect that raises ends the step
+with ``Failed`` and skips the rest). It differs in two deliberate ways:
 
 - the final request of a step is not run at once but handed back, so that the
   driver can deliver it later, in an order its scheduler chooses (effects apply
@@ -20,9 +18,9 @@ provider calls fail with the same ``Retryable`` errors real ones raise.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from dnsplane.errors import DnsplaneError, ProviderUnavailable, Retryable, StoreUnavailable
+from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
+from dnsplane.execute import Executor
 from dnsplane.model import (
     Endpoint,
     EndpointKey,
@@ -37,43 +35,35 @@ from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
-    ChangesLoaded,
     Collect,
-    Collected,
-    ContentLoaded,
-    DesiredLoaded,
+    Command,
     Event,
     Failed,
     Finish,
-    HeadRead,
     Journal,
     LoadChanges,
     LoadContentAt,
     LoadDesired,
     Log,
-    MarkersRead,
     Publish,
-    PublishConflict,
     Published,
     ReadHead,
     ReadMarkers,
     ReadWatermark,
     Resolution,
     Resolve,
-    Resolved,
     SetLastKnownGood,
-    WatermarkRead,
     WriteBatch,
     WriteDone,
 )
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.store.base import JournalEntry
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
 REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadDesired, Publish, ReadWatermark,
             Collect, Resolve, ForceWrite, CleanUp)
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
+STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 
 
@@ -100,109 +90,59 @@ def resolve_from(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> dict[
     return out
 
 
-@dataclass
-class SimExecutor:
-    """Commands against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
+class SimExecutor(Executor):
+    """The runtime's ``Executor`` against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
 
-    store: MemoryStore
-    provider: MemoryProvider
-    store_down: Callable[[], bool] = lambda: False
-    throttled: Callable[[], bool] = lambda: False
-    on_publish: Callable[[Generation, tuple[tuple[EndpointKey, RecordSet], ...]], None] | None = None
-    on_cleanup: Callable[[tuple[EndpointKey, ...]], None] | None = None
-    journal: bool = True
-    stats: dict[str, int] = field(default_factory=lambda: {"store_failures": 0, "provider_failures": 0})
+    def __init__(
+        self,
+        store: MemoryStore,
+        provider: MemoryProvider,
+        store_down: Callable[[], bool] = lambda: False,
+        throttled: Callable[[], bool] = lambda: False,
+        on_publish: Callable[[Generation, tuple[tuple[EndpointKey, RecordSet], ...]], None] | None = None,
+        on_cleanup: Callable[[tuple[EndpointKey, ...]], None] | None = None,
+        journal: bool = True,
+    ) -> None:
+        super().__init__(store, provider, lambda keys: resolve_from(provider, keys))
+        self.memory_store, self.memory_provider = store, provider
+        self.store_down, self.throttled = store_down, throttled
+        self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
+        self.stats = {"store_failures": 0, "provider_failures": 0}
 
     def effects(self, actor: str, commands: Sequence[object], now: float) -> Failed | None:
-        """Apply effects in order; the first that fails ends the step as ``Failed`` (as ``Executor.run``)."""
-        for cmd in commands:
-            try:
-                self.effect(actor, cmd, now)
-            except DnsplaneError as err:
-                retry = err.retry_after if isinstance(err, Retryable) else 5.0
-                return Failed(now, str(err), isinstance(err, Retryable), retry)
-        return None
-
-    def effect(self, actor: str, cmd: object, now: float) -> None:
-        store = self.store
-        match cmd:
-            case Log():
-                return
-            case Begin(generation=g):
-                self._store_up()
-                store.begin(actor, g, now)
-            case Finish(generation=g):
-                self._store_up()
-                store.finish(actor, g, now)
-            case AdvanceHead(at_least=g):
-                self._store_up()
-                store.advance_head(g, now)
-            case SetLastKnownGood(generation=g):
-                self._store_up()
-                store.set_last_known_good(g)
-            case Journal(entries=entries):
-                self._store_up()
-                if self.journal:
-                    store.record([JournalEntry(now, actor, k, action, b, a, d) for k, action, b, a, d in entries])
-            case _:
-                raise DnsplaneError(f"not an effect: {type(cmd).__name__}")
+        """Apply effects in order; the first that fails ends the step as ``Failed`` (``Executor.run``)."""
+        reply = self.run(actor, commands, now)  # type: ignore[arg-type]
+        return reply if isinstance(reply, Failed) else None
 
     def request(self, actor: str, cmd: object, now: float) -> Event | CleanedUp:
         """Run one request; errors come back as ``Failed``, as the runtime's executor returns them."""
-        try:
-            return self._request(actor, cmd, now)
-        except DnsplaneError as err:
-            retry = err.retry_after if isinstance(err, Retryable) else 5.0
-            return Failed(now, str(err), isinstance(err, Retryable), retry)
+        reply = self.run(actor, [cmd], now)  # type: ignore[list-item]
+        if reply is None:
+            raise DnsplaneError(f"not a request: {type(cmd).__name__}")
+        return reply
 
-    def _store_up(self) -> None:
-        if self.store_down():
+    def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
+        if isinstance(cmd, STORE_REQUESTS + STORE_EFFECTS) and self.store_down():
             self.stats["store_failures"] += 1
             raise StoreUnavailable(reason="simulated outage")
-
-    def _provider_up(self) -> None:
-        if self.throttled():
+        if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled():
             self.stats["provider_failures"] += 1
             raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
-
-    def _request(self, actor: str, cmd: object, now: float) -> Event | CleanedUp:
-        store, provider = self.store, self.provider
-        if isinstance(cmd, STORE_REQUESTS):
-            self._store_up()
-        else:
-            self._provider_up()
         match cmd:
-            case ReadHead():
-                return HeadRead(now, store.head())
-            case LoadChanges(after=after, upto=upto):
-                return ChangesLoaded(now, store.changed_between(after, upto))
-            case ReadMarkers(keys=keys):
-                return MarkersRead(now, provider.read(keys))
-            case LoadContentAt(pairs=pairs):
-                return ContentLoaded(now, store.content_at(pairs))
-            case WriteBatch(writes=writes):
-                return WriteDone(now, provider.apply(writes))
-            case LoadDesired():
-                head = store.head()
-                return DesiredLoaded(now, head, store.desired(None, head))
-            case Publish(expect_head=expect, changes=changes):
-                gen = store.publish(expect, changes, now, actor)
-                if gen is not None and self.on_publish is not None:
-                    self.on_publish(gen, changes)
-                return PublishConflict(now) if gen is None else Published(now, gen)
-            case ReadWatermark():
-                return WatermarkRead(now, store.low_watermark(now))
-            case Collect(watermark=w):
-                return Collected(now, store.collect(w, now))
-            case Resolve(keys=keys):
-                return Resolved(now, resolve_from(provider, keys))
+            case Log():
+                return None
+            case Journal() if not self.journal:
+                return None
             case ForceWrite(key=key, records=records, marker=marker):
-                provider.hand_edit(key, records, marker)  # the legacy design's unconditional write
-                provider.writes += 1
+                self.memory_provider.hand_edit(key, records, marker)  # the legacy design's unconditional write
+                self.memory_provider.writes += 1
                 return WriteDone(now, [])
             case CleanUp(keep_from=keep_from):
-                return self._legacy_cleanup(keep_from, now)
-        raise DnsplaneError(f"not a request: {type(cmd).__name__}")
+                return self._legacy_cleanup(keep_from, now)  # type: ignore[return-value]
+        reply = super().one(actor, cmd, now)
+        if isinstance(cmd, Publish) and isinstance(reply, Published) and self.on_publish is not None:
+            self.on_publish(reply.generation, cmd.changes)
+        return reply
 
     def _legacy_cleanup(self, keep_from: Generation, now: float) -> CleanedUp:
         """Delete plans below ``keep_from`` *and the records those plans created* (the failed design).
@@ -210,12 +150,12 @@ class SimExecutor:
         An endpoint whose marker names a plan below ``keep_from`` (deleted now or before) holds records
         that a deleted plan created: they are deleted with it, leaving the endpoint empty.
         """
-        gone = {p.generation for p in self.store.plans() if p.generation < keep_from}
-        deleted = self.store.collect(keep_from, now) if gone else 0
+        gone = {p.generation for p in self.memory_store.plans() if p.generation < keep_from}
+        deleted = self.memory_store.collect(keep_from, now) if gone else 0
         emptied = []
-        for key, seen in self.provider.read_all().items():
+        for key, seen in self.memory_provider.read_all().items():
             if seen.marker is not None and seen.marker.generation < keep_from and seen.records is not None:
-                self.provider.hand_edit(key, None, None)
+                self.memory_provider.hand_edit(key, None, None)
                 emptied.append(key)
         if emptied and self.on_cleanup is not None:
             self.on_cleanup(tuple(emptied))

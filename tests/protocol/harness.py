@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dnsplane.execute import Actor, Executor
 from dnsplane.model import Endpoint, EndpointKey, Generation, HealthCheck, Policy, Target
 from dnsplane.protocol.messages import Event, Published, Resolution, Tick
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.runtime.execute import Actor, Executor
 from dnsplane.sim.invariants import Monitor
 from dnsplane.store.memory import MemoryStore
 

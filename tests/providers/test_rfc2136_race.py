@@ -26,11 +26,11 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from dnsplane.execute import Executor, drain
 from dnsplane.model import EndpointKey, Generation, RecordSet, Write, WriteResult
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick
 from dnsplane.providers.rfc2136 import Rfc2136Provider
-from dnsplane.runtime.execute import Executor, drain
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE, key, member, rs
 from tests.servers.named import NamedServer, named  # noqa: F401 - module fixture

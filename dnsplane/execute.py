@@ -1,6 +1,7 @@
 """Carry out actors' commands against a store and a provider, synchronously.
 
-The asyncio runtime calls this from a worker thread; tests and benchmarks call
+The asyncio runtime calls this from a worker thread; the simulator subclasses it
+(adding fault hooks and the legacy design's commands); tests and benchmarks call
 it directly (``drain``) to run actors step by step. It is the one place where
 commands meet I/O, so every driver executes them with the same semantics.
 ``Resolve`` needs DNS: the caller passes a ``resolver``.
