@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, is_dataclass
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
 from dnsplane.model import EndpointKey, Generation, RecordSet
@@ -154,6 +154,7 @@ class World:
         if config.protocol == "safe":
             self.actors["collector"] = Collector()
             self.actors["verifier"] = Verifier("verifier")
+        self.fps: dict[str, tuple[Any, ...]] = {}  # each actor's part of the fingerprint, until it changes
         self.enactors = frozenset(n for n in self.actors if n.startswith("enactor"))
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done
@@ -166,7 +167,8 @@ class World:
 
     def clone(self) -> World:
         new = copy.copy(self)
-        new.actors = {n: _copy(a) for n, a in self.actors.items()}
+        new.actors = dict(self.actors)  # copy on write: apply() copies the one actor a move changes
+        new.fps = dict(self.fps)
         new.pending = dict(self.pending)
         new.store = _clone_with_lock(self.store)
         new.provider = _clone_with_lock(self.provider)
@@ -197,9 +199,12 @@ class World:
         inflight, applied, pending = store._inflight, store._applied, self.pending
         others = []
         enactors = []
+        fps = self.fps
         for name, actor in self.actors.items():
-            p = pending.get(name)
-            fp = (_actor_fp(actor, p), None if p is None else _canon(p))
+            fp = fps.get(name)
+            if fp is None:
+                p = pending.get(name)
+                fp = fps[name] = (_actor_fp(actor, p), None if p is None else _canon(p))
             if name in self.enactors:
                 f = inflight.get(name)
                 enactors.append((*fp, None if f is None else f[0], applied.get(name)))
@@ -250,6 +255,10 @@ class World:
     def apply(self, move: tuple[Any, ...]) -> None:
         executor = SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish, journal=False)
         deleted = False
+        changed = "planner" if move[0] == "health" else move[1] if move[0] != "empty" else None
+        if changed is not None:
+            self.actors[changed] = _copy(self.actors[changed])
+            self.fps.pop(changed, None)
         match move:
             case ("deliver", name):
                 what = self.pending.pop(name)
@@ -358,15 +367,34 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def _dict_of_lists(d: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+    return {k: list(v) for k, v in d.items()}
+
+
+def _dict_of_dicts(d: dict[Any, dict[Any, Any]]) -> dict[Any, dict[Any, Any]]:
+    return {k: dict(v) for k, v in d.items()}
+
+
+# Fields of MemoryStore / MemoryProvider whose shape is known (values immutable one level down);
+# any other field falls back to ``_copy``.
+_FIELD_COPY: dict[str, Any] = {
+    "_plans": dict, "_gens": _dict_of_lists, "_sets": _dict_of_lists, "_by_gen": _dict_of_dicts,
+    "_gen_order": list, "_multi": set, "_inflight": dict, "_applied": dict, "_journal": _dict_of_lists,
+    "_records": dict, "_markers": dict,
+}
+
+
 def _clone_with_lock(obj: Any) -> Any:
     new = object.__new__(type(obj))
+    d = new.__dict__
     for k, v in obj.__dict__.items():
         if k == "_lock":
-            new.__dict__[k] = threading.Lock()
+            d[k] = threading.Lock()
         elif k == "_listeners":
-            new.__dict__[k] = []
+            d[k] = []
         else:
-            new.__dict__[k] = _copy(v)
+            f = _FIELD_COPY.get(k)
+            d[k] = f(v) if f is not None else _copy(v)
     return new
 
 
@@ -410,6 +438,11 @@ def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1") -
                 seen[nfp] = (fp, label)
                 v = nxt.monitor.violations[0]
                 if look_for in ("any", v.short):
+                    if config.reduce:  # the reduced graph's path may carry early ticks: search every order
+                        full = explore(replace(config, reduce=False), max_states, look_for)
+                        if full.violation is not None and full.violation.short == v.short:
+                            return Report(config, len(seen) + full.states, transitions + full.transitions,
+                                          time.perf_counter() - started, False, full.violation, full.path)
                     return Report(config, len(seen), transitions, time.perf_counter() - started, False, v,
                                   _path(seen, nfp))
                 if other is None:
