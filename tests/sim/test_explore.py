@@ -42,6 +42,8 @@ def _visible(world: World) -> tuple[Any, ...]:
 def _reachable(config: Config) -> set[tuple[Any, ...]]:
     root = World(config)
     root.apply(("tick", "planner"))
+    if config.reduce:
+        root.settle()
     seen = {root.fingerprint()}
     out = {_visible(root)}
     queue = deque([root])
@@ -50,6 +52,8 @@ def _reachable(config: Config) -> set[tuple[Any, ...]]:
         for _, move, _ in world.reduced_moves():
             nxt = world.clone()
             nxt.apply(move)
+            if config.reduce:
+                nxt.settle()
             fp = nxt.fingerprint()
             if fp in seen:
                 continue
