@@ -20,7 +20,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--explore-states", type=int, default=200_000)
+    ap.add_argument("--explore-states", type=int, default=2_000_000)
+    ap.add_argument("--explore-seconds", type=float, default=120.0, help="stop an exploration after this long")
     args = ap.parse_args()
     sc = load("us-east-1")
     for protocol in ("safe", "legacy"):
@@ -35,12 +36,14 @@ def main() -> None:
     s = sweep(sc, "legacy", list(range(1000)), first_only=True, look_for="I1")
     print(f"legacy first I1 counterexample: seed {s.failing_seeds and s.violations[-1][0]} "
           f"after {time.perf_counter() - t:.2f}s")
-    for protocol in ("legacy", "safe"):
-        r = explore(Config(protocol=protocol), max_states=args.explore_states)
-        print(f"explore {protocol}: {r.states} states, {r.transitions} transitions, {r.elapsed:.1f}s "
-              f"({r.states / r.elapsed:.0f} states/s), complete={r.complete}, "
-              f"violation={r.violation.short if r.violation else None} path={len(r.path)}")
-
+    runs = [Config(protocol="legacy"), Config(protocol="safe", generations=2), Config(protocol="safe", generations=3),
+            Config(protocol="safe")]
+    for config in runs:
+        r = explore(config, max_states=args.explore_states, max_seconds=args.explore_seconds)
+        print(f"explore {config.protocol:6} generations={config.generations} (default config: "
+              f"{config == Config(protocol=config.protocol)}): {r.states} states, {r.transitions} transitions, "
+              f"{r.elapsed:.1f}s ({r.states / r.elapsed:.0f} states/s), complete={r.complete}, "
+              f"violation={r.violation.short if r.violation else None}, path={len(r.path)}")
 
 if __name__ == "__main__":
     main()

@@ -429,7 +429,8 @@ def health_script(endpoints: Any, changes: int) -> list[tuple[str, bool]]:
     return script
 
 
-def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1") -> Report:
+def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1",
+            max_seconds: float | None = None) -> Report:
     """Breadth-first search; stops at the first violation of ``look_for`` ("any": of any invariant), with a
     shortest path to it, or when every state was seen. Other violations found on the way are reported if
     ``look_for`` is never violated."""
@@ -468,7 +469,8 @@ def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1") -
                     other = (v, _path(seen, nfp))
                 # and the search goes on from it: the outage (I1) comes after a stale write (I2)
             seen[nfp] = (fp, label)
-            if len(seen) >= max_states:
+            if len(seen) >= max_states or (max_seconds is not None and not len(seen) % 1000
+                                            and time.perf_counter() - started > max_seconds):
                 found = other or (None, [])
                 return Report(config, len(seen), transitions, time.perf_counter() - started, False, *found)
             queue.append((nfp, nxt))
