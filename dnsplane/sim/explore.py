@@ -17,12 +17,71 @@ transitions are:
   a human empties an endpoint's records.
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step
-that deleted plans, I3 (references computed from actor state). States are
-de-duplicated by a fingerprint that leaves out counters, logs and the journal.
-Breadth first, so the first violation found comes with a shortest path to it.
+that deleted plans, I3 (references computed from actor state). Breadth first,
+so the first violation found comes with a shortest path to it.
 
 Time does not pass in the explorer (leases never expire): it explores orders,
 not durations. Liveness (I4, I6) is the simulator's job.
+
+Cost. A state is copied only where it is mutable: records, markers, plans,
+endpoints and messages are frozen and shared; an actor is copied only when a
+move feeds it (copy on write), and its part of the fingerprint is cached until
+then. The fingerprint is a tuple of plain values (record sets by digest), not a
+pickle.
+
+Reductions, and why each keeps every violation that exists
+----------------------------------------------------------
+
+A violation is a property of the provider's records and markers (I1, I2, I5),
+of the store's rows at referenced generations (I3), and of the monitor's
+history. Each reduction below only merges states, or skips orders, that agree
+on all of these and on every future the full search would explore from them.
+
+1. *State identity leaves out what cannot influence the future.* Counters and
+   statistics (``stats``, ``deleted``, ``total``), logs, the journal (not even
+   written: ``journal=False``), timestamps (always 0), plan metadata, and the
+   verifier's diagnostics (``last_problems``, ``expected_before``) are written
+   but never read by a decision. Two states that differ only there have the
+   same successors and the same checks.
+2. *Dead fields.* While an actor is idle or waiting on the request that starts
+   its round (enactor: ``ReadHead``; legacy enactor and verifier:
+   ``LoadDesired``; collector: ``ReadWatermark``) the fields that the previous
+   round left (``DEAD``: e.g. the enactor's ``sent``, the verifier's ``desired``
+   snapshot and ``head``, the collector's ``asked``) are overwritten by every
+   path before any read, so they are left out of the fingerprint (classic
+   dead-variable reduction: the merged states are bisimilar).
+3. *Symmetry of the enactors.* They run the same code with the same
+   configuration; their names appear only as keys of their own store rows
+   (in flight, applied), and the store uses those rows symmetrically (min/max
+   for the watermark). Each enactor contributes (state, pending request, its
+   store rows) and the contributions are sorted, so swapped states are one
+   state. A path is recorded from the state actually reached, so paths stay
+   real.
+4. *Partial-order reduction of local moves* (only once no fault is left to
+   inject: a crash is the one move that touches another actor's state). A tick
+   of an idle enactor, collector or verifier changes only that actor (it
+   becomes busy with one pending request; no effect, no store or provider
+   access), no other move reads or changes that actor's state, nothing can
+   disable it, and no invariant looks at it (I3's references are an
+   enactor's ``working`` generation, which a tick does not set). So it commutes
+   with every move of the others, and exploring only it from such a state loses
+   no reachable combination of the others' states (a persistent set of one).
+   The same holds for the next health change while the planner is idle, in
+   sync and has nothing left to publish (then its own tick is a no-op; the
+   health change touches only the planner's health table; the planner's later
+   tick, which publishes, is still interleaved freely). Every tick turns an idle
+   actor busy and every health change advances the script, so no cycle is made
+   of forced moves only (the cycle proviso holds). Forced moves are applied to
+   closure (``settle``): the search keeps only settled states; invariants are
+   still checked after every single move. Checked by
+   tests/sim/test_explore.py: on small configurations the reduced and the full
+   search reach the same provider/store states and the same violations.
+   ``Config(reduce=False)`` turns 4 off (1–3 are exact).
+
+Because forced ticks may come earlier than needed, a path in the reduced graph
+can be longer than the shortest one: when the reduced search finds the
+violation it looks for, the search is run again over every order to report the
+truly shortest path (legacy default: 18 steps).
 """
 
 from __future__ import annotations
