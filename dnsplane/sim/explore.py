@@ -58,7 +58,7 @@ on all of these and on every future the full search would explore from them.
    state. A path is recorded from the state actually reached, so paths stay
    real.
 4. *Partial-order reduction of local moves* (only once no fault is left to
-   inject: a crash is the one move that touches another actor's state). A tick
+   inject: a crash of the ticked actor would not commute with its tick). A tick
    of an idle enactor, collector or verifier changes only that actor (it
    becomes busy with one pending request; no effect, no store or provider
    access), no other move reads or changes that actor's state, nothing can
