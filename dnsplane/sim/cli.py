@@ -150,7 +150,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return 1 if report.violation else 0
     print(f"{args.protocol} protocol: {report.states} states, {report.transitions} transitions, "
           f"{report.elapsed:.1f}s ({report.states / max(report.elapsed, 1e-9):.0f} states/s)"
-          + ("" if report.complete else " — state bound reached, search incomplete"))
+          + ("" if report.complete or report.violation else " — state bound reached, search incomplete"))
     if report.violation is None:
         print("no violation in any reachable state" if report.complete else "no violation found")
         return 0
