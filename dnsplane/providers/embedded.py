@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import ClassVar
 
+from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import ProviderUnavailable
 from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
@@ -49,7 +48,6 @@ from dnsplane.providers.memory import Listener, notify
 
 log = logging.getLogger(__name__)
 
-_CACHE_LIMIT = 131_072  # parsed record sets kept by JSON text
 _ABSENT = Observed(None, None)
 _new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, rtype)) minus NamedTuple's slow __new__
 
@@ -65,37 +63,6 @@ _SELECT_KEYS = (
 
 Row = tuple[str | None, int | None, str | None]  # records JSON, marker generation, marker digest
 _NO_ROW: Row = (None, None, None)
-
-
-class _Codec:
-    """Compact JSON of ``RecordSet.to_json()`` and back, with a bounded parse cache."""
-
-    def __init__(self, limit: int = _CACHE_LIMIT) -> None:
-        self._limit = limit
-        self._parsed: dict[str, RecordSet] = {}
-
-    def encode(self, rs: RecordSet) -> str:
-        # exactly json.dumps(rs.to_json(), separators=(",", ":")), at a third of the cost
-        members = ",".join(
-            f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
-        )
-        text = f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
-        self._remember(text, rs)
-        return text
-
-    def decode(self, text: str) -> RecordSet:
-        rs = self._parsed.get(text)
-        if rs is None:
-            rs = RecordSet.from_json(json.loads(text))
-            self._remember(text, rs)
-        return rs
-
-    def _remember(self, text: str, rs: RecordSet) -> None:
-        if len(self._parsed) >= self._limit:
-            # forget the older half (dicts keep insertion order); a miss only costs a parse
-            for old in list(itertools.islice(self._parsed, self._limit // 2)):
-                del self._parsed[old]
-        self._parsed[text] = rs
 
 
 def _marker(gen: int | None, digest: str | None) -> Marker | None:
@@ -123,7 +90,7 @@ class EmbeddedProvider(Provider):
         super().__init__(zone)
         self.path = os.fspath(path)
         self._lock = threading.Lock()
-        self._codec = _Codec()
+        self._codec = RecordSetCodec()
         self._listeners: list[Listener] = []
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:

@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 
+from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import StoreUnavailable
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 _new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, rtype)) minus NamedTuple's slow __new__
 
 SCHEMA_VERSION = 1
-_CACHE_LIMIT = 131_072  # parsed record sets kept by JSON text
 _PER_KEY_LIMIT = 32  # below this many keys, desired() looks each one up; above, one join
 
 _SCHEMA = """
@@ -70,41 +68,6 @@ CREATE TABLE IF NOT EXISTS journal (
     rtype TEXT NOT NULL, action TEXT NOT NULL, before INTEGER, after INTEGER, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
 """
-
-
-class RecordSetCodec:
-    """Compact JSON of ``RecordSet.to_json()`` and back, with a bounded parse cache.
-
-    ``encode`` produces exactly ``json.dumps(rs.to_json(), separators=(",", ":"))``
-    (the same escaping), only faster, and remembers the pair so that reading
-    back what this process wrote costs a dictionary lookup.
-    """
-
-    def __init__(self, limit: int = _CACHE_LIMIT) -> None:
-        self._limit = limit
-        self._parsed: dict[str, RecordSet] = {}
-
-    def encode(self, rs: RecordSet) -> str:
-        members = ",".join(
-            f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
-        )
-        text = f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
-        self._remember(text, rs)
-        return text
-
-    def decode(self, text: str) -> RecordSet:
-        rs = self._parsed.get(text)
-        if rs is None:
-            rs = RecordSet.from_json(json.loads(text))
-            self._remember(text, rs)
-        return rs
-
-    def _remember(self, text: str, rs: RecordSet) -> None:
-        if len(self._parsed) >= self._limit:
-            # forget the older half (dicts keep insertion order); a miss only costs a parse
-            for old in list(itertools.islice(self._parsed, self._limit // 2)):
-                del self._parsed[old]
-        self._parsed[text] = rs
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
