@@ -36,8 +36,7 @@ import json
 import logging
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 from dnsplane.codec import RecordSetCodec
@@ -45,6 +44,7 @@ from dnsplane.errors import ProviderUnavailable
 from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
+from dnsplane.sqlitefile import SqliteFile, is_busy
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,6 @@ def _marker(gen: int | None, digest: str | None) -> Marker | None:
     return None if gen is None or digest is None else Marker(Generation(gen), digest)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
 
 def _key_list(keys: Iterable[EndpointKey]) -> str:
     return json.dumps([[k.name, k.rtype] for k in keys], separators=(",", ":"))
@@ -89,14 +85,11 @@ class EmbeddedProvider(Provider):
     def __init__(self, path: str | os.PathLike[str], zone: str, *, timeout: float = 5.0) -> None:
         super().__init__(zone)
         self.path = os.fspath(path)
-        self._lock = threading.Lock()
         self._codec = RecordSetCodec()
         self._listeners: list[Listener] = []
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self._file = SqliteFile(self.path, timeout=timeout, synchronous="NORMAL", unavailable=ProviderUnavailable)
+        self._db = self._file.db
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
             with self._tx(immediate=True) as db:
                 db.execute(_SCHEMA)
         except (sqlite3.OperationalError, ProviderUnavailable):
@@ -105,28 +98,11 @@ class EmbeddedProvider(Provider):
 
     # -- transactions --------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction under the instance lock; ``immediate`` takes the write lock at once."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if _is_busy(exc):
-                    raise ProviderUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
-                raise
+    def _tx(self, immediate: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._file.tx(immediate)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._file.close()
 
     # -- writes ------------------------------------------------------------
 
@@ -242,17 +218,17 @@ class EmbeddedProvider(Provider):
 
         Commits by other instances or processes are not announced here; poll ``data_version()`` for those.
         """
-        with self._lock:
+        with self._file.lock:
             self._listeners.append(fn)
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version`` on this instance's connection: cheap, and it changes exactly when
         another connection (another instance, another process) committed to the file. This instance's own
         commits do not change it: ``add_listener`` announces those."""
-        with self._lock:
+        with self._file.lock:
             try:
                 return int(self._db.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
+                if is_busy(exc):
                     raise ProviderUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
                 raise

@@ -37,12 +37,12 @@ import json
 import logging
 import os
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import StoreUnavailable
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
+from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 from dnsplane.store.memory import check_unique_keys
 
@@ -70,10 +70,6 @@ CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
 """
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
 
 class SqliteStore(Store):
     """``Store`` on a SQLite file; several instances and processes may share the file."""
@@ -81,13 +77,10 @@ class SqliteStore(Store):
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self.path = os.fspath(path)
         self._timeout = timeout
-        self._lock = threading.Lock()
         self._codec = RecordSetCodec()
-        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self._file = SqliteFile(self.path, timeout=timeout, synchronous="FULL", unavailable=StoreUnavailable)
+        self._db = self._file.db
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
             with self._tx(immediate=True) as db:
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
@@ -97,34 +90,17 @@ class SqliteStore(Store):
                 )
         except sqlite3.OperationalError as exc:
             self._db.close()
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise StoreUnavailable(reason=f"{self.path}: {exc}") from exc
             raise
 
     # -- transactions --------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _tx(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction under the instance lock; ``immediate`` takes the write lock at once."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if _is_busy(exc):
-                    raise StoreUnavailable(reason=f"{self.path}: {exc}", retry_after=0.1) from exc
-                raise
+    def _tx(self, immediate: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._file.tx(immediate)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._file.close()
 
     # -- plans -------------------------------------------------------------
 
