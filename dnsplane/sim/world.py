@@ -64,6 +64,7 @@ REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadD
             Collect, Resolve, ForceWrite, CleanUp)
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
+_STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 
 
@@ -122,7 +123,7 @@ class SimExecutor(Executor):
         return reply
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
-        if isinstance(cmd, STORE_REQUESTS + STORE_EFFECTS) and self.store_down():
+        if isinstance(cmd, _STORE_CALLS) and self.store_down():
             self.stats["store_failures"] += 1
             raise StoreUnavailable(reason="simulated outage")
         if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled():
