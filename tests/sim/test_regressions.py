@@ -47,6 +47,11 @@ FIXED = [
     # the generation just below the newer refusal as applied, and the collector deleted what the
     # marker named (I3); it now reports below the lowest refused generation of the chain
     ("chaos", 239, "I3"), ("chaos", 769, "I3"), ("chaos", 1475, "I3"), ("chaos", 2920, "I3"),
+    # a per-enactor cache of known (generation, digest) facts, tried to skip the store check, let a
+    # marker lowered by hand to a collected plan whose content equals today's (A -> B -> A) pass as
+    # sound; a delayed enactor then served older content (I2). The cache was dropped: the marker must
+    # name content the store still holds.
+    ("chaos", 2092, "I2"),
 ]
 
 OPEN = [
