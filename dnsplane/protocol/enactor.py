@@ -6,10 +6,12 @@ Guarantees:
   a crash or another enactor fails as a whole at the provider (DESIGN.md point 1);
 - a marker never goes down: an endpoint whose marker is past the generation
   wanted here is left alone;
-- an endpoint is written only when its marker is behind, absent or does not
-  match the content (I6: applying an applied plan costs no write);
+- an endpoint is written only when it was never written or its marker is behind
+  the plan and names content the store confirms (I6: applying an applied plan
+  costs no write; see ``decide``);
 - an invalid or empty record set is refused before any write, whatever the plan
-  says (I1, I5), and journalled as "refused";
+  says (I1, I5), and journalled as "refused"; the endpoint is brought to its
+  newest valid content instead;
 - a plan that changed k endpoints since this enactor last finished costs O(k)
   reads and writes.
 
