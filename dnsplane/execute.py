@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
 from dnsplane.model import EndpointKey
@@ -74,54 +74,137 @@ class Executor:
     def run(self, actor_name: str, commands: Sequence[Command], now: float) -> Event | None:
         """Execute effects in order; return the reply to the final request, if any."""
         reply: Event | None = None
-        for cmd in commands:
-            try:
-                reply = self.one(actor_name, cmd, now)
-            except DnsplaneError as err:
-                retry = err.retry_after if isinstance(err, Retryable) else 5.0
-                return Failed(now, str(err), isinstance(err, Retryable), retry)
+        one = self.one
+        try:
+            for cmd in commands:
+                reply = one(actor_name, cmd, now)
+        except DnsplaneError as err:
+            return failed(err, now)
         return reply
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:
-        store, provider = self.store, self.provider
-        match cmd:
-            case ReadHead():
-                return HeadRead(now, store.head())
-            case LoadChanges(after=after, upto=upto):
-                return ChangesLoaded(now, store.changed_between(after, upto))
-            case ReadMarkers(keys=keys):
-                return MarkersRead(now, provider.read(keys))
-            case LoadContentAt(pairs=pairs):
-                return ContentLoaded(now, store.content_at(pairs))
-            case WriteBatch(writes=writes):
-                return WriteDone(now, provider.apply(writes))
-            case LoadDesired():
-                head = store.head()
-                return DesiredLoaded(now, head, store.desired(None, head))
-            case Publish(expect_head=expect, changes=changes):
-                gen = store.publish(expect, changes, now, actor)
-                return PublishConflict(now) if gen is None else Published(now, gen)
-            case ReadWatermark():
-                return WatermarkRead(now, store.low_watermark(now))
-            case Collect(watermark=w):
-                return Collected(now, store.collect(w, now))
-            case Resolve(keys=keys):
-                if self.resolver is None:
-                    raise DnsplaneError("no resolver configured for the verifier")
-                return Resolved(now, self.resolver(keys))
-            case Begin(generation=g):
-                store.begin(actor, g, now)
-            case Finish(generation=g):
-                store.finish(actor, g, now)
-            case AdvanceHead(at_least=g):
-                store.advance_head(g, now)
-            case SetLastKnownGood(generation=g):
-                store.set_last_known_good(g)
-            case Journal(entries=entries):
-                store.record([JournalEntry(now, actor, k, action, b, a, d) for k, action, b, a, d in entries])
-            case Log(level=level, message=message, fields=fields):
-                log.log(logging.getLevelName(level.upper()), message, extra={"fields": fields})
-        return None
+        """Execute one command: a request returns its reply, an effect returns None."""
+        handler = _HANDLERS.get(type(cmd))  # one dict lookup instead of a chain of isinstance checks
+        if handler is None:
+            handler = handler_for(type(cmd))
+        return handler(self, actor, cmd, now)
+
+
+def failed(err: DnsplaneError, now: float) -> Failed:
+    """The ``Failed`` reply for an error raised by a command (what ``Executor.run`` returns)."""
+    retry = err.retry_after if isinstance(err, Retryable) else 5.0
+    return Failed(now, str(err), isinstance(err, Retryable), retry)
+
+
+# One handler per command type: (executor, actor, command, now) -> reply or None.
+Handler = Callable[[Executor, str, Any, float], Event | None]
+
+
+def _read_head(ex: Executor, actor: str, cmd: ReadHead, now: float) -> Event:
+    return HeadRead(now, ex.store.head())
+
+
+def _load_changes(ex: Executor, actor: str, cmd: LoadChanges, now: float) -> Event:
+    return ChangesLoaded(now, ex.store.changed_between(cmd.after, cmd.upto))
+
+
+def _read_markers(ex: Executor, actor: str, cmd: ReadMarkers, now: float) -> Event:
+    return MarkersRead(now, ex.provider.read(cmd.keys))
+
+
+def _load_content_at(ex: Executor, actor: str, cmd: LoadContentAt, now: float) -> Event:
+    return ContentLoaded(now, ex.store.content_at(cmd.pairs))
+
+
+def _write_batch(ex: Executor, actor: str, cmd: WriteBatch, now: float) -> Event:
+    return WriteDone(now, ex.provider.apply(cmd.writes))
+
+
+def _load_desired(ex: Executor, actor: str, cmd: LoadDesired, now: float) -> Event:
+    store = ex.store
+    head = store.head()
+    return DesiredLoaded(now, head, store.desired(None, head))
+
+
+def _publish(ex: Executor, actor: str, cmd: Publish, now: float) -> Event:
+    gen = ex.store.publish(cmd.expect_head, cmd.changes, now, actor)
+    return PublishConflict(now) if gen is None else Published(now, gen)
+
+
+def _read_watermark(ex: Executor, actor: str, cmd: ReadWatermark, now: float) -> Event:
+    return WatermarkRead(now, ex.store.low_watermark(now))
+
+
+def _collect(ex: Executor, actor: str, cmd: Collect, now: float) -> Event:
+    return Collected(now, ex.store.collect(cmd.watermark, now))
+
+
+def _resolve(ex: Executor, actor: str, cmd: Resolve, now: float) -> Event:
+    if ex.resolver is None:
+        raise DnsplaneError("no resolver configured for the verifier")
+    return Resolved(now, ex.resolver(cmd.keys))
+
+
+def _begin(ex: Executor, actor: str, cmd: Begin, now: float) -> None:
+    ex.store.begin(actor, cmd.generation, now)
+
+
+def _finish(ex: Executor, actor: str, cmd: Finish, now: float) -> None:
+    ex.store.finish(actor, cmd.generation, now)
+
+
+def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> None:
+    ex.store.advance_head(cmd.at_least, now)
+
+
+def _set_last_known_good(ex: Executor, actor: str, cmd: SetLastKnownGood, now: float) -> None:
+    ex.store.set_last_known_good(cmd.generation)
+
+
+def _journal(ex: Executor, actor: str, cmd: Journal, now: float) -> None:
+    ex.store.record([JournalEntry(now, actor, k, action, b, a, d) for k, action, b, a, d in cmd.entries])
+
+
+def _log(ex: Executor, actor: str, cmd: Log, now: float) -> None:
+    log.log(logging.getLevelName(cmd.level.upper()), cmd.message, extra={"fields": cmd.fields})
+
+
+def _unknown(ex: Executor, actor: str, cmd: object, now: float) -> None:
+    return None  # not a command this executor knows: nothing to do, no reply (the actor's step then fails)
+
+
+_HANDLERS: dict[type, Handler] = {
+    ReadHead: _read_head,
+    LoadChanges: _load_changes,
+    ReadMarkers: _read_markers,
+    LoadContentAt: _load_content_at,
+    WriteBatch: _write_batch,
+    LoadDesired: _load_desired,
+    Publish: _publish,
+    ReadWatermark: _read_watermark,
+    Collect: _collect,
+    Resolve: _resolve,
+    Begin: _begin,
+    Finish: _finish,
+    AdvanceHead: _advance_head,
+    SetLastKnownGood: _set_last_known_good,
+    Journal: _journal,
+    Log: _log,
+}
+
+
+def handler_for(kind: type) -> Handler:
+    """The handler of ``kind``, or of its nearest command base class (as ``isinstance`` would match)."""
+    for base in kind.__mro__:
+        handler = _HANDLERS.get(base)
+        if handler is not None:
+            return handler
+    return _unknown
+
+
+def handlers() -> dict[type, Handler]:
+    """A copy of the command table, for executors that add or wrap commands (the simulator's)."""
+    return dict(_HANDLERS)
 
 
 def step(actor: Actor, event: Event, executor: Executor, now: float) -> Event | None:

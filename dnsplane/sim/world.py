@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
-from dnsplane.execute import Executor
+from dnsplane.execute import Executor, failed, handler_for, handlers
 from dnsplane.model import (
     Endpoint,
     EndpointKey,
@@ -66,6 +66,12 @@ STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, Re
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
 _STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
+# the same, as sets of exact types: one hash lookup instead of an isinstance check per tuple member
+REQUEST_TYPES = frozenset(REQUESTS)
+STORE_REQUEST_TYPES = frozenset(STORE_REQUESTS)
+PROVIDER_REQUEST_TYPES = frozenset(PROVIDER_REQUESTS)
+_STORE_CALL_TYPES = frozenset(_STORE_CALLS)
+_PROVIDER_TYPES = PROVIDER_REQUEST_TYPES
 
 
 def fleet(endpoints: int, targets: int) -> tuple[Endpoint, ...]:
@@ -109,41 +115,66 @@ class SimExecutor(Executor):
         self.store_down, self.throttled = store_down, throttled
         self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
         self.stats = {"store_failures": 0, "provider_failures": 0}
+        # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
+        table = handlers()
+        table[Log] = _nothing
+        if not journal:
+            table[Journal] = _nothing
+        table[ForceWrite] = _force_write
+        table[CleanUp] = _cleanup
+        if on_publish is not None:
+            table[Publish] = _publish_and_tell
+        self._table = table
 
     def effects(self, actor: str, commands: Sequence[object], now: float) -> Failed | None:
         """Apply effects in order; the first that fails ends the step as ``Failed`` (``Executor.run``)."""
-        reply = self.run(actor, commands, now)  # type: ignore[arg-type]
-        return reply if isinstance(reply, Failed) else None
+        one = self.one
+        try:
+            for cmd in commands:
+                one(actor, cmd, now)  # type: ignore[arg-type]
+        except DnsplaneError as err:
+            return failed(err, now)
+        return None
 
     def request(self, actor: str, cmd: object, now: float) -> Event | CleanedUp:
         """Run one request; errors come back as ``Failed``, as the runtime's executor returns them."""
-        reply = self.run(actor, [cmd], now)  # type: ignore[list-item]
+        try:
+            reply = self.one(actor, cmd, now)  # type: ignore[arg-type]
+        except DnsplaneError as err:
+            return failed(err, now)
         if reply is None:
             raise DnsplaneError(f"not a request: {type(cmd).__name__}")
         return reply
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
+        kind = type(cmd)
+        if kind in _STORE_CALL_TYPES:
+            if self.store_down():
+                self.stats["store_failures"] += 1
+                raise StoreUnavailable(reason="simulated outage")
+        elif kind in _PROVIDER_TYPES and self.throttled():
+            self.stats["provider_failures"] += 1
+            raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
+        handler = self._table.get(kind)
+        if handler is None:
+            if isinstance(cmd, _STORE_CALLS + PROVIDER_REQUESTS):
+                return self._slow_one(actor, cmd, now)
+            handler = handler_for(kind)
+        return handler(self, actor, cmd, now)
+
+    def _slow_one(self, actor: str, cmd: Command, now: float) -> Event | None:
+        """A subclass of a command type (none exist today): the checks ``isinstance`` would make."""
         if isinstance(cmd, _STORE_CALLS) and self.store_down():
             self.stats["store_failures"] += 1
             raise StoreUnavailable(reason="simulated outage")
         if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled():
             self.stats["provider_failures"] += 1
             raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
-        match cmd:
-            case Log():
-                return None
-            case Journal() if not self.journal:
-                return None
-            case ForceWrite(key=key, records=records, marker=marker):
-                self.memory_provider.hand_edit(key, records, marker)  # the legacy design's unconditional write
-                self.memory_provider.writes += 1
-                return WriteDone(now, [])
-            case CleanUp(keep_from=keep_from):
-                return self._legacy_cleanup(keep_from, now)  # type: ignore[return-value]
-        reply = super().one(actor, cmd, now)
-        if isinstance(cmd, Publish) and isinstance(reply, Published) and self.on_publish is not None:
-            self.on_publish(reply.generation, cmd.changes)
-        return reply
+        for base in type(cmd).__mro__:
+            handler = self._table.get(base)
+            if handler is not None:
+                return handler(self, actor, cmd, now)
+        return None
 
     def _legacy_cleanup(self, keep_from: Generation, now: float) -> CleanedUp:
         """Delete plans below ``keep_from`` *and the records those plans created* (the failed design).
@@ -165,3 +196,28 @@ class SimExecutor(Executor):
 
 def observed_all(provider: MemoryProvider) -> dict[EndpointKey, Observed]:
     return provider.read_all()
+
+
+def _nothing(ex: Executor, actor: str, cmd: object, now: float) -> None:
+    return None
+
+
+def _force_write(ex: Executor, actor: str, cmd: ForceWrite, now: float) -> Event:
+    provider = ex.memory_provider  # type: ignore[attr-defined]
+    provider.hand_edit(cmd.key, cmd.records, cmd.marker)  # the legacy design's unconditional write
+    provider.writes += 1
+    return WriteDone(now, [])
+
+
+def _cleanup(ex: Executor, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
+    return ex._legacy_cleanup(cmd.keep_from, now)  # type: ignore[attr-defined,no-any-return]
+
+
+_RUNTIME_PUBLISH = handlers()[Publish]
+
+
+def _publish_and_tell(ex: Executor, actor: str, cmd: Publish, now: float) -> Event | None:
+    reply = _RUNTIME_PUBLISH(ex, actor, cmd, now)
+    if isinstance(reply, Published):
+        ex.on_publish(reply.generation, cmd.changes)  # type: ignore[attr-defined]
+    return reply
