@@ -54,12 +54,14 @@ from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.faults import Fault, make_schedule
 from dnsplane.sim.invariants import Monitor, Violation
 from dnsplane.sim.scenario import Scenario
-from dnsplane.sim.world import PROVIDER_REQUESTS, REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.sim.world import PROVIDER_REQUEST_TYPES, REQUEST_TYPES, REQUESTS, ZONE, SimExecutor, fleet
 from dnsplane.store.base import INFLIGHT_TTL
 from dnsplane.store.memory import MemoryStore
 
 PROTOCOLS = ("safe", "legacy")
 WRITES = (WriteBatch, ForceWrite)  # a "slow" actor's writes take long (AWS: retries on several endpoints)
+_WRITE_TYPES = frozenset(WRITES)
+_COLLECTS = frozenset((Collect, CleanUp))  # requests that delete plans
 _TICK, _WAKE, _DELIVER, _HEALTH, _FAULT, _RESTART, _QUIET = range(7)
 
 
@@ -129,6 +131,9 @@ class Simulation:
                                     self._on_publish, self._on_emptied, journal=False)
         self.provider.add_listener(self._on_written)
         self.tracing = trace
+        self.legacy = protocol == "legacy"
+        self.slow = scenario.slow
+        self.latency = scenario.latency
         self.stop_on = stop_on
         self.trace: list[TraceEvent] = []
         self.now = 0.0
@@ -195,13 +200,15 @@ class Simulation:
         end = s.duration + s.convergence_bound
         self._push(s.duration, _QUIET, "")
         queue = self.queue
+        monitor = self.monitor
+        pop = heapq.heappop
         while queue and not self.stopped:
-            at, _, kind, actor, payload = heapq.heappop(queue)
+            at, _, kind, actor, payload = pop(queue)
             if at > end:
                 heapq.heappush(queue, (at, 0, kind, actor, payload))
                 break
             self.now = at
-            self.monitor.now = at
+            monitor.now = at
             if kind == _DELIVER:
                 self._deliver(actor, payload)
             elif kind == _TICK:
@@ -217,8 +224,8 @@ class Simulation:
                 self._restart(actor)
             elif kind == _QUIET:
                 self._start_quiet()
-            if self.monitor.exempt_until:
-                self.monitor.check_exemptions(self.provider.read)
+            if monitor.exempt_until:
+                monitor.check_exemptions(self.provider.read)
         if not self.stopped:
             self.now = end
             self.monitor.now = end
@@ -234,30 +241,37 @@ class Simulation:
     # ----------------------------------------------------------------- stepping actors
 
     def _tick(self, name: str) -> None:
-        if not self.alive[name] or name in self.pending or self.paused_until.get(name, 0.0) > self.now:
+        if not self.alive[name] or name in self.pending or (self.paused_until and
+                                                            self.paused_until.get(name, 0.0) > self.now):
             return
         self._feed(name, Tick(self.now + self.skew[name]))
 
     def _feed(self, name: str, event: Any) -> None:
-        actor = self.actors[name]
-        commands = actor.handle(event)
+        commands = self.actors[name].handle(event)
         self.steps += 1
         self.monitor.steps = self.steps
         if commands:
+            # exact types (``type(x) in frozenset``): the message classes are final dataclasses
             last = commands[-1]
-            request = last if isinstance(last, REQUESTS) else None
-            effects = commands[:-1] if request is not None else commands
-            now_a = self.now + self.skew[name]
+            if type(last) in REQUEST_TYPES:
+                request = last
+                effects = commands[:-1]
+            else:
+                request = None
+                effects = commands
             if self.tracing:
                 self._trace_commands(name, event, commands)
-            failed = self.executor.effects(name, effects, now_a) if effects else None
-            if failed is None:  # a Begin that failed at the store registered nothing: no reference
-                for c in effects:
-                    if isinstance(c, Begin):
-                        self.began[name] = self.now
-                    elif isinstance(c, SetLastKnownGood):
-                        self.lkg = int(c.generation)
-            if isinstance(event, DesiredLoaded) and self.protocol == "legacy" and name in self.began_names:
+            failed = None
+            if effects:
+                failed = self.executor.effects(name, effects, self.now + self.skew[name])
+                if failed is None:  # a Begin that failed at the store registered nothing: no reference
+                    for c in effects:
+                        kind = type(c)
+                        if kind is Begin:
+                            self.began[name] = self.now
+                        elif kind is SetLastKnownGood:
+                            self.lkg = int(c.generation)
+            if self.legacy and type(event) is DesiredLoaded and name in self.began_names:
                 self.began[name] = self.now
             if failed is not None:
                 self._set_pending(name, failed, self._latency(name, None))
@@ -265,7 +279,8 @@ class Simulation:
                 self._set_pending(name, request, self._latency(name, request))
         elif self.tracing:
             self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
-        self._after_step()
+        if self.dirty or self.deleted_plans:
+            self._after_step()
 
     def _set_pending(self, name: str, what: object, latency: float) -> None:
         self.seq += 1
@@ -274,38 +289,44 @@ class Simulation:
         heapq.heappush(self.queue, (self.now + latency, token, _DELIVER, name, token))
 
     def _latency(self, name: str, request: object) -> float:
-        slow = self.scenario.slow.get(name)
-        lo, hi = slow if slow is not None and isinstance(request, WRITES) else self.scenario.latency
-        lat = self.rng.uniform(lo, hi)
-        if request is not None and isinstance(request, PROVIDER_REQUESTS):
-            # overlapping spikes do not compound: the worst one applies
-            lat *= max((f for a, b, f in self.windows["latency_spike"] if a <= self.now < b), default=1.0)
+        kind = type(request)
+        slow = self.slow.get(name)
+        lo, hi = slow if slow is not None and kind in _WRITE_TYPES else self.latency
+        lat = lo + (hi - lo) * self.rng.random()  # exactly ``rng.uniform(lo, hi)``, one call less
+        if kind in PROVIDER_REQUEST_TYPES:
+            spikes = self.windows["latency_spike"]
+            if spikes:
+                # overlapping spikes do not compound: the worst one applies
+                lat *= max((f for a, b, f in spikes if a <= self.now < b), default=1.0)
         return lat
 
     def _deliver(self, name: str, token: int) -> None:
         entry = self.pending.get(name)
         if entry is None or entry[0] != token:
             return  # the actor crashed or restarted since: this completion is lost
-        paused = self.paused_until.get(name, 0.0)
-        if paused > self.now:  # SIGSTOPped: the reply waits until the process runs again
-            heapq.heappush(self.queue, (paused, token, _DELIVER, name, token))
-            return
+        if self.paused_until:
+            paused = self.paused_until.get(name, 0.0)
+            if paused > self.now:  # SIGSTOPped: the reply waits until the process runs again
+                heapq.heappush(self.queue, (paused, token, _DELIVER, name, token))
+                return
         del self.pending[name]
         what = entry[1]
-        now_a = self.now + self.skew[name]
-        if isinstance(what, REQUESTS):
+        kind = type(what)
+        if kind in REQUEST_TYPES:
+            now_a = self.now + self.skew[name]
             reply = self.executor.request(name, what, now_a)
-            if isinstance(what, WriteBatch | ForceWrite) and name in self.timeout_next:
+            if self.timeout_next and kind in _WRITE_TYPES and name in self.timeout_next:
                 self.timeout_next.discard(name)
                 self._fired("timeout_after_apply")
                 self._note_trace(name, "fault", "write applied, caller timed out")
                 reply = Failed(now_a, "timeout (the write was applied)", True, 1.0)
-            if isinstance(what, Collect | CleanUp):
+            if kind in _COLLECTS:
                 self.deleted_plans = True
-            self._after_request(name, what, reply)
+            if self.tracing:  # without a trace, _after_request has nothing to do
+                self._after_request(name, what, reply)
         else:
             reply = what  # a Failed made when an effect failed
-        if isinstance(reply, Published):
+        if type(reply) is Published:
             self._wake_enactors()
         self._feed(name, reply)
 
