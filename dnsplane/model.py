@@ -219,12 +219,31 @@ class Observed:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """Replace an endpoint's records and marker, if and only if its marker is ``expect``."""
+    """Replace an endpoint's records and marker, if and only if its marker is ``expect`` and, when
+    ``expect`` is None, its records are ``expect_records``.
+
+    The precondition is one of two shapes, both exact:
+
+    - ``expect`` is a marker: the marker is exactly that (the records are not looked at: every
+      write dnsplane makes moves the marker, so the marker alone fences dnsplane's writers);
+    - ``expect`` is None: there is no marker AND the records are exactly ``expect_records``
+      (default None: no records either). A first write therefore fails on records left
+      without their marker (a marker deleted by hand after a write), which a delayed first
+      write must not overwrite with an old plan (I2); the verifier's repair of such an endpoint
+      names the records it saw.
+    """
 
     key: EndpointKey
     expect: Marker | None
     records: RecordSet
     marker: Marker
+    expect_records: RecordSet | None = None
+
+    def holds_on(self, marker: Marker | None, records: RecordSet | None) -> bool:
+        """Whether the precondition holds on an endpoint that has ``marker`` and ``records``."""
+        if marker != self.expect:
+            return False
+        return marker is not None or records == self.expect_records
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ def decide(desired: Desired, observed: Observed) -> str:
 
     | what the provider holds                        | decision     |
     |------------------------------------------------|--------------|
-    | nothing (never written)                        | write        |
+    | nothing (never written)                        | write (expect no marker, no records) |
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
     | marker generation > desired.generation         | skip-newer   |

@@ -8,7 +8,8 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | state found                                   | repair                                        |
 |-----------------------------------------------|-----------------------------------------------|
 | empty answer, NXDOMAIN, no records            | write desired, expect the marker found        |
-| marker missing                                | write desired, expect "no marker"             |
+| marker missing                                | write desired, expect "no marker" and exactly |
+|                                               | the records found (``Write.expect_records``)  |
 | records edited by hand (digest differs)       | write desired, marker generation kept or up   |
 | answer has addresses outside the plan         | same                                          |
 | marker past the store's head (store behind,   | advance the store's head past it, so that the |
@@ -19,7 +20,8 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 
 Guarantees: a repair never lowers a marker (I2): it writes
 ``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
-found, so a newer enactor write in between wins and the repair is dropped.
+found (where there is none, on the records found), so a newer enactor write in between wins and
+the repair is dropped.
 It sets the last-known-good generation when every endpoint checked was right.
 """
 
@@ -184,7 +186,11 @@ class Verifier:
             # never lowers a marker, even one that was then deleted by hand.
             generation = max(found.generation if found else NO_GENERATION, self.head)
             marker = Marker(Generation(generation), desired.records.digest)
-            writes.append(Write(key, found, desired.records, marker))
+            # Conditional on the marker found and, where there is none, on the records found: records
+            # left without their marker are replaced only while they are still exactly those (a first
+            # write, expecting no records, fails on them: see ``Write``).
+            seen_records = seen.observed.records if found is None else None
+            writes.append(Write(key, found, desired.records, marker, seen_records))
             self.expected_before[key] = found.generation if found else None
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))

@@ -4,9 +4,11 @@ Guarantees:
 - an endpoint is one row (records and marker side by side), so its records and
   marker change in one statement and no reader sees one without the other;
 - every ``apply`` is one ``BEGIN IMMEDIATE`` transaction (``atomic_batches``):
-  the current markers are read and each write is made as a conditional
-  ``UPDATE … WHERE marker_gen IS ? AND marker_digest IS ?`` (or an ``INSERT``
-  where no row existed) under the database's write lock. The statements' row
+  the current rows are read, each write's precondition is checked on them (the
+  marker; for a write expecting no marker, also the records: ``Write``), and each
+  write is made as a conditional ``UPDATE … WHERE records IS ? AND marker_gen IS ?
+  AND marker_digest IS ?`` (or an ``INSERT`` where no row existed) under the
+  database's write lock. The statements' row
   counts are checked against the decisions; a mismatch rolls everything back;
 - a write whose records and marker already equal the current ones is not made
   (I6) and still comes back ``Applied``; writes of one batch apply in order;
@@ -126,8 +128,10 @@ class EmbeddedProvider(Provider):
                     and (text == new_text or decode(text) == w.records)
                 ):
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
-                elif (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest)) or (
-                    not has_marker and w.expect is not None
+                elif (
+                    (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest))
+                    or (not has_marker and w.expect is not None)
+                    or (not has_marker and not self._records_are(text, w.expect_records))
                 ):
                     results.append(Conflict(w.key, _marker(gen, digest)))
                 else:
@@ -140,23 +144,29 @@ class EmbeddedProvider(Provider):
         notify(self._listeners, written)
         return results
 
+    def _records_are(self, text: str | None, expected: RecordSet | None) -> bool:
+        """Whether the stored records column holds exactly ``expected`` (None: no records)."""
+        if text is None or expected is None:
+            return text is None and expected is None
+        return text == self._codec.encode(expected) or self._codec.decode(text) == expected
+
     @staticmethod
     def _write_unlocked(
         db: sqlite3.Connection, start: dict[tuple[str, str], Row], final: dict[EndpointKey, Row]
     ) -> None:
-        """Make each key's final row, conditional on the marker it had when the transaction began."""
+        """Make each key's final row, conditional on the records and marker it had when the transaction began."""
         updates, inserts = [], []
         for k, (text, gen, digest) in final.items():
             before = start.get(k)
             if before is None:
                 inserts.append((k.name, k.rtype, text, gen, digest))
             else:
-                updates.append((text, gen, digest, k.name, k.rtype, before[1], before[2]))
+                updates.append((text, gen, digest, k.name, k.rtype, before[0], before[1], before[2]))
         count = 0
         if updates:
             count += db.executemany(
                 "UPDATE endpoints SET records = ?, marker_gen = ?, marker_digest = ?"
-                " WHERE name = ? AND rtype = ? AND marker_gen IS ? AND marker_digest IS ?",
+                " WHERE name = ? AND rtype = ? AND records IS ? AND marker_gen IS ? AND marker_digest IS ?",
                 updates,
             ).rowcount
         if inserts:

@@ -2,8 +2,9 @@
 
 Guarantees (the same as ``EmbeddedProvider``; tests/providers/test_conformance.py
 runs both side by side):
-- every ``Write`` is checked against the endpoint's current marker, under one
-  lock, and an endpoint's records and marker change together;
+- every ``Write`` is checked against the endpoint's current marker (and, for a write
+  expecting no marker, its current records: ``Write.holds_on``), under one lock, and an
+  endpoint's records and marker change together;
 - all writes of one ``apply`` happen under that lock: no reader sees half a batch;
 - a write whose records and marker already equal the current ones is not
   made (I6) and still comes back ``Applied`` (the endpoint holds what was asked);
@@ -67,7 +68,7 @@ class MemoryProvider(Provider):
                 current = self._markers.get(w.key)
                 if current == w.marker and self._records.get(w.key) == w.records:
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
-                elif current != w.expect:
+                elif not w.holds_on(current, self._records.get(w.key)):
                     results.append(Conflict(w.key, current))
                 else:
                     self._records[w.key] = w.records

@@ -177,3 +177,36 @@ def test_a_marker_lowered_by_hand_is_left_to_the_verifier_and_holds_the_collecto
     h.run(late)
     assert late.held == {}
     assert h.store.applied()["late"] == h.store.head()
+
+
+def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand() -> None:
+    """Chaos seeds 1412 and 5315: an enactor's first write (nothing there when it read) is delayed;
+    meanwhile a newer plan is written and a human deletes the marker. "No marker" holds again, but a
+    first write also expects no records, so the old write fails; the verifier repairs the endpoint."""
+    from dnsplane.protocol.verifier import Verifier
+
+    h, p = setup(1)
+    slow = Enactor("slow", ZONE)
+    reply = h.step(slow, Tick(h.now))
+    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
+        reply = h.executor.run(slow.name, cmds, h.now)
+    (first,) = cmds[-1].writes
+    assert first.expect is None and first.expect_records is None
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    h.run(Enactor("fast", ZONE))
+    key = first.key
+    newer = h.provider.read([key])[key]
+    assert newer.marker is not None and newer.marker.generation == 2
+    h.checking = False
+    h.provider.hand_edit(key, newer.records, None)  # the marker deleted by hand
+    h.checking = True
+    done = h.executor.run(slow.name, cmds, h.now)
+    assert done.results == [Conflict(key, None)]
+    assert h.provider.read([key])[key] == Observed(newer.records, None)  # generation 2's content stays
+    h.run(slow, done)
+    assert h.provider.read([key])[key] == Observed(newer.records, None)  # left to the verifier
+    v = Verifier("v", zone=ZONE)
+    h.run(v)
+    assert h.provider.read([key])[key] == Observed(newer.records, Marker(Generation(2), newer.records.digest))
+    assert v.stats["repairs"] == 1

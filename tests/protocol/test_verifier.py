@@ -123,3 +123,30 @@ def test_any_sequence_of_corruptions_and_health_changes_is_repaired(states: list
     assert seen.records == want.records
     assert seen.marker is not None and seen.marker.digest == want.records.digest
     assert seen.marker.generation >= want.generation
+
+
+def test_repair_of_records_without_a_marker_expects_exactly_the_records_it_saw() -> None:
+    """A write expecting no marker also expects its records (none, for a first write), so the repair
+    of records left without a marker names the records it saw; if they change before it lands, it
+    fails and the next round looks again."""
+    from dnsplane.model import Conflict, Observed
+    from dnsplane.protocol.messages import WriteBatch
+
+    h, _, _ = converged()
+    corrupt(h, "edited-and-marker-deleted")
+    v = Verifier("verifier", zone=ZONE)
+    reply = h.step(v, Tick(h.now))
+    while not isinstance((cmds := v.handle(reply))[-1], WriteBatch):
+        reply = h.executor.run(v.name, cmds, h.now)
+    (repair,) = cmds[-1].writes
+    assert repair.expect is None and repair.expect_records == HAND
+    other = RecordSet.of(30, [Member("rogue", ("203.0.113.98",), 1)])
+    h.provider.hand_edit(API, other, None)  # changed again before the repair lands
+    done = h.executor.run(v.name, cmds, h.now)
+    assert done.results == [Conflict(API, None)]
+    assert h.provider.read([API])[API] == Observed(other, None)
+    h.run(v, done)
+    h.run(v)
+    h.checking = True
+    want = h.store.desired([API], h.store.head())[API]
+    assert h.provider.read([API])[API].records == want.records

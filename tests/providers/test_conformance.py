@@ -1,7 +1,7 @@
 """Every Provider keeps the contract of dnsplane/providers/base.py; the memory fake and embedded agree.
 
 One suite runs on ``MemoryProvider`` and ``EmbeddedProvider``; a Hypothesis
-property applies the same random batches (random expects, hand edits) to both
+property applies the same random batches (random expects, of markers and of records, hand edits) to both
 and compares every result; readers in another thread and another process never
 see the records of one generation with the marker of another.
 """
@@ -82,6 +82,42 @@ def test_expect_none_is_refused_when_a_marker_exists(provider: Provider) -> None
     assert provider.apply([first_write(A, TWO, 2)]) == [Conflict(A, marker(1, ONE))]
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
     assert provider.writes == 1
+
+
+def test_a_first_write_fails_when_records_exist_without_a_marker(provider: Provider) -> None:
+    # chaos seeds 1412 and 5315: a first write delayed in flight while another writer wrote and a
+    # human then deleted the marker; "no marker" holds again, "no records" does not
+    provider.apply([first_write(A, ONE)])
+    provider.hand_edit(A, ONE, None)  # type: ignore[attr-defined]  # the marker deleted by hand
+    assert provider.apply([first_write(A, TWO)]) == [Conflict(A, None)]
+    assert provider.read([A])[A] == Observed(ONE, None)
+    # records never written by dnsplane, no marker at all: the same
+    provider.hand_edit(B, THREE, None)  # type: ignore[attr-defined]
+    assert provider.apply([first_write(B, TWO)]) == [Conflict(B, None)]
+    assert provider.read([B])[B] == Observed(THREE, None)
+    assert provider.writes == 1
+
+
+def test_repair_of_records_without_a_marker_expects_exactly_the_records_found(provider: Provider) -> None:
+    provider.apply([first_write(A, ONE), first_write(B, ONE)])
+    provider.hand_edit(A, ONE, None)  # type: ignore[attr-defined]
+    provider.hand_edit(B, ONE, None)  # type: ignore[attr-defined]
+    found = provider.read([A])[A].records
+    assert found is not None
+    # the verifier's repair names the records it saw; the marker never goes below what it was
+    assert provider.apply([Write(A, None, TWO, marker(2, TWO), found)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
+    # records that changed since they were seen: the repair fails and changes nothing
+    provider.hand_edit(B, THREE, None)  # type: ignore[attr-defined]
+    assert provider.apply([Write(B, None, TWO, marker(2, TWO), found)]) == [Conflict(B, None)]
+    assert provider.read([B])[B] == Observed(THREE, None)
+    # records expected where there are none, or where a marker is back: refused as well
+    provider.hand_edit(B, None, None)  # type: ignore[attr-defined]
+    assert provider.apply([Write(B, None, TWO, marker(2, TWO), THREE)]) == [Conflict(B, None)]
+    provider.apply([first_write(B, ONE, 3)])
+    assert provider.apply([Write(B, None, TWO, marker(4, TWO), ONE)]) == [Conflict(B, marker(3, ONE))]
+    assert provider.read([B])[B] == Observed(ONE, marker(3, ONE))
+    assert provider.writes == 4
 
 
 def test_conditional_write_needs_the_exact_marker(provider: Provider) -> None:
@@ -170,8 +206,9 @@ def test_hand_edit_bypasses_every_check(provider: Provider) -> None:
     provider.hand_edit(B, TWO, None)  # type: ignore[attr-defined]
     assert provider.read_all() == {A: Observed(None, marker(7, ONE)), B: Observed(TWO, None)}
     assert provider.writes == 0  # hand edits are not dnsplane's writes
-    # a hand-edited endpoint is repaired with the same compare-and-swap
-    assert provider.apply([first_write(B, ONE, 8)]) == [Applied(B)]
+    # a hand-edited endpoint is repaired with the same compare-and-swap: with no marker, on the records found
+    assert provider.apply([first_write(B, ONE, 8)]) == [Conflict(B, None)]
+    assert provider.apply([Write(B, None, ONE, marker(8, ONE), TWO)]) == [Applied(B)]
     assert provider.apply([Write(A, marker(7, ONE), ONE, marker(8, ONE))]) == [Applied(A)]
     provider.hand_edit(A, None, None)  # type: ignore[attr-defined]
     assert provider.read([A])[A] == Observed(None, None)
@@ -298,7 +335,9 @@ def a_write(draw: st.DrawFn) -> Write:
     k = draw(st.sampled_from(KEYS))
     records = draw(st.sampled_from(RECORDS[k.rtype]))
     new = draw(st.one_of(st.builds(marker, st.integers(min_value=1, max_value=3), st.just(records)), markers_st))
-    return Write(k, draw(st.none() | markers_st), records, new)
+    expect = draw(st.none() | markers_st)
+    seen = draw(st.none() | st.sampled_from(RECORDS[k.rtype])) if expect is None else None
+    return Write(k, expect, records, new, seen)
 
 
 hand_edit_st = st.tuples(st.sampled_from(KEYS), st.none() | st.sampled_from([ONE, TWO, SIX]), st.none() | markers_st)

@@ -20,7 +20,7 @@ import pytest
 
 import dnsplane.providers.rfc2136.tsig as rfc2136_tsig
 from dnsplane.errors import InvalidConfig, Permanent, ProviderUnavailable
-from dnsplane.model import Desired, Generation, Observed, Write
+from dnsplane.model import Desired, Generation, Observed, Write, marker_name
 from dnsplane.protocol.enactor import decide
 from dnsplane.providers.base import Applied, Conflict
 from dnsplane.providers.rfc2136 import Rfc2136Provider, parse_key_file
@@ -125,6 +125,51 @@ def test_a_stale_writer_is_refused_by_the_server_itself(server: NamedServer, pro
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
     # with the marker it now knows, its write goes through
     assert stale.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
+
+
+def test_a_stale_first_write_is_refused_by_the_server_when_records_lost_their_marker(
+    server: NamedServer, provider: Rfc2136Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # chaos seeds 1412 and 5315, at the server: the stale writer's view is "never written"; meanwhile
+    # another writer writes and a human deletes only the marker TXT, so "no marker" holds again
+    stale = another(server)
+    stale.fresh_for = 60.0  # its view stays the one it read, as an enactor's read does while it waits
+    assert stale.read([A])[A] == Observed(None, None)
+    assert provider.apply([first(A, ONE)]) == [Applied(A)]
+    gone = server.update()
+    gone.delete(marker_name(A), "TXT")
+    server.send(gone)
+    caplog.set_level(logging.INFO, logger="dnsplane.providers.rfc2136")
+    # "RRset does not exist" on the A records is refused by BIND itself; the re-read shows why
+    assert stale.apply([first(A, TWO, 2)]) == [Conflict(A, None)]
+    assert any("prerequisite failed" in r.message for r in caplog.records)
+    assert stale.writes == 0
+    served = rs(member("192.0.2.1", "192.0.2.1"), member("192.0.2.2", "192.0.2.2"))  # BIND keeps no weights
+    assert provider.read([A])[A] == Observed(served, None)
+
+
+def test_a_repair_of_records_without_a_marker_is_fenced_on_the_addresses_seen(
+    server: NamedServer, provider: Rfc2136Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider.apply([first(A, ONE)])
+    gone = server.update()
+    gone.delete(marker_name(A), "TXT")
+    server.send(gone)
+    repairer = another(server)
+    repairer.fresh_for = 60.0
+    seen = repairer.read([A])[A]
+    assert seen.marker is None and seen.records is not None
+    edit = server.update()  # the addresses change after the repairer read them
+    edit.replace(A.name, 30, "A", "198.51.100.7")
+    server.send(edit)
+    caplog.set_level(logging.INFO, logger="dnsplane.providers.rfc2136")
+    # the value-dependent "RRset exists" on the addresses seen is refused by BIND
+    assert repairer.apply([Write(A, None, TWO, marker(2, TWO), seen.records)]) == [Conflict(A, None)]
+    assert any("prerequisite failed" in r.message for r in caplog.records)
+    now = repairer.read([A])[A]
+    assert now == Observed(rs(member("198.51.100.7", "198.51.100.7")), None)
+    assert repairer.apply([Write(A, None, TWO, marker(2, TWO), now.records)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
 
 

@@ -2,7 +2,8 @@
 
 ``wire.UpdateBuilder``/``encode_write`` and ``tsig.Signer`` build and verify bytes by hand for
 speed. On generated writes (endpoints, addresses, TTLs, markers, prerequisites from an absent or
-a present marker, batches of one to many endpoints, every HMAC algorithm):
+a present marker and, with no marker, from absent or present records, batches of one to many
+endpoints, every HMAC algorithm):
 
 1. the hand-built, hand-signed UPDATE parses with ``dns.message.from_wire(keyring=...)`` — which
    verifies the TSIG with dnspython's own code — into the same zone, prerequisite and update
@@ -38,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsplane.model import EndpointKey, RecordSet, Write, marker_name
-from dnsplane.providers.rfc2136.marker import RawState, norm, pseudo, txt_rdata, txt_strings
+from dnsplane.providers.rfc2136.marker import RawState, norm, pseudo, raw_state, txt_rdata, txt_strings
 from dnsplane.providers.rfc2136.tsig import Signer
 from dnsplane.providers.rfc2136.wire import UpdateBuilder, encode_write, parse_response, query_body
 from tests.fakes import ZONE, marker, member
@@ -80,7 +81,8 @@ def record_sets(draw: st.DrawFn, rtype: str) -> RecordSet:
 
 @st.composite
 def write_and_state(draw: st.DrawFn, name: str) -> tuple[Write, RawState]:
-    """A write and the state it is fenced on: no marker yet (expect None) or the marker expected."""
+    """A write and the state it is fenced on: no marker (expect None: also the records, none or some
+    made by hand) or the marker expected (two TXT records by hand read as no marker: the records too)."""
     rtype = draw(st.sampled_from(["A", "AAAA"]))
     k = EndpointKey(name, rtype)
     new = draw(record_sets(rtype))
@@ -88,20 +90,14 @@ def write_and_state(draw: st.DrawFn, name: str) -> tuple[Write, RawState]:
     if draw(st.booleans()):  # first write: "RRset does not exist" on the marker TXT
         served = draw(st.sampled_from([None, new])) if draw(st.booleans()) else None  # records made by hand?
         addrs = frozenset(norm(a) for a in served.addresses()) if served else frozenset()
-        return Write(k, None, new, write_marker), RawState(None, addrs, served.ttl if served else 0, _observed())
+        return Write(k, None, new, write_marker, served), raw_state(None, addrs, served.ttl if served else 0)
     old = draw(st.sampled_from([new]) | record_sets(rtype))
     expect = draw(st.sampled_from([write_marker, marker(draw(st.integers(1, 2**40)), old)]))
     txt: tuple[bytes, ...] = (txt_rdata(txt_strings(expect, old)),)
     if draw(st.integers(0, 9)) == 0:  # a second TXT added by hand: the prerequisite names both
         txt = tuple(sorted({*txt, txt_rdata([b"hand", b"made"])}))
     addrs = frozenset(norm(a) for a in old.addresses())
-    return Write(k, expect, new, write_marker), RawState(txt, addrs, old.ttl, _observed())
-
-
-def _observed():  # type: ignore[no-untyped-def]  # the builder never looks at it
-    from dnsplane.model import Observed
-
-    return Observed(None, None)
+    return Write(k, expect, new, write_marker), raw_state(txt, addrs, old.ttl)
 
 
 @st.composite
@@ -123,6 +119,13 @@ def reference_update(items: list[tuple[Write, RawState]]) -> dns.update.UpdateMe
         else:
             rdatas = [dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.TXT, r, 0, len(r)) for r in state.txt]
             u.present(mname, dns.rdataset.from_rdata_list(0, rdatas))
+        if state.observed.marker is None:  # no marker: the records seen are a prerequisite too
+            rtype = dns.rdatatype.from_text(w.key.rtype)
+            if not state.addresses:
+                u.absent(w.key.name, w.key.rtype)
+            else:
+                seen = [dns.rdata.from_text(dns.rdataclass.IN, rtype, a) for a in state.addresses]
+                u.present(w.key.name, dns.rdataset.from_rdata_list(0, seen))
         new_addresses = {norm(a) for a in w.records.addresses()}
         if new_addresses != state.addresses or w.records.ttl != state.ttl:
             u.delete(w.key.name, w.key.rtype)
@@ -184,17 +187,23 @@ def test_large_batches_past_the_compression_limit_agree(algorithm: str) -> None:
     """Past 16 KiB of prerequisites, owner names can no longer point into them: written in full."""
     key = dns.tsig.Key("dnsplane.", base64.b64encode(b"s" * 32).decode(), algorithm)
     items = []
-    for i in range(150):
+    for i in range(180):
         rs_ = RecordSet.of(300, [member(f"t{j}", f"10.{j}.{i // 250}.{i % 250}", weight=j + 2) for j in range(2)])
         old = RecordSet.of(60, [member("old", f"192.0.2.{i % 250}")])
-        items.append((Write(EndpointKey(f"host-{i}.pool.{ZONE}", "A"), marker(1, old), rs_, marker(2, rs_)),
-                      RawState((txt_rdata(txt_strings(marker(1, old), old)),), frozenset({f"192.0.2.{i % 250}"}),
-                               60, _observed())))
+        k = EndpointKey(f"host-{i}.pool.{ZONE}", "A")
+        if i % 3 == 0:  # records left without a marker, repaired: a prerequisite on them too
+            served = pseudo({f"192.0.2.{i % 250}", f"198.51.100.{i % 250}"}, 60)
+            items.append((Write(k, None, rs_, marker(2, rs_), served),
+                          raw_state(None, frozenset(served.addresses()), 60)))
+            continue
+        items.append((Write(k, marker(1, old), rs_, marker(2, rs_)),
+                      raw_state((txt_rdata(txt_strings(marker(1, old), old)),), frozenset({f"192.0.2.{i % 250}"}),
+                               60)))
     wire, _ = hand_built(items, Signer(key), 7)
     b = UpdateBuilder(dns.name.from_text(ZONE).to_wire())
     for w, state in items:
         encode_write(w, state, ZONE, b)
-    assert len(b.prereq) > 0x3FFF + 4_000  # the last endpoints' owners cannot point into the prerequisites
+    assert len(b.prereq) > 0x3FFF + 3_000  # the last endpoints' owners cannot point into the prerequisites
     assert len(wire) < 65_535  # one message, as the provider sends it
     assert_same_update(wire, key, items)
 

@@ -200,6 +200,53 @@ def test_a_stale_writers_batch_is_refused_by_route53(r53: Route53Provider, minis
     assert r53.writes == 1 and other.writes == 1
 
 
+def test_a_first_writes_create_is_refused_by_route53_when_member_sets_appeared(
+    r53: Route53Provider, ministack: Ministack  # noqa: F811
+) -> None:
+    # chaos seeds 1412 and 5315: between this writer's read ("never written") and its batch, another
+    # writer writes and a human deletes the marker; the CREATE of an existing member set is refused
+    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+
+    def meanwhile() -> None:
+        other.apply([first_write(A, ONE)])
+        other.hand_edit(A, ONE, None)
+
+    refused = interleave(r53, meanwhile)
+    assert r53.apply([first_write(A, TWO, 2)]) == [Conflict(A, None)]
+    assert refused == ["InvalidChangeBatch"]
+    assert r53.read([A])[A] == Observed(ONE, None)
+    assert r53.writes == 0
+
+
+def test_limit_a_member_set_of_another_id_added_within_one_apply_survives_a_first_write(
+    r53: Route53Provider, ministack: Ministack  # noqa: F811
+) -> None:
+    # the documented limit: Route 53 cannot say "no record set at this name"; a set added inside the
+    # milliseconds between the provider's read and its batch, under another set id, stays beside the
+    # write, and the endpoint reads back as records that are not the marker's (repaired later)
+    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    interleave(r53, lambda: other.hand_edit(A, ONE, None))
+    assert r53.apply([first_write(A, THREE)]) == [Applied(A)]
+    seen = r53.read([A])[A]
+    assert seen.marker == marker(1, THREE) and seen.records is not None and seen.records.digest != THREE.digest
+
+
+def test_a_repair_of_records_without_a_marker_deletes_exactly_what_it_saw(
+    r53: Route53Provider, ministack: Ministack  # noqa: F811
+) -> None:
+    r53.apply([first_write(A, ONE)])
+    r53.hand_edit(A, ONE, None)
+    seen = r53.read([A])[A]
+    assert seen == Observed(ONE, None)
+    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    refused = interleave(r53, lambda: other.hand_edit(A, THREE, None))
+    assert r53.apply([Write(A, None, TWO, marker(2, TWO), seen.records)]) == [Conflict(A, None)]
+    assert refused == ["InvalidChangeBatch"]  # the exact DELETE of what it saw no longer matched
+    assert r53.read([A])[A] == Observed(THREE, None)
+    assert r53.apply([Write(A, None, TWO, marker(2, TWO), THREE)]) == [Applied(A)]
+    assert r53.read([A])[A] == Observed(TWO, marker(2, TWO))
+
+
 def test_a_refused_batch_is_resent_without_the_endpoint_that_moved(
     r53: Route53Provider, ministack: Ministack  # noqa: F811
 ) -> None:

@@ -19,6 +19,12 @@ Guarantees:
   (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3 "RRset does not exist" when
   there was none) and replaces the records and the marker in the same UPDATE message, which the
   server applies all or nothing: a stale writer's change fails as a whole (NXRRSET/YXRRSET);
+- a write to an endpoint without a marker (``expect=None``) is also conditional on its A/AAAA
+  RRset as last seen, which must be what the write expects (``Write.expect_records``): "RRset
+  does not exist" for a first write, exactly the addresses seen for the verifier's repair of
+  records left without a marker. BIND keeps no weights, so these records are their addresses
+  (and the record-set JSON a marker-less TXT may carry, fenced by the TXT prerequisite); the
+  prerequisite does not compare TTLs (it carries TTL 0; servers compare rdata only);
 - many endpoints go in one UPDATE (a prerequisite each); when a message is refused for a
   prerequisite, its endpoints are re-read, the ones whose marker moved come back ``Conflict``
   (or ``Applied(written=False)`` when they already hold the write), and the rest are sent again,
@@ -192,7 +198,7 @@ class Rfc2136Provider(Provider):
             w = writes[i]
             if marker == w.marker and records == w.records:
                 results[i] = Applied(w.key, written=False)  # I6: already there, nothing to send
-            elif marker != w.expect:
+            elif not w.holds_on(marker, records):
                 results[i] = Conflict(w.key, marker)
             else:
                 results[i] = Applied(w.key)

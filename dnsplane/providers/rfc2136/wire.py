@@ -9,8 +9,10 @@ update sections that ``dns.update.UpdateMessage`` builds for the same writes.
 Promises:
 - ``encode_write`` adds one endpoint's write to an UPDATE: a prerequisite on the whole marker
   TXT RRset last seen (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3
-  "RRset does not exist" when there was none), then replaces the records (only if they differ)
-  and the marker TXT (only if it differs), so the server applies it all or nothing;
+  "RRset does not exist" when there was none); when the endpoint had no marker, a second one on
+  its A/AAAA RRset as last seen (§2.4.3 when there were no addresses, else §2.4.2 on exactly
+  those addresses; RFC 2136 compares rdata, not TTL); then replaces the records (only if they
+  differ) and the marker TXT (only if it differs), so the server applies it all or nothing;
 - owner names are compressed against the zone name and the marker name of the same endpoint;
 - ``parse_response`` reads the answers of a one-question response and locates its TSIG RR.
 
@@ -82,9 +84,11 @@ class UpdateBuilder:
     def add(
         self, rel: str, rtype: int, old_txt: tuple[bytes, ...] | None, new_txt: bytes | None,
         records: tuple[int, list[bytes]] | None, *, check: bool = True, drop_txt: bool = False,
+        old_records: list[bytes] | None = None,
     ) -> None:
-        """Prerequisite on the marker TXT (unless not ``check``), then replace the records (unless None)
-        and the marker TXT (unless ``new_txt`` is None; ``drop_txt`` deletes it)."""
+        """Prerequisite on the marker TXT (unless not ``check``) and, when ``old_records`` is given, on the
+        endpoint's address RRset (``[]``: it does not exist; else exactly those rdatas); then replace the
+        records (unless None) and the marker TXT (unless ``new_txt`` is None; ``drop_txt`` deletes it)."""
         label = b"\x0b_dnsplane-a" if rtype == 1 else b"\x0e_dnsplane-aaaa"
         rel_wire = labels(rel)
         offset = 12 + len(self.zone_section) + len(self.prereq)
@@ -104,6 +108,14 @@ class UpdateBuilder:
             for rdata in old_txt:
                 self.prereq += full_marker + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
             self.n_prereq += len(old_txt)
+        if check and old_records is not None:
+            if not old_records:  # §2.4.3: RRset does not exist
+                self.prereq += name_owner + _RR.pack(rtype, NONE, 0, 0)
+                self.n_prereq += 1
+            else:  # §2.4.2: RRset exists (value dependent): exactly these addresses, TTL 0
+                for rdata in old_records:
+                    self.prereq += name_owner + _RR.pack(rtype, IN, 0, len(rdata)) + rdata
+                self.n_prereq += len(old_records)
         if records is not None:
             ttl, rdatas = records
             self.updates += name_owner + _RR.pack(rtype, ANY, 0, 0)
@@ -135,7 +147,13 @@ def encode_write(w: Write, state: RawState, zone: str, builder: UpdateBuilder) -
     if new_addresses != state.addresses or w.records.ttl != state.ttl:
         records = (w.records.ttl, [address_rdata(rtype, a) for a in sorted(new_addresses)])
     new_txt = txt_rdata(txt_strings(w.marker, w.records))
-    builder.add(relative(w.key.name, zone), rtype, state.txt, None if (new_txt,) == state.txt else new_txt, records)
+    # No marker: the write expected none, and the records it expected (none, or those a repair saw) are
+    # fenced too, so that a delayed first write fails on records whose marker was deleted meanwhile.
+    old_records = None
+    if state.observed.marker is None:
+        old_records = [address_rdata(rtype, a) for a in sorted(state.addresses)]
+    builder.add(relative(w.key.name, zone), rtype, state.txt, None if (new_txt,) == state.txt else new_txt, records,
+                old_records=old_records)
     return RawState((new_txt,), new_addresses, w.records.ttl, Observed(w.records, w.marker))
 
 

@@ -19,14 +19,20 @@ Guarantees:
 - compare-and-swap at Route 53 itself: an endpoint's write is one group of changes
   inside one change batch — DELETE of every record set found at the endpoint's name
   and type and of the marker TXT, exactly as listed (values, TTL, weight), then
-  CREATE of the new members and marker. A first write (``expect=None``) CREATEs the
-  marker, which Route 53 refuses if one exists. Route 53 applies a batch all or
+  CREATE of the new members and marker. A write to an endpoint without a marker
+  (``expect=None``) CREATEs the marker, which Route 53 refuses if one exists, and
+  DELETEs exactly the member record sets it expects (``Write.expect_records``: none
+  for a first write, those it saw for the verifier's repair of records left without
+  a marker) before CREATEing its own, which Route 53 refuses where a record set of
+  the same name, type and set identifier exists. Route 53 applies a batch all or
   nothing and refuses a DELETE that does not match exactly, so a writer whose read
   went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used;
-- the precondition (the marker at Route 53 is ``expect``) is also checked against
-  the state read just before sending: a write that already fails it is answered
-  ``Conflict`` without any call; a write whose records and marker are already there
-  is answered ``Applied(written=False)`` without any call (I6);
+- the precondition (the marker at Route 53 is ``expect``; with no marker, the records
+  are ``expect_records``) is checked against the state read just before sending: a
+  write that already fails it is answered ``Conflict`` without any call (so a delayed
+  first write finds the records a marker deleted by hand left behind, and fails); a
+  write whose records and marker are already there is answered
+  ``Applied(written=False)`` without any call (I6);
 - several endpoints share a change batch (≤ 1,000 ResourceRecord elements and
   ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
   split across batches. When a batch is refused, its endpoints are re-read: those
@@ -45,8 +51,10 @@ Guarantees:
 
 Limits:
 - Route 53 has no "name and type has no other record set" precondition: a record set
-  added by hand at a managed name *while* a write is in flight survives that write
-  (it is found and repaired by the next read);
+  added by hand at a managed name between this provider's read and its change batch
+  (milliseconds, inside one ``apply``) survives that write when its set identifier
+  differs from every member written (it is found and repaired by the next read); a
+  first write's "no records" is therefore exact up to that window, not beyond it;
 - a record set rebuilt from a hand edit has the weights as Route 53 holds them
   (scaled) and TTL 0 when the members' TTLs disagree;
 - ``read_all`` reports every A/AAAA name of the zone, managed or not (unmanaged ones
@@ -116,7 +124,7 @@ class _Group:
         for idx, w in self.writes:
             if current.marker == w.marker and current.records == w.records:
                 self.results.append((idx, Applied(w.key, written=False)))
-            elif current.marker != w.expect:
+            elif not w.holds_on(current.marker, current.records):
                 self.results.append((idx, Conflict(w.key, current.marker)))
             else:
                 current = Observed(w.records, w.marker)
