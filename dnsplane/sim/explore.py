@@ -97,15 +97,21 @@ from typing import Any
 from dnsplane.model import EndpointKey, Generation, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.legacy import CleanUp, LegacyEnactor
+from dnsplane.protocol.legacy import CleanUp, ForceWrite, LegacyEnactor
 from dnsplane.protocol.messages import (
+    AdvanceHead,
+    Begin,
     Collect,
+    Finish,
     HealthObserved,
+    LoadChanges,
     LoadDesired,
+    Publish,
     ReadHead,
     ReadWatermark,
     SetLastKnownGood,
     Tick,
+    WriteBatch,
 )
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
@@ -213,7 +219,9 @@ class World:
         if config.protocol == "safe":
             self.actors["collector"] = Collector()
             self.actors["verifier"] = Verifier("verifier")
-        self.fps: dict[str, tuple[Any, ...]] = {}  # each actor's part of the fingerprint, until it changes
+        self.table: dict[Any, int] = {}  # parts of fingerprints -> small numbers; shared by every state of a search
+        self.ids: dict[str, int] = {}  # each part's number in ``table``, until the part changes
+        self._own: set[str] = {"store", "provider", "monitor"}  # parts this state may change in place
         self.enactors = frozenset(n for n in self.actors if n.startswith("enactor"))
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done
@@ -225,57 +233,98 @@ class World:
     # -- copying and hashing --------------------------------------------------------------------
 
     def clone(self) -> World:
+        """A successor to apply one move to. Copy on write: the actors, the store, the provider and
+        the monitor are shared with this state until a move changes them (``_own_*``)."""
         new = copy.copy(self)
-        new.actors = dict(self.actors)  # copy on write: apply() copies the one actor a move changes
-        new.fps = dict(self.fps)
+        new.actors = dict(self.actors)  # apply() copies the one actor a move changes
+        new.ids = dict(self.ids)
         new.pending = dict(self.pending)
-        new.store = _clone_with_lock(self.store)
-        new.provider = _clone_with_lock(self.provider)
-        new.monitor = copy.copy(self.monitor)
-        mon = new.monitor
-        mon.content = {k: list(v) for k, v in self.monitor.content.items()}
-        mon.highest_marker = dict(mon.highest_marker)
-        mon.highest_served = dict(mon.highest_served)
-        mon.published = set(mon.published)
-        mon.exempt_until = dict(mon.exempt_until)
-        mon.violations = []
-        mon.seen = set()
+        new._own = set()
+        if self.monitor.violations:  # a state's violations are its own
+            new._own_monitor()
         return new
 
-    def fingerprint(self) -> tuple[Any, ...]:
+    def _own_store(self) -> MemoryStore:
+        if "store" not in self._own:
+            self.store = _clone_with_lock(self.store)
+            self._own.add("store")
+        self.ids.pop("store", None)
+        return self.store
+
+    def _own_provider(self) -> MemoryProvider:
+        if "provider" not in self._own:
+            self.provider = _clone_with_lock(self.provider)
+            self._own.add("provider")
+        self.ids.pop("provider", None)
+        return self.provider
+
+    def _own_monitor(self) -> Monitor:
+        if "monitor" not in self._own:
+            old = self.monitor
+            mon = self.monitor = copy.copy(old)
+            mon.content = {k: list(v) for k, v in old.content.items()}
+            mon.highest_marker = dict(old.highest_marker)
+            mon.highest_served = dict(old.highest_served)
+            mon.published = set(old.published)
+            mon.exempt_until = dict(old.exempt_until)
+            mon.violations = []
+            mon.seen = set()
+            self._own.add("monitor")
+        self.ids.pop("monitor", None)
+        return self.monitor
+
+    def fingerprint(self) -> tuple[int, ...]:
         """The state's identity: what can influence a later transition or check, nothing else.
+
+        Each part (an actor with its pending request, the store, the provider, the monitor's
+        history) is interned to a small number once, when it changes (``ids``), so a fingerprint
+        is a short tuple of numbers: cheap to hash and to keep for millions of states.
 
         Symmetry: the enactors run the same code and nothing tells them apart but their names, so
         each enactor contributes (its state, its pending request, its in-flight and applied rows in
         the store) and these are sorted: two states that differ only by swapping the enactors have
         one fingerprint.
         """
+        ids = self.ids
         store = self.store
-        rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k]))
-                     for k in sorted(store._gens))
-        observed = tuple(sorted((k, o.records.digest if o.records else None, o.marker)
-                                for k, o in self.provider.read_all().items()))
+        sid = ids.get("store")
+        if sid is None:
+            rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k]))
+                         for k in sorted(store._gens))
+            plans = tuple(store._plans) if self.config.protocol == "legacy" else ()  # only legacy reads them
+            sid = ids["store"] = self._intern((int(store.head()), plans, rows, store._lkg))
+        pid = ids.get("provider")
+        if pid is None:
+            pid = ids["provider"] = self._intern(tuple(sorted(
+                (k, o.records.digest if o.records else None, o.marker) for k, o in self.provider.read_all().items())))
+        mid = ids.get("monitor")
+        if mid is None:
+            mon = self.monitor
+            mid = ids["monitor"] = self._intern((tuple(sorted(mon.highest_served.items())),
+                                            tuple(sorted(mon.exempt_until))))
         inflight, applied, pending = store._inflight, store._applied, self.pending
-        others = []
+        out = [sid, pid, mid, self.env, self.faults, self.lkg]
         enactors = []
-        fps = self.fps
         for name, actor in self.actors.items():
-            fp = fps.get(name)
-            if fp is None:
+            aid = ids.get(name)
+            if aid is None:
                 p = pending.get(name)
-                fp = fps[name] = (_actor_fp(actor, p), None if p is None else _canon(p))
+                aid = ids[name] = self._intern((_actor_fp(actor, p), None if p is None else _canon(p)))
             if name in self.enactors:
                 f = inflight.get(name)
-                enactors.append((*fp, None if f is None else f[0], applied.get(name)))
+                enactors.append(self._intern((aid, None if f is None else f[0], applied.get(name))))
             else:
-                others.append(fp)
-        enactors.sort(key=hash)
-        return (
-            tuple(others), tuple(enactors),
-            int(store.head()), tuple(store._plans), rows, store._lkg,
-            observed, self.env, self.faults, self.lkg,
-            tuple(sorted(self.monitor.highest_served.items())), tuple(sorted(self.monitor.exempt_until)),
-        )
+                out.append(aid)
+        enactors.sort()
+        out.extend(enactors)
+        return tuple(out)
+
+    def _intern(self, part: Any) -> int:
+        table = self.table
+        n = table.get(part)
+        if n is None:
+            n = table[part] = len(table)
+        return n
 
     # -- transitions ------------------------------------------------------------------------------
 
@@ -304,12 +353,23 @@ class World:
             for name, actor in self.actors.items():
                 if name != "planner" and name not in self.pending and not actor.busy:
                     return [(f"{name} ticks", ("tick", name), True)]
+            for name, what in self.pending.items():
+                if type(what) is LoadChanges and self._stable_read(name, what):
+                    return [(f"{name} receives the reply to LoadChanges", ("deliver", name), True)]
             planner = self.actors["planner"]
             if (self.env < len(self.script) and "planner" not in self.pending and not planner.busy
                     and planner.synced and not planner.dirty):
                 tid, ok = self.script[self.env]
                 return [(f"health: {tid} {'up' if ok else 'down'}", ("health",), True)]
         return [(label, move, False) for label, move in self.moves()]
+
+    def _stable_read(self, name: str, what: LoadChanges) -> bool:
+        """Whether no other move can change what ``what`` returns (reduction 5 in the docstring):
+        the plans it reads are at or below the head, and the enactor's own in-flight row, which
+        only it removes, holds the collector's watermark at or below ``upto``."""
+        row = self.store._inflight.get(name)
+        return (type(self.actors[name]) is Enactor and row is not None and row[0] >= what.upto
+                and what.upto <= self.store.head())
 
     def settle(self) -> list[str]:
         """Apply forced moves (``reduced_moves``) until none is left; their labels, in order.
@@ -329,42 +389,62 @@ class World:
             done.append(label)
 
     def apply(self, move: tuple[Any, ...]) -> None:
-        executor = SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish, journal=False)
-        deleted = False
+        """One move. The parts it writes are copied first (``_own_*``); the invariants are checked
+        again only when the provider changed or plans were deleted: with the provider as it was,
+        every check passed before and still passes (a new plan only adds history above every marker)."""
+        self.wrote_provider = deleted = False
         changed = "planner" if move[0] == "health" else move[1] if move[0] != "empty" else None
         if changed is not None:
             self.actors[changed] = _copy(self.actors[changed])
-            self.fps.pop(changed, None)
+            self.ids.pop(changed, None)
         match move:
             case ("deliver", name):
                 what = self.pending.pop(name)
                 if isinstance(what, REQUESTS):
-                    reply = executor.request(name, what, 0.0)
+                    reply = self._request(name, what)
                     deleted = isinstance(what, Collect | CleanUp)
                 else:
                     reply = what
-                self._feed(executor, name, reply)
+                self._feed(name, reply)
             case ("tick", name):
-                self._feed(executor, name, Tick(0.0))
+                self._feed(name, Tick(0.0))
             case ("health",):
                 tid, ok = self.script[self.env]
                 self.env += 1
-                self._feed(executor, "planner", HealthObserved(0.0, tid, ok))
+                self._feed("planner", HealthObserved(0.0, tid, ok))
             case ("crash", name, after):
                 self.faults += 1
                 what = self.pending.pop(name, None)
                 if after and isinstance(what, REQUESTS):
-                    executor.request(name, what, 0.0)
+                    self._request(name, what)
                     deleted = isinstance(what, Collect | CleanUp)
                 self.actors[name] = self._fresh(name)
             case ("empty", key):
                 self.faults += 1
-                seen = self.provider.read([key])[key]
-                self.monitor.exempt(key, float("inf"))
-                self.provider.hand_edit(key, None, seen.marker)
-        self.monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
-        if deleted:
-            self.monitor.check_references(self.referenced(), self._digest)
+                provider = self._own_provider()
+                seen = provider.read([key])[key]
+                self._own_monitor().exempt(key, float("inf"))
+                provider.hand_edit(key, None, seen.marker)
+                self.wrote_provider = True
+        if self.wrote_provider or deleted:
+            monitor = self._own_monitor()
+            monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
+            if deleted:
+                monitor.check_references(self.referenced(), self._digest)
+
+    def _executor(self) -> SimExecutor:
+        return SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish, journal=False)
+
+    def _request(self, name: str, what: Any) -> Any:
+        kind = type(what)
+        if kind in _WRITES_STORE:
+            self._own_store()
+        if kind in _WRITES_PROVIDER:
+            self._own_provider()
+            self.wrote_provider = True
+        if kind is Publish:
+            self._own_monitor()  # the monitor keeps the history of published content
+        return self._executor().request(name, what, 0.0)
 
     def _fresh(self, name: str) -> Any:
         if name == "planner":
@@ -377,17 +457,21 @@ class World:
             return LegacyEnactor(name, ZONE, keep=1)
         return Enactor(name, ZONE)
 
-    def _feed(self, executor: SimExecutor, name: str, event: Any) -> None:
+    def _feed(self, name: str, event: Any) -> None:
         commands = self.actors[name].handle(event)
         if not commands:
             return
         last = commands[-1]
         request = last if isinstance(last, REQUESTS) else None
         effects = commands[:-1] if request is not None else commands
-        for c in effects:
-            if isinstance(c, SetLastKnownGood):
-                self.lkg = int(c.generation)
-        failed = executor.effects(name, effects, 0.0)
+        failed = None
+        if effects:
+            for c in effects:
+                if isinstance(c, SetLastKnownGood):
+                    self.lkg = int(c.generation)
+                if type(c) in _WRITES_STORE:
+                    self._own_store()
+            failed = self._executor().effects(name, effects, 0.0)
         if failed is not None:
             self.pending[name] = failed
         elif request is not None:
@@ -410,6 +494,10 @@ class World:
         d = self.store.desired([key], Generation(g)).get(key)
         return d.records.digest if d else None
 
+
+# Requests and effects that change the store or the provider (every other request only reads).
+_WRITES_STORE = frozenset({Publish, Collect, CleanUp, Begin, Finish, AdvanceHead, SetLastKnownGood})
+_WRITES_PROVIDER = frozenset({WriteBatch, ForceWrite, CleanUp})
 
 _IMMUTABLE: dict[type, bool] = {t: True for t in (int, str, float, bool, type(None), bytes, tuple, frozenset)}
 
