@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnsplane.errors import DnsplaneError
+from dnsplane.execute import failed as failed_reply
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -127,7 +129,12 @@ class Simulation:
         self.store = MemoryStore()
         self.provider = MemoryProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
-        self.executor = SimExecutor(self.store, self.provider, self._store_down, self._throttled,
+        # the outage / throttling hooks are asked before every store / provider call: leave them out
+        # (SimExecutor then never fails a call) when this run's schedule has no such fault
+        kinds = {f.kind for f in schedule}
+        self.executor = SimExecutor(self.store, self.provider,
+                                    self._store_down if "store_outage" in kinds else None,
+                                    self._throttled if "throttle" in kinds else None,
                                     self._on_publish, self._on_emptied, journal=False)
         self.provider.add_listener(self._on_written)
         self.tracing = trace
@@ -202,6 +209,7 @@ class Simulation:
         queue = self.queue
         monitor = self.monitor
         pop = heapq.heappop
+        alive, pending, paused, skew, periods = self.alive, self.pending, self.paused_until, self.skew, self.periods
         while queue and not self.stopped:
             at, _, kind, actor, payload = pop(queue)
             if at > end:
@@ -211,11 +219,11 @@ class Simulation:
             monitor.now = at
             if kind == _DELIVER:
                 self._deliver(actor, payload)
-            elif kind == _TICK:
-                self._tick(actor)
-                self._push(at + self.periods[actor], _TICK, actor)
-            elif kind == _WAKE:
-                self._tick(actor)
+            elif kind <= _WAKE:  # _TICK or _WAKE: _tick, inlined (most events are ticks)
+                if alive[actor] and actor not in pending and not (paused and paused.get(actor, 0.0) > at):
+                    self._feed(actor, Tick(at + skew[actor]))
+                if kind == _TICK:
+                    self._push(at + periods[actor], _TICK, actor)
             elif kind == _HEALTH:
                 self._health()
             elif kind == _FAULT:
@@ -247,6 +255,7 @@ class Simulation:
         self._feed(name, Tick(self.now + self.skew[name]))
 
     def _feed(self, name: str, event: Any) -> None:
+        """Feed ``event`` to actor ``name``: apply its effects, make its request the pending completion."""
         commands = self.actors[name].handle(event)
         self.steps += 1
         self.monitor.steps = self.steps
@@ -263,20 +272,47 @@ class Simulation:
                 self._trace_commands(name, event, commands)
             failed = None
             if effects:
-                failed = self.executor.effects(name, effects, self.now + self.skew[name])
-                if failed is None:  # a Begin that failed at the store registered nothing: no reference
+                # SimExecutor.effects, inlined: effects in order, the first that raises ends the step as Failed
+                now_a = self.now + self.skew[name]
+                one = self.executor.one
+                began = False
+                lkg = None
+                try:
                     for c in effects:
+                        one(name, c, now_a)
                         kind = type(c)
                         if kind is Begin:
-                            self.began[name] = self.now
+                            began = True
                         elif kind is SetLastKnownGood:
-                            self.lkg = int(c.generation)
+                            lkg = c
+                except DnsplaneError as err:
+                    failed = failed_reply(err, now_a)
+                else:  # a Begin that failed at the store registered nothing: no reference
+                    if began:
+                        self.began[name] = self.now
+                    if lkg is not None:
+                        self.lkg = int(lkg.generation)
             if self.legacy and type(event) is DesiredLoaded and name in self.began_names:
                 self.began[name] = self.now
-            if failed is not None:
-                self._set_pending(name, failed, self._latency(name, None))
-            elif request is not None:
-                self._set_pending(name, request, self._latency(name, request))
+            if failed is not None or request is not None:
+                # _set_pending(name, what, _latency(name, request)), inlined
+                if failed is not None:
+                    what: object = failed
+                    lo, hi = self.latency
+                    spiked = False
+                else:
+                    what = request
+                    kind = type(request)
+                    slow = self.slow.get(name)
+                    lo, hi = slow if slow is not None and kind in _WRITE_TYPES else self.latency
+                    spiked = kind in PROVIDER_REQUEST_TYPES
+                lat = lo + (hi - lo) * self.rng.random()  # exactly ``rng.uniform(lo, hi)``
+                if spiked and self.windows["latency_spike"]:
+                    lat *= max((f for a, b, f in self.windows["latency_spike"] if a <= self.now < b), default=1.0)
+                self.seq += 1
+                token = self.seq
+                self.pending[name] = (token, what)
+                heapq.heappush(self.queue, (self.now + lat, token, _DELIVER, name, token))
         elif self.tracing:
             self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
         if self.dirty or self.deleted_plans:

@@ -12,7 +12,8 @@ with ``Failed`` and skips the rest). It differs in two deliberate ways:
   provider.
 
 Fault hooks (``store_down``, ``throttled``) let the driver make store and
-provider calls fail with the same ``Retryable`` errors real ones raise.
+provider calls fail with the same ``Retryable`` errors real ones raise; ``None``
+(the default) means never (and costs no call per command).
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ class SimExecutor(Executor):
         self,
         store: MemoryStore,
         provider: MemoryProvider,
-        store_down: Callable[[], bool] = lambda: False,
-        throttled: Callable[[], bool] = lambda: False,
+        store_down: Callable[[], bool] | None = None,
+        throttled: Callable[[], bool] | None = None,
         on_publish: Callable[[Generation, tuple[tuple[EndpointKey, RecordSet], ...]], None] | None = None,
         on_cleanup: Callable[[tuple[EndpointKey, ...]], None] | None = None,
         journal: bool = True,
@@ -149,10 +150,10 @@ class SimExecutor(Executor):
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
         kind = type(cmd)
         if kind in _STORE_CALL_TYPES:
-            if self.store_down():
+            if self.store_down is not None and self.store_down():
                 self.stats["store_failures"] += 1
                 raise StoreUnavailable(reason="simulated outage")
-        elif kind in _PROVIDER_TYPES and self.throttled():
+        elif kind in _PROVIDER_TYPES and self.throttled is not None and self.throttled():
             self.stats["provider_failures"] += 1
             raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
         handler = self._table.get(kind)
@@ -164,10 +165,10 @@ class SimExecutor(Executor):
 
     def _slow_one(self, actor: str, cmd: Command, now: float) -> Event | None:
         """A subclass of a command type (none exist today): the checks ``isinstance`` would make."""
-        if isinstance(cmd, _STORE_CALLS) and self.store_down():
+        if isinstance(cmd, _STORE_CALLS) and self.store_down is not None and self.store_down():
             self.stats["store_failures"] += 1
             raise StoreUnavailable(reason="simulated outage")
-        if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled():
+        if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled is not None and self.throttled():
             self.stats["provider_failures"] += 1
             raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
         for base in type(cmd).__mro__:
