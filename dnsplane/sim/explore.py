@@ -23,11 +23,14 @@ so the first violation found comes with a shortest path to it.
 Time does not pass in the explorer (leases never expire): it explores orders,
 not durations. Liveness (I4, I6) is the simulator's job.
 
-Cost. A state is copied only where it is mutable: records, markers, plans,
-endpoints and messages are frozen and shared; an actor is copied only when a
-move feeds it (copy on write), and its part of the fingerprint is cached until
-then. The fingerprint is a tuple of plain values (record sets by digest), not a
-pickle.
+Cost. A state is copied only where a move writes (copy on write): records,
+markers, plans, endpoints and messages are frozen and shared; an actor is copied
+when a move feeds it, the store, the provider and the monitor when a move writes
+them. Each part's fingerprint is interned to a small number once, when the part
+changes, so a state's identity is a short tuple of numbers. The invariants are
+checked again after a move that wrote the provider or deleted plans: with the
+provider unchanged every check that passed before still passes (a new plan only
+adds history above every marker), and every violation appears at such a move.
 
 Reductions, and why each keeps every violation that exists
 ----------------------------------------------------------
@@ -57,7 +60,7 @@ on all of these and on every future the full search would explore from them.
    store rows) and the contributions are sorted, so swapped states are one
    state. A path is recorded from the state actually reached, so paths stay
    real.
-4. *Partial-order reduction of local moves* (only once no fault is left to
+4. *Partial-order reduction of local moves* (4 and 5 only once no fault is left to
    inject: a crash of the ticked actor would not commute with its tick). A tick
    of an idle enactor, collector or verifier changes only that actor (it
    becomes busy with one pending request; no effect, no store or provider
@@ -73,10 +76,24 @@ on all of these and on every future the full search would explore from them.
    actor busy and every health change advances the script, so no cycle is made
    of forced moves only (the cycle proviso holds). Forced moves are applied to
    closure (``settle``): the search keeps only settled states; invariants are
-   still checked after every single move. Checked by
-   tests/sim/test_explore.py: on small configurations the reduced and the full
-   search reach the same provider/store states and the same violations.
-   ``Config(reduce=False)`` turns 4 off (1–3 are exact).
+   still checked after each single move that could change their verdict.
+5. *Stable reads.* An enactor's ``LoadChanges(after, upto)`` is forced once
+   its in-flight row (written by the ``Begin`` that came with the request) is
+   at or above ``upto`` and ``upto`` is at or below the head. Then no other move
+   changes its reply: plans are only added above the head, and the collector
+   deletes only rows older than each endpoint's newest row at or below the
+   watermark, which that in-flight row (removed only by this enactor) holds at
+   or below ``upto``; the newest row at or below ``upto`` of every endpoint that
+   changed in the range is kept, so the reply is the same. The reply changes
+   only the enactor's own state and leaves ``working`` (an I3 reference) as it
+   was, so the move is invisible to every check, commutes with every move of
+   the others, and nothing disables it: a persistent set of one, like a tick.
+   The store's collect is conditional on the watermark, so a collector that
+   read a higher watermark before the ``Begin`` is refused.
+
+Checked by tests/sim/test_explore.py: on small configurations the reduced and
+the full search reach the same provider/store states and the same violations.
+``Config(reduce=False)`` turns 4 and 5 off (1–3 are exact).
 
 Because forced ticks may come earlier than needed, a path in the reduced graph
 can be longer than the shortest one: when the reduced search finds the
@@ -395,7 +412,7 @@ class World:
         self.wrote_provider = deleted = False
         changed = "planner" if move[0] == "health" else move[1] if move[0] != "empty" else None
         if changed is not None:
-            self.actors[changed] = _copy(self.actors[changed])
+            self.actors[changed] = _copy_actor(self.actors[changed])
             self.ids.pop(changed, None)
         match move:
             case ("deliver", name):
@@ -529,6 +546,22 @@ def _copy(value: Any) -> Any:
         new.__dict__.update({k: v if k in _SHARED else _copy(v) for k, v in value.__dict__.items()})
         return new
     return copy.deepcopy(value)
+
+
+# Actors whose fields hold atoms, frozen values, or dicts, lists and sets of them (checked by
+# tests/sim/test_explore.py): copying one field deep is a full copy. Others go through ``_copy``.
+_FLAT_ACTORS = (Enactor, Verifier, Collector)
+_ONE_LEVEL = {dict: dict.copy, list: list.copy, set: set.copy}
+
+
+def _copy_actor(actor: Any) -> Any:
+    t = type(actor)
+    if t not in _FLAT_ACTORS:
+        return _copy(actor)
+    new = object.__new__(t)
+    one = _ONE_LEVEL
+    new.__dict__.update({k: (one[type(v)](v) if type(v) in one else v) for k, v in actor.__dict__.items()})
+    return new
 
 
 def _dict_of_lists(d: dict[Any, list[Any]]) -> dict[Any, list[Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dnsplane.sim.explore import Config, World, explore
+from dnsplane.sim.explore import _FLAT_ACTORS, Config, World, _immutable, explore
 
 
 def test_legacy_default_config_has_a_shortest_empty_record_counterexample() -> None:
@@ -88,3 +88,23 @@ def test_swapping_the_enactors_gives_one_fingerprint() -> None:
     other.apply(("tick", "planner"))
     other.apply(("tick", "enactor-2"))
     assert world.fingerprint() == other.fingerprint()
+
+
+def test_flat_actors_hold_no_nested_mutable_values() -> None:
+    """The explorer copies an enactor, verifier or collector one field deep (``_copy_actor``): that
+    is a full copy only while their dicts, lists and sets hold frozen values."""
+    world = World(Config(protocol="safe", generations=3))
+    world.apply(("tick", "planner"))
+    checked = set()
+    for step in range(400):
+        moves = list(world.moves())
+        world.apply(moves[(step * 7) % len(moves)][1])
+        for actor in world.actors.values():
+            if isinstance(actor, _FLAT_ACTORS):
+                checked.add(type(actor))
+                for name, value in actor.__dict__.items():
+                    inner = value.values() if isinstance(value, dict) else value if isinstance(value, list | set) \
+                        else ()
+                    for v in inner:
+                        assert _immutable(type(v)), f"{type(actor).__name__}.{name} holds a {type(v).__name__}"
+    assert checked == set(_FLAT_ACTORS)
