@@ -60,7 +60,7 @@ on all of these and on every future the full search would explore from them.
    store rows) and the contributions are sorted, so swapped states are one
    state. A path is recorded from the state actually reached, so paths stay
    real.
-4. *Partial-order reduction of local moves* (4 and 5 only once no fault is left to
+4. *Partial-order reduction of local moves* (4 to 6 only once no fault is left to
    inject: a crash of the ticked actor would not commute with its tick). A tick
    of an idle enactor, collector or verifier changes only that actor (it
    becomes busy with one pending request; no effect, no store or provider
@@ -91,9 +91,23 @@ on all of these and on every future the full search would explore from them.
    The store's collect is conditional on the watermark, so a collector that
    read a higher watermark before the ``Begin`` is refused.
 
+6. *Reads of a final head.* Once the planner has seen the whole health script
+   and is idle, in sync, with nothing to publish, the head never moves again
+   (only the planner publishes; the verifier's ``AdvanceHead`` names a marker,
+   and every marker was written from a head already read, so it is a no-op).
+   Then the verifier's ``LoadDesired`` is a stable read: the head, and each
+   endpoint's newest row at or below it, which the collector keeps (its
+   watermark is at most the newest applied generation, so at most the head);
+   the reply changes only the verifier. So is an enactor's ``ReadHead`` when
+   the head is past what it applied (so the reply starts a round; a reply that
+   leaves it idle would make a cycle of forced moves): its ``Begin`` at the
+   head cannot lower the watermark, now or later (every part of the minimum
+   is at most the head), so the collector sees the same; its ``working``
+   becomes the head, whose content every endpoint keeps (its newest row).
+
 Checked by tests/sim/test_explore.py: on small configurations the reduced and
 the full search reach the same provider/store states and the same violations.
-``Config(reduce=False)`` turns 4 and 5 off (1–3 are exact).
+``Config(reduce=False)`` turns 4, 5 and 6 off (1–3 are exact).
 
 Because forced ticks may come earlier than needed, a path in the reduced graph
 can be longer than the shortest one: when the reduced search finds the
@@ -374,10 +388,17 @@ class World:
                 if type(what) is LoadChanges and self._stable_read(name, what):
                     return [(f"{name} receives the reply to LoadChanges", ("deliver", name), True)]
             planner = self.actors["planner"]
-            if (self.env < len(self.script) and "planner" not in self.pending and not planner.busy
-                    and planner.synced and not planner.dirty):
+            planner_idle = "planner" not in self.pending and not planner.busy and planner.synced and not planner.dirty
+            if planner_idle and self.env < len(self.script):
                 tid, ok = self.script[self.env]
                 return [(f"health: {tid} {'up' if ok else 'down'}", ("health",), True)]
+            if planner_idle and self.config.protocol == "safe":  # the head is final (reduction 6)
+                head = self.store.head()
+                for name, what in self.pending.items():
+                    kind = type(what)
+                    if (kind is LoadDesired and name == "verifier") or (
+                            kind is ReadHead and head > self.actors[name].applied_upto):
+                        return [(f"{name} receives the reply to {kind.__name__}", ("deliver", name), True)]
         return [(label, move, False) for label, move in self.moves()]
 
     def _stable_read(self, name: str, what: LoadChanges) -> bool:
