@@ -256,6 +256,7 @@ class World:
         self.table: dict[Any, int] = {}  # parts of fingerprints -> small numbers; shared by every state of a search
         self.ids: dict[str, int] = {}  # each part's number in ``table``, until the part changes
         self._own: set[str] = {"store", "provider", "monitor"}  # parts this state may change in place
+        self._ex: SimExecutor | None = None
         self.enactors = frozenset(n for n in self.actors if n.startswith("enactor"))
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done
@@ -274,21 +275,27 @@ class World:
         new.ids = dict(self.ids)
         new.pending = dict(self.pending)
         new._own = set()
+        self._own = set()  # shared now: neither may change them in place
         if self.monitor.violations:  # a state's violations are its own
             new._own_monitor()
         return new
 
-    def _own_store(self) -> MemoryStore:
+    def _own_store(self, rows_only: bool = False) -> MemoryStore:
+        """``rows_only``: the move changes only the enactors' in-flight and applied rows, which are
+        each enactor's part of the fingerprint, not the store's."""
         if "store" not in self._own:
             self.store = _clone_with_lock(self.store)
             self._own.add("store")
-        self.ids.pop("store", None)
+            self._ex = None
+        if not rows_only:
+            self.ids.pop("store", None)
         return self.store
 
     def _own_provider(self) -> MemoryProvider:
         if "provider" not in self._own:
             self.provider = _clone_with_lock(self.provider)
             self._own.add("provider")
+            self._ex = None
         self.ids.pop("provider", None)
         return self.provider
 
@@ -296,6 +303,7 @@ class World:
         if "monitor" not in self._own:
             old = self.monitor
             mon = self.monitor = copy.copy(old)
+            self._ex = None
             mon.content = {k: list(v) for k, v in old.content.items()}
             mon.highest_marker = dict(old.highest_marker)
             mon.highest_served = dict(old.highest_served)
@@ -384,26 +392,34 @@ class World:
     def reduced_moves(self) -> list[tuple[str, tuple[Any, ...], bool]]:
         """``moves()``, or only the tick of one idle actor when the tick reduction applies (docstring)."""
         if self.config.reduce and self.faults >= self.config.faults:
+            forced = self.forced()
+            if forced is not None:
+                return [forced]
+            return [(label, move, False) for label, move in self.moves() if not self._returns_here(move)]
+        return [(label, move, False) for label, move in self.moves()]
+
+    def forced(self) -> tuple[str, tuple[Any, ...], bool] | None:
+        """The one move reductions 4 to 6 force from this state, if any."""
+        if self.config.reduce and self.faults >= self.config.faults:
             for name, actor in self.actors.items():
                 if name != "planner" and name not in self.pending and not actor.busy:
-                    return [(f"{name} ticks", ("tick", name), True)]
+                    return (f"{name} ticks", ("tick", name), True)
             for name, what in self.pending.items():
                 if type(what) is LoadChanges and self._stable_read(name, what):
-                    return [(f"{name} receives the reply to LoadChanges", ("deliver", name), True)]
+                    return (f"{name} receives the reply to LoadChanges", ("deliver", name), True)
             planner = self.actors["planner"]
             planner_idle = "planner" not in self.pending and not planner.busy and planner.synced and not planner.dirty
             if planner_idle and self.env < len(self.script):
                 tid, ok = self.script[self.env]
-                return [(f"health: {tid} {'up' if ok else 'down'}", ("health",), True)]
+                return (f"health: {tid} {'up' if ok else 'down'}", ("health",), True)
             if planner_idle and self.config.protocol == "safe":  # the head is final (reduction 6)
                 head = self.store.head()
                 for name, what in self.pending.items():
                     kind = type(what)
                     if (kind is LoadDesired and name == "verifier") or (
                             kind is ReadHead and head > self.actors[name].applied_upto):
-                        return [(f"{name} receives the reply to {kind.__name__}", ("deliver", name), True)]
-            return [(label, move, False) for label, move in self.moves() if not self._returns_here(move)]
-        return [(label, move, False) for label, move in self.moves()]
+                        return (f"{name} receives the reply to {kind.__name__}", ("deliver", name), True)
+        return None
 
     def _returns_here(self, move: tuple[Any, ...]) -> bool:
         """Whether ``move``, with the forced tick after it, leads back to this very state (a self-loop:
@@ -440,10 +456,10 @@ class World:
         """
         done: list[str] = []
         while True:
-            moves = self.reduced_moves()
-            if len(moves) != 1 or not moves[0][2]:
+            forced = self.forced()
+            if forced is None:
                 return done
-            label, move, _ = moves[0]
+            label, move, _ = forced
             self.apply(move)
             if move[0] == "tick" and move[1] not in self.pending:
                 raise AssertionError(f"tick reduction: {move[1]}'s tick did not leave it waiting on a request")
@@ -494,7 +510,12 @@ class World:
                 monitor.check_references(self.referenced(), self._digest)
 
     def _executor(self) -> SimExecutor:
-        return SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish, journal=False)
+        """An executor on this state's store, provider and monitor (kept until one is copied)."""
+        ex = self._ex
+        if ex is None:
+            ex = self._ex = SimExecutor(self.store, self.provider, on_publish=self.monitor.on_publish,
+                                        journal=False)
+        return ex
 
     def _request(self, name: str, what: Any) -> Any:
         kind = type(what)
@@ -530,8 +551,9 @@ class World:
             for c in effects:
                 if isinstance(c, SetLastKnownGood):
                     self.lkg = int(c.generation)
-                if type(c) in _WRITES_STORE:
-                    self._own_store()
+                kind = type(c)
+                if kind in _WRITES_STORE:
+                    self._own_store(rows_only=kind in _ROWS_ONLY)
             failed = self._executor().effects(name, effects, 0.0)
         if failed is not None:
             self.pending[name] = failed
@@ -559,6 +581,7 @@ class World:
 # Requests and effects that change the store or the provider (every other request only reads).
 _WRITES_STORE = frozenset({Publish, Collect, CleanUp, Begin, Finish, AdvanceHead, SetLastKnownGood})
 _WRITES_PROVIDER = frozenset({WriteBatch, ForceWrite, CleanUp})
+_ROWS_ONLY = frozenset({Begin, Finish})  # only the in-flight and applied rows
 
 _IMMUTABLE: dict[type, bool] = {t: True for t in (int, str, float, bool, type(None), bytes, tuple, frozenset)}
 
