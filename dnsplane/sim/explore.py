@@ -124,7 +124,7 @@ import copy
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
@@ -440,6 +440,10 @@ class World:
             return self.store.low_watermark(0.0) <= actor.collected_below
         return False
 
+    def label(self, move: tuple[Any, ...]) -> str:
+        """How ``moves()`` names ``move`` from this state."""
+        return next(label for label, m in self.moves() if m == move)
+
     def _stable_read(self, name: str, what: LoadChanges) -> bool:
         """Whether no other move can change what ``what`` returns (reduction 5 in the docstring):
         the plans it reads are at or below the head, and the enactor's own in-flight row, which
@@ -676,33 +680,40 @@ def health_script(endpoints: Any, changes: int) -> list[tuple[str, bool]]:
     return script
 
 
-def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1",
-            max_seconds: float | None = None) -> Report:
+Progress = Callable[[int, int, int, float], None]  # (states, transitions, depth, seconds)
+
+
+def explore(config: Config, max_states: int = 20_000_000, look_for: str = "I1",
+            max_seconds: float | None = None, progress: Progress | None = None) -> Report:
     """Breadth-first search; stops at the first violation of ``look_for`` ("any": of any invariant), with a
     shortest path to it, or when every state was seen. Other violations found on the way are reported if
-    ``look_for`` is never violated."""
+    ``look_for`` is never violated. ``progress`` is called every 20,000 states.
+
+    Each state keeps only its parent and the move that reached it; a path's labels are made by
+    replaying its moves from the start (the search is deterministic)."""
     started = time.perf_counter()
     root = World(config)
     root.apply(("tick", "planner"))  # the planner's first tick: load the (empty) store
     if config.reduce:
         root.settle()
-    seen: dict[tuple[Any, ...], tuple[tuple[Any, ...] | None, str]] = {root.fingerprint(): (None, "start")}
-    queue: deque[tuple[tuple[Any, ...], World]] = deque([(root.fingerprint(), root)])
+    root_fp = root.fingerprint()
+    seen: dict[tuple[int, ...], tuple[tuple[int, ...] | None, tuple[Any, ...] | None]] = {root_fp: (None, None)}
+    queue: deque[tuple[tuple[int, ...], World, int]] = deque([(root_fp, root, 0)])
     transitions = 0
     other: tuple[Violation, list[str]] | None = None
     while queue:
-        fp, world = queue.popleft()
-        for label, move, _ in world.reduced_moves():
+        fp, world, depth = queue.popleft()
+        for _, move, _ in world.reduced_moves():
             nxt = world.clone()
             nxt.apply(move)
             if config.reduce:
-                label = "; ".join([label, *nxt.settle()])
+                nxt.settle()
             transitions += 1
             nfp = nxt.fingerprint()
             if nfp in seen:
                 continue
+            seen[nfp] = (fp, move)
             if nxt.monitor.violations:
-                seen[nfp] = (fp, label)
                 v = nxt.monitor.violations[0]
                 if look_for in ("any", v.short):
                     if config.reduce:  # the reduced graph's path may carry early ticks: search every order
@@ -711,29 +722,43 @@ def explore(config: Config, max_states: int = 2_000_000, look_for: str = "I1",
                             return Report(config, len(seen) + full.states, transitions + full.transitions,
                                           time.perf_counter() - started, False, full.violation, full.path)
                     return Report(config, len(seen), transitions, time.perf_counter() - started, False, v,
-                                  _path(seen, nfp))
+                                  _path(config, seen, nfp))
                 if other is None:
-                    other = (v, _path(seen, nfp))
+                    other = (v, _path(config, seen, nfp))
                 # and the search goes on from it: the outage (I1) comes after a stale write (I2)
-            seen[nfp] = (fp, label)
-            if len(seen) >= max_states or (max_seconds is not None and not len(seen) % 1000
-                                            and time.perf_counter() - started > max_seconds):
+            stop = len(seen) >= max_states
+            if not len(seen) % 20_000:
+                elapsed = time.perf_counter() - started
+                if progress is not None:
+                    progress(len(seen), transitions, depth + 1, elapsed)
+                stop = stop or (max_seconds is not None and elapsed > max_seconds)
+            if stop:  # a bound was reached: the search is incomplete
                 found = other or (None, [])
                 return Report(config, len(seen), transitions, time.perf_counter() - started, False, *found)
-            queue.append((nfp, nxt))
+            queue.append((nfp, nxt, depth + 1))
     elapsed = time.perf_counter() - started
     if other is not None:
         return Report(config, len(seen), transitions, elapsed, True, other[0], other[1])
     return Report(config, len(seen), transitions, elapsed, True, None, [])
 
 
-def _path(seen: dict[tuple[Any, ...], tuple[tuple[Any, ...] | None, str]], fp: tuple[Any, ...]) -> list[str]:
-    out = []
-    cur: tuple[Any, ...] | None = fp
+def _path(config: Config, seen: dict[tuple[int, ...], tuple[tuple[int, ...] | None, tuple[Any, ...] | None]],
+          fp: tuple[int, ...]) -> list[str]:
+    """The labels of the moves from the start to ``fp``, by replaying them (with the forced moves)."""
+    moves = []
+    cur: tuple[int, ...] | None = fp
     while cur is not None:
-        parent, label = seen[cur]
-        if parent is None:
-            break
-        out.append(label)
+        parent, move = seen[cur]
+        if move is not None:
+            moves.append(move)
         cur = parent
-    return out[::-1]
+    world = World(config)
+    world.apply(("tick", "planner"))
+    if config.reduce:
+        world.settle()
+    labels = []
+    for move in reversed(moves):
+        label = world.label(move)
+        world.apply(move)
+        labels.append("; ".join([label, *world.settle()]) if config.reduce else label)
+    return labels
