@@ -487,23 +487,26 @@ class Simulation:
         if self.quiet:
             return
         s = self.scenario
+        now = self.now
+        forced_health = self.forced_health
+        draw = self.health_rng.random
+        flip = s.health_flip
         for tid in self.targets:
-            last = self._last_ok(tid)
-            forced = self.forced_health.get(tid)
-            if forced is not None and forced[0] <= self.now:
-                del self.forced_health[tid]
+            h = self.actors["planner"].health.get(tid)  # _last_ok, inlined
+            last = h is None or h.healthy
+            forced = forced_health.get(tid) if forced_health else None
+            if forced is not None and forced[0] <= now:
+                del forced_health[tid]
                 forced = None
-            if forced is not None:
-                ok = False if forced[1] == "down" else not last
-            else:
-                ok = last != (self.health_rng.random() < s.health_flip)
+            if forced is None:
+                ok = last != (draw() < flip)
+            elif forced[1] == "down":
+                ok = False
+            else:  # flapping
+                ok = not last
             if ok != last and self.alive["planner"]:
-                self._feed("planner", HealthObserved(self.now + self.skew["planner"], tid, ok, "sim"))
-        self._push(self.now + s.health_period, _HEALTH, "")
-
-    def _last_ok(self, tid: str) -> bool:
-        h = self.actors["planner"].health.get(tid)
-        return h is None or h.healthy
+                self._feed("planner", HealthObserved(now + self.skew["planner"], tid, ok, "sim"))
+        self._push(now + s.health_period, _HEALTH, "")
 
     # ----------------------------------------------------------------- faults
 

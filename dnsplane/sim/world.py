@@ -27,6 +27,7 @@ from dnsplane.model import (
     EndpointKey,
     Generation,
     HealthCheck,
+    Marker,
     Observed,
     Policy,
     RecordSet,
@@ -98,6 +99,48 @@ def resolve_from(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> dict[
     return out
 
 
+class Resolver:
+    """``resolve_from(provider, keys)``, with each record set's addresses and each marker's text computed once.
+
+    Record sets and markers are immutable and shared (the provider keeps the objects it was given), so
+    the verifier's every-period ``Resolve`` mostly meets objects it has seen: they are looked up by
+    identity (the object is kept with its entry, so an ``id`` is never reused while cached).
+    """
+
+    LIMIT = 4096  # entries per cache before it starts again (long explorations)
+
+    def __init__(self, provider: MemoryProvider) -> None:
+        self.provider = provider
+        self.addresses: dict[int, tuple[RecordSet, tuple[str, ...]]] = {}
+        self.texts: dict[int, tuple[Marker, str]] = {}
+
+    def __call__(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
+        out = {}
+        addresses, texts = self.addresses, self.texts
+        for key, seen in self.provider.read(keys).items():
+            records, marker = seen.records, seen.marker
+            if records:
+                hit = addresses.get(id(records))
+                if hit is None or hit[0] is not records:
+                    if len(addresses) >= self.LIMIT:
+                        addresses.clear()
+                    hit = addresses[id(records)] = (records, tuple(records.addresses()))
+                addrs = hit[1]
+            else:
+                addrs = ()
+            if marker:
+                known = texts.get(id(marker))
+                if known is None or known[0] is not marker:
+                    if len(texts) >= self.LIMIT:
+                        texts.clear()
+                    known = texts[id(marker)] = (marker, marker.to_text())
+                text: str | None = known[1]
+            else:
+                text = None
+            out[key] = Resolution("NOERROR" if records or marker else "NXDOMAIN", addrs, text, seen)
+        return out
+
+
 class SimExecutor(Executor):
     """The runtime's ``Executor`` against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
 
@@ -111,7 +154,7 @@ class SimExecutor(Executor):
         on_cleanup: Callable[[tuple[EndpointKey, ...]], None] | None = None,
         journal: bool = True,
     ) -> None:
-        super().__init__(store, provider, lambda keys: resolve_from(provider, keys))
+        super().__init__(store, provider, Resolver(provider))
         self.memory_store, self.memory_provider = store, provider
         self.store_down, self.throttled = store_down, throttled
         self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
