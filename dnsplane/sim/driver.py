@@ -165,6 +165,7 @@ class Simulation:
         self.lkg = 0  # the verifier's last-known-good, as it last set it
         self.corrupting = False
         self.hand_marked: set[EndpointKey] = set()  # markers a human set: not references (I3) until rewritten
+        self.ref_labels: dict[str | EndpointKey, str] = {}  # who references a generation, as I3 names them
         self.stopped = False
         self.fault_end = scenario.duration
         self._build_actors()
@@ -350,7 +351,12 @@ class Simulation:
         kind = type(what)
         if kind in REQUEST_TYPES:
             now_a = self.now + self.skew[name]
-            reply = self.executor.request(name, what, now_a)
+            try:  # SimExecutor.request, inlined
+                reply = self.executor.one(name, what, now_a)
+            except DnsplaneError as err:
+                reply = failed_reply(err, now_a)
+            if reply is None:
+                raise DnsplaneError(f"not a request: {kind.__name__}")
             if self.timeout_next and kind in _WRITE_TYPES and name in self.timeout_next:
                 self.timeout_next.discard(name)
                 self._fired("timeout_after_apply")
@@ -396,7 +402,18 @@ class Simulation:
             mon.steps = self.steps
         if self.deleted_plans:
             self.deleted_plans = False
-            mon.check_references(self.referenced(), self._store_digest)
+            # the store does not change during one check, and references share generations (every marker
+            # at the head, an enactor applying it, ...): ask it once per (endpoint, generation)
+            digests: dict[tuple[EndpointKey, int], str | None] = {}
+
+            def store_digest(key: EndpointKey, g: int) -> str | None:
+                pair = (key, g)
+                if pair in digests:
+                    return digests[pair]
+                digest = digests[pair] = self._store_digest(key, g)
+                return digest
+
+            mon.check_references(self.referenced(), store_digest)
 
     def _store_digest(self, key: EndpointKey, g: int) -> str | None:
         d = self.store.desired([key], Generation(g)).get(key)
@@ -411,15 +428,22 @@ class Simulation:
         """
         refs: list[tuple[str, int, EndpointKey | None]] = []
         lease = INFLIGHT_TTL - 2 * self.scenario.max_skew
+        labels = self.ref_labels
         for name in self.enactor_names:
             working = self.actors[name].working
             if working is not None and self.alive[name]:
                 began = self.began.get(name)
                 if began is None or self.now - began <= lease:
-                    refs.append((f"{name} in flight", int(working), None))
+                    label = labels.get(name)
+                    if label is None:
+                        label = labels[name] = f"{name} in flight"
+                    refs.append((label, int(working), None))
         for key, seen in self.provider.read_all().items():
             if seen.marker is not None and key not in self.hand_marked:
-                refs.append((f"the marker of {key}", int(seen.marker.generation), key))
+                label = labels.get(key)
+                if label is None:
+                    label = labels[key] = f"the marker of {key}"
+                refs.append((label, int(seen.marker.generation), key))
         if self.lkg:
             refs.append(("the verifier's last-known-good", self.lkg, None))
         return refs
