@@ -209,7 +209,7 @@ class Simulation:
         self._push(s.duration, _QUIET, "")
         queue = self.queue
         monitor = self.monitor
-        pop = heapq.heappop
+        pop, push = heapq.heappop, heapq.heappush
         alive, pending, paused, skew, periods = self.alive, self.pending, self.paused_until, self.skew, self.periods
         while queue and not self.stopped:
             at, _, kind, actor, payload = pop(queue)
@@ -223,8 +223,9 @@ class Simulation:
             elif kind <= _WAKE:  # _TICK or _WAKE: _tick, inlined (most events are ticks)
                 if alive[actor] and actor not in pending and not (paused and paused.get(actor, 0.0) > at):
                     self._feed(actor, Tick(at + skew[actor]))
-                if kind == _TICK:
-                    self._push(at + periods[actor], _TICK, actor)
+                if kind == _TICK:  # _push, inlined
+                    self.seq += 1
+                    push(queue, (at + periods[actor], self.seq, _TICK, actor, None))
             elif kind == _HEALTH:
                 self._health()
             elif kind == _FAULT:
