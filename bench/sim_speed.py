@@ -9,6 +9,7 @@ counterexample <= 10 s, explorer default configuration complete <= 60 s.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 from dnsplane.sim.explore import Config, explore
@@ -26,12 +27,15 @@ def main() -> None:
     sc = load("us-east-1")
     for protocol in ("safe", "legacy"):
         for workers in (1, args.workers):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), _cpu()
             s = sweep(sc, protocol, list(range(args.seeds)), workers=workers)
-            dt = time.perf_counter() - t
+            dt, dc = time.perf_counter() - t, _cpu() - cpu
+            # CPU time (this process and its workers) is what the code costs; wall time also counts
+            # whatever else the (shared) machine is running
             print(f"us-east-1 {protocol:6} workers={workers}: {s.seeds / dt:7.1f} seeds/s, "
                   f"{s.steps / dt:9.0f} actor steps/s, {s.steps / s.seeds:.0f} steps/seed, "
-                  f"{s.simulated / s.seeds / 3600:.2f} simulated h/seed")
+                  f"{s.simulated / s.seeds / 3600:.2f} simulated h/seed; per CPU second: "
+                  f"{s.seeds / dc:.1f} seeds, {s.steps / dc:.0f} steps")
     t = time.perf_counter()
     s = sweep(sc, "legacy", list(range(1000)), first_only=True, look_for="I1")
     print(f"legacy first I1 counterexample: seed {s.failing_seeds and s.violations[-1][0]} "
@@ -44,6 +48,13 @@ def main() -> None:
               f"{config == Config(protocol=config.protocol)}): {r.states} states, {r.transitions} transitions, "
               f"{r.elapsed:.1f}s ({r.states / r.elapsed:.0f} states/s), complete={r.complete}, "
               f"violation={r.violation.short if r.violation else None}, path={len(r.path)}")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the sweep's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
 
 if __name__ == "__main__":
     main()
