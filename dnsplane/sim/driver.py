@@ -297,7 +297,8 @@ class Simulation:
             if self.legacy and type(event) is DesiredLoaded and name in self.began_names:
                 self.began[name] = self.now
             if failed is not None or request is not None:
-                # _set_pending(name, what, _latency(name, request)), inlined
+                # the pending completion, due after a latency from the seeded stream: a slow actor's writes
+                # take its own range; provider requests are stretched by the worst latency spike under way
                 if failed is not None:
                     what: object = failed
                     lo, hi = self.latency
@@ -319,24 +320,6 @@ class Simulation:
             self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
         if self.dirty or self.deleted_plans:
             self._after_step()
-
-    def _set_pending(self, name: str, what: object, latency: float) -> None:
-        self.seq += 1
-        token = self.seq
-        self.pending[name] = (token, what)
-        heapq.heappush(self.queue, (self.now + latency, token, _DELIVER, name, token))
-
-    def _latency(self, name: str, request: object) -> float:
-        kind = type(request)
-        slow = self.slow.get(name)
-        lo, hi = slow if slow is not None and kind in _WRITE_TYPES else self.latency
-        lat = lo + (hi - lo) * self.rng.random()  # exactly ``rng.uniform(lo, hi)``, one call less
-        if kind in PROVIDER_REQUEST_TYPES:
-            spikes = self.windows["latency_spike"]
-            if spikes:
-                # overlapping spikes do not compound: the worst one applies
-                lat *= max((f for a, b, f in spikes if a <= self.now < b), default=1.0)
-        return lat
 
     def _deliver(self, name: str, token: int) -> None:
         entry = self.pending.get(name)
