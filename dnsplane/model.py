@@ -135,6 +135,11 @@ class RecordSet:
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", content_digest(self.ttl, self.members, self.answer))
 
+    def __hash__(self) -> int:
+        # Equal record sets have equal digests; a str caches its hash, so hashing a record set (and
+        # every plan, write and marker check that holds one) does not walk its members again.
+        return hash(self.digest)
+
     @classmethod
     def of(
         cls, ttl: int, members: list[Member] | tuple[Member, ...], answer: Literal["weighted", "all"] = "weighted"
