@@ -196,6 +196,8 @@ def _key_sort(item: tuple[Any, Any]) -> Any:
 
 def _canon(value: Any) -> Any:
     t = type(value)
+    if _IMMUTABLE.get(t) and t is not tuple and t is not frozenset:  # atoms and frozen dataclasses
+        return value
     if t is dict:
         items = [(k, _canon(v)) for k, v in value.items()]
         try:
@@ -227,13 +229,20 @@ DEAD: dict[str, tuple[type, frozenset[str]]] = {
 }
 
 
+_FIELDS: dict[tuple[type, bool], tuple[str, ...]] = {}  # (actor class, dead fields left out?) -> fields
+
+
 def _actor_fp(actor: Any, pending: object = None) -> tuple[Any, ...]:
-    name = type(actor).__name__
-    skip = SKIP
+    t = type(actor)
+    name = t.__name__
     dead = DEAD.get(name)
-    if dead is not None and ((pending is None and not actor.busy) or type(pending) is dead[0]):
-        skip = dead[1]
-    return (name, *(_canon(v) for k, v in actor.__dict__.items() if k not in skip))
+    is_dead = dead is not None and ((pending is None and not actor.busy) or type(pending) is dead[0])
+    fields = _FIELDS.get((t, is_dead))
+    if fields is None:
+        skip = dead[1] if is_dead and dead is not None else SKIP
+        fields = _FIELDS[(t, is_dead)] = tuple(k for k in actor.__dict__ if k not in skip)
+    d = actor.__dict__
+    return (name, *[_canon(d[k]) for k in fields])
 
 
 class World:
