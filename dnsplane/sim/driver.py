@@ -289,6 +289,12 @@ class Simulation:
                             lkg = c
                 except DnsplaneError as err:
                     failed = failed_reply(err, now_a)
+                    if began:  # the Begin ran before a later effect failed: the store holds the lease
+                        self.began[name] = self.now
+                    elif any(type(c) is Begin for c in effects):
+                        # the Begin itself failed: the store holds no lease, whatever an earlier Begin
+                        # left here (chaos 5391); a missing entry would count as in flight
+                        self.began[name] = float("-inf")
                 else:  # a Begin that failed at the store registered nothing: no reference
                     if began:
                         self.began[name] = self.now
