@@ -37,7 +37,10 @@ EXPLORE_EPILOG = """examples:
       breadth-first over every delivery order: prints the shortest counterexample, exits 1
   dnsplane explore --protocol safe
       every reachable state of the default configuration (1 planner, 2 enactors, 1 collector,
-      1 verifier, 2 endpoints, up to 4 generations): no violation, exits 0
+      1 verifier, 2 endpoints, up to 4 generations): about 1.05 million states, 5-7 minutes on
+      2 cores, ~1.3 GB; no violation, exits 0 (progress on stderr)
+  dnsplane explore --protocol safe --generations 3
+      the same with one health change fewer: ~70,000 states in about 20 s
   dnsplane explore --protocol safe --faults 1 --generations 3
       also let one fault happen anywhere (a crash, or a hand-emptied record)
 """
@@ -74,7 +77,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e.add_argument("--endpoints", type=int, default=2)
     e.add_argument("--generations", type=int, default=4, help="plans the planner may publish (default 4)")
     e.add_argument("--faults", type=int, default=0, help="faults that may happen anywhere (default 0)")
-    e.add_argument("--max-states", type=int, default=2_000_000)
+    e.add_argument("--max-states", type=int, default=20_000_000,
+                   help="stop (incomplete, exit 0 unless a violation was found) after this many states "
+                        "(default 20,000,000)")
+    e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_explore)
 
@@ -144,7 +150,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     config = Config(protocol=args.protocol, enactors=args.enactors, endpoints=args.endpoints,
                     generations=args.generations, faults=args.faults)
-    report = explore(config, max_states=args.max_states)
+    def progress(states: int, transitions: int, depth: int, elapsed: float) -> None:
+        print(f"  {states:,} states, {transitions:,} transitions, depth {depth}, {elapsed:.0f}s "
+              f"({states / max(elapsed, 1e-9):,.0f} states/s)", file=sys.stderr, flush=True)
+
+    report = explore(config, max_states=args.max_states, progress=None if args.quiet else progress)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 1 if report.violation else 0

@@ -119,3 +119,16 @@ def test_flat_actors_hold_no_nested_mutable_values() -> None:
                     for v in inner:
                         assert _immutable(type(v)), f"{type(actor).__name__}.{name} holds a {type(v).__name__}"
     assert checked == set(_FLAT_ACTORS)
+
+
+def test_explore_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``dnsplane explore``: legacy prints the shortest counterexample and exits 1; safe exits 0."""
+    from dnsplane.cli import main
+
+    assert main(["explore", "--protocol", "legacy"]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION I1" in out and "shortest counterexample (18 steps)" in out
+    assert "receives the reply to CleanUp" in out.splitlines()[-1]
+    assert main(["explore", "--protocol", "safe", "--generations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "no violation in any reachable state" in out
