@@ -21,8 +21,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--explore-states", type=int, default=2_000_000)
-    ap.add_argument("--explore-seconds", type=float, default=120.0, help="stop an exploration after this long")
+    ap.add_argument("--explore-states", type=int, default=20_000_000)
+    ap.add_argument("--explore-seconds", type=float, default=1800.0, help="stop an exploration after this long")
+    ap.add_argument("--no-default-explore", action="store_true", help="skip the 5-7 minute default configuration")
     args = ap.parse_args()
     sc = load("us-east-1")
     for protocol in ("safe", "legacy"):
@@ -40,14 +41,18 @@ def main() -> None:
     s = sweep(sc, "legacy", list(range(1000)), first_only=True, look_for="I1")
     print(f"legacy first I1 counterexample: seed {s.failing_seeds and s.violations[-1][0]} "
           f"after {time.perf_counter() - t:.2f}s")
-    runs = [Config(protocol="legacy"), Config(protocol="safe", generations=2), Config(protocol="safe", generations=3),
-            Config(protocol="safe")]
+    runs = [Config(protocol="legacy"), Config(protocol="safe", generations=2), Config(protocol="safe", generations=3)]
+    if not args.no_default_explore:
+        runs.append(Config(protocol="safe"))
     for config in runs:
+        t, cpu = time.perf_counter(), _cpu()
         r = explore(config, max_states=args.explore_states, max_seconds=args.explore_seconds)
+        dc = _cpu() - cpu
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(f"explore {config.protocol:6} generations={config.generations} (default config: "
               f"{config == Config(protocol=config.protocol)}): {r.states} states, {r.transitions} transitions, "
-              f"{r.elapsed:.1f}s ({r.states / r.elapsed:.0f} states/s), complete={r.complete}, "
-              f"violation={r.violation.short if r.violation else None}, path={len(r.path)}")
+              f"{r.elapsed:.1f}s ({r.states / r.elapsed:.0f} states/s; CPU {dc:.1f}s), complete={r.complete}, "
+              f"violation={r.violation.short if r.violation else None}, path={len(r.path)}, peak RSS {rss} MB")
 
 
 def _cpu() -> float:
