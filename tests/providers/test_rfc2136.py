@@ -76,6 +76,13 @@ def test_parses_what_tsig_keygen_writes(tmp_path: Path) -> None:
     assert k.name == "dnsplane." and k.algorithm == "hmac-sha256" and len(k.secret) >= 40
 
 
+def test_bind_hmac_md5_is_tsig_wire_name(tmp_path: Path) -> None:
+    """BIND key files say ``hmac-md5``; TSIG (and dnspython) name it ``hmac-md5.sig-alg.reg.int``."""
+    path = tmp_path / "k.key"
+    path.write_text(key_file_text("old", "b2xk", "hmac-md5"))
+    assert parse_key_file(path).algorithm == "hmac-md5.sig-alg.reg.int"
+
+
 def test_chooses_among_several_keys_by_name(tmp_path: Path) -> None:
     path = tmp_path / "k.key"
     path.write_text(key_file_text("one", "b25l") + key_file_text("two", "dHdv", "hmac-sha1"))

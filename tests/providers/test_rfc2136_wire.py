@@ -45,7 +45,7 @@ from dnsplane.providers.rfc2136.wire import UpdateBuilder, encode_write, parse_r
 from tests.fakes import ZONE, marker, member
 
 ALGORITHMS = ["hmac-sha256", "hmac-sha1", "hmac-sha224", "hmac-sha384", "hmac-sha512",
-              "hmac-md5.sig-alg.reg.int."]  # the wire name; a key file saying "hmac-md5" is refused
+              "hmac-md5.sig-alg.reg.int."]  # the wire name; a key file saying "hmac-md5" means this one
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- strategies ------------------------------------------------------------------------

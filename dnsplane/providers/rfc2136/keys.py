@@ -78,6 +78,7 @@ def parse_key_file(path: str | Path, key_name: str | None = None) -> TsigKey:
     if secret is None:
         raise InvalidConfig(path, line_of(block.start()), f"key {block.group(1)!r} has no 'secret \"...\";'")
     alg = algorithm.group(1).lower()
+    alg = _ALIASES.get(alg, alg)
     if not known_algorithm(alg):
         raise InvalidConfig(path, line_of(at + algorithm.start()), f"unknown TSIG algorithm {alg!r}")
     try:
@@ -87,6 +88,10 @@ def parse_key_file(path: str | Path, key_name: str | None = None) -> TsigKey:
     if not raw:
         raise InvalidConfig(path, line_of(at + secret.start()), "secret is not valid, non-empty base64")
     return TsigKey(normalise_name(block.group(1)), alg, secret.group(1))
+
+
+# What BIND's key files call an algorithm, where TSIG's wire name differs (RFC 8945 §6)
+_ALIASES = {"hmac-md5": "hmac-md5.sig-alg.reg.int"}
 
 
 def known_algorithm(name: str) -> bool:
