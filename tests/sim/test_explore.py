@@ -31,7 +31,7 @@ def test_safe_every_state_no_violation() -> None:
 def test_safe_default_configuration_every_state_no_violation() -> None:
     """The project's proof on the default configuration (1 planner, 2 enactors, collector, verifier,
     2 endpoints, 4 generations): every reachable state, no violation of any invariant. About 1.05
-    million states; 5-7 minutes on a 2-core machine (bench/RESULTS.md). Skip it locally with
+    million states; about 7 minutes on a 2-core machine (bench/RESULTS.md). Skip it locally with
     ``./scripts/test -m "not explore_default"``; CI runs it."""
     report = explore(Config(protocol="safe"), look_for="any")
     assert report.complete, f"stopped after {report.states} states"
