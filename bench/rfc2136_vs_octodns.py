@@ -101,7 +101,7 @@ def dnsplane_apply(server: NamedServer, zone: str, items: list[int], generation:
         writes = []
         for i, k in zip(chunk, keys, strict=True):
             rs = record_set(i, generation)
-            writes.append(Write(k, seen[k].marker, rs, Marker(Generation(generation), rs.digest)))
+            writes.append(Write(k, seen[k].marker, rs, Marker(Generation(generation), rs.digest), seen[k].records))
         results = p.apply(writes)
         t2 = time.perf_counter()
         read_s += t1 - t0

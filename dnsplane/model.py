@@ -225,17 +225,14 @@ class Observed:
 @dataclass(frozen=True, slots=True)
 class Write:
     """Replace an endpoint's records and marker, if and only if its marker is ``expect`` and, when
-    ``expect`` is None, its records are ``expect_records``.
+    its records are ``expect_records``: the endpoint as the writer saw it, both halves.
 
-    The precondition is one of two shapes, both exact:
-
-    - ``expect`` is a marker: the marker is exactly that (the records are not looked at: every
-      write dnsplane makes moves the marker, so the marker alone fences dnsplane's writers);
-    - ``expect`` is None: there is no marker AND the records are exactly ``expect_records``
-      (default None: no records either). A first write therefore fails on records left
-      without their marker (a marker deleted by hand after a write), which a delayed first
-      write must not overwrite with an old plan (I2); the verifier's repair of such an endpoint
-      names the records it saw.
+    The marker alone fences dnsplane's writers (every write moves it), but not a human: a marker
+    deleted by hand makes "no marker" true again for a delayed first write (chaos 1412, 5315), and
+    a marker set back by hand to an exact older value makes a delayed write's expected marker true
+    again over newer records (chaos 12537, 13470). Either way the old write would land and serve
+    an older plan (I2). With the records in the precondition it fails: the records moved on.
+    ``expect_records`` None means no records (a first write); a repair names the records it saw.
     """
 
     key: EndpointKey
@@ -246,9 +243,7 @@ class Write:
 
     def holds_on(self, marker: Marker | None, records: RecordSet | None) -> bool:
         """Whether the precondition holds on an endpoint that has ``marker`` and ``records``."""
-        if marker != self.expect:
-            return False
-        return marker is not None or records == self.expect_records
+        return marker == self.expect and records == self.expect_records
 
 
 @dataclass(frozen=True, slots=True)

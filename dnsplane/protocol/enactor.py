@@ -228,7 +228,7 @@ class Enactor:
             verdict = decide(desired, seen)
             if verdict == "write":
                 marker = Marker(desired.generation, desired.records.digest)
-                write = Write(key, seen.marker, desired.records, marker)
+                write = Write(key, seen.marker, desired.records, marker, seen.records)
                 (writes if seen.marker is None else behind).append(write)
             else:
                 self.stats["skips"] += 1

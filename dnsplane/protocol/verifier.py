@@ -186,11 +186,9 @@ class Verifier:
             # never lowers a marker, even one that was then deleted by hand.
             generation = max(found.generation if found else NO_GENERATION, self.head)
             marker = Marker(Generation(generation), desired.records.digest)
-            # Conditional on the marker found and, where there is none, on the records found: records
-            # left without their marker are replaced only while they are still exactly those (a first
-            # write, expecting no records, fails on them: see ``Write``).
-            seen_records = seen.observed.records if found is None else None
-            writes.append(Write(key, found, desired.records, marker, seen_records))
+            # Conditional on the marker and the records found (see ``Write``): a newer write, or a
+            # hand edit, in between makes the repair fail and the next round look again.
+            writes.append(Write(key, found, desired.records, marker, seen.observed.records))
             self.expected_before[key] = found.generation if found else None
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))

@@ -3,9 +3,9 @@
 Guarantees every provider keeps (tests/providers/test_conformance.py checks them):
 - ``apply`` validates every record set first (I5) and raises ``InvalidPlan``
   before writing anything when one is invalid or empty;
-- each ``Write`` is conditional on ``expect``, the exact marker the writer read
-  (``None`` = "no marker may exist, and the records must be exactly
-  ``expect_records``": none for a first write; see ``Write.holds_on``). A write
+- each ``Write`` is conditional on the endpoint as the writer read it: ``expect``,
+  the exact marker (``None``: no marker may exist), and ``expect_records``, the
+  exact records (``None``: none, as for a first write); see ``Write.holds_on``. A write
   whose precondition fails changes nothing for that endpoint and comes back as
   ``Conflict(current)``;
 - an endpoint's records and marker change together, atomically: no reader sees

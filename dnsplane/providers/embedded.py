@@ -5,7 +5,7 @@ Guarantees:
   marker change in one statement and no reader sees one without the other;
 - every ``apply`` is one ``BEGIN IMMEDIATE`` transaction (``atomic_batches``):
   the current rows are read, each write's precondition is checked on them (the
-  marker; for a write expecting no marker, also the records: ``Write``), and each
+  marker and the records: ``Write``), and each
   write is made as a conditional ``UPDATE … WHERE records IS ? AND marker_gen IS ?
   AND marker_digest IS ?`` (or an ``INSERT`` where no row existed) under the
   database's write lock. The statements' row
@@ -131,7 +131,7 @@ class EmbeddedProvider(Provider):
                 elif (
                     (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest))
                     or (not has_marker and w.expect is not None)
-                    or (not has_marker and not self._records_are(text, w.expect_records))
+                    or not self._records_are(text, w.expect_records)
                 ):
                     results.append(Conflict(w.key, _marker(gen, digest)))
                 else:

@@ -2,8 +2,8 @@
 
 Guarantees (the same as ``EmbeddedProvider``; tests/providers/test_conformance.py
 runs both side by side):
-- every ``Write`` is checked against the endpoint's current marker (and, for a write
-  expecting no marker, its current records: ``Write.holds_on``), under one lock, and an
+- every ``Write`` is checked against the endpoint's current marker and records
+  (``Write.holds_on``), under one lock, and an
   endpoint's records and marker change together;
 - all writes of one ``apply`` happen under that lock: no reader sees half a batch;
 - a write whose records and marker already equal the current ones is not

@@ -123,20 +123,35 @@ def test_repair_of_records_without_a_marker_expects_exactly_the_records_found(pr
 def test_conditional_write_needs_the_exact_marker(provider: Provider) -> None:
     provider.apply([first_write(A, ONE)])
     stale = [
-        Write(A, marker(0, ONE), TWO, marker(2, TWO)),  # other generation
-        Write(A, marker(1, TWO), TWO, marker(2, TWO)),  # other digest
+        Write(A, marker(0, ONE), TWO, marker(2, TWO), ONE),  # other generation
+        Write(A, marker(1, TWO), TWO, marker(2, TWO), ONE),  # other digest
     ]
     assert provider.apply(stale) == [Conflict(A, marker(1, ONE)), Conflict(A, marker(1, ONE))]
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))  # unchanged, records and marker
-    assert provider.apply([Write(B, marker(1, ONE), TWO, marker(2, TWO))]) == [Conflict(B, None)]
+    assert provider.apply([Write(B, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Conflict(B, None)]
     assert provider.read([B])[B] == Observed(None, None)
-    assert provider.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert provider.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
     assert provider.writes == 2
 
 
+def test_stale_write_fails_on_moved_records(provider: Provider) -> None:
+    """A marker set back by hand to the exact value a delayed write expects, over records that moved
+    on (chaos 12537, 13470): the write expects the records it saw too, so it fails."""
+    provider.apply([first_write(A, ONE)])
+    delayed = Write(A, marker(1, ONE), THREE, marker(3, THREE), ONE)  # decided while A held ONE
+    assert provider.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Applied(A)]
+    provider.hand_edit(A, TWO, marker(1, ONE))  # type: ignore[attr-defined]  # the old marker, put back
+    assert provider.apply([delayed]) == [Conflict(A, marker(1, ONE))]
+    assert provider.read([A])[A] == Observed(TWO, marker(1, ONE))
+    # records that moved on with the marker unchanged (a hand edit): also refused
+    provider.hand_edit(A, rs(member("lb9", "192.0.2.9")), marker(1, ONE))  # type: ignore[attr-defined]
+    assert provider.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE), TWO)]) == [Conflict(A, marker(1, ONE))]
+    assert provider.writes == 2
+
+
 def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:
-    batch = [first_write(A, ONE), Write(A, marker(1, ONE), TWO, marker(2, TWO)), first_write(A, THREE, 3)]
+    batch = [first_write(A, ONE), Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE), first_write(A, THREE, 3)]
     assert provider.apply(batch) == [Applied(A), Applied(A), Conflict(A, marker(2, TWO))]
     assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
     assert provider.writes == 2
@@ -147,10 +162,10 @@ def test_idempotent_reapply_costs_no_write(provider: Provider) -> None:
     provider.apply([w])
     # its expect is stale, but the endpoint holds what it asks: nothing is sent
     assert provider.apply([w]) == [Applied(A, written=False)]
-    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A, written=False)]
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE), ONE)]) == [Applied(A, written=False)]
     assert provider.writes == 1
     # same content, newer marker: the marker must advance (A -> B -> A), so it is a write
-    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(3, ONE))]) == [Applied(A)]
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(3, ONE), ONE)]) == [Applied(A)]
     assert provider.writes == 2
 
 
@@ -209,7 +224,7 @@ def test_hand_edit_bypasses_every_check(provider: Provider) -> None:
     # a hand-edited endpoint is repaired with the same compare-and-swap: with no marker, on the records found
     assert provider.apply([first_write(B, ONE, 8)]) == [Conflict(B, None)]
     assert provider.apply([Write(B, None, ONE, marker(8, ONE), TWO)]) == [Applied(B)]
-    assert provider.apply([Write(A, marker(7, ONE), ONE, marker(8, ONE))]) == [Applied(A)]
+    assert provider.apply([Write(A, marker(7, ONE), ONE, marker(8, ONE), None)]) == [Applied(A)]
     provider.hand_edit(A, None, None)  # type: ignore[attr-defined]
     assert provider.read([A])[A] == Observed(None, None)
     assert set(provider.read_all()) == {B}
@@ -217,7 +232,8 @@ def test_hand_edit_bypasses_every_check(provider: Provider) -> None:
 
 def test_same_marker_other_records_is_not_idempotent(provider: Provider) -> None:
     provider.hand_edit(A, TWO, marker(1, ONE))  # type: ignore[attr-defined]  # records edited by hand
-    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    # the verifier's repair names the records it saw (see test_stale_write_fails_on_moved_records)
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE), TWO)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
     assert provider.writes == 1
 
@@ -245,7 +261,7 @@ def test_readers_never_see_records_of_one_generation_with_the_marker_of_another(
     try:
         for g in range(2, len(contents) + 1):
             prev, new = contents[g - 2], contents[g - 1]
-            results = provider.apply([Write(k, marker(g - 1, prev), new, marker(g, new)) for k in keys])
+            results = provider.apply([Write(k, marker(g - 1, prev), new, marker(g, new), prev) for k in keys])
             assert all(isinstance(r, Applied) for r in results)
     finally:
         stop.set()
@@ -285,7 +301,7 @@ def test_a_reader_in_another_process_sees_whole_endpoints(tmp_path: Path) -> Non
         pending = pool.apply_async(read_markers, (path, len(keys)))
         for g in range(2, 101):
             prev, new = contents[g - 2], contents[g - 1]
-            writer.apply([Write(k, marker(g - 1, prev), new, marker(g, new)) for k in keys])
+            writer.apply([Write(k, marker(g - 1, prev), new, marker(g, new), prev) for k in keys])
         reads, bad = pending.get(timeout=120)
     writer.close()
     assert bad == []
@@ -299,7 +315,7 @@ def test_embedded_data_version_moves_on_other_connections_commits(tmp_path: Path
         b.apply([first_write(A, ONE)])
         assert a.data_version() != va  # another connection committed
         va = a.data_version()
-        a.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))])
+        a.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)])
         assert a.data_version() == va  # its own commit: announced by the listener instead
         assert b.read([A])[A] == Observed(TWO, marker(2, TWO))
     finally:
@@ -336,7 +352,7 @@ def a_write(draw: st.DrawFn) -> Write:
     records = draw(st.sampled_from(RECORDS[k.rtype]))
     new = draw(st.one_of(st.builds(marker, st.integers(min_value=1, max_value=3), st.just(records)), markers_st))
     expect = draw(st.none() | markers_st)
-    seen = draw(st.none() | st.sampled_from(RECORDS[k.rtype])) if expect is None else None
+    seen = draw(st.none() | st.sampled_from(RECORDS[k.rtype]))
     return Write(k, expect, records, new, seen)
 
 

@@ -131,7 +131,7 @@ def test_a_stale_writer_is_refused_by_the_server_itself(server: NamedServer, pro
     assert stale.writes == 0
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
     # with the marker it now knows, its write goes through
-    assert stale.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert stale.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(TWO, marker(2, TWO))
 
 
@@ -188,9 +188,9 @@ def test_a_refused_batch_is_resent_without_its_conflicts(
     seen = provider.read(keys)  # this writer's view: everything at generation 1
     other = another(server)
     moved = keys[2:5]
-    other.apply([Write(k, marker(1, ONE), TWO, marker(5, TWO)) for k in moved])
+    other.apply([Write(k, marker(1, ONE), TWO, marker(5, TWO), ONE) for k in moved])
     caplog.set_level(logging.INFO, logger="dnsplane.providers.rfc2136")
-    results = provider.apply([Write(k, seen[k].marker, PLAIN, marker(2, PLAIN)) for k in keys])
+    results = provider.apply([Write(k, seen[k].marker, PLAIN, marker(2, PLAIN), seen[k].records) for k in keys])
     assert results == [Conflict(k, marker(5, TWO)) if k in moved else Applied(k) for k in keys]
     assert any("prerequisite failed" in r.message for r in caplog.records)
     assert provider.writes == 10 + 7
@@ -252,7 +252,7 @@ def test_records_edited_by_hand_are_seen_and_repaired(server: NamedServer, provi
         # records and marker no longer describe each other: the enactor leaves it to the verifier
         assert decide(Desired(Generation(1), ONE), seen) == "skip-corrupt"
     # the verifier's repair: the same compare-and-swap on the marker found
-    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    assert provider.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE), seen.records)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
     # a deleted record set is an empty read, never the marker's content
     gone = server.update()

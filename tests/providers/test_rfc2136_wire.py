@@ -2,7 +2,7 @@
 
 ``wire.UpdateBuilder``/``encode_write`` and ``tsig.Signer`` build and verify bytes by hand for
 speed. On generated writes (endpoints, addresses, TTLs, markers, prerequisites from an absent or
-a present marker and, with no marker, from absent or present records, batches of one to many
+a present marker and from absent or present records, batches of one to many
 endpoints, every HMAC algorithm):
 
 1. the hand-built, hand-signed UPDATE parses with ``dns.message.from_wire(keyring=...)`` — which
@@ -97,7 +97,7 @@ def write_and_state(draw: st.DrawFn, name: str) -> tuple[Write, RawState]:
     if draw(st.integers(0, 9)) == 0:  # a second TXT added by hand: the prerequisite names both
         txt = tuple(sorted({*txt, txt_rdata([b"hand", b"made"])}))
     addrs = frozenset(norm(a) for a in old.addresses())
-    return Write(k, expect, new, write_marker), raw_state(txt, addrs, old.ttl)
+    return Write(k, expect, new, write_marker, old), raw_state(txt, addrs, old.ttl)
 
 
 @st.composite
@@ -119,13 +119,12 @@ def reference_update(items: list[tuple[Write, RawState]]) -> dns.update.UpdateMe
         else:
             rdatas = [dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.TXT, r, 0, len(r)) for r in state.txt]
             u.present(mname, dns.rdataset.from_rdata_list(0, rdatas))
-        if state.observed.marker is None:  # no marker: the records seen are a prerequisite too
-            rtype = dns.rdatatype.from_text(w.key.rtype)
-            if not state.addresses:
-                u.absent(w.key.name, w.key.rtype)
-            else:
-                seen = [dns.rdata.from_text(dns.rdataclass.IN, rtype, a) for a in state.addresses]
-                u.present(w.key.name, dns.rdataset.from_rdata_list(0, seen))
+        rtype = dns.rdatatype.from_text(w.key.rtype)  # the records seen are a prerequisite too (``Write``)
+        if not state.addresses:
+            u.absent(w.key.name, w.key.rtype)
+        else:
+            seen = [dns.rdata.from_text(dns.rdataclass.IN, rtype, a) for a in state.addresses]
+            u.present(w.key.name, dns.rdataset.from_rdata_list(0, seen))
         new_addresses = {norm(a) for a in w.records.addresses()}
         if new_addresses != state.addresses or w.records.ttl != state.ttl:
             u.delete(w.key.name, w.key.rtype)
@@ -196,7 +195,7 @@ def test_large_batches_past_the_compression_limit_agree(algorithm: str) -> None:
             items.append((Write(k, None, rs_, marker(2, rs_), served),
                           raw_state(None, frozenset(served.addresses()), 60)))
             continue
-        items.append((Write(k, marker(1, old), rs_, marker(2, rs_)),
+        items.append((Write(k, marker(1, old), rs_, marker(2, rs_), old),
                       raw_state((txt_rdata(txt_strings(marker(1, old), old)),), frozenset({f"192.0.2.{i % 250}"}),
                                60)))
     wire, _ = hand_built(items, Signer(key), 7)

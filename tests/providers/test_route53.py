@@ -134,10 +134,10 @@ def r53(ministack: Ministack) -> Iterator[Route53Provider]:  # noqa: F811
 
 def test_cas_success_and_conflict_without_a_call(r53: Route53Provider) -> None:
     assert r53.apply([first_write(A, ONE)]) == [Applied(A)]
-    assert r53.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Applied(A)]
+    assert r53.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Applied(A)]
     sent = r53.calls["change_resource_record_sets"]
     # a stale expect that the read already contradicts: Conflict, and nothing is sent
-    assert r53.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE))]) == [Conflict(A, marker(2, TWO))]
+    assert r53.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE), ONE)]) == [Conflict(A, marker(2, TWO))]
     assert r53.apply([first_write(A, THREE, 3)]) == [Conflict(A, marker(2, TWO))]
     assert r53.calls["change_resource_record_sets"] == sent
     assert r53.read([A])[A] == Observed(TWO, marker(2, TWO))
@@ -193,8 +193,8 @@ def test_a_stale_writers_batch_is_refused_by_route53(r53: Route53Provider, minis
     r53.apply([first_write(A, ONE)])
     other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
     # the stale writer read marker 1; before its batch arrives, another enactor applies generation 3
-    refused = interleave(r53, lambda: other.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE))]))
-    assert r53.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO))]) == [Conflict(A, marker(3, THREE))]
+    refused = interleave(r53, lambda: other.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE), ONE)]))
+    assert r53.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Conflict(A, marker(3, THREE))]
     assert refused == ["InvalidChangeBatch"]  # Route 53 itself refused the stale DELETE
     assert r53.read([A])[A] == Observed(THREE, marker(3, THREE))
     assert r53.writes == 1 and other.writes == 1
@@ -252,9 +252,9 @@ def test_a_refused_batch_is_resent_without_the_endpoint_that_moved(
 ) -> None:
     r53.apply([first_write(k, ONE) for k in (A, B, C)])
     other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
-    refused = interleave(r53, lambda: other.apply([Write(B, marker(1, ONE), THREE, marker(3, THREE))]))
+    refused = interleave(r53, lambda: other.apply([Write(B, marker(1, ONE), THREE, marker(3, THREE), ONE)]))
     sent = r53.calls["change_resource_record_sets"]
-    results = r53.apply([Write(k, marker(1, ONE), TWO, marker(2, TWO)) for k in (A, B, C)])
+    results = r53.apply([Write(k, marker(1, ONE), TWO, marker(2, TWO), ONE) for k in (A, B, C)])
     assert results == [Applied(A), Conflict(B, marker(3, THREE)), Applied(C)]
     assert refused == ["InvalidChangeBatch"]
     assert r53.calls["change_resource_record_sets"] == sent + 2  # the refused batch, then the rest resent
@@ -284,7 +284,7 @@ def test_hand_edit_of_a_weighted_set_is_detected_and_repaired(r53: Route53Provid
     assert seen.records is not None and seen.records.digest != ONE.digest
     assert seen.records.members == (Member("lb1", ("192.0.2.1",), 1), Member("lb2", ("192.0.2.2",), 200))
     # not idempotent: the same marker over other records is rewritten, with the same compare-and-swap
-    assert r53.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE))]) == [Applied(A)]
+    assert r53.apply([Write(A, marker(1, ONE), ONE, marker(1, ONE), seen.records)]) == [Applied(A)]
     assert r53.read([A])[A] == Observed(ONE, marker(1, ONE))
 
 

@@ -19,10 +19,10 @@ Guarantees:
   (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3 "RRset does not exist" when
   there was none) and replaces the records and the marker in the same UPDATE message, which the
   server applies all or nothing: a stale writer's change fails as a whole (NXRRSET/YXRRSET);
-- a write to an endpoint without a marker (``expect=None``) is also conditional on its A/AAAA
-  RRset as last seen, which must be what the write expects (``Write.expect_records``): "RRset
-  does not exist" for a first write, exactly the addresses seen for the verifier's repair of
-  records left without a marker. BIND keeps no weights, so these records are their addresses
+- every write is also conditional on the endpoint's A/AAAA RRset as last seen, which must be
+  what the write expects (``Write.expect_records``): "RRset does not exist" for a first write,
+  else exactly the addresses seen (a marker set back or deleted by hand over records that moved
+  on must not let a delayed write land). BIND keeps no weights, so these records are their addresses
   (and the record-set JSON a marker-less TXT may carry, fenced by the TXT prerequisite); the
   prerequisite does not compare TTLs (it carries TTL 0; servers compare rdata only);
 - many endpoints go in one UPDATE (a prerequisite each); when a message is refused for a

@@ -9,7 +9,7 @@ update sections that ``dns.update.UpdateMessage`` builds for the same writes.
 Promises:
 - ``encode_write`` adds one endpoint's write to an UPDATE: a prerequisite on the whole marker
   TXT RRset last seen (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3
-  "RRset does not exist" when there was none); when the endpoint had no marker, a second one on
+  "RRset does not exist" when there was none); a second one on
   its A/AAAA RRset as last seen (§2.4.3 when there were no addresses, else §2.4.2 on exactly
   those addresses; RFC 2136 compares rdata, not TTL); then replaces the records (only if they
   differ) and the marker TXT (only if it differs), so the server applies it all or nothing;
@@ -147,11 +147,9 @@ def encode_write(w: Write, state: RawState, zone: str, builder: UpdateBuilder) -
     if new_addresses != state.addresses or w.records.ttl != state.ttl:
         records = (w.records.ttl, [address_rdata(rtype, a) for a in sorted(new_addresses)])
     new_txt = txt_rdata(txt_strings(w.marker, w.records))
-    # No marker: the write expected none, and the records it expected (none, or those a repair saw) are
-    # fenced too, so that a delayed first write fails on records whose marker was deleted meanwhile.
-    old_records = None
-    if state.observed.marker is None:
-        old_records = [address_rdata(rtype, a) for a in sorted(state.addresses)]
+    # The records are fenced beside the marker (see ``Write``): a marker set back by hand, or deleted,
+    # must not let a delayed write land over records that moved on.
+    old_records = [address_rdata(rtype, a) for a in sorted(state.addresses)]
     builder.add(relative(w.key.name, zone), rtype, state.txt, None if (new_txt,) == state.txt else new_txt, records,
                 old_records=old_records)
     return RawState((new_txt,), new_addresses, w.records.ttl, Observed(w.records, w.marker))

@@ -27,8 +27,9 @@ Guarantees:
   the same name, type and set identifier exists. Route 53 applies a batch all or
   nothing and refuses a DELETE that does not match exactly, so a writer whose read
   went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used;
-- the precondition (the marker at Route 53 is ``expect``; with no marker, the records
-  are ``expect_records``) is checked against the state read just before sending: a
+- the precondition (the marker at Route 53 is ``expect`` and the records are
+  ``expect_records``) is checked against the state read just before sending, whose
+  member sets the batch DELETEs exactly: a
   write that already fails it is answered ``Conflict`` without any call (so a delayed
   first write finds the records a marker deleted by hand left behind, and fails); a
   write whose records and marker are already there is answered
