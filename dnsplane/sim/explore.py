@@ -266,6 +266,7 @@ class World:
         self.ids: dict[str, int] = {}  # each part's number in ``table``, until the part changes
         self._own: set[str] = {"store", "provider", "monitor"}  # parts this state may change in place
         self._ex: SimExecutor | None = None
+        self.wrote_provider = False  # set by apply(): whether the move wrote the provider
         self.enactors = frozenset(n for n in self.actors if n.startswith("enactor"))
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done

@@ -28,6 +28,7 @@ def test_safe_every_state_no_violation() -> None:
 
 
 @pytest.mark.explore_default
+@pytest.mark.timeout(1800)  # the suite's 300 s per test is for tests that wait on servers, not this search
 def test_safe_default_configuration_every_state_no_violation() -> None:
     """The project's proof on the default configuration (1 planner, 2 enactors, collector, verifier,
     2 endpoints, 4 generations): every reachable state, no violation of any invariant. About 1.05
