@@ -601,7 +601,7 @@ _IMMUTABLE: dict[type, bool] = {t: True for t in (int, str, float, bool, type(No
 
 
 def _immutable(t: type) -> bool:
-    """Atoms, tuples and frozen dataclasses are shared, never copied (see "Cheap copies" above)."""
+    """Atoms, tuples and frozen dataclasses are shared, never copied (see "Cost" in the module docstring)."""
     known = _IMMUTABLE.get(t)
     if known is None:
         params = getattr(t, "__dataclass_params__", None)
