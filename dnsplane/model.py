@@ -187,26 +187,66 @@ class Marker:
     """What a provider holds beside an endpoint's records, written in the same atomic change.
 
     ``generation`` is the plan generation whose content the records hold;
-    ``digest`` is that content's digest.
+    ``digest`` is that content's digest; ``prev`` is the chain token of the marker this one
+    replaced (``chain_token``): every marker dnsplane writes names its predecessor, so the marker
+    carries the endpoint's write history. A human who sets ``g=`` back to an older generation keeps
+    the rest of the text, and the result equals no marker a delayed writer read before the endpoint
+    moved on: that writer's compare-and-swap fails (chaos 12537). ``prev`` is empty in a
+    marker written before tokens existed and in the legacy protocol's unconditional writes.
+    What still passes for an old marker: one restored byte for byte, ``p=`` included, over the
+    records it stood beside (see docs/design.md, "Markers").
+
+    Equality (``==``, what a compare-and-swap compares) covers all three fields; ``same_content``
+    compares generation and digest only (what "already applied" means, I6).
     """
 
     generation: Generation
     digest: str
+    prev: str = ""
+
+    @classmethod
+    def after(cls, replaced: Marker | None, generation: Generation, digest: str) -> Marker:
+        """The marker a write of ``generation`` (content ``digest``) puts over ``replaced``.
+
+        Deterministic: two writers that write the same generation over the same marker write the
+        same marker, so the one that comes second finds its write already applied.
+        """
+        return cls(generation, digest, chain_token(replaced))
+
+    def same_content(self, other: Marker | None) -> bool:
+        """Whether ``other`` names the same generation and content, whatever marker each replaced."""
+        return other is not None and self.generation == other.generation and self.digest == other.digest
 
     def to_text(self) -> str:
-        return f"dnsplane g={self.generation} d={self.digest}"
+        text = f"dnsplane g={self.generation} d={self.digest}"
+        return f"{text} p={self.prev}" if self.prev else text
 
     @classmethod
     def from_text(cls, text: str) -> Marker | None:
-        """Parse a marker TXT value; None when it is not a dnsplane marker."""
+        """Parse a marker TXT value (``dnsplane g=<g> d=<digest>`` with or without `` p=<prev>``);
+        None when it is not a dnsplane marker."""
         parts = text.strip('"').split()
-        if len(parts) != 3 or parts[0] != "dnsplane":
+        if len(parts) not in (3, 4) or parts[0] != "dnsplane":
             return None
         try:
             g = int(parts[1].removeprefix("g="))
         except ValueError:
             return None
-        return cls(Generation(g), parts[2].removeprefix("d="))
+        prev = ""
+        if len(parts) == 4:
+            if not parts[3].startswith("p="):
+                return None
+            prev = parts[3].removeprefix("p=")
+        return cls(Generation(g), parts[2].removeprefix("d="), prev)
+
+
+NO_MARKER_TOKEN = "none"  # what a write that replaced no marker hashes instead (a first write)
+
+
+def chain_token(replaced: Marker | None) -> str:
+    """A short hash (blake2b, 6 bytes: 12 hex digits) of the full text of ``replaced``."""
+    text = replaced.to_text() if replaced is not None else NO_MARKER_TOKEN
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def marker_name(key: EndpointKey) -> str:
@@ -230,9 +270,15 @@ class Write:
     The marker alone fences dnsplane's writers (every write moves it), but not a human: a marker
     deleted by hand makes "no marker" true again for a delayed first write (chaos 1412, 5315), and
     a marker set back by hand to an exact older value makes a delayed write's expected marker true
-    again over newer records (chaos 12537, 13470). Either way the old write would land and serve
-    an older plan (I2). With the records in the precondition it fails: the records moved on.
+    again over newer records. Either way the old write would land and serve an older plan (I2).
+    With the records in the precondition it fails: the records moved on.
     ``expect_records`` None means no records (a first write); a repair names the records it saw.
+
+    When the records came back too (A -> B -> A) and a human then set the marker's generation
+    back to the one a delayed writer read (chaos 12537), the records match; the marker's ``prev``
+    does not: it names the marker the endpoint's last write replaced, not the one the delayed
+    writer saw replaced (``Marker.prev``). The precondition compares whole markers. (Chaos 13470,
+    open: the refused writer re-reads, and the lowered marker looks like one it may write over.)
     """
 
     key: EndpointKey

@@ -2,7 +2,8 @@
 
 ``member("a", "10.0.0.1")``, ``rs(member(...), ttl=30)``, ``key("api.demo.test")``
 build the values every test needs; ``marker(g, records)`` is the marker a
-correct enactor writes beside ``records`` at generation ``g``. The in-memory
+correct enactor writes beside ``records`` at generation ``g`` (with ``prev``, the
+marker it replaced, left empty unless given). The in-memory
 store and provider (``dnsplane.store.memory``, ``dnsplane.providers.memory``)
 are the fakes proper; they are re-exported here so tests import one place.
 """
@@ -33,6 +34,8 @@ def key(name: str, rtype: str = "A") -> EndpointKey:
     return EndpointKey(normalise_name(name), rtype)
 
 
-def marker(generation: int, records: RecordSet) -> Marker:
-    """The marker that goes beside ``records`` when generation ``generation`` writes them."""
-    return Marker(Generation(generation), records.digest)
+def marker(generation: int, records: RecordSet, prev: str = "") -> Marker:
+    """The marker that goes beside ``records`` when generation ``generation`` writes them (``prev``:
+    the chain token of the marker it replaced; empty, as in markers written before tokens existed,
+    unless a test needs one)."""
+    return Marker(Generation(generation), records.digest, prev)
