@@ -4,14 +4,17 @@ Guarantees every provider keeps (tests/providers/test_conformance.py checks them
 - ``apply`` validates every record set first (I5) and raises ``InvalidPlan``
   before writing anything when one is invalid or empty;
 - each ``Write`` is conditional on the endpoint as the writer read it: ``expect``,
-  the exact marker (``None``: no marker may exist), and ``expect_records``, the
+  the exact marker, ``prev`` included (``None``: no marker may exist), and ``expect_records``, the
   exact records (``None``: none, as for a first write); see ``Write.holds_on``. A write
   whose precondition fails changes nothing for that endpoint and comes back as
   ``Conflict(current)``;
 - an endpoint's records and marker change together, atomically: no reader sees
   the records of one generation with the marker of another;
 - a write whose records and marker already equal the current ones is not sent
-  (I6: idempotent, costs no provider write). ``writes`` counts endpoint writes sent.
+  (I6: idempotent, costs no provider write); markers are compared by generation and
+  digest here (``Marker.same_content``), not by the marker each replaced: a writer of
+  the same generation that read another predecessor finds its write done.
+  ``writes`` counts endpoint writes sent.
 
 What a provider does NOT promise: that several endpoints in one ``apply`` are
 written atomically together (``Capabilities.atomic_batches`` says whether they are).

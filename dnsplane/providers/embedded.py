@@ -5,13 +5,16 @@ Guarantees:
   marker change in one statement and no reader sees one without the other;
 - every ``apply`` is one ``BEGIN IMMEDIATE`` transaction (``atomic_batches``):
   the current rows are read, each write's precondition is checked on them (the
-  marker and the records: ``Write``), and each
+  marker, all of it, and the records: ``Write``), and each
   write is made as a conditional ``UPDATE … WHERE records IS ? AND marker_gen IS ?
-  AND marker_digest IS ?`` (or an ``INSERT`` where no row existed) under the
-  database's write lock. The statements' row
+  AND marker_digest IS ? AND marker_prev IS ?`` (or an ``INSERT`` where no row existed)
+  under the database's write lock. The statements' row
   counts are checked against the decisions; a mismatch rolls everything back;
-- a write whose records and marker already equal the current ones is not made
-  (I6) and still comes back ``Applied``; writes of one batch apply in order;
+- a write whose records and marker (generation and digest: ``Marker.same_content``)
+  already equal the current ones is not made (I6) and still comes back ``Applied``;
+  writes of one batch apply in order;
+- a file made before markers carried ``prev`` gains the ``marker_prev`` column when
+  opened (``ALTER TABLE``; its markers read with an empty ``prev``);
 - safe with several processes and threads on one machine (WAL, busy timeout);
   a busy or locked database raises ``ProviderUnavailable`` (``Retryable``);
 - ``add_listener`` callbacks run after each commit, in the writer's thread,
@@ -27,7 +30,10 @@ Limits:
 
 Schema::
 
-    endpoints(name, rtype, records TEXT NULL, marker_gen INT NULL, marker_digest TEXT NULL, PK(name, rtype))
+    endpoints(name, rtype, records TEXT NULL, marker_gen INT NULL, marker_digest TEXT NULL,
+              marker_prev TEXT NULL, PK(name, rtype))
+
+``marker_prev`` NULL (a row written before the column existed) reads as an empty ``prev``.
 """
 
 from __future__ import annotations
@@ -56,20 +62,26 @@ _new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, r
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT, marker_gen INTEGER, marker_digest TEXT,
-    PRIMARY KEY (name, rtype)) WITHOUT ROWID
+    marker_prev TEXT, PRIMARY KEY (name, rtype)) WITHOUT ROWID
 """
 _SELECT_KEYS = (
-    "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest FROM json_each(?) AS q"
+    "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest, e.marker_prev FROM json_each(?) AS q"
     " JOIN endpoints AS e ON e.name = q.value ->> 0 AND e.rtype = q.value ->> 1"
 )
 
-Row = tuple[str | None, int | None, str | None]  # records JSON, marker generation, marker digest
-_NO_ROW: Row = (None, None, None)
+Row = tuple[str | None, int | None, str | None, str | None]  # records JSON, marker generation, digest, prev
+_NO_ROW: Row = (None, None, None, None)
 
 
-def _marker(gen: int | None, digest: str | None) -> Marker | None:
-    return None if gen is None or digest is None else Marker(Generation(gen), digest)
+def _marker(gen: int | None, digest: str | None, prev: str | None) -> Marker | None:
+    return None if gen is None or digest is None else Marker(Generation(gen), digest, prev or "")
 
+
+def _migrate_unlocked(db: sqlite3.Connection) -> None:
+    """Add ``marker_prev`` to a file made before markers named the marker they replaced."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+    if "marker_prev" not in columns:
+        db.execute("ALTER TABLE endpoints ADD COLUMN marker_prev TEXT")
 
 
 def _key_list(keys: Iterable[EndpointKey]) -> str:
@@ -94,6 +106,7 @@ class EmbeddedProvider(Provider):
         try:
             with self._tx(immediate=True) as db:
                 db.execute(_SCHEMA)
+                _migrate_unlocked(db)
         except (sqlite3.OperationalError, ProviderUnavailable):
             self._db.close()
             raise
@@ -116,26 +129,27 @@ class EmbeddedProvider(Provider):
             start = self._rows_unlocked(db, dict.fromkeys(w.key for w in writes))
             state = dict(start)  # as the batch proceeds, in order
             for w in writes:
-                text, gen, digest = state.get(w.key, _NO_ROW)
+                text, gen, digest, prev = state.get(w.key, _NO_ROW)
                 new_text = encode(w.records)
                 # markers are compared as raw columns: building a Marker per row costs more than the write
                 has_marker = gen is not None and digest is not None
                 if (
                     has_marker
                     and gen == w.marker.generation
-                    and digest == w.marker.digest
+                    and digest == w.marker.digest  # I6 compares content, not prev (Marker.same_content)
                     and text is not None
                     and (text == new_text or decode(text) == w.records)
                 ):
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif (
-                    (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest))
+                    (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest
+                                     or (prev or "") != w.expect.prev))
                     or (not has_marker and w.expect is not None)
                     or not self._records_are(text, w.expect_records)
                 ):
-                    results.append(Conflict(w.key, _marker(gen, digest)))
+                    results.append(Conflict(w.key, _marker(gen, digest, prev)))
                 else:
-                    state[w.key] = (new_text, w.marker.generation, w.marker.digest)
+                    state[w.key] = (new_text, w.marker.generation, w.marker.digest, w.marker.prev)
                     written.append(w.key)
                     results.append(Applied(w.key))
             if written:
@@ -156,22 +170,24 @@ class EmbeddedProvider(Provider):
     ) -> None:
         """Make each key's final row, conditional on the records and marker it had when the transaction began."""
         updates, inserts = [], []
-        for k, (text, gen, digest) in final.items():
+        for k, (text, gen, digest, prev) in final.items():
             before = start.get(k)
             if before is None:
-                inserts.append((k.name, k.rtype, text, gen, digest))
+                inserts.append((k.name, k.rtype, text, gen, digest, prev))
             else:
-                updates.append((text, gen, digest, k.name, k.rtype, before[0], before[1], before[2]))
+                updates.append((text, gen, digest, prev, k.name, k.rtype, *before))
         count = 0
         if updates:
             count += db.executemany(
-                "UPDATE endpoints SET records = ?, marker_gen = ?, marker_digest = ?"
-                " WHERE name = ? AND rtype = ? AND records IS ? AND marker_gen IS ? AND marker_digest IS ?",
+                "UPDATE endpoints SET records = ?, marker_gen = ?, marker_digest = ?, marker_prev = ?"
+                " WHERE name = ? AND rtype = ? AND records IS ? AND marker_gen IS ? AND marker_digest IS ?"
+                " AND marker_prev IS ?",
                 updates,
             ).rowcount
         if inserts:
             count += db.executemany(
-                "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest, marker_prev)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 inserts,
             ).rowcount
         if count != len(final):
@@ -185,15 +201,18 @@ class EmbeddedProvider(Provider):
                 db.execute("DELETE FROM endpoints WHERE name = ? AND rtype = ?", (key.name, key.rtype))
             else:
                 db.execute(
-                    "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest) VALUES (?, ?, ?, ?, ?)"
+                    "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest, marker_prev)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (name, rtype) DO UPDATE SET records = excluded.records,"
-                    " marker_gen = excluded.marker_gen, marker_digest = excluded.marker_digest",
+                    " marker_gen = excluded.marker_gen, marker_digest = excluded.marker_digest,"
+                    " marker_prev = excluded.marker_prev",
                     (
                         key.name,
                         key.rtype,
                         None if records is None else self._codec.encode(records),
                         None if marker is None else marker.generation,
                         None if marker is None else marker.digest,
+                        None if marker is None else marker.prev,
                     ),
                 )
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
@@ -205,10 +224,10 @@ class EmbeddedProvider(Provider):
     def _rows_unlocked(db: sqlite3.Connection, keys: Iterable[EndpointKey]) -> dict[tuple[str, str], Row]:
         """Current rows by plain ``(name, rtype)`` tuples (equal to, and hashed as, ``EndpointKey``)."""
         cur = db.execute(_SELECT_KEYS, (_key_list(keys),))
-        return {(n, t): (r, g, d) for n, t, r, g, d in cur}
+        return {(n, t): (r, g, d, p) for n, t, r, g, d, p in cur}
 
-    def _observed(self, text: str | None, gen: int | None, digest: str | None) -> Observed:
-        return Observed(None if text is None else self._codec.decode(text), _marker(gen, digest))
+    def _observed(self, text: str | None, gen: int | None, digest: str | None, prev: str | None) -> Observed:
+        return Observed(None if text is None else self._codec.decode(text), _marker(gen, digest, prev))
 
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         keys = list(keys)
@@ -218,8 +237,9 @@ class EmbeddedProvider(Provider):
 
     def read_all(self) -> dict[EndpointKey, Observed]:
         with self._tx() as db:
-            rows = db.execute("SELECT name, rtype, records, marker_gen, marker_digest FROM endpoints").fetchall()
-        return {_new_key((n, t)): self._observed(r, g, d) for n, t, r, g, d in rows}
+            rows = db.execute(
+                "SELECT name, rtype, records, marker_gen, marker_digest, marker_prev FROM endpoints").fetchall()
+        return {_new_key((n, t)): self._observed(r, g, d, p) for n, t, r, g, d, p in rows}
 
     # -- for the DNS server ------------------------------------------------
 

@@ -6,8 +6,9 @@ runs both side by side):
   (``Write.holds_on``), under one lock, and an
   endpoint's records and marker change together;
 - all writes of one ``apply`` happen under that lock: no reader sees half a batch;
-- a write whose records and marker already equal the current ones is not
-  made (I6) and still comes back ``Applied`` (the endpoint holds what was asked);
+- a write whose records and marker (generation and digest: ``Marker.same_content``) already
+  equal the current ones is not made (I6) and still comes back ``Applied`` (the endpoint
+  holds what was asked, whichever marker each replaced);
 - writes of one batch apply in order: a later write to the same key sees the earlier;
 - deterministic: no clock, no randomness, no threads started.
 
@@ -66,7 +67,7 @@ class MemoryProvider(Provider):
         with self._lock:
             for w in writes:
                 current = self._markers.get(w.key)
-                if current == w.marker and self._records.get(w.key) == w.records:
+                if w.marker.same_content(current) and self._records.get(w.key) == w.records:
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif not w.holds_on(current, self._records.get(w.key)):
                     results.append(Conflict(w.key, current))

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dns.flags
@@ -28,7 +29,8 @@ import pytest
 
 from dnsplane.dns import DnsServer
 from dnsplane.dns.answers import OPT_RR, Answer, render_response
-from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, marker_name
+from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, Write, marker_name
+from dnsplane.providers.embedded import EmbeddedProvider
 
 ZONE = "demo.test."
 HOST = "127.0.0.1"
@@ -45,7 +47,7 @@ MARKED_ONLY = EndpointKey("m.demo.test.", "A")
 
 def obs(ttl: int, members: list[Member], answer: str = "weighted", gen: int = 7) -> Observed:
     rs = RecordSet.of(ttl, members, answer)  # type: ignore[arg-type]
-    return Observed(rs, Marker(Generation(gen), rs.digest))
+    return Observed(rs, Marker.after(None, Generation(gen), rs.digest))
 
 
 W_A = Member("lb-a", ("192.0.2.1", "192.0.2.2"), 750)
@@ -241,12 +243,31 @@ def test_all_mode_returns_every_live_address(srv: Running) -> None:
     assert firsts == {"10.1.0.1", "10.1.0.2", "10.2.0.1"}  # the order rotates between responses
 
 
+def test_marker_txt_from_the_embedded_provider_is_the_whole_marker(tmp_path: Path) -> None:
+    """The server answers the marker TXT with ``Marker.to_text()`` of what the SQLite file holds,
+    ``p=`` included, and the text parses back to that marker."""
+    provider = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    rs = RecordSet.of(30, [Member("lb-1", ("10.0.0.1",), 1000)])
+    first = Marker.after(None, Generation(1), rs.digest)
+    provider.apply([Write(API, None, rs, first)])
+    running = Running(DnsServer([provider], HOST, 0, rng=random.Random(1)))
+    try:
+        (rrset,) = udp(running, marker_name(API), "TXT").answer
+        value = b"".join(rrset[0].strings).decode()
+        assert value == first.to_text() and value.endswith(f" p={first.prev}")
+        assert Marker.from_text(value) == first
+    finally:
+        running.close()
+        provider.close()
+
+
 def test_marker_txt(srv: Running, source: FakeSource) -> None:
     r = udp(srv, marker_name(API), "TXT")
     assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
     (rrset,) = r.answer
     value = b"".join(rrset[0].strings).decode()
     assert value == source.data[API].marker.to_text()  # type: ignore[union-attr]
+    assert " p=" in value  # the chain token is served with the rest of the marker
     assert Marker.from_text(value) == source.data[API].marker
     assert 0 <= rrset.ttl <= 60 and rrset.ttl == 30
     big = udp(srv, marker_name(DEEP), "TXT")  # records TTL 300 -> marker TTL capped at 60

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
 from dnsplane.model import EndpointKey, Member, Observed, RecordSet
 from dnsplane.providers.base import Applied, Conflict, Provider, Write
@@ -147,6 +148,43 @@ def test_stale_write_fails_on_moved_records(provider: Provider) -> None:
     # records that moved on with the marker unchanged (a hand edit): also refused
     provider.hand_edit(A, rs(member("lb9", "192.0.2.9")), marker(1, ONE))  # type: ignore[attr-defined]
     assert provider.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE), TWO)]) == [Conflict(A, marker(1, ONE))]
+    assert provider.writes == 2
+
+
+X, Y = "0123456789ab", "ba9876543210"  # chain tokens: what two different replaced markers hash to
+
+
+@pytest.mark.parametrize("prev", ["", X], ids=["without-prev", "with-prev"])
+def test_marker_text_round_trips_through_the_provider(provider: Provider, prev: str) -> None:
+    """A marker reads back exactly as written, in the form written before chain tokens (no ``p=``) and
+    in the new one; RFC 2136 and Route 53 keep it as ``Marker.to_text()`` in the marker TXT."""
+    assert provider.apply([Write(A, None, ONE, marker(1, ONE, prev))]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE, prev))
+    assert provider.apply([Write(A, marker(1, ONE, prev), TWO, marker(2, TWO, Y), ONE)]) == [Applied(A)]
+    assert provider.read_all() == {A: Observed(TWO, marker(2, TWO, Y))}
+
+
+def test_compare_and_swap_compares_the_whole_marker_prev_included(provider: Provider) -> None:
+    """Chaos 12537: the endpoint holds the generation, content and records a delayed write expects,
+    but its marker names another predecessor (a marker whose ``g=`` was set back by hand): refused."""
+    provider.apply([Write(A, None, ONE, marker(1, ONE, Y))])
+    delayed = Write(A, marker(1, ONE, X), TWO, marker(2, TWO, "c" * 12), ONE)
+    assert provider.apply([delayed]) == [Conflict(A, marker(1, ONE, Y))]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE, Y))
+    assert provider.writes == 1
+    assert provider.apply([Write(A, marker(1, ONE, Y), TWO, marker(2, TWO, "c" * 12), ONE)]) == [Applied(A)]
+    assert provider.writes == 2
+
+
+def test_same_generation_and_content_over_another_prev_is_already_applied(provider: Provider) -> None:
+    """I6 compares generation and content, not ``prev``: a second writer of the same generation that
+    read another marker first finds its write done, and nothing is sent (the marker stays as it is)."""
+    provider.apply([Write(A, None, ONE, marker(1, ONE, X))])
+    provider.apply([Write(A, marker(1, ONE, X), TWO, marker(2, TWO, Y), ONE)])
+    late = Write(A, marker(1, ONE, "d" * 12), TWO, marker(2, TWO, "e" * 12), ONE)  # read another marker
+    assert provider.apply([late]) == [Applied(A, written=False)]
+    assert provider.apply([Write(A, None, TWO, marker(2, TWO))]) == [Applied(A, written=False)]
+    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO, Y))
     assert provider.writes == 2
 
 
@@ -323,6 +361,32 @@ def test_embedded_data_version_moves_on_other_connections_commits(tmp_path: Path
         b.close()
 
 
+def test_embedded_opens_a_file_made_before_markers_carried_prev(tmp_path: Path) -> None:
+    """A file without the ``marker_prev`` column gains it when opened; its markers read with no prev and
+    are written over with the compare-and-swap as before."""
+    path = tmp_path / "dns.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE endpoints (name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT,"
+                " marker_gen INTEGER, marker_digest TEXT, PRIMARY KEY (name, rtype)) WITHOUT ROWID")
+    records = RecordSetCodec().encode(ONE)  # the records column as the embedded provider encodes it
+    old.execute("INSERT INTO endpoints VALUES (?, ?, ?, ?, ?)", (A.name, A.rtype, records, 1, ONE.digest))
+    old.commit()
+    old.close()
+    p = EmbeddedProvider(path, ZONE)
+    try:
+        assert p.read([A])[A] == Observed(ONE, marker(1, ONE))
+        assert p.apply([Write(A, marker(1, ONE, X), TWO, marker(2, TWO, Y), ONE)]) == [Conflict(A, marker(1, ONE))]
+        assert p.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO, Y), ONE)]) == [Applied(A)]
+        assert p.read_all() == {A: Observed(TWO, marker(2, TWO, Y))}
+    finally:
+        p.close()
+    again = EmbeddedProvider(path, ZONE)  # opening a migrated file again changes nothing
+    try:
+        assert again.read([A])[A] == Observed(TWO, marker(2, TWO, Y))
+    finally:
+        again.close()
+
+
 def test_embedded_locked_database_is_retryable(tmp_path: Path) -> None:
     path = tmp_path / "dns.sqlite"
     p = EmbeddedProvider(path, ZONE, timeout=0.05)
@@ -343,14 +407,17 @@ def test_embedded_locked_database_is_retryable(tmp_path: Path) -> None:
 
 KEYS = [A, B, C6]
 RECORDS = {"A": [ONE, TWO, THREE], "AAAA": [SIX, rs(member("lb7", "2001:db8::7"))]}
-markers_st = st.builds(marker, st.integers(min_value=1, max_value=3), st.sampled_from([ONE, TWO, THREE, SIX]))
+prevs_st = st.sampled_from(["", X, Y])
+markers_st = st.builds(
+    marker, st.integers(min_value=1, max_value=3), st.sampled_from([ONE, TWO, THREE, SIX]), prevs_st)
 
 
 @st.composite
 def a_write(draw: st.DrawFn) -> Write:
     k = draw(st.sampled_from(KEYS))
     records = draw(st.sampled_from(RECORDS[k.rtype]))
-    new = draw(st.one_of(st.builds(marker, st.integers(min_value=1, max_value=3), st.just(records)), markers_st))
+    new = draw(st.one_of(st.builds(marker, st.integers(min_value=1, max_value=3), st.just(records), prevs_st),
+                         markers_st))
     expect = draw(st.none() | markers_st)
     seen = draw(st.none() | st.sampled_from(RECORDS[k.rtype]))
     return Write(k, expect, records, new, seen)

@@ -2,7 +2,8 @@
 
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL;
 - ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest>``; ``dnsplane -`` when there is no marker), followed —
+  (``dnsplane g=<generation> d=<digest> p=<prev>``, without `` p=`` in a marker written before
+  chain tokens; ``dnsplane -`` when there is no marker), followed —
   only when the record set cannot be rebuilt from the addresses alone (other target ids,
   weights other than 1, ``answer: all``) — by the compact ``RecordSet.to_json()`` split into
   strings of at most 255 bytes.

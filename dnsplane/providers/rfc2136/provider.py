@@ -9,14 +9,14 @@ Layout of one endpoint ``(name, rtype)`` in the zone:
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL.
   BIND keeps no weights: weighted answers are not served (``weighted_answers=False``);
 - ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest>``), followed — only when the record set cannot be rebuilt
+  (``dnsplane g=<generation> d=<digest> p=<prev>``), followed — only when the record set cannot be rebuilt
   from the addresses alone (other target ids, weights other than 1, ``answer: all``) — by the
   compact ``RecordSet.to_json()`` split into strings of at most 255 bytes. The digest in the
   marker covers weights and target ids even though BIND serves neither.
 
 Guarantees:
-- every write of an endpoint is conditional on the WHOLE marker TXT RRset this provider last saw
-  (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3 "RRset does not exist" when
+- every write of an endpoint is conditional on the WHOLE marker TXT RRset this provider last saw,
+  ``p=`` included (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3 "RRset does not exist" when
   there was none) and replaces the records and the marker in the same UPDATE message, which the
   server applies all or nothing: a stale writer's change fails as a whole (NXRRSET/YXRRSET);
 - every write is also conditional on the endpoint's A/AAAA RRset as last seen, which must be
@@ -29,7 +29,8 @@ Guarantees:
   prerequisite, its endpoints are re-read, the ones whose marker moved come back ``Conflict``
   (or ``Applied(written=False)`` when they already hold the write), and the rest are sent again,
   each again with its own prerequisite — at most ``MAX_ROUNDS`` rounds, then ``ProviderUnavailable``;
-- I6: a write whose records and marker the endpoint already holds is not sent. The state used for
+- I6: a write whose records and marker (generation and digest: ``Marker.same_content``) the
+  endpoint already holds is not sent. The state used for
   that decision is the provider's own last read of the endpoint (the enactor reads right before it
   writes) when at most ``FRESH`` seconds old, else a new read; a stale view can cost one refused
   message, never a wrong write, because the prerequisite is what fences;
@@ -196,7 +197,7 @@ class Rfc2136Provider(Provider):
         count = 0
         for i in indices:
             w = writes[i]
-            if marker == w.marker and records == w.records:
+            if w.marker.same_content(marker) and records == w.records:
                 results[i] = Applied(w.key, written=False)  # I6: already there, nothing to send
             elif not w.holds_on(marker, records):
                 results[i] = Conflict(w.key, marker)

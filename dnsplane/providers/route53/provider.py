@@ -11,7 +11,7 @@ Layout of one endpoint ``name A`` in the hosted zone:
   addresses, the record set's TTL. An ``answer: all`` record set is one simple
   (non-weighted) record set holding every live address instead;
 - the marker TXT at ``model.marker_name(key)`` (``_dnsplane-a.name``), not weighted:
-  one value ``"dnsplane g=<gen> d=<digest>"`` (``Marker.to_text()``) and values
+  one value ``"dnsplane g=<gen> d=<digest> p=<prev>"`` (``Marker.to_text()``) and values
   ``"dnsplane-rs <i>" "<chunk>" ...`` that carry the exact ``RecordSet`` as compact
   JSON in strings of at most 255 characters, so a read returns exactly what was written.
 
@@ -32,8 +32,8 @@ Guarantees:
   member sets the batch DELETEs exactly: a
   write that already fails it is answered ``Conflict`` without any call (so a delayed
   first write finds the records a marker deleted by hand left behind, and fails); a
-  write whose records and marker are already there is answered
-  ``Applied(written=False)`` without any call (I6);
+  write whose records and marker (generation and digest: ``Marker.same_content``) are
+  already there is answered ``Applied(written=False)`` without any call (I6);
 - several endpoints share a change batch (≤ 1,000 ResourceRecord elements and
   ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
   split across batches. When a batch is refused, its endpoints are re-read: those
@@ -123,7 +123,7 @@ class _Group:
         current = self.state.observed
         self.results, final = [], None
         for idx, w in self.writes:
-            if current.marker == w.marker and current.records == w.records:
+            if w.marker.same_content(current.marker) and current.records == w.records:
                 self.results.append((idx, Applied(w.key, written=False)))
             elif not w.holds_on(current.marker, current.records):
                 self.results.append((idx, Conflict(w.key, current.marker)))
