@@ -4,6 +4,8 @@ Guarantees:
 - there is no "check first, write later": each write carries the exact marker
   read for that endpoint as its precondition, so a write made stale by a pause,
   a crash or another enactor fails as a whole at the provider (DESIGN.md point 1);
+  the marker it writes names the marker it replaced (``Marker.after``), so a marker
+  whose generation a human set back equals none a delayed writer read;
 - a marker never goes down: an endpoint whose marker is past the generation
   wanted here is left alone;
 - an endpoint is written only when it was never written or its marker is behind
@@ -67,7 +69,7 @@ def decide(desired: Desired, observed: Observed) -> str:
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
     | marker generation > desired.generation         | skip-newer   |
-    | marker == (desired generation, desired digest) | skip-applied |
+    | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
     | marker generation == desired, other digest     | skip-corrupt |
     | marker generation < desired.generation         | write, once the store confirms |
     |                                                | the marker's digest is the content |
@@ -227,7 +229,7 @@ class Enactor:
             seen = observed.get(key, Observed(None, None))
             verdict = decide(desired, seen)
             if verdict == "write":
-                marker = Marker(desired.generation, desired.records.digest)
+                marker = Marker.after(seen.marker, desired.generation, desired.records.digest)
                 write = Write(key, seen.marker, desired.records, marker, seen.records)
                 (writes if seen.marker is None else behind).append(write)
             else:

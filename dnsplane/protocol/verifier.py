@@ -21,7 +21,8 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 Guarantees: a repair never lowers a marker (I2): it writes
 ``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
 found (where there is none, on the records found), so a newer enactor write in between wins and
-the repair is dropped.
+the repair is dropped. The marker it writes names the one it replaced (``Marker.after``), as an
+enactor's does.
 It sets the last-known-good generation when every endpoint checked was right.
 """
 
@@ -185,7 +186,7 @@ class Verifier:
             # least every marker ever written (markers ahead of it get fenced first), so a repair
             # never lowers a marker, even one that was then deleted by hand.
             generation = max(found.generation if found else NO_GENERATION, self.head)
-            marker = Marker(Generation(generation), desired.records.digest)
+            marker = Marker.after(found, Generation(generation), desired.records.digest)
             # Conditional on the marker and the records found (see ``Write``): a newer write, or a
             # hand edit, in between makes the repair fail and the next round look again.
             writes.append(Write(key, found, desired.records, marker, seen.observed.records))

@@ -658,11 +658,17 @@ class Simulation:
                 self.monitor.hand_edited(key, None)
                 self.provider.hand_edit(key, seen.records, None)
             case _:
+                # A person editing the marker TXT: ``g=`` set back to an older generation and ``d=``
+                # to the records' digest, the rest of the text (``p=``, the chain token of the
+                # marker the last write replaced) kept as it was. Reproducing an older ``p=`` as
+                # well would take copying an old marker byte for byte, which this fault does not
+                # model (docs/simulation.md, "Faults").
                 deleted = [p.generation for p in self.store.plans()]
                 old = Generation(max(1, (min(deleted) - 1) if deleted else 1))
                 self.monitor.hand_edited(key, int(old))
                 digest = seen.records.digest if seen.records else "0"
-                self.provider.hand_edit(key, seen.records, Marker(old, digest))
+                prev = seen.marker.prev if seen.marker else ""
+                self.provider.hand_edit(key, seen.records, Marker(old, digest, prev))
         self.corrupting = False
 
     # ----------------------------------------------------------------- quiet, I4, I6

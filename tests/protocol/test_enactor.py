@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +46,7 @@ def test_applies_everything_then_costs_nothing_to_reapply() -> None:
     assert h.provider.writes == 3
     for key, d in h.store.desired(None, h.store.head()).items():
         seen = h.provider.read([key])[key]
-        assert seen.marker == Marker(d.generation, d.records.digest)
+        assert seen.marker == Marker.after(None, d.generation, d.records.digest)  # a first write
         assert seen.records == d.records
     again = Enactor("e2", ZONE)
     h.run(again)
@@ -208,5 +209,58 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # left to the verifier
     v = Verifier("v", zone=ZONE)
     h.run(v)
-    assert h.provider.read([key])[key] == Observed(newer.records, Marker(Generation(2), newer.records.digest))
+    repaired = Marker.after(None, Generation(2), newer.records.digest)  # the chain restarts: no marker was found
+    assert h.provider.read([key])[key] == Observed(newer.records, repaired)
     assert v.stats["repairs"] == 1
+
+
+def _aba_with_a_delayed_write() -> tuple[Harness, Enactor, list[object], EndpointKey]:
+    """The story of chaos 12537: ``slow`` decides a write of generation 2 (B) while the endpoint holds
+    generation 1 (A), and is delayed; the endpoint moves to 2 (B) and back to 3 (A); then a human sets
+    the marker's generation back to 1, over records that are A again (``marker_stale``: ``d=`` set to
+    the records' digest, ``p=`` kept). Returns the harness, ``slow``, its pending commands and the key."""
+    h, p = setup(1)
+    fast, slow = Enactor("fast", ZONE), Enactor("slow", ZONE)
+    h.run(fast)
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    reply = h.step(slow, Tick(h.now))
+    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
+        reply = h.executor.run(slow.name, cmds, h.now)
+    (delayed,) = cmds[-1].writes  # type: ignore[attr-defined]
+    assert delayed.expect is not None and delayed.expect.generation == 1
+    h.run(fast)  # generation 2: B
+    h.run(p, HealthObserved(h.now, "lb-1", True))
+    h.run(p, Tick(h.now))
+    h.run(fast)  # generation 3: A again
+    key = delayed.key
+    now = h.provider.read([key])[key]
+    assert now.marker is not None and now.marker.generation == 3 and now.records == delayed.expect_records
+    stale = Marker(Generation(1), now.marker.digest, now.marker.prev)  # g= edited, the rest kept
+    assert stale.same_content(delayed.expect) and now.records == delayed.expect_records
+    h.provider.hand_edit(key, now.records, stale)
+    h.monitor.hand_edited(key, 1)
+    return h, slow, cmds, key
+
+
+def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_came_back() -> None:
+    """Chaos 12537: records and marker generation and digest are what the delayed writer saw, but the
+    marker's ``prev`` is not (it names the marker generation 3 replaced), so the compare-and-swap fails."""
+    h, slow, cmds, key = _aba_with_a_delayed_write()
+    before = h.provider.read([key])[key]
+    writes = h.provider.writes
+    done = h.executor.run(slow.name, cmds, h.now)
+    assert done.results == [Conflict(key, before.marker)]  # type: ignore[attr-defined]
+    assert h.provider.read([key])[key] == before
+    assert h.provider.writes == writes
+
+
+@pytest.mark.xfail(strict=True, reason="open: chaos 13470 (docs/simulation.md, 'Open')")
+def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
+    """Chaos 13470, still open: after its conflict the delayed enactor re-reads the endpoint and finds
+    marker generation 1 (behind its plan, 2) over records whose digest is the content of generation 1,
+    which the store confirms (A -> B -> A): a state dnsplane could have written. It writes B, the
+    content of generation 2, after the endpoint served 3's (I2; the harness raises)."""
+    h, slow, cmds, _ = _aba_with_a_delayed_write()
+    done = h.executor.run(slow.name, cmds, h.now)
+    h.run(slow, done)
