@@ -23,14 +23,25 @@ so the first violation found comes with a shortest path to it.
 Time does not pass in the explorer (leases never expire): it explores orders,
 not durations. Liveness (I4, I6) is the simulator's job.
 
-Cost. A state is copied only where a move writes (copy on write): records,
+Cost. The search itself runs in ``dnsplane.sim.search``: a state is kept as its
+identity (``World.fingerprint``: a short tuple of part numbers) and each move is
+computed once per distinct value of what it reads (the mover, and the parts its
+request and effects read: the store's head for ``ReadHead``, the provider for
+``ReadMarkers``, ...), on a ``World`` built from each part's representative;
+every later occurrence is a dictionary lookup. The default configuration's 4
+million transitions need about 20,000 runs of the production code. That module's
+docstring says why reusing a move's result across states is exact, and
+tests/sim/test_explore.py checks it: from every state of small configurations,
+each memoised move gives what running the code again gives, and the counts
+equal those of a search over ``World`` objects along real paths.
+
+A ``World`` is copied only where a move writes (copy on write): records,
 markers, plans, endpoints and messages are frozen and shared; an actor is copied
 when a move feeds it, the store, the provider and the monitor when a move writes
-them. Each part's fingerprint is interned to a small number once, when the part
-changes, so a state's identity is a short tuple of numbers. The invariants are
-checked again after a move that wrote the provider or deleted plans: with the
-provider unchanged every check that passed before still passes (a new plan only
-adds history above every marker), and every violation appears at such a move.
+them. The invariants are checked again after a move that wrote the provider or
+deleted plans: with the provider unchanged every check that passed before still
+passes (a new plan only adds history above every marker), and every violation
+appears at such a move.
 
 Reductions, and why each keeps every violation that exists
 ----------------------------------------------------------
@@ -52,7 +63,9 @@ on all of these and on every future the full search would explore from them.
    round left (``DEAD``: e.g. the enactor's ``sent``, the verifier's ``desired``
    snapshot and ``head``, the collector's ``asked``) are overwritten by every
    path before any read, so they are left out of the fingerprint (classic
-   dead-variable reduction: the merged states are bisimilar).
+   dead-variable reduction: the merged states are bisimilar), and set back to
+   their defaults when the actor enters that phase (``_reset_dead``), so that
+   what the previous round left does not tell states apart later either.
 3. *Symmetry of the enactors.* They run the same code with the same
    configuration; their names appear only as keys of their own store rows
    (in flight, applied), and the store uses those rows symmetrically (min/max
@@ -125,7 +138,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, is_dataclass, replace
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from dnsplane.model import EndpointKey, Generation, RecordSet
@@ -196,6 +209,8 @@ def _key_sort(item: tuple[Any, Any]) -> Any:
 
 def _canon(value: Any) -> Any:
     t = type(value)
+    if t is RecordSet:  # before the frozen-dataclass fast path, which ``_copy`` may have taught RecordSet
+        return value.digest
     if _IMMUTABLE.get(t) and t is not tuple and t is not frozenset:  # atoms and frozen dataclasses
         return value
     if t is dict:
@@ -209,8 +224,6 @@ def _canon(value: Any) -> Any:
         return tuple(_canon(v) for v in value)
     if t is set or t is frozenset:
         return frozenset(_canon(v) for v in value)
-    if t is RecordSet:
-        return value.digest
     if _immutable(t):
         return value
     if is_dataclass(value):
@@ -229,7 +242,38 @@ DEAD: dict[str, tuple[type, frozenset[str]]] = {
 }
 
 
+def _reset_dead(actor: Any, pending: object) -> None:
+    """Give an actor that just entered its dead phase the defaults of its dead fields (it is this
+    state's own copy). They are overwritten before any read (reduction 2), so this changes no
+    future; it makes the identity canonical once the actor leaves the phase and the fields count
+    again, instead of carrying whatever the previous round left."""
+    dead = DEAD.get(type(actor).__name__)
+    if dead is None or not ((pending is None and not actor.busy) or type(pending) is dead[0]):
+        return
+    defaults = _DEFAULTS.get(type(actor))
+    if defaults is None:
+        defaults = _DEFAULTS[type(actor)] = tuple(
+            (f.name, f.default_factory if f.default_factory is not MISSING else (lambda v=f.default: v))
+            for f in fields(actor) if f.name in dead[1] and f.name not in SKIP)
+    for name, make in defaults:
+        setattr(actor, name, make())
+
+
+_DEFAULTS: dict[type, tuple[tuple[str, Callable[[], Any]], ...]] = {}
 _FIELDS: dict[tuple[type, bool], tuple[str, ...]] = {}  # (actor class, dead fields left out?) -> fields
+
+
+def actor_part(actor: Any, pending: object) -> tuple[Any, ...]:
+    """An actor's part of the identity: its live fields and its pending request."""
+    return (_actor_fp(actor, pending), None if pending is None else _canon(pending))
+
+
+def monitor_part(mon: Monitor) -> tuple[Any, ...]:
+    """The monitor's part: what later checks read (the content history too, so that two states with
+    one identity judge every future write alike)."""
+    return (tuple(sorted(mon.highest_served.items())), tuple(sorted(mon.exempt_until)),
+            tuple(sorted((k, tuple(v)) for k, v in mon.content.items())),
+            tuple(sorted(mon.highest_marker.items())), tuple(sorted(mon.published)))
 
 
 def _actor_fp(actor: Any, pending: object = None) -> tuple[Any, ...]:
@@ -267,6 +311,7 @@ class World:
         self._own: set[str] = {"store", "provider", "monitor"}  # parts this state may change in place
         self._ex: SimExecutor | None = None
         self.wrote_provider = False  # set by apply(): whether the move wrote the provider
+        self.effects_ran: list[type] = []  # set by apply(): the types of the effects the move ran
         self.enactors = frozenset(n for n in self.actors if n.startswith("enactor"))
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done
@@ -338,30 +383,22 @@ class World:
         one fingerprint.
         """
         ids = self.ids
-        store = self.store
         sid = ids.get("store")
         if sid is None:
-            rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k]))
-                         for k in sorted(store._gens))
-            plans = tuple(store._plans) if self.config.protocol == "legacy" else ()  # only legacy reads them
-            sid = ids["store"] = self._intern((int(store.head()), plans, rows, store._lkg))
+            sid = ids["store"] = self._intern(self.store_part())
         pid = ids.get("provider")
         if pid is None:
-            pid = ids["provider"] = self._intern(tuple(sorted(
-                (k, o.records.digest if o.records else None, o.marker) for k, o in self.provider.read_all().items())))
+            pid = ids["provider"] = self._intern(self.provider_part())
         mid = ids.get("monitor")
         if mid is None:
-            mon = self.monitor
-            mid = ids["monitor"] = self._intern((tuple(sorted(mon.highest_served.items())),
-                                            tuple(sorted(mon.exempt_until))))
-        inflight, applied, pending = store._inflight, store._applied, self.pending
+            mid = ids["monitor"] = self._intern(monitor_part(self.monitor))
+        inflight, applied, pending = self.store._inflight, self.store._applied, self.pending
         out = [sid, pid, mid, self.env, self.faults, self.lkg]
         enactors = []
         for name, actor in self.actors.items():
             aid = ids.get(name)
             if aid is None:
-                p = pending.get(name)
-                aid = ids[name] = self._intern((_actor_fp(actor, p), None if p is None else _canon(p)))
+                aid = ids[name] = self._intern(actor_part(actor, pending.get(name)))
             if name in self.enactors:
                 f = inflight.get(name)
                 enactors.append(self._intern((aid, None if f is None else f[0], applied.get(name))))
@@ -370,6 +407,17 @@ class World:
         enactors.sort()
         out.extend(enactors)
         return tuple(out)
+
+    def store_part(self) -> tuple[Any, ...]:
+        """The store's part of the identity: head, rows, last-known-good (not the enactors' own rows)."""
+        store = self.store
+        rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k])) for k in sorted(store._gens))
+        plans = tuple(store._plans) if self.config.protocol == "legacy" else ()  # only legacy reads them
+        return (int(store.head()), plans, rows, store._lkg)
+
+    def provider_part(self) -> tuple[Any, ...]:
+        return tuple(sorted((k, o.records.digest if o.records else None, o.marker)
+                            for k, o in self.provider.read_all().items()))
 
     def _intern(self, part: Any) -> int:
         table = self.table
@@ -414,7 +462,8 @@ class World:
             for name, actor in self.actors.items():
                 if name != "planner" and name not in self.pending and not actor.busy:
                     return (f"{name} ticks", ("tick", name), True)
-            for name, what in self.pending.items():
+            for name in self.actors:
+                what = self.pending.get(name)
                 if type(what) is LoadChanges and self._stable_read(name, what):
                     return (f"{name} receives the reply to LoadChanges", ("deliver", name), True)
             planner = self.actors["planner"]
@@ -424,8 +473,8 @@ class World:
                 return (f"health: {tid} {'up' if ok else 'down'}", ("health",), True)
             if planner_idle and self.config.protocol == "safe":  # the head is final (reduction 6)
                 head = self.store.head()
-                for name, what in self.pending.items():
-                    kind = type(what)
+                for name in self.actors:
+                    kind = type(self.pending.get(name))
                     if (kind is LoadDesired and name == "verifier") or (
                             kind is ReadHead and head > self.actors[name].applied_upto):
                         return (f"{name} receives the reply to {kind.__name__}", ("deliver", name), True)
@@ -484,6 +533,7 @@ class World:
         again only when the provider changed or plans were deleted: with the provider as it was,
         every check passed before and still passes (a new plan only adds history above every marker)."""
         self.wrote_provider = deleted = False
+        self.effects_ran = []
         changed = "planner" if move[0] == "health" else move[1] if move[0] != "empty" else None
         if changed is not None:
             self.actors[changed] = _copy_actor(self.actors[changed])
@@ -517,6 +567,8 @@ class World:
                 self._own_monitor().exempt(key, float("inf"))
                 provider.hand_edit(key, None, seen.marker)
                 self.wrote_provider = True
+        if changed is not None:
+            _reset_dead(self.actors[changed], self.pending.get(changed))
         if self.wrote_provider or deleted:
             monitor = self._own_monitor()
             monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
@@ -561,6 +613,7 @@ class World:
         request = last if isinstance(last, REQUESTS) else None
         effects = commands[:-1] if request is not None else commands
         failed = None
+        self.effects_ran = [type(c) for c in effects]
         if effects:
             for c in effects:
                 if isinstance(c, SetLastKnownGood):
@@ -702,54 +755,19 @@ def explore(config: Config, max_states: int = 20_000_000, look_for: str = "I1",
     Each state keeps only its parent and the move that reached it; a path's labels are made by
     replaying its moves from the start (the search is deterministic)."""
     started = time.perf_counter()
-    root = World(config)
-    root.apply(("tick", "planner"))  # the planner's first tick: load the (empty) store
-    if config.reduce:
-        root.settle()
-    root_fp = root.fingerprint()
-    seen: dict[tuple[int, ...], tuple[tuple[int, ...] | None, tuple[Any, ...] | None]] = {root_fp: (None, None)}
-    queue: deque[tuple[tuple[int, ...], World, int]] = deque([(root_fp, root, 0)])
-    transitions = 0
-    other: tuple[Violation, list[str]] | None = None
-    while queue:
-        fp, world, depth = queue.popleft()
-        for _, move, _ in world.reduced_moves():
-            nxt = world.clone()
-            nxt.apply(move)
-            if config.reduce:
-                nxt.settle()
-            transitions += 1
-            nfp = nxt.fingerprint()
-            if nfp in seen:
-                continue
-            seen[nfp] = (fp, move)
-            if nxt.monitor.violations:
-                v = nxt.monitor.violations[0]
-                if look_for in ("any", v.short):
-                    if config.reduce:  # the reduced graph's path may carry early ticks: search every order
-                        full = explore(replace(config, reduce=False), max_states, look_for)
-                        if full.violation is not None and full.violation.short == v.short:
-                            return Report(config, len(seen) + full.states, transitions + full.transitions,
-                                          time.perf_counter() - started, False, full.violation, full.path)
-                    return Report(config, len(seen), transitions, time.perf_counter() - started, False, v,
-                                  _path(config, seen, nfp))
-                if other is None:
-                    other = (v, _path(config, seen, nfp))
-                # and the search goes on from it: the outage (I1) comes after a stale write (I2)
-            stop = len(seen) >= max_states
-            if not len(seen) % 20_000:
-                elapsed = time.perf_counter() - started
-                if progress is not None:
-                    progress(len(seen), transitions, depth + 1, elapsed)
-                stop = stop or (max_seconds is not None and elapsed > max_seconds)
-            if stop:  # a bound was reached: the search is incomplete
-                found = other or (None, [])
-                return Report(config, len(seen), transitions, time.perf_counter() - started, False, *found)
-            queue.append((nfp, nxt, depth + 1))
+    from dnsplane.sim.search import search
+
+    states, transitions, complete, found, path, other, other_path = search(
+        config, World, max_states, look_for, max_seconds, progress)
+    if found is not None and config.reduce:  # the reduced graph's path may carry early ticks: search every order
+        full = explore(replace(config, reduce=False), max_states, look_for)
+        if full.violation is not None and full.violation.short == found.short:
+            return Report(config, states + full.states, transitions + full.transitions,
+                          time.perf_counter() - started, False, full.violation, full.path)
     elapsed = time.perf_counter() - started
-    if other is not None:
-        return Report(config, len(seen), transitions, elapsed, True, other[0], other[1])
-    return Report(config, len(seen), transitions, elapsed, True, None, [])
+    if found is not None:
+        return Report(config, states, transitions, elapsed, False, found, path)
+    return Report(config, states, transitions, elapsed, complete, other, other_path)
 
 
 def _path(config: Config, seen: dict[tuple[int, ...], tuple[tuple[int, ...] | None, tuple[Any, ...] | None]],
