@@ -196,6 +196,12 @@ class Marker:
     What still passes for an old marker: one restored byte for byte, ``p=`` included, over the
     records it stood beside (see docs/design.md, "Markers").
 
+    ``prev`` is ``<chain>.<seal>``: the seal is a hash of this marker's own generation, digest and
+    chain, so a marker whose ``g=`` or ``d=`` was edited by hand, the rest kept, no longer matches
+    its seal (``sealed``); enactors leave such an endpoint to the verifier, which repairs it
+    (chaos 13470: an enactor holding an older plan read a marker lowered by hand over content
+    A -> B -> A had made equal to that generation's again, and would have written its older plan).
+
     Equality (``==``, what a compare-and-swap compares) covers all three fields; ``same_content``
     compares generation and digest only (what "already applied" means, I6).
     """
@@ -211,7 +217,16 @@ class Marker:
         Deterministic: two writers that write the same generation over the same marker write the
         same marker, so the one that comes second finds its write already applied.
         """
-        return cls(generation, digest, chain_token(replaced))
+        chain = chain_token(replaced)
+        return cls(generation, digest, f"{chain}.{_seal(generation, digest, chain)}")
+
+    def sealed(self) -> bool:
+        """Whether the marker is as dnsplane wrote it: its seal matches its generation, digest and
+        chain. A marker without ``p=`` (written before chain tokens) has nothing to check: True."""
+        if not self.prev:
+            return True
+        chain, dot, seal = self.prev.partition(".")
+        return bool(dot) and seal == _seal(self.generation, self.digest, chain)
 
     def same_content(self, other: Marker | None) -> bool:
         """Whether ``other`` names the same generation and content, whatever marker each replaced."""
@@ -247,6 +262,11 @@ def chain_token(replaced: Marker | None) -> str:
     """A short hash (blake2b, 6 bytes: 12 hex digits) of the full text of ``replaced``."""
     text = replaced.to_text() if replaced is not None else NO_MARKER_TOKEN
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def _seal(generation: int, digest: str, chain: str) -> str:
+    """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest and chain token."""
+    return hashlib.blake2b(f"{generation}|{digest}|{chain}".encode(), digest_size=4).hexdigest()
 
 
 def marker_name(key: EndpointKey) -> str:

@@ -37,8 +37,9 @@ def test_text_round_trip(g: int, digest: str, prev: str) -> None:
 
 def test_chain_token_is_a_short_deterministic_hash_of_the_replaced_marker() -> None:
     first = Marker.after(None, Generation(1), A.digest)
-    assert first.prev == chain_token(None) and len(first.prev) == 12
-    int(first.prev, 16)
+    chain, seal = first.prev.split(".")
+    assert chain == chain_token(None) and len(chain) == 12 and len(seal) == 8
+    int(chain, 16), int(seal, 16)
     # two writers that write the same generation over the same marker write the same marker
     assert Marker.after(first, Generation(2), B.digest) == Marker.after(first, Generation(2), B.digest)
     # the token covers the replaced marker's whole text, its own prev included
@@ -55,6 +56,18 @@ def test_a_generation_set_back_by_hand_matches_no_marker_of_the_chain() -> None:
     lowered = Marker(Generation(1), m3.digest, m3.prev)
     assert lowered.same_content(m1) and lowered != m1
     assert lowered not in (m1, m2, m3)
+    # and its seal no longer matches (chaos 13470): enactors leave it to the verifier
+    assert all(m.sealed() for m in (m1, m2, m3)) and not lowered.sealed()
+
+
+def test_the_seal_covers_generation_and_digest() -> None:
+    m = Marker.after(None, Generation(4), A.digest)
+    assert m.sealed()
+    assert not Marker(Generation(3), m.digest, m.prev).sealed()
+    assert not Marker(m.generation, B.digest, m.prev).sealed()
+    assert not Marker(m.generation, m.digest, m.prev.split(".")[0]).sealed()  # the seal cut off
+    assert Marker(m.generation, m.digest).sealed()  # no p= at all: written before tokens, nothing to check
+    assert Marker.from_text(m.to_text()) == m and Marker.from_text(m.to_text()).sealed()  # type: ignore[union-attr]
 
 
 def test_same_content_ignores_prev_only() -> None:

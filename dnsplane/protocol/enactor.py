@@ -71,6 +71,7 @@ def decide(desired: Desired, observed: Observed) -> str:
     | marker generation > desired.generation         | skip-newer   |
     | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
     | marker generation == desired, other digest     | skip-corrupt |
+    | marker generation < desired, seal broken       | skip-corrupt (``g=`` or ``d=`` edited by hand) |
     | marker generation < desired.generation         | write, once the store confirms |
     |                                                | the marker's digest is the content |
     |                                                | of the generation it names     |
@@ -90,6 +91,11 @@ def decide(desired: Desired, observed: Observed) -> str:
         return "skip-newer"
     if marker.generation == desired.generation:
         return "skip-applied" if marker.digest == desired.records.digest else "skip-corrupt"
+    if not marker.sealed():
+        # A generation set back by hand over content that A -> B -> A made equal to the older
+        # generation's again passes every other check (chaos 13470); this plan may be older than
+        # the content the endpoint served, so it is the verifier's to repair, against the newest.
+        return "skip-corrupt"
     return "write"
 
 

@@ -11,6 +11,7 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | marker missing                                | write desired, expect "no marker" and exactly |
 |                                               | the records found (``Write.expect_records``)  |
 | records edited by hand (digest differs)       | write desired, marker generation kept or up   |
+| marker edited by hand (its seal broken)       | same                                          |
 | answer has addresses outside the plan         | same                                          |
 | marker past the store's head (store behind,   | advance the store's head past it, so that the |
 | or a marker naming a plan that never was)     | next plan outranks it; then repair content    |
@@ -75,6 +76,8 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
         return "empty-records"
     if marker is None:
         return "marker-missing"
+    if not marker.sealed():
+        return "marker-edited"  # g= or d= changed by hand: the enactors leave it alone (skip-corrupt)
     if marker.generation < desired.generation:
         return "lagging"  # old content is expected until the enactors catch up
     wanted = set(desired.records.addresses())

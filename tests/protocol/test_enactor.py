@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -255,12 +254,24 @@ def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_ca
     assert h.provider.writes == writes
 
 
-@pytest.mark.xfail(strict=True, reason="open: chaos 13470 (docs/simulation.md, 'Open')")
 def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
-    """Chaos 13470, still open: after its conflict the delayed enactor re-reads the endpoint and finds
-    marker generation 1 (behind its plan, 2) over records whose digest is the content of generation 1,
-    which the store confirms (A -> B -> A): a state dnsplane could have written. It writes B, the
-    content of generation 2, after the endpoint served 3's (I2; the harness raises)."""
-    h, slow, cmds, _ = _aba_with_a_delayed_write()
+    """Chaos 13470: after its conflict the delayed enactor re-reads the endpoint and finds marker
+    generation 1 (behind its plan, 2) over records whose digest is the content of generation 1, which
+    the store confirms (A -> B -> A). Writing B there would serve generation 2's content after 3's
+    (I2; the harness raises). The hand edit broke the marker's seal, so the enactor leaves the
+    endpoint to the verifier, which repairs it to the newest plan."""
+    from dnsplane.protocol.verifier import Verifier
+
+    h, slow, cmds, key = _aba_with_a_delayed_write()
+    edited = h.provider.read([key])[key]
+    assert edited.marker is not None and not edited.marker.sealed()
     done = h.executor.run(slow.name, cmds, h.now)
     h.run(slow, done)
+    assert h.provider.read([key])[key] == edited  # not written: skip-corrupt
+    assert slow.held == {key: Generation(1)}  # nothing past the marker's generation reported as applied
+    v = Verifier("v", zone=ZONE)
+    h.run(v)
+    repaired = h.provider.read([key])[key]
+    assert repaired.records == edited.records and repaired.marker is not None
+    assert repaired.marker.generation == 3 and repaired.marker.sealed()
+    assert v.stats["repairs"] == 1

@@ -72,20 +72,17 @@ FIXED = [
     # replaced (``Marker.prev``, a chain token); the hand-set marker keeps the current one's ``p=``,
     # which is not M's, so the compare-and-swap fails.
     ("chaos", 12537, "I2"),
-]
-
-OPEN: list[tuple[str, int, str]] = [
-    # Found by the same sweep, with 12537. Before the chain token it failed exactly as 12537 did; with
-    # it, enactor-3's delayed write of generation 3 (B) is refused (the marker's ``p=`` moved), but
-    # enactor-3 then re-reads e2 and finds marker generation 1 over records A, behind its plan, and
-    # the store confirms A is generation 1's content (A -> B -> A): a state dnsplane could have
-    # written. It writes B again and serves generation 3's content after 4's (I2). Nothing the enactor
-    # can check (marker, records, the store's content at the marker's generation) tells this state
-    # from an endpoint that really is at generation 1: ``p=`` differs, but a hash names no generation.
-    # See docs/simulation.md ("Open") and, on the harness,
-    # tests/protocol/test_enactor.py::test_a_refused_enactor_does_not_write_over_the_lowered_marker.
+    # Found by the same sweep, with 12537. With the chain token enactor-3's delayed write of
+    # generation 3 (B) is refused, but enactor-3 then re-reads e2 and finds marker generation 1 over
+    # records A, behind its plan, and the store confirms A is generation 1's content (A -> B -> A): it
+    # wrote B again and served generation 3's content after 4's (I2). Fixed: the marker's ``p=``
+    # carries a seal over its own generation, digest and chain (``Marker.sealed``); the hand edit
+    # broke it, so enactors skip the endpoint (skip-corrupt) and the verifier repairs it. On the
+    # harness: tests/protocol/test_enactor.py::test_a_refused_enactor_does_not_write_over_the_lowered_marker.
     ("chaos", 13470, "I2"),
 ]
+
+OPEN: list[tuple[str, int, str]] = []
 
 
 @pytest.mark.parametrize(("scenario", "seed", "found"), FIXED)
