@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--explore-states", type=int, default=20_000_000)
     ap.add_argument("--explore-seconds", type=float, default=1800.0, help="stop an exploration after this long")
-    ap.add_argument("--no-default-explore", action="store_true", help="skip the 7-minute default configuration")
+    ap.add_argument("--no-default-explore", action="store_true", help="skip the default configuration (under a minute)")
     args = ap.parse_args()
     sc = load("us-east-1")
     for protocol in ("safe", "legacy"):
