@@ -107,9 +107,10 @@ class _Done:
 # What each request reads, as parts of the state; what it writes is then a function of these (see
 # the module docstring). "head": the store's head; "sid", "pid", "mid": the store (without the
 # enactors' rows), the provider, the monitor; "rows": every enactor's in-flight and applied rows;
-# "aids": every enactor's part (its ``working``, for I3); "lkg", "env", "faults": the last-known-good,
-# the health script's progress, the faults used. A request or effect not listed reads everything.
-EVERYTHING = ("sid", "pid", "mid", "env", "faults", "lkg", "rows", "aids")  # "working": each enactor's ``working``
+# "aids": every enactor's part; "working": each enactor's ``working`` (an I3 reference); "lkg", "env",
+# "faults": the last-known-good, the health script's progress, the faults used; "row" (effects only):
+# the mover's own rows. A request or effect type not listed reads everything.
+EVERYTHING = ("sid", "pid", "mid", "env", "faults", "lkg", "rows", "aids")
 REQUEST_READS: dict[type | None, tuple[str, ...]] = {
     None: (),  # a tick, or a reply already in hand (``Failed``): only the actor
     ReadHead: ("head",),
@@ -134,6 +135,8 @@ EFFECT_READS: dict[type, tuple[str, ...]] = {
 
 
 class Search:
+    """The parts, their representatives and the memo of one search (``search`` runs it)."""
+
     def __init__(self, config: Any, world_type: Any) -> None:
         self.config = config
         self.template = world_type(config)
