@@ -295,6 +295,9 @@ class Simulation:
                         # the Begin itself failed: the store holds no lease, whatever an earlier Begin
                         # left here (chaos 5391); a missing entry would count as in flight
                         self.began[name] = float("-inf")
+                        if self.tracing:  # the trace said "begins" when the command was issued
+                            g = next(int(c.generation) for c in effects if type(c) is Begin)
+                            self._note_trace(name, "begin", f"could not begin generation {g}: {err}", g)
                 else:  # a Begin that failed at the store registered nothing: no reference
                     if began:
                         self.began[name] = self.now

@@ -58,3 +58,12 @@ def test_shrinking_keeps_the_violation() -> None:
     schedule = shrink(US_EAST_1, "legacy", seed, "I1", budget=20)
     again = run(US_EAST_1, "legacy", seed, schedule, trace=False, stop_on="I1")
     assert any(v.short == "I1" for v in again.violations)
+
+
+def test_the_trace_says_when_a_begin_failed() -> None:
+    """Chaos 5391: enactor-3's ``Begin`` of generation 21 fails in a store outage. The trace notes the
+    command as it is issued ("begins") and then that it could not begin, with the store's error."""
+    result = run(CHAOS, "safe", 5391)
+    failed = [e for e in result.trace if e.actor == "enactor-3" and e.detail.startswith("could not begin")]
+    assert [e.generation for e in failed] == [21]
+    assert "store unavailable" in failed[0].detail
