@@ -264,6 +264,7 @@ def chain_token(replaced: Marker | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round
 def _seal(generation: int, digest: str, chain: str) -> str:
     """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest and chain token."""
     return hashlib.blake2b(f"{generation}|{digest}|{chain}".encode(), digest_size=4).hexdigest()
