@@ -11,7 +11,8 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | marker missing                                | write desired, expect "no marker" and exactly |
 |                                               | the records found (``Write.expect_records``)  |
 | records edited by hand (digest differs)       | write desired, marker generation kept or up   |
-| marker edited by hand (its seal broken)       | same                                          |
+| marker edited by hand (its seal broken)       | same, in the next round (from a snapshot      |
+|                                               | loaded after the edit was seen)               |
 | answer has addresses outside the plan         | same                                          |
 | marker past the store's head (store behind,   | advance the store's head past it, so that the |
 | or a marker naming a plan that never was)     | next plan outranks it; then repair content    |
@@ -96,6 +97,7 @@ class Verifier:
     desired: dict[EndpointKey, Desired] = field(default_factory=dict)
     queue: list[EndpointKey] = field(default_factory=list)
     lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
+    edited: set[EndpointKey] = field(default_factory=set)  # seen with a hand-edited marker last round
     all_right: bool = True
     busy: bool = False
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
@@ -162,6 +164,8 @@ class Verifier:
             desired = self.desired[key]
             self.stats["checked"] += 1
             problem = diagnose(desired, seen, self.head)
+            if problem != "marker-edited":
+                self.edited.discard(key)
             if problem is None:
                 self.lagging.pop(key, None)
                 self.last_problems.pop(key, None)
@@ -177,6 +181,12 @@ class Verifier:
                 continue
             if problem == "lagging" and self.lagging.get(key) != desired.generation:
                 self.lagging[key] = desired.generation  # give the enactors one round first
+                continue
+            if problem == "marker-edited" and key not in self.edited:
+                # The records may hold content newer than this round's snapshot (written after it was
+                # loaded, before the edit): repair next round, from a snapshot loaded after this edit
+                # was seen. No enactor writes over an edited marker, so the records stay (chaos 22489).
+                self.edited.add(key)
                 continue
             self.lagging.pop(key, None)
             try:  # one invalid desired set must not fail the whole repair batch at the provider

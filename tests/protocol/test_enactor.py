@@ -271,6 +271,8 @@ def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
     assert slow.held == {key: Generation(1)}  # nothing past the marker's generation reported as applied
     v = Verifier("v", zone=ZONE)
     h.run(v)
+    assert h.provider.read([key])[key] == edited and v.edited == {key}  # first seen: repaired next round
+    h.run(v)
     repaired = h.provider.read([key])[key]
     assert repaired.records == edited.records and repaired.marker is not None
     assert repaired.marker.generation == 3 and repaired.marker.sealed()
