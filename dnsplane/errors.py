@@ -72,6 +72,12 @@ class StaleGeneration(Permanent):
         super().__init__(endpoint=endpoint, applied=applied, attempted=attempted)
 
 
+class PlanCollected(Permanent):
+    """A ``Begin`` named a generation the collector already deleted (a stale or redelivered head)."""
+
+    fmt = "generation {generation} was collected; the oldest plan kept is {oldest}"
+
+
 class StoreUnavailable(Retryable):
     fmt = "store unavailable: {reason}"
 

@@ -85,7 +85,11 @@ class Store(ABC):
 
     @abstractmethod
     def begin(self, actor: str, generation: Generation, now: float) -> None:
-        """Register ``actor`` as in flight on ``generation`` (keeps that plan from the collector)."""
+        """Register ``actor`` as in flight on ``generation`` (keeps that plan from the collector).
+
+        Raises ``PlanCollected`` when ``generation`` is older than the oldest plan kept: its content
+        may be gone, and no one may work on it (I3; chaos 21244: an old head redelivered to an
+        enactor after the collector deleted that plan)."""
 
     @abstractmethod
     def finish(self, actor: str, generation: Generation, now: float) -> None:

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 
-from dnsplane.errors import InvalidPlan
+from dnsplane.errors import InvalidPlan, PlanCollected
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 
@@ -144,6 +144,8 @@ class MemoryStore(Store):
 
     def begin(self, actor: str, generation: Generation, now: float) -> None:
         with self._lock:
+            if self._plans and generation < (oldest := min(self._plans)):
+                raise PlanCollected(generation=generation, oldest=oldest)
             self._inflight[actor] = (int(generation), now)
 
     def finish(self, actor: str, generation: Generation, now: float) -> None:

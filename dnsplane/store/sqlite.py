@@ -40,7 +40,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from dnsplane.codec import RecordSetCodec
-from dnsplane.errors import StoreUnavailable
+from dnsplane.errors import PlanCollected, StoreUnavailable
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
@@ -213,6 +213,9 @@ class SqliteStore(Store):
 
     def begin(self, actor: str, generation: Generation, now: float) -> None:
         with self._tx(immediate=True) as db:
+            (oldest,) = db.execute("SELECT min(generation) FROM plans").fetchone()
+            if oldest is not None and generation < oldest:
+                raise PlanCollected(generation=generation, oldest=oldest)
             db.execute(
                 "INSERT INTO inflight (actor, generation, since) VALUES (?, ?, ?)"
                 " ON CONFLICT (actor) DO UPDATE SET generation = excluded.generation, since = excluded.since",
