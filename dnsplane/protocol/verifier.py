@@ -9,7 +9,8 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 |-----------------------------------------------|-----------------------------------------------|
 | empty answer, NXDOMAIN, no records            | write desired, expect the marker found        |
 | marker missing                                | write desired, expect "no marker" and exactly |
-|                                               | the records found (``Write.expect_records``)  |
+|                                               | the records found (``Write.expect_records``), |
+|                                               | in the next round (see below)                 |
 | records edited by hand (digest differs)       | write desired, marker generation kept or up   |
 | marker edited by hand (its seal broken)       | same, in the next round (from a snapshot      |
 |                                               | loaded after the edit was seen)               |
@@ -89,6 +90,10 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
     return None
 
 
+# Records whose marker a human edited or deleted: they may hold content newer than the round's snapshot.
+_HAND_MADE = frozenset({"marker-edited", "marker-missing"})
+
+
 @dataclass
 class Verifier:
     name: str
@@ -97,7 +102,7 @@ class Verifier:
     desired: dict[EndpointKey, Desired] = field(default_factory=dict)
     queue: list[EndpointKey] = field(default_factory=list)
     lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
-    edited: set[EndpointKey] = field(default_factory=set)  # seen with a hand-edited marker last round
+    edited: set[EndpointKey] = field(default_factory=set)  # seen with a marker edited or deleted by hand last round
     all_right: bool = True
     busy: bool = False
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
@@ -164,7 +169,7 @@ class Verifier:
             desired = self.desired[key]
             self.stats["checked"] += 1
             problem = diagnose(desired, seen, self.head)
-            if problem != "marker-edited":
+            if problem not in _HAND_MADE:
                 self.edited.discard(key)
             if problem is None:
                 self.lagging.pop(key, None)
@@ -182,10 +187,11 @@ class Verifier:
             if problem == "lagging" and self.lagging.get(key) != desired.generation:
                 self.lagging[key] = desired.generation  # give the enactors one round first
                 continue
-            if problem == "marker-edited" and key not in self.edited:
-                # The records may hold content newer than this round's snapshot (written after it was
-                # loaded, before the edit): repair next round, from a snapshot loaded after this edit
-                # was seen. No enactor writes over an edited marker, so the records stay (chaos 22489).
+            if problem in _HAND_MADE and key not in self.edited:
+                # The marker no longer says which generation the records hold, and they may hold content
+                # newer than this round's snapshot (written after it was loaded, before the edit): repair
+                # next round, from a snapshot loaded after the edit was seen. No enactor writes over an
+                # edited or missing marker, so the records stay (chaos 22489, 99906).
                 self.edited.add(key)
                 continue
             self.lagging.pop(key, None)

@@ -208,6 +208,8 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # left to the verifier
     v = Verifier("v", zone=ZONE)
     h.run(v)
+    assert h.provider.read([key])[key] == Observed(newer.records, None) and v.edited == {key}  # next round
+    h.run(v)
     repaired = Marker.after(None, Generation(2), newer.records.digest)  # the chain restarts: no marker was found
     assert h.provider.read([key])[key] == Observed(newer.records, repaired)
     assert v.stats["repairs"] == 1
