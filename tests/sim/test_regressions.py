@@ -100,7 +100,14 @@ FIXED = [
     ("chaos", 99906, "I2"), ("chaos", 82158, "I3"),
 ]
 
-OPEN: list[tuple[str, int, str]] = []
+OPEN: list[tuple[str, int, str]] = [
+    # found by seeds 60,000-119,999 after the fixes above: the gap 82158 showed (docs/simulation.md,
+    # "Open"). A human deletes a marker; enactors skip the endpoint without holding it and move the
+    # watermark on; the verifier's repair, slowed by a provider latency spike (80234) or sent from an
+    # old snapshot (100980), lands a marker naming a generation whose row the collector then deletes
+    # (I3). Needs a lease on the verifier's round.
+    ("chaos", 80234, "I3"), ("chaos", 100980, "I3"),
+]
 
 
 @pytest.mark.parametrize(("scenario", "seed", "found"), FIXED)
