@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from dnsplane.execute import Actor, Executor
 from dnsplane.model import Endpoint, EndpointKey, Generation, HealthCheck, Policy, Target
-from dnsplane.protocol.messages import Event, Published, Resolution, Tick
+from dnsplane.protocol.messages import Command, Event, Published, Resolution, Tick, WriteBatch
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.invariants import Monitor
 from dnsplane.store.memory import MemoryStore
@@ -59,6 +59,14 @@ class Harness:
         if self.checking:
                 self.monitor.check(self.provider.read_all(), f"{actor.name}: {type(event).__name__} -> {names}")
         return reply
+
+    def until_write(self, actor: Actor) -> list[Command]:
+        """Tick ``actor`` and run its steps until it asks for a ``WriteBatch``; return those commands
+        unexecuted (a write held in flight, to be delivered later or never)."""
+        reply = self.step(actor, Tick(self.now))
+        while not isinstance((cmds := actor.handle(reply))[-1], WriteBatch):
+            reply = self.executor.run(actor.name, cmds, self.now)
+        return cmds
 
     def run(self, actor: Actor, event: Event | None = None, limit: int = 10_000) -> None:
         """Feed ``event`` (a Tick by default) and every reply until the actor is quiet."""

@@ -84,9 +84,7 @@ def test_conflict_rereads_and_converges_without_lowering_the_marker() -> None:
     h.run(fast)
     h.run(p, HealthObserved(h.now, "lb-1", False))
     h.run(p, Tick(h.now))
-    reply = h.step(slow, Tick(h.now))
-    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
-        reply = h.executor.run(slow.name, cmds, h.now)
+    cmds = h.until_write(slow)
     h.run(p, HealthObserved(h.now, "lb-2", False))
     h.run(p, Tick(h.now))
     h.run(fast)
@@ -187,9 +185,7 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
 
     h, p = setup(1)
     slow = Enactor("slow", ZONE)
-    reply = h.step(slow, Tick(h.now))
-    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
-        reply = h.executor.run(slow.name, cmds, h.now)
+    cmds = h.until_write(slow)
     (first,) = cmds[-1].writes
     assert first.expect is None and first.expect_records is None
     h.run(p, HealthObserved(h.now, "lb-1", False))
@@ -225,9 +221,7 @@ def _aba_with_a_delayed_write() -> tuple[Harness, Enactor, list[object], Endpoin
     h.run(fast)
     h.run(p, HealthObserved(h.now, "lb-1", False))
     h.run(p, Tick(h.now))
-    reply = h.step(slow, Tick(h.now))
-    while not isinstance((cmds := slow.handle(reply))[-1], WriteBatch):
-        reply = h.executor.run(slow.name, cmds, h.now)
+    cmds = h.until_write(slow)
     (delayed,) = cmds[-1].writes  # type: ignore[attr-defined]
     assert delayed.expect is not None and delayed.expect.generation == 1
     h.run(fast)  # generation 2: B

@@ -130,16 +130,13 @@ def test_repair_of_records_without_a_marker_expects_exactly_the_records_it_saw()
     of records left without a marker names the records it saw; if they change before it lands, it
     fails and the next round looks again."""
     from dnsplane.model import Conflict, Observed
-    from dnsplane.protocol.messages import WriteBatch
 
     h, _, _ = converged()
     corrupt(h, "edited-and-marker-deleted")
     v = Verifier("verifier", zone=ZONE)
     h.run(v)  # first seen: a marker deleted by hand is repaired the round after (chaos 99906)
     assert v.edited == {API} and h.provider.read([API])[API].marker is None
-    reply = h.step(v, Tick(h.now))
-    while not isinstance((cmds := v.handle(reply))[-1], WriteBatch):
-        reply = h.executor.run(v.name, cmds, h.now)
+    cmds = h.until_write(v)
     (repair,) = cmds[-1].writes
     assert repair.expect is None and repair.expect_records == HAND
     other = RecordSet.of(30, [Member("rogue", ("203.0.113.98",), 1)])
