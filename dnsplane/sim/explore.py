@@ -29,7 +29,7 @@ computed once per distinct value of what it reads (the mover, and the parts its
 request and effects read: the store's head for ``ReadHead``, the provider for
 ``ReadMarkers``, ...), on a ``World`` built from each part's representative;
 every later occurrence is a dictionary lookup. The default configuration's 4
-million transitions need about 20,000 runs of the production code. That module's
+million transitions need about 27,000 runs of the production code. That module's
 docstring says why reusing a move's result across states is exact, and
 tests/sim/test_explore.py checks it: from every state of small configurations,
 each memoised move gives what running the code again gives, and the counts
@@ -768,25 +768,3 @@ def explore(config: Config, max_states: int = 20_000_000, look_for: str = "I1",
     if found is not None:
         return Report(config, states, transitions, elapsed, False, found, path)
     return Report(config, states, transitions, elapsed, complete, other, other_path)
-
-
-def _path(config: Config, seen: dict[tuple[int, ...], tuple[tuple[int, ...] | None, tuple[Any, ...] | None]],
-          fp: tuple[int, ...]) -> list[str]:
-    """The labels of the moves from the start to ``fp``, by replaying them (with the forced moves)."""
-    moves = []
-    cur: tuple[int, ...] | None = fp
-    while cur is not None:
-        parent, move = seen[cur]
-        if move is not None:
-            moves.append(move)
-        cur = parent
-    world = World(config)
-    world.apply(("tick", "planner"))
-    if config.reduce:
-        world.settle()
-    labels = []
-    for move in reversed(moves):
-        label = world.label(move)
-        world.apply(move)
-        labels.append("; ".join([label, *world.settle()]) if config.reduce else label)
-    return labels

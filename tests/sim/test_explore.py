@@ -50,9 +50,11 @@ def _visible(world: World) -> tuple[Any, ...]:
     return observed, rows, int(store.head())
 
 
-def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str]]:
-    """Every visible state, and every invariant found violated (the explorer checks a state when
-    the provider changed or plans were deleted, so a verdict belongs to the move, not the state)."""
+def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str], int, int]:
+    """A breadth-first search over ``World`` objects along real paths (what ``explore`` did before
+    the memoised engine, dnsplane/sim/search.py): every visible state, every invariant found violated
+    (the explorer checks a state when the provider changed or plans were deleted, so a verdict belongs
+    to the move, not the state), and the numbers of states and transitions."""
     root = World(config)
     root.apply(("tick", "planner"))
     if config.reduce:
@@ -61,6 +63,7 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str]]:
     out = {_visible(root)}
     found: set[str] = set()
     queue = deque([root])
+    transitions = 0
     while queue:
         world = queue.popleft()
         for _, move, _ in world.reduced_moves():
@@ -68,6 +71,7 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str]]:
             nxt.apply(move)
             if config.reduce:
                 nxt.settle()
+            transitions += 1
             fp = nxt.fingerprint()
             if fp in seen:
                 continue
@@ -76,7 +80,7 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str]]:
             found.update(v.short for v in nxt.monitor.violations)
             nxt.monitor.violations = []  # keep going past violations: compare everything reachable
             queue.append(nxt)
-    return out, found
+    return out, found, len(seen), transitions
 
 
 @pytest.mark.parametrize("config", [
@@ -89,7 +93,7 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str]]:
 def test_reductions_reach_every_visible_state(config: Config) -> None:
     full = _reachable(Config(**{**config.__dict__, "reduce": False}))
     reduced = _reachable(config)
-    assert reduced == full
+    assert reduced[:2] == full[:2]
 
 
 SMALL = [
@@ -101,37 +105,12 @@ SMALL = [
 ]
 
 
-def _object_search(config: Config) -> tuple[int, int]:
-    """States and transitions of a breadth-first search over ``World`` objects along real paths (what
-    ``explore`` did before the memoised engine, dnsplane/sim/search.py)."""
-    root = World(config)
-    root.apply(("tick", "planner"))
-    if config.reduce:
-        root.settle()
-    seen = {root.fingerprint()}
-    queue = deque([root])
-    transitions = 0
-    while queue:
-        world = queue.popleft()
-        for _, move, _ in world.reduced_moves():
-            nxt = world.clone()
-            nxt.apply(move)
-            if config.reduce:
-                nxt.settle()
-            transitions += 1
-            fp = nxt.fingerprint()
-            if fp not in seen:
-                seen.add(fp)
-                nxt.monitor.violations = []
-                queue.append(nxt)
-    return len(seen), transitions
-
-
 @pytest.mark.parametrize("config", SMALL, ids=str)
 def test_memoised_search_counts_what_the_object_search_counts(config: Config) -> None:
     report = explore(config, look_for="none")  # "none": never stop at a violation (legacy has them)
     assert report.complete
-    assert (report.states, report.transitions) == _object_search(config)
+    _, _, states, transitions = _reachable(config)
+    assert (report.states, report.transitions) == (states, transitions)
 
 
 @pytest.mark.parametrize("config", SMALL, ids=str)
