@@ -37,6 +37,7 @@ class TsigKey:
 _KEY_BLOCK = re.compile(r'\bkey\s+"?([A-Za-z0-9._-]+)"?\s*\{(.*?)\}\s*;', re.S)
 _ALGORITHM = re.compile(r'\balgorithm\s+"?([A-Za-z0-9.-]+)"?\s*;')
 _SECRET = re.compile(r'\bsecret\s+"([^"]*)"\s*;')
+_TOKENS = re.compile(r'"[^"]*"|/\*.*?\*/|(?:#|//)[^\n]*', re.S)
 
 
 def parse_key_file(path: str | Path, key_name: str | None = None) -> TsigKey:
@@ -50,9 +51,9 @@ def parse_key_file(path: str | Path, key_name: str | None = None) -> TsigKey:
         text = Path(path).read_text()
     except OSError as exc:
         raise InvalidConfig(path, 0, f"cannot read TSIG key file: {exc.strerror or exc}") from exc
-    # comments: '#', '//' to end of line and '/* */', kept as blanks so line numbers stay right
-    text = re.sub(r"/\*.*?\*/", lambda m: re.sub(r"[^\n]", " ", m.group()), text, flags=re.S)
-    text = re.sub(r"(#|//)[^\n]*", "", text)
+    # comments: '#', '//' to end of line and '/* */', blanked so line numbers stay right; quoted
+    # strings are skipped, since a base64 secret may hold '//'
+    text = _TOKENS.sub(lambda m: m.group() if m.group().startswith('"') else re.sub(r"[^\n]", " ", m.group()), text)
 
     def line_of(pos: int) -> int:
         return text.count("\n", 0, pos) + 1
