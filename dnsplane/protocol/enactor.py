@@ -99,6 +99,22 @@ def decide(desired: Desired, observed: Observed) -> str:
     return "write"
 
 
+def _held_at(verdict: str, desired: Desired, seen: Observed) -> Generation | None:
+    """The generation to report at most while an endpoint is left to the verifier, or None.
+
+    A marker names the content to keep: its own generation. Records without a marker (a marker
+    deleted by hand) name nothing, and the verifier's repair will name its snapshot's head, which
+    is at least the head when the marker was deleted; holding below this plan's change keeps the
+    content of every such head (chaos 80234, 100980: unheld, the watermark passed the generation a
+    slow repair then named, and the collector deleted its content, I3).
+    """
+    if verdict != "skip-corrupt":
+        return None
+    if seen.marker is not None:
+        return seen.marker.generation
+    return Generation(desired.generation - 1)
+
+
 @dataclass
 class Enactor:
     """One redundant enactor. Several may run at once; the provider's CAS keeps them safe."""
@@ -241,7 +257,7 @@ class Enactor:
             else:
                 self.stats["skips"] += 1
                 del self.pending[key]
-                self._hold(key, seen.marker.generation if verdict == "skip-corrupt" and seen.marker else None)
+                self._hold(key, _held_at(verdict, desired, seen))
         if behind:
             # A marker behind the plan must name content the endpoint really had at that
             # generation; one lowered by hand (or naming a plan that never set this digest)
@@ -268,7 +284,8 @@ class Enactor:
     def _hold(self, key: EndpointKey, generation: Generation | None) -> None:
         if generation is None:
             self.held.pop(key, None)
-        else:
+        elif (before := self.held.get(key)) is None or generation < before:
+            # never raised while held: a repair may name any generation from the first one held
             self.held[key] = generation
 
     def _send(self, writes: list[Write]) -> list[Command]:

@@ -273,3 +273,44 @@ def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
     assert repaired.records == edited.records and repaired.marker is not None
     assert repaired.marker.generation == 3 and repaired.marker.sealed()
     assert v.stats["repairs"] == 1
+
+
+def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands() -> None:
+    """Chaos 80234 and 100980: a human deletes a marker; the verifier's repair, made from a snapshot
+    at generation 1, is slow; meanwhile generation 2 changes the endpoint and an enactor finishes it.
+    The enactor leaves the marker-less endpoint to the verifier and holds it below generation 2's
+    change, so the collector keeps generation 1's content, which the repair's marker then names (I3).
+    Unheld, the watermark reached 2 and the collector deleted it before the repair landed."""
+    from dnsplane.protocol.collector import Collector
+    from dnsplane.protocol.verifier import Verifier
+
+    h, p = setup(1)
+    e = Enactor("e1", ZONE)
+    h.run(e)
+    (key,) = h.store.desired(None, h.store.head())
+    first = h.provider.read([key])[key]
+    h.checking = False
+    h.provider.hand_edit(key, first.records, None)  # the marker deleted by hand
+    h.checking = True
+    v = Verifier("v", zone=ZONE)
+    h.run(v)
+    assert v.edited == {key}  # repaired next round, from a snapshot loaded after this one
+    slow = h.until_write(v)  # that round's repair, toward generation 1, is held in flight
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 2 and key in h.store.changed_between(Generation(1), Generation(2))
+    h.run(e)
+    assert e.held == {key: Generation(1)}, "left a marker-less endpoint without holding it"
+    assert h.store.applied()["e1"] == 1
+    h.run(Collector())
+    assert h.store.content_at([(key, Generation(1))])[key].records == first.records
+    done = h.executor.run(v.name, slow, h.now)  # the repair lands
+    h.run(v, done)
+    repaired = h.provider.read([key])[key]
+    assert repaired.marker is not None and repaired.marker.generation == 1
+    assert h.store.content_at([(key, Generation(1))])[key].records.digest == repaired.marker.digest
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    h.run(e)  # held endpoints are re-read with every plan: sound again, written, no longer held
+    assert e.held == {} and h.provider.read([key])[key].marker.generation == 3
+    assert h.store.applied()["e1"] == 3
