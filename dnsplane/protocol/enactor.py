@@ -99,20 +99,24 @@ def decide(desired: Desired, observed: Observed) -> str:
     return "write"
 
 
-def _held_at(verdict: str, desired: Desired, seen: Observed) -> Generation | None:
+def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generation) -> Generation | None:
     """The generation to report at most while an endpoint is left to the verifier, or None.
 
-    A marker names the content to keep: its own generation. Records without a marker (a marker
-    deleted by hand) name nothing, and the verifier's repair will name its snapshot's head, which
-    is at least the head when the marker was deleted; holding below this plan's change keeps the
-    content of every such head (chaos 80234, 100980: unheld, the watermark passed the generation a
-    slow repair then named, and the collector deleted its content, I3).
+    A marker names the content to keep: its own generation. Records without a marker (deleted by
+    hand) name nothing; the verifier's repair will name its snapshot's head, at least the head H
+    when the marker was deleted, and its content must outlive the repair (chaos 80234, 100980:
+    unheld, the watermark passed the generation a slow repair then named, and the collector
+    deleted that content, I3). The hold is ``finished``, the last generation this enactor finished
+    before this plan, and is never raised while it lasts: any change of the endpoint after H was
+    published after the deletion, so a plan carrying it would have made this enactor hold already.
+    No change lies in (H, hold], so the content at every head from H on survives the collector,
+    even for an enactor that restarted (finished 0) or missed the plan of the first change.
     """
     if verdict != "skip-corrupt":
         return None
     if seen.marker is not None:
         return seen.marker.generation
-    return Generation(desired.generation - 1)
+    return min(finished, Generation(desired.generation - 1))
 
 
 @dataclass
@@ -257,7 +261,7 @@ class Enactor:
             else:
                 self.stats["skips"] += 1
                 del self.pending[key]
-                self._hold(key, _held_at(verdict, desired, seen))
+                self._hold(key, _held_at(verdict, desired, seen, self.applied_upto))
         if behind:
             # A marker behind the plan must name content the endpoint really had at that
             # generation; one lowered by hand (or naming a plan that never set this digest)

@@ -5,7 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsplane.model import Conflict, Desired, EndpointKey, Generation, Marker, Member, Observed, RecordSet
+from dnsplane.model import (
+    NO_GENERATION,
+    Conflict,
+    Desired,
+    EndpointKey,
+    Generation,
+    Marker,
+    Member,
+    Observed,
+    RecordSet,
+)
 from dnsplane.protocol.enactor import Enactor, decide
 from dnsplane.protocol.messages import ChangesLoaded, HealthObserved, Tick, WriteBatch
 from dnsplane.protocol.planner import Planner
@@ -277,10 +287,11 @@ def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
 
 def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands() -> None:
     """Chaos 80234 and 100980: a human deletes a marker; the verifier's repair, made from a snapshot
-    at generation 1, is slow; meanwhile generation 2 changes the endpoint and an enactor finishes it.
-    The enactor leaves the marker-less endpoint to the verifier and holds it below generation 2's
-    change, so the collector keeps generation 1's content, which the repair's marker then names (I3).
-    Unheld, the watermark reached 2 and the collector deleted it before the repair landed."""
+    at generation 1, is slow; meanwhile generations 2 and 3 change the endpoint and enactors finish
+    them. An enactor leaves the marker-less endpoint to the verifier and holds it at the generation
+    it last finished before the change, so the collector keeps generation 1's content, which the
+    repair's marker then names (I3). Unheld, the watermark passed 1 and the collector deleted it.
+    An enactor that first looks at the endpoint later (restarted, here: new) holds as low."""
     from dnsplane.protocol.collector import Collector
     from dnsplane.protocol.verifier import Verifier
 
@@ -296,12 +307,15 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
     h.run(v)
     assert v.edited == {key}  # repaired next round, from a snapshot loaded after this one
     slow = h.until_write(v)  # that round's repair, toward generation 1, is held in flight
-    h.run(p, HealthObserved(h.now, "lb-1", False))
-    h.run(p, Tick(h.now))
-    assert h.store.head() == 2 and key in h.store.changed_between(Generation(1), Generation(2))
-    h.run(e)
-    assert e.held == {key: Generation(1)}, "left a marker-less endpoint without holding it"
-    assert h.store.applied()["e1"] == 1
+    for down in ("lb-1", "lb-2"):  # generations 2 and 3 each change the endpoint
+        h.run(p, HealthObserved(h.now, down, False))
+        h.run(p, Tick(h.now))
+        h.run(e)
+    assert h.store.head() == 3 and e.held == {key: Generation(1)}, "a marker-less endpoint left unheld"
+    late = Enactor("late", ZONE)  # its first plan is 3: holding below 3's change (2) would lose 1
+    h.run(late)
+    assert late.held == {key: NO_GENERATION}
+    assert h.store.applied() == {"e1": 1, "late": 0}
     h.run(Collector())
     assert h.store.content_at([(key, Generation(1))])[key].records == first.records
     done = h.executor.run(v.name, slow, h.now)  # the repair lands
@@ -309,8 +323,10 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
     repaired = h.provider.read([key])[key]
     assert repaired.marker is not None and repaired.marker.generation == 1
     assert h.store.content_at([(key, Generation(1))])[key].records.digest == repaired.marker.digest
-    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, HealthObserved(h.now, "lb-3", False))
     h.run(p, Tick(h.now))
-    h.run(e)  # held endpoints are re-read with every plan: sound again, written, no longer held
-    assert e.held == {} and h.provider.read([key])[key].marker.generation == 3
-    assert h.store.applied()["e1"] == 3
+    for enactor in (e, late):  # held endpoints are re-read with every plan: sound again, no longer held
+        h.run(enactor)
+        assert enactor.held == {}
+    assert h.provider.read([key])[key].marker.generation == 4
+    assert h.store.applied() == {"e1": 4, "late": 4}
