@@ -14,7 +14,7 @@ transitions are:
   an earlier value, A → B → A);
 - when ``faults`` > 0, a fault: an actor crashes (losing its pending request, or
   after it ran — e.g. a write the provider acknowledged) and restarts empty, or
-  a human empties an endpoint's records.
+  a human empties an endpoint's records or deletes its marker.
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step
 that deleted plans, I3 (references computed from actor state). Breadth first,
@@ -164,7 +164,7 @@ from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.invariants import Monitor, Violation
-from dnsplane.sim.world import REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.sim.world import HUMAN_FAULTS, REQUESTS, ZONE, SimExecutor, fleet
 from dnsplane.store.memory import MemoryStore
 
 SKIP = frozenset({"stats", "deleted", "endpoints", "by_target", "by_key", "name", "zone", "batch_size", "keep",
@@ -444,8 +444,11 @@ class World:
                 if name != "planner":
                     yield f"{name} crashes and restarts", ("crash", name, False)
             for ep in self.endpoints:
-                if self.provider.read([ep.key])[ep.key].records is not None:
+                seen = self.provider.read([ep.key])[ep.key]
+                if seen.records is not None:
                     yield f"a human empties {ep.key.name}", ("empty", ep.key)
+                if seen.marker is not None:
+                    yield f"a human deletes {ep.key.name}'s marker", ("unmark", ep.key)
 
     def reduced_moves(self) -> list[tuple[str, tuple[Any, ...], bool]]:
         """``moves()``, or only the tick of one idle actor when the tick reduction applies (docstring)."""
@@ -534,7 +537,7 @@ class World:
         every check passed before and still passes (a new plan only adds history above every marker)."""
         self.wrote_provider = deleted = False
         self.effects_ran = []
-        changed = "planner" if move[0] == "health" else move[1] if move[0] != "empty" else None
+        changed = "planner" if move[0] == "health" else None if move[0] in HUMAN_FAULTS else move[1]
         if changed is not None:
             self.actors[changed] = _copy_actor(self.actors[changed])
             self.ids.pop(changed, None)
@@ -566,6 +569,13 @@ class World:
                 seen = provider.read([key])[key]
                 self._own_monitor().exempt(key, float("inf"))
                 provider.hand_edit(key, None, seen.marker)
+                self.wrote_provider = True
+            case ("unmark", key):
+                self.faults += 1
+                provider = self._own_provider()
+                seen = provider.read([key])[key]
+                self._own_monitor().hand_edited(key, None)
+                provider.hand_edit(key, seen.records, None)
                 self.wrote_provider = True
         if changed is not None:
             _reset_dead(self.actors[changed], self.pending.get(changed))

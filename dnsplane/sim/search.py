@@ -64,7 +64,7 @@ from dnsplane.protocol.messages import (
     WriteBatch,
 )
 from dnsplane.sim.invariants import Monitor, Violation
-from dnsplane.sim.world import REQUESTS
+from dnsplane.sim.world import HUMAN_FAULTS, REQUESTS
 from dnsplane.store.memory import MemoryStore
 
 State = tuple[int, ...]
@@ -273,8 +273,11 @@ class Search:
                     out.append(("crash", name, False))
             provider = self.reps[s[1]]
             for key in self.template.keys:
-                if provider.read([key])[key].records is not None:
+                seen = provider.read([key])[key]
+                if seen.records is not None:
                     out.append(("empty", key))
+                if seen.marker is not None:
+                    out.append(("unmark", key))
         return out
 
     def forced(self, s: State) -> Move | None:
@@ -352,7 +355,7 @@ class Search:
         reps = self.reps
         kind = move[0]
         row = None
-        if kind == "empty":
+        if kind in HUMAN_FAULTS:
             pos, aid, reads = -1, -1, ("pid", "mid", "faults")
         else:
             pos, enactor = self.where["planner" if kind == "health" else move[1]]

@@ -66,6 +66,7 @@ REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadD
             Collect, Resolve, ForceWrite, CleanUp)
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
+HUMAN_FAULTS = frozenset({"empty", "unmark"})  # the explorer's faults that are a person's edit: no actor moves
 _STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 # the same, as sets of exact types: one hash lookup instead of an isinstance check per tuple member

@@ -28,6 +28,28 @@ def test_safe_every_state_no_violation() -> None:
     assert report.states > 2_000
 
 
+def test_safe_with_one_fault_anywhere_every_state_no_violation() -> None:
+    """One fault at any point (a crash, a crash after the provider acknowledged, a human emptying an
+    endpoint or deleting its marker), two generations: every reachable state, no violation."""
+    report = explore(Config(protocol="safe", generations=2, faults=1), look_for="any")
+    assert report.complete and report.violation is None, (report.violation, report.path)
+    assert report.states > 150_000
+
+
+def test_an_enactor_that_does_not_hold_a_marker_less_endpoint_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The explorer finds chaos 80234's gap when the hold is taken out: a human deletes a marker, the
+    enactors skip the endpoint without holding it, the collector passes the generation the
+    verifier's repair names and deletes its content (I3)."""
+    from dnsplane.protocol import enactor
+
+    real = enactor._held_at
+    monkeypatch.setattr(enactor, "_held_at", lambda verdict, desired, seen, finished:
+                        real(verdict, desired, seen, finished) if seen.marker is not None else None)
+    report = explore(Config(protocol="safe", generations=2, faults=1), look_for="any")
+    assert report.violation is not None and report.violation.short == "I3", report.violation
+    assert any("deletes e0.sim.test.'s marker" in step for step in report.path)
+
+
 @pytest.mark.explore_default
 def test_safe_default_configuration_every_state_no_violation() -> None:
     """The project's proof on the default configuration (1 planner, 2 enactors, collector, verifier,
