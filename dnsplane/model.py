@@ -26,6 +26,7 @@ ZoneName = NewType("ZoneName", str)
 RecordType = Literal["A", "AAAA"]
 
 NO_GENERATION = Generation(0)
+EVERY_GENERATION = Generation(2**62)  # an upper bound above any generation a store hands out
 MIN_TTL = 1
 MAX_TTL = 86_400
 WEIGHT_SCALE = 1000  # weights of one endpoint are integers summing to about this

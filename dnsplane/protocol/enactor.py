@@ -8,9 +8,9 @@ Guarantees:
   whose generation a human set back equals none a delayed writer read;
 - a marker never goes down: an endpoint whose marker is past the generation
   wanted here is left alone;
-- an endpoint is written only when it was never written or its marker is behind
-  the plan and names content the store confirms (I6: applying an applied plan
-  costs no write; see ``decide``);
+- an endpoint is written only when nothing is there and the store confirms no
+  newer plan changed it, or its marker is behind the plan and names content the
+  store confirms (I6: applying an applied plan costs no write; see ``decide``);
 - an invalid or empty record set is refused before any write, whatever the plan
   says (I1, I5), and journalled as "refused"; the endpoint is brought to its
   newest valid content instead;
@@ -19,6 +19,9 @@ Guarantees:
 
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
+An endpoint deleted whole by hand (records and marker) looks never written: a
+first write decided before such a deletion, delayed past a newer write and the
+deletion, still lands (no compare-and-swap on the provider can tell them apart).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 
 from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
+    EVERY_GENERATION,
     NO_GENERATION,
     Applied,
     Conflict,
@@ -65,7 +69,9 @@ def decide(desired: Desired, observed: Observed) -> str:
 
     | what the provider holds                        | decision     |
     |------------------------------------------------|--------------|
-    | nothing (never written)                        | write (expect no marker, no records) |
+    | nothing (never written, or deleted by hand)    | write (expect no marker, no records), |
+    |                                                | once the store confirms no newer plan |
+    |                                                | changed it (else skip, held)          |
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
     | marker generation > desired.generation         | skip-newer   |
@@ -116,6 +122,11 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
         return None
     if seen.marker is not None:
         return seen.marker.generation
+    return _unmarked_hold(desired, finished)
+
+
+def _unmarked_hold(desired: Desired, finished: Generation) -> Generation:
+    """The hold of an endpoint without a marker that this enactor does not write (``_held_at``)."""
     return min(finished, Generation(desired.generation - 1))
 
 
@@ -132,6 +143,10 @@ class Enactor:
     in_batch: tuple[EndpointKey, ...] = ()
     sent: dict[EndpointKey, Write] = field(default_factory=dict)
     unchecked: dict[EndpointKey, Write] = field(default_factory=dict)  # markers behind, awaiting the store
+    # First writes (nothing at the provider) awaiting the check that no newer plan changed their
+    # endpoint, and the batch's other writes, sent with them
+    fresh: dict[EndpointKey, Write] = field(default_factory=dict)
+    ready: list[Write] = field(default_factory=list)
     total: int = 0  # endpoints in the plan being enacted, for progress reports
     # Endpoints whose newest content this enactor refused (invalid), with that generation: until a
     # later change replaces it, this enactor does not report any generation at or past it as fully
@@ -160,6 +175,8 @@ class Enactor:
                     return []
                 self.working = head
                 return [Begin(head), LoadChanges(self.applied_upto, head)]
+            case ChangesLoaded(changes=changes) if self.fresh:
+                return self._on_newer(changes)
             case ChangesLoaded(changes=changes):
                 for key in changes:
                     self.refused.pop(key, None)  # a later change replaced what was refused
@@ -187,6 +204,8 @@ class Enactor:
                 self.pending = {}
                 self.fallback = {}
                 self.unchecked = {}
+                self.fresh = {}
+                self.ready = []
                 self.recheck = False
                 return [Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error})]
             case _:
@@ -293,6 +312,32 @@ class Enactor:
             self.held[key] = generation
 
     def _send(self, writes: list[Write]) -> list[Command]:
+        fresh = {w.key: w for w in writes if w.expect is None}
+        if fresh:
+            # Nothing at the provider: never written, or deleted by hand (records and marker). The
+            # second looks like the first to any compare-and-swap, and this plan may be older than
+            # content the endpoint served (explorer, 2 generations, 2 faults: a human empties the
+            # endpoint, then deletes its marker; an enactor on generation 1 wrote it after 2, I2).
+            # So a first write waits for the store to say no newer plan changed the endpoint.
+            self.fresh = fresh
+            self.ready = [w for w in writes if w.expect is not None]
+            return [LoadChanges(self.working or NO_GENERATION, EVERY_GENERATION)]
+        return self._write(writes)
+
+    def _on_newer(self, newer: dict[EndpointKey, Desired]) -> list[Command]:
+        writes = self.ready
+        for key, write in self.fresh.items():
+            if key not in newer:
+                writes.append(write)
+                continue
+            # A newer plan changed it: that plan's enactors, or the verifier, write it. Held like a
+            # marker-less endpoint: a repair of it names a head its content must outlive (I3).
+            self.stats["skips"] += 1
+            self._hold(key, _unmarked_hold(self.pending.pop(key), self.applied_upto))
+        self.fresh, self.ready = {}, []
+        return self._write(writes)
+
+    def _write(self, writes: list[Write]) -> list[Command]:
         if not writes:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}
