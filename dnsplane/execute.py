@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
-from dnsplane.model import EndpointKey
+from dnsplane.model import EVERY_GENERATION, EndpointKey
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
@@ -89,6 +89,10 @@ class Executor:
             handler = handler_for(type(cmd))
         return handler(self, actor, cmd, now)
 
+    def before_store_call(self) -> None:
+        """Called before a request that is not a store request reads the store (``ReadMarkers``
+        with ``newer_than``); the simulator's store outages raise here."""
+
 
 def failed(err: DnsplaneError, now: float) -> Failed:
     """The ``Failed`` reply for an error raised by a command (what ``Executor.run`` returns)."""
@@ -109,7 +113,17 @@ def _load_changes(ex: Executor, actor: str, cmd: LoadChanges, now: float) -> Eve
 
 
 def _read_markers(ex: Executor, actor: str, cmd: ReadMarkers, now: float) -> Event:
-    return MarkersRead(now, ex.provider.read(cmd.keys))
+    observed = ex.provider.read(cmd.keys)
+    if cmd.newer_than is None:
+        return MarkersRead(now, observed)
+    empty = [k for k in cmd.keys if (o := observed.get(k)) is None or (o.records is None and o.marker is None)]
+    if not empty:
+        return MarkersRead(now, observed)
+    # After the provider read: a newer plan whose content was written, and then deleted by hand
+    # before that read, is seen here
+    ex.before_store_call()
+    changed = ex.store.changed_between(cmd.newer_than, EVERY_GENERATION)
+    return MarkersRead(now, observed, {k: changed[k] for k in empty if k in changed})
 
 
 def _load_content_at(ex: Executor, actor: str, cmd: LoadContentAt, now: float) -> Event:

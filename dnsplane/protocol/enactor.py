@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
-    EVERY_GENERATION,
     NO_GENERATION,
     Applied,
     Conflict,
@@ -109,24 +108,20 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
     """The generation to report at most while an endpoint is left to the verifier, or None.
 
     A marker names the content to keep: its own generation. Records without a marker (deleted by
-    hand) name nothing; the verifier's repair will name its snapshot's head, at least the head H
-    when the marker was deleted, and its content must outlive the repair (chaos 80234, 100980:
-    unheld, the watermark passed the generation a slow repair then named, and the collector
-    deleted that content, I3). The hold is ``finished``, the last generation this enactor finished
-    before this plan, and is never raised while it lasts: any change of the endpoint after H was
-    published after the deletion, so a plan carrying it would have made this enactor hold already.
-    No change lies in (H, hold], so the content at every head from H on survives the collector,
-    even for an enactor that restarted (finished 0) or missed the plan of the first change.
+    hand), or nothing at all that a newer plan changed, name nothing; the verifier's repair will
+    name its snapshot's head, at least the head H when the marker was deleted, and its content
+    must outlive the repair (chaos 80234, 100980: unheld, the watermark passed the generation a
+    slow repair then named, and the collector deleted that content, I3). The hold is
+    ``finished``, the last generation this enactor finished before this plan, and is never raised
+    while it lasts: any change of the endpoint after H was published after the deletion, so a plan
+    carrying it would have made this enactor hold already. No change lies in (H, hold], so the
+    content at every head from H on survives the collector, even for an enactor that restarted
+    (finished 0) or missed the plan of the first change.
     """
     if verdict != "skip-corrupt":
         return None
     if seen.marker is not None:
         return seen.marker.generation
-    return _unmarked_hold(desired, finished)
-
-
-def _unmarked_hold(desired: Desired, finished: Generation) -> Generation:
-    """The hold of an endpoint without a marker that this enactor does not write (``_held_at``)."""
     return min(finished, Generation(desired.generation - 1))
 
 
@@ -143,10 +138,6 @@ class Enactor:
     in_batch: tuple[EndpointKey, ...] = ()
     sent: dict[EndpointKey, Write] = field(default_factory=dict)
     unchecked: dict[EndpointKey, Write] = field(default_factory=dict)  # markers behind, awaiting the store
-    # First writes (nothing at the provider) awaiting the check that no newer plan changed their
-    # endpoint, and the batch's other writes, sent with them
-    fresh: dict[EndpointKey, Write] = field(default_factory=dict)
-    ready: list[Write] = field(default_factory=list)
     total: int = 0  # endpoints in the plan being enacted, for progress reports
     # Endpoints whose newest content this enactor refused (invalid), with that generation: until a
     # later change replaces it, this enactor does not report any generation at or past it as fully
@@ -175,8 +166,6 @@ class Enactor:
                     return []
                 self.working = head
                 return [Begin(head), LoadChanges(self.applied_upto, head)]
-            case ChangesLoaded(changes=changes) if self.fresh:
-                return self._on_newer(changes)
             case ChangesLoaded(changes=changes):
                 for key in changes:
                     self.refused.pop(key, None)  # a later change replaced what was refused
@@ -185,8 +174,8 @@ class Enactor:
                 self.total = len(changes)
                 self.recheck = any(k not in changes for k in self.held)
                 return refused + self._fall_back_or_continue()
-            case MarkersRead(observed=observed):
-                return self._on_markers(observed)
+            case MarkersRead(observed=observed, newer=newer):
+                return self._on_markers(observed, newer)
             case ContentLoaded(content=content) if self.fallback:
                 return self._on_fallback(content)
             case ContentLoaded(content=content) if self.recheck:
@@ -204,8 +193,6 @@ class Enactor:
                 self.pending = {}
                 self.fallback = {}
                 self.unchecked = {}
-                self.fresh = {}
-                self.ready = []
                 self.recheck = False
                 return [Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error})]
             case _:
@@ -264,15 +251,31 @@ class Enactor:
             done = self.total - len(self.pending)
             out.append(Log("info", "enacting", {"actor": self.name, "generation": self.working,
                                                 "done": done, "of": self.total}))
-        return [*out, ReadMarkers(self.in_batch)]
+        # ``newer_than``: the store is asked, after the provider, which endpoints found empty a newer
+        # plan changed (see ``_on_markers``)
+        return [*out, ReadMarkers(self.in_batch, self.working)]
 
-    def _on_markers(self, observed: dict[EndpointKey, Observed]) -> list[Command]:
+    def _on_markers(self, observed: dict[EndpointKey, Observed], newer: dict[EndpointKey, Desired]) -> list[Command]:
         writes: list[Write] = []
         behind: list[Write] = []
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
             verdict = decide(desired, seen)
+            if verdict == "write" and key in newer:
+                # Nothing there, and a plan newer than this one changed the endpoint (the store said
+                # so after the provider was read): never written, or deleted whole by hand, which no
+                # compare-and-swap can tell apart; in the second case this plan may be older than
+                # content the endpoint served (the explorer, 2 generations and 2 faults: a human
+                # emptied it and deleted its marker, and an enactor on generation 1 wrote it after
+                # 2, I2). Write the newest content instead; if it is invalid, leave the endpoint to
+                # the newer plan's enactors and the verifier, held meanwhile.
+                try:
+                    validate_record_set(key, newer[key].records, self.zone)
+                except InvalidPlan:
+                    verdict = "skip-corrupt"
+                else:
+                    desired = self.pending[key] = newer[key]
             if verdict == "write":
                 marker = Marker.after(seen.marker, desired.generation, desired.records.digest)
                 write = Write(key, seen.marker, desired.records, marker, seen.records)
@@ -312,32 +315,6 @@ class Enactor:
             self.held[key] = generation
 
     def _send(self, writes: list[Write]) -> list[Command]:
-        fresh = {w.key: w for w in writes if w.expect is None}
-        if fresh:
-            # Nothing at the provider: never written, or deleted by hand (records and marker). The
-            # second looks like the first to any compare-and-swap, and this plan may be older than
-            # content the endpoint served (explorer, 2 generations, 2 faults: a human empties the
-            # endpoint, then deletes its marker; an enactor on generation 1 wrote it after 2, I2).
-            # So a first write waits for the store to say no newer plan changed the endpoint.
-            self.fresh = fresh
-            self.ready = [w for w in writes if w.expect is not None]
-            return [LoadChanges(self.working or NO_GENERATION, EVERY_GENERATION)]
-        return self._write(writes)
-
-    def _on_newer(self, newer: dict[EndpointKey, Desired]) -> list[Command]:
-        writes = self.ready
-        for key, write in self.fresh.items():
-            if key not in newer:
-                writes.append(write)
-                continue
-            # A newer plan changed it: that plan's enactors, or the verifier, write it. Held like a
-            # marker-less endpoint: a repair of it names a head its content must outlive (I3).
-            self.stats["skips"] += 1
-            self._hold(key, _unmarked_hold(self.pending.pop(key), self.applied_upto))
-        self.fresh, self.ready = {}, []
-        return self._write(writes)
-
-    def _write(self, writes: list[Write]) -> list[Command]:
         if not writes:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}

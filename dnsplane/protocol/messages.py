@@ -37,6 +37,7 @@ class ChangesLoaded:
 class MarkersRead:
     now: float
     observed: dict[EndpointKey, Observed]
+    newer: dict[EndpointKey, Desired] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +151,13 @@ class LoadChanges:
 
 @dataclass(frozen=True, slots=True)
 class ReadMarkers:
-    """Reply: MarkersRead with provider.read(keys)."""
+    """Reply: MarkersRead with provider.read(keys); with ``newer_than``, then, for the endpoints
+    that came back empty (no records, no marker) and that a plan newer than it changed, their
+    newest content, read from the store after the provider (``MarkersRead.newer``; the store is
+    not read when none came back empty)."""
 
     keys: tuple[EndpointKey, ...]
+    newer_than: Generation | None = None
 
 
 @dataclass(frozen=True, slots=True)

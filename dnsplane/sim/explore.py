@@ -235,7 +235,7 @@ def _canon(value: Any) -> Any:
 # hold what the previous round left; every path overwrites them before reading them again, so they
 # are not part of the state's identity (see "Dead fields" in the module docstring).
 DEAD: dict[str, tuple[type, frozenset[str]]] = {
-    "Enactor": (ReadHead, SKIP | {"sent", "in_batch", "unchecked", "fresh", "ready"}),
+    "Enactor": (ReadHead, SKIP | {"sent", "in_batch", "unchecked"}),
     "LegacyEnactor": (LoadDesired, SKIP | {"plan", "queue", "working"}),
     "Verifier": (LoadDesired, SKIP | {"head", "desired", "queue", "all_right"}),
     "Collector": (ReadWatermark, SKIP | {"asked"}),

@@ -117,7 +117,7 @@ REQUEST_READS: dict[type | None, tuple[str, ...]] = {
     LoadChanges: ("sid",),
     LoadContentAt: ("sid",),
     LoadDesired: ("sid",),
-    ReadMarkers: ("pid",),
+    ReadMarkers: ("pid", "sid"),  # an enactor's also reads the store when an endpoint is empty
     Resolve: ("pid",),
     WriteBatch: ("pid", "mid"),  # the checks after a write read the monitor
     ForceWrite: ("pid", "mid"),

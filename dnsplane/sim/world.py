@@ -207,6 +207,11 @@ class SimExecutor(Executor):
             handler = handler_for(kind)
         return handler(self, actor, cmd, now)
 
+    def before_store_call(self) -> None:
+        if self.store_down is not None and self.store_down():
+            self.stats["store_failures"] += 1
+            raise StoreUnavailable(reason="simulated outage")
+
     def _slow_one(self, actor: str, cmd: Command, now: float) -> Event | None:
         """A subclass of a command type (none exist today): the checks ``isinstance`` would make."""
         if isinstance(cmd, _STORE_CALLS) and self.store_down is not None and self.store_down():

@@ -335,9 +335,9 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
 def test_an_endpoint_deleted_whole_by_hand_is_not_written_from_an_older_plan() -> None:
     """Found by the explorer (2 generations, 2 faults): a human empties an endpoint and deletes its
     marker, so it looks never written; an enactor on generation 1 found nothing there and wrote
-    generation 1's content after generation 2's had been served (I2). A first write now waits for
-    the store to say no newer plan changed the endpoint; here one did, so the enactor skips it and
-    holds it (the verifier, or generation 2's enactors, write it)."""
+    generation 1's content after generation 2's had been served (I2). Reading markers, an enactor
+    now also learns from the store (read after the provider) the newest content of each endpoint
+    found empty that a newer plan changed, and writes that instead."""
     h, p = setup(1)
     slow = Enactor("slow", ZONE)
     reply = h.step(slow, Tick(h.now))  # HeadRead: generation 1
@@ -346,12 +346,13 @@ def test_an_endpoint_deleted_whole_by_hand_is_not_written_from_an_older_plan() -
     h.run(p, Tick(h.now))
     h.run(Enactor("fast", ZONE))
     (key,) = h.store.desired(None, h.store.head())
-    assert h.provider.read([key])[key].marker.generation == 2
+    served = h.provider.read([key])[key]
+    assert served.marker.generation == 2
     h.checking = False
     h.provider.hand_edit(key, None, None)  # deleted whole: records and marker
     h.checking = True
     h.run(slow, reply)
-    assert h.provider.read([key])[key] == Observed(None, None), "wrote generation 1 over a deleted endpoint"
-    assert slow.held == {key: NO_GENERATION} and h.store.applied()["slow"] == 0
-    h.run(slow)  # its next plan, generation 2, writes it; the hold ends
-    assert h.provider.read([key])[key].marker.generation == 2 and slow.held == {}
+    now = h.provider.read([key])[key]
+    assert now.records == served.records, "wrote generation 1's content over a deleted endpoint"
+    assert now.marker == Marker.after(None, Generation(2), served.records.digest)
+    assert slow.held == {} and h.store.applied()["slow"] == 1
