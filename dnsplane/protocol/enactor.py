@@ -8,9 +8,10 @@ Guarantees:
   whose generation a human set back equals none a delayed writer read;
 - a marker never goes down: an endpoint whose marker is past the generation
   wanted here is left alone;
-- an endpoint is written only when nothing is there and the store confirms no
-  newer plan changed it, or its marker is behind the plan and names content the
-  store confirms (I6: applying an applied plan costs no write; see ``decide``);
+- an endpoint is written only when nothing is there (with the newest content, when
+  the store, read after the provider, says a newer plan changed it), or its marker
+  is behind the plan and names content the store confirms (I6: applying an applied
+  plan costs no write; see ``decide``);
 - an invalid or empty record set is refused before any write, whatever the plan
   says (I1, I5), and journalled as "refused"; the endpoint is brought to its
   newest valid content instead;
@@ -68,9 +69,9 @@ def decide(desired: Desired, observed: Observed) -> str:
 
     | what the provider holds                        | decision     |
     |------------------------------------------------|--------------|
-    | nothing (never written, or deleted by hand)    | write (expect no marker, no records), |
-    |                                                | once the store confirms no newer plan |
-    |                                                | changed it (else skip, held)          |
+    | nothing (never written, or deleted by hand)    | write (expect no marker, no records); |
+    |                                                | the newest content if a newer plan    |
+    |                                                | changed it (``MarkersRead.newer``)    |
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
     | marker generation > desired.generation         | skip-newer   |
