@@ -37,13 +37,13 @@ EXPLORE_EPILOG = """examples:
       breadth-first over every delivery order: prints the shortest counterexample, exits 1
   dnsplane explore --protocol safe
       every reachable state of the default configuration (1 planner, 2 enactors, 1 collector,
-      1 verifier, 2 endpoints, up to 4 generations): about 1.07 million states in under a
-      minute, ~350 MB; no violation, exits 0 (progress on stderr)
+      1 verifier, 2 endpoints, up to 4 generations): about 1.6 million states in under a
+      minute, ~550 MB; no violation, exits 0 (progress on stderr)
   dnsplane explore --protocol safe --generations 3
-      the same with one health change fewer: ~66,000 states in a few seconds
+      the same with one health change fewer: ~98,000 states in a few seconds
   dnsplane explore --protocol safe --faults 1 --generations 2
       also let one fault happen anywhere (a crash, a crash after the provider acknowledged,
-      a human emptying an endpoint or deleting its marker): ~194,000 states in ~15 s
+      a human emptying an endpoint or deleting its marker): ~270,000 states in ~15 s
 """
 
 

@@ -28,8 +28,8 @@ identity (``World.fingerprint``: a short tuple of part numbers) and each move is
 computed once per distinct value of what it reads (the mover, and the parts its
 request and effects read: the store's head for ``ReadHead``, the provider for
 ``ReadMarkers``, ...), on a ``World`` built from each part's representative;
-every later occurrence is a dictionary lookup. The default configuration's 4
-million transitions need about 27,000 runs of the production code. That module's
+every later occurrence is a dictionary lookup. The default configuration's 6
+million transitions need about 40,000 runs of the production code. That module's
 docstring says why reusing a move's result across states is exact, and
 tests/sim/test_explore.py checks it: from every state of small configurations,
 each memoised move gives what running the code again gives, and the counts

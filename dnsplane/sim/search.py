@@ -2,7 +2,7 @@
 
 ``dnsplane.sim.explore.World`` is one state as objects (the production actors, the memory store
 and provider, the monitor) and its moves. Searching with Worlds means copying and re-running
-actor code on every transition: about 100 µs each, 4 million transitions for the default
+actor code on every transition: about 100 µs each, 6 million transitions for the default
 configuration. This engine keeps a state as the World's identity instead (``World.fingerprint``:
 the store's, provider's and monitor's part numbers, the health script's progress, the faults
 used, the last-known-good, each actor's part number, and the enactors' slots, each its part
@@ -21,8 +21,8 @@ is always 0 and the configuration is fixed; a request or effect type not in the 
 as reading everything. So the first time a move meets given values, a World is built from the
 representatives, the move runs with the production code, and the parts it changed are numbered
 (``_run``; a move that changes another enactor's rows would be refused there); every later
-time the move is a dictionary lookup and a new tuple. The default configuration has about 4
-million transitions and needs about 27,000 runs.
+time the move is a dictionary lookup and a new tuple. The default configuration has about 6
+million transitions and needs about 40,000 runs.
 
 Two states with one identity have the same future (that is what the identity's reductions
 promise, see the explore module's docstring), so running a move on representatives instead of

@@ -53,7 +53,7 @@ def test_an_enactor_that_does_not_hold_a_marker_less_endpoint_is_caught(monkeypa
 @pytest.mark.explore_default
 def test_safe_default_configuration_every_state_no_violation() -> None:
     """The project's proof on the default configuration (1 planner, 2 enactors, collector, verifier,
-    2 endpoints, 4 generations): every reachable state, no violation of any invariant. About 1.07
+    2 endpoints, 4 generations): every reachable state, no violation of any invariant. About 1.6
     million states; under a minute on a 2-core machine (bench/RESULTS.md). Skip it locally with
     ``./scripts/test -m "not explore_default"``; CI runs it."""
     report = explore(Config(protocol="safe"), look_for="any")
