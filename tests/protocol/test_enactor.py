@@ -356,3 +356,20 @@ def test_an_endpoint_deleted_whole_by_hand_is_not_written_from_an_older_plan() -
     assert now.records == served.records, "wrote generation 1's content over a deleted endpoint"
     assert now.marker == Marker.after(None, Generation(2), served.records.digest)
     assert slow.held == {} and h.store.applied()["slow"] == 1
+
+
+def test_an_empty_endpoint_whose_newest_content_is_invalid_is_left_and_held() -> None:
+    """The newest content that ``MarkersRead.newer`` brings is validated like any plan's (I5): a
+    malformed newer plan is not written; the endpoint is left to the enactors of later plans (which
+    fall back to the newest valid content) and the verifier, and held meanwhile."""
+    h, _ = setup(1)
+    slow = Enactor("slow", ZONE)
+    reply = h.step(slow, Tick(h.now))  # HeadRead: generation 1
+    reply = h.step(slow, reply)  # ChangesLoaded: generation 1's content, held here
+    (key,) = h.store.desired(None, h.store.head())
+    assert h.store.publish(Generation(1), [(key, RecordSet.of(30, []))], h.now, "malformed") == 2
+    h.run(slow, reply)
+    assert h.provider.read([key])[key] == Observed(None, None) and h.provider.writes == 0
+    assert slow.held == {key: NO_GENERATION} and h.store.applied()["slow"] == 0
+    h.run(slow)  # generation 2: the malformed change is refused, generation 1's content written
+    assert h.provider.read([key])[key].marker.generation == 1 and slow.held == {}
