@@ -208,15 +208,15 @@ class SimExecutor(Executor):
         return handler(self, actor, cmd, now)
 
     def before_store_call(self) -> None:
+        """The simulated store outage (``one`` makes the same check inline: it runs for every command)."""
         if self.store_down is not None and self.store_down():
             self.stats["store_failures"] += 1
             raise StoreUnavailable(reason="simulated outage")
 
     def _slow_one(self, actor: str, cmd: Command, now: float) -> Event | None:
         """A subclass of a command type (none exist today): the checks ``isinstance`` would make."""
-        if isinstance(cmd, _STORE_CALLS) and self.store_down is not None and self.store_down():
-            self.stats["store_failures"] += 1
-            raise StoreUnavailable(reason="simulated outage")
+        if isinstance(cmd, _STORE_CALLS):
+            self.before_store_call()
         if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled is not None and self.throttled():
             self.stats["provider_failures"] += 1
             raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
