@@ -89,8 +89,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     fleet = load(args.fleet) if args.fleet else None  # validate before anything is created
     host, _, port = args.dns.rpartition(":")
+    periods = {f"{actor}_period": getattr(args, f"{actor}_period")
+               for actor in ("planner", "enactor", "health", "collector", "verifier")
+               if getattr(args, f"{actor}_period", None) is not None}
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
-                      enactors=args.enactors)
+                      enactors=args.enactors, **periods)
 
     async def main() -> None:
         demo = None
@@ -343,6 +346,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DNSPLANE_DATA_DIR or ./.dnsplane)")
@@ -364,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--dns", default="127.0.0.1:5353", help="address:port to serve DNS on (default 127.0.0.1:5353)")
     up.add_argument("--enactors", type=int, default=3, help="number of redundant enactors (default 3)")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    for actor, default in (("planner", 0.5), ("enactor", 1.0), ("health", 1.0), ("collector", 10.0),
+                           ("verifier", 5.0)):
+        up.add_argument(f"--{actor}-period", type=positive_seconds, default=None, metavar="SECONDS",
+                        help=f"seconds between {actor} rounds (default {default:g})")
     up.set_defaults(func=cmd_up)
 
     v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",
