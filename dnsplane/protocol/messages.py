@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dnsplane.model import Desired, EndpointKey, Generation, Observed, RecordSet, Write, WriteResult
+from dnsplane.model import Desired, Endpoint, EndpointKey, Generation, Observed, RecordSet, Write, WriteResult
 
 # ---------------------------------------------------------------- events
 
@@ -71,6 +71,16 @@ class HealthObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetChanged:
+    """The fleet file was re-read and validated whole (``dnsplane reload`` or SIGHUP): from now on
+    ``endpoints`` is the fleet. Only the planner acts on it; endpoints missing from it are no
+    longer planned."""
+
+    now: float
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredLoaded:
     now: float
     head: Generation
@@ -125,6 +135,7 @@ Event = (
     | WriteDone
     | Failed
     | HealthObserved
+    | FleetChanged
     | DesiredLoaded
     | Published
     | PublishConflict
