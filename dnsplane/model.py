@@ -17,7 +17,7 @@ import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, NewType
+from typing import Any, Literal, NamedTuple, NewType
 
 from dnsplane.errors import InvalidPlan
 
@@ -168,11 +168,9 @@ class RecordSet:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> RecordSet:
-        members = tuple(
-            Member(str(tid), tuple(addrs), int(w))  # type: ignore[misc]
-            for tid, addrs, w in data["members"]  # type: ignore[union-attr]
-        )
-        return cls(int(data["ttl"]), members, data.get("answer", "weighted"))  # type: ignore[arg-type]
+        raw: Any = data  # JSON as written by ``to_json``
+        members = tuple(Member(str(tid), tuple(addrs), int(w)) for tid, addrs, w in raw["members"])
+        return cls(int(raw["ttl"]), members, raw.get("answer", "weighted"))
 
 
 def content_digest(ttl: int, members: tuple[Member, ...], answer: str) -> str:

@@ -174,7 +174,7 @@ def render_response(
     """A complete authoritative response (ID 0, no EDNS) built by dnspython."""
     m = dns.message.Message(id=0)
     m.flags = dns.flags.QR | dns.flags.AA
-    m.find_rrset(m.question, qname, _IN, rdtype, create=True, force_unique=True)
+    m.find_rrset(m.question, qname, _IN, dns.rdatatype.RdataType.make(rdtype), create=True, force_unique=True)
     for rrset in answer:
         m.answer.append(rrset)
     for rrset in additional or []:
@@ -497,9 +497,10 @@ class Responder:
             zone = node.zone
             rcode = RCODE_NOERROR
         else:
-            zone = self._find_zone(qname.lower())
-            if zone is None:
+            found = self._find_zone(qname.lower())
+            if found is None:
                 return self._refused(qid, b2, b3, qname, qtype, edns, do)
+            zone = found
             rcode = RCODE_NXDOMAIN
         resp = (
             qid
@@ -568,7 +569,9 @@ class Responder:
         if question.rdclass != _IN:
             return self._dnspython_response(q, dns.rcode.REFUSED, udp)
         qtype = int(question.rdtype)
-        qname = question.name.to_wire()
+        qname_wire = question.name.to_wire()  # the query's own case, patched into the answer
+        assert qname_wire is not None  # without a file to write into, ``to_wire`` returns the bytes
+        qname = qname_wire
         edns = q.edns == 0
         do = bool(q.ednsflags & dns.flags.DO)
         if qtype == _QTYPE_ANY:

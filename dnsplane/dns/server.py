@@ -251,12 +251,12 @@ class DnsServer:
                 for i in range(len(self.sources)):
                     self._guarded(i, self._reload, i)
                 return
-            for i in full:
-                if i is not None:
-                    self._guarded(i, self._reload, i)
-                    by_source.pop(i, None)
-            for i, keys in by_source.items():
-                self._guarded(i, self._refresh_keys, i, list(keys))
+            for source in full:
+                if source is not None:
+                    self._guarded(source, self._reload, source)
+                    by_source.pop(source, None)
+            for source, changed in by_source.items():
+                self._guarded(source, self._refresh_keys, source, list(changed))
 
     def _guarded(self, idx: int | None, fn: Callable[..., None], *args: object) -> None:
         """Run a refresh; when the source fails, mark it (all sources for None) for a full reload.

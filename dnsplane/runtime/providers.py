@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dnsplane.config import Fleet
 from dnsplane.errors import InvalidConfig
@@ -26,14 +27,15 @@ def open_provider(fleet: Fleet, data_dir: Path) -> Provider:
         case "rfc2136":
             from dnsplane.providers.rfc2136 import Rfc2136Provider
 
-            kwargs = {k: v for k, v in cfg.options if k in ("key_file", "key_name", "timeout", "max_batch")}
+            kwargs: dict[str, Any] = {
+                k: v for k, v in cfg.options if k in ("key_file", "key_name", "timeout", "max_batch")}
             return Rfc2136Provider(fleet.zone, str(cfg.get("server")), int(cfg.get("port", 53)),  # type: ignore[call-overload]
                                    **kwargs)
         case "route53":
             from dnsplane.providers.route53 import Route53Provider
 
-            kwargs = {k: v for k, v in cfg.options if k in ("endpoint_url", "region", "wait_insync")}
-            return Route53Provider(fleet.zone, str(cfg.get("hosted_zone_id")), **kwargs)  # type: ignore[arg-type]
+            r53: dict[str, Any] = {k: v for k, v in cfg.options if k in ("endpoint_url", "region", "wait_insync")}
+            return Route53Provider(fleet.zone, str(cfg.get("hosted_zone_id")), **r53)
     raise InvalidConfig(fleet.source, 0, f"unknown provider kind {cfg.kind!r}")
 
 

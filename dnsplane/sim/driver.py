@@ -340,7 +340,7 @@ class Simulation:
                 heapq.heappush(self.queue, (paused, token, _DELIVER, name, token))
                 return
         del self.pending[name]
-        what = entry[1]
+        what: Any = entry[1]
         kind = type(what)
         if kind in REQUEST_TYPES:
             now_a = self.now + self.skew[name]

@@ -253,13 +253,17 @@ def _reset_dead(actor: Any, pending: object) -> None:
     defaults = _DEFAULTS.get(type(actor))
     if defaults is None:
         defaults = _DEFAULTS[type(actor)] = tuple(
-            (f.name, f.default_factory if f.default_factory is not MISSING else (lambda v=f.default: v))
+            (f.name, f.default_factory if f.default_factory is not MISSING else _constant(f.default))
             for f in fields(actor) if f.name in dead[1] and f.name not in SKIP)
     for name, make in defaults:
         setattr(actor, name, make())
 
 
 _DEFAULTS: dict[type, tuple[tuple[str, Callable[[], Any]], ...]] = {}
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
 _FIELDS: dict[tuple[type, bool], tuple[str, ...]] = {}  # (actor class, dead fields left out?) -> fields
 
 
@@ -695,7 +699,7 @@ def _copy(value: Any) -> Any:
 # Actors whose fields hold atoms, frozen values, or dicts, lists and sets of them (checked by
 # tests/sim/test_explore.py): copying one field deep is a full copy. Others go through ``_copy``.
 _FLAT_ACTORS = (Enactor, Verifier, Collector)
-_ONE_LEVEL = {dict: dict.copy, list: list.copy, set: set.copy}
+_ONE_LEVEL: dict[type, Callable[[Any], Any]] = {dict: dict.copy, list: list.copy, set: set.copy}
 
 
 def _copy_actor(actor: Any) -> Any:

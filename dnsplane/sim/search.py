@@ -356,6 +356,7 @@ class Search:
         kind = move[0]
         row = None
         if kind in HUMAN_FAULTS:
+            reads: tuple[str, ...]
             pos, aid, reads = -1, -1, ("pid", "mid", "faults")
         else:
             pos, enactor = self.where["planner" if kind == "health" else move[1]]

@@ -61,10 +61,10 @@ def svg(result: RunResult, width: int = 1400, lane_height: int = 44) -> str:
            + (f" — {escape(first.invariant)} at {escape(first.endpoint)}, t={first.time:.1f}s" if first else "")
            + "</text>"]
     lane_y = {n: top + i * lane_height for i, n in enumerate(names)}
-    for n, y in lane_y.items():
-        out.append(f'<line x1="{left}" y1="{y + lane_height / 2}" x2="{width - 20}" y2="{y + lane_height / 2}" '
-                   f'stroke="#ddd"/>')
-        out.append(f'<text x="8" y="{y + lane_height / 2 + 4}">{escape(n)}</text>')
+    for n, lane_top in lane_y.items():
+        mid = lane_top + lane_height / 2
+        out.append(f'<line x1="{left}" y1="{mid}" x2="{width - 20}" y2="{mid}" stroke="#ddd"/>')
+        out.append(f'<text x="8" y="{mid + 4}">{escape(n)}</text>')
     for e in events:
         lane = e.actor if e.actor in lane_y else ("faults" if "faults" in lane_y else names[0])
         y = lane_y[lane] + lane_height / 2

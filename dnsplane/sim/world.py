@@ -19,6 +19,7 @@ provider calls fail with the same ``Retryable`` errors real ones raise; ``None``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
 from dnsplane.execute import Executor, failed, handler_for, handlers
@@ -161,7 +162,7 @@ class SimExecutor(Executor):
         self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
         self.stats = {"store_failures": 0, "provider_failures": 0}
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
-        table = handlers()
+        table: dict[type, Any] = handlers()  # the simulator's commands reply with its own events too
         table[Log] = _nothing
         if not journal:
             table[Journal] = _nothing

@@ -135,7 +135,7 @@ class Rfc2136Provider(Provider):
         self._failures = Failures(self.where, self.zone, self.key_name)
         self._channel = Channel(server, port, timeout, key, self._failures)
         self._reader = ZoneReader(self._channel, self.zone)
-        self._zone_wire = dns.name.from_text(self.zone).to_wire()
+        self._zone_wire = dns.name.from_text(self.zone).to_digestable()  # uncompressed wire, as bytes
         self._lock = threading.Lock()
         self._seen: dict[EndpointKey, tuple[float, RawState]] = {}
         self._listeners: list[Listener] = []

@@ -34,6 +34,14 @@ from dnsplane.providers.rfc2136.marker import RawState, norm, raw_state
 from dnsplane.providers.rfc2136.transport import Channel
 from dnsplane.providers.rfc2136.wire import SOA, TXT, TYPES, Response, parse_response, query_body
 
+
+def name_wire(name: str) -> bytes:
+    """The uncompressed wire form of ``name``, its case kept."""
+    wire = dns.name.from_text(name).to_wire()
+    assert wire is not None  # without a file to write into, ``to_wire`` returns the bytes
+    return wire
+
+
 AXFR_THRESHOLD = 50  # at most this many keys are always read with targeted queries
 # More keys are read with one AXFR when that is cheaper: an AXFR costs about one unit per RR of the
 # zone, targeted queries about _QUERY_COST units per key (measured with BIND 9.18 and dnspython 2.9).
@@ -65,7 +73,7 @@ class ZoneReader:
         return n * _QUERY_COST >= self.zone_rrs
 
     def _query_message(self, name: str, rdtype: int, msg_id: int) -> tuple[bytes, bytes]:
-        return self.channel.signer.sign(query_body(dns.name.from_text(name).to_wire(), rdtype, msg_id), msg_id)
+        return self.channel.signer.sign(query_body(name_wire(name), rdtype, msg_id), msg_id)
 
     def query(self, keys: list[EndpointKey]) -> dict[EndpointKey, RawState]:
         """Targeted queries on one connection, between two SOA queries that must show the same serial."""

@@ -48,8 +48,8 @@ class Signer:
 
     def __init__(self, key: dns.tsig.Key) -> None:
         self.key = key
-        self.name_wire = key.name.canonicalize().to_wire()
-        self.alg_wire = key.algorithm.canonicalize().to_wire()
+        self.name_wire = key.name.to_digestable()  # canonical: lower case, uncompressed
+        self.alg_wire = key.algorithm.to_digestable()
         self.digest = _HMAC.get(key.algorithm.canonicalize().to_text())
 
     def sign(self, body: bytes, msg_id: int) -> tuple[bytes, bytes]:
@@ -60,7 +60,7 @@ class Signer:
             rdata = dns.rdtypes.ANY.TSIG.TSIG(
                 dns.rdataclass.ANY, dns.rdatatype.TSIG, self.key.algorithm, 0, FUDGE, b"", msg_id, 0, b"")
             tsig, _ = dns.tsig.sign(body, self.key, rdata, now, None)
-            tsig_wire, mac = tsig.to_wire(), tsig.mac
+            tsig_wire, mac = tsig.to_digestable(), tsig.mac
         else:
             when = struct.pack("!HIH", now >> 32, now & 0xFFFFFFFF, FUDGE)
             variables = self.name_wire + struct.pack("!HI", ANY, 0) + self.alg_wire + when + b"\0\0\0\0"
@@ -83,8 +83,8 @@ class Signer:
                 dns.rdataclass.ANY, dns.rdatatype.TSIG, dns.wire.Parser(wire[rdata_at : rdata_at + rdlen]), None)
             dns.tsig.validate(wire, self.key, owner, rdata, int(clock()), request_mac, tsig_at)
             return
-        owner = wire[tsig_at : rdata_at - 10]
-        if owner.lower() != self.name_wire and dns.name.from_wire(wire, tsig_at)[0] != self.key.name:
+        owner_wire = wire[tsig_at : rdata_at - 10]
+        if owner_wire.lower() != self.name_wire and dns.name.from_wire(wire, tsig_at)[0] != self.key.name:
             raise dns.tsig.BadKey  # signed under another key name (the MAC covers our name, not the wire's)
         at = skip_name(wire, rdata_at)  # the algorithm name is never compressed (RFC 8945 §4.2)
         hi, lo, fudge, mac_size = struct.unpack_from("!HIHH", wire, at)

@@ -89,7 +89,9 @@ def encode_records(rs: RecordSet) -> str:
 
 def _chunks(text: str) -> list[str]:
     """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters."""
-    out, cur, size = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    size = 0
     for ch in text:
         cost = 2 if ch in '"\\' else 1
         if size + cost > MAX_STRING:

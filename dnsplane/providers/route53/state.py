@@ -94,6 +94,7 @@ class State:
 
     def __post_init__(self) -> None:
         marker, carried = parse_marker(self.marker_sets)
+        records: RecordSet | None
         if carried is not None and _implied_shape(carried) == _actual_shape(self.members):
             records, ok = carried, True
         else:
