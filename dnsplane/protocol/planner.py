@@ -14,6 +14,10 @@ Guarantees:
   is published only when something changed;
 - generations come from the store's compare-and-swap on the head: when another
   planner published first, this one reloads and plans again.
+- a ``FleetChanged`` event (a fleet file reloaded and validated whole) replaces the
+  fleet: new and changed endpoints are planned at the next tick, endpoints gone from
+  it are planned no more, and a target removed from an endpoint leaves it at once
+  (the shift limit paces only the targets that remain).
 
 Cost: a tick recomputes only the endpoints of targets whose state changed
 (and endpoints still moving toward their goal), not the whole fleet.
@@ -41,6 +45,7 @@ from dnsplane.protocol.messages import (
     DesiredLoaded,
     Event,
     Failed,
+    FleetChanged,
     HealthObserved,
     LoadDesired,
     Log,
@@ -135,7 +140,13 @@ class Planner:
     by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        by_target = self.by_target
+        self._index()
+        self.dirty = set(self.by_key)
+
+    def _index(self) -> None:
+        self.by_key = {}
+        by_target: dict[str, list[Endpoint]] = {}
+        self.by_target = by_target
         for ep in self.endpoints:
             self.by_key[ep.key] = ep
             for t in ep.targets:
@@ -144,12 +155,13 @@ class Planner:
                     by_target[t.id] = [ep]
                 else:
                     eps.append(ep)
-        self.dirty = set(self.by_key)
 
     def handle(self, event: Event) -> list[Command]:
         match event:
             case HealthObserved(target_id=tid, ok=ok, now=now, detail=detail):
                 return self._on_health(tid, ok, now, detail)
+            case FleetChanged(endpoints=endpoints):
+                return self._on_fleet_changed(endpoints)
             case Tick():
                 if self.busy:
                     return []
@@ -189,6 +201,41 @@ class Planner:
         self.dirty.update(k for k, _ in self.inflight)
         self.inflight = ()
 
+    def _on_fleet_changed(self, endpoints: tuple[Endpoint, ...]) -> list[Command]:
+        """Take ``endpoints`` as the fleet from now on (a reloaded fleet file, validated whole).
+
+        | endpoint in the new fleet            | what happens                                        |
+        |--------------------------------------|-----------------------------------------------------|
+        | new                                  | planned at the next tick; its targets' health as    |
+        |                                      | for any target never observed                       |
+        | changed (ttl, targets, policy, ...)  | planned again at the next tick (shift limit kept)   |
+        | unchanged                            | nothing                                             |
+        | gone (in the old fleet only)         | no longer planned; its records stay as last         |
+        |                                      | written (what a release does is not decided here)   |
+
+        A target whose health check changed starts again as never observed (its streaks were
+        counted against another check); a target in no endpoint any more is forgotten. Nothing is
+        published from here: a publish may be in flight, so the next ``Tick`` plans.
+        """
+        old = self.by_key
+        old_checks = {t.id: t.check for ep in self.endpoints for t in ep.targets}
+        self.endpoints = tuple(endpoints)
+        self._index()
+        new_checks = {t.id: t.check for ep in self.endpoints for t in ep.targets}
+        added = [k for k in self.by_key if k not in old]
+        changed = [k for k, ep in self.by_key.items() if k in old and old[k] != ep]
+        removed = [k for k in old if k not in self.by_key]
+        for tid in list(self.health):
+            if tid not in new_checks or new_checks[tid] != old_checks.get(tid):
+                del self.health[tid]
+        self.dirty.difference_update(removed)
+        self.dirty.update(added)
+        self.dirty.update(changed)
+        return [Log("info", "fleet changed", {
+            "actor": self.name, "endpoints": len(self.by_key), "added": len(added), "changed": len(changed),
+            "removed": len(removed),
+        })]
+
     def _on_health(self, tid: str, ok: bool, now: float, detail: str) -> list[Command]:
         eps = self.by_target.get(tid)
         if not eps:
@@ -222,15 +269,18 @@ class Planner:
                 weights = {t.id: t.capacity for t in ep.targets}  # never published: all of them
             limited = weights
             if old is not None and ep.policy.max_weight_shift < 1.0:
-                limited = limit_shift({m.target_id: m.weight for m in old.members}, weights,
-                                      ep.policy.max_weight_shift)
+                # A target no longer in the endpoint (fleet reloaded, or edited before a restart)
+                # leaves at once: it has no definition to render and no health check any more.
+                ours = {t.id for t in ep.targets}
+                limited = limit_shift({m.target_id: m.weight for m in old.members if m.target_id in ours},
+                                      weights, ep.policy.max_weight_shift)
             out[key] = (render(ep, limited), limited != weights)
         return out
 
     def _plan(self) -> list[Command]:
         if not self.dirty:
             return []
-        keys, self.dirty = self.dirty, set()
+        keys, self.dirty = self.dirty & self.by_key.keys(), set()  # a reload may have removed some
         changes: list[tuple[EndpointKey, RecordSet]] = []
         logs: list[Command] = []
         for key, (rs, held_back) in self._goal(keys).items():
