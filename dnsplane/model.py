@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, NewType
 
@@ -201,57 +202,71 @@ class Marker:
     (chaos 13470: an enactor holding an older plan read a marker lowered by hand over content
     A -> B -> A had made equal to that generation's again, and would have written its older plan).
 
-    Equality (``==``, what a compare-and-swap compares) covers all three fields; ``same_content``
-    compares generation and digest only (what "already applied" means, I6).
+    ``owner`` is the owner id of the installation that wrote the marker (``o=``, invariant I7):
+    an installation writes only endpoints that are empty or carry its own id (or that the fleet
+    file adopts). The seal covers it, so a hand edit of ``o=`` breaks the seal. A marker written
+    before owner ids existed has none (``""``): its installation reads it as its own, once, and
+    the verifier rewrites it with its id (see docs/design.md, "Ownership").
+
+    Equality (``==``, what a compare-and-swap compares) covers all four fields; ``same_content``
+    compares generation, digest and owner (what "already applied" means, I6: a rewrite that only
+    adds the owner id is a real write).
     """
 
     generation: Generation
     digest: str
     prev: str = ""
+    owner: str = ""
 
     @classmethod
-    def after(cls, replaced: Marker | None, generation: Generation, digest: str) -> Marker:
-        """The marker a write of ``generation`` (content ``digest``) puts over ``replaced``.
+    def after(cls, replaced: Marker | None, generation: Generation, digest: str, owner: str = "") -> Marker:
+        """The marker a write of ``generation`` (content ``digest``) by ``owner`` puts over ``replaced``.
 
-        Deterministic: two writers that write the same generation over the same marker write the
-        same marker, so the one that comes second finds its write already applied.
+        Deterministic: two writers of one owner that write the same generation over the same marker
+        write the same marker, so the one that comes second finds its write already applied.
         """
         chain = chain_token(replaced)
-        return cls(generation, digest, f"{chain}.{_seal(generation, digest, chain)}")
+        return cls(generation, digest, f"{chain}.{_seal(generation, digest, chain, owner)}", owner)
 
     def sealed(self) -> bool:
-        """Whether the marker is as dnsplane wrote it: its seal matches its generation, digest and
-        chain. A marker without ``p=`` (written before chain tokens) has nothing to check: True."""
+        """Whether the marker is as dnsplane wrote it: its seal matches its generation, digest, chain
+        and owner. A marker without ``p=`` (written before chain tokens) has nothing to check: True."""
         if not self.prev:
             return True
         chain, dot, seal = self.prev.partition(".")
-        return bool(dot) and seal == _seal(self.generation, self.digest, chain)
+        return bool(dot) and seal == _seal(self.generation, self.digest, chain, self.owner)
 
     def same_content(self, other: Marker | None) -> bool:
-        """Whether ``other`` names the same generation and content, whatever marker each replaced."""
-        return other is not None and self.generation == other.generation and self.digest == other.digest
+        """Whether ``other`` names the same generation, content and owner, whatever marker each replaced."""
+        return (other is not None and self.generation == other.generation and self.digest == other.digest
+                and self.owner == other.owner)
 
     def to_text(self) -> str:
         text = f"dnsplane g={self.generation} d={self.digest}"
-        return f"{text} p={self.prev}" if self.prev else text
+        if self.prev:
+            text = f"{text} p={self.prev}"
+        return f"{text} o={self.owner}" if self.owner else text
 
     @classmethod
     def from_text(cls, text: str) -> Marker | None:
-        """Parse a marker TXT value (``dnsplane g=<g> d=<digest>`` with or without `` p=<prev>``);
-        None when it is not a dnsplane marker."""
+        """Parse a marker TXT value (``dnsplane g=<g> d=<digest>``, then optionally `` p=<prev>``,
+        then optionally `` o=<owner>``); None when it is not a dnsplane marker."""
         parts = text.strip('"').split()
-        if len(parts) not in (3, 4) or parts[0] != "dnsplane":
+        if not 3 <= len(parts) <= 5 or parts[0] != "dnsplane":
             return None
         try:
             g = int(parts[1].removeprefix("g="))
         except ValueError:
             return None
-        prev = ""
-        if len(parts) == 4:
-            if not parts[3].startswith("p="):
-                return None
-            prev = parts[3].removeprefix("p=")
-        return cls(Generation(g), parts[2].removeprefix("d="), prev)
+        rest = parts[3:]
+        prev = owner = ""
+        if rest and rest[0].startswith("p="):
+            prev = rest.pop(0).removeprefix("p=")
+        if rest and rest[0].startswith("o="):
+            owner = rest.pop(0).removeprefix("o=")
+        if rest:
+            return None
+        return cls(Generation(g), parts[2].removeprefix("d="), prev, owner)
 
 
 NO_MARKER_TOKEN = "none"  # what a write that replaced no marker hashes instead (a first write)
@@ -264,9 +279,22 @@ def chain_token(replaced: Marker | None) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round
-def _seal(generation: int, digest: str, chain: str) -> str:
-    """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest and chain token."""
-    return hashlib.blake2b(f"{generation}|{digest}|{chain}".encode(), digest_size=4).hexdigest()
+def _seal(generation: int, digest: str, chain: str, owner: str = "") -> str:
+    """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest, chain token and owner id
+    (a marker without an owner hashes what it hashed before owner ids existed)."""
+    text = f"{generation}|{digest}|{chain}|{owner}" if owner else f"{generation}|{digest}|{chain}"
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+OWNER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # an owner id: one token of a marker's text
+
+
+def owner_problem(owner: str) -> str | None:
+    """Why ``owner`` cannot be an owner id, or None."""
+    if not OWNER_ID.fullmatch(owner):
+        return (f"owner id {owner!r} must be 1-63 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit")
+    return None
 
 
 def marker_name(key: EndpointKey) -> str:

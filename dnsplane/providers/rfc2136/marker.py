@@ -2,7 +2,8 @@
 
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL;
 - ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest> p=<prev>``, without `` p=`` in a marker written before
+  (``dnsplane g=<generation> d=<digest> p=<prev> o=<owner>``, without `` o=`` in a marker written
+  before owner ids, without `` p=`` in one written before
   chain tokens; ``dnsplane -`` when there is no marker), followed —
   only when the record set cannot be rebuilt from the addresses alone (other target ids,
   weights other than 1, ``answer: all``) — by the compact ``RecordSet.to_json()`` split into
@@ -41,6 +42,9 @@ class RawState:
     addresses: frozenset[str]  # normalised addresses served at name/rtype
     ttl: int
     observed: Observed
+    # Why the server would ignore records written at this name, when a read found it: a CNAME at the
+    # name or the marker name, a DNAME above, a delegation covering it ("" when none was seen)
+    blocked: str = ""
 
 
 NO_STATE = RawState(None, frozenset(), 0, Observed(None, None))
@@ -112,6 +116,6 @@ def observe(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) 
     return Observed(pseudo(addresses, ttl) if addresses else None, marker)
 
 
-def raw_state(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) -> RawState:
+def raw_state(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int, blocked: str = "") -> RawState:
     """``RawState`` of what was read, with its decoded ``Observed``."""
-    return RawState(txt, addresses, ttl, observe(txt, addresses, ttl))
+    return RawState(txt, addresses, ttl, observe(txt, addresses, ttl), blocked)
