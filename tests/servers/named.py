@@ -9,7 +9,8 @@ Guarantees:
   stays in ``workdir``; its log is kept in ``workdir/named.log`` and quoted in
   failure messages (``NamedServer.log_tail()``);
 - zones are dynamic: ``allow-update`` (default) or ``update-policy`` (the
-  variant the docs show) for the test key, and ``allow-transfer`` for the key.
+  variant the docs show) for the test key, and ``allow-transfer`` for the key;
+  ``policy="none"`` grants no updates (a zone dnsplane may read but not change).
 
 Limits: needs ``/usr/sbin/named`` (Debian package ``bind9``); when it is missing,
 ``require_named()`` skips the test, or fails it when ``DNSPLANE_REQUIRE_SERVERS=1``.
@@ -160,6 +161,28 @@ class NamedServer:
                 u.delete(n)
             self.send(u)
 
+    def restart(self, *, down: float = 0.0) -> None:
+        """Stop ``named`` (SIGTERM) and start it again on the same port with the same config and files.
+
+        Dynamic updates survive: BIND keeps them in the zone's journal (``<zone>.zone.jnl`` in
+        ``workdir``) and replays it at start. ``down`` keeps the server stopped that many seconds
+        (a test's outage, not synchronisation). Returns once every zone answers its SOA again."""
+        self.stop()
+        if down > 0:
+            time.sleep(down)
+        binary = require_named()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.process = subprocess.Popen([binary, "-g", "-n", "2", "-c", str(self.workdir / "named.conf")],
+                                            cwd=self.workdir, stdout=log, stderr=log)
+        finally:
+            log.close()
+        try:
+            _wait_until_serving(self, time.monotonic() + START_DEADLINE)
+        except RuntimeError:
+            self.stop()
+            raise
+
     def stop(self, deadline: float = 10.0) -> None:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
@@ -175,6 +198,8 @@ class NamedServer:
 def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, secret: str, policy: str) -> str:
     if policy == "allow-update":
         update = f'allow-update {{ key "{key_name}"; }};'
+    elif policy == "none":  # no update grant at all: BIND refuses every UPDATE (queries and AXFR still work)
+        update = ""
     else:  # the update-policy variant shown in docs/providers/rfc2136.md
         update = (
             "update-policy {\n"
