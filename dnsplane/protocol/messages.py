@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dnsplane.model import Desired, Endpoint, EndpointKey, Generation, Observed, RecordSet, Write, WriteResult
+from dnsplane.model import (
+    Desired,
+    Endpoint,
+    EndpointKey,
+    Generation,
+    HealthRecord,
+    Observed,
+    RecordSet,
+    Write,
+    WriteResult,
+)
 
 # ---------------------------------------------------------------- events
 
@@ -64,9 +74,15 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class HealthObserved:
+    """One health check's result: ``ok`` True (up), False (down), or None (unknown).
+
+    Unknown is a check that failed for a reason on dnsplane's side, not the target's: no file
+    descriptors or buffers, a checker starved of CPU so its own timeout fired late, a checker cut
+    off. The planner counts it toward neither ``rise`` nor ``fall``: it never moves weight."""
+
     now: float
     target_id: str
-    ok: bool
+    ok: bool | None
     detail: str = ""
 
 
@@ -87,6 +103,7 @@ class DesiredLoaded:
     desired: dict[EndpointKey, Desired]
 
 
+    health: dict[str, HealthRecord] = field(default_factory=dict)  # the health the store kept, per target
 @dataclass(frozen=True, slots=True)
 class Published:
     now: float
@@ -192,12 +209,14 @@ class LoadDesired:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """Reply: Published, or PublishConflict when the head moved."""
+    """Reply: Published, or PublishConflict when the head moved. Once published, ``health``
+    (the targets whose acted-on health changed since the store last kept it) is kept too."""
 
     expect_head: Generation
     changes: tuple[tuple[EndpointKey, RecordSet], ...]
 
 
+    health: tuple[tuple[str, HealthRecord], ...] = ()
 @dataclass(frozen=True, slots=True)
 class ReadWatermark:
     """Reply: WatermarkRead."""

@@ -374,6 +374,10 @@ def status_has_json() -> bool:
     return _STATUS_JSON
 
 
+def _is_actor(name: str) -> bool:
+    return name in ("planner", "collector", "verifier") or name.startswith("enactor")
+
+
 _LAST_OK_KEYS = ("last_success", "last_ok", "last_success_at", "last_round_ok")
 
 
@@ -390,6 +394,9 @@ def actor_problems(instance: Mapping[str, Any], *, within: float, log: str = "",
         for name, info in sorted(actors.items()):
             last = next((info[k] for k in _LAST_OK_KEYS if isinstance(info, Mapping) and info.get(k) is not None),
                         None)
+            if (last is None and not _is_actor(name) and isinstance(info, Mapping) and not info.get("rounds")
+                    and not info.get("failures") and not info.get("last_error")):
+                continue  # a background task (health loop, demo) that counts no rounds and never failed
             if last is None:
                 problems.append(f"{name}: no successful round ({info})")
             elif now - float(last) > within:
@@ -530,7 +537,8 @@ class Prober:
         """How many complete rounds over every endpoint so far (each endpoint's records answered)."""
         with self._lock:
             counts = Counter(o.endpoint for o in self.observations if not o.is_marker)
-        return min((counts[e] for e in self.endpoints), default=0)
+            endpoints = list(self.endpoints)
+        return min((counts[e] for e in endpoints), default=0)
 
     def wait_rounds(self, n: int, deadline: float = DEADLINE) -> None:
         """Wait until ``n`` more rounds have been recorded (a "the prober has looked" barrier)."""
@@ -547,9 +555,25 @@ class Prober:
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         assert self.rounds() > start_rounds, "the prober made no round while watching"
 
+    def add_endpoint(self, name: str, rtype: str = "A") -> None:
+        """Probe one more endpoint from now (e.g. one a reloaded fleet added)."""
+        key = (_abs(name), rtype.upper())
+        with self._lock:
+            if key not in self.endpoints:
+                self.endpoints = [*self.endpoints, key]
+
+    def retire_endpoint(self, name: str, rtype: str = "A") -> None:
+        """Stop probing an endpoint from now (e.g. one removed from the fleet); its answers so far stay
+        in the record and are still checked."""
+        key = (_abs(name), rtype.upper())
+        with self._lock:
+            self.endpoints = [k for k in self.endpoints if k != key]
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            for key in self.endpoints:
+            with self._lock:
+                endpoints = list(self.endpoints)
+            for key in endpoints:
                 if self._stop.is_set():
                     return
                 self.record(self.query(key, key[0], key[1]))
@@ -699,24 +723,29 @@ class Prober:
                 content.setdefault(g, o.content)
         best: Observation | None = None
         replaced: dict[str, Observation] = {}  # marker text -> the observation that showed its successor
+        reported: set[tuple[object, object]] = set()  # one report per distinct fault
         current: Observation | None = None
         for o in markers:
             g = o.generation
             assert g is not None
-            if best is not None and best.generation is not None and g < best.generation:
+            if best is not None and best.generation is not None and g < best.generation \
+                    and (o.marker, best.marker) not in reported:
+                reported.add((o.marker, best.marker))  # once per regressing marker
                 out.append(Violation("I2", key, o.sent, f"{key[0]} {key[1]}: marker generation {g} served "
                                      f"after generation {best.generation} ({o.marker!r} after {best.marker!r})"))
             if best is None or (best.generation or 0) <= g:
                 best = o
             d = o.digest
             if d is not None:
-                if g in digests and digests[g] != d:
+                if g in digests and digests[g] != d and (g, d) not in reported:
+                    reported.add((g, d))
                     out.append(Violation("I2", key, o.sent, f"{key[0]} {key[1]}: generation {g} served with "
                                          f"two contents (d={digests[g]} then d={d}): {o.marker!r}"))
                 digests.setdefault(g, d)
             if current is not None and current.marker != o.marker:
                 replaced[current.marker or ""] = o
-                if o.marker in replaced:
+                if o.marker in replaced and (o.marker, "again") not in reported:
+                    reported.add((o.marker, "again"))
                     out.append(Violation("I2", key, o.sent, f"{key[0]} {key[1]}: marker {o.marker!r} served "
                                          "again after another replaced it (the zone went back)"))
             current = o
@@ -756,23 +785,24 @@ class Prober:
         return out
 
     def timeline(self, key: tuple[str, str] | None = None, around: float | None = None, span: float = 5.0,
-                 limit: int = 200) -> str:
+                 limit: int = 200, mark: float | None = None) -> str:
         """The observations (of ``key``, near ``around``), repeated identical answers folded into one line."""
         lines: list[str] = []
-        last: Observation | None = None
+        last: dict[str, Observation] = {}  # per query name, the last answer shown
         repeat = 0
         picked = [o for o in self.snapshot() if (key is None or o.endpoint == key)
                   and (around is None or abs(o.sent - around) <= span)]
         for o in picked:
-            if last is not None and o.same_answer(last):
+            marked = mark is not None and o.sent == mark
+            if o.qname in last and o.same_answer(last[o.qname]) and not marked:
                 repeat += 1
                 continue
             if repeat:
-                lines.append(f"{'':12}(same answer {repeat} more times)")
-            lines.append(o.describe(self.t0))
-            last, repeat = o, 0
+                lines.append(f"{'':12}({repeat} answers as above)")
+            lines.append(o.describe(self.t0) + ("   <== here" if marked else ""))
+            last[o.qname], repeat = o, 0
         if repeat:
-            lines.append(f"{'':12}(same answer {repeat} more times)")
+            lines.append(f"{'':12}({repeat} answers as above, until +{picked[-1].sent - self.t0:.3f}s)")
         if len(lines) > limit:
             lines = [*lines[: limit // 2], f"... {len(lines) - limit} lines ...", *lines[-limit // 2 :]]
         return "\n".join(lines)
@@ -781,7 +811,7 @@ class Prober:
         parts = [f"{len(violations)} invariant violation(s) seen by the prober (times since it started):"]
         for v in violations[:10]:
             parts.append(f"\n{v.invariant} at +{v.at - self.t0:.3f}s: {v.message}\ntimeline of {v.endpoint[0]} "
-                         f"{v.endpoint[1]} around it:\n{self.timeline(v.endpoint, v.at)}")
+                         f"{v.endpoint[1]} around it:\n{self.timeline(v.endpoint, v.at, mark=v.at)}")
         with self._lock:
             gaps = {k: list(g) for k, g in self._gaps.items() if g}
         for k, gs in gaps.items():

@@ -108,9 +108,11 @@ def test_i2_content_of_an_older_generation_between_two_newer_markers() -> None:
 def test_actor_problems_reads_actors_or_the_log() -> None:
     now = 1000.0
     inst = {"actors": {"planner": {"last_success": 999.0}, "verifier": {"last_success": 900.0, "last_error": "x"},
-                       "enactor-1": {"last_success": None}}}
+                       "enactor-1": {"last_success": None},
+                       "health": {"rounds": 0, "last_ok": None, "failures": 0, "last_error": None},
+                       "demo": {"rounds": 0, "last_ok": None, "failures": 1, "last_error": "OSError"}}}
     problems = actor_problems(inst, within=5, now=now)
-    assert [p.split(":")[0] for p in problems] == ["enactor-1", "verifier"]
+    assert [p.split(":")[0] for p in problems] == ["demo", "enactor-1", "verifier"]
     assert actor_problems({}, within=5, log="12:00:00.000 ERROR dnsplane.runtime actor round failed actor=v")
     assert actor_problems({}, within=5, log="12:00:00.000 INFO ok") == []
 
