@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +28,21 @@ import dns.rdatatype
 
 from dnsplane.config import Fleet
 from dnsplane.dns.server import DnsServer
+from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Executor
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.messages import Event, HealthObserved, Published, Resolution, Resolve, Resolved, Tick
+from dnsplane.protocol.messages import (
+    Event,
+    FleetChanged,
+    HealthObserved,
+    Published,
+    Resolution,
+    Resolve,
+    Resolved,
+    Tick,
+)
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
@@ -39,6 +50,7 @@ from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import check
 from dnsplane.runtime.providers import dns_view, open_provider
+from dnsplane.runtime.reload import Outcome, diff, reread
 from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
@@ -66,6 +78,8 @@ class App:
     provider: Provider = field(init=False)
     server: DnsServer | None = field(init=False)
     executor: Executor = field(init=False)
+    last_reload: Outcome | None = field(default=None, init=False)  # the last fleet reload, in instance.json
+    reload_requested: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # SIGHUP sets it
 
     def __post_init__(self) -> None:
         data = self.options.data_dir
@@ -120,8 +134,8 @@ class App:
                 wake.clear()
 
     async def health_loop(self) -> None:
-        targets = [t for t in self.fleet.targets().values() if t.check is not None]
         while True:
+            targets = [t for t in self.fleet.targets().values() if t.check is not None]  # a reload may change them
             results = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
             now = time.time()
             before = {tid: h.healthy for tid, h in self.planner.health.items()}
@@ -131,6 +145,63 @@ class App:
                 self.write_instance()
             self.ready.set()
             await asyncio.sleep(self.options.health_period)
+
+    # ------------------------------------------------------------- fleet reload (SIGHUP, `dnsplane reload`)
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the fleet file soon; requests that arrive during a reload make one more."""
+        self.reload_requested.set()
+
+    async def reload_loop(self) -> None:
+        while True:
+            await self.reload_requested.wait()
+            self.reload_requested.clear()
+            try:
+                await self.reload()
+            except Exception:  # recording the outcome failed (disk full?): the next SIGHUP tries again
+                log.exception("fleet reload: the outcome could not be recorded")
+
+    async def reload(self) -> Outcome:
+        """Re-read the fleet file, validate it whole, then apply it or refuse it, and record the outcome.
+
+        Applying is one ``FleetChanged`` event to the planner (no actor's field is set from here) and
+        the new fleet for the health loop and ``instance.json``; refusing changes nothing at all.
+        """
+        started = time.time()
+        old = self.fleet
+        try:
+            new = await asyncio.to_thread(reread, old)
+            change = diff(old, new)
+            self.fleet = new
+            await self.feed(self.planner, FleetChanged(time.time(), new.endpoints))
+            released: list[Actor] = [*self.enactors, self.verifier]  # I7: endpoints removed are released
+            for actor in released:
+                await self.feed(actor, FleetChanged(time.time(), new.endpoints))
+        except Exception as err:  # a refused file, or a bug: either way the running fleet stays
+            self.fleet = old
+            text = str(err) if isinstance(err, InvalidConfig) else f"reload failed: {type(err).__name__}: {err}"
+            outcome = Outcome(started, time.time(), False, text)
+            log.error("fleet reload refused; the running fleet is unchanged",
+                      extra={"fields": {"fleet": old.source, "error": text}})
+        else:
+            outcome = Outcome(started, time.time(), True,
+                              f"{new.source}: {change.summary()}; {len(new.endpoints)} endpoints",
+                              len(change.added), len(change.changed), len(change.removed))
+            log.info("fleet reloaded", extra={"fields": {
+                "fleet": new.source, "endpoints": len(new.endpoints), "added": len(change.added),
+                "changed": len(change.changed), "removed": len(change.removed)}})
+        self.last_reload = outcome
+        self.write_instance()
+        return outcome
+
+    def listen_for_reload(self) -> bool:
+        """Make SIGHUP request a reload; False where signals cannot be caught (not the main thread)."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+        except (ValueError, RuntimeError, NotImplementedError) as err:
+            log.warning("SIGHUP will not reload the fleet here", extra={"fields": {"error": str(err)}})
+            return False
+        return True
 
     # ------------------------------------------------------------- verifier's DNS view
 
@@ -177,6 +248,7 @@ class App:
             "demo_ports": self.demo.ports if self.demo else {},
             "down": down,
             "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},
+            "reload": self.last_reload.to_json() if self.last_reload else None,
             "health": {
                 tid: {"healthy": h.healthy, "detail": h.last_detail} for tid, h in sorted(self.planner.health.items())
             },
@@ -185,6 +257,7 @@ class App:
     async def run(self, stop: asyncio.Event) -> None:
         if self.server is not None:
             await self.server.start()
+        hup = self.listen_for_reload()  # before instance.json names this pid to `dnsplane reload`
         self.write_instance()
         self.started.set()
         tasks = [
@@ -192,6 +265,7 @@ class App:
             asyncio.create_task(self.loop(self.planner, self.options.planner_period), name="planner"),
             asyncio.create_task(self.loop(self.collector, self.options.collector_period), name="collector"),
             asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
+            asyncio.create_task(self.reload_loop(), name="reload"),
         ]
         tasks += [
             asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)
@@ -203,6 +277,8 @@ class App:
         try:
             await stop.wait()
         finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,130 @@
+"""Fleet reload on a real ``dnsplane up`` managing a real ``named``: ``dnsplane reload`` and SIGHUP
+re-read the fleet file, validate it whole, and apply it or refuse it (exit 2, ``file:line``) leaving
+the running fleet untouched, while a prober checks that no served name goes empty or backwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.realworld.harness import Dnsplane, Prober, Target, World, addresses, wait_for
+
+A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+ALL = {"answer": "all", "max_weight_shift": 1.0, "rise": 1, "fall": 1}
+
+
+def start(world: World) -> tuple[Path, Dnsplane, Prober, tuple[str, int]]:
+    """api (lb-1, lb-2) running on named, a prober on it."""
+    lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
+    fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"]}, policy=ALL)
+    up = world.dnsplane(fleet)
+    assert world.named is not None
+    server = (world.named.host, world.named.port)
+    world.wait_served(server, fleet)
+    wait_for("api to answer both targets", lambda: addresses(server, "api.demo.test") == {A1, A2}, detail=world.logs)
+    return fleet, up, world.prober(fleet), server
+
+
+def rewrite(world: World, fleet: Path, endpoints: dict[str, list[str]]) -> None:
+    """The same fleet file (same targets, on the same listeners) with these endpoints."""
+    targets = [Target(tid, (addr,), world.listeners[tid].port)
+               for tid, addr in (("lb-1", A1), ("lb-2", A2), ("lb-3", A3)) if tid in world.listeners]
+    world.fleet(targets, endpoints, policy=ALL, name=fleet.name)
+
+
+def add_lb3(world: World) -> None:
+    world.target("lb-3", A3)
+
+
+def reload_record(up: Dnsplane) -> dict[str, Any]:
+    assert up.running, f"dnsplane up is not running:\n{up.log_tail()}"
+    return (up.instance() or {}).get("reload") or {}
+
+
+def test_reload_applies_an_added_endpoint(world: World) -> None:
+    fleet, up, prober, server = start(world)
+    add_lb3(world)
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "new": ["lb-3"]})
+    res = up.cli("reload")
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{world.logs()}"
+    assert "1 added, 0 changed, 0 removed" in res.stdout
+    wait_for("new.demo.test to answer lb-3", lambda: addresses(server, "new.demo.test") == {A3}, detail=world.logs)
+    assert addresses(server, "api.demo.test") == {A1, A2}, "an unchanged endpoint stays as it was"
+    assert reload_record(up)["ok"] is True
+    assert "new.demo.test. A" in (up.instance() or {}).get("endpoints", {})
+    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
+
+
+def test_reload_refuses_a_broken_file_whole_and_the_fleet_keeps_running(world: World) -> None:
+    fleet, up, prober, server = start(world)
+    before = (up.instance() or {})["endpoints"]
+    add_lb3(world)
+    rewrite(world, fleet, {"api": ["lb-1"], "extra": ["lb-3"], "broken": ["lb-9"]})
+    text = fleet.read_text()
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.strip() == "- lb-9")
+    res = up.cli("reload")
+    assert res.returncode == 2, f"{res.stdout}\n{res.stderr}"
+    assert f"{fleet}:{line}:" in res.stderr and "lb-9" in res.stderr, res.stderr
+    assert "unchanged" in res.stderr and "Traceback" not in res.stderr
+    record = reload_record(up)
+    assert record["ok"] is False and f"{fleet}:{line}:" in record["message"]
+    assert "fleet reload refused" in up.log()
+
+    # A zone the running process does not manage is refused at the zone's line.
+    fleet.write_text(text.replace("zone: demo.test.", "zone: other.test.").replace("- lb-9", "- lb-3"))
+    res = up.cli("reload")
+    assert res.returncode == 2, f"{res.stdout}\n{res.stderr}"
+    assert f"{fleet}:1: zone: cannot change on reload" in res.stderr, res.stderr
+
+    # Nothing of either file was applied: api keeps both targets, extra was never created.
+    assert (up.instance() or {})["endpoints"] == before
+    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    assert addresses(server, "api.demo.test") == {A1, A2}
+    assert addresses(server, "extra.demo.test") == frozenset()
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
+
+
+def test_sighup_reloads_as_reload_does(world: World) -> None:
+    fleet, up, prober, server = start(world)
+    assert up.pid is not None
+    add_lb3(world)
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "broken": ["lb-9"]})
+    os.kill(up.pid, signal.SIGHUP)
+    wait_for("the refused reload to be recorded", lambda: reload_record(up).get("ok") is False, detail=world.logs)
+    assert f"{fleet}:" in reload_record(up)["message"] and up.running
+
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "new": ["lb-3"]})
+    os.kill(up.pid, signal.SIGHUP)
+    wait_for("new.demo.test to answer lb-3", lambda: addresses(server, "new.demo.test") == {A3}, detail=world.logs)
+    assert reload_record(up).get("ok") is True and up.running
+    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
+
+
+def test_an_endpoint_removed_by_a_reload_is_no_longer_planned(world: World) -> None:
+    """www leaves the fleet; then lb-2 fails: api drops lb-2, www (no longer managed) is left as it was."""
+    lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
+    fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]}, policy=ALL)
+    up = world.dnsplane(fleet)
+    assert world.named is not None
+    server = (world.named.host, world.named.port)
+    for name in ("api", "www"):
+        wait_for(f"{name} to answer both", lambda n=name: addresses(server, f"{n}.demo.test") == {A1, A2},  # type: ignore[misc]
+                 detail=world.logs)
+    prober = world.prober(fleet)
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"]})
+    res = up.cli("reload")
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    assert "0 added, 0 changed, 1 removed" in res.stdout
+    world.listeners["lb-2"].down()
+    wait_for("api to drop lb-2", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
+    assert addresses(server, "www.demo.test") == {A1, A2}, "a released endpoint keeps its records, unmanaged"
+    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
