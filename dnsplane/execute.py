@@ -137,12 +137,16 @@ def _write_batch(ex: Executor, actor: str, cmd: WriteBatch, now: float) -> Event
 def _load_desired(ex: Executor, actor: str, cmd: LoadDesired, now: float) -> Event:
     store = ex.store
     head = store.head()
-    return DesiredLoaded(now, head, store.desired(None, head))
+    return DesiredLoaded(now, head, store.desired(None, head), store.health())
 
 
 def _publish(ex: Executor, actor: str, cmd: Publish, now: float) -> Event:
     gen = ex.store.publish(cmd.expect_head, cmd.changes, now, actor)
-    return PublishConflict(now) if gen is None else Published(now, gen)
+    if gen is None:
+        return PublishConflict(now)
+    if cmd.health:  # the health this plan acted on; a crash before this line only loses the hint
+        ex.store.save_health(dict(cmd.health))
+    return Published(now, gen)
 
 
 def _read_watermark(ex: Executor, actor: str, cmd: ReadWatermark, now: float) -> Event:

@@ -86,6 +86,14 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """The health the planner last acted on for one target, as the store keeps it across restarts."""
+
+    healthy: bool
+    since: float  # when the planner set this state (the observation's ``now``)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Guards the planner keeps for one endpoint (DESIGN.md point 4)."""
 

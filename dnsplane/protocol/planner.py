@@ -1,9 +1,18 @@
 """The planner: health observations in, numbered plans out.
 
 Guarantees:
-- a target changes state only after ``rise`` consecutive good or ``fall``
-  consecutive bad observations (hysteresis); targets start healthy, as Route 53
-  health checks do;
+- health starts unknown. The store keeps the health the planner last acted on (sent
+  with each ``Publish``, read back with ``DesiredLoaded``); a restarted planner starts
+  from it, so a target known down before a restart is not served again after it;
+- an endpoint is not planned until each of its checked targets has been observed
+  since the planner started, or ``health_grace`` seconds have passed (then the kept
+  health stands; a target with none kept is unknown and counts as healthy: fail
+  open). Its records meanwhile stay as the store and the enactors hold them;
+- a target's first known observation decides an unknown state; from a known state
+  it changes only after ``rise`` consecutive good or ``fall`` consecutive bad
+  observations (hysteresis). An unknown observation (a check that failed for a
+  reason on dnsplane's side) counts toward neither: unknown never moves weight.
+  Targets without a health check are always healthy;
 - weights are proportional to the capacity of the healthy targets;
 - when every target of an endpoint is unhealthy it fails open (keeps them all)
   or, with ``fail_open: false``, keeps what it last published: it never plans an
@@ -35,6 +44,7 @@ from dnsplane.model import (
     Endpoint,
     EndpointKey,
     Generation,
+    HealthRecord,
     Member,
     RecordSet,
     Target,
@@ -58,33 +68,73 @@ from dnsplane.protocol.messages import (
 
 @dataclass
 class TargetHealth:
-    healthy: bool = True
+    """What the planner knows of one target's health.
+
+    ``healthy`` is None while unknown: never observed since this planner started and nothing
+    kept by the store. The first known observation of an unknown target decides its state
+    (hysteresis filters noise around a known state; from unknown there is none to hold). From a
+    known state, a flip needs ``rise`` good or ``fall`` bad observations in a row. An unknown
+    observation (``ok`` None) changes nothing: not the state, not the streaks.
+
+    ``observed``: a known observation arrived since this planner started (a state restored from
+    the store is not one). ``decided``: the direction of the newest streak that reached its
+    threshold since this planner started, so a state restored after the first observations
+    (the store read late) is rebased exactly as if it had been restored first.
+    """
+
+    healthy: bool | None = None
     good_streak: int = 0
     bad_streak: int = 0
     last_detail: str = ""
     last_seen: float | None = None
+    last_result: str = ""  # "ok" | "down" | "unknown": the newest observation, for status
+    observed: bool = False
+    decided: bool | None = None
+    since: float | None = None  # when ``healthy`` was last set
 
-    def observe(self, ok: bool, rise: int, fall: int) -> bool:
-        """Record one observation; return True when the healthy state flipped."""
+    def observe(self, ok: bool | None, rise: int, fall: int, now: float | None = None) -> bool:
+        """Record one observation; return True when the state changed (from unknown, or flipped)."""
+        self.last_result = "unknown" if ok is None else "ok" if ok else "down"
+        if ok is None:
+            return False
+        self.observed = True
         if ok:
             self.good_streak += 1
             self.bad_streak = 0
-            if not self.healthy and self.good_streak >= rise:
-                self.healthy = True
-                return True
+            if self.good_streak >= rise:
+                self.decided = True
         else:
             self.bad_streak += 1
             self.good_streak = 0
-            if self.healthy and self.bad_streak >= fall:
-                self.healthy = False
-                return True
+            if self.bad_streak >= fall:
+                self.decided = False
+        if self.healthy is None:
+            self.healthy, self.since = ok, now
+            return True
+        if ok and not self.healthy and self.good_streak >= rise or not ok and self.healthy and self.bad_streak >= fall:
+            self.healthy, self.since = ok, now
+            return True
         return False
+
+    def restore(self, kept: HealthRecord) -> bool:
+        """Start from the state the store kept, as if it had been restored before this run's
+        observations; return True when the state changed."""
+        before = self.healthy
+        if self.observed:
+            state = kept.healthy if self.decided is None else self.decided
+        else:
+            state = kept.healthy
+        if state != before:
+            self.healthy = state
+            self.since = kept.since if state == kept.healthy else self.since
+        return state != before
 
 
 def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
     """Weights the endpoint should have now, or None for "keep what was published"."""
     targets = endpoint.targets
-    healthy = [t for t in targets if (h := health.get(t.id)) is None or h.healthy]
+    # unknown (never observed, nothing kept) counts as healthy: fail open, as before health was known
+    healthy = [t for t in targets if (h := health.get(t.id)) is None or h.healthy is not False]
     if not healthy:
         if not endpoint.policy.fail_open:
             return None
@@ -138,6 +188,15 @@ class Planner:
     inflight: tuple[tuple[EndpointKey, RecordSet], ...] = ()
     by_target: dict[str, list[Endpoint]] = field(default_factory=dict)
     by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict)
+    # Health gating: an endpoint is not planned until each of its checked targets has been observed
+    # or ``health_grace`` seconds have passed since the planner's first event (``started``).
+    health_grace: float = 0.0
+    started: float | None = None
+    now: float = 0.0  # the newest event's time
+    gate_open: bool = False  # the grace is over: nothing is held any more
+    kept: dict[str, HealthRecord] = field(default_factory=dict)  # the health the store holds
+    unsaved: set[str] = field(default_factory=set)  # targets whose acted-on health the store lacks
+    saving: tuple[tuple[str, HealthRecord], ...] = ()  # sent with the Publish in flight
 
     def __post_init__(self) -> None:
         self._index()
@@ -157,6 +216,9 @@ class Planner:
                     eps.append(ep)
 
     def handle(self, event: Event) -> list[Command]:
+        self.now = event.now
+        if self.started is None:
+            self.started = event.now
         match event:
             case HealthObserved(target_id=tid, ok=ok, now=now, detail=detail):
                 return self._on_health(tid, ok, now, detail)
@@ -169,12 +231,13 @@ class Planner:
                     self.busy = True
                     return [LoadDesired()]
                 return self._plan()
-            case DesiredLoaded(head=head, desired=desired):
+            case DesiredLoaded(head=head, desired=desired, health=kept):
                 self.busy = False
                 self.synced = True
                 self.head = head
                 self.published = {k: d.records for k, d in desired.items()}
                 self.dirty = set(self.by_key)
+                self._restore(kept)
                 return self._plan()
             case Published(generation=gen):
                 self.busy = False
@@ -183,6 +246,11 @@ class Planner:
                     self.published[key] = rs
                 count = len(self.inflight)
                 self.inflight = ()
+                for tid, record in self.saving:
+                    self.kept[tid] = record
+                    if (h := self.health.get(tid)) is not None and h.healthy == record.healthy:
+                        self.unsaved.discard(tid)
+                self.saving = ()
                 return [Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count})]
             case PublishConflict():
                 # Another planner took the number; reload what it published, then plan again.
@@ -200,6 +268,35 @@ class Planner:
     def _requeue_inflight(self) -> None:
         self.dirty.update(k for k, _ in self.inflight)
         self.inflight = ()
+        self.saving = ()  # still in ``unsaved``: sent again with the next publish
+
+    def _restore(self, kept: dict[str, HealthRecord]) -> None:
+        """Start from the health the store kept (a restart), for targets this fleet checks."""
+        self.kept = dict(kept)
+        checked = {t.id for ep in self.endpoints for t in ep.targets if t.check is not None}
+        for tid, record in kept.items():
+            if tid not in checked:
+                continue  # no check any more: such a target is healthy, whatever was kept
+            state = self.health.get(tid)
+            if state is None:
+                state = self.health[tid] = TargetHealth(healthy=record.healthy, since=record.since)
+            elif state.restore(record):
+                self.dirty.update(ep.key for ep in self.by_target.get(tid, ()))
+            if state.healthy != record.healthy:
+                self.unsaved.add(tid)
+        for tid, state in self.health.items():
+            if tid not in kept and state.healthy is not None:
+                self.unsaved.add(tid)
+
+    def _held(self, ep: Endpoint) -> bool:
+        """True while ``ep`` waits for its targets' first observations (within the grace)."""
+        if self.gate_open:
+            return False
+        if self.started is None or self.now - self.started >= self.health_grace:
+            self.gate_open = True
+            return False
+        health = self.health
+        return any(t.check is not None and ((h := health.get(t.id)) is None or not h.observed) for t in ep.targets)
 
     def _on_fleet_changed(self, endpoints: tuple[Endpoint, ...]) -> list[Command]:
         """Take ``endpoints`` as the fleet from now on (a reloaded fleet file, validated whole).
@@ -236,19 +333,25 @@ class Planner:
             "removed": len(removed),
         })]
 
-    def _on_health(self, tid: str, ok: bool, now: float, detail: str) -> list[Command]:
+    def _on_health(self, tid: str, ok: bool | None, now: float, detail: str) -> list[Command]:
         eps = self.by_target.get(tid)
         if not eps:
             return []
         state = self.health.get(tid)
-        if state is None:  # targets start healthy; state is kept only once observed
+        if state is None:  # targets start unknown; state is kept only once observed
             state = self.health[tid] = TargetHealth()
         state.last_seen = now
         state.last_detail = detail
         policy = eps[0].policy
-        if not state.observe(ok, policy.rise, policy.fall):
+        if not state.observe(ok, policy.rise, policy.fall, now):
+            if ok is not None and not self.gate_open:
+                self.dirty.update(ep.key for ep in eps)  # a first observation may release an endpoint
             return []
         self.dirty.update(ep.key for ep in eps)
+        if (kept := self.kept.get(tid)) is None or kept.healthy != state.healthy:
+            self.unsaved.add(tid)
+        else:
+            self.unsaved.discard(tid)
         verdict = "healthy" if state.healthy else "unhealthy"
         return [Log("info", f"target {tid} is {verdict}", {"actor": self.name, "target": tid, "detail": detail})]
 
@@ -281,6 +384,11 @@ class Planner:
         if not self.dirty:
             return []
         keys, self.dirty = self.dirty & self.by_key.keys(), set()  # a reload may have removed some
+        if not self.gate_open:
+            held = {k for k in keys if self._held(self.by_key[k])}
+            if held:  # not planned before its targets are observed: planned again at each tick
+                self.dirty |= held
+                keys -= held
         changes: list[tuple[EndpointKey, RecordSet]] = []
         logs: list[Command] = []
         for key, (rs, held_back) in self._goal(keys).items():
@@ -300,4 +408,9 @@ class Planner:
         changes.sort()
         self.inflight = tuple(changes)
         self.busy = True
-        return [*logs, Publish(self.head, self.inflight)]
+        health = self.health
+        self.saving = tuple(
+            (tid, HealthRecord(h.healthy, h.since if h.since is not None else self.now))
+            for tid in sorted(self.unsaved) if (h := health.get(tid)) is not None and h.healthy is not None
+        )
+        return [*logs, Publish(self.head, self.inflight, self.saving)]

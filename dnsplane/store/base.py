@@ -10,16 +10,18 @@ Guarantees every store keeps (tests/store/test_store_conformance.py checks them)
   conditional on the watermark read). It keeps, for every endpoint, the newest
   change at or below the watermark: deleting a plan never removes content that
   some endpoint still holds, and never changes a DNS record (stores do not
-  touch providers).
+  touch providers);
+- ``save_health`` / ``health``: the health the planner last acted on, per target,
+  survives a restart of the store's process (the SQLite store) as plans do.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dnsplane.model import Desired, EndpointKey, Generation, RecordSet
+from dnsplane.model import Desired, EndpointKey, Generation, HealthRecord, RecordSet
 
 INFLIGHT_TTL = 600.0  # an in-flight registration older than this is taken as a crashed enactor
 
@@ -118,6 +120,19 @@ class Store(ABC):
     @abstractmethod
     def applied(self) -> dict[str, Generation]:
         """Per enactor: the newest generation it finished."""
+
+    # -- health the planner acted on ------------------------------------------
+
+    @abstractmethod
+    def save_health(self, records: Mapping[str, HealthRecord]) -> None:
+        """Keep, per target id, the health the planner last acted on (replacing what was kept)."""
+
+    @abstractmethod
+    def health(self) -> dict[str, HealthRecord]:
+        """Per target id, the health last kept by ``save_health`` (empty when none was kept).
+
+        A restarted planner starts from it, so a target known down before a restart is not
+        served again after it while its first checks are pending."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

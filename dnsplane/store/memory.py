@@ -18,10 +18,10 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.errors import InvalidPlan, PlanCollected
-from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
+from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class MemoryStore(Store):
         self._applied: dict[str, int] = {}
         self._lkg: int | None = None
         self._journal: dict[EndpointKey, list[JournalEntry]] = {}
+        self._health: dict[str, HealthRecord] = {}
 
     # -- plans -------------------------------------------------------------
 
@@ -203,6 +204,16 @@ class MemoryStore(Store):
     def applied(self) -> dict[str, Generation]:
         with self._lock:
             return {a: Generation(g) for a, g in sorted(self._applied.items())}
+
+    # -- health the planner acted on ------------------------------------------
+
+    def save_health(self, records: Mapping[str, HealthRecord]) -> None:
+        with self._lock:
+            self._health.update(records)
+
+    def health(self) -> dict[str, HealthRecord]:
+        with self._lock:
+            return dict(self._health)
 
     # -- journal -----------------------------------------------------------
 

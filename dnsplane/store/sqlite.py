@@ -27,6 +27,8 @@ Schema (version 1)::
     inflight(actor PK, generation, since)
     applied(actor PK, generation, at)
     journal(id PK, at, actor, name, rtype, action, before, after, detail), index on (name, rtype, id)
+    health(target PK, healthy, since)          -- the health the planner last acted on (added
+                                               -- within version 1: created at open when missing)
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import PlanCollected, StoreUnavailable
-from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, RecordSet
+from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 from dnsplane.store.memory import check_unique_keys
@@ -67,6 +69,7 @@ CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, name TEXT NOT NULL,
     rtype TEXT NOT NULL, action TEXT NOT NULL, before INTEGER, after INTEGER, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
+CREATE TABLE IF NOT EXISTS health (target TEXT PRIMARY KEY, healthy INTEGER NOT NULL, since REAL NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -276,6 +279,24 @@ class SqliteStore(Store):
         with self._tx() as db:
             cur = db.execute("SELECT actor, generation FROM applied ORDER BY actor")
             return {a: Generation(g) for a, g in cur}
+
+    # -- health the planner acted on ------------------------------------------
+
+    def save_health(self, records: Mapping[str, HealthRecord]) -> None:
+        if not records:
+            return
+        rows = [(tid, int(r.healthy), r.since) for tid, r in records.items()]
+        with self._tx(immediate=True) as db:
+            db.executemany(
+                "INSERT INTO health (target, healthy, since) VALUES (?, ?, ?)"
+                " ON CONFLICT (target) DO UPDATE SET healthy = excluded.healthy, since = excluded.since",
+                rows,
+            )
+
+    def health(self) -> dict[str, HealthRecord]:
+        with self._tx() as db:
+            cur = db.execute("SELECT target, healthy, since FROM health")
+            return {tid: HealthRecord(bool(healthy), float(since)) for tid, healthy, since in cur}
 
     # -- journal -----------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsplane.model import WEIGHT_SCALE, Endpoint, EndpointKey, HealthCheck, Policy, Target
+from dnsplane.model import WEIGHT_SCALE, Endpoint, EndpointKey, HealthCheck, HealthRecord, Policy, Target
 from dnsplane.protocol.messages import HealthObserved, Publish, PublishConflict, Tick
 from dnsplane.protocol.planner import Planner, TargetHealth, limit_shift
 from tests.protocol.harness import ZONE, Harness, endpoint
@@ -29,6 +29,7 @@ def test_hysteresis_needs_fall_bad_and_rise_good_observations() -> None:
     h = Harness()
     p = Planner("p", ZONE, (endpoint(rise=3, fall=2),))
     h.run(p)
+    h.run(p, HealthObserved(h.now, "lb-2", True))  # known healthy: hysteresis holds from a known state
     h.run(p, HealthObserved(h.now, "lb-2", False))
     h.run(p, Tick(h.now))
     assert h.store.head() == 1, "one bad check must not remove a target (fall=2)"
@@ -131,16 +132,24 @@ def test_two_planners_never_publish_two_plans_under_one_number() -> None:
     assert [p.planner for p in h.store.plans()] == ["p1", "p1", "p2"]
 
 
-@given(st.lists(st.booleans(), max_size=30), st.integers(1, 4), st.integers(1, 4))
-def test_hysteresis_property(observations: list[bool], rise: int, fall: int) -> None:
-    """The state flips only after `rise` goods or `fall` bads in a row."""
+@given(st.lists(st.sampled_from([True, False, None]), max_size=30), st.integers(1, 4), st.integers(1, 4))
+def test_hysteresis_property(observations: list[bool | None], rise: int, fall: int) -> None:
+    """Unknown until the first known observation, which decides; then the state flips only after
+    `rise` goods or `fall` bads in a row; an unknown observation (None) changes nothing."""
     state = TargetHealth()
-    healthy = True
+    healthy: bool | None = None
     run_ok = run_bad = 0
     for ok in observations:
+        if ok is None:
+            before = (state.healthy, state.good_streak, state.bad_streak)
+            assert not state.observe(None, rise, fall)
+            assert (state.healthy, state.good_streak, state.bad_streak) == before
+            continue
         run_ok, run_bad = (run_ok + 1, 0) if ok else (0, run_bad + 1)
         state.observe(ok, rise, fall)
-        if healthy and run_bad >= fall:
+        if healthy is None:
+            healthy = ok
+        elif healthy and run_bad >= fall:
             healthy = False
         elif not healthy and run_ok >= rise:
             healthy = True
@@ -182,3 +191,117 @@ def test_unknown_target_observation_is_ignored() -> None:
     p = Planner("p", ZONE, (endpoint(),))
     assert p.handle(HealthObserved(0.0, "nope", False)) == []
     assert HealthCheck("tcp", "127.0.0.1", 1).describe() == "tcp 127.0.0.1:1"
+
+
+# ---------------------------------------------------------------- health that knows what it does not know
+
+
+def test_unknown_observation_never_moves_weight() -> None:
+    """Unknown (a check that failed on dnsplane's side) counts toward neither fall nor rise."""
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(rise=2, fall=2),))
+    for t in ("lb-1", "lb-2", "lb-3"):
+        h.run(p, HealthObserved(h.now, t, True))
+    h.run(p)
+    assert h.store.head() == 1
+    for _ in range(10):
+        h.run(p, HealthObserved(h.now, "lb-2", None, "Too many open files"))
+        h.run(p, Tick(h.now))
+    assert h.store.head() == 1 and p.health["lb-2"].healthy is True, "unknown moved weight"
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, HealthObserved(h.now, "lb-2", None, "checker starved"))  # does not break the bad streak
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    assert "lb-2" not in weights(h)
+    head = h.store.head()
+    for _ in range(10):
+        h.run(p, HealthObserved(h.now, "lb-2", None, "Too many open files"))
+        h.run(p, Tick(h.now))
+    assert h.store.head() == head and "lb-2" not in weights(h), "unknown restored a target known down"
+
+
+def test_only_unknown_observations_leave_a_target_unknown() -> None:
+    p = Planner("p", ZONE, (endpoint(),))
+    p.handle(HealthObserved(1.0, "lb-1", None, "Too many open files"))
+    assert p.health["lb-1"].healthy is None and not p.health["lb-1"].observed
+
+
+def test_nothing_is_published_until_every_checked_target_is_observed() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),), health_grace=30.0)
+    h.run(p)
+    assert h.store.head() == 0, "published before any health check"
+    h.run(p, HealthObserved(h.now, "lb-1", True))
+    h.run(p, HealthObserved(h.now, "lb-2", True))
+    h.run(p, HealthObserved(h.now, "lb-3", None, "Too many open files"))  # unknown is not an observation
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 0, "published before lb-3 was observed"
+    h.run(p, HealthObserved(h.now, "lb-3", False))  # the first known observation decides
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-1", "lb-2"}
+
+
+def test_targets_without_a_check_are_not_waited_for() -> None:
+    ts = (Target("a", ("192.0.2.1",), 100, None), Target("b", ("192.0.2.2",), 100, None))
+    h = Harness()
+    h.run(Planner("p", ZONE, (Endpoint(f"api.{ZONE}", "A", 30, ts, Policy()),), health_grace=30.0))
+    assert set(weights(h)) == {"a", "b"}
+
+
+def test_after_the_grace_unknown_targets_fail_open() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),), health_grace=5.0)
+    h.run(p)
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 0
+    h.now += 5.0
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-2", "lb-3"}, "observed down stays out; never observed, nothing kept: fail open"
+
+
+def test_after_the_grace_the_kept_health_stands() -> None:
+    h = Harness()
+    h.store.save_health({"lb-2": HealthRecord(False, 1.0)})
+    p = Planner("p", ZONE, (endpoint(),), health_grace=5.0)
+    h.run(p)
+    assert h.store.head() == 0
+    h.now += 5.0
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-1", "lb-3"}, "lb-2 was kept down: it must not be served before it is seen up"
+
+
+def test_a_restarted_planner_starts_from_the_health_it_acted_on() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(rise=2, fall=1),))
+    h.run(p)
+    for t in ("lb-1", "lb-2", "lb-3"):
+        h.run(p, HealthObserved(h.now, t, True))
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    assert set(weights(h)) == {"lb-1", "lb-3"}
+    assert h.store.health()["lb-2"].healthy is False
+    head = h.store.head()
+    again = Planner("p", ZONE, (endpoint(rise=2, fall=1),))  # a restart: nothing in memory, no grace
+    h.run(again)
+    assert h.store.head() == head, "the restarted planner served the target known down"
+    h.run(again, HealthObserved(h.now, "lb-2", True))  # rise=2: one good check is not enough
+    h.run(again, Tick(h.now))
+    assert h.store.head() == head
+    h.run(again, HealthObserved(h.now, "lb-2", True))
+    h.run(again, Tick(h.now))
+    assert set(weights(h)) == {"lb-1", "lb-2", "lb-3"}
+    assert h.store.health()["lb-2"].healthy is True
+
+
+def test_observations_before_the_store_is_read_are_rebased_on_the_kept_health() -> None:
+    """Checks may answer before the planner has read the store: the result is the same as if the
+    kept health had come first (lb-2 kept down, one good check, rise=2: still down)."""
+    h = Harness()
+    h.store.save_health({"lb-2": HealthRecord(False, 1.0)})
+    p = Planner("p", ZONE, (endpoint(rise=2, fall=2),))
+    p.handle(HealthObserved(h.now, "lb-2", True))
+    assert p.health["lb-2"].healthy is True  # unknown: the first observation decided
+    h.run(p)
+    assert p.health["lb-2"].healthy is False
+    assert set(weights(h)) == {"lb-1", "lb-3"}
