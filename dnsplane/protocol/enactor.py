@@ -18,6 +18,13 @@ Guarantees:
 - a plan that changed k endpoints since this enactor last finished costs O(k)
   reads and writes.
 
+Quarantine: an endpoint whose write the provider ``Rejected`` (a reason retrying will not fix:
+too big for one message, a CNAME at the name...) is quarantined: journalled "quarantined" with
+the reason and logged once (again only when the reason changes), dropped from this plan, and held
+for the collector as a skip-corrupt endpoint is (``held``: the content its marker names is kept,
+I3). It is tried again only with a later plan (every plan re-reads held endpoints); every other
+endpoint of the batch is written as usual. A write that lands lifts the quarantine.
+
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
 An endpoint deleted whole by hand (records and marker) looks never written: a
@@ -39,7 +46,9 @@ from dnsplane.model import (
     Generation,
     Marker,
     Observed,
+    Rejected,
     Write,
+    WriteResult,
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
@@ -152,7 +161,10 @@ class Enactor:
     held: dict[EndpointKey, Generation] = field(default_factory=dict)
     recheck: bool = False
     busy: bool = False
-    stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0})
+    # Endpoints whose last write the provider rejected, with the reason (see the module docstring).
+    quarantined: dict[EndpointKey, str] = field(default_factory=dict)
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0})
 
     def handle(self, event: Event) -> list[Command]:
         match event:
@@ -321,8 +333,9 @@ class Enactor:
         self.sent = {w.key: w for w in writes}
         return [WriteBatch(tuple(writes))]
 
-    def _on_results(self, results: list[Applied | Conflict]) -> list[Command]:
+    def _on_results(self, results: list[WriteResult]) -> list[Command]:
         entries = []
+        logs: list[Command] = []
         for result in results:
             desired = self.pending.get(result.key)
             sent = self.sent.get(result.key)
@@ -334,11 +347,27 @@ class Enactor:
                     self.stats["skips"] += 1  # another writer got there with the same content
                     del self.pending[key]
                     self.held.pop(key, None)
+                    self.quarantined.pop(key, None)
                 case Applied(key=key):
                     self.stats["writes"] += 1
                     del self.pending[key]
                     self.held.pop(key, None)
+                    self.quarantined.pop(key, None)
                     entries.append((key, "write", before, desired.generation, desired.records.digest))
+                case Rejected(key=key, reason=reason):
+                    # Nothing of this endpoint was written, and retrying will not help: quarantine it
+                    # (the rest of the batch went on without it), held like a skip-corrupt endpoint so
+                    # that the content its marker names outlives it (I3); a later plan retries it.
+                    self.stats["rejected"] += 1
+                    del self.pending[key]
+                    seen = Observed(sent.expect_records, sent.expect)
+                    self._hold(key, _held_at("skip-corrupt", desired, seen, self.applied_upto))
+                    if self.quarantined.get(key) != reason:
+                        self.quarantined[key] = reason
+                        entries.append((key, "quarantined", before, desired.generation, reason))
+                        logs.append(Log("error", "endpoint quarantined: the provider rejected its write",
+                                        {"actor": self.name, "endpoint": str(key),
+                                         "generation": desired.generation, "reason": reason}))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
                     # re-decided against the marker that won.
@@ -347,7 +376,7 @@ class Enactor:
                     entries.append((key, "conflict", before, desired.generation,
                                     f"marker changed to {found} before the write"))
         out: list[Command] = [Journal(tuple(entries))] if entries else []
-        return out + self._next_batch()
+        return out + logs + self._next_batch()
 
     def _finish(self) -> list[Command]:
         done = self.working

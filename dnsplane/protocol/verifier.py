@@ -27,6 +27,13 @@ found (where there is none, on the records found), so a newer enactor write in b
 the repair is dropped. The marker it writes names the one it replaced (``Marker.after``), as an
 enactor's does.
 It sets the last-known-good generation when every endpoint checked was right.
+
+Quarantine: a repair the provider ``Rejected`` (it cannot be written: too big for one message, a
+CNAME at the name...) quarantines the endpoint: journalled "quarantined" with the reason and logged
+once (again only when the reason changes), then tried again only after a backoff of 1, 2, 4 ...
+``QUARANTINE_MAX_ROUNDS`` rounds, so a write that cannot land is not sent every round forever;
+meanwhile the endpoint is reported wrong (no last-known-good). The other endpoints are repaired
+as usual. An endpoint found right, or repaired, leaves quarantine.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ from dnsplane.model import (
     EndpointKey,
     Generation,
     Marker,
+    Rejected,
     Write,
+    WriteResult,
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
@@ -90,6 +99,18 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
     return None
 
 
+QUARANTINE_MAX_ROUNDS = 64  # the longest wait, in rounds, between two repairs of a quarantined endpoint
+
+
+@dataclass
+class Quarantine:
+    """An endpoint whose repair the provider rejected: why, and when to try again."""
+
+    reason: str
+    wait: int = 1  # rounds to skip before the next attempt (doubles after each rejection)
+    skip: int = 1  # rounds still to skip
+
+
 # Records whose marker a human edited or deleted: they may hold content newer than the round's snapshot.
 _HAND_MADE = frozenset({"marker-edited", "marker-missing"})
 
@@ -107,6 +128,7 @@ class Verifier:
     busy: bool = False
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict)
+    quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
     zone: str = ""  # for validating repairs; "" checks everything but the zone (the provider checks that too)
 
@@ -174,6 +196,7 @@ class Verifier:
             if problem is None:
                 self.lagging.pop(key, None)
                 self.last_problems.pop(key, None)
+                self.quarantined.pop(key, None)
                 continue
             self.all_right = False
             self.last_problems[key] = problem
@@ -195,6 +218,10 @@ class Verifier:
                 self.edited.add(key)
                 continue
             self.lagging.pop(key, None)
+            held = self.quarantined.get(key)
+            if held is not None and held.skip > 0:
+                held.skip -= 1  # rejected before: wait out the backoff, do not resend every round
+                continue
             try:  # one invalid desired set must not fail the whole repair batch at the provider
                 validate_record_set(key, desired.records, self.zone or key.name)
             except InvalidPlan as err:
@@ -216,18 +243,30 @@ class Verifier:
             return [*out, WriteBatch(tuple(writes))]
         return out + self._next()
 
-    def _on_repaired(self, results: list[Applied | Conflict]) -> list[Command]:
+    def _on_repaired(self, results: list[WriteResult]) -> list[Command]:
         entries = []
+        logs: list[Command] = []
         for result in results:
             problem = self.last_problems.get(result.key, "")
             match result:
                 case Applied(key=key, written=False):
                     pass
                 case Applied(key=key):
+                    self.quarantined.pop(key, None)
                     self.stats["repairs"] += 1
                     entries.append((key, "repair", self.expected_before.get(key), self.desired[key].generation,
                                     problem))
                 case Conflict(key=key, current=current):
                     before = current.generation if current else None
                     entries.append((key, "conflict", before, self.desired[key].generation, f"repair of {problem}"))
-        return [Journal(tuple(entries))] if entries else []
+                case Rejected(key=key, reason=reason):
+                    held = self.quarantined.get(key)
+                    if held is None or held.reason != reason:
+                        self.quarantined[key] = Quarantine(reason)
+                        entries.append((key, "quarantined", self.expected_before.get(key),
+                                        self.desired[key].generation, f"repair of {problem}: {reason}"))
+                        logs.append(Log("error", "endpoint quarantined: the provider rejected its repair",
+                                        {"actor": self.name, "endpoint": str(key), "reason": reason}))
+                    else:
+                        held.wait = held.skip = min(2 * held.wait, QUARANTINE_MAX_ROUNDS)
+        return ([Journal(tuple(entries))] if entries else []) + logs

@@ -14,7 +14,20 @@ Guarantees every provider keeps (tests/providers/test_conformance.py checks them
   (I6: idempotent, costs no provider write); markers are compared by generation and
   digest here (``Marker.same_content``), not by the marker each replaced: a writer of
   the same generation that read another predecessor finds its write done.
-  ``writes`` counts endpoint writes sent.
+  ``writes`` counts endpoint writes sent;
+- ``Rejected(key, reason)``: the provider refuses THIS endpoint's write for a reason that retrying
+  the same write will not fix (it does not fit one message or change batch, the server would
+  ignore part of it: a CNAME at the name, a DNAME above it, a delegation covering it; a
+  prerequisite that keeps failing although the endpoint reads unchanged). Nothing of that
+  endpoint was written: its records and marker are as they were (a marker never says written
+  when the records are not). It is per endpoint: a batch that fails because of one endpoint is
+  narrowed (bisection, or one message per endpoint) to the endpoints at fault, and every other
+  write of the ``apply`` comes back ``Applied`` or ``Conflict`` as if they had been alone. Only a
+  write that would change something can be rejected (one already applied is ``Applied(written=
+  False)``, a stale one ``Conflict``). ``apply`` never raises for one endpoint's fault
+  (``Permanent`` and ``ProviderUnavailable`` are for the provider as a whole). The actors
+  quarantine a rejected endpoint (journal, log, ``dnsplane status``) and retry it only with a
+  later plan or after a backoff.
 
 What a provider does NOT promise: that several endpoints in one ``apply`` are
 written atomically together (``Capabilities.atomic_batches`` says whether they are).
@@ -32,6 +45,7 @@ from dnsplane.model import (  # noqa: F401 - Write and results are re-exported h
     Conflict,
     EndpointKey,
     Observed,
+    Rejected,
     Write,
     WriteResult,
     validate_record_set,

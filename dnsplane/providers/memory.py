@@ -10,7 +10,12 @@ runs both side by side):
   equal the current ones is not made (I6) and still comes back ``Applied`` (the endpoint
   holds what was asked, whichever marker each replaced);
 - writes of one batch apply in order: a later write to the same key sees the earlier;
-- deterministic: no clock, no randomness, no threads started.
+- deterministic: no clock, no randomness, no threads started;
+- ``reject(key, reason)`` makes every later write of ``key`` that would change it come back
+  ``Rejected(key, reason)`` with nothing written (a write already applied is still
+  ``Applied(written=False)``, a stale one still ``Conflict``), until ``reject(key, None)``: it stands
+  for a provider that refuses one endpoint of a batch (too big, a CNAME at the name...) and writes
+  the others.
 
 Limits:
 - nothing survives the process.
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 from dnsplane.model import EndpointKey, Marker, Observed, RecordSet
-from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ class MemoryProvider(Provider):
         self._markers: dict[EndpointKey, Marker] = {}
         self._listeners: list[Listener] = []
         self._version = 0
+        self._rejects: dict[EndpointKey, str] = {}
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         results: list[WriteResult] = []
@@ -71,6 +77,8 @@ class MemoryProvider(Provider):
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif not w.holds_on(current, self._records.get(w.key)):
                     results.append(Conflict(w.key, current))
+                elif w.key in self._rejects:
+                    results.append(Rejected(w.key, self._rejects[w.key]))
                 else:
                     self._records[w.key] = w.records
                     self._markers[w.key] = w.marker
@@ -109,6 +117,15 @@ class MemoryProvider(Provider):
             self._version += 1
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
         notify(self._listeners, [key])
+
+    def reject(self, key: EndpointKey, reason: str | None) -> None:
+        """Refuse every later write that would change ``key`` with ``Rejected(key, reason)`` (``None``:
+        accept them again). The other writes of the same ``apply`` are written as usual."""
+        with self._lock:
+            if reason is None:
+                self._rejects.pop(key, None)
+            else:
+                self._rejects[key] = reason
 
     def add_listener(self, fn: Listener) -> None:
         """Call ``fn(keys)`` after every commit that changed ``keys`` (in the writer's thread)."""

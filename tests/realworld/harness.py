@@ -428,6 +428,7 @@ class Observation:
     marker: str | None = None  # first string of the marker TXT; None when absent
     rdatas: int = 0  # how many TXT records (several: a hand edit)
     content: frozenset[str] | None = None  # live addresses the marker's JSON declares
+    via: str | None = None  # the CNAME chain an address answer followed (a hand edit)
 
     @property
     def is_marker(self) -> bool:
@@ -461,11 +462,11 @@ class Observation:
             if self.content is not None:
                 extra += f" content={{{','.join(sorted(self.content))}}}"
             return head + " " + extra
-        return head + " {" + ",".join(sorted(self.addresses)) + "}"
+        return head + (f" CNAME {self.via}" if self.via else "") + " {" + ",".join(sorted(self.addresses)) + "}"
 
     def same_answer(self, other: Observation) -> bool:
-        return (self.qname, self.qtype, self.rcode, self.addresses, self.marker, self.rdatas) == (
-            other.qname, other.qtype, other.rcode, other.addresses, other.marker, other.rdatas)
+        return (self.qname, self.qtype, self.rcode, self.addresses, self.marker, self.rdatas, self.via) == (
+            other.qname, other.qtype, other.rcode, other.addresses, other.marker, other.rdatas, other.via)
 
 
 @dataclass(frozen=True)
@@ -603,8 +604,17 @@ class Prober:
             content = _txt_content(strings) if len(rdatas) == 1 else None
             return Observation(sent, got, qname, qtype, endpoint, rcode, marker=marker, rdatas=len(rdatas),
                                content=content)
-        addresses = frozenset(rd.address for rr in rrsets for rd in rr)
-        return Observation(sent, got, qname, qtype, endpoint, rcode, addresses=addresses)
+        # what a client gets: the addresses at the name, or at the end of a CNAME chain in the answer
+        owner, chain = dns.name.from_text(qname), []
+        for _ in range(8):
+            cname = next((rr for rr in r.answer if rr.rdtype == dns.rdatatype.CNAME and rr.name == owner), None)
+            if cname is None:
+                break
+            owner = cname[0].target
+            chain.append(owner.to_text())
+        addresses = frozenset(rd.address for rr in r.answer if rr.rdtype == want and rr.name == owner for rd in rr)
+        return Observation(sent, got, qname, qtype, endpoint, rcode, addresses=addresses,
+                           via=" -> ".join(chain) or None)
 
     def record(self, obs: Observation) -> None:
         """Add one observation (the thread does; tests of the prober feed synthetic ones)."""
@@ -622,6 +632,24 @@ class Prober:
         start = time.monotonic()
         with self._lock:
             self._gaps[key].append(_Gap(start, start + within, reason or "declared gap"))
+
+    def gap_closed(self, name: str, rtype: str = "A") -> bool:
+        """Whether the newest declared gap of ``name`` has been seen open (an empty answer) and closed
+        (an address served after it): wait for this after a hand deletion."""
+        key = (_abs(name), rtype.upper())
+        with self._lock:
+            if not self._gaps.get(key):
+                raise AssertionError(f"no gap declared for {key[0]} {key[1]}")
+            start = self._gaps[key][-1].start
+            emptied = False
+            for o in self.observations:
+                if o.endpoint != key or o.is_marker or o.sent < start or o.rcode not in ("NOERROR", "NXDOMAIN"):
+                    continue
+                if o.empty:
+                    emptied = True
+                elif emptied:
+                    return True
+        return False
 
     def ignore_marker(self, text: str) -> None:
         """A marker TXT a test wrote by hand: it is recorded but is no generation served by dnsplane."""
@@ -949,6 +977,23 @@ class World:
             def served(n: str = name, t: str = rtype) -> frozenset[str]:
                 return addresses(server, n, t)
             wait_for(f"{name} {rtype} to be served", served, deadline, self.logs)
+
+    # -- a person's hand edits on named, declared to every prober of this world
+    def hand_delete_records(self, name: str, *, within: float | None = None, rtype: str = "A") -> None:
+        """A person deletes ``name``'s address records; every prober allows the name to be empty until
+        it is served again, within ``within`` s (default: two verifier periods)."""
+        assert self.named is not None
+        for p in self.probers:
+            p.allow_gap(name, within if within is not None else 2 * PERIODS["verifier"], rtype=rtype,
+                        reason=f"a person deleted {name} {rtype}")
+        delete_records(self.named, name, rtype)
+
+    def hand_write_marker(self, name: str, text: str, *, rtype: str = "A") -> None:
+        """A person writes the marker TXT of ``name`` by hand; probers do not count it as served by dnsplane."""
+        assert self.named is not None
+        for p in self.probers:
+            p.ignore_marker(text)
+        write_marker(self.named, name, text, rtype)
 
     def logs(self) -> str:
         parts = [f"=== {d.workdir.name} ===\n{d.log_tail(80)}" for d in self.processes]

@@ -1,5 +1,6 @@
 """Baseline: ``dnsplane up`` on a real ``named`` (RFC 2136, TSIG) keeps every endpoint served while a
-load balancer goes down and comes back; the prober sees no I1/I2 violation and every actor still runs."""
+load balancer goes down and comes back, and repairs a name a person deleted within two verifier
+periods; the prober sees no I1/I2 violation and every actor still runs."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def test_a_target_down_and_up_keeps_every_name_served(world: World) -> None:
     world.listeners["lb-2"].up()
     wait_for("lb-2 to come back", lambda: LB2 in prober.served("img.demo.test.")
              and prober.served("api.demo.test.") == {LB1, LB2, LB3}, detail=world.logs)
+
+    # a person deletes a name: the declared gap must close (the verifier repairs) within two periods
+    world.hand_delete_records("www.demo.test.")
+    wait_for("www to be emptied and repaired", lambda: prober.gap_closed("www.demo.test."), detail=world.logs)
+    assert prober.served("www.demo.test.") == {LB1, LB2}
     prober.watch(2 * PERIODS["verifier"])
 
     prober.stop()

@@ -13,6 +13,7 @@ from tests.realworld.harness import (
     actor_problems,
     addresses,
     delete_records,
+    put_cname,
     wait_for,
     write_marker,
 )
@@ -149,3 +150,35 @@ def test_world_needs_nothing_but_named(world: World) -> None:
     world.listeners["lb-1"].up()
     fleet = world.fleet([t], {"api": ["lb-1"]})
     assert "rfc2136" in fleet.read_text()
+
+
+def test_dnsplane_restart_on_the_embedded_provider_keeps_names_served(embedded_world: World) -> None:
+    w = embedded_world
+    fleet = w.fleet([w.target("lb-1", "192.0.2.11"), w.target("lb-2", "192.0.2.12")],
+                    {"api": ["lb-1", "lb-2"]}, provider="embedded")
+    up = w.dnsplane(fleet)
+    prober = w.prober(fleet, server=up.dns, answers="weighted")
+    w.wait_served(up.dns, fleet)
+    first = up.pid
+    up.restart()
+    assert up.pid != first and up.running
+    wait_for("an answer from the restarted process", lambda: any(
+        o.sent > prober.now() - 0.5 and o.addresses for o in prober.snapshot()[-4:]), detail=w.logs)
+    prober.stop()
+    prober.assert_invariants(w.logs)
+    assert up.stop() == 0, up.log_tail()
+    assert "--- run 2 stderr ---" in up.log()
+
+
+def test_an_answer_through_a_cname_is_what_a_client_gets(named: NamedServer) -> None:
+    u = named.update()
+    u.add("api.demo.test.", 30, "A", "192.0.2.1")
+    u.add("other.demo.test.", 30, "A", "192.0.2.9")
+    named.send(u)
+    with Prober((named.host, named.port), [EP]) as prober:
+        wait_for("the name served", lambda: prober.served(EP[0]) == {"192.0.2.1"})
+        put_cname(named, EP[0], "other.demo.test.")
+        wait_for("the CNAME's target served", lambda: prober.served(EP[0]) == {"192.0.2.9"})
+        put_cname(named, EP[0], "nowhere.demo.test.")
+        wait_for("I1: a CNAME to nothing", lambda: kinds(prober) == ["I1"])
+    assert "CNAME nowhere.demo.test." in prober.timeline(EP)

@@ -25,10 +25,20 @@ Guarantees:
   on must not let a delayed write land). BIND keeps no weights, so these records are their addresses
   (and the record-set JSON a marker-less TXT may carry, fenced by the TXT prerequisite); the
   prerequisite does not compare TTLs (it carries TTL 0; servers compare rdata only);
+- every write also carries "no CNAME RRset" prerequisites at the name and the marker name (a
+  server ignores address records added at a CNAME's name and would apply the marker alone: a
+  marker that says written over a name that answers nothing);
 - many endpoints go in one UPDATE (a prerequisite each); when a message is refused for a
   prerequisite, its endpoints are re-read, the ones whose marker moved come back ``Conflict``
   (or ``Applied(written=False)`` when they already hold the write), and the rest are sent again,
-  each again with its own prerequisite — at most ``MAX_ROUNDS`` rounds, then ``ProviderUnavailable``;
+  each again with its own prerequisite — at most ``MAX_ROUNDS`` rounds, then ``ProviderUnavailable``.
+  One endpoint never blocks the others: the endpoints of a refused message that the re-read shows
+  unchanged (nothing explains the refusal) are sent again one per message, and one refused alone
+  although it reads unchanged is ``Rejected``; so is, before anything is sent, an endpoint whose
+  write does not fit one DNS message (or one record: the marker TXT), and one where a read saw
+  what makes the server ignore records written there (``RawState.blocked``: a CNAME at the name,
+  a DNAME above, a delegation covering it). A rejected endpoint is not written at all, its marker
+  included; the other endpoints are written;
 - I6: a write whose records and marker (generation and digest: ``Marker.same_content``) the
   endpoint already holds is not sent. The state used for
   that decision is the provider's own last read of the endpoint (the enactor reads right before it
@@ -48,6 +58,9 @@ Limits:
 - an ``apply`` larger than one DNS message (64 KiB: about 400 endpoints of one address without
   record-set JSON, fewer with it) is sent as several messages; each is all-or-nothing, the apply
   as a whole is not;
+- a DNAME or a delegation added above a name between the read and the write (no prerequisite
+  can say "no DNAME above") lets that write land unserved; the next read sees it, and the next
+  write of the endpoint (the verifier's repair) is ``Rejected``;
 - ``read_all`` lists the endpoints that have a marker TXT; A/AAAA records without any dnsplane TXT
   are not taken as managed (they may belong to someone else);
 - the generation order of markers is not checked here (the enactor does); the exact-marker
@@ -70,14 +83,14 @@ import dns.tsig
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, normalise_name
-from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.rfc2136.failures import PREREQ_FAILED, Failures
 from dnsplane.providers.rfc2136.keys import TsigKey, known_algorithm, parse_key_file
 from dnsplane.providers.rfc2136.marker import RawState, norm, txt_rdata, txt_strings
 from dnsplane.providers.rfc2136.reads import ZoneReader
 from dnsplane.providers.rfc2136.transport import Channel
-from dnsplane.providers.rfc2136.wire import TYPES, UpdateBuilder, address_rdata, encode_write, relative
+from dnsplane.providers.rfc2136.wire import TYPES, Unwritable, UpdateBuilder, address_rdata, encode_write, relative
 
 log = logging.getLogger("dnsplane.providers.rfc2136")
 
@@ -216,25 +229,47 @@ class Rfc2136Provider(Provider):
         results: list[WriteResult | None] = [None] * len(writes)
         raw = self._known(list(by_key))
         todo = list(by_key)
+        alone: set[EndpointKey] = set()  # refused where nothing moved: sent one per message to find the culprit
         try:
             for round_no in range(MAX_ROUNDS):
                 sends = {}
                 for k in todo:
                     net = self._decide(writes, by_key[k], raw[k], results)
-                    if net is not None:
+                    if net is None:
+                        continue
+                    if raw[k].blocked:  # the server would ignore the records: do not let the marker say otherwise
+                        _reject(k, raw[k].blocked, by_key[k], results)
+                    else:
                         sends[k] = net
                 if not sends:
                     break
-                refused = self._send(sends, raw)
+                refused, unfit = self._send(sends, raw, alone)
+                for k, reason in unfit.items():
+                    _reject(k, reason, by_key[k], results)
                 if not refused:
                     break
+                keys = [k for msg, _ in refused for k in msg]
                 log.info(
                     "prerequisite failed; re-reading",
-                    extra={"fields": {"provider": self.kind, "zone": self.zone, "keys": len(refused),
+                    extra={"fields": {"provider": self.kind, "zone": self.zone, "keys": len(keys),
                                       "round": round_no + 1}},
                 )
-                raw.update(self._read_raw(refused))
-                todo = refused
+                fenced = {k: raw[k] for k in keys}
+                raw.update(self._read_raw(keys))
+                todo = []
+                for msg, rcode in refused:
+                    unchanged = [k for k in msg if _same(raw[k], fenced[k])]
+                    if len(msg) == 1 and unchanged:  # refused alone although nothing moved: this one is at fault
+                        k = msg[0]
+                        _reject(k, raw[k].blocked or (
+                            f"{self.where} refused its write ({rcode}) although a re-read shows the endpoint "
+                            "unchanged: something the reads do not show stands at or above the name (see "
+                            "`dnsplane status` and the zone); the other endpoints were written"), by_key[k], results)
+                        continue
+                    alone.update(unchanged)
+                    todo.extend(msg)
+                if not todo:
+                    break
             else:
                 raise ProviderUnavailable(
                     reason=f"UPDATE at {self.where}: prerequisites kept failing for {len(todo)} endpoints after "
@@ -246,32 +281,63 @@ class Rfc2136Provider(Provider):
             raise
         return [r for r in results if r is not None]
 
-    def _send(self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState]) -> list[EndpointKey]:
-        """Send the writes in as few messages as fit, pipelined; return the keys of refused messages."""
-        builders: list[UpdateBuilder] = [UpdateBuilder(self._zone_wire)]
+    def _pack(
+        self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
+    ) -> tuple[list[UpdateBuilder], dict[EndpointKey, RawState], dict[EndpointKey, str]]:
+        """Encode the writes into as few messages as fit (the ``alone`` keys one per message); return the
+        messages, each written key's state once applied, and the keys whose write fits no message, why."""
+        builders: list[UpdateBuilder] = []
+        shared: UpdateBuilder | None = None
         new_raw: dict[EndpointKey, RawState] = {}
+        unfit: dict[EndpointKey, str] = {}
         for k, (w, _) in sends.items():
-            b = builders[-1]
-            mark = b.mark()
-            after = encode_write(w, raw[k], self.zone, b)
-            if b.size() > _MAX_MESSAGE and b.keys:  # undo and start a new message
-                b.undo(mark)
+            if k in alone or shared is None:
                 b = UpdateBuilder(self._zone_wire)
                 builders.append(b)
+                if k not in alone:
+                    shared = b
+            else:
+                b = shared
+            mark = b.mark()
+            try:
                 after = encode_write(w, raw[k], self.zone, b)
+                if b.size() > _MAX_MESSAGE and b.keys:  # undo and start a new message
+                    b.undo(mark)
+                    b = shared = UpdateBuilder(self._zone_wire)
+                    builders.append(b)
+                    mark = b.mark()
+                    after = encode_write(w, raw[k], self.zone, b)
+            except Unwritable as exc:
+                b.undo(mark)
+                unfit[k] = exc.reason
+                continue
             if b.size() > _MAX_MESSAGE:
-                raise Permanent(f"the write of {k} alone does not fit in one DNS message at {self.where}")
+                size = b.size()
+                b.undo(mark)
+                unfit[k] = (f"its write needs a {size}-byte UPDATE, more than one DNS message holds "
+                            f"({_MAX_MESSAGE}): give the endpoint fewer targets")
+                continue
             b.keys.append(k)
             new_raw[k] = after
+        return [b for b in builders if b.keys], new_raw, unfit
+
+    def _send(
+        self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
+    ) -> tuple[list[tuple[list[EndpointKey], str]], dict[EndpointKey, str]]:
+        """Send the writes in as few messages as fit, pipelined. Return the refused messages (their keys and
+        rcode) and the keys whose write fits no message (with the reason; nothing of them was sent)."""
+        builders, new_raw, unfit = self._pack(sends, raw, alone)
+        if not builders:
+            return [], unfit
         ch = self._channel
         signed = [ch.signer.sign(b.body(i), i) for b, i in zip(builders, ch.ids(len(builders)), strict=True)]
-        doing = f"UPDATE of {len(sends)} endpoints"
+        doing = f"UPDATE of {len(new_raw)} endpoints"
         try:
             with ch.connect() as sock:
                 responses = ch.exchange(sock, [w for w, _ in signed])
         except (OSError, dns.exception.Timeout) as exc:
             raise self._failures.unavailable(exc, doing) from exc
-        refused: list[EndpointKey] = []
+        refused: list[tuple[list[EndpointKey], str]] = []
         written: list[EndpointKey] = []
         error: Exception | None = None
         now = time.monotonic()
@@ -288,16 +354,16 @@ class Rfc2136Provider(Provider):
                     self.writes += sum(sends[k][1] for k in b.keys)
                     self._remember_unlocked({k: (now, new_raw[k]) for k in b.keys})
             elif rcode in PREREQ_FAILED:
-                refused.extend(b.keys)
+                refused.append((b.keys, dns.rcode.to_text(rcode)))
             else:
                 error = error or self._failures.rcode(rcode, doing)
         notify(self._listeners, written)
         if error is not None:
             raise error
         log.debug("update sent", extra={"fields": {"provider": self.kind, "zone": self.zone,
-                                                   "endpoints": len(sends), "messages": len(builders),
+                                                   "endpoints": len(new_raw), "messages": len(builders),
                                                    "refused": len(refused)}})
-        return refused
+        return refused, unfit
 
     # -- test and repair drills --------------------------------------------------------
 
@@ -335,3 +401,16 @@ class Rfc2136Provider(Provider):
         writer's thread). Changes made by other writers are not announced."""
         with self._lock:
             self._listeners.append(fn)
+
+
+def _same(a: RawState, b: RawState) -> bool:
+    """Whether two reads of an endpoint found the same marker TXT and records."""
+    return a.txt == b.txt and a.addresses == b.addresses and a.ttl == b.ttl
+
+
+def _reject(key: EndpointKey, reason: str, indices: list[int], results: list[WriteResult | None]) -> None:
+    """The writes of ``key`` that were to be sent are ``Rejected``: nothing of the endpoint is written."""
+    for i in indices:
+        r = results[i]
+        if isinstance(r, Applied) and r.written:
+            results[i] = Rejected(key, reason)

@@ -8,9 +8,19 @@ Promises:
   with ``keys=None`` it lists every endpoint that has a marker TXT;
 - more keys than ``AXFR_THRESHOLD`` are read by AXFR when that is cheaper than queries (by the
   zone's size at the last transfer; before any, above ``_UNKNOWN_ZONE_KEYS`` keys);
-- every query and response is TSIG-signed and verified; an alias (CNAME/DNAME) answer is no records.
+- every query and response is TSIG-signed and verified; an alias (CNAME/DNAME) answer is no records;
+- a wildcard's synthesized answer is never taken for an endpoint's own records or marker: each
+  query read also asks for the literal ``*.<ancestor>`` of every endpoint name (its own type and
+  TXT); when one answers, the zone may synthesize answers for these names and the keys are read
+  by AXFR instead, which carries only the zone's own records (prerequisites compare those: RFC
+  2136 §1.1.3, wildcards are not expanded in updates);
+- what would make the server ignore records written at an endpoint is reported in
+  ``RawState.blocked``: a CNAME at the name or its marker name, a DNAME above them, a delegation
+  (NS below the apex) at or above the name; queries see it in the answer (an alias, or a referral
+  without AA), AXFR in the zone's records.
 
-Limits: A/AAAA endpoints only; A/AAAA records without any dnsplane TXT are not listed by
+Limits: in a zone with a wildcard above endpoint names every read is an AXFR;
+A/AAAA endpoints only; A/AAAA records without any dnsplane TXT are not listed by
 ``axfr(None)`` (they may belong to someone else); no caching here (the provider keeps it).
 """
 
@@ -32,7 +42,17 @@ from dnsplane.model import EndpointKey, marker_name
 from dnsplane.providers.rfc2136.failures import TSIG_ERRORS
 from dnsplane.providers.rfc2136.marker import RawState, norm, raw_state
 from dnsplane.providers.rfc2136.transport import Channel
-from dnsplane.providers.rfc2136.wire import SOA, TXT, TYPES, Response, parse_response, query_body
+from dnsplane.providers.rfc2136.wire import (
+    CNAME,
+    DNAME,
+    NS,
+    SOA,
+    TXT,
+    TYPES,
+    Response,
+    parse_response,
+    query_body,
+)
 
 
 def name_wire(name: str) -> bytes:
@@ -87,6 +107,7 @@ class ZoneReader:
                     for k in keys:
                         questions.append((k.name, TYPES[k.rtype]))
                         questions.append((marker_name(k), TXT))
+                    questions += wildcard_probes(keys, self.zone)
                     signed = [self._query_message(n, t, i) for (n, t), i in zip(
                         questions, ch.ids(len(questions)), strict=True)]
                     responses = ch.exchange(sock, [w for w, _ in signed])
@@ -95,6 +116,12 @@ class ZoneReader:
                 raise self.failures.unavailable(exc, doing) from exc
             if before != after:
                 continue  # an update landed in between: read again for a consistent snapshot
+            for j in range(2 * len(keys), len(questions)):
+                probe = self._fast_answer(responses[j], signed[j][1], questions[j][1], doing)
+                if probe.rdatas or probe.alias:
+                    # a wildcard may synthesize answers for these names: only a transfer shows what
+                    # the zone really holds at them (and what prerequisites will compare)
+                    return self.axfr(keys)
             out: dict[EndpointKey, RawState] = {}
             for i, k in enumerate(keys):
                 rec = self._fast_answer(responses[2 * i], signed[2 * i][1], questions[2 * i][1], doing)
@@ -103,7 +130,7 @@ class ZoneReader:
                 addresses = frozenset(norm(socket.inet_ntop(family, r)) for r in rec.rdatas)
                 ttl = rec.ttl if rec.rdatas else 0
                 txt_rdata = tuple(sorted(txt.rdatas)) if txt.rdatas else None
-                out[k] = raw_state(txt_rdata, addresses, ttl)
+                out[k] = raw_state(txt_rdata, addresses, ttl, blocked_by_answers(k, rec, txt))
             return out
         return self.axfr(keys)  # the zone kept changing under the queries: one AXFR is one version
 
@@ -148,6 +175,7 @@ class ZoneReader:
         ch = self.channel
         records: dict[tuple[str, int], tuple[set[str], int]] = {}
         txts: dict[str, list[bytes]] = {}
+        shapes: dict[int, set[str]] = {CNAME: set(), DNAME: set(), NS: set()}  # owners of what blocks writes
         count = 0
         try:
             for msg in dns.query.xfr(
@@ -165,6 +193,8 @@ class ZoneReader:
                     elif t in (1, 28):
                         addrs, _ = records.setdefault((rrset.name.to_text().lower(), t), (set(), rrset.ttl))
                         addrs.update(norm(r.to_text()) for r in rrset)
+                    elif t in shapes:
+                        shapes[t].add(rrset.name.to_text().lower())
         except dns.xfr.TransferError as exc:
             raise self.failures.rcode(exc.rcode, doing) from exc
         except (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadTime) as exc:
@@ -183,5 +213,66 @@ class ZoneReader:
         for k in keys:
             addrs, ttl = records.get((k.name, TYPES[k.rtype]), (set(), 0))
             found = txts.get(marker_name(k))
-            out[k] = raw_state(tuple(sorted(found)) if found else None, frozenset(addrs), ttl)
+            blocked = blocked_in_zone(k, self.zone, shapes[CNAME], shapes[DNAME], shapes[NS] - {self.zone})
+            out[k] = raw_state(tuple(sorted(found)) if found else None, frozenset(addrs), ttl, blocked)
         return out
+
+
+def ancestors(name: str, zone: str) -> list[str]:
+    """The names strictly above ``name`` down from it to ``zone`` included (``a.b.z.`` → ``b.z.``, ``z.``)."""
+    out = []
+    while name != zone and "." in name.rstrip("."):
+        name = name.split(".", 1)[1]
+        out.append(name)
+        if not name.endswith(zone):
+            break
+    return [a for a in out if a == zone or a.endswith("." + zone)]
+
+
+def wildcard_probes(keys: list[EndpointKey], zone: str) -> list[tuple[str, int]]:
+    """The literal wildcard names (and types) whose answer says whether the zone may synthesize answers
+    at the keys' names: ``*.<a>`` for every ancestor ``a`` of a name, of its type and TXT."""
+    probes = {(f"*.{a}", t) for k in keys for a in ancestors(k.name, zone) for t in (TYPES[k.rtype], TXT)}
+    return sorted(probes)
+
+
+def _cname_at(name: str) -> str:
+    return (f"a CNAME is at {name}: a server ignores records added at a CNAME's name (RFC 2136 §3.4.2.2); "
+            "remove the CNAME, or the endpoint from the fleet")
+
+
+def _dname_above(name: str) -> str:
+    return (f"a DNAME above {name} redirects it: records written there are not served; remove the DNAME, "
+            "or the endpoint from the fleet")
+
+
+def _delegated(name: str) -> str:
+    return (f"{name} is at or below a delegation (NS records below the zone apex): records written there are "
+            "not served; remove the delegation, or the endpoint from the fleet")
+
+
+def blocked_by_answers(k: EndpointKey, rec: Response, txt: Response) -> str:
+    """What in the answers for the endpoint's name and marker name would make the server ignore a write."""
+    if rec.alias == CNAME:
+        return _cname_at(k.name)
+    if DNAME in (rec.alias, txt.alias):
+        return _dname_above(k.name if rec.alias == DNAME else marker_name(k))
+    if txt.alias == CNAME:
+        return _cname_at(marker_name(k))
+    if not rec.authoritative or not txt.authoritative:
+        return _delegated(k.name)
+    return ""
+
+
+def blocked_in_zone(k: EndpointKey, zone: str, cnames: set[str], dnames: set[str], cuts: set[str]) -> str:
+    """The same, from a zone's records (an AXFR): CNAME owners, DNAME owners, delegation points."""
+    mname = marker_name(k)
+    if k.name in cnames:
+        return _cname_at(k.name)
+    if mname in cnames:
+        return _cname_at(mname)
+    if dnames and any(a in dnames for a in ancestors(mname, zone)):
+        return _dname_above(mname)
+    if cuts and any(a in cuts for a in [k.name, *ancestors(k.name, zone)]):
+        return _delegated(k.name)
+    return ""

@@ -11,10 +11,18 @@ Promises:
   TXT RRset last seen (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3
   "RRset does not exist" when there was none); a second one on
   its A/AAAA RRset as last seen (§2.4.3 when there were no addresses, else §2.4.2 on exactly
-  those addresses; RFC 2136 compares rdata, not TTL); then replaces the records (only if they
-  differ) and the marker TXT (only if it differs), so the server applies it all or nothing;
+  those addresses; RFC 2136 compares rdata, not TTL); two more that no CNAME RRset exists at the
+  name nor at the marker name (§2.4.3; a server ignores address records added at a CNAME's name,
+  RFC 2136 §3.4.2.2 and 1.1.4, and applied the marker alone: a marker that said written); then
+  replaces the records (only if they differ) and the marker TXT (only if it differs), so the server
+  applies it all or nothing;
+- a write that cannot be encoded at all (its marker TXT longer than one RR's 65,535 bytes) raises
+  ``Unwritable`` with the reason, before anything is added to the message;
 - owner names are compressed against the zone name and the marker name of the same endpoint;
 - ``parse_response`` reads the answers of a one-question response and locates its TSIG RR.
+
+Prerequisites see only the zone's own data (RFC 2136 §1.1.3, 1.1.4: no wildcard, no alias is
+followed), which is why reads must not take a wildcard's synthesized answer for records.
 
 Limits: only A/AAAA endpoints and their marker TXT; names are ASCII labels of 1..63 bytes
 (anything else is ``Permanent``); no EDNS; the message size is the caller's to keep below 64 KiB.
@@ -32,12 +40,21 @@ from dnsplane.providers.base import Write
 from dnsplane.providers.rfc2136.marker import MARKER_TTL, RawState, norm, txt_rdata, txt_strings
 
 TYPES = {"A": 1, "AAAA": 28}
-TXT, SOA, TSIG = 16, 6, 250
+TXT, SOA, TSIG, CNAME, DNAME, NS = 16, 6, 250, 5, 39, 2
 IN, NONE, ANY = 1, 254, 255
 OPCODE_UPDATE = 5
 
 _ZONE_PTR = b"\xc0\x0c"  # the zone name sits right after the 12-byte header
 _RR = struct.Struct("!HHIH")
+MAX_RDATA = 0xFFFF
+
+
+class Unwritable(Exception):
+    """One endpoint's write cannot be put in an UPDATE message; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def labels(relative: str) -> bytes:
@@ -108,6 +125,9 @@ class UpdateBuilder:
             for rdata in old_txt:
                 self.prereq += full_marker + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
             self.n_prereq += len(old_txt)
+        if check:  # §2.4.3: no CNAME at the name nor at the marker name (it would make the server ignore ours)
+            self.prereq += name_owner + _RR.pack(CNAME, NONE, 0, 0) + marker_owner + _RR.pack(CNAME, NONE, 0, 0)
+            self.n_prereq += 2
         if check and old_records is not None:
             if not old_records:  # §2.4.3: RRset does not exist
                 self.prereq += name_owner + _RR.pack(rtype, NONE, 0, 0)
@@ -147,6 +167,10 @@ def encode_write(w: Write, state: RawState, zone: str, builder: UpdateBuilder) -
     if new_addresses != state.addresses or w.records.ttl != state.ttl:
         records = (w.records.ttl, [address_rdata(rtype, a) for a in sorted(new_addresses)])
     new_txt = txt_rdata(txt_strings(w.marker, w.records))
+    if len(new_txt) > MAX_RDATA:
+        raise Unwritable(f"its marker TXT (with the record set of {len(w.records.members)} targets) needs "
+                         f"{len(new_txt)} bytes, more than one DNS record holds ({MAX_RDATA}): give the endpoint "
+                         "fewer targets, or shorter target ids")
     # The records are fenced beside the marker (see ``Write``): a marker set back by hand, or deleted,
     # must not let a delayed write land over records that moved on.
     old_records = [address_rdata(rtype, a) for a in sorted(state.addresses)]
@@ -178,6 +202,8 @@ class Response:
     rcode: int
     rdatas: list[bytes]  # rdata of each answer RR of the question's type (none when the name is an alias)
     ttl: int
+    alias: int = 0  # CNAME or DNAME when the answer went through one (the name is an alias), else 0
+    authoritative: bool = True  # AA: False in a referral (the name is below a delegation)
 
 
 def parse_response(wire: bytes, qtype: int) -> tuple[Response, int, int]:
@@ -189,7 +215,7 @@ def parse_response(wire: bytes, qtype: int) -> tuple[Response, int, int]:
         at = skip_name(wire, at) + 4
     rdatas: list[bytes] = []
     ttl = 0
-    alias = False
+    alias = 0
     for _ in range(an):
         at = skip_name(wire, at)
         rtype, _cls, rttl, rdlen = _RR.unpack_from(wire, at)
@@ -197,8 +223,8 @@ def parse_response(wire: bytes, qtype: int) -> tuple[Response, int, int]:
         if rtype == qtype:
             rdatas.append(wire[at : at + rdlen])
             ttl = rttl
-        elif rtype in (5, 39):  # CNAME, DNAME: the records answered belong to another name
-            alias = True
+        elif rtype == DNAME or (rtype == CNAME and not alias):  # the records answered belong to another name
+            alias = rtype
         at += rdlen
     tsig_at = rdata_at = -1
     for _ in range(ns + ar):
@@ -209,4 +235,4 @@ def parse_response(wire: bytes, qtype: int) -> tuple[Response, int, int]:
         if rtype == TSIG:
             tsig_at, rdata_at = owner, at
         at += rdlen
-    return Response(flags & 0xF, [] if alias else rdatas, ttl), tsig_at, rdata_at
+    return Response(flags & 0xF, [] if alias else rdatas, ttl, alias, bool(flags & 0x0400)), tsig_at, rdata_at

@@ -38,7 +38,11 @@ Guarantees:
   ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
   split across batches. When a batch is refused, its endpoints are re-read: those
   whose state moved are re-decided against the new state (usually ``Conflict``),
-  the others are sent again. A refusal where nothing moved is ``Permanent``;
+  the others are sent again. Where nothing moved, the batch is narrowed: its endpoints
+  are sent again one per batch, and one refused alone although it did not move is
+  ``Rejected(key, reason)`` (Route 53's message), the others written;
+- an endpoint whose changes alone exceed a change batch's quotas is ``Rejected`` before
+  any call (``dnsplane validate`` refuses such a fleet first); the others are written;
 - one change batch in flight per hosted zone in this process (a lock per zone id,
   shared by every instance); every API call takes a token from a ``ThrottleBudget``
   (default: one bucket of 5 requests/s shared by the whole process, Route 53's
@@ -79,9 +83,9 @@ from typing import Any, ClassVar
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, marker_name, normalise_name
-from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
-from dnsplane.providers.route53.batches import batch_cost, pack_batches
+from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches
 from dnsplane.providers.route53.encoding import RRSet, unescape_name
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
 from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, ThrottleBudget, zone_lock
@@ -117,6 +121,7 @@ class _Group:
     state: State = EMPTY
     results: list[tuple[int, WriteResult]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    alone: bool = False  # refused in a batch where nothing moved: sent in a batch of its own
 
     def decide(self) -> None:
         """Replay the writes in order against ``state`` (as MemoryProvider does); keep the final changes."""
@@ -133,6 +138,16 @@ class _Group:
                 self.results.append((idx, Applied(w.key)))
         new = [] if final is None else new_sets(self.key, final.records, final.marker)
         self.changes = [] if final is None else swap_changes(self.state, new)
+        records, chars = batch_cost(self.changes)
+        if records > MAX_RECORDS or chars > MAX_CHARS:
+            self.reject(f"the write needs {records} records / {chars} characters of values in one change "
+                        f"batch; Route 53 allows {MAX_RECORDS} / {MAX_CHARS}: give the endpoint fewer targets")
+
+    def reject(self, reason: str) -> None:
+        """Nothing of this endpoint is sent: the writes that would have changed it are ``Rejected``."""
+        self.results = [(i, Rejected(self.key, reason) if isinstance(r, Applied) and r.written else r)
+                        for i, r in self.results]
+        self.changes = []
 
     @property
     def written(self) -> int:
@@ -333,8 +348,9 @@ class Route53Provider(Provider):
     def _send(self, pending: list[_Group], written: list[EndpointKey]) -> list[_Group]:
         """Send the groups in packed batches; returns the groups to send again (re-read and re-decided)."""
         again: list[_Group] = []
-        for batch in pack_batches([batch_cost(g.changes) for g in pending]):
-            groups = [pending[i] for i in batch]
+        batches = pack_batches([batch_cost(g.changes) for g in pending if not g.alone])
+        together = [g for g in pending if not g.alone]
+        for groups in [[together[i] for i in b] for b in batches] + [[g] for g in pending if g.alone]:
             changes = [c for g in groups for c in g.changes]
             try:
                 self._change(changes, f"dnsplane: {len(groups)} endpoint(s)")
@@ -343,9 +359,11 @@ class Route53Provider(Provider):
                 moved = [g for g in groups if fresh[g.key].raw() != g.state.raw()]
                 log.info("route53 batch refused; %d of %d endpoints moved", len(moved), len(groups),
                          extra={"event": "route53_refused", "reason": str(refused)})  # fmt: skip
-                if not moved:
-                    raise Permanent(f"route53 refused a change batch although no endpoint moved: {refused}") from None
                 for g in groups:
+                    if not moved and len(groups) == 1:
+                        g.reject(f"Route 53 refused the endpoint's change batch although it did not move: {refused}")
+                        continue
+                    g.alone = g.alone or not moved  # narrow a refusal no move explains to the endpoints at fault
                     g.state = fresh[g.key]
                     g.decide()
                     if g.changes:
