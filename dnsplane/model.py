@@ -365,7 +365,20 @@ class Conflict:
     current: Marker | None
 
 
-WriteResult = Applied | Conflict
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The provider refused THIS endpoint's write for a reason retrying will not fix (the write does
+    not fit one provider message or change batch, a CNAME at the name makes the server ignore the
+    records, a prerequisite that keeps failing although the endpoint reads unchanged...). Nothing was
+    written for it: its records and marker are as before. Every other write of the same ``apply``
+    is decided on its own (a provider narrows a refused batch to the endpoints at fault). ``reason``
+    says what is wrong and what to do, for the journal and ``dnsplane status``."""
+
+    key: EndpointKey
+    reason: str
+
+
+WriteResult = Applied | Conflict | Rejected
 
 
 @dataclass(frozen=True, slots=True)
