@@ -36,13 +36,13 @@ examples:
   dnsplane validate fleet.yaml             check a fleet file; exit 2 with file:line on errors
   dnsplane plan --fleet fleet.yaml         what a run would change, without writing
   dnsplane up --fleet fleet.yaml           run your own fleet
+  dnsplane reload                          re-read the running fleet file (or: kill -HUP <pid>)
   dnsplane simulate --protocol legacy      reproduce the October 2025 outage in the simulator
   dnsplane explore --protocol safe         every interleaving of a small configuration
 
 The data directory (--data-dir, or $DNSPLANE_DATA_DIR, default ./.dnsplane) holds
 the plan store (store.sqlite), the embedded DNS provider (dns.sqlite) and the
 running instance's state (instance.json).
-  dnsplane reload                          re-read the running fleet file (or: kill -HUP <pid>)
 """
 
 
@@ -309,6 +309,50 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0 if entries else 1
 
 
+# ---------------------------------------------------------------------------- reload
+
+
+def is_dnsplane(pid: int) -> bool:
+    """Whether ``pid`` looks like a dnsplane process (True where /proc cannot tell)."""
+    try:
+        return b"dnsplane" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    root = data_dir(args)
+    instance = read_instance(root)
+    if instance is None:
+        err_console.print(f"no running dnsplane found in {root} (start one with `dnsplane up --fleet FILE`, "
+                          "or pass --data-dir)")
+        return 1
+    pid = int(instance["pid"])
+    if not is_dnsplane(pid):
+        err_console.print(f"{root / 'instance.json'} names pid {pid}, which is not dnsplane; not signalling it")
+        return 1
+    asked = time.time()  # the instance records when it read the file: an outcome from before this is not ours
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = read_instance(root)
+        if state is None:
+            err_console.print(f"the dnsplane instance (pid {pid}) stopped before it reported the reload")
+            return 1
+        outcome = state.get("reload") or {}
+        if float(outcome.get("started", 0)) >= asked:
+            message = str(outcome.get("message", ""))
+            if outcome.get("ok"):
+                console.print(f"fleet reloaded: {escape(message)}", highlight=False, soft_wrap=True)
+                return 0
+            err_console.print(f"[red]error:[/] reload refused: {escape(message)}\nthe running fleet is unchanged",
+                              highlight=False, soft_wrap=True)
+            return 2
+        time.sleep(0.05)
+    err_console.print(f"the dnsplane instance (pid {pid}) did not report a reload within {args.timeout:g} s")
+    return 1
+
+
 # ---------------------------------------------------------------------------- demo
 
 
@@ -395,50 +439,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "--probe   # run the health checks once first\n")
     pl.add_argument("--fleet", help="fleet file (default: the demo fleet)")
     pl.add_argument("--probe", action="store_true", help="run every health check once instead of assuming healthy")
-# ---------------------------------------------------------------------------- reload
-
-
-def is_dnsplane(pid: int) -> bool:
-    """Whether ``pid`` looks like a dnsplane process (True where /proc cannot tell)."""
-    try:
-        return b"dnsplane" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    root = data_dir(args)
-    instance = read_instance(root)
-    if instance is None:
-        err_console.print(f"no running dnsplane found in {root} (start one with `dnsplane up --fleet FILE`, "
-                          "or pass --data-dir)")
-        return 1
-    pid = int(instance["pid"])
-    if not is_dnsplane(pid):
-        err_console.print(f"{root / 'instance.json'} names pid {pid}, which is not dnsplane; not signalling it")
-        return 1
-    asked = time.time()  # the instance records when it read the file: an outcome from before this is not ours
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        state = read_instance(root)
-        if state is None:
-            err_console.print(f"the dnsplane instance (pid {pid}) stopped before it reported the reload")
-            return 1
-        outcome = state.get("reload") or {}
-        if float(outcome.get("started", 0)) >= asked:
-            message = str(outcome.get("message", ""))
-            if outcome.get("ok"):
-                console.print(f"fleet reloaded: {escape(message)}", highlight=False, soft_wrap=True)
-                return 0
-            err_console.print(f"[red]error:[/] reload refused: {escape(message)}\nthe running fleet is unchanged",
-                              highlight=False, soft_wrap=True)
-            return 2
-        time.sleep(0.05)
-    err_console.print(f"the dnsplane instance (pid {pid}) did not report a reload within {args.timeout:g} s")
-    return 1
-
-
     pl.set_defaults(func=cmd_plan)
 
     st = sub.add_parser("status", parents=[common], formatter_class=raw,
@@ -453,6 +453,21 @@ def cmd_reload(args: argparse.Namespace) -> int:
     h.add_argument("--type", default="", help="record type (default A)")
     h.add_argument("--limit", type=int, default=50, help="show the newest N entries (default 50)")
     h.set_defaults(func=cmd_history)
+
+    r = sub.add_parser("reload", parents=[common], formatter_class=raw,
+                       help="re-read the running instance's fleet file; apply it, or refuse it whole (exit 2)",
+                       description="Signal the `dnsplane up` running on the data directory (SIGHUP, as\n"
+                       "`kill -HUP <pid>` would) to re-read its fleet file, and print the outcome. The file\n"
+                       "is validated whole, as `dnsplane validate` does: either every change is applied (new\n"
+                       "and changed endpoints are planned; endpoints no longer in the file are no longer\n"
+                       "planned), or nothing is and the error is printed as file:line. The zone and the\n"
+                       "provider section cannot change without a restart; the data directory and --dns are\n"
+                       "command-line options, not in the file. See docs/fleet-file.md, \"Reloading\".",
+                       epilog="examples:\n  dnsplane reload\n  dnsplane reload --data-dir /var/lib/dnsplane\n"
+                       "  kill -HUP $(jq .pid .dnsplane/instance.json)   # the same, outcome in the log\n"
+                       "exit status: 0 applied, 1 no running instance or no answer, 2 refused (nothing changed)\n")
+    r.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the outcome (default 30)")
+    r.set_defaults(func=cmd_reload)
 
     d = sub.add_parser("demo", parents=[common], formatter_class=raw,
                        help="make a demo load balancer fail or recover (against a running `dnsplane up`)",
@@ -483,18 +498,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    r = sub.add_parser("reload", parents=[common], formatter_class=raw,
-                       help="re-read the running instance's fleet file; apply it, or refuse it whole (exit 2)",
-                       description="Signal the `dnsplane up` running on the data directory (SIGHUP, as\n"
-                       "`kill -HUP <pid>` would) to re-read its fleet file, and print the outcome. The file\n"
-                       "is validated whole, as `dnsplane validate` does: either every change is applied (new\n"
-                       "and changed endpoints are planned; endpoints no longer in the file are no longer\n"
-                       "planned), or nothing is and the error is printed as file:line. The zone and the\n"
-                       "provider section cannot change without a restart; the data directory and --dns are\n"
-                       "command-line options, not in the file. See docs/fleet-file.md, \"Reloading\".",
-                       epilog="examples:\n  dnsplane reload\n  dnsplane reload --data-dir /var/lib/dnsplane\n"
-                       "  kill -HUP $(jq .pid .dnsplane/instance.json)   # the same, outcome in the log\n"
-                       "exit status: 0 applied, 1 no running instance or no answer, 2 refused (nothing changed)\n")
-    r.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the outcome (default 30)")
-    r.set_defaults(func=cmd_reload)
-
