@@ -164,8 +164,9 @@ class App:
     async def reload(self) -> Outcome:
         """Re-read the fleet file, validate it whole, then apply it or refuse it, and record the outcome.
 
-        Applying is one ``FleetChanged`` event to the planner (no actor's field is set from here) and
-        the new fleet for the health loop and ``instance.json``; refusing changes nothing at all.
+        Applying is one ``FleetChanged`` event to each enactor, the verifier and the planner (no
+        actor's field is set from here), and the new fleet for the health loop and ``instance.json``;
+        refusing changes nothing at all.
         """
         started = time.time()
         old = self.fleet
@@ -173,9 +174,11 @@ class App:
             new = await asyncio.to_thread(reread, old)
             change = diff(old, new)
             self.fleet = new
-            await self.feed(self.planner, FleetChanged(time.time(), new.endpoints))
-            released: list[Actor] = [*self.enactors, self.verifier]  # I7: endpoints removed are released
-            for actor in released:
+            # I7: endpoints removed from the file are released (never written, verified or recreated
+            # again) and new ones become writable, in the enactors and the verifier first; then the
+            # planner, so that no plan of a new endpoint reaches an enactor that does not manage it yet.
+            released: list[Actor] = [*self.enactors, self.verifier]
+            for actor in (*released, self.planner):
                 await self.feed(actor, FleetChanged(time.time(), new.endpoints))
         except Exception as err:  # a refused file, or a bug: either way the running fleet stays
             self.fleet = old
