@@ -84,3 +84,22 @@ class StoreUnavailable(Retryable):
 
 class ProviderUnavailable(Retryable):
     fmt = "provider unavailable: {reason}"
+
+
+class DamagedDataFile(Permanent):
+    """A SQLite file of the data directory that cannot be used as it is: damaged (not a database,
+    malformed) or of a schema version this dnsplane does not know. Restoring or removing it is a human's call."""
+
+    fmt = "{path}: {reason}"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path=path, reason=reason)
+
+
+class DataDirBusy(Permanent):
+    """Another process holds the data directory's lock (``dnsplane up`` holds it while it runs)."""
+
+    fmt = "{path} is held by pid {pid}: {reason}"
+
+    def __init__(self, path: str, pid: int | None, reason: str) -> None:
+        super().__init__(path=path, pid="?" if pid is None else pid, reason=reason)

@@ -19,7 +19,8 @@ Limits:
 - parsed record sets are cached by their JSON text (bounded), trading memory
   for the cost of parsing the same content twice.
 
-Schema (version 1)::
+Schema (version 1, kept in ``PRAGMA user_version``; a file of a newer version, or damaged, is
+refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
 
     meta(key PK, value)                       -- 'head', 'lkg', 'schema'
     plans(generation PK, created_at, planner, changes)
@@ -42,7 +43,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.codec import RecordSetCodec
-from dnsplane.errors import PlanCollected, StoreUnavailable
+from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
@@ -81,7 +82,8 @@ class SqliteStore(Store):
         self.path = os.fspath(path)
         self._timeout = timeout
         self._codec = RecordSetCodec()
-        self._file = SqliteFile(self.path, timeout=timeout, synchronous="FULL", unavailable=StoreUnavailable)
+        self._file = SqliteFile(self.path, timeout=timeout, synchronous="FULL", unavailable=StoreUnavailable,
+                                what="plan store", version=SCHEMA_VERSION)
         self._db = self._file.db
         try:
             with self._tx(immediate=True) as db:
@@ -91,10 +93,14 @@ class SqliteStore(Store):
                 db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('head', 0), ('schema', ?)", (SCHEMA_VERSION,)
                 )
+                self._file.stamp_unlocked(db)
         except sqlite3.OperationalError as exc:
             self._db.close()
             if is_busy(exc):
                 raise StoreUnavailable(reason=f"{self.path}: {exc}") from exc
+            raise DamagedDataFile(self.path, f"cannot open it as a dnsplane plan store: {exc}") from exc
+        except BaseException:
+            self._db.close()
             raise
 
     # -- transactions --------------------------------------------------------
@@ -104,6 +110,10 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         self._file.close()
+
+    def check_integrity(self) -> None:
+        """Read every page once; ``DamagedDataFile`` when SQLite finds damage (O(file size): at start only)."""
+        self._file.quick_check()
 
     # -- plans -------------------------------------------------------------
 
