@@ -45,6 +45,7 @@ from dnsplane.model import (
     Target,
     in_zone,
     normalise_name,
+    owner_problem,
     validate_address,
 )
 
@@ -57,7 +58,7 @@ _NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "f
 _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "timestamp"))
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
-_TOP_KEYS = ("zone", "provider", "defaults", "targets", "endpoints")
+_TOP_KEYS = ("zone", "owner", "provider", "defaults", "targets", "endpoints")
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "embedded": ("kind",),
     "rfc2136": ("kind", "server", "port", "key_file", "key_name", "timeout", "max_batch"),
@@ -66,7 +67,7 @@ _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
 _DEFAULTS_KEYS = ("ttl", "policy")
 _TARGET_KEYS = ("addresses", "capacity", "check")
 _CHECK_KEYS = ("tcp", "http", "expect_status", "timeout")
-_ENDPOINT_KEYS = ("name", "type", "ttl", "targets", "policy")
+_ENDPOINT_KEYS = ("name", "type", "ttl", "targets", "policy", "adopt")
 _POLICY_KEYS = ("min_targets", "max_weight_shift", "fail_open", "rise", "fall", "answer")
 
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -95,12 +96,14 @@ class Fleet:
 
     ``zone`` is absolute and lower-case (``"demo.test."``); ``endpoints`` keep file order; ``source`` is
     the path the fleet came from (``"<demo>"`` for the built-in demo) and takes no part in equality.
+    ``owner`` is the owner id the fleet file sets (``owner:``), or "" (the data dir's own id is used).
     """
 
     zone: str
     endpoints: tuple[Endpoint, ...]
     source: str = field(default="<string>", compare=False)
     provider: ProviderConfig = field(default_factory=lambda: ProviderConfig("embedded"))
+    owner: str = ""
 
     def __post_init__(self) -> None:
         seen: set[EndpointKey] = set()
@@ -321,12 +324,19 @@ class _Parser:
             if "policy" in defaults:
                 default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
         provider = self.provider(top["provider"][1]) if "provider" in top else ProviderConfig("embedded")
+        owner = ""
+        if "owner" in top:
+            onode = top["owner"][1]
+            owner = self.text(onode, "owner").strip()
+            problem = owner_problem(owner)
+            if problem:
+                self.fail(onode, f"owner: {problem}")
         targets = self.targets(top["targets"][1])
         endpoints: list[Endpoint] = []
         seen: dict[EndpointKey, Node] = {}
         for i, node in enumerate(self.items(top["endpoints"][1], "endpoints", "endpoints")):
             endpoints.append(self.endpoint(node, f"endpoints[{i}]", zone, default_ttl, default_policy, targets, seen))
-        return Fleet(zone, tuple(endpoints), self.path, provider)
+        return Fleet(zone, tuple(endpoints), self.path, provider, owner)
 
     def provider(self, node: Node) -> ProviderConfig:
         entries = self.entries(node, "provider", None, required=("kind",))
@@ -564,7 +574,8 @@ class _Parser:
                     f"is more than its {len(chosen)} targets",
                 )
         policy = Policy(**{k: v for k, (v, _) in merged.items()})  # type: ignore[arg-type]
-        return Endpoint(name, rtype, ttl, tuple(chosen), policy)
+        adopt = self.boolean(fields["adopt"][1], f"{where}.adopt") if "adopt" in fields else False
+        return Endpoint(name, rtype, ttl, tuple(chosen), policy, adopt)
 
     def name(self, node: Node, where: str, zone: str) -> str:
         raw = self.text(node, where).strip()

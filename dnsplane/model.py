@@ -107,13 +107,17 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A DNS name and type that dnsplane owns, with its targets and policy."""
+    """A DNS name and type that dnsplane owns, with its targets and policy.
+
+    ``adopt``: the fleet file says ``adopt: true``: records found there without a dnsplane marker,
+    or under another installation's marker, may be overwritten (I7); otherwise they are foreign."""
 
     name: str
     rtype: RecordType
     ttl: int
     targets: tuple[Target, ...]
     policy: Policy = field(default_factory=Policy)
+    adopt: bool = False
 
     @property
     def key(self) -> EndpointKey:

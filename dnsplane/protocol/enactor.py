@@ -25,6 +25,13 @@ for the collector as a skip-corrupt endpoint is (``held``: the content its marke
 I3). It is tried again only with a later plan (every plan re-reads held endpoints); every other
 endpoint of the batch is written as usual. A write that lands lifts the quarantine.
 
+Ownership (I7, ``protocol/ownership.py``): an endpoint is written only if it is unowned and
+empty, or its marker is this installation's (or carries no owner id: a pre-owner marker). Records
+without a marker or a marker of another owner are foreign: unless the fleet adopts the endpoint
+they are never written, only reported (journalled "foreign" and logged once per reason); an
+adopted one is left to the verifier, which takes it over. An endpoint removed from the fleet
+(released, ``FleetChanged``) is no longer written at all. Every marker written carries the owner id.
+
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
 An endpoint deleted whole by hand (records and marker) looks never written: a
@@ -59,6 +66,7 @@ from dnsplane.protocol.messages import (
     Event,
     Failed,
     Finish,
+    FleetChanged,
     HeadRead,
     Journal,
     LoadChanges,
@@ -71,6 +79,7 @@ from dnsplane.protocol.messages import (
     WriteBatch,
     WriteDone,
 )
+from dnsplane.protocol.ownership import Ownership
 
 
 def decide(desired: Desired, observed: Observed) -> str:
@@ -161,6 +170,8 @@ class Enactor:
     held: dict[EndpointKey, Generation] = field(default_factory=dict)
     recheck: bool = False
     busy: bool = False
+    ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
+    foreign: dict[EndpointKey, str] = field(default_factory=dict)  # endpoints refused as foreign, and why
     # Endpoints whose last write the provider rejected, with the reason (see the module docstring).
     quarantined: dict[EndpointKey, str] = field(default_factory=dict)
     stats: dict[str, int] = field(
@@ -179,7 +190,16 @@ class Enactor:
                     return []
                 self.working = head
                 return [Begin(head), LoadChanges(self.applied_upto, head)]
+            case FleetChanged(endpoints=endpoints):
+                # The fleet file changed: endpoints gone from it are released (never written again),
+                # the ``adopt:`` flags are the new ones; the owner id stays.
+                self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
+                return []
             case ChangesLoaded(changes=changes):
+                if self.ownership.managed is not None:  # released endpoints are not written
+                    changes = {k: d for k, d in changes.items() if self.ownership.manages(k)}
+                    for key in [k for k in self.held if not self.ownership.manages(k)]:
+                        del self.held[key]
                 for key in changes:
                     self.refused.pop(key, None)  # a later change replaced what was refused
                 refused = self._refuse_invalid(changes)
@@ -271,10 +291,23 @@ class Enactor:
     def _on_markers(self, observed: dict[EndpointKey, Observed], newer: dict[EndpointKey, Desired]) -> list[Command]:
         writes: list[Write] = []
         behind: list[Write] = []
+        reports: list[Command] = []
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
+            refusal = self.ownership.refusal(key, seen)
+            if refusal is not None:
+                # I7: not this installation's to write. Reported once per reason; nothing is held
+                # for it (its content is not ours to keep).
+                self.stats["skips"] += 1
+                del self.pending[key]
+                self._hold(key, None)
+                reports += self._report_foreign(key, refusal, desired.generation)
+                continue
+            self.foreign.pop(key, None)
             verdict = decide(desired, seen)
+            if verdict == "write" and self.ownership.other_owner(seen) is not None:
+                verdict = "skip-corrupt"  # adopted from another owner: the verifier takes it over
             if verdict == "write" and key in newer:
                 # Nothing there, and a plan newer than this one changed the endpoint (the store said
                 # so after the provider was read): never written, or deleted whole by hand, which no
@@ -290,13 +323,14 @@ class Enactor:
                 else:
                     desired = self.pending[key] = newer[key]
             if verdict == "write":
-                marker = Marker.after(seen.marker, desired.generation, desired.records.digest)
+                marker = Marker.after(seen.marker, desired.generation, desired.records.digest, self.ownership.owner)
                 write = Write(key, seen.marker, desired.records, marker, seen.records)
                 (writes if seen.marker is None else behind).append(write)
             else:
                 self.stats["skips"] += 1
                 del self.pending[key]
-                self._hold(key, _held_at(verdict, desired, seen, self.applied_upto))
+                held = _held_at(verdict, desired, seen, self.applied_upto)
+                self._hold(key, None if self.ownership.other_owner(seen) else held)
         if behind:
             # A marker behind the plan must name content the endpoint really had at that
             # generation; one lowered by hand (or naming a plan that never set this digest)
@@ -304,8 +338,18 @@ class Enactor:
             self.unchecked = {w.key: w for w in behind}
             self.sent = {w.key: w for w in writes}
             pairs = tuple((w.key, w.expect.generation) for w in behind if w.expect is not None)
-            return [LoadContentAt(pairs)]
-        return self._send(writes)
+            return [*reports, LoadContentAt(pairs)]
+        return reports + self._send(writes)
+
+    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
+        """Journal and log a refused foreign (or released) endpoint, once per reason."""
+        if self.foreign.get(key) == why:
+            return []
+        self.foreign[key] = why
+        level = "info" if why.startswith("released") else "error"
+        return [Journal(((key, "foreign", None, generation, why),)),
+                Log(level, "not writing an endpoint this installation does not own",
+                    {"actor": self.name, "endpoint": str(key), "reason": why})]
 
     def _on_content(self, content: dict[EndpointKey, Desired]) -> list[Command]:
         writes = list(self.sent.values())

@@ -89,8 +89,10 @@ class HealthObserved:
 @dataclass(frozen=True, slots=True)
 class FleetChanged:
     """The fleet file was re-read and validated whole (``dnsplane reload`` or SIGHUP): from now on
-    ``endpoints`` is the fleet. Only the planner acts on it; endpoints missing from it are no
-    longer planned."""
+    ``endpoints`` is the fleet. The planner plans it; endpoints missing from it are no
+    longer planned. Fed to the enactors and the verifier too, it RELEASES the endpoints missing
+    from it (never written, verified or recreated again, I7) and sets which are adopted
+    (``Ownership.of_fleet``)."""
 
     now: float
     endpoints: tuple[Endpoint, ...]

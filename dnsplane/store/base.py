@@ -134,5 +134,12 @@ class Store(ABC):
         A restarted planner starts from it, so a target known down before a restart is not
         served again after it while its first checks are pending."""
 
+    def owner_id(self) -> str:
+        """The owner id of the installation this store belongs to (I7: every marker it writes carries
+        it). A store that persists one (SQLite: a ``meta`` row, generated once) overrides this; "" is the
+        owner of a world without owner ids (the memory store unless given one)."""
+        owner = getattr(self, "owner", "")
+        return owner if isinstance(owner, str) else ""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

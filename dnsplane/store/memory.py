@@ -39,7 +39,8 @@ def check_unique_keys(changes: Sequence[tuple[EndpointKey, RecordSet]]) -> None:
 class MemoryStore(Store):
     """Plans, in-flight registrations and the journal held in dictionaries."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str = "") -> None:
+        self.owner = owner  # the installation's owner id: given (``Store.owner_id``)
         self._lock = threading.Lock()
         self._head = 0
         self._plans: dict[int, PlanInfo] = {}  # insertion order == generation order

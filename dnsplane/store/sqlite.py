@@ -22,7 +22,7 @@ Limits:
 Schema (version 1, kept in ``PRAGMA user_version``; a file of a newer version, or damaged, is
 refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
 
-    meta(key PK, value)                       -- 'head', 'lkg', 'schema'
+    meta(key PK, value)                       -- 'head', 'lkg', 'schema', 'owner' (text: the owner id)
     plans(generation PK, created_at, planner, changes)
     changes(name, rtype, generation, data, PK(name, rtype, generation)), index on generation
     inflight(actor PK, generation, since)
@@ -39,6 +39,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -307,6 +308,16 @@ class SqliteStore(Store):
         with self._tx() as db:
             cur = db.execute("SELECT target, healthy, since FROM health")
             return {tid: HealthRecord(bool(healthy), float(since)) for tid, healthy, since in cur}
+
+    # -- owner id (I7) -------------------------------------------------------
+
+    def owner_id(self) -> str:
+        """This data dir's owner id: generated once (``dp-`` and 12 random hex digits) and kept in
+        ``meta``, so every process on the data dir, and every restart, writes markers as one owner."""
+        fresh = "dp-" + secrets.token_hex(6)  # never numeric, so the INTEGER column keeps it as text
+        with self._tx(immediate=True) as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)", (fresh,))
+            return str(db.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()[0])
 
     # -- journal -----------------------------------------------------------
 
