@@ -11,14 +11,20 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dnsplane.errors import DnsplaneError, InvalidConfig
+from dnsplane.errors import DamagedDataFile, DnsplaneError, InvalidConfig, Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, RecordSet
+from dnsplane.runtime.datadir import DataDirLock
+
+if TYPE_CHECKING:
+    from dnsplane.runtime.preflight import Finding
 
 # Piped output (scripts, tests) gets wide lines rather than rich's 80-column wrapping.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -107,23 +113,64 @@ def cmd_up(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        try:
+            findings = await run_preflight(app, stop)
+        except BaseException:
+            app.store.close()
+            app.provider.close()
+            raise
+        if findings is None:  # stopped while waiting for the server
+            app.store.close()
+            app.provider.close()
+            return
+        app.preflight = [f.to_json() for f in findings]
         runner = asyncio.create_task(app.run(stop))
         started = asyncio.create_task(app.started.wait())
         await asyncio.wait([runner, started], return_when=asyncio.FIRST_COMPLETED)
         if runner.done():
             await runner  # raises what stopped it (e.g. the DNS port is taken)
-        banner(app, demo is not None)
+        banner(app, demo is not None, findings)
         await runner
 
+    # One `up` per data directory: a second one would run a second set of actors on the same store.
+    lock = DataDirLock(options.data_dir)
     try:
+        lock.acquire()
         asyncio.run(main())
+    except Permanent as err:  # misconfiguration found at start: nothing was started
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return 2
     except OSError as err:
         err_console.print(f"[red]error:[/] cannot start: {err}")
         return 1
+    finally:
+        lock.release()
     return 0
 
 
-def banner(app, demo: bool) -> None:  # type: ignore[no-untyped-def]
+async def run_preflight(app, stop: asyncio.Event) -> list[Finding] | None:  # type: ignore[no-untyped-def]
+    """The zone preflight (``runtime/preflight``): ``Permanent`` errors go up (exit 2); a server that
+    cannot be reached is waited for, said once, retried with backoff; None when stopped meanwhile."""
+    from dnsplane.runtime.preflight import preflight
+
+    delay = 1.0
+    said = False
+    while True:
+        try:
+            return await asyncio.to_thread(preflight, app.fleet, app.provider, app.store)
+        except ProviderUnavailable as exc:
+            if not said:
+                err_console.print(f"[yellow]waiting:[/] {escape(str(exc))}; retrying until it answers "
+                                  "(Ctrl-C stops)", highlight=False, soft_wrap=True)
+                said = True
+            logging.getLogger("dnsplane.preflight").info("server not reachable yet: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+            return None
+        delay = min(delay * 2, 10.0)
+
+
+def banner(app, demo: bool, findings: Sequence[Finding] = ()) -> None:  # type: ignore[no-untyped-def]
     names = sorted({ep.name for ep in app.fleet.endpoints})
     where = app.dns_address()
     kind = app.fleet.provider.kind
@@ -151,6 +198,9 @@ def banner(app, demo: bool) -> None:  # type: ignore[no-untyped-def]
     lines.append("  dnsplane status              # generations, markers, health, weights")
     lines.append(f"  dnsplane history {first}")
     lines.append("Ctrl-C stops it.")
+    if findings:
+        lines.append(f"zone preflight: {len(findings)} problem(s) at endpoint names (also in `dnsplane status`):")
+        lines += [f"  - {f.text()}" for f in findings]
     print("\n".join(lines), flush=True)
 
 
@@ -234,8 +284,24 @@ def read_instance(path: Path) -> dict | None:  # type: ignore[type-arg]
     return data  # type: ignore[no-any-return]
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def status_provider(args: argparse.Namespace, root: Path, instance: dict | None, zone: str):  # type: ignore[no-untyped-def,type-arg]
+    """The provider ``status`` reads markers from: the one the fleet configures (``--fleet``, else the
+    running instance's fleet file), else the embedded ``dns.sqlite``."""
     from dnsplane.providers.embedded import EmbeddedProvider
+    from dnsplane.runtime.providers import open_provider
+
+    path = getattr(args, "fleet", None)
+    if path is None and instance is not None and instance.get("provider", "embedded") != "embedded":
+        path = str(instance.get("fleet", ""))
+        if not Path(path).is_file():
+            raise InvalidConfig(path or "<fleet>", 0, f"the running instance uses the {instance.get('provider')} "
+                                "provider, but its fleet file cannot be read from here: pass --fleet FILE")
+    if path is None:
+        return EmbeddedProvider(root / "dns.sqlite", zone)
+    return open_provider(load(path), root)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
@@ -247,7 +313,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     head = store.head()
     desired = store.desired(None, head)
     zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
-    provider = EmbeddedProvider(root / "dns.sqlite", zone)
+    provider = status_provider(args, root, instance, zone)
     observed = provider.read(list(desired))
     health = (instance or {}).get("health", {})
     fleet_targets = (instance or {}).get("endpoints", {})
@@ -281,6 +347,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     down = [t for t, h in health.items() if not h.get("healthy")]
     if down:
         console.print(f"unhealthy targets: {', '.join(down)}")
+    findings = (instance or {}).get("preflight") or []
+    if findings:
+        console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
+        for f in findings:
+            console.print(f"  - {escape(str(f.get('endpoint')))}: {escape(str(f.get('detail')))}; "
+                          f"{escape(str(f.get('todo')))}", highlight=False, soft_wrap=True)
     store.close()
     provider.close()
     return 0
@@ -444,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common], formatter_class=raw,
                         help="endpoints, plan and marker generations, targets with health and weight",
                         epilog="example:\n  dnsplane status --data-dir /var/lib/dnsplane\n")
+    st.add_argument("--fleet", help="fleet file whose provider holds the markers (default: the running "
+                    "instance's; without one, the embedded dns.sqlite)")
     st.set_defaults(func=cmd_status)
 
     h = sub.add_parser("history", parents=[common], formatter_class=raw, help="every write to one endpoint",
@@ -488,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except InvalidConfig as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return 2
+    except DamagedDataFile as err:  # store.sqlite or dns.sqlite damaged, or of a newer schema
+        err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
     except DnsplaneError as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)

@@ -80,6 +80,7 @@ class App:
     executor: Executor = field(init=False)
     last_reload: Outcome | None = field(default=None, init=False)  # the last fleet reload, in instance.json
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # SIGHUP sets it
+    preflight: list[dict[str, str]] = field(default_factory=list, init=False)  # zone preflight findings, at start
 
     def __post_init__(self) -> None:
         data = self.options.data_dir
@@ -252,6 +253,7 @@ class App:
             "down": down,
             "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},
             "reload": self.last_reload.to_json() if self.last_reload else None,
+            "preflight": self.preflight,
             "health": {
                 tid: {"healthy": h.healthy, "detail": h.last_detail} for tid, h in sorted(self.planner.health.items())
             },

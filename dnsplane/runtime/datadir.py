@@ -1,0 +1,69 @@
+"""The data directory's lock: one ``dnsplane up`` per data directory.
+
+Guarantees:
+- ``DataDirLock.acquire`` takes an exclusive ``flock`` on ``<data-dir>/lock`` without waiting and
+  writes the holder's pid into the file; a second process gets ``DataDirBusy`` naming that pid
+  (exit 2 from ``dnsplane up``), never a second set of actors on the same store and provider
+  (two of them would see each other's markers as "ahead of the store");
+- the kernel drops the lock when the holder exits, however it exits (crash, SIGKILL): a stale
+  lock file never blocks a restart; the file itself is left in place (unlinking it would let a
+  third process lock a new file while the second holds the old one).
+
+Limits: advisory and local: it fences other ``dnsplane up`` processes on this machine, not a
+person editing the files, nor a process on another machine sharing the directory over NFS.
+``status`` and ``history`` only read, and do not take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from dnsplane.errors import DataDirBusy
+
+LOCK_NAME = "lock"
+
+
+class DataDirLock:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise DataDirBusy(
+                str(self.path.parent), holder,
+                "another `dnsplane up` uses this data directory; stop it first, or give this one its own "
+                "--data-dir") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    def __enter__(self) -> DataDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
