@@ -6,10 +6,10 @@ Guarantees:
   ``dnsplane validate`` and changes nothing a running process cannot change; otherwise it raises
   ``InvalidConfig`` (``file:line: what is wrong``) and the caller applies nothing, so a refused
   reload leaves the running fleet exactly as it was (never half of a file);
-- what cannot change without a restart: the ``zone`` and the ``provider`` section (the provider
-  is opened once, with its key file read then); the data directory and ``--dns`` are command-line
-  options and are not in the file at all. The built-in demo fleet has no file and is never
-  reloaded;
+- what cannot change without a restart: the ``zone``, the ``owner`` id (every marker carries it)
+  and the ``provider`` section (the provider is opened once, with its key file read then); the
+  data directory and ``--dns`` are command-line options and are not in the file at all. The
+  built-in demo fleet has no file and is never reloaded;
 - ``Outcome`` is what ``dnsplane reload`` reads back from ``instance.json``: when the file was read
   (``started``, wall-clock seconds), whether it was applied, and the message.
 
@@ -77,6 +77,11 @@ def reread(running: Fleet) -> Fleet:
         raise InvalidConfig(path, _top_line(path, "zone"),
                             f"zone: cannot change on reload (running {running.zone}, file says {new.zone}); "
                             "restart dnsplane to manage another zone")
+    if new.owner != running.owner:
+        raise InvalidConfig(path, _top_line(path, "owner"),
+                            f"owner: cannot change on reload (running {running.owner or '(the data directory id)'}, "
+                            f"file says {new.owner or '(the data directory id)'}); every marker carries it: "
+                            "restart dnsplane to take another owner id")
     if new.provider != running.provider:
         raise InvalidConfig(path, _top_line(path, "provider"),
                             f"provider: cannot change on reload (running {_describe(running)}, file says "

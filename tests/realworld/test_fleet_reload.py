@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.realworld.harness import Dnsplane, Prober, Target, World, addresses, wait_for
+from tests.realworld.harness import Dnsplane, Prober, Target, World, addresses, delete_records, wait_for
 
 A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 ALL = {"answer": "all", "max_weight_shift": 1.0, "rise": 1, "fall": 1}
@@ -107,8 +107,13 @@ def test_sighup_reloads_as_reload_does(world: World) -> None:
     up.assert_every_actor_running()
 
 
-def test_an_endpoint_removed_by_a_reload_is_no_longer_planned(world: World) -> None:
-    """www leaves the fleet; then lb-2 fails: api drops lb-2, www (no longer managed) is left as it was."""
+def verifier_rounds(up: Dnsplane) -> int:
+    return int(((up.instance() or {}).get("actors") or {}).get("verifier", {}).get("rounds", 0))
+
+
+def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(world: World) -> None:
+    """www leaves the fleet. Then lb-2 fails: api drops lb-2, www (released) is left as it was. Then a
+    person deletes www: nothing recreates it (I7), over several verifier rounds."""
     lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
     fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]}, policy=ALL)
     up = world.dnsplane(fleet)
@@ -117,14 +122,20 @@ def test_an_endpoint_removed_by_a_reload_is_no_longer_planned(world: World) -> N
     for name in ("api", "www"):
         wait_for(f"{name} to answer both", lambda n=name: addresses(server, f"{n}.demo.test") == {A1, A2},  # type: ignore[misc]
                  detail=world.logs)
-    prober = world.prober(fleet)
     rewrite(world, fleet, {"api": ["lb-1", "lb-2"]})
+    prober = world.prober(fleet)  # api only: www is no longer dnsplane's to keep served
     res = up.cli("reload")
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     assert "0 added, 0 changed, 1 removed" in res.stdout
     world.listeners["lb-2"].down()
     wait_for("api to drop lb-2", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
     assert addresses(server, "www.demo.test") == {A1, A2}, "a released endpoint keeps its records, unmanaged"
-    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+
+    delete_records(world.named, "www.demo.test")
+    assert addresses(server, "www.demo.test") == frozenset()
+    start = verifier_rounds(up)
+    wait_for("three verifier rounds", lambda: verifier_rounds(up) >= start + 3, detail=world.logs)
+    assert addresses(server, "www.demo.test") == frozenset(), "a released endpoint was recreated"
+    prober.wait_rounds(5)
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
