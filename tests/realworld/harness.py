@@ -849,11 +849,26 @@ class Prober:
         parts.append(f"timeouts: {self.timeouts()}")
         return "\n".join(parts)
 
-    def assert_invariants(self, extra: Callable[[], str] | None = None) -> None:
-        """Raise AssertionError, with the timeline around each violation, if I1 or I2 was broken."""
+    def never_served(self) -> list[tuple[str, str]]:
+        """Endpoints probed now that never answered an address (a test that sees nothing proves nothing)."""
+        obs = self.snapshot()
+        with self._lock:
+            endpoints = list(self.endpoints)
+        served = {o.endpoint for o in obs if not o.is_marker and o.rcode == "NOERROR" and o.addresses}
+        return [k for k in endpoints if k not in served]
+
+    def assert_invariants(self, extra: Callable[[], str] | None = None, *, require_served: bool = True) -> None:
+        """Raise AssertionError, with the timeline around each violation, if I1 or I2 was broken, or
+        (``require_served``) if an endpoint still probed never answered an address at all."""
         found = self.violations()
         if found:
             raise AssertionError(self.report(found) + (f"\n{extra()}" if extra else ""))
+        missing = self.never_served() if require_served else []
+        if missing:
+            names = ", ".join(f"{n} {t}" for n, t in missing)
+            raise AssertionError(f"never served while probed: {names} (retire_endpoint() it, or pass "
+                                 f"require_served=False)\n{self.timeline(missing[0])}"
+                                 + (f"\n{extra()}" if extra else ""))
 
 
 # ----------------------------------------------------------------------------- hand edits on named

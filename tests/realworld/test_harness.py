@@ -182,3 +182,13 @@ def test_an_answer_through_a_cname_is_what_a_client_gets(named: NamedServer) -> 
         put_cname(named, EP[0], "nowhere.demo.test.")
         wait_for("I1: a CNAME to nothing", lambda: kinds(prober) == ["I1"])
     assert "CNAME nowhere.demo.test." in prober.timeline(EP)
+
+
+def test_an_endpoint_never_served_fails_the_check_unless_waived() -> None:
+    p = fed(a(1), a(2, rcode="NXDOMAIN"))
+    assert p.violations() == []
+    with pytest.raises(AssertionError, match=r"never served while probed: api\.demo\.test\. A"):
+        p.assert_invariants()
+    p.assert_invariants(require_served=False)
+    p.retire_endpoint(EP[0])
+    p.assert_invariants()
