@@ -272,6 +272,19 @@ class Dnsplane:
                         parts.append(f"--- run {n} std{kind} ---\n{text}")
         return "\n".join(parts)
 
+    def log_mark(self) -> int:
+        """A position in ``log()``: pass it to ``log_since`` / ``wait_log`` to look only at what came after."""
+        return len(self.log())
+
+    def log_since(self, mark: int) -> str:
+        return self.log()[mark:]
+
+    def wait_log(self, pattern: str, *, since: int = 0, deadline: float = DEADLINE) -> re.Match[str]:
+        """Wait until a line matching the regex ``pattern`` is logged (after ``since``); returns the match."""
+        rx = re.compile(pattern)
+        return wait_for(f"dnsplane to log /{pattern}/", lambda: rx.search(self.log_since(since)),  # type: ignore[no-any-return]
+                        deadline, self.log_tail)
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 
@@ -510,6 +523,7 @@ class Prober:
         self.answers = answers
         self.observations: list[Observation] = []
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()  # to find the prober's +seconds in dnsplane's log (wall clock)
         self._gaps: dict[tuple[str, str], list[_Gap]] = defaultdict(list)
         self._ignored: set[str] = set()
         self._declared: dict[tuple[tuple[str, str], int], frozenset[str]] = {}
@@ -836,7 +850,9 @@ class Prober:
         return "\n".join(lines)
 
     def report(self, violations: Sequence[Violation]) -> str:
-        parts = [f"{len(violations)} invariant violation(s) seen by the prober (times since it started):"]
+        started = time.strftime("%H:%M:%S", time.localtime(self.t0_wall)) + f".{int(self.t0_wall * 1000) % 1000:03d}"
+        parts = [f"{len(violations)} invariant violation(s) seen by the prober (times since it started, at "
+                 f"{started} on the log's clock):"]
         for v in violations[:10]:
             parts.append(f"\n{v.invariant} at +{v.at - self.t0:.3f}s: {v.message}\ntimeline of {v.endpoint[0]} "
                          f"{v.endpoint[1]} around it:\n{self.timeline(v.endpoint, v.at, mark=v.at)}")

@@ -159,9 +159,10 @@ def test_dnsplane_restart_on_the_embedded_provider_keeps_names_served(embedded_w
     up = w.dnsplane(fleet)
     prober = w.prober(fleet, server=up.dns, answers="weighted")
     w.wait_served(up.dns, fleet)
-    first = up.pid
+    first, mark = up.pid, up.log_mark()
     up.restart()
     assert up.pid != first and up.running
+    assert "run 2" in up.wait_log(r"--- run (\d) stdout ---\ndnsplane is serving", since=mark).group(0)
     wait_for("an answer from the restarted process", lambda: any(
         o.sent > prober.now() - 0.5 and o.addresses for o in prober.snapshot()[-4:]), detail=w.logs)
     prober.stop()
@@ -192,3 +193,4 @@ def test_an_endpoint_never_served_fails_the_check_unless_waived() -> None:
     p.assert_invariants(require_served=False)
     p.retire_endpoint(EP[0])
     p.assert_invariants()
+
