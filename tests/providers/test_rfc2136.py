@@ -20,9 +20,9 @@ import pytest
 
 import dnsplane.providers.rfc2136.tsig as rfc2136_tsig
 from dnsplane.errors import InvalidConfig, Permanent, ProviderUnavailable
-from dnsplane.model import Desired, Generation, Observed, Write, marker_name
+from dnsplane.model import Desired, Generation, Observed, RecordSet, Write, marker_name
 from dnsplane.protocol.enactor import decide
-from dnsplane.providers.base import Applied, Conflict
+from dnsplane.providers.base import Applied, Conflict, Rejected
 from dnsplane.providers.rfc2136 import Rfc2136Provider, parse_key_file
 from tests.fakes import ZONE, key, marker, member, rs
 from tests.servers.named import NamedServer, free_port, key_file_text, named, running_named  # noqa: F401
@@ -332,3 +332,149 @@ def test_an_invalid_record_set_sends_nothing(server: NamedServer, provider: Rfc2
         provider.apply([first(A, ONE), first(key("b.demo.test"), rs(member("x", "192.0.2.1", weight=0)))])
     serial = server.soa_serial()
     assert provider.read_all() == {} and server.soa_serial() == serial
+
+
+# -- one endpoint never blocks the others; writes that prove themselves; message ids -----------
+
+
+def big(n: int, id_len: int = 8, salt: str = "", addresses: int = 90) -> RecordSet:
+    """A record set of ``n`` targets whose ids are ``id_len`` characters long, sharing ``addresses``
+    TEST-NET addresses (BIND 9.18 keeps at most 100 records of one type at a name by default)."""
+    nets = ("192.0.2", "198.51.100", "203.0.113")
+    return rs(*(member(f"{salt}{i:0{id_len}d}", f"{nets[i % addresses % 3]}.{i % addresses + 1}", weight=1 + i % 7)
+                for i in range(n)))
+
+
+def add_by_hand(server: NamedServer, *records: tuple[str, int, str, str]) -> None:
+    u = server.update()
+    for name, ttl, rtype, data in records:
+        u.add(name, ttl, rtype, data)
+    server.send(u)
+
+
+def test_a_wildcard_neither_blocks_first_writes_nor_the_repair_of_an_emptied_endpoint(
+    server: NamedServer, provider: Rfc2136Provider
+) -> None:
+    emptied, new = key("emptied.demo.test"), [key(f"new-{i}.demo.test") for i in range(3)]
+    provider.apply([first(emptied, ONE)])
+    add_by_hand(server, ("*.demo.test.", 300, "A", "198.51.100.99"), ("*.demo.test.", 300, "TXT", "hello"))
+    u = server.update()
+    u.delete(emptied.name, "A")  # a person empties it; the wildcard now answers for it
+    server.send(u)
+    fresh = another(server)
+    seen = fresh.read([emptied, *new])
+    # the wildcard's synthesized answers are not taken for the names' own records or markers
+    assert seen[emptied] == Observed(None, marker(1, ONE))
+    assert all(seen[k] == Observed(None, None) for k in new)
+    results = fresh.apply([Write(emptied, marker(1, ONE), ONE, marker(2, ONE), None)] + [first(k, ONE) for k in new])
+    assert results == [Applied(emptied)] + [Applied(k) for k in new]
+    after = another(server).read([emptied, *new])
+    assert after[emptied] == Observed(ONE, marker(2, ONE))
+    assert all(after[k] == Observed(ONE, marker(1, ONE)) for k in new)
+
+
+def test_an_endpoint_too_big_for_one_message_is_rejected_and_the_others_written(
+    server: NamedServer, provider: Rfc2136Provider
+) -> None:
+    small = [key(f"small-{i}.demo.test") for i in range(4)]
+    huge, longer = key("huge.demo.test"), key("longer.demo.test")
+    large = big(660, id_len=40)
+    # 660 targets: the first write fits, a change to other content does not (old and new JSON in one message)
+    assert provider.apply([first(huge, large)]) == [Applied(huge)]
+    other = big(660, id_len=40, salt="x")
+    writes = [first(small[0], ONE), first(small[1], ONE),
+              Write(huge, marker(1, large), other, marker(2, other), large),
+              first(longer, big(800, id_len=60)),  # its marker TXT alone is past 65,535 bytes (was struct.error)
+              first(small[2], ONE), first(small[3], ONE)]
+    results = provider.apply(writes)
+    assert [r for r in results if not isinstance(r, Rejected)] == [Applied(k) for k in small]
+    rejected = [r for r in results if isinstance(r, Rejected)]
+    assert [r.key for r in rejected] == [huge, longer]
+    assert "one DNS message" in rejected[0].reason and "65535" in rejected[1].reason
+    seen = another(server).read([*small, huge, longer])
+    assert all(seen[k] == Observed(ONE, marker(1, ONE)) for k in small)
+    assert seen[huge] == Observed(large, marker(1, large)), "nothing of a rejected endpoint is written"
+    assert seen[longer] == Observed(None, None)
+
+
+def test_an_endpoint_the_server_refuses_alone_is_rejected_and_the_others_written(
+    server: NamedServer, provider: Rfc2136Provider
+) -> None:
+    """BIND 9.18 refuses (SERVFAIL, "too many records") more than 100 records of one type at a name."""
+    small = [key(f"small-{i}.demo.test") for i in range(3)]
+    crowded = key("crowded.demo.test")
+    many = big(150, addresses=150)
+    results = provider.apply([first(small[0], ONE), first(crowded, many), first(small[1], ONE), first(small[2], ONE)])
+    assert [r for r in results if not isinstance(r, Rejected)] == [Applied(k) for k in small]
+    (rejected,) = [r for r in results if isinstance(r, Rejected)]
+    assert rejected.key == crowded and "SERVFAIL" in rejected.reason
+    assert another(server).read([crowded])[crowded] == Observed(None, None)
+    # alone in its apply too: the control message shows the server takes updates, so it is the endpoint's
+    (result,) = provider.apply([first(crowded, many)])
+    assert isinstance(result, Rejected)
+
+
+def test_a_cname_at_the_name_rejects_the_write_and_leaves_the_marker_alone(
+    server: NamedServer, provider: Rfc2136Provider
+) -> None:
+    aliased, fine = key("aliased.demo.test"), key("fine.demo.test")
+    provider.read([aliased, fine])  # this writer's fresh view: nothing there
+    add_by_hand(server, ("aliased.demo.test.", 300, "CNAME", "ns1.demo.test."))
+    # the view is stale: the UPDATE goes out; only its "no CNAME" prerequisite stops BIND from applying
+    # the marker alone (it ignores A records added at a CNAME's name)
+    results = provider.apply([first(aliased, ONE), first(fine, ONE)])
+    assert results[1] == Applied(fine)
+    assert isinstance(results[0], Rejected) and "CNAME" in results[0].reason
+    q = dns.message.make_query(marker_name(aliased), "TXT")
+    answer = dns.query.tcp(q, server.host, port=server.port, timeout=5)
+    assert not answer.answer, "the marker must not say written while the name answers nothing"
+    # a fresh writer sees the CNAME in its read and rejects without sending
+    again = another(server)
+    (result,) = again.apply([first(aliased, ONE)])
+    assert isinstance(result, Rejected) and again.writes == 0
+
+
+@pytest.mark.parametrize("shape", ["dname", "delegation"])
+def test_a_name_the_server_would_not_serve_is_rejected(
+    server: NamedServer, provider: Rfc2136Provider, shape: str
+) -> None:
+    if shape == "dname":
+        add_by_hand(server, ("moved.demo.test.", 300, "DNAME", "elsewhere.test."))
+        k = key("api.moved.demo.test")
+    else:
+        add_by_hand(server, ("sub.demo.test.", 300, "NS", "ns.elsewhere.test."))
+        k = key("api.sub.demo.test")
+    for reader in (provider, another(server)):
+        if reader is not provider:
+            reader._reader.zone_rrs = 0  # read by AXFR: the zone's records show the same
+        (result,) = reader.apply([first(k, ONE)])
+        assert isinstance(result, Rejected), result
+        assert ("DNAME" if shape == "dname" else "delegation") in result.reason
+    assert provider.writes == 0
+
+
+def test_message_ids_are_distinct_and_never_zero_across_the_wrap(server: NamedServer) -> None:
+    p = another(server)
+    ch = p._channel
+    for counter in (65_533, 65_534, 65_535, 65_536, 0, 1, 2**20, -5):
+        ch._next_id = counter
+        ids = ch.ids(6) + ch.ids(3)
+        assert len(set(ids)) == 9 and all(0 < i <= 65_535 for i in ids), (counter, ids)
+    ch._next_id = 12_345
+    full = ch.ids(65_535)
+    assert sorted(full) == list(range(1, 65_536))
+    with pytest.raises(ValueError):
+        ch.ids(65_536)
+
+
+def test_a_pipelined_read_across_the_id_wrap(server: NamedServer, provider: Rfc2136Provider) -> None:
+    keys = [key(f"wrap-{i}.demo.test") for i in range(10)]
+    provider.apply([first(k, ONE) for k in keys])
+    reader = another(server)
+    for start in (65_518, 65_530, 65_535):
+        reader._channel._next_id = start  # the counter after ~65,518 messages
+        seen = reader.read(keys)  # SOA, 20 queries pipelined and wildcard probes, SOA: across 65535 -> 1
+        assert all(seen[k] == Observed(ONE, marker(1, ONE)) for k in keys)
+    reader._channel._next_id = 65_534
+    assert reader.apply([Write(k, marker(1, ONE), TWO, marker(2, TWO), ONE) for k in keys]) == [
+        Applied(k) for k in keys]

@@ -243,10 +243,25 @@ class Rfc2136Provider(Provider):
                         sends[k] = net
                 if not sends:
                     break
-                refused, unfit = self._send(sends, raw, alone)
+                refused, failed, unfit = self._send(sends, raw, alone)
                 for k, reason in unfit.items():
                     _reject(k, reason, by_key[k], results)
+                todo = []
+                for msg, error in failed:
+                    if len(msg) == 1 and msg[0] in alone:
+                        # refused alone while the server took other messages of the same exchange: the
+                        # server will not take this endpoint (BIND's max-records-per-type, an
+                        # update-policy that does not grant the name...)
+                        _reject(msg[0], f"{self.where} answered {error} to its write alone while it took the rest "
+                                "of the exchange; the server's log says why (BIND: 'too many records' is "
+                                "max-records-per-type, 100 by default; REFUSED: update-policy does not grant the "
+                                "name)", by_key[msg[0]], results)
+                    else:  # nothing was written: send them again one per message to find the one at fault
+                        alone.update(msg)
+                        todo.extend(msg)
                 if not refused:
+                    if todo:
+                        continue
                     break
                 keys = [k for msg, _ in refused for k in msg]
                 log.info(
@@ -256,7 +271,6 @@ class Rfc2136Provider(Provider):
                 )
                 fenced = {k: raw[k] for k in keys}
                 raw.update(self._read_raw(keys))
-                todo = []
                 for msg, rcode in refused:
                     unchanged = [k for k in msg if _same(raw[k], fenced[k])]
                     if len(msg) == 1 and unchanged:  # refused alone although nothing moved: this one is at fault
@@ -323,12 +337,24 @@ class Rfc2136Provider(Provider):
 
     def _send(
         self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
-    ) -> tuple[list[tuple[list[EndpointKey], str]], dict[EndpointKey, str]]:
-        """Send the writes in as few messages as fit, pipelined. Return the refused messages (their keys and
-        rcode) and the keys whose write fits no message (with the reason; nothing of them was sent)."""
+    ) -> tuple[list[tuple[list[EndpointKey], str]], list[tuple[list[EndpointKey], str]], dict[EndpointKey, str]]:
+        """Send the writes in as few messages as fit, pipelined. Return the messages refused for a
+        prerequisite (their keys and rcode), those refused otherwise while the server took another message
+        of the exchange (their keys and the error), and the keys whose write fits no message (with the
+        reason; nothing of them was sent).
+
+        When endpoints go one per message (``alone``), a control message goes with them (a prerequisite
+        that the zone's SOA exists, no update): if the server takes it, a refusal is the endpoint's, not
+        the server's; if it refuses the control too, the server (or the key, the zone) is at fault: raised
+        (``failures.Failures.rcode``). Messages refused otherwise come back for one more, narrowing round."""
         builders, new_raw, unfit = self._pack(sends, raw, alone)
         if not builders:
-            return [], unfit
+            return [], [], unfit
+        checked = any(k in alone for b in builders for k in b.keys)
+        if checked:
+            control = UpdateBuilder(self._zone_wire)
+            control.require_zone()
+            builders.append(control)
         ch = self._channel
         signed = [ch.signer.sign(b.body(i), i) for b, i in zip(builders, ch.ids(len(builders)), strict=True)]
         doing = f"UPDATE of {len(new_raw)} endpoints"
@@ -338,8 +364,10 @@ class Rfc2136Provider(Provider):
         except (OSError, dns.exception.Timeout) as exc:
             raise self._failures.unavailable(exc, doing) from exc
         refused: list[tuple[list[EndpointKey], str]] = []
+        failed: list[tuple[list[EndpointKey], int]] = []
         written: list[EndpointKey] = []
         error: Exception | None = None
+        taken = False  # the server took at least one message of the exchange
         now = time.monotonic()
         for b, (_, mac), resp in zip(builders, signed, responses, strict=True):
             try:
@@ -349,21 +377,26 @@ class Rfc2136Provider(Provider):
                 continue
             rcode = msg.rcode()
             if rcode == dns.rcode.NOERROR:
+                taken = True
                 written.extend(b.keys)
                 with self._lock:
                     self.writes += sum(sends[k][1] for k in b.keys)
                     self._remember_unlocked({k: (now, new_raw[k]) for k in b.keys})
             elif rcode in PREREQ_FAILED:
+                taken = True  # the server read the message and compared its prerequisites
                 refused.append((b.keys, dns.rcode.to_text(rcode)))
             else:
-                error = error or self._failures.rcode(rcode, doing)
+                failed.append((b.keys, rcode))
         notify(self._listeners, written)
+        if error is None and failed and not taken and checked:
+            # not even the control was taken: the server (or the key, the zone) is at fault
+            error = self._failures.rcode(failed[0][1], doing)
         if error is not None:
             raise error
         log.debug("update sent", extra={"fields": {"provider": self.kind, "zone": self.zone,
                                                    "endpoints": len(new_raw), "messages": len(builders),
-                                                   "refused": len(refused)}})
-        return refused, unfit
+                                                   "refused": len(refused), "failed": len(failed)}})
+        return refused, [(keys, dns.rcode.to_text(rcode)) for keys, rcode in failed], unfit  # type: ignore[arg-type]
 
     # -- test and repair drills --------------------------------------------------------
 

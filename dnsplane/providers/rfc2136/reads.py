@@ -41,7 +41,7 @@ from dnsplane.errors import Permanent
 from dnsplane.model import EndpointKey, marker_name
 from dnsplane.providers.rfc2136.failures import TSIG_ERRORS
 from dnsplane.providers.rfc2136.marker import RawState, norm, raw_state
-from dnsplane.providers.rfc2136.transport import Channel
+from dnsplane.providers.rfc2136.transport import MAX_IDS, Channel
 from dnsplane.providers.rfc2136.wire import (
     CNAME,
     DNAME,
@@ -99,15 +99,17 @@ class ZoneReader:
         """Targeted queries on one connection, between two SOA queries that must show the same serial."""
         doing = f"reading {len(keys)} endpoints"
         ch = self.channel
+        questions = []
+        for k in keys:
+            questions.append((k.name, TYPES[k.rtype]))
+            questions.append((marker_name(k), TXT))
+        questions += wildcard_probes(keys, self.zone)
+        if len(questions) > MAX_IDS:  # one pipelined exchange has at most that many distinct message ids
+            return self.axfr(keys)
         for _ in range(_SNAPSHOT_TRIES):
             try:
                 with ch.connect() as sock:
                     before = self._soa_serial(sock, doing)
-                    questions = []
-                    for k in keys:
-                        questions.append((k.name, TYPES[k.rtype]))
-                        questions.append((marker_name(k), TXT))
-                    questions += wildcard_probes(keys, self.zone)
                     signed = [self._query_message(n, t, i) for (n, t), i in zip(
                         questions, ch.ids(len(questions)), strict=True)]
                     responses = ch.exchange(sock, [w for w, _ in signed])

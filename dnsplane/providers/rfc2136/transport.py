@@ -3,7 +3,13 @@
 Promises:
 - ``exchange`` sends every message in one write, then reads as many responses, and returns
   them in the order of the messages sent (matched by message id, whatever order they came in);
-- message ids are unique among the last 65,534 messages of one ``Channel`` (thread-safe);
+- message ids run 1, 2, ... 65535, 1, ... (never 0): the ids of one ``ids(n)`` call, so of one
+  pipelined exchange, are distinct for any counter value (``n`` at most 65,535), and unique among
+  the last 65,535 messages of one ``Channel`` (thread-safe). (They once mapped 65535 and 65536
+  both to 1: a pipelined read across the wrap matched two responses to one id, and the wrong MAC
+  read as a spurious "TSIG key rejected".)
+- ``exchange`` refuses a response whose id it did not send or already has (``ConnectionError``,
+  which callers map to ``ProviderUnavailable``), so no response is checked against another's MAC;
 - ``verify`` parses a response with dnspython and checks its TSIG against the request's MAC;
   TSIG failures come out as the ``Permanent`` errors of ``failures.Failures``.
 
@@ -23,6 +29,8 @@ import dns.tsig
 
 from dnsplane.providers.rfc2136.failures import TSIG_ERRORS, Failures
 from dnsplane.providers.rfc2136.tsig import Signer
+
+MAX_IDS = 0xFFFF  # message ids 1..65535 (0 is never used)
 
 
 class Channel:
@@ -46,19 +54,29 @@ class Channel:
     def exchange(self, sock: socket.socket, wires: list[bytes]) -> list[bytes]:
         """Send every message (pipelined), then read as many responses; returned in the order sent."""
         sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in wires))
+        sent = [struct.unpack("!H", w[:2])[0] for w in wires]
+        waiting = set(sent)
+        if len(waiting) != len(sent):
+            raise ValueError("message ids of one pipelined exchange must be distinct")
         by_id: dict[int, bytes] = {}
         for _ in wires:
             (n,) = struct.unpack("!H", _recv(sock, 2))
             resp = _recv(sock, n)
-            by_id[struct.unpack("!H", resp[:2])[0]] = resp
-        return [by_id[struct.unpack("!H", w[:2])[0]] for w in wires]
+            msg_id = struct.unpack("!H", resp[:2])[0] if len(resp) >= 2 else -1
+            if msg_id not in waiting:
+                raise ConnectionError(f"a response with id {msg_id}, which was not asked or already answered")
+            waiting.discard(msg_id)
+            by_id[msg_id] = resp
+        return [by_id[i] for i in sent]
 
     def ids(self, n: int) -> list[int]:
-        """``n`` fresh message ids (never 0)."""
+        """``n`` fresh message ids: distinct, never 0 (1..65535 in turn, whatever the counter holds)."""
+        if not 0 <= n <= MAX_IDS:
+            raise ValueError(f"{n} messages in one exchange: at most {MAX_IDS} distinct ids")
         with self._lock:
-            first = self._next_id
-            self._next_id = (first + n) % 0xFFFF or 1
-        return [((first + i) % 0xFFFF) or 1 for i in range(n)]
+            first = (self._next_id - 1) % MAX_IDS  # 0-based position in the cycle 1..65535
+            self._next_id = (first + n) % MAX_IDS + 1
+        return [(first + i) % MAX_IDS + 1 for i in range(n)]
 
     def verify(self, wire: bytes, mac: bytes, doing: str) -> dns.message.Message:
         """The response parsed by dnspython, its TSIG checked against the request's ``mac``."""

@@ -149,6 +149,12 @@ class UpdateBuilder:
             self.updates += marker_owner + _RR.pack(TXT, IN, MARKER_TTL, len(new_txt)) + new_txt
             self.n_updates += 1
 
+    def require_zone(self) -> None:
+        """A prerequisite that the zone's SOA RRset exists (RFC 2136 §2.4.1: class ANY, type SOA, no rdata):
+        with no update, a message that shows the server takes this key's updates for the zone."""
+        self.prereq += _ZONE_PTR + _RR.pack(SOA, ANY, 0, 0)
+        self.n_prereq += 1
+
     def body(self, msg_id: int) -> bytes:
         """The unsigned message."""
         header = struct.pack("!HHHHHH", msg_id, OPCODE_UPDATE << 11, 1, self.n_prereq, self.n_updates, 0)
