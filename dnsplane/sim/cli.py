@@ -52,7 +52,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s = sub.add_parser("simulate", formatter_class=raw, epilog=SIMULATE_EPILOG,
                        help="run the protocol in the deterministic simulator over many seeds",
                        description="Run the production actors on a virtual clock with seeded scheduling and faults; "
-                                   "check invariants I1-I6 after every step.")
+                                   "check invariants I1-I6 and I8 after every step. Fault kinds: "
+                                   + ", ".join(scenarios.FAULT_KINDS) + " (docs/simulation.md, 'Faults').")
     s.add_argument("--protocol", choices=PROTOCOLS, default="safe")
     s.add_argument("--scenario", default="us-east-1", help="shipped scenario name or a YAML file (default us-east-1)")
     s.add_argument("--seeds", type=int, default=1000, help="number of seeds to run (default 1000)")
@@ -63,7 +64,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                                                                     "(or the replayed) seed as SVG")
     s.add_argument("--workers", type=int, default=1, help="processes to use (default 1)")
     s.add_argument("--all", action="store_true", help="run every seed even after a violation")
-    s.add_argument("--invariant", default="I1", choices=["I1", "I2", "I3", "I4", "I5", "I6", "any"],
+    s.add_argument("--invariant", default="I1", choices=["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "any"],
                    help="stop at the first seed that violates this one (default I1, the outage); "
                         "any other violation found on the way is reported too")
     s.add_argument("--no-shrink", action="store_true", help="do not minimise the fault schedule of a violation")

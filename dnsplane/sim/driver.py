@@ -25,6 +25,7 @@ How a run proceeds (discrete events in time order; ties by insertion):
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 from collections.abc import Callable
@@ -32,12 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
-from dnsplane.execute import failed as failed_reply
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite, LegacyEnactor
 from dnsplane.protocol.messages import (
+    AdvanceHead,
     Begin,
     Collect,
     DesiredLoaded,
@@ -53,10 +54,17 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.sim.faults import Fault, make_schedule
+from dnsplane.sim.faults import EXCEPTION_NAMES, Fault, make_schedule
 from dnsplane.sim.invariants import Monitor, Violation
 from dnsplane.sim.scenario import Scenario
-from dnsplane.sim.world import PROVIDER_REQUEST_TYPES, REQUEST_TYPES, REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.sim.world import (
+    PROVIDER_REQUEST_TYPES,
+    REQUEST_TYPES,
+    REQUESTS,
+    ZONE,
+    SimExecutor,
+    fleet,
+)
 from dnsplane.store.base import INFLIGHT_TTL
 from dnsplane.store.memory import MemoryStore
 
@@ -168,6 +176,9 @@ class Simulation:
         self.ref_labels: dict[str | EndpointKey, str] = {}  # who references a generation, as I3 names them
         self.stopped = False
         self.fault_end = scenario.duration
+        self.published_max = 0
+        self.escapes: dict[str, str] = {}  # actor -> the last exception that escaped the executor (I8's detail)
+        self.check_heads = "marker_out_of_range" in kinds  # only a hand-written marker can move the head far
         self._build_actors()
 
     # ----------------------------------------------------------------- setup
@@ -222,6 +233,8 @@ class Simulation:
                 self._deliver(actor, payload)
             elif kind <= _WAKE:  # _TICK or _WAKE: _tick, inlined (most events are ticks)
                 if alive[actor] and actor not in pending and not (paused and paused.get(actor, 0.0) > at):
+                    if self.actors[actor].busy:  # no reply will ever come: it ignores its ticks (I8)
+                        self._wedged(actor)
                     self._feed(actor, Tick(at + skew[actor]))
                 if kind == _TICK:  # _push, inlined
                     self.seq += 1
@@ -254,7 +267,27 @@ class Simulation:
         if not self.alive[name] or name in self.pending or (self.paused_until and
                                                             self.paused_until.get(name, 0.0) > self.now):
             return
+        if self.actors[name].busy:
+            self._wedged(name)
         self._feed(name, Tick(self.now + self.skew[name]))
+
+    def _wedged(self, name: str) -> None:
+        """I8: ``name`` is alive, not paused, has no request outstanding, and is busy: no reply will
+        come, and a busy actor ignores its ticks, so it never runs again."""
+        why = self.escapes.get(name) or "it ignored a reply (a Failed?) and stayed busy"
+        self.monitor.wedged(name, f"{name} is busy with no request outstanding: it ignores every tick "
+                                  f"and never runs again ({why})")
+
+    def _escaped(self, name: str, err: Exception) -> None:
+        """An exception escaped the executor (``Executor.run`` let it through). Modelled as the runtime's
+        loop handled it before issue 8: logged once, and the actor gets no reply to its request."""
+        self._fired("escaped")
+        cls = type(err)
+        what = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+        self.escapes[name] = f"at t={self.now:.1f}s {what} escaped the executor: {err}"
+        if self.tracing:
+            self._note_trace(name, "failed", f"{what} escaped the executor: {err}; "
+                                             f"the round ends with no reply")
 
     def _feed(self, name: str, event: Any) -> None:
         """Feed ``event`` to actor ``name``: apply its effects, make its request the pending completion."""
@@ -273,22 +306,23 @@ class Simulation:
             if self.tracing:
                 self._trace_commands(name, event, commands)
             failed = None
+            escaped = False
             if effects:
-                # SimExecutor.effects, inlined: effects in order, the first that raises ends the step as Failed
+                # SimExecutor.effects: the runtime's ``Executor.run``, effects in order, the first that
+                # raises ends the step as Failed
                 now_a = self.now + self.skew[name]
-                one = self.executor.one
-                began = False
-                lkg = None
+                ex = self.executor
+                ex.began = False
                 try:
-                    for c in effects:
-                        one(name, c, now_a)
-                        kind = type(c)
-                        if kind is Begin:
-                            began = True
-                        elif kind is SetLastKnownGood:
-                            lkg = c
-                except DnsplaneError as err:
-                    failed = failed_reply(err, now_a)
+                    reply = ex.run(name, effects, now_a)
+                except Exception as err:  # escaped the executor: the runtime's loop before issue 8
+                    reply = None
+                    escaped = True
+                    self._escaped(name, err)
+                if type(reply) is Failed:
+                    failed = reply
+                began = ex.began
+                if failed is not None or escaped:
                     if began:  # the Begin ran before a later effect failed: the store holds the lease
                         self.began[name] = self.now
                     elif any(type(c) is Begin for c in effects):
@@ -297,12 +331,18 @@ class Simulation:
                         self.began[name] = float("-inf")
                         if self.tracing:  # the trace said "begins" when the command was issued
                             g = next(int(c.generation) for c in effects if type(c) is Begin)
-                            self._note_trace(name, "begin", f"could not begin generation {g}: {err}", g)
+                            why = failed.error if failed is not None else "an exception escaped"
+                            self._note_trace(name, "begin", f"could not begin generation {g}: {why}", g)
                 else:  # a Begin that failed at the store registered nothing: no reference
                     if began:
                         self.began[name] = self.now
-                    if lkg is not None:
-                        self.lkg = int(lkg.generation)
+                    for c in effects:
+                        if type(c) is SetLastKnownGood:
+                            self.lkg = int(c.generation)
+                if self.check_heads and any(type(c) is AdvanceHead for c in effects):
+                    self.monitor.check_head(int(self.store.head()), self.published_max)
+            if escaped:
+                request = None  # the round ended with the exception: the request was never sent
             if self.legacy and type(event) is DesiredLoaded and name in self.began_names:
                 self.began[name] = self.now
             if failed is not None or request is not None:
@@ -344,10 +384,15 @@ class Simulation:
         kind = type(what)
         if kind in REQUEST_TYPES:
             now_a = self.now + self.skew[name]
-            try:  # SimExecutor.request, inlined
-                reply = self.executor.one(name, what, now_a)
-            except DnsplaneError as err:
-                reply = failed_reply(err, now_a)
+            try:  # SimExecutor.request: the runtime's ``Executor.run``
+                reply = self.executor.run(name, (what,), now_a)
+            except Exception as err:  # escaped the executor: the runtime's loop before issue 8
+                if kind in _COLLECTS:
+                    self.deleted_plans = True
+                self._escaped(name, err)
+                if self.dirty or self.deleted_plans:
+                    self._after_step()
+                return
             if reply is None:
                 raise DnsplaneError(f"not a request: {kind.__name__}")
             if self.timeout_next and kind in _WRITE_TYPES and name in self.timeout_next:
@@ -452,6 +497,7 @@ class Simulation:
 
     def _on_publish(self, gen: Generation, changes: tuple[tuple[EndpointKey, RecordSet], ...]) -> None:
         self.monitor.on_publish(gen, changes)
+        self.published_max = max(self.published_max, int(gen))
         if self.tracing:
             self._note_trace("planner", "publish", f"generation {gen} ({len(changes)} changes)", int(gen))
 
@@ -574,6 +620,11 @@ class Simulation:
                 self._malformed(f)
             case "corrupt":
                 self._corrupt(f)
+            case "request_exception":
+                # the actor's next store or provider call raises ``f.value``-th exception of EXCEPTIONS
+                if self.alive.get(f.target, False):
+                    self._fired(kind)
+                    self.executor.armed[f.target] = (f.mode, EXCEPTION_NAMES[int(f.value) % len(EXCEPTION_NAMES)])
         if self.dirty:
             self._after_step()
 
@@ -585,7 +636,8 @@ class Simulation:
         if entry is not None and mode == "after" and isinstance(entry[1], REQUESTS):
             # the request reached the store or provider and took effect; the process died before the reply
             # (after a write: acknowledged by the provider, never journalled, never finished in the store)
-            self.executor.request(name, entry[1], self.now + self.skew[name])
+            with contextlib.suppress(Exception):  # escaped the executor: the process is dead anyway
+                self.executor.request(name, entry[1], self.now + self.skew[name])
             if isinstance(entry[1], Collect | CleanUp):
                 self.deleted_plans = True
         self.alive[name] = False
@@ -680,6 +732,7 @@ class Simulation:
         """Faults stop: windows close, paused processes resume, crashed ones come back."""
         self.quiet = True
         self.timeout_next.clear()
+        self.executor.armed.clear()
         for kind in self.windows:
             self.windows[kind] = [(a, min(b, self.now), f) for a, b, f in self.windows[kind]]
         for name, until in list(self.paused_until.items()):
@@ -691,6 +744,9 @@ class Simulation:
 
     def _final_checks(self) -> None:
         mon = self.monitor
+        for name, actor in self.actors.items():  # I8: every actor still runs at the end
+            if self.alive[name] and name not in self.pending and actor.busy:
+                self._wedged(name)
         mon.check_converged(self.provider.read_all(), int(self.store.head()), self.scenario.convergence_bound)
         if self.protocol == "legacy":
             return

@@ -13,11 +13,16 @@ transitions are:
   generation, up to ``generations``; the script includes content returning to
   an earlier value, A → B → A);
 - when ``faults`` > 0, a fault: an actor crashes (losing its pending request, or
-  after it ran — e.g. a write the provider acknowledged) and restarts empty, or
+  after it ran — e.g. a write the provider acknowledged) and restarts empty; an
+  actor's pending request raises an exception that is not a ``DnsplaneError``
+  (a ``RuntimeError``; before it ran, or after it took effect), which the
+  runtime's ``Executor.run`` turns into a ``Failed`` reply the actor handles; or
   a human empties an endpoint's records or deletes its marker.
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step
-that deleted plans, I3 (references computed from actor state). Breadth first,
+that deleted plans, I3 (references computed from actor state); after every move
+of an actor, I8: an actor left busy with no request outstanding never runs
+again (an exception that escaped the executor, or a ``Failed`` it ignored). Breadth first,
 so the first violation found comes with a shortest path to it.
 
 Time does not pass in the explorer (leases never expire): it explores orders,
@@ -447,6 +452,10 @@ class World:
                     yield f"{name} crashes after its {type(self.pending[name]).__name__} ran", ("crash", name, True)
                 if name != "planner":
                     yield f"{name} crashes and restarts", ("crash", name, False)
+                if name in self.pending and isinstance(self.pending[name], REQUESTS):
+                    request = type(self.pending[name]).__name__
+                    yield f"{name}'s {request} raises RuntimeError before it ran", ("raise", name, False)
+                    yield f"{name}'s {request} raises RuntimeError after it took effect", ("raise", name, True)
             for ep in self.endpoints:
                 seen = self.provider.read([ep.key])[ep.key]
                 if seen.records is not None:
@@ -567,6 +576,13 @@ class World:
                     self._request(name, what)
                     deleted = isinstance(what, Collect | CleanUp)
                 self.actors[name] = self._fresh(name)
+            case ("raise", name, after):
+                self.faults += 1
+                what = self.pending.pop(name)
+                reply = self._request(name, what, raises="after" if after else "before")
+                deleted = after and isinstance(what, Collect | CleanUp)
+                if reply is not None:  # None: the exception escaped the executor; no reply comes (I8)
+                    self._feed(name, reply)
             case ("empty", key):
                 self.faults += 1
                 provider = self._own_provider()
@@ -582,7 +598,11 @@ class World:
                 provider.hand_edit(key, seen.records, None)
                 self.wrote_provider = True
         if changed is not None:
-            _reset_dead(self.actors[changed], self.pending.get(changed))
+            actor = self.actors[changed]
+            if actor.busy and changed not in self.pending:  # no reply will come: it never runs again
+                self._own_monitor().wedged(changed, f"{changed} is busy with no request outstanding after "
+                                                    f"{move[0]}: it ignores every tick and never runs again")
+            _reset_dead(actor, self.pending.get(changed))
         if self.wrote_provider or deleted:
             monitor = self._own_monitor()
             monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
@@ -597,16 +617,28 @@ class World:
                                         journal=False)
         return ex
 
-    def _request(self, name: str, what: Any) -> Any:
+    def _request(self, name: str, what: Any, raises: str = "") -> Any:
+        """Run ``what``; with ``raises`` ("before" or "after" it took effect), it raises a RuntimeError
+        there, and the reply is what the runtime's executor makes of that (None: it escaped)."""
         kind = type(what)
-        if kind in _WRITES_STORE:
-            self._own_store()
-        if kind in _WRITES_PROVIDER:
-            self._own_provider()
-            self.wrote_provider = True
-        if kind is Publish:
-            self._own_monitor()  # the monitor keeps the history of published content
-        return self._executor().request(name, what, 0.0)
+        if raises != "before":
+            if kind in _WRITES_STORE:
+                self._own_store()
+            if kind in _WRITES_PROVIDER:
+                self._own_provider()
+                self.wrote_provider = True
+            if kind is Publish:
+                self._own_monitor()  # the monitor keeps the history of published content
+        ex = self._executor()
+        if not raises:
+            return ex.request(name, what, 0.0)
+        ex.armed[name] = (raises, "RuntimeError")
+        try:
+            return ex.request(name, what, 0.0)
+        except Exception:  # escaped ``Executor.run``: the runtime's loop logged it, the actor hears nothing
+            return None
+        finally:
+            ex.armed.pop(name, None)
 
     def _fresh(self, name: str) -> Any:
         if name == "planner":

@@ -14,6 +14,9 @@ import random
 from dataclasses import dataclass
 
 from dnsplane.sim.scenario import FAULT_KINDS, Scenario
+from dnsplane.sim.world import EXCEPTIONS
+
+EXCEPTION_NAMES = tuple(EXCEPTIONS)  # a ``request_exception`` fault's ``value`` indexes this
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,9 @@ class Fault:
             parts.append(self.mode)
         if self.duration:
             parts.append(f"for {self.duration:.0f}s")
-        if self.value:
+        if self.kind == "request_exception":
+            parts.append(f"raises {EXCEPTION_NAMES[int(self.value) % len(EXCEPTION_NAMES)]}")
+        elif self.value:
             parts.append(f"({self.value:g})")
         return " ".join(parts)
 
@@ -89,6 +94,12 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(MALFORMED)))
                 case "corrupt":
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(CORRUPTIONS)))
+                case "request_exception":
+                    # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
+                    # before the call, or after it took effect (a write applied, its reply lost)
+                    who = rng.choice([*enactors, "planner", "collector", "verifier"])
+                    out.append(Fault(at, kind, who, mode=rng.choice(("before", "after")),
+                                     value=rng.randrange(len(EXCEPTION_NAMES))))
     out.sort(key=lambda f: (f.at, f.kind, f.target))
     return out
 

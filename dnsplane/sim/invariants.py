@@ -1,4 +1,4 @@
-"""Invariant checks I1–I6 of DESIGN.md, run after every step of a test, a simulation or an exploration.
+"""Invariant checks I1–I6 and I8 of DESIGN.md, run after every step of a test, a simulation or an exploration.
 
 A ``Monitor`` is told every plan as it is published (so it keeps the content
 history even after the collector deleted the plans) and looks at the endpoints
@@ -34,6 +34,16 @@ What each check means, precisely:
 - **I5 validity**: everything at the provider passes ``validate_record_set``.
 - **I6 idempotence** (``check_idempotent``): re-running the enactors when all
   is applied costs zero provider writes.
+- **I8 liveness of the safety net** (``wedged``, called by the drivers): an actor
+  that is busy with no request outstanding (no reply will ever come) and is
+  alive and not paused never runs again: its ticks are ignored while it is busy.
+  That is how the runtime's actors wedged before issue 8 (an exception that is not
+  a ``DnsplaneError`` escaped the executor, the loop logged it and the actor's
+  ``busy`` flag stayed set). The simulator looks at every tick and at the end;
+  the explorer after every move. Its "endpoint" is the actor's name.
+- **Head bound** (``check_head``, reported under I4, since every later publish
+  fails): the store's head never reaches ``MAX_HEAD`` (the 64-bit range of a
+  real store, less one for the next publish), whatever marker a human wrote.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ I1, I2, I3, I4, I5, I6 = (
     "I5 validity",
     "I6 idempotence",
 )
+I8 = "I8 liveness of the safety net"
 NOWHERE = EndpointKey("-", "-")
+MAX_HEAD = 2**63 - 2  # SQLite's INTEGER is 64-bit signed: a head here leaves room for one more plan
 
 
 class InvariantViolation(DnsplaneError):
@@ -242,7 +254,17 @@ class Monitor:
         if writes_after != writes_before:
             self.fail(I6, NOWHERE, f"re-running the enactors at quiet cost {writes_after - writes_before} writes")
 
-    def fail(self, invariant: str, key: EndpointKey, detail: str) -> None:
+    def wedged(self, actor: str, detail: str) -> None:
+        """I8: ``actor`` is busy with no request outstanding; it never runs again."""
+        self.fail(I8, actor, detail)
+
+    def check_head(self, head: int, published: int) -> None:
+        """The store's head after a step that may have moved it (``AdvanceHead``)."""
+        if head > MAX_HEAD:
+            self.fail(I4, NOWHERE, f"the store's head is {head} (highest generation published {published}): "
+                                   f"past the 64-bit range of a real store, every later publish fails")
+
+    def fail(self, invariant: str, key: EndpointKey | str, detail: str) -> None:
         if self.collect:
             ident = (invariant, str(key))
             if ident in self.seen:

@@ -271,6 +271,9 @@ class Search:
                     out.append(("crash", name, True))
                 if name != "planner":
                     out.append(("crash", name, False))
+                if a.pending is not None and isinstance(a.pending, REQUESTS):
+                    out.append(("raise", name, False))
+                    out.append(("raise", name, True))
             provider = self.reps[s[1]]
             for key in self.template.keys:
                 seen = provider.read([key])[key]
@@ -371,7 +374,7 @@ class Search:
                 reads = REQUEST_READS.get(ptype, EVERYTHING)
                 if kind == "health":
                     reads = ("env",)
-                elif kind == "crash":
+                elif kind == "crash" or kind == "raise":  # before it ran: the reply is Failed, whatever the state
                     reads = (*reads, "faults") if move[2] else ("faults",)
         key = (move, aid, self._values(s, reads, row))
         effects = self.effects.get(key)

@@ -13,16 +13,27 @@ with ``Failed`` and skips the rest). It differs in two deliberate ways:
 
 Fault hooks (``store_down``, ``throttled``) let the driver make store and
 provider calls fail with the same ``Retryable`` errors real ones raise; ``None``
-(the default) means never (and costs no call per command).
+(the default) means never (and costs no call per command). ``armed`` makes the
+next store or provider call of an actor raise an exception that is *not* a
+``DnsplaneError`` (``RuntimeError``, ``AttributeError``, ``OverflowError``,
+``KeyError``, ``struct.error``: what the real system raised on a CNAME at a marker
+name, a hand-written marker ``g=99999999999999999999``, a message too big to
+pack), before the call or after it took effect (a write the provider applied,
+then the reply failed to parse). What becomes of it is decided by the runtime's
+``Executor.run``, which ``request`` and ``effects`` go through: whatever a command
+raises ends the step with ``Failed``. An exception that escapes ``run`` anyway is
+the caller's to model (the simulator and the explorer treat it as the runtime's
+loop did before issue 8: logged, the actor gets no reply, and I8 reports it).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
-from dnsplane.execute import Executor, failed, handler_for, handlers
+from dnsplane.execute import Executor, handler_for, handlers
 from dnsplane.model import (
     Endpoint,
     EndpointKey,
@@ -76,6 +87,17 @@ STORE_REQUEST_TYPES = frozenset(STORE_REQUESTS)
 PROVIDER_REQUEST_TYPES = frozenset(PROVIDER_REQUESTS)
 _STORE_CALL_TYPES = frozenset(_STORE_CALLS)
 _PROVIDER_TYPES = PROVIDER_REQUEST_TYPES
+
+
+# The exceptions a request raised in the real world that are not a DnsplaneError (issue 8), as the
+# ``request_exception`` fault and the explorer's "raise" move inject them.
+EXCEPTIONS: dict[str, Callable[[], Exception]] = {
+    "RuntimeError": lambda: RuntimeError("simulated: a bug in a request"),
+    "AttributeError": lambda: AttributeError("'CNAME' object has no attribute 'address'"),
+    "OverflowError": lambda: OverflowError("Python int too large to convert to SQLite INTEGER"),
+    "KeyError": lambda: KeyError("members"),
+    "struct.error": lambda: struct.error("'H' format requires 0 <= number <= 65535"),
+}
 
 
 def fleet(endpoints: int, targets: int) -> tuple[Endpoint, ...]:
@@ -160,40 +182,42 @@ class SimExecutor(Executor):
         self.memory_store, self.memory_provider = store, provider
         self.store_down, self.throttled = store_down, throttled
         self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
-        self.stats = {"store_failures": 0, "provider_failures": 0}
+        self.stats = {"store_failures": 0, "provider_failures": 0, "exceptions": 0}
+        # actor -> (when: "before" | "after" the call took effect, exception name in EXCEPTIONS): its next
+        # store or provider call raises that exception (the ``request_exception`` fault)
+        self.armed: dict[str, tuple[str, str]] = {}
+        self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         table: dict[type, Any] = handlers()  # the simulator's commands reply with its own events too
         table[Log] = _nothing
         if not journal:
             table[Journal] = _nothing
         table[ForceWrite] = _force_write
+        table[Begin] = _begin_and_note
         table[CleanUp] = _cleanup
         if on_publish is not None:
             table[Publish] = _publish_and_tell
         self._table = table
 
     def effects(self, actor: str, commands: Sequence[object], now: float) -> Failed | None:
-        """Apply effects in order; the first that fails ends the step as ``Failed`` (``Executor.run``)."""
-        one = self.one
-        try:
-            for cmd in commands:
-                one(actor, cmd, now)  # type: ignore[arg-type]
-        except DnsplaneError as err:
-            return failed(err, now)
-        return None
+        """Apply effects in order; the first that fails ends the step as ``Failed`` (``Executor.run``,
+        whose handling of what a command raises is the runtime's; an exception it lets through is
+        raised here too)."""
+        reply = self.run(actor, commands, now)  # type: ignore[arg-type]
+        return reply if type(reply) is Failed else None
 
     def request(self, actor: str, cmd: object, now: float) -> Event | CleanedUp:
-        """Run one request; errors come back as ``Failed``, as the runtime's executor returns them."""
-        try:
-            reply = self.one(actor, cmd, now)  # type: ignore[arg-type]
-        except DnsplaneError as err:
-            return failed(err, now)
+        """Run one request; errors come back as ``Failed``, as the runtime's executor returns them
+        (``Executor.run``)."""
+        reply = self.run(actor, (cmd,), now)  # type: ignore[arg-type]
         if reply is None:
             raise DnsplaneError(f"not a request: {type(cmd).__name__}")
         return reply
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
         kind = type(cmd)
+        if self.armed and actor in self.armed and (kind in _STORE_CALL_TYPES or kind in _PROVIDER_TYPES):
+            return self._raise(actor, cmd, now)
         if kind in _STORE_CALL_TYPES:
             if self.store_down is not None and self.store_down():
                 self.stats["store_failures"] += 1
@@ -207,6 +231,14 @@ class SimExecutor(Executor):
                 return self._slow_one(actor, cmd, now)
             handler = handler_for(kind)
         return handler(self, actor, cmd, now)
+
+    def _raise(self, actor: str, cmd: Command, now: float) -> Event | None:
+        """The armed exception, before ``cmd`` ran or after it took effect (and its reply is lost)."""
+        when, name = self.armed.pop(actor)
+        self.stats["exceptions"] += 1
+        if when == "after":
+            self.one(actor, cmd, now)
+        raise EXCEPTIONS[name]()
 
     def before_store_call(self) -> None:
         """The simulated store outage (``one`` makes the same check inline: it runs for every command)."""
@@ -265,6 +297,13 @@ def _cleanup(ex: Executor, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
 
 
 _RUNTIME_PUBLISH = handlers()[Publish]
+_RUNTIME_BEGIN = handlers()[Begin]
+
+
+def _begin_and_note(ex: Executor, actor: str, cmd: Begin, now: float) -> Event | None:
+    reply = _RUNTIME_BEGIN(ex, actor, cmd, now)
+    ex.began = True  # type: ignore[attr-defined]
+    return reply
 
 
 def _publish_and_tell(ex: Executor, actor: str, cmd: Publish, now: float) -> Event | None:

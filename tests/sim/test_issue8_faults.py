@@ -1,0 +1,132 @@
+"""The fault kinds issue 8 added to the simulator and the explorer, each shown to be really injected.
+
+For each kind: with the protection in place a run passes; with the protection taken out (the code
+as it was before issue 8, put back by monkeypatching) the simulator or the explorer reports the
+violation, with the seed or the path that leads to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from dnsplane.errors import DnsplaneError
+from dnsplane.execute import Executor, failed
+from dnsplane.protocol.collector import Collector
+from dnsplane.protocol.messages import Command, Event, Failed
+from dnsplane.sim import cli as sim_cli
+from dnsplane.sim.driver import run
+from dnsplane.sim.explore import Config, explore
+from dnsplane.sim.faults import Fault
+from dnsplane.sim.scenario import load
+
+CHAOS = load("chaos")
+
+
+def _run_before_issue_8(self: Executor, actor_name: str, commands: Sequence[Command], now: float) -> Event | None:
+    """``Executor.run`` as it was before issue 8: only a ``DnsplaneError`` became ``Failed``."""
+    reply: Event | None = None
+    try:
+        for cmd in commands:
+            reply = self.one(actor_name, cmd, now)
+    except DnsplaneError as err:
+        return failed(err, now)
+    return reply
+
+
+def _collector_ignoring_failed(self: Collector, event: Event) -> list[Command]:
+    """A collector that logs a ``Failed`` and forgets to clear ``busy`` (what I8 exists to catch)."""
+    if isinstance(event, Failed):
+        return []
+    return _COLLECTOR_HANDLE(self, event)
+
+
+_COLLECTOR_HANDLE = Collector.handle
+
+# one exception of each kind at the collector's next call, early in the run (before and after it ran)
+EXCEPTION_AT_THE_COLLECTOR = [Fault(100.0 + 50 * i, "request_exception", "collector", mode=mode, value=i)
+                              for i, mode in enumerate(("before", "after", "before", "after", "before"))]
+
+
+# -- request_exception and I8 ------------------------------------------------------------------------
+
+
+def test_an_exception_at_a_request_is_a_failed_reply_and_every_actor_runs_again() -> None:
+    result = run(CHAOS.only("request_exception"), "safe", 1, EXCEPTION_AT_THE_COLLECTOR)
+    assert result.faults.get("request_exception") == 5
+    assert "escaped" not in result.faults
+    assert result.violations == []
+    assert result.writes > 0 and result.generations > 0
+
+
+def test_without_the_executors_catch_all_the_simulator_reports_the_wedged_actor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    result = run(CHAOS.only("request_exception"), "safe", 1, EXCEPTION_AT_THE_COLLECTOR)
+    assert result.faults.get("escaped", 0) >= 1
+    i8 = [v for v in result.violations if v.short == "I8"]
+    assert [v.endpoint for v in i8] == ["collector"]
+    assert "RuntimeError escaped the executor" in i8[0].detail  # the first fault: raised at its next call
+    assert any("VIOLATION I8" in line for line in i8[0].context)  # the timeline up to it
+    assert any("escaped the executor" in e.detail for e in result.trace if e.actor == "collector")
+
+
+def test_an_actor_that_ignores_failed_is_reported_by_i8(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Collector, "handle", _collector_ignoring_failed)
+    result = run(CHAOS.only("request_exception"), "safe", 1, EXCEPTION_AT_THE_COLLECTOR)
+    i8 = [v for v in result.violations if v.short == "I8"]
+    assert [v.endpoint for v in i8] == ["collector"]
+    assert "ignored a reply" in i8[0].detail
+
+
+def test_simulate_prints_the_i8_seed_and_timeline(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The chaos scenario's own request_exception faults, with the protection taken out: the CLI
+    names the invariant, the seed to replay and the timeline (what an operator would see)."""
+    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    parser = _parser()
+    args = parser.parse_args(["simulate", "--scenario", "chaos", "--seeds", "40", "--invariant", "I8",
+                              "--no-shrink"])
+    assert sim_cli.cmd_simulate(args) == 1
+    out = capsys.readouterr().out
+    assert "invariant  I8 liveness of the safety net" in out
+    assert "replay: dnsplane simulate --protocol safe --scenario chaos --seed " in out
+    assert "timeline" in out and "escaped the executor" in out
+
+
+def _parser() -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sim_cli.add_commands(parser.add_subparsers())
+    return parser
+
+
+# -- the explorer's "raise" move -------------------------------------------------------------------
+
+
+SMALL = Config(protocol="safe", generations=1, faults=1)
+
+
+def test_the_explorer_raises_at_any_request_and_finds_nothing_wrong() -> None:
+    report = explore(SMALL, look_for="any")
+    assert report.complete and report.violation is None
+    without = explore(Config(protocol="safe", generations=1), look_for="any")
+    assert report.states > without.states
+
+
+def test_without_the_executors_catch_all_the_explorer_finds_the_wedge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    report = explore(SMALL, look_for="I8")
+    assert report.violation is not None and report.violation.short == "I8"
+    assert any("raises RuntimeError" in step for step in report.path), report.path
+
+
+def test_an_actor_that_ignores_failed_is_found_by_the_explorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Collector, "handle", _collector_ignoring_failed)
+    report = explore(SMALL, look_for="I8")
+    assert report.violation is not None and report.violation.endpoint == "collector"
+    assert "collector's ReadWatermark raises RuntimeError" in report.path[-1] or any(
+        "collector's" in step and "raises" in step for step in report.path), report.path
