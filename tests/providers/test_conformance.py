@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
 from dnsplane.model import EndpointKey, Member, Observed, RecordSet
-from dnsplane.providers.base import Applied, Conflict, Provider, Write
+from dnsplane.providers.base import Applied, Conflict, Provider, Rejected, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.providers.rfc2136 import Rfc2136Provider
@@ -205,6 +205,38 @@ def test_idempotent_reapply_costs_no_write(provider: Provider) -> None:
     # same content, newer marker: the marker must advance (A -> B -> A), so it is a write
     assert provider.apply([Write(A, marker(1, ONE), ONE, marker(3, ONE), ONE)]) == [Applied(A)]
     assert provider.writes == 2
+
+
+def unwritable(provider: Provider, k: EndpointKey) -> RecordSet:
+    """A record set this provider refuses for ``k`` alone (``Rejected``): the memory provider on demand
+    (``MemoryProvider.reject``, what the simulator uses), Route 53 and RFC 2136 past their message and
+    batch limits (1,100 targets whose ids are 60 characters long)."""
+    if isinstance(provider, MemoryProvider):
+        provider.reject(k, "refused on demand")
+        return ONE
+    nets = ("192.0.2", "198.51.100", "203.0.113")
+    return rs(*(member(f"{i:060d}", f"{nets[i % 3]}.{i % 90 + 1}") for i in range(1_100)))
+
+
+def test_rejected_is_per_endpoint_and_writes_nothing_of_it(provider: Provider) -> None:
+    """``Rejected``'s contract (providers/base.py): the endpoint at fault comes back ``Rejected(key, reason)``
+    with nothing of it written, its marker included; every other write of the same apply is decided as if
+    alone; a write already applied or stale is ``Applied(written=False)`` or ``Conflict``, never Rejected."""
+    if provider.kind == "embedded":
+        pytest.skip("the embedded provider has no limit and nothing it rejects")
+    bad = key("bad.demo.test")
+    provider.apply([first_write(bad, THREE)])
+    too_big = unwritable(provider, bad)
+    results = provider.apply([first_write(A, ONE), Write(bad, marker(1, THREE), too_big, marker(2, too_big), THREE),
+                              first_write(C6, SIX)])
+    assert results[0] == Applied(A) and results[2] == Applied(C6)
+    assert isinstance(results[1], Rejected) and results[1].key == bad and results[1].reason
+    assert provider.read([A, bad, C6]) == {A: Observed(ONE, marker(1, ONE)), bad: Observed(THREE, marker(1, THREE)),
+                                           C6: Observed(SIX, marker(1, SIX))}
+    assert provider.writes == 3
+    # only a write that would change something is rejected
+    assert provider.apply([first_write(bad, THREE)]) == [Applied(bad, written=False)]
+    assert provider.apply([first_write(bad, too_big)]) == [Conflict(bad, marker(1, THREE))]
 
 
 INVALID = {
