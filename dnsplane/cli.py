@@ -99,6 +99,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     periods = {f"{actor}_period": getattr(args, f"{actor}_period")
                for actor in ("planner", "enactor", "health", "collector", "verifier")
                if getattr(args, f"{actor}_period", None) is not None}
+    if getattr(args, "health_grace", None) is not None:
+        periods["health_grace"] = args.health_grace
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, **periods)
 
@@ -237,7 +239,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.probe:
         from dnsplane.runtime.health import check
 
-        async def probe() -> list[tuple[str, bool, str]]:
+        async def probe() -> list[tuple[str, bool | None, str]]:
             targets = [t for t in fleet.targets().values() if t.check]
             res = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
             return [(t.id, ok, d) for t, (ok, d) in zip(targets, res, strict=True)]
@@ -301,6 +303,18 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
     return open_provider(load(path), root)
 
 
+def health_mark(h: dict[str, object]) -> str:
+    """A target's health in ``status``: up, DOWN, unknown (never known since start), or the known
+    state marked "(check unknown)" when its newest check was unknown (a local failure: the state is held)."""
+    if not h:
+        return "?"
+    healthy = h.get("healthy")
+    if healthy is None:
+        return "[yellow]unknown[/]"
+    mark = "up" if healthy else "[red]DOWN[/]"
+    return mark + ("[yellow] (check unknown)[/]" if h.get("check") == "unknown" else "")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from dnsplane.store.sqlite import SqliteStore
 
@@ -339,14 +353,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         parts = []
         for tid in sorted(set(members) | set(fleet_targets.get(str(key), ()))):
             h = health.get(tid, {})
-            mark = "?" if not h else ("up" if h.get("healthy") else "[red]DOWN[/]")
+            mark = health_mark(h)
             parts.append(f"{tid} {mark} w={members.get(tid, 0)}")
         table.add_row(str(key), str(want.generation), str(marker.generation) if marker else "-", state,
                       ", ".join(parts))
     console.print(table)
-    down = [t for t, h in health.items() if not h.get("healthy")]
+    down = [t for t, h in health.items() if h.get("healthy") is False]
     if down:
         console.print(f"unhealthy targets: {', '.join(down)}")
+    unknown = [f"{t} ({h.get('detail') or 'not checked yet'})" for t, h in sorted(health.items())
+               if h.get("healthy") is None or h.get("check") == "unknown"]
+    if unknown:
+        console.print(f"health unknown (a local failure or no check yet; weights unchanged): {', '.join(unknown)}")
     findings = (instance or {}).get("preflight") or []
     if findings:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
@@ -473,6 +491,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be >= 0 and <= 3600 seconds: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DNSPLANE_DATA_DIR or ./.dnsplane)")
@@ -498,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
                            ("verifier", 5.0)):
         up.add_argument(f"--{actor}-period", type=positive_seconds, default=None, metavar="SECONDS",
                         help=f"seconds between {actor} rounds (default {default:g})")
+    up.add_argument("--health-grace", type=non_negative_seconds, default=None, metavar="SECONDS",
+                    help="at start, publish nothing for an endpoint until each of its checked targets has "
+                    "been health-checked, waiting at most this long; then the health kept from before the "
+                    "restart stands, and a target with none kept counts as healthy (default 5; 0: no wait)")
     up.set_defaults(func=cmd_up)
 
     v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",

@@ -111,7 +111,7 @@ class TargetHealth:
         if self.healthy is None:
             self.healthy, self.since = ok, now
             return True
-        if ok and not self.healthy and self.good_streak >= rise or not ok and self.healthy and self.bad_streak >= fall:
+        if ok != self.healthy and (self.good_streak >= rise if ok else self.bad_streak >= fall):
             self.healthy, self.since = ok, now
             return True
         return False
@@ -120,10 +120,7 @@ class TargetHealth:
         """Start from the state the store kept, as if it had been restored before this run's
         observations; return True when the state changed."""
         before = self.healthy
-        if self.observed:
-            state = kept.healthy if self.decided is None else self.decided
-        else:
-            state = kept.healthy
+        state = kept.healthy if not self.observed or self.decided is None else self.decided
         if state != before:
             self.healthy = state
             self.since = kept.since if state == kept.healthy else self.since
@@ -303,15 +300,17 @@ class Planner:
 
         | endpoint in the new fleet            | what happens                                        |
         |--------------------------------------|-----------------------------------------------------|
-        | new                                  | planned at the next tick; its targets' health as    |
-        |                                      | for any target never observed                       |
+        | new                                  | planned at the next tick once its new targets are   |
+        |                                      | observed (at most ``health_grace`` from now), as at |
+        |                                      | start; until then unknown                           |
         | changed (ttl, targets, policy, ...)  | planned again at the next tick (shift limit kept)   |
         | unchanged                            | nothing                                             |
         | gone (in the old fleet only)         | no longer planned; its records stay as last         |
-        |                                      | written (what a release does is not decided here)   |
+        |                                      | written (the enactors and verifier release it)      |
 
         A target whose health check changed starts again as never observed (its streaks were
-        counted against another check); a target in no endpoint any more is forgotten. Nothing is
+        counted against another check, and its endpoints wait for it as for a new target); a
+        target in no endpoint any more is forgotten. Nothing is
         published from here: a publish may be in flight, so the next ``Tick`` plans.
         """
         old = self.by_key
@@ -325,6 +324,10 @@ class Planner:
         for tid in list(self.health):
             if tid not in new_checks or new_checks[tid] != old_checks.get(tid):
                 del self.health[tid]
+        if any(check is not None and old_checks.get(tid) != check for tid, check in new_checks.items()):
+            # Targets checked for the first time: their endpoints wait for those first observations,
+            # as at start, for at most ``health_grace`` from now (other targets are observed already).
+            self.started, self.gate_open = self.now, False
         self.dirty.difference_update(removed)
         self.dirty.update(added)
         self.dirty.update(changed)

@@ -48,12 +48,14 @@ from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
-from dnsplane.runtime.health import check
+from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.runtime.reload import Outcome, diff, reread
 from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
+
+HEALTH_GRACE = 5.0  # seconds: at start, how long the planner waits for every checked target's first check
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Options:
     planner_period: float = 0.5
     enactor_period: float = 1.0
     health_period: float = 1.0
+    health_grace: float = HEALTH_GRACE  # seconds the planner waits for first health checks at start
     collector_period: float = 10.0
     verifier_period: float = 5.0
 
@@ -93,13 +96,14 @@ class App:
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
         self.executor = Executor(self.store, self.provider)
         zone = self.fleet.zone
-        self.planner = Planner("planner", zone, self.fleet.endpoints)
+        self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace)
         batch = min(1000, self.provider.capabilities.max_batch)
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch) for i in range(self.options.enactors)]
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone=zone)
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.ready = asyncio.Event()  # first round of health checks done
+        self._unknown_checks: dict[str, str] = {}  # target -> detail of its check's current unknown streak
         self.started = asyncio.Event()  # DNS server listening, instance.json written
 
     # ------------------------------------------------------------- driving actors
@@ -135,17 +139,55 @@ class App:
                 wake.clear()
 
     async def health_loop(self) -> None:
-        while True:
-            targets = [t for t in self.fleet.targets().values() if t.check is not None]  # a reload may change them
-            results = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
-            now = time.time()
-            before = {tid: h.healthy for tid, h in self.planner.health.items()}
-            for t, (ok, detail) in zip(targets, results, strict=True):
-                await self.feed(self.planner, HealthObserved(now, t.id, ok, detail))
-            if not self.ready.is_set() or before != {tid: h.healthy for tid, h in self.planner.health.items()}:
+        """A round of health checks every ``health_period`` seconds, until cancelled.
+
+        The checks run on ``HealthChecker``'s own thread and event loop (their timeouts measure the
+        target, not this loop's load); a check that fails for a local reason is unknown, which the
+        planner never moves weight for. The loop never stops by itself: a round that raises (a bug,
+        instance.json unwritable for want of file descriptors) is logged once per distinct error,
+        and the next round comes a period later.
+        """
+        checker = HealthChecker()  # now, while file descriptors are free: its loop needs some
+        last_error: str | None = None
+        try:
+            while True:
+                try:
+                    await self.health_round(checker)
+                    last_error = None
+                except Exception as err:
+                    text = f"{type(err).__name__}: {err}"
+                    if text != last_error:
+                        log.error("health round failed; checking again next period",
+                                  exc_info=log.isEnabledFor(logging.DEBUG), extra={"fields": {"error": text}})
+                    last_error = text
+                await asyncio.sleep(self.options.health_period)
+        finally:
+            checker.close()
+
+    async def health_round(self, checker: HealthChecker) -> None:
+        targets = [t for t in self.fleet.targets().values() if t.check is not None]  # a reload may change them
+        results = await checker.round([t.check for t in targets if t.check is not None])
+        now = time.time()
+
+        def view() -> dict[str, tuple[bool | None, str]]:
+            return {tid: (h.healthy, h.last_result) for tid, h in self.planner.health.items()}
+
+        before = view()
+        unknown = self._unknown_checks
+        for t, (ok, detail) in zip(targets, results, strict=True):
+            if ok is None and unknown.get(t.id) != detail:
+                log.warning("health check unknown (a local failure, not the target's); weight unchanged",
+                            extra={"fields": {"target": t.id, "detail": detail}})
+                unknown[t.id] = detail
+            elif ok is not None and unknown.pop(t.id, None) is not None:
+                log.info("health check known again", extra={"fields": {"target": t.id, "detail": detail}})
+            await self.feed(self.planner, HealthObserved(now, t.id, ok, detail))
+        if not self.ready.is_set() or before != view():
+            try:
                 self.write_instance()
-            self.ready.set()
-            await asyncio.sleep(self.options.health_period)
+            except OSError as err:  # e.g. no file descriptor for the temporary file: next change tries again
+                log.warning("instance.json not written", extra={"fields": {"error": str(err)}})
+        self.ready.set()
 
     # ------------------------------------------------------------- fleet reload (SIGHUP, `dnsplane reload`)
 
@@ -254,8 +296,9 @@ class App:
             "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},
             "reload": self.last_reload.to_json() if self.last_reload else None,
             "preflight": self.preflight,
-            "health": {
-                tid: {"healthy": h.healthy, "detail": h.last_detail} for tid, h in sorted(self.planner.health.items())
+            "health": {  # healthy: true / false / null (unknown); check: the newest result, "unknown" included
+                tid: {"healthy": h.healthy, "detail": h.last_detail, "check": h.last_result}
+                for tid, h in sorted(self.planner.health.items())
             },
         })
 
