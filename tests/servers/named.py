@@ -10,7 +10,9 @@ Guarantees:
   failure messages (``NamedServer.log_tail()``);
 - zones are dynamic: ``allow-update`` (default) or ``update-policy`` (the
   variant the docs show) for the test key, and ``allow-transfer`` for the key;
-  ``policy="none"`` grants no updates (a zone dnsplane may read but not change).
+  ``policy="none"`` grants no updates (a zone dnsplane may read but not change);
+- ``NamedServer.restart()`` stops and starts the same server on the same port;
+  dynamic updates survive in the zone's journal.
 
 Limits: needs ``/usr/sbin/named`` (Debian package ``bind9``); when it is missing,
 ``require_named()`` skips the test, or fails it when ``DNSPLANE_REQUIRE_SERVERS=1``.
