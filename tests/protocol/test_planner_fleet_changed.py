@@ -107,3 +107,42 @@ def test_a_changed_target_definition_is_planned_again() -> None:
     assert h.store.head() == 2
     rs = h.store.desired([API], 2)[API].records
     assert "192.0.2.99" in rs.addresses()
+
+
+def checked(tid: str, last_octet: int) -> Target:
+    return Target(tid, (f"192.0.2.{last_octet}",), 100, HealthCheck("tcp", "127.0.0.1", last_octet))
+
+
+def test_an_added_endpoint_waits_for_its_new_targets_first_observation_within_the_grace() -> None:
+    """As at start: a target checked for the first time is unknown, and its endpoint is not planned
+    before its targets are observed (a new load balancer that is down is never served), for at most
+    the grace."""
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),), health_grace=10.0)
+    observe_all(h, p)
+    h.run(p)
+    h.now += 20.0  # long past the start's grace
+    fresh = replace(endpoint("www"), targets=(checked("lb-8", 98), checked("lb-9", 99)))
+    h.run(p, FleetChanged(h.now, (endpoint(), fresh)))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 1, "www is held until lb-8 and lb-9 are observed"
+    h.run(p, HealthObserved(h.now, "lb-9", False))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 1, "lb-8 is not observed yet"
+    h.run(p, HealthObserved(h.now, "lb-8", True))
+    h.run(p, Tick(h.now))
+    assert members(h, WWW) == {"lb-8"}, "lb-9 was down from its first check: never served"
+
+
+def test_an_added_endpoint_whose_new_target_is_never_observed_is_planned_after_the_grace() -> None:
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(),), health_grace=10.0)
+    observe_all(h, p)
+    h.run(p)
+    fresh = replace(endpoint("www"), targets=(checked("lb-9", 99),))
+    h.run(p, FleetChanged(h.now, (endpoint(), fresh)))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 1
+    h.now += 10.0
+    h.run(p, Tick(h.now))
+    assert members(h, WWW) == {"lb-9"}, "after the grace an unknown target counts as healthy (fail open)"
