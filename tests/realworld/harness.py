@@ -387,6 +387,11 @@ def status_has_json() -> bool:
     return _STATUS_JSON
 
 
+def every_actor_running(instance: Mapping[str, Any], *, within: float, log: str = "") -> bool:
+    """Whether every actor's last successful round is at most ``within`` s old (see ``actor_problems``)."""
+    return not actor_problems(instance, within=within, log=log)
+
+
 def _is_actor(name: str) -> bool:
     return name in ("planner", "collector", "verifier") or name.startswith("enactor")
 

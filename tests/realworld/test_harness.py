@@ -4,6 +4,8 @@ real answers from ``named`` edited by hand), honours declared gaps only within t
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.realworld.harness import (
@@ -13,6 +15,7 @@ from tests.realworld.harness import (
     actor_problems,
     addresses,
     delete_records,
+    every_actor_running,
     put_cname,
     wait_for,
     write_marker,
@@ -116,6 +119,7 @@ def test_actor_problems_reads_actors_or_the_log() -> None:
     assert [p.split(":")[0] for p in problems] == ["demo", "enactor-1", "verifier"]
     assert actor_problems({}, within=5, log="12:00:00.000 ERROR dnsplane.runtime actor round failed actor=v")
     assert actor_problems({}, within=5, log="12:00:00.000 INFO ok") == []
+    assert every_actor_running({"actors": {"planner": {"last_ok": time.time()}}}, within=5)
 
 
 def test_the_prober_sees_hand_edits_on_named(named: NamedServer) -> None:
