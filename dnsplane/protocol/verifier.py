@@ -28,6 +28,17 @@ the repair is dropped. The marker it writes names the one it replaced (``Marker.
 enactor's does.
 It sets the last-known-good generation when every endpoint checked was right.
 
+Ownership (I7, ``protocol/ownership.py``), checked before anything else: an endpoint whose
+records carry no marker, or a marker of another owner, is foreign. Unless the fleet adopts it, it
+is never repaired: it is reported (journalled "foreign", logged once per reason) and does not
+count against the last-known-good (its content is not this installation's). A marker of another
+owner is never taken for a head (no ``AdvanceHead`` past another installation's numbering).
+An adopted endpoint is taken over: a marker-less one by the "marker missing" repair above, one
+of another owner at once, at the head (journalled "adopt"). A marker without an owner id (written
+before owner ids) is read as this installation's and rewritten once with its id, same generation
+and content ("marker-unowned"). Endpoints released from the fleet (``FleetChanged``) are not
+checked, so a released endpoint a person deleted is not recreated.
+
 Quarantine: a repair the provider ``Rejected`` (it cannot be written: too big for one message, a
 CNAME at the name...) quarantines the endpoint: journalled "quarantined" with the reason and logged
 once (again only when the reason changes), then tried again only after a backoff of 1, 2, 4 ...
@@ -61,6 +72,7 @@ from dnsplane.protocol.messages import (
     DesiredLoaded,
     Event,
     Failed,
+    FleetChanged,
     Journal,
     LoadContentAt,
     LoadDesired,
@@ -73,6 +85,7 @@ from dnsplane.protocol.messages import (
     WriteBatch,
     WriteDone,
 )
+from dnsplane.protocol.ownership import Ownership
 
 
 def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None:
@@ -131,6 +144,9 @@ class Verifier:
     quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
     zone: str = ""  # for validating repairs; "" checks everything but the zone (the provider checks that too)
+    ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
+    foreign: dict[EndpointKey, str] = field(default_factory=dict)  # endpoints found foreign, and why
+    adopting: set[EndpointKey] = field(default_factory=set)  # this round's repairs that take over foreign records
 
     def handle(self, event: Event) -> list[Command]:
         match event:
@@ -139,7 +155,12 @@ class Verifier:
                     return []
                 self.busy = True
                 return [LoadDesired()]
+            case FleetChanged(endpoints=endpoints):
+                self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
+                return []
             case DesiredLoaded(head=head, desired=desired):
+                if self.ownership.managed is not None:  # released endpoints are not checked (I7)
+                    desired = {k: d for k, d in desired.items() if self.ownership.manages(k)}
                 self.head = head
                 self.desired = dict(desired)
                 self.queue = sorted(desired)
@@ -190,9 +211,33 @@ class Verifier:
         for key, seen in results.items():
             desired = self.desired[key]
             self.stats["checked"] += 1
-            problem = diagnose(desired, seen, self.head)
+            foreign = self.ownership.foreign(seen.observed)
+            if foreign is not None and not self.ownership.adopts(key):
+                # I7: not ours; reported once per reason, never repaired, not counted against the LKG
+                self.edited.discard(key)
+                self.lagging.pop(key, None)
+                self.last_problems[key] = "foreign"
+                out += self._report_foreign(key, foreign, desired.generation)
+                continue
+            self.foreign.pop(key, None)
+            adopting = foreign is not None  # adopted: its foreign records are taken over
+            if adopting and self.ownership.other_owner(seen.observed):
+                problem: str | None = "foreign-owner"  # another numbering: never a head, never kept
+            else:
+                problem = diagnose(desired, seen, self.head)
             if problem not in _HAND_MADE:
                 self.edited.discard(key)
+            if problem is None and self.ownership.pre_owner(seen.observed):
+                found = seen.observed.marker
+                assert found is not None
+                # Written before owner ids: ours, once. Rewritten with our id, same generation and content.
+                marker = Marker.after(found, found.generation, found.digest, self.ownership.owner)
+                writes.append(Write(key, found, desired.records, marker, seen.observed.records))
+                self.expected_before[key] = found.generation
+                self.last_problems[key] = "marker-unowned"
+                out.append(Log("info", "marker without an owner id: taking it as ours and adding the id",
+                               {"actor": self.name, "endpoint": str(key), "generation": found.generation}))
+                continue
             if problem is None:
                 self.lagging.pop(key, None)
                 self.last_problems.pop(key, None)
@@ -231,12 +276,16 @@ class Verifier:
             # The head, not t(e): content at the head equals content at t(e), and the head is at
             # least every marker ever written (markers ahead of it get fenced first), so a repair
             # never lowers a marker, even one that was then deleted by hand.
-            generation = max(found.generation if found else NO_GENERATION, self.head)
-            marker = Marker.after(found, Generation(generation), desired.records.digest)
+            # another installation's generation means nothing in this store
+            kept = found.generation if found is not None and problem != "foreign-owner" else None
+            generation = max(kept or NO_GENERATION, self.head)
+            marker = Marker.after(found, Generation(generation), desired.records.digest, self.ownership.owner)
+            if adopting and self.ownership.adopted is not None:  # the fleet file said adopt: true
+                self.adopting.add(key)
             # Conditional on the marker and the records found (see ``Write``): a newer write, or a
             # hand edit, in between makes the repair fail and the next round look again.
             writes.append(Write(key, found, desired.records, marker, seen.observed.records))
-            self.expected_before[key] = found.generation if found else None
+            self.expected_before[key] = kept
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))
         if writes:
@@ -254,7 +303,8 @@ class Verifier:
                 case Applied(key=key):
                     self.quarantined.pop(key, None)
                     self.stats["repairs"] += 1
-                    entries.append((key, "repair", self.expected_before.get(key), self.desired[key].generation,
+                    action = "adopt" if key in self.adopting else "repair"
+                    entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
                                     problem))
                 case Conflict(key=key, current=current):
                     before = current.generation if current else None
@@ -269,4 +319,14 @@ class Verifier:
                                         {"actor": self.name, "endpoint": str(key), "reason": reason}))
                     else:
                         held.wait = held.skip = min(2 * held.wait, QUARANTINE_MAX_ROUNDS)
+        self.adopting.clear()
         return ([Journal(tuple(entries))] if entries else []) + logs
+
+    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
+        """Journal and log an endpoint found foreign (I7), once per reason."""
+        if self.foreign.get(key) == why:
+            return []
+        self.foreign[key] = why
+        return [Journal(((key, "foreign", None, generation, why),)),
+                Log("error", "foreign records at an endpoint: not repairing (set adopt: true to take it over)",
+                    {"actor": self.name, "endpoint": str(key), "reason": why})]

@@ -1,0 +1,215 @@
+"""Ownership (I7): dnsplane writes only what it owns or what the fleet adopts; foreign records are
+reported, never overwritten; a second installation is refused; pre-owner markers are taken once;
+released endpoints are never recreated."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from dnsplane.execute import Executor
+from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, Write
+from dnsplane.protocol.enactor import Enactor
+from dnsplane.protocol.messages import FleetChanged, HealthObserved, Log, Tick
+from dnsplane.protocol.ownership import Ownership
+from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.embedded import EmbeddedProvider
+from tests.protocol.harness import ZONE, Harness, endpoint
+
+API = EndpointKey(f"api.{ZONE}", "A")
+NS1 = EndpointKey(f"ns1.{ZONE}", "A")
+GLUE = RecordSet.of(3600, [Member("198.51.100.53", ("198.51.100.53",), 1)])
+
+
+def owned_by(owner: str, *endpoints_: object, adopt: bool = False) -> Ownership:
+    eps = [endpoint(str(n)) for n in endpoints_]
+    keys = frozenset(e.key for e in eps)
+    return Ownership(owner, keys, keys if adopt else frozenset())
+
+
+def installation(owner: str, names: tuple[str, ...] = ("api",), adopt: bool = False,
+                 share: Harness | None = None) -> tuple[Harness, Planner, Enactor, Verifier]:
+    """A planner, an enactor and a verifier of one installation; ``share``: another's provider."""
+    h = Harness()
+    if share is not None:
+        h.provider = share.provider
+        h.executor = Executor(h.store, h.provider, h.resolve)
+    ownership = owned_by(owner, *names, adopt=adopt)
+    p = Planner("planner", ZONE, tuple(endpoint(n) for n in names))
+    return h, p, Enactor("enactor", ZONE, ownership=ownership), Verifier("verifier", ownership=ownership)
+
+
+# ---------------------------------------------------------------- the marker
+
+
+def test_marker_carries_its_owner_and_the_seal_covers_it() -> None:
+    m = Marker.after(None, Generation(3), "ab" * 8, "dp-one")
+    text = m.to_text()
+    assert text.endswith(" o=dp-one") and " p=" in text
+    back = Marker.from_text(text)
+    assert back == m and back.sealed()
+    forged = Marker.from_text(text.replace("o=dp-one", "o=dp-two"))
+    assert forged is not None and forged.owner == "dp-two" and not forged.sealed(), "a hand edit of o= breaks the seal"
+
+
+def test_markers_written_before_owner_ids_still_read() -> None:
+    old = Marker.after(None, Generation(3), "ab" * 8)  # no owner: the pre-owner seal
+    assert old.to_text().count("=") == 3 and Marker.from_text(old.to_text()) == old and old.sealed()
+    assert Marker.from_text("dnsplane g=7 d=abc") == Marker(Generation(7), "abc")
+    assert Marker.from_text("dnsplane g=7 d=abc o=x") == Marker(Generation(7), "abc", "", "x")
+    assert Marker.from_text("dnsplane g=7 d=abc q=1") is None
+
+
+def test_same_content_of_another_owner_is_not_already_applied() -> None:
+    a = Marker.after(None, Generation(3), "ab" * 8)
+    b = Marker.after(a, Generation(3), "ab" * 8, "dp-one")
+    assert not b.same_content(a), "adding the owner id must be a real write, not an I6 no-op"
+
+
+# ---------------------------------------------------------------- foreign records
+
+
+def test_records_without_a_marker_are_never_overwritten_and_are_reported() -> None:
+    """The zone's own ns1 glue at an endpoint name: the verifier used to overwrite it."""
+    h, p, e, v = installation("dp-one", ("api", "ns1"))
+    h.provider.hand_edit(NS1, GLUE, None)
+    h.run(p)
+    h.run(e)
+    logs = []
+    for _ in range(4):
+        commands = v.handle(Tick(h.now))
+        reply = h.executor.run(v.name, commands, h.now)
+        while reply is not None:
+            commands = v.handle(reply)
+            logs += [c for c in commands if isinstance(c, Log) and "foreign" in c.message]
+            reply = h.executor.run(v.name, commands, h.now)
+    assert h.provider.read([NS1])[NS1].records == GLUE, "foreign glue was overwritten"
+    assert h.provider.read([NS1])[NS1].marker is None
+    assert len(logs) == 1, "reported once, not every round"
+    assert [x.action for x in h.store.history(NS1)].count("foreign") >= 1
+    assert h.provider.read([API])[API].marker.owner == "dp-one"  # type: ignore[union-attr]
+    assert v.foreign and NS1 in v.foreign
+
+
+def test_adopted_records_without_a_marker_are_taken_over_and_journalled() -> None:
+    h, p, e, v = installation("dp-one", ("api", "ns1"), adopt=True)
+    h.provider.hand_edit(NS1, GLUE, None)
+    h.run(p)
+    h.run(e)
+    for _ in range(3):  # marker-missing waits one round for a fresh snapshot
+        h.run(v)
+    seen = h.provider.read([NS1])[NS1]
+    assert seen.marker is not None and seen.marker.owner == "dp-one"
+    assert seen.records == h.store.desired([NS1], h.store.head())[NS1].records
+    assert "adopt" in [x.action for x in h.store.history(NS1)]
+
+
+def test_a_second_installation_is_refused_and_never_flips_the_content() -> None:
+    """Two installations, separate stores, one zone: the second refuses, alerts, writes nothing."""
+    one, p1, e1, v1 = installation("dp-one")
+    two, p2, e2, v2 = installation("dp-two", share=one)
+    one.run(p1)
+    one.run(e1)
+    owned = one.provider.read([API])[API]
+    # the second installation's plans differ (lb-1 down), and its store numbers them anew
+    two.run(p2)
+    two.run(p2, HealthObserved(two.now, "lb-1", False))
+    two.run(p2, Tick(two.now))
+    writes = one.provider.writes
+    for _ in range(3):
+        two.run(e2)
+        two.run(v2)
+        one.run(v1)
+        one.run(e1)
+    assert one.provider.read([API])[API] == owned, "the second installation overwrote the first"
+    assert one.provider.writes == writes
+    assert two.store.head() == 2, "another owner's marker must not advance this store's head"
+    assert "foreign" in [x.action for x in two.store.history(API)]
+    assert "another owner 'dp-one'" in v2.foreign[API]
+
+
+def test_an_adopted_endpoint_of_another_owner_is_taken_over_at_this_stores_head() -> None:
+    one, p1, e1, _ = installation("dp-one")
+    one.run(p1)
+    one.run(e1)
+    one.run(p1, HealthObserved(one.now, "lb-1", False))
+    for _ in range(5):
+        one.run(p1, Tick(one.now))
+    two, p2, e2, v2 = installation("dp-two", adopt=True, share=one)
+    two.checking = False  # the takeover lowers the marker's generation: another numbering
+    two.run(p2)
+    two.run(e2)
+    assert one.provider.read([API])[API].marker.owner == "dp-one"  # type: ignore[union-attr]
+    two.run(v2)
+    seen = one.provider.read([API])[API]
+    assert seen.marker is not None and seen.marker.owner == "dp-two"
+    assert seen.marker.generation == two.store.head()
+    assert "adopt" in [x.action for x in two.store.history(API)]
+
+
+# ---------------------------------------------------------------- markers written before owner ids
+
+
+def test_a_pre_owner_marker_is_taken_once_and_rewritten_with_the_owner_id() -> None:
+    h = Harness()
+    p = Planner("planner", ZONE, (endpoint(),))
+    h.run(p)
+    h.run(Enactor("old", ZONE))  # an installation from before owner ids
+    before = h.provider.read([API])[API]
+    assert before.marker is not None and before.marker.owner == ""
+    v = Verifier("verifier", ownership=owned_by("dp-one", "api"))
+    h.run(v)
+    after = h.provider.read([API])[API]
+    assert after.marker is not None and after.marker.owner == "dp-one" and after.marker.sealed()
+    assert after.marker.generation == before.marker.generation and after.records == before.records
+    writes = h.provider.writes
+    h.run(v)
+    h.run(Enactor("enactor", ZONE, ownership=owned_by("dp-one", "api")))
+    assert h.provider.writes == writes, "rewritten once, then left alone"
+
+
+# ---------------------------------------------------------------- released endpoints
+
+
+def test_a_released_endpoint_deleted_by_a_person_is_not_recreated() -> None:
+    h, p, e, v = installation("dp-one", ("api", "ns1"))
+    h.run(p)
+    h.run(e)
+    fleet = (endpoint("api"),)
+    for actor in (p, e, v):
+        actor.handle(FleetChanged(h.now, fleet))
+    h.checking = False
+    h.provider.hand_edit(NS1, None, None)  # a person deletes the released endpoint
+    for _ in range(3):
+        h.run(v)
+        h.run(p, HealthObserved(h.now, "lb-1", False))
+        h.run(p, Tick(h.now))
+        h.run(e)
+    assert h.provider.read([NS1])[NS1].records is None, "a released endpoint was recreated"
+    assert h.provider.read([API])[API].records is not None
+
+
+# ---------------------------------------------------------------- the embedded provider keeps the owner
+
+
+def test_embedded_provider_keeps_the_owner_and_migrates_old_files(tmp_path: Path) -> None:
+    path = tmp_path / "dns.sqlite"
+    db = sqlite3.connect(path)  # a file from before owner ids (and before chain tokens)
+    db.execute("CREATE TABLE endpoints (name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT, marker_gen INTEGER,"
+               " marker_digest TEXT, PRIMARY KEY (name, rtype)) WITHOUT ROWID")
+    rs = RecordSet.of(30, [Member("a", ("192.0.2.1",), 1)])
+    db.execute("INSERT INTO endpoints VALUES (?, ?, ?, ?, ?)", (API.name, API.rtype,
+               '{"ttl":30,"answer":"weighted","members":[["a",["192.0.2.1"],1]]}', 4, rs.digest))
+    db.commit()
+    db.close()
+    provider = EmbeddedProvider(path, ZONE)
+    old = provider.read([API])[API].marker
+    assert old == Marker(Generation(4), rs.digest)
+    new = Marker.after(old, Generation(4), rs.digest, "dp-one")
+    [result] = provider.apply([Write(API, old, rs, new, rs)])
+    assert result.written, "adding the owner id is a write"  # type: ignore[union-attr]
+    assert provider.read([API])[API].marker == new
+    [again] = provider.apply([Write(API, old, rs, new, rs)])
+    assert not again.written  # type: ignore[union-attr]
+    provider.close()
