@@ -198,3 +198,20 @@ def test_an_endpoint_never_served_fails_the_check_unless_waived() -> None:
     p.retire_endpoint(EP[0])
     p.assert_invariants()
 
+
+
+def test_a_name_emptied_while_dnsplane_is_stopped_is_a_violation_until_repaired(world: World) -> None:
+    fleet = world.fleet([world.target("lb-1", "192.0.2.11")], {"api": ["lb-1"]})
+    up = world.dnsplane(fleet)
+    prober = world.prober(fleet)
+    wait_for("api served", lambda: prober.served(EP[0]), detail=world.logs)
+    assert up.stop() == 0
+    world.hand_delete_records(EP[0], within=0.5)  # nothing can repair it in time: dnsplane is stopped
+    wait_for("the prober to report the gap overrun", lambda: any(
+        "did not close within 0.5s" in v.message for v in prober.violations()))
+    up.start()
+    wait_for("the repair once dnsplane runs again", lambda: prober.gap_closed(EP[0]), detail=world.logs)
+    prober.stop()
+    assert kinds(prober) == ["I1"]
+    with pytest.raises(AssertionError, match=r"(?s)did not close within 0\.5s.*<== here"):
+        prober.assert_invariants()
