@@ -312,6 +312,15 @@ class Dnsplane:
             return inst if inst is not None and inst.get("pid") == self.pid else None
         return wait_for("dnsplane up to write instance.json", ready, deadline, self.log_tail)  # type: ignore[no-any-return]
 
+    def wait_exit(self, deadline: float = DEADLINE) -> int:
+        """Wait for the process to exit by itself (e.g. ``start(wait=False)`` of a refused start: exit 2);
+        returns its exit code; AssertionError (the log quoted) if it still runs after ``deadline`` s."""
+        assert self.process is not None, "not started"
+        try:
+            return self.process.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"dnsplane up still runs after {deadline:g}s:\n{self.log_tail()}") from None
+
     def stop(self, deadline: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after ``deadline`` s; returns the exit code (None if not running)."""
         proc, self.process = self.process, None

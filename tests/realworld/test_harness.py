@@ -163,6 +163,9 @@ def test_dnsplane_restart_on_the_embedded_provider_keeps_names_served(embedded_w
     up = w.dnsplane(fleet)
     prober = w.prober(fleet, server=up.dns, answers="weighted")
     w.wait_served(up.dns, fleet)
+    second = w.dnsplane(fleet, start=False, name="same-port", dns_port=up.dns_port)
+    second.start(wait=False)
+    assert second.wait_exit() != 0 and not second.running  # the DNS port is taken: it cannot start
     first, mark = up.pid, up.log_mark()
     up.restart()
     assert up.pid != first and up.running
