@@ -11,7 +11,14 @@ Guarantees:
   text) and the record type (upper-cased);
 - the first error is reported, deterministically: sections are checked in the order zone, defaults,
   targets, endpoints, and each section in document order;
-- a ``Fleet`` is immutable and every target id in it has exactly one definition.
+- a ``Fleet`` is immutable and every target id in it has exactly one definition;
+- an endpoint whose write cannot fit the provider's limits is refused at the line of its ``name``
+  (``fit_problem``): RFC 2136, its distinct addresses above the server's records of one type at a
+  name (``provider.max_records_per_type``, 100 by default: BIND 9.18's ``max-records-per-type``),
+  its marker TXT above one record's 65,535 bytes, or a change of it (old and new content in one
+  UPDATE) above one DNS message; Route 53, a change above one change batch's 1,000 records or
+  32,000 characters. Estimated for the worst case (every target live, 4-digit weights); the
+  providers reject such an endpoint's write alone at run time (``Rejected``) if one gets through.
 
 The format is documented in docs/fleet-file.md. This module reads files; it does no other I/O.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -37,10 +45,13 @@ from dnsplane.errors import InvalidConfig
 from dnsplane.model import (
     MAX_TTL,
     MIN_TTL,
+    WEIGHT_SCALE,
     Endpoint,
     EndpointKey,
     HealthCheck,
+    Member,
     Policy,
+    RecordSet,
     RecordType,
     Target,
     in_zone,
@@ -61,7 +72,7 @@ _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text 
 _TOP_KEYS = ("zone", "owner", "provider", "defaults", "targets", "endpoints")
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "embedded": ("kind",),
-    "rfc2136": ("kind", "server", "port", "key_file", "key_name", "timeout", "max_batch"),
+    "rfc2136": ("kind", "server", "port", "key_file", "key_name", "timeout", "max_batch", "max_records_per_type"),
     "route53": ("kind", "hosted_zone_id", "region", "endpoint_url", "wait_insync"),
 }
 _DEFAULTS_KEYS = ("ttl", "policy")
@@ -336,6 +347,11 @@ class _Parser:
         seen: dict[EndpointKey, Node] = {}
         for i, node in enumerate(self.items(top["endpoints"][1], "endpoints", "endpoints")):
             endpoints.append(self.endpoint(node, f"endpoints[{i}]", zone, default_ttl, default_policy, targets, seen))
+            problem = fit_problem(endpoints[-1], provider)
+            if problem:
+                pairs = node.value if isinstance(node, MappingNode) else []
+                name_node = next((v for k, v in pairs if getattr(k, "value", None) == "name"), node)
+                self.fail(name_node, f"endpoints[{i}] ({endpoints[-1].key}): {problem}")
         return Fleet(zone, tuple(endpoints), self.path, provider, owner)
 
     def provider(self, node: Node) -> ProviderConfig:
@@ -355,6 +371,8 @@ class _Parser:
                     options[key] = self.integer(vnode, where, 1, 65535)
                 case "max_batch":
                     options[key] = self.integer(vnode, where, 1, 10_000)
+                case "max_records_per_type":
+                    options[key] = self.integer(vnode, where, 1, 65_535)
                 case "timeout":
                     value = self.number(vnode, where)
                     if value <= 0:
@@ -613,4 +631,54 @@ def _name_problem(name: str) -> str | None:
         if not _LABEL.fullmatch(label):
             rule = "1-63 letters, digits, '-' or '_', not starting or ending with '-'"
             return f"{name!r} has a bad label {label!r} ({rule})"
+    return None
+
+
+# The providers' limits for one endpoint's write, as ``fit_problem`` checks them (config sits below the
+# providers and cannot import them; tests/test_config_limits.py checks these equal the providers' own).
+RFC2136_MAX_MESSAGE = 65_535 - 512  # one UPDATE, room kept for the TSIG record (providers/rfc2136/provider.py)
+RFC2136_MAX_RDATA = 0xFFFF  # one RR's data: the marker TXT (providers/rfc2136/wire.py)
+RFC2136_MAX_RECORDS_PER_TYPE = 100  # BIND 9.18's default max-records-per-type (SERVFAIL "too many records")
+ROUTE53_MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (providers/route53/batches.py)
+ROUTE53_MAX_CHARS = 32_000  # characters of values per change batch
+_MARKER_HEAD = 160  # "dnsplane g=<16 digits> d=<16> p=<12>.<8> o=<owner>", with room to spare
+
+
+def fit_problem(endpoint: Endpoint, provider: ProviderConfig) -> str | None:
+    """Why one write of ``endpoint`` cannot fit ``provider``'s message or batch limits, or None.
+
+    Worst case: every target live with a 4-digit weight, and a change (the old content as large as the
+    new one) in one message or change batch, as an enactor sends it.
+    """
+    worst = RecordSet.of(endpoint.ttl, [Member(t.id, t.addresses, WEIGHT_SCALE) for t in endpoint.targets])
+    addresses = worst.addresses()
+    rs_json = json.dumps(worst.to_json(), separators=(",", ":"), ensure_ascii=True)
+    n = len(endpoint.targets)
+    fewer = "give the endpoint fewer targets (or split it into several names)"
+    if provider.kind == "rfc2136":
+        limit = cast(int, provider.get("max_records_per_type", RFC2136_MAX_RECORDS_PER_TYPE))
+        if len(addresses) > limit:
+            return (f"{len(addresses)} distinct addresses, but the server keeps at most {limit} records of one type "
+                    "at a name (BIND's max-records-per-type, 100 by default; if the server allows more, set "
+                    f"provider.max_records_per_type); {fewer}")
+        txt = _MARKER_HEAD + len(rs_json) + math.ceil(len(rs_json) / 255) + 1
+        if txt > RFC2136_MAX_RDATA:
+            return (f"its marker TXT (the record set of {n} targets) needs about {txt} bytes, more than one DNS "
+                    f"record holds ({RFC2136_MAX_RDATA}); {fewer}, or shorter target ids")
+        rdlen = 4 if endpoint.rtype == "A" else 16
+        owners = 8 * (len(endpoint.name) + 30 + 10)  # owner names and RR headers of the prerequisites and updates
+        update = 12 + len(endpoint.name) + 2 * txt + 2 * len(addresses) * (rdlen + 12) + owners
+        if update > RFC2136_MAX_MESSAGE:
+            return (f"a change of its {n} targets needs an UPDATE of about {update} bytes, more than one DNS "
+                    f"message holds ({RFC2136_MAX_MESSAGE}); {fewer}, or shorter target ids")
+    elif provider.kind == "route53":
+        quoted = len(rs_json) + rs_json.count('"')  # Route 53 shows '"' as '\"'
+        strings = math.ceil(quoted / 255)
+        values = 1 + math.ceil(strings / 14)  # the marker, then values of up to 3,900 characters
+        records = 2 * (sum(len(set(t.addresses)) for t in endpoint.targets) + values)  # DELETE old + CREATE new
+        chars = 2 * (sum(len(a) for t in endpoint.targets for a in set(t.addresses))
+                     + _MARKER_HEAD + quoted + 3 * strings + 20 * values)
+        if records > ROUTE53_MAX_RECORDS or chars > ROUTE53_MAX_CHARS:
+            return (f"a change of its {n} targets needs about {records} records and {chars} characters in one "
+                    f"change batch; Route 53 allows {ROUTE53_MAX_RECORDS} and {ROUTE53_MAX_CHARS}; {fewer}")
     return None
