@@ -1006,10 +1006,13 @@ class World:
 
     def prober(self, fleet: Path, *, server: tuple[str, int] | None = None, start: bool = True,
                **kw: Any) -> Prober:
-        """A prober over every endpoint of ``fleet``, asking ``server`` (default: named)."""
+        """A prober over every endpoint of ``fleet``, asking ``server`` (default: named). Another server
+        than named (dnsplane's embedded one) is probed with ``answers="weighted"`` unless told otherwise."""
+        named = (self.named.host, self.named.port) if self.named is not None else None
         if server is None:
-            assert self.named is not None
-            server = (self.named.host, self.named.port)
+            assert named is not None, "no named in this world: pass server=up.dns"
+            server = named
+        kw.setdefault("answers", "all" if server == named else "weighted")
         p = Prober(server, endpoint_keys(fleet), **kw)
         self.probers.append(p)
         if start:

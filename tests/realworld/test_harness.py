@@ -161,7 +161,8 @@ def test_dnsplane_restart_on_the_embedded_provider_keeps_names_served(embedded_w
     fleet = w.fleet([w.target("lb-1", "192.0.2.11"), w.target("lb-2", "192.0.2.12")],
                     {"api": ["lb-1", "lb-2"]}, provider="embedded")
     up = w.dnsplane(fleet)
-    prober = w.prober(fleet, server=up.dns, answers="weighted")
+    prober = w.prober(fleet, server=up.dns)
+    assert prober.answers == "weighted"
     w.wait_served(up.dns, fleet)
     second = w.dnsplane(fleet, start=False, name="same-port", dns_port=up.dns_port)
     second.start(wait=False)
