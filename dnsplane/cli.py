@@ -293,6 +293,15 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
     from dnsplane.runtime.providers import open_provider
 
     path = getattr(args, "fleet", None)
+    options = (instance or {}).get("provider_options")
+    if path is None and instance is not None and instance.get("provider", "embedded") != "embedded" \
+            and isinstance(options, dict):
+        # The provider the running instance opened: its fleet file may have been edited since (a
+        # reload refused, an edit in progress), and the provider section cannot change on reload.
+        from dnsplane.config import Fleet, ProviderConfig
+
+        running = ProviderConfig(str(instance["provider"]), tuple(sorted(options.items())))
+        return open_provider(Fleet(zone, (), str(instance.get("fleet", "")), running), root)
     if path is None and instance is not None and instance.get("provider", "embedded") != "embedded":
         path = str(instance.get("fleet", ""))
         if not Path(path).is_file():
@@ -365,6 +374,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                if h.get("healthy") is None or h.get("check") == "unknown"]
     if unknown:
         console.print(f"health unknown (a local failure or no check yet; weights unchanged): {', '.join(unknown)}")
+    last_reload = (instance or {}).get("reload")
+    if last_reload:  # `dnsplane reload` or SIGHUP: what became of the newest one
+        when = time.strftime("%H:%M:%S", time.localtime(float(last_reload.get("finished", 0))))
+        verdict = "applied" if last_reload.get("ok") else "[red]REFUSED[/] (the fleet before it runs on)"
+        console.print(f"last fleet reload at {when}: {verdict}: {escape(str(last_reload.get('message', '')))}",
+                      highlight=False, soft_wrap=True)
     findings = (instance or {}).get("preflight") or []
     if findings:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")

@@ -289,6 +289,8 @@ class App:
             "pid": os.getpid(),
             "dns": list(self.dns_address() or ()),
             "provider": self.fleet.provider.kind,
+            # what the provider was opened with: `status` opens the same, whatever the file says now
+            "provider_options": dict(self.fleet.provider.options),
             "zone": self.fleet.zone,
             "fleet": self.fleet.source,
             "demo_ports": self.demo.ports if self.demo else {},

@@ -73,6 +73,10 @@ def test_reload_refuses_a_broken_file_whole_and_the_fleet_keeps_running(world: W
     record = reload_record(up)
     assert record["ok"] is False and f"{fleet}:{line}:" in record["message"]
     assert "fleet reload refused" in up.log()
+    status = up.cli("status")
+    assert status.returncode == 0, status.stderr
+    assert "last fleet reload at" in status.stdout and "REFUSED" in status.stdout
+    assert f"{fleet}:{line}:" in status.stdout, "status reads the provider the instance runs, not the broken file"
 
     # A zone the running process does not manage is refused at the zone's line.
     fleet.write_text(text.replace("zone: demo.test.", "zone: other.test.").replace("- lb-9", "- lb-3"))
