@@ -31,7 +31,7 @@ def rewrite(world: World, fleet: Path, endpoints: dict[str, list[str]]) -> None:
     """The same fleet file (same targets, on the same listeners) with these endpoints."""
     targets = [Target(tid, (addr,), world.listeners[tid].port)
                for tid, addr in (("lb-1", A1), ("lb-2", A2), ("lb-3", A3)) if tid in world.listeners]
-    world.fleet(targets, endpoints, policy=ALL, name=fleet.name)
+    world.fleet(targets, endpoints, policy=ALL, name=fleet.name, provider="rfc2136" if world.named else "embedded")
 
 
 def add_lb3(world: World) -> None:
@@ -140,6 +140,28 @@ def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(w
     start = verifier_rounds(up)
     wait_for("three verifier rounds", lambda: verifier_rounds(up) >= start + 3, detail=world.logs)
     assert addresses(server, "www.demo.test") == frozenset(), "a released endpoint was recreated"
+    prober.wait_rounds(5)
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
+
+
+def test_reload_on_the_embedded_provider(embedded_world: World) -> None:
+    """The same on dnsplane's own DNS server: a new name answers, an unknown option is refused."""
+    world = embedded_world
+    lb1 = world.target("lb-1", A1)
+    fleet = world.fleet([lb1], {"api": ["lb-1"]}, policy=ALL, provider="embedded")
+    up = world.dnsplane(fleet)
+    world.wait_served(up.dns, fleet)
+    prober = world.prober(fleet, server=up.dns)
+    add_lb3(world)
+    rewrite(world, fleet, {"api": ["lb-1"], "new": ["lb-3"]})
+    res = up.cli("reload")
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    wait_for("new.demo.test to answer lb-3", lambda: addresses(up.dns, "new.demo.test") == {A3}, detail=world.logs)
+    fleet.write_text(fleet.read_text() + "bogus: 1\n")
+    res = up.cli("reload")
+    assert res.returncode == 2 and f"{fleet}:" in res.stderr and "bogus" in res.stderr, res.stderr
+    assert addresses(up.dns, "new.demo.test") == {A3} and addresses(up.dns, "api.demo.test") == {A1}
     prober.wait_rounds(5)
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
