@@ -233,6 +233,8 @@ class Dnsplane:
         self.fleet = fleet
         self.data_dir = self.workdir / "data"
         self.dns_port = dns_port or free_port()
+        self._port_picked = dns_port is None  # picked here: another may be taken if it is gone at start
+        self._served_once = False
         self.periods = {**PERIODS, **(periods or {})}
         self.enactors = enactors
         self.extra_args = list(extra_args)
@@ -290,6 +292,25 @@ class Dnsplane:
 
     # -- lifecycle
     def start(self, *, wait: bool = True, deadline: float = DEADLINE) -> None:
+        """Start ``dnsplane up``; with ``wait``, return once it is ready. A DNS port this object picked
+        that another process took before the first start is replaced by another free port (at most
+        twice); a restart keeps the port, so probers of ``dns`` keep asking the right server."""
+        for attempt in range(3):
+            mark = self.log_mark()
+            self._spawn()
+            if not wait:
+                return
+            try:
+                self.wait_ready(deadline)
+                self._served_once = True
+                return
+            except AssertionError:
+                taken = "address already in use" in self.log_since(mark).lower()
+                if attempt == 2 or not taken or not self._port_picked or self._served_once or self.running:
+                    raise
+                self.dns_port = free_port()
+
+    def _spawn(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.runs += 1
         out = open(self.workdir / f"up-{self.runs}.out", "wb")  # noqa: SIM115 - handed to the child
@@ -300,8 +321,6 @@ class Dnsplane:
         finally:
             out.close()
             err.close()
-        if wait:
-            self.wait_ready(deadline)
 
     def wait_ready(self, deadline: float = DEADLINE) -> dict[str, Any]:
         """Wait until ``instance.json`` is this process's (the DNS server listens, actors started)."""
