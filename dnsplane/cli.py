@@ -533,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the planner, enactors, collector, verifier, health checks and the "
                         "embedded DNS server in one process.",
                         epilog="examples:\n  dnsplane up\n  dnsplane up --fleet fleet.yaml --dns 127.0.0.1:5300\n")
-    up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet")
+    up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet. SIGHUP (or "
+                    "`dnsplane reload`) re-reads it: applied whole, or refused with file:line")
     up.add_argument("--dns", default="127.0.0.1:5353", help="address:port to serve DNS on (default 127.0.0.1:5353)")
     up.add_argument("--enactors", type=int, default=3, help="number of redundant enactors (default 3)")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
