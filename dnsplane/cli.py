@@ -344,11 +344,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                   + ("" if instance else " (not running)"))
     for col in ("endpoint", "plan gen", "marker gen", "state", "targets (health, weight)"):
         table.add_column(col)
+    owner = str((instance or {}).get("owner") or store.owner_id())  # I7: whose markers are ours
+    fleet_complete = instance is not None and len(fleet_targets) < 10_000  # instance.json lists the fleet
     for key in sorted(desired):
         want = desired[key]
         seen = observed[key]
         marker = seen.marker
-        if marker is None:
+        if fleet_complete and str(key) not in fleet_targets:
+            state = "released (not in the fleet)"
+        elif marker is not None and marker.owner and marker.owner != owner:
+            state = f"[red]FOREIGN (owner {escape(marker.owner)})[/]"
+        elif marker is None and seen.records is not None:
+            state = "[red]FOREIGN (records without a marker)[/]"
+        elif marker is None:
             state = "[red]no marker[/]"
         elif seen.records is None or not seen.records.live_members():
             state = "[red]EMPTY[/]"
@@ -380,6 +388,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         verdict = "applied" if last_reload.get("ok") else "[red]REFUSED[/] (the fleet before it runs on)"
         console.print(f"last fleet reload at {when}: {verdict}: {escape(str(last_reload.get('message', '')))}",
                       highlight=False, soft_wrap=True)
+    foreign = (instance or {}).get("foreign") or {}
+    if foreign:
+        console.print(f"owner {escape(owner)}: {len(foreign)} endpoint(s) FOREIGN, not written (I7; "
+                      "adopt: true in the fleet file takes one over):", highlight=False, soft_wrap=True)
+        for name, why in sorted(foreign.items()):
+            console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
     findings = (instance or {}).get("preflight") or []
     if findings:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")

@@ -43,6 +43,7 @@ from dnsplane.protocol.messages import (
     Resolved,
     Tick,
 )
+from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
@@ -89,6 +90,8 @@ class App:
         data = self.options.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(data / "store.sqlite")
+        # I7: the fleet file's ``owner:``, else the id generated once for this data dir
+        self.owner = self.fleet.owner or self.store.owner_id()
         self.provider = open_provider(self.fleet, data)
         # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
         self.server = None
@@ -98,13 +101,21 @@ class App:
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace)
         batch = min(1000, self.provider.capabilities.max_batch)
-        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch) for i in range(self.options.enactors)]
+        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ownership=self.ownership())
+                         for i in range(self.options.enactors)]
         self.collector = Collector("collector")
-        self.verifier = Verifier("verifier", zone=zone)
+        self.verifier = Verifier("verifier", zone=zone, ownership=self.ownership())
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.ready = asyncio.Event()  # first round of health checks done
         self._unknown_checks: dict[str, str] = {}  # target -> detail of its check's current unknown streak
         self.started = asyncio.Event()  # DNS server listening, instance.json written
+
+    def ownership(self) -> Ownership:
+        """This installation's owner id, and the current fleet's managed and adopted endpoints (I7)."""
+        return Ownership.of_fleet(self.owner, self.fleet.endpoints)
+
+    def _fresh_enactor(self, name: str, zone: str, batch: int) -> Enactor:
+        return Enactor(name, zone, batch, ownership=self.ownership())
 
     # ------------------------------------------------------------- driving actors
 
@@ -283,6 +294,15 @@ class App:
 
     # ------------------------------------------------------------- lifecycle
 
+    def foreign(self) -> dict[str, str]:
+        """Endpoints refused as not this installation's (I7), and why, as the actors last saw them."""
+        found: dict[str, str] = {}
+        actors: list[Verifier | Enactor] = [self.verifier, *self.enactors]
+        for actor in actors:
+            for key, why in actor.foreign.items():
+                found.setdefault(str(key), why)
+        return found
+
     def write_instance(self) -> None:
         down = self.demo.down() if self.demo else []
         write_json_atomic(self.options.data_dir / "instance.json", {
@@ -297,6 +317,8 @@ class App:
             "down": down,
             "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},
             "reload": self.last_reload.to_json() if self.last_reload else None,
+            "owner": self.owner,
+            "foreign": self.foreign(),
             "preflight": self.preflight,
             "health": {  # healthy: true / false / null (unknown); check: the newest result, "unknown" included
                 tid: {"healthy": h.healthy, "detail": h.last_detail, "check": h.last_result}
