@@ -390,13 +390,33 @@ class Dnsplane:
             return json.loads(res.stdout)  # type: ignore[no-any-return]
         return self.instance() or {}
 
-    def assert_every_actor_running(self, within: float | None = None) -> None:
-        """Every actor's last successful round is at most ``within`` s old (default: three of its
-        slowest periods, at least 3 s), and the process is alive."""
-        assert self.running, f"dnsplane up is not running:\n{self.log_tail()}"
+    def actor_problems(self, within: float | None = None, since: float | None = None) -> list[str]:
+        """``actor_problems`` of this process's status (``within`` defaults to three of its slowest
+        periods, at least 3 s); the process not running is a problem too."""
+        if not self.running:
+            return ["dnsplane up is not running"]
         within = within if within is not None else max(3.0, 3 * max(self.periods.values()))
-        problems = actor_problems(self.status() or self.instance() or {}, within=within, log=self.log())
+        return actor_problems(self.status() or self.instance() or {}, within=within, since=since, log=self.log())
+
+    def assert_every_actor_running(self, within: float | None = None, since: float | None = None) -> None:
+        """Every actor's last successful round is at most ``within`` s old (and, with ``since``, at or
+        after that ``time.time()``), and the process is alive."""
+        problems = self.actor_problems(within, since)
         assert not problems, "actors not running:\n  " + "\n  ".join(problems) + f"\n{self.log_tail()}"
+
+    def wait_every_actor_running(self, since: float | None = None, deadline: float = DEADLINE) -> None:
+        """Wait until every actor has had a successful round at or after ``since`` (``time.time()``;
+        default: now), e.g. after a fault ends: each actor recovered by itself."""
+        since = time.time() if since is None else since
+        last: list[str] = []
+
+        def ok() -> bool:
+            nonlocal last
+            last = self.actor_problems(since=since)
+            return not last
+
+        wait_for("every actor to succeed a round", ok, deadline,
+                 lambda: "\n  ".join(last) + f"\n{self.log_tail()}")
 
 
 _STATUS_JSON: bool | None = None
@@ -428,9 +448,10 @@ _LAST_OK_KEYS = ("last_success", "last_ok", "last_success_at", "last_round_ok")
 
 
 def actor_problems(instance: Mapping[str, Any], *, within: float, log: str = "",
-                   now: float | None = None) -> list[str]:
+                   now: float | None = None, since: float | None = None) -> list[str]:
     """Why not every actor is running, from ``instance.json`` / ``status --json``: each actor under
-    ``actors`` must have a last successful round (epoch seconds) at most ``within`` s old. When the
+    ``actors`` must have a last successful round (epoch seconds) at most ``within`` s old, and not
+    before ``since`` when given (a round that succeeded after a fault ended). When the
     running code does not report actors yet, an "actor round failed" or a traceback in ``log`` is a
     problem (that code never runs a failed actor again)."""
     now = time.time() if now is None else now
@@ -447,6 +468,9 @@ def actor_problems(instance: Mapping[str, Any], *, within: float, log: str = "",
                 problems.append(f"{name}: no successful round ({info})")
             elif now - float(last) > within:
                 problems.append(f"{name}: last successful round {now - float(last):.1f}s ago (> {within:g}s): {info}")
+            elif since is not None and float(last) < since:
+                problems.append(f"{name}: no successful round since {since - now:+.1f}s (last "
+                                f"{float(last) - now:+.1f}s): {info}")
         return problems
     for line in log.splitlines():
         if "actor round failed" in line or line.startswith("Traceback"):

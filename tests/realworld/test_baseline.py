@@ -37,5 +37,6 @@ def test_a_target_down_and_up_keeps_every_name_served(world: World) -> None:
 
     prober.stop()
     prober.assert_invariants(world.logs)
+    up.wait_every_actor_running()  # a round that succeeded after everything above, for every actor
     up.assert_every_actor_running()
     assert prober.rounds() > 10

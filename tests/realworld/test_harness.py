@@ -121,6 +121,8 @@ def test_actor_problems_reads_actors_or_the_log() -> None:
     assert actor_problems({}, within=5, log="12:00:00.000 ERROR dnsplane.runtime actor round failed actor=v")
     assert actor_problems({}, within=5, log="12:00:00.000 INFO ok") == []
     assert every_actor_running({"actors": {"planner": {"last_ok": time.time()}}}, within=5)
+    assert actor_problems({"actors": {"planner": {"last_ok": 998.0}}}, within=5, now=now, since=999.0)
+    assert not actor_problems({"actors": {"planner": {"last_ok": 999.5}}}, within=5, now=now, since=999.0)
 
 
 def test_the_prober_sees_hand_edits_on_named(named: NamedServer) -> None:
