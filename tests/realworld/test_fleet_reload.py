@@ -112,7 +112,10 @@ def test_sighup_reloads_as_reload_does(world: World) -> None:
 
 
 def verifier_rounds(up: Dnsplane) -> int:
-    return int(((up.instance() or {}).get("actors") or {}).get("verifier", {}).get("rounds", 0))
+    """How many rounds the verifier has finished (``instance.json``'s actor status)."""
+    actors = (up.instance() or {}).get("actors")
+    assert actors and "verifier" in actors, f"instance.json has no verifier status: {up.instance()}"
+    return int(actors["verifier"].get("rounds", 0))
 
 
 def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(world: World) -> None:
