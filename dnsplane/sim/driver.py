@@ -26,6 +26,7 @@ How a run proceeds (discrete events in time order; ties by insertion):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import random
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
-from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet
+from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, generation_in_range
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite, LegacyEnactor
@@ -51,6 +52,7 @@ from dnsplane.protocol.messages import (
     WriteBatch,
     WriteDone,
 )
+from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
@@ -72,6 +74,7 @@ PROTOCOLS = ("safe", "legacy")
 WRITES = (WriteBatch, ForceWrite)  # a "slow" actor's writes take long (AWS: retries on several endpoints)
 _WRITE_TYPES = frozenset(WRITES)
 _COLLECTS = frozenset((Collect, CleanUp))  # requests that delete plans
+INTRUDER = "intruder"  # the owner id of the second installation of the ``second_owner`` fault
 _TICK, _WAKE, _DELIVER, _HEALTH, _FAULT, _RESTART, _QUIET = range(7)
 
 
@@ -137,6 +140,12 @@ class Simulation:
         self.store = MemoryStore()
         self.provider = MemoryProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
+        # I7: every endpoint is adopted unless the scenario says otherwise (``not_adopted``), so that a
+        # marker deleted by hand stays a state the verifier repairs; the installation's owner id is ""
+        not_adopted = {self.keys[i] for i in scenario.not_adopted}
+        self.ownership = (Ownership("", None, frozenset(k for k in self.keys if k not in not_adopted))
+                          if not_adopted else Ownership())
+        self.monitor.adopted = self.ownership.adopted
         # the outage / throttling hooks are asked before every store / provider call: leave them out
         # (SimExecutor then never fails a call) when this run's schedule has no such fault
         kinds = {f.kind for f in schedule}
@@ -193,7 +202,7 @@ class Simulation:
         if self.protocol == "safe":
             self.actors["collector"] = Collector()
             self.periods["collector"] = s.collector_period
-            self.actors["verifier"] = Verifier("verifier")
+            self.actors["verifier"] = Verifier("verifier", ownership=self.ownership)
             self.periods["verifier"] = s.verifier_period
         for name in self.actors:
             self.alive[name] = True
@@ -206,7 +215,7 @@ class Simulation:
     def _new_enactor(self, name: str) -> Enactor | LegacyEnactor:
         if self.protocol == "legacy":
             return LegacyEnactor(name, ZONE, keep=self.scenario.legacy_keep)
-        return Enactor(name, ZONE)
+        return Enactor(name, ZONE, ownership=self.ownership)
 
     def _push(self, at: float, kind: int, actor: str, payload: Any = None) -> None:
         self.seq += 1
@@ -620,6 +629,10 @@ class Simulation:
                 self._malformed(f)
             case "corrupt":
                 self._corrupt(f)
+            case "marker_out_of_range":
+                self._marker_out_of_range(f)
+            case "second_owner":
+                self._second_owner(f)
             case "request_exception":
                 # the actor's next store or provider call raises ``f.value``-th exception of EXCEPTIONS
                 if self.alive.get(f.target, False):
@@ -651,7 +664,7 @@ class Simulation:
         elif name == "collector":
             self.actors[name] = Collector()
         elif name == "verifier":
-            self.actors[name] = Verifier("verifier")
+            self.actors[name] = Verifier("verifier", ownership=self.ownership)
         else:
             self.actors[name] = self._new_enactor(name)
             self.began.pop(name, None)
@@ -724,6 +737,49 @@ class Simulation:
                 digest = seen.records.digest if seen.records else "0"
                 prev = seen.marker.prev if seen.marker else ""
                 self.provider.hand_edit(key, seen.records, Marker(old, digest, prev))
+        self.corrupting = False
+
+    def _marker_out_of_range(self, f: Fault) -> None:
+        """A person writes the marker TXT with ``g=`` out of range or garbage (``f.mode``: "g=<text>", with
+        "/column" when the provider keeps markers as columns and holds the number itself). The rest of
+        the text is the current marker's (``d=`` the records' digest, ``p=`` and ``o=`` kept). A text marker
+        reaches dnsplane as ``Marker.from_text`` reads it, as from a real server's TXT record."""
+        key = self.by_endpoint[f.target].key
+        seen = self.provider.read([key])[key]
+        if seen.records is None and seen.marker is None:
+            return
+        self._fired("marker_out_of_range")
+        text, column = f.mode.removeprefix("g=").removesuffix("/column"), f.mode.endswith("/column")
+        current = seen.marker or Marker(Generation(0), "", "")
+        digest = seen.records.digest if seen.records else current.digest
+        if column:
+            marker: Marker | None = dataclasses.replace(current, generation=Generation(int(text)), digest=digest)
+        else:
+            edited = dataclasses.replace(current, digest=digest).to_text().split()
+            edited[1] = f"g={text}"
+            marker = Marker.from_text(" ".join(edited))
+        self.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
+        if marker is not None and generation_in_range(marker.generation):
+            self.monitor.hand_edited(key, int(marker.generation))  # read as an ordinary hand edit
+        # (an out-of-range generation is not one dnsplane wrote: the monitor's I2 baseline stays)
+        self.corrupting = True
+        self.provider.hand_edit(key, seen.records, marker)
+        self.corrupting = False
+
+    def _second_owner(self, f: Fault) -> None:
+        """Another installation (owner id ``INTRUDER``, its own store and numbering: ``f.value``) writes
+        endpoint ``f.target`` with its own content and marker, as a second ``dnsplane up`` on the zone
+        would. An adopted endpoint is taken back by the verifier; one that is not stays theirs (I7)."""
+        key = self.by_endpoint[f.target].key
+        seen = self.provider.read([key])[key]
+        self._fired("second_owner")
+        records = RecordSet.of(60, [Member("other-lb", ("198.51.100.7",), 1000)])
+        theirs = seen.marker if seen.marker is not None and seen.marker.owner == INTRUDER else None
+        marker = Marker.after(theirs, Generation(int(f.value)), records.digest, INTRUDER)
+        self.hand_marked.add(key)  # another store's generation: no reference (I3) until dnsplane rewrites it
+        self.monitor.hand_edited(key, None)
+        self.corrupting = True
+        self.provider.hand_edit(key, records, marker)
         self.corrupting = False
 
     # ----------------------------------------------------------------- quiet, I4, I6

@@ -17,7 +17,10 @@ transitions are:
   actor's pending request raises an exception that is not a ``DnsplaneError``
   (a ``RuntimeError``; before it ran, or after it took effect), which the
   runtime's ``Executor.run`` turns into a ``Failed`` reply the actor handles; or
-  a human empties an endpoint's records or deletes its marker.
+  a human empties an endpoint's records, deletes its marker, or writes its
+  marker's ``g=`` out of range (``2**63 - 1``, as a provider that keeps markers as
+  columns holds it; as TXT text ``Marker.from_text`` reads it as no marker, which
+  deleting it covers).
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step
 that deleted plans, I3 (references computed from actor state); after every move
@@ -112,7 +115,10 @@ on all of these and on every future the full search would explore from them.
 6. *Reads of a final head.* Once the planner has seen the whole health script
    and is idle, in sync, with nothing to publish, the head never moves again
    (only the planner publishes; the verifier's ``AdvanceHead`` names a marker,
-   and every marker was written from a head already read, so it is a no-op).
+   and every marker was written from a head already read, so it is a no-op;
+   a marker a human garbled to ``g=2**63-1`` is out of range, which the verifier
+   never takes for a head; were it taken, the check after that ``AdvanceHead``
+   itself reports it, before any reduced move).
    Then the verifier's ``LoadDesired`` is a stable read: the head, and each
    endpoint's newest row at or below it, which the collector keeps (its
    watermark is at most the newest applied generation, so at most the head);
@@ -168,8 +174,8 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.sim.invariants import Monitor, Violation
-from dnsplane.sim.world import HUMAN_FAULTS, REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.sim.invariants import MAX_HEAD, Monitor, Violation
+from dnsplane.sim.world import GARBLED, HUMAN_FAULTS, REQUESTS, ZONE, SimExecutor, fleet
 from dnsplane.store.memory import MemoryStore
 
 SKIP = frozenset({"stats", "deleted", "endpoints", "by_target", "by_key", "name", "zone", "batch_size", "keep",
@@ -462,6 +468,8 @@ class World:
                     yield f"a human empties {ep.key.name}", ("empty", ep.key)
                 if seen.marker is not None:
                     yield f"a human deletes {ep.key.name}'s marker", ("unmark", ep.key)
+                    if seen.marker.generation != GARBLED:
+                        yield f"a human writes g={GARBLED} into {ep.key.name}'s marker", ("garble", ep.key)
 
     def reduced_moves(self) -> list[tuple[str, tuple[Any, ...], bool]]:
         """``moves()``, or only the tick of one idle actor when the tick reduction applies (docstring)."""
@@ -597,6 +605,13 @@ class World:
                 self._own_monitor().hand_edited(key, None)
                 provider.hand_edit(key, seen.records, None)
                 self.wrote_provider = True
+            case ("garble", key):  # the rest of the marker kept (the monitor's I2 baseline too: not a generation)
+                self.faults += 1
+                provider = self._own_provider()
+                seen = provider.read([key])[key]
+                assert seen.marker is not None
+                provider.hand_edit(key, seen.records, replace(seen.marker, generation=GARBLED))
+                self.wrote_provider = True
         if changed is not None:
             actor = self.actors[changed]
             if actor.busy and changed not in self.pending:  # no reply will come: it never runs again
@@ -668,6 +683,8 @@ class World:
                 if kind in _WRITES_STORE:
                     self._own_store(rows_only=kind in _ROWS_ONLY)
             failed = self._executor().effects(name, effects, 0.0)
+            if AdvanceHead in self.effects_ran and self.store.head() > MAX_HEAD:  # reads only the store
+                self._own_monitor().check_head(int(self.store.head()))
         if failed is not None:
             self.pending[name] = failed
         elif request is not None:
@@ -680,7 +697,7 @@ class World:
             if name.startswith("enactor") and working is not None:
                 refs.append((f"{name} in flight", int(working), None))
         for key, seen in self.provider.read_all().items():
-            if seen.marker is not None:
+            if seen.marker is not None and seen.marker.generation != GARBLED:  # a person's g= names no plan
                 refs.append((f"the marker of {key}", int(seen.marker.generation), key))
         if self.lkg:
             refs.append(("the verifier's last-known-good", self.lkg, None))

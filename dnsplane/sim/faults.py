@@ -50,6 +50,10 @@ class Fault:
 
 
 CORRUPTIONS = ("emptied", "marker_deleted", "marker_stale")
+# What a human writes as a marker's ``g=`` (``marker_out_of_range``): each as TXT text, which a provider
+# reads with ``Marker.from_text``, or (the numeric ones) as a number in a provider that keeps markers
+# as columns (embedded, memory): ``mode`` is "<value>" or "<value>/column".
+OUT_OF_RANGE = ("-1", "9223372036854775807", "99999999999999999999", "9007199254740993", "12abc", "")
 MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")
 
 
@@ -94,6 +98,15 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(MALFORMED)))
                 case "corrupt":
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(CORRUPTIONS)))
+                case "marker_out_of_range":
+                    g = rng.choice(OUT_OF_RANGE)
+                    column = g.lstrip("-").isdigit() and rng.random() < 0.5
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
+                                     mode=f"g={g}" + ("/column" if column else "")))
+                case "second_owner":
+                    # ``value``: the generation in the other installation's marker (its own numbering)
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
+                                     value=float(rng.choice((1, 2, 7, 1000)))))
                 case "request_exception":
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

@@ -34,6 +34,14 @@ What each check means, precisely:
 - **I5 validity**: everything at the provider passes ``validate_record_set``.
 - **I6 idempotence** (``check_idempotent``): re-running the enactors when all
   is applied costs zero provider writes.
+- **I7 ownership**: dnsplane never writes an endpoint whose state, as last
+  seen, was foreign and not adopted: records without a marker, or a marker of
+  another owner id (``Ownership.foreign``; ``adopted`` None: every endpoint is
+  adopted, the simulator's default world). Checked when a write by dnsplane lands
+  (``written``): the state before it is the one the previous step left. An
+  endpoint that is foreign and not adopted at the end is exempt from I4 (a person,
+  or another installation, made it not dnsplane's; its content is theirs).
+  A marker of another owner sets no I2 baseline (another numbering).
 - **I8 liveness of the safety net** (``wedged``, called by the drivers): an actor
   that is busy with no request outstanding (no reply will ever come) and is
   alive and not paused never runs again: its ticks are ignored while it is busy.
@@ -42,8 +50,11 @@ What each check means, precisely:
   ``busy`` flag stayed set). The simulator looks at every tick and at the end;
   the explorer after every move. Its "endpoint" is the actor's name.
 - **Head bound** (``check_head``, reported under I4, since every later publish
-  fails): the store's head never reaches ``MAX_HEAD`` (the 64-bit range of a
-  real store, less one for the next publish), whatever marker a human wrote.
+  past the bound fails): the store's head never passes the highest generation
+  a planner published, nor ``model.MAX_GENERATION``, whatever marker a human
+  wrote (a marker out of range is corrupt, never a head). A marker whose
+  generation is out of range is not a generation: I2 neither compares it nor
+  takes it as a baseline.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dnsplane.errors import DnsplaneError, InvalidPlan
-from dnsplane.model import EndpointKey, Generation, Observed, RecordSet, validate_record_set
+from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Observed, RecordSet, validate_record_set
 
 I1, I2, I3, I4, I5, I6 = (
     "I1 never empty",
@@ -63,9 +74,10 @@ I1, I2, I3, I4, I5, I6 = (
     "I5 validity",
     "I6 idempotence",
 )
+I7 = "I7 ownership"
 I8 = "I8 liveness of the safety net"
 NOWHERE = EndpointKey("-", "-")
-MAX_HEAD = 2**63 - 2  # SQLite's INTEGER is 64-bit signed: a head here leaves room for one more plan
+MAX_HEAD = int(MAX_GENERATION)  # the bound as shipped (a test that widens the model's for a run keeps this one)
 
 
 class InvariantViolation(DnsplaneError):
@@ -109,6 +121,9 @@ class Monitor:
     violations: list[Violation] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
     on_violation: Callable[[Violation], None] | None = None
+    owner: str = ""  # I7: the owner id of the installation under test
+    adopted: frozenset[EndpointKey] | None = None  # I7: endpoints its fleet adopts (None: every one)
+    foreign: dict[EndpointKey, str] = field(default_factory=dict)  # I7: foreign, not adopted, as last seen
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
@@ -155,9 +170,13 @@ class Monitor:
         self.highest_marker[key] = marker_generation or 0
 
     def written(self, keys: Iterable[EndpointKey]) -> None:
-        """dnsplane wrote these keys: a corrupted endpoint's exemption ends."""
+        """dnsplane wrote these keys: a corrupted endpoint's exemption ends; one that was foreign and
+        not adopted is an I7 violation."""
         for k in keys:
             self.exempt_until.pop(k, None)
+            why = self.foreign.pop(k, None)
+            if why is not None:
+                self.fail(I7, k, f"dnsplane overwrote an endpoint it does not own ({why}, not adopted)")
 
     def check(self, observed: dict[EndpointKey, Observed], step_note: str = "") -> None:
         """Check I1, I2 and I5 on the given endpoints' current state."""
@@ -168,7 +187,12 @@ class Monitor:
             records, marker = seen.records, seen.marker
             if records is not None or marker is not None:
                 self.published.add(key)
-            if key in self.published and (records is None or not records.live_members()):
+            alien = self._foreign(key, seen)
+            if alien is None:
+                self.foreign.pop(key, None)
+            else:
+                self.foreign[key] = alien  # not dnsplane's: its emptiness is its owner's business (I1)
+            if alien is None and key in self.published and (records is None or not records.live_members()):
                 until = self.exempt_until.get(key)
                 if until is None or self.now > until:
                     why = "" if until is None else " (hand-emptied, not repaired within the bound)"
@@ -178,6 +202,10 @@ class Monitor:
                     validate_record_set(key, records, self.zone)
                 except InvalidPlan as err:
                     self.fail(I5, key, str(err))
+            if marker is not None and marker.owner and marker.owner != self.owner:
+                marker = None  # another installation's numbering: no I2 baseline, no content mark
+            if marker is not None and not 0 <= marker.generation <= MAX_HEAD:
+                marker = None  # a human's out-of-range g=: not a generation (no I2 baseline, no content mark)
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
                 if marker.generation < high:
@@ -194,6 +222,8 @@ class Monitor:
                 del self.exempt_until[k]
             self.steps -= 1
             for k, seen in read(expired).items():
+                if self._foreign(k, seen) is not None:
+                    continue  # not dnsplane's (I7): its owner's to repair
                 if seen.records is None or not seen.records.live_members():
                     self.fail(I1, k, "hand-emptied endpoint not repaired within the bound")
 
@@ -236,9 +266,21 @@ class Monitor:
                     self.fail(I3, key, f"content of generation {g}, referenced by {who}, is gone from the store "
                                        f"(store has {got}, plan had {want})")
 
+    def _foreign(self, key: EndpointKey, seen: Observed) -> str | None:
+        """Why ``seen`` is foreign and not adopted (I7), or None."""
+        if self.adopted is None or key in self.adopted:
+            return None
+        marker = seen.marker
+        if marker is not None:
+            return f"marker of owner {marker.owner!r}" if marker.owner and marker.owner != self.owner else None
+        return "records without a marker" if seen.records is not None else None
+
     def check_converged(self, observed: dict[EndpointKey, Observed], head: int, bound: float) -> None:
-        """I4: every endpoint holds the newest valid content at or below ``head``."""
+        """I4: every endpoint holds the newest valid content at or below ``head`` (except one that is
+        foreign and not adopted: not dnsplane's to converge, I7)."""
         for key in self.content:
+            if self._foreign(key, observed.get(key, Observed(None, None))) is not None:
+                continue
             want = self.newest_valid(key, head)
             if want is None:
                 continue
@@ -258,11 +300,16 @@ class Monitor:
         """I8: ``actor`` is busy with no request outstanding; it never runs again."""
         self.fail(I8, actor, detail)
 
-    def check_head(self, head: int, published: int) -> None:
-        """The store's head after a step that may have moved it (``AdvanceHead``)."""
-        if head > MAX_HEAD:
-            self.fail(I4, NOWHERE, f"the store's head is {head} (highest generation published {published}): "
-                                   f"past the 64-bit range of a real store, every later publish fails")
+    def check_head(self, head: int, published: int | None = None) -> None:
+        """The store's head after a step that may have moved it (``AdvanceHead``): a marker no plan
+        wrote (a human's) must not become the head. ``published``: the highest generation published
+        (None: check only ``MAX_GENERATION``)."""
+        if head > MAX_HEAD or (published is not None and head > published):
+            past = [f"the highest generation published ({published})"] if published is not None else []
+            if head > MAX_HEAD:
+                past.append(f"MAX_GENERATION ({MAX_HEAD})")
+            self.fail(I4, "the store's head", f"the store's head is {head}, past {' and '.join(past)}: "
+                                              f"it followed a marker no plan wrote")
 
     def fail(self, invariant: str, key: EndpointKey | str, detail: str) -> None:
         if self.collect:

@@ -13,6 +13,7 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     latency: [0.05, 2.0]    # every other store / provider request
     health_flip: 0.05       # chance per target per health period that its health flips
     legacy_keep: 3          # the legacy clean-up's "significantly older"
+    not_adopted: [3]        # endpoints whose foreign records dnsplane must leave alone (I7; default: none)
     faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
       crash: {active: 0.5, rate: 2}
 
@@ -48,6 +49,8 @@ FAULT_KINDS: tuple[str, ...] = (
     # Issue 8: causes seen on a real server. New kinds go last: the schedule draws kinds in this order,
     # so a scenario without them replays its old seeds exactly.
     "request_exception",  # an actor's next store or provider call raises an exception that is not a DnsplaneError
+    "marker_out_of_range",  # a human writes a marker whose g= is negative, past 64 bits, or garbage
+    "second_owner",  # another installation (another owner id) writes an endpoint with its own content and marker
 )
 # The kinds issue 8 added. A seed found before them replays as it did with ``Scenario.without(*ISSUE_8_KINDS)``
 # (the other kinds' schedule is drawn first, unchanged); tests/sim/test_regressions.py does.
@@ -85,6 +88,9 @@ class Scenario:
     max_skew: float = 30.0
     repair_bound: float = 600.0
     faults: dict[str, FaultSpec] = field(default_factory=dict)
+    # I7: indices of the endpoints the fleet does NOT adopt (``adopt: true`` is the default here, so that
+    # the repair of a marker deleted by hand stays covered); foreign records there are never written
+    not_adopted: tuple[int, ...] = ()
 
     @property
     def convergence_bound(self) -> float:
@@ -123,7 +129,7 @@ def _replace(s: Scenario, **changes: Any) -> Scenario:
 
 
 _TOP = {"name", "description", "duration", "quiet", "fleet", "enactors", "slow", "periods", "latency",
-        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults"}
+        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted"}
 
 
 def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
@@ -177,6 +183,11 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
             float(spec.get("factor", 20.0)),
         )
     kw["faults"] = faults
+    not_adopted = data.get("not_adopted") or []
+    if not (isinstance(not_adopted, list) and all(isinstance(i, int) and 0 <= i < kw["endpoints"]
+                                                  for i in not_adopted)):
+        raise InvalidConfig(path, 0, f"not_adopted: expected a list of endpoint indices, got {not_adopted!r}")
+    kw["not_adopted"] = tuple(sorted(set(not_adopted)))
     return Scenario(**kw)
 
 

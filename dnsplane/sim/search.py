@@ -64,7 +64,7 @@ from dnsplane.protocol.messages import (
     WriteBatch,
 )
 from dnsplane.sim.invariants import Monitor, Violation
-from dnsplane.sim.world import HUMAN_FAULTS, REQUESTS
+from dnsplane.sim.world import GARBLED, HUMAN_FAULTS, REQUESTS
 from dnsplane.store.memory import MemoryStore
 
 State = tuple[int, ...]
@@ -281,6 +281,8 @@ class Search:
                     out.append(("empty", key))
                 if seen.marker is not None:
                     out.append(("unmark", key))
+                    if seen.marker.generation != GARBLED:
+                        out.append(("garble", key))
         return out
 
     def forced(self, s: State) -> Move | None:

@@ -78,7 +78,9 @@ REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadD
             Collect, Resolve, ForceWrite, CleanUp)
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
-HUMAN_FAULTS = frozenset({"empty", "unmark"})  # the explorer's faults that are a person's edit: no actor moves
+# the explorer's faults that are a person's edit: no actor moves
+HUMAN_FAULTS = frozenset({"empty", "unmark", "garble"})
+GARBLED = Generation(2**63 - 1)  # the ``g=`` a person wrote into a marker in the explorer's "garble" move
 _STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 # the same, as sets of exact types: one hash lookup instead of an isinstance check per tuple member

@@ -130,3 +130,51 @@ def test_an_actor_that_ignores_failed_is_found_by_the_explorer(monkeypatch: pyte
     assert report.violation is not None and report.violation.endpoint == "collector"
     assert "collector's ReadWatermark raises RuntimeError" in report.path[-1] or any(
         "collector's" in step and "raises" in step for step in report.path), report.path
+
+
+# -- marker_out_of_range --------------------------------------------------------------------------
+
+# every value a person may write, as TXT text and (the numbers) as a column, at endpoint 0 then 1
+OUT_OF_RANGE = [Fault(200.0 + 40 * i, "marker_out_of_range", str(i % 2), mode=mode) for i, mode in enumerate((
+    "g=-1", "g=-1/column", "g=9223372036854775807", "g=9223372036854775807/column", "g=99999999999999999999",
+    "g=99999999999999999999/column", "g=9007199254740993", "g=9007199254740993/column", "g=12abc", "g="))]
+
+
+def test_a_marker_out_of_range_is_repaired_and_never_a_head() -> None:
+    result = run(CHAOS.only("marker_out_of_range"), "safe", 3, OUT_OF_RANGE)
+    assert result.faults.get("marker_out_of_range") == len(OUT_OF_RANGE)
+    assert result.violations == []  # I1-I4 hold, the head stays at the plans' (checked after AdvanceHead)
+    assert result.repairs > 0
+
+
+def _accept_any_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model and the store as before issue 8: any integer is a generation, a head may follow it."""
+    import re
+
+    from dnsplane import model
+    from dnsplane.store import memory
+
+    monkeypatch.setattr(model, "_GENERATION_TEXT", re.compile(r"-?[0-9]+"))
+    monkeypatch.setattr(model, "MAX_GENERATION", 10**30)
+    monkeypatch.setattr(memory, "MAX_GENERATION", 10**30)
+
+
+def test_without_the_range_check_a_hand_written_marker_becomes_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    _accept_any_generation(monkeypatch)
+    result = run(CHAOS.only("marker_out_of_range"), "safe", 3, OUT_OF_RANGE)
+    heads = [v for v in result.violations if v.endpoint == "the store's head"]
+    assert heads and heads[0].short == "I4"
+    assert "9223372036854775807" in heads[0].detail, heads[0].detail
+
+
+def test_the_explorer_garbles_a_marker_and_finds_nothing_wrong() -> None:
+    report = explore(SMALL, look_for="any")  # "garble" is one of SMALL's fault moves
+    assert report.complete and report.violation is None
+
+
+def test_without_the_range_check_the_explorer_finds_a_garbled_marker_taken_for_the_head(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _accept_any_generation(monkeypatch)
+    report = explore(SMALL, look_for="I4")
+    assert report.violation is not None and report.violation.endpoint == "the store's head"
+    assert any("writes g=9223372036854775807" in step for step in report.path), report.path
