@@ -50,6 +50,7 @@ def test_reload_applies_an_added_endpoint(world: World) -> None:
     res = up.cli("reload")
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{world.logs()}"
     assert "1 added, 0 changed, 0 removed" in res.stdout
+    prober.add_endpoint("new.demo.test")  # once it answers, it must never answer empty
     wait_for("new.demo.test to answer lb-3", lambda: addresses(server, "new.demo.test") == {A3}, detail=world.logs)
     assert addresses(server, "api.demo.test") == {A1, A2}, "an unchanged endpoint stays as it was"
     assert reload_record(up)["ok"] is True
@@ -104,6 +105,7 @@ def test_sighup_reloads_as_reload_does(world: World) -> None:
 
     rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "new": ["lb-3"]})
     os.kill(up.pid, signal.SIGHUP)
+    prober.add_endpoint("new.demo.test")
     wait_for("new.demo.test to answer lb-3", lambda: addresses(server, "new.demo.test") == {A3}, detail=world.logs)
     assert reload_record(up).get("ok") is True and up.running
     wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
@@ -129,11 +131,13 @@ def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(w
     for name in ("api", "www"):
         wait_for(f"{name} to answer both", lambda n=name: addresses(server, f"{n}.demo.test") == {A1, A2},  # type: ignore[misc]
                  detail=world.logs)
+    prober = world.prober(fleet)
     rewrite(world, fleet, {"api": ["lb-1", "lb-2"]})
-    prober = world.prober(fleet)  # api only: www is no longer dnsplane's to keep served
     res = up.cli("reload")
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     assert "0 added, 0 changed, 1 removed" in res.stdout
+    prober.wait_rounds(3)  # www served throughout the reload
+    prober.retire_endpoint("www.demo.test")  # no longer dnsplane's to keep served
     world.listeners["lb-2"].down()
     wait_for("api to drop lb-2", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
     assert addresses(server, "www.demo.test") == {A1, A2}, "a released endpoint keeps its records, unmanaged"
