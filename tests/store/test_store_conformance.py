@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from dnsplane.errors import InvalidPlan, PlanCollected, StoreUnavailable
-from dnsplane.model import Generation, RecordSet
+from dnsplane.model import Generation, HealthRecord, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 from dnsplane.store.memory import MemoryStore
 from dnsplane.store.sqlite import SqliteStore
@@ -250,6 +250,23 @@ def test_journal_history_is_per_key_oldest_first(store: Store) -> None:
     assert store.history(A) == [entries[0], entries[2], JournalEntry(0.5, "v", A, "repair", G(1), G(3), "late clock")]
     assert store.history(B) == [entries[1]]
     assert store.history(C) == []
+
+
+def test_health_the_planner_acted_on_is_kept(store: Store) -> None:
+    assert store.health() == {}
+    store.save_health({"lb-1": HealthRecord(True, 1.0), "lb-2": HealthRecord(False, 2.0)})
+    store.save_health({})
+    store.save_health({"lb-2": HealthRecord(True, 3.0)})  # replaces what was kept for lb-2 only
+    assert store.health() == {"lb-1": HealthRecord(True, 1.0), "lb-2": HealthRecord(True, 3.0)}
+
+
+def test_sqlite_keeps_health_across_a_reopen(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "store.sqlite")
+    s.save_health({"lb-2": HealthRecord(False, 2.0)})
+    s.close()
+    again = SqliteStore(tmp_path / "store.sqlite")
+    assert again.health() == {"lb-2": HealthRecord(False, 2.0)}
+    again.close()
 
 
 # -- the fake agrees with the real store --------------------------------------
