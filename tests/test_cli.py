@@ -62,3 +62,20 @@ def test_status_without_data_says_how_to_start(tmp_path: Path, capsys: pytest.Ca
 def test_demo_without_a_running_instance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "fail", "lb-2", "--data-dir", str(tmp_path)]) == 1
     assert "no running dnsplane demo" in capsys.readouterr().err
+
+
+def test_status_shows_unknown_health_as_unknown() -> None:
+    from dnsplane.cli import health_mark
+
+    assert "unknown" in health_mark({"healthy": None, "detail": "", "check": ""})
+    assert "unknown" in health_mark({"healthy": True, "detail": "local: Too many open files", "check": "unknown"})
+    assert health_mark({"healthy": True, "detail": "connected", "check": "ok"}) == "up"
+    assert "DOWN" in health_mark({"healthy": False, "detail": "Connection refused", "check": "down"})
+
+
+def test_up_health_grace_is_seconds_not_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["up", "--health-grace", "0"]).health_grace == 0.0
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["up", "--health-grace", "-1"])
+    assert done.value.code == 2
+    assert "--health-grace" in capsys.readouterr().err
