@@ -498,8 +498,11 @@ class Simulation:
     # ----------------------------------------------------------------- hooks
 
     def _on_written(self, keys: list[EndpointKey]) -> None:
-        if self.corrupting:
-            return  # a human's edit, not dnsplane's write
+        if self.corrupting:  # a human's edit (or another installation's), not dnsplane's write
+            if self.monitor.adopted is not None:  # I7: the monitor learns what is foreign now
+                for key, seen in self.provider.read(keys).items():
+                    self.monitor.edited_by_hand(key, seen)
+            return
         self.dirty.extend(keys)
         self.monitor.written(keys)
         self.hand_marked.difference_update(keys)

@@ -169,6 +169,14 @@ class Monitor:
         """A human set the marker: the monotonic baseline restarts from what they wrote."""
         self.highest_marker[key] = marker_generation or 0
 
+    def edited_by_hand(self, key: EndpointKey, seen: Observed) -> None:
+        """A person (or another installation) left ``key`` as ``seen``: foreign or not, from now (I7)."""
+        alien = self._foreign(key, seen)
+        if alien is None:
+            self.foreign.pop(key, None)
+        else:
+            self.foreign[key] = alien
+
     def written(self, keys: Iterable[EndpointKey]) -> None:
         """dnsplane wrote these keys: a corrupted endpoint's exemption ends; one that was foreign and
         not adopted is an I7 violation."""
