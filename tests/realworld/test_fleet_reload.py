@@ -55,7 +55,7 @@ def test_reload_applies_an_added_endpoint(world: World) -> None:
     assert addresses(server, "api.demo.test") == {A1, A2}, "an unchanged endpoint stays as it was"
     assert reload_record(up)["ok"] is True
     assert "new.demo.test. A" in (up.instance() or {}).get("endpoints", {})
-    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.wait_rounds(5)  # five more rounds over every endpoint, from now
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
 
@@ -87,7 +87,7 @@ def test_reload_refuses_a_broken_file_whole_and_the_fleet_keeps_running(world: W
 
     # Nothing of either file was applied: api keeps both targets, extra was never created.
     assert (up.instance() or {})["endpoints"] == before
-    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.wait_rounds(5)  # five more rounds over every endpoint, from now
     assert addresses(server, "api.demo.test") == {A1, A2}
     assert addresses(server, "extra.demo.test") == frozenset()
     prober.assert_invariants(world.logs)
@@ -108,7 +108,7 @@ def test_sighup_reloads_as_reload_does(world: World) -> None:
     prober.add_endpoint("new.demo.test")
     wait_for("new.demo.test to answer lb-3", lambda: addresses(server, "new.demo.test") == {A3}, detail=world.logs)
     assert reload_record(up).get("ok") is True and up.running
-    wait_for("the prober to ask every endpoint again", lambda: prober.rounds() >= 5)
+    prober.wait_rounds(5)  # five more rounds over every endpoint, from now
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
 
