@@ -62,6 +62,7 @@ import dns.rcode
 import dns.rdatatype
 import yaml
 
+from dnsplane.model import MAX_GENERATION
 from tests.servers.named import NamedServer, free_port
 
 DEADLINE = 30.0
@@ -514,9 +515,10 @@ class Observation:
         if self.marker is None:
             return None
         m = _GEN.search(self.marker)
-        if m is None or not m.group(1).isdigit():
+        if m is None or not m.group(1).isascii() or not m.group(1).isdigit():
             return None
-        return int(m.group(1))
+        g = int(m.group(1))
+        return g if g <= MAX_GENERATION else None  # out of range: a corrupt marker, never a generation
 
     @property
     def digest(self) -> str | None:

@@ -92,6 +92,8 @@ def test_i2_generation_regress_two_contents_and_a_marker_served_again() -> None:
              txt(4, "dnsplane g=7 d=cc p=z.1"))
     ok.ignore_marker("dnsplane g=99 d=zz")
     assert kinds(ok) == []
+    # a generation out of the store's range is a corrupt marker, not a generation served
+    assert kinds(fed(txt(1, "dnsplane g=99999999999999999999 d=aa"), txt(2, "dnsplane g=5 d=bb p=y.1"))) == []
 
 
 def test_i2_content_of_an_older_generation_between_two_newer_markers() -> None:
