@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from dnsplane.execute import Executor
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, Write
 from dnsplane.protocol.enactor import Enactor
@@ -213,3 +215,72 @@ def test_embedded_provider_keeps_the_owner_and_migrates_old_files(tmp_path: Path
     [again] = provider.apply([Write(API, old, rs, new, rs)])
     assert not again.written  # type: ignore[union-attr]
     provider.close()
+
+
+# ---------------------------------------------------------------- where the owner id comes from, and adopt:
+
+
+OWNED_FLEET = """\
+zone: demo.test
+owner: {owner}
+targets:
+  lb-1: {{addresses: [192.0.2.1]}}
+endpoints:
+  - name: api
+    ttl: 30
+    targets: [lb-1]
+    adopt: {adopt}
+  - name: www
+    ttl: 30
+    targets: [lb-1]
+"""
+
+
+def test_the_fleet_file_sets_the_owner_id_and_adopts_endpoints() -> None:
+    from dnsplane.config import parse_fleet
+
+    fleet = parse_fleet(OWNED_FLEET.format(owner="blue-1", adopt="true"))
+    assert fleet.owner == "blue-1"
+    ownership = Ownership.of_fleet(fleet.owner, fleet.endpoints)
+    assert ownership.adopts(API) and not ownership.adopts(EndpointKey(f"www.{ZONE}", "A"))
+    assert not ownership.manages(NS1)
+
+
+@pytest.mark.parametrize(("owner", "adopt", "line", "fragment"), [
+    ("'two words'", "true", 2, "owner: owner id 'two words' must be"),
+    ("ok", "'yes'", 9, "endpoints[0].adopt: must be true or false"),
+])
+def test_a_bad_owner_or_adopt_is_refused_with_its_line(owner: str, adopt: str, line: int, fragment: str) -> None:
+    from dnsplane.config import parse_fleet
+    from dnsplane.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig) as err:
+        parse_fleet(OWNED_FLEET.format(owner=owner, adopt=adopt), "fleet.yaml")
+    assert str(err.value).startswith(f"fleet.yaml:{line}:") and fragment in str(err.value), str(err.value)
+
+
+def test_the_data_dirs_owner_id_is_generated_once_and_kept(tmp_path: Path) -> None:
+    from dnsplane.store.sqlite import SqliteStore
+
+    first = SqliteStore(tmp_path / "store.sqlite")
+    owner = first.owner_id()
+    assert owner.startswith("dp-") and owner == first.owner_id()
+    first.close()
+    again = SqliteStore(tmp_path / "store.sqlite")
+    assert again.owner_id() == owner, "a restart keeps the owner id"
+    again.close()
+    other = SqliteStore(tmp_path / "other.sqlite")
+    assert other.owner_id() != owner, "another data dir is another installation"
+    other.close()
+
+
+def test_route53_and_rfc2136_markers_carry_the_owner() -> None:
+    from dnsplane.providers.rfc2136.marker import observe, txt_rdata, txt_strings
+    from dnsplane.providers.route53.encoding import marker_values, parse_marker
+
+    rs = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 5)])
+    m = Marker.after(None, Generation(9), rs.digest, "dp-one")
+    values = marker_values(m, rs)
+    assert parse_marker([{"Name": "_dnsplane-a.api.demo.test.", "Type": "TXT", "TTL": 60,
+                          "ResourceRecords": [{"Value": v} for v in values]}]) == (m, rs)
+    assert observe((txt_rdata(txt_strings(m, rs)),), frozenset({"192.0.2.1"}), 30).marker == m
