@@ -346,6 +346,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_column(col)
     owner = str((instance or {}).get("owner") or store.owner_id())  # I7: whose markers are ours
     fleet_complete = instance is not None and len(fleet_targets) < 10_000  # instance.json lists the fleet
+    quarantined: dict[str, str] = (instance or {}).get("quarantined") or {}
     for key in sorted(desired):
         want = desired[key]
         seen = observed[key]
@@ -366,6 +367,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = "[yellow]lagging[/]"
         else:
             state = "[red]drift[/]"
+        if str(key) in quarantined:
+            state = f"[red]QUARANTINED[/] ({state})"
         members = {m.target_id: m.weight for m in want.records.members}
         parts = []
         for tid in sorted(set(members) | set(fleet_targets.get(str(key), ()))):
@@ -393,6 +396,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"owner {escape(owner)}: {len(foreign)} endpoint(s) FOREIGN, not written (I7; "
                       "adopt: true in the fleet file takes one over):", highlight=False, soft_wrap=True)
         for name, why in sorted(foreign.items()):
+            console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
+    if quarantined:  # the provider rejected their writes (too big, a CNAME at the name...): the others go on
+        console.print(f"{len(quarantined)} endpoint(s) QUARANTINED, their writes rejected by the provider "
+                      "(retried with a later plan or after a backoff):", highlight=False, soft_wrap=True)
+        for name, why in sorted(quarantined.items()):
             console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
     findings = (instance or {}).get("preflight") or []
     if findings:

@@ -303,6 +303,16 @@ class App:
                 found.setdefault(str(key), why)
         return found
 
+    def quarantined(self) -> dict[str, str]:
+        """Endpoints whose write the provider rejected (``Rejected``), and why, as the actors last saw them."""
+        found: dict[str, str] = {}
+        for enactor in self.enactors:
+            for key, why in enactor.quarantined.items():
+                found.setdefault(str(key), why)
+        for key, held in self.verifier.quarantined.items():
+            found.setdefault(str(key), held.reason)
+        return found
+
     def write_instance(self) -> None:
         down = self.demo.down() if self.demo else []
         write_json_atomic(self.options.data_dir / "instance.json", {
@@ -319,6 +329,7 @@ class App:
             "reload": self.last_reload.to_json() if self.last_reload else None,
             "owner": self.owner,
             "foreign": self.foreign(),
+            "quarantined": self.quarantined(),
             "preflight": self.preflight,
             "health": {  # healthy: true / false / null (unknown); check: the newest result, "unknown" included
                 tid: {"healthy": h.healthy, "detail": h.last_detail, "check": h.last_result}
