@@ -55,7 +55,7 @@ Guarantees:
   TCP, several messages pipelined on one connection.
 
 Limits:
-- an ``apply`` larger than one DNS message (64 KiB: about 400 endpoints of one address without
+- an ``apply`` larger than one DNS message (64 KiB: about 350 endpoints of one address without
   record-set JSON, fewer with it) is sent as several messages; each is all-or-nothing, the apply
   as a whole is not;
 - a DNAME or a delegation added above a name between the read and the write (no prerequisite
