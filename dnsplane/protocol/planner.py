@@ -285,6 +285,18 @@ class Planner:
             if tid not in kept and state.healthy is not None:
                 self.unsaved.add(tid)
 
+    def _grace_over(self) -> list[Command]:
+        """One line when the grace ends with checked targets never observed: what they count as."""
+        health = self.health
+        unseen = sorted({t.id for ep in self.endpoints for t in ep.targets
+                         if t.check is not None and ((h := health.get(t.id)) is None or not h.observed)})
+        if not unseen:
+            return []
+        kept_down = [tid for tid in unseen if (h := health.get(tid)) is not None and h.healthy is False]
+        return [Log("warning", "health grace over before every target was checked: kept health stands, "
+                    "unknown targets count as healthy", {"actor": self.name, "unchecked": len(unseen),
+                                                         "examples": unseen[:10], "kept_down": kept_down[:10]})]
+
     def _held(self, ep: Endpoint) -> bool:
         """True while ``ep`` waits for its targets' first observations (within the grace)."""
         if self.gate_open:
@@ -387,13 +399,15 @@ class Planner:
         if not self.dirty:
             return []
         keys, self.dirty = self.dirty & self.by_key.keys(), set()  # a reload may have removed some
+        logs: list[Command] = []
         if not self.gate_open:
             held = {k for k in keys if self._held(self.by_key[k])}
             if held:  # not planned before its targets are observed: planned again at each tick
                 self.dirty |= held
                 keys -= held
+            elif self.gate_open and self.health_grace > 0:  # the grace ran out just now
+                logs.extend(self._grace_over())
         changes: list[tuple[EndpointKey, RecordSet]] = []
-        logs: list[Command] = []
         for key, (rs, held_back) in self._goal(keys).items():
             old = self.published.get(key)
             if old is not None and old.digest == rs.digest:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsplane.model import WEIGHT_SCALE, Endpoint, EndpointKey, HealthCheck, HealthRecord, Policy, Target
-from dnsplane.protocol.messages import HealthObserved, Publish, PublishConflict, Tick
+from dnsplane.protocol.messages import HealthObserved, Log, Publish, PublishConflict, Tick
 from dnsplane.protocol.planner import Planner, TargetHealth, limit_shift
 from tests.protocol.harness import ZONE, Harness, endpoint
 
@@ -305,3 +305,13 @@ def test_observations_before_the_store_is_read_are_rebased_on_the_kept_health() 
     h.run(p)
     assert p.health["lb-2"].healthy is False
     assert set(weights(h)) == {"lb-1", "lb-3"}
+
+
+def test_the_end_of_the_grace_names_the_targets_never_checked() -> None:
+    p = Planner("p", ZONE, (endpoint(),), health_grace=5.0)
+    h = Harness()
+    h.run(p)
+    p.handle(HealthObserved(h.now, "lb-1", True))
+    commands = p.handle(Tick(h.now + 5.0))
+    [log] = [c for c in commands if isinstance(c, Log)]
+    assert log.level == "warning" and log.fields["examples"] == ["lb-2", "lb-3"]
