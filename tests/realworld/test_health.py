@@ -23,6 +23,7 @@ from tests.realworld.harness import PERIODS, Dnsplane, Prober, World, wait_for
 
 LB0, LB1, LB2, LB3 = "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"
 API = "api.demo.test."
+WWW = "www.demo.test."
 
 
 def served_since(prober: Prober, since: float, address: str) -> list[str]:
@@ -94,15 +95,20 @@ def hogs() -> Iterator[list[socket.socket]]:
 def test_out_of_file_descriptors_healthy_targets_stay_and_health_keeps_checking(
         embedded_world: World, tmp_path: Path, hogs: list[socket.socket]) -> None:
     world = embedded_world
-    targets = [world.target("lb-0", LB0, check=False), world.target("lb-1", LB1), world.target("lb-2", LB2)]
-    fleet = world.fleet(targets, {"api": ["lb-0", "lb-1", "lb-2"]}, provider="embedded",
-                        policy={"answer": "all"})
+    targets = [world.target("lb-0", LB0, check=False), world.target("lb-1", LB1), world.target("lb-2", LB2),
+               world.target("lb-3", LB3)]
+    world.listeners["lb-3"].down()  # really down from the start
+    # api: a target without a check keeps fail-open out of play, so a healthy target read as down
+    # would leave; www: every target checked, so all read as down would fail open and re-add lb-3
+    fleet = world.fleet(targets, {"api": ["lb-0", "lb-1", "lb-2"], "www": ["lb-1", "lb-2", "lb-3"]},
+                        provider="embedded", policy={"answer": "all"})
     up = LimitedDnsplane(tmp_path / "limited", fleet)
     world.processes.append(up)  # stopped by the fixture
     up.start()
     assert up.pid is not None
     prober = world.prober(fleet, server=up.dns)
     wait_for("every target in api's answer", lambda: prober.served(API) == {LB0, LB1, LB2}, detail=world.logs)
+    wait_for("www without lb-3", lambda: prober.served(WWW) == {LB1, LB2}, detail=world.logs)
     wait_for("lb-1 and lb-2 checked up", lambda: all(
         (up.instance() or {}).get("health", {}).get(t, {}).get("healthy") is True for t in ("lb-1", "lb-2")),
         detail=world.logs)
@@ -121,9 +127,11 @@ def test_out_of_file_descriptors_healthy_targets_stay_and_health_keeps_checking(
     up.wait_log(r"Too many open files", since=mark)
     # long enough for `fall` failed rounds, a plan and a write, several times over
     prober.watch(10 * PERIODS["health"] + 2 * PERIODS["planner"] + 2 * PERIODS["enactor"])
-    lost = [o.describe(started) for o in prober.snapshot()
-            if o.sent >= started and not o.is_marker and o.rcode == "NOERROR" and o.addresses != {LB0, LB1, LB2}]
-    assert not lost, "healthy targets left DNS while dnsplane was out of descriptors:\n" + "\n".join(lost[:10])
+    want = {API: {LB0, LB1, LB2}, WWW: {LB1, LB2}}
+    changed = [o.describe(started) for o in prober.snapshot() if o.sent >= started and not o.is_marker
+               and o.rcode == "NOERROR" and o.addresses != want[o.qname]]
+    assert not changed, ("out of descriptors, health moved weight (a healthy target left, or a dead one "
+                         "came back by fail-open):\n" + "\n".join(changed[:10]))
     assert "health check unknown" in up.log_since(mark), up.log_tail()
 
     # descriptors back: the health loop is still running, so a target that really goes down leaves
@@ -132,8 +140,8 @@ def test_out_of_file_descriptors_healthy_targets_stay_and_health_keeps_checking(
     hogs.clear()
     wait_for("dnsplane to get its descriptors back", lambda: open_fds(up.pid) < NOFILE // 2, detail=up.log_tail)
     world.listeners["lb-1"].down()
-    wait_for("lb-1, really down, to leave api's answer", lambda: prober.served(API) == {LB0, LB2},
-             detail=world.logs)
+    wait_for("lb-1, really down, to leave the answers", lambda: prober.served(API) == {LB0, LB2}
+             and prober.served(WWW) == {LB2}, detail=world.logs)
     prober.stop()
     prober.assert_invariants(world.logs)
     assert up.running, up.log_tail()
