@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
-from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, generation_in_range
+from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, generation_in_range
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite, LegacyEnactor
@@ -55,9 +55,8 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
-from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.faults import EXCEPTION_NAMES, Fault, make_schedule
-from dnsplane.sim.invariants import Monitor, Violation
+from dnsplane.sim.invariants import I8, Monitor, Violation
 from dnsplane.sim.scenario import Scenario
 from dnsplane.sim.world import (
     PROVIDER_REQUEST_TYPES,
@@ -65,6 +64,7 @@ from dnsplane.sim.world import (
     REQUESTS,
     ZONE,
     SimExecutor,
+    SimProvider,
     fleet,
 )
 from dnsplane.store.base import INFLIGHT_TTL
@@ -75,7 +75,7 @@ WRITES = (WriteBatch, ForceWrite)  # a "slow" actor's writes take long (AWS: ret
 _WRITE_TYPES = frozenset(WRITES)
 _COLLECTS = frozenset((Collect, CleanUp))  # requests that delete plans
 INTRUDER = "intruder"  # the owner id of the second installation of the ``second_owner`` fault
-_TICK, _WAKE, _DELIVER, _HEALTH, _FAULT, _RESTART, _QUIET = range(7)
+_TICK, _WAKE, _DELIVER, _HEALTH, _FAULT, _RESTART, _QUIET, _END = range(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ class Simulation:
             schedule = make_schedule(scenario, random.Random(seed * 104729 + 2), self.enactor_names, self.targets)
         self.schedule = schedule
         self.store = MemoryStore()
-        self.provider = MemoryProvider(ZONE)
+        self.provider = SimProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
         # I7: every endpoint is adopted unless the scenario says otherwise (``not_adopted``), so that a
         # marker deleted by hand stays a state the verifier repairs; the installation's owner id is ""
@@ -186,6 +186,11 @@ class Simulation:
         self.stopped = False
         self.fault_end = scenario.duration
         self.published_max = 0
+        # partial_write: (endpoint, mode) -> when its window ends; endpoint -> since when its marker says more
+        # than its records show (a write the provider applied in part), until the verifier reports it
+        self.partial_until: dict[tuple[EndpointKey, str], float] = {}
+        self.lies: dict[EndpointKey, float] = {}
+        self.check_partial = "partial_write" in kinds
         self.escapes: dict[str, str] = {}  # actor -> the last exception that escaped the executor (I8's detail)
         self.check_heads = "marker_out_of_range" in kinds  # only a hand-written marker can move the head far
         self._build_actors()
@@ -256,8 +261,12 @@ class Simulation:
                 self._restart(actor)
             elif kind == _QUIET:
                 self._start_quiet()
+            elif kind == _END:
+                self._end_partial(payload)
             if monitor.exempt_until:
                 monitor.check_exemptions(self.provider.read)
+            if self.lies:
+                self._check_lies()
         if not self.stopped:
             self.now = end
             self.monitor.now = end
@@ -445,8 +454,11 @@ class Simulation:
         mon = self.monitor
         if self.dirty:
             keys, self.dirty = self.dirty, []
-            mon.check(self.provider.read(keys))
+            observed = self.provider.read(keys)
+            mon.check(observed)
             mon.steps = self.steps
+            if self.check_partial:
+                self._note_lies(observed)
         if self.deleted_plans:
             self.deleted_plans = False
             # the store does not change during one check, and references share generations (every marker
@@ -636,6 +648,8 @@ class Simulation:
                 self._marker_out_of_range(f)
             case "second_owner":
                 self._second_owner(f)
+            case "partial_write":
+                self._partial_write(f)
             case "request_exception":
                 # the actor's next store or provider call raises ``f.value``-th exception of EXCEPTIONS
                 if self.alive.get(f.target, False):
@@ -785,6 +799,54 @@ class Simulation:
         self.provider.hand_edit(key, records, marker)
         self.corrupting = False
 
+    def _partial_write(self, f: Fault) -> None:
+        """For ``f.duration`` the provider rejects ``f.target``'s writes ("rejected": ``Rejected``, nothing
+        written, the rest of the batch written) or applies only their marker ("marker_only")."""
+        self._fired("partial_write")
+        key = self.by_endpoint[f.target].key
+        until = self.partial_until[(key, f.mode)] = max(self.partial_until.get((key, f.mode), 0.0),
+                                                        self.now + f.duration)
+        if f.mode == "rejected":
+            self.provider.reject(key, "simulated: the server refuses this endpoint (a CNAME at the name)")
+        else:
+            self.provider.marker_only.add(key)
+        self._push(until, _END, "", (key, f.mode))
+
+    def _end_partial(self, what: tuple[EndpointKey, str]) -> None:
+        key, mode = what
+        if self.partial_until.get(what, 0.0) > self.now:
+            return  # a later window on the same endpoint is still open
+        self.partial_until.pop(what, None)
+        if mode == "rejected":
+            self.provider.reject(key, None)
+        else:
+            self.provider.marker_only.discard(key)
+        if self.tracing:
+            self._note_trace("faults", "fault", f"partial_write {key.name} {mode} ends")
+
+    def _note_lies(self, observed: dict[EndpointKey, Observed]) -> None:
+        """A marker that says more than its endpoint's records show (only a write applied in part makes
+        one: dnsplane writes both together, and a person's edits in these scenarios keep them matching)
+        must be reported by the verifier within ``repair_bound``."""
+        for key, seen in observed.items():
+            records, marker = seen.records, seen.marker
+            if records is not None and marker is not None and marker.digest != records.digest:
+                self.lies.setdefault(key, self.now)
+            else:
+                self.lies.pop(key, None)
+
+    def _check_lies(self) -> None:
+        verifier = self.actors.get("verifier")
+        for key, since in list(self.lies.items()):
+            if verifier is not None and verifier.last_problems.get(key, "lagging") != "lagging":
+                # reported as what it is (not "lagging": that believes the marker): not all right, no
+                # last-known-good, repaired when it can be
+                del self.lies[key]
+            elif self.now - since > self.scenario.repair_bound:
+                del self.lies[key]
+                self.monitor.fail(I8, key, f"its marker has said more than its records show since "
+                                           f"t={since:.1f}s and the verifier has not reported it")
+
     # ----------------------------------------------------------------- quiet, I4, I6
 
     def _start_quiet(self) -> None:
@@ -792,6 +854,9 @@ class Simulation:
         self.quiet = True
         self.timeout_next.clear()
         self.executor.armed.clear()
+        for key, mode in list(self.partial_until):
+            self.partial_until[(key, mode)] = self.now
+            self._end_partial((key, mode))
         for kind in self.windows:
             self.windows[kind] = [(a, min(b, self.now), f) for a, b, f in self.windows[kind]]
         for name, until in list(self.paused_until.items()):

@@ -107,6 +107,12 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                     # ``value``: the generation in the other installation's marker (its own numbering)
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
                                      value=float(rng.choice((1, 2, 7, 1000)))))
+                case "partial_write":
+                    # "rejected": the provider answers Rejected for the endpoint's writes (the rest of a
+                    # batch is written); "marker_only": it applies the marker and keeps the records (BIND
+                    # with a CNAME at the name) and says Applied
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur,
+                                     mode=rng.choice(("rejected", "marker_only"))))
                 case "request_exception":
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

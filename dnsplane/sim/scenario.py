@@ -51,6 +51,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "request_exception",  # an actor's next store or provider call raises an exception that is not a DnsplaneError
     "marker_out_of_range",  # a human writes a marker whose g= is negative, past 64 bits, or garbage
     "second_owner",  # another installation (another owner id) writes an endpoint with its own content and marker
+    "partial_write",  # for a while the provider rejects one endpoint's writes, or applies only their marker
 )
 # The kinds issue 8 added. A seed found before them replays as it did with ``Scenario.without(*ISSUE_8_KINDS)``
 # (the other kinds' schedule is drawn first, unchanged); tests/sim/test_regressions.py does.
@@ -101,8 +102,15 @@ class Scenario:
         round of grace), and the slowest request twice over (a reply in flight, one retry).
         """
         slowest = max([self.latency[1], *(hi for _, hi in self.slow.values())])
-        return (self.planner_period + 2 * self.enactor_period + 2 * self.verifier_period
-                + 4 * slowest + 10.0)
+        bound = (self.planner_period + 2 * self.enactor_period + 2 * self.verifier_period
+                 + 4 * slowest + 10.0)
+        partial = self.faults.get("partial_write")
+        if partial is not None:
+            # the verifier's quarantine backoff: a repair rejected for a whole window of W seconds waits
+            # at most about W more before it is sent again (each wait doubles, and so does the time
+            # spent), plus a round; at quiet no new plan makes the enactors retry it
+            bound += partial.duration[1] + 2 * self.verifier_period
+        return bound
 
     def only(self, *kinds: str, active: float = 1.0) -> Scenario:
         """This scenario with only ``kinds`` of fault, each always active (for regression tests)."""

@@ -28,6 +28,7 @@ loop did before issue 8: logged, the actor gets no reply, and I8 reports it).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ from dnsplane.model import (
     Policy,
     RecordSet,
     Target,
+    Write,
+    WriteResult,
 )
 from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite
 from dnsplane.protocol.messages import (
@@ -165,6 +168,33 @@ class Resolver:
                 text = None
             out[key] = Resolution("NOERROR" if records or marker else "NXDOMAIN", addrs, text, seen)
         return out
+
+
+class SimProvider(MemoryProvider):
+    """``MemoryProvider`` with the simulator's ``partial_write`` faults.
+
+    ``reject(key, reason)`` (the memory provider's own) answers ``Rejected`` for ``key``'s writes.
+    ``marker_only`` holds keys whose writes the provider applies only in part, and lies about it:
+    the marker changes, the records that were there stay, the result is ``Applied`` (what BIND did
+    with a CNAME at the name, where the write had no prerequisite to exclude it). Only over records
+    already there: an endpoint with no records is left to ``reject`` (a server that ignores a first
+    write entirely is I1's business, which no protocol can keep without the prerequisite).
+    """
+
+    def __init__(self, zone: str) -> None:
+        super().__init__(zone)
+        self.marker_only: set[EndpointKey] = set()
+
+    def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        if self.marker_only:
+            writes = [self._partial(w) for w in writes]
+        return super()._apply(writes)
+
+    def _partial(self, w: Write) -> Write:
+        if w.key not in self.marker_only:
+            return w
+        kept = self._records.get(w.key)  # one thread; _apply takes the lock next
+        return w if kept is None else dataclasses.replace(w, records=kept)
 
 
 class SimExecutor(Executor):

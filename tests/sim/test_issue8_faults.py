@@ -178,3 +178,79 @@ def test_without_the_range_check_the_explorer_finds_a_garbled_marker_taken_for_t
     report = explore(SMALL, look_for="I4")
     assert report.violation is not None and report.violation.endpoint == "the store's head"
     assert any("writes g=9223372036854775807" in step for step in report.path), report.path
+
+
+# -- partial_write ---------------------------------------------------------------------------------
+
+# every endpoint, each way, in turn: 300 s windows while health keeps changing the plans; then one
+# longer than the repair bound, so that a lie no one reports outlives it
+PARTIAL = [*(Fault(300.0 + 400 * i, "partial_write", str(i % 4), 300.0, mode)
+             for i, mode in enumerate(("rejected", "marker_only") * 4)),
+           Fault(400.0, "partial_write", "2", 1500.0, "marker_only")]
+PARTIAL_ONLY = CHAOS.only("partial_write")
+
+
+def _run_counting(schedule: list[Fault], seed: int = 0) -> tuple[Any, int, int]:
+    """Run the partial_write schedule; (result, writes the provider answered Rejected, lies the checker saw)."""
+    from dnsplane.model import Rejected
+    from dnsplane.sim.driver import Simulation
+
+    sim = Simulation(PARTIAL_ONLY, "safe", seed, schedule)
+    seen: set[tuple[Any, float]] = set()
+    rejected = []
+    note, apply = sim._note_lies, sim.provider._apply
+
+    def counting(observed: Any) -> None:
+        note(observed)
+        seen.update(sim.lies.items())
+
+    def counting_apply(writes: Any) -> Any:
+        results = apply(writes)
+        rejected.extend(r for r in results if isinstance(r, Rejected))
+        return results
+
+    sim._note_lies = counting  # type: ignore[method-assign]
+    sim.provider._apply = counting_apply  # type: ignore[method-assign]
+    result = sim.run()
+    return result, len(rejected), len(seen)
+
+
+def test_a_provider_that_rejects_or_applies_part_of_a_write_is_survived() -> None:
+    result, rejected, lies = _run_counting(PARTIAL)
+    assert result.faults.get("partial_write") == len(PARTIAL)
+    assert rejected > 0 and lies > 0, (rejected, lies)  # both really happened
+    assert result.violations == []  # I1-I6, I8: detected, reported, repaired once the window closed
+
+
+def test_a_verifier_that_trusts_the_marker_leaves_a_partial_write_unreported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dnsplane.protocol import verifier
+
+    diagnose = verifier.diagnose
+
+    def marker_only(*args: Any) -> str | None:  # compares the marker with the plan, never the records
+        problem = diagnose(*args)
+        return None if problem in ("content-differs", "foreign-addresses") else problem
+
+    monkeypatch.setattr(verifier, "diagnose", marker_only)
+    found = []
+    for seed in range(10):  # a lie that outlives the repair bound needs a write to e2 early in its window
+        result, _, lies = _run_counting(PARTIAL, seed)
+        found += [v for v in result.violations if v.short == "I8"]
+        if found:
+            break
+    assert found and "more than its records show" in found[0].detail, found
+
+
+def test_without_the_hold_of_a_rejected_endpoint_the_collector_deletes_what_its_marker_names(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The enactor holds a quarantined endpoint for the collector (I3), as it holds a skip-corrupt one."""
+    import dataclasses
+
+    from dnsplane.protocol.enactor import Enactor
+
+    monkeypatch.setattr(Enactor, "_hold", lambda self, key, generation: None)
+    often = dataclasses.replace(PARTIAL_ONLY, faults={
+        "partial_write": dataclasses.replace(PARTIAL_ONLY.faults["partial_write"], rate=6.0)})
+    found = next((seed for seed in range(600) if any(
+        v.short == "I3" for v in run(often, "safe", seed, trace=False, stop_on="I3").violations)), None)
+    assert found is not None, "no seed of 600 let the collector delete a rejected endpoint's content"
