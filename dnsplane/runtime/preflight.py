@@ -16,9 +16,10 @@ It does two things, in this order:
 
    The no-op UPDATE deletes one TXT record that cannot exist — ``"dnsplane-preflight <random
    nonce>"`` at the marker name of the fleet's first endpoint — so it changes nothing (RFC 2136
-   §2.5.4: deleting an RR that is not there is not an error; BIND then bumps no serial), but the
-   server must still decide whether the key may update TXT at that name (allow-update, or the
-   update-policy grant, which BIND checks before the prerequisites and the update section).
+   §2.5.4: an RR to delete that is not there is silently ignored; BIND then bumps no serial), but
+   the server must still decide whether the key may update TXT at that name (allow-update, or the
+   update-policy grant). A failing prerequisite alone would not do: RFC 2136 §3.3 checks
+   permissions after the prerequisites.
    A server that cannot be reached (connection refused, timeout, SERVFAIL) is not permanent: it
    raises ``ProviderUnavailable`` and ``dnsplane up`` retries the preflight, saying so, until it
    passes or is stopped — the server may be starting with us; nothing could be written anyway.
