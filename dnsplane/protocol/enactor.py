@@ -329,8 +329,10 @@ class Enactor:
             else:
                 self.stats["skips"] += 1
                 del self.pending[key]
-                held = _held_at(verdict, desired, seen, self.applied_upto)
-                self._hold(key, None if self.ownership.other_owner(seen) else held)
+                # Another owner's marker (adopted: the verifier takes it over) names another store's
+                # generation: for the hold it names nothing, as a marker deleted by hand (owners 597)
+                mine = Observed(seen.records, None) if self.ownership.other_owner(seen) else seen
+                self._hold(key, _held_at(verdict, desired, mine, self.applied_upto))
         if behind:
             # A marker behind the plan must name content the endpoint really had at that
             # generation; one lowered by hand (or naming a plan that never set this digest)

@@ -513,7 +513,12 @@ class Simulation:
         if self.corrupting:  # a human's edit (or another installation's), not dnsplane's write
             if self.monitor.adopted is not None:  # I7: the monitor learns what is foreign now
                 for key, seen in self.provider.read(keys).items():
+                    was = key in self.monitor.foreign
                     self.monitor.edited_by_hand(key, seen)
+                    if was and key not in self.monitor.foreign:
+                        # dnsplane's again (e.g. a marker without an owner id written over another
+                        # owner's), maybe empty: its repair bound starts now (owners 2330)
+                        self.monitor.exempt(key, self.now + self.scenario.repair_bound)
             return
         self.dirty.extend(keys)
         self.monitor.written(keys)

@@ -43,3 +43,13 @@ def test_not_adopted_must_name_endpoints() -> None:
     with pytest.raises(InvalidConfig, match="not_adopted"):
         parse({"name": "x", "fleet": {"endpoints": 2}, "not_adopted": [5]})
     assert parse({"name": "x", "not_adopted": [1, 0, 1]}).not_adopted == (0, 1)
+
+
+@pytest.mark.parametrize("seed", [597, 2330])
+def test_owners_regressions(seed: int) -> None:
+    """597: an adopted endpoint of another owner was skipped unheld; the verifier's takeover named generation 1
+    and the collector deleted its content (I3): the enactor now holds it as it holds a marker deleted by hand.
+    2330: a person wrote an owner-less marker over another owner's on an emptied, unadopted endpoint, which
+    made it dnsplane's (and empty) 33 s before the first emptying's repair bound: the bound starts again."""
+    result = run(OWNERS, "safe", seed, trace=False)
+    assert not result.violations, [v.to_json(seed) for v in result.violations]
