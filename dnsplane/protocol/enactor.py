@@ -29,8 +29,10 @@ Ownership (I7, ``protocol/ownership.py``): an endpoint is written only if it is 
 empty, or its marker is this installation's (or carries no owner id: a pre-owner marker). Records
 without a marker or a marker of another owner are foreign: unless the fleet adopts the endpoint
 they are never written, only reported (journalled "foreign" and logged once per reason); an
-adopted one is left to the verifier, which takes it over. An endpoint removed from the fleet
-(released, ``FleetChanged``) is no longer written at all. Every marker written carries the owner id.
+adopted one is left to the verifier, which takes it over (held meanwhile as a marker deleted by
+hand is: another owner's generation names nothing in this store). An endpoint removed from the
+fleet (released, ``FleetChanged``) is no longer written at all. Every marker written carries the
+owner id.
 
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
