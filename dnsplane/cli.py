@@ -47,8 +47,9 @@ examples:
   dnsplane explore --protocol safe         every interleaving of a small configuration
 
 The data directory (--data-dir, or $DNSPLANE_DATA_DIR, default ./.dnsplane) holds
-the plan store (store.sqlite), the embedded DNS provider (dns.sqlite) and the
-running instance's state (instance.json).
+the plan store (store.sqlite), the embedded DNS provider (dns.sqlite), the
+running instance's state (instance.json) and its lock (one `dnsplane up` per
+data directory; a second exits 2 naming the holder's pid).
 """
 
 
@@ -553,7 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", parents=[common], formatter_class=raw, help="run dnsplane (demo fleet by default)",
                         description="Run the planner, enactors, collector, verifier, health checks and the "
-                        "embedded DNS server in one process.",
+                        "embedded DNS server in one process. First a zone preflight: a permanent misconfiguration "
+                        "(wrong TSIG key, zone not served, updates refused, a damaged or too new data file, the "
+                        "data directory held by another `up`) exits 2 with the reason; a server that cannot be "
+                        "reached is waited for; wildcards, CNAMEs, DNAMEs, delegations and foreign records at "
+                        "endpoint names are reported (also in `dnsplane status`).",
                         epilog="examples:\n  dnsplane up\n  dnsplane up --fleet fleet.yaml --dns 127.0.0.1:5300\n")
     up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet. SIGHUP (or "
                     "`dnsplane reload`) re-reads it: applied whole, or refused with file:line")

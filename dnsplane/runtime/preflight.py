@@ -168,6 +168,7 @@ class Server:
     port: int
     key: dns.tsig.Key
     timeout: float
+    key_file: str = ""
 
     @property
     def where(self) -> str:
@@ -188,7 +189,7 @@ def server_of(fleet: Fleet) -> Server:
     tsig = parse_key_file(str(key_file), None if cfg.get("key_name") is None else str(cfg.get("key_name")))
     key = dns.tsig.Key(tsig.name, tsig.secret, tsig.algorithm)
     return Server(fleet.zone, str(cfg.get("server")), int(cfg.get("port", 53)),  # type: ignore[call-overload]
-                  key, float(cfg.get("timeout", 5.0)))  # type: ignore[arg-type]
+                  key, float(cfg.get("timeout", 5.0)), str(key_file))  # type: ignore[arg-type]
 
 
 def _key_problem(s: Server, exc: Exception, doing: str) -> Permanent:
@@ -202,9 +203,9 @@ def _key_problem(s: Server, exc: Exception, doing: str) -> Permanent:
     else:
         reason = f"{type(exc).__name__}: the response's signature does not verify with our secret"
     return Permanent(
-        f"{doing} at {s.where}: TSIG key {s.key_label} rejected ({reason}). Compare the key file of the fleet "
-        f"(name, algorithm {s.key.algorithm}, secret) with the key in the server's configuration; the zone "
-        f"{s.zone} cannot be read or written until they match")
+        f"{doing} at {s.where}: TSIG key {s.key_label} rejected ({reason}). Compare the key in {s.key_file} "
+        f"(name, algorithm {s.key.algorithm.to_text().rstrip('.')}, secret) with the key in the server's "
+        f"configuration; the zone {s.zone} cannot be read or written until they match")
 
 
 def _exchange(s: Server, msg: dns.message.Message, doing: str) -> dns.message.Message:
