@@ -553,11 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     up = sub.add_parser("up", parents=[common], formatter_class=raw, help="run dnsplane (demo fleet by default)",
-                        description="Run the planner, enactors, collector, verifier, health checks and the "
-                        "embedded DNS server in one process. First a zone preflight: a permanent misconfiguration "
-                        "(wrong TSIG key, zone not served, updates refused, a damaged or too new data file, the "
-                        "data directory held by another `up`) exits 2 with the reason; a server that cannot be "
-                        "reached is waited for; wildcards, CNAMEs, DNAMEs, delegations and foreign records at "
+                        description="Run the planner, enactors, collector, verifier, health checks and the\n"
+                        "embedded DNS server in one process. First a zone preflight: a permanent misconfiguration\n"
+                        "(wrong TSIG key, zone not served, updates refused, a damaged or too new data file, the\n"
+                        "data directory held by another `up`) exits 2 with the reason; a server that cannot be\n"
+                        "reached is waited for; wildcards, CNAMEs, DNAMEs, delegations and foreign records at\n"
                         "endpoint names are reported (also in `dnsplane status`).",
                         epilog="examples:\n  dnsplane up\n  dnsplane up --fleet fleet.yaml --dns 127.0.0.1:5300\n")
     up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet. SIGHUP (or "
