@@ -332,7 +332,7 @@ def test_readers_never_see_records_of_one_generation_with_the_marker_of_another(
         for g in range(2, len(contents) + 1):
             prev, new = contents[g - 2], contents[g - 1]
             results = provider.apply([Write(k, marker(g - 1, prev), new, marker(g, new), prev) for k in keys])
-            assert all(isinstance(r, Applied) for r in results)
+            assert all(isinstance(r, Applied) for r in results), results
     finally:
         stop.set()
         t.join()

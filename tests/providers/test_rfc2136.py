@@ -478,3 +478,26 @@ def test_a_pipelined_read_across_the_id_wrap(server: NamedServer, provider: Rfc2
     reader._channel._next_id = 65_534
     assert reader.apply([Write(k, marker(1, ONE), TWO, marker(2, TWO), ONE) for k in keys]) == [
         Applied(k) for k in keys]
+
+
+@pytest.mark.parametrize("shape", ["dname", "delegation"])
+def test_a_write_that_lands_unserved_is_read_back_undone_and_rejected(
+    server: NamedServer, provider: Rfc2136Provider, shape: str
+) -> None:
+    """A DNAME or a delegation added above a name between the read and the write: no prerequisite can
+    say "no DNAME above", the server takes the write, the read-back sees the name not served, the write
+    is undone (no marker says written) and the endpoint is Rejected; the other endpoint is written."""
+    k, fine = key("api.moved.demo.test"), key("fine.demo.test")
+    provider.read([k, fine])  # this writer's fresh view: nothing above api.moved
+    if shape == "dname":
+        add_by_hand(server, ("moved.demo.test.", 300, "DNAME", "elsewhere.test."))
+    else:
+        add_by_hand(server, ("moved.demo.test.", 300, "NS", "ns.elsewhere.test."))
+    results = provider.apply([first(k, ONE), first(fine, ONE)])
+    assert results[1] == Applied(fine)
+    assert isinstance(results[0], Rejected), results[0]
+    assert ("DNAME" if shape == "dname" else "delegation") in results[0].reason
+    zone = another(server).read_all()  # AXFR: the zone's own records, occluded ones included
+    assert k not in zone, "the undone write left a marker behind"
+    assert zone[fine] == Observed(ONE, marker(1, ONE))
+    assert provider.writes == 1

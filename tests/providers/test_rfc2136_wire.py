@@ -127,6 +127,9 @@ def reference_update(items: list[tuple[Write, RawState]]) -> dns.update.UpdateMe
             u.present(w.key.name, dns.rdataset.from_rdata_list(0, seen))
         u.absent(w.key.name, "CNAME")  # RFC 2136 §2.4.3: a CNAME would make the server ignore the records
         u.absent(mname, "CNAME")
+        u.absent(w.key.name, "DNAME")  # it would hide the marker below the name
+        if w.key.name != ZONE:
+            u.absent(w.key.name, "NS")  # a delegation: the records would not be served
         new_addresses = {norm(a) for a in w.records.addresses()}
         if new_addresses != state.addresses or w.records.ttl != state.ttl:
             u.delete(w.key.name, w.key.rtype)

@@ -27,7 +27,9 @@ Guarantees:
   prerequisite does not compare TTLs (it carries TTL 0; servers compare rdata only);
 - every write also carries "no CNAME RRset" prerequisites at the name and the marker name (a
   server ignores address records added at a CNAME's name and would apply the marker alone: a
-  marker that says written over a name that answers nothing);
+  marker that says written over a name that answers nothing), "no DNAME" at the name (it would
+  hide the marker) and, below the apex, "no NS" at the name (a delegation is not served); what
+  prerequisites cannot say (a DNAME or a delegation above the name) is read back after the write;
 - many endpoints go in one UPDATE (a prerequisite each); when a message is refused for a
   prerequisite, its endpoints are re-read, the ones whose marker moved come back ``Conflict``
   (or ``Applied(written=False)`` when they already hold the write), and the rest are sent again,
@@ -59,8 +61,11 @@ Limits:
   record-set JSON, fewer with it) is sent as several messages; each is all-or-nothing, the apply
   as a whole is not;
 - a DNAME or a delegation added above a name between the read and the write (no prerequisite
-  can say "no DNAME above") lets that write land unserved; the next read sees it, and the next
-  write of the endpoint (the verifier's repair) is ``Rejected``;
+  can say "no DNAME above") lets that write land unserved: the read-back after it (one query per
+  distinct parent name) sees it and undoes the write, conditional on what it wrote, so the marker
+  does not say written; the endpoint is ``Rejected``. Between the write and its undo (one round
+  trip) the marker says written over an unserved name, and an undo refused because someone wrote
+  in between is logged and left to the next read;
 - ``read_all`` lists the endpoints that have a marker TXT; A/AAAA records without any dnsplane TXT
   are not taken as managed (they may belong to someone else);
 - the generation order of markers is not checked here (the enactor does); the exact-marker
@@ -108,6 +113,7 @@ class Rfc2136Provider(Provider):
     )
     kind: ClassVar[str] = "rfc2136"
     fresh_for: float = FRESH  # seconds a read of an endpoint stands for its state in ``apply``
+    read_back: bool = True  # ask the server, after each write, whether the names written are served
 
     def __init__(
         self,
@@ -174,16 +180,22 @@ class Rfc2136Provider(Provider):
     def _read_raw(self, keys: list[EndpointKey]) -> dict[EndpointKey, RawState]:
         if not keys:
             return {}
+        started = time.monotonic()  # the state read is at least this old
         raw = self._reader.read(keys)
-        now = time.monotonic()
         with self._lock:
-            self._remember_unlocked({k: (now, r) for k, r in raw.items()})
+            self._remember_unlocked({k: (started, r) for k, r in raw.items()})
         return raw
 
     def _remember_unlocked(self, entries: dict[EndpointKey, tuple[float, RawState]]) -> None:
         if len(self._seen) + len(entries) > _CACHE_LIMIT:
             self._seen.clear()  # forgetting only costs a read
-        self._seen.update(entries)
+        for k, entry in entries.items():
+            # a read that began before a write this instance saw answered may hold the state before
+            # it: it must not replace what the write left (a stale view costs a refused message, or a
+            # Conflict decided on it with nothing sent)
+            known = self._seen.get(k)
+            if known is None or known[0] <= entry[0]:
+                self._seen[k] = entry
 
     # -- writes ----------------------------------------------------------------------
 
@@ -387,6 +399,10 @@ class Rfc2136Provider(Provider):
                 refused.append((b.keys, dns.rcode.to_text(rcode)))
             else:
                 failed.append((b.keys, rcode))
+        if written and error is None and self.read_back:
+            for k, reason in self._read_back(written, sends, raw, new_raw).items():
+                unfit[k] = reason
+                written.remove(k)
         notify(self._listeners, written)
         if error is None and failed and not taken and checked:
             # not even the control was taken: the server (or the key, the zone) is at fault
@@ -397,6 +413,56 @@ class Rfc2136Provider(Provider):
                                                    "endpoints": len(new_raw), "messages": len(builders),
                                                    "refused": len(refused), "failed": len(failed)}})
         return refused, [(keys, dns.rcode.to_text(rcode)) for keys, rcode in failed], unfit  # type: ignore[arg-type]
+
+    def _read_back(
+        self, written: list[EndpointKey], sends: dict[EndpointKey, tuple[Write, int]],
+        before: dict[EndpointKey, RawState], after: dict[EndpointKey, RawState],
+    ) -> dict[EndpointKey, str]:
+        """Ask the server, for the names just written, whether they are served: where the answer comes
+        through a DNAME or a referral (one added ABOVE the name since the read: no prerequisite can say
+        "no DNAME above"; at the name itself the prerequisites exclude them), the records are not
+        served, so the write is undone (its marker must not say written) and the key comes back with
+        the reason, to be ``Rejected``. What is above a name is what is above its parent: one query
+        per distinct parent (usually one per apply), its answer standing for every name under it."""
+        by_parent: dict[str, list[EndpointKey]] = {}
+        for k in written:
+            if k.name != self.zone:  # nothing of the zone is above its apex
+                by_parent.setdefault(k.name.split(".", 1)[1], []).append(k)
+        if not by_parent:
+            return {}
+        probes = self._reader.occluded([keys[0] for keys in by_parent.values()])
+        occluded = {k: reason.replace(keys[0].name, k.name) for keys in by_parent.values()
+                    if (reason := probes.get(keys[0])) for k in keys}
+        for k, reason in occluded.items():
+            log.warning("written records are not served; undoing the write",
+                        extra={"fields": {"provider": self.kind, "endpoint": str(k), "reason": reason}})
+            self._undo(k, after[k], before[k])
+            with self._lock:
+                self.writes -= sends[k][1]
+                self._seen.pop(k, None)
+        return occluded
+
+    def _undo(self, key: EndpointKey, now: RawState, before: RawState) -> None:
+        """Put back the records and marker TXT ``before`` where the endpoint still holds ``now``."""
+        rtype = TYPES[key.rtype]
+        old_txt = before.txt[0] if before.txt is not None and len(before.txt) == 1 else None
+        b = UpdateBuilder(self._zone_wire)
+        b.add(relative(key.name, self.zone), rtype, now.txt, old_txt,
+              (before.ttl, [address_rdata(rtype, a) for a in sorted(before.addresses)]), drop_txt=old_txt is None,
+              old_records=[address_rdata(rtype, a) for a in sorted(now.addresses)])
+        ch = self._channel
+        (msg_id,) = ch.ids(1)
+        wire, mac = ch.signer.sign(b.body(msg_id), msg_id)
+        try:
+            with ch.connect() as sock:
+                (resp,) = ch.exchange(sock, [wire])
+            rcode = ch.verify(resp, mac, "undoing a write").rcode()
+        except (OSError, dns.exception.Timeout) as exc:
+            raise self._failures.unavailable(exc, "undoing a write") from exc
+        if rcode != dns.rcode.NOERROR:  # it moved on since: whoever wrote it owns what it says
+            log.warning("could not undo a write whose records are not served",
+                        extra={"fields": {"provider": self.kind, "endpoint": str(key),
+                                          "rcode": dns.rcode.to_text(rcode)}})
 
     # -- test and repair drills --------------------------------------------------------
 

@@ -136,6 +136,31 @@ class ZoneReader:
             return out
         return self.axfr(keys)  # the zone kept changing under the queries: one AXFR is one version
 
+    def occluded(self, keys: list[EndpointKey]) -> dict[EndpointKey, str]:
+        """Ask the server for each key's name: the keys whose answer comes through an alias (a DNAME
+        above, a CNAME) or a referral (a delegation), with why: records written there are not served."""
+        doing = f"reading back {len(keys)} endpoints"
+        ch = self.channel
+        questions = [(k.name, TYPES[k.rtype]) for k in keys]
+        out: dict[EndpointKey, str] = {}
+        for start in range(0, len(questions), MAX_IDS):
+            part = questions[start : start + MAX_IDS]
+            signed = [self._query_message(n, t, i) for (n, t), i in zip(part, ch.ids(len(part)), strict=True)]
+            try:
+                with ch.connect() as sock:
+                    responses = ch.exchange(sock, [w for w, _ in signed])
+            except (OSError, dns.exception.Timeout) as exc:
+                raise self.failures.unavailable(exc, doing) from exc
+            for k, (_, qtype), (_, mac), wire in zip(keys[start:], part, signed, responses, strict=False):
+                resp = self._fast_answer(wire, mac, qtype, doing)
+                if resp.alias == DNAME:
+                    out[k] = _dname_above(k.name)
+                elif resp.alias == CNAME:
+                    out[k] = _cname_at(k.name)
+                elif not resp.authoritative:
+                    out[k] = _delegated(k.name)
+        return out
+
     def _answer(self, wire: bytes, mac: bytes, doing: str) -> dns.rrset.RRset | None:
         msg = self.channel.verify(wire, mac, doing)
         rcode = msg.rcode()

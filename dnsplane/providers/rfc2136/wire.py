@@ -11,9 +11,11 @@ Promises:
   TXT RRset last seen (RFC 2136 §2.4.2 value-dependent "RRset exists", TTL 0; or §2.4.3
   "RRset does not exist" when there was none); a second one on
   its A/AAAA RRset as last seen (§2.4.3 when there were no addresses, else §2.4.2 on exactly
-  those addresses; RFC 2136 compares rdata, not TTL); two more that no CNAME RRset exists at the
+  those addresses; RFC 2136 compares rdata, not TTL); more that no CNAME RRset exists at the
   name nor at the marker name (§2.4.3; a server ignores address records added at a CNAME's name,
-  RFC 2136 §3.4.2.2 and 1.1.4, and applied the marker alone: a marker that said written); then
+  RFC 2136 §3.4.2.2 and 1.1.4, and applied the marker alone: a marker that said written), no DNAME
+  at the name (it hides the marker below it) and, below the apex, no NS at the name (a delegation:
+  its address records are not served); then
   replaces the records (only if they differ) and the marker TXT (only if it differs), so the server
   applies it all or nothing;
 - a write that cannot be encoded at all (its marker TXT longer than one RR's 65,535 bytes) raises
@@ -125,9 +127,13 @@ class UpdateBuilder:
             for rdata in old_txt:
                 self.prereq += full_marker + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
             self.n_prereq += len(old_txt)
-        if check:  # §2.4.3: no CNAME at the name nor at the marker name (it would make the server ignore ours)
+        if check:  # §2.4.3: nothing at the name that would make the server ignore or not serve what we add
             self.prereq += name_owner + _RR.pack(CNAME, NONE, 0, 0) + marker_owner + _RR.pack(CNAME, NONE, 0, 0)
-            self.n_prereq += 2
+            self.prereq += name_owner + _RR.pack(DNAME, NONE, 0, 0)  # a DNAME at the name hides the marker
+            self.n_prereq += 3
+            if rel_wire:  # NS at the name: a delegation, whose address records are not served (not the apex's)
+                self.prereq += name_owner + _RR.pack(NS, NONE, 0, 0)
+                self.n_prereq += 1
         if check and old_records is not None:
             if not old_records:  # §2.4.3: RRset does not exist
                 self.prereq += name_owner + _RR.pack(rtype, NONE, 0, 0)
