@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 import time
@@ -26,7 +27,7 @@ from botocore.stub import Stubber
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import Member, Observed, RecordSet, Write, marker_name
-from dnsplane.providers.base import Applied, Conflict
+from dnsplane.providers.base import Applied, Conflict, Rejected
 from dnsplane.providers.route53 import (
     MAX_CHARS,
     MAX_RECORDS,
@@ -474,8 +475,41 @@ def test_no_such_hosted_zone_and_invalid_values_are_permanent() -> None:
     p, _ = stubbed(("list_resource_record_sets", "NoSuchHostedZone", 404))
     with pytest.raises(Permanent, match="no hosted zone ZFAKE"):
         p.read([A])
-    # InvalidChangeBatch while nothing moved (re-read shows the same state): not a conflict
+    # InvalidChangeBatch for one endpoint alone while nothing moved (the re-read shows the same state):
+    # not a conflict, and retrying will not help: that endpoint is Rejected, nothing raised
     p, _ = stubbed(("list", "", 0), ("list", "", 0), ("change_resource_record_sets", "InvalidChangeBatch", 400),
                    ("list", "", 0), ("list", "", 0))  # fmt: skip
-    with pytest.raises(Permanent, match="no endpoint moved"):
-        p.apply([first_write(A, ONE)])
+    (result,) = p.apply([first_write(A, ONE)])
+    assert isinstance(result, Rejected) and result.key == A and "InvalidChangeBatch" in result.reason
+
+
+def test_a_refused_batch_where_nothing_moved_is_narrowed_to_the_endpoint_at_fault() -> None:
+    """Two endpoints in one change batch, refused, nothing moved: each is sent alone; the one Route 53
+    refuses alone is Rejected, the other written."""
+    client = boto3.client("route53", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+
+    def lists(n: int) -> None:
+        for _ in range(n):
+            stub.add_response("list_resource_record_sets",
+                              {"ResourceRecordSets": [], "IsTruncated": False, "MaxItems": "20"})  # fmt: skip
+
+    def refused() -> None:
+        stub.add_client_error("change_resource_record_sets", service_error_code="InvalidChangeBatch",
+                              service_message="RRSet of type A with DNS name a.demo.test. is not permitted",
+                              http_status_code=400)  # fmt: skip
+
+    lists(4)  # A and B read
+    refused()  # the batch of both
+    lists(4)  # re-read: nothing moved
+    refused()  # A alone
+    lists(2)  # A re-read: nothing moved
+    stub.add_response("change_resource_record_sets", {"ChangeInfo": {
+        "Id": "/change/C1", "Status": "PENDING", "SubmittedAt": datetime.datetime(2026, 1, 1)}})  # B alone
+    stub.activate()
+    p = fake_provider(client)
+    results = p.apply([first_write(A, ONE), first_write(B, ONE)])
+    assert isinstance(results[0], Rejected) and "not permitted" in results[0].reason
+    assert results[1] == Applied(B)
+    assert p.writes == 1
+    stub.assert_no_pending_responses()
