@@ -289,7 +289,8 @@ def read_instance(path: Path) -> dict | None:  # type: ignore[type-arg]
 
 def status_provider(args: argparse.Namespace, root: Path, instance: dict | None, zone: str):  # type: ignore[no-untyped-def,type-arg]
     """The provider ``status`` reads markers from: the one the fleet configures (``--fleet``, else the
-    running instance's fleet file), else the embedded ``dns.sqlite``."""
+    running instance's fleet file), else the embedded ``dns.sqlite`` when there is one (never a new one:
+    markers of another provider would all read "no marker")."""
     from dnsplane.providers.embedded import EmbeddedProvider
     from dnsplane.runtime.providers import open_provider
 
@@ -309,6 +310,9 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
             raise InvalidConfig(path or "<fleet>", 0, f"the running instance uses the {instance.get('provider')} "
                                 "provider, but its fleet file cannot be read from here: pass --fleet FILE")
     if path is None:
+        if not (root / "dns.sqlite").exists():  # not the embedded provider: its markers are elsewhere
+            raise InvalidConfig("<fleet>", 0, f"no dnsplane is running on {root} and it has no embedded DNS "
+                                "database: pass --fleet FILE so that status reads the markers from its provider")
         return EmbeddedProvider(root / "dns.sqlite", zone)
     return open_provider(load(path), root)
 

@@ -216,6 +216,13 @@ def test_status_with_rfc2136_reads_the_servers_markers(world: World, named: Name
         assert res.returncode == 0, res.stderr
         return "in sync" in res.stdout and "no marker" not in res.stdout
     wait_for("status to show api in sync from named's marker", in_sync, detail=world.logs)
+    up = world.processes[0]
+    assert up.stop() == 0
+    assert not (up.data_dir / "dns.sqlite").exists()
+    res = cli(up.data_dir, "status")  # not running: the provider is unknown, not "no marker" everywhere
+    assert res.returncode == 2 and "pass --fleet" in res.stderr, (res.stdout, res.stderr)
+    res = cli(up.data_dir, "status", "--fleet", str(fleet))
+    assert res.returncode == 0 and "in sync" in res.stdout and "no marker" not in res.stdout, res.stdout
 
 
 def test_preflight_reports_wildcard_cname_and_glue(world: World, named: NamedServer) -> None:
