@@ -227,20 +227,20 @@ class App:
         try:
             new = await asyncio.to_thread(reread, old)
             change = diff(old, new)
-            self.fleet = new
-            # I7: endpoints removed from the file are released (never written, verified or recreated
-            # again) and new ones become writable, in the enactors and the verifier first; then the
-            # planner, so that no plan of a new endpoint reaches an enactor that does not manage it yet.
-            released: list[Actor] = [*self.enactors, self.verifier]
-            for actor in (*released, self.planner):
-                await self.feed(actor, FleetChanged(time.time(), new.endpoints))
-        except Exception as err:  # a refused file, or a bug: either way the running fleet stays
-            self.fleet = old
+        except Exception as err:  # a refused file, or a bug in reading it: either way nothing changes
             text = str(err) if isinstance(err, InvalidConfig) else f"reload failed: {type(err).__name__}: {err}"
             outcome = Outcome(started, time.time(), False, text)
             log.error("fleet reload refused; the running fleet is unchanged",
                       extra={"fields": {"fleet": old.source, "error": text}})
         else:
+            self.fleet = new
+            # I7: endpoints removed from the file are released (never written, verified or recreated
+            # again) and new ones become writable, in the enactors and the verifier first; then the
+            # planner, so that no plan of a new endpoint reaches an enactor that does not manage it yet.
+            # ``feed`` never raises: an actor that fails on the event is reset from ``self.fleet``.
+            released: list[Actor] = [*self.enactors, self.verifier]
+            for actor in (*released, self.planner):
+                await self.feed(actor, FleetChanged(time.time(), new.endpoints))
             outcome = Outcome(started, time.time(), True,
                               f"{new.source}: {change.summary()}; {len(new.endpoints)} endpoints",
                               len(change.added), len(change.changed), len(change.removed))
