@@ -6,6 +6,12 @@ run in worker threads (``asyncio.to_thread``), so a slow disk never stalls DNS
 answers. Enactors wake as soon as the planner publishes, and also every
 ``enactor_period`` seconds (another process may have published).
 
+Fleet reload (SIGHUP, ``dnsplane reload``): the fleet file is read again and validated whole
+(``runtime/reload.py``); a valid one reaches the actors as one ``FleetChanged`` event each
+(enactors and verifier, then planner) and the health checks follow its targets from their next
+round; a refused one changes nothing. Each outcome is logged and kept in ``instance.json``
+(``reload``) for ``dnsplane reload`` and ``status``.
+
 Limits: one zone per process; the verifier queries the embedded server it runs.
 """
 
