@@ -132,6 +132,7 @@ class Simulation:
         self.keys = [ep.key for ep in self.endpoints]
         self.targets = [t.id for ep in self.endpoints for t in ep.targets]
         self.by_endpoint = {str(i): ep for i, ep in enumerate(self.endpoints)}
+        self.by_key = {ep.key: ep for ep in self.endpoints}
         self.enactor_names = [f"enactor-{i + 1}" for i in range(scenario.enactors)]
         self.began_names = set(self.enactor_names)
         if schedule is None:
@@ -191,6 +192,11 @@ class Simulation:
         self.partial_until: dict[tuple[EndpointKey, str], float] = {}
         self.lies: dict[EndpointKey, float] = {}
         self.check_partial = "partial_write" in kinds
+        # health_amnesia: the targets' true health (the workload), and the targets the store kept as down
+        # at the planner's last restart that it has not observed up since
+        self.truth: dict[str, bool] | None = ({tid: True for tid in self.targets}
+                                              if "health_amnesia" in scenario.faults else None)
+        self.unconfirmed_down: set[str] = set()
         self.escapes: dict[str, str] = {}  # actor -> the last exception that escaped the executor (I8's detail)
         self.check_heads = "marker_out_of_range" in kinds  # only a hand-written marker can move the head far
         self._build_actors()
@@ -524,8 +530,14 @@ class Simulation:
         self.monitor.written(keys)
         self.hand_marked.difference_update(keys)
 
-    def _on_publish(self, gen: Generation, changes: tuple[tuple[EndpointKey, RecordSet], ...]) -> None:
+    def _on_publish(self, gen: Generation, changes: tuple[tuple[EndpointKey, RecordSet], ...],
+                    rogue: bool = False) -> None:
         self.monitor.on_publish(gen, changes)
+        if self.unconfirmed_down and not rogue:
+            planner = self.actors["planner"]
+            believed_down = {tid for tid, h in planner.health.items() if h.healthy is False}
+            self.monitor.check_restart_health(changes, self.unconfirmed_down | believed_down,
+                                              self.unconfirmed_down, self.by_key)
         self.published_max = max(self.published_max, int(gen))
         if self.tracing:
             self._note_trace("planner", "publish", f"generation {gen} ({len(changes)} changes)", int(gen))
@@ -583,9 +595,12 @@ class Simulation:
         forced_health = self.forced_health
         draw = self.health_rng.random
         flip = s.health_flip
+        truth = self.truth
+        planner = self.actors["planner"]
         for tid in self.targets:
-            h = self.actors["planner"].health.get(tid)  # _last_ok, inlined
-            last = h is None or h.healthy
+            h = planner.health.get(tid)  # _last_ok, inlined
+            # with health_amnesia the targets' health is the world's (``truth``), not the planner's belief
+            last = truth[tid] if truth is not None else h is None or h.healthy
             forced = forced_health.get(tid) if forced_health else None
             if forced is not None and forced[0] <= now:
                 del forced_health[tid]
@@ -596,9 +611,26 @@ class Simulation:
                 ok = False
             else:  # flapping
                 ok = not last
-            if ok != last and self.alive["planner"]:
+            if truth is not None:
+                truth[tid] = ok
+                # a check result the planner lacks: a change, or any result it has not observed since it started
+                if self.alive["planner"] and (h is None or h.healthy != ok or not h.observed):
+                    if ok:
+                        self.unconfirmed_down.discard(tid)
+                    self._feed("planner", HealthObserved(now + self.skew["planner"], tid, ok, "sim"))
+                    planner = self.actors["planner"]
+            elif ok != last and self.alive["planner"]:
                 self._feed("planner", HealthObserved(now + self.skew["planner"], tid, ok, "sim"))
         self._push(now + s.health_period, _HEALTH, "")
+
+    def _planner_restarted(self) -> None:
+        """A new planner, its health in memory gone: the targets the store kept as down must not be served
+        again until it has observed them up (``check_restart_health``)."""
+        if self.truth is not None:
+            self.unconfirmed_down = {tid for tid, kept in self.store.health().items() if kept.healthy is False}
+            if self.tracing and self.unconfirmed_down:
+                self._note_trace("planner", "restart", f"store keeps {len(self.unconfirmed_down)} targets down: "
+                                                       f"{', '.join(sorted(self.unconfirmed_down))}")
 
     # ----------------------------------------------------------------- faults
 
@@ -635,6 +667,7 @@ class Simulation:
                 if f.mode == "counter_reset":
                     planner.synced = True  # believes the counter starts again at 0; the store's CAS corrects it
                 self.actors["planner"] = planner
+                self._planner_restarted()
                 self._push(self.now + 1.0, _WAKE, "planner")
             case "health_flap" | "aba":
                 self._fired(kind)
@@ -655,6 +688,8 @@ class Simulation:
                 self._second_owner(f)
             case "partial_write":
                 self._partial_write(f)
+            case "health_amnesia":
+                self._health_amnesia(f)
             case "request_exception":
                 # the actor's next store or provider call raises ``f.value``-th exception of EXCEPTIONS
                 if self.alive.get(f.target, False):
@@ -683,6 +718,7 @@ class Simulation:
     def _restart(self, name: str) -> None:
         if name == "planner":
             self.actors[name] = Planner("planner", ZONE, self.endpoints)
+            self._planner_restarted()
         elif name == "collector":
             self.actors[name] = Collector()
         elif name == "verifier":
@@ -728,7 +764,7 @@ class Simulation:
         gen = self.store.publish(head, [(key, rs)], self.now, "rogue")
         if gen is not None:
             self._fired("malformed_plan")
-            self._on_publish(gen, ((key, rs),))
+            self._on_publish(gen, ((key, rs),), rogue=True)
             self._wake_enactors()
 
     def _corrupt(self, f: Fault) -> None:
@@ -803,6 +839,22 @@ class Simulation:
         self.corrupting = True
         self.provider.hand_edit(key, records, marker)
         self.corrupting = False
+
+    def _health_amnesia(self, f: Fault) -> None:
+        """A target goes down (mode "down", for ``f.duration``); once the planner has acted on it, the
+        planner process restarts (mode "restart"): its in-memory health is gone, the store's is not."""
+        if f.mode == "down":
+            self._fired("health_amnesia")
+            self.forced_health[f.target] = (self.now + f.duration, "down")
+            # after the planner acted on it (two checks and a period), between two health checks (so the
+            # new planner plans before it has observed anything)
+            delay = min(f.duration / 2, 2.5 * self.scenario.health_period + self.scenario.planner_period)
+            self._push(self.now + delay, _FAULT, "health_amnesia", dataclasses.replace(f, mode="restart"))
+        elif self.alive["planner"]:
+            self.pending.pop("planner", None)
+            self.actors["planner"] = Planner("planner", ZONE, self.endpoints)
+            self._planner_restarted()
+            self._push(self.now + 1.0, _WAKE, "planner")
 
     def _partial_write(self, f: Fault) -> None:
         """For ``f.duration`` the provider rejects ``f.target``'s writes ("rejected": ``Rejected``, nothing

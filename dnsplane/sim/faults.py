@@ -113,6 +113,8 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                     # with a CNAME at the name) and says Applied
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur,
                                      mode=rng.choice(("rejected", "marker_only"))))
+                case "health_amnesia":
+                    out.append(Fault(at, kind, rng.choice(targets), dur, mode="down"))
                 case "request_exception":
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

@@ -49,6 +49,12 @@ What each check means, precisely:
   a ``DnsplaneError`` escaped the executor, the loop logged it and the actor's
   ``busy`` flag stayed set). The simulator looks at every tick and at the end;
   the explorer after every move. Its "endpoint" is the actor's name.
+- **H1 health kept across restarts** (``check_restart_health``, in scenarios
+  with ``health_amnesia``): after the planner restarts (its in-memory health
+  gone), it publishes no target that the store kept as down at the restart
+  before it has observed that target up, except when every target of the
+  endpoint is down (fail open). The simulator then keeps each target's true
+  health itself, so that a restart does not also make the world forget it.
 - **Head bound** (``check_head``, reported under I4, since every later publish
   past the bound fails): the store's head never passes the highest generation
   a planner published, nor ``model.MAX_GENERATION``, whatever marker a human
@@ -64,7 +70,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dnsplane.errors import DnsplaneError, InvalidPlan
-from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Observed, RecordSet, validate_record_set
+from dnsplane.model import MAX_GENERATION, Endpoint, EndpointKey, Generation, Observed, RecordSet, validate_record_set
 
 I1, I2, I3, I4, I5, I6 = (
     "I1 never empty",
@@ -76,6 +82,7 @@ I1, I2, I3, I4, I5, I6 = (
 )
 I7 = "I7 ownership"
 I8 = "I8 liveness of the safety net"
+H1 = "H1 health kept across restarts"
 NOWHERE = EndpointKey("-", "-")
 MAX_HEAD = int(MAX_GENERATION)  # the bound as shipped (a test that widens the model's for a run keeps this one)
 
@@ -307,6 +314,22 @@ class Monitor:
     def wedged(self, actor: str, detail: str) -> None:
         """I8: ``actor`` is busy with no request outstanding; it never runs again."""
         self.fail(I8, actor, detail)
+
+    def check_restart_health(self, changes: Iterable[tuple[EndpointKey, RecordSet]], known_down: set[str],
+                             unconfirmed: set[str], endpoints: dict[EndpointKey, Endpoint]) -> None:
+        """H1, at a publish after a planner restart: no member is a target the store kept as down at the
+        restart (``unconfirmed``) that the planner has not observed up since, unless every target of
+        the endpoint is known down (``known_down``: then it fails open, and keeps them all)."""
+        for key, rs in changes:
+            served = {m.target_id for m in rs.members if m.weight > 0} & unconfirmed
+            if not served:
+                continue
+            ep = endpoints.get(key)
+            if ep is not None and all(t.id in known_down for t in ep.targets):
+                continue  # fail open: every target is down
+            self.fail(H1, key, f"published {', '.join(sorted(served))} after a planner restart: the store "
+                               f"kept {'it' if len(served) == 1 else 'them'} down and the planner had not observed "
+                               f"{'it' if len(served) == 1 else 'them'} up since")
 
     def check_head(self, head: int, published: int | None = None) -> None:
         """The store's head after a step that may have moved it (``AdvanceHead``): a marker no plan

@@ -52,6 +52,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "marker_out_of_range",  # a human writes a marker whose g= is negative, past 64 bits, or garbage
     "second_owner",  # another installation (another owner id) writes an endpoint with its own content and marker
     "partial_write",  # for a while the provider rejects one endpoint's writes, or applies only their marker
+    "health_amnesia",  # a target goes down, then the planner restarts and loses the health it held in memory
 )
 # The kinds issue 8 added. A seed found before them replays as it did with ``Scenario.without(*ISSUE_8_KINDS)``
 # (the other kinds' schedule is drawn first, unchanged); tests/sim/test_regressions.py does.

@@ -234,7 +234,7 @@ def test_a_verifier_that_trusts_the_marker_leaves_a_partial_write_unreported(mon
     monkeypatch.setattr(verifier, "diagnose", marker_only)
     found = []
     for seed in range(10):  # a lie that outlives the repair bound needs a write to e2 early in its window
-        result, _, lies = _run_counting(PARTIAL, seed)
+        result, _, _ = _run_counting(PARTIAL, seed)
         found += [v for v in result.violations if v.short == "I8"]
         if found:
             break
@@ -254,3 +254,28 @@ def test_without_the_hold_of_a_rejected_endpoint_the_collector_deletes_what_its_
     found = next((seed for seed in range(600) if any(
         v.short == "I3" for v in run(often, "safe", seed, trace=False, stop_on="I3").violations)), None)
     assert found is not None, "no seed of 600 let the collector delete a rejected endpoint's content"
+
+
+# -- health_amnesia -------------------------------------------------------------------------------
+
+# lb-0-0 and then lb-1-1 go down; each time, once the planner acted on it, the planner restarts
+AMNESIA = [Fault(300.0, "health_amnesia", "lb-0-0", 600.0, "down"),
+           Fault(1500.0, "health_amnesia", "lb-1-1", 600.0, "down")]
+
+
+def test_a_planner_restart_does_not_serve_a_target_known_down() -> None:
+    result = run(CHAOS.only("health_amnesia"), "safe", 4, AMNESIA)
+    assert result.faults.get("health_amnesia") == 2
+    kept = [e for e in result.trace if e.actor == "planner" and e.detail.startswith("store keeps")]
+    assert len(kept) == 2 and "lb-0-0" in kept[0].detail and "lb-1-1" in kept[1].detail  # really down at restart
+    assert result.violations == []
+
+
+def test_a_planner_that_forgets_the_stored_health_serves_a_target_known_down(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dnsplane.protocol.planner import Planner
+
+    monkeypatch.setattr(Planner, "_restore", lambda self, kept: None)  # health as before issue 8: in memory only
+    result = run(CHAOS.only("health_amnesia"), "safe", 4, AMNESIA)
+    served = [v for v in result.violations if v.short == "H1"]
+    assert served and "lb-0-0" in served[0].detail, result.violations
