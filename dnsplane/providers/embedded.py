@@ -24,6 +24,9 @@ Guarantees:
   connection (another instance or process) committed to the file, so the two
   together tell a reader of every change.
 
+It never answers ``Rejected``: a row holds any record set, and the embedded server answers over
+TCP what does not fit UDP; ``dnsplane validate`` checks no size limit for it.
+
 Limits:
 - one machine only; ``synchronous=NORMAL``: a power loss may drop the last
   commits (never corrupt the file); the enactors then rewrite what is missing;
