@@ -317,6 +317,39 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
     return open_provider(load(path), root)
 
 
+STALL_GRACE = 5.0  # seconds past an actor's due round before status calls it stalled
+
+
+def actor_state(info: dict, now: float) -> str:  # type: ignore[type-arg]
+    """One actor's liveness from ``instance.json``'s ``actors`` (see runtime/app.ActorStatus)."""
+    due = info.get("next_round")
+    failures = int(info.get("failures") or 0)
+    if due is not None and now > float(due) + max(STALL_GRACE, 3 * float(info.get("period") or 0)):
+        return f"[red]STALLED (round due {now - float(due):.0f}s ago)[/]"
+    if failures:
+        return f"[red]FAILING ({failures} round{'s' if failures > 1 else ''} in a row; retrying)[/]"
+    return "[green]running[/]"
+
+
+def print_actors(actors: dict, now: float) -> None:  # type: ignore[type-arg]
+    """The actors' liveness: last successful round, consecutive failures, last error and when (I8)."""
+    if not actors:
+        return
+
+    def ago(t: object) -> str:
+        return "-" if t is None else f"{max(0.0, now - float(t)):.1f}s ago"  # type: ignore[arg-type]
+
+    table = Table(title="actors")
+    for col in ("actor", "state", "last ok", "failures", "last error"):
+        table.add_column(col)
+    for name, info in sorted(actors.items()):
+        error = info.get("last_error")
+        text = "-" if not error else f"{escape(str(error))} ({ago(info.get('last_error_at'))})"
+        table.add_row(name, actor_state(info, now), ago(info.get("last_ok")), str(info.get("failures") or 0),
+                      text)
+    console.print(table)
+
+
 def health_mark(h: dict[str, object]) -> str:
     """A target's health in ``status``: up, DOWN, unknown (never known since start), or the known
     state marked "(check unknown)" when its newest check was unknown (a local failure: the state is held)."""
@@ -413,6 +446,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for f in findings:
             console.print(f"  - {escape(str(f.get('endpoint')))}: {escape(str(f.get('detail')))}; "
                           f"{escape(str(f.get('todo')))}", highlight=False, soft_wrap=True)
+    print_actors((instance or {}).get("actors") or {}, time.time())
     store.close()
     provider.close()
     return 0

@@ -78,6 +78,12 @@ class PlanCollected(Permanent):
     fmt = "generation {generation} was collected; the oldest plan kept is {oldest}"
 
 
+class GenerationOutOfRange(Permanent):
+    """A generation past ``model.MAX_GENERATION`` (a hand-written marker's): no store head follows it."""
+
+    fmt = "generation {generation} is out of range (0..{limit}): {reason}"
+
+
 class StoreUnavailable(Retryable):
     fmt = "store unavailable: {reason}"
 

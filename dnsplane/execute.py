@@ -5,11 +5,21 @@ The asyncio runtime calls this from a worker thread; the simulator subclasses it
 it directly (``drain``) to run actors step by step. It is the one place where
 commands meet I/O, so every driver executes them with the same semantics.
 ``Resolve`` needs DNS: the caller passes a ``resolver``.
+
+Guarantee (I8): ``Executor.run`` never raises for what a command raises. A ``DnsplaneError``
+becomes ``Failed`` as its class says (``Retryable`` with its ``retry_after``, else not
+retryable); any other exception (a bug, or an error of the machine no adapter classified yet: a
+full disk's ``sqlite3.OperationalError``, an ``OverflowError``, an ``OSError``) becomes
+``Failed(retryable=True)``: it may well pass (the disk is freed), and the driver's backoff, not
+the reply, spaces the retries. Its traceback is logged at debug level only; the one warning line
+is the actor's own, when it handles the ``Failed``. So an actor's round always ends with a reply it
+handles, and its ``busy`` flag clears.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -78,7 +88,7 @@ class Executor:
         try:
             for cmd in commands:
                 reply = one(actor_name, cmd, now)
-        except DnsplaneError as err:
+        except Exception as err:  # every failure of a command is a Failed reply (I8)
             return failed(err, now)
         return reply
 
@@ -94,10 +104,18 @@ class Executor:
         with ``newer_than``); the simulator's store outages raise here."""
 
 
-def failed(err: DnsplaneError, now: float) -> Failed:
-    """The ``Failed`` reply for an error raised by a command (what ``Executor.run`` returns)."""
-    retry = err.retry_after if isinstance(err, Retryable) else 5.0
-    return Failed(now, str(err), isinstance(err, Retryable), retry)
+def failed(err: BaseException, now: float) -> Failed:
+    """The ``Failed`` reply for an error raised by a command (what ``Executor.run`` returns).
+
+    A ``DnsplaneError`` says what to do next itself; any other exception is retryable (see the
+    module docstring), named by its class so the log says what it was, its traceback at debug."""
+    if isinstance(err, DnsplaneError):
+        retry = err.retry_after if isinstance(err, Retryable) else 5.0
+        return Failed(now, str(err), isinstance(err, Retryable), retry)
+    if log.isEnabledFor(logging.DEBUG):
+        text = "".join(traceback.format_exception(err))
+        log.debug("unexpected %s in a command:\n%s", type(err).__name__, text)
+    return Failed(now, f"{type(err).__name__}: {err}", True, 0.0)
 
 
 # One handler per command type: (executor, actor, command, now) -> reply or None.

@@ -28,9 +28,32 @@ RecordType = Literal["A", "AAAA"]
 
 NO_GENERATION = Generation(0)
 EVERY_GENERATION = Generation(2**62)  # an upper bound above any generation a store hands out
+# The largest generation dnsplane hands out or believes. Stores hold generations as signed 64-bit
+# integers (SQLite: at most 2**63 - 1); a hand-written marker ``g=9223372036854775807`` taken as
+# the head made every later publish overflow. 2**53 is far inside that range (and exact in a
+# double, for JSON readers): at a million publishes a second it lasts 285 years. A marker naming a
+# generation above it, below 0, or not a decimal number is corrupt (``Marker.from_text`` refuses
+# it, ``generation_in_range`` says so of a marker a provider stores as columns): the verifier
+# repairs it, no store head ever follows it (``Store.advance_head`` refuses to pass it).
+MAX_GENERATION = Generation(2**53)
+_GENERATION_TEXT = re.compile(r"[0-9]{1,16}")  # 2**53 has 16 digits; int() would also take "+5", " 5", "1_0"
 MIN_TTL = 1
 MAX_TTL = 86_400
 WEIGHT_SCALE = 1000  # weights of one endpoint are integers summing to about this
+
+
+def generation_in_range(g: object) -> bool:
+    """Whether ``g`` is a generation dnsplane could have written: an int in [0, MAX_GENERATION]."""
+    return type(g) is int and 0 <= g <= MAX_GENERATION
+
+
+def parse_generation(text: str) -> Generation | None:
+    """The generation written as ``text`` (decimal digits only), or None when it is garbage or out
+    of range (negative, above ``MAX_GENERATION``)."""
+    if not _GENERATION_TEXT.fullmatch(text):
+        return None
+    g = int(text)
+    return Generation(g) if g <= MAX_GENERATION else None
 
 
 def normalise_name(name: str) -> str:
@@ -266,10 +289,9 @@ class Marker:
         parts = text.strip('"').split()
         if not 3 <= len(parts) <= 5 or parts[0] != "dnsplane":
             return None
-        try:
-            g = int(parts[1].removeprefix("g="))
-        except ValueError:
-            return None
+        g = parse_generation(parts[1].removeprefix("g="))
+        if g is None:
+            return None  # garbage, negative or past MAX_GENERATION: a corrupt marker, never a head
         rest = parts[3:]
         prev = owner = ""
         if rest and rest[0].startswith("p="):

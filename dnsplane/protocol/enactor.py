@@ -58,6 +58,7 @@ from dnsplane.model import (
     Rejected,
     Write,
     WriteResult,
+    generation_in_range,
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
@@ -94,6 +95,8 @@ def decide(desired: Desired, observed: Observed) -> str:
     |                                                | changed it (``MarkersRead.newer``)    |
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
+    | marker generation out of range (< 0, past      | skip-corrupt |
+    | ``MAX_GENERATION``: written by hand)           |              |
     | marker generation > desired.generation         | skip-newer   |
     | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
     | marker generation == desired, other digest     | skip-corrupt |
@@ -113,6 +116,8 @@ def decide(desired: Desired, observed: Observed) -> str:
         return "write"
     if marker is None or records is None or records.digest != marker.digest:
         return "skip-corrupt"
+    if not generation_in_range(marker.generation):
+        return "skip-corrupt"  # a generation no store hands out (g= written by hand): the verifier's
     if marker.generation > desired.generation:
         return "skip-newer"
     if marker.generation == desired.generation:
@@ -141,7 +146,7 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
     """
     if verdict != "skip-corrupt":
         return None
-    if seen.marker is not None:
+    if seen.marker is not None and generation_in_range(seen.marker.generation):
         return seen.marker.generation
     return min(finished, Generation(desired.generation - 1))
 

@@ -20,6 +20,11 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | marker behind the plan for two rounds in a    | write desired (the enactors are late)         |
 | row (enactors stuck)                          |                                               |
 | newest change invalid (a malformed plan)      | check against the newest valid content below  |
+| marker out of range (``g=`` negative, past    | as a marker edited by hand: repaired in the   |
+| ``MAX_GENERATION``: only a hand could write   | next round; it is never taken for a head, and |
+| it; a text marker so read comes back as none) | the repair does not go by its generation      |
+| no answer (TIMEOUT, SERVFAIL, REFUSED, ERROR:  | nothing this round ("unreachable"): reported,  |
+| the server did not say what it holds)         | not counted right, not repaired               |
 
 Guarantees: a repair never lowers a marker (I2): it writes
 ``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
@@ -63,6 +68,7 @@ from dnsplane.model import (
     Rejected,
     Write,
     WriteResult,
+    generation_in_range,
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
@@ -92,8 +98,12 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
     """Name what is wrong with one endpoint, or None when it is right."""
     marker = seen.observed.marker
     records = seen.observed.records
+    if marker is not None and not generation_in_range(marker.generation):
+        return "marker-corrupt"  # a generation no store hands out: hand-written, never a head
     if marker is not None and marker.generation > head:
         return "marker-ahead"
+    if seen.rcode not in _ANSWERED:
+        return "unreachable"  # unknown this round: an empty answer is a fact, no answer is not
     if seen.rcode != "NOERROR" or not seen.addresses:
         return "empty-answer"
     if records is None or not records.live_members():
@@ -125,7 +135,9 @@ class Quarantine:
 
 
 # Records whose marker a human edited or deleted: they may hold content newer than the round's snapshot.
-_HAND_MADE = frozenset({"marker-edited", "marker-missing"})
+_HAND_MADE = frozenset({"marker-edited", "marker-missing", "marker-corrupt"})
+# Answers that say what the server holds; any other rcode (TIMEOUT, SERVFAIL, REFUSED, ERROR) says nothing.
+_ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 
 
 @dataclass
@@ -138,6 +150,7 @@ class Verifier:
     lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
     edited: set[EndpointKey] = field(default_factory=set)  # seen with a marker edited or deleted by hand last round
     all_right: bool = True
+    unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
     busy: bool = False
     last_problems: dict[EndpointKey, str] = field(default_factory=dict)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict)
@@ -165,6 +178,7 @@ class Verifier:
                 self.desired = dict(desired)
                 self.queue = sorted(desired)
                 self.all_right = True
+                self.unanswered = 0
                 return self._fall_back(list(desired))
             case ContentLoaded(content=content):
                 self.desired.update(content)
@@ -199,6 +213,9 @@ class Verifier:
         if not self.queue:
             self.busy = False
             self.stats["rounds"] += 1
+            if self.unanswered:
+                return [Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
+                            {"actor": self.name, "endpoints": self.unanswered})]
             if self.all_right and self.head:
                 return [SetLastKnownGood(self.head)]
             return []
@@ -225,6 +242,13 @@ class Verifier:
                 problem: str | None = "foreign-owner"  # another numbering: never a head, never kept
             else:
                 problem = diagnose(desired, seen, self.head)
+            if problem == "unreachable":
+                # No answer: what it serves is unknown this round. Not right, not repaired (a repair
+                # on no evidence could overwrite what it serves), and its other state is left as is.
+                self.all_right = False
+                self.last_problems[key] = problem
+                self.unanswered += 1
+                continue
             if problem not in _HAND_MADE:
                 self.edited.discard(key)
             if problem is None and self.ownership.pre_owner(seen.observed):
@@ -276,8 +300,10 @@ class Verifier:
             # The head, not t(e): content at the head equals content at t(e), and the head is at
             # least every marker ever written (markers ahead of it get fenced first), so a repair
             # never lowers a marker, even one that was then deleted by hand.
-            # another installation's generation means nothing in this store
-            kept = found.generation if found is not None and problem != "foreign-owner" else None
+            # A corrupt marker's generation (out of range) counts for nothing: no writer wrote it.
+            kept = found.generation if found is not None and generation_in_range(found.generation) else None
+            if problem == "foreign-owner":
+                kept = None  # another installation's generation means nothing in this store
             generation = max(kept or NO_GENERATION, self.head)
             marker = Marker.after(found, Generation(generation), desired.records.digest, self.ownership.owner)
             if adopting and self.ownership.adopted is not None:  # the fleet file said adopt: true
@@ -307,7 +333,7 @@ class Verifier:
                     entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
                                     problem))
                 case Conflict(key=key, current=current):
-                    before = current.generation if current else None
+                    before = current.generation if current and generation_in_range(current.generation) else None
                     entries.append((key, "conflict", before, self.desired[key].generation, f"repair of {problem}"))
                 case Rejected(key=key, reason=reason):
                     held = self.quarantined.get(key)

@@ -12,6 +12,22 @@ Fleet reload (SIGHUP, ``dnsplane reload``): the fleet file is read again and val
 round; a refused one changes nothing. Each outcome is logged and kept in ``instance.json``
 (``reload``) for ``dnsplane reload`` and ``status``.
 
+Supervision (I8: no failure stops an actor for good). Whatever a command, a DNS query or an
+actor's own ``handle`` raises, the round ends with a ``Failed`` reply fed back to the actor
+(``Executor.run`` turns any exception into one; ``resolve`` and ``feed`` do the same for what
+they run), so its ``busy`` flag clears; if ``handle`` raises on that ``Failed`` too, the actor's
+state is reset to a fresh one (the planner keeps its health observations). A failed round is
+logged once, by the actor; the next round comes after an exponential backoff (the actor's period
+doubled per consecutive failed round, capped at ``BACKOFF_CAP``), reset by the first round that
+succeeds. Each actor's last successful round, last error (with its time) and consecutive
+failures are written to ``instance.json`` (``actors``) and shown by ``dnsplane status``. The
+health loop and the other background tasks are restarted the same way if they raise.
+
+The verifier's DNS view: at most ``MAX_QUERIES_IN_FLIGHT`` endpoints are queried at once;
+an endpoint whose query times out or fails is ``TIMEOUT``/``ERROR`` this round (the verifier
+reports it, repairs nothing on it); only records of the asked type at the asked name count as
+its addresses (a CNAME there answers none), only TXT at the marker name as its marker.
+
 Limits: one zone per process; the verifier queries the embedded server it runs.
 """
 
@@ -19,28 +35,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dns.asyncquery
+import dns.exception
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 
 from dnsplane.config import Fleet
 from dnsplane.dns.server import DnsServer
 from dnsplane.errors import InvalidConfig
-from dnsplane.execute import Actor, Executor
+from dnsplane.execute import Actor, Executor, failed
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import (
+    Command,
     Event,
+    Failed,
     FleetChanged,
     HealthObserved,
     Published,
@@ -62,7 +84,11 @@ from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
 
+BACKOFF_CAP = 30.0  # seconds: the longest wait between two rounds of a failing actor (or its period, if longer)
+MAX_QUERIES_IN_FLIGHT = 64  # endpoints the verifier queries at once (two queries each)
+QUERY_TIMEOUT = 2.0  # seconds per verifier query
 HEALTH_GRACE = 5.0  # seconds: at start, how long the planner waits for every checked target's first check
+STATUS_INTERVAL = 1.0  # seconds: instance.json is rewritten at most this often for actor status alone
 
 
 @dataclass
@@ -77,6 +103,67 @@ class Options:
     health_grace: float = HEALTH_GRACE  # seconds the planner waits for first health checks at start
     collector_period: float = 10.0
     verifier_period: float = 5.0
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them to end. A cancellation can be lost (Python 3.11's
+    ``asyncio.wait_for`` swallows one that arrives as its inner future completes), so every task
+    still running after a moment is cancelled again: shutdown must not hang on one of them."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
+def backoff(period: float, failures: int) -> float:
+    """Seconds to wait before the next round after ``failures`` consecutive failed rounds."""
+    if failures <= 0:
+        return period
+    return min(period * 2 ** min(failures - 1, 32), max(period, BACKOFF_CAP))
+
+
+@dataclass
+class ActorStatus:
+    """What ``instance.json`` says of one actor (or background task): is it alive, is it failing."""
+
+    name: str
+    period: float
+    rounds: int = 0
+    last_round: float | None = None  # when the last round ended, ok or not
+    last_ok: float | None = None  # when the last round without a failure ended
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0  # consecutive failed rounds
+    next_round: float | None = None  # when the next round is due at the latest
+
+    def finish(self, now: float, failure: Failed | None) -> float:
+        """Record a round that ended at ``now``; return the seconds to wait before the next one."""
+        self.rounds += 1
+        self.last_round = now
+        if failure is None:
+            if self.failures:
+                log.info("recovered after %d failed rounds", self.failures,
+                         extra={"fields": {"actor": self.name, "last_error": self.last_error}})
+            self.failures = 0
+            self.last_ok = now
+            delay = self.period
+        else:
+            self.failures += 1
+            self.last_error = failure.error
+            self.last_error_at = now
+            delay = backoff(self.period, self.failures)
+            if failure.retryable:
+                delay = min(max(delay, failure.retry_after), max(self.period, BACKOFF_CAP))
+        self.next_round = now + delay
+        return delay
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period, "rounds": self.rounds, "last_round": self.last_round, "last_ok": self.last_ok,
+            "last_error": self.last_error, "last_error_at": self.last_error_at, "failures": self.failures,
+            "next_round": self.next_round,
+        }
 
 
 @dataclass
@@ -112,6 +199,18 @@ class App:
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone=zone, ownership=self.ownership())
         self.wake = [asyncio.Event() for _ in self.enactors]
+        # How to rebuild each actor's state from scratch, when its handle cannot take even a Failed.
+        self.fresh: dict[str, Callable[[], Actor]] = {
+            "planner": lambda: Planner("planner", zone, self.planner.endpoints,
+                                       health_grace=self.options.health_grace),
+            "collector": lambda: Collector("collector"),
+            "verifier": lambda: Verifier("verifier", zone=zone, ownership=self.ownership()),
+            **{e.name: functools.partial(self._fresh_enactor, e.name, zone, batch) for e in self.enactors},
+        }
+        self.actors: dict[str, ActorStatus] = {}
+        self._status_written = 0.0
+        self._instance_unwritten = False
+        self._queries = asyncio.Semaphore(MAX_QUERIES_IN_FLIGHT)
         self.ready = asyncio.Event()  # first round of health checks done
         self._unknown_checks: dict[str, str] = {}  # target -> detail of its check's current unknown streak
         self.started = asyncio.Event()  # DNS server listening, instance.json written
@@ -125,35 +224,113 @@ class App:
 
     # ------------------------------------------------------------- driving actors
 
-    async def feed(self, actor: Actor, event: Event) -> None:
-        """Feed an event and every reply until the actor is quiet."""
+    async def feed(self, actor: Actor, event: Event) -> Failed | None:
+        """Feed an event and every reply until the actor is quiet; return the round's first ``Failed``.
+
+        Never raises for what the actor or its commands raise, and never leaves the actor waiting
+        for a reply: every request ends in its reply or in a ``Failed`` fed back to the actor."""
+        first: Failed | None = None
         reply: Event | None = event
         while reply is not None:
-            commands = actor.handle(reply)
+            commands, failure = self._handle(actor, reply)
+            first = first or failure
             if not commands:
-                return
+                break
             last = commands[-1]
             if isinstance(last, Resolve):
-                await asyncio.to_thread(self.executor.run, actor.name, commands[:-1], time.time())
-                reply = await self.resolve(last.keys)
+                reply = await asyncio.to_thread(self.executor.run, actor.name, commands[:-1], time.time())
+                if reply is None:  # the effects before it went through
+                    reply = await self.resolve(last.keys)
             else:
                 reply = await asyncio.to_thread(self.executor.run, actor.name, commands, time.time())
-            if isinstance(reply, Published):
+            if isinstance(reply, Failed):
+                first = first or reply
+            elif isinstance(reply, Published):
                 for w in self.wake:
                     w.set()
+        return first
+
+    def _handle(self, actor: Actor, event: Event) -> tuple[list[Command], Failed | None]:
+        """``actor.handle(event)``; if it raises (a bug in the actor), the actor gets a ``Failed``
+        instead, and if that raises too, its state is reset (``reset``)."""
+        try:
+            return actor.handle(event), None
+        except Exception as err:
+            failure = Failed(time.time(), f"{type(err).__name__} in {actor.name} handling "
+                             f"{type(event).__name__}: {err}", True, 0.0)
+            log.error("actor raised; it is told its round failed", exc_info=log.isEnabledFor(logging.DEBUG),
+                      extra={"fields": {"actor": actor.name, "error": failure.error}})
+        if not isinstance(event, Failed):
+            try:
+                return actor.handle(failure), failure
+            except Exception as err:
+                log.error("actor raised on Failed too; its state is reset", exc_info=log.isEnabledFor(logging.DEBUG),
+                          extra={"fields": {"actor": actor.name, "error": f"{type(err).__name__}: {err}"}})
+        self.reset(actor)
+        return [], failure
+
+    def reset(self, actor: Actor) -> None:
+        """Give ``actor`` the state of a fresh one (the planner keeps its health observations): a
+        restarted actor re-reads everything it needs, as after a process restart."""
+        make = self.fresh.get(actor.name)
+        if make is None:
+            if hasattr(actor, "busy"):
+                actor.busy = False
+            return
+        fresh = make()
+        keep = {"health"} if isinstance(actor, Planner) else set()
+        for name, value in vars(fresh).items():
+            if name not in keep:
+                setattr(actor, name, value)
+
+    def status_of(self, name: str, period: float) -> ActorStatus:
+        status = self.actors.get(name)
+        if status is None:
+            status = self.actors[name] = ActorStatus(name, period)
+        return status
 
     async def loop(self, actor: Actor, period: float, wake: asyncio.Event | None = None) -> None:
+        status = self.status_of(actor.name, period)
         while True:
             try:
-                await self.feed(actor, Tick(time.time()))
-            except Exception:  # a bug in one round must not stop the control plane
-                log.exception("actor round failed", extra={"fields": {"actor": actor.name}})
-            if wake is None:
+                failure = await self.feed(actor, Tick(time.time()))
+            except Exception as err:  # feed guards every step; this is the last net, for a bug in feed itself
+                log.error("actor round failed", exc_info=True, extra={"fields": {"actor": actor.name}})
+                failure = Failed(time.time(), f"{type(err).__name__}: {err}", True, 0.0)
+                self.reset(actor)
+            failing = status.failures
+            delay = status.finish(time.time(), failure)
+            self.status_changed(force=bool(failure) or bool(failing))
+            if failure is not None:
+                await asyncio.sleep(delay)  # backoff: a publish does not wake a failing enactor early
+            elif wake is None:
                 await asyncio.sleep(period)
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), period)
                 wake.clear()
+
+    async def supervise(self, name: str, period: float, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task (the health loop, the demo) and start it again, after a backoff, if it
+        raises: one line in the log, its error in ``instance.json``."""
+        status = self.status_of(name, period)
+        while True:
+            try:
+                await body()
+                return
+            except Exception as err:
+                log.error("task failed; restarting it", exc_info=log.isEnabledFor(logging.DEBUG),
+                          extra={"fields": {"task": name, "error": f"{type(err).__name__}: {err}"}})
+                delay = status.finish(time.time(), Failed(time.time(), f"{type(err).__name__}: {err}", True, 0.0))
+                self.status_changed(force=True)
+                await asyncio.sleep(delay)
+
+    def status_changed(self, force: bool = False) -> None:
+        """Rewrite ``instance.json`` for a change of actor status: at once when an actor fails or
+        recovers, else at most every ``STATUS_INTERVAL`` seconds."""
+        now = time.monotonic()
+        if force or now - self._status_written >= STATUS_INTERVAL:
+            self.write_instance()
 
     async def health_loop(self) -> None:
         """A round of health checks every ``health_period`` seconds, until cancelled.
@@ -162,21 +339,26 @@ class App:
         target, not this loop's load); a check that fails for a local reason is unknown, which the
         planner never moves weight for. The loop never stops by itself: a round that raises (a bug,
         instance.json unwritable for want of file descriptors) is logged once per distinct error,
-        and the next round comes a period later.
+        counted in the health task's status, and the next round comes a period later.
         """
         checker = HealthChecker()  # now, while file descriptors are free: its loop needs some
+        status = self.status_of("health", self.options.health_period)
         last_error: str | None = None
         try:
             while True:
+                failure = None
                 try:
                     await self.health_round(checker)
                     last_error = None
                 except Exception as err:
                     text = f"{type(err).__name__}: {err}"
+                    failure = Failed(time.time(), text, True, 0.0)
                     if text != last_error:
                         log.error("health round failed; checking again next period",
                                   exc_info=log.isEnabledFor(logging.DEBUG), extra={"fields": {"error": text}})
                     last_error = text
+                with contextlib.suppress(Exception):
+                    status.finish(time.time(), failure)  # the delay it offers is ignored: health never backs off
                 await asyncio.sleep(self.options.health_period)
         finally:
             checker.close()
@@ -269,8 +451,13 @@ class App:
     # ------------------------------------------------------------- verifier's DNS view
 
     async def resolve(self, keys: Sequence[EndpointKey]) -> Event:
-        observed = await asyncio.to_thread(self.provider.read, keys)
-        results = await asyncio.gather(*(self._resolve_one(k, observed[k]) for k in keys))
+        """``Resolved``, or ``Failed`` for whatever the provider's read or a query raised (the verifier
+        must hear back: it is the last actor that may fall silent)."""
+        try:
+            observed = await asyncio.to_thread(self.provider.read, keys)
+            results = await asyncio.gather(*(self._resolve_one(k, observed[k]) for k in keys))
+        except Exception as err:
+            return failed(err, time.time())
         return Resolved(time.time(), dict(zip(keys, results, strict=True)))
 
     def dns_address(self) -> tuple[str, int] | None:
@@ -285,17 +472,28 @@ class App:
             marker = observed.marker.to_text() if observed.marker else None
             return Resolution("NOERROR" if addrs else "NXDOMAIN", addrs, marker, observed)
         host, port = where
-        try:
-            answer = await dns.asyncquery.udp(dns.message.make_query(key.name, key.rtype), host, 2, port)
-            txt = await dns.asyncquery.udp(dns.message.make_query(marker_name(key), "TXT"), host, 2, port)
-        except TimeoutError:
-            return Resolution("TIMEOUT", (), None, observed)
+        qname, mname = dns.name.from_text(key.name), dns.name.from_text(marker_name(key))
+        async with self._queries:  # bounded: 10,000 endpoints must not send 20,000 queries at once
+            try:
+                answer = await dns.asyncquery.udp(dns.message.make_query(qname, key.rtype), host, QUERY_TIMEOUT,
+                                                  port)
+                txt = await dns.asyncquery.udp(dns.message.make_query(mname, "TXT"), host, QUERY_TIMEOUT, port)
+            except dns.exception.Timeout:  # dnspython's, not the built-in TimeoutError
+                return Resolution("TIMEOUT", (), None, observed)
+            except (dns.exception.DNSException, OSError) as err:  # a malformed answer, a refused socket
+                log.debug("verifier query failed", extra={"fields": {"endpoint": str(key), "error": repr(err)}})
+                return Resolution("ERROR", (), None, observed)
+        # Only records of the asked type at the asked name: a CNAME there (and its target's records,
+        # which BIND adds) answers no address of the endpoint's own.
         want = dns.rdatatype.from_text(key.rtype)
-        addresses = tuple(rd.address for rrset in answer.answer if rrset.rdtype == want for rd in rrset)
+        addresses = tuple(rd.to_text() for rrset in answer.answer if rrset.rdtype == want and rrset.name == qname
+                          for rd in rrset)
         marker = None
         for rrset in txt.answer:
+            if rrset.rdtype != dns.rdatatype.TXT or rrset.name != mname:
+                continue
             for rd in rrset:
-                marker = b"".join(rd.strings).decode()
+                marker = b"".join(rd.strings).decode(errors="replace")
         return Resolution(dns.rcode.to_text(answer.rcode()), addresses, marker, observed)
 
     # ------------------------------------------------------------- lifecycle
@@ -320,6 +518,19 @@ class App:
         return found
 
     def write_instance(self) -> None:
+        """Write ``instance.json``; a failure to write it (a full disk) is logged once, never raised:
+        it must not stop the actor whose round asked for it."""
+        self._status_written = time.monotonic()
+        try:
+            self._write_instance()
+        except OSError as err:
+            if not self._instance_unwritten:
+                log.warning("cannot write instance.json", extra={"fields": {"error": str(err)}})
+            self._instance_unwritten = True
+        else:
+            self._instance_unwritten = False
+
+    def _write_instance(self) -> None:
         down = self.demo.down() if self.demo else []
         write_json_atomic(self.options.data_dir / "instance.json", {
             "pid": os.getpid(),
@@ -337,6 +548,7 @@ class App:
             "foreign": self.foreign(),
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
+            "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "health": {  # healthy: true / false / null (unknown); check: the newest result, "unknown" included
                 tid: {"healthy": h.healthy, "detail": h.last_detail, "check": h.last_result}
                 for tid, h in sorted(self.planner.health.items())
@@ -350,7 +562,7 @@ class App:
         self.write_instance()
         self.started.set()
         tasks = [
-            asyncio.create_task(self.health_loop(), name="health"),
+            asyncio.create_task(self.supervise("health", self.options.health_period, self.health_loop), name="health"),
             asyncio.create_task(self.loop(self.planner, self.options.planner_period), name="planner"),
             asyncio.create_task(self.loop(self.collector, self.options.collector_period), name="collector"),
             asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
@@ -362,15 +574,15 @@ class App:
         ]
         if self.demo is not None:
             control = self.options.data_dir / "demo"
-            tasks.append(asyncio.create_task(self.demo.follow(control, self.write_instance), name="demo"))
+            demo = self.demo
+            tasks.append(asyncio.create_task(
+                self.supervise("demo", 1.0, lambda: demo.follow(control, self.write_instance)), name="demo"))
         try:
             await stop.wait()
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             if self.server is not None:
                 await self.server.stop()
             if self.demo is not None:

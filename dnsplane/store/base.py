@@ -11,6 +11,9 @@ Guarantees every store keeps (tests/store/test_store_conformance.py checks them)
   change at or below the watermark: deleting a plan never removes content that
   some endpoint still holds, and never changes a DNS record (stores do not
   touch providers);
+- no head ever passes ``model.MAX_GENERATION``: ``advance_head`` past it and a
+  ``publish`` at it raise ``GenerationOutOfRange`` (a hand-written marker
+  ``g=9223372036854775807`` once became the head, and every publish overflowed);
 - ``save_health`` / ``health``: the health the planner last acted on, per target,
   survives a restart of the store's process (the SQLite store) as plans do.
 """

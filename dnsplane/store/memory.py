@@ -20,8 +20,8 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 
-from dnsplane.errors import InvalidPlan, PlanCollected
-from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.errors import GenerationOutOfRange, InvalidPlan, PlanCollected
+from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,14 @@ def check_unique_keys(changes: Sequence[tuple[EndpointKey, RecordSet]]) -> None:
         if k in seen:
             raise InvalidPlan(endpoint=str(k), reason="endpoint appears twice in one plan")
         seen.add(k)
+
+
+def check_generation(g: int, what: str) -> None:
+    """Refuse a head past ``MAX_GENERATION`` (a hand-written marker's ``g=``): stores keep generations
+    in 64 bits, and a head at their end would make every later publish overflow."""
+    if not 0 <= g <= MAX_GENERATION:
+        raise GenerationOutOfRange(generation=g, limit=MAX_GENERATION,
+                                   reason=f"{what} refused: no head goes past the generation bound")
 
 
 class MemoryStore(Store):
@@ -71,10 +79,12 @@ class MemoryStore(Store):
             if self._head != expect_head:
                 return None
             g = self._head + 1
+            check_generation(g, "publish")
             self._add_plan_unlocked(g, changes, now, planner)
             return Generation(g)
 
     def advance_head(self, at_least: Generation, now: float) -> Generation:
+        check_generation(at_least, "advance_head")
         with self._lock:
             if self._head < at_least:
                 self._add_plan_unlocked(int(at_least), (), now, "advance_head")

@@ -45,10 +45,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
-from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
-from dnsplane.store.memory import check_unique_keys
+from dnsplane.store.memory import check_generation, check_unique_keys
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class SqliteStore(Store):
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('head', 0), ('schema', ?)", (SCHEMA_VERSION,)
                 )
                 self._file.stamp_unlocked(db)
+                self._recover_head_unlocked(db)
         except sqlite3.OperationalError as exc:
             self._db.close()
             if is_busy(exc):
@@ -117,6 +118,28 @@ class SqliteStore(Store):
         """Read every page once; ``DamagedDataFile`` when SQLite finds damage (O(file size): at start only)."""
         self._file.quick_check()
 
+    def _recover_head_unlocked(self, db: sqlite3.Connection) -> None:
+        """A file whose head went past ``MAX_GENERATION`` (before the bound existed, a hand-written
+        marker ``g=9223372036854775807`` became the head, after which every publish overflowed):
+        its plans past the bound are dropped and the head set back to the newest plan within it;
+        applied, in-flight and last-known-good generations past it are lowered to that head. Markers
+        a provider holds past the bound are corrupt ones the verifier repairs; the planner publishes
+        anew whatever the dropped plans changed."""
+        head = self._head_unlocked(db)
+        if 0 <= head <= MAX_GENERATION:
+            return
+        db.execute("DELETE FROM plans WHERE generation > ? OR generation < 0", (MAX_GENERATION,))
+        db.execute("DELETE FROM changes WHERE generation > ? OR generation < 0", (MAX_GENERATION,))
+        (top,) = db.execute("SELECT max(generation) FROM plans").fetchone()
+        (top_change,) = db.execute("SELECT max(generation) FROM changes").fetchone()
+        new = max(top or NO_GENERATION, top_change or NO_GENERATION)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'head'", (new,))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'lkg' AND value > ?", (new, new))
+        db.execute("UPDATE applied SET generation = ? WHERE generation > ?", (new, new))
+        db.execute("DELETE FROM inflight WHERE generation > ?", (new,))
+        log.warning("%s: the head %d was past the generation bound %d (a hand-written marker's); plans past it "
+                    "were dropped and the head set back to %d", self.path, head, MAX_GENERATION, new)
+
     # -- plans -------------------------------------------------------------
 
     @staticmethod
@@ -137,11 +160,13 @@ class SqliteStore(Store):
             if head != expect_head:
                 return None
             g = head + 1
+            check_generation(g, "publish")
             rows = [(k.name, k.rtype, g, encode(rs)) for k, rs in changes]
             self._add_plan_unlocked(db, g, rows, now, planner)
             return Generation(g)
 
     def advance_head(self, at_least: Generation, now: float) -> Generation:
+        check_generation(at_least, "advance_head")
         with self._tx(immediate=True) as db:
             head = self._head_unlocked(db)
             if head >= at_least:

@@ -1,0 +1,122 @@
+"""Verifier: no answer is not an empty answer, and a hand-written marker out of range is a corrupt one.
+
+- an endpoint whose DNS query timed out or failed (TIMEOUT, SERVFAIL, ERROR) is "unreachable" this
+  round: reported, not repaired (a repair on no evidence), not counted right (no last-known-good);
+- a marker whose generation no store hands out (negative, past ``MAX_GENERATION``) is
+  "marker-corrupt": repaired like a marker edited by hand, never taken as a head (issue 8: a
+  hand-written ``g=9223372036854775807`` became the head and every later publish overflowed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Marker, Observed
+from dnsplane.protocol.enactor import Enactor, decide
+from dnsplane.protocol.messages import (
+    DesiredLoaded,
+    HealthObserved,
+    Resolution,
+    Resolve,
+    Resolved,
+    SetLastKnownGood,
+    Tick,
+    WriteBatch,
+)
+from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.verifier import Verifier, diagnose
+from tests.protocol.harness import ZONE, Harness, endpoint
+
+API = EndpointKey(f"api.{ZONE}", "A")
+
+
+def converged() -> tuple[Harness, Planner, Enactor]:
+    h = Harness()
+    p = Planner("planner", ZONE, (endpoint(),))
+    e = Enactor("enactor", ZONE)
+    h.run(p)
+    h.run(e)
+    assert h.provider.read([API])[API].records is not None, "the harness did not converge"
+    return h, p, e
+
+
+@pytest.mark.parametrize("rcode", ["TIMEOUT", "SERVFAIL", "ERROR", "REFUSED"])
+def test_an_unanswered_query_is_reported_not_repaired(rcode: str) -> None:
+    h, _, _ = converged()
+    seen = h.provider.read([API])[API]
+    desired = h.store.desired([API], h.store.head())[API]
+    assert diagnose(desired, Resolution(rcode, (), None, seen), h.store.head()) == "unreachable"
+
+    def unanswered(keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
+        return {k: Resolution(rcode, (), None, o) for k, o in h.provider.read(keys).items()}
+
+    h.executor.resolver = unanswered
+    v = Verifier("verifier")
+    writes = h.provider.writes
+    reply = h.step(v, DesiredLoaded(h.now, h.store.head(), h.store.desired(None, h.store.head())))
+    assert isinstance(reply, Resolved)
+    commands = v.handle(reply)
+    assert not any(isinstance(c, WriteBatch | SetLastKnownGood) for c in commands), commands
+    assert v.last_problems == {API: "unreachable"}
+    assert not v.busy and not v.all_right
+    for _ in range(3):  # and in later rounds too: never a repair on no answer
+        h.run(v)
+    assert h.provider.writes == writes
+    assert v.stats["repairs"] == 0
+
+
+def test_an_empty_answer_is_still_repaired() -> None:
+    """The other side of "unreachable": NOERROR without addresses is a fact, repaired at once."""
+    h, _, _ = converged()
+    seen = h.provider.read([API])[API]
+    h.checking = False
+    h.provider.hand_edit(API, None, seen.marker)
+    v = Verifier("verifier")
+    h.run(v)
+    assert v.stats["repairs"] == 1
+    assert h.provider.read([API])[API].records == seen.records
+
+
+@pytest.mark.parametrize("generation", [2**63 - 1, 99999999999999999999, MAX_GENERATION + 1, -1])
+def test_a_marker_out_of_range_is_repaired_and_never_a_head(generation: int) -> None:
+    h, p, e = converged()
+    seen = h.provider.read([API])[API]
+    assert seen.records is not None
+    h.checking = False  # a hand edit breaks I2 on purpose
+    h.provider.hand_edit(API, seen.records, Marker(Generation(generation), seen.records.digest))
+    head = h.store.head()
+    assert decide(h.store.desired([API], head)[API], h.provider.read([API])[API]) == "skip-corrupt"
+    v = Verifier("verifier")
+    for _ in range(3):  # seen, then repaired from a snapshot loaded after it was seen
+        h.run(v)
+    assert h.store.head() == head, "a corrupt marker moved the store's head"
+    after = h.provider.read([API])[API]
+    assert after.marker is not None and 0 <= after.marker.generation <= MAX_GENERATION
+    assert after.marker.generation >= head and after.records == seen.records
+    assert v.stats["repairs"] >= 1
+    # publishes still work after it
+    h.checking = True
+    h.run(p, HealthObserved(h.now, "lb-1", False))
+    h.run(p, Tick(h.now))
+    assert h.store.head() == head + 1
+    h.run(e)
+    assert {m.target_id for m in h.provider.read([API])[API].records.members} == {"lb-2", "lb-3"}  # type: ignore[union-attr]
+
+
+def test_the_enactor_leaves_a_marker_out_of_range_to_the_verifier() -> None:
+    h, _, _ = converged()
+    seen = h.provider.read([API])[API]
+    desired = h.store.desired([API], h.store.head())[API]
+    assert seen.records is not None
+    huge = Observed(seen.records, Marker(Generation(2**63 - 1), seen.records.digest))
+    assert decide(desired, huge) == "skip-corrupt"  # was skip-newer: the endpoint was left as "applied"
+
+
+def test_a_verifier_round_with_a_resolve_asks_for_dns() -> None:
+    """Sanity of the helper above: a healthy round resolves and ends with last-known-good."""
+    h, _, _ = converged()
+    v = Verifier("verifier")
+    commands = v.handle(DesiredLoaded(h.now, h.store.head(), h.store.desired(None, h.store.head())))
+    assert isinstance(commands[-1], Resolve)

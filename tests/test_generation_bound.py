@@ -1,0 +1,117 @@
+"""Generations out of range (issue 8): a hand-written marker ``g=`` negative, past ``MAX_GENERATION``
+or garbage is a corrupt marker, read without raising by every provider, and never a store's head.
+
+Seen before the fix: ``g=99999999999999999999`` raised ``OverflowError`` in the verifier's
+``AdvanceHead`` (SQLite's integers are 64-bit), and ``g=9223372036854775807`` became the head,
+after which every publish overflowed, across restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dnsplane.errors import GenerationOutOfRange
+from dnsplane.model import MAX_GENERATION, Generation, Marker, generation_in_range, parse_generation
+from dnsplane.providers.embedded import EmbeddedProvider
+from dnsplane.providers.rfc2136.marker import observe, txt_rdata
+from dnsplane.providers.route53.encoding import parse_marker, txt_quote
+from dnsplane.store.memory import MemoryStore
+from dnsplane.store.sqlite import SqliteStore
+from tests.fakes import ZONE, key, marker, member, rs
+
+API = key("api.demo.test")
+RECORDS = rs(member("lb-1", "192.0.2.11"))
+OUT_OF_RANGE = ["99999999999999999999", "9223372036854775807", str(MAX_GENERATION + 1), "-1", "+5", "1_0",
+                "0x10", "", "g", "١٢"]  # the last: Arabic-Indic digits, which int() accepts
+
+
+@pytest.mark.parametrize("g", OUT_OF_RANGE)
+def test_marker_text_with_a_generation_out_of_range_or_garbage_is_no_marker(g: str) -> None:
+    assert parse_generation(g) is None
+    assert Marker.from_text(f"dnsplane g={g} d={RECORDS.digest}") is None
+
+
+def test_marker_text_in_range_parses() -> None:
+    assert parse_generation(str(MAX_GENERATION)) == MAX_GENERATION
+    assert Marker.from_text(f"dnsplane g=42 d={RECORDS.digest}") == Marker(Generation(42), RECORDS.digest)
+    assert generation_in_range(0) and generation_in_range(MAX_GENERATION)
+    assert not generation_in_range(MAX_GENERATION + 1) and not generation_in_range(-1)
+    assert not generation_in_range(1e20) and not generation_in_range(True)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("g", [2**63 - 1, 99999999999999999999, MAX_GENERATION + 1, -1])
+def test_advance_head_refuses_a_generation_out_of_range(tmp_path: Path, kind: str, g: int) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "store.sqlite")
+    assert store.publish(Generation(0), [(API, RECORDS)], 1.0, "planner") == 1
+    with pytest.raises(GenerationOutOfRange):
+        store.advance_head(Generation(g), 2.0)
+    assert store.head() == 1
+    assert store.publish(Generation(1), [(API, rs(member("lb-2", "192.0.2.12")))], 3.0, "planner") == 2
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_no_publish_past_the_bound(tmp_path: Path, kind: str) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "store.sqlite")
+    assert store.advance_head(MAX_GENERATION, 1.0) == MAX_GENERATION  # the bound itself is a generation
+    with pytest.raises(GenerationOutOfRange):
+        store.publish(MAX_GENERATION, [(API, RECORDS)], 2.0, "planner")
+    assert store.head() == MAX_GENERATION
+    store.close()
+
+
+def test_a_store_whose_head_went_past_the_bound_recovers_at_open(tmp_path: Path) -> None:
+    """What the code before the fix left behind: an empty plan at 2**63-1 (the verifier's
+    ``advance_head`` past a hand-written marker) as the head, enactors and last-known-good there."""
+    path = tmp_path / "store.sqlite"
+    store = SqliteStore(path)
+    assert store.publish(Generation(0), [(API, RECORDS)], 1.0, "planner") == 1
+    store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    huge = 2**63 - 1
+    db.execute("INSERT INTO plans (generation, created_at, planner, changes) VALUES (?, 2.0, 'advance_head', 0)",
+               (huge,))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'head'", (huge,))
+    db.execute("INSERT INTO meta (key, value) VALUES ('lkg', ?)", (huge,))
+    db.execute("INSERT INTO applied (actor, generation, at) VALUES ('enactor-1', ?, 2.0)", (huge,))
+    db.close()
+
+    store = SqliteStore(path)
+    assert store.head() == 1
+    assert store.low_watermark(3.0) <= 1
+    assert store.publish(Generation(1), [(API, rs(member("lb-2", "192.0.2.12")))], 3.0, "planner") == 2
+    assert store.desired([API], Generation(2))[API].generation == 2
+    store.close()
+
+
+@pytest.mark.parametrize("g", OUT_OF_RANGE)
+def test_rfc2136_reads_a_marker_txt_out_of_range_as_no_marker(g: str) -> None:
+    text = f"dnsplane g={g} d={RECORDS.digest}".encode()
+    observed = observe((txt_rdata([text]),), frozenset({"192.0.2.11"}), 30)
+    assert observed.marker is None and observed.records is not None
+
+
+@pytest.mark.parametrize("g", OUT_OF_RANGE)
+def test_route53_reads_a_marker_txt_out_of_range_as_no_marker(g: str) -> None:
+    sets = [{"Name": "_dnsplane-a.api.demo.test.", "Type": "TXT", "TTL": 30,
+             "ResourceRecords": [{"Value": txt_quote(f"dnsplane g={g} d={RECORDS.digest}")}]}]
+    found, _ = parse_marker(sets)
+    assert found is None
+
+
+@pytest.mark.parametrize("g", [2**63 - 1, 99999999999999999999])
+def test_embedded_reads_a_marker_column_out_of_range_without_raising(tmp_path: Path, g: int) -> None:
+    provider = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    provider.hand_edit(API, RECORDS, marker(1, RECORDS))
+    provider.close()
+    db = sqlite3.connect(tmp_path / "dns.sqlite", isolation_level=None)
+    db.execute("UPDATE endpoints SET marker_gen = ?", (str(g),))  # a person with the sqlite3 shell
+    db.close()
+    provider = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
+    seen = provider.read([API])[API]
+    assert seen.marker is not None and not generation_in_range(seen.marker.generation)
+    assert seen.records == RECORDS
+    provider.close()
