@@ -27,7 +27,10 @@ SIMULATE_EPILOG = """examples:
   dnsplane simulate --protocol legacy --seed 8 --timeline outage.svg
       replay one seed exactly and draw its swimlanes
   dnsplane simulate --protocol safe --scenario chaos --seeds 200 --json
-      every fault kind; machine-readable summary
+      every fault kind, issue 8's too (request_exception, marker_out_of_range, second_owner,
+      partial_write, health_amnesia); machine-readable summary
+  dnsplane simulate --protocol safe --scenario chaos --seeds 2000 --invariant I8
+      stop at the first seed where an actor stays busy for good (I8), with its timeline
   dnsplane simulate --protocol safe --scenario ./my-scenario.yaml
       your own scenario file (see dnsplane/sim/scenarios/us-east-1.yaml)
 """
@@ -43,7 +46,9 @@ EXPLORE_EPILOG = """examples:
       the same with one health change fewer: ~98,000 states in a few seconds
   dnsplane explore --protocol safe --faults 1 --generations 2
       also let one fault happen anywhere (a crash, a crash after the provider acknowledged,
-      a human emptying an endpoint or deleting its marker): ~270,000 states in ~15 s
+      a request raising an exception that is not a DnsplaneError before or after it ran,
+      a human emptying an endpoint, deleting its marker or writing g=2**63-1 into it):
+      ~271,000 states in ~30 s
 """
 
 
@@ -52,7 +57,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s = sub.add_parser("simulate", formatter_class=raw, epilog=SIMULATE_EPILOG,
                        help="run the protocol in the deterministic simulator over many seeds",
                        description="Run the production actors on a virtual clock with seeded scheduling and faults; "
-                                   "check invariants I1-I6 and I8 after every step. Fault kinds: "
+                                   "check invariants I1-I8 (and H1, health across planner restarts) after every step. Fault kinds: "
                                    + ", ".join(scenarios.FAULT_KINDS) + " (docs/simulation.md, 'Faults').")
     s.add_argument("--protocol", choices=PROTOCOLS, default="safe")
     s.add_argument("--scenario", default="us-east-1", help="shipped scenario name or a YAML file (default us-east-1)")
@@ -73,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e = sub.add_parser("explore", formatter_class=raw, epilog=EXPLORE_EPILOG,
                        help="exhaustively explore every delivery order of a small configuration",
                        description="Breadth-first search over all interleavings of the actors' completions, "
-                                   "with state hashing; checks I1, I2, I3, I5 in every state.")
+                                   "with state hashing; checks I1, I2, I3, I5 and I8 in every state.")
     e.add_argument("--protocol", choices=PROTOCOLS, default="safe")
     e.add_argument("--enactors", type=int, default=2)
     e.add_argument("--endpoints", type=int, default=2)
