@@ -57,7 +57,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s = sub.add_parser("simulate", formatter_class=raw, epilog=SIMULATE_EPILOG,
                        help="run the protocol in the deterministic simulator over many seeds",
                        description="Run the production actors on a virtual clock with seeded scheduling and faults; "
-                                   "check invariants I1-I8 (and H1, health across planner restarts) after every step. Fault kinds: "
+                                   "check invariants I1-I8 (and H1, health across planner restarts) after every "
+                                   "step. Fault kinds: "
                                    + ", ".join(scenarios.FAULT_KINDS) + " (docs/simulation.md, 'Faults').")
     s.add_argument("--protocol", choices=PROTOCOLS, default="safe")
     s.add_argument("--scenario", default="us-east-1", help="shipped scenario name or a YAML file (default us-east-1)")
