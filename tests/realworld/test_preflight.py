@@ -8,6 +8,7 @@ Each runs real ``dnsplane`` processes; the RFC 2136 ones a real ``named``."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -173,14 +174,18 @@ def test_a_store_damaged_while_running_leaves_dns_served(embedded_world: World) 
     fleet = one_endpoint_fleet(world, provider="embedded")
     up = world.dnsplane(fleet)
     wait_for("api served", lambda: addresses(up.dns, "api.demo.test.", "A"), detail=up.log_tail)
-    for suffix in ("", "-wal", "-shm"):  # the same inodes the process has open (and maps: -shm)
-        path = up.data_dir / f"store.sqlite{suffix}"
-        if path.exists():
-            with open(path, "r+b") as f:
+
+    def damage() -> bool:
+        """Garbage over the files the process has open (the same inodes; it maps -shm). Again at each poll
+        until the process reports it: a checkpoint racing the first overwrite can write good pages back."""
+        for suffix in ("", "-wal", "-shm"):
+            path = up.data_dir / f"store.sqlite{suffix}"
+            with contextlib.suppress(FileNotFoundError), open(path, "r+b") as f:
                 f.write(os.urandom(max(path.stat().st_size, 4096)))
+        return "plan store is damaged" in up.log()
+
     world.listeners["lb-2"].down()  # the planner has something to publish
-    wait_for("the control plane to report the damaged store", lambda: "plan store is damaged" in up.log(),
-             detail=up.log_tail)
+    wait_for("the control plane to report the damaged store", damage, detail=up.log_tail)
     for _ in range(20):  # weighted answers: one target per response
         assert addresses(up.dns, "api.demo.test.", "A") in ({LB1}, {LB2}), up.log_tail()
     assert up.running, up.log_tail()
