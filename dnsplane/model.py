@@ -312,6 +312,27 @@ def chain_token(replaced: Marker | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+CORRUPT_GENERATION = Generation(-1)  # the generation of a corrupt marker as ``read_marker`` reads it
+
+
+def read_marker(text: str) -> Marker | None:
+    """A marker TXT's text, as the providers that keep markers as text (RFC 2136, Route 53) read it:
+    the marker; None when it is no marker at all (not ``dnsplane g=...``); and for a marker whose
+    ``g=`` is out of range or garbage (a hand edit, ``Marker.from_text`` refuses it) a corrupt
+    marker: generation ``CORRUPT_GENERATION``, which no writer uses (``generation_in_range`` is
+    False: the enactors leave it, the verifier repairs it, no head follows it), its digest a hash
+    of the text, so two reads of one TXT give equal markers (the compare-and-swap's ``expect``)
+    and another hand edit a different one. Read as no marker, its records would look foreign (I7)
+    and never be repaired."""
+    marker = Marker.from_text(text)
+    if marker is not None:
+        return marker
+    parts = text.strip('"').split()
+    if len(parts) >= 2 and parts[0] == "dnsplane" and parts[1].startswith("g="):
+        return Marker(CORRUPT_GENERATION, hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+    return None
+
+
 @functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round
 def _seal(generation: int, digest: str, chain: str, owner: str = "") -> str:
     """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest, chain token and owner id

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from dnsplane.errors import GenerationOutOfRange
-from dnsplane.model import MAX_GENERATION, Generation, Marker, generation_in_range, parse_generation
+from dnsplane.model import (
+    CORRUPT_GENERATION,
+    MAX_GENERATION,
+    Generation,
+    Marker,
+    generation_in_range,
+    parse_generation,
+    read_marker,
+)
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.rfc2136.marker import observe, txt_rdata
 from dnsplane.providers.route53.encoding import parse_marker, txt_quote
@@ -87,19 +95,30 @@ def test_a_store_whose_head_went_past_the_bound_recovers_at_open(tmp_path: Path)
     store.close()
 
 
+def test_read_marker_tells_a_corrupt_marker_from_no_marker() -> None:
+    assert read_marker(f"dnsplane g=7 d={RECORDS.digest}") == Marker(Generation(7), RECORDS.digest)
+    corrupt = read_marker("dnsplane g=99999999999999999999 d=abc")
+    assert corrupt is not None and corrupt.generation == CORRUPT_GENERATION
+    assert corrupt == read_marker("dnsplane g=99999999999999999999 d=abc")  # a CAS can expect it
+    assert corrupt != read_marker("dnsplane g=9223372036854775807 d=abc")
+    assert read_marker("dnsplane -") is None and read_marker("v=spf1 -all") is None
+
+
 @pytest.mark.parametrize("g", OUT_OF_RANGE)
-def test_rfc2136_reads_a_marker_txt_out_of_range_as_no_marker(g: str) -> None:
+def test_rfc2136_reads_a_marker_txt_out_of_range_as_a_corrupt_marker(g: str) -> None:
+    """Not as no marker: records without a marker are foreign (I7) and would never be repaired."""
     text = f"dnsplane g={g} d={RECORDS.digest}".encode()
     observed = observe((txt_rdata([text]),), frozenset({"192.0.2.11"}), 30)
-    assert observed.marker is None and observed.records is not None
+    assert observed.marker is not None and not generation_in_range(observed.marker.generation)
+    assert observed.records is not None
 
 
 @pytest.mark.parametrize("g", OUT_OF_RANGE)
-def test_route53_reads_a_marker_txt_out_of_range_as_no_marker(g: str) -> None:
+def test_route53_reads_a_marker_txt_out_of_range_as_a_corrupt_marker(g: str) -> None:
     sets = [{"Name": "_dnsplane-a.api.demo.test.", "Type": "TXT", "TTL": 30,
              "ResourceRecords": [{"Value": txt_quote(f"dnsplane g={g} d={RECORDS.digest}")}]}]
     found, _ = parse_marker(sets)
-    assert found is None
+    assert found is not None and not generation_in_range(found.generation)
 
 
 @pytest.mark.parametrize("g", [2**63 - 1, 99999999999999999999])

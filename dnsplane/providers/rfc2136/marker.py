@@ -14,6 +14,9 @@ Promises (``observe``, a pure function of what the server holds):
 - records edited by hand are seen: when the addresses or TTL served differ from what the
   marker's record set implies, the served addresses come back as one member per address
   (weight 1, target id = the address), whose digest differs from the marker's;
+- a marker TXT whose ``g=`` is out of range or garbage (a hand edit) reads as a corrupt marker
+  (``model.read_marker``: generation -1, never a head; the verifier repairs it, fenced on the TXT
+  actually there), never raises;
 - several TXT records at the marker name (a hand edit) read as no marker; unreadable JSON
   is ignored in favour of the served addresses.
 
@@ -28,7 +31,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dnsplane.model import Marker, Member, Observed, RecordSet
+from dnsplane.model import Marker, Member, Observed, RecordSet, read_marker
 
 NO_MARKER_TEXT = "dnsplane -"  # first TXT string of a record-set-only TXT (hand edits without a marker)
 MARKER_TTL = 60
@@ -100,7 +103,7 @@ def observe(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) 
     if txt is not None and len(txt) == 1:  # several TXT records at the marker name: no marker (a hand edit)
         strings = split_txt(txt[0])
         if strings:
-            marker = Marker.from_text(strings[0].decode(errors="replace"))
+            marker = read_marker(strings[0].decode(errors="replace"))  # g= out of range: a corrupt marker
             if len(strings) > 1:
                 try:
                     declared = RecordSet.from_json(json.loads(b"".join(strings[1:]).decode()))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any
 
-from dnsplane.model import Marker, RecordSet, normalise_name
+from dnsplane.model import Marker, RecordSet, normalise_name, read_marker
 
 MAX_STRING = 255  # characters of one TXT string
 MAX_VALUE = 3_900  # characters of one TXT value (Route 53 allows 4,000)
@@ -133,7 +133,7 @@ def parse_marker(sets: Sequence[RRSet]) -> tuple[Marker | None, RecordSet | None
             continue
         head = strings[0]
         if len(strings) == 1 and head.startswith("dnsplane "):
-            found = Marker.from_text(head)
+            found = read_marker(head)  # g= out of range: a corrupt marker, see model.read_marker
         elif head.startswith(_RS_TAG + " "):
             try:
                 parts[int(head.split()[1])] = "".join(strings[1:])
