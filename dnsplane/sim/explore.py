@@ -20,7 +20,8 @@ transitions are:
   a human empties an endpoint's records, deletes its marker, or writes its
   marker's ``g=`` out of range (``2**63 - 1``, as a provider that keeps markers as
   columns holds it; as TXT text ``Marker.from_text`` reads it as no marker, which
-  deleting it covers).
+  deleting it covers); or the provider starts to reject every write of an endpoint
+  (``Rejected``: a CNAME at the name, a record set too big for a message), for good.
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step
 that deleted plans, I3 (references computed from actor state); after every move
@@ -431,8 +432,10 @@ class World:
         return (int(store.head()), plans, rows, store._lkg)
 
     def provider_part(self) -> tuple[Any, ...]:
-        return tuple(sorted((k, o.records.digest if o.records else None, o.marker)
-                            for k, o in self.provider.read_all().items()))
+        rejects = self.provider._rejects
+        return (tuple(sorted((k, o.records.digest if o.records else None, o.marker)
+                             for k, o in self.provider.read_all().items())),
+                tuple(sorted(rejects)) if rejects else ())
 
     def _intern(self, part: Any) -> int:
         table = self.table
@@ -470,6 +473,8 @@ class World:
                     yield f"a human deletes {ep.key.name}'s marker", ("unmark", ep.key)
                     if seen.marker.generation != GARBLED:
                         yield f"a human writes g={GARBLED} into {ep.key.name}'s marker", ("garble", ep.key)
+                if ep.key not in self.provider._rejects:
+                    yield f"the provider rejects every write of {ep.key.name} from now on", ("reject", ep.key)
 
     def reduced_moves(self) -> list[tuple[str, tuple[Any, ...], bool]]:
         """``moves()``, or only the tick of one idle actor when the tick reduction applies (docstring)."""
@@ -605,6 +610,9 @@ class World:
                 self._own_monitor().hand_edited(key, None)
                 provider.hand_edit(key, seen.records, None)
                 self.wrote_provider = True
+            case ("reject", key):  # changes no record: no check's verdict changes
+                self.faults += 1
+                self._own_provider().reject(key, "simulated: the server refuses this endpoint")
             case ("garble", key):  # the rest of the marker kept (the monitor's I2 baseline too: not a generation)
                 self.faults += 1
                 provider = self._own_provider()
@@ -749,6 +757,9 @@ def _copy(value: Any) -> Any:
 # tests/sim/test_explore.py): copying one field deep is a full copy. Others go through ``_copy``.
 _FLAT_ACTORS = (Enactor, Verifier, Collector)
 _ONE_LEVEL: dict[type, Callable[[Any], Any]] = {dict: dict.copy, list: list.copy, set: set.copy}
+# Fields of those actors whose values are mutable (the verifier's ``Quarantine`` counts its rounds down in
+# place): copied deep (``_copy``), or a successor's change would show in its parent. Usually empty.
+_DEEP_FIELDS = frozenset({"quarantined"})
 
 
 def _copy_actor(actor: Any) -> Any:
@@ -757,7 +768,8 @@ def _copy_actor(actor: Any) -> Any:
         return _copy(actor)
     new = object.__new__(t)
     one = _ONE_LEVEL
-    new.__dict__.update({k: (one[type(v)](v) if type(v) in one else v) for k, v in actor.__dict__.items()})
+    new.__dict__.update({k: (_copy(v) if k in _DEEP_FIELDS else one[type(v)](v) if type(v) in one else v)
+                         for k, v in actor.__dict__.items()})
     return new
 
 

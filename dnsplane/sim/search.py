@@ -283,6 +283,8 @@ class Search:
                     out.append(("unmark", key))
                     if seen.marker.generation != GARBLED:
                         out.append(("garble", key))
+                if key not in provider._rejects:
+                    out.append(("reject", key))
         return out
 
     def forced(self, s: State) -> Move | None:

@@ -81,8 +81,8 @@ REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadD
             Collect, Resolve, ForceWrite, CleanUp)
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
-# the explorer's faults that are a person's edit: no actor moves
-HUMAN_FAULTS = frozenset({"empty", "unmark", "garble"})
+# the explorer's faults that are a person's edit, or the provider's: no actor moves
+HUMAN_FAULTS = frozenset({"empty", "unmark", "garble", "reject"})
 GARBLED = Generation(2**63 - 1)  # the ``g=`` a person wrote into a marker in the explorer's "garble" move
 _STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)

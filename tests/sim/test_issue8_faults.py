@@ -241,19 +241,30 @@ def test_a_verifier_that_trusts_the_marker_leaves_a_partial_write_unreported(mon
     assert found and "more than its records show" in found[0].detail, found
 
 
-def test_without_the_hold_of_a_rejected_endpoint_the_collector_deletes_what_its_marker_names(
+def test_without_the_hold_of_a_rejected_endpoint_the_explorer_finds_the_collector_deleting_its_content(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The enactor holds a quarantined endpoint for the collector (I3), as it holds a skip-corrupt one."""
-    import dataclasses
+    """The enactor holds a quarantined endpoint for the collector (I3), as it holds a skip-corrupt one.
+    Taken out (only where a ``Rejected`` result is handled), the explorer's "reject" move finds the
+    collector deleting the content the endpoint's marker still names."""
+    import sys
 
     from dnsplane.protocol.enactor import Enactor
 
-    monkeypatch.setattr(Enactor, "_hold", lambda self, key, generation: None)
-    often = dataclasses.replace(PARTIAL_ONLY, faults={
-        "partial_write": dataclasses.replace(PARTIAL_ONLY.faults["partial_write"], rate=6.0)})
-    found = next((seed for seed in range(600) if any(
-        v.short == "I3" for v in run(often, "safe", seed, trace=False, stop_on="I3").violations)), None)
-    assert found is not None, "no seed of 600 let the collector delete a rejected endpoint's content"
+    hold = Enactor._hold
+
+    def no_hold_on_reject(self: Enactor, key: Any, generation: Any) -> None:
+        if sys._getframe(1).f_code.co_name != "_on_results":  # the Rejected case of the write results
+            hold(self, key, generation)
+
+    monkeypatch.setattr(Enactor, "_hold", no_hold_on_reject)
+    report = explore(Config(protocol="safe", generations=2, enactors=1, faults=1), look_for="I3")
+    assert report.violation is not None and report.violation.short == "I3"
+    assert any("the provider rejects every write" in step for step in report.path), report.path
+
+
+def test_the_explorer_rejects_an_endpoints_writes_and_finds_nothing_wrong() -> None:
+    report = explore(Config(protocol="safe", generations=2, enactors=1, faults=1), look_for="any")
+    assert report.complete and report.violation is None
 
 
 # -- health_amnesia -------------------------------------------------------------------------------
