@@ -322,3 +322,43 @@ def test_published_wakes_enactors_and_status_is_in_instance_json(tmp_path: Path)
 
     asyncio.run(running_app(tmp_path, body))
 
+
+
+def test_the_verifier_bounds_its_queries_and_survives_lost_answers(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 endpoints sent 20,000 queries at once to the embedded server and timed out; a lost
+    UDP answer raised ``dns.exception.Timeout`` (not the built-in ``TimeoutError``) out of the
+    verifier. Now at most ``MAX_QUERIES_IN_FLIGHT`` endpoints are asked at once, and an endpoint
+    whose answer is lost is "unreachable" this round: reported, not repaired."""
+    import dns.exception
+    import dns.message
+
+    from dnsplane.runtime import app as app_module
+
+    async def scenario() -> None:
+        app = make_app(tmp_path, dict.fromkeys(demo_target_ids(), 1))
+        keys = [EndpointKey(f"n{i}.demo.test.", "A") for i in range(300)]
+        in_flight = {"now": 0, "max": 0}
+
+        async def udp(q: dns.message.Message, where: str, timeout: float, port: int) -> dns.message.Message:
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
+            try:
+                await asyncio.sleep(0.001)
+                if q.question[0].name.to_text().startswith("n7."):
+                    raise dns.exception.Timeout
+                return dns.message.make_response(q)
+            finally:
+                in_flight["now"] -= 1
+
+        monkeypatch.setattr(app_module.dns.asyncquery, "udp", udp)
+        reply = await app.resolve(keys)
+        assert not isinstance(reply, Failed), reply
+        assert 0 < in_flight["max"] <= app_module.MAX_QUERIES_IN_FLIGHT
+        results = reply.results  # type: ignore[union-attr]
+        assert results[EndpointKey("n7.demo.test.", "A")].rcode == "TIMEOUT"
+        assert results[EndpointKey("n8.demo.test.", "A")].rcode == "NOERROR"
+        app.store.close()
+        app.provider.close()
+
+    asyncio.run(scenario())
