@@ -19,7 +19,6 @@ from dnsplane.protocol.messages import (
     DesiredLoaded,
     HealthObserved,
     Resolution,
-    Resolve,
     Resolved,
     SetLastKnownGood,
     Tick,
@@ -113,10 +112,3 @@ def test_the_enactor_leaves_a_marker_out_of_range_to_the_verifier() -> None:
     huge = Observed(seen.records, Marker(Generation(2**63 - 1), seen.records.digest))
     assert decide(desired, huge) == "skip-corrupt"  # was skip-newer: the endpoint was left as "applied"
 
-
-def test_a_verifier_round_with_a_resolve_asks_for_dns() -> None:
-    """Sanity of the helper above: a healthy round resolves and ends with last-known-good."""
-    h, _, _ = converged()
-    v = Verifier("verifier")
-    commands = v.handle(DesiredLoaded(h.now, h.store.head(), h.store.desired(None, h.store.head())))
-    assert isinstance(commands[-1], Resolve)
