@@ -425,11 +425,13 @@ class World:
         return tuple(out)
 
     def store_part(self) -> tuple[Any, ...]:
-        """The store's part of the identity: head, rows, last-known-good (not the enactors' own rows)."""
+        """The store's part of the identity: head, rows, last-known-good, the health kept for a restarted
+        planner (it starts from it) — not the enactors' own rows."""
         store = self.store
         rows = tuple((k, tuple(store._gens[k]), tuple(rs.digest for rs in store._sets[k])) for k in sorted(store._gens))
         plans = tuple(store._plans) if self.config.protocol == "legacy" else ()  # only legacy reads them
-        return (int(store.head()), plans, rows, store._lkg)
+        health = tuple(sorted(store._health.items())) if store._health else ()
+        return (int(store.head()), plans, rows, store._lkg, health)
 
     def provider_part(self) -> tuple[Any, ...]:
         rejects = self.provider._rejects
