@@ -320,21 +320,28 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
 STALL_GRACE = 5.0  # seconds past an actor's due round before status calls it stalled
 
 
-def actor_state(info: dict, now: float) -> str:  # type: ignore[type-arg]
-    """One actor's liveness from ``instance.json``'s ``actors`` (see runtime/app.ActorStatus)."""
+def actor_state(info: dict, written: float) -> str:  # type: ignore[type-arg]
+    """One actor's liveness from ``instance.json``'s ``actors`` (see runtime/app.ActorStatus), as of
+    ``written``, when the file was written."""
     due = info.get("next_round")
     failures = int(info.get("failures") or 0)
-    if due is not None and now > float(due) + max(STALL_GRACE, 3 * float(info.get("period") or 0)):
-        return f"[red]STALLED (round due {now - float(due):.0f}s ago)[/]"
+    if due is not None and written > float(due) + max(STALL_GRACE, 3 * float(info.get("period") or 0)):
+        return f"[red]STALLED (round overdue by {written - float(due):.0f}s)[/]"
     if failures:
         return f"[red]FAILING ({failures} round{'s' if failures > 1 else ''} in a row; retrying)[/]"
     return "[green]running[/]"
 
 
-def print_actors(actors: dict, now: float) -> None:  # type: ignore[type-arg]
+def print_actors(instance: dict, now: float) -> None:  # type: ignore[type-arg]
     """The actors' liveness: last successful round, consecutive failures, last error and when (I8)."""
+    actors = instance.get("actors") or {}
     if not actors:
         return
+    written = float(instance.get("written_at") or now)
+    interval = float(instance.get("status_interval") or 1.0)
+    if now - written > max(STALL_GRACE, 3 * interval):
+        console.print(f"[red]instance.json was last written {now - written:.0f}s ago: the running process "
+                      "is stalled (its event loop blocked) or cannot write its data directory[/]")
 
     def ago(t: object) -> str:
         return "-" if t is None else f"{max(0.0, now - float(t)):.1f}s ago"  # type: ignore[arg-type]
@@ -345,7 +352,7 @@ def print_actors(actors: dict, now: float) -> None:  # type: ignore[type-arg]
     for name, info in sorted(actors.items()):
         error = info.get("last_error")
         text = "-" if not error else f"{escape(str(error))} ({ago(info.get('last_error_at'))})"
-        table.add_row(name, actor_state(info, now), ago(info.get("last_ok")), str(info.get("failures") or 0),
+        table.add_row(name, actor_state(info, written), ago(info.get("last_ok")), str(info.get("failures") or 0),
                       text)
     console.print(table)
 
@@ -446,7 +453,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for f in findings:
             console.print(f"  - {escape(str(f.get('endpoint')))}: {escape(str(f.get('detail')))}; "
                           f"{escape(str(f.get('todo')))}", highlight=False, soft_wrap=True)
-    print_actors((instance or {}).get("actors") or {}, time.time())
+    print_actors(instance or {}, time.time())
     store.close()
     provider.close()
     return 0
