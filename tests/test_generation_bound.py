@@ -16,8 +16,10 @@ from dnsplane.errors import GenerationOutOfRange
 from dnsplane.model import (
     CORRUPT_GENERATION,
     MAX_GENERATION,
+    Applied,
     Generation,
     Marker,
+    Write,
     generation_in_range,
     parse_generation,
     read_marker,
@@ -133,4 +135,8 @@ def test_embedded_reads_a_marker_column_out_of_range_without_raising(tmp_path: P
     seen = provider.read([API])[API]
     assert seen.marker is not None and not generation_in_range(seen.marker.generation)
     assert seen.records == RECORDS
+    # the verifier's repair, conditional on the marker as read, lands
+    repair = Write(API, seen.marker, RECORDS, Marker.after(seen.marker, Generation(3), RECORDS.digest), RECORDS)
+    assert provider.apply([repair]) == [Applied(API)]
+    assert provider.read([API])[API].marker == repair.marker
     provider.close()
