@@ -442,6 +442,18 @@ class Rfc2136Provider(Provider):
                 self._seen.pop(k, None)
         return occluded
 
+    def _send_one(self, b: UpdateBuilder, doing: str) -> int:
+        """Send one UPDATE on its own connection; its verified response's rcode."""
+        ch = self._channel
+        (msg_id,) = ch.ids(1)
+        wire, mac = ch.signer.sign(b.body(msg_id), msg_id)
+        try:
+            with ch.connect() as sock:
+                (resp,) = ch.exchange(sock, [wire])
+        except (OSError, dns.exception.Timeout) as exc:
+            raise self._failures.unavailable(exc, doing) from exc
+        return ch.verify(resp, mac, doing).rcode()
+
     def _undo(self, key: EndpointKey, now: RawState, before: RawState) -> None:
         """Put back the records and marker TXT ``before`` where the endpoint still holds ``now``."""
         rtype = TYPES[key.rtype]
@@ -450,15 +462,7 @@ class Rfc2136Provider(Provider):
         b.add(relative(key.name, self.zone), rtype, now.txt, old_txt,
               (before.ttl, [address_rdata(rtype, a) for a in sorted(before.addresses)]), drop_txt=old_txt is None,
               old_records=[address_rdata(rtype, a) for a in sorted(now.addresses)])
-        ch = self._channel
-        (msg_id,) = ch.ids(1)
-        wire, mac = ch.signer.sign(b.body(msg_id), msg_id)
-        try:
-            with ch.connect() as sock:
-                (resp,) = ch.exchange(sock, [wire])
-            rcode = ch.verify(resp, mac, "undoing a write").rcode()
-        except (OSError, dns.exception.Timeout) as exc:
-            raise self._failures.unavailable(exc, "undoing a write") from exc
+        rcode = self._send_one(b, "undoing a write")
         if rcode != dns.rcode.NOERROR:  # it moved on since: whoever wrote it owns what it says
             log.warning("could not undo a write whose records are not served",
                         extra={"fields": {"provider": self.kind, "endpoint": str(key),
@@ -479,15 +483,7 @@ class Rfc2136Provider(Provider):
             txt_strings(marker, records, force_json=records is not None))
         b.add(relative(key.name, self.zone), rtype, None, txt,
               (records.ttl if records else 0, [address_rdata(rtype, a) for a in addrs]), check=False, drop_txt=True)
-        ch = self._channel
-        (msg_id,) = ch.ids(1)
-        wire, mac = ch.signer.sign(b.body(msg_id), msg_id)
-        try:
-            with ch.connect() as sock:
-                (resp,) = ch.exchange(sock, [wire])
-        except (OSError, dns.exception.Timeout) as exc:
-            raise self._failures.unavailable(exc, "hand edit") from exc
-        rcode = ch.verify(resp, mac, "hand edit").rcode()
+        rcode = self._send_one(b, "hand edit")
         if rcode != dns.rcode.NOERROR:
             raise self._failures.rcode(rcode, "hand edit")
         with self._lock:
