@@ -641,7 +641,7 @@ RFC2136_MAX_RDATA = 0xFFFF  # one RR's data: the marker TXT (providers/rfc2136/w
 RFC2136_MAX_RECORDS_PER_TYPE = 100  # BIND 9.18's default max-records-per-type (SERVFAIL "too many records")
 ROUTE53_MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (providers/route53/batches.py)
 ROUTE53_MAX_CHARS = 32_000  # characters of values per change batch
-_MARKER_HEAD = 160  # "dnsplane g=<16 digits> d=<16> p=<12>.<8> o=<owner>", with room to spare
+_MARKER_HEAD = 160  # "dnsplane g=<19 digits> d=<16> p=<12>.<8> o=<owner> r=1": 143 at most, with room to spare
 
 
 def fit_problem(endpoint: Endpoint, provider: ProviderConfig) -> str | None:

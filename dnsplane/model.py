@@ -243,51 +243,67 @@ class Marker:
     before owner ids existed has none (``""``): its installation reads it as its own, once, and
     the verifier rewrites it with its id (see docs/design.md, "Ownership").
 
-    Equality (``==``, what a compare-and-swap compares) covers all four fields; ``same_content``
-    compares generation, digest and owner (what "already applied" means, I6: a rewrite that only
-    adds the owner id is a real write).
+    ``released`` (`` r=1``, last in the text) says the installation of ``owner`` let the endpoint go:
+    it left that installation's fleet, and its records stay as they were, no longer managed, verified
+    or recreated (I7). Written once, by the verifier, with the same generation, digest and records
+    ("release"); a person or another installation reading the zone can tell a released name from a
+    managed one. The seal covers it (a hand edit of ``r=1`` breaks the seal); a marker without it
+    reads, hashes and seals exactly as before the field existed. A released marker of this
+    installation is still its own: when the endpoint comes back to the fleet, it is taken back.
+
+    Equality (``==``, what a compare-and-swap compares) covers every field; ``same_content``
+    compares generation, digest, owner and ``released`` (what "already applied" means, I6: a
+    rewrite that only adds the owner id, or only marks the endpoint released, is a real write).
     """
 
     generation: Generation
     digest: str
     prev: str = ""
     owner: str = ""
+    released: bool = False
 
     @classmethod
-    def after(cls, replaced: Marker | None, generation: Generation, digest: str, owner: str = "") -> Marker:
-        """The marker a write of ``generation`` (content ``digest``) by ``owner`` puts over ``replaced``.
+    def after(cls, replaced: Marker | None, generation: Generation, digest: str, owner: str = "",
+              released: bool = False) -> Marker:
+        """The marker a write of ``generation`` (content ``digest``) by ``owner`` puts over ``replaced``
+        (``released``: marking the endpoint released).
 
         Deterministic: two writers of one owner that write the same generation over the same marker
         write the same marker, so the one that comes second finds its write already applied.
         """
         chain = chain_token(replaced)
-        return cls(generation, digest, f"{chain}.{_seal(generation, digest, chain, owner)}", owner)
+        return cls(generation, digest, f"{chain}.{_seal(generation, digest, chain, owner, released)}", owner,
+                   released)
 
     def sealed(self) -> bool:
-        """Whether the marker is as dnsplane wrote it: its seal matches its generation, digest, chain
-        and owner. A marker without ``p=`` (written before chain tokens) has nothing to check: True."""
+        """Whether the marker is as dnsplane wrote it: its seal matches its generation, digest, chain,
+        owner and released state. A marker without ``p=`` (written before chain tokens) has nothing
+        to check: True."""
         if not self.prev:
             return True
         chain, dot, seal = self.prev.partition(".")
-        return bool(dot) and seal == _seal(self.generation, self.digest, chain, self.owner)
+        return bool(dot) and seal == _seal(self.generation, self.digest, chain, self.owner, self.released)
 
     def same_content(self, other: Marker | None) -> bool:
-        """Whether ``other`` names the same generation, content and owner, whatever marker each replaced."""
+        """Whether ``other`` names the same generation, content, owner and released state, whatever
+        marker each replaced."""
         return (other is not None and self.generation == other.generation and self.digest == other.digest
-                and self.owner == other.owner)
+                and self.owner == other.owner and self.released == other.released)
 
     def to_text(self) -> str:
         text = f"dnsplane g={self.generation} d={self.digest}"
         if self.prev:
             text = f"{text} p={self.prev}"
-        return f"{text} o={self.owner}" if self.owner else text
+        if self.owner:
+            text = f"{text} o={self.owner}"
+        return f"{text} r=1" if self.released else text
 
     @classmethod
     def from_text(cls, text: str) -> Marker | None:
         """Parse a marker TXT value (``dnsplane g=<g> d=<digest>``, then optionally `` p=<prev>``,
-        then optionally `` o=<owner>``); None when it is not a dnsplane marker."""
+        then optionally `` o=<owner>``, then optionally `` r=1``); None when it is not a dnsplane marker."""
         parts = text.strip('"').split()
-        if not 3 <= len(parts) <= 5 or parts[0] != "dnsplane":
+        if not 3 <= len(parts) <= 6 or parts[0] != "dnsplane":
             return None
         g = parse_generation(parts[1].removeprefix("g="))
         if g is None:
@@ -298,9 +314,12 @@ class Marker:
             prev = rest.pop(0).removeprefix("p=")
         if rest and rest[0].startswith("o="):
             owner = rest.pop(0).removeprefix("o=")
+        released = bool(rest) and rest[0] == "r=1"
+        if released:
+            rest.pop(0)
         if rest:
             return None
-        return cls(Generation(g), parts[2].removeprefix("d="), prev, owner)
+        return cls(Generation(g), parts[2].removeprefix("d="), prev, owner, released)
 
 
 NO_MARKER_TOKEN = "none"  # what a write that replaced no marker hashes instead (a first write)
@@ -334,10 +353,13 @@ def read_marker(text: str) -> Marker | None:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round
-def _seal(generation: int, digest: str, chain: str, owner: str = "") -> str:
-    """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest, chain token and owner id
-    (a marker without an owner hashes what it hashed before owner ids existed)."""
+def _seal(generation: int, digest: str, chain: str, owner: str = "", released: bool = False) -> str:
+    """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest, chain token, owner id and
+    released state (a marker without an owner, or not released, hashes what it hashed before that
+    field existed)."""
     text = f"{generation}|{digest}|{chain}|{owner}" if owner else f"{generation}|{digest}|{chain}"
+    if released:
+        text += "|released"
     return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 

@@ -7,16 +7,18 @@ Guarantees:
   the current rows are read, each write's precondition is checked on them (the
   marker, all of it, and the records: ``Write``), and each
   write is made as a conditional ``UPDATE … WHERE records IS ? AND marker_gen IS ?
-  AND marker_digest IS ? AND marker_prev IS ? AND marker_owner IS ?`` (or an ``INSERT`` where no row
-  existed)
+  AND marker_digest IS ? AND marker_prev IS ? AND marker_owner IS ? AND marker_released IS ?`` (or an
+  ``INSERT`` where no row existed)
   under the database's write lock. The statements' row
   counts are checked against the decisions; a mismatch rolls everything back;
-- a write whose records and marker (generation, digest and owner: ``Marker.same_content``)
+- a write whose records and marker (generation, digest, owner and released: ``Marker.same_content``)
   already equal the current ones is not made (I6) and still comes back ``Applied``;
   writes of one batch apply in order;
 - a file made before markers carried ``prev`` gains the ``marker_prev`` column when
   opened (``ALTER TABLE``; its markers read with an empty ``prev``); likewise ``marker_owner``
-  for a file made before owner ids (its markers read with no owner: pre-owner markers);
+  for a file made before owner ids (its markers read with no owner: pre-owner markers), and
+  ``marker_released`` for one made before markers could say released (its markers read as not
+  released);
 - safe with several processes and threads on one machine (WAL, busy timeout);
   a busy or locked database raises ``ProviderUnavailable`` (``Retryable``);
 - ``add_listener`` callbacks run after each commit, in the writer's thread,
@@ -37,10 +39,11 @@ Schema (version 1, kept in ``PRAGMA user_version``; a file of a newer version, o
 refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
 
     endpoints(name, rtype, records TEXT NULL, marker_gen INT NULL, marker_digest TEXT NULL,
-              marker_prev TEXT NULL, marker_owner TEXT NULL, PK(name, rtype))
+              marker_prev TEXT NULL, marker_owner TEXT NULL, marker_released INT NULL, PK(name, rtype))
 
 ``marker_prev`` NULL (a row written before the column existed) reads as an empty ``prev``;
-``marker_owner`` NULL as an empty ``owner``.
+``marker_owner`` NULL as an empty ``owner``; ``marker_released`` is 1 for a released marker
+(``Marker.released``), NULL otherwise.
 """
 
 from __future__ import annotations
@@ -70,31 +73,40 @@ SCHEMA_VERSION = 1  # PRAGMA user_version; 0: made before versions were recorded
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT, marker_gen INTEGER, marker_digest TEXT,
-    marker_prev TEXT, marker_owner TEXT, PRIMARY KEY (name, rtype)) WITHOUT ROWID
+    marker_prev TEXT, marker_owner TEXT, marker_released INTEGER, PRIMARY KEY (name, rtype)) WITHOUT ROWID
 """
 _SELECT_KEYS = (
-    "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest, e.marker_prev, e.marker_owner"
-    " FROM json_each(?) AS q"
+    "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest, e.marker_prev, e.marker_owner,"
+    " e.marker_released FROM json_each(?) AS q"
     " JOIN endpoints AS e ON e.name = q.value ->> 0 AND e.rtype = q.value ->> 1"
 )
 
-# records JSON, marker generation, digest, prev, owner
-Row = tuple[str | None, int | None, str | None, str | None, str | None]
-_NO_ROW: Row = (None, None, None, None, None)
+# records JSON, marker generation, digest, prev, owner, released (1 or NULL)
+Row = tuple[str | None, int | None, str | None, str | None, str | None, int | None]
+_NO_ROW: Row = (None, None, None, None, None, None)
 
 
-def _marker(gen: int | None, digest: str | None, prev: str | None, owner: str | None = None) -> Marker | None:
-    return None if gen is None or digest is None else Marker(Generation(gen), digest, prev or "", owner or "")
+def _marker(gen: int | None, digest: str | None, prev: str | None, owner: str | None = None,
+            released: int | None = None) -> Marker | None:
+    return None if gen is None or digest is None else Marker(Generation(gen), digest, prev or "", owner or "",
+                                                               bool(released))
+
+
+def _released_column(marker: Marker) -> int | None:
+    return 1 if marker.released else None
 
 
 def _migrate_unlocked(db: sqlite3.Connection) -> None:
-    """Add ``marker_prev`` to a file made before markers named the marker they replaced, and
-    ``marker_owner`` to one made before markers carried an owner id."""
+    """Add ``marker_prev`` to a file made before markers named the marker they replaced,
+    ``marker_owner`` to one made before markers carried an owner id, and ``marker_released`` to one
+    made before markers could say released."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
     if "marker_prev" not in columns:
         db.execute("ALTER TABLE endpoints ADD COLUMN marker_prev TEXT")
     if "marker_owner" not in columns:
         db.execute("ALTER TABLE endpoints ADD COLUMN marker_owner TEXT")
+    if "marker_released" not in columns:
+        db.execute("ALTER TABLE endpoints ADD COLUMN marker_released INTEGER")
 
 
 def _key_list(keys: Iterable[EndpointKey]) -> str:
@@ -151,7 +163,7 @@ class EmbeddedProvider(Provider):
             start = self._rows_unlocked(db, dict.fromkeys(w.key for w in writes))
             state = dict(start)  # as the batch proceeds, in order
             for w in writes:
-                text, gen, digest, prev, owner = state.get(w.key, _NO_ROW)
+                text, gen, digest, prev, owner, released = state.get(w.key, _NO_ROW)
                 new_text = encode(w.records)
                 # markers are compared as raw columns: building a Marker per row costs more than the write
                 has_marker = gen is not None and digest is not None
@@ -160,20 +172,22 @@ class EmbeddedProvider(Provider):
                     and gen == w.marker.generation
                     and digest == w.marker.digest  # I6 compares content, not prev (Marker.same_content)
                     and (owner or "") == w.marker.owner
+                    and bool(released) == w.marker.released
                     and text is not None
                     and (text == new_text or decode(text) == w.records)
                 ):
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif (
                     (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest
-                                     or (prev or "") != w.expect.prev or (owner or "") != w.expect.owner))
+                                     or (prev or "") != w.expect.prev or (owner or "") != w.expect.owner
+                                     or bool(released) != w.expect.released))
                     or (not has_marker and w.expect is not None)
                     or not self._records_are(text, w.expect_records)
                 ):
-                    results.append(Conflict(w.key, _marker(gen, digest, prev, owner)))
+                    results.append(Conflict(w.key, _marker(gen, digest, prev, owner, released)))
                 else:
                     state[w.key] = (new_text, w.marker.generation, w.marker.digest, w.marker.prev,
-                                    w.marker.owner or None)
+                                    w.marker.owner or None, _released_column(w.marker))
                     written.append(w.key)
                     results.append(Applied(w.key))
             if written:
@@ -194,24 +208,25 @@ class EmbeddedProvider(Provider):
     ) -> None:
         """Make each key's final row, conditional on the records and marker it had when the transaction began."""
         updates, inserts = [], []
-        for k, (text, gen, digest, prev, owner) in final.items():
+        for k, (text, gen, digest, prev, owner, released) in final.items():
             before = start.get(k)
             if before is None:
-                inserts.append((k.name, k.rtype, text, gen, digest, prev, owner))
+                inserts.append((k.name, k.rtype, text, gen, digest, prev, owner, released))
             else:
-                updates.append((text, gen, digest, prev, owner, k.name, k.rtype, *before))
+                updates.append((text, gen, digest, prev, owner, released, k.name, k.rtype, *before))
         count = 0
         if updates:
             count += db.executemany(
                 "UPDATE endpoints SET records = ?, marker_gen = ?, marker_digest = ?, marker_prev = ?,"
-                " marker_owner = ? WHERE name = ? AND rtype = ? AND records IS ? AND marker_gen IS ?"
-                " AND marker_digest IS ? AND marker_prev IS ? AND marker_owner IS ?",
+                " marker_owner = ?, marker_released = ? WHERE name = ? AND rtype = ? AND records IS ?"
+                " AND marker_gen IS ? AND marker_digest IS ? AND marker_prev IS ? AND marker_owner IS ?"
+                " AND marker_released IS ?",
                 updates,
             ).rowcount
         if inserts:
             count += db.executemany(
                 "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest, marker_prev,"
-                " marker_owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " marker_owner, marker_released) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 inserts,
             ).rowcount
         if count != len(final):
@@ -226,10 +241,11 @@ class EmbeddedProvider(Provider):
             else:
                 db.execute(
                     "INSERT INTO endpoints (name, rtype, records, marker_gen, marker_digest, marker_prev,"
-                    " marker_owner) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " marker_owner, marker_released) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (name, rtype) DO UPDATE SET records = excluded.records,"
                     " marker_gen = excluded.marker_gen, marker_digest = excluded.marker_digest,"
-                    " marker_prev = excluded.marker_prev, marker_owner = excluded.marker_owner",
+                    " marker_prev = excluded.marker_prev, marker_owner = excluded.marker_owner,"
+                    " marker_released = excluded.marker_released",
                     (
                         key.name,
                         key.rtype,
@@ -238,6 +254,7 @@ class EmbeddedProvider(Provider):
                         None if marker is None else marker.digest,
                         None if marker is None else marker.prev,
                         None if marker is None else marker.owner or None,
+                        None if marker is None else _released_column(marker),
                     ),
                 )
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
@@ -249,11 +266,12 @@ class EmbeddedProvider(Provider):
     def _rows_unlocked(db: sqlite3.Connection, keys: Iterable[EndpointKey]) -> dict[tuple[str, str], Row]:
         """Current rows by plain ``(name, rtype)`` tuples (equal to, and hashed as, ``EndpointKey``)."""
         cur = db.execute(_SELECT_KEYS, (_key_list(keys),))
-        return {(n, t): (r, g, d, p, o) for n, t, r, g, d, p, o in cur}
+        return {(n, t): (r, g, d, p, o, x) for n, t, r, g, d, p, o, x in cur}
 
     def _observed(self, text: str | None, gen: int | None, digest: str | None, prev: str | None,
-                  owner: str | None) -> Observed:
-        return Observed(None if text is None else self._codec.decode(text), _marker(gen, digest, prev, owner))
+                  owner: str | None, released: int | None) -> Observed:
+        return Observed(None if text is None else self._codec.decode(text),
+                        _marker(gen, digest, prev, owner, released))
 
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         keys = list(keys)
@@ -264,9 +282,9 @@ class EmbeddedProvider(Provider):
     def read_all(self) -> dict[EndpointKey, Observed]:
         with self._tx() as db:
             rows = db.execute(
-                "SELECT name, rtype, records, marker_gen, marker_digest, marker_prev, marker_owner"
-                " FROM endpoints").fetchall()
-        return {_new_key((n, t)): self._observed(r, g, d, p, o) for n, t, r, g, d, p, o in rows}
+                "SELECT name, rtype, records, marker_gen, marker_digest, marker_prev, marker_owner,"
+                " marker_released FROM endpoints").fetchall()
+        return {_new_key((n, t)): self._observed(r, g, d, p, o, x) for n, t, r, g, d, p, o, x in rows}
 
     # -- for the DNS server ------------------------------------------------
 

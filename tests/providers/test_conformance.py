@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
-from dnsplane.model import EndpointKey, Member, Observed, RecordSet
+from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet
 from dnsplane.providers.base import Applied, Conflict, Provider, Rejected, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
@@ -186,6 +186,24 @@ def test_same_generation_and_content_over_another_prev_is_already_applied(provid
     assert provider.apply([Write(A, None, TWO, marker(2, TWO))]) == [Applied(A, written=False)]
     assert provider.read([A])[A] == Observed(TWO, marker(2, TWO, Y))
     assert provider.writes == 2
+
+
+def test_marking_a_marker_released_is_a_write_and_the_swap_compares_it(provider: Provider) -> None:
+    """A release (same records, generation, digest and owner; the marker marked released, ``r=1``)
+    is a real write, not an I6 no-op; it reads back released; a write expecting the marker as it was
+    before the release conflicts; taking it back (unreleased again) is a write too."""
+    mine = Marker.after(None, Generation(1), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, None, ONE, mine)]) == [Applied(A)]
+    released = Marker.after(mine, Generation(1), ONE.digest, "dp-one", released=True)
+    assert provider.apply([Write(A, mine, ONE, released, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, released)
+    assert provider.read_all() == {A: Observed(ONE, released)}
+    assert provider.apply([Write(A, mine, ONE, released, ONE)]) == [Applied(A, written=False)]
+    back = Marker.after(released, Generation(1), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, mine, ONE, back, ONE)]) == [Conflict(A, released)]
+    assert provider.apply([Write(A, released, ONE, back, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, back)
+    assert provider.writes == 3
 
 
 def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:

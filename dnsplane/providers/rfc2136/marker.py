@@ -2,7 +2,8 @@
 
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL;
 - ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest> p=<prev> o=<owner>``, without `` o=`` in a marker written
+  (``dnsplane g=<generation> d=<digest> p=<prev> o=<owner>``, then `` r=1`` when released,
+  without `` o=`` in a marker written
   before owner ids, without `` p=`` in one written before
   chain tokens; ``dnsplane -`` when there is no marker), followed —
   only when the record set cannot be rebuilt from the addresses alone (other target ids,

@@ -2,7 +2,8 @@
 
 - one weighted record set per member with weight > 0: ``SetIdentifier`` = target id,
   ``Weight`` = the member's weight scaled to 1..255 (``scaled_weights``);
-- the marker TXT: one value ``"dnsplane g=<gen> d=<digest> p=<prev> o=<owner>"`` (``Marker.to_text()``) and values
+- the marker TXT: one value ``"dnsplane g=<gen> d=<digest> p=<prev> o=<owner>"`` (``Marker.to_text()``,
+  `` r=1`` at its end when released) and values
   ``"dnsplane-rs <i>" "<chunk>" ...`` carrying the exact ``RecordSet`` as compact JSON in
   strings of at most 255 characters (``marker_values``); ``parse_marker`` reads them back.
 
