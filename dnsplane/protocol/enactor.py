@@ -31,8 +31,10 @@ without a marker or a marker of another owner are foreign: unless the fleet adop
 they are never written, only reported (journalled "foreign" and logged once per reason); an
 adopted one is left to the verifier, which takes it over (held meanwhile as a marker deleted by
 hand is: another owner's generation names nothing in this store). An endpoint removed from the
-fleet (released, ``FleetChanged``) is no longer written at all. Every marker written carries the
-owner id.
+fleet (released, ``FleetChanged``) is no longer written at all (the verifier marks its marker
+released, once). Back in the fleet, a released marker of this installation is its own like any
+other: a later plan writes over it (unreleased); one already at the plan's content is
+skip-applied, and the verifier rewrites it unreleased. Every marker written carries the owner id.
 
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.

@@ -10,6 +10,9 @@ endpoint, the enactor and the verifier ask ``Ownership.refusal``:
 | a marker with this installation's id                 | ours      | yes                         |
 | a marker without ``o=`` (written before owner ids)   | ours      | yes; the verifier rewrites  |
 |                                                      |           | it once with our id         |
+| a marker with this id marked released (``r=1``)      | ours      | yes, once back in the fleet;|
+|                                                      |           | the verifier rewrites it    |
+|                                                      |           | once unreleased             |
 | a marker with another id                             | foreign   | only if the fleet adopts it |
 | records without any marker                           | foreign   | only if the fleet adopts it |
 
@@ -19,7 +22,10 @@ thus never flip its content: whichever wrote an endpoint first owns it, and the 
 and alerts. An adopted endpoint's foreign records are overwritten (journalled as "adopt").
 
 An endpoint outside ``managed`` (removed from the fleet: RELEASED) is neither written nor
-verified nor recreated; its records stay where they are. ``managed`` None means every endpoint
+verified nor recreated; its records stay where they are, and the verifier marks its marker
+released once (``Marker.released``, ``r=1``: same generation, digest and records), so a person or
+another installation reading the zone can tell it from a managed one. A released marker of
+another owner is that owner's: foreign, as any marker of another owner. ``managed`` None means every endpoint
 in the store (a world of one fleet that never changes: the simulator's and most tests').
 
 ``Ownership()`` is the world of the simulator and of the protocol tests: owner id "" (its markers

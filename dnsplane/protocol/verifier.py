@@ -41,8 +41,19 @@ owner is never taken for a head (no ``AdvanceHead`` past another installation's 
 An adopted endpoint is taken over: a marker-less one by the "marker missing" repair above, one
 of another owner at once, at the head (journalled "adopt"). A marker without an owner id (written
 before owner ids) is read as this installation's and rewritten once with its id, same generation
-and content ("marker-unowned"). Endpoints released from the fleet (``FleetChanged``) are not
-checked, so a released endpoint a person deleted is not recreated.
+and content ("marker-unowned").
+
+Released endpoints (I7: in the store but no longer in the fleet, ``FleetChanged`` or a fleet file
+edited while the process was down) are never repaired, so a released endpoint a person deleted is
+not recreated. Each is looked at until its marker says released, then no more (``settled``): a
+marker of this installation not yet released, sealed, over the records it names, gets ONE
+"release" write, journalled "release": the same records, generation and digest, the marker marked
+released (``Marker.released``, ``r=1``), conditional on exactly the marker and records read. A
+conflict (someone wrote in between) is looked at again next round; anything else (no marker,
+another owner's, one already released, a hand-made state) is left as it is. A released marker of
+this installation is still its own: when the endpoint comes back to the fleet and is found right,
+it is rewritten unreleased once, same generation and content ("marker-released", journalled
+"reclaim"); a content change goes through the enactors as usual (their marker is unreleased).
 
 Quarantine: a repair the provider ``Rejected`` (it cannot be written: too big for one message, a
 CNAME at the name...) quarantines the endpoint: journalled "quarantined" with the reason and logged
@@ -160,6 +171,10 @@ class Verifier:
     ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
     foreign: dict[EndpointKey, str] = field(default_factory=dict)  # endpoints found foreign, and why
     adopting: set[EndpointKey] = field(default_factory=set)  # this round's repairs that take over foreign records
+    # Released endpoints (not in the fleet) looked at this round, and their release writes in flight
+    releasing: set[EndpointKey] = field(default_factory=set)
+    release_writes: dict[EndpointKey, Generation] = field(default_factory=dict)
+    settled: set[EndpointKey] = field(default_factory=set)  # released endpoints left alone from now on
 
     def handle(self, event: Event) -> list[Command]:
         match event:
@@ -170,13 +185,17 @@ class Verifier:
                 return [LoadDesired()]
             case FleetChanged(endpoints=endpoints):
                 self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
+                self.settled = {k for k in self.settled if not self.ownership.manages(k)}  # back: ours again
                 return []
             case DesiredLoaded(head=head, desired=desired):
+                self.releasing = set()
+                self.release_writes = {}  # a round that failed mid-write left its entries here
                 if self.ownership.managed is not None:  # released endpoints are not checked (I7)
+                    self.releasing = {k for k in desired if not self.ownership.manages(k) and k not in self.settled}
                     desired = {k: d for k, d in desired.items() if self.ownership.manages(k)}
                 self.head = head
                 self.desired = dict(desired)
-                self.queue = sorted(desired)
+                self.queue = sorted(desired) + sorted(self.releasing)
                 self.all_right = True
                 self.unanswered = 0
                 return self._fall_back(list(desired))
@@ -206,7 +225,7 @@ class Verifier:
                 del self.desired[key]
         if invalid:
             return [LoadContentAt(tuple(invalid))]
-        self.queue = [k for k in self.queue if k in self.desired]
+        self.queue = [k for k in self.queue if k in self.desired or k in self.releasing]
         return self._next()
 
     def _next(self) -> list[Command]:
@@ -226,6 +245,9 @@ class Verifier:
         out: list[Command] = []
         writes: list[Write] = []
         for key, seen in results.items():
+            if key in self.releasing:
+                out += self._release(key, seen, writes)
+                continue
             desired = self.desired[key]
             self.stats["checked"] += 1
             foreign = self.ownership.foreign(seen.observed)
@@ -251,15 +273,18 @@ class Verifier:
                 continue
             if problem not in _HAND_MADE:
                 self.edited.discard(key)
-            if problem is None and self.ownership.pre_owner(seen.observed):
+            released = seen.observed.marker is not None and seen.observed.marker.released
+            if problem is None and (released or self.ownership.pre_owner(seen.observed)):
                 found = seen.observed.marker
                 assert found is not None
-                # Written before owner ids: ours, once. Rewritten with our id, same generation and content.
+                # Written before owner ids, or released and back in the fleet: ours, once. Rewritten
+                # with our id, unreleased, same generation and content.
                 marker = Marker.after(found, found.generation, found.digest, self.ownership.owner)
                 writes.append(Write(key, found, desired.records, marker, seen.observed.records))
                 self.expected_before[key] = found.generation
-                self.last_problems[key] = "marker-unowned"
-                out.append(Log("info", "marker without an owner id: taking it as ours and adding the id",
+                self.last_problems[key] = "marker-released" if released else "marker-unowned"
+                out.append(Log("info", "released marker of an endpoint back in the fleet: taking it back"
+                               if released else "marker without an owner id: taking it as ours and adding the id",
                                {"actor": self.name, "endpoint": str(key), "generation": found.generation}))
                 continue
             if problem is None:
@@ -322,6 +347,9 @@ class Verifier:
         entries = []
         logs: list[Command] = []
         for result in results:
+            if result.key in self.release_writes:
+                entries += self._on_released(result, logs)
+                continue
             problem = self.last_problems.get(result.key, "")
             match result:
                 case Applied(key=key, written=False):
@@ -329,7 +357,8 @@ class Verifier:
                 case Applied(key=key):
                     self.quarantined.pop(key, None)
                     self.stats["repairs"] += 1
-                    action = "adopt" if key in self.adopting else "repair"
+                    action = ("adopt" if key in self.adopting
+                              else "reclaim" if problem == "marker-released" else "repair")
                     entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
                                     problem))
                 case Conflict(key=key, current=current):
@@ -347,6 +376,57 @@ class Verifier:
                         held.wait = held.skip = min(2 * held.wait, QUARANTINE_MAX_ROUNDS)
         self.adopting.clear()
         return ([Journal(tuple(entries))] if entries else []) + logs
+
+    def _release(self, key: EndpointKey, seen: Resolution, writes: list[Write]) -> list[Command]:
+        """A released endpoint (not in the fleet): ONE write marking its marker released, if the
+        marker is this installation's and as dnsplane wrote it; otherwise it is left as it is."""
+        found, records = seen.observed.marker, seen.observed.records
+        if found is None or found.released or self.ownership.foreign(seen.observed) is not None:
+            self.settled.add(key)  # nothing of ours to mark, or marked already
+            return []
+        why = None
+        if not generation_in_range(found.generation) or not found.sealed():
+            why = "its marker was edited by hand"
+        elif records is None or records.digest != found.digest:
+            why = "its records are not the ones its marker names"
+        else:
+            try:
+                validate_record_set(key, records, self.zone or key.name)
+            except InvalidPlan as err:
+                why = f"its records cannot be written back: {err}"
+        if why is not None:
+            # A released endpoint is not repaired: a marker that says released must not say more
+            # than the records show, so a hand-made state stays as found.
+            self.settled.add(key)
+            return [Log("warning", f"released endpoint left as found, its marker not marked released: {why}",
+                        {"actor": self.name, "endpoint": str(key)})]
+        assert records is not None
+        marker = Marker.after(found, found.generation, found.digest, self.ownership.owner, released=True)
+        writes.append(Write(key, found, records, marker, records))
+        self.release_writes[key] = found.generation
+        return [Log("info", "endpoint released from the fleet: marking its marker released",
+                    {"actor": self.name, "endpoint": str(key), "generation": found.generation})]
+
+    def _on_released(self, result: WriteResult, logs: list[Command]) -> list[
+            tuple[EndpointKey, str, Generation | None, Generation | None, str]]:
+        """The journal entry of a release write; a conflict leaves the endpoint to the next round."""
+        key = result.key
+        generation = self.release_writes.pop(key)
+        match result:
+            case Applied(written=False):
+                self.settled.add(key)
+            case Applied():
+                self.settled.add(key)
+                return [(key, "release", generation, generation, "no longer in the fleet; marker marked released")]
+            case Conflict(current=current):
+                before = current.generation if current and generation_in_range(current.generation) else None
+                return [(key, "conflict", before, generation, "release: the marker changed before the write")]
+            case Rejected(reason=reason):
+                self.settled.add(key)  # a write that cannot land is not sent every round
+                logs.append(Log("error", "the provider rejected the release of an endpoint",
+                                {"actor": self.name, "endpoint": str(key), "reason": reason}))
+                return [(key, "quarantined", generation, generation, f"release: {reason}")]
+        return []
 
     def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
         """Journal and log an endpoint found foreign (I7), once per reason."""
