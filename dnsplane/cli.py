@@ -397,13 +397,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         seen = observed[key]
         marker = seen.marker
         if fleet_complete and str(key) not in fleet_targets:
-            state = "released (not in the fleet)"
+            state = ("released (not in the fleet; marker says released)" if marker is not None and marker.released
+                     else "released (not in the fleet; [yellow]marker not marked released yet[/])")
         elif marker is not None and marker.owner and marker.owner != owner:
             state = f"[red]FOREIGN (owner {escape(marker.owner)})[/]"
         elif marker is None and seen.records is not None:
             state = "[red]FOREIGN (records without a marker)[/]"
         elif marker is None:
             state = "[red]no marker[/]"
+        elif marker.released:  # in the fleet (or the fleet unknown) but marked released
+            state = ("released (marker says released)" if not fleet_complete
+                     else "[yellow]released marker, back in the fleet: being taken back[/]")
         elif seen.records is None or not seen.records.live_members():
             state = "[red]EMPTY[/]"
         elif marker.generation >= want.generation and seen.records.digest == want.records.digest:

@@ -9,7 +9,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.realworld.harness import Dnsplane, Prober, Target, World, addresses, delete_records, wait_for
+from tests.realworld.harness import (
+    Dnsplane,
+    Prober,
+    Target,
+    World,
+    addresses,
+    delete_records,
+    read_marker,
+    wait_for,
+)
 
 A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 ALL = {"answer": "all", "max_weight_shift": 1.0, "rise": 1, "fall": 1}
@@ -120,9 +129,25 @@ def verifier_rounds(up: Dnsplane) -> int:
     return int(actors["verifier"].get("rounds", 0))
 
 
+def released_marker(world: World, name: str) -> str | None:
+    """The marker TXT ``named`` serves for ``name`` when it says released (`` r=1``), else None."""
+    assert world.named is not None
+    text = read_marker(world.named, name)
+    return text if text is not None and text.split()[-1] == "r=1" else None
+
+
+def status_row(up: Dnsplane, name: str) -> str:
+    """The line of ``dnsplane status`` that shows endpoint ``name``."""
+    res = up.cli("status")
+    assert res.returncode == 0, res.stderr
+    return next((line for line in res.stdout.splitlines() if f"{name}. A" in line), res.stdout)
+
+
 def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(world: World) -> None:
-    """www leaves the fleet. Then lb-2 fails: api drops lb-2, www (released) is left as it was. Then a
-    person deletes www: nothing recreates it (I7), over several verifier rounds."""
+    """www leaves the fleet: its marker says released (served by named, shown by status). Then lb-2
+    fails: api drops lb-2, www (released) is left as it was. Then a person deletes www: nothing
+    recreates it (I7), over several verifier rounds. Then www comes back to the fleet: it is served
+    again, under a marker that no longer says released."""
     lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
     fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]}, policy=ALL)
     up = world.dnsplane(fleet)
@@ -137,6 +162,11 @@ def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(w
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     assert "0 added, 0 changed, 1 removed" in res.stdout
     prober.wait_rounds(3)  # www served throughout the reload
+    text = wait_for("www's marker to say released", lambda: released_marker(world, "www.demo.test"),
+                    detail=world.logs)
+    assert "o=" in text and addresses(server, "www.demo.test") == {A1, A2}, text
+    assert "marker says released" in status_row(up, "www.demo.test")
+    assert "released" not in status_row(up, "api.demo.test")
     prober.retire_endpoint("www.demo.test")  # no longer dnsplane's to keep served
     world.listeners["lb-2"].down()
     wait_for("api to drop lb-2", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
@@ -147,6 +177,48 @@ def test_an_endpoint_removed_by_a_reload_is_released_not_planned_nor_recreated(w
     start = verifier_rounds(up)
     wait_for("three verifier rounds", lambda: verifier_rounds(up) >= start + 3, detail=world.logs)
     assert addresses(server, "www.demo.test") == frozenset(), "a released endpoint was recreated"
+    assert read_marker(world.named, "www.demo.test") == text, "a released marker was written again"
+
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]})  # www is back
+    res = up.cli("reload")
+    assert res.returncode == 0 and "1 added" in res.stdout, f"{res.stdout}\n{res.stderr}"
+    wait_for("www to be served again", lambda: addresses(server, "www.demo.test") == {A1}, detail=world.logs)
+    wait_for("www's marker to say managed", lambda: released_marker(world, "www.demo.test") is None,
+             detail=world.logs)
+    assert "o=" in (read_marker(world.named, "www.demo.test") or "")
+    prober.add_endpoint("www.demo.test")  # dnsplane's again: never empty from now
+    prober.wait_rounds(5)
+    prober.assert_invariants(world.logs)
+    up.assert_every_actor_running()
+
+
+def test_an_endpoint_removed_then_added_back_is_taken_back_at_the_same_content(world: World) -> None:
+    """www leaves the fleet (its marker says released, its records stay served) and comes back with the
+    same content: the same generation is served again under a marker that is not released, and www
+    answers throughout (the prober probes it all along)."""
+    lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
+    fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]}, policy=ALL)
+    up = world.dnsplane(fleet)
+    assert world.named is not None
+    server = (world.named.host, world.named.port)
+    world.wait_served(server, fleet)
+    wait_for("www to answer both", lambda: addresses(server, "www.demo.test") == {A1, A2}, detail=world.logs)
+    prober = world.prober(fleet)
+    managed = read_marker(world.named, "www.demo.test")
+    assert managed is not None and released_marker(world, "www.demo.test") is None, managed
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"]})
+    assert up.cli("reload").returncode == 0
+    released = wait_for("www's marker to say released", lambda: released_marker(world, "www.demo.test"),
+                        detail=world.logs)
+    assert released.split()[1:3] == managed.split()[1:3], "the release keeps the generation and digest"
+
+    rewrite(world, fleet, {"api": ["lb-1", "lb-2"], "www": ["lb-1", "lb-2"]})
+    assert up.cli("reload").returncode == 0
+    back = wait_for("www's marker to say managed again",
+                    lambda: (t := read_marker(world.named, "www.demo.test")) != released and t, detail=world.logs)
+    assert released_marker(world, "www.demo.test") is None and back.split()[1:3] == managed.split()[1:3], back
+    assert "o=" in back and addresses(server, "www.demo.test") == {A1, A2}
+    assert "in sync" in status_row(up, "www.demo.test")
     prober.wait_rounds(5)
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
