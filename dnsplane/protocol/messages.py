@@ -103,9 +103,9 @@ class DesiredLoaded:
     now: float
     head: Generation
     desired: dict[EndpointKey, Desired]
-
-
     health: dict[str, HealthRecord] = field(default_factory=dict)  # the health the store kept, per target
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     now: float
@@ -216,9 +216,9 @@ class Publish:
 
     expect_head: Generation
     changes: tuple[tuple[EndpointKey, RecordSet], ...]
-
-
     health: tuple[tuple[str, HealthRecord], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ReadWatermark:
     """Reply: WatermarkRead."""
