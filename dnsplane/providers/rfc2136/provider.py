@@ -442,7 +442,7 @@ class Rfc2136Provider(Provider):
                 self._seen.pop(k, None)
         return occluded
 
-    def _send_one(self, b: UpdateBuilder, doing: str) -> int:
+    def _send_one(self, b: UpdateBuilder, doing: str) -> dns.rcode.Rcode:
         """Send one UPDATE on its own connection; its verified response's rcode."""
         ch = self._channel
         (msg_id,) = ch.ids(1)
