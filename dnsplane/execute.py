@@ -190,7 +190,13 @@ def _finish(ex: Executor, actor: str, cmd: Finish, now: float) -> None:
 
 
 def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> None:
-    ex.store.advance_head(cmd.at_least, now)
+    before = ex.store.head()
+    after = ex.store.advance_head(cmd.at_least, now)
+    # Warn only when the head really moved: a marker ahead of the verifier's snapshot is usually an
+    # enactor's write of a plan published after the snapshot was loaded (the head is already past it).
+    if after > before:
+        log.warning("marker ahead of the store: head advanced past it",
+                    extra={"fields": {"actor": actor, "from": before, "to": after}})
 
 
 def _set_last_known_good(ex: Executor, actor: str, cmd: SetLastKnownGood, now: float) -> None:

@@ -222,6 +222,7 @@ class SimExecutor(Executor):
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         table: dict[type, Any] = handlers()  # the simulator's commands reply with its own events too
         table[Log] = _nothing
+        table[AdvanceHead] = _advance_head
         if not journal:
             table[Journal] = _nothing
         table[ForceWrite] = _force_write
@@ -315,6 +316,10 @@ def observed_all(provider: MemoryProvider) -> dict[EndpointKey, Observed]:
 
 def _nothing(ex: Executor, actor: str, cmd: object, now: float) -> None:
     return None
+
+
+def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> None:
+    ex.store.advance_head(cmd.at_least, now)  # the runtime's, without its log line (the trace has it)
 
 
 def _force_write(ex: Executor, actor: str, cmd: ForceWrite, now: float) -> Event:
