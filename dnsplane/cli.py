@@ -21,7 +21,7 @@ from rich.table import Table
 
 from dnsplane.errors import DamagedDataFile, DnsplaneError, InvalidConfig, Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, RecordSet
-from dnsplane.runtime.datadir import DataDirLock
+from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
     from dnsplane.runtime.preflight import Finding
@@ -389,7 +389,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   + ("" if instance else " (not running)"))
     for col in ("endpoint", "plan gen", "marker gen", "state", "targets (health, weight)"):
         table.add_column(col)
-    owner = str((instance or {}).get("owner") or store.owner_id())  # I7: whose markers are ours
+    # I7: whose markers are ours: the running instance's, else the --fleet file's owner:, else the data dir's
+    fleet_path = getattr(args, "fleet", None)
+    fleet_owner = load(fleet_path).owner if instance is None and fleet_path else ""
+    owner = str((instance or {}).get("owner") or installation_owner(root, fleet_owner, store))
     fleet_complete = instance is not None and len(fleet_targets) < 10_000  # instance.json lists the fleet
     quarantined: dict[str, str] = (instance or {}).get("quarantined") or {}
     for key in sorted(desired):

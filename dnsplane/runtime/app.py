@@ -78,6 +78,7 @@ from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
+from dnsplane.runtime.datadir import installation_owner
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
@@ -199,7 +200,7 @@ class App:
         data.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(data / "store.sqlite")
         # I7: the fleet file's ``owner:``, else the id generated once for this data dir
-        self.owner = self.fleet.owner or self.store.owner_id()
+        self.owner = installation_owner(data, self.fleet.owner, self.store)
         self.provider = open_provider(self.fleet, data)
         # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
         self.server = None

@@ -21,9 +21,15 @@ import fcntl
 import os
 from pathlib import Path
 
+from typing import Protocol
+
 from dnsplane.errors import DataDirBusy
 
 LOCK_NAME = "lock"
+
+
+class OwnerSource(Protocol):
+    def owner_id(self) -> str: ...
 
 
 class DataDirLock:
@@ -67,3 +73,29 @@ def _read_pid(fd: int) -> int | None:
         return int(os.pread(fd, 32, 0).decode().strip())
     except (OSError, ValueError):
         return None
+
+
+OWNER_NAME = "owner"
+
+
+def installation_owner(data_dir: Path, fleet_owner: str, store: OwnerSource) -> str:
+    """This installation's owner id (I7): the fleet file's ``owner:``, else the data dir's.
+
+    The data dir's id is generated once and kept in ``store.sqlite`` and, beside it, in the file
+    ``<data-dir>/owner``; the file wins, so a damaged ``store.sqlite`` moved away (dnsplane then
+    starts a new one) does not take the id with it: the new store would otherwise generate another
+    id, and every endpoint this installation wrote would read as another owner's.
+    """
+    if fleet_owner:
+        return fleet_owner
+    path = data_dir / OWNER_NAME
+    with contextlib.suppress(FileNotFoundError):
+        kept = path.read_text().strip()
+        if kept:
+            return kept
+    owner = store.owner_id()
+    with contextlib.suppress(OSError):  # read-only data dir (status): the store still has it
+        tmp = path.with_name(f".{OWNER_NAME}.{os.getpid()}")
+        tmp.write_text(owner + "\n")
+        os.replace(tmp, path)
+    return owner
