@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -143,9 +144,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     except Permanent as err:  # misconfiguration found at start: nothing was started
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
-    except OSError as err:
-        err_console.print(f"[red]error:[/] cannot start: {err}")
-        return 1
+    except OSError as err:  # the DNS address taken or not ours, the data dir not writable: fix and start again
+        where = f" (the DNS address {options.dns_host}:{options.dns_port})" if err.errno in (
+            errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) else ""
+        err_console.print(f"[red]error:[/] cannot start{where}: {escape(err.strerror or str(err))}", highlight=False)
+        return 2
     finally:
         lock.release()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ endpoints:
 """
 
 
-@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo", "simulate", "explore"])
+@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo", "simulate", "explore", "reload"])
 def test_every_subcommand_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -79,3 +80,15 @@ def test_up_health_grace_is_seconds_not_negative(capsys: pytest.CaptureFixture[s
         build_parser().parse_args(["up", "--health-grace", "-1"])
     assert done.value.code == 2
     assert "--health-grace" in capsys.readouterr().err
+
+
+def test_up_on_a_dns_address_in_use_exits_2_and_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "fleet.yaml"
+    f.write_text(FLEET)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        code = main(["up", "--fleet", str(f), "--data-dir", str(tmp_path / "d"), "--dns", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"127.0.0.1:{port}" in err and "in use" in err and "Traceback" not in err
