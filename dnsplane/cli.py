@@ -25,6 +25,8 @@ from dnsplane.model import EndpointKey, RecordSet
 from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
+    from dnsplane.config import Fleet
+    from dnsplane.runtime.app import Options
     from dnsplane.runtime.preflight import Finding
 
 # Piped output (scripts, tests) gets wide lines rather than rich's 80-column wrapping.
@@ -112,13 +114,26 @@ def cmd_up(args: argparse.Namespace) -> int:
         if fleet is None:
             demo = DemoTargets(demo_target_ids())
             fleet = demo_fleet(await demo.start())
-        app = App(fleet, options, demo)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            app = App(fleet, options, demo)
+        except DamagedDataFile as err:
+            if not await serve_last_good(fleet, options, err, stop):
+                raise
+            if demo is not None:
+                await demo.stop()
+            raise
+        try:
             findings = await run_preflight(app, stop)
+        except DamagedDataFile as err:
+            app.store.close()
+            app.provider.close()
+            if not await serve_last_good(fleet, options, err, stop):
+                raise
+            raise
         except BaseException:
             app.store.close()
             app.provider.close()
@@ -152,6 +167,35 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     return 0
+
+
+async def serve_last_good(fleet: Fleet, options: Options, err: DamagedDataFile, stop: asyncio.Event) -> bool:
+    """``store.sqlite`` is damaged but the embedded provider's ``dns.sqlite`` is not: serve its records,
+    read-only, until stopped, rather than leave every name unanswered (I1: dnsplane is the authoritative
+    server here). No plan, write or repair is made. False when this does not apply (another provider, or
+    ``dns.sqlite`` damaged too): the caller then fails fast. The exit status stays 2 either way."""
+    from dnsplane.dns.server import DnsServer
+    from dnsplane.providers.embedded import EmbeddedProvider
+
+    dns_file = options.data_dir / "dns.sqlite"
+    if fleet.provider.kind != "embedded" or Path(str(err.fields["path"])).name != "store.sqlite" or not dns_file.exists():
+        return False
+    try:
+        provider = EmbeddedProvider(dns_file, fleet.zone)
+    except DnsplaneError:
+        return False
+    server = DnsServer([provider], options.dns_host, options.dns_port)
+    try:
+        await server.start()
+        err_console.print(
+            f"[red]error:[/] {escape(str(err))}\n[yellow]serving the last good records of {dns_file} read-only on "
+            f"{options.dns_host}:{server.port}[/]: nothing is planned, written or repaired until the plan store is "
+            "restored; stop with Ctrl-C (exit status 2)", highlight=False, soft_wrap=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+        provider.close()
+    return True
 
 
 async def run_preflight(app, stop: asyncio.Event) -> list[Finding] | None:  # type: ignore[no-untyped-def]

@@ -135,6 +135,30 @@ def test_damaged_store_is_refused_by_up_status_and_history(embedded_world: World
         assert "damaged" in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
 
 
+def test_damaged_store_at_start_still_serves_the_last_good_records(embedded_world: World) -> None:
+    """dnsplane is the authoritative server with the embedded provider: a damaged ``store.sqlite`` stops the
+    automation, not DNS. ``up`` says so, serves ``dns.sqlite`` read-only, and exits 2 when stopped."""
+    world = embedded_world
+    fleet = one_endpoint_fleet(world, provider="embedded")
+    up = world.dnsplane(fleet)
+    wait_for("api served", lambda: addresses(up.dns, "api.demo.test.", "A"), detail=up.log_tail)
+    served = addresses(up.dns, "api.demo.test.", "A")
+    host, port = up.dns
+    assert up.stop() == 0
+    (up.data_dir / "store.sqlite").write_bytes(os.urandom(8192))
+    proc = subprocess.Popen([sys.executable, "-m", "dnsplane.cli", "up", "--fleet", str(fleet), "--data-dir",
+                             str(up.data_dir), "--dns", f"{host}:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=world.workdir)
+    try:
+        wait_for("the last good records served", lambda: addresses((host, port), "api.demo.test.", "A") == served,
+                 detail=lambda: f"running: {proc.poll() is None}")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert "damaged" in err and "read-only" in err and "Traceback" not in err, err
+
+
 def test_malformed_dns_database_is_refused(embedded_world: World) -> None:
     world = embedded_world
     fleet = one_endpoint_fleet(world, provider="embedded")
