@@ -11,15 +11,18 @@ It does two things, in this order:
    | rfc2136: TSIG-signed SOA query for the zone       | TSIG BADKEY/BADSIG/BADTIME: wrong key;   |
    |                                                   | REFUSED/NOTAUTH/NXDOMAIN/no SOA/no AA:   |
    |                                                   | the zone is not served there             |
-   | rfc2136: a no-op UPDATE (below)                   | REFUSED/NOTAUTH/NOTIMP: updates refused  |
    | rfc2136: one TSIG-signed AXFR                     | refused: ``allow-transfer`` missing      |
+   | rfc2136: a no-op UPDATE (below)                   | REFUSED/NOTAUTH/NOTIMP: updates refused  |
 
    The no-op UPDATE deletes one TXT record that cannot exist — ``"dnsplane-preflight <random
    nonce>"`` at the marker name of the fleet's first endpoint — so it changes nothing (RFC 2136
    §2.5.4: an RR to delete that is not there is silently ignored; BIND then bumps no serial), but
    the server must still decide whether the key may update TXT at that name (allow-update, or the
    update-policy grant). A failing prerequisite alone would not do: RFC 2136 §3.3 checks
-   permissions after the prerequisites.
+   permissions after the prerequisites. The same message deletes, at the name of the first endpoint
+   of each type, that type's unspecified address (``0.0.0.0``, ``::``: I5 never writes them; the
+   AXFR, read first, shows none there), so a policy that grants TXT but not A or AAAA is refused
+   too (every write would otherwise be refused, and every endpoint quarantined, for good).
    A server that cannot be reached (connection refused, timeout, SERVFAIL) is not permanent: it
    raises ``ProviderUnavailable`` and ``dnsplane up`` retries the preflight, saying so, until it
    passes or is stopped — the server may be starting with us; nothing could be written anyway.
@@ -33,9 +36,9 @@ It does two things, in this order:
    embedded provider reads its database (only foreign records can occur there); Route 53 is not
    checked here.
 
-Limits: the UPDATE probe proves the key may change the marker TXT of one endpoint, not every
-type at every name a narrow ``update-policy`` might leave out (that shows at the first write, as a
-``Permanent`` error of the enactor); the report is a snapshot at start, not kept up to date.
+Limits: the UPDATE probe proves the key may change the marker TXT and the records of one endpoint
+of each type, not every name a narrow ``update-policy`` might leave out (that shows at the first
+write: the endpoint is quarantined and shown); the report is a snapshot at start, not kept up to date.
 """
 
 from __future__ import annotations
@@ -239,11 +242,21 @@ def check_soa(s: Server) -> None:
             f"key {s.key_label} query it (allow-query)")
 
 
-def check_update(s: Server, probe: str) -> None:
-    """Send the no-op UPDATE: delete a TXT record that cannot exist at ``probe``."""
+# An address dnsplane never writes (I5 refuses unspecified addresses): deleting it where the zone holds no
+# such record is a no-op that an update-policy still has to allow for the type.
+_NEVER_WRITTEN = {"A": "0.0.0.0", "AAAA": "::"}
+
+
+def check_update(s: Server, probe: str, records: tuple[tuple[str, str], ...] = ()) -> None:
+    """Send the no-op UPDATE: delete a TXT record that cannot exist at ``probe`` and, for each (name,
+    type) of ``records``, that type's unspecified address at that name (absent, as the caller checked):
+    a policy that grants TXT but not A or AAAA (every write would be refused and the endpoints
+    quarantined) is refused here, at start."""
     doing = f"a no-op UPDATE of {s.zone}"
     u = dns.update.UpdateMessage(s.zone)
     u.delete(dns.name.from_text(probe), "TXT", f'"dnsplane-preflight {secrets.token_hex(12)}"')
+    for name, rtype in records:
+        u.delete(dns.name.from_text(name), rtype, _NEVER_WRITTEN[rtype])
     u.use_tsig(s.key)
     r = _exchange(s, u, doing)
     rcode = r.rcode()
@@ -287,8 +300,13 @@ def check_rfc2136(fleet: Fleet) -> list[Finding]:
     s = server_of(fleet)
     check_soa(s)
     keys = [ep.key for ep in fleet.endpoints]
-    check_update(s, marker_name(keys[0]) if keys else f"_dnsplane-preflight.{fleet.zone}")
-    return analyse(fleet.zone, keys, read_zone(s))
+    zone = read_zone(s)
+    # one endpoint of each type, where the zone holds no unspecified address to delete by accident
+    firsts = {k.rtype: k for k in reversed(keys)}
+    probes = tuple((k.name, t) for t, k in sorted(firsts.items())
+                   if _NEVER_WRITTEN[t] not in zone.get(k.name.lower(), {}).get(t, []))
+    check_update(s, marker_name(keys[0]) if keys else f"_dnsplane-preflight.{fleet.zone}", probes)
+    return analyse(fleet.zone, keys, zone)
 
 
 # ------------------------------------------------------------------ embedded

@@ -93,6 +93,22 @@ def test_updates_refused_exits_2(tmp_path: Path) -> None:
             world.close()
 
 
+def test_a_policy_that_grants_txt_but_not_the_records_exits_2(tmp_path: Path) -> None:
+    """A narrow update-policy (TXT only) let the start pass and quarantined every endpoint for good; the
+    probe now also deletes an A record that cannot exist, so the refusal comes at start."""
+    require_named()
+    with running_named(tmp_path / "named", policy="txt-only") as named:
+        world = World(tmp_path, named)
+        try:
+            fleet = one_endpoint_fleet(world)
+            before = named.soa_serial()
+            res, elapsed = up_once(world, fleet, tmp_path / "data")
+            assert_refused(res, elapsed, "REFUSED", "refuses dynamic updates")
+            assert named.soa_serial() == before  # the probe changed nothing
+        finally:
+            world.close()
+
+
 def test_the_update_probe_changes_nothing_on_a_working_server(world: World, named: NamedServer) -> None:
     """The no-op UPDATE of a good start leaves the zone as it was (the serial says so) until dnsplane writes."""
     from dnsplane.config import load_fleet

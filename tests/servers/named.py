@@ -11,6 +11,7 @@ Guarantees:
 - zones are dynamic: ``allow-update`` (default) or ``update-policy`` (the
   variant the docs show) for the test key, and ``allow-transfer`` for the key;
   ``policy="none"`` grants no updates (a zone dnsplane may read but not change);
+  ``policy="txt-only"`` grants TXT only (the markers, not the records);
 - ``NamedServer.restart()`` stops and starts the same server on the same port;
   dynamic updates survive in the zone's journal.
 
@@ -202,6 +203,8 @@ def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, sec
         update = f'allow-update {{ key "{key_name}"; }};'
     elif policy == "none":  # no update grant at all: BIND refuses every UPDATE (queries and AXFR still work)
         update = ""
+    elif policy == "txt-only":  # a narrow grant: the markers may change, the records may not
+        update = f'update-policy {{\n\t\tgrant "{key_name}" subdomain {{zone}} TXT;\n\t}};'
     else:  # the update-policy variant shown in docs/providers/rfc2136.md
         update = (
             "update-policy {\n"
