@@ -178,7 +178,8 @@ async def serve_last_good(fleet: Fleet, options: Options, err: DamagedDataFile, 
     from dnsplane.providers.embedded import EmbeddedProvider
 
     dns_file = options.data_dir / "dns.sqlite"
-    if fleet.provider.kind != "embedded" or Path(str(err.fields["path"])).name != "store.sqlite" or not dns_file.exists():
+    damaged = Path(str(err.fields["path"])).name
+    if fleet.provider.kind != "embedded" or damaged != "store.sqlite" or not dns_file.exists():
         return False
     try:
         provider = EmbeddedProvider(dns_file, fleet.zone)
