@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-
 from typing import Protocol
 
 from dnsplane.errors import DataDirBusy
