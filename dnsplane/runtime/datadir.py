@@ -1,13 +1,12 @@
 """The data directory's lock: one ``dnsplane up`` per data directory.
 
 Guarantees:
-- ``DataDirLock.acquire`` takes an exclusive ``flock`` on ``<data-dir>/lock`` without waiting and
-  writes the holder's pid into the file; a second process gets ``DataDirBusy`` naming that pid
+- ``DataDirLock.acquire`` takes an exclusive ``flock`` on the data directory itself without waiting
+  and writes the holder's pid into ``<data-dir>/lock``; a second process gets ``DataDirBusy`` naming that pid
   (exit 2 from ``dnsplane up``), never a second set of actors on the same store and provider
   (two of them would see each other's markers as "ahead of the store");
 - the kernel drops the lock when the holder exits, however it exits (crash, SIGKILL): a stale
-  lock file never blocks a restart; the file itself is left in place (unlinking it would let a
-  third process lock a new file while the second holds the old one).
+  lock file never blocks a restart, and a lock file deleted by hand lets no second process in.
 
 Limits: advisory and local: it fences other ``dnsplane up`` processes on this machine, not a
 person editing the files, nor a process on another machine sharing the directory over NFS.
@@ -32,31 +31,35 @@ class OwnerSource(Protocol):
 
 
 class DataDirLock:
+    """The ``flock`` is taken on the data directory itself, which cannot be deleted while it holds the
+    store, so removing the ``lock`` file by hand does not let a second ``up`` in (it did when the lock
+    was on the file); the file only tells the second ``up`` which pid holds the directory."""
+
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read_pid(fd)
             os.close(fd)
             raise DataDirBusy(
-                str(self.path.parent), holder,
+                str(self.path.parent), _read_pid(self.path),
                 "another `dnsplane up` uses this data directory; stop it first, or give this one its own "
                 "--data-dir") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        tmp = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)
         self._fd = fd
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+                self.path.write_text("")
             os.close(fd)  # closing the last descriptor drops the flock
 
     def __enter__(self) -> DataDirLock:
@@ -67,9 +70,9 @@ class DataDirLock:
         self.release()
 
 
-def _read_pid(fd: int) -> int | None:
+def _read_pid(path: Path) -> int | None:
     try:
-        return int(os.pread(fd, 32, 0).decode().strip())
+        return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
 

@@ -74,6 +74,9 @@ def test_data_dir_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Pat
         with pytest.raises(DataDirBusy) as err:
             DataDirLock(tmp_path).acquire()
         assert f"held by pid {held.pid}" in str(err.value)
+        (tmp_path / "lock").unlink()  # a person removes the lock file: the directory stays locked
+        with pytest.raises(DataDirBusy):
+            DataDirLock(tmp_path).acquire()
     finally:
         assert held.stdin is not None
         held.stdin.close()
