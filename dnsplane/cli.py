@@ -221,6 +221,25 @@ async def run_preflight(app, stop: asyncio.Event) -> list[Finding] | None:  # ty
         delay = min(delay * 2, 10.0)
 
 
+def fold_findings(findings: Sequence[dict[str, str]], shown: int = 3) -> list[str]:
+    """One line per cause (the kind and the records at fault): a wildcard over 2,000 endpoints is one line
+    naming a few of them and how many more, not 2,000 lines."""
+    by_cause: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for f in findings:
+        by_cause.setdefault((str(f.get("kind")), str(f.get("name"))), []).append(f)
+    lines = []
+    for group in by_cause.values():
+        first = group[0]
+        if len(group) == 1:
+            lines.append(f"{first.get('endpoint')}: {first.get('detail')}; {first.get('todo')}")
+            continue
+        names = ", ".join(str(f.get("endpoint")) for f in group[:shown])
+        more = f" and {len(group) - shown} more" if len(group) > shown else ""
+        lines.append(f"{len(group)} endpoints ({names}{more}) are covered by the {first.get('kind')} at "
+                     f"{first.get('name')} (for the first: {first.get('detail')}); {first.get('todo')}")
+    return lines
+
+
 def banner(app, demo: bool, findings: Sequence[Finding] = ()) -> None:  # type: ignore[no-untyped-def]
     names = sorted({ep.name for ep in app.fleet.endpoints})
     where = app.dns_address()
@@ -251,7 +270,7 @@ def banner(app, demo: bool, findings: Sequence[Finding] = ()) -> None:  # type: 
     lines.append("Ctrl-C stops it.")
     if findings:
         lines.append(f"zone preflight: {len(findings)} problem(s) at endpoint names (also in `dnsplane status`):")
-        lines += [f"  - {f.text()}" for f in findings]
+        lines += [f"  - {line}" for line in fold_findings([f.to_json() for f in findings])]
     print("\n".join(lines), flush=True)
 
 
@@ -505,9 +524,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     findings = (instance or {}).get("preflight") or []
     if findings:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
-        for f in findings:
-            console.print(f"  - {escape(str(f.get('endpoint')))}: {escape(str(f.get('detail')))}; "
-                          f"{escape(str(f.get('todo')))}", highlight=False, soft_wrap=True)
+        for line in fold_findings(findings):
+            console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
     print_actors(instance or {}, time.time())
     store.close()
     provider.close()

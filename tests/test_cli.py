@@ -18,7 +18,8 @@ endpoints:
 """
 
 
-@pytest.mark.parametrize("command", ["up", "validate", "plan", "status", "history", "demo", "simulate", "explore", "reload"])
+@pytest.mark.parametrize(
+    "command", ["up", "validate", "plan", "status", "history", "demo", "simulate", "explore", "reload"])
 def test_every_subcommand_has_help_with_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -92,3 +93,17 @@ def test_up_on_a_dns_address_in_use_exits_2_and_names_it(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert code == 2
     assert f"127.0.0.1:{port}" in err and "in use" in err and "Traceback" not in err
+
+
+def test_preflight_findings_fold_one_line_per_cause() -> None:
+    from dnsplane.cli import fold_findings
+
+    wild = [{"kind": "wildcard", "endpoint": f"e{i}.demo.test. A", "name": "*.demo.test.", "detail": f"d{i}",
+             "todo": "remove the wildcard"} for i in range(2000)]
+    glue = {"kind": "foreign", "endpoint": "ns1.demo.test. A", "name": "ns1.demo.test.", "detail": "NS glue",
+            "todo": "remove the endpoint"}
+    lines = fold_findings([*wild, glue])
+    assert len(lines) == 2
+    assert lines[0].startswith("2000 endpoints (e0.demo.test. A, e1.demo.test. A, e2.demo.test. A and 1997 more)")
+    assert "*.demo.test." in lines[0] and "remove the wildcard" in lines[0]
+    assert lines[1] == "ns1.demo.test. A: NS glue; remove the endpoint"
