@@ -252,8 +252,9 @@ class Marker:
     installation is still its own: when the endpoint comes back to the fleet, it is taken back.
 
     Equality (``==``, what a compare-and-swap compares) covers every field; ``same_content``
-    compares generation, digest, owner and ``released`` (what "already applied" means, I6: a
-    rewrite that only adds the owner id, or only marks the endpoint released, is a real write).
+    compares generation, digest, owner, ``released`` and whether the seal holds (what "already
+    applied" means, I6: a rewrite that only adds the owner id, only marks the endpoint released, or
+    only restores a broken seal, is a real write).
     """
 
     generation: Generation
@@ -286,9 +287,13 @@ class Marker:
 
     def same_content(self, other: Marker | None) -> bool:
         """Whether ``other`` names the same generation, content, owner and released state, whatever
-        marker each replaced."""
+        marker each replaced. A marker whose seal is broken (``g=`` or ``d=`` edited by hand) is never
+        the same as a sealed one: writing a sealed marker over it is a real write (else the verifier's
+        repair of an edited marker that still names the plan's content would be "already applied"
+        forever, the marker never repaired)."""
         return (other is not None and self.generation == other.generation and self.digest == other.digest
-                and self.owner == other.owner and self.released == other.released)
+                and self.owner == other.owner and self.released == other.released
+                and self.sealed() == other.sealed())
 
     def to_text(self) -> str:
         text = f"dnsplane g={self.generation} d={self.digest}"

@@ -99,10 +99,11 @@ def decide(desired: Desired, observed: Observed) -> str:
     | or records whose digest is not the marker's    |              |
     | marker generation out of range (< 0, past      | skip-corrupt |
     | ``MAX_GENERATION``: written by hand)           |              |
-    | marker generation > desired.generation         | skip-newer   |
     | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
     | marker generation == desired, other digest     | skip-corrupt |
-    | marker generation < desired, seal broken       | skip-corrupt (``g=`` or ``d=`` edited by hand) |
+    | marker generation != desired, seal broken      | skip-corrupt (``g=`` or ``d=`` edited by hand; |
+    |                                                | raised past the plan, it names no newer plan)  |
+    | marker generation > desired.generation         | skip-newer   |
     | marker generation < desired.generation         | write, once the store confirms |
     |                                                | the marker's digest is the content |
     |                                                | of the generation it names     |
@@ -120,23 +121,27 @@ def decide(desired: Desired, observed: Observed) -> str:
         return "skip-corrupt"
     if not generation_in_range(marker.generation):
         return "skip-corrupt"  # a generation no store hands out (g= written by hand): the verifier's
-    if marker.generation > desired.generation:
-        return "skip-newer"
     if marker.generation == desired.generation:
         return "skip-applied" if marker.digest == desired.records.digest else "skip-corrupt"
     if not marker.sealed():
         # A generation set back by hand over content that A -> B -> A made equal to the older
         # generation's again passes every other check (chaos 13470); this plan may be older than
         # the content the endpoint served, so it is the verifier's to repair, against the newest.
+        # A generation raised by hand names no plan either: not "skip-newer" (which would take it
+        # for a newer writer's and leave it there), the verifier repairs it at the head.
         return "skip-corrupt"
+    if marker.generation > desired.generation:
+        return "skip-newer"
     return "write"
 
 
 def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generation) -> Generation | None:
     """The generation to report at most while an endpoint is left to the verifier, or None.
 
-    A marker names the content to keep: its own generation. Records without a marker (deleted by
-    hand), or nothing at all that a newer plan changed, name nothing; the verifier's repair will
+    A sealed marker names the content to keep: its own generation. Records without a marker
+    (deleted by hand), or nothing at all that a newer plan changed, name nothing, and nor does a
+    marker whose seal is broken (its ``g=`` edited by hand, even past the head: held no higher than
+    its ``g=`` either); the verifier's repair will
     name its snapshot's head, at least the head H when the marker was deleted, and its content
     must outlive the repair (chaos 80234, 100980: unheld, the watermark passed the generation a
     slow repair then named, and the collector deleted that content, I3). The hold is
@@ -148,9 +153,17 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
     """
     if verdict != "skip-corrupt":
         return None
-    if seen.marker is not None and generation_in_range(seen.marker.generation):
-        return seen.marker.generation
-    return min(finished, Generation(desired.generation - 1))
+    marker = seen.marker
+    if marker is not None and generation_in_range(marker.generation) and marker.sealed():
+        return marker.generation
+    held = min(finished, Generation(desired.generation - 1))
+    if marker is not None and generation_in_range(marker.generation):
+        # Seal broken: its g= names nothing for sure (raised by hand it may lie past the head, and
+        # held there it would hold nothing). The verifier repairs it at its snapshot's head, as a
+        # deleted marker: hold as for one, and never above the g= it shows (set back by hand, the
+        # records' content may be older still).
+        return min(held, marker.generation)
+    return held
 
 
 @dataclass

@@ -13,7 +13,8 @@ Guarantees every provider keeps (tests/providers/test_conformance.py checks them
 - a write whose records and marker already equal the current ones is not sent
   (I6: idempotent, costs no provider write); markers are compared by generation and
   digest here (``Marker.same_content``), not by the marker each replaced: a writer of
-  the same generation that read another predecessor finds its write done.
+  the same generation that read another predecessor finds its write done; a current marker
+  whose seal is broken (edited by hand) is never the same as a sealed one (a real write).
   ``writes`` counts endpoint writes sent;
 - ``Rejected(key, reason)``: the provider refuses THIS endpoint's write for a reason that retrying
   the same write will not fix (it does not fit one message or change batch, the server would

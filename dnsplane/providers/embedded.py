@@ -11,7 +11,7 @@ Guarantees:
   ``INSERT`` where no row existed)
   under the database's write lock. The statements' row
   counts are checked against the decisions; a mismatch rolls everything back;
-- a write whose records and marker (generation, digest, owner and released: ``Marker.same_content``)
+- a write whose records and marker (generation, digest, owner, released, seal intact: ``Marker.same_content``)
   already equal the current ones is not made (I6) and still comes back ``Applied``;
   writes of one batch apply in order;
 - a file made before markers carried ``prev`` gains the ``marker_prev`` column when
@@ -175,6 +175,8 @@ class EmbeddedProvider(Provider):
                     and bool(released) == w.marker.released
                     and text is not None
                     and (text == new_text or decode(text) == w.records)
+                    # a current marker whose seal is broken (edited by hand) is never the same: a real write
+                    and w.marker.same_content(_marker(gen, digest, prev, owner, released))
                 ):
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
                 elif (

@@ -6,7 +6,7 @@ runs both side by side):
   (``Write.holds_on``), under one lock, and an
   endpoint's records and marker change together;
 - all writes of one ``apply`` happen under that lock: no reader sees half a batch;
-- a write whose records and marker (generation and digest: ``Marker.same_content``) already
+- a write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) already
   equal the current ones is not made (I6) and still comes back ``Applied`` (the endpoint
   holds what was asked, whichever marker each replaced);
 - writes of one batch apply in order: a later write to the same key sees the earlier;

@@ -179,12 +179,16 @@ def test_compare_and_swap_compares_the_whole_marker_prev_included(provider: Prov
 def test_same_generation_and_content_over_another_prev_is_already_applied(provider: Provider) -> None:
     """I6 compares generation and content, not ``prev``: a second writer of the same generation that
     read another marker first finds its write done, and nothing is sent (the marker stays as it is)."""
-    provider.apply([Write(A, None, ONE, marker(1, ONE, X))])
-    provider.apply([Write(A, marker(1, ONE, X), TWO, marker(2, TWO, Y), ONE)])
-    late = Write(A, marker(1, ONE, "d" * 12), TWO, marker(2, TWO, "e" * 12), ONE)  # read another marker
+    # sealed markers, as writers make them (an unsealed current marker is never "the same": see below)
+    first = Marker.after(None, Generation(1), ONE.digest)
+    second = Marker.after(first, Generation(2), TWO.digest)
+    provider.apply([Write(A, None, ONE, first)])
+    provider.apply([Write(A, first, TWO, second, ONE)])
+    other = marker(1, ONE, "d" * 12)  # read another marker
+    late = Write(A, other, TWO, Marker.after(other, Generation(2), TWO.digest), ONE)
     assert provider.apply([late]) == [Applied(A, written=False)]
     assert provider.apply([Write(A, None, TWO, marker(2, TWO))]) == [Applied(A, written=False)]
-    assert provider.read([A])[A] == Observed(TWO, marker(2, TWO, Y))
+    assert provider.read([A])[A] == Observed(TWO, second)
     assert provider.writes == 2
 
 
@@ -204,6 +208,22 @@ def test_marking_a_marker_released_is_a_write_and_the_swap_compares_it(provider:
     assert provider.apply([Write(A, released, ONE, back, ONE)]) == [Applied(A)]
     assert provider.read([A])[A] == Observed(ONE, back)
     assert provider.writes == 3
+
+
+def test_a_write_over_a_marker_whose_seal_is_broken_is_a_real_write(provider: Provider) -> None:
+    """Issue 8: ``g=`` edited by hand (the rest of the text kept: the seal broken) to the generation
+    the verifier's repair then names, same content: the repair differs from it only by the seal and
+    must be written, not taken for already applied (else "repairing: marker-edited" every round)."""
+    mine = Marker.after(None, Generation(1), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, None, ONE, mine)]) == [Applied(A)]
+    edited = Marker(Generation(2), ONE.digest, mine.prev, "dp-one")
+    assert not edited.sealed()
+    provider.hand_edit(A, ONE, edited)  # type: ignore[attr-defined]
+    repair = Marker.after(edited, Generation(2), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, edited, ONE, repair, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, repair)
+    assert provider.apply([Write(A, edited, ONE, repair, ONE)]) == [Applied(A, written=False)]  # now it is
+    assert provider.writes == 2
 
 
 def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:

@@ -41,7 +41,7 @@ Guarantees:
   what makes the server ignore records written there (``RawState.blocked``: a CNAME at the name,
   a DNAME above, a delegation covering it). A rejected endpoint is not written at all, its marker
   included; the other endpoints are written;
-- I6: a write whose records and marker (generation and digest: ``Marker.same_content``) the
+- I6: a write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) the
   endpoint already holds is not sent. The state used for
   that decision is the provider's own last read of the endpoint (the enactor reads right before it
   writes) when at most ``FRESH`` seconds old, else a new read; a stale view can cost one refused

@@ -32,7 +32,7 @@ Guarantees:
   member sets the batch DELETEs exactly: a
   write that already fails it is answered ``Conflict`` without any call (so a delayed
   first write finds the records a marker deleted by hand left behind, and fails); a
-  write whose records and marker (generation and digest: ``Marker.same_content``) are
+  write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) are
   already there is answered ``Applied(written=False)`` without any call (I6);
 - several endpoints share a change batch (≤ 1,000 ResourceRecord elements and
   ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
