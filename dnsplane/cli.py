@@ -516,6 +516,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                       "adopt: true in the fleet file takes one over):", highlight=False, soft_wrap=True)
         for name, why in sorted(foreign.items()):
             console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
+    contested = (instance or {}).get("contested") or {}
+    if contested:  # two installations both adopt these: refused until a reload or a restart
+        console.print(f"owner {escape(owner)}: {len(contested)} endpoint(s) [red]CONTESTED[/], not written (I7; "
+                      "another installation takes them back: give each endpoint to one installation, "
+                      "then reload):", highlight=False, soft_wrap=True)
+        for name, why in sorted(contested.items()):
+            console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
     if quarantined:  # the provider rejected their writes (too big, a CNAME at the name...): the others go on
         console.print(f"{len(quarantined)} endpoint(s) QUARANTINED, their writes rejected by the provider "
                       "(retried with a later plan or after a backoff):", highlight=False, soft_wrap=True)

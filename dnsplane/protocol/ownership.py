@@ -14,7 +14,17 @@ endpoint, the enactor and the verifier ask ``Ownership.refusal``:
 |                                                      |           | the verifier rewrites it    |
 |                                                      |           | once unreleased             |
 | a marker with another id                             | foreign   | only if the fleet adopts it |
-| records without any marker                           | foreign   | only if the fleet adopts it |
+| records without any marker, every address one of the | ours      | yes; the verifier repairs   |
+| endpoint's own targets in the fleet (a lost marker)  |           | the marker ("marker-missing")|
+| records without any marker, any other address        | foreign   | only if the fleet adopts it |
+
+Records without a marker whose addresses are all addresses of the endpoint's own targets
+(``Endpoint.targets``, as the fleet says now) are what dnsplane itself writes there: its records
+whose marker was lost (a person deleted only the TXT, or a CNAME put at the marker's name and
+removed again took it away). They are this installation's, and the verifier gives them their
+marker back through its "marker missing" repair, so a person's deletion window closes as for any
+hand edit. Any other address (the zone's ``ns1`` glue, another party's records) is not a target's:
+such records stay foreign.
 
 A foreign endpoint the fleet does not adopt is never written: it is reported (logged once,
 journalled as "foreign", shown by ``dnsplane status``). Two installations that write one zone
@@ -37,8 +47,8 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from dnsplane.model import Endpoint, EndpointKey, Observed
 
@@ -50,12 +60,17 @@ class Ownership:
     owner: str = ""
     managed: frozenset[EndpointKey] | None = None  # None: every endpoint
     adopted: frozenset[EndpointKey] | None = None  # None: every endpoint
+    # The addresses of each managed endpoint's own targets in the fleet: marker-less records made only
+    # of these are dnsplane's with a lost marker, not foreign (empty: none are)
+    targets: Mapping[EndpointKey, frozenset[str]] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def of_fleet(cls, owner: str, endpoints: Iterable[Endpoint]) -> Ownership:
         """The ownership a fleet file declares: its endpoints managed, those with ``adopt: true`` adopted."""
         endpoints = tuple(endpoints)
-        return cls(owner, frozenset(e.key for e in endpoints), frozenset(e.key for e in endpoints if e.adopt))
+        targets = {e.key: frozenset(a for t in e.targets for a in t.addresses) for e in endpoints}
+        return cls(owner, frozenset(e.key for e in endpoints), frozenset(e.key for e in endpoints if e.adopt),
+                   targets)
 
     def manages(self, key: EndpointKey) -> bool:
         """Whether ``key`` is in the current fleet (False: released, never written nor recreated)."""
@@ -64,22 +79,34 @@ class Ownership:
     def adopts(self, key: EndpointKey) -> bool:
         return self.adopted is None or key in self.adopted
 
-    def foreign(self, observed: Observed) -> str | None:
-        """Why what the provider holds is not this installation's, or None (unowned, or ours)."""
+    def foreign(self, observed: Observed, key: EndpointKey | None = None) -> str | None:
+        """Why what the provider holds is not this installation's, or None (unowned, or ours). With
+        ``key``, marker-less records made only of that endpoint's own target addresses are ours."""
         marker = observed.marker
         if marker is not None:
             if marker.owner and marker.owner != self.owner:
                 return f"marker of another owner {marker.owner!r}"
             return None
         if observed.records is not None:
+            if key is not None and self.lost_marker(key, observed):
+                return None
             return "records without a dnsplane marker"
         return None
+
+    def lost_marker(self, key: EndpointKey, observed: Observed) -> bool:
+        """Whether ``observed`` is records without a marker whose addresses are all addresses of the
+        endpoint's own targets: what dnsplane writes there, its marker lost (repaired, not foreign)."""
+        records = observed.records
+        if observed.marker is not None or records is None:
+            return False
+        found = set(records.addresses())
+        return bool(found) and found <= self.targets.get(key, frozenset())
 
     def refusal(self, key: EndpointKey, observed: Observed) -> str | None:
         """Why this installation must not write ``key`` as it is, or None (I7)."""
         if not self.manages(key):
             return "released: no longer in the fleet"
-        why = self.foreign(observed)
+        why = self.foreign(observed, key)
         if why is None or self.adopts(key):
             return None
         return f"foreign: {why} (not adopted; set adopt: true on the endpoint to take it over)"

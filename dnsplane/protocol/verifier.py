@@ -13,10 +13,13 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 |                                               | in the next round (see below)                 |
 | records edited by hand (digest differs)       | write desired, marker generation kept or up   |
 | marker edited by hand (its seal broken)       | same, in the next round (from a snapshot      |
-|                                               | loaded after the edit was seen)               |
+|                                               | loaded after the edit was seen), at the head: |
+|                                               | its ``g=``, even above the head, is never a   |
+|                                               | head nor the repair's generation              |
 | answer has addresses outside the plan         | same                                          |
-| marker past the store's head (store behind,   | advance the store's head past it, so that the |
-| or a marker naming a plan that never was)     | next plan outranks it; then repair content    |
+| sealed marker past the store's head (store    | advance the store's head past it, so that the |
+| behind, or a marker naming a plan that never  | next plan outranks it; then repair content    |
+| was)                                          |                                               |
 | marker behind the plan for two rounds in a    | write desired (the enactors are late)         |
 | row (enactors stuck)                          |                                               |
 | newest change invalid (a malformed plan)      | check against the newest valid content below  |
@@ -27,19 +30,26 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | the server did not say what it holds)         | not counted right, not repaired               |
 
 Guarantees: a repair never lowers a marker (I2): it writes
-``max(marker found, head of the plan it checked against)``; and it is conditional on the marker
+``max(marker found, head of the plan it checked against)`` (a marker found out of range, unsealed
+or another owner's counts for nothing: the head; the head is at least every marker dnsplane ever
+wrote); and it is conditional on the marker
 found (where there is none, on the records found), so a newer enactor write in between wins and
 the repair is dropped. The marker it writes names the one it replaced (``Marker.after``), as an
 enactor's does.
 It sets the last-known-good generation when every endpoint checked was right.
 
 Ownership (I7, ``protocol/ownership.py``), checked before anything else: an endpoint whose
-records carry no marker, or a marker of another owner, is foreign. Unless the fleet adopts it, it
+records carry no marker, or a marker of another owner, is foreign, except records without a marker
+whose addresses are all the endpoint's own target addresses (dnsplane's, their marker lost: repaired
+as "marker missing", the round after they are first seen). Unless the fleet adopts it, it
 is never repaired: it is reported (journalled "foreign", logged once per reason) and does not
 count against the last-known-good (its content is not this installation's). A marker of another
 owner is never taken for a head (no ``AdvanceHead`` past another installation's numbering).
 An adopted endpoint is taken over: a marker-less one by the "marker missing" repair above, one
-of another owner at once, at the head (journalled "adopt"). A marker without an owner id (written
+of another owner at once, at the head (journalled "adopt"). Once: an
+endpoint found under this installation's marker, or taken over, that carries another owner's marker
+again is CONTESTED (two fleets adopt it): never written, journalled "contested", logged once, until
+``FleetChanged`` or a restart (or until it is found empty: unowned). A marker without an owner id (written
 before owner ids) is read as this installation's and rewritten once with its id, same generation
 and content ("marker-unowned").
 
@@ -111,7 +121,10 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None
     records = seen.observed.records
     if marker is not None and not generation_in_range(marker.generation):
         return "marker-corrupt"  # a generation no store hands out: hand-written, never a head
-    if marker is not None and marker.generation > head:
+    if marker is not None and marker.generation > head and marker.sealed():
+        # Only a marker as dnsplane wrote it names a plan: one whose g= was raised by hand (its seal
+        # broken) is "marker-edited" below, never a head (AdvanceHead to it could leave the store
+        # no generation to publish: g=MAX_GENERATION)
         return "marker-ahead"
     if seen.rcode not in _ANSWERED:
         return "unreachable"  # unknown this round: an empty answer is a fact, no answer is not
@@ -175,6 +188,10 @@ class Verifier:
     releasing: set[EndpointKey] = field(default_factory=set)
     release_writes: dict[EndpointKey, Generation] = field(default_factory=dict)
     settled: set[EndpointKey] = field(default_factory=set)  # released endpoints left alone from now on
+    # Endpoints found under this installation's marker, or taken over, since the fleet last changed: a
+    # marker of another owner there now is a second installation taking it back (CONTESTED, not adopted)
+    mine: set[EndpointKey] = field(default_factory=set)
+    contested: dict[EndpointKey, str] = field(default_factory=dict)  # refused until the fleet changes
 
     def handle(self, event: Event) -> list[Command]:
         match event:
@@ -186,6 +203,7 @@ class Verifier:
             case FleetChanged(endpoints=endpoints):
                 self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
                 self.settled = {k for k in self.settled if not self.ownership.manages(k)}  # back: ours again
+                self.mine, self.contested = set(), {}  # a reload may take a contested endpoint over once more
                 return []
             case DesiredLoaded(head=head, desired=desired):
                 self.releasing = set()
@@ -250,7 +268,8 @@ class Verifier:
                 continue
             desired = self.desired[key]
             self.stats["checked"] += 1
-            foreign = self.ownership.foreign(seen.observed)
+            # marker-less records of the endpoint's own target addresses are ours: "marker-missing"
+            foreign = self.ownership.foreign(seen.observed, key)
             if foreign is not None and not self.ownership.adopts(key):
                 # I7: not ours; reported once per reason, never repaired, not counted against the LKG
                 self.edited.discard(key)
@@ -259,6 +278,19 @@ class Verifier:
                 out += self._report_foreign(key, foreign, desired.generation)
                 continue
             self.foreign.pop(key, None)
+            other = self.ownership.other_owner(seen.observed)
+            if seen.observed.records is None and seen.observed.marker is None:
+                self.contested.pop(key, None)  # nothing there: unowned, no longer contested
+            if key in self.contested or (other is not None and key in self.mine):
+                # I7: ours (or taken over) before, another owner's now: two installations adopt it.
+                # Taking it back every round would flip the zone: refused until the fleet changes.
+                self.edited.discard(key)
+                self.lagging.pop(key, None)
+                self.last_problems[key] = "contested"
+                out += self._report_contested(key, other, desired.generation)
+                continue
+            if seen.observed.marker is not None and other is None:
+                self.mine.add(key)
             adopting = foreign is not None  # adopted: its foreign records are taken over
             if adopting and self.ownership.other_owner(seen.observed):
                 problem: str | None = "foreign-owner"  # another numbering: never a head, never kept
@@ -329,9 +361,14 @@ class Verifier:
             # least every marker ever written (markers ahead of it get fenced first), so a repair
             # never lowers a marker, even one that was then deleted by hand.
             # A corrupt marker's generation (out of range) counts for nothing: no writer wrote it.
-            kept = found.generation if found is not None and generation_in_range(found.generation) else None
+            # Nor does an unsealed one's (g= edited by hand: it may lie above the head).
+            kept = (found.generation if found is not None and generation_in_range(found.generation)
+                    and found.sealed() else None)
             if problem == "foreign-owner":
-                kept = None  # another installation's generation means nothing in this store
+                # Another installation's generation means nothing in this store: the takeover is at the
+                # head, even below it (writing above it would make it this store's head next round:
+                # "marker-ahead", a head no plan wrote, chaos 167; up to MAX_GENERATION, no numbering left)
+                kept = None
             generation = max(kept or NO_GENERATION, self.head)
             marker = Marker.after(found, Generation(generation), desired.records.digest, self.ownership.owner)
             if adopting and self.ownership.adopted is not None:  # the fleet file said adopt: true
@@ -360,6 +397,7 @@ class Verifier:
                 case Applied(key=key):
                     self.quarantined.pop(key, None)
                     self.stats["repairs"] += 1
+                    self.mine.add(key)  # taken over once: another owner's marker here again is a contest
                     action = ("adopt" if key in self.adopting
                               else "reclaim" if problem == "marker-released" else "repair")
                     entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
@@ -430,6 +468,18 @@ class Verifier:
                                 {"actor": self.name, "endpoint": str(key), "reason": reason}))
                 return [(key, "quarantined", generation, generation, f"release: {reason}")]
         return []
+
+    def _report_contested(self, key: EndpointKey, other: str | None, generation: Generation) -> list[Command]:
+        """Journal and log, once, an endpoint two installations both take over (I7)."""
+        if key in self.contested:
+            return []
+        why = (f"CONTESTED: this installation had it, and now it carries a marker of another owner {other!r}; "
+               "both fleets adopt it (adopt: true). Not written until the fleet changes: leave the endpoint "
+               "to one installation")
+        self.contested[key] = why
+        return [Journal(((key, "contested", None, generation, why),)),
+                Log("error", "endpoint contested by another installation: not writing it",
+                    {"actor": self.name, "endpoint": str(key), "owner": other or ""})]
 
     def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
         """Journal and log an endpoint found foreign (I7), once per reason."""

@@ -572,6 +572,7 @@ class App:
             "reload": self.last_reload.to_json() if self.last_reload else None,
             "owner": self.owner,
             "foreign": self.foreign(),
+            "contested": {str(k): why for k, why in self.verifier.contested.items()},
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},

@@ -269,6 +269,7 @@ class Simulation:
                 self._start_quiet()
             elif kind == _END:
                 self._end_partial(payload)
+            self._sync_contested()
             if monitor.exempt_until:
                 monitor.check_exemptions(self.provider.read)
             if self.lies:
@@ -514,6 +515,16 @@ class Simulation:
         return refs
 
     # ----------------------------------------------------------------- hooks
+
+    def _sync_contested(self) -> None:
+        """The monitor learns which endpoints the verifier refuses as CONTESTED (I7); one no longer
+        contested (the verifier restarted) is dnsplane's again: its repair bound starts now."""
+        verifier = self.actors.get("verifier")
+        contested = set(verifier.contested) if isinstance(verifier, Verifier) else set()
+        if contested != self.monitor.contested:
+            for key in self.monitor.contested - contested:
+                self.monitor.exempt(key, self.now + self.scenario.repair_bound)
+            self.monitor.contested = contested
 
     def _on_written(self, keys: list[EndpointKey]) -> None:
         if self.corrupting:  # a human's edit (or another installation's), not dnsplane's write

@@ -131,6 +131,9 @@ class Monitor:
     owner: str = ""  # I7: the owner id of the installation under test
     adopted: frozenset[EndpointKey] | None = None  # I7: endpoints its fleet adopts (None: every one)
     foreign: dict[EndpointKey, str] = field(default_factory=dict)  # I7: foreign, not adopted, as last seen
+    # I7: endpoints the verifier refuses as CONTESTED (another owner took back what it had): not
+    # dnsplane's to repair or converge while they are (the driver keeps this in step with the verifier)
+    contested: set[EndpointKey] = field(default_factory=set)
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
@@ -207,7 +210,8 @@ class Monitor:
                 self.foreign.pop(key, None)
             else:
                 self.foreign[key] = alien  # not dnsplane's: its emptiness is its owner's business (I1)
-            if alien is None and key in self.published and (records is None or not records.live_members()):
+            if (alien is None and key not in self.contested and key in self.published
+                    and (records is None or not records.live_members())):
                 until = self.exempt_until.get(key)
                 if until is None or self.now > until:
                     why = "" if until is None else " (hand-emptied, not repaired within the bound)"
@@ -237,7 +241,7 @@ class Monitor:
                 del self.exempt_until[k]
             self.steps -= 1
             for k, seen in read(expired).items():
-                if self._foreign(k, seen) is not None:
+                if self._foreign(k, seen) is not None or k in self.contested:
                     continue  # not dnsplane's (I7): its owner's to repair
                 if seen.records is None or not seen.records.live_members():
                     self.fail(I1, k, "hand-emptied endpoint not repaired within the bound")
@@ -294,7 +298,7 @@ class Monitor:
         """I4: every endpoint holds the newest valid content at or below ``head`` (except one that is
         foreign and not adopted: not dnsplane's to converge, I7)."""
         for key in self.content:
-            if self._foreign(key, observed.get(key, Observed(None, None))) is not None:
+            if self._foreign(key, observed.get(key, Observed(None, None))) is not None or key in self.contested:
                 continue
             want = self.newest_valid(key, head)
             if want is None:

@@ -5,6 +5,7 @@ released endpoints are never recreated."""
 from __future__ import annotations
 
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,57 @@ def test_route53_and_rfc2136_markers_carry_the_owner() -> None:
     assert parse_marker([{"Name": "_dnsplane-a.api.demo.test.", "Type": "TXT", "TTL": 60,
                           "ResourceRecords": [{"Value": v} for v in values]}]) == (m, rs)
     assert observe((txt_rdata(txt_strings(m, rs)),), frozenset({"192.0.2.1"}), 30).marker == m
+
+
+# ---------------------------------------------------------------- a lost marker, two adopters (issue 8)
+
+
+def test_records_of_the_endpoints_own_targets_without_a_marker_get_their_marker_back() -> None:
+    """A person deleted only the marker TXT: the records are what dnsplane wrote (every address one of
+    the endpoint's own targets), so they are repaired as "marker missing", not left foreign for good.
+    The zone's glue at another endpoint name (no target's address) stays foreign."""
+    h = Harness()
+    eps = (endpoint("api"), endpoint("ns1"))
+    ownership = Ownership.of_fleet("dp-one", eps)
+    p, e, v = Planner("planner", ZONE, eps), Enactor("enactor", ZONE, ownership=ownership), \
+        Verifier("verifier", ownership=ownership)
+    h.run(p)
+    h.run(e)
+    h.provider.hand_edit(NS1, GLUE, None)
+    written = h.provider.read([API])[API]
+    assert written.marker is not None and written.records is not None
+    h.provider.hand_edit(API, written.records, None)  # the marker TXT alone is deleted
+    assert ownership.refusal(API, h.provider.read([API])[API]) is None
+    for _ in range(3):  # marker-missing waits one round for a fresh snapshot
+        h.run(v)
+    back = h.provider.read([API])[API]
+    assert back.marker is not None and back.marker.owner == "dp-one" and back.records == written.records
+    assert back.marker.generation >= written.marker.generation
+    assert ("repair", "marker-missing") in [(x.action, x.detail) for x in h.store.history(API)]
+    assert API not in v.foreign
+    assert h.provider.read([NS1])[NS1].records == GLUE and NS1 in v.foreign, "glue is no target's address"
+
+
+def test_two_installations_that_both_adopt_an_endpoint_take_it_over_once_then_it_is_contested() -> None:
+    """Both fleets say adopt: true: each used to take the other's marker back every round."""
+    one, p1, e1, v1 = installation("dp-one", adopt=True)
+    two, p2, e2, v2 = installation("dp-two", adopt=True, share=one)
+    one.checking = two.checking = False  # two numberings on one zone
+    one.run(p1)
+    one.run(e1)
+    one.run(v1)  # the first installation has seen its marker
+    owners = [one.provider.read([API])[API].marker.owner]  # type: ignore[union-attr]
+    two.run(p2)
+    for _ in range(6):
+        two.run(e2)
+        two.run(v2)
+        owners.append(one.provider.read([API])[API].marker.owner)  # type: ignore[union-attr]
+        one.run(v1)
+        one.run(e1)
+        owners.append(one.provider.read([API])[API].marker.owner)  # type: ignore[union-attr]
+    changes = sum(a != b for a, b in pairwise(owners))
+    assert changes == 1, f"the endpoint changed hands {changes} times: {owners}"
+    assert API in v1.contested and API not in v2.contested
+    assert [x.action for x in one.store.history(API)].count("contested") == 1, "journalled once"
+    v1.handle(FleetChanged(one.now, (endpoint("api"),)))
+    assert not v1.contested, "a reload lifts the contest"

@@ -6,6 +6,7 @@ by a person is not recreated; a marker written before owner ids is taken once an
 from __future__ import annotations
 
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 
 from dnsplane.model import EndpointKey, Generation, Marker, _seal
@@ -16,6 +17,7 @@ from tests.realworld.harness import (
     World,
     addresses,
     delete_records,
+    marker_name,
     read_marker,
     wait_for,
 )
@@ -150,3 +152,74 @@ def test_a_marker_written_before_owner_ids_is_taken_once(embedded_world: World) 
     prober.stop()
     prober.assert_invariants(world.logs)
     up.assert_every_actor_running()
+
+
+def test_a_deleted_marker_alone_comes_back_and_the_endpoint_still_moves(world: World) -> None:
+    """A person deletes only the marker TXT (the records stay): the records are what dnsplane wrote there
+    (every address one of the endpoint's own targets), so the verifier gives them their marker back within
+    two verifier periods, and a later health change still moves the endpoint. Before, the endpoint was
+    "records without a dnsplane marker", FOREIGN for good, and no health change moved it again."""
+    lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
+    fleet = world.fleet([lb1, lb2], {"api": ["lb-1", "lb-2"]}, policy=ALL)
+    up = world.dnsplane(fleet)
+    assert world.named is not None
+    server = (world.named.host, world.named.port)
+    wait_for("api to be served", lambda: addresses(server, "api.demo.test") == {A1, A2}, detail=world.logs)
+    wait_for("api's marker", lambda: read_marker(world.named, "api.demo.test."), detail=world.logs)
+    prober = world.prober(fleet)
+    update = world.named.update()
+    update.delete(marker_name("api.demo.test.", "A"), "TXT")  # the marker alone; the records stay
+    world.named.send(update)
+    wait_for("the marker to be back", lambda: read_marker(world.named, "api.demo.test."),
+             deadline=2 * PERIODS["verifier"] + 2.0, detail=world.logs)
+    assert ("repair", "marker-missing") in journal(up.data_dir, "api.demo.test."), world.logs()
+    assert "foreign" not in [a for a, _ in journal(up.data_dir, "api.demo.test.")]
+    world.listeners["lb-2"].down()
+    wait_for("api to move off lb-2", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
+    prober.stop()
+    prober.assert_invariants(world.logs)
+    assert not (up.instance() or {}).get("foreign"), "reported foreign"
+    up.assert_every_actor_running()
+
+
+def test_two_installations_that_both_adopt_an_endpoint_do_not_flip_it(world: World) -> None:
+    """Both fleets say ``adopt: true`` for api: each used to take the other's marker back every round
+    (the content switched every ~2.5 s). Now the second takes it over once; the first, which had it,
+    finds another owner's marker there: CONTESTED, refused, logged once, journalled, in ``status``."""
+    lb1, lb2 = world.target("lb-1", A1), world.target("lb-2", A2)
+    first = world.fleet([lb1], [{"name": "api", "targets": ["lb-1"], "adopt": True}], policy=ALL,
+                        name="first.yaml")
+    second = world.fleet([lb2], [{"name": "api", "targets": ["lb-2"], "adopt": True}], policy=ALL,
+                         name="second.yaml")
+    one = world.dnsplane(first, name="one")
+    assert world.named is not None
+    server = (world.named.host, world.named.port)
+    wait_for("api to be served by the first", lambda: addresses(server, "api.demo.test") == {A1}, detail=world.logs)
+
+    def verifier_rounds() -> int:
+        return int(((one.instance() or {}).get("actors") or {}).get("verifier", {}).get("rounds") or 0)
+
+    seen_at = verifier_rounds()
+    wait_for("the first's verifier to see its marker", lambda: verifier_rounds() >= seen_at + 3, detail=world.logs)
+    prober = world.prober(first)
+    # The two installations number their plans apart: the first's marker is no generation of the
+    # second's (the takeover writes at the second's head, maybe the same g= with another d=)
+    prober.ignore_marker(read_marker(world.named, "api.demo.test.") or "")
+    two = world.dnsplane(second, name="two")
+    wait_for("the first to report the endpoint contested",
+             lambda: "api.demo.test. A" in ((one.instance() or {}).get("contested") or {}), detail=world.logs)
+    prober.watch(4 * PERIODS["verifier"])
+    prober.stop()
+    served = [o.addresses for o in prober.snapshot() if not o.is_marker and o.addresses]
+    changes = [b for a, b in pairwise(served) if a != b]
+    assert changes == [frozenset({A2})], f"more than one takeover, or none: {served}"
+    owner_two = (two.instance() or {}).get("owner")
+    assert owner_two and f"o={owner_two}" in (read_marker(world.named, "api.demo.test.") or "")
+    assert [a for a, _ in journal(one.data_dir, "api.demo.test.")].count("contested") == 1
+    assert "contested" not in [a for a, _ in journal(two.data_dir, "api.demo.test.")]
+    assert one.log().count("endpoint contested by another installation") == 1, one.log_tail()
+    status = one.cli("status")
+    assert "CONTESTED" in status.stdout and "api.demo.test. A" in status.stdout, status.stdout
+    prober.assert_invariants(world.logs)
+    one.assert_every_actor_running()
+    two.assert_every_actor_running()
