@@ -127,3 +127,60 @@ def test_a_hand_written_marker_out_of_range_is_repaired(world: World, generation
     assert after is not None and after.generation > marker.generation, "no newer generation was written"
     a_person_deletes_www_and_the_verifier_repairs_it(world, prober)
     finish(world, up, prober)
+
+
+def store_head(up: Dnsplane) -> int:
+    """The store's head generation (what ``dnsplane status`` titles "head generation")."""
+    from dnsplane.store.sqlite import SqliteStore
+
+    store = SqliteStore(up.data_dir / "store.sqlite")
+    try:
+        return int(store.head())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("generation", [str(MAX_GENERATION), "5000000"])
+def test_a_marker_whose_g_a_person_raised_is_repaired_at_the_head(world: World, generation: str) -> None:
+    """A person raises ``g=`` of api's marker to an in-range value far above the store's head, the
+    rest of the text kept (so its seal breaks). Before the fix the verifier took it for a marker
+    ahead of the store and advanced the head to it (at ``MAX_GENERATION`` no plan could be
+    published again; at 5,000,000 later repairs wrote that generation elsewhere), then logged
+    "repairing: marker-edited" every round and wrote nothing. Now: repaired once, at the head,
+    within two verifier periods; the head stays; a health change afterwards is still published."""
+    up, prober = start(world)
+    named = world.named
+    assert named is not None
+    text = read_marker(named, API)
+    found = Marker.from_text(text) if text is not None else None
+    assert text is not None and found is not None and found.sealed() and found.prev, text
+    head = store_head(up)
+    assert found.generation <= head < 1000
+    edited = text.replace(f"g={found.generation} ", f"g={generation} ", 1)
+    hand_made = Marker.from_text(edited)
+    assert hand_made is not None and hand_made.generation == int(generation) and not hand_made.sealed()
+    mark = up.log_mark()
+    world.hand_write_marker(API, edited)  # the prober does not count it as served by dnsplane
+
+    def repaired() -> Marker | None:
+        now = read_marker(named, API)
+        marker = Marker.from_text(now) if now is not None and now != edited else None
+        return marker if marker is not None and marker.sealed() else None
+
+    # marker-edited: seen in the verifier's next round, repaired in the one after (a period of slack)
+    marker = wait_for("the verifier to repair api's marker", repaired, deadline=3 * PERIODS["verifier"],
+                      detail=world.logs)
+    assert marker.generation <= head + 1, f"repaired at {marker.generation}, the head was {head}"
+    prober.watch(2 * PERIODS["verifier"])
+    assert store_head(up) <= head + 1, "the hand-raised g= became the store's head"
+    assert repaired() == marker  # and left alone from then on: one repair, not one every round
+    logged = up.log_since(mark)
+    assert "advancing the head" not in logged, logged
+    assert logged.count("repairing: marker-edited") == 1, logged
+    # publishes still work: lb-2 goes down and leaves api's answer
+    world.listeners["lb-2"].down()
+    wait_for("lb-2 to leave api's answer", lambda: prober.served(API) == {LB1}, detail=world.logs)
+    after = read_marker(named, API)
+    newer = Marker.from_text(after) if after is not None else None
+    assert newer is not None and marker.generation < newer.generation < 1000, after
+    finish(world, up, prober)
