@@ -54,7 +54,7 @@ def test_a_generation_set_back_by_hand_matches_no_marker_of_the_chain() -> None:
     m2 = Marker.after(m1, Generation(2), B.digest)
     m3 = Marker.after(m2, Generation(3), A.digest)
     lowered = Marker(Generation(1), m3.digest, m3.prev)
-    assert lowered.same_content(m1) and lowered != m1
+    assert (lowered.generation, lowered.digest) == (m1.generation, m1.digest) and lowered != m1
     assert lowered not in (m1, m2, m3)
     # and its seal no longer matches (chaos 13470): enactors leave it to the verifier
     assert all(m.sealed() for m in (m1, m2, m3)) and not lowered.sealed()
@@ -71,9 +71,12 @@ def test_the_seal_covers_generation_and_digest() -> None:
 
 
 def test_same_content_ignores_prev_only() -> None:
-    m = Marker(Generation(3), A.digest, "a" * 12)
-    assert m.same_content(Marker(Generation(3), A.digest, "b" * 12))
-    assert m.same_content(Marker(Generation(3), A.digest))
+    """The chain a sealed marker names does not matter to "already applied" (I6); a broken seal does: a
+    repair over a hand-edited marker of the same generation and digest is a real write (issue 8, F)."""
+    m = Marker.after(None, Generation(3), A.digest)
+    assert m.same_content(Marker.after(Marker.after(None, Generation(1), B.digest), Generation(3), A.digest))
+    assert m.same_content(Marker(Generation(3), A.digest))  # written before chain tokens: nothing to check
+    assert not m.same_content(Marker(Generation(3), A.digest, "b" * 12))  # a p= without its seal
     assert not m.same_content(Marker(Generation(4), A.digest, m.prev))
     assert not m.same_content(Marker(Generation(3), B.digest, m.prev))
     assert not m.same_content(None)
