@@ -46,7 +46,7 @@ is never repaired: it is reported (journalled "foreign", logged once per reason)
 count against the last-known-good (its content is not this installation's). A marker of another
 owner is never taken for a head (no ``AdvanceHead`` past another installation's numbering).
 An adopted endpoint is taken over: a marker-less one by the "marker missing" repair above, one
-of another owner at once, at the head (journalled "adopt"). Once: an
+of another owner the round after it is first seen (chaos 31360), at the head (journalled "adopt"). Once: an
 endpoint found under this installation's marker, or taken over, that carries another owner's marker
 again is CONTESTED (two fleets adopt it): never written, journalled "contested", logged once, until
 ``FleetChanged`` or a restart (or until it is found empty: unowned). A marker without an owner id (written
@@ -158,8 +158,11 @@ class Quarantine:
     skip: int = 1  # rounds still to skip
 
 
-# Records whose marker a human edited or deleted: they may hold content newer than the round's snapshot.
-_HAND_MADE = frozenset({"marker-edited", "marker-missing", "marker-corrupt"})
+# Records whose marker a human edited or deleted, or another installation wrote (an adopted endpoint's
+# takeover): what this installation served before may be newer than the round's snapshot, so the repair
+# waits for a snapshot loaded after the state was seen (chaos 31360: a takeover at a stale snapshot's
+# head served generation 1's content after 2).
+_HAND_MADE = frozenset({"marker-edited", "marker-missing", "marker-corrupt", "foreign-owner"})
 # Answers that say what the server holds; any other rcode (TIMEOUT, SERVFAIL, REFUSED, ERROR) says nothing.
 _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 
