@@ -48,7 +48,7 @@ EXPLORE_EPILOG = """examples:
       also let one fault happen anywhere (a crash, a crash after the provider acknowledged,
       a request raising an exception that is not a DnsplaneError before or after it ran,
       a human emptying an endpoint, deleting its marker or writing g=2**63-1 into it, the
-      provider rejecting an endpoint's writes): ~320,000 states in ~20 s
+      provider rejecting an endpoint's writes): ~630,000 states in ~30 s
 """
 
 
