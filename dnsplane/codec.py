@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote
 
 from dnsplane.model import RecordSet
 

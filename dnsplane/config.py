@@ -591,6 +591,7 @@ class _Parser:
                     f"{where}.targets: policy.min_targets {wanted} (from defaults, line {_line(mnode)}) "
                     f"is more than its {len(chosen)} targets",
                 )
+        # policy_fields checked each value's type per key; a dict of mixed values has no static type
         policy = Policy(**{k: v for k, (v, _) in merged.items()})  # type: ignore[arg-type]
         adopt = self.boolean(fields["adopt"][1], f"{where}.adopt") if "adopt" in fields else False
         return Endpoint(name, rtype, ttl, tuple(chosen), policy, adopt)

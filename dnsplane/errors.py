@@ -3,6 +3,10 @@
 - ``Retryable``: try again after ``retry_after`` seconds (store busy, timeout).
 - ``Permanent``: retrying the same thing will fail the same way.
 Each subclass carries its message as a format with named fields (as dnspython does).
+
+Some refusals are values, not errors: a provider answers a write whose fence no longer holds
+(a newer generation applied, another owner's marker) with ``model.Conflict``, and the planner's
+guards (``min_targets``, ``max_weight_shift``) shape a plan rather than refuse it.
 """
 
 from __future__ import annotations
@@ -52,24 +56,6 @@ class InvalidPlan(Permanent):
 
     def __init__(self, endpoint: str, reason: str) -> None:
         super().__init__(endpoint=endpoint, reason=reason)
-
-
-class UnsafePlan(Permanent):
-    """A plan that a guard refuses (too much weight moved, below min_targets)."""
-
-    fmt = "unsafe plan for {endpoint}: {reason}"
-
-    def __init__(self, endpoint: str, reason: str) -> None:
-        super().__init__(endpoint=endpoint, reason=reason)
-
-
-class StaleGeneration(Permanent):
-    """A write for a generation older than the one the provider holds."""
-
-    fmt = "stale generation for {endpoint}: applied {applied}, attempted {attempted}"
-
-    def __init__(self, endpoint: str, applied: int, attempted: int) -> None:
-        super().__init__(endpoint=endpoint, applied=applied, attempted=attempted)
 
 
 class PlanCollected(Permanent):

@@ -1,4 +1,4 @@
-"""Pure values of dnsplane: endpoints, targets, record sets, plans, markers.
+"""Pure values of dnsplane: endpoints, targets, record sets, markers, writes and their results.
 
 Guarantees:
 - every value here is immutable (frozen dataclasses, tuples) and hashable;
@@ -9,6 +9,9 @@ Guarantees:
   or a name outside the zone, naming the offending item.
 
 This module imports nothing that does I/O.
+
+A plan has no value type of its own: a store keeps it as the (key, record set) changes of one
+generation (``Store.publish``), and its content is compared through the record sets' digests.
 """
 
 from __future__ import annotations
@@ -461,28 +464,6 @@ class Desired:
 
     generation: Generation
     records: RecordSet
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """An immutable, numbered plan: the endpoints whose content this generation changed.
-
-    Plans store what changed (O(k) for k changed endpoints); the full desired
-    state at generation g is, per endpoint, the newest change at or below g.
-    """
-
-    generation: Generation
-    changes: tuple[tuple[EndpointKey, RecordSet], ...]
-    created_at: float
-    planner: str = "planner"
-    digest: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        h = hashlib.blake2b(digest_size=8)
-        h.update(str(self.generation).encode())
-        for key, rs in self.changes:
-            h.update(f"|{key.name} {key.rtype}={rs.digest}".encode())
-        object.__setattr__(self, "digest", h.hexdigest())
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -35,7 +35,7 @@ class Failures:
     key_name: str
 
     def rcode(self, rcode: int, doing: str) -> Exception:
-        text = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+        text = dns.rcode.Rcode.to_text(rcode)  # takes a plain int (dns.rcode.to_text wants an Rcode)
         at = f"{doing} at {self.where}"
         if rcode == dns.rcode.SERVFAIL:
             return ProviderUnavailable(reason=f"{at}: SERVFAIL (server failure; retrying)", retry_after=1.0)

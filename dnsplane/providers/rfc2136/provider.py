@@ -132,7 +132,7 @@ class Rfc2136Provider(Provider):
         self.server = server
         self.port = port
         self.timeout = timeout
-        self.capabilities = Capabilities(  # type: ignore[misc]  # per instance: max_batch is configurable
+        self.capabilities = Capabilities(  # type: ignore[misc]  # a ClassVar in Provider; max_batch is per instance here
             atomic_batches=True, native_cas=True, weighted_answers=False, max_batch=max_batch
         )
         if key_file is not None:
@@ -412,7 +412,7 @@ class Rfc2136Provider(Provider):
         log.debug("update sent", extra={"fields": {"provider": self.kind, "zone": self.zone,
                                                    "endpoints": len(new_raw), "messages": len(builders),
                                                    "refused": len(refused), "failed": len(failed)}})
-        return refused, [(keys, dns.rcode.to_text(rcode)) for keys, rcode in failed], unfit  # type: ignore[arg-type]
+        return refused, [(keys, dns.rcode.Rcode.to_text(rcode)) for keys, rcode in failed], unfit
 
     def _read_back(
         self, written: list[EndpointKey], sends: dict[EndpointKey, tuple[Write, int]],
