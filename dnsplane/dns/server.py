@@ -1,9 +1,10 @@
 """An embedded authoritative DNS server (asyncio, UDP and TCP) serving dnsplane zones.
 
 ``DnsServer`` serves each ``ZoneSource``'s zone from answers prerendered by
-``dnsplane.dns.answers`` (see there for the protocol guarantees: AA, NXDOMAIN
-vs no-data with SOA, REFUSED, FORMERR, NOTIMP, EDNS0, truncation, 0x20 echo,
-weighted or all-addresses answers).
+``dnsplane.dns.render`` into the name tree of ``dnsplane.dns.zonetable``, and
+answers queries with ``dnsplane.dns.responder`` (see there for the protocol
+guarantees: AA, NXDOMAIN vs no-data with SOA, REFUSED, FORMERR, NOTIMP, EDNS0,
+truncation, 0x20 echo, weighted or all-addresses answers).
 
 Freshness guarantees:
 - in-process writes: the source calls our listener (in the writer's thread)
@@ -47,7 +48,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from dnsplane.dns.answers import Responder, ServerStats, ZoneTable
+from dnsplane.dns.responder import Responder, ServerStats
+from dnsplane.dns.zonetable import ZoneTable
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, normalise_name
 

@@ -28,7 +28,7 @@ import dns.rrset
 import pytest
 
 from dnsplane.dns import DnsServer
-from dnsplane.dns.answers import OPT_RR, Answer, render_response
+from dnsplane.dns.render import OPT_RR, Answer, render_response
 from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, Write, marker_name
 from dnsplane.providers.embedded import EmbeddedProvider
 

@@ -1,0 +1,161 @@
+"""Rendering answers to wire bytes: what one endpoint serves, done once per change.
+
+What this module owns:
+- ``render_endpoint``: every response one endpoint contributes (its records and its marker
+  TXT), rendered with dnspython into complete wire bytes (ID 0, lower-case question, QR and
+  AA set, no EDNS), keyed by ``Slot`` = (owner name wire, qtype);
+- ``Answer``: the prerendered responses of one name and type, one per weighted member (or
+  one for ``answer="all"``), each in a plain, an EDNS and an EDNS+DO variant, with the
+  cumulative weights the responder draws from;
+- the wire helpers the zone table and the responder share (``name_wire``, ``render_response``,
+  ``rrset_wire``, our ``OPT_RR``) and the size limits (``EDNS_PAYLOAD``, ``PLAIN_UDP_LIMIT``).
+
+Guarantees:
+- the EDNS variants are the plain bytes plus dnspython's own OPT RR (version 0, payload 1232,
+  no options), which dnspython always renders last; a unit test checks the bytes equal
+  dnspython's rendering of the same message with EDNS;
+- weighted answers: one response per member with addresses and weight > 0, carrying all of
+  that member's addresses; ``"all"`` answers carry every address of every member with weight
+  > 0. Each is rendered in up to ``MAX_ROTATIONS`` orders of its addresses, and each rotation
+  of a member weighs ``weight * 840 / rotations`` (840 = lcm(1..8)), so weights stay exact;
+- a marker TXT is served with the records' TTL capped at ``MARKER_MAX_TTL``.
+
+Pure: no I/O, no clock, no randomness; knows nothing of zones or queries.
+"""
+
+from __future__ import annotations
+
+import io
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+
+from dnsplane.model import EndpointKey, Observed, marker_name
+
+EDNS_PAYLOAD = 1232  # what we advertise, and the largest UDP answer we send
+PLAIN_UDP_LIMIT = 512
+MARKER_MAX_TTL = 60
+MAX_ROTATIONS = 8  # address orders prerendered per answer
+_ROTATION_SCALE = 840  # lcm(1..8): each rotation of a member gets weight * 840 / rotations, exactly
+
+_IN = dns.rdataclass.IN
+_QTYPE_TXT = dns.rdatatype.TXT
+
+
+def _opt_rr(do: bool) -> bytes:
+    """dnspython's rendering of our OPT RR (version 0, payload 1232, no options)."""
+    m = dns.message.Message(id=0)
+    m.use_edns(0, dns.flags.DO if do else 0, EDNS_PAYLOAD)
+    wire = m.to_wire()
+    return wire[12:]
+
+
+OPT_RR = _opt_rr(False)
+OPT_RR_DO = _opt_rr(True)
+assert len(OPT_RR) == 11 and OPT_RR[0] == 0, "unexpected OPT rendering"
+
+
+def name_wire(name: str | dns.name.Name) -> bytes:
+    """Lower-case uncompressed wire form of a name: the key of every table of the server."""
+    n = dns.name.from_text(name) if isinstance(name, str) else name
+    return n.to_digestable()
+
+
+class Answer:
+    """Prerendered responses for one name and type: one choice, or weighted choices.
+
+    ``plain[i]``, ``edns[i]`` and ``edns_do[i]`` are complete responses with ID 0
+    and a lower-case question; ``cum`` holds the cumulative weights (None when
+    there is a single choice).
+    """
+
+    __slots__ = ("cum", "edns", "edns_do", "plain", "total")
+
+    def __init__(self, plain: list[bytes], weights: list[int] | None = None) -> None:
+        if not plain:
+            raise ValueError("an Answer needs at least one response")
+        self.plain = tuple(plain)
+        self.edns = tuple(_with_opt(w, OPT_RR) for w in plain)
+        self.edns_do = tuple(_with_opt(w, OPT_RR_DO) for w in plain)
+        if weights is None or len(plain) == 1:
+            self.cum: list[int] | None = None
+            self.total = 0
+        else:
+            if len(weights) != len(plain) or min(weights) <= 0:
+                raise ValueError("weights must be positive, one per response")
+            acc = 0
+            cum = []
+            for w in weights:
+                acc += w
+                cum.append(acc)
+            self.cum = cum
+            self.total = acc
+
+
+def _with_opt(wire: bytes, opt: bytes) -> bytes:
+    arcount = int.from_bytes(wire[10:12], "big") + 1
+    return wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + opt
+
+
+def render_response(
+    qname: dns.name.Name,
+    rdtype: int,
+    answer: list[dns.rrset.RRset],
+    additional: list[dns.rrset.RRset] | None = None,
+) -> bytes:
+    """A complete authoritative response (ID 0, no EDNS) built by dnspython."""
+    m = dns.message.Message(id=0)
+    m.flags = dns.flags.QR | dns.flags.AA
+    m.find_rrset(m.question, qname, _IN, dns.rdatatype.RdataType.make(rdtype), create=True, force_unique=True)
+    for rrset in answer:
+        m.answer.append(rrset)
+    for rrset in additional or []:
+        m.additional.append(rrset)
+    return m.to_wire(want_shuffle=False)
+
+
+def rrset_wire(rrset: dns.rrset.RRset) -> bytes:
+    """An RRset alone, uncompressed (for the authority section of negative answers)."""
+    buf = io.BytesIO()
+    rrset.to_wire(buf)
+    return buf.getvalue()
+
+
+Slot = tuple[bytes, int]  # (owner name wire, qtype)
+
+
+def render_endpoint(key: EndpointKey, observed: Observed) -> dict[Slot, Answer]:
+    """Every prerendered answer one endpoint contributes: its records and its marker TXT.
+
+    Raises ``dns.exception.DNSException`` or ``ValueError`` for content dnspython
+    refuses (an address of the wrong family, a name too long).
+    """
+    out: dict[Slot, Answer] = {}
+    rs = observed.records
+    live = [m for m in rs.live_members() if m.addresses] if rs is not None else []
+    if rs is not None and live:
+        rdtype = dns.rdatatype.from_text(key.rtype)
+        qname = dns.name.from_text(key.name)
+        groups = [(rs.addresses(), 1)] if rs.answer == "all" else [(list(m.addresses), m.weight) for m in live]
+        wires: list[bytes] = []
+        weights: list[int] = []
+        for addrs, weight in groups:
+            # a few rotations of the address order, so that clients taking the first address spread out
+            n = min(len(addrs), MAX_ROTATIONS)
+            for i in range(n):
+                rrset = dns.rrset.from_text_list(qname, rs.ttl, _IN, rdtype, addrs[i:] + addrs[:i])
+                wires.append(render_response(qname, rdtype, [rrset]))
+                weights.append(weight * _ROTATION_SCALE // n)
+        out[(name_wire(qname), int(rdtype))] = Answer(wires, weights)
+    if observed.marker is not None:
+        ttl = max(0, min(MARKER_MAX_TTL, rs.ttl)) if rs is not None else MARKER_MAX_TTL
+        mname = dns.name.from_text(marker_name(key))
+        txt = dns.rdtypes.ANY.TXT.TXT(_IN, _QTYPE_TXT, [observed.marker.to_text().encode()])
+        rrset = dns.rrset.from_rdata(mname, ttl, txt)
+        out[(name_wire(mname), _QTYPE_TXT)] = Answer([render_response(mname, _QTYPE_TXT, [rrset])])
+    return out

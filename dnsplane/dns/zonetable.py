@@ -1,0 +1,198 @@
+"""The zone's name tree: which names exist in a served zone, and what each one answers.
+
+What this module owns:
+- ``ZoneTable``: the prerendered content of one zone, updated one endpoint at a time
+  (``set``/``remove``), with the zone's built-in records (NS ``ns1.<zone>`` and its glue A
+  ``127.0.0.1``, and the SOA) and its serial (``bump_serial``, which re-renders the SOA);
+- ``Node``: a name that exists in a zone, with its answers by qtype;
+- the server-wide ``names`` dict (lower-case name wire -> ``Node``) that the responder reads
+  on its hot path; every zone table writes into the same dict.
+
+Guarantees:
+- a name exists (has a ``Node``) exactly while some name at or below it, within the zone,
+  holds data: its ancestors up to the apex exist as empty non-terminals (a ``Node`` with no
+  rrsets), so the responder answers NOERROR/no data there rather than NXDOMAIN; ``refs``
+  counts the names with data at or below a node, and a node is removed when it drops to 0;
+- an endpoint that stops rendering a slot held by a built-in record (NS or SOA at the apex,
+  A at ``ns1``) gives the built-in back;
+- an endpoint outside the zone is logged and not served; one whose content dnspython
+  refuses is logged and serves nothing (its earlier answers are withdrawn);
+- the serial is 32-bit and never 0 after a bump.
+
+Limits: not thread-safe (see ``dnsplane.dns.responder``); zones may nest, but a record set
+whose name falls inside a more specific served zone is not served by the parent (the caller
+filters, see server.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from dnsplane.dns.render import Answer, Slot, name_wire, render_endpoint, render_response, rrset_wire
+from dnsplane.model import EndpointKey, Observed, in_zone
+
+log = logging.getLogger("dnsplane.dns")
+
+SOA_TTL = 60
+NS_TTL = 3600
+NS_ADDRESS = "127.0.0.1"
+
+_IN = dns.rdataclass.IN
+_QTYPE_A = dns.rdatatype.A
+_QTYPE_NS = dns.rdatatype.NS
+_QTYPE_SOA = dns.rdatatype.SOA
+
+
+def ancestors(owner: bytes, apex: bytes) -> Iterator[bytes]:
+    """``owner`` then each parent name, down to and including ``apex`` (wire forms)."""
+    i = 0
+    while True:
+        suffix = owner[i:]
+        yield suffix
+        if suffix == apex or owner[i] == 0:
+            return
+        i += owner[i] + 1
+
+
+class Node:
+    """A name that exists in a zone: its answers by qtype (empty for an empty non-terminal)."""
+
+    __slots__ = ("refs", "rrsets", "zone")
+
+    def __init__(self, zone: ZoneTable) -> None:
+        self.zone = zone
+        self.rrsets: dict[int, Answer] = {}
+        self.refs = 0  # names with data at or below this one
+
+
+class ZoneTable:
+    """The prerendered content of one zone, updated one endpoint at a time.
+
+    Writes into ``names``, the server-wide dict from lower-case name wire to
+    ``Node`` that the hot path reads.
+    """
+
+    def __init__(self, zone: str, names: dict[bytes, Node], serial: int) -> None:
+        self.zone = zone
+        self.origin = dns.name.from_text(zone)
+        self.apex = name_wire(self.origin)
+        self.names = names
+        self.serial = serial & 0xFFFFFFFF
+        self.observed: dict[EndpointKey, Observed] = {}
+        self._rendered: dict[EndpointKey, dict[Slot, Answer]] = {}
+        self._builtin: dict[Slot, Answer] = {}
+        self.soa_rr = b""  # uncompressed SOA RR for the authority section of negative answers
+        ns1 = dns.name.from_text("ns1", self.origin)
+        ns_rrset = dns.rrset.from_text(self.origin, NS_TTL, _IN, _QTYPE_NS, ns1.to_text())
+        glue = dns.rrset.from_text(ns1, NS_TTL, _IN, _QTYPE_A, NS_ADDRESS)
+        self._builtin[(self.apex, _QTYPE_NS)] = Answer([render_response(self.origin, _QTYPE_NS, [ns_rrset], [glue])])
+        self._builtin[(name_wire(ns1), _QTYPE_A)] = Answer([render_response(ns1, _QTYPE_A, [glue])])
+        self._render_soa()
+        for (owner, qtype), ans in self._builtin.items():
+            self._put(owner, qtype, ans)
+
+    # --- SOA / serial -------------------------------------------------
+    def soa_rrset(self) -> dns.rrset.RRset:
+        text = f"ns1.{self.zone} hostmaster.{self.zone} {self.serial} 3600 600 86400 60"
+        return dns.rrset.from_text(self.origin, SOA_TTL, _IN, _QTYPE_SOA, text)
+
+    def _render_soa(self) -> None:
+        soa = self.soa_rrset()
+        ans = Answer([render_response(self.origin, _QTYPE_SOA, [soa])])
+        self._builtin[(self.apex, _QTYPE_SOA)] = ans
+        self.soa_rr = rrset_wire(soa)
+        self._put(self.apex, _QTYPE_SOA, ans)
+
+    def bump_serial(self) -> None:
+        self.serial = (self.serial + 1) & 0xFFFFFFFF or 1
+        self._render_soa()
+
+    # --- endpoints ------------------------------------------------------
+    def set(self, key: EndpointKey, observed: Observed) -> bool:
+        """Serve ``observed`` for ``key``; returns False when nothing changed."""
+        if not in_zone(key.name, self.zone):
+            log.warning(
+                "endpoint %s is outside zone %s: not served",
+                key,
+                self.zone,
+                extra={"event": "outside_zone", "endpoint": str(key), "zone": self.zone},
+            )
+            return False
+        if self.observed.get(key) == observed:
+            return False
+        if observed.records is None and observed.marker is None:
+            self.remove(key)
+            return True
+        try:
+            new = render_endpoint(key, observed)
+        except (dns.exception.DNSException, ValueError) as exc:
+            log.error(
+                "cannot render endpoint %s: %s",
+                key,
+                exc,
+                extra={"event": "render_failed", "endpoint": str(key), "zone": self.zone},
+            )
+            new = {}
+        self._replace(key, new)
+        self.observed[key] = observed
+        return True
+
+    def remove(self, key: EndpointKey) -> None:
+        self._replace(key, {})
+        self.observed.pop(key, None)
+
+    def endpoints(self) -> list[EndpointKey]:
+        return list(self.observed)
+
+    def _replace(self, key: EndpointKey, new: dict[Slot, Answer]) -> None:
+        old = self._rendered.pop(key, {})
+        for slot in old.keys() - new.keys():
+            builtin = self._builtin.get(slot)
+            if builtin is not None:
+                self._put(slot[0], slot[1], builtin)
+            else:
+                self._drop(slot[0], slot[1])
+        for (owner, qtype), ans in new.items():
+            self._put(owner, qtype, ans)
+        if new:
+            self._rendered[key] = new
+
+    # --- name tree ------------------------------------------------------
+    def _put(self, owner: bytes, qtype: int, ans: Answer) -> None:
+        node = self.names.get(owner)
+        if node is not None and node.zone is self:
+            was_empty = not node.rrsets
+            node.rrsets[qtype] = ans
+            if was_empty:
+                self._ref(owner, +1)
+            return
+        node = Node(self)
+        node.rrsets[qtype] = ans
+        node.refs = 0
+        self.names[owner] = node
+        self._ref(owner, +1)
+
+    def _drop(self, owner: bytes, qtype: int) -> None:
+        node = self.names.get(owner)
+        if node is None or node.zone is not self or qtype not in node.rrsets:
+            return
+        del node.rrsets[qtype]
+        if not node.rrsets:
+            self._ref(owner, -1)
+
+    def _ref(self, owner: bytes, delta: int) -> None:
+        for name in ancestors(owner, self.apex):
+            node = self.names.get(name)
+            if node is None or node.zone is not self:
+                node = Node(self)
+                self.names[name] = node
+            node.refs += delta
+            if node.refs <= 0 and not node.rrsets:
+                del self.names[name]
