@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -26,7 +26,8 @@ from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
     from dnsplane.config import Fleet
-    from dnsplane.runtime.app import Options
+    from dnsplane.providers.base import Provider
+    from dnsplane.runtime.app import App, Options
     from dnsplane.runtime.preflight import Finding
 
 # Piped output (scripts, tests) gets wide lines rather than rich's 80-column wrapping.
@@ -83,7 +84,7 @@ def data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir or os.environ.get("DNSPLANE_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
-def load(path: str):  # type: ignore[no-untyped-def]
+def load(path: str) -> Fleet:
     from dnsplane.config import load_fleet
 
     return load_fleet(path)
@@ -199,7 +200,7 @@ async def serve_last_good(fleet: Fleet, options: Options, err: DamagedDataFile, 
     return True
 
 
-async def run_preflight(app, stop: asyncio.Event) -> list[Finding] | None:  # type: ignore[no-untyped-def]
+async def run_preflight(app: App, stop: asyncio.Event) -> list[Finding] | None:
     """The zone preflight (``runtime/preflight``): ``Permanent`` errors go up (exit 2); a server that
     cannot be reached is waited for, said once, retried with backoff; None when stopped meanwhile."""
     from dnsplane.runtime.preflight import preflight
@@ -240,11 +241,12 @@ def fold_findings(findings: Sequence[dict[str, str]], shown: int = 3) -> list[st
     return lines
 
 
-def banner(app, demo: bool, findings: Sequence[Finding] = ()) -> None:  # type: ignore[no-untyped-def]
+def banner(app: App, demo: bool, findings: Sequence[Finding] = ()) -> None:
     names = sorted({ep.name for ep in app.fleet.endpoints})
     where = app.dns_address()
     kind = app.fleet.provider.kind
     if app.server is not None:
+        assert where is not None  # the server runs only for the embedded provider, whose view is its own address
         host, port = where
         lines = [f"dnsplane is serving {app.fleet.zone} on {host}:{port} (UDP and TCP); data in {app.options.data_dir}"]
     elif where is not None:
@@ -308,9 +310,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from dnsplane.runtime.health import check
 
         async def probe() -> list[tuple[str, bool | None, str]]:
-            targets = [t for t in fleet.targets().values() if t.check]
-            res = await asyncio.gather(*(check(t.check) for t in targets))  # type: ignore[arg-type]
-            return [(t.id, ok, d) for t, (ok, d) in zip(targets, res, strict=True)]
+            targets = [(t.id, t.check) for t in fleet.targets().values() if t.check is not None]
+            res = await asyncio.gather(*(check(hc) for _, hc in targets))
+            return [(tid, ok, d) for (tid, _), (ok, d) in zip(targets, res, strict=True)]
 
         from dnsplane.protocol.planner import TargetHealth
 
@@ -342,19 +344,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- status / history
 
 
-def read_instance(path: Path) -> dict | None:  # type: ignore[type-arg]
+def read_instance(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((path / "instance.json").read_text())
+        data: dict[str, Any] = json.loads((path / "instance.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     try:
         os.kill(int(data["pid"]), 0)
     except (OSError, KeyError, ValueError):
         return None
-    return data  # type: ignore[no-any-return]
+    return data
 
 
-def status_provider(args: argparse.Namespace, root: Path, instance: dict | None, zone: str):  # type: ignore[no-untyped-def,type-arg]
+def status_provider(args: argparse.Namespace, root: Path, instance: dict[str, Any] | None, zone: str) -> Provider:
     """The provider ``status`` reads markers from: the one the fleet configures (``--fleet``, else the
     running instance's fleet file), else the embedded ``dns.sqlite`` when there is one (never a new one:
     markers of another provider would all read "no marker")."""
@@ -387,7 +389,7 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict | None,
 STALL_GRACE = 5.0  # seconds past an actor's due round before status calls it stalled
 
 
-def actor_state(info: dict, written: float) -> str:  # type: ignore[type-arg]
+def actor_state(info: dict[str, Any], written: float) -> str:
     """One actor's liveness from ``instance.json``'s ``actors`` (see runtime/app.ActorStatus), as of
     ``written``, when the file was written."""
     due = info.get("next_round")
@@ -399,7 +401,7 @@ def actor_state(info: dict, written: float) -> str:  # type: ignore[type-arg]
     return "[green]running[/]"
 
 
-def print_actors(instance: dict, now: float) -> None:  # type: ignore[type-arg]
+def print_actors(instance: dict[str, Any], now: float) -> None:
     """The actors' liveness: last successful round, consecutive failures, last error and when (I8)."""
     actors = instance.get("actors") or {}
     if not actors:
@@ -410,8 +412,8 @@ def print_actors(instance: dict, now: float) -> None:  # type: ignore[type-arg]
         console.print(f"[red]instance.json was last written {now - written:.0f}s ago: the running process "
                       "is stalled (its event loop blocked) or cannot write its data directory[/]")
 
-    def ago(t: object) -> str:
-        return "-" if t is None else f"{max(0.0, now - float(t)):.1f}s ago"  # type: ignore[arg-type]
+    def ago(t: float | str | None) -> str:  # a time from instance.json (JSON: a number, or None)
+        return "-" if t is None else f"{max(0.0, now - float(t)):.1f}s ago"
 
     table = Table(title="actors")
     for col in ("actor", "state", "last ok", "failures", "last error"):
