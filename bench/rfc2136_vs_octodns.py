@@ -43,6 +43,7 @@ import dns.rcode
 import dns.update
 
 from dnsplane.model import Generation, Marker, Member, RecordSet, Write
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.rfc2136 import Rfc2136Provider
 from dnsplane.providers.rfc2136.marker import txt_strings
 from tests.fakes import key
@@ -89,7 +90,7 @@ def raw_updates(server: NamedServer, zone: str, items: list[int], generation: in
 
 def dnsplane_apply(server: NamedServer, zone: str, items: list[int], generation: int) -> tuple[float, float]:
     """The enactor's provider calls: read the batch, then apply it. Returns (read seconds, apply seconds)."""
-    p = Rfc2136Provider(zone, server.host, server.port, key_file=server.key_file, timeout=30)
+    p = Rfc2136Provider(zone, Rfc2136Config(server.host, server.port, key_file=server.key_file, timeout=30))
     batch = p.capabilities.max_batch
     read_s = apply_s = 0.0
     for at in range(0, len(items), batch):

@@ -254,7 +254,9 @@ def banner(app: App, demo: bool, findings: Sequence[Finding] = ()) -> None:
         lines = [f"dnsplane is managing {app.fleet.zone} on the {kind} server {host}:{port}; "
                  f"data in {app.options.data_dir}"]
     else:
-        zone_id = app.fleet.provider.get("hosted_zone_id")
+        from dnsplane.providerconfig import Route53Config
+
+        zone_id = app.fleet.provider.hosted_zone_id if isinstance(app.fleet.provider, Route53Config) else None
         lines = [f"dnsplane is managing {app.fleet.zone} in {kind} (hosted zone {zone_id}); "
                  f"data in {app.options.data_dir}"]
         host, port = "<a resolver>", 53
@@ -369,9 +371,13 @@ def status_provider(args: argparse.Namespace, root: Path, instance: dict[str, An
             and isinstance(options, dict):
         # The provider the running instance opened: its fleet file may have been edited since (a
         # reload refused, an edit in progress), and the provider section cannot change on reload.
-        from dnsplane.config import Fleet, ProviderConfig
+        from dnsplane.config import Fleet
+        from dnsplane.providerconfig import config_of
 
-        running = ProviderConfig(str(instance["provider"]), tuple(sorted(options.items())))
+        try:
+            running = config_of(str(instance["provider"]), options)
+        except ValueError as e:  # an instance.json another version wrote
+            raise InvalidConfig(str(root / "instance.json"), 0, f"provider_options: {e}") from e
         return open_provider(Fleet(zone, (), str(instance.get("fleet", "")), running), root)
     if path is None and instance is not None and instance.get("provider", "embedded") != "embedded":
         path = str(instance.get("fleet", ""))

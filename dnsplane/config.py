@@ -12,6 +12,9 @@ Guarantees:
 - the first error is reported, deterministically: sections are checked in the order zone, defaults,
   targets, endpoints, and each section in document order;
 - a ``Fleet`` is immutable and every target id in it has exactly one definition;
+- the ``provider:`` block becomes its kind's typed config (``dnsplane.providerconfig``): the allowed
+  options are that class's fields, read and checked as each field's ``Option`` says, so option names
+  are listed nowhere here;
 - an endpoint whose write cannot fit the provider's limits is refused at the line of its ``name``
   (``fit_problem``): RFC 2136, its distinct addresses above the server's records of one type at a
   name (``provider.max_records_per_type``, 100 by default: BIND 9.18's ``max-records-per-type``),
@@ -59,6 +62,16 @@ from dnsplane.model import (
     owner_problem,
     validate_address,
 )
+from dnsplane.providerconfig import (
+    CONFIGS,
+    DEFAULT_MAX_RECORDS_PER_TYPE,
+    EmbeddedConfig,
+    Option,
+    ProviderConfig,
+    Rfc2136Config,
+    Route53Config,
+    option_fields,
+)
 
 __all__ = ["DEMO_SOURCE", "Fleet", "demo_fleet", "demo_target_ids", "load_fleet", "parse_fleet"]
 
@@ -70,11 +83,6 @@ _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "tim
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
 _TOP_KEYS = ("zone", "owner", "provider", "defaults", "targets", "endpoints")
-_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "embedded": ("kind",),
-    "rfc2136": ("kind", "server", "port", "key_file", "key_name", "timeout", "max_batch", "max_records_per_type"),
-    "route53": ("kind", "hosted_zone_id", "region", "endpoint_url", "wait_insync"),
-}
 _DEFAULTS_KEYS = ("ttl", "policy")
 _TARGET_KEYS = ("addresses", "capacity", "check")
 _CHECK_KEYS = ("tcp", "http", "expect_status", "timeout")
@@ -84,21 +92,6 @@ _POLICY_KEYS = ("min_targets", "max_weight_shift", "fail_open", "rise", "fall", 
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 _TARGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _PLACEHOLDER = re.compile(r"\$\{port:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """Where the zone's records live: ``embedded`` (default), ``rfc2136`` or ``route53``.
-
-    ``options`` holds the kind's settings as validated (``server``, ``port``, ``key_file`` with a
-    path resolved against the fleet file's folder; ``hosted_zone_id``, ``region``, ...).
-    """
-
-    kind: str
-    options: tuple[tuple[str, object], ...] = ()
-
-    def get(self, name: str, default: object = None) -> object:
-        return dict(self.options).get(name, default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +106,7 @@ class Fleet:
     zone: str
     endpoints: tuple[Endpoint, ...]
     source: str = field(default="<string>", compare=False)
-    provider: ProviderConfig = field(default_factory=lambda: ProviderConfig("embedded"))
+    provider: ProviderConfig = field(default_factory=EmbeddedConfig)
     owner: str = ""
 
     def __post_init__(self) -> None:
@@ -334,7 +327,7 @@ class _Parser:
                 default_ttl = (self.integer(node, "defaults.ttl", MIN_TTL, MAX_TTL), node)
             if "policy" in defaults:
                 default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
-        provider = self.provider(top["provider"][1]) if "provider" in top else ProviderConfig("embedded")
+        provider = self.provider(top["provider"][1]) if "provider" in top else EmbeddedConfig()
         owner = ""
         if "owner" in top:
             onode = top["owner"][1]
@@ -355,55 +348,49 @@ class _Parser:
         return Fleet(zone, tuple(endpoints), self.path, provider, owner)
 
     def provider(self, node: Node) -> ProviderConfig:
+        """The ``provider:`` block as its kind's typed config; the options are that class's fields."""
         entries = self.entries(node, "provider", None, required=("kind",))
         kind = self.text(entries["kind"][1], "provider.kind")
-        if kind not in _PROVIDER_KEYS:
-            self.fail(entries["kind"][1], f"provider.kind: must be one of {', '.join(_PROVIDER_KEYS)}, got {kind!r}")
-        allowed = _PROVIDER_KEYS[kind]
-        entries = self.entries(node, f"provider ({kind})", allowed, required=("kind",))
+        if kind not in CONFIGS:
+            self.fail(entries["kind"][1], f"provider.kind: must be one of {', '.join(CONFIGS)}, got {kind!r}")
+        cls = CONFIGS[kind]
+        known = option_fields(cls)
+        entries = self.entries(node, f"provider ({kind})", ("kind", *known), required=("kind",))
+        for name, (option, required) in known.items():
+            if required and name not in entries:
+                self.fail(node, f"provider ({kind}): missing required key {name!r} ({option.help})")
         options: dict[str, object] = {}
-        for key, (_, vnode) in entries.items():
-            where = f"provider.{key}"
-            match key:
-                case "kind":
-                    continue
-                case "port":
-                    options[key] = self.integer(vnode, where, 1, 65535)
-                case "max_batch":
-                    options[key] = self.integer(vnode, where, 1, 10_000)
-                case "max_records_per_type":
-                    options[key] = self.integer(vnode, where, 1, 65_535)
-                case "timeout":
-                    value = self.number(vnode, where)
-                    if value <= 0:
-                        self.fail(vnode, f"{where}: must be more than 0, got {value:g}")
-                    options[key] = value
-                case "wait_insync":
-                    options[key] = self.boolean(vnode, where)
-                case "server":
-                    server = self.text(vnode, where).strip()
-                    try:
-                        ipaddress.ip_address(server)
-                    except ValueError:
-                        self.fail(vnode, f"{where}: must be an IP address (the RFC 2136 server), got {server!r}")
-                    options[key] = server
-                case "key_file":
-                    raw = self.text(vnode, where)
-                    base = Path(self.path).parent if not self.path.startswith("<") else Path(".")
-                    path = (base / raw) if not Path(raw).is_absolute() else Path(raw)
-                    if not path.is_file():
-                        self.fail(vnode, f"{where}: no such file {str(path)!r}")
-                    options[key] = str(path)
-                case _:
-                    value_text = self.text(vnode, where).strip()
-                    if not value_text:
-                        self.fail(vnode, f"{where}: must not be empty")
-                    options[key] = value_text
-        required = {"rfc2136": ("server",), "route53": ("hosted_zone_id",)}.get(kind, ())
-        for key in required:
-            if key not in options:
-                self.fail(node, f"provider ({kind}): missing required key {key!r}")
-        return ProviderConfig(kind, tuple(sorted(options.items())))
+        for name, (_, vnode) in entries.items():
+            if name != "kind":
+                options[name] = self.option(vnode, f"provider.{name}", known[name][0])
+        try:
+            return cls(**options)  # type: ignore[arg-type]  # each value was checked against its field's Option
+        except ValueError as e:  # not reached: every option was checked above; kept so no traceback escapes
+            self.fail(node, f"provider ({kind}): {e}")
+
+    def option(self, node: Node, where: str, option: Option) -> object:
+        """One provider option, read as its ``Option.form`` says and checked by ``Option.problem``."""
+        value: object
+        match option.form:
+            case "integer":
+                value = self.integer(node, where, option.lo, option.hi)
+            case "seconds":
+                value = self.number(node, where)
+            case "boolean":
+                value = self.boolean(node, where)
+            case "file":
+                raw = self.text(node, where)
+                base = Path(self.path).parent if not self.path.startswith("<") else Path(".")
+                path = (base / raw) if not Path(raw).is_absolute() else Path(raw)
+                if not path.is_file():
+                    self.fail(node, f"{where}: no such file {str(path)!r}")
+                value = str(path)
+            case "text" | "address":
+                value = self.text(node, where).strip()
+        problem = option.problem(value)
+        if problem:
+            self.fail(node, f"{where}: {problem}")
+        return value
 
     def zone(self, node: Node) -> str:
         raw = self.text(node, "zone").strip()
@@ -639,7 +626,7 @@ def _name_problem(name: str) -> str | None:
 # providers and cannot import them; tests/test_config_limits.py checks these equal the providers' own).
 RFC2136_MAX_MESSAGE = 65_535 - 512  # one UPDATE, room kept for the TSIG record (providers/rfc2136/provider.py)
 RFC2136_MAX_RDATA = 0xFFFF  # one RR's data: the marker TXT (providers/rfc2136/wire.py)
-RFC2136_MAX_RECORDS_PER_TYPE = 100  # BIND 9.18's default max-records-per-type (SERVFAIL "too many records")
+RFC2136_MAX_RECORDS_PER_TYPE = DEFAULT_MAX_RECORDS_PER_TYPE  # BIND 9.18's default (SERVFAIL "too many records")
 ROUTE53_MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (providers/route53/batches.py)
 ROUTE53_MAX_CHARS = 32_000  # characters of values per change batch
 _MARKER_HEAD = 160  # "dnsplane g=<19 digits> d=<16> p=<12>.<8> o=<owner> r=1": 143 at most, with room to spare
@@ -656,8 +643,8 @@ def fit_problem(endpoint: Endpoint, provider: ProviderConfig) -> str | None:
     rs_json = json.dumps(worst.to_json(), separators=(",", ":"), ensure_ascii=True)
     n = len(endpoint.targets)
     fewer = "give the endpoint fewer targets (or split it into several names)"
-    if provider.kind == "rfc2136":
-        limit = cast(int, provider.get("max_records_per_type", RFC2136_MAX_RECORDS_PER_TYPE))
+    if isinstance(provider, Rfc2136Config):
+        limit = provider.max_records_per_type
         if len(addresses) > limit:
             return (f"{len(addresses)} distinct addresses, but the server keeps at most {limit} records of one type "
                     "at a name (BIND's max-records-per-type, 100 by default; if the server allows more, set "
@@ -672,7 +659,7 @@ def fit_problem(endpoint: Endpoint, provider: ProviderConfig) -> str | None:
         if update > RFC2136_MAX_MESSAGE:
             return (f"a change of its {n} targets needs an UPDATE of about {update} bytes, more than one DNS "
                     f"message holds ({RFC2136_MAX_MESSAGE}); {fewer}, or shorter target ids")
-    elif provider.kind == "route53":
+    elif isinstance(provider, Route53Config):
         quoted = len(rs_json) + rs_json.count('"')  # Route 53 shows '"' as '\"'
         strings = math.ceil(quoted / 255)
         values = 1 + math.ceil(strings / 14)  # the marker, then values of up to 3,900 characters

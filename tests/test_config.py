@@ -25,6 +25,7 @@ from dnsplane.model import (
     Target,
     validate_address,
 )
+from dnsplane.providerconfig import Rfc2136Config
 
 BASE_LINES = [
     "zone: demo.test",  # 1
@@ -540,8 +541,8 @@ def test_provider_rfc2136_resolves_key_file_next_to_the_fleet(tmp_path: Path) ->
     f = tmp_path / "fleet.yaml"
     f.write_text(PROVIDER_BASE.format(kind="rfc2136\n  server: 127.0.0.1\n  port: 5300\n  key_file: k.key"))
     p = load_fleet(f).provider
-    assert p.kind == "rfc2136"
-    assert p.get("port") == 5300 and p.get("key_file") == str(tmp_path / "k.key")
+    assert p == Rfc2136Config(server="127.0.0.1", port=5300, key_file=str(tmp_path / "k.key"))
+    assert p.kind == "rfc2136" and p.timeout == 5.0  # the defaults come from the class
 
 
 @pytest.mark.parametrize(

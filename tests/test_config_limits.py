@@ -18,12 +18,12 @@ from dnsplane.config import (
     RFC2136_MAX_RDATA,
     ROUTE53_MAX_CHARS,
     ROUTE53_MAX_RECORDS,
-    ProviderConfig,
     fit_problem,
     parse_fleet,
 )
 from dnsplane.errors import InvalidConfig
 from dnsplane.model import Marker, Member, RecordSet, Write
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Applied
 from dnsplane.providers.rfc2136 import Rfc2136Provider, wire
 from dnsplane.providers.rfc2136 import provider as rfc2136_provider
@@ -97,7 +97,7 @@ def test_fitting_endpoints_and_the_embedded_provider_are_accepted() -> None:
 
 def largest_accepted(id_len: int) -> int:
     """The most targets (ids of ``id_len`` characters, 90 addresses) validate accepts for rfc2136."""
-    rfc2136 = ProviderConfig("rfc2136", (("server", "127.0.0.1"),))
+    rfc2136 = Rfc2136Config(server="127.0.0.1")
     lo, hi = 1, 4_000
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -112,7 +112,7 @@ def largest_accepted(id_len: int) -> int:
 @pytest.fixture
 def provider(named: NamedServer) -> Iterator[Rfc2136Provider]:  # noqa: F811
     named.reset()
-    p = Rfc2136Provider(named.zone, named.host, named.port, key_file=named.key_file)
+    p = Rfc2136Provider(named.zone, Rfc2136Config(named.host, named.port, key_file=named.key_file))
     yield p
     p.close()
 

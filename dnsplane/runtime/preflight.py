@@ -61,6 +61,7 @@ import dns.xfr
 from dnsplane.config import Fleet
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, marker_name
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Provider
 
 TSIG_ERRORS = (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadKey,
@@ -186,13 +187,12 @@ def server_of(fleet: Fleet) -> Server:
     from dnsplane.providers.rfc2136.keys import parse_key_file
 
     cfg = fleet.provider
-    key_file = cfg.get("key_file")
-    if key_file is None:
+    assert isinstance(cfg, Rfc2136Config), f"server_of needs an rfc2136 fleet, not {cfg.kind}"
+    if cfg.key_file is None:
         raise Permanent(f"{fleet.source}: the rfc2136 provider needs key_file (a BIND key file)")
-    tsig = parse_key_file(str(key_file), None if cfg.get("key_name") is None else str(cfg.get("key_name")))
+    tsig = parse_key_file(cfg.key_file, cfg.key_name)
     key = dns.tsig.Key(tsig.name, tsig.secret, tsig.algorithm)
-    return Server(fleet.zone, str(cfg.get("server")), int(cfg.get("port", 53)),  # type: ignore[call-overload]
-                  key, float(cfg.get("timeout", 5.0)), str(key_file))  # type: ignore[arg-type]
+    return Server(fleet.zone, cfg.server, cfg.port, key, cfg.timeout, cfg.key_file)
 
 
 def _key_problem(s: Server, exc: Exception, doing: str) -> Permanent:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
 from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Applied, Conflict, Provider, Rejected, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
@@ -46,7 +47,7 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provide
     elif request.param == "rfc2136":  # named started once per module, the zone emptied per test
         server = request.getfixturevalue("named")
         server.reset()
-        p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+        p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_file=server.key_file))
     else:
         p = MemoryProvider(ZONE) if request.param == "memory" else EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
     yield p

@@ -22,6 +22,7 @@ import dnsplane.providers.rfc2136.tsig as rfc2136_tsig
 from dnsplane.errors import InvalidConfig, Permanent, ProviderUnavailable
 from dnsplane.model import Desired, Generation, Observed, RecordSet, Write, marker_name
 from dnsplane.protocol.enactor import decide
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Applied, Conflict, Rejected
 from dnsplane.providers.rfc2136 import Rfc2136Provider, parse_key_file
 from tests.fakes import ZONE, key, marker, member, rs
@@ -41,13 +42,13 @@ def server(named: NamedServer) -> NamedServer:  # noqa: F811 - the module's name
 
 @pytest.fixture
 def provider(server: NamedServer) -> Iterator[Rfc2136Provider]:
-    p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+    p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_file=server.key_file))
     yield p
     p.close()
 
 
 def another(server: NamedServer) -> Rfc2136Provider:
-    return Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+    return Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_file=server.key_file))
 
 
 def first(k, records, g: int = 1) -> Write:  # type: ignore[no-untyped-def]
@@ -121,9 +122,9 @@ def test_malformed_key_files_name_the_line(tmp_path: Path, text: str, message: s
 
 def test_missing_key_file_and_missing_key_are_clear(tmp_path: Path) -> None:
     with pytest.raises(InvalidConfig, match="cannot read TSIG key file"):
-        Rfc2136Provider(ZONE, "127.0.0.1", 53, key_file=str(tmp_path / "nope.key"))
+        Rfc2136Provider(ZONE, Rfc2136Config("127.0.0.1", key_file=str(tmp_path / "nope.key")))
     with pytest.raises(Permanent, match="needs a TSIG key"):
-        Rfc2136Provider(ZONE, "127.0.0.1", 53)
+        Rfc2136Provider(ZONE, Rfc2136Config("127.0.0.1"))
 
 
 # -- compare-and-swap at the server --------------------------------------------------
@@ -279,7 +280,7 @@ def test_what_bind_serves_is_the_live_addresses(server: NamedServer, provider: R
 
 def test_update_policy_variant_from_the_docs(tmp_path: Path) -> None:
     with running_named(tmp_path / "policy", policy="update-policy") as srv:
-        p = Rfc2136Provider(ZONE, srv.host, srv.port, key_file=srv.key_file)
+        p = Rfc2136Provider(ZONE, Rfc2136Config(srv.host, srv.port, key_file=srv.key_file))
         assert p.apply([first(A, ONE)]) == [Applied(A)]
         assert p.read([A])[A] == Observed(ONE, marker(1, ONE))
 
@@ -288,7 +289,7 @@ def test_update_policy_variant_from_the_docs(tmp_path: Path) -> None:
 
 
 def test_wrong_secret_is_a_permanent_tsig_error(server: NamedServer) -> None:
-    p = Rfc2136Provider(ZONE, server.host, server.port, key_name=server.key_name,
+    p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_name=server.key_name),
                         key_secret="d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==")
     for call in (lambda: p.read([A]), lambda: p.read_all(), lambda: p.apply([first(A, ONE)])):
         with pytest.raises(Permanent, match="TSIG key rejected") as err:
@@ -297,20 +298,20 @@ def test_wrong_secret_is_a_permanent_tsig_error(server: NamedServer) -> None:
 
 
 def test_unknown_key_name_is_a_permanent_tsig_error(server: NamedServer) -> None:
-    p = Rfc2136Provider(ZONE, server.host, server.port, key_name="nobody", key_secret=server.key_secret)
+    p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_name="nobody"), key_secret=server.key_secret)
     with pytest.raises(Permanent, match="TSIG key rejected"):
         p.read([A])
 
 
 def test_clock_skew_is_badtime(server: NamedServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    p = Rfc2136Provider(ZONE, server.host, server.port, key_file=server.key_file)
+    p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_file=server.key_file))
     monkeypatch.setattr(rfc2136_tsig, "clock", lambda: time.time() - 3600)  # an hour behind: beyond the fudge
     with pytest.raises(Permanent, match="clock skew"):
         p.read([A])
 
 
 def test_zone_not_served_is_permanent(server: NamedServer) -> None:
-    p = Rfc2136Provider("elsewhere.test.", server.host, server.port, key_file=server.key_file)
+    p = Rfc2136Provider("elsewhere.test.", Rfc2136Config(server.host, server.port, key_file=server.key_file))
     with pytest.raises(Permanent, match=r"elsewhere\.test") as err:
         p.apply([first(key("a.elsewhere.test"), ONE)])
     assert "REFUSED" in str(err.value) or "NOTAUTH" in str(err.value)
@@ -318,7 +319,7 @@ def test_zone_not_served_is_permanent(server: NamedServer) -> None:
 
 def test_server_down_is_retryable() -> None:
     port = free_port()  # nothing listens there
-    p = Rfc2136Provider(ZONE, "127.0.0.1", port, key_name="k", key_secret="b25l", timeout=1)
+    p = Rfc2136Provider(ZONE, Rfc2136Config("127.0.0.1", port, key_name="k", timeout=1), key_secret="b25l")
     for call in (lambda: p.read([A]), lambda: p.read_all(), lambda: p.apply([first(A, ONE)])):
         with pytest.raises(ProviderUnavailable) as err:
             call()

@@ -30,6 +30,7 @@ from dnsplane.execute import Executor, drain
 from dnsplane.model import EndpointKey, Generation, RecordSet, Write, WriteResult
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.rfc2136 import Rfc2136Provider
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE, key, member, rs
@@ -124,7 +125,7 @@ def test_a_paused_enactors_stale_batch_is_refused_by_bind(named: NamedServer, tm
     control.mkdir()
     store_path = str(tmp_path / "plans.sqlite")
     store = SqliteStore(store_path)
-    provider = Rfc2136Provider(ZONE, named.host, named.port, key_file=named.key_file)
+    provider = Rfc2136Provider(ZONE, Rfc2136Config(named.host, named.port, key_file=named.key_file))
 
     def publish(g: int) -> None:
         assert store.publish(Generation(g - 1), [(k, content(i, g)) for i, k in enumerate(KEYS)], time.time(),

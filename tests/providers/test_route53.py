@@ -27,6 +27,7 @@ from botocore.stub import Stubber
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import Member, Observed, RecordSet, Write, marker_name
+from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Conflict, Rejected
 from dnsplane.providers.route53 import (
     MAX_CHARS,
@@ -192,7 +193,7 @@ def interleave(p: Route53Provider, before_send: Callable[[], None]) -> list[str]
 
 def test_a_stale_writers_batch_is_refused_by_route53(r53: Route53Provider, ministack: Ministack) -> None:  # noqa: F811
     r53.apply([first_write(A, ONE)])
-    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    other = Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
     # the stale writer read marker 1; before its batch arrives, another enactor applies generation 3
     refused = interleave(r53, lambda: other.apply([Write(A, marker(1, ONE), THREE, marker(3, THREE), ONE)]))
     assert r53.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE)]) == [Conflict(A, marker(3, THREE))]
@@ -206,7 +207,7 @@ def test_a_first_writes_create_is_refused_by_route53_when_member_sets_appeared(
 ) -> None:
     # chaos seeds 1412 and 5315: between this writer's read ("never written") and its batch, another
     # writer writes and a human deletes the marker; the CREATE of an existing member set is refused
-    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    other = Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
 
     def meanwhile() -> None:
         other.apply([first_write(A, ONE)])
@@ -225,7 +226,7 @@ def test_limit_a_member_set_of_another_id_added_within_one_apply_survives_a_firs
     # the documented limit: Route 53 cannot say "no record set at this name"; a set added inside the
     # milliseconds between the provider's read and its batch, under another set id, stays beside the
     # write, and the endpoint reads back as records that are not the marker's (repaired later)
-    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    other = Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
     interleave(r53, lambda: other.hand_edit(A, ONE, None))
     assert r53.apply([first_write(A, THREE)]) == [Applied(A)]
     seen = r53.read([A])[A]
@@ -239,7 +240,7 @@ def test_a_repair_of_records_without_a_marker_deletes_exactly_what_it_saw(
     r53.hand_edit(A, ONE, None)
     seen = r53.read([A])[A]
     assert seen == Observed(ONE, None)
-    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    other = Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
     refused = interleave(r53, lambda: other.hand_edit(A, THREE, None))
     assert r53.apply([Write(A, None, TWO, marker(2, TWO), seen.records)]) == [Conflict(A, None)]
     assert refused == ["InvalidChangeBatch"]  # the exact DELETE of what it saw no longer matched
@@ -252,7 +253,7 @@ def test_a_refused_batch_is_resent_without_the_endpoint_that_moved(
     r53: Route53Provider, ministack: Ministack  # noqa: F811
 ) -> None:
     r53.apply([first_write(k, ONE) for k in (A, B, C)])
-    other = Route53Provider(ZONE, r53.hosted_zone_id, endpoint_url=ministack.url, budget=r53.budget)
+    other = Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
     refused = interleave(r53, lambda: other.apply([Write(B, marker(1, ONE), THREE, marker(3, THREE), ONE)]))
     sent = r53.calls["change_resource_record_sets"]
     results = r53.apply([Write(k, marker(1, ONE), TWO, marker(2, TWO), ONE) for k in (A, B, C)])
@@ -367,7 +368,7 @@ def client_error(code: str, status: int = 400) -> ClientError:
 
 def fake_provider(client: Any, zone_id: str = "ZFAKE", **kwargs: Any) -> Route53Provider:
     kwargs.setdefault("budget", ThrottleBudget(10_000))
-    return Route53Provider(ZONE, zone_id, client=client, **kwargs)
+    return Route53Provider(ZONE, Route53Config(zone_id), client=client, **kwargs)
 
 
 def test_throttling_is_retried_with_exponential_backoff_and_jitter() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.route53 import Route53Provider, ThrottleBudget
 
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -55,10 +56,11 @@ class Ministack:
         resp = self.client().create_hosted_zone(Name=name, CallerReference=uuid.uuid4().hex)
         return str(resp["HostedZone"]["Id"]).rsplit("/", 1)[-1]
 
-    def provider(self, zone: str, **kwargs: Any) -> Route53Provider:
+    def provider(self, zone: str, *, wait_insync: bool = False, **kwargs: Any) -> Route53Provider:
         """A ``Route53Provider`` on a fresh hosted zone, with a budget generous enough for tests."""
         kwargs.setdefault("budget", ThrottleBudget(10_000))
-        return Route53Provider(zone, self.create_zone(zone), endpoint_url=self.url, **kwargs)
+        config = Route53Config(self.create_zone(zone), endpoint_url=self.url, wait_insync=wait_insync)
+        return Route53Provider(zone, config, **kwargs)
 
 
 def _unavailable(reason: str) -> None:

@@ -88,6 +88,7 @@ import dns.tsig
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, normalise_name
+from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.rfc2136.failures import PREREQ_FAILED, Failures
@@ -116,27 +117,21 @@ class Rfc2136Provider(Provider):
     read_back: bool = True  # ask the server, after each write, whether the names written are served
 
     def __init__(
-        self,
-        zone: str,
-        server: str,
-        port: int = 53,
-        *,
-        key_file: str | None = None,
-        key_name: str | None = None,
-        key_secret: str | None = None,
-        algorithm: str = "hmac-sha256",
-        timeout: float = 5.0,
-        max_batch: int = 500,
+        self, zone: str, config: Rfc2136Config, *, key_secret: str | None = None, algorithm: str = "hmac-sha256"
     ) -> None:
+        """``config`` holds the fleet file's options; ``key_secret`` (base64) and ``algorithm`` give a key
+        inline instead of ``config.key_file`` (with ``config.key_name``): tests and scripts, never a fleet file."""
         super().__init__(normalise_name(zone))
+        self.config = config
+        server, port, key_name, max_batch = config.server, config.port, config.key_name, config.max_batch
         self.server = server
         self.port = port
-        self.timeout = timeout
+        self.timeout = timeout = config.timeout
         self.capabilities = Capabilities(  # type: ignore[misc]  # a ClassVar in Provider; max_batch is per instance here
             atomic_batches=True, native_cas=True, weighted_answers=False, max_batch=max_batch
         )
-        if key_file is not None:
-            tsig = parse_key_file(key_file, key_name)
+        if config.key_file is not None:
+            tsig = parse_key_file(config.key_file, key_name)
         elif key_name is not None and key_secret is not None:
             if not known_algorithm(algorithm):
                 raise Permanent(f"rfc2136 provider for {self.zone}: unknown TSIG algorithm {algorithm!r}")

@@ -83,6 +83,7 @@ from typing import Any, ClassVar
 
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, marker_name, normalise_name
+from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches
@@ -171,27 +172,28 @@ class Route53Provider(Provider):
     def __init__(
         self,
         zone: str,
-        hosted_zone_id: str,
+        config: Route53Config,
         *,
         client: Any | None = None,
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        wait_insync: bool = False,
         budget: ThrottleBudget | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``config`` holds the fleet file's options; a ``client`` passed in is used as is (its endpoint
+        and region are its own); ``budget``, ``rng`` and ``sleep`` govern retries (tests pass their own)."""
         super().__init__(normalise_name(zone))
-        self.hosted_zone_id = hosted_zone_id.rsplit("/", 1)[-1]
+        self.config = config
+        self.hosted_zone_id = config.hosted_zone_id.rsplit("/", 1)[-1]
         if client is None:
             import boto3
             from botocore.config import Config
 
             # our own backoff and budget govern retries: botocore must not retry behind them
-            config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=30)
-            client = boto3.client("route53", endpoint_url=endpoint_url, region_name=region, config=config)
+            client = boto3.client("route53", endpoint_url=config.endpoint_url, region_name=config.region,
+                                  config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                                                connect_timeout=10, read_timeout=30))
         self.client = client
-        self.wait_insync = wait_insync
+        self.wait_insync = config.wait_insync
         self.budget = budget if budget is not None else DEFAULT_BUDGET
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
