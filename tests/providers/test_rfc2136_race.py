@@ -78,7 +78,7 @@ def enactor_process(
 ) -> None:
     store = SqliteStore(store_path)
     cls = PausingProvider if victim else Rfc2136Provider
-    provider = cls(ZONE, host, port, key_file=key_file)
+    provider = cls(ZONE, Rfc2136Config(host, port, key_file=key_file))
     if victim:
         provider.control = Path(control)  # type: ignore[attr-defined]
     executor = Executor(store, provider)
