@@ -6,7 +6,7 @@
 N endpoints, 3 targets each (3N targets, so a change can touch exactly 1 % of
 endpoints). The real SQLite store and the embedded provider (SQLite) in a
 temporary directory; one planner and one enactor driven through the same
-Executor as the runtime. Reports seconds per phase and peak RSS.
+Interpreter as the runtime. Reports seconds per phase and peak RSS.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dnsplane.execute import Executor, drain
+from dnsplane.execute import Interpreter, drain
 from dnsplane.model import Endpoint, Policy, Target
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import HealthObserved, Tick
@@ -51,7 +51,7 @@ def one(n: int) -> dict[str, float]:
         out["build_fleet_s"] = time.perf_counter() - t
         store = SqliteStore(Path(tmp) / "store.sqlite")
         provider = EmbeddedProvider(Path(tmp) / "dns.sqlite", ZONE)
-        ex = Executor(store, provider)
+        ex = Interpreter(store, provider)
         planner = Planner("planner", ZONE, endpoints)
         enactor = Enactor("enactor", ZONE, batch_size=10_000)
 

@@ -1,19 +1,20 @@
-"""Carry out actors' commands against a store and a provider, synchronously.
+"""The one interpreter of the actor contract: carries out a ``Step`` against a store, a provider and DNS.
 
-The asyncio runtime calls this from a worker thread; the simulator subclasses it
-(adding fault hooks and the legacy design's commands); tests and benchmarks call
-it directly (``drain``) to run actors step by step. It is the one place where
-commands meet I/O, so every driver executes them with the same semantics.
-``Resolve`` needs DNS: the caller passes a ``resolver``.
+An actor answers every event with a ``Step`` (``protocol/messages.py``): effects, then at most one
+request. ``Interpreter.run`` carries them out, in order, synchronously, and returns the request's
+reply. Every driver calls it: the asyncio runtime (from a worker thread), the simulator and the
+explorer (the effects at once, the request when their scheduler delivers it, each as a ``Step`` of
+its own), the test harness and the benchmarks (``drain``). What differs between drivers is only
+*when* a step runs, never what it does. ``Resolve`` needs DNS: the caller passes a ``resolver``.
 
-Guarantee (I8): ``Executor.run`` never raises for what a command raises. A ``DnsplaneError``
-becomes ``Failed`` as its class says (``Retryable`` with its ``retry_after``, else not
-retryable); any other exception (a bug, or an error of the machine no adapter classified yet: a
-full disk's ``sqlite3.OperationalError``, an ``OverflowError``, an ``OSError``) becomes
-``Failed(retryable=True)``: it may well pass (the disk is freed), and the driver's backoff, not
-the reply, spaces the retries. Its traceback is logged at debug level only; the one warning line
-is the actor's own, when it handles the ``Failed``. So an actor's round always ends with a reply it
-handles, and its ``busy`` flag clears.
+Guarantee (I8): ``Interpreter.run`` never raises for what a command raises: a round that fails for
+any reason ends with a ``Failed`` reply. A ``DnsplaneError`` becomes ``Failed`` as its class says
+(``Retryable`` with its ``retry_after``, else not retryable); any other exception (a bug, or an
+error of the machine no adapter classified yet: a full disk's ``sqlite3.OperationalError``, an
+``OverflowError``, an ``OSError``) becomes ``Failed(retryable=True)``: it may well pass (the disk is
+freed), and the driver's backoff, not the reply, spaces the retries. Its traceback is logged at debug
+level only; the one warning line is the actor's own, when it handles the ``Failed``. The first
+effect that fails ends the step: later effects and the request are not carried out.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from dnsplane.protocol.messages import (
     Resolve,
     Resolved,
     SetLastKnownGood,
+    Step,
     WatermarkRead,
     WriteBatch,
     WriteDone,
@@ -72,25 +74,26 @@ class Actor(Protocol):
 
     name: str
 
-    def handle(self, event: Event) -> list[Command]: ...
+    def handle(self, event: Event) -> Step: ...
 
 
 @dataclass
-class Executor:
+class Interpreter:
     store: Store
     provider: Provider
     resolver: Resolver | None = None
 
-    def run(self, actor_name: str, commands: Sequence[Command], now: float) -> Event | None:
-        """Execute effects in order; return the reply to the final request, if any."""
-        reply: Event | None = None
+    def run(self, actor_name: str, step: Step, now: float) -> Event | None:
+        """Carry out ``step``'s effects in order, then its request; return the request's reply (None
+        if it has none), or ``Failed`` as soon as a command raises."""
         one = self.one
         try:
-            for cmd in commands:
-                reply = one(actor_name, cmd, now)
+            for cmd in step.effects:
+                one(actor_name, cmd, now)
+            req = step.request
+            return None if req is None else one(actor_name, req, now)
         except Exception as err:  # every failure of a command is a Failed reply (I8)
             return failed(err, now)
-        return reply
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:
         """Execute one command: a request returns its reply, an effect returns None."""
@@ -105,7 +108,7 @@ class Executor:
 
 
 def failed(err: BaseException, now: float) -> Failed:
-    """The ``Failed`` reply for an error raised by a command (what ``Executor.run`` returns).
+    """The ``Failed`` reply for an error raised by a command (what ``Interpreter.run`` returns).
 
     A ``DnsplaneError`` says what to do next itself; any other exception is retryable (see the
     module docstring), named by its class so the log says what it was, its traceback at debug."""
@@ -119,18 +122,18 @@ def failed(err: BaseException, now: float) -> Failed:
 
 
 # One handler per command type: (executor, actor, command, now) -> reply or None.
-Handler = Callable[[Executor, str, Any, float], Event | None]
+Handler = Callable[[Interpreter, str, Any, float], Event | None]
 
 
-def _read_head(ex: Executor, actor: str, cmd: ReadHead, now: float) -> Event:
+def _read_head(ex: Interpreter, actor: str, cmd: ReadHead, now: float) -> Event:
     return HeadRead(now, ex.store.head())
 
 
-def _load_changes(ex: Executor, actor: str, cmd: LoadChanges, now: float) -> Event:
+def _load_changes(ex: Interpreter, actor: str, cmd: LoadChanges, now: float) -> Event:
     return ChangesLoaded(now, ex.store.changed_between(cmd.after, cmd.upto))
 
 
-def _read_markers(ex: Executor, actor: str, cmd: ReadMarkers, now: float) -> Event:
+def _read_markers(ex: Interpreter, actor: str, cmd: ReadMarkers, now: float) -> Event:
     observed = ex.provider.read(cmd.keys)
     if cmd.newer_than is None:
         return MarkersRead(now, observed)
@@ -144,21 +147,21 @@ def _read_markers(ex: Executor, actor: str, cmd: ReadMarkers, now: float) -> Eve
     return MarkersRead(now, observed, {k: changed[k] for k in empty if k in changed})
 
 
-def _load_content_at(ex: Executor, actor: str, cmd: LoadContentAt, now: float) -> Event:
+def _load_content_at(ex: Interpreter, actor: str, cmd: LoadContentAt, now: float) -> Event:
     return ContentLoaded(now, ex.store.content_at(cmd.pairs))
 
 
-def _write_batch(ex: Executor, actor: str, cmd: WriteBatch, now: float) -> Event:
+def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
     return WriteDone(now, ex.provider.apply(cmd.writes))
 
 
-def _load_desired(ex: Executor, actor: str, cmd: LoadDesired, now: float) -> Event:
+def _load_desired(ex: Interpreter, actor: str, cmd: LoadDesired, now: float) -> Event:
     store = ex.store
     head = store.head()
     return DesiredLoaded(now, head, store.desired(None, head), store.health())
 
 
-def _publish(ex: Executor, actor: str, cmd: Publish, now: float) -> Event:
+def _publish(ex: Interpreter, actor: str, cmd: Publish, now: float) -> Event:
     gen = ex.store.publish(cmd.expect_head, cmd.changes, now, actor)
     if gen is None:
         return PublishConflict(now)
@@ -167,29 +170,29 @@ def _publish(ex: Executor, actor: str, cmd: Publish, now: float) -> Event:
     return Published(now, gen)
 
 
-def _read_watermark(ex: Executor, actor: str, cmd: ReadWatermark, now: float) -> Event:
+def _read_watermark(ex: Interpreter, actor: str, cmd: ReadWatermark, now: float) -> Event:
     return WatermarkRead(now, ex.store.low_watermark(now))
 
 
-def _collect(ex: Executor, actor: str, cmd: Collect, now: float) -> Event:
+def _collect(ex: Interpreter, actor: str, cmd: Collect, now: float) -> Event:
     return Collected(now, ex.store.collect(cmd.watermark, now))
 
 
-def _resolve(ex: Executor, actor: str, cmd: Resolve, now: float) -> Event:
+def _resolve(ex: Interpreter, actor: str, cmd: Resolve, now: float) -> Event:
     if ex.resolver is None:
         raise DnsplaneError("no resolver configured for the verifier")
     return Resolved(now, ex.resolver(cmd.keys))
 
 
-def _begin(ex: Executor, actor: str, cmd: Begin, now: float) -> None:
+def _begin(ex: Interpreter, actor: str, cmd: Begin, now: float) -> None:
     ex.store.begin(actor, cmd.generation, now)
 
 
-def _finish(ex: Executor, actor: str, cmd: Finish, now: float) -> None:
+def _finish(ex: Interpreter, actor: str, cmd: Finish, now: float) -> None:
     ex.store.finish(actor, cmd.generation, now)
 
 
-def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> None:
+def _advance_head(ex: Interpreter, actor: str, cmd: AdvanceHead, now: float) -> None:
     before = ex.store.head()
     after = ex.store.advance_head(cmd.at_least, now)
     # Warn only when the head really moved: a marker ahead of the verifier's snapshot is usually an
@@ -199,20 +202,22 @@ def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> Non
                     extra={"fields": {"actor": actor, "from": before, "to": after}})
 
 
-def _set_last_known_good(ex: Executor, actor: str, cmd: SetLastKnownGood, now: float) -> None:
+def _set_last_known_good(ex: Interpreter, actor: str, cmd: SetLastKnownGood, now: float) -> None:
     ex.store.set_last_known_good(cmd.generation)
 
 
-def _journal(ex: Executor, actor: str, cmd: Journal, now: float) -> None:
+def _journal(ex: Interpreter, actor: str, cmd: Journal, now: float) -> None:
     ex.store.record([JournalEntry(now, actor, k, action, b, a, d) for k, action, b, a, d in cmd.entries])
 
 
-def _log(ex: Executor, actor: str, cmd: Log, now: float) -> None:
+def _log(ex: Interpreter, actor: str, cmd: Log, now: float) -> None:
     log.log(logging.getLevelName(cmd.level.upper()), cmd.message, extra={"fields": cmd.fields})
 
 
-def _unknown(ex: Executor, actor: str, cmd: object, now: float) -> None:
-    return None  # not a command this executor knows: nothing to do, no reply (the actor's step then fails)
+def _unknown(ex: Interpreter, actor: str, cmd: object, now: float) -> None:
+    # a command this interpreter does not carry out (the legacy design's, outside the simulator): the
+    # step fails, so the actor hears back
+    raise DnsplaneError(f"{type(cmd).__name__} is not a command this interpreter carries out")
 
 
 _HANDLERS: dict[type, Handler] = {
@@ -249,16 +254,16 @@ def handlers() -> dict[type, Handler]:
     return dict(_HANDLERS)
 
 
-def step(actor: Actor, event: Event, executor: Executor, now: float) -> Event | None:
-    """Feed one event to an actor and execute what it asks; return the reply event."""
-    return executor.run(actor.name, actor.handle(event), now)
+def feed(actor: Actor, event: Event, interpreter: Interpreter, now: float) -> Event | None:
+    """Feed one event to an actor and carry out its step; return the reply event."""
+    return interpreter.run(actor.name, actor.handle(event), now)
 
 
-def drain(actor: Actor, event: Event, executor: Executor, now: float, limit: int = 100_000) -> int:
+def drain(actor: Actor, event: Event, interpreter: Interpreter, now: float, limit: int = 100_000) -> int:
     """Feed ``event`` and every reply until the actor asks nothing more. Returns steps taken."""
     steps = 0
     reply: Event | None = event
     while reply is not None and steps < limit:
-        reply = step(actor, reply, executor, now)
+        reply = feed(actor, reply, interpreter, now)
         steps += 1
     return steps

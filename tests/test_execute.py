@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from dnsplane.execute import Executor
+from dnsplane.execute import Interpreter
 from dnsplane.model import Generation
-from dnsplane.protocol.messages import AdvanceHead
+from dnsplane.protocol.messages import AdvanceHead, Step
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.store.memory import MemoryStore
 
@@ -19,11 +19,11 @@ def test_advance_head_warns_only_when_the_head_moves(caplog: pytest.LogCaptureFi
     moves (a store behind the markers) is warned about once, with where it went."""
     store = MemoryStore()
     store.advance_head(Generation(7), 0.0)
-    ex = Executor(store, MemoryProvider("demo.test."))
+    ex = Interpreter(store, MemoryProvider("demo.test."))
     with caplog.at_level(logging.WARNING, logger="dnsplane.runtime"):
-        ex.run("verifier", [AdvanceHead(Generation(5)), AdvanceHead(Generation(7))], 1.0)
+        ex.run("verifier", Step((AdvanceHead(Generation(5)), AdvanceHead(Generation(7)))), 1.0)
         assert [r for r in caplog.records if "head advanced" in r.getMessage()] == []
-        ex.run("verifier", [AdvanceHead(Generation(9))], 2.0)
+        ex.run("verifier", Step((AdvanceHead(Generation(9)),)), 2.0)
     moved = [r for r in caplog.records if "head advanced" in r.getMessage()]
     assert len(moved) == 1 and moved[0].fields == {"actor": "verifier", "from": 7, "to": 9}  # type: ignore[attr-defined]
     assert store.head() == 9

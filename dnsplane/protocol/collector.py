@@ -16,15 +16,18 @@ from dataclasses import dataclass
 
 from dnsplane.model import NO_GENERATION, Generation
 from dnsplane.protocol.messages import (
+    NOTHING,
     Collect,
     Collected,
-    Command,
     Event,
     Failed,
     Log,
     ReadWatermark,
+    Step,
     Tick,
     WatermarkRead,
+    effects,
+    request,
 )
 
 
@@ -36,26 +39,26 @@ class Collector:
     deleted: int = 0
     asked: Generation = NO_GENERATION
 
-    def handle(self, event: Event) -> list[Command]:
+    def handle(self, event: Event) -> Step:
         match event:
             case Tick():
                 if self.busy:
-                    return []
+                    return NOTHING
                 self.busy = True
-                return [ReadWatermark()]
+                return request(ReadWatermark())
             case WatermarkRead(watermark=w):
                 if w <= self.collected_below:
                     self.busy = False
-                    return []
+                    return NOTHING
                 self.asked = w
-                return [Collect(w)]
+                return request(Collect(w))
             case Collected(plans_deleted=n):
                 self.busy = False
                 self.deleted += n
                 self.collected_below = self.asked
-                return [Log("info", "plans collected", {"actor": self.name, "deleted": n})] if n else []
+                return effects(Log("info", "plans collected", {"actor": self.name, "deleted": n})) if n else NOTHING
             case Failed(error=error):
                 self.busy = False
-                return [Log("warning", "collector step failed", {"actor": self.name, "error": error})]
+                return effects(Log("warning", "collector step failed", {"actor": self.name, "error": error}))
             case _:
-                return []
+                return NOTHING

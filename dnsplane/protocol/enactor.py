@@ -64,10 +64,11 @@ from dnsplane.model import (
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
+    NOTHING,
     Begin,
     ChangesLoaded,
-    Command,
     ContentLoaded,
+    Effect,
     Event,
     Failed,
     Finish,
@@ -80,9 +81,12 @@ from dnsplane.protocol.messages import (
     MarkersRead,
     ReadHead,
     ReadMarkers,
+    Step,
     Tick,
     WriteBatch,
     WriteDone,
+    effects,
+    request,
 )
 from dnsplane.protocol.ownership import Ownership
 
@@ -199,24 +203,24 @@ class Enactor:
     stats: dict[str, int] = field(
         default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0})
 
-    def handle(self, event: Event) -> list[Command]:
+    def handle(self, event: Event) -> Step:
         match event:
             case Tick():
                 if self.busy:
-                    return []
+                    return NOTHING
                 self.busy = True
-                return [ReadHead()]
+                return request(ReadHead())
             case HeadRead(head=head):
                 if head <= self.applied_upto:
                     self.busy = False
-                    return []
+                    return NOTHING
                 self.working = head
-                return [Begin(head), LoadChanges(self.applied_upto, head)]
+                return Step((Begin(head),), LoadChanges(self.applied_upto, head))
             case FleetChanged(endpoints=endpoints):
                 # The fleet file changed: endpoints gone from it are released (never written again),
                 # the ``adopt:`` flags are the new ones; the owner id stays.
                 self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
-                return []
+                return NOTHING
             case ChangesLoaded(changes=changes):
                 if self.ownership.managed is not None:  # released endpoints are not written
                     changes = {k: d for k, d in changes.items() if self.ownership.manages(k)}
@@ -228,7 +232,7 @@ class Enactor:
                 self.pending = changes
                 self.total = len(changes)
                 self.recheck = any(k not in changes for k in self.held)
-                return refused + self._fall_back_or_continue()
+                return self._fall_back_or_continue().after(refused)
             case MarkersRead(observed=observed, newer=newer):
                 return self._on_markers(observed, newer)
             case ContentLoaded(content=content) if self.fallback:
@@ -249,13 +253,13 @@ class Enactor:
                 self.fallback = {}
                 self.unchecked = {}
                 self.recheck = False
-                return [Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error})]
+                return effects(Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error}))
             case _:
-                return []
+                return NOTHING
 
     # ------------------------------------------------------------------ steps
 
-    def _refuse_invalid(self, changes: dict[EndpointKey, Desired]) -> list[Command]:
+    def _refuse_invalid(self, changes: dict[EndpointKey, Desired]) -> tuple[Effect, ...]:
         entries = []
         for key in list(changes):
             try:
@@ -268,31 +272,31 @@ class Enactor:
                 self.stats["refused"] += 1
                 entries.append((key, "refused", None, refused.generation, str(err)))
         if not entries:
-            return []
-        return [
+            return ()
+        return (
             Journal(tuple(entries)),
             Log("error", "refused invalid record sets", {"actor": self.name, "count": len(entries)}),
-        ]
+        )
 
-    def _fall_back_or_continue(self) -> list[Command]:
+    def _fall_back_or_continue(self) -> Step:
         """A refused endpoint keeps its newest valid content: look for it below what was refused."""
         if self.fallback:
-            return [LoadContentAt(tuple((k, Generation(g - 1)) for k, g in self.fallback.items()))]
+            return request(LoadContentAt(tuple((k, Generation(g - 1)) for k, g in self.fallback.items())))
         if self.recheck and self.working is not None:
             at = self.working
-            return [LoadContentAt(tuple((k, at) for k in self.held if k not in self.pending))]
+            return request(LoadContentAt(tuple((k, at) for k in self.held if k not in self.pending)))
         return self._next_batch()
 
-    def _on_fallback(self, content: dict[EndpointKey, Desired]) -> list[Command]:
+    def _on_fallback(self, content: dict[EndpointKey, Desired]) -> Step:
         wanted = self.fallback or content
         candidates = {k: content[k] for k in wanted if k in content}
         self.fallback = {}  # keys with no earlier content have nothing valid to fall back to
         refused = self._refuse_invalid(candidates)  # re-fills self.fallback with any still invalid
         self.pending.update(candidates)
         self.total += len(candidates)
-        return refused + self._fall_back_or_continue()
+        return self._fall_back_or_continue().after(refused)
 
-    def _next_batch(self) -> list[Command]:
+    def _next_batch(self) -> Step:
         if not self.pending:
             return self._finish()
         keys = []
@@ -301,19 +305,19 @@ class Enactor:
             if len(keys) >= self.batch_size:
                 break
         self.in_batch = tuple(keys)
-        out: list[Command] = []
+        out: list[Effect] = []
         if self.total > 4 * self.batch_size:  # long work: say how far it got
             done = self.total - len(self.pending)
             out.append(Log("info", "enacting", {"actor": self.name, "generation": self.working,
                                                 "done": done, "of": self.total}))
         # ``newer_than``: the store is asked, after the provider, which endpoints found empty a newer
         # plan changed (see ``_on_markers``)
-        return [*out, ReadMarkers(self.in_batch, self.working)]
+        return Step(tuple(out), ReadMarkers(self.in_batch, self.working))
 
-    def _on_markers(self, observed: dict[EndpointKey, Observed], newer: dict[EndpointKey, Desired]) -> list[Command]:
+    def _on_markers(self, observed: dict[EndpointKey, Observed], newer: dict[EndpointKey, Desired]) -> Step:
         writes: list[Write] = []
         behind: list[Write] = []
-        reports: list[Command] = []
+        reports: list[Effect] = []
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
@@ -362,20 +366,20 @@ class Enactor:
             self.unchecked = {w.key: w for w in behind}
             self.sent = {w.key: w for w in writes}
             pairs = tuple((w.key, w.expect.generation) for w in behind if w.expect is not None)
-            return [*reports, LoadContentAt(pairs)]
-        return reports + self._send(writes)
+            return Step(tuple(reports), LoadContentAt(pairs))
+        return self._send(writes).after(reports)
 
-    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
+    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> tuple[Effect, ...]:
         """Journal and log a refused foreign (or released) endpoint, once per reason."""
         if self.foreign.get(key) == why:
-            return []
+            return ()
         self.foreign[key] = why
         level = "info" if why.startswith("released") else "error"
-        return [Journal(((key, "foreign", None, generation, why),)),
+        return (Journal(((key, "foreign", None, generation, why),)),
                 Log(level, "not writing an endpoint this installation does not own",
-                    {"actor": self.name, "endpoint": str(key), "reason": why})]
+                    {"actor": self.name, "endpoint": str(key), "reason": why}))
 
-    def _on_content(self, content: dict[EndpointKey, Desired]) -> list[Command]:
+    def _on_content(self, content: dict[EndpointKey, Desired]) -> Step:
         writes = list(self.sent.values())
         for key, write in self.unchecked.items():
             found = content.get(key)
@@ -395,15 +399,15 @@ class Enactor:
             # never raised while held: a repair may name any generation from the first one held
             self.held[key] = generation
 
-    def _send(self, writes: list[Write]) -> list[Command]:
+    def _send(self, writes: list[Write]) -> Step:
         if not writes:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}
-        return [WriteBatch(tuple(writes))]
+        return request(WriteBatch(tuple(writes)))
 
-    def _on_results(self, results: list[WriteResult]) -> list[Command]:
+    def _on_results(self, results: list[WriteResult]) -> Step:
         entries = []
-        logs: list[Command] = []
+        logs: list[Effect] = []
         for result in results:
             desired = self.pending.get(result.key)
             sent = self.sent.get(result.key)
@@ -443,17 +447,17 @@ class Enactor:
                     found = current.generation if current else None
                     entries.append((key, "conflict", before, desired.generation,
                                     f"marker changed to {found} before the write"))
-        out: list[Command] = [Journal(tuple(entries))] if entries else []
-        return out + logs + self._next_batch()
+        out: list[Effect] = [Journal(tuple(entries)), *logs] if entries else logs
+        return self._next_batch().after(out)
 
-    def _finish(self) -> list[Command]:
+    def _finish(self) -> Step:
         done = self.working
         self.busy = False
         self.working = None
         self.in_batch = ()
         if done is None:
-            return []
+            return NOTHING
         self.applied_upto = done
         reported = min([done, *(Generation(g - 1) for g in self.refused.values()), *self.held.values()])
-        return [Finish(reported), Log("info", "plan applied", {"actor": self.name, "generation": done})]
+        return effects(Finish(reported), Log("info", "plan applied", {"actor": self.name, "generation": done}))
 

@@ -4,7 +4,7 @@ Kept only so that the simulator can reproduce the outage of that night on demand
 and show, beside it, that the safe protocol (enactor.py, collector.py) never
 produces it. It is never an option for a real provider: its writes are
 ``ForceWrite`` commands, which only the simulator executes (the runtime's
-``Executor`` does not know them and fails the step).
+``Interpreter`` does not know them and fails the step).
 
 What it does, as the AWS post-event summary (aws.amazon.com/message/101925)
 describes:
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, Marker, RecordSet
 from dnsplane.protocol.messages import (
-    Command,
+    NOTHING,
     DesiredLoaded,
     Event,
     Failed,
@@ -40,30 +40,16 @@ from dnsplane.protocol.messages import (
     Log,
     MarkersRead,
     ReadMarkers,
+    Request,
+    Resource,
+    Step,
     Tick,
     WriteDone,
+    effects,
+    request,
 )
 
 LEGACY_KEEP = 3  # plans older than (applied - LEGACY_KEEP) count as "significantly older"
-
-
-@dataclass(frozen=True, slots=True)
-class ForceWrite:
-    """Reply: WriteDone. Overwrite one endpoint's records and marker with no precondition.
-
-    Simulator only: no real provider offers an unconditional write to dnsplane.
-    """
-
-    key: EndpointKey
-    records: RecordSet
-    marker: Marker
-
-
-@dataclass(frozen=True, slots=True)
-class CleanUp:
-    """Reply: CleanedUp. Delete plans below ``keep_from`` and the records those plans created."""
-
-    keep_from: Generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +57,31 @@ class CleanedUp:
     now: float
     plans_deleted: int
     emptied: tuple[EndpointKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForceWrite(Request[WriteDone]):
+    """Overwrite one endpoint's records and marker with no precondition.
+
+    Simulator only: no real provider offers an unconditional write to dnsplane.
+    """
+
+    WRITES = frozenset({Resource.PROVIDER})
+    key: EndpointKey
+    records: RecordSet
+    marker: Marker
+
+
+@dataclass(frozen=True, slots=True)
+class CleanUp(Request[CleanedUp]):
+    """Delete plans below ``keep_from`` (the store re-reads its rows, as ``collect`` does) and the
+    records those plans created."""
+
+    READS = frozenset({Resource.HEAD, Resource.ROWS, Resource.LAST_KNOWN_GOOD, Resource.PLANS,
+                       Resource.PROVIDER})
+    WRITES = frozenset({Resource.PLANS, Resource.PROVIDER})
+    COLLECTS = True
+    keep_from: Generation
 
 
 LEGACY_REQUESTS = (ForceWrite, CleanUp)
@@ -90,20 +101,20 @@ class LegacyEnactor:
     busy: bool = False
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "skips": 0, "cleanups": 0, "emptied": 0})
 
-    def handle(self, event: Event | CleanedUp) -> list[Command | ForceWrite | CleanUp]:
+    def handle(self, event: Event | CleanedUp) -> Step:
         match event:
             case Tick():
                 if self.busy:
-                    return []
+                    return NOTHING
                 self.busy = True
-                return [LoadDesired()]
+                return request(LoadDesired())
             case DesiredLoaded(head=head, desired=desired):
                 if head <= self.applied_upto:
                     self.busy = False
-                    return []
+                    return NOTHING
                 self.working = head
                 self.plan = dict(desired)
-                return [ReadMarkers(tuple(sorted(desired)))]
+                return request(ReadMarkers(tuple(sorted(desired))))
             case MarkersRead(observed=observed):
                 # The one and only staleness check: is this plan newer than what is applied?
                 applied = max((o.marker.generation for o in observed.values() if o.marker), default=NO_GENERATION)
@@ -120,29 +131,29 @@ class LegacyEnactor:
                 self.busy = False
                 self.stats["cleanups"] += 1
                 self.stats["emptied"] += len(emptied)
-                return []
+                return NOTHING
             case Failed(error=error):
                 self.busy = False
                 self.working = None
                 self.queue = []
-                return [Log("warning", "legacy enactor step failed", {"actor": self.name, "error": error})]
+                return effects(Log("warning", "legacy enactor step failed", {"actor": self.name, "error": error}))
             case _:
-                return []
+                return NOTHING
 
-    def _next(self) -> list[Command | ForceWrite | CleanUp]:
+    def _next(self) -> Step:
         if not self.queue:
             return self._done(write_finish=True)
         key = self.queue.pop(0)
         desired = self.plan[key]
         assert self.working is not None
-        return [ForceWrite(key, desired.records, Marker(self.working, desired.records.digest))]
+        return request(ForceWrite(key, desired.records, Marker(self.working, desired.records.digest)))
 
-    def _done(self, write_finish: bool) -> list[Command | ForceWrite | CleanUp]:
+    def _done(self, write_finish: bool) -> Step:
         done = self.working
         self.working = None
         self.plan = {}
         if done is None or not write_finish:
             self.busy = False
-            return []
+            return NOTHING
         self.applied_upto = done
-        return [Finish(done), CleanUp(Generation(done - self.keep))]
+        return Step((Finish(done),), CleanUp(Generation(done - self.keep)))

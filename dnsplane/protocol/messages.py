@@ -1,15 +1,26 @@
-"""Events that drivers feed to actors, and commands that actors return.
+"""The actor contract: the events drivers feed to actors, and the ``Step`` an actor answers with.
 
-Every actor has one entry point, ``handle(event) -> list[Command]``. Time comes in
-with every event (``now``); nothing in ``protocol/`` reads a clock or draws a
-random number. Of the commands one ``handle`` returns, all but the last are
-*effects* (no reply); the last may be a *request*, whose reply the driver feeds
-back to the same actor as the event named beside it below.
+Every actor has one entry point, ``handle(event) -> Step``. Time comes in with every event
+(``now``); nothing in ``protocol/`` reads a clock or draws a random number. A ``Step`` is
+``effects`` (commands with no reply, carried out in order) and at most one ``request``, whose
+reply the driver feeds back to the same actor. Each request class names its reply in its base
+(``class ReadHead(Request[HeadRead])``; any request may also be answered ``Failed``), and every
+command class says, as class-level data, which parts of the world it reads and writes
+(``READS``/``WRITES``, sets of ``Resource``). Drivers derive from those what they need (which
+commands a store outage fails, which parts of a state an explorer move depends on) instead of
+listing commands by hand.
+
+Who interprets a ``Step``: ``dnsplane.execute.Interpreter``, the one place commands meet a store,
+a provider and DNS. The asyncio runtime, the simulator, the explorer and the test harness all
+call it; only *when* a request is carried out differs (at once, or after a simulated latency, or
+in an order the explorer chooses).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 from dnsplane.model import (
     Desired,
@@ -22,6 +33,22 @@ from dnsplane.model import (
     Write,
     WriteResult,
 )
+
+
+class Resource(Enum):
+    """A part of the world a command reads or writes (``Command.READS``, ``Command.WRITES``)."""
+
+    HEAD = "the store's head generation"
+    PLANS = "the store's plans, content and kept health"
+    ROWS = "the store's in-flight and applied rows of the enactors"
+    LAST_KNOWN_GOOD = "the store's last-known-good generation"
+    JOURNAL = "the audit journal"
+    PROVIDER = "the records and markers at the provider"
+    DNS = "answers over DNS"
+
+
+STORE_RESOURCES = frozenset({Resource.HEAD, Resource.PLANS, Resource.ROWS, Resource.LAST_KNOWN_GOOD,
+                             Resource.JOURNAL})
 
 # ---------------------------------------------------------------- events
 
@@ -163,113 +190,165 @@ Event = (
     | Resolved
 )
 
-# ---------------------------------------------------------------- commands: requests
+# ---------------------------------------------------------------- commands
+
+H, P, R, L, J = Resource.HEAD, Resource.PLANS, Resource.ROWS, Resource.LAST_KNOWN_GOOD, Resource.JOURNAL
+PROV, DNS = Resource.PROVIDER, Resource.DNS
+ReplyT = TypeVar("ReplyT")
+
+
+class Command:
+    """A command an actor returns in a ``Step``; ``READS`` and ``WRITES`` say what it touches."""
+
+    __slots__ = ()
+    READS: ClassVar[frozenset[Resource]] = frozenset()
+    WRITES: ClassVar[frozenset[Resource]] = frozenset()
+    COLLECTS: ClassVar[bool] = False  # deletes plans: what referenced them must still be there (I3)
+
+
+class Effect(Command):
+    """A command with no reply; the effects of a step are carried out in order, before its request."""
+
+    __slots__ = ()
+
+
+class Request(Command, Generic[ReplyT]):
+    """A command with a reply, named in the base: ``class ReadHead(Request[HeadRead])``.
+
+    ``replies`` (derived from the base) are the event types it may be answered with besides
+    ``Failed``, which answers any request that fails, for any reason."""
+
+    __slots__ = ()
+    replies: ClassVar[tuple[type, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if getattr(base, "__origin__", None) is Request:
+                (reply,) = get_args(base)
+                cls.replies = get_args(reply) or (reply,)
 
 
 @dataclass(frozen=True, slots=True)
-class ReadHead:
-    """Reply: HeadRead."""
+class ReadHead(Request[HeadRead]):
+    READS = frozenset({H})
 
 
 @dataclass(frozen=True, slots=True)
-class LoadChanges:
-    """Reply: ChangesLoaded with store.changed_between(after, upto)."""
+class LoadChanges(Request[ChangesLoaded]):
+    """Reply: store.changed_between(after, upto)."""
 
+    READS = frozenset({P})
     after: Generation
     upto: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class ReadMarkers:
-    """Reply: MarkersRead with provider.read(keys); with ``newer_than``, then, for the endpoints
-    that came back empty (no records, no marker) and that a plan newer than it changed, their
-    newest content, read from the store after the provider (``MarkersRead.newer``; the store is
-    not read when none came back empty)."""
+class ReadMarkers(Request[MarkersRead]):
+    """Reply: provider.read(keys); with ``newer_than``, then, for the endpoints that came back
+    empty (no records, no marker) and that a plan newer than it changed, their newest content,
+    read from the store after the provider (``MarkersRead.newer``; the store is not read when
+    none came back empty)."""
 
+    READS = frozenset({PROV, P})
     keys: tuple[EndpointKey, ...]
     newer_than: Generation | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class LoadContentAt:
-    """Reply: ContentLoaded with store.content_at(pairs)."""
+class LoadContentAt(Request[ContentLoaded]):
+    """Reply: store.content_at(pairs)."""
 
+    READS = frozenset({P})
     pairs: tuple[tuple[EndpointKey, Generation], ...]
 
 
 @dataclass(frozen=True, slots=True)
-class WriteBatch:
-    """Reply: WriteDone with provider.apply(writes)."""
+class WriteBatch(Request[WriteDone]):
+    """Reply: provider.apply(writes)."""
 
+    READS = frozenset({PROV})
+    WRITES = frozenset({PROV})
     writes: tuple[Write, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class LoadDesired:
-    """Reply: DesiredLoaded with the head and store.desired(None, head)."""
+class LoadDesired(Request[DesiredLoaded]):
+    """Reply: the head and store.desired(None, head), with the health the store kept."""
+
+    READS = frozenset({H, P})
 
 
 @dataclass(frozen=True, slots=True)
-class Publish:
+class Publish(Request[Published | PublishConflict]):
     """Reply: Published, or PublishConflict when the head moved. Once published, ``health``
     (the targets whose acted-on health changed since the store last kept it) is kept too."""
 
+    READS = frozenset({H})
+    WRITES = frozenset({H, P})
     expect_head: Generation
     changes: tuple[tuple[EndpointKey, RecordSet], ...]
     health: tuple[tuple[str, HealthRecord], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class ReadWatermark:
-    """Reply: WatermarkRead."""
+class ReadWatermark(Request[WatermarkRead]):
+    READS = frozenset({H, R, L})
 
 
 @dataclass(frozen=True, slots=True)
-class Collect:
-    """Reply: Collected."""
+class Collect(Request[Collected]):
+    """Reply: store.collect(watermark): the plans below it deleted, if it still holds."""
 
+    READS = frozenset({H, R, L})
+    WRITES = frozenset({P})
+    COLLECTS = True
     watermark: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class Resolve:
-    """Reply: Resolved: query DNS for each key and read the provider."""
+class Resolve(Request[Resolved]):
+    """Reply: query DNS for each key and read the provider."""
 
+    READS = frozenset({DNS, PROV})
     keys: tuple[EndpointKey, ...]
 
 
-# ---------------------------------------------------------------- commands: effects
-
-
 @dataclass(frozen=True, slots=True)
-class Begin:
+class Begin(Effect):
+    WRITES = frozenset({R})
     generation: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class Finish:
+class Finish(Effect):
+    WRITES = frozenset({R})
     generation: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class AdvanceHead:
+class AdvanceHead(Effect):
+    READS = frozenset({H})
+    WRITES = frozenset({H})
     at_least: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class SetLastKnownGood:
+class SetLastKnownGood(Effect):
+    WRITES = frozenset({L})
     generation: Generation
 
 
 @dataclass(frozen=True, slots=True)
-class Journal:
+class Journal(Effect):
     """Append to the audit journal: (key, action, before, after, detail) per entry."""
 
+    WRITES = frozenset({J})
     entries: tuple[tuple[EndpointKey, str, Generation | None, Generation | None, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Log:
+class Log(Effect):
     """A structured log line from an actor."""
 
     level: str
@@ -277,9 +356,41 @@ class Log:
     fields: dict[str, object] = field(default_factory=dict)
 
 
-Request = (
-    ReadHead | LoadChanges | ReadMarkers | LoadContentAt | WriteBatch | LoadDesired | Publish | ReadWatermark
-    | Collect | Resolve
+# ---------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What an actor answers an event with: ``effects`` in order, then at most one ``request``."""
+
+    effects: tuple[Effect, ...] = ()
+    request: Request[Any] | None = None
+
+    def after(self, effects: tuple[Effect, ...] | list[Effect]) -> Step:
+        """This step with ``effects`` carried out first."""
+        return Step((*effects, *self.effects), self.request) if effects else self
+
+    def commands(self) -> tuple[Command, ...]:
+        """Effects then the request, in the order they are carried out (for traces and tests)."""
+        return self.effects if self.request is None else (*self.effects, self.request)
+
+
+NOTHING = Step()
+
+
+def request(req: Request[Any]) -> Step:
+    """A step that only asks ``req``."""
+    return Step((), req)
+
+
+def effects(*commands: Effect) -> Step:
+    """A step of effects only."""
+    return Step(commands)
+
+
+# Every command class of the safe protocol (the legacy design's are in ``protocol/legacy.py``).
+REQUEST_CLASSES: tuple[type[Request[Any]], ...] = (
+    ReadHead, LoadChanges, ReadMarkers, LoadContentAt, WriteBatch, LoadDesired, Publish, ReadWatermark, Collect,
+    Resolve,
 )
-Effect = Begin | Finish | AdvanceHead | SetLastKnownGood | Journal | Log
-Command = Request | Effect
+EFFECT_CLASSES: tuple[type[Effect], ...] = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal, Log)

@@ -51,8 +51,9 @@ from dnsplane.model import (
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
-    Command,
+    NOTHING,
     DesiredLoaded,
+    Effect,
     Event,
     Failed,
     FleetChanged,
@@ -62,7 +63,10 @@ from dnsplane.protocol.messages import (
     Publish,
     PublishConflict,
     Published,
+    Step,
     Tick,
+    effects,
+    request,
 )
 
 
@@ -212,7 +216,7 @@ class Planner:
                 else:
                     eps.append(ep)
 
-    def handle(self, event: Event) -> list[Command]:
+    def handle(self, event: Event) -> Step:
         self.now = event.now
         if self.started is None:
             self.started = event.now
@@ -223,10 +227,10 @@ class Planner:
                 return self._on_fleet_changed(endpoints)
             case Tick():
                 if self.busy:
-                    return []
+                    return NOTHING
                 if not self.synced:
                     self.busy = True
-                    return [LoadDesired()]
+                    return request(LoadDesired())
                 return self._plan()
             case DesiredLoaded(head=head, desired=desired, health=kept):
                 self.busy = False
@@ -248,19 +252,19 @@ class Planner:
                     if (h := self.health.get(tid)) is not None and h.healthy == record.healthy:
                         self.unsaved.discard(tid)
                 self.saving = ()
-                return [Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count})]
+                return effects(Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count}))
             case PublishConflict():
                 # Another planner took the number; reload what it published, then plan again.
                 self.busy = True
                 self.synced = False
                 self._requeue_inflight()
-                return [LoadDesired()]
+                return request(LoadDesired())
             case Failed(error=error):
                 self.busy = False
                 self._requeue_inflight()
-                return [Log("warning", "planner step failed; will retry", {"actor": self.name, "error": error})]
+                return effects(Log("warning", "planner step failed; will retry", {"actor": self.name, "error": error}))
             case _:
-                return []
+                return NOTHING
 
     def _requeue_inflight(self) -> None:
         self.dirty.update(k for k, _ in self.inflight)
@@ -285,17 +289,17 @@ class Planner:
             if tid not in kept and state.healthy is not None:
                 self.unsaved.add(tid)
 
-    def _grace_over(self) -> list[Command]:
+    def _grace_over(self) -> Step:
         """One line when the grace ends with checked targets never observed: what they count as."""
         health = self.health
         unseen = sorted({t.id for ep in self.endpoints for t in ep.targets
                          if t.check is not None and ((h := health.get(t.id)) is None or not h.observed)})
         if not unseen:
-            return []
+            return NOTHING
         kept_down = [tid for tid in unseen if (h := health.get(tid)) is not None and h.healthy is False]
-        return [Log("warning", "health grace over before every target was checked: kept health stands, "
+        return effects(Log("warning", "health grace over before every target was checked: kept health stands, "
                     "unknown targets count as healthy", {"actor": self.name, "unchecked": len(unseen),
-                                                         "examples": unseen[:10], "kept_down": kept_down[:10]})]
+                                                         "examples": unseen[:10], "kept_down": kept_down[:10]}))
 
     def _held(self, ep: Endpoint) -> bool:
         """True while ``ep`` waits for its targets' first observations (within the grace)."""
@@ -307,7 +311,7 @@ class Planner:
         health = self.health
         return any(t.check is not None and ((h := health.get(t.id)) is None or not h.observed) for t in ep.targets)
 
-    def _on_fleet_changed(self, endpoints: tuple[Endpoint, ...]) -> list[Command]:
+    def _on_fleet_changed(self, endpoints: tuple[Endpoint, ...]) -> Step:
         """Take ``endpoints`` as the fleet from now on (a reloaded fleet file, validated whole).
 
         | endpoint in the new fleet            | what happens                                        |
@@ -343,15 +347,15 @@ class Planner:
         self.dirty.difference_update(removed)
         self.dirty.update(added)
         self.dirty.update(changed)
-        return [Log("info", "fleet changed", {
+        return effects(Log("info", "fleet changed", {
             "actor": self.name, "endpoints": len(self.by_key), "added": len(added), "changed": len(changed),
             "removed": len(removed),
-        })]
+        }))
 
-    def _on_health(self, tid: str, ok: bool | None, now: float, detail: str) -> list[Command]:
+    def _on_health(self, tid: str, ok: bool | None, now: float, detail: str) -> Step:
         eps = self.by_target.get(tid)
         if not eps:
-            return []
+            return NOTHING
         state = self.health.get(tid)
         if state is None:  # targets start unknown; state is kept only once observed
             state = self.health[tid] = TargetHealth()
@@ -361,14 +365,14 @@ class Planner:
         if not state.observe(ok, policy.rise, policy.fall, now):
             if ok is not None and not self.gate_open:
                 self.dirty.update(ep.key for ep in eps)  # a first observation may release an endpoint
-            return []
+            return NOTHING
         self.dirty.update(ep.key for ep in eps)
         if (kept := self.kept.get(tid)) is None or kept.healthy != state.healthy:
             self.unsaved.add(tid)
         else:
             self.unsaved.discard(tid)
         verdict = "healthy" if state.healthy else "unhealthy"
-        return [Log("info", f"target {tid} is {verdict}", {"actor": self.name, "target": tid, "detail": detail})]
+        return effects(Log("info", f"target {tid} is {verdict}", {"actor": self.name, "target": tid, "detail": detail}))
 
     def goal(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, RecordSet]:
         """The content the planner wants for ``keys`` now (after shift limits)."""
@@ -395,18 +399,18 @@ class Planner:
             out[key] = (render(ep, limited), limited != weights)
         return out
 
-    def _plan(self) -> list[Command]:
+    def _plan(self) -> Step:
         if not self.dirty:
-            return []
+            return NOTHING
         keys, self.dirty = self.dirty & self.by_key.keys(), set()  # a reload may have removed some
-        logs: list[Command] = []
+        logs: list[Effect] = []
         if not self.gate_open:
             held = {k for k in keys if self._held(self.by_key[k])}
             if held:  # not planned before its targets are observed: planned again at each tick
                 self.dirty |= held
                 keys -= held
             elif self.gate_open and self.health_grace > 0:  # the grace ran out just now
-                logs.extend(self._grace_over())
+                logs.extend(self._grace_over().effects)
         changes: list[tuple[EndpointKey, RecordSet]] = []
         for key, (rs, held_back) in self._goal(keys).items():
             old = self.published.get(key)
@@ -421,7 +425,7 @@ class Planner:
             if held_back:  # the shift limit held it back: keep moving on later ticks
                 self.dirty.add(key)
         if not changes:
-            return logs
+            return Step(tuple(logs))
         changes.sort()
         self.inflight = tuple(changes)
         self.busy = True
@@ -430,4 +434,4 @@ class Planner:
             (tid, HealthRecord(h.healthy, h.since if h.since is not None else self.now))
             for tid in sorted(self.unsaved) if (h := health.get(tid)) is not None and h.healthy is not None
         )
-        return [*logs, Publish(self.head, self.inflight, self.saving)]
+        return Step(tuple(logs), Publish(self.head, self.inflight, self.saving))

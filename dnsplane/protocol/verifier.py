@@ -93,10 +93,11 @@ from dnsplane.model import (
     validate_record_set,
 )
 from dnsplane.protocol.messages import (
+    NOTHING,
     AdvanceHead,
-    Command,
     ContentLoaded,
     DesiredLoaded,
+    Effect,
     Event,
     Failed,
     FleetChanged,
@@ -108,9 +109,12 @@ from dnsplane.protocol.messages import (
     Resolve,
     Resolved,
     SetLastKnownGood,
+    Step,
     Tick,
     WriteBatch,
     WriteDone,
+    effects,
+    request,
 )
 from dnsplane.protocol.ownership import Ownership
 
@@ -196,18 +200,18 @@ class Verifier:
     mine: set[EndpointKey] = field(default_factory=set)
     contested: dict[EndpointKey, str] = field(default_factory=dict)  # refused until the fleet changes
 
-    def handle(self, event: Event) -> list[Command]:
+    def handle(self, event: Event) -> Step:
         match event:
             case Tick():
                 if self.busy:
-                    return []
+                    return NOTHING
                 self.busy = True
-                return [LoadDesired()]
+                return request(LoadDesired())
             case FleetChanged(endpoints=endpoints):
                 self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
                 self.settled = {k for k in self.settled if not self.ownership.manages(k)}  # back: ours again
                 self.mine, self.contested = set(), {}  # a reload may take a contested endpoint over once more
-                return []
+                return NOTHING
             case DesiredLoaded(head=head, desired=desired):
                 self.releasing = set()
                 self.release_writes = {}  # a round that failed mid-write left its entries here
@@ -226,14 +230,15 @@ class Verifier:
             case Resolved(results=results):
                 return self._on_resolved(results)
             case WriteDone(results=results):
-                return self._on_repaired(results) + self._next()
+                repaired = self._on_repaired(results)  # before ``_next``, which reads what it settled
+                return self._next().after(repaired)
             case Failed(error=error):
                 self.busy = False
-                return [Log("warning", "verifier step failed", {"actor": self.name, "error": error})]
+                return effects(Log("warning", "verifier step failed", {"actor": self.name, "error": error}))
             case _:
-                return []
+                return NOTHING
 
-    def _fall_back(self, keys: list[EndpointKey]) -> list[Command]:
+    def _fall_back(self, keys: list[EndpointKey]) -> Step:
         """An invalid newest change (a malformed plan) is never repaired toward: the endpoint's
         newest valid content below it is the one to check against (I4, I5)."""
         invalid = []
@@ -245,25 +250,25 @@ class Verifier:
                 invalid.append((key, Generation(desired.generation - 1)))
                 del self.desired[key]
         if invalid:
-            return [LoadContentAt(tuple(invalid))]
+            return request(LoadContentAt(tuple(invalid)))
         self.queue = [k for k in self.queue if k in self.desired or k in self.releasing]
         return self._next()
 
-    def _next(self) -> list[Command]:
+    def _next(self) -> Step:
         if not self.queue:
             self.busy = False
             self.stats["rounds"] += 1
             if self.unanswered:
-                return [Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
-                            {"actor": self.name, "endpoints": self.unanswered})]
+                return effects(Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
+                            {"actor": self.name, "endpoints": self.unanswered}))
             if self.all_right and self.head:
-                return [SetLastKnownGood(self.head)]
-            return []
+                return effects(SetLastKnownGood(self.head))
+            return NOTHING
         batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
-        return [Resolve(tuple(batch))]
+        return request(Resolve(tuple(batch)))
 
-    def _on_resolved(self, results: dict[EndpointKey, Resolution]) -> list[Command]:
-        out: list[Command] = []
+    def _on_resolved(self, results: dict[EndpointKey, Resolution]) -> Step:
+        out: list[Effect] = []
         writes: list[Write] = []
         for key, seen in results.items():
             if key in self.releasing:
@@ -383,12 +388,12 @@ class Verifier:
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))
         if writes:
-            return [*out, WriteBatch(tuple(writes))]
-        return out + self._next()
+            return Step(tuple(out), WriteBatch(tuple(writes)))
+        return self._next().after(out)
 
-    def _on_repaired(self, results: list[WriteResult]) -> list[Command]:
+    def _on_repaired(self, results: list[WriteResult]) -> list[Effect]:
         entries = []
-        logs: list[Command] = []
+        logs: list[Effect] = []
         for result in results:
             if result.key in self.release_writes:
                 entries += self._on_released(result, logs)
@@ -419,15 +424,15 @@ class Verifier:
                     else:
                         held.wait = held.skip = min(2 * held.wait, QUARANTINE_MAX_ROUNDS)
         self.adopting.clear()
-        return ([Journal(tuple(entries))] if entries else []) + logs
+        return [Journal(tuple(entries)), *logs] if entries else logs
 
-    def _release(self, key: EndpointKey, seen: Resolution, writes: list[Write]) -> list[Command]:
+    def _release(self, key: EndpointKey, seen: Resolution, writes: list[Write]) -> tuple[Effect, ...]:
         """A released endpoint (not in the fleet): ONE write marking its marker released, if the
         marker is this installation's and as dnsplane wrote it; otherwise it is left as it is."""
         found, records = seen.observed.marker, seen.observed.records
         if found is None or found.released or self.ownership.foreign(seen.observed) is not None:
             self.settled.add(key)  # nothing of ours to mark, or marked already
-            return []
+            return ()
         why = None
         if not generation_in_range(found.generation) or not found.sealed():
             why = "its marker was edited by hand"
@@ -442,16 +447,16 @@ class Verifier:
             # A released endpoint is not repaired: a marker that says released must not say more
             # than the records show, so a hand-made state stays as found.
             self.settled.add(key)
-            return [Log("warning", f"released endpoint left as found, its marker not marked released: {why}",
-                        {"actor": self.name, "endpoint": str(key)})]
+            return (Log("warning", f"released endpoint left as found, its marker not marked released: {why}",
+                        {"actor": self.name, "endpoint": str(key)}),)
         assert records is not None
         marker = Marker.after(found, found.generation, found.digest, self.ownership.owner, released=True)
         writes.append(Write(key, found, records, marker, records))
         self.release_writes[key] = found.generation
-        return [Log("info", "endpoint released from the fleet: marking its marker released",
-                    {"actor": self.name, "endpoint": str(key), "generation": found.generation})]
+        return (Log("info", "endpoint released from the fleet: marking its marker released",
+                    {"actor": self.name, "endpoint": str(key), "generation": found.generation}),)
 
-    def _on_released(self, result: WriteResult, logs: list[Command]) -> list[
+    def _on_released(self, result: WriteResult, logs: list[Effect]) -> list[
             tuple[EndpointKey, str, Generation | None, Generation | None, str]]:
         """The journal entry of a release write; a conflict leaves the endpoint to the next round."""
         key = result.key
@@ -472,23 +477,23 @@ class Verifier:
                 return [(key, "quarantined", generation, generation, f"release: {reason}")]
         return []
 
-    def _report_contested(self, key: EndpointKey, other: str | None, generation: Generation) -> list[Command]:
+    def _report_contested(self, key: EndpointKey, other: str | None, generation: Generation) -> tuple[Effect, ...]:
         """Journal and log, once, an endpoint two installations both take over (I7)."""
         if key in self.contested:
-            return []
+            return ()
         why = (f"CONTESTED: this installation had it, and now it carries a marker of another owner {other!r}; "
                "both fleets adopt it (adopt: true). Not written until the fleet changes: leave the endpoint "
                "to one installation")
         self.contested[key] = why
-        return [Journal(((key, "contested", None, generation, why),)),
+        return (Journal(((key, "contested", None, generation, why),)),
                 Log("error", "endpoint contested by another installation: not writing it",
-                    {"actor": self.name, "endpoint": str(key), "owner": other or ""})]
+                    {"actor": self.name, "endpoint": str(key), "owner": other or ""}))
 
-    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> list[Command]:
+    def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> tuple[Effect, ...]:
         """Journal and log an endpoint found foreign (I7), once per reason."""
         if self.foreign.get(key) == why:
-            return []
+            return ()
         self.foreign[key] = why
-        return [Journal(((key, "foreign", None, generation, why),)),
+        return (Journal(((key, "foreign", None, generation, why),)),
                 Log("error", "foreign records at an endpoint: not repairing (set adopt: true to take it over)",
-                    {"actor": self.name, "endpoint": str(key), "reason": why})]
+                    {"actor": self.name, "endpoint": str(key), "reason": why}))

@@ -14,8 +14,9 @@ round; a refused one changes nothing. Each outcome is logged and kept in ``insta
 
 Supervision (I8: no failure stops an actor for good). Whatever a command, a DNS query or an
 actor's own ``handle`` raises, the round ends with a ``Failed`` reply fed back to the actor
-(``Executor.run`` turns any exception into one; ``resolve`` and ``feed`` do the same for what
-they run), so its ``busy`` flag clears; if ``handle`` raises on that ``Failed`` too, the actor's
+(``Interpreter.run``, which carries out every actor's ``Step``, turns any exception into one;
+``feed`` does the same for what ``handle`` raises), so its ``busy`` flag clears; if ``handle``
+raises on that ``Failed`` too, the actor's
 state is reset to a fresh one (the planner keeps its health observations). A failed round is
 logged once, by the actor; the next round comes after an exponential backoff (the actor's period
 doubled per consecutive failed round, capped at ``BACKOFF_CAP``), reset by the first round that
@@ -36,6 +37,7 @@ Limits: one zone per process; the verifier queries the embedded server it runs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -56,13 +58,13 @@ import dns.rdatatype
 
 from dnsplane.config import Fleet
 from dnsplane.dns.server import DnsServer
-from dnsplane.errors import InvalidConfig
-from dnsplane.execute import Actor, Executor, failed
+from dnsplane.errors import DnsplaneError, InvalidConfig
+from dnsplane.execute import Actor, Interpreter
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import (
-    Command,
+    NOTHING,
     Event,
     Failed,
     FleetChanged,
@@ -70,8 +72,9 @@ from dnsplane.protocol.messages import (
     Published,
     Resolution,
     Resolve,
-    Resolved,
+    Step,
     Tick,
+    request,
 )
 from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import Planner
@@ -190,7 +193,7 @@ class App:
     store: SqliteStore = field(init=False)
     provider: Provider = field(init=False)
     server: DnsServer | None = field(init=False)
-    executor: Executor = field(init=False)
+    interpreter: Interpreter = field(init=False)
     last_reload: Outcome | None = field(default=None, init=False)  # the last fleet reload, in instance.json
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event, init=False)  # SIGHUP sets it
     preflight: list[dict[str, str]] = field(default_factory=list, init=False)  # zone preflight findings, at start
@@ -206,7 +209,10 @@ class App:
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
-        self.executor = Executor(self.store, self.provider)
+        # the verifier's ``Resolve`` runs, like every request, in a worker thread; its DNS queries go out
+        # on the event loop (``_resolve_from_thread``)
+        self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)
+        self._loop: asyncio.AbstractEventLoop | None = None
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace)
         batch = min(1000, self.provider.capabilities.max_batch)
@@ -245,20 +251,15 @@ class App:
 
         Never raises for what the actor or its commands raise, and never leaves the actor waiting
         for a reply: every request ends in its reply or in a ``Failed`` fed back to the actor."""
+        self._loop = asyncio.get_running_loop()
         first: Failed | None = None
         reply: Event | None = event
         while reply is not None:
-            commands, failure = self._handle(actor, reply)
+            step, failure = self._handle(actor, reply)
             first = first or failure
-            if not commands:
+            if not step.effects and step.request is None:
                 break
-            last = commands[-1]
-            if isinstance(last, Resolve):
-                reply = await asyncio.to_thread(self.executor.run, actor.name, commands[:-1], time.time())
-                if reply is None:  # the effects before it went through
-                    reply = await self.resolve(last.keys)
-            else:
-                reply = await asyncio.to_thread(self.executor.run, actor.name, commands, time.time())
+            reply = await asyncio.to_thread(self.interpreter.run, actor.name, step, time.time())
             if isinstance(reply, Failed):
                 first = first or reply
             elif isinstance(reply, Published):
@@ -266,7 +267,7 @@ class App:
                     w.set()
         return first
 
-    def _handle(self, actor: Actor, event: Event) -> tuple[list[Command], Failed | None]:
+    def _handle(self, actor: Actor, event: Event) -> tuple[Step, Failed | None]:
         """``actor.handle(event)``; if it raises (a bug in the actor), the actor gets a ``Failed``
         instead, and if that raises too, its state is reset (``reset``)."""
         try:
@@ -283,7 +284,7 @@ class App:
                 log.error("actor raised on Failed too; its state is reset", exc_info=log.isEnabledFor(logging.DEBUG),
                           extra={"fields": {"actor": actor.name, "error": f"{type(err).__name__}: {err}"}})
         self.reset(actor)
-        return [], failure
+        return NOTHING, failure
 
     def reset(self, actor: Actor) -> None:
         """Give ``actor`` the state of a fresh one (the planner keeps its health observations): a
@@ -471,15 +472,36 @@ class App:
     # ------------------------------------------------------------- verifier's DNS view
 
     async def resolve(self, keys: Sequence[EndpointKey]) -> Event:
-        """``Resolved``, or ``Failed`` for whatever the provider's read or a query raised (the verifier
-        must hear back: it is the last actor that may fall silent)."""
+        """The verifier's ``Resolve`` as the interpreter carries it out: ``Resolved``, or ``Failed`` for
+        whatever the provider's read or a query raised (the verifier must hear back: it is the last
+        actor that may fall silent)."""
+        self._loop = asyncio.get_running_loop()
+        reply = await asyncio.to_thread(self.interpreter.run, "verifier", request(Resolve(tuple(keys))), time.time())
+        assert reply is not None  # a request always has its reply
+        return reply
+
+    def _resolve_from_thread(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
+        """The interpreter's resolver, called in a worker thread: the provider read here, the DNS
+        queries on the event loop. Raises what they raise (the interpreter makes it ``Failed``)."""
+        loop = self._loop
+        if loop is None:
+            raise DnsplaneError("the verifier's DNS view needs the running event loop")
+        observed = self.provider.read(keys)
+        future = asyncio.run_coroutine_threadsafe(self._resolutions(keys, observed), loop)
+        # bounded, so that a loop that stopped (shutdown) never holds this thread: each window of
+        # queries takes at most a query timeout, and a silent server ends a batch early
+        bound = QUERY_TIMEOUT * (len(keys) / MAX_QUERIES_IN_FLIGHT + 2) * 2 + 5.0
         try:
-            observed = await asyncio.to_thread(self.provider.read, keys)
-            silence = _Silence()
-            results = await asyncio.gather(*(self._resolve_one(k, observed[k], silence) for k in keys))
-        except Exception as err:
-            return failed(err, time.time())
-        return Resolved(time.time(), dict(zip(keys, results, strict=True)))
+            return future.result(timeout=bound)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise DnsplaneError(f"the verifier's DNS view took over {bound:.0f}s") from None
+
+    async def _resolutions(self, keys: Sequence[EndpointKey], observed: dict[EndpointKey, Observed]
+                           ) -> dict[EndpointKey, Resolution]:
+        silence = _Silence()
+        results = await asyncio.gather(*(self._resolve_one(k, observed[k], silence) for k in keys))
+        return dict(zip(keys, results, strict=True))
 
     def dns_address(self) -> tuple[str, int] | None:
         embedded = (self.options.dns_host, self.server.port) if self.server else ("", 0)

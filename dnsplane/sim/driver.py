@@ -42,12 +42,15 @@ from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
     Collect,
+    Command,
     DesiredLoaded,
     Failed,
     HeadRead,
     HealthObserved,
     Published,
+    Request,
     SetLastKnownGood,
+    Step,
     Tick,
     WriteBatch,
     WriteDone,
@@ -60,8 +63,6 @@ from dnsplane.sim.invariants import I8, Monitor, Violation
 from dnsplane.sim.scenario import Scenario
 from dnsplane.sim.world import (
     PROVIDER_REQUEST_TYPES,
-    REQUEST_TYPES,
-    REQUESTS,
     ZONE,
     SimExecutor,
     SimProvider,
@@ -316,30 +317,22 @@ class Simulation:
 
     def _feed(self, name: str, event: Any) -> None:
         """Feed ``event`` to actor ``name``: apply its effects, make its request the pending completion."""
-        commands = self.actors[name].handle(event)
+        step = self.actors[name].handle(event)
         self.steps += 1
         self.monitor.steps = self.steps
-        if commands:
-            # exact types (``type(x) in frozenset``): the message classes are final dataclasses
-            last = commands[-1]
-            if type(last) in REQUEST_TYPES:
-                request = last
-                effects = commands[:-1]
-            else:
-                request = None
-                effects = commands
+        effects, request = step.effects, step.request
+        if effects or request is not None:
             if self.tracing:
-                self._trace_commands(name, event, commands)
+                self._trace_commands(name, event, step.commands())
             failed = None
             escaped = False
             if effects:
-                # SimExecutor.effects: the runtime's ``Executor.run``, effects in order, the first that
-                # raises ends the step as Failed
+                # the interpreter's ``run``, effects in order, the first that raises ends the step as Failed
                 now_a = self.now + self.skew[name]
                 ex = self.executor
                 ex.began = False
                 try:
-                    reply = ex.run(name, effects, now_a)
+                    reply = ex.run(name, Step(effects), now_a)
                 except Exception as err:  # escaped the executor: the runtime's loop before issue 8
                     reply = None
                     escaped = True
@@ -407,10 +400,10 @@ class Simulation:
         del self.pending[name]
         what: Any = entry[1]
         kind = type(what)
-        if kind in REQUEST_TYPES:
+        if isinstance(what, Request):
             now_a = self.now + self.skew[name]
-            try:  # SimExecutor.request: the runtime's ``Executor.run``
-                reply = self.executor.run(name, (what,), now_a)
+            try:  # the interpreter's ``run``
+                reply = self.executor.run(name, Step((), what), now_a)
             except Exception as err:  # escaped the executor: the runtime's loop before issue 8
                 if kind in _COLLECTS:
                     self.deleted_plans = True
@@ -581,7 +574,7 @@ class Simulation:
         self.trace.append(TraceEvent(self.now, self.steps, actor, kind, detail, generation))
         self.monitor.note(f"{actor}: {kind} {detail}")
 
-    def _trace_commands(self, name: str, event: Any, commands: list[Any]) -> None:
+    def _trace_commands(self, name: str, event: Any, commands: tuple[Command, ...]) -> None:
         names = ", ".join(type(c).__name__ for c in commands)
         self.monitor.note(f"{name}: {type(event).__name__} -> {names}")
         for c in commands:
@@ -714,7 +707,7 @@ class Simulation:
             return
         self._fired("crash")
         entry = self.pending.pop(name, None)
-        if entry is not None and mode == "after" and isinstance(entry[1], REQUESTS):
+        if entry is not None and mode == "after" and isinstance(entry[1], Request):
             # the request reached the store or provider and took effect; the process died before the reply
             # (after a write: acknowledged by the provider, never journalled, never finished in the store)
             with contextlib.suppress(Exception):  # escaped the executor: the process is dead anyway
@@ -957,13 +950,11 @@ class Simulation:
         actor = self.actors[name]
         event: Any = Tick(self.now)
         for _ in range(10_000):
-            commands = actor.handle(event)
+            step = actor.handle(event)
             self.steps += 1
-            if not commands:
+            effects, request = step.effects, step.request
+            if not effects and request is None:
                 return
-            last = commands[-1]
-            request = last if isinstance(last, REQUESTS) else None
-            effects = commands[:-1] if request is not None else commands
             failed = self.executor.effects(name, effects, self.now)
             if failed is not None:
                 event = failed

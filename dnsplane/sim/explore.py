@@ -156,27 +156,26 @@ from typing import Any
 from dnsplane.model import EndpointKey, Generation, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.legacy import CleanUp, ForceWrite, LegacyEnactor
+from dnsplane.protocol.legacy import LegacyEnactor
 from dnsplane.protocol.messages import (
+    STORE_RESOURCES,
     AdvanceHead,
-    Begin,
-    Collect,
-    Finish,
     HealthObserved,
     LoadChanges,
     LoadDesired,
     Publish,
     ReadHead,
     ReadWatermark,
+    Request,
+    Resource,
     SetLastKnownGood,
     Tick,
-    WriteBatch,
 )
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.invariants import MAX_HEAD, Monitor, Violation
-from dnsplane.sim.world import GARBLED, HUMAN_FAULTS, REQUESTS, ZONE, SimExecutor, fleet
+from dnsplane.sim.world import COMMANDS, GARBLED, HUMAN_FAULTS, ZONE, SimExecutor, fleet
 from dnsplane.store.memory import MemoryStore
 
 SKIP = frozenset({"stats", "deleted", "endpoints", "by_target", "by_key", "name", "zone", "batch_size", "keep",
@@ -459,11 +458,11 @@ class World:
             yield f"health: {tid} {'up' if ok else 'down'}", ("health",)
         if self.faults < self.config.faults:
             for name in self.actors:
-                if name in self.pending and isinstance(self.pending[name], REQUESTS):
+                if name in self.pending and isinstance(self.pending[name], Request):
                     yield f"{name} crashes after its {type(self.pending[name]).__name__} ran", ("crash", name, True)
                 if name != "planner":
                     yield f"{name} crashes and restarts", ("crash", name, False)
-                if name in self.pending and isinstance(self.pending[name], REQUESTS):
+                if name in self.pending and isinstance(self.pending[name], Request):
                     request = type(self.pending[name]).__name__
                     yield f"{name}'s {request} raises RuntimeError before it ran", ("raise", name, False)
                     yield f"{name}'s {request} raises RuntimeError after it took effect", ("raise", name, True)
@@ -572,9 +571,9 @@ class World:
         match move:
             case ("deliver", name):
                 what = self.pending.pop(name)
-                if isinstance(what, REQUESTS):
+                if isinstance(what, Request):
                     reply = self._request(name, what)
-                    deleted = isinstance(what, Collect | CleanUp)
+                    deleted = what.COLLECTS
                 else:
                     reply = what
                 self._feed(name, reply)
@@ -587,15 +586,15 @@ class World:
             case ("crash", name, after):
                 self.faults += 1
                 what = self.pending.pop(name, None)
-                if after and isinstance(what, REQUESTS):
+                if after and isinstance(what, Request):
                     self._request(name, what)
-                    deleted = isinstance(what, Collect | CleanUp)
+                    deleted = what.COLLECTS
                 self.actors[name] = self._fresh(name)
             case ("raise", name, after):
                 self.faults += 1
                 what = self.pending.pop(name)
                 reply = self._request(name, what, raises="after" if after else "before")
-                deleted = after and isinstance(what, Collect | CleanUp)
+                deleted = after and isinstance(what, Request) and what.COLLECTS
                 if reply is not None:  # None: the exception escaped the executor; no reply comes (I8)
                     self._feed(name, reply)
             case ("empty", key):
@@ -677,12 +676,10 @@ class World:
         return Enactor(name, ZONE)
 
     def _feed(self, name: str, event: Any) -> None:
-        commands = self.actors[name].handle(event)
-        if not commands:
+        step = self.actors[name].handle(event)
+        effects, request = step.effects, step.request
+        if not effects and request is None:
             return
-        last = commands[-1]
-        request = last if isinstance(last, REQUESTS) else None
-        effects = commands[:-1] if request is not None else commands
         failed = None
         self.effects_ran = [type(c) for c in effects]
         if effects:
@@ -718,10 +715,12 @@ class World:
         return d.records.digest if d else None
 
 
-# Requests and effects that change the store or the provider (every other request only reads).
-_WRITES_STORE = frozenset({Publish, Collect, CleanUp, Begin, Finish, AdvanceHead, SetLastKnownGood})
-_WRITES_PROVIDER = frozenset({WriteBatch, ForceWrite, CleanUp})
-_ROWS_ONLY = frozenset({Begin, Finish})  # only the in-flight and applied rows
+# Requests and effects that change the store or the provider (every other request only reads), from
+# what each command class declares it writes (the journal is not part of a state: the explorer's
+# interpreter keeps none).
+_WRITES_STORE = frozenset(c for c in COMMANDS if c.WRITES & (STORE_RESOURCES - {Resource.JOURNAL}))
+_WRITES_PROVIDER = frozenset(c for c in COMMANDS if Resource.PROVIDER in c.WRITES)
+_ROWS_ONLY = frozenset(c for c in COMMANDS if {Resource.ROWS} == c.WRITES)  # only the in-flight and applied rows
 
 _IMMUTABLE: dict[type, bool] = {t: True for t in (int, str, float, bool, type(None), bytes, tuple, frozenset)}
 

@@ -44,27 +44,18 @@ from typing import Any
 
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.legacy import CleanUp, ForceWrite
 from dnsplane.protocol.messages import (
-    AdvanceHead,
-    Begin,
-    Collect,
-    Finish,
-    Journal,
+    Command,
+    Effect,
     LoadChanges,
-    LoadContentAt,
     LoadDesired,
-    Log,
-    Publish,
     ReadHead,
-    ReadMarkers,
     ReadWatermark,
-    Resolve,
-    SetLastKnownGood,
-    WriteBatch,
+    Request,
+    Resource,
 )
 from dnsplane.sim.invariants import Monitor, Violation
-from dnsplane.sim.world import GARBLED, HUMAN_FAULTS, REQUESTS
+from dnsplane.sim.world import COMMANDS, GARBLED, HUMAN_FAULTS
 from dnsplane.store.memory import MemoryStore
 
 State = tuple[int, ...]
@@ -111,27 +102,40 @@ class _Done:
 # "faults": the last-known-good, the health script's progress, the faults used; "row" (effects only):
 # the mover's own rows. A request or effect type not listed reads everything.
 EVERYTHING = ("sid", "pid", "mid", "env", "faults", "lkg", "rows", "aids")
+
+
+def _parts(kind: type[Command], effect: bool) -> tuple[str, ...]:
+    """The parts a command's move depends on, from what its class declares it reads and writes (a
+    write depends on what was there): the store's part for its head, plans and last-known-good (the
+    head alone when a request reads nothing else), the rows (an effect's: the mover's own), the
+    provider for the provider and DNS; the monitor after a provider write or a publish (its checks
+    and its history of published content); after a collect, what I3 checks (every reference)."""
+    touched = kind.READS | kind.WRITES
+    parts: list[str] = []
+    store = touched & {Resource.HEAD, Resource.PLANS, Resource.LAST_KNOWN_GOOD}
+    if store == {Resource.HEAD} and not effect:
+        parts.append("head")
+    elif store:
+        parts.append("sid")
+    if Resource.ROWS in touched:
+        parts.append("row" if effect else "rows")
+    if touched & {Resource.PROVIDER, Resource.DNS}:
+        parts.append("pid")
+    if kind.WRITES & {Resource.PROVIDER, Resource.PLANS}:
+        parts.append("mid")
+    if Resource.LAST_KNOWN_GOOD in kind.WRITES:
+        parts.append("lkg")
+    if kind.COLLECTS:
+        parts += [p for p in ("pid", "mid", "lkg", "working") if p not in parts]
+    return tuple(parts)
+
+
 REQUEST_READS: dict[type | None, tuple[str, ...]] = {
     None: (),  # a tick, or a reply already in hand (``Failed``): only the actor
-    ReadHead: ("head",),
-    LoadChanges: ("sid",),
-    LoadContentAt: ("sid",),
-    LoadDesired: ("sid",),
-    ReadMarkers: ("pid", "sid"),  # an enactor's also reads the store when an endpoint is empty
-    Resolve: ("pid",),
-    WriteBatch: ("pid", "mid"),  # the checks after a write read the monitor
-    ForceWrite: ("pid", "mid"),
-    Publish: ("sid", "mid"),  # the monitor keeps the history of published content
-    ReadWatermark: ("sid", "rows"),
-    # the store's collect, and the checks after it: I1, I2, I5 on the provider, I3 on every reference
-    # (markers, the last-known-good, each enactor's ``working``)
-    Collect: ("sid", "rows", "pid", "mid", "lkg", "working"),
-    CleanUp: ("sid", "rows", "pid", "mid", "lkg", "working"),
+    **{c: _parts(c, effect=False) for c in COMMANDS if issubclass(c, Request)},
 }
 # Effects run after the actor handled the reply: what they read.
-EFFECT_READS: dict[type, tuple[str, ...]] = {
-    Begin: ("row",), Finish: ("row",), SetLastKnownGood: ("sid", "lkg"), AdvanceHead: ("sid",), Journal: (), Log: (),
-}
+EFFECT_READS: dict[type, tuple[str, ...]] = {c: _parts(c, effect=True) for c in COMMANDS if issubclass(c, Effect)}
 
 
 class Search:
@@ -267,11 +271,11 @@ class Search:
             out.append(("health",))
         if s[4] < self.config.faults:
             for name, a, _ in acts:
-                if a.pending is not None and isinstance(a.pending, REQUESTS):
+                if a.pending is not None and isinstance(a.pending, Request):
                     out.append(("crash", name, True))
                 if name != "planner":
                     out.append(("crash", name, False))
-                if a.pending is not None and isinstance(a.pending, REQUESTS):
+                if a.pending is not None and isinstance(a.pending, Request):
                     out.append(("raise", name, False))
                     out.append(("raise", name, True))
             provider = self.reps[s[1]]

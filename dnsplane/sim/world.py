@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
-from dnsplane.execute import Executor, handler_for, handlers
+from dnsplane.execute import Interpreter, handler_for, handlers
 from dnsplane.model import (
     Endpoint,
     EndpointKey,
@@ -48,12 +48,15 @@ from dnsplane.model import (
     Write,
     WriteResult,
 )
-from dnsplane.protocol.legacy import CleanedUp, CleanUp, ForceWrite
+from dnsplane.protocol.legacy import LEGACY_REQUESTS, CleanedUp, CleanUp, ForceWrite
 from dnsplane.protocol.messages import (
+    EFFECT_CLASSES,
+    REQUEST_CLASSES,
     AdvanceHead,
     Begin,
     Collect,
     Command,
+    Effect,
     Event,
     Failed,
     Finish,
@@ -67,9 +70,11 @@ from dnsplane.protocol.messages import (
     ReadHead,
     ReadMarkers,
     ReadWatermark,
+    Request,
     Resolution,
     Resolve,
     SetLastKnownGood,
+    Step,
     WriteBatch,
     WriteDone,
 )
@@ -77,8 +82,7 @@ from dnsplane.providers.memory import MemoryProvider
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
-REQUESTS = (ReadHead, LoadChanges, LoadContentAt, ReadMarkers, WriteBatch, LoadDesired, Publish, ReadWatermark,
-            Collect, Resolve, ForceWrite, CleanUp)
+COMMANDS: tuple[type[Command], ...] = (*REQUEST_CLASSES, *EFFECT_CLASSES, *LEGACY_REQUESTS)  # every command class
 STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
 STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
 # the explorer's faults that are a person's edit, or the provider's: no actor moves
@@ -87,7 +91,6 @@ GARBLED = Generation(2**63 - 1)  # the ``g=`` a person wrote into a marker in th
 _STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
 PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
 # the same, as sets of exact types: one hash lookup instead of an isinstance check per tuple member
-REQUEST_TYPES = frozenset(REQUESTS)
 STORE_REQUEST_TYPES = frozenset(STORE_REQUESTS)
 PROVIDER_REQUEST_TYPES = frozenset(PROVIDER_REQUESTS)
 _STORE_CALL_TYPES = frozenset(_STORE_CALLS)
@@ -197,8 +200,8 @@ class SimProvider(MemoryProvider):
         return w if kept is None else dataclasses.replace(w, records=kept)
 
 
-class SimExecutor(Executor):
-    """The runtime's ``Executor`` against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
+class SimExecutor(Interpreter):
+    """The runtime's ``Interpreter`` against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
 
     def __init__(
         self,
@@ -232,17 +235,17 @@ class SimExecutor(Executor):
             table[Publish] = _publish_and_tell
         self._table = table
 
-    def effects(self, actor: str, commands: Sequence[object], now: float) -> Failed | None:
-        """Apply effects in order; the first that fails ends the step as ``Failed`` (``Executor.run``,
-        whose handling of what a command raises is the runtime's; an exception it lets through is
-        raised here too)."""
-        reply = self.run(actor, commands, now)  # type: ignore[arg-type]
+    def effects(self, actor: str, effects: tuple[Effect, ...], now: float) -> Failed | None:
+        """Carry out a step's effects now (its request is delivered later): ``Interpreter.run``, whose
+        handling of what a command raises is the runtime's (an exception it lets through is raised
+        here too)."""
+        reply = self.run(actor, Step(effects), now)
         return reply if type(reply) is Failed else None
 
-    def request(self, actor: str, cmd: object, now: float) -> Event | CleanedUp:
-        """Run one request; errors come back as ``Failed``, as the runtime's executor returns them
-        (``Executor.run``)."""
-        reply = self.run(actor, (cmd,), now)  # type: ignore[arg-type]
+    def request(self, actor: str, cmd: Request[Any], now: float) -> Event | CleanedUp:
+        """Carry out a step's request, when the scheduler delivers it; errors come back as ``Failed``
+        (``Interpreter.run``)."""
+        reply = self.run(actor, Step((), cmd), now)
         if reply is None:
             raise DnsplaneError(f"not a request: {type(cmd).__name__}")
         return reply
@@ -314,22 +317,22 @@ def observed_all(provider: MemoryProvider) -> dict[EndpointKey, Observed]:
     return provider.read_all()
 
 
-def _nothing(ex: Executor, actor: str, cmd: object, now: float) -> None:
+def _nothing(ex: Interpreter, actor: str, cmd: object, now: float) -> None:
     return None
 
 
-def _advance_head(ex: Executor, actor: str, cmd: AdvanceHead, now: float) -> None:
+def _advance_head(ex: Interpreter, actor: str, cmd: AdvanceHead, now: float) -> None:
     ex.store.advance_head(cmd.at_least, now)  # the runtime's, without its log line (the trace has it)
 
 
-def _force_write(ex: Executor, actor: str, cmd: ForceWrite, now: float) -> Event:
+def _force_write(ex: Interpreter, actor: str, cmd: ForceWrite, now: float) -> Event:
     provider = ex.memory_provider  # type: ignore[attr-defined]
     provider.hand_edit(cmd.key, cmd.records, cmd.marker)  # the legacy design's unconditional write
     provider.writes += 1
     return WriteDone(now, [])
 
 
-def _cleanup(ex: Executor, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
+def _cleanup(ex: Interpreter, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
     return ex._legacy_cleanup(cmd.keep_from, now)  # type: ignore[attr-defined,no-any-return]
 
 
@@ -337,13 +340,13 @@ _RUNTIME_PUBLISH = handlers()[Publish]
 _RUNTIME_BEGIN = handlers()[Begin]
 
 
-def _begin_and_note(ex: Executor, actor: str, cmd: Begin, now: float) -> Event | None:
+def _begin_and_note(ex: Interpreter, actor: str, cmd: Begin, now: float) -> Event | None:
     reply = _RUNTIME_BEGIN(ex, actor, cmd, now)
     ex.began = True  # type: ignore[attr-defined]
     return reply
 
 
-def _publish_and_tell(ex: Executor, actor: str, cmd: Publish, now: float) -> Event | None:
+def _publish_and_tell(ex: Interpreter, actor: str, cmd: Publish, now: float) -> Event | None:
     reply = _RUNTIME_PUBLISH(ex, actor, cmd, now)
     if isinstance(reply, Published):
         ex.on_publish(reply.generation, cmd.changes)  # type: ignore[attr-defined]

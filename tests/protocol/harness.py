@@ -1,6 +1,6 @@
 """Drive pure actors step by step against the in-memory store and provider, checking invariants.
 
-Every step's reply is executed by the same ``Executor`` the runtime uses; after
+Every step is carried out by the same ``Interpreter`` the runtime uses; after
 every step the ``Monitor`` checks I1, I2 and I5 on the provider, and every
 published plan is recorded so content history survives the collector.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dnsplane.execute import Actor, Executor
+from dnsplane.execute import Actor, Interpreter
 from dnsplane.model import Endpoint, EndpointKey, Generation, HealthCheck, Policy, Target
-from dnsplane.protocol.messages import Command, Event, Published, Resolution, Tick, WriteBatch
+from dnsplane.protocol.messages import Event, Published, Resolution, Step, Tick, WriteBatch
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.invariants import Monitor
 from dnsplane.store.memory import MemoryStore
@@ -33,7 +33,7 @@ class Harness:
         self.store = MemoryStore()
         self.provider = MemoryProvider(ZONE)
         self.monitor = Monitor(ZONE)
-        self.executor = Executor(self.store, self.provider, self.resolve)
+        self.interpreter = Interpreter(self.store, self.provider, self.resolve)
         self.now = 1_000.0
         self.checking = True  # off while a test corrupts the provider on purpose
 
@@ -49,24 +49,24 @@ class Harness:
     def step(self, actor: Actor, event: Event) -> Event | None:
         """One handle() plus the execution of what it asked; invariants checked after."""
         self.now += 0.001
-        commands = actor.handle(event)
-        reply = self.executor.run(actor.name, commands, self.now)
+        step = actor.handle(event)
+        reply = self.interpreter.run(actor.name, step, self.now)
         if isinstance(reply, Published):
             gen = reply.generation
             changed = self.store.changed_between(Generation(gen - 1), gen)
             self.monitor.on_publish(gen, [(k, d.records) for k, d in changed.items()])
-        names = ", ".join(type(c).__name__ for c in commands) or "nothing"
+        names = ", ".join(type(c).__name__ for c in step.commands()) or "nothing"
         if self.checking:
                 self.monitor.check(self.provider.read_all(), f"{actor.name}: {type(event).__name__} -> {names}")
         return reply
 
-    def until_write(self, actor: Actor) -> list[Command]:
-        """Tick ``actor`` and run its steps until it asks for a ``WriteBatch``; return those commands
-        unexecuted (a write held in flight, to be delivered later or never)."""
+    def until_write(self, actor: Actor) -> Step:
+        """Tick ``actor`` and run its steps until it asks for a ``WriteBatch``; return that step
+        not carried out (a write held in flight, to be delivered later or never)."""
         reply = self.step(actor, Tick(self.now))
-        while not isinstance((cmds := actor.handle(reply))[-1], WriteBatch):
-            reply = self.executor.run(actor.name, cmds, self.now)
-        return cmds
+        while not isinstance((step := actor.handle(reply)).request, WriteBatch):
+            reply = self.interpreter.run(actor.name, step, self.now)
+        return step
 
     def run(self, actor: Actor, event: Event | None = None, limit: int = 10_000) -> None:
         """Feed ``event`` (a Tick by default) and every reply until the actor is quiet."""

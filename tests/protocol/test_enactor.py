@@ -98,7 +98,7 @@ def test_conflict_rereads_and_converges_without_lowering_the_marker() -> None:
     h.run(p, HealthObserved(h.now, "lb-2", False))
     h.run(p, Tick(h.now))
     h.run(fast)
-    done = h.executor.run(slow.name, cmds, h.now)
+    done = h.interpreter.run(slow.name, cmds, h.now)
     assert isinstance(done.results[0], Conflict)
     h.run(slow, done)
     key = next(iter(h.store.desired(None, h.store.head())))
@@ -112,14 +112,14 @@ def test_refuses_an_empty_record_set_whatever_the_plan_says() -> None:
     key = next(iter(h.store.desired(None, 1)))
     empty = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 0)])
     commands = e.handle(Tick(h.now))
-    e.handle(h.executor.run(e.name, commands, h.now))  # HeadRead(1): already applied
+    e.handle(h.interpreter.run(e.name, commands, h.now))  # HeadRead(1): already applied
     e.applied_upto = Generation(0)
     e.busy = True
     e.working = Generation(2)
     out = e.handle(ChangesLoaded(h.now, {key: Desired(Generation(2), empty)}))
     assert e.stats["refused"] == 1
-    assert not any(isinstance(c, WriteBatch) for c in out)
-    h.executor.run(e.name, out, h.now)
+    assert not any(isinstance(c, WriteBatch) for c in out.commands())
+    h.interpreter.run(e.name, out, h.now)
     assert [x.action for x in h.store.history(key)][-1] == "refused"
     assert h.provider.read([key])[key].records.live_members()
 
@@ -196,7 +196,7 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     h, p = setup(1)
     slow = Enactor("slow", ZONE)
     cmds = h.until_write(slow)
-    (first,) = cmds[-1].writes
+    (first,) = cmds.request.writes
     assert first.expect is None and first.expect_records is None
     h.run(p, HealthObserved(h.now, "lb-1", False))
     h.run(p, Tick(h.now))
@@ -207,7 +207,7 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     h.checking = False
     h.provider.hand_edit(key, newer.records, None)  # the marker deleted by hand
     h.checking = True
-    done = h.executor.run(slow.name, cmds, h.now)
+    done = h.interpreter.run(slow.name, cmds, h.now)
     assert done.results == [Conflict(key, None)]
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # generation 2's content stays
     h.run(slow, done)
@@ -232,7 +232,7 @@ def _aba_with_a_delayed_write() -> tuple[Harness, Enactor, list[object], Endpoin
     h.run(p, HealthObserved(h.now, "lb-1", False))
     h.run(p, Tick(h.now))
     cmds = h.until_write(slow)
-    (delayed,) = cmds[-1].writes  # type: ignore[attr-defined]
+    (delayed,) = cmds.request.writes  # type: ignore[attr-defined]
     assert delayed.expect is not None and delayed.expect.generation == 1
     h.run(fast)  # generation 2: B
     h.run(p, HealthObserved(h.now, "lb-1", True))
@@ -256,7 +256,7 @@ def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_ca
     h, slow, cmds, key = _aba_with_a_delayed_write()
     before = h.provider.read([key])[key]
     writes = h.provider.writes
-    done = h.executor.run(slow.name, cmds, h.now)
+    done = h.interpreter.run(slow.name, cmds, h.now)
     assert done.results == [Conflict(key, before.marker)]  # type: ignore[attr-defined]
     assert h.provider.read([key])[key] == before
     assert h.provider.writes == writes
@@ -273,7 +273,7 @@ def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
     h, slow, cmds, key = _aba_with_a_delayed_write()
     edited = h.provider.read([key])[key]
     assert edited.marker is not None and not edited.marker.sealed()
-    done = h.executor.run(slow.name, cmds, h.now)
+    done = h.interpreter.run(slow.name, cmds, h.now)
     h.run(slow, done)
     assert h.provider.read([key])[key] == edited  # not written: skip-corrupt
     # nothing past the marker's generation reported as applied; its seal broken, its g= is no sure
@@ -323,7 +323,7 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
     assert h.store.applied() == {"e1": 1, "late": 0}
     h.run(Collector())
     assert h.store.content_at([(key, Generation(1))])[key].records == first.records
-    done = h.executor.run(v.name, slow, h.now)  # the repair lands
+    done = h.interpreter.run(v.name, slow, h.now)  # the repair lands
     h.run(v, done)
     repaired = h.provider.read([key])[key]
     assert repaired.marker is not None and repaired.marker.generation == 1

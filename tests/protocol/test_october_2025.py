@@ -39,11 +39,11 @@ def test_delayed_enactor_cannot_write_a_stale_plan() -> None:
     reply = h.step(a, Tick(h.now))
     while True:
         commands = a.handle(reply)
-        if isinstance(commands[-1], WriteBatch):
+        if isinstance(commands.request, WriteBatch):
             held = commands
             break
-        reply = h.executor.run(a.name, commands, h.now)
-    assert held[-1].writes[0].marker.generation == g
+        reply = h.interpreter.run(a.name, commands, h.now)
+    assert held.request.writes[0].marker.generation == g
     h.monitor.note("enactor-a holds its write for generation 2")
 
     # Meanwhile the planner publishes g+1..g+5 (the content even returns to an earlier value).
@@ -60,7 +60,7 @@ def test_delayed_enactor_cannot_write_a_stale_plan() -> None:
     h.monitor.check_plans_kept(kept, {"enactor-a": g})
 
     # A resumes: its write reaches the provider and is refused as a whole.
-    reply = h.executor.run(a.name, held, h.now)
+    reply = h.interpreter.run(a.name, held, h.now)
     assert isinstance(reply, WriteDone)
     assert isinstance(reply.results[0], Conflict)
     assert reply.results[0].current == marker_after_b

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsplane.execute import Executor
+from dnsplane.execute import Interpreter
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, Write
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import FleetChanged, HealthObserved, Log, Tick
@@ -37,7 +37,7 @@ def installation(owner: str, names: tuple[str, ...] = ("api",), adopt: bool = Fa
     h = Harness()
     if share is not None:
         h.provider = share.provider
-        h.executor = Executor(h.store, h.provider, h.resolve)
+        h.interpreter = Interpreter(h.store, h.provider, h.resolve)
     ownership = owned_by(owner, *names, adopt=adopt)
     p = Planner("planner", ZONE, tuple(endpoint(n) for n in names))
     return h, p, Enactor("enactor", ZONE, ownership=ownership), Verifier("verifier", ownership=ownership)
@@ -82,11 +82,11 @@ def test_records_without_a_marker_are_never_overwritten_and_are_reported() -> No
     logs = []
     for _ in range(4):
         commands = v.handle(Tick(h.now))
-        reply = h.executor.run(v.name, commands, h.now)
+        reply = h.interpreter.run(v.name, commands, h.now)
         while reply is not None:
             commands = v.handle(reply)
-            logs += [c for c in commands if isinstance(c, Log) and "foreign" in c.message]
-            reply = h.executor.run(v.name, commands, h.now)
+            logs += [c for c in commands.effects if isinstance(c, Log) and "foreign" in c.message]
+            reply = h.interpreter.run(v.name, commands, h.now)
     assert h.provider.read([NS1])[NS1].records == GLUE, "foreign glue was overwritten"
     assert h.provider.read([NS1])[NS1].marker is None
     assert len(logs) == 1, "reported once, not every round"
@@ -278,7 +278,7 @@ def test_the_data_dirs_owner_id_is_generated_once_and_kept(tmp_path: Path) -> No
 
 
 def test_route53_and_rfc2136_markers_carry_the_owner() -> None:
-    from dnsplane.providers.rfc2136.marker import observe, txt_rdata, txt_strings
+    from dnsplane.providers.rfc2136.marker import observe, txt_rdatas
     from dnsplane.providers.route53.encoding import marker_values, parse_marker
 
     rs = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 5)])
@@ -286,7 +286,7 @@ def test_route53_and_rfc2136_markers_carry_the_owner() -> None:
     values = marker_values(m, rs)
     assert parse_marker([{"Name": "_dnsplane-a.api.demo.test.", "Type": "TXT", "TTL": 60,
                           "ResourceRecords": [{"Value": v} for v in values]}]) == (m, rs)
-    assert observe((txt_rdata(txt_strings(m, rs)),), frozenset({"192.0.2.1"}), 30).marker == m
+    assert observe(txt_rdatas(m, rs), frozenset({"192.0.2.1"}), 30).marker == m
 
 
 # ---------------------------------------------------------------- a lost marker, two adopters (issue 8)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsplane.model import WEIGHT_SCALE, Endpoint, EndpointKey, HealthCheck, HealthRecord, Policy, Target
-from dnsplane.protocol.messages import HealthObserved, Log, Publish, PublishConflict, Tick
+from dnsplane.protocol.messages import NOTHING, HealthObserved, Log, Publish, PublishConflict, Tick
 from dnsplane.protocol.planner import Planner, TargetHealth, limit_shift
 from tests.protocol.harness import ZONE, Harness, endpoint
 
@@ -120,10 +120,10 @@ def test_two_planners_never_publish_two_plans_under_one_number() -> None:
     h.run(p2, HealthObserved(h.now, "lb-2", False))
     c1 = p1.handle(Tick(h.now))
     c2 = p2.handle(Tick(h.now))
-    assert isinstance(c1[-1], Publish) and isinstance(c2[-1], Publish)
-    assert c1[-1].expect_head == c2[-1].expect_head == 1
-    r1 = h.executor.run("p1", c1, h.now)
-    r2 = h.executor.run("p2", c2, h.now)
+    assert isinstance(c1.request, Publish) and isinstance(c2.request, Publish)
+    assert c1.request.expect_head == c2.request.expect_head == 1
+    r1 = h.interpreter.run("p1", c1, h.now)
+    r2 = h.interpreter.run("p2", c2, h.now)
     assert isinstance(r2, PublishConflict) and not isinstance(r1, PublishConflict)
     assert [p.generation for p in h.store.plans()] == [1, 2]
     h.run(p2, r2)  # p2 reloads generation 2 and publishes its own change as 3
@@ -189,7 +189,7 @@ def test_planner_never_plans_an_empty_or_invalid_set(flaps: list[tuple[str, bool
 
 def test_unknown_target_observation_is_ignored() -> None:
     p = Planner("p", ZONE, (endpoint(),))
-    assert p.handle(HealthObserved(0.0, "nope", False)) == []
+    assert p.handle(HealthObserved(0.0, "nope", False)) == NOTHING
     assert HealthCheck("tcp", "127.0.0.1", 1).describe() == "tcp 127.0.0.1:1"
 
 
@@ -313,5 +313,5 @@ def test_the_end_of_the_grace_names_the_targets_never_checked() -> None:
     h.run(p)
     p.handle(HealthObserved(h.now, "lb-1", True))
     commands = p.handle(Tick(h.now + 5.0))
-    [log] = [c for c in commands if isinstance(c, Log)]
+    [log] = [c for c in commands.effects if isinstance(c, Log)]
     assert log.level == "warning" and log.fields["examples"] == ["lb-2", "lb-3"]

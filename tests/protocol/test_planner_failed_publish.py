@@ -1,6 +1,6 @@
 """The planner after a failed ``Publish`` (issue 8: "after a full disk was freed the planner published
 nothing more"). The store raised ``sqlite3.OperationalError`` ("database or disk is full"), which
-``Executor.run`` let out: the planner never heard back and stayed busy. Now the publish ends in
+``Interpreter.run`` let out: the planner never heard back and stayed busy. Now the publish ends in
 ``Failed``; the planner requeues what it was publishing and publishes it at its next tick."""
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ def test_an_added_endpoint_is_planned_at_the_next_tick_and_nothing_else_is_repub
     h.run(p)
     assert h.store.head() == 1
     commands = p.handle(FleetChanged(h.now, (endpoint(), endpoint("www"))))
-    assert all(isinstance(c, Log) for c in commands), "a reload publishes nothing by itself (one may be in flight)"
-    assert commands[0].fields["added"] == 1 and commands[0].fields["removed"] == 0
+    assert commands.request is None and all(isinstance(c, Log) for c in commands.effects), \
+        "a reload publishes nothing by itself (one may be in flight)"
+    assert commands.effects[0].fields["added"] == 1 and commands.effects[0].fields["removed"] == 0
     observe_all(h, p)
     h.run(p, Tick(h.now))
     assert h.store.head() == 2
@@ -75,7 +76,7 @@ def test_an_in_flight_publish_of_a_removed_endpoint_that_fails_is_not_planned_ag
     h.run(p, Tick(h.now))  # loads the (empty) store and publishes generation 1
     h.run(p, HealthObserved(h.now, "lb-1", False))
     in_flight = p.handle(Tick(h.now))
-    assert isinstance(in_flight[-1], Publish) and WWW in dict(in_flight[-1].changes)
+    assert isinstance(in_flight.request, Publish) and WWW in dict(in_flight.request.changes)
     h.run(p, FleetChanged(h.now, (endpoint(),)))
     h.run(p, Failed(h.now, "store unavailable"))
     h.run(p, Tick(h.now))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from dnsplane.model import EndpointKey, Write, WriteResult
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.messages import Finish, HealthObserved, Log, Tick
+from dnsplane.protocol.messages import Finish, HealthObserved, Log, Step, Tick
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import QUARANTINE_MAX_ROUNDS, Verifier
 from tests.protocol.harness import ZONE, Harness, endpoint
@@ -52,10 +52,10 @@ def test_enactor_writes_the_others_and_quarantines_the_rejected_endpoint_once() 
     finishes: list[Finish] = []
     handle = e.handle
 
-    def spy(event: object) -> list:  # type: ignore[type-arg]
+    def spy(event: object) -> Step:
         out = handle(event)  # type: ignore[arg-type]
-        logs.extend(c for c in out if isinstance(c, Log) and "quarantined" in c.message)
-        finishes.extend(c for c in out if isinstance(c, Finish))
+        logs.extend(c for c in out.effects if isinstance(c, Log) and "quarantined" in c.message)
+        finishes.extend(c for c in out.effects if isinstance(c, Finish))
         return out
 
     e.handle = spy  # type: ignore[method-assign]

@@ -126,9 +126,9 @@ def test_a_release_that_meets_another_write_is_read_again_next_round() -> None:
     assert seen.marker is not None and seen.records is not None
     moved = Marker.after(Marker(Generation(9), "x"), seen.marker.generation, seen.marker.digest, OWNER)
     h.provider.hand_edit(WWW, seen.records, moved)  # someone wrote in between (still ours, sealed)
-    reply = h.executor.run(v.name, held, h.now)
+    reply = h.interpreter.run(v.name, held, h.now)
     while reply is not None:
-        reply = h.executor.run(v.name, v.handle(reply), h.now)
+        reply = h.interpreter.run(v.name, v.handle(reply), h.now)
     assert h.provider.read([WWW])[WWW].marker == moved
     assert "conflict" in actions(h, WWW)
     h.run(v)

@@ -137,11 +137,11 @@ def test_repair_of_records_without_a_marker_expects_exactly_the_records_it_saw()
     h.run(v)  # first seen: a marker deleted by hand is repaired the round after (chaos 99906)
     assert v.edited == {API} and h.provider.read([API])[API].marker is None
     cmds = h.until_write(v)
-    (repair,) = cmds[-1].writes
+    (repair,) = cmds.request.writes
     assert repair.expect is None and repair.expect_records == HAND
     other = RecordSet.of(30, [Member("rogue", ("203.0.113.98",), 1)])
     h.provider.hand_edit(API, other, None)  # changed again before the repair lands
-    done = h.executor.run(v.name, cmds, h.now)
+    done = h.interpreter.run(v.name, cmds, h.now)
     assert done.results == [Conflict(API, None)]
     assert h.provider.read([API])[API] == Observed(other, None)
     h.run(v, done)

@@ -51,13 +51,13 @@ def test_an_unanswered_query_is_reported_not_repaired(rcode: str) -> None:
     def unanswered(keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
         return {k: Resolution(rcode, (), None, o) for k, o in h.provider.read(keys).items()}
 
-    h.executor.resolver = unanswered
+    h.interpreter.resolver = unanswered
     v = Verifier("verifier")
     writes = h.provider.writes
     reply = h.step(v, DesiredLoaded(h.now, h.store.head(), h.store.desired(None, h.store.head())))
     assert isinstance(reply, Resolved)
     commands = v.handle(reply)
-    assert not any(isinstance(c, WriteBatch | SetLastKnownGood) for c in commands), commands
+    assert not any(isinstance(c, WriteBatch | SetLastKnownGood) for c in commands.commands()), commands
     assert v.last_problems == {API: "unreachable"}
     assert not v.busy and not v.all_right
     for _ in range(3):  # and in later rounds too: never a repair on no answer

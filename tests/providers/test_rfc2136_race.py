@@ -26,7 +26,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from dnsplane.execute import Executor, drain
+from dnsplane.execute import Interpreter, drain
 from dnsplane.model import EndpointKey, Generation, RecordSet, Write, WriteResult
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick
@@ -81,7 +81,7 @@ def enactor_process(
     provider = cls(ZONE, Rfc2136Config(host, port, key_file=key_file))
     if victim:
         provider.control = Path(control)  # type: ignore[attr-defined]
-    executor = Executor(store, provider)
+    executor = Interpreter(store, provider)
     enactor = Enactor(name, ZONE, batch_size=batch)
     end = time.monotonic() + DEADLINE
     try:
@@ -134,7 +134,7 @@ def test_a_paused_enactors_stale_batch_is_refused_by_bind(named: NamedServer, tm
     # generation 1, applied before anyone looks: from here on every endpoint is published
     publish(1)
     first = Enactor("setup", ZONE, batch_size=500)
-    drain(first, Tick(time.time()), Executor(store, provider), time.time())
+    drain(first, Tick(time.time()), Interpreter(store, provider), time.time())
     assert first.applied_upto == 1
     prober = Prober(named, KEYS)
     prober.start()

@@ -2,7 +2,7 @@
 ``handle`` raises, the actor's round ends with a ``Failed`` it handles (its ``busy`` flag clears),
 and the actor runs again next period, with backoff; ``instance.json`` says so.
 
-Before the fix, ``Executor.run`` let any exception other than a ``DnsplaneError`` out, ``App.loop``
+Before the fix, ``Interpreter.run`` let any exception other than a ``DnsplaneError`` out, ``App.loop``
 logged "actor round failed" and the actor stayed busy for good (issue 8, cause 1): after a full disk
 was freed the planner published nothing more; a ``ProviderUnavailable`` in ``App.resolve`` killed
 the verifier."""
@@ -21,17 +21,15 @@ import pytest
 
 from dnsplane.config import demo_fleet, demo_target_ids
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.execute import Executor
+from dnsplane.execute import Interpreter
 from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Marker
-from dnsplane.protocol.messages import Failed, Log, ReadHead, ReadWatermark, Resolved, Tick
-from dnsplane.protocol.messages import Request as RequestType
+from dnsplane.protocol.messages import Failed, Log, ReadHead, ReadWatermark, Request, Resolved, Step, Tick, request
 from dnsplane.runtime.app import App, Options, backoff
 from dnsplane.runtime.demo import DemoTargets
 from dnsplane.store.memory import MemoryStore
 from tests.fakes import ZONE, MemoryProvider, member, rs
 
 API = EndpointKey("api.demo.test.", "A")
-REQUESTS = RequestType.__args__  # type: ignore[attr-defined]
 FAST = {"planner_period": 0.1, "enactor_period": 0.1, "health_period": 0.1, "collector_period": 0.2,
         "verifier_period": 0.2}
 # Exceptions a request has raised in the wild (issue 8), and two that nothing classifies.
@@ -74,8 +72,8 @@ class Raising(MemoryStore):
 @pytest.mark.parametrize("make", ERRORS, ids=ERROR_IDS)
 def test_executor_turns_any_exception_into_failed(make: Callable[[], BaseException]) -> None:
     error = make()
-    ex = Executor(Raising(error), MemoryProvider(ZONE))
-    reply = ex.run("enactor-1", [Log("info", "before"), ReadHead()], 5.0)
+    ex = Interpreter(Raising(error), MemoryProvider(ZONE))
+    reply = ex.run("enactor-1", Step((Log("info", "before"),), ReadHead()), 5.0)
     assert isinstance(reply, Failed)
     assert reply.now == 5.0 and str(error) in reply.error
     if not isinstance(error, Permanent):
@@ -146,15 +144,15 @@ def test_every_actor_runs_again_after_its_request_raised(tmp_path: Path, make: C
     failed: dict[str, str] = {}
 
     def prepare(app: App) -> None:
-        real = app.executor.one
+        real = app.interpreter.one
 
         def one(actor: str, cmd: Any, now: float) -> Any:
-            if isinstance(cmd, REQUESTS) and actor not in failed:
+            if isinstance(cmd, Request) and actor not in failed:
                 failed[actor] = type(cmd).__name__
                 raise make()
             return real(actor, cmd, now)
 
-        app.executor.one = one  # type: ignore[method-assign]
+        app.interpreter.one = one  # type: ignore[method-assign]
 
     async def body(app: App) -> None:
         def recovered() -> bool:
@@ -213,7 +211,7 @@ def test_an_actor_whose_handle_raises_is_told_it_failed_and_reset_if_that_raises
         def broken_on_watermark(event: Any) -> Any:
             if isinstance(event, Tick):
                 collector.busy = True
-                return [ReadWatermark()]
+                return request(ReadWatermark())
             raise ZeroDivisionError("a bug in the collector")  # and on the Failed that follows
 
         collector.handle = broken_on_watermark  # type: ignore[method-assign]

@@ -7,15 +7,14 @@ violation, with the seed or the path that leads to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from dnsplane.errors import DnsplaneError
-from dnsplane.execute import Executor, failed
+from dnsplane.execute import Interpreter, failed
 from dnsplane.protocol.collector import Collector
-from dnsplane.protocol.messages import Command, Event, Failed
+from dnsplane.protocol.messages import NOTHING, Event, Failed, Step
 from dnsplane.sim import cli as sim_cli
 from dnsplane.sim.driver import run
 from dnsplane.sim.explore import Config, explore
@@ -25,21 +24,21 @@ from dnsplane.sim.scenario import load
 CHAOS = load("chaos")
 
 
-def _run_before_issue_8(self: Executor, actor_name: str, commands: Sequence[Command], now: float) -> Event | None:
-    """``Executor.run`` as it was before issue 8: only a ``DnsplaneError`` became ``Failed``."""
+def _run_before_issue_8(self: Interpreter, actor_name: str, step: Step, now: float) -> Event | None:
+    """``Interpreter.run`` as it was before issue 8: only a ``DnsplaneError`` became ``Failed``."""
     reply: Event | None = None
     try:
-        for cmd in commands:
+        for cmd in step.commands():
             reply = self.one(actor_name, cmd, now)
     except DnsplaneError as err:
         return failed(err, now)
     return reply
 
 
-def _collector_ignoring_failed(self: Collector, event: Event) -> list[Command]:
+def _collector_ignoring_failed(self: Collector, event: Event) -> Step:
     """A collector that logs a ``Failed`` and forgets to clear ``busy`` (what I8 exists to catch)."""
     if isinstance(event, Failed):
-        return []
+        return NOTHING
     return _COLLECTOR_HANDLE(self, event)
 
 
@@ -63,7 +62,7 @@ def test_an_exception_at_a_request_is_a_failed_reply_and_every_actor_runs_again(
 
 def test_without_the_executors_catch_all_the_simulator_reports_the_wedged_actor(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    monkeypatch.setattr(Interpreter, "run", _run_before_issue_8)
     result = run(CHAOS.only("request_exception"), "safe", 1, EXCEPTION_AT_THE_COLLECTOR)
     assert result.faults.get("escaped", 0) >= 1
     i8 = [v for v in result.violations if v.short == "I8"]
@@ -85,7 +84,7 @@ def test_simulate_prints_the_i8_seed_and_timeline(monkeypatch: pytest.MonkeyPatc
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The chaos scenario's own request_exception faults, with the protection taken out: the CLI
     names the invariant, the seed to replay and the timeline (what an operator would see)."""
-    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    monkeypatch.setattr(Interpreter, "run", _run_before_issue_8)
     parser = _parser()
     args = parser.parse_args(["simulate", "--scenario", "chaos", "--seeds", "40", "--invariant", "I8",
                               "--no-shrink"])
@@ -118,7 +117,7 @@ def test_the_explorer_raises_at_any_request_and_finds_nothing_wrong() -> None:
 
 
 def test_without_the_executors_catch_all_the_explorer_finds_the_wedge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Executor, "run", _run_before_issue_8)
+    monkeypatch.setattr(Interpreter, "run", _run_before_issue_8)
     report = explore(SMALL, look_for="I8")
     assert report.violation is not None and report.violation.short == "I8"
     assert any("raises RuntimeError" in step for step in report.path), report.path
