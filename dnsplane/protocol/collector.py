@@ -12,9 +12,10 @@ Guarantees (I3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dnsplane.model import NO_GENERATION, Generation
+from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
     NOTHING,
     Collect,
@@ -33,11 +34,11 @@ from dnsplane.protocol.messages import (
 
 @dataclass
 class Collector:
-    name: str = "collector"
+    name: str = field(default="collector", metadata=CONFIG)
     collected_below: Generation = NO_GENERATION
     busy: bool = False
-    deleted: int = 0
-    asked: Generation = NO_GENERATION
+    deleted: int = field(default=0, metadata=NOTE)
+    asked: Generation = field(default=NO_GENERATION, metadata=ROUND)
 
     def handle(self, event: Event) -> Step:
         match event:

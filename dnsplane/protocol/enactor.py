@@ -63,6 +63,7 @@ from dnsplane.model import (
     generation_in_range,
     validate_record_set,
 )
+from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
     NOTHING,
     Begin,
@@ -174,16 +175,17 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
 class Enactor:
     """One redundant enactor. Several may run at once; the provider's CAS keeps them safe."""
 
-    name: str
-    zone: str
-    batch_size: int = 1000
+    name: str = field(metadata=CONFIG)
+    zone: str = field(metadata=CONFIG)
+    batch_size: int = field(default=1000, metadata=CONFIG)
     applied_upto: Generation = NO_GENERATION  # newest generation this enactor finished
     working: Generation | None = None  # generation in flight
     pending: dict[EndpointKey, Desired] = field(default_factory=dict)
-    in_batch: tuple[EndpointKey, ...] = ()
-    sent: dict[EndpointKey, Write] = field(default_factory=dict)
-    unchecked: dict[EndpointKey, Write] = field(default_factory=dict)  # markers behind, awaiting the store
-    total: int = 0  # endpoints in the plan being enacted, for progress reports
+    in_batch: tuple[EndpointKey, ...] = field(default=(), metadata=ROUND)
+    sent: dict[EndpointKey, Write] = field(default_factory=dict, metadata=ROUND)
+    # markers behind, awaiting the store
+    unchecked: dict[EndpointKey, Write] = field(default_factory=dict, metadata=ROUND)
+    total: int = field(default=0, metadata=NOTE)  # endpoints in the plan being enacted, for progress reports
     # Endpoints whose newest content this enactor refused (invalid), with that generation: until a
     # later change replaces it, this enactor does not report any generation at or past it as fully
     # applied, so the collector keeps the valid content those endpoints' markers still name (I3).
@@ -201,7 +203,7 @@ class Enactor:
     # Endpoints whose last write the provider rejected, with the reason (see the module docstring).
     quarantined: dict[EndpointKey, str] = field(default_factory=dict)
     stats: dict[str, int] = field(
-        default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0})
+        default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0}, metadata=NOTE)
 
     def handle(self, event: Event) -> Step:
         match event:

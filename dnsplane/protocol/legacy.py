@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, Marker, RecordSet
+from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
     NOTHING,
     DesiredLoaded,
@@ -91,15 +92,16 @@ LEGACY_REQUESTS = (ForceWrite, CleanUp)
 class LegacyEnactor:
     """One of the redundant enactors of the failed design (check once, write blindly, clean up)."""
 
-    name: str
-    zone: str
-    keep: int = LEGACY_KEEP
+    name: str = field(metadata=CONFIG)
+    zone: str = field(metadata=CONFIG)
+    keep: int = field(default=LEGACY_KEEP, metadata=CONFIG)
     applied_upto: Generation = NO_GENERATION
-    working: Generation | None = None
-    plan: dict[EndpointKey, Desired] = field(default_factory=dict)
-    queue: list[EndpointKey] = field(default_factory=list)
+    working: Generation | None = field(default=None, metadata=ROUND)
+    plan: dict[EndpointKey, Desired] = field(default_factory=dict, metadata=ROUND)
+    queue: list[EndpointKey] = field(default_factory=list, metadata=ROUND)
     busy: bool = False
-    stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "skips": 0, "cleanups": 0, "emptied": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "skips": 0, "cleanups": 0, "emptied": 0},
+                                  metadata=NOTE)
 
     def handle(self, event: Event | CleanedUp) -> Step:
         match event:

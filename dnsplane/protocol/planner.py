@@ -50,6 +50,7 @@ from dnsplane.model import (
     Target,
     validate_record_set,
 )
+from dnsplane.protocol.identity import CONFIG, NOTE
 from dnsplane.protocol.messages import (
     NOTHING,
     DesiredLoaded,
@@ -89,8 +90,8 @@ class TargetHealth:
     healthy: bool | None = None
     good_streak: int = 0
     bad_streak: int = 0
-    last_detail: str = ""
-    last_seen: float | None = None
+    last_detail: str = field(default="", metadata=NOTE)
+    last_seen: float | None = field(default=None, metadata=NOTE)
     last_result: str = ""  # "ok" | "down" | "unknown": the newest observation, for status
     observed: bool = False
     decided: bool | None = None
@@ -177,9 +178,9 @@ def render(endpoint: Endpoint, weights: dict[str, int]) -> RecordSet:
 
 @dataclass
 class Planner:
-    name: str
-    zone: str
-    endpoints: tuple[Endpoint, ...]
+    name: str = field(metadata=CONFIG)
+    zone: str = field(metadata=CONFIG)
+    endpoints: tuple[Endpoint, ...] = field(metadata=CONFIG)
     head: Generation = NO_GENERATION
     synced: bool = False
     busy: bool = False
@@ -187,8 +188,8 @@ class Planner:
     published: dict[EndpointKey, RecordSet] = field(default_factory=dict)
     dirty: set[EndpointKey] = field(default_factory=set)
     inflight: tuple[tuple[EndpointKey, RecordSet], ...] = ()
-    by_target: dict[str, list[Endpoint]] = field(default_factory=dict)
-    by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict)
+    by_target: dict[str, list[Endpoint]] = field(default_factory=dict, metadata=CONFIG)
+    by_key: dict[EndpointKey, Endpoint] = field(default_factory=dict, metadata=CONFIG)
     # Health gating: an endpoint is not planned until each of its checked targets has been observed
     # or ``health_grace`` seconds have passed since the planner's first event (``started``).
     health_grace: float = 0.0

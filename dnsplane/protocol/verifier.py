@@ -92,6 +92,7 @@ from dnsplane.model import (
     generation_in_range,
     validate_record_set,
 )
+from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
     NOTHING,
     AdvanceHead,
@@ -173,21 +174,22 @@ _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 
 @dataclass
 class Verifier:
-    name: str
-    batch_size: int = 500
-    head: Generation = NO_GENERATION
-    desired: dict[EndpointKey, Desired] = field(default_factory=dict)
-    queue: list[EndpointKey] = field(default_factory=list)
+    name: str = field(metadata=CONFIG)
+    batch_size: int = field(default=500, metadata=CONFIG)
+    head: Generation = field(default=NO_GENERATION, metadata=ROUND)
+    desired: dict[EndpointKey, Desired] = field(default_factory=dict, metadata=ROUND)
+    queue: list[EndpointKey] = field(default_factory=list, metadata=ROUND)
     lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
     edited: set[EndpointKey] = field(default_factory=set)  # seen with a marker edited or deleted by hand last round
-    all_right: bool = True
+    all_right: bool = field(default=True, metadata=ROUND)
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
     busy: bool = False
-    last_problems: dict[EndpointKey, str] = field(default_factory=dict)
-    expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict)
+    last_problems: dict[EndpointKey, str] = field(default_factory=dict, metadata=NOTE)
+    expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict, metadata=NOTE)
     quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0})
-    zone: str = ""  # for validating repairs; "" checks everything but the zone (the provider checks that too)
+    stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0}, metadata=NOTE)
+    # for validating repairs; "" checks everything but the zone (the provider checks that too)
+    zone: str = field(default="", metadata=CONFIG)
     ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
     foreign: dict[EndpointKey, str] = field(default_factory=dict)  # endpoints found foreign, and why
     adopting: set[EndpointKey] = field(default_factory=set)  # this round's repairs that take over foreign records
