@@ -16,12 +16,13 @@ generation (``Store.publish``), and its content is compared through the record s
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, NewType
+from typing import Any, Final, Literal, NamedTuple, NewType
 
 from dnsplane.errors import InvalidPlan
 
@@ -423,6 +424,37 @@ class Write:
     def holds_on(self, marker: Marker | None, records: RecordSet | None) -> bool:
         """Whether the precondition holds on an endpoint that has ``marker`` and ``records``."""
         return marker == self.expect and records == self.expect_records
+
+    def verdict(self, marker: Marker | None, records: RecordSet | None) -> Verdict:
+        """What a provider does with this write on an endpoint that holds ``marker`` and ``records``
+        (every provider decides with this, one write at a time, in batch order)::
+
+            endpoint holds                                  verdict
+            the write's records and marker (same_content)   APPLIED   I6: nothing sent
+            else what the writer read (holds_on)            WRITE     send it
+            else                                            CONFLICT  nothing sent
+
+        "Already applied" comes first: a writer of the same generation that read another predecessor
+        finds its write done. A current marker whose seal is broken is never the same content."""
+        if self.marker.same_content(marker) and records == self.records:
+            return APPLIED
+        # holds_on, inlined: the simulator decides every write of its memory provider here
+        return WRITE if marker == self.expect and records == self.expect_records else CONFLICT
+
+
+class Verdict(enum.Enum):
+    """A provider's decision on one ``Write`` (``Write.verdict``); match it with ``assert_never``."""
+
+    APPLIED = "applied"  # the endpoint already holds the write (I6): ``Applied(written=False)``, nothing sent
+    WRITE = "write"  # the precondition holds: write it (``Applied``, or ``Rejected`` if the provider refuses)
+    CONFLICT = "conflict"  # the precondition fails: ``Conflict(current marker)``, nothing sent
+
+
+# The members as module names, for hot paths: on Python 3.11 ``Verdict.APPLIED`` costs about four global
+# lookups (enum class attribute access), and the type checker narrows ``v is APPLIED`` the same way.
+APPLIED: Final = Verdict.APPLIED
+WRITE: Final = Verdict.WRITE
+CONFLICT: Final = Verdict.CONFLICT
 
 
 @dataclass(frozen=True, slots=True)

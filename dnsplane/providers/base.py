@@ -1,6 +1,9 @@
 """The provider interface: where DNS records live, and the fence every write carries.
 
-Guarantees every provider keeps (tests/providers/test_conformance.py checks them):
+Guarantees every provider keeps (tests/providers/test_conformance.py checks them). Every provider
+decides each write with one function, ``Write.verdict(marker, records)`` (model.py: ``APPLIED``,
+``WRITE`` or ``CONFLICT``), in batch order, on what the endpoint holds or the batch's earlier writes
+left; what follows is what those verdicts mean:
 - ``apply`` validates every record set first (I5) and raises ``InvalidPlan``
   before writing anything when one is invalid or empty;
 - each ``Write`` is conditional on the endpoint as the writer read it: ``expect``,

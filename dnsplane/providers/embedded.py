@@ -4,8 +4,8 @@ Guarantees:
 - an endpoint is one row (records and marker side by side), so its records and
   marker change in one statement and no reader sees one without the other;
 - every ``apply`` is one ``BEGIN IMMEDIATE`` transaction (``atomic_batches``):
-  the current rows are read, each write's precondition is checked on them (the
-  marker, all of it, and the records: ``Write``), and each
+  the current rows are read, each write is decided on them (``Write.verdict``: the
+  marker, all of it, and the records), and each
   write is made as a conditional ``UPDATE … WHERE records IS ? AND marker_gen IS ?
   AND marker_digest IS ? AND marker_prev IS ? AND marker_owner IS ? AND marker_released IS ?`` (or an
   ``INSERT`` where no row existed)
@@ -55,11 +55,11 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, ProviderUnavailable
-from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet
+from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet, Verdict
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.sqlitefile import SqliteFile, is_busy
@@ -156,7 +156,7 @@ class EmbeddedProvider(Provider):
     # -- writes ------------------------------------------------------------
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
-        encode, decode = self._codec.encode, self._codec.decode
+        decode = self._codec.decode
         results: list[WriteResult] = []
         written: list[EndpointKey] = []
         with self._tx(immediate=True) as db:
@@ -164,45 +164,24 @@ class EmbeddedProvider(Provider):
             state = dict(start)  # as the batch proceeds, in order
             for w in writes:
                 text, gen, digest, prev, owner, released = state.get(w.key, _NO_ROW)
-                new_text = encode(w.records)
-                # markers are compared as raw columns: building a Marker per row costs more than the write
-                has_marker = gen is not None and digest is not None
-                if (
-                    has_marker
-                    and gen == w.marker.generation
-                    and digest == w.marker.digest  # I6 compares content, not prev (Marker.same_content)
-                    and (owner or "") == w.marker.owner
-                    and bool(released) == w.marker.released
-                    and text is not None
-                    and (text == new_text or decode(text) == w.records)
-                    # a current marker whose seal is broken (edited by hand) is never the same: a real write
-                    and w.marker.same_content(_marker(gen, digest, prev, owner, released))
-                ):
-                    results.append(Applied(w.key, written=False))  # I6: already there, no write
-                elif (
-                    (has_marker and (w.expect is None or gen != w.expect.generation or digest != w.expect.digest
-                                     or (prev or "") != w.expect.prev or (owner or "") != w.expect.owner
-                                     or bool(released) != w.expect.released))
-                    or (not has_marker and w.expect is not None)
-                    or not self._records_are(text, w.expect_records)
-                ):
-                    results.append(Conflict(w.key, _marker(gen, digest, prev, owner, released)))
-                else:
-                    state[w.key] = (new_text, w.marker.generation, w.marker.digest, w.marker.prev,
-                                    w.marker.owner or None, _released_column(w.marker))
-                    written.append(w.key)
-                    results.append(Applied(w.key))
+                current = _marker(gen, digest, prev, owner, released)
+                match w.verdict(current, None if text is None else decode(text)):
+                    case Verdict.APPLIED:
+                        results.append(Applied(w.key, written=False))  # I6: already there, no write
+                    case Verdict.CONFLICT:
+                        results.append(Conflict(w.key, current))
+                    case Verdict.WRITE:
+                        state[w.key] = (self._codec.encode(w.records), w.marker.generation, w.marker.digest,
+                                        w.marker.prev, w.marker.owner or None, _released_column(w.marker))
+                        written.append(w.key)
+                        results.append(Applied(w.key))
+                    case unreachable:
+                        assert_never(unreachable)
             if written:
                 self._write_unlocked(db, start, {k: state[k] for k in written})
                 self.writes += len(written)
         notify(self._listeners, written)
         return results
-
-    def _records_are(self, text: str | None, expected: RecordSet | None) -> bool:
-        """Whether the stored records column holds exactly ``expected`` (None: no records)."""
-        if text is None or expected is None:
-            return text is None and expected is None
-        return text == self._codec.encode(expected) or self._codec.decode(text) == expected
 
     @staticmethod
     def _write_unlocked(

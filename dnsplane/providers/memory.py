@@ -2,8 +2,8 @@
 
 Guarantees (the same as ``EmbeddedProvider``; tests/providers/test_conformance.py
 runs both side by side):
-- every ``Write`` is checked against the endpoint's current marker and records
-  (``Write.holds_on``), under one lock, and an
+- every ``Write`` is decided on the endpoint's current marker and records
+  (``Write.verdict``), under one lock, and an
   endpoint's records and marker change together;
 - all writes of one ``apply`` happen under that lock: no reader sees half a batch;
 - a write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) already
@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
-from dnsplane.model import EndpointKey, Marker, Observed, RecordSet
+from dnsplane.model import APPLIED, CONFLICT, WRITE, EndpointKey, Marker, Observed, RecordSet
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,21 @@ class MemoryProvider(Provider):
         with self._lock:
             for w in writes:
                 current = self._markers.get(w.key)
-                if w.marker.same_content(current) and self._records.get(w.key) == w.records:
+                verdict = w.verdict(current, self._records.get(w.key))
+                if verdict is APPLIED:  # ``is`` on module names, not ``match``: the simulator's hot path
                     results.append(Applied(w.key, written=False))  # I6: already there, no write
-                elif not w.holds_on(current, self._records.get(w.key)):
+                elif verdict is CONFLICT:
                     results.append(Conflict(w.key, current))
-                elif w.key in self._rejects:
-                    results.append(Rejected(w.key, self._rejects[w.key]))
-                else:
+                elif verdict is WRITE:
+                    if w.key in self._rejects:
+                        results.append(Rejected(w.key, self._rejects[w.key]))
+                        continue
                     self._records[w.key] = w.records
                     self._markers[w.key] = w.marker
                     written.append(w.key)
                     results.append(Applied(w.key))
+                else:
+                    assert_never(verdict)
             if written:
                 self.writes += len(written)
                 self._version += 1

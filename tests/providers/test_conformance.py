@@ -350,6 +350,32 @@ def test_same_marker_other_records_is_not_idempotent(provider: Provider) -> None
     assert provider.writes == 1
 
 
+def test_a_write_that_only_adds_the_owner_id_is_a_real_write(provider: Provider) -> None:
+    """``Write.verdict``: "already applied" needs the same owner. A marker written before owner ids
+    (same generation and content) is rewritten with the id, fenced on it; a write expecting the marker
+    before that rewrite then conflicts, and the same write again is already applied."""
+    old = Marker.after(None, Generation(1), ONE.digest)
+    assert provider.apply([Write(A, None, ONE, old)]) == [Applied(A)]
+    mine = Marker.after(old, Generation(1), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, old, ONE, mine, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, mine)
+    assert provider.apply([Write(A, old, ONE, mine, ONE)]) == [Applied(A, written=False)]
+    other = Marker.after(old, Generation(1), ONE.digest, "dp-two")
+    assert provider.apply([Write(A, old, ONE, other, ONE)]) == [Conflict(A, mine)]
+    assert provider.writes == 2
+
+
+def test_one_batch_decides_each_write_on_what_the_ones_before_it_left(provider: Provider) -> None:
+    """``Write.verdict`` in batch order: the same write twice is written once (the second already
+    applied, though its ``expect`` no longer holds), a stale write after it conflicts on the marker
+    the first left, and the endpoint reads what the batch left."""
+    w = first_write(A, ONE)
+    stale = Write(A, None, TWO, marker(2, TWO))
+    assert provider.apply([w, w, stale]) == [Applied(A), Applied(A, written=False), Conflict(A, marker(1, ONE))]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    assert provider.writes == 1
+
+
 def test_readers_never_see_records_of_one_generation_with_the_marker_of_another(
     provider: Provider, tmp_path: Path
 ) -> None:

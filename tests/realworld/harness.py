@@ -497,7 +497,7 @@ class Observation:
     rcode: str  # NOERROR, NXDOMAIN, SERVFAIL, ..., or TIMEOUT / ERROR
     addresses: frozenset[str] = frozenset()
     marker: str | None = None  # first string of the marker TXT; None when absent
-    rdatas: int = 0  # how many TXT records (several: a hand edit)
+    rdatas: int = 0  # how many TXT records besides the record-set parts "dnsplane-rs <i>" (several: a hand edit)
     content: frozenset[str] | None = None  # live addresses the marker's JSON declares
     via: str | None = None  # the CNAME chain an address answer followed (a hand edit)
 
@@ -556,11 +556,11 @@ class _Gap:
     reason: str
 
 
-def _txt_content(strings: list[bytes]) -> frozenset[str] | None:
-    if len(strings) < 2:
+def _txt_content(text: bytes) -> frozenset[str] | None:
+    if not text:
         return None
     try:
-        data = json.loads(b"".join(strings[1:]).decode())
+        data = json.loads(text.decode())
         return frozenset(a for _tid, addrs, w in data["members"] if int(w) > 0 for a in addrs)
     except (ValueError, TypeError, KeyError):
         return None
@@ -671,11 +671,22 @@ class Prober:
         want = dns.rdatatype.from_text(qtype)
         rrsets = [rr for rr in r.answer if rr.rdtype == want and rr.name == dns.name.from_text(qname)]
         if qtype == "TXT":
-            rdatas = [rd for rr in rrsets for rd in rr]
-            strings = [bytes(s) for s in rdatas[0].strings] if rdatas else []
+            # the marker layout (dnsplane/providers/marker_txt.py): the marker record, and record-set parts
+            # "dnsplane-rs <i>" "<chunk>"...; or, written before it, ONE record: the marker, then the JSON
+            heads: list[list[bytes]] = []
+            parts: dict[int, bytes] = {}
+            for rd in (rd for rr in rrsets for rd in rr):
+                strings = [bytes(s) for s in rd.strings]
+                index = strings[0].split()[1] if strings and strings[0].startswith(b"dnsplane-rs ") else b""
+                if index.isdigit():
+                    parts[int(index)] = b"".join(strings[1:])
+                else:
+                    heads.append(strings)
+            strings = heads[0] if heads else []
             marker = strings[0].decode(errors="replace") if strings else None
-            content = _txt_content(strings) if len(rdatas) == 1 else None
-            return Observation(sent, got, qname, qtype, endpoint, rcode, marker=marker, rdatas=len(rdatas),
+            carried = b"".join(strings[1:]) or b"".join(parts[i] for i in sorted(parts))
+            content = _txt_content(carried) if len(heads) == 1 else None
+            return Observation(sent, got, qname, qtype, endpoint, rcode, marker=marker, rdatas=len(heads),
                                content=content)
         # what a client gets: the addresses at the name, or at the end of a CNAME chain in the answer
         owner, chain = dns.name.from_text(qname), []
@@ -981,13 +992,15 @@ def write_marker(named: NamedServer, name: str, text: str, rtype: str = "A", ttl
 
 
 def read_marker(named: NamedServer, name: str, rtype: str = "A") -> str | None:
-    """The first string of the marker TXT, asked of ``named`` directly."""
+    """The first string of the marker TXT (not of its record-set parts ``dnsplane-rs <i>``), asked of ``named``
+    directly."""
     q = dns.message.make_query(marker_name(_abs(name), rtype), "TXT")
     r = dns.query.tcp(q, named.host, port=named.port, timeout=2)
     for rr in r.answer:
         if rr.rdtype == dns.rdatatype.TXT:
             for rd in rr:
-                return bytes(rd.strings[0]).decode(errors="replace")
+                if not bytes(rd.strings[0]).startswith(b"dnsplane-rs "):
+                    return bytes(rd.strings[0]).decode(errors="replace")
     return None
 
 

@@ -141,6 +141,24 @@ def test_the_prober_sees_hand_edits_on_named(named: NamedServer) -> None:
         prober.assert_invariants()
 
 
+def test_the_prober_reads_the_marker_and_its_content_in_either_layout(named: NamedServer) -> None:
+    """The marker TXT as providers/marker_txt.py lays it out (the marker, then "dnsplane-rs <i>" parts) and
+    as the RFC 2136 provider wrote it before (one record: the marker, then the JSON): the same marker, the
+    same content, one marker record (not "several TXT records", which the I2 check leaves out)."""
+    text = "dnsplane g=5 d=aa p=x.1"
+    json = '{"ttl":30,"answer":"weighted","members":[["lb-1",["192.0.2.1"],3],["lb-2",["192.0.2.2"],0]]}'
+    layouts = {"new": [f'"{text}"', '"dnsplane-rs 1" "' + json[40:].replace('"', '\\"') + '"',
+                       '"dnsplane-rs 0" "' + json[:40].replace('"', '\\"') + '"'],
+               "old": [f'"{text}" "' + json.replace('"', '\\"') + '"']}
+    prober = Prober((named.host, named.port), [EP])
+    for values in layouts.values():
+        u = named.update()
+        u.replace(MK, 30, "TXT", *values)
+        named.send(u)
+        seen = prober.query(EP, MK, "TXT")
+        assert (seen.marker, seen.content, seen.rdatas) == (text, frozenset({"192.0.2.1"}), 1), values
+
+
 def test_named_restart_keeps_dynamic_updates_on_the_same_port(named: NamedServer) -> None:
     u = named.update()
     u.add("api.demo.test.", 30, "A", "192.0.2.1")

@@ -1,14 +1,15 @@
 """How one endpoint ``(name, rtype)`` is stored in an RFC 2136 zone, and how it is read back.
 
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL;
-- ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest> p=<prev> o=<owner>``, then `` r=1`` when released,
-  without `` o=`` in a marker written
-  before owner ids, without `` p=`` in one written before
-  chain tokens; ``dnsplane -`` when there is no marker), followed —
-  only when the record set cannot be rebuilt from the addresses alone (other target ids,
-  weights other than 1, ``answer: all``) — by the compact ``RecordSet.to_json()`` split into
-  strings of at most 255 bytes.
+- ``_dnsplane-<rtype>.name TXT``: the marker TXT as every provider lays it out
+  (``providers/marker_txt.py``): one record holding ``Marker.to_text()`` (``dnsplane g=<generation>
+  d=<digest> p=<prev> o=<owner>``, then `` r=1`` when released; ``dnsplane -`` when there is no
+  marker, a hand edit), followed — only when the record set cannot be rebuilt from the addresses
+  alone (other target ids, weights other than 1, ``answer: all``) — by records
+  ``"dnsplane-rs <i>" "<chunk>" ...`` carrying the compact ``RecordSet.to_json()``. Read too: the
+  layout this provider wrote before, ONE TXT record whose first string is the marker and whose
+  further strings are that JSON split every 255 bytes (markers already on a server keep working, and
+  are rewritten in the new layout by their endpoint's next write).
 
 Promises (``observe``, a pure function of what the server holds):
 - the marker TXT as written reads back as exactly the marker and record set written;
@@ -18,8 +19,10 @@ Promises (``observe``, a pure function of what the server holds):
 - a marker TXT whose ``g=`` is out of range or garbage (a hand edit) reads as a corrupt marker
   (``model.read_marker``: generation -1, never a head; the verifier repairs it, fenced on the TXT
   actually there), never raises;
-- several TXT records at the marker name (a hand edit) read as no marker; unreadable JSON
-  is ignored in favour of the served addresses.
+- TXT records at the marker name that are neither the marker nor its record-set parts (a hand
+  edit) are ignored (the write's prerequisite still names them all, and the write replaces them);
+  several marker records: the last in wire order; unreadable JSON is ignored in favour of the
+  served addresses.
 
 Limits: no I/O here; the marker's generation order is not checked (the enactor does).
 """
@@ -28,13 +31,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dnsplane.model import Marker, Member, Observed, RecordSet, read_marker
+from dnsplane.model import Marker, Member, Observed, RecordSet
+from dnsplane.providers import marker_txt
 
-NO_MARKER_TEXT = "dnsplane -"  # first TXT string of a record-set-only TXT (hand edits without a marker)
 MARKER_TTL = 60
 
 
@@ -65,21 +67,15 @@ def pseudo(addresses: Iterable[str], ttl: int) -> RecordSet:
     return RecordSet.of(ttl, [Member(a, (a,), 1) for a in sorted(addresses)])
 
 
-def _rs_json(rs: RecordSet) -> str:
-    return json.dumps(rs.to_json(), separators=(",", ":"), ensure_ascii=True)
-
-
-def txt_strings(marker: Marker | None, records: RecordSet | None, force_json: bool = False) -> list[bytes]:
-    """The character strings of the marker TXT for ``marker`` and ``records`` (JSON only when needed)."""
-    head = (marker.to_text() if marker is not None else NO_MARKER_TEXT).encode()
-    if records is None:
-        return [head]
-    if not force_json and marker is not None and records.live_members() == records.members:
+def txt_rdatas(marker: Marker | None, records: RecordSet | None, force_json: bool = False) -> tuple[bytes, ...]:
+    """The wire rdatas of the marker TXT for ``marker`` and ``records`` (the record set only when needed,
+    or ``force_json``), sorted as a read returns them."""
+    carried = records
+    if records is not None and not force_json and marker is not None and records.live_members() == records.members:
         addresses = {norm(a) for a in records.addresses()}
         if records == pseudo(addresses, records.ttl):
-            return [head]  # the addresses say it all: keep the marker small
-    text = _rs_json(records).encode()
-    return [head] + [text[i : i + 255] for i in range(0, len(text), 255)]
+            carried = None  # the addresses say it all: keep the marker small
+    return tuple(sorted(txt_rdata([s.encode() for s in strings]) for strings in marker_txt.layout(marker, carried)))
 
 
 def txt_rdata(strings: list[bytes]) -> bytes:
@@ -101,15 +97,8 @@ def observe(txt: tuple[bytes, ...] | None, addresses: frozenset[str], ttl: int) 
     """Decode what the server holds (hand edits show as pseudo-members, see the module docstring)."""
     marker: Marker | None = None
     declared: RecordSet | None = None
-    if txt is not None and len(txt) == 1:  # several TXT records at the marker name: no marker (a hand edit)
-        strings = split_txt(txt[0])
-        if strings:
-            marker = read_marker(strings[0].decode(errors="replace"))  # g= out of range: a corrupt marker
-            if len(strings) > 1:
-                try:
-                    declared = RecordSet.from_json(json.loads(b"".join(strings[1:]).decode()))
-                except (ValueError, TypeError, KeyError):
-                    declared = None  # unreadable JSON: trust the served addresses
+    if txt is not None:
+        marker, declared = marker_txt.read([[s.decode(errors="replace") for s in split_txt(r)] for r in txt])
     if declared is not None:
         try:
             implied = {norm(a) for a in declared.addresses()}

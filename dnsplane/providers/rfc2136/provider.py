@@ -8,11 +8,12 @@ Layout of one endpoint ``(name, rtype)`` in the zone:
 
 - ``name rtype``: the addresses of every member with weight > 0, TTL = the record set's TTL.
   BIND keeps no weights: weighted answers are not served (``weighted_answers=False``);
-- ``_dnsplane-<rtype>.name TXT``: ONE TXT record whose first string is ``Marker.to_text()``
-  (``dnsplane g=<generation> d=<digest> p=<prev>``), followed — only when the record set cannot be rebuilt
-  from the addresses alone (other target ids, weights other than 1, ``answer: all``) — by the
-  compact ``RecordSet.to_json()`` split into strings of at most 255 bytes. The digest in the
-  marker covers weights and target ids even though BIND serves neither.
+- ``_dnsplane-<rtype>.name TXT``: the marker TXT as every provider lays it out (``providers/marker_txt.py``):
+  a record holding ``Marker.to_text()`` (``dnsplane g=<generation> d=<digest> p=<prev> o=<owner>``), followed
+  — only when the record set cannot be rebuilt from the addresses alone (other target ids, weights other
+  than 1, ``answer: all``) — by records ``"dnsplane-rs <i>" "<chunk>" ...`` carrying the compact
+  ``RecordSet.to_json()``. The layout written before (one record: the marker, then the JSON) is still read
+  (``marker``). The digest in the marker covers weights and target ids even though BIND serves neither.
 
 Guarantees:
 - every write of an endpoint is conditional on the WHOLE marker TXT RRset this provider last saw,
@@ -79,7 +80,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
 import dns.exception
 import dns.name
@@ -87,13 +88,13 @@ import dns.rcode
 import dns.tsig
 
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, normalise_name
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, Verdict, normalise_name
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.rfc2136.failures import PREREQ_FAILED, Failures
 from dnsplane.providers.rfc2136.keys import TsigKey, known_algorithm, parse_key_file
-from dnsplane.providers.rfc2136.marker import RawState, norm, txt_rdata, txt_strings
+from dnsplane.providers.rfc2136.marker import RawState, norm, txt_rdatas
 from dnsplane.providers.rfc2136.reads import ZoneReader
 from dnsplane.providers.rfc2136.transport import Channel
 from dnsplane.providers.rfc2136.wire import TYPES, Unwritable, UpdateBuilder, address_rdata, encode_write, relative
@@ -217,14 +218,17 @@ class Rfc2136Provider(Provider):
         count = 0
         for i in indices:
             w = writes[i]
-            if w.marker.same_content(marker) and records == w.records:
-                results[i] = Applied(w.key, written=False)  # I6: already there, nothing to send
-            elif not w.holds_on(marker, records):
-                results[i] = Conflict(w.key, marker)
-            else:
-                results[i] = Applied(w.key)
-                marker, records, last = w.marker, w.records, w
-                count += 1
+            match w.verdict(marker, records):
+                case Verdict.APPLIED:
+                    results[i] = Applied(w.key, written=False)  # I6: already there, nothing to send
+                case Verdict.CONFLICT:
+                    results[i] = Conflict(w.key, marker)
+                case Verdict.WRITE:
+                    results[i] = Applied(w.key)
+                    marker, records, last = w.marker, w.records, w
+                    count += 1
+                case unreachable:
+                    assert_never(unreachable)
         if last is None or (marker == raw.observed.marker and records == raw.observed.records):
             return None
         return last, count
@@ -452,10 +456,9 @@ class Rfc2136Provider(Provider):
     def _undo(self, key: EndpointKey, now: RawState, before: RawState) -> None:
         """Put back the records and marker TXT ``before`` where the endpoint still holds ``now``."""
         rtype = TYPES[key.rtype]
-        old_txt = before.txt[0] if before.txt is not None and len(before.txt) == 1 else None
         b = UpdateBuilder(self._zone_wire)
-        b.add(relative(key.name, self.zone), rtype, now.txt, old_txt,
-              (before.ttl, [address_rdata(rtype, a) for a in sorted(before.addresses)]), drop_txt=old_txt is None,
+        b.add(relative(key.name, self.zone), rtype, now.txt, before.txt,
+              (before.ttl, [address_rdata(rtype, a) for a in sorted(before.addresses)]), drop_txt=before.txt is None,
               old_records=[address_rdata(rtype, a) for a in sorted(now.addresses)])
         rcode = self._send_one(b, "undoing a write")
         if rcode != dns.rcode.NOERROR:  # it moved on since: whoever wrote it owns what it says
@@ -474,8 +477,8 @@ class Rfc2136Provider(Provider):
         b = UpdateBuilder(self._zone_wire)
         rtype = TYPES[key.rtype]
         addrs = sorted({norm(a) for a in records.addresses()}) if records is not None else []
-        txt = None if records is None and marker is None else txt_rdata(
-            txt_strings(marker, records, force_json=records is not None))
+        txt = None if records is None and marker is None else txt_rdatas(marker, records,
+                                                                         force_json=records is not None)
         b.add(relative(key.name, self.zone), rtype, None, txt,
               (records.ttl if records else 0, [address_rdata(rtype, a) for a in addrs]), check=False, drop_txt=True)
         rcode = self._send_one(b, "hand edit")

@@ -18,8 +18,9 @@ Promises:
   its address records are not served); then
   replaces the records (only if they differ) and the marker TXT (only if it differs), so the server
   applies it all or nothing;
-- a write that cannot be encoded at all (its marker TXT longer than one RR's 65,535 bytes) raises
-  ``Unwritable`` with the reason, before anything is added to the message;
+- the marker TXT is written as ``providers/marker_txt.py`` lays it out (a record of at most 3,900
+  characters each); a write that cannot be encoded at all (a record longer than one RR's 65,535
+  bytes: a guard) raises ``Unwritable`` with the reason, before anything is added to the message;
 - owner names are compressed against the zone name and the marker name of the same endpoint;
 - ``parse_response`` reads the answers of a one-question response and locates its TSIG RR.
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from dnsplane.errors import Permanent
 from dnsplane.model import EndpointKey, Observed
 from dnsplane.providers.base import Write
-from dnsplane.providers.rfc2136.marker import MARKER_TTL, RawState, norm, txt_rdata, txt_strings
+from dnsplane.providers.rfc2136.marker import MARKER_TTL, RawState, norm, txt_rdatas
 
 TYPES = {"A": 1, "AAAA": 28}
 TXT, SOA, TSIG, CNAME, DNAME, NS = 16, 6, 250, 5, 39, 2
@@ -101,13 +102,14 @@ class UpdateBuilder:
         self.n_prereq, self.n_updates = mark[2], mark[3]
 
     def add(
-        self, rel: str, rtype: int, old_txt: tuple[bytes, ...] | None, new_txt: bytes | None,
+        self, rel: str, rtype: int, old_txt: tuple[bytes, ...] | None, new_txt: tuple[bytes, ...] | None,
         records: tuple[int, list[bytes]] | None, *, check: bool = True, drop_txt: bool = False,
         old_records: list[bytes] | None = None,
     ) -> None:
         """Prerequisite on the marker TXT (unless not ``check``) and, when ``old_records`` is given, on the
         endpoint's address RRset (``[]``: it does not exist; else exactly those rdatas); then replace the
-        records (unless None) and the marker TXT (unless ``new_txt`` is None; ``drop_txt`` deletes it)."""
+        records (unless None) and the marker TXT RRset by the rdatas ``new_txt`` (unless None; ``drop_txt``
+        deletes it)."""
         label = b"\x0b_dnsplane-a" if rtype == 1 else b"\x0e_dnsplane-aaaa"
         rel_wire = labels(rel)
         offset = 12 + len(self.zone_section) + len(self.prereq)
@@ -124,8 +126,8 @@ class UpdateBuilder:
             self.prereq += full_marker + _RR.pack(TXT, NONE, 0, 0)
             self.n_prereq += 1
         else:  # §2.4.2: RRset exists (value dependent), the whole RRset, TTL 0
-            for rdata in old_txt:
-                self.prereq += full_marker + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
+            for i, rdata in enumerate(old_txt):  # the first names the marker in full, the others point to it
+                self.prereq += (marker_owner if i else full_marker) + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
             self.n_prereq += len(old_txt)
         if check:  # §2.4.3: nothing at the name that would make the server ignore or not serve what we add
             self.prereq += name_owner + _RR.pack(CNAME, NONE, 0, 0) + marker_owner + _RR.pack(CNAME, NONE, 0, 0)
@@ -151,8 +153,8 @@ class UpdateBuilder:
         if new_txt is not None or drop_txt:
             self.updates += marker_owner + _RR.pack(TXT, ANY, 0, 0)
             self.n_updates += 1
-        if new_txt is not None:
-            self.updates += marker_owner + _RR.pack(TXT, IN, MARKER_TTL, len(new_txt)) + new_txt
+        for rdata in new_txt or ():
+            self.updates += marker_owner + _RR.pack(TXT, IN, MARKER_TTL, len(rdata)) + rdata
             self.n_updates += 1
 
     def require_zone(self) -> None:
@@ -178,17 +180,17 @@ def encode_write(w: Write, state: RawState, zone: str, builder: UpdateBuilder) -
     records = None
     if new_addresses != state.addresses or w.records.ttl != state.ttl:
         records = (w.records.ttl, [address_rdata(rtype, a) for a in sorted(new_addresses)])
-    new_txt = txt_rdata(txt_strings(w.marker, w.records))
-    if len(new_txt) > MAX_RDATA:
-        raise Unwritable(f"its marker TXT (with the record set of {len(w.records.members)} targets) needs "
-                         f"{len(new_txt)} bytes, more than one DNS record holds ({MAX_RDATA}): give the endpoint "
+    new_txt = txt_rdatas(w.marker, w.records)
+    if any(len(rdata) > MAX_RDATA for rdata in new_txt):  # never with marker_txt.MAX_VALUE: a guard
+        raise Unwritable(f"its marker TXT (with the record set of {len(w.records.members)} targets) needs a "
+                         f"record of more bytes than one DNS record holds ({MAX_RDATA}): give the endpoint "
                          "fewer targets, or shorter target ids")
     # The records are fenced beside the marker (see ``Write``): a marker set back by hand, or deleted,
     # must not let a delayed write land over records that moved on.
     old_records = [address_rdata(rtype, a) for a in sorted(state.addresses)]
-    builder.add(relative(w.key.name, zone), rtype, state.txt, None if (new_txt,) == state.txt else new_txt, records,
+    builder.add(relative(w.key.name, zone), rtype, state.txt, None if new_txt == state.txt else new_txt, records,
                 old_records=old_records)
-    return RawState((new_txt,), new_addresses, w.records.ttl, Observed(w.records, w.marker))
+    return RawState(new_txt, new_addresses, w.records.ttl, Observed(w.records, w.marker))
 
 
 def query_body(qname_wire: bytes, rdtype: int, msg_id: int) -> bytes:

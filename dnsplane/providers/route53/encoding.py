@@ -2,10 +2,11 @@
 
 - one weighted record set per member with weight > 0: ``SetIdentifier`` = target id,
   ``Weight`` = the member's weight scaled to 1..255 (``scaled_weights``);
-- the marker TXT: one value ``"dnsplane g=<gen> d=<digest> p=<prev> o=<owner>"`` (``Marker.to_text()``,
-  `` r=1`` at its end when released) and values
-  ``"dnsplane-rs <i>" "<chunk>" ...`` carrying the exact ``RecordSet`` as compact JSON in
-  strings of at most 255 characters (``marker_values``); ``parse_marker`` reads them back.
+- the marker TXT, laid out as every provider lays it out (``providers/marker_txt.py``), each of its
+  records one Route 53 value: ``"dnsplane g=<gen> d=<digest> p=<prev> o=<owner>"`` (``Marker.to_text()``,
+  `` r=1`` at its end when released), then values ``"dnsplane-rs <i>" "<chunk>" ...`` carrying the
+  exact ``RecordSet`` as compact JSON in strings of at most 255 characters (``marker_values``; Route 53
+  always carries it); ``parse_marker`` reads them back.
 
 Promises: ``parse_marker(marker_values(m, rs))`` gives back ``(m, rs)`` whatever the order of
 the values; TXT values are quoted and escaped as Route 53 shows them (a backslash before a quote
@@ -18,19 +19,15 @@ as no record set (the caller then rebuilds it from what Route 53 holds).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from dnsplane.model import Marker, RecordSet, normalise_name, read_marker
+from dnsplane.model import Marker, RecordSet, normalise_name
+from dnsplane.providers import marker_txt
 
-MAX_STRING = 255  # characters of one TXT string
-MAX_VALUE = 3_900  # characters of one TXT value (Route 53 allows 4,000)
 MAX_WEIGHT = 255
 
-_RS_TAG = "dnsplane-rs"
 _ESCAPE = re.compile(r"\\(\d{3}|.)")
 
 RRSet = dict[str, Any]  # one ResourceRecordSet, as boto3 lists it and takes it
@@ -80,45 +77,10 @@ def unescape_name(name: str) -> str:
     return normalise_name(_ESCAPE.sub(lambda m: chr(int(m.group(1))) if len(m.group(1)) == 3 else m.group(1), name))
 
 
-def encode_records(rs: RecordSet) -> str:
-    """Compact JSON of ``rs.to_json()`` (ASCII only)."""
-    members = ",".join(
-        f"[{_quote(m.target_id)},[{','.join(map(_quote, m.addresses))}],{int(m.weight)}]" for m in rs.members
-    )
-    return f'{{"ttl":{int(rs.ttl)},"answer":{_quote(rs.answer)},"members":[{members}]}}'
-
-
-def _chunks(text: str) -> list[str]:
-    """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters."""
-    out: list[str] = []
-    cur: list[str] = []
-    size = 0
-    for ch in text:
-        cost = 2 if ch in '"\\' else 1
-        if size + cost > MAX_STRING:
-            out.append("".join(cur))
-            cur, size = [], 0
-        cur.append(ch)
-        size += cost
-    if cur:
-        out.append("".join(cur))
-    return out
-
-
 def marker_values(marker: Marker, records: RecordSet | None) -> list[str]:
-    """The TXT values of a marker record set: the marker, then the record set in indexed values."""
-    values = [txt_quote(marker.to_text())]
-    if records is None:
-        return values
-    pieces = [txt_quote(c) for c in _chunks(encode_records(records))]
-    groups: list[list[str]] = []
-    for p in pieces:
-        if not groups or sum(len(x) + 1 for x in groups[-1]) + len(p) + 20 > MAX_VALUE:
-            groups.append([])
-        groups[-1].append(p)
-    for i, group in enumerate(groups):
-        values.append(" ".join([txt_quote(f"{_RS_TAG} {i}"), *group]))
-    return values
+    """The TXT values of a marker record set (``marker_txt.layout``): the marker, then the record set in
+    indexed values."""
+    return [" ".join(map(txt_quote, strings)) for strings in marker_txt.layout(marker, records)]
 
 
 def parse_marker(sets: Sequence[RRSet]) -> tuple[Marker | None, RecordSet | None]:
@@ -126,23 +88,4 @@ def parse_marker(sets: Sequence[RRSet]) -> tuple[Marker | None, RecordSet | None
     plain = [s for s in sets if "SetIdentifier" not in s]
     if len(plain) != 1:
         return None, None
-    found: Marker | None = None
-    parts: dict[int, str] = {}
-    for rr in plain[0].get("ResourceRecords", []):
-        strings = txt_strings(rr.get("Value", ""))
-        if not strings:
-            continue
-        head = strings[0]
-        if len(strings) == 1 and head.startswith("dnsplane "):
-            found = read_marker(head)  # g= out of range: a corrupt marker, see model.read_marker
-        elif head.startswith(_RS_TAG + " "):
-            try:
-                parts[int(head.split()[1])] = "".join(strings[1:])
-            except (ValueError, IndexError):
-                return found, None
-    if not parts or sorted(parts) != list(range(len(parts))):
-        return found, None
-    try:
-        return found, RecordSet.from_json(json.loads("".join(parts[i] for i in range(len(parts)))))
-    except (ValueError, TypeError, KeyError):
-        return found, None
+    return marker_txt.read([txt_strings(rr.get("Value", "")) for rr in plain[0].get("ResourceRecords", [])])

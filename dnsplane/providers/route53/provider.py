@@ -79,10 +79,10 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, marker_name, normalise_name
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, Verdict, marker_name, normalise_name
 from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
@@ -129,14 +129,17 @@ class _Group:
         current = self.state.observed
         self.results, final = [], None
         for idx, w in self.writes:
-            if w.marker.same_content(current.marker) and current.records == w.records:
-                self.results.append((idx, Applied(w.key, written=False)))
-            elif not w.holds_on(current.marker, current.records):
-                self.results.append((idx, Conflict(w.key, current.marker)))
-            else:
-                current = Observed(w.records, w.marker)
-                final = w
-                self.results.append((idx, Applied(w.key)))
+            match w.verdict(current.marker, current.records):
+                case Verdict.APPLIED:
+                    self.results.append((idx, Applied(w.key, written=False)))
+                case Verdict.CONFLICT:
+                    self.results.append((idx, Conflict(w.key, current.marker)))
+                case Verdict.WRITE:
+                    current = Observed(w.records, w.marker)
+                    final = w
+                    self.results.append((idx, Applied(w.key)))
+                case unreachable:
+                    assert_never(unreachable)
         new = [] if final is None else new_sets(self.key, final.records, final.marker)
         self.changes = [] if final is None else swap_changes(self.state, new)
         records, chars = batch_cost(self.changes)
