@@ -45,7 +45,7 @@ import dns.update
 from dnsplane.model import Generation, Marker, Member, RecordSet, Write
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.rfc2136 import Rfc2136Provider
-from dnsplane.providers.rfc2136.marker import txt_strings
+from dnsplane.providers.rfc2136.marker import split_txt, txt_rdatas
 from tests.fakes import key
 from tests.servers.named import NamedServer, start_named
 
@@ -77,9 +77,9 @@ def raw_updates(server: NamedServer, zone: str, items: list[int], generation: in
                 u.replace(name(i, zone), rs.ttl, "A", *rs.addresses())
                 if with_marker:
                     marker = Marker(Generation(generation), rs.digest)
-                    strings = " ".join(f'"{s.decode().replace(chr(34), chr(92) + chr(34))}"'
-                                       for s in txt_strings(marker, rs))
-                    u.replace(f"_dnsplane-a.{name(i, zone)}", 60, "TXT", strings)
+                    records = [" ".join(f'"{s.decode().replace(chr(34), chr(92) + chr(34))}"' for s in split_txt(r))
+                               for r in txt_rdatas(marker, rs)]  # the marker TXT as the provider lays it out
+                    u.replace(f"_dnsplane-a.{name(i, zone)}", 60, "TXT", *records)
             r = dns.query.tcp(u, server.host, port=server.port, sock=sock, timeout=30)
             if r.rcode() != dns.rcode.NOERROR:
                 raise RuntimeError(f"raw update refused: {dns.rcode.to_text(r.rcode())}")

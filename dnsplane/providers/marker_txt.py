@@ -46,19 +46,21 @@ def _quoted_size(text: str) -> int:
 
 
 def _chunks(text: str) -> list[str]:
-    """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters."""
+    """Split ``text`` into pieces whose quoted form is at most ``MAX_STRING`` + 2 characters, each the
+    longest that fits (``"`` and ``\\`` cost two)."""
     out: list[str] = []
-    cur: list[str] = []
-    size = 0
-    for ch in text:
-        cost = 2 if ch in '"\\' else 1
-        if size + cost > MAX_STRING:
-            out.append("".join(cur))
-            cur, size = [], 0
-        cur.append(ch)
-        size += cost
-    if cur:
-        out.append("".join(cur))
+    start, n = 0, len(text)
+    while start < n:
+        end = min(start + MAX_STRING, n)
+        cost = _quoted_size(text[start:end]) - 2
+        if cost > MAX_STRING:  # dropping k characters drops the cost by k to 2k: now it fits
+            end -= cost - MAX_STRING
+            cost = _quoted_size(text[start:end]) - 2
+        while end < n and cost + (2 if text[end] in '"\\' else 1) <= MAX_STRING:  # then take what still fits
+            cost += 2 if text[end] in '"\\' else 1
+            end += 1
+        out.append(text[start:end])
+        start = end
     return out
 
 
