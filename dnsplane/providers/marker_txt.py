@@ -27,10 +27,9 @@ then rebuilds it from the records it serves). Pure: no I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from dnsplane.codec import encode_records
+from dnsplane.codec import decode_records, encode_records
 from dnsplane.model import Marker, RecordSet, read_marker
 
 MAX_STRING = 255  # characters of one TXT string, quoted as Route 53 shows it
@@ -106,6 +105,6 @@ def read(records: Sequence[Sequence[str]]) -> tuple[Marker | None, RecordSet | N
 
 def _records(text: str) -> RecordSet | None:
     try:
-        return RecordSet.from_json(json.loads(text))
+        return decode_records(text)
     except (ValueError, TypeError, KeyError):
         return None
