@@ -102,10 +102,6 @@ class Interpreter:
             handler = handler_for(type(cmd))
         return handler(self, actor, cmd, now)
 
-    def before_store_call(self) -> None:
-        """Called before a request that is not a store request reads the store (``ReadMarkers``
-        with ``newer_than``); the simulator's store outages raise here."""
-
 
 def failed(err: BaseException, now: float) -> Failed:
     """The ``Failed`` reply for an error raised by a command (what ``Interpreter.run`` returns).
@@ -142,7 +138,6 @@ def _read_markers(ex: Interpreter, actor: str, cmd: ReadMarkers, now: float) -> 
         return MarkersRead(now, observed)
     # After the provider read: a newer plan whose content was written, and then deleted by hand
     # before that read, is seen here
-    ex.before_store_call()
     changed = ex.store.changed_between(cmd.newer_than, EVERY_GENERATION)
     return MarkersRead(now, observed, {k: changed[k] for k in empty if k in changed})
 

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from dnsplane.sim.scenario import FAULT_KINDS, Scenario
+from dnsplane.sim.vocabulary import Corruption, FaultKind, PartialWrite, When
 from dnsplane.sim.world import EXCEPTIONS
 
 EXCEPTION_NAMES = tuple(EXCEPTIONS)  # a ``request_exception`` fault's ``value`` indexes this
@@ -42,14 +43,16 @@ class Fault:
             parts.append(self.mode)
         if self.duration:
             parts.append(f"for {self.duration:.0f}s")
-        if self.kind == "request_exception":
+        if self.kind == FaultKind.REQUEST_EXCEPTION:
             parts.append(f"raises {EXCEPTION_NAMES[int(self.value) % len(EXCEPTION_NAMES)]}")
         elif self.value:
             parts.append(f"({self.value:g})")
         return " ".join(parts)
 
 
-CORRUPTIONS = ("emptied", "marker_deleted", "marker_stale")
+CORRUPTIONS = tuple(c.value for c in Corruption)  # plain strings, drawn in this order
+PARTIAL_WRITES = tuple(p.value for p in PartialWrite)
+WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its request ran, or after
 # What a human writes as a marker's ``g=`` (``marker_out_of_range``): each as TXT text, which a provider
 # reads with ``Marker.from_text``, or (the numeric ones) as a number in a provider that keeps markers
 # as columns (embedded, memory): ``mode`` is "<value>" or "<value>/column".
@@ -65,7 +68,7 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
         spec = scenario.faults.get(kind)
         if spec is None or rng.random() >= spec.active:
             continue
-        if kind == "clock_skew":
+        if kind == FaultKind.CLOCK_SKEW:
             for actor in ["planner", *enactors, "collector", "verifier"]:
                 out.append(Fault(0.0, kind, actor, value=round(rng.uniform(-1, 1) * scenario.max_skew, 3)))
             continue
@@ -75,51 +78,51 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
             lo, hi = spec.duration
             dur = round(rng.uniform(lo, hi), 3)
             match kind:
-                case "pause":
+                case FaultKind.PAUSE:
                     out.append(Fault(at, kind, rng.choice(enactors), dur))
-                case "crash":
+                case FaultKind.CRASH:
                     who = rng.choice([*enactors, *enactors, "collector", "verifier", "planner"])
-                    out.append(Fault(at, kind, who, round(rng.uniform(1, 60), 3), rng.choice(("before", "after"))))
-                case "latency_spike":
+                    out.append(Fault(at, kind, who, round(rng.uniform(1, 60), 3), rng.choice(WHEN)))
+                case FaultKind.LATENCY_SPIKE:
                     out.append(Fault(at, kind, "provider", dur, value=spec.factor))
-                case "throttle" | "store_outage":
+                case FaultKind.THROTTLE | FaultKind.STORE_OUTAGE:
                     out.append(Fault(at, kind, "", dur))
-                case "timeout_after_apply":
+                case FaultKind.TIMEOUT_AFTER_APPLY:
                     out.append(Fault(at, kind, rng.choice([*enactors, "verifier"])))
-                case "redeliver":
+                case FaultKind.REDELIVER:
                     out.append(Fault(at, kind, rng.choice(enactors), mode=rng.choice(("duplicate", "older"))))
-                case "planner_restart":
+                case FaultKind.PLANNER_RESTART:
                     out.append(Fault(at, kind, "planner", mode=rng.choice(("fresh", "counter_reset"))))
-                case "health_flap" | "aba":
+                case FaultKind.HEALTH_FLAP | FaultKind.ABA:
                     out.append(Fault(at, kind, rng.choice(targets), dur))
-                case "all_unhealthy":
+                case FaultKind.ALL_UNHEALTHY:
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur))
-                case "malformed_plan":
+                case FaultKind.MALFORMED_PLAN:
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(MALFORMED)))
-                case "corrupt":
+                case FaultKind.CORRUPT:
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(CORRUPTIONS)))
-                case "marker_out_of_range":
+                case FaultKind.MARKER_OUT_OF_RANGE:
                     g = rng.choice(OUT_OF_RANGE)
                     column = g.lstrip("-").isdigit() and rng.random() < 0.5
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
                                      mode=f"g={g}" + ("/column" if column else "")))
-                case "second_owner":
+                case FaultKind.SECOND_OWNER:
                     # ``value``: the generation in the other installation's marker (its own numbering)
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
                                      value=float(rng.choice((1, 2, 7, 1000)))))
-                case "partial_write":
+                case FaultKind.PARTIAL_WRITE:
                     # "rejected": the provider answers Rejected for the endpoint's writes (the rest of a
                     # batch is written); "marker_only": it applies the marker and keeps the records (BIND
                     # with a CNAME at the name) and says Applied
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur,
-                                     mode=rng.choice(("rejected", "marker_only"))))
-                case "health_amnesia":
+                                     mode=rng.choice(PARTIAL_WRITES)))
+                case FaultKind.HEALTH_AMNESIA:
                     out.append(Fault(at, kind, rng.choice(targets), dur, mode="down"))
-                case "request_exception":
+                case FaultKind.REQUEST_EXCEPTION:
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)
                     who = rng.choice([*enactors, "planner", "collector", "verifier"])
-                    out.append(Fault(at, kind, who, mode=rng.choice(("before", "after")),
+                    out.append(Fault(at, kind, who, mode=rng.choice(WHEN),
                                      value=rng.randrange(len(EXCEPTION_NAMES))))
     out.sort(key=lambda f: (f.at, f.kind, f.target))
     return out

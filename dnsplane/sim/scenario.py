@@ -30,30 +30,11 @@ from typing import Any
 import yaml
 
 from dnsplane.errors import InvalidConfig
+from dnsplane.sim import vocabulary
 
-FAULT_KINDS: tuple[str, ...] = (
-    "pause",  # an enactor stops (SIGSTOP) for longer than its lease
-    "crash",  # an actor crashes at any step and restarts (before or after its request ran)
-    "latency_spike",  # provider requests slow down for a while
-    "throttle",  # provider requests fail with a Retryable error for a while
-    "timeout_after_apply",  # a write is applied, but its caller sees a timeout
-    "redeliver",  # a duplicate or out-of-order (older) plan is delivered to an idle enactor
-    "store_outage",  # every store call fails for a while
-    "clock_skew",  # actors' clocks disagree
-    "planner_restart",  # the planner restarts, forgetting its counter (or believing it is 0)
-    "health_flap",  # a target's health flaps at every check
-    "aba",  # a target goes down and back up: content A -> B -> A
-    "all_unhealthy",  # every target of an endpoint is unhealthy for a while
-    "malformed_plan",  # an invalid record set is published into the store
-    "corrupt",  # DNS records corrupted by hand: emptied, marker deleted, marker naming a deleted plan
-    # Issue 8: causes seen on a real server. New kinds go last: the schedule draws kinds in this order,
-    # so a scenario without them replays its old seeds exactly.
-    "request_exception",  # an actor's next store or provider call raises an exception that is not a DnsplaneError
-    "marker_out_of_range",  # a human writes a marker whose g= is negative, past 64 bits, or garbage
-    "second_owner",  # another installation (another owner id) writes an endpoint with its own content and marker
-    "partial_write",  # for a while the provider rejects one endpoint's writes, or applies only their marker
-    "health_amnesia",  # a target goes down, then the planner restarts and loses the health it held in memory
-)
+# The fault kinds, in the order a schedule draws them (new kinds go last, so a scenario without them
+# replays its old seeds exactly): named once, in ``vocabulary.FaultKind``, with what each does.
+FAULT_KINDS: tuple[str, ...] = vocabulary.FAULT_KINDS
 # The kinds issue 8 added. A seed found before them replays as it did with ``Scenario.without(*ISSUE_8_KINDS)``
 # (the other kinds' schedule is drawn first, unchanged); tests/sim/test_regressions.py does.
 ISSUE_8_KINDS: tuple[str, ...] = FAULT_KINDS[FAULT_KINDS.index("request_exception"):]

@@ -1,29 +1,37 @@
 """The simulated world: a fleet, in-memory store and provider, and the commands carried out against them.
 
-``SimExecutor`` is ``dnsplane.execute.Executor`` itself (a subclass: the same
+``SimExecutor`` is ``dnsplane.execute.Interpreter`` itself (a subclass: the same
 store and provider calls, the same replies, an effect that raises ends the step
-with ``Failed`` and skips the rest). It differs in two deliberate ways:
+with ``Failed`` and skips the rest). It differs in deliberate ways only:
 
-- the final request of a step is not run at once but handed back, so that the
-  driver can deliver it later, in an order its scheduler chooses (effects apply
-  at once, as in the runtime);
+- a step's effects (``effects``) and its request (``request``) are carried out
+  separately, so that the driver can deliver the request later, in an order its
+  scheduler chooses (effects apply at once, as in the runtime);
 - it also executes the legacy protocol's ``ForceWrite`` and ``CleanUp``, which
   exist only here: the runtime refuses them, so they can never reach a real
-  provider.
+  provider; it keeps no journal when asked not to (``journal=False``), logs
+  nothing (the trace says it), and tells the driver what was published;
+- ``armed`` (the ``request_exception`` fault) makes the next command of an actor
+  that calls the store or the provider raise an exception that is *not* a
+  ``DnsplaneError`` (``RuntimeError``, ``AttributeError``, ``OverflowError``,
+  ``KeyError``, ``struct.error``: what the real system raised on a CNAME at a
+  marker name, a hand-written marker ``g=99999999999999999999``, a message too
+  big to pack), before the command ran or after it took effect whole (a write
+  the provider applied, then the reply failed to parse). It is a fault of the
+  request, not of one call, so it is checked per command, here.
 
-Fault hooks (``store_down``, ``throttled``) let the driver make store and
-provider calls fail with the same ``Retryable`` errors real ones raise; ``None``
-(the default) means never (and costs no call per command). ``armed`` makes the
-next store or provider call of an actor raise an exception that is *not* a
-``DnsplaneError`` (``RuntimeError``, ``AttributeError``, ``OverflowError``,
-``KeyError``, ``struct.error``: what the real system raised on a CNAME at a marker
-name, a hand-written marker ``g=99999999999999999999``, a message too big to
-pack), before the call or after it took effect (a write the provider applied,
-then the reply failed to parse). What becomes of it is decided by the runtime's
-``Executor.run``, which ``request`` and ``effects`` go through: whatever a command
-raises ends the step with ``Failed``. An exception that escapes ``run`` anyway is
-the caller's to model (the simulator and the explorer treat it as the runtime's
-loop did before issue 8: logged, the actor gets no reply, and I8 reports it).
+Store outages, throttling and latency spikes are not here: they are the store's
+and the provider's own (``flaky.FlakyStore``, ``flaky.FlakyProvider``), which the
+driver hands this executor instead of the memory ones when its schedule has them.
+What becomes of an exception is decided by ``Interpreter.run``, which ``request``
+and ``effects`` go through: whatever a command raises ends the step with
+``Failed``. An exception that escapes ``run`` anyway is the caller's to model
+(the simulator and the explorer treat it as the runtime's loop did before
+issue 8: logged, the actor gets no reply, and I8 reports it).
+
+Which commands call the store or the provider is derived from each command
+class's ``READS``/``WRITES`` (``CALLS_WORLD``, ``PROVIDER_CALLS``,
+``PROVIDER_WRITES``, ``COLLECTING``), never listed by hand.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dnsplane.errors import DnsplaneError, ProviderUnavailable, StoreUnavailable
+from dnsplane.errors import DnsplaneError
 from dnsplane.execute import Interpreter, handler_for, handlers
 from dnsplane.model import (
     Endpoint,
@@ -52,49 +60,56 @@ from dnsplane.protocol.legacy import LEGACY_REQUESTS, CleanedUp, CleanUp, ForceW
 from dnsplane.protocol.messages import (
     EFFECT_CLASSES,
     REQUEST_CLASSES,
+    STORE_RESOURCES,
     AdvanceHead,
     Begin,
-    Collect,
     Command,
     Effect,
     Event,
     Failed,
-    Finish,
     Journal,
-    LoadChanges,
-    LoadContentAt,
-    LoadDesired,
     Log,
     Publish,
     Published,
-    ReadHead,
-    ReadMarkers,
-    ReadWatermark,
     Request,
     Resolution,
-    Resolve,
-    SetLastKnownGood,
+    Resource,
     Step,
-    WriteBatch,
     WriteDone,
 )
+from dnsplane.providers.base import Provider
 from dnsplane.providers.memory import MemoryProvider
+from dnsplane.sim import vocabulary
+from dnsplane.sim.flaky import FlakyProvider, FlakyStore
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
 COMMANDS: tuple[type[Command], ...] = (*REQUEST_CLASSES, *EFFECT_CLASSES, *LEGACY_REQUESTS)  # every command class
-STORE_REQUESTS = (ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp)
-STORE_EFFECTS = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal)
-# the explorer's faults that are a person's edit, or the provider's: no actor moves
+# the explorer's faults that are a person's edit, or the provider's: no actor moves (its old names, until
+# it names them as ``vocabulary.HUMAN_FAULTS`` does)
 HUMAN_FAULTS = frozenset({"empty", "unmark", "garble", "reject"})
-GARBLED = Generation(2**63 - 1)  # the ``g=`` a person wrote into a marker in the explorer's "garble" move
-_STORE_CALLS = STORE_REQUESTS + STORE_EFFECTS
-PROVIDER_REQUESTS = (ReadMarkers, WriteBatch, Resolve, ForceWrite)
-# the same, as sets of exact types: one hash lookup instead of an isinstance check per tuple member
-STORE_REQUEST_TYPES = frozenset(STORE_REQUESTS)
-PROVIDER_REQUEST_TYPES = frozenset(PROVIDER_REQUESTS)
-_STORE_CALL_TYPES = frozenset(_STORE_CALLS)
-_PROVIDER_TYPES = PROVIDER_REQUEST_TYPES
+GARBLED = vocabulary.GARBLED  # (the explorer imports it from here, until it takes it from ``vocabulary``)
+
+
+_WORLD = STORE_RESOURCES | {Resource.PROVIDER}
+
+
+def calls_world(kind: type[Command]) -> bool:
+    """Whether commands of ``kind`` call the store or the provider (``READS``/``WRITES``)."""
+    return bool((kind.READS | kind.WRITES) & _WORLD)
+
+
+# Sets of exact types (one hash lookup each), derived from the command classes' declarations:
+# commands that call the store or the provider (an armed ``request_exception`` raises in the first of them)
+CALLS_WORLD = frozenset(c for c in COMMANDS if calls_world(c))
+# requests that delete plans (what referenced them must still be there: I3)
+COLLECTING = frozenset(c for c in COMMANDS if c.COLLECTS)
+# requests the scheduler treats as the provider's (a latency spike stretches them), and those among them
+# that write (a slow actor's writes take long; a write can time out after it was applied). A request that
+# collects plans is the store's: the legacy ``CleanUp`` deletes records too, as part of its collection,
+# against the provider itself (never throttled nor stretched, as a store call)
+PROVIDER_CALLS = frozenset(c for c in COMMANDS if Resource.PROVIDER in c.READS | c.WRITES) - COLLECTING
+PROVIDER_WRITES = frozenset(c for c in PROVIDER_CALLS if Resource.PROVIDER in c.WRITES)
 
 
 # The exceptions a request raised in the real world that are not a DnsplaneError (issue 8), as the
@@ -141,7 +156,7 @@ class Resolver:
 
     LIMIT = 4096  # entries per cache before it starts again (long explorations)
 
-    def __init__(self, provider: MemoryProvider) -> None:
+    def __init__(self, provider: Provider) -> None:
         self.provider = provider
         self.addresses: dict[int, tuple[RecordSet, tuple[str, ...]]] = {}
         self.texts: dict[int, tuple[Marker, str]] = {}
@@ -201,33 +216,36 @@ class SimProvider(MemoryProvider):
 
 
 class SimExecutor(Interpreter):
-    """The runtime's ``Interpreter`` against a ``MemoryStore`` and a ``MemoryProvider``, with fault hooks."""
+    """The runtime's ``Interpreter`` against the simulator's store and provider (memory ones, or the flaky
+    wrappers of ``flaky``), with the legacy commands, and the ``request_exception`` fault (``armed``)."""
 
     def __init__(
         self,
-        store: MemoryStore,
-        provider: MemoryProvider,
-        store_down: Callable[[], bool] | None = None,
-        throttled: Callable[[], bool] | None = None,
+        store: MemoryStore | FlakyStore,
+        provider: MemoryProvider | FlakyProvider,
         on_publish: Callable[[Generation, tuple[tuple[EndpointKey, RecordSet], ...]], None] | None = None,
         on_cleanup: Callable[[tuple[EndpointKey, ...]], None] | None = None,
         journal: bool = True,
+        armed: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(store, provider, Resolver(provider))
-        self.memory_store, self.memory_provider = store, provider
-        self.store_down, self.throttled = store_down, throttled
+        # the legacy cleanup deletes records at the provider itself: never throttled (see PROVIDER_CALLS)
+        self.memory_provider = provider.inner if isinstance(provider, FlakyProvider) else provider
+        self.editor = provider  # ForceWrite's unconditional write goes through it (throttled when flaky)
         self.on_publish, self.on_cleanup, self.journal = on_publish, on_cleanup, journal
-        self.stats = {"store_failures": 0, "provider_failures": 0, "exceptions": 0}
-        # actor -> (when: "before" | "after" the call took effect, exception name in EXCEPTIONS): its next
-        # store or provider call raises that exception (the ``request_exception`` fault)
-        self.armed: dict[str, tuple[str, str]] = {}
+        # actor -> (when: "before" | "after" the command took effect, exception name in EXCEPTIONS): its next
+        # command that calls the store or the provider raises that exception (the ``request_exception``
+        # fault; the driver's ``FaultInjector`` hands its own dict)
+        self.armed: dict[str, tuple[str, str]] = {} if armed is None else armed
+        self.exceptions = 0  # armed exceptions raised
         self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         table: dict[type, Any] = handlers()  # the simulator's commands reply with its own events too
         table[Log] = _nothing
         table[AdvanceHead] = _advance_head
         if not journal:
-            table[Journal] = _nothing
+            # no journal is kept; a flaky store is still asked (an outage fails a journal write)
+            table[Journal] = _record_nothing if isinstance(store, FlakyStore) else _nothing
         table[ForceWrite] = _force_write
         table[Begin] = _begin_and_note
         table[CleanUp] = _cleanup
@@ -252,57 +270,33 @@ class SimExecutor(Interpreter):
 
     def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
         kind = type(cmd)
-        if self.armed and actor in self.armed and (kind in _STORE_CALL_TYPES or kind in _PROVIDER_TYPES):
+        if self.armed and actor in self.armed and (kind in CALLS_WORLD or calls_world(kind)):
             return self._raise(actor, cmd, now)
-        if kind in _STORE_CALL_TYPES:
-            if self.store_down is not None and self.store_down():
-                self.stats["store_failures"] += 1
-                raise StoreUnavailable(reason="simulated outage")
-        elif kind in _PROVIDER_TYPES and self.throttled is not None and self.throttled():
-            self.stats["provider_failures"] += 1
-            raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
         handler = self._table.get(kind)
-        if handler is None:
-            if isinstance(cmd, _STORE_CALLS + PROVIDER_REQUESTS):
-                return self._slow_one(actor, cmd, now)
-            handler = handler_for(kind)
-        return handler(self, actor, cmd, now)
+        if handler is None:  # a subclass of a command type (none exist today): as ``isinstance`` would match
+            handler = next((h for base in kind.__mro__ if (h := self._table.get(base)) is not None), None)
+            if handler is None:
+                handler = handler_for(kind)  # a command this interpreter does not carry out: the step fails
+        return handler(self, actor, cmd, now)  # type: ignore[no-any-return]
 
     def _raise(self, actor: str, cmd: Command, now: float) -> Event | None:
         """The armed exception, before ``cmd`` ran or after it took effect (and its reply is lost)."""
         when, name = self.armed.pop(actor)
-        self.stats["exceptions"] += 1
+        self.exceptions += 1
         if when == "after":
             self.one(actor, cmd, now)
         raise EXCEPTIONS[name]()
-
-    def before_store_call(self) -> None:
-        """The simulated store outage (``one`` makes the same check inline: it runs for every command)."""
-        if self.store_down is not None and self.store_down():
-            self.stats["store_failures"] += 1
-            raise StoreUnavailable(reason="simulated outage")
-
-    def _slow_one(self, actor: str, cmd: Command, now: float) -> Event | None:
-        """A subclass of a command type (none exist today): the checks ``isinstance`` would make."""
-        if isinstance(cmd, _STORE_CALLS):
-            self.before_store_call()
-        if isinstance(cmd, PROVIDER_REQUESTS) and self.throttled is not None and self.throttled():
-            self.stats["provider_failures"] += 1
-            raise ProviderUnavailable(reason="simulated throttling", retry_after=1.0)
-        for base in type(cmd).__mro__:
-            handler = self._table.get(base)
-            if handler is not None:
-                return handler(self, actor, cmd, now)
-        return None
 
     def _legacy_cleanup(self, keep_from: Generation, now: float) -> CleanedUp:
         """Delete plans below ``keep_from`` *and the records those plans created* (the failed design).
 
         An endpoint whose marker names a plan below ``keep_from`` (deleted now or before) holds records
-        that a deleted plan created: they are deleted with it, leaving the endpoint empty.
+        that a deleted plan created: they are deleted with it, leaving the endpoint empty. The store is
+        this executor's (an outage fails the cleanup before anything changed); the records are deleted
+        at the provider itself.
         """
-        gone = {p.generation for p in self.memory_store.plans() if p.generation < keep_from}
-        deleted = self.memory_store.collect(keep_from, now) if gone else 0
+        gone = {p.generation for p in self.store.plans() if p.generation < keep_from}
+        deleted = self.store.collect(keep_from, now) if gone else 0
         emptied = []
         for key, seen in self.memory_provider.read_all().items():
             if seen.marker is not None and seen.marker.generation < keep_from and seen.records is not None:
@@ -325,10 +319,14 @@ def _advance_head(ex: Interpreter, actor: str, cmd: AdvanceHead, now: float) -> 
     ex.store.advance_head(cmd.at_least, now)  # the runtime's, without its log line (the trace has it)
 
 
+def _record_nothing(ex: Interpreter, actor: str, cmd: Journal, now: float) -> None:
+    ex.store.record(())  # the journal is not kept, but the store is asked: an outage fails the write
+
+
 def _force_write(ex: Interpreter, actor: str, cmd: ForceWrite, now: float) -> Event:
-    provider = ex.memory_provider  # type: ignore[attr-defined]
-    provider.hand_edit(cmd.key, cmd.records, cmd.marker)  # the legacy design's unconditional write
-    provider.writes += 1
+    # the legacy design's unconditional write
+    ex.editor.hand_edit(cmd.key, cmd.records, cmd.marker)  # type: ignore[attr-defined]
+    ex.memory_provider.writes += 1  # type: ignore[attr-defined]
     return WriteDone(now, [])
 
 

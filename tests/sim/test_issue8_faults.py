@@ -200,18 +200,18 @@ def _run_counting(schedule: list[Fault], seed: int = 0) -> tuple[Any, int, int]:
     sim = Simulation(PARTIAL_ONLY, "safe", seed, schedule)
     seen: set[tuple[Any, float]] = set()
     rejected = []
-    note, apply = sim._note_lies, sim.provider._apply
+    note, apply = sim.faults.note_lies, sim.provider._apply
 
     def counting(observed: Any) -> None:
         note(observed)
-        seen.update(sim.lies.items())
+        seen.update(sim.faults.lies.items())
 
     def counting_apply(writes: Any) -> Any:
         results = apply(writes)
         rejected.extend(r for r in results if isinstance(r, Rejected))
         return results
 
-    sim._note_lies = counting  # type: ignore[method-assign]
+    sim.faults.note_lies = counting  # type: ignore[method-assign]
     sim.provider._apply = counting_apply  # type: ignore[method-assign]
     result = sim.run()
     return result, len(rejected), len(seen)
