@@ -236,3 +236,48 @@ class MemoryStore(Store):
     def history(self, key: EndpointKey) -> list[JournalEntry]:
         with self._lock:
             return list(self._journal.get(key, ()))
+
+    # -- copies and identity, for the explorer ------------------------------
+
+    def fork(self, actor_rows: Mapping[str, tuple[int | None, int | None]] | None = None) -> MemoryStore:
+        """An independent copy (its own lock), cheap: plans, record sets and journal entries are
+        frozen and shared, only the containers are copied. With ``actor_rows`` (actor -> (in-flight
+        generation, applied generation), ``None`` where it has none), the copy's in-flight and applied
+        rows are exactly those, begun at time 0 (a model checker keeps each actor's rows with the actor)."""
+        new = object.__new__(MemoryStore)
+        new.owner = self.owner
+        new._lock = threading.Lock()
+        with self._lock:
+            new._head = self._head
+            new._plans = dict(self._plans)
+            new._gens = {k: list(v) for k, v in self._gens.items()}
+            new._sets = {k: list(v) for k, v in self._sets.items()}
+            new._by_gen = {g: dict(v) for g, v in self._by_gen.items()}
+            new._gen_order = list(self._gen_order)
+            new._multi = set(self._multi)
+            if actor_rows is None:
+                new._inflight = dict(self._inflight)
+                new._applied = dict(self._applied)
+            else:
+                new._inflight = {a: (g, 0.0) for a, (g, _) in actor_rows.items() if g is not None}
+                new._applied = {a: done for a, (_, done) in actor_rows.items() if done is not None}
+            new._lkg = self._lkg
+            new._journal = {k: list(v) for k, v in self._journal.items()}
+            new._health = dict(self._health)
+        return new
+
+    def actor_rows(self, actors: Sequence[str]) -> tuple[tuple[int | None, int | None], ...]:
+        """Each actor's (in-flight generation, applied generation), ``None`` where it has no row."""
+        inflight, applied = self._inflight, self._applied
+        return tuple((inflight[a][0] if a in inflight else None, applied.get(a)) for a in actors)
+
+    def fingerprint(self, with_plans: bool = False) -> tuple[object, ...]:
+        """What the store holds that a later call can read back, as a hashable value: the head, each
+        key's change rows (generations and record-set digests), the last-known-good and the health kept
+        for a restarted planner; the plans' generations with ``with_plans`` (only ``plans()`` reads them).
+        Not the actors' in-flight and applied rows (``actor_rows``: a model checker keeps them with each
+        actor), nor plan metadata or the journal, which no decision reads."""
+        rows = tuple((k, tuple(self._gens[k]), tuple(rs.digest for rs in self._sets[k])) for k in sorted(self._gens))
+        plans = tuple(self._plans) if with_plans else ()
+        health = tuple(sorted(self._health.items())) if self._health else ()
+        return (self._head, plans, rows, self._lkg, health)

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from dnsplane.sim.explore import _DEEP_FIELDS, _FLAT_ACTORS, Config, World, _immutable, explore
-from dnsplane.sim.search import Search
+from dnsplane.sim.explore import Config, World, explore
+from dnsplane.sim.identity import DEEP_FIELDS, FLAT_ACTORS, immutable
+from dnsplane.sim.memo import MemoSpace
+from dnsplane.sim.statespace import Deliver, HealthChange, RejectWrites, Tick
 
 
 def test_legacy_default_config_has_a_shortest_empty_record_counterexample() -> None:
@@ -65,20 +67,19 @@ def test_safe_default_configuration_every_state_no_violation() -> None:
 
 def _visible(world: World) -> tuple[Any, ...]:
     """What the invariants look at: the provider, the store's rows and head."""
-    store = world.store
-    rows = tuple((k, tuple(store._gens[k])) for k in sorted(store._gens))
+    head, _, rows, _, _ = world.store.fingerprint()
     observed = tuple(sorted((k, o.records.digest if o.records else None, o.marker)
                             for k, o in world.provider.read_all().items()))
-    return observed, rows, int(store.head())
+    return observed, tuple((k, gens) for k, gens, _ in rows), head
 
 
 def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str], int, int]:
     """A breadth-first search over ``World`` objects along real paths (what ``explore`` did before
-    the memoised engine, dnsplane/sim/search.py): every visible state, every invariant found violated
+    the memoised engine, dnsplane/sim/memo.py): every visible state, every invariant found violated
     (the explorer checks a state when the provider changed or plans were deleted, so a verdict belongs
     to the move, not the state), and the numbers of states and transitions."""
     root = World(config)
-    root.apply(("tick", "planner"))
+    root.apply(Tick("planner"))
     if config.reduce:
         root.settle()
     seen = {root.fingerprint()}
@@ -88,8 +89,8 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str], int, int
     transitions = 0
     while queue:
         world = queue.popleft()
-        for _, move, _ in world.reduced_moves():
-            nxt = world.clone()
+        for move in world.reduced_moves():
+            nxt = world.fork()
             nxt.apply(move)
             if config.reduce:
                 nxt.settle()
@@ -135,27 +136,33 @@ def test_memoised_search_counts_what_the_object_search_counts(config: Config) ->
     assert (report.states, report.transitions) == (states, transitions)
 
 
+def _step_then_settle(engine: MemoSpace, state: tuple[int, ...], move: Any) -> tuple[Any, Any]:
+    nxt, found = engine.step(state, move)
+    nxt, more = engine.settle(nxt)
+    return nxt, found + more
+
+
 @pytest.mark.parametrize("config", SMALL, ids=str)
 def test_every_memoised_move_is_the_move_run_again(config: Config) -> None:
     """From every reachable state, each move (with the forced moves after it) taken from the memo
     gives the state, and the violations, that running the production code on that state gives."""
-    engine = Search(config, World)
+    engine = MemoSpace(config)
     root = World(config)
-    root.apply(("tick", "planner"))
+    root.apply(Tick("planner"))
     if config.reduce:
         root.settle()
     start = engine.encode(root)
+    assert start == engine.start()
     seen, queue, checked = {start}, deque([start]), 0
     while queue:
         state = queue.popleft()
         world = engine.materialize(state)
-        assert engine.reduced_moves(state) == [m for _, m, _ in world.reduced_moves()]
-        for move in engine.reduced_moves(state):
-            nxt, found = engine.step(state, move)
+        assert engine.moves(state) == world.reduced_moves()
+        for move in engine.moves(state):
+            nxt, found = engine.successor(state, move)
             if config.reduce:
-                nxt, more = engine.settle(nxt)
-                found += more
-            again = world.clone()
+                assert (nxt, found) == _step_then_settle(engine, state, move)
+            again = world.fork()
             again.apply(move)
             if config.reduce:
                 again.settle()
@@ -170,37 +177,37 @@ def test_every_memoised_move_is_the_move_run_again(config: Config) -> None:
 
 def test_swapping_the_enactors_gives_one_fingerprint() -> None:
     world = World(Config(protocol="safe"))
-    world.apply(("tick", "planner"))
-    world.apply(("tick", "enactor-1"))
+    world.apply(Tick("planner"))
+    world.apply(Tick("enactor-1"))
     other = World(Config(protocol="safe"))
-    other.apply(("tick", "planner"))
-    other.apply(("tick", "enactor-2"))
+    other.apply(Tick("planner"))
+    other.apply(Tick("enactor-2"))
     assert world.fingerprint() == other.fingerprint()
 
 
 def test_flat_actors_hold_no_nested_mutable_values() -> None:
-    """The explorer copies an enactor, verifier or collector one field deep (``_copy_actor``): that
+    """The explorer copies an enactor, verifier or collector one field deep (``copy_actor``): that
     is a full copy only while their dicts, lists and sets hold frozen values (the fields in
-    ``_DEEP_FIELDS`` are copied deep). With a provider that rejects one endpoint's writes, so that
+    ``DEEP_FIELDS`` are copied deep). With a provider that rejects one endpoint's writes, so that
     the quarantine fields fill too (the verifier's once held a mutable value unnoticed)."""
     world = World(Config(protocol="safe", generations=3, faults=1))
-    world.apply(("tick", "planner"))
-    world.apply(("reject", world.keys[0]))
+    world.apply(Tick("planner"))
+    world.apply(RejectWrites(world.keys[0]))
     checked = set()
     for step in range(400):
-        moves = [m for m in world.moves() if m[1][0] in ("deliver", "tick", "health")]
-        world.apply(moves[(step * 7) % len(moves)][1])
+        moves = [m for m in world.moves() if type(m) in (Deliver, Tick, HealthChange)]
+        world.apply(moves[(step * 7) % len(moves)])
         for actor in world.actors.values():
-            if isinstance(actor, _FLAT_ACTORS):
+            if isinstance(actor, FLAT_ACTORS):
                 checked.add(type(actor))
                 for name, value in actor.__dict__.items():
-                    if name in _DEEP_FIELDS:
+                    if name in DEEP_FIELDS:
                         continue
                     inner = value.values() if isinstance(value, dict) else value if isinstance(value, list | set) \
                         else ()
                     for v in inner:
-                        assert _immutable(type(v)), f"{type(actor).__name__}.{name} holds a {type(v).__name__}"
-    assert checked == set(_FLAT_ACTORS)
+                        assert immutable(type(v)), f"{type(actor).__name__}.{name} holds a {type(v).__name__}"
+    assert checked == set(FLAT_ACTORS)
 
 
 def test_explore_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,3 +221,56 @@ def test_explore_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explore", "--protocol", "safe", "--generations", "2"]) == 0
     out = capsys.readouterr().out
     assert "no violation in any reachable state" in out
+
+
+def test_a_forked_store_holds_every_field_and_shares_nothing_it_changes() -> None:
+    """``MemoryStore.fork`` lists the store's fields by hand: a field added to the store and not to
+    ``fork`` would be missing from every explored state's copy."""
+    from dnsplane.store.memory import MemoryStore
+
+    world = World(Config(protocol="safe"))
+    world.apply(Tick("planner"))
+    world.settle()
+    store = world.store
+    fork = store.fork()
+    assert set(vars(fork)) == set(vars(store))
+    assert fork.fingerprint(with_plans=True) == store.fingerprint(with_plans=True)
+    assert fork.actor_rows(world.enactors) == store.actor_rows(world.enactors)
+    fork.begin("enactor-1", store.head(), 0.0)
+    fork.finish("enactor-1", store.head(), 0.0)
+    assert fork.actor_rows(["enactor-1"]) != store.actor_rows(["enactor-1"])
+    moved = store.fork({"enactor-1": (1, None), "enactor-2": (None, 1)})
+    assert moved.actor_rows(["enactor-1", "enactor-2"]) == ((1, None), (None, 1))
+    assert isinstance(moved, MemoryStore) and moved.fingerprint() == store.fingerprint()
+
+
+def test_actors_declare_what_counts_toward_their_state() -> None:
+    """Every actor field that does not count says why (``dnsplane.protocol.identity``); an actor with
+    fields dead between rounds names its round-starting request, and each such field has a default."""
+    from dataclasses import MISSING, fields
+
+    from dnsplane.protocol.collector import Collector
+    from dnsplane.protocol.enactor import Enactor
+    from dnsplane.protocol.identity import IDENTITY
+    from dnsplane.protocol.legacy import LegacyEnactor
+    from dnsplane.protocol.planner import Planner
+    from dnsplane.protocol.verifier import Verifier
+    from dnsplane.sim.identity import ROUND_STARTS
+
+    for cls in (Planner, Enactor, LegacyEnactor, Collector, Verifier):
+        marks = {f.name: f.metadata.get(IDENTITY) for f in fields(cls)}
+        assert set(marks.values()) <= {None, "config", "note", "round"}, cls
+        assert "name" in marks and marks["name"] == "config", cls
+        rounds = [f for f in fields(cls) if f.metadata.get(IDENTITY) == "round"]
+        assert bool(rounds) == (cls in ROUND_STARTS), cls
+        assert all(f.default is not MISSING or f.default_factory is not MISSING for f in rounds), cls
+
+
+def test_moves_of_different_kinds_are_never_equal() -> None:
+    """Moves are NamedTuples (fast to hash as memo keys); their trailing ``kind`` keeps a tick and a
+    delivery of one actor apart."""
+    from dnsplane.sim.statespace import Crash, RaiseInRequest
+
+    moves = [Tick("enactor-1"), Deliver("enactor-1"), Crash("enactor-1", True), RaiseInRequest("enactor-1", True)]
+    assert len(set(moves)) == len(moves)
+    assert Crash("enactor-1", True).kind == "crash" and RaiseInRequest("x", False).kind == "request_exception"

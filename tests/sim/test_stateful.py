@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from dnsplane.sim.explore import Config, World
+from dnsplane.sim.statespace import Crash, Deliver, HealthChange, Move, Tick
 
 ACTORS = ["planner", "enactor-1", "enactor-2", "collector", "verifier"]
 
@@ -21,28 +22,28 @@ class SafeProtocol(RuleBasedStateMachine):
         super().__init__()
         self.world = World(Config(protocol="safe", generations=6, faults=3))
 
-    def _can(self, move: tuple[object, ...]) -> bool:
-        return any(m == move for _, m in self.world.moves())
+    def _can(self, move: Move) -> bool:
+        return any(m == move for m in self.world.moves())
 
     @rule(actor=st.sampled_from(ACTORS))
     def tick(self, actor: str) -> None:
-        if self._can(("tick", actor)):
-            self.world.apply(("tick", actor))
+        if self._can(Tick(actor)):
+            self.world.apply(Tick(actor))
 
     @rule(actor=st.sampled_from(ACTORS))
     def deliver(self, actor: str) -> None:
-        if self._can(("deliver", actor)):
-            self.world.apply(("deliver", actor))
+        if self._can(Deliver(actor)):
+            self.world.apply(Deliver(actor))
 
     @precondition(lambda self: self.world.env < len(self.world.script))
     @rule()
     def health_changes(self) -> None:
-        self.world.apply(("health",))
+        self.world.apply(HealthChange())
 
     @rule(actor=st.sampled_from(ACTORS[1:]), after=st.booleans())
     def crash(self, actor: str, after: bool) -> None:
-        if self._can(("crash", actor, after)):
-            self.world.apply(("crash", actor, after))
+        if self._can(Crash(actor, after)):
+            self.world.apply(Crash(actor, after))
 
     @invariant()
     def invariants_hold(self) -> None:
