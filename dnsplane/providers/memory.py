@@ -25,6 +25,7 @@ Limits:
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -130,6 +131,21 @@ class MemoryProvider(Provider):
                 self._rejects.pop(key, None)
             else:
                 self._rejects[key] = reason
+
+    def fork(self) -> MemoryProvider:
+        """An independent copy, for the explorer: its own lock, no listeners; records and markers are
+        frozen and shared, only the dictionaries are copied."""
+        new = copy.copy(self)  # every attribute, the base class's too
+        new._lock = threading.Lock()
+        new._listeners = []
+        with self._lock:
+            new._records, new._markers, new._rejects = dict(self._records), dict(self._markers), dict(self._rejects)
+        return new
+
+    def rejected(self) -> frozenset[EndpointKey]:
+        """The endpoints whose writes ``reject`` refuses now."""
+        with self._lock:
+            return frozenset(self._rejects)
 
     def add_listener(self, fn: Listener) -> None:
         """Call ``fn(keys)`` after every commit that changed ``keys`` (in the writer's thread)."""

@@ -8,8 +8,9 @@ Owns:
 - ``ROUND_STARTS``: for each actor class, the request that starts its round (while it waits on it, or
   is idle, its ``ROUND`` fields are dead), and ``reset_round``, which gives them their defaults then.
 - ``monitor_part``: what the monitor's later checks read.
-- ``copy_actor`` / ``copy_value`` / ``fork_provider``: copies of the mutable parts only (records,
-  markers, plans, endpoints and messages are frozen and shared; ``CONFIG`` fields are shared too).
+- ``copy_actor`` / ``copy_value``: copies of the mutable parts only (records, markers, plans,
+  endpoints and messages are frozen and shared; ``CONFIG`` fields are shared too). The store and the
+  provider copy themselves (``MemoryStore.fork``, ``MemoryProvider.fork``).
 
 Guarantees: two actors with equal parts act alike on every future event (given the declarations are
 true, which tests/sim/test_explore.py checks against the unreduced search), and a copy shares nothing
@@ -19,7 +20,6 @@ that either side changes in place.
 from __future__ import annotations
 
 import copy
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import MISSING, fields, is_dataclass
@@ -33,7 +33,6 @@ from dnsplane.protocol.identity import IDENTITY
 from dnsplane.protocol.legacy import LegacyEnactor
 from dnsplane.protocol.messages import LoadDesired, ReadHead, ReadWatermark
 from dnsplane.protocol.verifier import Verifier
-from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.invariants import Monitor
 
 # The request that starts each actor's round: while the actor waits on it, or is idle, the fields it
@@ -203,19 +202,3 @@ def copy_actor(actor: Any) -> Any:
                          for k, v in actor.__dict__.items()})
     return new
 
-
-def fork_provider(provider: MemoryProvider) -> MemoryProvider:
-    """An independent copy of a memory provider (records and markers are frozen and shared; no
-    listeners: the explorer registers none)."""
-    new = object.__new__(type(provider))
-    d = new.__dict__
-    for k, v in provider.__dict__.items():
-        if k == "_lock":
-            d[k] = threading.Lock()
-        elif k == "_listeners":
-            d[k] = []
-        elif k in ("_records", "_markers"):
-            d[k] = dict(v)
-        else:
-            d[k] = copy_value(v)
-    return new

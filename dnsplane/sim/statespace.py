@@ -44,7 +44,7 @@ from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim import vocabulary
-from dnsplane.sim.identity import actor_part, copy_actor, fork_provider, monitor_part, reset_round
+from dnsplane.sim.identity import actor_part, copy_actor, monitor_part, reset_round
 from dnsplane.sim.invariants import MAX_HEAD, Monitor
 from dnsplane.sim.vocabulary import GARBLED
 from dnsplane.sim.world import COMMANDS, ZONE, SimExecutor, fleet
@@ -189,7 +189,7 @@ def actor_faults(name: str, pending: object) -> list[Move]:
 def provider_faults(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> list[Move]:
     """The faults a person or the provider can make at each endpoint (in ``moves()`` order)."""
     out: list[Move] = []
-    rejects = provider._rejects
+    rejects = provider.rejected()
     for key in keys:
         seen = provider.read([key])[key]
         if seen.records is not None:
@@ -294,7 +294,7 @@ class World:
 
     def _own_provider(self) -> MemoryProvider:
         if "provider" not in self.owned:
-            self.provider = fork_provider(self.provider)
+            self.provider = self.provider.fork()
             self.owned.add("provider")
             self._ex = None
         self.ids.pop("provider", None)
@@ -360,7 +360,7 @@ class World:
         return self.store.fingerprint(with_plans=self.config.protocol == "legacy")
 
     def provider_part(self) -> tuple[Any, ...]:
-        rejects = self.provider._rejects
+        rejects = self.provider.rejected()
         return (tuple(sorted((k, o.records.digest if o.records else None, o.marker)
                              for k, o in self.provider.read_all().items())),
                 tuple(sorted(rejects)) if rejects else ())

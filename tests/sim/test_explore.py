@@ -274,3 +274,21 @@ def test_moves_of_different_kinds_are_never_equal() -> None:
     moves = [Tick("enactor-1"), Deliver("enactor-1"), Crash("enactor-1", True), RaiseInRequest("enactor-1", True)]
     assert len(set(moves)) == len(moves)
     assert Crash("enactor-1", True).kind == "crash" and RaiseInRequest("x", False).kind == "request_exception"
+
+
+def test_a_forked_provider_shares_nothing_it_changes() -> None:
+    world = World(Config(protocol="safe", faults=1))
+    world.apply(Tick("planner"))
+    for step in range(200):  # until an enactor wrote
+        if world.provider.read_all():
+            break
+        moves = [m for m in world.moves() if type(m) in (Deliver, Tick, HealthChange)]
+        world.apply(moves[(step * 7) % len(moves)])
+    provider = world.provider
+    provider.reject(world.keys[0], "too big")
+    fork = provider.fork()
+    assert set(vars(fork)) == set(vars(provider)) and fork.read_all() == provider.read_all()
+    assert fork.rejected() == provider.rejected() == {world.keys[0]}
+    fork.reject(world.keys[0], None)
+    fork.hand_edit(next(iter(provider.read_all())), None, None)
+    assert provider.rejected() == {world.keys[0]} and fork.read_all() != provider.read_all()
