@@ -79,16 +79,11 @@ from dnsplane.protocol.messages import (
 )
 from dnsplane.providers.base import Provider
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.sim import vocabulary
 from dnsplane.sim.flaky import FlakyProvider, FlakyStore
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
 COMMANDS: tuple[type[Command], ...] = (*REQUEST_CLASSES, *EFFECT_CLASSES, *LEGACY_REQUESTS)  # every command class
-# the explorer's faults that are a person's edit, or the provider's: no actor moves (its old names, until
-# it names them as ``vocabulary.HUMAN_FAULTS`` does)
-HUMAN_FAULTS = frozenset({"empty", "unmark", "garble", "reject"})
-GARBLED = vocabulary.GARBLED  # (the explorer imports it from here, until it takes it from ``vocabulary``)
 
 
 _WORLD = STORE_RESOURCES | {Resource.PROVIDER}
