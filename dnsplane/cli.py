@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dnsplane.errors import DamagedDataFile, DnsplaneError, InvalidConfig, Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, RecordSet
+from dnsplane.model import NO_GENERATION, EndpointKey, RecordSet
 from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     fleet = load(args.fleet) if args.fleet else demo_fleet(dict.fromkeys(demo_target_ids(), 1))
     current: dict[EndpointKey, RecordSet] = {}
-    head = 0
+    head = NO_GENERATION
     store_path = data_dir(args) / "store.sqlite"
     if store_path.exists():
         from dnsplane.store.sqlite import SqliteStore
@@ -307,20 +307,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         head = store.head()
         current = {k: d.records for k, d in store.desired(None, head).items()}
         store.close()
-    planner = Planner("plan-preview", fleet.zone, fleet.endpoints)
+    health: dict[str, bool | None] = {}
     if args.probe:
         from dnsplane.runtime.health import check
 
-        async def probe() -> list[tuple[str, bool | None, str]]:
+        async def probe() -> dict[str, bool | None]:
             targets = [(t.id, t.check) for t in fleet.targets().values() if t.check is not None]
             res = await asyncio.gather(*(check(hc) for _, hc in targets))
-            return [(tid, ok, d) for (tid, _), (ok, d) in zip(targets, res, strict=True)]
+            return {tid: ok for (tid, _), (ok, _detail) in zip(targets, res, strict=True)}
 
-        from dnsplane.protocol.planner import TargetHealth
-
-        for tid, ok, detail in asyncio.run(probe()):
-            planner.health[tid] = TargetHealth(healthy=ok, last_detail=detail)
-    planner.published = dict(current)
+        health = asyncio.run(probe())
+    # a planner that has loaded the store's snapshot: its goal is what it would publish next
+    planner = Planner.from_snapshot("plan-preview", fleet.zone, fleet.endpoints, head, current, health)
     goal = planner.goal(planner.by_key)
     changed = 0
     console.print(f"plan against generation {head} in {store_path if store_path.exists() else '(empty store)'}"

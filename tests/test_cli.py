@@ -56,6 +56,34 @@ def test_plan_shows_a_diff_and_writes_nothing(tmp_path: Path, capsys: pytest.Cap
     assert not data.exists()
 
 
+def test_plan_with_probe_previews_against_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``plan --probe``: a planner built from the store's snapshot (``Planner.from_snapshot``) with the
+    targets' health as probed now. lb-2's check is refused: its weight goes to lb-1, half of the whole
+    at most in one generation (the default ``max_weight_shift``, counted from the store's content)."""
+    from dnsplane.model import EndpointKey, Generation, Member, RecordSet
+    from dnsplane.store.sqlite import SqliteStore
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = SqliteStore(data / "store.sqlite")
+    both = RecordSet.of(30, [Member("lb-1", ("192.0.2.11",), 250), Member("lb-2", ("192.0.2.12",), 750)])
+    assert store.publish(Generation(0), [(EndpointKey("api.demo.test.", "A"), both)], 1.0, "test") == 1
+    store.close()
+    with socket.socket() as up, socket.socket() as gone:
+        up.bind(("127.0.0.1", 0))
+        up.listen()
+        gone.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        checks = {"lb-1": up.getsockname()[1], "lb-2": gone.getsockname()[1]}
+        f = tmp_path / "fleet.yaml"
+        f.write_text(FLEET.replace("capacity: 100}", f'capacity: 100, check: {{tcp: "127.0.0.1:{checks["lb-1"]}"}}}}')
+                     .replace("capacity: 300}", f'capacity: 300, check: {{tcp: "127.0.0.1:{checks["lb-2"]}"}}}}'))
+        assert main(["plan", "--fleet", str(f), "--data-dir", str(data), "--probe"]) == 0
+    out = capsys.readouterr().out
+    assert "plan against generation 1" in out and "~ api.demo.test. A" in out
+    assert "~ lb-1 weight 250 -> 750" in out and "~ lb-2 weight 750 -> 250" in out
+    assert "1 endpoint(s) would change; nothing was written." in out
+
+
 def test_status_without_data_says_how_to_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--data-dir", str(tmp_path / "none")]) == 1
     assert "dnsplane up" in capsys.readouterr().err

@@ -13,6 +13,7 @@ Guarantees (I3):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from dnsplane.model import NO_GENERATION, Generation
 from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
@@ -32,34 +33,56 @@ from dnsplane.protocol.messages import (
 )
 
 
+class CollectorPhase(Enum):
+    """What the collector waits for: the reply to the request it made last, or nothing (``IDLE``)."""
+
+    IDLE = "no round in progress: the next Tick starts one"
+    WATERMARK = "the low watermark (ReadWatermark)"
+    COLLECT = "the deletion of the plans below it (Collect)"
+
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
+# simulator runs at every step read these module constants.
+_IDLE, _WATERMARK, _COLLECT = (CollectorPhase.IDLE, CollectorPhase.WATERMARK, CollectorPhase.COLLECT)
+
+
 @dataclass
 class Collector:
     name: str = field(default="collector", metadata=CONFIG)
     collected_below: Generation = NO_GENERATION
-    busy: bool = False
+    phase: CollectorPhase = CollectorPhase.IDLE  # what it waits for (``busy``: anything)
     deleted: int = field(default=0, metadata=NOTE)
     asked: Generation = field(default=NO_GENERATION, metadata=ROUND)
+
+    @property
+    def busy(self) -> bool:
+        """A round is in progress: it waits for a reply, and ignores its ticks meanwhile."""
+        return self.phase is not _IDLE
+
+    def reset(self) -> None:
+        """Forget every round, as a restarted process does: the state of a fresh collector."""
+        vars(self).update(vars(Collector(self.name)))
 
     def handle(self, event: Event) -> Step:
         match event:
             case Tick():
-                if self.busy:
+                if self.phase is not _IDLE:
                     return NOTHING
-                self.busy = True
+                self.phase = _WATERMARK
                 return request(ReadWatermark())
             case WatermarkRead(watermark=w):
                 if w <= self.collected_below:
-                    self.busy = False
+                    self.phase = _IDLE
                     return NOTHING
                 self.asked = w
+                self.phase = _COLLECT
                 return request(Collect(w))
             case Collected(plans_deleted=n):
-                self.busy = False
+                self.phase = _IDLE
                 self.deleted += n
                 self.collected_below = self.asked
                 return effects(Log("info", "plans collected", {"actor": self.name, "deleted": n})) if n else NOTHING
             case Failed(error=error):
-                self.busy = False
+                self.phase = _IDLE
                 return effects(Log("warning", "collector step failed", {"actor": self.name, "error": error}))
             case _:
                 return NOTHING

@@ -46,6 +46,8 @@ deletion, still lands (no compare-and-swap on the provider can tell them apart).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import assert_never
 
 from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
@@ -92,8 +94,42 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.ownership import Ownership
 
 
-def decide(desired: Desired, observed: Observed) -> str:
-    """What to do for one endpoint: "write", "skip-newer", "skip-applied" or "skip-corrupt".
+class Verdict(StrEnum):
+    """What ``decide`` says to do with one endpoint (a member equals its string: "skip-corrupt")."""
+
+    WRITE = "write"
+    SKIP_NEWER = "skip-newer"  # a newer plan's writer got there first: leave it
+    SKIP_APPLIED = "skip-applied"  # already holds this plan's content (I6: no write)
+    SKIP_CORRUPT = "skip-corrupt"  # a state dnsplane could not have written: the verifier's to repair
+
+
+class EnactorPhase(Enum):
+    """What an enactor waits for: the reply to the request it made last, or nothing (``IDLE``).
+
+    ``ContentLoaded`` answers three different requests; the phase says which."""
+
+    IDLE = "no round in progress: the next Tick starts one"
+    HEAD = "the head (ReadHead)"
+    CHANGES = "the changes since the last finished generation (LoadChanges)"
+    FALLBACK = "the newest content below refused generations (LoadContentAt)"
+    RECHECK = "held endpoints' content at the plan, for those the plan did not change (LoadContentAt)"
+    MARKERS = "a batch's markers (ReadMarkers)"
+    CONFIRM = "the content markers behind the plan name, to confirm them (LoadContentAt)"
+    WRITE = "a batch of writes (WriteBatch)"
+
+
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``: ~0.2 us a read,
+# five times a module constant's), and the simulator runs these paths millions of times: they read
+# these constants. ``match`` statements name the members, for the type checker's exhaustiveness.
+_WRITE, _SKIP_NEWER, _SKIP_APPLIED, _SKIP_CORRUPT = (Verdict.WRITE, Verdict.SKIP_NEWER, Verdict.SKIP_APPLIED,
+                                                     Verdict.SKIP_CORRUPT)
+_IDLE, _HEAD, _CHANGES, _FALLBACK = EnactorPhase.IDLE, EnactorPhase.HEAD, EnactorPhase.CHANGES, EnactorPhase.FALLBACK
+_RECHECK, _MARKERS, _CONFIRM, _WRITING = (EnactorPhase.RECHECK, EnactorPhase.MARKERS, EnactorPhase.CONFIRM,
+                                          EnactorPhase.WRITE)
+
+
+def decide(desired: Desired, observed: Observed) -> Verdict:
+    """What to do for one endpoint (``Verdict``): write, skip-newer, skip-applied or skip-corrupt.
 
     | what the provider holds                        | decision     |
     |------------------------------------------------|--------------|
@@ -121,26 +157,26 @@ def decide(desired: Desired, observed: Observed) -> str:
     """
     records, marker = observed.records, observed.marker
     if marker is None and records is None:
-        return "write"
+        return _WRITE
     if marker is None or records is None or records.digest != marker.digest:
-        return "skip-corrupt"
+        return _SKIP_CORRUPT
     if not generation_in_range(marker.generation):
-        return "skip-corrupt"  # a generation no store hands out (g= written by hand): the verifier's
+        return _SKIP_CORRUPT  # a generation no store hands out (g= written by hand): the verifier's
     if marker.generation == desired.generation:
-        return "skip-applied" if marker.digest == desired.records.digest else "skip-corrupt"
+        return _SKIP_APPLIED if marker.digest == desired.records.digest else _SKIP_CORRUPT
     if not marker.sealed():
         # A generation set back by hand over content that A -> B -> A made equal to the older
         # generation's again passes every other check (chaos 13470); this plan may be older than
         # the content the endpoint served, so it is the verifier's to repair, against the newest.
         # A generation raised by hand names no plan either: not "skip-newer" (which would take it
         # for a newer writer's and leave it there), the verifier repairs it at the head.
-        return "skip-corrupt"
+        return _SKIP_CORRUPT
     if marker.generation > desired.generation:
-        return "skip-newer"
-    return "write"
+        return _SKIP_NEWER
+    return _WRITE
 
 
-def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generation) -> Generation | None:
+def _held_at(verdict: Verdict, desired: Desired, seen: Observed, finished: Generation) -> Generation | None:
     """The generation to report at most while an endpoint is left to the verifier, or None.
 
     A sealed marker names the content to keep: its own generation. Records without a marker
@@ -156,7 +192,7 @@ def _held_at(verdict: str, desired: Desired, seen: Observed, finished: Generatio
     content at every head from H on survives the collector, even for an enactor that restarted
     (finished 0) or missed the plan of the first change.
     """
-    if verdict != "skip-corrupt":
+    if verdict is not _SKIP_CORRUPT:
         return None
     marker = seen.marker
     if marker is not None and generation_in_range(marker.generation) and marker.sealed():
@@ -196,8 +232,8 @@ class Enactor:
     # enactor sees them sound again, it reports nothing past that generation as applied, so the
     # collector keeps what the marker names (I3). They are re-read with every plan.
     held: dict[EndpointKey, Generation] = field(default_factory=dict)
-    recheck: bool = False
-    busy: bool = False
+    recheck: bool = False  # held endpoints this plan did not change are still to be re-read
+    phase: EnactorPhase = EnactorPhase.IDLE  # what it waits for (``busy``: anything)
     ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
     foreign: dict[EndpointKey, str] = field(default_factory=dict)  # endpoints refused as foreign, and why
     # Endpoints whose last write the provider rejected, with the reason (see the module docstring).
@@ -205,18 +241,33 @@ class Enactor:
     stats: dict[str, int] = field(
         default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0}, metadata=NOTE)
 
+    @property
+    def busy(self) -> bool:
+        """A round is in progress: the enactor waits for a reply, and ignores its ticks meanwhile."""
+        return self.phase is not _IDLE
+
+    def reset(self, ownership: Ownership | None = None) -> None:
+        """Forget every round, as a restarted process does: the state of a fresh enactor with this
+        one's name, zone and batch size, and ``ownership`` (by default its own)."""
+        fresh = Enactor(self.name, self.zone, self.batch_size,
+                        ownership=self.ownership if ownership is None else ownership)
+        vars(self).update(vars(fresh))
+
     def handle(self, event: Event) -> Step:
         match event:
             case Tick():
-                if self.busy:
+                if self.phase is not _IDLE:
                     return NOTHING
-                self.busy = True
+                self.phase = _HEAD
                 return request(ReadHead())
             case HeadRead(head=head):
+                # Taken as the reply whatever the phase: the simulator redelivers a stale head (a
+                # duplicated or reordered reply) to an idle enactor, and the round starts from it.
                 if head <= self.applied_upto:
-                    self.busy = False
+                    self.phase = _IDLE
                     return NOTHING
                 self.working = head
+                self.phase = _CHANGES
                 return Step((Begin(head),), LoadChanges(self.applied_upto, head))
             case FleetChanged(endpoints=endpoints):
                 # The fleet file changed: endpoints gone from it are released (never written again),
@@ -237,19 +288,14 @@ class Enactor:
                 return self._fall_back_or_continue().after(refused)
             case MarkersRead(observed=observed, newer=newer):
                 return self._on_markers(observed, newer)
-            case ContentLoaded(content=content) if self.fallback:
-                return self._on_fallback(content)
-            case ContentLoaded(content=content) if self.recheck:
-                self.recheck = False
-                return self._on_fallback(content)
             case ContentLoaded(content=content):
-                return self._on_content(content)
+                return self._on_content_loaded(content)
             case WriteDone(results=results):
                 return self._on_results(results)
             case Failed(error=error):
                 # Start over from the last finished generation: every step is re-decided
                 # from a fresh marker read, so nothing done so far needs undoing.
-                self.busy = False
+                self.phase = _IDLE
                 self.working = None
                 self.pending = {}
                 self.fallback = {}
@@ -260,6 +306,23 @@ class Enactor:
                 return NOTHING
 
     # ------------------------------------------------------------------ steps
+
+    def _on_content_loaded(self, content: dict[EndpointKey, Desired]) -> Step:
+        """``ContentLoaded`` answers one of three requests: which one, the phase says."""
+        phase = self.phase
+        match phase:
+            case EnactorPhase.CONFIRM:  # the most frequent first: each case reads its member
+                return self._on_content(content)
+            case EnactorPhase.FALLBACK:
+                return self._on_fallback(content)
+            case EnactorPhase.RECHECK:
+                self.recheck = False
+                return self._on_fallback(content)
+            case (EnactorPhase.IDLE | EnactorPhase.HEAD | EnactorPhase.CHANGES | EnactorPhase.MARKERS
+                  | EnactorPhase.WRITE):
+                return NOTHING  # not asked for: a stale reply changes nothing
+            case _:
+                assert_never(phase)
 
     def _refuse_invalid(self, changes: dict[EndpointKey, Desired]) -> tuple[Effect, ...]:
         entries = []
@@ -283,9 +346,11 @@ class Enactor:
     def _fall_back_or_continue(self) -> Step:
         """A refused endpoint keeps its newest valid content: look for it below what was refused."""
         if self.fallback:
+            self.phase = _FALLBACK
             return request(LoadContentAt(tuple((k, Generation(g - 1)) for k, g in self.fallback.items())))
         if self.recheck and self.working is not None:
             at = self.working
+            self.phase = _RECHECK
             return request(LoadContentAt(tuple((k, at) for k in self.held if k not in self.pending)))
         return self._next_batch()
 
@@ -314,6 +379,7 @@ class Enactor:
                                                 "done": done, "of": self.total}))
         # ``newer_than``: the store is asked, after the provider, which endpoints found empty a newer
         # plan changed (see ``_on_markers``)
+        self.phase = _MARKERS
         return Step(tuple(out), ReadMarkers(self.in_batch, self.working))
 
     def _on_markers(self, observed: dict[EndpointKey, Observed], newer: dict[EndpointKey, Desired]) -> Step:
@@ -334,9 +400,9 @@ class Enactor:
                 continue
             self.foreign.pop(key, None)
             verdict = decide(desired, seen)
-            if verdict == "write" and self.ownership.other_owner(seen) is not None:
-                verdict = "skip-corrupt"  # adopted from another owner: the verifier takes it over
-            if verdict == "write" and key in newer:
+            if verdict is _WRITE and self.ownership.other_owner(seen) is not None:
+                verdict = _SKIP_CORRUPT  # adopted from another owner: the verifier takes it over
+            if verdict is _WRITE and key in newer:
                 # Nothing there, and a plan newer than this one changed the endpoint (the store said
                 # so after the provider was read): never written, or deleted whole by hand, which no
                 # compare-and-swap can tell apart; in the second case this plan may be older than
@@ -347,20 +413,24 @@ class Enactor:
                 try:
                     validate_record_set(key, newer[key].records, self.zone)
                 except InvalidPlan:
-                    verdict = "skip-corrupt"
+                    verdict = _SKIP_CORRUPT
                 else:
                     desired = self.pending[key] = newer[key]
-            if verdict == "write":
-                marker = Marker.after(seen.marker, desired.generation, desired.records.digest, self.ownership.owner)
-                write = Write(key, seen.marker, desired.records, marker, seen.records)
-                (writes if seen.marker is None else behind).append(write)
-            else:
-                self.stats["skips"] += 1
-                del self.pending[key]
-                # Another owner's marker (adopted: the verifier takes it over) names another store's
-                # generation: for the hold it names nothing, as a marker deleted by hand (owners 597)
-                mine = Observed(seen.records, None) if self.ownership.other_owner(seen) else seen
-                self._hold(key, _held_at(verdict, desired, mine, self.applied_upto))
+            match verdict:
+                case Verdict.WRITE:
+                    marker = Marker.after(seen.marker, desired.generation, desired.records.digest,
+                                          self.ownership.owner)
+                    write = Write(key, seen.marker, desired.records, marker, seen.records)
+                    (writes if seen.marker is None else behind).append(write)
+                case Verdict.SKIP_NEWER | Verdict.SKIP_APPLIED | Verdict.SKIP_CORRUPT:
+                    self.stats["skips"] += 1
+                    del self.pending[key]
+                    # Another owner's marker (adopted: the verifier takes it over) names another store's
+                    # generation: for the hold it names nothing, as a marker deleted by hand (owners 597)
+                    mine = Observed(seen.records, None) if self.ownership.other_owner(seen) else seen
+                    self._hold(key, _held_at(verdict, desired, mine, self.applied_upto))
+                case _:
+                    assert_never(verdict)
         if behind:
             # A marker behind the plan must name content the endpoint really had at that
             # generation; one lowered by hand (or naming a plan that never set this digest)
@@ -368,6 +438,7 @@ class Enactor:
             self.unchecked = {w.key: w for w in behind}
             self.sent = {w.key: w for w in writes}
             pairs = tuple((w.key, w.expect.generation) for w in behind if w.expect is not None)
+            self.phase = _CONFIRM
             return Step(tuple(reports), LoadContentAt(pairs))
         return self._send(writes).after(reports)
 
@@ -405,6 +476,7 @@ class Enactor:
         if not writes:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}
+        self.phase = _WRITING
         return request(WriteBatch(tuple(writes)))
 
     def _on_results(self, results: list[WriteResult]) -> Step:
@@ -435,7 +507,7 @@ class Enactor:
                     self.stats["rejected"] += 1
                     del self.pending[key]
                     seen = Observed(sent.expect_records, sent.expect)
-                    self._hold(key, _held_at("skip-corrupt", desired, seen, self.applied_upto))
+                    self._hold(key, _held_at(_SKIP_CORRUPT, desired, seen, self.applied_upto))
                     if self.quarantined.get(key) != reason:
                         self.quarantined[key] = reason
                         entries.append((key, "quarantined", before, desired.generation, reason))
@@ -454,7 +526,7 @@ class Enactor:
 
     def _finish(self) -> Step:
         done = self.working
-        self.busy = False
+        self.phase = _IDLE
         self.working = None
         self.in_batch = ()
         if done is None:

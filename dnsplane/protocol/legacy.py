@@ -28,6 +28,7 @@ which ones break.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from dnsplane.model import NO_GENERATION, Desired, EndpointKey, Generation, Marker, RecordSet
 from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
@@ -88,6 +89,21 @@ class CleanUp(Request[CleanedUp]):
 LEGACY_REQUESTS = (ForceWrite, CleanUp)
 
 
+class LegacyPhase(Enum):
+    """What a legacy enactor waits for: the reply to the request it made last, or nothing (``IDLE``)."""
+
+    IDLE = "no round in progress: the next Tick starts one"
+    PLAN = "the newest plan (LoadDesired)"
+    MARKERS = "the markers of every endpoint of the plan (ReadMarkers)"
+    WRITE = "one unconditional write (ForceWrite)"
+    CLEANUP = "the clean-up of older plans and their records (CleanUp)"
+
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
+# simulator runs at every step read these module constants.
+_IDLE, _PLAN, _MARKERS, _WRITE, _CLEANUP = (LegacyPhase.IDLE, LegacyPhase.PLAN, LegacyPhase.MARKERS,
+                                             LegacyPhase.WRITE, LegacyPhase.CLEANUP)
+
+
 @dataclass
 class LegacyEnactor:
     """One of the redundant enactors of the failed design (check once, write blindly, clean up)."""
@@ -99,23 +115,31 @@ class LegacyEnactor:
     working: Generation | None = field(default=None, metadata=ROUND)
     plan: dict[EndpointKey, Desired] = field(default_factory=dict, metadata=ROUND)
     queue: list[EndpointKey] = field(default_factory=list, metadata=ROUND)
-    busy: bool = False
+    phase: LegacyPhase = LegacyPhase.IDLE  # what it waits for (``busy``: anything)
     stats: dict[str, int] = field(default_factory=lambda: {"writes": 0, "skips": 0, "cleanups": 0, "emptied": 0},
                                   metadata=NOTE)
+
+    @property
+    def busy(self) -> bool:
+        """A round is in progress: it waits for a reply, and ignores its ticks meanwhile."""
+        return self.phase is not _IDLE
 
     def handle(self, event: Event | CleanedUp) -> Step:
         match event:
             case Tick():
-                if self.busy:
+                if self.phase is not _IDLE:
                     return NOTHING
-                self.busy = True
+                self.phase = _PLAN
                 return request(LoadDesired())
             case DesiredLoaded(head=head, desired=desired):
+                # Taken as the reply whatever the phase (the simulator redelivers a stale plan to an
+                # idle enactor).
                 if head <= self.applied_upto:
-                    self.busy = False
+                    self.phase = _IDLE
                     return NOTHING
                 self.working = head
                 self.plan = dict(desired)
+                self.phase = _MARKERS
                 return request(ReadMarkers(tuple(sorted(desired))))
             case MarkersRead(observed=observed):
                 # The one and only staleness check: is this plan newer than what is applied?
@@ -130,12 +154,12 @@ class LegacyEnactor:
                 self.stats["writes"] += 1
                 return self._next()
             case CleanedUp(emptied=emptied):
-                self.busy = False
+                self.phase = _IDLE
                 self.stats["cleanups"] += 1
                 self.stats["emptied"] += len(emptied)
                 return NOTHING
             case Failed(error=error):
-                self.busy = False
+                self.phase = _IDLE
                 self.working = None
                 self.queue = []
                 return effects(Log("warning", "legacy enactor step failed", {"actor": self.name, "error": error}))
@@ -148,6 +172,7 @@ class LegacyEnactor:
         key = self.queue.pop(0)
         desired = self.plan[key]
         assert self.working is not None
+        self.phase = _WRITE
         return request(ForceWrite(key, desired.records, Marker(self.working, desired.records.digest)))
 
     def _done(self, write_finish: bool) -> Step:
@@ -155,7 +180,8 @@ class LegacyEnactor:
         self.working = None
         self.plan = {}
         if done is None or not write_finish:
-            self.busy = False
+            self.phase = _IDLE
             return NOTHING
         self.applied_upto = done
+        self.phase = _CLEANUP
         return Step((Finish(done),), CleanUp(Generation(done - self.keep)))

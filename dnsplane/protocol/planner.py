@@ -34,8 +34,10 @@ Cost: a tick recomputes only the endpoints of targets whose state changed
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import assert_never
 
 from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
@@ -132,6 +134,30 @@ class TargetHealth:
         return state != before
 
 
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    """What the planner knows of one target, as ``status`` and ``instance.json`` show it."""
+
+    healthy: bool | None  # the state it acts on; None: unknown
+    check: str  # the newest observation: "ok", "down" or "unknown" ("" before the first)
+    detail: str  # what the newest check said
+
+
+class PlannerPhase(Enum):
+    """Where the planner stands with the store, and what it waits for (``busy``: LOADING or PUBLISHING)."""
+
+    UNSYNCED = "the store's plans not loaded (at start, or after a publish conflicted): a Tick loads them"
+    LOADING = "the store's head and plans (LoadDesired)"
+    IDLE = "in sync with the store: a Tick plans what changed"
+    PUBLISHING = "a plan's publication (Publish)"
+
+
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
+# simulator runs at every step read these module constants.
+_UNSYNCED, _LOADING, _IDLE, _PUBLISHING = (PlannerPhase.UNSYNCED, PlannerPhase.LOADING, PlannerPhase.IDLE,
+                                           PlannerPhase.PUBLISHING)
+
+
 def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
     """Weights the endpoint should have now, or None for "keep what was published"."""
     targets = endpoint.targets
@@ -182,8 +208,7 @@ class Planner:
     zone: str = field(metadata=CONFIG)
     endpoints: tuple[Endpoint, ...] = field(metadata=CONFIG)
     head: Generation = NO_GENERATION
-    synced: bool = False
-    busy: bool = False
+    phase: PlannerPhase = PlannerPhase.UNSYNCED
     health: dict[str, TargetHealth] = field(default_factory=dict)
     published: dict[EndpointKey, RecordSet] = field(default_factory=dict)
     dirty: set[EndpointKey] = field(default_factory=set)
@@ -203,6 +228,49 @@ class Planner:
     def __post_init__(self) -> None:
         self._index()
         self.dirty = set(self.by_key)
+
+    @classmethod
+    def from_snapshot(cls, name: str, zone: str, endpoints: tuple[Endpoint, ...], head: Generation,
+                      published: Mapping[EndpointKey, RecordSet],
+                      health: Mapping[str, bool | None] | None = None) -> Planner:
+        """A planner in sync with a snapshot of the store: ``published`` is the content at ``head``,
+        ``health`` what is known of targets (True up, False down, None unknown; a target not in it is
+        unknown too, and counts as healthy). It plans on from there as one that had loaded the
+        snapshot: ``goal`` is what it would publish now (``dnsplane plan``), its next Tick publishes
+        what differs from ``published``."""
+        planner = cls(name, zone, endpoints)
+        planner.phase = _IDLE
+        planner.head = head
+        planner.published = dict(published)
+        planner.health = {tid: TargetHealth(healthy=ok) for tid, ok in (health or {}).items()}
+        return planner
+
+    @property
+    def synced(self) -> bool:
+        """It has loaded the store's plans (and no publish has conflicted since)."""
+        phase = self.phase
+        return phase is _IDLE or phase is _PUBLISHING
+
+    @property
+    def busy(self) -> bool:
+        """It waits for a reply, and ignores its ticks meanwhile."""
+        phase = self.phase
+        return phase is _LOADING or phase is _PUBLISHING
+
+    def health_snapshot(self) -> dict[str, TargetSnapshot]:
+        """What it knows of each target it has health for, by target id."""
+        return {tid: TargetSnapshot(h.healthy, h.last_result, h.last_detail) for tid, h in self.health.items()}
+
+    def reset(self) -> None:
+        """Forget everything but the health observations, as a restarted process that kept them: the
+        state of a fresh planner of the same fleet, which loads the store again at its next Tick."""
+        fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace)
+        fresh.health = self.health
+        vars(self).update(vars(fresh))
+
+    def _settled(self) -> None:
+        """A reply ended the wait: idle, in sync with the store or not as before."""
+        self.phase = _IDLE if self.synced else _UNSYNCED
 
     def _index(self) -> None:
         self.by_key = {}
@@ -227,22 +295,16 @@ class Planner:
             case FleetChanged(endpoints=endpoints):
                 return self._on_fleet_changed(endpoints)
             case Tick():
-                if self.busy:
-                    return NOTHING
-                if not self.synced:
-                    self.busy = True
-                    return request(LoadDesired())
-                return self._plan()
+                return self._on_tick()
             case DesiredLoaded(head=head, desired=desired, health=kept):
-                self.busy = False
-                self.synced = True
+                self.phase = _IDLE
                 self.head = head
                 self.published = {k: d.records for k, d in desired.items()}
                 self.dirty = set(self.by_key)
                 self._restore(kept)
                 return self._plan()
             case Published(generation=gen):
-                self.busy = False
+                self._settled()
                 self.head = gen
                 for key, rs in self.inflight:
                     self.published[key] = rs
@@ -256,16 +318,30 @@ class Planner:
                 return effects(Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count}))
             case PublishConflict():
                 # Another planner took the number; reload what it published, then plan again.
-                self.busy = True
-                self.synced = False
+                self.phase = _LOADING
                 self._requeue_inflight()
                 return request(LoadDesired())
             case Failed(error=error):
-                self.busy = False
+                self._settled()
                 self._requeue_inflight()
                 return effects(Log("warning", "planner step failed; will retry", {"actor": self.name, "error": error}))
             case _:
                 return NOTHING
+
+    def _on_tick(self) -> Step:
+        phase = self.phase
+        if phase is _IDLE:  # the usual case, decided without the match's reads of enum members
+            return self._plan()
+        match phase:
+            case PlannerPhase.UNSYNCED:
+                self.phase = _LOADING
+                return request(LoadDesired())
+            case PlannerPhase.LOADING | PlannerPhase.PUBLISHING:
+                return NOTHING  # waiting for a reply
+            case PlannerPhase.IDLE:
+                return self._plan()
+            case _:
+                assert_never(phase)
 
     def _requeue_inflight(self) -> None:
         self.dirty.update(k for k, _ in self.inflight)
@@ -429,7 +505,7 @@ class Planner:
             return Step(tuple(logs))
         changes.sort()
         self.inflight = tuple(changes)
-        self.busy = True
+        self.phase = _PUBLISHING
         health = self.health
         self.saving = tuple(
             (tid, HealthRecord(h.healthy, h.since if h.since is not None else self.now))

@@ -76,6 +76,7 @@ as usual. An endpoint found right, or repaired, leaves quarantine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 
 from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
@@ -120,34 +121,75 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.ownership import Ownership
 
 
-def diagnose(desired: Desired, seen: Resolution, head: Generation) -> str | None:
+class Problem(StrEnum):
+    """What the verifier found at one endpoint (``last_problems``). A member equals its string, as it
+    is journalled and logged ("repair of lagging")."""
+
+    # found by ``diagnose`` (see the module docstring's table)
+    MARKER_CORRUPT = "marker-corrupt"
+    MARKER_AHEAD = "marker-ahead"
+    UNREACHABLE = "unreachable"
+    EMPTY_ANSWER = "empty-answer"
+    EMPTY_RECORDS = "empty-records"
+    MARKER_MISSING = "marker-missing"
+    MARKER_EDITED = "marker-edited"
+    LAGGING = "lagging"
+    FOREIGN_ADDRESSES = "foreign-addresses"
+    CONTENT_DIFFERS = "content-differs"
+    # another owner's marker on an adopted endpoint: taken over
+    FOREIGN_OWNER = "foreign-owner"
+    # not this installation's (I7): reported, never repaired
+    FOREIGN = "foreign"
+    CONTESTED = "contested"
+    # right, but its marker is rewritten once: released and back in the fleet, or without an owner id
+    MARKER_RELEASED = "marker-released"
+    MARKER_UNOWNED = "marker-unowned"
+
+
+class VerifierPhase(Enum):
+    """What the verifier waits for: the reply to the request it made last, or nothing (``IDLE``)."""
+
+    IDLE = "no round in progress: the next Tick starts one"
+    SNAPSHOT = "the head and the newest plans (LoadDesired)"
+    FALLBACK = "the newest valid content below invalid changes (LoadContentAt)"
+    RESOLVE = "a batch's DNS answers and provider state (Resolve)"
+    REPAIR = "a batch of repairs (WriteBatch)"
+
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
+# simulator runs at every step (or for every endpoint) read these module constants.
+_UNREACHABLE = Problem.UNREACHABLE
+_IDLE, _SNAPSHOT, _FALLBACK, _RESOLVE, _REPAIR = (VerifierPhase.IDLE, VerifierPhase.SNAPSHOT, VerifierPhase.FALLBACK,
+                                                   VerifierPhase.RESOLVE, VerifierPhase.REPAIR)
+
+
+def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | None:
     """Name what is wrong with one endpoint, or None when it is right."""
     marker = seen.observed.marker
     records = seen.observed.records
     if marker is not None and not generation_in_range(marker.generation):
-        return "marker-corrupt"  # a generation no store hands out: hand-written, never a head
+        return Problem.MARKER_CORRUPT  # a generation no store hands out: hand-written, never a head
     if marker is not None and marker.generation > head and marker.sealed():
         # Only a marker as dnsplane wrote it names a plan: one whose g= was raised by hand (its seal
         # broken) is "marker-edited" below, never a head (AdvanceHead to it could leave the store
         # no generation to publish: g=MAX_GENERATION)
-        return "marker-ahead"
+        return Problem.MARKER_AHEAD
     if seen.rcode not in _ANSWERED:
-        return "unreachable"  # unknown this round: an empty answer is a fact, no answer is not
+        return Problem.UNREACHABLE  # unknown this round: an empty answer is a fact, no answer is not
     if seen.rcode != "NOERROR" or not seen.addresses:
-        return "empty-answer"
+        return Problem.EMPTY_ANSWER
     if records is None or not records.live_members():
-        return "empty-records"
+        return Problem.EMPTY_RECORDS
     if marker is None:
-        return "marker-missing"
+        return Problem.MARKER_MISSING
     if not marker.sealed():
-        return "marker-edited"  # g= or d= changed by hand: the enactors leave it alone (skip-corrupt)
+        return Problem.MARKER_EDITED  # g= or d= changed by hand: the enactors leave it alone (skip-corrupt)
     if marker.generation < desired.generation:
-        return "lagging"  # old content is expected until the enactors catch up
+        return Problem.LAGGING  # old content is expected until the enactors catch up
     wanted = set(desired.records.addresses())
     if not set(seen.addresses) <= wanted:
-        return "foreign-addresses"
+        return Problem.FOREIGN_ADDRESSES
     if records.digest != desired.records.digest or marker.digest != desired.records.digest:
-        return "content-differs"
+        return Problem.CONTENT_DIFFERS
     return None
 
 
@@ -167,7 +209,7 @@ class Quarantine:
 # takeover): what this installation served before may be newer than the round's snapshot, so the repair
 # waits for a snapshot loaded after the state was seen (chaos 31360: a takeover at a stale snapshot's
 # head served generation 1's content after 2).
-_HAND_MADE = frozenset({"marker-edited", "marker-missing", "marker-corrupt", "foreign-owner"})
+_HAND_MADE = frozenset({Problem.MARKER_EDITED, Problem.MARKER_MISSING, Problem.MARKER_CORRUPT, Problem.FOREIGN_OWNER})
 # Answers that say what the server holds; any other rcode (TIMEOUT, SERVFAIL, REFUSED, ERROR) says nothing.
 _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 
@@ -183,8 +225,8 @@ class Verifier:
     edited: set[EndpointKey] = field(default_factory=set)  # seen with a marker edited or deleted by hand last round
     all_right: bool = field(default=True, metadata=ROUND)
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
-    busy: bool = False
-    last_problems: dict[EndpointKey, str] = field(default_factory=dict, metadata=NOTE)
+    phase: VerifierPhase = VerifierPhase.IDLE  # what it waits for (``busy``: anything)
+    last_problems: dict[EndpointKey, Problem] = field(default_factory=dict, metadata=NOTE)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict, metadata=NOTE)
     quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0}, metadata=NOTE)
@@ -202,12 +244,24 @@ class Verifier:
     mine: set[EndpointKey] = field(default_factory=set)
     contested: dict[EndpointKey, str] = field(default_factory=dict)  # refused until the fleet changes
 
+    @property
+    def busy(self) -> bool:
+        """A round is in progress: it waits for a reply, and ignores its ticks meanwhile."""
+        return self.phase is not _IDLE
+
+    def reset(self, ownership: Ownership | None = None) -> None:
+        """Forget every round and what it saw, as a restarted process does: the state of a fresh verifier
+        with this one's name, batch size and zone, and ``ownership`` (by default its own)."""
+        fresh = Verifier(self.name, self.batch_size, zone=self.zone,
+                         ownership=self.ownership if ownership is None else ownership)
+        vars(self).update(vars(fresh))
+
     def handle(self, event: Event) -> Step:
         match event:
             case Tick():
-                if self.busy:
+                if self.phase is not _IDLE:
                     return NOTHING
-                self.busy = True
+                self.phase = _SNAPSHOT
                 return request(LoadDesired())
             case FleetChanged(endpoints=endpoints):
                 self.ownership = Ownership.of_fleet(self.ownership.owner, endpoints)
@@ -235,7 +289,7 @@ class Verifier:
                 repaired = self._on_repaired(results)  # before ``_next``, which reads what it settled
                 return self._next().after(repaired)
             case Failed(error=error):
-                self.busy = False
+                self.phase = _IDLE
                 return effects(Log("warning", "verifier step failed", {"actor": self.name, "error": error}))
             case _:
                 return NOTHING
@@ -252,13 +306,14 @@ class Verifier:
                 invalid.append((key, Generation(desired.generation - 1)))
                 del self.desired[key]
         if invalid:
+            self.phase = _FALLBACK
             return request(LoadContentAt(tuple(invalid)))
         self.queue = [k for k in self.queue if k in self.desired or k in self.releasing]
         return self._next()
 
     def _next(self) -> Step:
         if not self.queue:
-            self.busy = False
+            self.phase = _IDLE
             self.stats["rounds"] += 1
             if self.unanswered:
                 return effects(Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
@@ -267,6 +322,7 @@ class Verifier:
                 return effects(SetLastKnownGood(self.head))
             return NOTHING
         batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
+        self.phase = _RESOLVE
         return request(Resolve(tuple(batch)))
 
     def _on_resolved(self, results: dict[EndpointKey, Resolution]) -> Step:
@@ -284,7 +340,7 @@ class Verifier:
                 # I7: not ours; reported once per reason, never repaired, not counted against the LKG
                 self.edited.discard(key)
                 self.lagging.pop(key, None)
-                self.last_problems[key] = "foreign"
+                self.last_problems[key] = Problem.FOREIGN
                 out += self._report_foreign(key, foreign, desired.generation)
                 continue
             self.foreign.pop(key, None)
@@ -296,17 +352,17 @@ class Verifier:
                 # Taking it back every round would flip the zone: refused until the fleet changes.
                 self.edited.discard(key)
                 self.lagging.pop(key, None)
-                self.last_problems[key] = "contested"
+                self.last_problems[key] = Problem.CONTESTED
                 out += self._report_contested(key, other, desired.generation)
                 continue
             if seen.observed.marker is not None and other is None:
                 self.mine.add(key)
             adopting = foreign is not None  # adopted: its foreign records are taken over
             if adopting and self.ownership.other_owner(seen.observed):
-                problem: str | None = "foreign-owner"  # another numbering: never a head, never kept
+                problem: Problem | None = Problem.FOREIGN_OWNER  # another numbering: never a head, never kept
             else:
                 problem = diagnose(desired, seen, self.head)
-            if problem == "unreachable":
+            if problem is _UNREACHABLE:
                 # No answer: what it serves is unknown this round. Not right, not repaired (a repair
                 # on no evidence could overwrite what it serves), and its other state is left as is.
                 self.all_right = False
@@ -324,7 +380,7 @@ class Verifier:
                 marker = Marker.after(found, found.generation, found.digest, self.ownership.owner)
                 writes.append(Write(key, found, desired.records, marker, seen.observed.records))
                 self.expected_before[key] = found.generation
-                self.last_problems[key] = "marker-released" if released else "marker-unowned"
+                self.last_problems[key] = Problem.MARKER_RELEASED if released else Problem.MARKER_UNOWNED
                 out.append(Log("info", "released marker of an endpoint back in the fleet: taking it back"
                                if released else "marker without an owner id: taking it as ours and adding the id",
                                {"actor": self.name, "endpoint": str(key), "generation": found.generation}))
@@ -337,7 +393,7 @@ class Verifier:
             self.all_right = False
             self.last_problems[key] = problem
             found = seen.observed.marker
-            if problem == "marker-ahead":
+            if problem is Problem.MARKER_AHEAD:
                 assert found is not None
                 out.append(AdvanceHead(found.generation))
                 # Mostly an enactor's write of a plan newer than this round's snapshot: the executor
@@ -346,7 +402,7 @@ class Verifier:
                 out.append(Log("debug", "marker ahead of this round's snapshot; the head must be past it",
                                {"actor": self.name, "endpoint": str(key), "generation": found.generation}))
                 continue
-            if problem == "lagging" and self.lagging.get(key) != desired.generation:
+            if problem is Problem.LAGGING and self.lagging.get(key) != desired.generation:
                 self.lagging[key] = desired.generation  # give the enactors one round first
                 continue
             if problem in _HAND_MADE and key not in self.edited:
@@ -374,7 +430,7 @@ class Verifier:
             # Nor does an unsealed one's (g= edited by hand: it may lie above the head).
             kept = (found.generation if found is not None and generation_in_range(found.generation)
                     and found.sealed() else None)
-            if problem == "foreign-owner":
+            if problem is Problem.FOREIGN_OWNER:
                 # Another installation's generation means nothing in this store: the takeover is at the
                 # head, even below it (writing above it would make it this store's head next round:
                 # "marker-ahead", a head no plan wrote, chaos 167; up to MAX_GENERATION, no numbering left)
@@ -390,6 +446,7 @@ class Verifier:
             out.append(Log("warning", f"repairing: {problem}", {"actor": self.name, "endpoint": str(key),
                                                                "generation": generation}))
         if writes:
+            self.phase = _REPAIR
             return Step(tuple(out), WriteBatch(tuple(writes)))
         return self._next().after(out)
 
@@ -400,7 +457,8 @@ class Verifier:
             if result.key in self.release_writes:
                 entries += self._on_released(result, logs)
                 continue
-            problem = self.last_problems.get(result.key, "")
+            found = self.last_problems.get(result.key)
+            problem = "" if found is None else found.value  # journalled as its plain string
             match result:
                 case Applied(key=key, written=False):
                     pass
@@ -409,7 +467,7 @@ class Verifier:
                     self.stats["repairs"] += 1
                     self.mine.add(key)  # taken over once: another owner's marker here again is a contest
                     action = ("adopt" if key in self.adopting
-                              else "reclaim" if problem == "marker-released" else "repair")
+                              else "reclaim" if found is Problem.MARKER_RELEASED else "repair")
                     entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
                                     problem))
                 case Conflict(key=key, current=current):

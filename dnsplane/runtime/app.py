@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -221,14 +220,6 @@ class App:
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone=zone, ownership=self.ownership())
         self.wake = [asyncio.Event() for _ in self.enactors]
-        # How to rebuild each actor's state from scratch, when its handle cannot take even a Failed.
-        self.fresh: dict[str, Callable[[], Actor]] = {
-            "planner": lambda: Planner("planner", zone, self.planner.endpoints,
-                                       health_grace=self.options.health_grace),
-            "collector": lambda: Collector("collector"),
-            "verifier": lambda: Verifier("verifier", zone=zone, ownership=self.ownership()),
-            **{e.name: functools.partial(self._fresh_enactor, e.name, zone, batch) for e in self.enactors},
-        }
         self.actors: dict[str, ActorStatus] = {}
         self._status_written = 0.0
         self._instance_unwritten = False
@@ -240,9 +231,6 @@ class App:
     def ownership(self) -> Ownership:
         """This installation's owner id, and the current fleet's managed and adopted endpoints (I7)."""
         return Ownership.of_fleet(self.owner, self.fleet.endpoints)
-
-    def _fresh_enactor(self, name: str, zone: str, batch: int) -> Enactor:
-        return Enactor(name, zone, batch, ownership=self.ownership())
 
     # ------------------------------------------------------------- driving actors
 
@@ -288,17 +276,14 @@ class App:
 
     def reset(self, actor: Actor) -> None:
         """Give ``actor`` the state of a fresh one (the planner keeps its health observations): a
-        restarted actor re-reads everything it needs, as after a process restart."""
-        make = self.fresh.get(actor.name)
-        if make is None:
-            if hasattr(actor, "busy"):
-                actor.busy = False
-            return
-        fresh = make()
-        keep = {"health"} if isinstance(actor, Planner) else set()
-        for name, value in vars(fresh).items():
-            if name not in keep:
-                setattr(actor, name, value)
+        restarted actor re-reads everything it needs, as after a process restart. The enactors and
+        the verifier own the endpoints of the current fleet (``self.fleet``), even if the actor failed
+        on the ``FleetChanged`` that said so."""
+        match actor:
+            case Enactor() | Verifier():
+                actor.reset(self.ownership())
+            case Planner() | Collector():
+                actor.reset()
 
     def status_interval(self) -> float:
         return max(STATUS_INTERVAL, len(self.fleet.endpoints) / STATUS_ENDPOINTS_PER_SECOND)
@@ -390,7 +375,7 @@ class App:
         now = time.time()
 
         def view() -> dict[str, tuple[bool | None, str]]:
-            return {tid: (h.healthy, h.last_result) for tid, h in self.planner.health.items()}
+            return {tid: (h.healthy, h.check) for tid, h in self.planner.health_snapshot().items()}
 
         before = view()
         unknown = self._unknown_checks
@@ -601,8 +586,8 @@ class App:
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one
             "status_interval": self.status_interval(),
             "health": {  # healthy: true / false / null (unknown); check: the newest result, "unknown" included
-                tid: {"healthy": h.healthy, "detail": h.last_detail, "check": h.last_result}
-                for tid, h in sorted(self.planner.health.items())
+                tid: {"healthy": h.healthy, "detail": h.detail, "check": h.check}
+                for tid, h in sorted(self.planner.health_snapshot().items())
             },
         })
 

@@ -549,9 +549,10 @@ class Simulation:
         lost, and the new planner runs a second later (``counter_reset``: believing the counter starts again
         at 0; the store's compare-and-set corrects it)."""
         self.pending.pop("planner", None)
-        planner = Planner("planner", ZONE, self.endpoints)
-        if counter_reset:
-            planner.synced = True
+        if counter_reset:  # in sync with an empty store: its next plan is generation 1
+            planner = Planner.from_snapshot("planner", ZONE, self.endpoints, Generation(0), {})
+        else:
+            planner = Planner("planner", ZONE, self.endpoints)
         self.actors["planner"] = planner
         self.faults.planner_restarted()
         self._push(self.now + 1.0, _WAKE, "planner")
@@ -573,11 +574,10 @@ class Simulation:
         self.faults.fired(f.kind)
         g = Generation(head if f.mode == "duplicate" else self.rng.randint(1, head))
         now_a = self.now + self.skew[name]
+        # An idle enactor takes a stale reply as the start of a round (its phase follows the reply)
         if self.protocol == "legacy":
-            actor.busy = True
             self._feed(name, DesiredLoaded(now_a, g, self.store.desired(None, g)))
         else:
-            actor.busy = True
             self._feed(name, HeadRead(now_a, g))
 
     # ----------------------------------------------------------------- quiet, I4, I6

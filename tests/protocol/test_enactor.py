@@ -17,7 +17,7 @@ from dnsplane.model import (
     RecordSet,
 )
 from dnsplane.protocol.enactor import Enactor, decide
-from dnsplane.protocol.messages import ChangesLoaded, HealthObserved, Tick, WriteBatch
+from dnsplane.protocol.messages import ChangesLoaded, HeadRead, HealthObserved, LoadChanges, Tick, WriteBatch
 from dnsplane.protocol.planner import Planner
 from tests.protocol.harness import ZONE, Harness, endpoint
 
@@ -114,8 +114,8 @@ def test_refuses_an_empty_record_set_whatever_the_plan_says() -> None:
     commands = e.handle(Tick(h.now))
     e.handle(h.interpreter.run(e.name, commands, h.now))  # HeadRead(1): already applied
     e.applied_upto = Generation(0)
-    e.busy = True
-    e.working = Generation(2)
+    e.handle(Tick(h.now))
+    assert isinstance(e.handle(HeadRead(h.now, Generation(2))).request, LoadChanges)  # working on 2
     out = e.handle(ChangesLoaded(h.now, {key: Desired(Generation(2), empty)}))
     assert e.stats["refused"] == 1
     assert not any(isinstance(c, WriteBatch) for c in out.commands())

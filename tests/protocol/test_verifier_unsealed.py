@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Marker, Observed
-from dnsplane.protocol.enactor import Enactor, _held_at, decide
+from dnsplane.protocol.enactor import Enactor, Verdict, _held_at, decide
 from dnsplane.protocol.messages import HealthObserved, Tick
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier, diagnose
@@ -108,7 +108,7 @@ def test_the_enactor_leaves_an_unsealed_marker_above_its_plan_to_the_verifier() 
         observed = Observed(seen.records, edited)
         assert decide(desired, observed) == "skip-corrupt"  # was skip-newer: left as "applied"
         # held as a deleted marker is (the repair names the verifier's head), never at its g=
-        held = _held_at("skip-corrupt", desired, observed, Generation(desired.generation))
+        held = _held_at(Verdict.SKIP_CORRUPT, desired, observed, Generation(desired.generation))
         assert held is not None and held <= desired.generation - 1
     # a sealed marker above the plan is still a newer writer's
     sealed = Marker.after(seen.marker, Generation(desired.generation + 1), seen.marker.digest, seen.marker.owner)

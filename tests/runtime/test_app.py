@@ -4,6 +4,7 @@ DNS server: the verifier sees corruption through real DNS queries and repairs it
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 
 from dnsplane.config import demo_fleet, demo_target_ids
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, marker_name
+from dnsplane.protocol.messages import HealthObserved, Tick
+from dnsplane.protocol.ownership import Ownership
+from dnsplane.protocol.planner import TargetSnapshot
 from dnsplane.runtime.app import App, Options
 from dnsplane.runtime.demo import DemoTargets
 
@@ -87,5 +91,37 @@ def test_verifier_repairs_over_real_dns(tmp_path: Path, state: str) -> None:
         finally:
             stop.set()
             await task
+
+    asyncio.run(scenario())
+
+
+def test_reset_and_instance_health_go_through_the_actors_methods(tmp_path: Path) -> None:
+    """``App.reset`` gives an actor a fresh state through its own ``reset`` (the enactors' and the
+    verifier's ownership: the fleet the app runs now, even if the actor missed a ``FleetChanged``;
+    the planner keeps its health); ``instance.json``'s health is the planner's ``health_snapshot``."""
+
+    async def scenario() -> None:
+        app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0))
+        try:
+            now = time.time()
+            enactor, verifier, planner = app.enactors[0], app.verifier, app.planner
+            enactor.handle(Tick(now))
+            verifier.handle(Tick(now))
+            for actor in (enactor, verifier):
+                actor.ownership = Ownership(app.owner)  # as if it had failed on the fleet's FleetChanged
+                app.reset(actor)
+                assert not actor.busy and actor.ownership == app.ownership()
+            tid = next(iter(demo_target_ids()))
+            planner.handle(HealthObserved(now, tid, False, "connection refused"))
+            app.write_instance()
+            health = json.loads((tmp_path / "instance.json").read_text())["health"]
+            assert health[tid] == {"healthy": False, "detail": "connection refused", "check": "down"}
+            planner.handle(Tick(now))
+            app.reset(planner)
+            assert not planner.busy and not planner.synced
+            assert planner.health_snapshot()[tid] == TargetSnapshot(False, "down", "connection refused")
+        finally:
+            app.store.close()
+            app.provider.close()
 
     asyncio.run(scenario())

@@ -23,7 +23,7 @@ from dnsplane.config import demo_fleet, demo_target_ids
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.execute import Interpreter
 from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Marker
-from dnsplane.protocol.messages import Failed, Log, ReadHead, ReadWatermark, Request, Resolved, Step, Tick, request
+from dnsplane.protocol.messages import Failed, Log, ReadHead, ReadWatermark, Request, Resolved, Step, Tick
 from dnsplane.runtime.app import App, Options, backoff
 from dnsplane.runtime.demo import DemoTargets
 from dnsplane.store.memory import MemoryStore
@@ -207,11 +207,13 @@ def test_an_actor_whose_handle_raises_is_told_it_failed_and_reset_if_that_raises
     async def scenario() -> None:
         app = make_app(tmp_path, dict.fromkeys(demo_target_ids(), 1))
         collector = app.collector
+        real_collector = collector.handle
 
         def broken_on_watermark(event: Any) -> Any:
             if isinstance(event, Tick):
-                collector.busy = True
-                return request(ReadWatermark())
+                step = real_collector(event)  # the round starts: it asks for the watermark
+                assert step.request == ReadWatermark() and collector.busy
+                return step
             raise ZeroDivisionError("a bug in the collector")  # and on the Failed that follows
 
         collector.handle = broken_on_watermark  # type: ignore[method-assign]
@@ -228,7 +230,8 @@ def test_an_actor_whose_handle_raises_is_told_it_failed_and_reset_if_that_raises
         def raises_once(event: Any) -> Any:
             seen.append(event)
             if len(seen) == 1:
-                planner.busy = True
+                real(event)  # the round starts (it asks for the store's plans), then a bug raises
+                assert planner.busy
                 raise KeyError("a bug in the planner")
             return real(event)
 
