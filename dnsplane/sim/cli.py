@@ -52,7 +52,7 @@ EXPLORE_EPILOG = """examples:
 """
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     s = sub.add_parser("simulate", formatter_class=raw, epilog=SIMULATE_EPILOG,
                        help="run the protocol in the deterministic simulator over many seeds",

@@ -210,6 +210,11 @@ class SimProvider(MemoryProvider):
         return w if kept is None else dataclasses.replace(w, records=kept)
 
 
+# A command handler of the simulator's interpreter: the runtime's, or one of the simulator's own below. Its
+# reply is Any: the legacy CleanUp's CleanedUp is not an event of the safe protocol's ``Event`` union.
+SimHandler = Callable[["SimExecutor", str, Any, float], Any]
+
+
 class SimExecutor(Interpreter):
     """The runtime's ``Interpreter`` against the simulator's store and provider (memory ones, or the flaky
     wrappers of ``flaky``), with the legacy commands, and the ``request_exception`` fault (``armed``)."""
@@ -235,7 +240,8 @@ class SimExecutor(Interpreter):
         self.exceptions = 0  # armed exceptions raised
         self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
-        table: dict[type, Any] = handlers()  # the simulator's commands reply with its own events too
+        # the simulator's commands reply with its own events too
+        table: dict[type, SimHandler] = {kind: handler for kind, handler in handlers().items()}
         table[Log] = _nothing
         table[AdvanceHead] = _advance_head
         if not journal:
@@ -263,7 +269,7 @@ class SimExecutor(Interpreter):
             raise DnsplaneError(f"not a request: {type(cmd).__name__}")
         return reply
 
-    def one(self, actor: str, cmd: Command, now: float) -> Event | None:  # type: ignore[override]
+    def one(self, actor: str, cmd: Command, now: float) -> Event | None:
         kind = type(cmd)
         if self.armed and actor in self.armed and (kind in CALLS_WORLD or calls_world(kind)):
             return self._raise(actor, cmd, now)
@@ -272,7 +278,7 @@ class SimExecutor(Interpreter):
             handler = next((h for base in kind.__mro__ if (h := self._table.get(base)) is not None), None)
             if handler is None:
                 handler = handler_for(kind)  # a command this interpreter does not carry out: the step fails
-        return handler(self, actor, cmd, now)  # type: ignore[no-any-return]
+        return handler(self, actor, cmd, now)
 
     def _raise(self, actor: str, cmd: Command, now: float) -> Event | None:
         """The armed exception, before ``cmd`` ran or after it took effect (and its reply is lost)."""
@@ -318,29 +324,29 @@ def _record_nothing(ex: Interpreter, actor: str, cmd: Journal, now: float) -> No
     ex.store.record(())  # the journal is not kept, but the store is asked: an outage fails the write
 
 
-def _force_write(ex: Interpreter, actor: str, cmd: ForceWrite, now: float) -> Event:
+def _force_write(ex: SimExecutor, actor: str, cmd: ForceWrite, now: float) -> Event:
     # the legacy design's unconditional write
-    ex.editor.hand_edit(cmd.key, cmd.records, cmd.marker)  # type: ignore[attr-defined]
-    ex.memory_provider.writes += 1  # type: ignore[attr-defined]
+    ex.editor.hand_edit(cmd.key, cmd.records, cmd.marker)
+    ex.memory_provider.writes += 1
     return WriteDone(now, [])
 
 
-def _cleanup(ex: Interpreter, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
-    return ex._legacy_cleanup(cmd.keep_from, now)  # type: ignore[attr-defined,no-any-return]
+def _cleanup(ex: SimExecutor, actor: str, cmd: CleanUp, now: float) -> CleanedUp:
+    return ex._legacy_cleanup(cmd.keep_from, now)
 
 
 _RUNTIME_PUBLISH = handlers()[Publish]
 _RUNTIME_BEGIN = handlers()[Begin]
 
 
-def _begin_and_note(ex: Interpreter, actor: str, cmd: Begin, now: float) -> Event | None:
+def _begin_and_note(ex: SimExecutor, actor: str, cmd: Begin, now: float) -> Event | None:
     reply = _RUNTIME_BEGIN(ex, actor, cmd, now)
-    ex.began = True  # type: ignore[attr-defined]
+    ex.began = True
     return reply
 
 
-def _publish_and_tell(ex: Interpreter, actor: str, cmd: Publish, now: float) -> Event | None:
+def _publish_and_tell(ex: SimExecutor, actor: str, cmd: Publish, now: float) -> Event | None:
     reply = _RUNTIME_PUBLISH(ex, actor, cmd, now)
-    if isinstance(reply, Published):
-        ex.on_publish(reply.generation, cmd.changes)  # type: ignore[attr-defined]
+    if isinstance(reply, Published) and ex.on_publish is not None:
+        ex.on_publish(reply.generation, cmd.changes)
     return reply
