@@ -277,7 +277,7 @@ class Simulation:
                                   f"and never runs again ({why})")
 
     def _escaped(self, name: str, err: Exception) -> None:
-        """An exception escaped the executor (``Executor.run`` let it through). Modelled as the runtime's
+        """An exception escaped the interpreter (``Interpreter.run`` let it through). Modelled as the runtime's
         loop handled it before issue 8: logged once, and the actor gets no reply to its request."""
         self.faults.fired(ESCAPED)
         cls = type(err)
