@@ -87,7 +87,8 @@ def read(records: Sequence[Sequence[str]]) -> tuple[Marker | None, RecordSet | N
         return read_marker(records[0][0]), _records("".join(records[0][1:]))  # the RFC 2136 layout before
     found: Marker | None = None
     parts: dict[int, str] = {}
-    for strings in records:
+    broken = False
+    for strings in records:  # in whatever order the server returns them: read every one
         if not strings:
             continue
         head = strings[0]
@@ -97,8 +98,8 @@ def read(records: Sequence[Sequence[str]]) -> tuple[Marker | None, RecordSet | N
             try:
                 parts[int(head.split()[1])] = "".join(strings[1:])
             except (ValueError, IndexError):
-                return found, None
-    if not parts or sorted(parts) != list(range(len(parts))):
+                broken = True  # no record set; the marker, wherever it comes, still counts
+    if broken or not parts or sorted(parts) != list(range(len(parts))):
         return found, None
     return found, _records("".join(parts[i] for i in range(len(parts))))
 
@@ -106,5 +107,7 @@ def read(records: Sequence[Sequence[str]]) -> tuple[Marker | None, RecordSet | N
 def _records(text: str) -> RecordSet | None:
     try:
         return decode_records(text)
-    except (ValueError, TypeError, KeyError):
+    # what JSON written by hand can raise: not JSON, the wrong shape, 1e400 where an int goes, nested
+    # thousands deep
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None

@@ -77,3 +77,16 @@ def test_what_is_not_the_layout() -> None:
     assert garbage is not None and garbage.generation == CORRUPT_GENERATION
     later = marker(2, one)
     assert marker_txt.read([layout[0], [later.to_text()]]) == (later, None), "several markers: the last read"
+
+
+def test_a_part_edited_by_hand_loses_the_record_set_never_the_marker() -> None:
+    """Records come back in any order: a garbled part header read before the marker dropped the
+    marker too (the endpoint then looked foreign, records without a marker); JSON a person wrote
+    1e400 into, or nested thousands deep, raised OverflowError or RecursionError out of the read."""
+    one = rs(member("lb1", "192.0.2.1"))
+    m = marker(1, one)
+    layout = marker_txt.layout(m, one)
+    assert marker_txt.read([["dnsplane-rs x", "{}"], *layout]) == (m, None)
+    assert marker_txt.read([["dnsplane-rs "], *layout]) == (m, None)
+    for text in ('{"ttl":1e400,"members":[]}', "[" * 5000 + "]" * 5000):
+        assert marker_txt.read([layout[0], ["dnsplane-rs 0", text]]) == (m, None)

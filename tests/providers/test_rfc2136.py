@@ -261,6 +261,35 @@ def test_a_marker_in_the_layout_written_before_marker_txt_is_read_and_compared(
     assert provider.writes == 1
 
 
+def test_a_record_set_part_edited_by_hand_at_the_marker_name_never_hides_the_marker(
+    server: NamedServer, provider: Rfc2136Provider
+) -> None:
+    """A person adds a ``dnsplane-rs x`` TXT at the marker name of an endpoint dnsplane wrote. Before,
+    a part header that does not parse dropped the marker as well when the server returned it first,
+    so the endpoint read as records without a marker (foreign: never written again). Now its
+    marker reads as written, by targeted reads and by the zone transfer, whatever the order
+    named returns; the record set it carried is lost (rebuilt from the addresses served, so a write
+    expecting the one written conflicts), and a write made on what is read now replaces the
+    hand-made record."""
+    wide = rs(*(member(f"lb-{i}", f"192.0.2.{i + 1}", weight=i + 1) for i in range(3)))
+    assert provider.apply([first(A, wide)]) == [Applied(A)]
+    written = provider.read([A])[A]
+    assert written.marker is not None
+    u = server.update()
+    u.add(marker_name(A), 60, "TXT", '"dnsplane-rs x" "{not json"')
+    server.send(u)
+    for _ in range(8):  # named may return the TXT records in any order
+        assert provider.read([A])[A].marker == written.marker
+        assert another(server).read_all()[A].marker == written.marker
+    seen = provider.read([A])[A]  # the record set rebuilt from the addresses served: the carried one is lost
+    new = Marker.after(written.marker, Generation(2), TWO.digest)
+    assert provider.apply([Write(A, written.marker, TWO, new, written.records)]) == [Conflict(A, written.marker)]
+    assert provider.apply([Write(A, written.marker, TWO, new, seen.records)]) == [Applied(A)]
+    answer = dns.query.tcp(dns.message.make_query(marker_name(A), "TXT"), server.host, port=server.port).answer
+    assert not any(bytes(rd.strings[0]).startswith(b"dnsplane-rs x") for rr in answer for rd in rr)
+    assert another(server).read([A])[A] == Observed(TWO, new)
+
+
 # -- reads -------------------------------------------------------------------------------
 
 
