@@ -117,7 +117,7 @@ def failed(err: BaseException, now: float) -> Failed:
     return Failed(now, f"{type(err).__name__}: {err}", True, 0.0)
 
 
-# One handler per command type: (executor, actor, command, now) -> reply or None.
+# One handler per command type: (interpreter, actor, command, now) -> reply or None.
 Handler = Callable[[Interpreter, str, Any, float], Event | None]
 
 
