@@ -1,6 +1,6 @@
 """Record, or compare, what the simulator and the explorer do: the proof that a refactor changed nothing.
 
-    python scripts/behaviour_fingerprint.py record OUT_DIR [--seeds 500] [--workers 2] [--no-explore]
+    python scripts/behaviour_fingerprint.py record OUT_DIR [--seeds 500] [--workers 2] [--no-explore] [--atomic-replies]
     python scripts/behaviour_fingerprint.py compare BEFORE_DIR AFTER_DIR
 
 ``record`` runs seeds 0..N-1 of ``us-east-1`` and ``chaos`` under the safe protocol (and
@@ -10,7 +10,9 @@ explorer's state and transition counts on its default configuration and on the o
 configuration (``--generations 2 --faults 1``). ``compare`` says whether two recordings are
 byte-for-byte the same and, if not, shows the first seed (or count) that differs.
 
-Issue 9 asks that the actor-contract refactor keep all of this identical.
+Issue 9 asks that the actor-contract refactor keep all of this identical. ``--atomic-replies`` runs the
+scenarios as the simulator did before issue 13 (a reply reaches its actor the instant its request
+runs), to compare with a recording made before then.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ RUNS = (("us-east-1", "safe"), ("chaos", "safe"), ("us-east-1", "legacy"))
 EXPLORATIONS = {"default": {}, "one-fault": {"generations": 2, "faults": 1}}
 
 
-def _seed_text(job: tuple[str, str, int]) -> str:
+def _seed_text(job: tuple[str, str, int, bool]) -> str:
     from dnsplane.sim.driver import run
     from dnsplane.sim.scenario import load
     from dnsplane.sim.sweep import Summary
 
-    scenario, protocol, seed = job
-    r = run(load(scenario), protocol, seed, trace=True)
+    scenario, protocol, seed, atomic = job
+    r = run(load(scenario).with_atomic_replies() if atomic else load(scenario), protocol, seed, trace=True)
     summary = Summary(protocol, scenario)
     summary.add(r)
     lines = [f"=== seed {seed}", json.dumps({**summary.to_json(), "writes": r.writes}, sort_keys=True)]
@@ -44,12 +46,12 @@ def _seed_text(job: tuple[str, str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record(out: Path, seeds: int, workers: int, explore: bool) -> None:
+def record(out: Path, seeds: int, workers: int, explore: bool, atomic: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("fork")
     for scenario, protocol in RUNS:
         started = time.perf_counter()
-        jobs = [(scenario, protocol, s) for s in range(seeds)]
+        jobs = [(scenario, protocol, s, atomic) for s in range(seeds)]
         path = out / f"{scenario}-{protocol}.txt"
         with ctx.Pool(workers) as pool, path.open("w") as fh:
             for text in pool.imap(_seed_text, jobs, chunksize=8):
@@ -100,12 +102,13 @@ def main() -> int:
     r.add_argument("--seeds", type=int, default=500)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--no-explore", action="store_true")
+    r.add_argument("--atomic-replies", action="store_true", help="replies reach actors as before issue 13")
     c = sub.add_parser("compare")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
     args = ap.parse_args()
     if args.cmd == "record":
-        record(args.out, args.seeds, args.workers, not args.no_explore)
+        record(args.out, args.seeds, args.workers, not args.no_explore, args.atomic_replies)
         return 0
     return compare(args.before, args.after)
 

@@ -23,9 +23,13 @@ How a run proceeds (discrete events in time order; ties by insertion):
   is ticked every period, and enactors are also woken when a plan is published;
 - ``handle(event)`` returns a ``Step``; its effects are applied at once; its
   request, if any, becomes the actor's one *pending completion*, due after a
-  latency drawn from the seeded stream. Delivering it runs it against the store
-  or provider at that moment and feeds the reply to the actor. The latencies are
-  the scheduler: they decide which pending completion is delivered next;
+  round trip drawn from the seeded stream. A delivery has two instants, as in the
+  runtime (a worker thread runs the request; the reply is handled later on the
+  event loop): the request runs against the store or provider at a uniform point
+  of the round trip, and its reply, held as the pending completion, reaches the
+  actor at the end of it; other actors, pauses and crashes fall in between
+  (``atomic_replies`` in the scenario: one instant, as before issue 13). The
+  latencies are the scheduler: they decide which pending completion is delivered next;
 - health observations (the workload) and faults are events too;
 - after every step the ``Monitor`` checks I1, I2, I5 on the endpoints the step
   wrote, I3 after every step that deleted plans; after ``duration`` faults stop,
@@ -140,6 +144,8 @@ class Simulation:
         self.legacy = protocol == "legacy"
         self.slow = scenario.slow
         self.latency = scenario.latency
+        self.atomic = scenario.atomic_replies
+        self.reply_after: dict[str, float] = {}  # actor -> how long its next reply travels after its request ran
         self.stop_on = stop_on
         # the scheduler
         self.now = 0.0
@@ -354,6 +360,14 @@ class Simulation:
                 self.seq += 1
                 token = self.seq
                 self.pending[name] = (token, what)
+                if failed is None and not self.atomic:
+                    # The request runs at a uniform point of the round trip and its reply travels the rest:
+                    # the round trip is the one drawn (the latency ranges and I4's bound mean what they
+                    # did), the window between the read and what follows it is anywhere in it. A Failed in
+                    # hand has no second instant: its effect ran now, in this step.
+                    after = lat * self.rng.random()
+                    self.reply_after[name] = after
+                    lat -= after
                 heapq.heappush(self.queue, (self.now + lat, token, _DELIVER, name, token))
         elif self.tracing:
             self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
@@ -361,12 +375,28 @@ class Simulation:
             self.after_step()
 
     def _deliver(self, name: str, token: int) -> None:
+        """``name``'s pending completion is due: a request runs now (its reply then travels back, held as
+        the pending completion, unless replies are atomic), or the reply in hand reaches the actor.
+
+        What belongs to which instant, and why (the runtime's ``App.feed`` is the reference):
+        - at the request's execution: the store or provider call itself, so the ``timeout_after_apply``
+          fault (the write was applied; what travels back is the timeout), the trace of what the call
+          did (writes, conflicts, plans collected: when the world changed), and the monitor's checks of
+          the step that changed it (I1, I2, I5 on what it wrote, I3 after a ``Collect``);
+        - at the reply: the actor's next step, its effects (a ``Begin`` after ``ReadHead``) and its next
+          request, and waking the enactors after a ``Published`` (the runtime sets their wake events
+          when the reply is back on its loop, so a planner that dies first wakes nobody);
+        - a paused (SIGSTOPped) actor's request waits to run, and its reply waits to be handled, until the
+          process runs again; a crash or restart in between loses the reply (its token no longer
+          matches) and the request keeps its effect; ``_redeliver`` leaves an actor holding a reply
+          alone, like any actor with a completion pending.
+        """
         entry = self.pending.get(name)
         if entry is None or entry[0] != token:
             return  # the actor crashed or restarted since: this completion is lost
         if self.paused_until:
             paused = self.paused_until.get(name, 0.0)
-            if paused > self.now:  # SIGSTOPped: the reply waits until the process runs again
+            if paused > self.now:  # SIGSTOPped: the request or reply waits until the process runs again
                 heapq.heappush(self.queue, (paused, token, _DELIVER, name, token))
                 return
         del self.pending[name]
@@ -392,6 +422,16 @@ class Simulation:
                 self.deleted_plans = True
             if self.tracing:
                 self.tracer.request(name, what, reply)
+            if not self.atomic:  # the reply travels back: it is the actor's pending completion until then
+                self.seq += 1
+                self.pending[name] = (self.seq, reply)
+                heapq.heappush(self.queue, (self.now + self.reply_after[name], self.seq, _DELIVER, name, self.seq))
+                if self.tracing:
+                    self.monitor.note(f"{name}: {kind.__name__} ran -> {type(reply).__name__} "
+                                      f"(reaches it in {self.reply_after[name]:.2f}s)")
+                if self.dirty or self.deleted_plans:
+                    self.after_step()
+                return
         else:
             reply = what  # a Failed made when an effect failed
         if type(reply) is Published:
@@ -516,6 +556,7 @@ class Simulation:
             return
         self.faults.fired(FaultKind.CRASH.value)
         entry = self.pending.pop(name, None)
+        # a reply in hand (not a Request) is lost whatever the mode: its request ran already
         if entry is not None and mode == "after" and isinstance(entry[1], Request):
             # the request reached the store or provider and took effect; the process died before the reply
             # (after a write: acknowledged by the provider, never journalled, never finished in the store)

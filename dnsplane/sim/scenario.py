@@ -14,6 +14,7 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     health_flip: 0.05       # chance per target per health period that its health flips
     legacy_keep: 3          # the legacy clean-up's "significantly older"
     not_adopted: [3]        # endpoints whose foreign records dnsplane must leave alone (I7; default: none)
+    atomic_replies: false   # true: a request's reply reaches its actor the instant it runs (before issue 13)
     faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
       crash: {active: 0.5, rate: 2}
 
@@ -74,6 +75,10 @@ class Scenario:
     # I7: indices of the endpoints the fleet does NOT adopt (``adopt: true`` is the default here, so that
     # the repair of a marker deleted by hand stays covered); foreign records there are never written
     not_adopted: tuple[int, ...] = ()
+    # True: a request runs and its reply reaches the actor in one instant, as before issue 13 (no other
+    # actor, pause or crash between a read and what is decided from it); a seed found before then
+    # replays as it did with it (tests/sim/test_regressions.py). False: two instants (driver.py)
+    atomic_replies: bool = False
 
     @property
     def convergence_bound(self) -> float:
@@ -106,6 +111,11 @@ class Scenario:
     def without_faults(self) -> Scenario:
         return _replace(self, faults={})
 
+    def with_atomic_replies(self) -> Scenario:
+        """This scenario as the simulator ran it before issue 13: each reply reaches its actor the
+        instant its request runs (a seed found then replays as it did)."""
+        return _replace(self, atomic_replies=True)
+
 
 def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float]:
     spec = spec or FaultSpec()
@@ -119,7 +129,7 @@ def _replace(s: Scenario, **changes: Any) -> Scenario:
 
 
 _TOP = {"name", "description", "duration", "quiet", "fleet", "enactors", "slow", "periods", "latency",
-        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted"}
+        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted", "atomic_replies"}
 
 
 def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
@@ -178,6 +188,10 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
                                                   for i in not_adopted)):
         raise InvalidConfig(path, 0, f"not_adopted: expected a list of endpoint indices, got {not_adopted!r}")
     kw["not_adopted"] = tuple(sorted(set(not_adopted)))
+    atomic = data.get("atomic_replies", False)
+    if not isinstance(atomic, bool):
+        raise InvalidConfig(path, 0, f"atomic_replies: expected true or false, got {atomic!r}")
+    kw["atomic_replies"] = atomic
     return Scenario(**kw)
 
 

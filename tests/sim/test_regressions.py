@@ -1,7 +1,9 @@
 """Every seed that ever failed, kept as a regression test (STYLE.md point 8).
 
 Each seed replays the scenario as it was when the seed was found: the fault kinds issue 8
-added are left out (``ISSUE_8_KINDS``), so the run is the one that failed then.
+added are left out (``ISSUE_8_KINDS``), and replies reach their actors the instant their request
+runs (``atomic_replies``, as before issue 13 gave a delivery two instants), so the run is the one
+that failed then.
 
 FIXED: seeds that failed before a protocol fix and must pass from now on.
 OPEN: seeds that still fail; each is an ``xfail(strict=True)``, so the day a fix
@@ -115,7 +117,7 @@ OPEN: list[tuple[str, int, str]] = []
 
 @pytest.mark.parametrize(("scenario", "seed", "found"), FIXED)
 def test_fixed_seed_stays_fixed(scenario: str, seed: int, found: str) -> None:
-    result = run(load(scenario).without(*ISSUE_8_KINDS), "safe", seed, trace=False)
+    result = run(load(scenario).without(*ISSUE_8_KINDS).with_atomic_replies(), "safe", seed, trace=False)
     assert result.violations == [], f"{scenario} seed {seed} ({found}) is back: {result.violations[0]}"
 
 
@@ -123,7 +125,7 @@ if OPEN:  # an empty parametrize would be reported as a skip
     @pytest.mark.parametrize(("scenario", "seed", "found"), OPEN)
     @pytest.mark.xfail(strict=True, reason="open protocol issue found by the simulator; see docs/simulation.md")
     def test_open_seed(scenario: str, seed: int, found: str) -> None:
-        result = run(load(scenario).without(*ISSUE_8_KINDS), "safe", seed, trace=False)
+        result = run(load(scenario).without(*ISSUE_8_KINDS).with_atomic_replies(), "safe", seed, trace=False)
         assert result.violations == []
 
 
@@ -137,5 +139,5 @@ FIXED_WITH_ISSUE_8_KINDS = [("chaos", 31360, "I2")]
 
 @pytest.mark.parametrize(("scenario", "seed", "found"), FIXED_WITH_ISSUE_8_KINDS)
 def test_fixed_seed_of_the_issue_8_kinds_stays_fixed(scenario: str, seed: int, found: str) -> None:
-    result = run(load(scenario), "safe", seed, trace=False)
+    result = run(load(scenario).with_atomic_replies(), "safe", seed, trace=False)
     assert result.violations == [], f"{scenario} seed {seed} ({found}) is back: {result.violations[0]}"
