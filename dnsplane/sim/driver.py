@@ -309,6 +309,7 @@ class Simulation:
                 now_a = self.now + self.skew[name]
                 ex = self.executor
                 ex.began = False
+                ex.lkg_set = None
                 try:
                     reply = ex.run(name, Step(effects), now_a)
                 except Exception as err:  # escaped the executor: the runtime's loop before issue 8
@@ -321,6 +322,11 @@ class Simulation:
                 if failed is not None or escaped:
                     if began:  # the Begin ran before a later effect failed: the store holds the lease
                         self.refs.began[name] = self.now
+                    if ex.lkg_set is not None:
+                        # it took effect, then the step failed (a ``request_exception`` after it, which
+                        # reply latency lets fall between Resolve's run and its reply: chaos 2323): the
+                        # store's last-known-good moved, and with it the watermark
+                        self.refs.lkg = int(ex.lkg_set)
                     elif any(type(c) is Begin for c in effects):
                         # the Begin itself failed: the store holds no lease, whatever an earlier Begin
                         # left here (chaos 5391); a missing entry would count as in flight

@@ -74,6 +74,7 @@ from dnsplane.protocol.messages import (
     Request,
     Resolution,
     Resource,
+    SetLastKnownGood,
     Step,
     WriteDone,
 )
@@ -239,6 +240,7 @@ class SimExecutor(Interpreter):
         self.armed: dict[str, tuple[str, str]] = {} if armed is None else armed
         self.exceptions = 0  # armed exceptions raised
         self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
+        self.lkg_set: Generation | None = None  # the last ``SetLastKnownGood`` that took effect (the driver asks too)
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         # the simulator's commands reply with its own events too
         table: dict[type, SimHandler] = {kind: handler for kind, handler in handlers().items()}
@@ -249,6 +251,7 @@ class SimExecutor(Interpreter):
             table[Journal] = _record_nothing if isinstance(store, FlakyStore) else _nothing
         table[ForceWrite] = _force_write
         table[Begin] = _begin_and_note
+        table[SetLastKnownGood] = _set_last_known_good_and_note
         table[CleanUp] = _cleanup
         if on_publish is not None:
             table[Publish] = _publish_and_tell
@@ -342,6 +345,15 @@ _RUNTIME_BEGIN = handlers()[Begin]
 def _begin_and_note(ex: SimExecutor, actor: str, cmd: Begin, now: float) -> Event | None:
     reply = _RUNTIME_BEGIN(ex, actor, cmd, now)
     ex.began = True
+    return reply
+
+
+_RUNTIME_SET_LKG = handlers()[SetLastKnownGood]
+
+
+def _set_last_known_good_and_note(ex: SimExecutor, actor: str, cmd: SetLastKnownGood, now: float) -> Event | None:
+    reply = _RUNTIME_SET_LKG(ex, actor, cmd, now)
+    ex.lkg_set = cmd.generation
     return reply
 
 

@@ -141,3 +141,18 @@ FIXED_WITH_ISSUE_8_KINDS = [("chaos", 31360, "I2")]
 def test_fixed_seed_of_the_issue_8_kinds_stays_fixed(scenario: str, seed: int, found: str) -> None:
     result = run(load(scenario).with_atomic_replies(), "safe", seed, trace=False)
     assert result.violations == [], f"{scenario} seed {seed} ({found}) is back: {result.violations[0]}"
+
+
+# Found with reply latency (issue 13: a request's reply reaches its actor later than the request ran), so
+# replayed with it. chaos 2323, a checker bug: a ``request_exception`` fault, armed after the verifier's
+# Resolve ran and before its reply arrived, raised in the SetLastKnownGood decided from that reply, after
+# it took effect; the driver kept the old last-known-good as the verifier's reference while the store's
+# had moved (and the watermark with it), so the collector's rightful Collect looked like I3. The driver now
+# takes the last-known-good that took effect in a failed step too.
+FIXED_WITH_REPLY_LATENCY = [("chaos", 2323, "I3")]
+
+
+@pytest.mark.parametrize(("scenario", "seed", "found"), FIXED_WITH_REPLY_LATENCY)
+def test_fixed_seed_with_reply_latency_stays_fixed(scenario: str, seed: int, found: str) -> None:
+    result = run(load(scenario), "safe", seed, trace=False)
+    assert result.violations == [], f"{scenario} seed {seed} ({found}) is back: {result.violations[0]}"
