@@ -1,0 +1,86 @@
+"""The mutation campaign's fast part (issue 13): the models must still see a safety check taken out.
+
+scripts/mutants.toml lists every safety check and the one-line edit that takes it out; scripts/mutants.py
+runs the whole campaign (explorer configurations, seed sweeps, the test suite) and writes the table in
+bench/RESULTS.md. Here, for CI:
+
+- every mutant's original text still occurs exactly once in this tree: a refactor that moves or rewords a
+  check fails here instead of silently orphaning its mutant (update the list with the code); a mutant
+  marked ``gone`` (its check removed as redundant, with the argument) must not occur at all;
+- every mutant marked ``ci = "g2" | "g3" | "g2f1"`` (one the campaign saw that fast explorer
+  configuration kill) is applied to a copy of the package, and that configuration, run on the copy in a
+  child process, must report a violation. A change that makes the explorer blind (an invariant no longer
+  checked, a move no longer explored, a reduction that prunes too much) lets a mutant live and fails here;
+- the unmutated copy passes ``--generations 2`` (and tests/sim/test_explore.py, the larger ones): so "a
+  violation found" is the mutant's doing.
+
+Blindness: were ``Monitor.check`` (the explorer's invariant checks) neutered, or a move the kills need
+pruned, these explorations would report no violation and every kill test would fail; the nine mutants
+span I2 and I3, the store, the enactor's decision table and holds, and the verifier.
+
+The copies live in pytest's temporary directory; this tree is never edited.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dnsplane_mutants", ROOT / "scripts" / "mutants.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_runner()
+MUTANTS = runner.load_mutants()
+CI_MUTANTS = [m for m in MUTANTS if m.ci]
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
+def test_each_mutants_original_text_occurs_exactly_once(mutant: Any) -> None:
+    expected = 0 if mutant.gone else 1  # gone: the check was removed as redundant, and must stay out
+    assert runner.occurrences(mutant, ROOT) == expected, (
+        f"{mutant.id}: its original text does not occur {expected} time(s) in {mutant.file}; "
+        "update scripts/mutants.toml with the code")
+
+
+def test_the_list_covers_issue_13s_table_and_ci_names_fast_configurations() -> None:
+    assert len([m for m in MUTANTS if m.issue13]) == 9
+    assert {m.ci for m in CI_MUTANTS} <= set(runner.EXPLORE_FAST)
+    assert len(CI_MUTANTS) >= 5
+
+
+@pytest.fixture(scope="module")
+def unmutated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("unmutated")
+    runner.copy_tree(ROOT, dest)
+    return dest
+
+
+def test_the_unmutated_copy_passes(unmutated: Path) -> None:
+    # g2 only: that g3 and the default configuration find nothing on the real code is test_explore.py's
+    # (here it would cost a g3 exploration more, ~4 s before reply latency and ~30 s after)
+    assert runner.imported_from(unmutated).startswith(str(unmutated))
+    outcome = runner.run_tool("g2", unmutated, niceness=0, timeout=240)
+    assert outcome.verdict == "passed", outcome
+
+
+@pytest.mark.parametrize("mutant", CI_MUTANTS, ids=lambda m: f"{m.id}-{m.ci}")
+def test_the_fast_explorer_kills_the_mutant(mutant: Any, tmp_path: Path) -> None:
+    runner.copy_tree(ROOT, tmp_path)
+    runner.apply_mutant(mutant, tmp_path)
+    assert runner.imported_from(tmp_path).startswith(str(tmp_path))  # the children run the mutant
+    outcome = runner.run_tool(mutant.ci, tmp_path, niceness=0, timeout=240)
+    assert outcome.verdict == "killed", f"{mutant.id} survived {mutant.ci}: {outcome}"
