@@ -77,6 +77,7 @@ class Mutant:
     twin: str = ""
     ci: str = ""
     gone: str = ""  # the check was taken out of the code for good (shown redundant): why, and where it says so
+    since: str = ""  # the check was added after issue 13's start commit (absent from older trees)
 
 
 @dataclass
@@ -301,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown mutant ids: {sorted(unknown)}")
         mutants = [by_id[i] for i in dict.fromkeys(ids)]  # in the order given
     counts = {m.id: occurrences(m, tree) for m in mutants}
-    gone = [m for m in mutants if m.gone and counts[m.id] == 0]  # an older tree still has the check: run it
+    gone = [m for m in mutants if (m.gone or m.since) and counts[m.id] == 0]  # present in the tree: run it
     for m in gone:
-        print(f"{m.id}: not in this tree ({m.gone}); skipped", file=sys.stderr)
+        print(f"{m.id}: not in this tree ({m.gone or m.since}); skipped", file=sys.stderr)
     mutants = [m for m in mutants if m not in gone]
     bad = [(m.id, counts[m.id]) for m in mutants if counts[m.id] != 1]
     if bad:
