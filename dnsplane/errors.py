@@ -59,7 +59,8 @@ class InvalidPlan(Permanent):
 
 
 class PlanCollected(Permanent):
-    """A ``Begin`` named a generation the collector already deleted (a stale or redelivered head)."""
+    """A ``Begin`` or a last-known-good named a generation the collector already deleted (a stale or
+    redelivered head; a verifier round whose reply came back after the collector ran)."""
 
     fmt = "generation {generation} was collected; the oldest plan kept is {oldest}"
 

@@ -102,7 +102,12 @@ class Store(ABC):
 
     @abstractmethod
     def set_last_known_good(self, generation: Generation) -> None:
-        """The verifier's newest generation whose content it saw served correctly."""
+        """The verifier's newest generation whose content it saw served correctly.
+
+        Raises ``PlanCollected`` when ``generation`` is older than the oldest plan kept, as ``begin``
+        does: the verifier judged DNS against that head, and while its reply was on its way the
+        enactors moved on and the collector deleted it (the explorer found it once reads could go
+        stale, issue 13). A last-known-good naming gone content would be a reference to nothing (I3)."""
 
     @abstractmethod
     def low_watermark(self, now: float) -> Generation:

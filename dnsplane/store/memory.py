@@ -167,6 +167,8 @@ class MemoryStore(Store):
 
     def set_last_known_good(self, generation: Generation) -> None:
         with self._lock:
+            if self._plans and generation < (oldest := min(self._plans)):
+                raise PlanCollected(generation=generation, oldest=oldest)
             self._lkg = int(generation)
 
     def low_watermark(self, now: float) -> Generation:

@@ -274,6 +274,9 @@ class SqliteStore(Store):
 
     def set_last_known_good(self, generation: Generation) -> None:
         with self._tx(immediate=True) as db:
+            (oldest,) = db.execute("SELECT min(generation) FROM plans").fetchone()
+            if oldest is not None and generation < oldest:
+                raise PlanCollected(generation=generation, oldest=oldest)
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('lkg', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -213,6 +213,22 @@ def test_no_one_begins_a_collected_plan(store: Store) -> None:
     assert store.low_watermark(2.0) == 5
 
 
+def test_no_last_known_good_names_a_collected_plan(store: Store) -> None:
+    """Found by the explorer once a reply could arrive late (issue 13): the verifier judged DNS right at
+    head 1 and its reply was on its way while the enactors applied 2 and 3 and the collector deleted
+    plan 1; its ``SetLastKnownGood(1)`` then named content that was gone (I3). The store refuses it, as
+    it refuses a ``Begin`` of a collected plan, and keeps the last-known-good it had."""
+    publish_all(store, *([[(A, content(i))] for i in range(3)]))
+    store.set_last_known_good(G(2))
+    store.finish("e1", G(3), 1.0)
+    store.set_last_known_good(G(3))
+    assert store.collect(G(3), 1.0) == 2
+    with pytest.raises(PlanCollected, match="generation 1 was collected; the oldest plan kept is 3"):
+        store.set_last_known_good(G(1))
+    assert store.low_watermark(2.0) == 3  # the last-known-good stayed 3: the watermark did not go back
+    store.set_last_known_good(G(3))  # the oldest kept plan is fine
+
+
 def test_collect_keeps_the_newest_content_of_every_endpoint(store: Store) -> None:
     publish_all(
         store,
