@@ -248,7 +248,8 @@ class Simulation:
                 faults.start_quiet()
             elif kind == _END:
                 faults.end_partial(payload)
-            self._sync_contested()
+            if actor == "verifier" or kind >= _FAULT:  # only the verifier's steps change what it contests
+                self._sync_contested()
             if monitor.exempt_until:
                 monitor.check_exemptions(self.provider.read)
             if faults.lies:
