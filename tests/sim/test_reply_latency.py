@@ -123,6 +123,31 @@ def test_with_atomic_replies_no_reply_is_left_waiting_for_a_pause() -> None:
     assert _held_by_a_pause(PAUSES.with_atomic_replies(), range(4)) == []
 
 
+def test_a_crash_between_a_request_and_its_reply_loses_the_reply() -> None:
+    """The request ran (its effect stays); its reply never reaches the actor, which starts over."""
+    scenario = dataclasses.replace(load("us-east-1"), duration=1800.0,
+                                   faults={"crash": FaultSpec(1.0, 20.0, (5.0, 30.0))})
+    lost = []
+    for seed in range(8):
+        sim, log = _watched(scenario, seed)
+        result = sim.run()
+        assert result.ok, result.violations
+        crashes = [f for f in result.schedule if f.kind == "crash"]
+        ran: dict[str, tuple[float, float, Any, Any]] = {}
+        for t, what, name, event, extra in log:
+            if what == "ran":
+                ran[name] = (t, extra[1], event, extra[0])
+            elif name in ran and event is ran[name][3]:
+                del ran[name]  # the reply reached it
+            elif name in ran and type(event).__name__ == "Tick":  # a round began: that reply is gone
+                ran_at, travel, request, _ = ran.pop(name)
+                if any(f.target == name and ran_at < f.at < ran_at + travel for f in crashes):
+                    lost.append((seed, name, type(request).__name__))
+        if lost:
+            break
+    assert lost, "no crash fell between a request's run and its reply"
+
+
 def test_with_atomic_replies_every_reply_reaches_its_actor_as_its_request_runs() -> None:
     sim, log = _watched(BUSY.with_atomic_replies(), 1)
     sim.run()
