@@ -29,10 +29,10 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | no answer (TIMEOUT, SERVFAIL, REFUSED, ERROR:  | nothing this round ("unreachable"): reported,  |
 | the server did not say what it holds)         | not counted right, not repaired               |
 
-Guarantees: a repair never lowers a marker (I2): it writes
-``max(marker found, head of the plan it checked against)`` (a marker found out of range, unsealed
-or another owner's counts for nothing: the head; the head is at least every marker dnsplane ever
-wrote); and it is conditional on the marker
+Guarantees: a repair never lowers a marker (I2): it writes the head of the plan it checked against,
+and every marker it repairs is at most that head (a sealed marker above it is "marker-ahead", never
+repaired: the head is advanced past it first; one out of range, unsealed or another owner's names no
+generation of this store); and it is conditional on the marker
 found (where there is none, on the records found), so a newer enactor write in between wins and
 the repair is dropped. The marker it writes names the one it replaced (``Marker.after``), as an
 enactor's does.
@@ -423,19 +423,20 @@ class Verifier:
                 out.append(Log("error", "not repairing toward an invalid plan",
                                {"actor": self.name, "endpoint": str(key), "error": str(err)}))
                 continue
-            # The head, not t(e): content at the head equals content at t(e), and the head is at
-            # least every marker ever written (markers ahead of it get fenced first), so a repair
-            # never lowers a marker, even one that was then deleted by hand.
-            # A corrupt marker's generation (out of range) counts for nothing: no writer wrote it.
-            # Nor does an unsealed one's (g= edited by hand: it may lie above the head).
+            # The head, not t(e): content at the head equals content at t(e). Never below the marker
+            # found: ``diagnose`` names a sealed in-range marker above this head "marker-ahead", which
+            # is never repaired (the head is advanced past it first), so a marker repaired here that
+            # names a generation is at most the head (docs/design.md, "The verifier": no max() needed).
+            # The generation it replaces, for the journal: none for a corrupt marker (out of range: no
+            # writer wrote it) or an unsealed one (g= edited by hand: it may lie above the head).
             kept = (found.generation if found is not None and generation_in_range(found.generation)
                     and found.sealed() else None)
             if problem is Problem.FOREIGN_OWNER:
-                # Another installation's generation means nothing in this store: the takeover is at the
-                # head, even below it (writing above it would make it this store's head next round:
-                # "marker-ahead", a head no plan wrote, chaos 167; up to MAX_GENERATION, no numbering left)
+                # Another installation's generation means nothing in this store: not the one replaced.
+                # The takeover is at the head, even below it (writing above it would make it this
+                # store's head next round: "marker-ahead", a head no plan wrote, chaos 167)
                 kept = None
-            generation = max(kept or NO_GENERATION, self.head)
+            generation = self.head
             marker = Marker.after(found, Generation(generation), desired.records.digest, self.ownership.owner)
             if adopting and self.ownership.adopted is not None:  # the fleet file said adopt: true
                 self.adopting.add(key)
