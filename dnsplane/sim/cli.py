@@ -47,8 +47,9 @@ EXPLORE_EPILOG = """examples:
   dnsplane explore --protocol safe --faults 1 --generations 2
       also let one fault happen anywhere (a crash, a crash after the provider acknowledged,
       a request raising an exception that is not a DnsplaneError before or after it ran,
-      a human emptying an endpoint, deleting its marker or writing g=2**63-1 into it, the
-      provider rejecting an endpoint's writes): ~630,000 states in ~30 s
+      a human emptying an endpoint, deleting its marker, writing g=2**63-1 into it or setting
+      its g= back to an older generation, the provider rejecting an endpoint's writes):
+      ~640,000 states in ~30 s
 """
 
 

@@ -126,7 +126,8 @@ on all of these and on every future the full search would explore from them.
    (only the planner publishes; the verifier's ``AdvanceHead`` names a marker,
    and every marker was written from a head already read, so it is a no-op;
    a marker a human garbled to ``g=2**63-1`` is out of range, which the verifier
-   never takes for a head; were it taken, the check after that ``AdvanceHead``
+   never takes for a head, and one a human set back lies below it, unsealed;
+   were it taken, the check after that ``AdvanceHead``
    itself reports it, before any reduced move).
    Then the verifier's ``LoadDesired`` is a stable read: the head, and each
    endpoint's newest row at or below it, which the collector keeps (its

@@ -3,7 +3,7 @@
 A ``World`` holds the production actors, a ``MemoryStore``, a ``MemoryProvider``, the monitor, each
 actor's pending request, how far the scripted health changes went, the faults used and the
 last-known-good. ``moves()`` lists what can happen next, as typed moves (``Deliver``, ``Tick``,
-``HealthChange``, ``Crash``, ``RaiseInRequest`` and the four provider-side faults), each able to
+``HealthChange``, ``Crash``, ``RaiseInRequest`` and the five provider-side faults), each able to
 ``describe`` itself for a counterexample's text; ``apply(move)`` carries one out with the production
 code (the actor's ``Step`` goes through the simulator's ``Interpreter``); ``fingerprint()`` is the
 state's identity and ``fork()`` a successor to apply a move to (copy on write).
@@ -158,6 +158,18 @@ class GarbleMarker(NamedTuple):
         return f"a human writes g={GARBLED} into {self.key.name}'s marker"
 
 
+class LowerMarker(NamedTuple):
+    """A human sets an endpoint's marker ``g=`` back to an older ``generation``, ``d=`` to its records'
+    digest, the rest of the text (``p=``, ``o=``) kept: its seal breaks (the simulator's ``marker_stale``)."""
+
+    key: EndpointKey
+    generation: Generation
+    kind: str = vocabulary.MARKER_STALE
+
+    def describe(self, world: World) -> str:
+        return f"a human sets {self.key.name}'s marker back to g={self.generation}"
+
+
 class RejectWrites(NamedTuple):
     """The provider rejects every write of an endpoint from now on."""
 
@@ -169,7 +181,7 @@ class RejectWrites(NamedTuple):
 
 
 Move = (Deliver | Tick | HealthChange | Crash | RaiseInRequest
-        | EmptyRecords | DeleteMarker | GarbleMarker | RejectWrites)
+        | EmptyRecords | DeleteMarker | GarbleMarker | LowerMarker | RejectWrites)
 ActorMove = Deliver | Tick | Crash | RaiseInRequest  # the moves that feed one actor (``.actor``)
 
 
@@ -198,6 +210,9 @@ def provider_faults(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> li
             out.append(DeleteMarker(key))
             if seen.marker.generation != GARBLED:
                 out.append(GarbleMarker(key))
+                # every older generation: one whose content the records hold again (A -> B -> A) passes
+                # the enactor's store check; one at or above a round's snapshot, the verifier's diagnosis
+                out += [LowerMarker(key, Generation(g)) for g in range(1, seen.marker.generation)]
         if key not in rejects:
             out.append(RejectWrites(key))
     return out
@@ -515,6 +530,15 @@ class World:
                 self._own_monitor().hand_edited(key, None)
                 provider.hand_edit(key, seen.records, None)
                 self.wrote_provider = True
+            case LowerMarker(key=key, generation=generation):  # the monitor's I2 baseline restarts there
+                self.faults += 1
+                provider = self._own_provider()
+                seen = provider.read([key])[key]
+                assert seen.marker is not None
+                digest = seen.marker.digest if seen.records is None else seen.records.digest
+                self._own_monitor().hand_edited(key, int(generation))
+                provider.hand_edit(key, seen.records, replace(seen.marker, generation=generation, digest=digest))
+                self.wrote_provider = True
             case RejectWrites(key=key):  # changes no record: no check's verdict changes
                 self.faults += 1
                 self._own_provider().reject(key, "simulated: the server refuses this endpoint")
@@ -608,8 +632,9 @@ class World:
             if name.startswith("enactor") and working is not None:
                 refs.append((f"{name} in flight", int(working), None))
         for key, seen in self.provider.read_all().items():
-            if seen.marker is not None and seen.marker.generation != GARBLED:  # a person's g= names no plan
-                refs.append((f"the marker of {key}", int(seen.marker.generation), key))
+            marker = seen.marker  # a person's g= names no plan: garbled, or set back (its seal broken)
+            if marker is not None and marker.generation != GARBLED and (not marker.prev or marker.sealed()):
+                refs.append((f"the marker of {key}", int(marker.generation), key))
         if self.lkg:
             refs.append(("the verifier's last-known-good", self.lkg, None))
         return refs

@@ -18,6 +18,7 @@ explorer move                          the driver's fault
 ``(EMPTIED, key)``                     ``corrupt``, mode ``emptied``
 ``(MARKER_DELETED, key)``              ``corrupt``, mode ``marker_deleted``
 ``(MARKER_OUT_OF_RANGE, key)``         ``marker_out_of_range`` with ``g=`` ``GARBLED``, ``/column`` mode
+``(MARKER_STALE, key, generation)``    ``corrupt``, mode ``marker_stale`` (``g=`` set back; each older one)
 ``(REJECTED, key)``                    ``partial_write``, mode ``rejected`` (for good: no window)
 =====================================  =================================================================
 """
@@ -89,6 +90,7 @@ REQUEST_EXCEPTION: str = FaultKind.REQUEST_EXCEPTION.value
 EMPTIED: str = Corruption.EMPTIED.value
 MARKER_DELETED: str = Corruption.MARKER_DELETED.value
 MARKER_OUT_OF_RANGE: str = FaultKind.MARKER_OUT_OF_RANGE.value
+MARKER_STALE: str = Corruption.MARKER_STALE.value
 REJECTED: str = PartialWrite.REJECTED.value
 # the explorer's moves that are a person's edit or the provider's doing: no actor moves
-HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, REJECTED})
+HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, MARKER_STALE, REJECTED})
