@@ -316,6 +316,7 @@ class Resolve(Request[Resolved]):
 
 @dataclass(frozen=True, slots=True)
 class Begin(Effect):
+    READS = frozenset({P})  # the store refuses a generation older than every plan kept (collected)
     WRITES = frozenset({R})
     generation: Generation
 

@@ -2,18 +2,27 @@
 
 Where the simulator samples delivery orders with a seeded scheduler, the
 explorer enumerates them all. A state is the actors' state, the store's, the
-provider's, each actor's pending completion (its outstanding request), how far
-the scripted health changes went and how many faults were used. From a state the
-transitions are:
+provider's, each actor's pending item (its outstanding request, or the reply to
+it in hand), how far the scripted health changes went and how many faults were
+used. From a state the transitions are:
 
-- deliver any actor's pending completion (run its request against the store or
-  provider, feed the reply to the actor, apply the effects it returns at once);
+- run any actor's pending request against the store or provider ("enactor-1's
+  ReadHead runs"): its reply becomes the actor's item in hand;
+- feed any actor the reply in hand ("enactor-1 receives HeadRead(head=3)"): the
+  actor handles it and the effects it answers with are carried out at once (a
+  ``Begin``, a ``Finish``, a ``SetLastKnownGood``...), its next request, if any,
+  becomes its pending item. Reply latency: as in the runtime (``App.feed``: the
+  request runs in a worker thread, its reply is handled on the event loop, the
+  next effects run in a later thread call), any other move can fall between a
+  read and what is decided from it, so every read can go stale before it is
+  acted on (a head read before a collect, a DNS check before the enactors move);
 - tick any idle actor;
 - the next scripted health change (it makes the planner publish a new
   generation, up to ``generations``; the script includes content returning to
   an earlier value, A → B → A);
 - when ``faults`` > 0, a fault: an actor crashes (losing its pending request, or
-  after it ran — e.g. a write the provider acknowledged) and restarts empty; an
+  after it ran — e.g. a write the provider acknowledged —, or the reply it had in
+  hand) and restarts empty; an
   actor's pending request raises an exception that is not a ``DnsplaneError``
   (a ``RuntimeError``; before it ran, or after it took effect), which the
   interpreter (``Interpreter.run``) turns into a ``Failed`` reply the actor handles; or
@@ -43,11 +52,12 @@ Cost. A state is kept as its identity (``World.fingerprint``: a short tuple of p
 each move is computed once per distinct value of what it reads (the mover, and the parts its
 request and effects read: the store's head for ``ReadHead``, the provider for ``ReadMarkers``,
 ...), on a ``World`` built from each part's representative; every later occurrence is a
-dictionary lookup. The default configuration's 6 million transitions need about 40,000 runs of
-the production code. ``dnsplane.sim.memo``'s docstring says why reusing a move's result across
-states is exact, and tests/sim/test_explore.py checks it: from every state of small
-configurations, each memoised move gives what running the code again gives, and the counts equal
-those of a search over ``World`` objects along real paths.
+dictionary lookup. The default configuration's 32 million transitions (8.5 million states; 6
+million and 1.7 million before reply latency) need a small fraction of that in runs of the production
+code (``--generations 3``: 6,841 runs for 1.9 million transitions). ``dnsplane.sim.memo``'s
+docstring says why reusing a move's result across states is exact, and tests/sim/test_explore.py
+checks it: from every state of small configurations, each memoised move gives what running the
+code again gives, and the counts equal those of a search over ``World`` objects along real paths.
 
 A ``World`` is copied only where a move writes (copy on write): records,
 markers, plans, endpoints and messages are frozen and shared; an actor is copied
@@ -114,9 +124,10 @@ on all of these and on every future the full search would explore from them.
    deletes only rows older than each endpoint's newest row at or below the
    watermark, which that in-flight row (removed only by this enactor) holds at
    or below ``upto``; the newest row at or below ``upto`` of every endpoint that
-   changed in the range is kept, so the reply is the same. The reply changes
-   only the enactor's own state and leaves ``working`` (an I3 reference) as it
-   was, so the move is invisible to every check, commutes with every move of
+   changed in the range is kept, so the reply is the same. Running it changes
+   only the enactor's item in hand (the reply; fed in the same move only when
+   that is local, reduction 8, else by a move of its own, not forced), so the
+   move is invisible to every check, commutes with every move of
    the others, and nothing disables it: a persistent set of one, like a tick.
    The store's collect is conditional on the watermark, so a collector that
    read a higher watermark before the ``Begin`` is refused.
@@ -138,18 +149,51 @@ on all of these and on every future the full search would explore from them.
    head cannot lower the watermark, now or later (every part of the minimum
    is at most the head), so the collector sees the same; its ``working``
    becomes the head, whose content every endpoint keeps (its newest row).
+   With reply latency these are two forced moves: the ``ReadHead`` runs (it
+   changes only the enactor's item in hand), then the enactor is fed the
+   ``HeadRead`` when it names the final head (the argument above; the store
+   never refuses a ``Begin`` at the head: the collector deletes only plans
+   below the watermark, which is at most the head). A ``HeadRead`` in hand
+   older than the final head is not forced: its ``Begin`` may lower the
+   watermark, which is the race reply latency is there to explore.
 
 7. *Self-loops* are left out: a move that, with the forced tick after it,
    leads back to the same state (``_returns_here``) adds no state.
 
+8. *Local replies are fed at once.* When a request has run, its reply is fed
+   in the same move if handling it is local to the actor: the step it answers
+   with has no effect that writes the store or the provider (only a request,
+   or only ``Log``/``Journal``: the journal is no part of a state), and it
+   leaves the actor's I3 reference as it was (``in_flight``: an enactor's
+   ``working``, counted unless it holds a ``Failed``). That feed changes only
+   the actor's own state and item: no other move reads either (the others'
+   moves read the store, the provider, the monitor and their own state; the
+   only reads of another actor are I3's references, unchanged by definition,
+   and the fingerprint's symmetry, which reads no behaviour); no check looks at
+   them (I8's wedged check is about the mover itself, and reports at the merged
+   move what it reports at the feed); no move of another disables it. So it
+   commutes with every move of the others and the state with the reply in
+   hand differs from the one after the feed only where nothing looks: a
+   persistent set of one that is taken at once, so the intermediate state is
+   never kept. Faults too (so it holds while faults remain): the faults that
+   strike an actor with a reply in hand are a crash, which leaves a fresh
+   actor and the world as it was, exactly what a crash right after the local
+   feed leaves (the planner is never crashed without a request, in either
+   state). Only replies whose handling runs a state-writing effect (the
+   enactor's ``Begin`` after ``ReadHead`` and its ``Finish`` at a round's end,
+   the verifier's ``SetLastKnownGood`` and ``AdvanceHead``, the legacy
+   ``Finish``), or that change ``working``, keep the state in between. The
+   decision is made by running the actor's code on a copy (``World._reply``).
+
 Checked by tests/sim/test_explore.py: on small configurations the reduced and
 the full search reach the same provider/store states and the same violations.
-``Config(reduce=False)`` turns 4 to 7 off (1–3 are exact).
+``Config(reduce=False)`` turns 4 to 7 off (1–3 are exact);
+``Config(merge_local=False)`` turns 8 off (every reply is held).
 
 Because forced ticks may come earlier than needed, a path in the reduced graph
 can be longer than the shortest one: when the reduced search finds the
 violation it looks for, the search is run again over every order to report the
-truly shortest path (legacy default: 18 steps).
+truly shortest path (legacy default: 21 steps; 18 before reply latency).
 """
 
 from __future__ import annotations

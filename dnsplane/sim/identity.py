@@ -8,7 +8,7 @@ Owns:
 - ``ROUND_STARTS``: for each actor class, the request that starts its round (while it waits on it, or
   is idle, its ``ROUND`` fields are dead), and ``reset_round``, which gives them their defaults then.
 - ``monitor_part``: what the monitor's later checks read.
-- ``copy_actor`` / ``copy_value``: copies of the mutable parts only (records, markers, plans,
+- ``copy_actor`` / ``copy_value`` / ``copy_reply``: copies of the mutable parts only (records, markers, plans,
   endpoints and messages are frozen and shared; ``CONFIG`` fields are shared too). The store and the
   provider copy themselves (``MemoryStore.fork``, ``MemoryProvider.fork``).
 
@@ -31,7 +31,7 @@ from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.identity import IDENTITY
 from dnsplane.protocol.legacy import LegacyEnactor
-from dnsplane.protocol.messages import LoadDesired, ReadHead, ReadWatermark
+from dnsplane.protocol.messages import LoadDesired, ReadHead, ReadWatermark, Request
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.sim.invariants import Monitor
 
@@ -73,10 +73,24 @@ def _between_rounds(actor: Any, pending: object) -> bool:
 
 
 def actor_part(actor: Any, pending: object) -> tuple[Any, ...]:
-    """An actor's part of the identity: the fields that count now, and its pending request."""
+    """An actor's part of the identity: the fields that count now, and its pending request or the
+    reply it has in hand (a frozen event that may hold dicts and lists: its fields, canonical)."""
     names = _counted(type(actor), _between_rounds(actor, pending))
     d = actor.__dict__
-    return ((type(actor).__name__, *[canon(d[k]) for k in names]), None if pending is None else canon(pending))
+    if pending is None or isinstance(pending, Request):
+        item = None if pending is None else canon(pending)
+    else:
+        item = (type(pending).__name__, *[canon(getattr(pending, f.name)) for f in fields(pending)])  # type: ignore[arg-type]
+    return ((type(actor).__name__, *[canon(d[k]) for k in names]), item)
+
+
+def copy_reply(reply: Any) -> Any:
+    """A reply to feed to an actor: frozen, but its dicts and lists may become the actor's own (the
+    enactor keeps ``ChangesLoaded.changes`` and consumes it), and a reply in hand is shared by every
+    state that holds it, so each feed gets copies of them."""
+    if not is_dataclass(reply):
+        return reply
+    return type(reply)(**{f.name: copy_value(getattr(reply, f.name)) for f in fields(reply)})  # type: ignore[misc]
 
 
 def reset_round(actor: Any, pending: object) -> None:

@@ -40,13 +40,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
+from dnsplane.protocol.legacy import CleanedUp
 from dnsplane.protocol.messages import (
     Command,
     Effect,
+    Event,
+    HeadRead,
     LoadChanges,
     LoadDesired,
     ReadHead,
@@ -69,6 +72,7 @@ from dnsplane.sim.statespace import (
     Tick,
     World,
     actor_faults,
+    in_flight,
     provider_faults,
 )
 from dnsplane.sim.vocabulary import HUMAN_FAULTS
@@ -94,7 +98,7 @@ class _Actor:
     applied_upto: int
     collected_below: int
     planner_idle: bool  # planner: no request pending, not busy, in sync, nothing to publish
-    working: int | None  # an enactor's generation in flight (an I3 reference)
+    working: int | None  # an enactor's generation in flight (an I3 reference: ``in_flight``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,10 @@ def _parts(kind: type[Command], effect: bool) -> tuple[str, ...]:
 
 
 REQUEST_READS: dict[type | None, tuple[str, ...]] = {
-    None: (),  # a tick, or a reply already in hand (``Failed``): only the actor
+    None: (),  # a tick: only the actor
+    # a reply in hand (reply latency): feeding it reads only the actor; the effects it answers with are
+    # recorded by the first run (``EFFECT_READS``)
+    **{e: () for e in (*get_args(Event), CleanedUp)},
     **{c: _parts(c, effect=False) for c in COMMANDS if issubclass(c, Request)},
 }
 # Effects run after the actor handled the reply: what they read.
@@ -214,8 +221,7 @@ class MemoSpace:
         out = []
         for parent, move in path:
             w = self.materialize(parent)
-            label = move.describe(w)
-            w.apply(move)
+            label = w.describe_and_apply(move)
             out.append("; ".join([label, *w.settle()]) if self.reduce else label)
         return out
 
@@ -237,7 +243,7 @@ class MemoSpace:
                     and not getattr(actor, "dirty", True))
             rep = _Actor(actor, pending, type(actor), busy, None if pending is None else type(pending),
                          int(getattr(actor, "applied_upto", 0) or 0), int(getattr(actor, "collected_below", 0) or 0),
-                         idle, getattr(actor, "working", None))
+                         idle, in_flight(actor, pending))
             n = self._intern(part, rep)
         return n
 
@@ -334,7 +340,8 @@ class MemoSpace:
             return _HEALTH
         if planner.planner_idle and self.safe:
             for name, a, _ in acts:
-                if (a.ptype is LoadDesired and name == "verifier") or (a.ptype is ReadHead and head > a.applied_upto):
+                if (a.ptype is LoadDesired and name == "verifier") or (a.ptype is ReadHead and head > a.applied_upto) \
+                        or (a.ptype is HeadRead and a.pending.head == head > a.applied_upto):
                     return self.deliver[name]
         return None
 
@@ -354,7 +361,7 @@ class MemoSpace:
                 return False
             p = self.reps[s[self.planner_pos]].actor
             return bool(p.synced and not p.dirty)
-        if type(move) is not Deliver:
+        if type(move) is not Deliver or not self.config.merge_local:
             return False
         pos, enactor = self.where[move.actor]
         reps = self.reps

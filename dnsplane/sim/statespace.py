@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, NamedTuple
 
 from dnsplane.model import Endpoint, EndpointKey, Generation
@@ -29,6 +29,9 @@ from dnsplane.protocol.legacy import LegacyEnactor
 from dnsplane.protocol.messages import (
     STORE_RESOURCES,
     AdvanceHead,
+    Effect,
+    Failed,
+    HeadRead,
     HealthObserved,
     LoadChanges,
     LoadDesired,
@@ -44,7 +47,7 @@ from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim import vocabulary
-from dnsplane.sim.identity import actor_part, copy_actor, monitor_part, reset_round
+from dnsplane.sim.identity import actor_part, copy_actor, copy_reply, monitor_part, reset_round
 from dnsplane.sim.invariants import MAX_HEAD, Monitor
 from dnsplane.sim.vocabulary import GARBLED
 from dnsplane.sim.world import COMMANDS, ZONE, SimExecutor, fleet
@@ -60,6 +63,9 @@ class Config:
     faults: int = 0
     targets: int = 2
     reduce: bool = True  # partial-order reduction of ticks (see dnsplane/sim/explore.py); False: every order
+    # reduction 8 (dnsplane/sim/explore.py): a reply whose handling is local to its actor is fed in the move
+    # that ran its request; False: every reply is held until a move of its own (to check the reduction)
+    merge_local: bool = True
 
 
 # -- moves -------------------------------------------------------------------------------------------
@@ -73,13 +79,24 @@ DELIVER, TICK, HEALTH = "deliver", "tick", "health"
 
 
 class Deliver(NamedTuple):
-    """The actor's pending request is carried out (or its reply in hand fed to it)."""
+    """The actor's pending request runs (its reply is then the actor's item in hand), or the reply in
+    hand is fed to the actor (which carries out the effects it answers with, and may ask again)."""
 
     actor: str
     kind: str = DELIVER
 
     def describe(self, world: World) -> str:
-        return f"{self.actor} receives the reply to {type(world.pending[self.actor]).__name__}"
+        what = world.pending[self.actor]
+        if isinstance(what, Request):
+            return f"{self.actor}'s {type(what).__name__} runs"
+        return f"{self.actor} receives {reply_text(what)}"
+
+
+def reply_text(reply: object) -> str:
+    """A reply in hand for a counterexample's text: its type and its plain fields (``HeadRead(head=3)``)."""
+    plain = [f"{f.name}={getattr(reply, f.name)!r}" for f in fields(reply)
+             if f.name != "now" and type(getattr(reply, f.name)) in (int, str, bool)] if is_dataclass(reply) else []
+    return f"{type(reply).__name__}({', '.join(plain)})" if plain else type(reply).__name__
 
 
 class Tick(NamedTuple):
@@ -103,15 +120,19 @@ class HealthChange(NamedTuple):
 
 
 class Crash(NamedTuple):
-    """The actor crashes and restarts empty, losing its pending request, or ``after`` it ran."""
+    """The actor crashes and restarts empty, losing its pending request (or ``after`` it ran), or the
+    reply it had in hand."""
 
     actor: str
     after: bool
     kind: str = vocabulary.CRASH
 
     def describe(self, world: World) -> str:
+        what = world.pending.get(self.actor)
         if self.after:
-            return f"{self.actor} crashes after its {type(world.pending[self.actor]).__name__} ran"
+            return f"{self.actor} crashes after its {type(what).__name__} ran"
+        if what is not None and not isinstance(what, Request):
+            return f"{self.actor} crashes with {reply_text(what)} in hand, and restarts"
         return f"{self.actor} crashes and restarts"
 
 
@@ -240,6 +261,25 @@ _WRITES_PROVIDER = frozenset(c for c in COMMANDS if Resource.PROVIDER in c.WRITE
 _ROWS_ONLY = frozenset(c for c in COMMANDS if {Resource.ROWS} == c.WRITES)  # only the in-flight and applied rows
 
 
+# Effects that change no part of a state (the journal is not kept: ``journal=False``; a log line is
+# nothing): a reply whose handling runs only these, and leaves the I3 reference ``working`` as it was, is
+# local to its actor (reduction 8 in dnsplane/sim/explore.py).
+_LOCAL_EFFECTS = frozenset(c for c in COMMANDS if issubclass(c, Effect)
+                           and not (c.WRITES - {Resource.JOURNAL}) and not c.COLLECTS)
+
+
+def _local(step: Any) -> bool:
+    return all(type(c) in _LOCAL_EFFECTS for c in step.effects)
+
+
+def in_flight(actor: Any, pending: object) -> int | None:
+    """The generation an enactor is working on, as I3 counts it: its ``working``, unless it holds a
+    ``Failed`` in hand (its next step is to handle it, which drops ``working`` and reads nothing: a
+    ``Begin`` the store refused, a plan collected meanwhile, references nothing)."""
+    working = getattr(actor, "working", None)
+    return None if working is None or type(pending) is Failed else int(working)
+
+
 class World:
     """One explorer state, and the transitions out of it."""
 
@@ -263,6 +303,7 @@ class World:
         self._ex: SimExecutor | None = None
         self.wrote_provider = False  # set by apply(): whether the move wrote the provider
         self.effects_ran: list[type] = []  # set by apply(): the types of the effects the move ran
+        self.handled: object | None = None  # set by apply(): a reply the move ran for and fed at once (local)
         self.enactors = [n for n in self.actors if n.startswith("enactor")]
         self.pending: dict[str, object] = {}
         self.env = 0  # scripted health changes done
@@ -371,8 +412,11 @@ class World:
 
     def store_part(self) -> tuple[Any, ...]:
         """The store's part of the identity: head, rows, last-known-good, the health kept for a restarted
-        planner (it starts from it) — not the enactors' own rows; the plans only for legacy, which reads them."""
-        return self.store.fingerprint(with_plans=self.config.protocol == "legacy")
+        planner (it starts from it) — not the enactors' own rows; the plans only for legacy, which reads them;
+        the oldest plan kept, which a ``Begin`` reads (the store refuses a collected generation: with reply
+        latency an enactor can begin a generation read before a collect)."""
+        oldest = min((p.generation for p in self.store.plans()), default=None)
+        return (*self.store.fingerprint(with_plans=self.config.protocol == "legacy"), oldest)
 
     def provider_part(self) -> tuple[Any, ...]:
         rejects = self.provider.rejected()
@@ -428,9 +472,11 @@ class World:
             if planner_idle and self.config.protocol == "safe":  # the head is final (reduction 6)
                 head = self.store.head()
                 for name in self.actors:
-                    kind = type(self.pending.get(name))
+                    what = self.pending.get(name)
+                    kind = type(what)
                     if (kind is LoadDesired and name == "verifier") or (
-                            kind is ReadHead and head > self.actors[name].applied_upto):
+                            kind is ReadHead and head > self.actors[name].applied_upto) or (
+                            isinstance(what, HeadRead) and what.head == head > self.actors[name].applied_upto):
                         return Deliver(name)
         return None
 
@@ -442,7 +488,7 @@ class World:
         if type(move) is Tick:
             planner = self.actors["planner"]
             return move.actor == "planner" and planner.synced and not planner.dirty
-        if type(move) is not Deliver:
+        if type(move) is not Deliver or not self.config.merge_local:  # a reply held: the move changes the item
             return False
         name = move.actor
         kind = type(self.pending[name])
@@ -472,10 +518,17 @@ class World:
             move = self.forced()
             if move is None:
                 return done
-            done.append(move.describe(self))
-            self.apply(move)
+            done.append(self.describe_and_apply(move))
             if type(move) is Tick and move.actor not in self.pending:
                 raise AssertionError(f"tick reduction: {move.actor}'s tick did not leave it waiting on a request")
+
+    def describe_and_apply(self, move: Move) -> str:
+        """``apply(move)``, and the move's text for a counterexample (with the reply it fed at once)."""
+        label = move.describe(self)
+        self.apply(move)
+        if self.handled is not None:
+            label += f", and {getattr(move, 'actor', '?')} receives {reply_text(self.handled)}"
+        return label
 
     def apply(self, move: Move) -> None:
         """One move. The parts it writes are copied first (``_own_*``); the invariants are checked
@@ -483,6 +536,7 @@ class World:
         every check passed before and still passes (a new plan only adds history above every marker)."""
         self.wrote_provider = deleted = False
         self.effects_ran = []
+        self.handled = None
         changed = "planner" if type(move) is HealthChange else getattr(move, "actor", None)
         if changed is not None:
             self.actors[changed] = copy_actor(self.actors[changed])
@@ -491,11 +545,10 @@ class World:
             case Deliver(actor=name):
                 what = self.pending.pop(name)
                 if isinstance(what, Request):
-                    reply = self._request(name, what)
+                    self._reply(name, self._request(name, what))
                     deleted = what.COLLECTS
                 else:
-                    reply = what
-                self._feed(name, reply)
+                    self._feed(name, copy_reply(what))
             case Tick(actor=name):
                 self._feed(name, TickEvent(0.0))
             case HealthChange():
@@ -515,7 +568,7 @@ class World:
                 reply = self._request(name, what, raises="after" if after else "before")
                 deleted = after and isinstance(what, Request) and what.COLLECTS
                 if reply is not None:  # None: the exception escaped the interpreter; no reply comes (I8)
-                    self._feed(name, reply)
+                    self._reply(name, reply)
             case EmptyRecords(key=key):
                 self.faults += 1
                 provider = self._own_provider()
@@ -603,8 +656,25 @@ class World:
             return LegacyEnactor(name, ZONE, keep=1)
         return Enactor(name, ZONE)
 
+    def _reply(self, name: str, reply: Any) -> None:
+        """A request of ``name`` ran and answered ``reply``: it becomes the actor's item in hand, fed by a
+        later ``Deliver`` (reply latency), unless handling it is local (reduction 8 in
+        dnsplane/sim/explore.py): then it is fed now, in the same move."""
+        if self.config.merge_local:
+            actor = self.actors[name]  # this state's own copy (``apply``)
+            trial = copy_actor(actor)
+            step = trial.handle(copy_reply(reply))
+            if _local(step) and in_flight(trial, step.request) == in_flight(actor, reply):
+                self.actors[name] = trial
+                self.handled = reply
+                self._run_step(name, step)
+                return
+        self.pending[name] = reply
+
     def _feed(self, name: str, event: Any) -> None:
-        step = self.actors[name].handle(event)
+        self._run_step(name, self.actors[name].handle(event))
+
+    def _run_step(self, name: str, step: Any) -> None:
         effects, request = step.effects, step.request
         if not effects and request is None:
             return
@@ -612,12 +682,13 @@ class World:
         self.effects_ran = [type(c) for c in effects]
         if effects:
             for c in effects:
-                if isinstance(c, SetLastKnownGood):
-                    self.lkg = int(c.generation)
                 kind = type(c)
                 if kind in _WRITES_STORE:
                     self._own_store(rows_only=kind in _ROWS_ONLY)
             failed = self._executor().effects(name, effects, 0.0)
+            if SetLastKnownGood in self.effects_ran:  # as the store took it (it refuses a collected generation)
+                lkg = self.store.fingerprint()[3]
+                self.lkg = lkg if isinstance(lkg, int) else 0
             if AdvanceHead in self.effects_ran and self.store.head() > MAX_HEAD:  # reads only the store
                 self._own_monitor().check_head(int(self.store.head()))
         if failed is not None:
@@ -628,7 +699,7 @@ class World:
     def referenced(self) -> list[tuple[str, int, EndpointKey | None]]:
         refs: list[tuple[str, int, EndpointKey | None]] = []
         for name, actor in self.actors.items():
-            working = getattr(actor, "working", None)
+            working = in_flight(actor, self.pending.get(name))
             if name.startswith("enactor") and working is not None:
                 refs.append((f"{name} in flight", int(working), None))
         for key, seen in self.provider.read_all().items():
