@@ -39,7 +39,9 @@ both reach the same settled states (checked by tests/sim/test_explore.py).
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, get_args
 
 from dnsplane.protocol.collector import Collector
@@ -217,12 +219,31 @@ class MemoSpace:
         return s, found
 
     def describe(self, path: list[tuple[State, Move]]) -> list[str]:
-        """A path's text: each move as it ``describe``s itself, with the forced moves after it."""
+        """A path's text: each move as it ``describe``s itself, with the forced moves after it.
+
+        Each state is materialised with its enactors in sorted order (symmetry), so the enactor a
+        name stands for may change from one state to the next; the text follows each enactor from the
+        first state on (``shown``: a materialised name -> the name the text gives it), so that
+        "enactor-1's ReadHead runs" and "enactor-1 receives HeadRead" are one enactor."""
         out = []
+        shown = {n: n for n in self.enactor_names}
+        rename = re.compile("|".join(re.escape(n) for n in sorted(self.enactor_names, key=len, reverse=True)))
         for parent, move in path:
             w = self.materialize(parent)
             label = w.describe_and_apply(move)
-            out.append("; ".join([label, *w.settle()]) if self.reduce else label)
+            text = "; ".join([label, *w.settle()]) if self.reduce else label
+            out.append(rename.sub(partial(_shown_as, shown), text) if rename.pattern else text)
+            # the next state's enactor j is the one of ``w`` with its slot (any one of equal slots)
+            rows = w.store.actor_rows(self.enactor_names)
+            slots = {n: self._slot(self._actor_id(w.actors[n], w.pending.get(n)), r)
+                     for n, r in zip(self.enactor_names, rows, strict=True)}
+            left = list(self.enactor_names)
+            nxt = {}
+            for name, slot in zip(self.enactor_names, sorted(slots.values()), strict=True):
+                match = next(n for n in left if slots[n] == slot)
+                left.remove(match)
+                nxt[name] = shown[match]
+            shown = nxt
         return out
 
     # -- parts ------------------------------------------------------------------------------------
@@ -508,6 +529,10 @@ class MemoSpace:
             s, v = self.step(s, move)
             if v:
                 found += v
+
+
+def _shown_as(shown: dict[str, str], found: re.Match[str]) -> str:
+    return shown[found.group(0)]
 
 
 def _clean(mon: Monitor) -> Monitor:

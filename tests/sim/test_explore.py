@@ -24,6 +24,11 @@ def test_legacy_default_config_has_a_shortest_empty_record_counterexample() -> N
     assert report.violation is not None and report.violation.short == "I1"
     assert "CleanUp runs" in report.path[-1]  # the clean-up deletes the records
     assert len(report.path) == 21  # shortest over every order (re-searched without reduction; 18 before reply latency)
+    for i, step in enumerate(report.path):  # an enactor keeps its name along the path (symmetry renames states)
+        if step.startswith("enactor") and " receives " in step and " runs" not in step:
+            actor = step.split()[0]
+            last = [s for s in report.path[:i] if actor in s][-1]
+            assert last.startswith(f"{actor}'s ") and " runs" in last, (last, step)
 
 
 def test_safe_every_state_no_violation() -> None:
