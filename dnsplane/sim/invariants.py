@@ -18,12 +18,9 @@ What each check means, precisely:
   first; still empty after the bound is an I1 violation (the verifier did not
   repair it in time).
 - **I2 monotonic**: the marker generation never decreases (a hand edit resets
-  the baseline: the human lowered it, not dnsplane; a ``g=`` raised by hand, its seal broken, sets
-  none: no plan wrote it), and once an endpoint served
+  the baseline: the human lowered it, not dnsplane), and once an endpoint served
   the content of generation g it never again serves content that only
-  generations older than g had. Generations themselves are monotonic too (``on_publish``): each plan
-  is published under a generation above every plan published before it (the content history, and
-  so every other check, names a plan by its generation; endpoint "the store's head").
+  generations older than g had.
 - **I3 no live plan deleted**: after every step that deletes plans, for every
   referenced generation g and every endpoint, the store still returns the
   content that generation g had for it (``store.desired(key, g)``). Referenced:
@@ -58,6 +55,22 @@ What each check means, precisely:
   before it has observed that target up, except when every target of the
   endpoint is down (fail open). The simulator then keeps each target's true
   health itself, so that a restart does not also make the world forget it.
+- **G4 guards before writes** (DESIGN.md point 4; checked at each plan the planner publishes, in a run
+  that gave the monitor the fleet and the health the planner acted on: ``guard``). Let *down* be the
+  targets the planner acted on as unhealthy (what the store keeps once the plan is published: the
+  planner sends the health it acted on with each plan). Then a plan for an endpoint
+
+  * never serves fewer targets than ``min_targets`` (or all of them, when it has fewer): the policy
+    floor that DESIGN.md's I1 names, reported as I1;
+  * when every target is *down*: with ``fail_open`` serves every target (fails open, as Route 53
+    does, never an empty or a shrunken set); without it, is no plan at all for an endpoint planned
+    before (it keeps what it last published);
+  * moves at most ``max_weight_shift`` of the endpoint's weight from the plan before it (the share of
+    the total weight that changed hands, both plans' weights taken as shares of their totals; 1 % of
+    the weight of slack for rounding), unless the plan before was invalid (a rogue plan).
+
+  An invalid plan is not the planner's (it refuses one before publishing): the rogue plans of
+  ``malformed_plan`` are not checked.
 - **Head bound** (``check_head``, reported under I4, since every later publish
   past the bound fails): the store's head never passes the highest generation
   a planner published, nor ``model.MAX_GENERATION``, whatever marker a human
@@ -73,7 +86,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dnsplane.errors import DnsplaneError, InvalidPlan
-from dnsplane.model import MAX_GENERATION, Endpoint, EndpointKey, Generation, Observed, RecordSet, validate_record_set
+from dnsplane.model import (
+    MAX_GENERATION,
+    Endpoint,
+    EndpointKey,
+    Generation,
+    HealthRecord,
+    Observed,
+    RecordSet,
+    validate_record_set,
+)
 
 I1, I2, I3, I4, I5, I6 = (
     "I1 never empty",
@@ -86,6 +108,8 @@ I1, I2, I3, I4, I5, I6 = (
 I7 = "I7 ownership"
 I8 = "I8 liveness of the safety net"
 H1 = "H1 health kept across restarts"
+G4 = "G4 guards before writes"
+SHIFT_SLACK = 0.01  # G4: share of an endpoint's weight a plan may move past max_weight_shift (rounding)
 NOWHERE = EndpointKey("-", "-")
 MAX_HEAD = int(MAX_GENERATION)  # the bound as shipped (a test that widens the model's for a run keeps this one)
 
@@ -137,18 +161,25 @@ class Monitor:
     # I7: endpoints the verifier refuses as CONTESTED (another owner took back what it had): not
     # dnsplane's to repair or converge while they are (the driver keeps this in step with the verifier)
     contested: set[EndpointKey] = field(default_factory=set)
+    # G4: the fleet (policies) and the health the planner acted on; empty: the guards are not checked
+    fleet: dict[EndpointKey, Endpoint] = field(default_factory=dict)
+    acted_on: Callable[[], dict[str, HealthRecord]] | None = None
+    last_plan: dict[EndpointKey, tuple[RecordSet, bool]] = field(default_factory=dict)  # G4: (plan, valid)
+
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
 
     # -- history -------------------------------------------------------------------------------
 
+    def guard(self, fleet: dict[EndpointKey, Endpoint], acted_on: Callable[[], dict[str, HealthRecord]]) -> None:
+        """Check G4 at each plan published from now: ``fleet`` gives each endpoint's policy,
+        ``acted_on()`` the health the planner acted on (the store's, read after a publish)."""
+        self.fleet, self.acted_on = dict(fleet), acted_on
+
     def on_publish(self, generation: Generation, changes: Iterable[tuple[EndpointKey, RecordSet]]) -> None:
-        newest = max((history[-1][0] for history in self.content.values() if history), default=0)
-        if generation <= newest:  # the content history (I2, I3) names each plan by its generation
-            self.fail(I2, "the store's head", f"plan {generation} published after plan {newest}: a generation "
-                                              "is handed out once, above every earlier one")
         n = 0
+        down: set[str] | None = None
         for key, rs in changes:
             try:
                 validate_record_set(key, rs, self.zone)
@@ -157,7 +188,42 @@ class Monitor:
                 valid = False
             self.content.setdefault(key, []).append((int(generation), rs.digest, valid))
             n += 1
+            ep = self.fleet.get(key)
+            if ep is None:  # G4 unchecked (the explorer): no plan kept
+                continue
+            before = self.last_plan.get(key)
+            self.last_plan[key] = (rs, valid)
+            if not valid or self.acted_on is None:  # an invalid plan is a rogue one
+                continue
+            if down is None:
+                down = {tid for tid, record in self.acted_on().items() if record.healthy is False}
+            self._check_guards(ep, int(generation), rs, before, down)
         self.note(f"planner published generation {generation} ({n} changes)")
+
+    def _check_guards(self, ep: Endpoint, generation: int, rs: RecordSet, before: tuple[RecordSet, bool] | None,
+                      down: set[str]) -> None:
+        """G4 on one endpoint's plan (see the module docstring)."""
+        policy, key = ep.policy, ep.key
+        served = {m.target_id: m.weight for m in rs.members if m.weight > 0}
+        every = {t.id for t in ep.targets}
+        floor = min(policy.min_targets, len(every))
+        if len(served) < floor:
+            self.fail(I1, key, f"generation {generation} serves {len(served)} target(s), below the policy "
+                               f"floor min_targets={policy.min_targets}")
+        if every <= down:
+            if policy.fail_open and set(served) != every:
+                self.fail(G4, key, f"generation {generation} serves {', '.join(sorted(served)) or 'nothing'} "
+                                   f"while every target was down: fail open serves all of them")
+            elif not policy.fail_open and before is not None:
+                self.fail(G4, key, f"generation {generation} changed the endpoint while every target was down "
+                                   f"and fail_open is false: it keeps what it last published")
+        if before is not None and before[1] and policy.max_weight_shift < 1.0:
+            old = {m.target_id: m.weight for m in before[0].members if m.weight > 0}
+            old_total, new_total = sum(old.values()) or 1, sum(served.values()) or 1
+            moved = sum(max(0.0, w / new_total - old.get(t, 0) / old_total) for t, w in served.items())
+            if moved > policy.max_weight_shift + SHIFT_SLACK:
+                self.fail(G4, key, f"generation {generation} moves {moved:.0%} of the weight from the plan "
+                                   f"before it, past max_weight_shift={policy.max_weight_shift:.0%}")
 
     def content_at(self, key: EndpointKey, generation: int) -> str | None:
         found = None
@@ -232,8 +298,6 @@ class Monitor:
                 marker = None  # another installation's numbering: no I2 baseline, no content mark
             if marker is not None and not 0 <= marker.generation <= MAX_HEAD:
                 marker = None  # a human's out-of-range g=: not a generation (no I2 baseline, no content mark)
-            if marker is not None and marker.generation > self.highest_marker.get(key, 0) and not marker.sealed():
-                marker = None  # g= raised by hand (seal broken): no plan wrote it, no I2 baseline, no content mark
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
                 if marker.generation < high:

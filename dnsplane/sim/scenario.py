@@ -7,6 +7,8 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     duration: 3600          # simulated seconds with workload and faults
     quiet: 900              # then faults stop; I4 must hold by the end of this
     fleet: {endpoints: 4, targets: 3}
+    # the planner's guards for every endpoint (default: min_targets 1, no shift limit, fail open)
+    #   fleet: {endpoints: 4, targets: 3, policy: {min_targets: 2, max_weight_shift: 0.25, fail_open: false}}
     enactors: 3
     slow: {enactor-3: [60, 300]}   # per-actor latency range of its provider writes, seconds
     periods: {planner: 30, enactor: 60, collector: 60, verifier: 60, health: 30}
@@ -31,6 +33,7 @@ from typing import Any
 import yaml
 
 from dnsplane.errors import InvalidConfig
+from dnsplane.model import Policy
 from dnsplane.sim import vocabulary
 
 # The fault kinds, in the order a schedule draws them (new kinds go last, so a scenario without them
@@ -79,6 +82,8 @@ class Scenario:
     # actor, pause or crash between a read and what is decided from it); a seed found before then
     # replays as it did with it (tests/sim/test_regressions.py). False: two instants (driver.py)
     atomic_replies: bool = False
+    # the planner's guards of every endpoint (``fleet: {policy: ...}``); None: world.SIM_POLICY
+    policy: Policy | None = None
 
     @property
     def convergence_bound(self) -> float:
@@ -141,6 +146,20 @@ def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
     return lo, hi
 
 
+def _policy(path: str, data: Any) -> Policy:
+    """``fleet.policy``: the planner's guards, over the simulator's (rise and fall 1, no shift limit)."""
+    if not isinstance(data, dict) or set(data) - {"min_targets", "max_weight_shift", "fail_open"}:
+        raise InvalidConfig(path, 0, f"fleet.policy: expected a mapping of min_targets, max_weight_shift, "
+                                     f"fail_open, got {data!r}")
+    min_targets, shift, fail_open = (data.get("min_targets", 1), data.get("max_weight_shift", 1.0),
+                                     data.get("fail_open", True))
+    if not (isinstance(min_targets, int) and min_targets >= 1 and isinstance(shift, int | float)
+            and 0 < shift <= 1 and isinstance(fail_open, bool)):
+        raise InvalidConfig(path, 0, f"fleet.policy: min_targets >= 1, 0 < max_weight_shift <= 1, fail_open "
+                                     f"true or false; got {data!r}")
+    return Policy(min_targets, float(shift), fail_open, rise=1, fall=1)
+
+
 def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
     """Build a ``Scenario`` from parsed YAML; errors name the file and the key."""
     if not isinstance(data, dict) or "name" not in data:
@@ -157,6 +176,10 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
     fleet = data.get("fleet") or {}
     kw["endpoints"] = int(fleet.get("endpoints", 4))
     kw["targets"] = int(fleet.get("targets", 3))
+    if unknown := set(fleet) - {"endpoints", "targets", "policy"}:
+        raise InvalidConfig(path, 0, f"fleet: unknown key(s) {', '.join(sorted(unknown))}")
+    if "policy" in fleet:
+        kw["policy"] = _policy(path, fleet["policy"])
     kw["enactors"] = int(data.get("enactors", 3))
     if kw["enactors"] < 1 or kw["endpoints"] < 1 or kw["targets"] < 1:
         raise InvalidConfig(path, 0, "fleet and enactors must be at least 1")

@@ -119,9 +119,15 @@ EXCEPTIONS: dict[str, Callable[[], Exception]] = {
 }
 
 
-def fleet(endpoints: int, targets: int) -> tuple[Endpoint, ...]:
-    """``endpoints`` endpoints ``e0.sim.test. A`` …, each with ``targets`` load balancers of its own."""
-    policy = Policy(rise=1, fall=1, max_weight_shift=1.0)
+# The simulated fleet's policy unless a scenario sets its own (``fleet: {policy: ...}``): a flip acts at
+# once (rise and fall 1) and one generation may move all of an endpoint's weight
+SIM_POLICY = Policy(rise=1, fall=1, max_weight_shift=1.0)
+
+
+def fleet(endpoints: int, targets: int, policy: Policy | None = None) -> tuple[Endpoint, ...]:
+    """``endpoints`` endpoints ``e0.sim.test. A`` …, each with ``targets`` load balancers of its own, all
+    under ``policy`` (None: ``SIM_POLICY``)."""
+    policy = policy or SIM_POLICY
     out = []
     for e in range(endpoints):
         ts = tuple(
