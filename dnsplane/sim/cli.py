@@ -71,7 +71,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                     "(or the replayed) seed as SVG")
     s.add_argument("--workers", type=int, default=1, help="processes to use (default 1)")
     s.add_argument("--all", action="store_true", help="run every seed even after a violation")
-    s.add_argument("--invariant", default="I1", choices=["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "H1", "any"],
+    s.add_argument("--invariant", default="I1",
+                   choices=["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "H1", "G4", "any"],
                    help="stop at the first seed that violates this one (default I1, the outage); "
                         "any other violation found on the way is reported too")
     s.add_argument("--no-shrink", action="store_true", help="do not minimise the fault schedule of a violation")
