@@ -57,6 +57,7 @@ WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its
 # reads with ``Marker.from_text``, or (the numeric ones) as a number in a provider that keeps markers
 # as columns (embedded, memory): ``mode`` is "<value>" or "<value>/column".
 OUT_OF_RANGE = ("-1", "9223372036854775807", "99999999999999999999", "9007199254740993", "12abc", "")
+OUT_OF_RANGE_NUMBERS = tuple(g for g in OUT_OF_RANGE if g.lstrip("-").isdigit())  # ``hand_marker``'s g=
 MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")
 
 
@@ -106,6 +107,9 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                     column = g.lstrip("-").isdigit() and rng.random() < 0.5
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
                                      mode=f"g={g}" + ("/column" if column else "")))
+                case FaultKind.HAND_MARKER:
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
+                                     mode=f"g={rng.choice(OUT_OF_RANGE_NUMBERS)}"))
                 case FaultKind.SECOND_OWNER:
                     # ``value``: the generation in the other installation's marker (its own numbering)
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),

@@ -8,7 +8,7 @@ pauses; the health it forces (flaps, ABA, all unhealthy, amnesia) and the target
 that will time out after they are applied (``timeout_next``, consumed when such a request is
 delivered, whatever its reply); the provider's partial-write windows, and the check that a marker
 that says more than its records show is reported by the verifier (I8); the hand edits of records and
-markers (``corrupt``, ``marker_out_of_range``, ``second_owner``) and the rogue plans
+markers (``corrupt``, ``marker_out_of_range``, ``hand_marker``, ``second_owner``) and the rogue plans
 (``malformed_plan``); and the count of each fault fired (a run's ``faults``).
 
 At ``quiet`` (the end of ``scenario.duration``) every fault stops: windows close, paused actors
@@ -132,6 +132,8 @@ class FaultInjector:
                 self._corrupt(f)
             case FaultKind.MARKER_OUT_OF_RANGE:
                 self._marker_out_of_range(f)
+            case FaultKind.HAND_MARKER:
+                self._hand_marker(f)
             case FaultKind.SECOND_OWNER:
                 self._second_owner(f)
             case FaultKind.PARTIAL_WRITE:
@@ -227,9 +229,35 @@ class FaultInjector:
             edited[1] = f"g={text}"
             marker = Marker.from_text(" ".join(edited))
         sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
-        if marker is not None and generation_in_range(marker.generation):
+        if marker is None:
+            # text no reader takes for a marker (``g=`` empty): to dnsplane the marker is deleted, as by
+            # ``corrupt marker_deleted``; the I2 baseline restarts (emptied later, the endpoint is deleted
+            # whole and looks never written: corruption seed 350 wrote it at an older generation)
+            sim.monitor.hand_edited(key, None)
+        elif generation_in_range(marker.generation):
             sim.monitor.hand_edited(key, int(marker.generation))  # read as an ordinary hand edit
         # (an out-of-range generation is not one dnsplane wrote: the monitor's I2 baseline stays)
+        self.corrupting = True
+        sim.provider.hand_edit(key, seen.records, marker)
+        self.corrupting = False
+
+    def _hand_marker(self, f: Fault) -> None:
+        """A person writes endpoint ``f.target``'s marker from scratch, on a provider that keeps markers as
+        columns (a text ``g=`` out of range never parses): generation ``f.mode`` ("g=<number>", out of
+        range), ``d=`` the records' digest, and no ``p=``. A marker without a chain token has no seal to
+        break (as one written before chain tokens), so only the range check on ``g=`` tells it from one
+        dnsplane wrote (``marker_out_of_range`` keeps ``p=``: its broken seal gives it away too). The
+        records are kept."""
+        sim = self.sim
+        key = sim.by_endpoint[f.target].key
+        seen = sim.provider.read([key])[key]
+        if seen.records is None and seen.marker is None:
+            return
+        self.fired(f.kind)
+        digest = seen.records.digest if seen.records else (seen.marker.digest if seen.marker else "0")
+        marker = Marker(Generation(int(f.mode.removeprefix("g="))), digest, "")
+        sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
+        # (out of range: not a generation dnsplane wrote, the monitor's I2 baseline stays)
         self.corrupting = True
         sim.provider.hand_edit(key, seen.records, marker)
         self.corrupting = False

@@ -19,6 +19,8 @@ explorer move                          the driver's fault
 ``(MARKER_DELETED, key)``              ``corrupt``, mode ``marker_deleted``
 ``(MARKER_OUT_OF_RANGE, key)``         ``marker_out_of_range`` with ``g=`` ``GARBLED``, ``/column`` mode
 ``(MARKER_STALE, key, generation)``    ``corrupt``, mode ``marker_stale`` (``g=`` set back; each older one)
+``(MARKER_RAISED, key, generation)``   none: the explorer's only (``g=`` raised by one, in range; the driver's
+                                       raised markers are out of range, ``marker_out_of_range``)
 ``(REJECTED, key)``                    ``partial_write``, mode ``rejected`` (for good: no window)
 =====================================  =================================================================
 """
@@ -54,6 +56,8 @@ class FaultKind(StrEnum):
     SECOND_OWNER = "second_owner"  # another installation (another owner id) writes an endpoint as its own
     PARTIAL_WRITE = "partial_write"  # the provider rejects one endpoint's writes, or applies only the marker
     HEALTH_AMNESIA = "health_amnesia"  # a target goes down, then the planner restarts and forgets its health
+    # Issue 13 (new kinds go last, as above)
+    HAND_MARKER = "hand_marker"  # a human writes a marker from scratch (no p=, so no seal): g= out of range
 
 
 class Corruption(StrEnum):
@@ -91,6 +95,9 @@ EMPTIED: str = Corruption.EMPTIED.value
 MARKER_DELETED: str = Corruption.MARKER_DELETED.value
 MARKER_OUT_OF_RANGE: str = FaultKind.MARKER_OUT_OF_RANGE.value
 MARKER_STALE: str = Corruption.MARKER_STALE.value
+# Not a ``Corruption`` member: the driver draws corruptions in that enum's order, and old seeds must replay
+MARKER_RAISED = "marker_raised"  # a marker's g= raised by hand by one, in range (its seal broken)
 REJECTED: str = PartialWrite.REJECTED.value
 # the explorer's moves that are a person's edit or the provider's doing: no actor moves
-HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, MARKER_STALE, REJECTED})
+HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, MARKER_STALE, MARKER_RAISED,
+                                          REJECTED})
