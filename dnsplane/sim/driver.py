@@ -31,6 +31,9 @@ How a run proceeds (discrete events in time order; ties by insertion):
   (``atomic_replies`` in the scenario: one instant, as before issue 13). The
   latencies are the scheduler: they decide which pending completion is delivered next;
 - health observations (the workload) and faults are events too;
+- an exception out of an actor's own ``handle`` is a bug: the monitor reports it (I8, with the
+  exception), then the run goes on as the runtime's ``App._handle`` does (the actor is told its
+  round failed, or reset);
 - after every step the ``Monitor`` checks I1, I2, I5 on the endpoints the step
   wrote, I3 after every step that deleted plans; after ``duration`` faults stop,
   paused actors resume, and after the convergence bound I4 is checked, then I6
@@ -294,9 +297,33 @@ class Simulation:
             self.tracer.note(name, "failed", f"{what} escaped the executor: {err}; "
                                              f"the round ends with no reply")
 
+    def _raised(self, name: str, event: Any, err: Exception) -> Step:
+        """``name``'s own code raised handling ``event``: a bug, reported under I8 with the exception.
+        Then what the runtime's ``App._handle`` does: the actor is told its round failed (a ``Failed``),
+        and if that raises too, or the event was a ``Failed``, its state is reset; the round is lost."""
+        self.monitor.raised(name, event, err)
+        if self.tracing:
+            self.tracer.note(name, "failed", f"{type(err).__name__} raised handling {type(event).__name__}: {err}")
+        actor = self.actors[name]
+        if type(event) is not Failed:
+            failure = Failed(self.now + self.skew[name], f"{type(err).__name__} in {name} handling "
+                                                         f"{type(event).__name__}: {err}", True, 0.0)
+            with contextlib.suppress(Exception):
+                return actor.handle(failure)
+        if isinstance(actor, Enactor | Verifier):  # ``App.reset``
+            actor.reset(self.ownership)
+        elif isinstance(actor, Planner | Collector):
+            actor.reset()
+        else:
+            self.actors[name] = self._new_enactor(name)
+        return Step()
+
     def _feed(self, name: str, event: Any) -> None:
         """Feed ``event`` to actor ``name``: apply its effects, make its request the pending completion."""
-        step = self.actors[name].handle(event)
+        try:
+            step = self.actors[name].handle(event)
+        except Exception as err:  # a bug in the actor's own code (I8); the runtime survives it, as here
+            step = self._raised(name, event, err)
         self.steps += 1
         self.monitor.steps = self.steps
         effects, request = step.effects, step.request
@@ -653,7 +680,11 @@ class Simulation:
         actor = self.actors[name]
         event: Any = Tick(self.now)
         for _ in range(10_000):
-            step = actor.handle(event)
+            try:
+                step = actor.handle(event)
+            except Exception as err:  # a bug in the actor's own code (I8): it runs no further here
+                self.monitor.raised(name, event, err)
+                return
             self.steps += 1
             effects, request = step.effects, step.request
             if not effects and request is None:

@@ -48,7 +48,10 @@ What each check means, precisely:
   That is how the runtime's actors wedged before issue 8 (an exception that is not
   a ``DnsplaneError`` escaped the executor, the loop logged it and the actor's
   ``busy`` flag stayed set). The simulator looks at every tick and at the end;
-  the explorer after every move. Its "endpoint" is the actor's name.
+  the explorer after every move. Its "endpoint" is the actor's name. An actor whose own
+  code raises (``raised``: ``handle`` let an exception out, which only a bug does) is
+  reported under I8 too: the runtime survives it (``App._handle``: the actor is told its
+  round failed, or reset) but the round is lost.
 - **H1 health kept across restarts** (``check_restart_health``, in scenarios
   with ``health_amnesia``): after the planner restarts (its in-memory health
   gone), it publishes no target that the store kept as down at the restart
@@ -391,6 +394,14 @@ class Monitor:
     def wedged(self, actor: str, detail: str) -> None:
         """I8: ``actor`` is busy with no request outstanding; it never runs again."""
         self.fail(I8, actor, detail)
+
+    def raised(self, actor: str, event: object, error: BaseException) -> None:
+        """I8: ``actor``'s own code raised handling ``event`` (a bug: the runtime tells the actor its
+        round failed, or resets it, and the round is lost). Reported with the exception's class."""
+        cls = type(error)
+        what = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+        at = f" at step {self.steps}" if self.steps else ""  # the explorer counts no steps: its path says
+        self.fail(I8, actor, f"an actor raised: {what}: {error} in {actor} handling {type(event).__name__}{at}")
 
     def check_restart_health(self, changes: Iterable[tuple[EndpointKey, RecordSet]], known_down: set[str],
                              unconfirmed: set[str], endpoints: dict[EndpointKey, Endpoint]) -> None:

@@ -213,9 +213,12 @@ class MemoSpace:
         if self.reduce:
             forced, step = self.forced, self.step
             while (m := forced(s)) is not None:
-                s, more = step(s, m)
+                nxt, more = step(s, m)
                 if more:
                     found += more
+                if nxt == s:  # an idle actor whose own code raised on its tick (I8): its tick, forced forever
+                    break
+                s = nxt
         return s, found
 
     def describe(self, path: list[tuple[State, Move]]) -> list[str]:
