@@ -124,7 +124,7 @@ class Simulation:
         self.scenario, self.protocol, self.seed = scenario, protocol, seed
         self.rng = random.Random(seed)
         self.health_rng = random.Random(seed * 7919 + 1)
-        self.endpoints = fleet(scenario.endpoints, scenario.targets)
+        self.endpoints = fleet(scenario.endpoints, scenario.targets, scenario.policy)
         self.keys = [ep.key for ep in self.endpoints]
         self.targets = [t.id for ep in self.endpoints for t in ep.targets]
         self.by_endpoint = {str(i): ep for i, ep in enumerate(self.endpoints)}
@@ -137,6 +137,7 @@ class Simulation:
         self.store = MemoryStore()
         self.provider = SimProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
+        self.monitor.guard(self.by_key, self.store.health)  # G4: the planner's guards, at each plan published
         # I7: every endpoint is adopted unless the scenario says otherwise (``not_adopted``), so that a
         # marker deleted by hand stays a state the verifier repairs; the installation's owner id is ""
         not_adopted = {self.keys[i] for i in scenario.not_adopted}
