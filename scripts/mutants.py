@@ -9,9 +9,9 @@ directory the copy's), and runs the tools in order of cost, stopping at the firs
 
     explore-fast   dnsplane explore --generations 2 / --generations 3 / --generations 2 --faults 1
     explore        dnsplane explore (the default configuration: ~8.5 million states, ~4 min, ~2.5 GB)
-    sweep          dnsplane simulate --scenario chaos, hand-edits, owners, guards, corruption, then us-east-1
-                   (--seeds N each,
-                   --invariant any --no-shrink: the first seed that violates any invariant)
+    sweep          dnsplane simulate --scenario S for each S of SWEEP (chaos, hand-edits, owners, guards,
+                   slow-reads, corruption, then us-east-1; --seeds N each, --invariant any --no-shrink:
+                   the first seed that violates any invariant)
     tests          pytest tests -x -q -m "not explore_default" --ignore=tests/realworld (off by default)
 
 A mutant is "killed" when a tool reports a violation (the explorer's or simulator's JSON names one; for
@@ -57,10 +57,10 @@ EXPLORE_FAST = {
     "g3": ["explore", "--protocol", "safe", "--generations", "3", "--max-states", "2000000"],
     "g2f1": ["explore", "--protocol", "safe", "--generations", "2", "--faults", "1", "--max-states", "3000000"],
 }
-TOOL_ORDER = ["g2", "g3", "g2f1", "default", "chaos", "hand-edits", "owners", "guards", "corruption", "us-east-1",
-              "tests"]
-GROUPS = {"explore-fast": ["g2", "g3", "g2f1"], "explore": ["default"],
-          "sweep": ["chaos", "hand-edits", "owners", "guards", "corruption", "us-east-1"], "tests": ["tests"]}
+# the scenarios of the sweep, in order of cost (a targeted scenario kills its mutants in its first seeds)
+SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "us-east-1"]
+TOOL_ORDER = ["g2", "g3", "g2f1", "default", *SWEEP, "tests"]
+GROUPS = {"explore-fast": ["g2", "g3", "g2f1"], "explore": ["default"], "sweep": SWEEP, "tests": ["tests"]}
 DEFAULT_TOOLS = "explore-fast,explore,sweep"
 
 
@@ -163,7 +163,7 @@ def tool_argv(tool: str, seeds: int, workers: int) -> list[str]:
     if tool == "default":
         return ["-m", "dnsplane.cli", "explore", "--protocol", "safe", "--max-states", "4000000", "--json",
                 "--quiet"]
-    if tool in ("chaos", "hand-edits", "owners", "guards", "corruption", "us-east-1"):
+    if tool in SWEEP:
         return ["-m", "dnsplane.cli", "simulate", "--protocol", "safe", "--scenario", tool, "--seeds", str(seeds),
                 "--invariant", "any", "--no-shrink", "--json", "--workers", str(workers)]
     if tool == "tests":
@@ -280,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated mutant ids, run in that order (default: all)")
     parser.add_argument("--tools", default=DEFAULT_TOOLS,
                         help="comma-separated groups or tools, run cheapest first: explore-fast (g2, g3, g2f1), "
-                             "explore (default), sweep (chaos, hand-edits, owners, guards, corruption, us-east-1), "
-                             "tests "
-                             f"(default {DEFAULT_TOOLS})")
+                             f"explore (default), sweep ({', '.join(SWEEP)}), tests (default {DEFAULT_TOOLS})")
     parser.add_argument("--seeds", type=int, default=10_000, help="seeds of each sweep scenario (default 10,000)")
     parser.add_argument("--workers", type=int, default=1, help="simulate --workers (default 1)")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the children (default 10)")

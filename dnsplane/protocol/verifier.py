@@ -87,6 +87,7 @@ from dnsplane.model import (
     EndpointKey,
     Generation,
     Marker,
+    Observed,
     Rejected,
     Write,
     WriteResult,
@@ -222,7 +223,9 @@ class Verifier:
     desired: dict[EndpointKey, Desired] = field(default_factory=dict, metadata=ROUND)
     queue: list[EndpointKey] = field(default_factory=list, metadata=ROUND)
     lagging: dict[EndpointKey, Generation] = field(default_factory=dict)
-    edited: set[EndpointKey] = field(default_factory=set)  # seen with a marker edited or deleted by hand last round
+    # seen with a hand-made problem (a marker edited or deleted by hand, another owner's) last round, and
+    # what the endpoint held then: repaired only if it still holds exactly that
+    edited: dict[EndpointKey, Observed] = field(default_factory=dict)
     all_right: bool = field(default=True, metadata=ROUND)
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
     phase: VerifierPhase = VerifierPhase.IDLE  # what it waits for (``busy``: anything)
@@ -338,7 +341,7 @@ class Verifier:
             foreign = self.ownership.foreign(seen.observed, key)
             if foreign is not None and not self.ownership.adopts(key):
                 # I7: not ours; reported once per reason, never repaired, not counted against the LKG
-                self.edited.discard(key)
+                self.edited.pop(key, None)
                 self.lagging.pop(key, None)
                 self.last_problems[key] = Problem.FOREIGN
                 out += self._report_foreign(key, foreign, desired.generation)
@@ -350,7 +353,7 @@ class Verifier:
             if key in self.contested or (other is not None and key in self.mine):
                 # I7: ours (or taken over) before, another owner's now: two installations adopt it.
                 # Taking it back every round would flip the zone: refused until the fleet changes.
-                self.edited.discard(key)
+                self.edited.pop(key, None)
                 self.lagging.pop(key, None)
                 self.last_problems[key] = Problem.CONTESTED
                 out += self._report_contested(key, other, desired.generation)
@@ -370,7 +373,7 @@ class Verifier:
                 self.unanswered += 1
                 continue
             if problem not in _HAND_MADE:
-                self.edited.discard(key)
+                self.edited.pop(key, None)
             released = seen.observed.marker is not None and seen.observed.marker.released
             if problem is None and (released or self.ownership.pre_owner(seen.observed)):
                 found = seen.observed.marker
@@ -405,12 +408,15 @@ class Verifier:
             if problem is Problem.LAGGING and self.lagging.get(key) != desired.generation:
                 self.lagging[key] = desired.generation  # give the enactors one round first
                 continue
-            if problem in _HAND_MADE and key not in self.edited:
+            if problem in _HAND_MADE and self.edited.get(key) != seen.observed:
                 # The marker no longer says which generation the records hold, and they may hold content
                 # newer than this round's snapshot (written after it was loaded, before the edit): repair
                 # next round, from a snapshot loaded after the edit was seen. No enactor writes over an
-                # edited or missing marker, so the records stay (chaos 22489, 99906).
-                self.edited.add(key)
+                # edited or missing marker, so the records stay (chaos 22489, 99906). Only that very
+                # state: one seen last round may have been written over since (an enactor's newer plan,
+                # after this round's snapshot) and edited again (slow-reads 277: generation 62's content
+                # repaired over 65's), a new edit that waits a round like the first.
+                self.edited[key] = seen.observed
                 continue
             self.lagging.pop(key, None)
             held = self.quarantined.get(key)

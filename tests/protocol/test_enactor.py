@@ -214,7 +214,7 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # left to the verifier
     v = Verifier("v", zone=ZONE)
     h.run(v)
-    assert h.provider.read([key])[key] == Observed(newer.records, None) and v.edited == {key}  # next round
+    assert h.provider.read([key])[key] == Observed(newer.records, None) and v.edited.keys() == {key}  # next round
     h.run(v)
     repaired = Marker.after(None, Generation(2), newer.records.digest)  # the chain restarts: no marker was found
     assert h.provider.read([key])[key] == Observed(newer.records, repaired)
@@ -282,7 +282,7 @@ def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
     assert slow.held == {key: Generation(0)}
     v = Verifier("v", zone=ZONE)
     h.run(v)
-    assert h.provider.read([key])[key] == edited and v.edited == {key}  # first seen: repaired next round
+    assert h.provider.read([key])[key] == edited and v.edited.keys() == {key}  # first seen: repaired next round
     h.run(v)
     repaired = h.provider.read([key])[key]
     assert repaired.records == edited.records and repaired.marker is not None
@@ -310,7 +310,7 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
     h.checking = True
     v = Verifier("v", zone=ZONE)
     h.run(v)
-    assert v.edited == {key}  # repaired next round, from a snapshot loaded after this one
+    assert v.edited.keys() == {key}  # repaired next round, from a snapshot loaded after this one
     slow = h.until_write(v)  # that round's repair, toward generation 1, is held in flight
     for down in ("lb-1", "lb-2"):  # generations 2 and 3 each change the endpoint
         h.run(p, HealthObserved(h.now, down, False))
