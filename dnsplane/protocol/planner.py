@@ -346,7 +346,8 @@ class Planner:
     def _requeue_inflight(self) -> None:
         self.dirty.update(k for k, _ in self.inflight)
         self.inflight = ()
-        self.saving = ()  # still in ``unsaved``: sent again with the next publish
+        self.unsaved.update(tid for tid, _ in self.saving)  # not saved: sent again with the next publish
+        self.saving = ()
 
     def _restore(self, kept: dict[str, HealthRecord]) -> None:
         """Start from the health the store kept (a restart), for targets this fleet checks."""
@@ -444,7 +445,10 @@ class Planner:
                 self.dirty.update(ep.key for ep in eps)  # a first observation may release an endpoint
             return NOTHING
         self.dirty.update(ep.key for ep in eps)
-        if (kept := self.kept.get(tid)) is None or kept.healthy != state.healthy:
+        # Against what the store will keep once the publish in flight lands (its ``saving``), not what it
+        # kept before: a target that flips back while its new state is on its way must be sent again
+        kept = next((record for t, record in self.saving if t == tid), None) or self.kept.get(tid)
+        if kept is None or kept.healthy != state.healthy:
             self.unsaved.add(tid)
         else:
             self.unsaved.discard(tid)

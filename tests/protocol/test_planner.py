@@ -315,3 +315,26 @@ def test_the_end_of_the_grace_names_the_targets_never_checked() -> None:
     commands = p.handle(Tick(h.now + 5.0))
     [log] = [c for c in commands.effects if isinstance(c, Log)]
     assert log.level == "warning" and log.fields["examples"] == ["lb-2", "lb-3"]
+
+
+def test_a_target_that_flips_back_while_its_state_is_on_its_way_is_saved_again() -> None:
+    """The store keeps the health the planner last acted on: lb-2 down is kept; its 'up' goes out with a
+    plan; before that publish lands lb-2 is down again. The next plan acts on 'down', and the store must
+    say so (it said 'up' once the first publish landed): a restart would serve it otherwise (H1)."""
+    h = Harness()
+    p = Planner("p", ZONE, (endpoint(rise=1, fall=1),))
+    h.run(p)
+    for t in ("lb-1", "lb-2", "lb-3"):
+        h.run(p, HealthObserved(h.now, t, True))
+    h.run(p, HealthObserved(h.now, "lb-2", False))
+    h.run(p, Tick(h.now))
+    assert h.store.health()["lb-2"].healthy is False
+    h.run(p, HealthObserved(h.now, "lb-2", True))
+    step = p.handle(Tick(h.now))
+    assert isinstance(step.request, Publish) and dict(step.request.health)["lb-2"].healthy is True
+    p.handle(HealthObserved(h.now, "lb-2", False))  # down again while that publish is on its way
+    h.run(p, h.interpreter.run(p.name, step, h.now))
+    assert h.store.health()["lb-2"].healthy is True
+    h.run(p, Tick(h.now))
+    assert "lb-2" not in weights(h)
+    assert h.store.health()["lb-2"].healthy is False, "the store keeps a state the planner no longer acts on"
