@@ -8,13 +8,19 @@ after that), which chaos and hand-edits did not kill in 1,000 seeds each.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dnsplane.protocol import verifier
 from dnsplane.sim.driver import run
-from dnsplane.sim.scenario import load
+from dnsplane.sim.scenario import FaultSpec, load
 
 SLOW_READS = load("slow-reads")
+# the scenario's first draft: markers deleted and set back, and records emptied, by ``corrupt``
+WITH_CORRUPT = dataclasses.replace(SLOW_READS, faults={
+    "corrupt": FaultSpec(1.0, 60.0), "aba": FaultSpec(1.0, 20.0),
+    "latency_spike": FaultSpec(1.0, 10.0, (120.0, 600.0), 40.0)})
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -25,8 +31,8 @@ def test_the_first_seeds_keep_every_invariant(seed: int) -> None:
 
 def test_a_verifier_that_repairs_a_hand_made_problem_at_once_serves_older_content(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seed 4: the verifier loaded its snapshot, an enactor wrote a newer plan, a person deleted or set back
-    the marker, and the verifier's slow Resolve read that; repaired at once (no hand-made problem waits a
+    """Seed 4: the verifier loaded its snapshot, an enactor wrote a newer plan, a person wrote its marker
+    by hand, and the verifier's slow Resolve read that; repaired at once (no hand-made problem waits a
     round), the snapshot's older content goes over the newer (I2)."""
     assert run(SLOW_READS, "safe", 4, trace=False).violations == []
     monkeypatch.setattr(verifier, "_HAND_MADE", frozenset())
@@ -39,4 +45,4 @@ def test_a_state_edited_again_after_the_round_that_saw_an_edit_waits_a_round_too
     an enactor wrote 65 over e0, a person set that marker back, and the slow Resolve read it. Taken for
     the edit seen the round before, it was repaired at once with 64's content (62's, for e0) after 65
     (I2). The wait holds for the state seen, not the endpoint: this one waits a round like any edit."""
-    assert run(SLOW_READS, "safe", 277, trace=False).violations == []
+    assert run(WITH_CORRUPT, "safe", 277, trace=False).violations == []
