@@ -9,6 +9,8 @@ import pytest
 
 from dnsplane.errors import InvalidConfig
 from dnsplane.model import Endpoint, EndpointKey, Generation, HealthRecord, Member, Policy, RecordSet
+from dnsplane.protocol import planner
+from dnsplane.sim.driver import run
 from dnsplane.sim.invariants import G4, I1, Monitor
 from dnsplane.sim.scenario import load, parse
 from dnsplane.sim.world import SIM_POLICY, ZONE, fleet
@@ -116,3 +118,17 @@ def test_the_guards_scenario_keeps_every_guard_in_play() -> None:
     s = load("guards")
     assert s.policy is not None and s.policy.min_targets > 1 and s.policy.max_weight_shift < 1.0
     assert not s.policy.fail_open and "all_unhealthy" in s.faults
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_guards_scenario_keeps_every_guard(seed: int) -> None:
+    result = run(load("guards"), "safe", seed, trace=False)
+    assert result.violations == [], result.violations[0]
+
+
+def test_a_planner_without_its_shift_limit_is_caught_in_the_first_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator wires the monitor to the fleet and the kept health (``Monitor.guard``): a planner that
+    publishes its goal at once moves more than 30 % of an endpoint's weight in one plan."""
+    monkeypatch.setattr(planner, "limit_shift", lambda old, goal, max_shift: goal)
+    violations = run(load("guards"), "safe", 0, trace=False).violations
+    assert any(v.invariant == G4 and "past max_weight_shift=30%" in v.detail for v in violations), violations
