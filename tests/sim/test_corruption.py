@@ -58,13 +58,14 @@ def test_a_hand_written_marker_has_no_seal_and_an_out_of_range_generation() -> N
     assert _range_blind(desired, seen) is enactor.Verdict.SKIP_NEWER
 
 
-def test_an_enactor_blind_to_out_of_range_markers_serves_older_content(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seed 611: a marker written by hand at g=2^63-1 (no p=) is taken for a newer writer's; the
-    endpoint is left unheld and a stale write lands after newer content (I2)."""
-    assert run(CORRUPTION, "safe", 611, trace=False).violations == []
+def test_an_enactor_blind_to_out_of_range_markers_loses_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 2525 (the first of 6,000 on the tree of 0145070): a marker written by hand out of range
+    with no p= is taken for a newer writer's (skip-newer, not skip-corrupt), so the endpoint is left
+    unheld, and the collector deletes content a marker still names (I3)."""
+    assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
     monkeypatch.setattr(enactor, "decide", _range_blind)
-    violations = run(CORRUPTION, "safe", 611, trace=False).violations
-    assert violations and violations[0].invariant.startswith("I2"), violations
+    violations = run(CORRUPTION, "safe", 2525, trace=False).violations
+    assert violations and violations[0].invariant.startswith("I3"), violations
 
 
 def test_an_enactor_that_holds_nothing_for_skipped_endpoints_loses_content(monkeypatch: pytest.MonkeyPatch) -> None:
