@@ -18,9 +18,12 @@ What each check means, precisely:
   first; still empty after the bound is an I1 violation (the verifier did not
   repair it in time).
 - **I2 monotonic**: the marker generation never decreases (a hand edit resets
-  the baseline: the human lowered it, not dnsplane), and once an endpoint served
+  the baseline: the human lowered it, not dnsplane; a ``g=`` raised by hand, its seal broken, sets
+  none: no plan wrote it), and once an endpoint served
   the content of generation g it never again serves content that only
-  generations older than g had.
+  generations older than g had. Generations themselves are monotonic too (``on_publish``): each plan
+  is published under a generation above every plan published before it (the content history, and
+  so every other check, names a plan by its generation; endpoint "the store's head").
 - **I3 no live plan deleted**: after every step that deletes plans, for every
   referenced generation g and every endpoint, the store still returns the
   content that generation g had for it (``store.desired(key, g)``). Referenced:
@@ -181,6 +184,10 @@ class Monitor:
         self.fleet, self.acted_on = dict(fleet), acted_on
 
     def on_publish(self, generation: Generation, changes: Iterable[tuple[EndpointKey, RecordSet]]) -> None:
+        newest = max((history[-1][0] for history in self.content.values() if history), default=0)
+        if generation <= newest:  # the content history (I2, I3) names each plan by its generation
+            self.fail(I2, "the store's head", f"plan {generation} published after plan {newest}: a generation "
+                                              "is handed out once, above every earlier one")
         n = 0
         down: set[str] | None = None
         for key, rs in changes:
@@ -301,6 +308,8 @@ class Monitor:
                 marker = None  # another installation's numbering: no I2 baseline, no content mark
             if marker is not None and not 0 <= marker.generation <= MAX_HEAD:
                 marker = None  # a human's out-of-range g=: not a generation (no I2 baseline, no content mark)
+            if marker is not None and marker.generation > self.highest_marker.get(key, 0) and not marker.sealed():
+                marker = None  # g= raised by hand (seal broken): no plan wrote it, no I2 baseline, no content mark
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
                 if marker.generation < high:

@@ -191,6 +191,19 @@ class LowerMarker(NamedTuple):
         return f"a human sets {self.key.name}'s marker back to g={self.generation}"
 
 
+class RaiseMarker(NamedTuple):
+    """A human raises an endpoint's marker ``g=`` by one, to ``generation`` (in range: a plan that may not
+    be published yet), the rest of the text kept: its seal breaks. No plan wrote it, so it is never a head
+    (the verifier's marker-ahead rule takes only a sealed marker; ``check_head``'s published bound)."""
+
+    key: EndpointKey
+    generation: Generation
+    kind: str = vocabulary.MARKER_RAISED
+
+    def describe(self, world: World) -> str:
+        return f"a human raises {self.key.name}'s marker to g={self.generation}"
+
+
 class RejectWrites(NamedTuple):
     """The provider rejects every write of an endpoint from now on."""
 
@@ -202,7 +215,7 @@ class RejectWrites(NamedTuple):
 
 
 Move = (Deliver | Tick | HealthChange | Crash | RaiseInRequest
-        | EmptyRecords | DeleteMarker | GarbleMarker | LowerMarker | RejectWrites)
+        | EmptyRecords | DeleteMarker | GarbleMarker | LowerMarker | RaiseMarker | RejectWrites)
 ActorMove = Deliver | Tick | Crash | RaiseInRequest  # the moves that feed one actor (``.actor``)
 
 
@@ -234,6 +247,8 @@ def provider_faults(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> li
                 # every older generation: one whose content the records hold again (A -> B -> A) passes
                 # the enactor's store check; one at or above a round's snapshot, the verifier's diagnosis
                 out += [LowerMarker(key, Generation(g)) for g in range(1, seen.marker.generation)]
+                if seen.marker.generation < MAX_HEAD:  # one above: the head's marker raised past every plan
+                    out.append(RaiseMarker(key, Generation(seen.marker.generation + 1)))
         if key not in rejects:
             out.append(RejectWrites(key))
     return out
@@ -594,6 +609,13 @@ class World:
                 self._own_monitor().hand_edited(key, int(generation))
                 provider.hand_edit(key, seen.records, replace(seen.marker, generation=generation, digest=digest))
                 self.wrote_provider = True
+            case RaiseMarker(key=key, generation=generation):  # unsealed: no I2 baseline (the monitor's check)
+                self.faults += 1
+                provider = self._own_provider()
+                seen = provider.read([key])[key]
+                assert seen.marker is not None
+                provider.hand_edit(key, seen.records, replace(seen.marker, generation=generation))
+                self.wrote_provider = True
             case RejectWrites(key=key):  # changes no record: no check's verdict changes
                 self.faults += 1
                 self._own_provider().reject(key, "simulated: the server refuses this endpoint")
@@ -702,8 +724,8 @@ class World:
             if SetLastKnownGood in self.effects_ran:  # as the store took it (it refuses a collected generation)
                 lkg = self.store.fingerprint()[3]
                 self.lkg = lkg if isinstance(lkg, int) else 0
-            if AdvanceHead in self.effects_ran and self.store.head() > MAX_HEAD:  # reads only the store
-                self._own_monitor().check_head(int(self.store.head()))
+            if AdvanceHead in self.effects_ran and self.store.head() > (published := self._published()):
+                self._own_monitor().check_head(int(self.store.head()), published)
         if failed is not None:
             self.pending[name] = failed
         elif request is not None:
@@ -722,6 +744,14 @@ class World:
         if self.lkg:
             refs.append(("the verifier's last-known-good", self.lkg, None))
         return refs
+
+    def _published(self) -> int:
+        """The highest generation the planner published: the newest change row of any key (``collect``
+        keeps each key's newest row). From the store, not the monitor: an ``AdvanceHead`` reads only
+        the store (the memo keys its effects by the parts they read)."""
+        rows = self.store.fingerprint()[2]
+        assert isinstance(rows, tuple)
+        return max((int(gens[-1]) for _, gens, _ in rows if gens), default=0)
 
     def _digest(self, key: EndpointKey, g: int) -> str | None:
         d = self.store.desired([key], Generation(g)).get(key)

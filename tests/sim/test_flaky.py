@@ -56,7 +56,8 @@ def test_the_derived_command_sets_are_the_hand_lists_they_replace() -> None:
 def test_the_vocabulary_is_the_scenarios() -> None:
     assert vocabulary.FAULT_KINDS == scenario.FAULT_KINDS
     assert all(type(k) is str for k in vocabulary.FAULT_KINDS)
-    assert {"emptied", "marker_deleted", "marker_out_of_range", "rejected"} == vocabulary.HUMAN_FAULTS
+    assert {"emptied", "marker_deleted", "marker_out_of_range", "marker_stale", "marker_raised",
+            "rejected"} == vocabulary.HUMAN_FAULTS
     assert vocabulary.GARBLED == 2**63 - 1
 
 
