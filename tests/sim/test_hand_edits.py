@@ -41,3 +41,12 @@ def test_an_enactor_blind_to_broken_seals_serves_older_content(monkeypatch: pyte
     monkeypatch.setattr(enactor, "decide", _seal_blind)
     violations = run(HAND_EDITS, "safe", 22, trace=False).violations
     assert violations and violations[0].invariant.startswith("I2"), violations
+
+
+@pytest.mark.xfail(strict=True, reason="open: found by the mutation campaign's sweep, not yet explained (issue 13)")
+def test_open_seed_5357_an_endpoint_emptied_whole_under_a_slow_enactor() -> None:
+    """Found by the mutation campaign's 10,000-seed hand-edits sweep (the unmutated tree fails it too):
+    a person deletes e1's marker, then its records; the slow enactor-3, holding plan 1 since long before,
+    finds the endpoint empty and writes generation 1's content after generation 2 was served (I2, then I3).
+    The same family as slow-reads' open seed 67 (tests/sim/test_slow_reads.py)."""
+    assert run(HAND_EDITS, "safe", 5357, trace=False).violations == []
