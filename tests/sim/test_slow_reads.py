@@ -48,15 +48,25 @@ def test_a_state_edited_again_after_the_round_that_saw_an_edit_waits_a_round_too
     assert run(WITH_CORRUPT, "safe", 277, trace=False).violations == []
 
 
-# Found while drafting slow-reads (issue 13) and not yet explained: with ``corrupt`` under latency spikes of 40
-# times, these seeds break I3 (67: a stale enactor wrote into an endpoint emptied whole, its marker left below
-# the watermark) and I2 (565: an emptied endpoint repaired at once from a stale snapshot; 759: records equal
-# before and after a second marker deletion, so the repair's compare-and-swap let it through). Kept as
-# ``xfail(strict=True)`` like tests/sim/test_regressions.py's OPEN seeds: the day one passes, it turns red.
+# Found while drafting slow-reads (issue 13): with ``corrupt`` under latency spikes of 40 times, these seeds break
+# I3 and I2. Triaged: protocol races, not checker errors (timelines: docs/simulation.md, "Not done yet"). In each, a
+# write decided from an old reply passes its compare-and-swap because the endpoint is the same BY VALUE after a
+# newer write and a second hand deletion (ABA):
+# - 67 (I3, enactor): enactor-2's ReadMarkers (plan 96) ran at 3261 s and found e0 deleted whole, no newer plan
+#   (``MarkersRead.newer`` empty); plan 98 was written to e0 at 3312, a person deleted e0 whole again (3377, 3389);
+#   the WriteBatch ran at 3395, "nothing there -> write" (``decide``) passed, marker g=92; after Finish(96) nothing
+#   holds 92 and Collect(98) at 3424 drops the row e0's marker names.
+# - 565 (I2, verifier): LoadDesired at 782 s (head 26); enactor-1 wrote 27 to e0 at 807; a person deleted e0 whole
+#   (810, 824); the Resolve ran at 834: empty is not in verifier ``_HAND_MADE``, so it was repaired at once from
+#   the head-26 snapshot (the CAS on "nothing" passes): 23's content after 27's.
+# - 759 (I2, verifier): e1's marker deleted (978 s), seen twice (1031, 1120: repair now, snapshot head 38); a person
+#   emptied e1, enactor-1 wrote 40 (content equal to 32's, the records seen), a person set g= back and deleted the
+#   marker (1160, 1172); the repair's ``expect_records`` matched by value at 1175: 38's content after 40's.
+# Kept as ``xfail(strict=True)`` like tests/sim/test_regressions.py's OPEN seeds: the day one passes, it turns red.
 OPEN_WITH_CORRUPT = [(67, "I3"), (565, "I2"), (759, "I2")]
 
 
-@pytest.mark.xfail(strict=True, reason="open: found by slow-reads with corrupt, not yet explained (issue 13)")
+@pytest.mark.xfail(strict=True, reason="open protocol races (ABA on a value CAS), slow-reads with corrupt (issue 13)")
 @pytest.mark.parametrize(("seed", "found"), OPEN_WITH_CORRUPT)
 def test_open_seed_with_corrupt(seed: int, found: str) -> None:
     result = run(WITH_CORRUPT, "safe", seed, trace=False)
