@@ -172,7 +172,6 @@ class Monitor:
     acted_on: Callable[[], dict[str, HealthRecord]] | None = None
     last_plan: dict[EndpointKey, tuple[RecordSet, bool]] = field(default_factory=dict)  # G4: (plan, valid)
 
-
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
 
