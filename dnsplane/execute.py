@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
-from dnsplane.model import EVERY_GENERATION, EndpointKey
+from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, WriteResult
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
@@ -147,7 +147,27 @@ def _load_content_at(ex: Interpreter, actor: str, cmd: LoadContentAt, now: float
 
 
 def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
-    return WriteDone(now, ex.provider.apply(cmd.writes))
+    writes = cmd.writes
+    # no marker, or one without a chain token (written before them, or by hand: no seal to check)
+    unfenced = [w for w in writes if w.expect is None or not w.expect.prev] if cmd.fence is not None else []
+    if not unfenced:
+        return WriteDone(now, ex.provider.apply(writes))
+    # The store first, then the provider, in this one step (see ``WriteBatch``): the changes newer than
+    # the fence (usually none: one indexed range read), for the endpoints the write finds without a marker
+    fence = cmd.fence
+    assert fence is not None
+    newer = ex.store.changed_between(fence, EVERY_GENERATION)
+    stale: dict[EndpointKey, Generation] = {}
+    for w in unfenced if newer else ():
+        found = newer.get(w.key)
+        if found is not None and found.generation > max(fence, w.marker.generation):
+            stale[w.key] = found.generation
+    if not stale:
+        return WriteDone(now, ex.provider.apply(writes))
+    sent = tuple(w for w in writes if w.key not in stale)
+    results: list[WriteResult] = ex.provider.apply(sent) if sent else []
+    expected = {w.key: w.expect for w in unfenced}
+    return WriteDone(now, [*results, *(Conflict(key, expected[key], newer=g) for key, g in stale.items())])
 
 
 def _load_desired(ex: Interpreter, actor: str, cmd: LoadDesired, now: float) -> Event:

@@ -468,10 +468,13 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """The precondition failed; ``current`` is the marker found instead."""
+    """The precondition failed; ``current`` is the marker found instead. ``newer``: not sent, because
+    a plan newer than the write changed the endpoint since the writer read the store (the store's
+    fence on a write into an endpoint without a marker, ``WriteBatch.fence``)."""
 
     key: EndpointKey
     current: Marker | None
+    newer: Generation | None = None
 
 
 @dataclass(frozen=True, slots=True)

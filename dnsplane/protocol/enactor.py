@@ -36,11 +36,18 @@ released, once). Back in the fleet, a released marker of this installation is it
 other: a later plan writes over it (unreleased); one already at the plan's content is
 skip-applied, and the verifier rewrites it unreleased. Every marker written carries the owner id.
 
+An endpoint deleted whole by hand (records and marker) looks never written, and no compare-and-swap
+on the provider can tell the two apart: a first write decided before such a deletion, delayed past a
+newer plan's write and the deletion, would land. So a write into an endpoint without a marker (or with a
+marker without a chain token) carries the plan's generation as a fence (``WriteBatch.fence``): in the
+write's own step the store is asked whether a newer plan changed the endpoint, and if one did the write
+is not sent (``Conflict(newer=...)``); the endpoint is read again, and written with the newest content
+if it is still empty.
+
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
-An endpoint deleted whole by hand (records and marker) looks never written: a
-first write decided before such a deletion, delayed past a newer write and the
-deletion, still lands (no compare-and-swap on the provider can tell them apart).
+The fence is read a few milliseconds before the provider call: a newer plan published, written and
+deleted whole by hand inside that window is not seen (docs/model-fidelity.md, ``WriteBatch``).
 """
 
 from __future__ import annotations
@@ -477,7 +484,10 @@ class Enactor:
             return self._next_batch()
         self.sent = {w.key: w for w in writes}
         self.phase = _WRITING
-        return request(WriteBatch(tuple(writes)))
+        # ``fence``: the store is asked again, in the write's own step, whether a plan newer than this
+        # one changed an endpoint found without a marker (an endpoint deleted whole by hand after the
+        # newer plan's write looks as it did when it was read: ``WriteBatch``)
+        return request(WriteBatch(tuple(writes), fence=self.working))
 
     def _on_results(self, results: list[WriteResult]) -> Step:
         entries = []
@@ -514,6 +524,18 @@ class Enactor:
                         logs.append(Log("error", "endpoint quarantined: the provider rejected its write",
                                         {"actor": self.name, "endpoint": str(key),
                                          "generation": desired.generation, "reason": reason}))
+                case Conflict(key=key, newer=newer) if newer is not None:
+                    # Not sent: a newer plan changed the endpoint since it was read (``WriteBatch.fence``).
+                    # Found empty, it stays pending, is re-read, and gets the newest content if it is
+                    # still empty (``MarkersRead.newer``); behind a marker without a chain token, it is
+                    # left to the newer plan's enactors and the verifier, held as a skip-corrupt one.
+                    self.stats["conflicts"] += 1
+                    entries.append((key, "conflict", before, desired.generation,
+                                    f"plan {newer} changed the endpoint after it was read"))
+                    if sent.expect is not None:
+                        del self.pending[key]
+                        seen = Observed(sent.expect_records, sent.expect)
+                        self._hold(key, _held_at(_SKIP_CORRUPT, desired, seen, self.applied_upto))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
                     # re-decided against the marker that won.

@@ -265,11 +265,24 @@ class LoadContentAt(Request[ContentLoaded]):
 
 @dataclass(frozen=True, slots=True)
 class WriteBatch(Request[WriteDone]):
-    """Reply: provider.apply(writes)."""
+    """Reply: provider.apply(writes). With ``fence`` (the newest generation whose changes the writer
+    had read from the store), each write into an endpoint without a marker (``Write.expect`` None:
+    nothing there, or records alone) or with a marker without a chain token (``p=``: written before
+    chain tokens, or by hand; nothing to check) is first checked against the store, in the same step,
+    before the provider: if a plan newer than both the fence and the write's own generation changed the
+    endpoint, the write is not sent and comes back ``Conflict(key, current, newer=that plan)``.
 
-    READS = frozenset({PROV})
+    Such an endpoint has no fence at the provider: deleted whole by hand after a newer plan's write, it
+    is "nothing" again, equal by value to what a delayed writer read, and the old write would pass the
+    compare-and-swap (slow-reads 67, 565, 759; hand-edits 5357: I2, I3); a marker written by hand with
+    no ``p=`` after a deletion can name an older plan whose content the newer one set again (A -> B -> A;
+    hand-edits 3543). The newer plan was published before its write, so the store knows it by the time
+    the old write is sent."""
+
+    READS = frozenset({PROV, P})
     WRITES = frozenset({PROV})
     writes: tuple[Write, ...]
+    fence: Generation | None = None
 
 
 @dataclass(frozen=True, slots=True)

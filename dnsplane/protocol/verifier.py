@@ -454,7 +454,9 @@ class Verifier:
                                                                "generation": generation}))
         if writes:
             self.phase = _REPAIR
-            return Step(tuple(out), WriteBatch(tuple(writes)))
+            # ``fence``: a repair into an endpoint without a marker is not sent if a plan newer than this
+            # round's snapshot changed it (``WriteBatch``; slow-reads 565, 759): the next round repairs it
+            return Step(tuple(out), WriteBatch(tuple(writes), fence=self.head))
         return self._next().after(out)
 
     def _on_repaired(self, results: list[WriteResult]) -> list[Effect]:
@@ -477,6 +479,9 @@ class Verifier:
                               else "reclaim" if found is Problem.MARKER_RELEASED else "repair")
                     entries.append((key, action, self.expected_before.get(key), self.desired[key].generation,
                                     problem))
+                case Conflict(key=key, newer=newer) if newer is not None:
+                    entries.append((key, "conflict", None, self.desired[key].generation,
+                                    f"repair of {problem}: plan {newer} changed it after this round's snapshot"))
                 case Conflict(key=key, current=current):
                     before = current.generation if current and generation_in_range(current.generation) else None
                     entries.append((key, "conflict", before, self.desired[key].generation, f"repair of {problem}"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +19,7 @@ from dnsplane.model import (
     RecordSet,
 )
 from dnsplane.protocol.enactor import Enactor, decide
-from dnsplane.protocol.messages import ChangesLoaded, HeadRead, HealthObserved, LoadChanges, Tick, WriteBatch
+from dnsplane.protocol.messages import ChangesLoaded, HeadRead, HealthObserved, LoadChanges, Step, Tick, WriteBatch
 from dnsplane.protocol.planner import Planner
 from tests.protocol.harness import ZONE, Harness, endpoint
 
@@ -207,8 +209,12 @@ def test_a_delayed_first_write_fails_on_records_whose_marker_was_deleted_by_hand
     h.checking = False
     h.provider.hand_edit(key, newer.records, None)  # the marker deleted by hand
     h.checking = True
+    # refused twice over: by the store's fence before the provider (generation 2 changed the endpoint
+    # after the generation the write was decided from), and, without the fence, by the compare-and-swap
+    assert h.interpreter.run(slow.name, Step((), replace(cmds.request, fence=None)), h.now).results == [
+        Conflict(key, None)]
     done = h.interpreter.run(slow.name, cmds, h.now)
-    assert done.results == [Conflict(key, None)]
+    assert done.results == [Conflict(key, None, newer=Generation(2))]
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # generation 2's content stays
     h.run(slow, done)
     assert h.provider.read([key])[key] == Observed(newer.records, None)  # left to the verifier
@@ -323,11 +329,17 @@ def test_a_marker_deleted_by_hand_holds_the_collector_until_a_slow_repair_lands(
     assert h.store.applied() == {"e1": 1, "late": 0}
     h.run(Collector())
     assert h.store.content_at([(key, Generation(1))])[key].records == first.records
-    done = h.interpreter.run(v.name, slow, h.now)  # the repair lands
+    # The slow repair is sent now. Generations 2 and 3 changed the endpoint after its snapshot: the
+    # store's fence keeps it from the provider (it would have named generation 1, whose content the
+    # hold kept), and the next round repairs the endpoint at the head.
+    done = h.interpreter.run(v.name, slow, h.now)
+    assert done.results == [Conflict(key, None, newer=Generation(3))]
     h.run(v, done)
+    assert h.provider.read([key])[key] == Observed(first.records, None)
+    h.run(v)
     repaired = h.provider.read([key])[key]
-    assert repaired.marker is not None and repaired.marker.generation == 1
-    assert h.store.content_at([(key, Generation(1))])[key].records.digest == repaired.marker.digest
+    assert repaired.marker is not None and repaired.marker.generation == 3
+    assert h.store.content_at([(key, Generation(3))])[key].records == repaired.records
     h.run(p, HealthObserved(h.now, "lb-3", False))
     h.run(p, Tick(h.now))
     for enactor in (e, late):  # held endpoints are re-read with every plan: sound again, no longer held

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from dnsplane import execute
 from dnsplane.model import Desired, Marker, Observed
 from dnsplane.protocol import enactor
+from dnsplane.protocol.messages import WriteBatch
 from dnsplane.sim.driver import run
 from dnsplane.sim.scenario import load
+
+from .test_slow_reads import unfenced
 
 HAND_EDITS = load("hand-edits")
 _decide = enactor.decide
@@ -43,13 +47,19 @@ def test_an_enactor_blind_to_broken_seals_serves_older_content(monkeypatch: pyte
     assert violations and violations[0].invariant.startswith("I2"), violations
 
 
-@pytest.mark.xfail(strict=True, reason="open: a write decided from an old reply passes its compare-and-swap after "
-                   "a newer write and a second hand deletion (docs/simulation.md, 'Not done yet'; issue 13)")
 @pytest.mark.parametrize("seed", [3543, 5357])
-def test_open_seeds_an_endpoint_emptied_whole_under_a_slow_enactor(seed: int) -> None:
-    """Found by the mutation campaign's 10,000-seed hand-edits sweep (the unmutated tree fails it too):
-    a person deletes e1's marker, then its records; the slow enactor-3, holding plan 1 since long before,
-    finds the endpoint empty and writes generation 1's content after generation 2 was served (I2, then I3).
-    The same family as slow-reads' open seed 67 (tests/sim/test_slow_reads.py). Seed 3543 (I2, found by a
-    helper's sweep) is another run of it: markers deleted and records emptied by hand, then a stale write."""
+def test_a_stale_write_into_an_endpoint_without_a_chain_token_is_fenced_by_the_store(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the mutation campaign's 10,000-seed hand-edits sweep (the tree then failed it too).
+    5357: a person deletes e1's marker, then its records; the slow enactor-3, holding plan 1 since long
+    before, finds the endpoint empty and writes generation 1's content after generation 2 was served (I2,
+    then I3): the same family as slow-reads' 67 (tests/sim/test_slow_reads.py). 3543: e1's marker deleted
+    by hand (699 s), then written by hand without ``p=`` and with ``g=`` set back (742 s) over records
+    that A -> B -> A made equal to that generation's; enactor-3 on plan 5, re-reading after a conflict,
+    found the marker behind its plan, the store confirmed its content, and it wrote 5 after 6 (I2).
+    Fixed by the store's fence (``WriteBatch.fence``): plan 6 changed e1 after plan 5, so the write is
+    not sent."""
     assert run(HAND_EDITS, "safe", seed, trace=False).violations == []
+    monkeypatch.setitem(execute._HANDLERS, WriteBatch, unfenced)
+    violations = run(HAND_EDITS, "safe", seed, trace=False).violations
+    assert violations and violations[0].invariant.startswith("I2"), violations

@@ -12,7 +12,10 @@ import dataclasses
 
 import pytest
 
+from dnsplane import execute
+from dnsplane.execute import Interpreter
 from dnsplane.protocol import verifier
+from dnsplane.protocol.messages import WriteBatch, WriteDone
 from dnsplane.sim.driver import run
 from dnsplane.sim.scenario import FaultSpec, load
 
@@ -31,12 +34,14 @@ def test_the_first_seeds_keep_every_invariant(seed: int) -> None:
 
 def test_a_verifier_that_repairs_a_hand_made_problem_at_once_serves_older_content(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seed 4: the verifier loaded its snapshot, an enactor wrote a newer plan, a person wrote its marker
-    by hand, and the verifier's slow Resolve read that; repaired at once (no hand-made problem waits a
-    round), the snapshot's older content goes over the newer (I2)."""
-    assert run(SLOW_READS, "safe", 4, trace=False).violations == []
+    """The verifier loaded its snapshot, an enactor wrote a newer plan, a person edited its marker by
+    hand, and the verifier's slow Resolve read that; repaired at once (no hand-made problem waits a
+    round), the snapshot's older content goes over the newer (I2). Seed 4 showed it until the store's
+    fence (``WriteBatch.fence``) also stopped that run's repair (its marker was deleted: a write without
+    a marker to fence); seed 275 is the first of 3,000 that still does."""
+    assert run(SLOW_READS, "safe", 275, trace=False).violations == []
     monkeypatch.setattr(verifier, "_HAND_MADE", frozenset())
-    violations = run(SLOW_READS, "safe", 4, trace=False).violations
+    violations = run(SLOW_READS, "safe", 275, trace=False).violations
     assert violations and violations[0].invariant.startswith("I2"), violations
 
 
@@ -48,26 +53,34 @@ def test_a_state_edited_again_after_the_round_that_saw_an_edit_waits_a_round_too
     assert run(WITH_CORRUPT, "safe", 277, trace=False).violations == []
 
 
-# Found while drafting slow-reads (issue 13): with ``corrupt`` under latency spikes of 40 times, these seeds break
-# I3 and I2. Triaged: protocol races, not checker errors (timelines: docs/simulation.md, "Not done yet"). In each, a
-# write decided from an old reply passes its compare-and-swap because the endpoint is the same BY VALUE after a
-# newer write and a second hand deletion (ABA):
+# Found while drafting slow-reads (issue 13): with ``corrupt`` under latency spikes of 40 times, these seeds broke
+# I3 and I2 (protocol races, not checker errors). In each, a write decided from an old reply passed its
+# compare-and-swap because the endpoint was the same BY VALUE after a newer write and a second hand deletion (ABA):
 # - 67 (I3, enactor): enactor-2's ReadMarkers (plan 96) ran at 3261 s and found e0 deleted whole, no newer plan
 #   (``MarkersRead.newer`` empty); plan 98 was written to e0 at 3312, a person deleted e0 whole again (3377, 3389);
 #   the WriteBatch ran at 3395, "nothing there -> write" (``decide``) passed, marker g=92; after Finish(96) nothing
-#   holds 92 and Collect(98) at 3424 drops the row e0's marker names.
+#   held 92 and Collect(98) at 3424 dropped the row e0's marker names.
 # - 565 (I2, verifier): LoadDesired at 782 s (head 26); enactor-1 wrote 27 to e0 at 807; a person deleted e0 whole
 #   (810, 824); the Resolve ran at 834: empty is not in verifier ``_HAND_MADE``, so it was repaired at once from
-#   the head-26 snapshot (the CAS on "nothing" passes): 23's content after 27's.
+#   the head-26 snapshot (the CAS on "nothing" passed): 23's content after 27's.
 # - 759 (I2, verifier): e1's marker deleted (978 s), seen twice (1031, 1120: repair now, snapshot head 38); a person
 #   emptied e1, enactor-1 wrote 40 (content equal to 32's, the records seen), a person set g= back and deleted the
 #   marker (1160, 1172); the repair's ``expect_records`` matched by value at 1175: 38's content after 40's.
-# Kept as ``xfail(strict=True)`` like tests/sim/test_regressions.py's OPEN seeds: the day one passes, it turns red.
-OPEN_WITH_CORRUPT = [(67, "I3"), (565, "I2"), (759, "I2")]
+# Fixed by the store's fence on writes into an endpoint without a marker (``WriteBatch.fence``): the newer plan was
+# published before its write, so the store, asked in the write's own step, names it, and the old write is not sent.
+FENCED_WITH_CORRUPT = [(67, "I3"), (565, "I2"), (759, "I2")]
 
 
-@pytest.mark.xfail(strict=True, reason="open protocol races (ABA on a value CAS), slow-reads with corrupt (issue 13)")
-@pytest.mark.parametrize(("seed", "found"), OPEN_WITH_CORRUPT)
-def test_open_seed_with_corrupt(seed: int, found: str) -> None:
+def unfenced(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> WriteDone:
+    """``WriteBatch`` as it was before the store's fence: every write goes to the provider."""
+    return WriteDone(now, ex.provider.apply(cmd.writes))
+
+
+@pytest.mark.parametrize(("seed", "found"), FENCED_WITH_CORRUPT)
+def test_a_write_into_an_endpoint_deleted_again_after_a_newer_write_is_fenced_by_the_store(
+        seed: int, found: str, monkeypatch: pytest.MonkeyPatch) -> None:
     result = run(WITH_CORRUPT, "safe", seed, trace=False)
-    assert result.violations == [], f"slow-reads with corrupt, seed {seed} ({found}): {result.violations[0]}"
+    assert result.violations == [], f"slow-reads with corrupt, seed {seed}: {result.violations[0]}"
+    monkeypatch.setitem(execute._HANDLERS, WriteBatch, unfenced)
+    violations = run(WITH_CORRUPT, "safe", seed, trace=False).violations
+    assert violations and violations[0].invariant.startswith(found), violations
