@@ -154,6 +154,10 @@ class Resolver:
     Record sets and markers are immutable and shared (the provider keeps the objects it was given), so
     the verifier's every-period ``Resolve`` mostly meets objects it has seen: they are looked up by
     identity (the object is kept with its entry, so an ``id`` is never reused while cached).
+
+    ``silent`` (the ``dns_silent`` fault; None: every query is answered) says which endpoints' queries
+    get no answer now: each is resolved as the runtime's resolver reports a query that timed out,
+    ``Resolution("TIMEOUT", (), None, observed)`` (``runtime/app.py``), the provider still read.
     """
 
     LIMIT = 4096  # entries per cache before it starts again (long explorations)
@@ -162,11 +166,16 @@ class Resolver:
         self.provider = provider
         self.addresses: dict[int, tuple[RecordSet, tuple[str, ...]]] = {}
         self.texts: dict[int, tuple[Marker, str]] = {}
+        self.silent: Callable[[EndpointKey], bool] | None = None
 
     def __call__(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
         out = {}
         addresses, texts = self.addresses, self.texts
+        silent = self.silent
         for key, seen in self.provider.read(keys).items():
+            if silent is not None and silent(key):
+                out[key] = Resolution("TIMEOUT", (), None, seen)  # the runtime's: the query timed out
+                continue
             records, marker = seen.records, seen.marker
             if records:
                 hit = addresses.get(id(records))
