@@ -31,6 +31,8 @@ Examples:
         issue 13's BEFORE table on the start commit's worktree (never mutate /work/main itself)
     scripts/mutants.py --baseline --tools explore-fast,sweep --seeds 200
         first run the tools on the unmutated copy: a tree whose models already fail kills everything
+    scripts/mutants.py --only enactor-seal --tools hand-edits:22 --baseline
+        replay one seed of a scenario (as CI does for a mutant marked ci = "hand-edits:22")
 """
 
 from __future__ import annotations
@@ -169,7 +171,17 @@ def tool_argv(tool: str, seeds: int, workers: int) -> list[str]:
     if tool == "tests":
         return ["-m", "pytest", "tests", "-x", "-q", "-m", "not explore_default", "--ignore=tests/realworld",
                 "-p", "no:cacheprovider"]
+    if (replay := one_seed(tool)) is not None:
+        scenario, seed = replay
+        return ["-m", "dnsplane.cli", "simulate", "--protocol", "safe", "--scenario", scenario, "--start", str(seed),
+                "--seeds", "1", "--invariant", "any", "--no-shrink", "--json", "--workers", "1"]
     raise ValueError(f"unknown tool {tool!r}")
+
+
+def one_seed(tool: str) -> tuple[str, int] | None:
+    """``SCENARIO:SEED`` (one seed of a sweep's scenario, as CI replays a kill), or None."""
+    scenario, colon, seed = tool.partition(":")
+    return (scenario, int(seed)) if colon and scenario in SWEEP and seed.isdigit() else None
 
 
 def run_tool(tool: str, dest: Path, *, seeds: int = 10_000, workers: int = 1, niceness: int = 10,
@@ -260,11 +272,12 @@ def select_tools(spec: str) -> list[str]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         if part in GROUPS:
             wanted.update(GROUPS[part])
-        elif part in TOOL_ORDER:
+        elif part in TOOL_ORDER or one_seed(part) is not None:
             wanted.add(part)
         else:
-            raise SystemExit(f"unknown tool {part!r}: choose among {', '.join([*GROUPS, *TOOL_ORDER])}")
-    return [t for t in TOOL_ORDER if t in wanted]
+            raise SystemExit(f"unknown tool {part!r}: choose among {', '.join([*GROUPS, *TOOL_ORDER])}, "
+                             "or SCENARIO:SEED (one seed of a sweep's scenario)")
+    return [t for t in TOOL_ORDER if t in wanted] + sorted(t for t in wanted if t not in TOOL_ORDER)
 
 
 def main(argv: list[str] | None = None) -> int:

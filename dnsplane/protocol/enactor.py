@@ -534,8 +534,8 @@ class Enactor:
                                     f"plan {newer} changed the endpoint after it was read"))
                     if sent.expect is not None:
                         del self.pending[key]
-                        seen = Observed(sent.expect_records, sent.expect)
-                        self._hold(key, _held_at(_SKIP_CORRUPT, desired, seen, self.applied_upto))
+                        found = Observed(sent.expect_records, sent.expect)
+                        self._hold(key, _held_at(_SKIP_CORRUPT, desired, found, self.applied_upto))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
                     # re-decided against the marker that won.

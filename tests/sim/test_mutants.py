@@ -11,12 +11,18 @@ bench/RESULTS.md. Here, for CI:
   configuration kill) is applied to a copy of the package, and that configuration, run on the copy in a
   child process, must report a violation. A change that makes the explorer blind (an invariant no longer
   checked, a move no longer explored, a reduction that prunes too much) lets a mutant live and fails here;
-- the unmutated copy passes ``--generations 2`` (and tests/sim/test_explore.py, the larger ones): so "a
-  violation found" is the mutant's doing.
+- every mutant marked ``ci = "SCENARIO:SEED"`` (one a sweep killed first at that seed) likewise, with that
+  one seed replayed by ``dnsplane simulate`` on the copy: a simulator that stops injecting a fault, or a
+  monitor that stops checking an invariant, lets it live. A change of the simulator's draws (a new fault in
+  a shipped scenario) moves the seeds: find the new ones with ``scripts/mutants.py --only ID --tools
+  SCENARIO``;
+- the unmutated copy passes ``--generations 2`` (and tests/sim/test_explore.py, the larger ones), and this
+  tree every seed replayed: so "a violation found" is the mutant's doing.
 
 Blindness: were ``Monitor.check`` (the explorer's invariant checks) neutered, or a move the kills need
-pruned, these explorations would report no violation and every kill test would fail; the nine mutants
-span I2 and I3, the store, the enactor's decision table and holds, and the verifier.
+pruned, these explorations would report no violation and every explorer kill test would fail; the
+mutants span I1 to I8, G4, the store, the enactor's decision table and holds, the verifier, ownership
+and the planner's guards.
 
 The copies live in pytest's temporary directory; this tree is never edited.
 """
@@ -30,6 +36,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from dnsplane.sim.driver import run
+from dnsplane.sim.scenario import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +67,8 @@ def test_each_mutants_original_text_occurs_exactly_once(mutant: Any) -> None:
 
 def test_the_list_covers_issue_13s_table_and_ci_names_fast_configurations() -> None:
     assert len([m for m in MUTANTS if m.issue13]) == 9
-    assert {m.ci for m in CI_MUTANTS} <= set(runner.EXPLORE_FAST)
+    assert all(m.ci in runner.EXPLORE_FAST or runner.one_seed(m.ci) is not None for m in CI_MUTANTS), [
+        m.ci for m in CI_MUTANTS]
     assert len(CI_MUTANTS) >= 5
 
 
@@ -77,8 +87,18 @@ def test_the_unmutated_copy_passes(unmutated: Path) -> None:
     assert outcome.verdict == "passed", outcome
 
 
+SEEDS = sorted({replay for m in CI_MUTANTS if (replay := runner.one_seed(m.ci)) is not None})
+
+
+@pytest.mark.parametrize(("scenario", "seed"), SEEDS, ids=lambda v: str(v))
+def test_every_seed_ci_replays_keeps_every_invariant_on_this_tree(scenario: str, seed: int) -> None:
+    # so that "a violation found" in the seed's kill test below is the mutant's doing
+    violations = run(load(scenario), "safe", seed, trace=False).violations
+    assert violations == [], f"{scenario} seed {seed}: {violations[0]}"
+
+
 @pytest.mark.parametrize("mutant", CI_MUTANTS, ids=lambda m: f"{m.id}-{m.ci}")
-def test_the_fast_explorer_kills_the_mutant(mutant: Any, tmp_path: Path) -> None:
+def test_the_fast_explorer_or_the_seed_kills_the_mutant(mutant: Any, tmp_path: Path) -> None:
     runner.copy_tree(ROOT, tmp_path)
     runner.apply_mutant(mutant, tmp_path)
     assert runner.imported_from(tmp_path).startswith(str(tmp_path))  # the children run the mutant
