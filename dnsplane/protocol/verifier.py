@@ -47,11 +47,12 @@ count against the last-known-good (its content is not this installation's). A ma
 owner is never taken for a head (no ``AdvanceHead`` past another installation's numbering).
 An adopted endpoint is taken over: a marker-less one by the "marker missing" repair above, one
 of another owner the round after it is first seen (chaos 31360), at the head (journalled "adopt"). Once: an
-endpoint found under this installation's marker, or taken over, that carries another owner's marker
-again is CONTESTED (two fleets adopt it): never written, journalled "contested", logged once, until
-``FleetChanged`` or a restart (or until it is found empty: unowned). A marker without an owner id (written
-before owner ids) is read as this installation's and rewritten once with its id, same generation
-and content ("marker-unowned").
+endpoint found under this installation's marker, or taken over (a takeover whose reply was lost counts:
+it may have landed, rivals seed 22), that carries another owner's marker again is CONTESTED (two fleets
+adopt it): never written, journalled "contested", logged once, until ``FleetChanged`` or a restart
+(or until it is found empty: unowned). A marker without an owner id (written before owner ids) is
+read as this installation's and rewritten once with its id, same generation and content
+("marker-unowned").
 
 Released endpoints (I7: in the store but no longer in the fleet, ``FleetChanged`` or a fleet file
 edited while the process was down) are never repaired, so a released endpoint a person deleted is
@@ -246,6 +247,9 @@ class Verifier:
     # marker of another owner there now is a second installation taking it back (CONTESTED, not adopted)
     mine: set[EndpointKey] = field(default_factory=set)
     contested: dict[EndpointKey, str] = field(default_factory=dict)  # refused until the fleet changes
+    # The takeovers of another owner's marker in the repair batch in flight: if its reply is lost they
+    # count as taken over (``Failed``: the provider may have applied them)
+    taking: frozenset[EndpointKey] = field(default=frozenset(), metadata=ROUND)
 
     @property
     def busy(self) -> bool:
@@ -292,6 +296,11 @@ class Verifier:
                 repaired = self._on_repaired(results)  # before ``_next``, which reads what it settled
                 return self._next().after(repaired)
             case Failed(error=error):
+                if self.phase is _REPAIR:
+                    # A takeover whose reply was lost may have landed (a timeout after the provider applied
+                    # it): taken over, so another owner's marker there next is a contest, not a second
+                    # takeover (rivals seed 22)
+                    self.mine |= self.taking
                 self.phase = _IDLE
                 return effects(Log("warning", "verifier step failed", {"actor": self.name, "error": error}))
             case _:
@@ -331,6 +340,7 @@ class Verifier:
     def _on_resolved(self, results: dict[EndpointKey, Resolution]) -> Step:
         out: list[Effect] = []
         writes: list[Write] = []
+        self.taking = frozenset()
         for key, seen in results.items():
             if key in self.releasing:
                 out += self._release(key, seen, writes)
@@ -442,6 +452,7 @@ class Verifier:
                 # The takeover is at the head, even below it (writing above it would make it this
                 # store's head next round: "marker-ahead", a head no plan wrote, chaos 167)
                 kept = None
+                self.taking |= {key}
             generation = self.head
             marker = Marker.after(found, Generation(generation), desired.records.digest, self.ownership.owner)
             if adopting and self.ownership.adopted is not None:  # the fleet file said adopt: true
