@@ -167,7 +167,7 @@ def tool_argv(tool: str, seeds: int, workers: int) -> list[str]:
                 "--quiet"]
     if tool in SWEEP:
         return ["-m", "dnsplane.cli", "simulate", "--protocol", "safe", "--scenario", tool, "--seeds", str(seeds),
-                "--invariant", "any", "--no-shrink", "--json", "--workers", str(workers)]
+                "--invariant", "any", "--no-shrink", "--json", "--first", "--workers", str(workers)]
     if tool == "tests":
         return ["-m", "pytest", "tests", "-x", "-q", "-m", "not explore_default", "--ignore=tests/realworld",
                 "-p", "no:cacheprovider"]
@@ -277,7 +277,8 @@ def select_tools(spec: str) -> list[str]:
         else:
             raise SystemExit(f"unknown tool {part!r}: choose among {', '.join([*GROUPS, *TOOL_ORDER])}, "
                              "or SCENARIO:SEED (one seed of a sweep's scenario)")
-    return [t for t in TOOL_ORDER if t in wanted] + sorted(t for t in wanted if t not in TOOL_ORDER)
+    # one seed first (the cheapest: a kill CI replays), then the rest in order of cost
+    return sorted(t for t in wanted if t not in TOOL_ORDER) + [t for t in TOOL_ORDER if t in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,6 +71,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                     "(or the replayed) seed as SVG")
     s.add_argument("--workers", type=int, default=1, help="processes to use (default 1)")
     s.add_argument("--all", action="store_true", help="run every seed even after a violation")
+    s.add_argument("--first", action="store_true",
+                   help="with --json: stop at the first violating seed too (--json alone runs every seed, "
+                        "for a whole summary)")
     s.add_argument("--invariant", default="I1",
                    choices=["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "H1", "G4", "any"],
                    help="stop at the first seed that violates this one (default I1, the outage); "
@@ -103,7 +106,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     started = time.perf_counter()
-    summary = sweep(sc, args.protocol, seeds, max(1, args.workers), first_only=not args.all and not args.json,
+    summary = sweep(sc, args.protocol, seeds, max(1, args.workers), first_only=not args.all and (args.first or not args.json),
                     look_for=args.invariant)
     elapsed = time.perf_counter() - started
     wanted = [seed for seed, v in summary.violations if args.invariant in ("any", v.short)]
