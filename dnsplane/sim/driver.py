@@ -124,9 +124,20 @@ class Simulation:
         self.scenario, self.protocol, self.seed = scenario, protocol, seed
         self.rng = random.Random(seed)
         self.health_rng = random.Random(seed * 7919 + 1)
+        # health_grace: each target is checked every 1, 2 or 3 health periods (from the n-th period on, n
+        # below that), as a runtime's checks of many targets come in at different moments, so that a
+        # (re)started planner hears from an endpoint's targets one by one; drawn only with a grace, from
+        # a generator of its own (the other draws of a run are those of a scenario without it)
+        self.check_every: dict[str, tuple[int, int]] = {}
+        self.health_round = 0
         self.endpoints = fleet(scenario.endpoints, scenario.targets, scenario.policy)
         self.keys = [ep.key for ep in self.endpoints]
         self.targets = [t.id for ep in self.endpoints for t in ep.targets]
+        if scenario.health_grace:
+            draw = random.Random(seed * 7919 + 5)
+            for tid in self.targets:
+                every = draw.randint(1, 3)
+                self.check_every[tid] = (every, draw.randrange(every))
         self.by_endpoint = {str(i): ep for i, ep in enumerate(self.endpoints)}
         self.by_key = {ep.key: ep for ep in self.endpoints}
         self.enactor_names = [f"enactor-{i + 1}" for i in range(scenario.enactors)]
@@ -175,8 +186,8 @@ class Simulation:
         self.executor = SimExecutor(self.faults.store or self.store, self.faults.calls_provider or self.provider,
                                     self.on_publish, self._on_emptied, journal=False, armed=self.faults.armed)
         self.provider.add_listener(self._on_written)
-        # only a hand-written marker can move the head far
-        self.check_heads = any(f.kind == FaultKind.MARKER_OUT_OF_RANGE for f in schedule)
+        # only a hand-written marker can move the head far (relabelled ours, another store's g= too)
+        self.check_heads = any(f.kind in (FaultKind.MARKER_OUT_OF_RANGE, FaultKind.RELABEL_OWNER) for f in schedule)
         self._build_actors()
 
     def clock(self) -> float:
@@ -187,7 +198,7 @@ class Simulation:
 
     def _build_actors(self) -> None:
         s = self.scenario
-        self.actors["planner"] = Planner("planner", ZONE, self.endpoints)
+        self.actors["planner"] = self._new_planner()
         self.periods["planner"] = s.planner_period
         for name in self.enactor_names:
             self.actors[name] = self._new_enactor(name)
@@ -313,6 +324,8 @@ class Simulation:
                 return actor.handle(failure)
         if isinstance(actor, Enactor | Verifier):  # ``App.reset``
             actor.reset(self.ownership)
+            if isinstance(actor, Verifier):
+                self.monitor.verifier_started()
         elif isinstance(actor, Planner | Collector):
             actor.reset()
         else:
@@ -501,14 +514,15 @@ class Simulation:
 
     def _on_written(self, keys: list[EndpointKey]) -> None:
         if self.faults.corrupting:  # a human's edit (or another installation's), not dnsplane's write
-            if self.monitor.adopted is not None:  # I7: the monitor learns what is foreign now
-                for key, seen in self.provider.read(keys).items():
-                    was = key in self.monitor.foreign
-                    self.monitor.edited_by_hand(key, seen)
-                    if was and key not in self.monitor.foreign:
-                        # dnsplane's again (e.g. a marker without an owner id written over another
-                        # owner's), maybe empty: its repair bound starts now (owners 2330)
-                        self.monitor.exempt(key, self.now + self.scenario.repair_bound)
+            # I7: the monitor learns what is foreign now (with some endpoint not adopted), and whose marker
+            # is there (a write over another owner's marker is a takeover)
+            for key, seen in self.provider.read(keys).items():
+                was = key in self.monitor.foreign
+                self.monitor.edited_by_hand(key, seen)
+                if was and key not in self.monitor.foreign:
+                    # dnsplane's again (e.g. a marker without an owner id written over another
+                    # owner's), maybe empty: its repair bound starts now (owners 2330)
+                    self.monitor.exempt(key, self.now + self.scenario.repair_bound)
             return
         self.dirty.extend(keys)
         self.monitor.written(keys)
@@ -523,6 +537,13 @@ class Simulation:
             believed_down = {tid for tid, h in planner.health.items() if h.healthy is False}
             self.monitor.check_restart_health(changes, unconfirmed_down | believed_down,
                                               unconfirmed_down, self.by_key)
+        grace, truth = self.scenario.health_grace, self.faults.truth
+        if grace and truth is not None and not rogue and self.now < self.planner_since + grace:
+            # H1, the grace: a planner (re)started less than ``health_grace`` ago serves no target that is
+            # down and that it has not heard from since (it would be planning on unknown health)
+            unheard_down = {tid for tid, up in truth.items() if not up and tid not in self.reported}
+            if unheard_down:
+                self.monitor.check_heard_health(changes, unheard_down)
         self.published_max = max(self.published_max, int(gen))
         if self.tracing:
             self.tracer.note("planner", "publish", f"generation {gen} ({len(changes)} changes)", int(gen))
@@ -556,6 +577,8 @@ class Simulation:
         flip = s.health_flip
         truth = faults.truth
         planner = self.actors["planner"]
+        check_every, n = self.check_every, self.health_round
+        self.health_round += 1
         for tid in self.targets:
             h = planner.health.get(tid)  # _last_ok, inlined
             # with health_amnesia the targets' health is the world's (``truth``), not the planner's belief
@@ -573,9 +596,12 @@ class Simulation:
             if truth is not None:
                 truth[tid] = ok
                 # a check result the planner lacks: a change, or any result it has not observed since it started
-                if self.alive["planner"] and (h is None or h.healthy != ok or not h.observed):
+                # (with a grace, only at the target's own checks)
+                due = not check_every or n % check_every[tid][0] == check_every[tid][1]
+                if self.alive["planner"] and due and (h is None or h.healthy != ok or not h.observed):
                     if ok:
                         faults.unconfirmed_down.discard(tid)
+                    self.reported.add(tid)
                     self._feed("planner", HealthObserved(now + self.skew["planner"], tid, ok, "sim"))
                     planner = self.actors["planner"]
             elif ok != last and self.alive["planner"]:
@@ -606,12 +632,13 @@ class Simulation:
 
     def _restart(self, name: str) -> None:
         if name == "planner":
-            self.actors[name] = Planner("planner", ZONE, self.endpoints)
+            self.actors[name] = self._new_planner()
             self.faults.planner_restarted()
         elif name == "collector":
             self.actors[name] = Collector()
         elif name == "verifier":
             self.actors[name] = Verifier("verifier", ownership=self.ownership)
+            self.monitor.verifier_started()  # a fresh verifier may take each endpoint over once more (I7)
         else:
             self.actors[name] = self._new_enactor(name)
             self.refs.began.pop(name, None)
@@ -625,13 +652,20 @@ class Simulation:
         lost, and the new planner runs a second later (``counter_reset``: believing the counter starts again
         at 0; the store's compare-and-set corrects it)."""
         self.pending.pop("planner", None)
+        planner = self._new_planner()
         if counter_reset:  # in sync with an empty store: its next plan is generation 1
             planner = Planner.from_snapshot("planner", ZONE, self.endpoints, Generation(0), {})
-        else:
-            planner = Planner("planner", ZONE, self.endpoints)
+            planner.health_grace = self.scenario.health_grace
         self.actors["planner"] = planner
         self.faults.planner_restarted()
         self._push(self.now + 1.0, _WAKE, "planner")
+
+    def _new_planner(self) -> Planner:
+        """A planner with empty state and the scenario's health grace, starting now: the targets it has
+        heard from (``reported``, H1's check of the grace) start again with it."""
+        self.reported: set[str] = set()
+        self.planner_since = self.now
+        return Planner("planner", ZONE, self.endpoints, health_grace=self.scenario.health_grace)
 
     def at_fault(self, at: float, fault: Fault) -> None:
         """Fire ``fault`` at ``at`` (a fault in two acts: ``health_amnesia``)."""
@@ -675,6 +709,17 @@ class Simulation:
         self.skew["enactor-fresh"] = 0.0
         self._drain("enactor-fresh")
         mon.check_idempotent(before, self.provider.writes)
+        # I8, the collector's progress: one more round of the run's own collector (a fresh one when it is
+        # down or waits for a reply), then nothing the watermark allows to collect is left
+        name = "collector"
+        if not self.alive[name] or name in self.pending or self.actors[name].busy:
+            name = "collector-fresh"
+            self.actors[name] = Collector(name)
+            self.skew[name] = 0.0
+        self._drain(name)
+        self.deleted_plans = True
+        self.after_step()
+        mon.check_collected([int(p.generation) for p in self.store.plans()], int(self.store.low_watermark(self.now)))
 
     def _drain(self, name: str) -> None:
         """Run one actor alone to quiet, synchronously, with no faults."""

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from dnsplane.sim.scenario import FAULT_KINDS, Scenario
-from dnsplane.sim.vocabulary import Corruption, FaultKind, PartialWrite, When
+from dnsplane.sim.vocabulary import Corruption, FaultKind, InRange, PartialWrite, When
 from dnsplane.sim.world import EXCEPTIONS
 
 EXCEPTION_NAMES = tuple(EXCEPTIONS)  # a ``request_exception`` fault's ``value`` indexes this
@@ -52,6 +52,7 @@ class Fault:
 
 CORRUPTIONS = tuple(c.value for c in Corruption)  # plain strings, drawn in this order
 PARTIAL_WRITES = tuple(p.value for p in PartialWrite)
+IN_RANGE = tuple(m.value for m in InRange)  # ``marker_in_range``'s modes
 WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its request ran, or after
 # What a human writes as a marker's ``g=`` (``marker_out_of_range``): each as TXT text, which a provider
 # reads with ``Marker.from_text``, or (the numeric ones) as a number in a provider that keeps markers
@@ -59,6 +60,7 @@ WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its
 OUT_OF_RANGE = ("-1", "9223372036854775807", "99999999999999999999", "9007199254740993", "12abc", "")
 OUT_OF_RANGE_NUMBERS = tuple(g for g in OUT_OF_RANGE if g.lstrip("-").isdigit())  # ``hand_marker``'s g=
 MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")
+RIVAL_PERIODS = (30, 60, 300)  # seconds between a ``rival_owner``'s takes: its verifier's period
 
 
 def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], targets: list[str]) -> list[Fault]:
@@ -101,7 +103,8 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                 case FaultKind.MALFORMED_PLAN:
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(MALFORMED)))
                 case FaultKind.CORRUPT:
-                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(CORRUPTIONS)))
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)),
+                                     mode=rng.choice(spec.modes or CORRUPTIONS)))
                 case FaultKind.MARKER_OUT_OF_RANGE:
                     g = rng.choice(OUT_OF_RANGE)
                     column = g.lstrip("-").isdigit() and rng.random() < 0.5
@@ -122,6 +125,22 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                                      mode=rng.choice(PARTIAL_WRITES)))
                 case FaultKind.HEALTH_AMNESIA:
                     out.append(Fault(at, kind, rng.choice(targets), dur, mode="down"))
+                case FaultKind.DNS_SILENT:
+                    # the verifier's DNS view answers nothing for ``dur`` seconds: for one endpoint (its
+                    # index), or for all of them ("all": the server itself is silent)
+                    silenced = rng.randrange(scenario.endpoints + 1)
+                    out.append(Fault(at, kind, "all" if silenced == scenario.endpoints else str(silenced), dur))
+                case FaultKind.RIVAL_OWNER:
+                    # a second installation adopting endpoint ``target`` too, for ``dur`` seconds: it takes
+                    # the endpoint back every ``value`` seconds (how often its own verifier runs)
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), dur,
+                                     value=float(rng.choice(RIVAL_PERIODS))))
+                case FaultKind.MARKER_IN_RANGE:
+                    # ``value``: which kept plan (a fraction of their number, oldest first) when it fires
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), mode=rng.choice(IN_RANGE),
+                                     value=round(rng.random(), 3)))
+                case FaultKind.RELABEL_OWNER:
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints))))
                 case FaultKind.REQUEST_EXCEPTION:
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

@@ -8,8 +8,11 @@ pauses; the health it forces (flaps, ABA, all unhealthy, amnesia) and the target
 that will time out after they are applied (``timeout_next``, consumed when such a request is
 delivered, whatever its reply); the provider's partial-write windows, and the check that a marker
 that says more than its records show is reported by the verifier (I8); the hand edits of records and
-markers (``corrupt``, ``marker_out_of_range``, ``hand_marker``, ``second_owner``) and the rogue plans
-(``malformed_plan``); and the count of each fault fired (a run's ``faults``).
+markers (``corrupt``, ``marker_out_of_range``, ``hand_marker``, ``marker_in_range``, ``relabel_owner``,
+``second_owner``, ``rival_owner``: a second
+installation that takes an endpoint back again and again, re-scheduling itself) and the rogue plans
+(``malformed_plan``); the windows in which the verifier's DNS queries go unanswered (``dns_silent``,
+through ``world.Resolver.silent``); and the count of each fault fired (a run's ``faults``).
 
 At ``quiet`` (the end of ``scenario.duration``) every fault stops: windows close, paused actors
 resume, forced health ends, armed exceptions and pending timeouts are dropped; later scheduled
@@ -29,13 +32,15 @@ from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, Re
 from dnsplane.sim.faults import EXCEPTION_NAMES, Fault
 from dnsplane.sim.flaky import FlakyProvider, FlakyStore
 from dnsplane.sim.invariants import I8
-from dnsplane.sim.vocabulary import Corruption, FaultKind, PartialWrite
+from dnsplane.sim.vocabulary import Corruption, FaultKind, InRange, PartialWrite
+from dnsplane.sim.world import Resolver
 from dnsplane.store.base import INFLIGHT_TTL
 
 if TYPE_CHECKING:
     from dnsplane.sim.driver import Simulation
 
 INTRUDER = "intruder"  # the owner id of the second installation of the ``second_owner`` fault
+RIVAL = "rival"  # the owner id of the installation of the ``rival_owner`` fault, which keeps taking endpoints
 
 
 class FaultInjector:
@@ -69,9 +74,13 @@ class FaultInjector:
         self.check_partial = FaultKind.PARTIAL_WRITE in kinds
         # health_amnesia: the targets' true health (the workload), and the targets the store kept as down
         # at the planner's last restart that it has not observed up since
+        # (and with a health grace: H1's check of the grace needs the world's health across restarts)
         self.truth: dict[str, bool] | None = ({tid: True for tid in sim.targets}
-                                              if FaultKind.HEALTH_AMNESIA in sim.scenario.faults else None)
+                                              if FaultKind.HEALTH_AMNESIA in sim.scenario.faults
+                                              or sim.scenario.health_grace else None)
         self.unconfirmed_down: set[str] = set()
+        # dns_silent: endpoint (None: every endpoint) -> when the verifier's queries are answered again
+        self.silent_until: dict[EndpointKey | None, float] = {}
 
     def fired(self, kind: str) -> None:
         """Count a fault of ``kind`` (a plain string: the counts are a run's summary) as fired."""
@@ -136,10 +145,18 @@ class FaultInjector:
                 self._hand_marker(f)
             case FaultKind.SECOND_OWNER:
                 self._second_owner(f)
+            case FaultKind.MARKER_IN_RANGE:
+                self._marker_in_range(f)
+            case FaultKind.RELABEL_OWNER:
+                self._relabel_owner(f)
+            case FaultKind.RIVAL_OWNER:
+                self._rival_owner(f)
             case FaultKind.PARTIAL_WRITE:
                 self._partial_write(f)
             case FaultKind.HEALTH_AMNESIA:
                 self._health_amnesia(f)
+            case FaultKind.DNS_SILENT:
+                self._dns_silent(f)
             case FaultKind.REQUEST_EXCEPTION:
                 # the actor's next store or provider command raises ``f.value``-th exception of EXCEPTIONS
                 if sim.alive.get(f.target, False):
@@ -189,7 +206,8 @@ class FaultInjector:
             sim.refs.hand_marked.add(key)
         match f.mode:
             case Corruption.EMPTIED:
-                sim.monitor.exempt(key, sim.now + sim.scenario.repair_bound)
+                # (the bound starts once the verifier's DNS view answers for it again: ``dns_silent``)
+                sim.monitor.exempt(key, max(sim.now, self._silent_end(key)) + sim.scenario.repair_bound)
                 sim.provider.hand_edit(key, None, seen.marker)
             case Corruption.MARKER_DELETED:
                 sim.monitor.hand_edited(key, None)
@@ -262,6 +280,64 @@ class FaultInjector:
         sim.provider.hand_edit(key, seen.records, marker)
         self.corrupting = False
 
+    def _marker_in_range(self, f: Fault) -> None:
+        """A person sets endpoint ``f.target``'s marker ``g=`` to a generation whose plan the store keeps
+        (``f.mode``, ``InRange``): "head", the store's head; "kept", a kept plan's (``f.value`` picks it:
+        a fraction of their number, oldest first); both keep the rest of the text, ``p=`` too, so the
+        seal breaks when ``g=`` changed. "scratch": the marker written from scratch on a provider that
+        keeps markers as columns: a kept plan's ``g=``, ``d=`` the records' digest, ``o=`` kept, no ``p=``
+        (no seal to break, as a marker written before chain tokens): only its digest, against the
+        content of the plan it names, tells it from one dnsplane wrote (an enactor at that generation
+        skips it as corrupt; one behind it needs the store to confirm the digest). Only this
+        installation's markers over records are edited; the records are kept."""
+        sim = self.sim
+        key = sim.by_endpoint[f.target].key
+        seen = sim.provider.read([key])[key]
+        kept = sorted(int(p.generation) for p in sim.store.plans())
+        found, records = seen.marker, seen.records
+        if found is None or records is None or found.owner != sim.ownership.owner or not kept:
+            return
+        if f.mode == InRange.HEAD:
+            g = Generation(int(sim.store.head()))
+        else:
+            g = Generation(kept[min(int(f.value * len(kept)), len(kept) - 1)])
+        if f.mode == InRange.SCRATCH:
+            marker = Marker(g, records.digest, "", found.owner)
+        else:
+            marker = dataclasses.replace(found, generation=g)
+        if marker == found:
+            return  # nothing changes
+        self.fired(f.kind)
+        if marker.sealed() or not generation_in_range(found.generation) or g < found.generation:
+            # a marker that passes for dnsplane's, or one set back: the monotonic baseline restarts from
+            # it (raised with its seal broken it names no plan: the monitor's I2 ignores it, the
+            # baseline stays)
+            sim.monitor.hand_edited(key, int(g))
+        sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
+        self.corrupting = True
+        sim.provider.hand_edit(key, records, marker)
+        self.corrupting = False
+
+    def _relabel_owner(self, f: Fault) -> None:
+        """A person edits the ``o=`` of another installation's marker on endpoint ``f.target`` to this
+        installation's id (a person deciding the endpoint is ours after all), the rest of the text
+        kept (``p=`` too: the seal covers the owner id, so it breaks). The other store's ``g=``
+        (``second_owner``'s numbering, up to 1000) names no plan of this store: only the broken seal
+        keeps it from being taken for a newer writer's and made the head. Nothing happens on an
+        endpoint without another owner's marker. (This installation's marker relabelled as another's
+        is ``second_owner`` without its records: taken back, or CONTESTED, the same way.)"""
+        sim = self.sim
+        key = sim.by_endpoint[f.target].key
+        seen = sim.provider.read([key])[key]
+        found, ours = seen.marker, sim.ownership.owner
+        if found is None or not found.owner or found.owner == ours:
+            return
+        self.fired(f.kind)
+        sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
+        self.corrupting = True
+        sim.provider.hand_edit(key, seen.records, dataclasses.replace(found, owner=ours))
+        self.corrupting = False
+
     def _second_owner(self, f: Fault) -> None:
         """Another installation (owner id ``INTRUDER``, its own store and numbering: ``f.value``) writes
         endpoint ``f.target`` with its own content and marker, as a second ``dnsplane up`` on the zone
@@ -273,6 +349,64 @@ class FaultInjector:
         records = RecordSet.of(60, [Member("other-lb", ("198.51.100.7",), 1000)])
         theirs = seen.marker if seen.marker is not None and seen.marker.owner == INTRUDER else None
         marker = Marker.after(theirs, Generation(int(f.value)), records.digest, INTRUDER)
+        sim.refs.hand_marked.add(key)  # another store's generation: no reference (I3) until dnsplane rewrites it
+        sim.monitor.hand_edited(key, None)
+        self.corrupting = True
+        sim.provider.hand_edit(key, records, marker)
+        self.corrupting = False
+
+    def _dns_silent(self, f: Fault) -> None:
+        """For ``f.duration`` the verifier's DNS queries of endpoint ``f.target`` ("all": of every endpoint)
+        get no answer: its ``Resolve`` reports them ``TIMEOUT``, as the runtime's resolver does, while the
+        provider is read as usual (a DNS server down or firewalled, the provider's API still up)."""
+        sim = self.sim
+        self.fired(f.kind)
+        key = None if f.target == "all" else sim.by_endpoint[f.target].key
+        until = sim.now + f.duration
+        # I1's repair bound for an endpoint a person emptied counts only time in which the verifier can see
+        # it: the bound of each such endpoint silenced is put back by the silence this window adds
+        exempt = sim.monitor.exempt_until
+        for k in [k for k in exempt if key is None or k == key]:
+            exempt[k] += max(0.0, until - max(sim.now, self._silent_end(k)))
+        self.silent_until[key] = max(self.silent_until.get(key, 0.0), until)
+        resolver = sim.executor.resolver
+        assert isinstance(resolver, Resolver)
+        resolver.silent = self._silent
+
+    def _silent_end(self, key: EndpointKey) -> float:
+        """When the verifier's DNS queries of ``key`` are answered again (in the past: they are now)."""
+        until = self.silent_until
+        return max(until.get(None, 0.0), until.get(key, 0.0))
+
+    def _silent(self, key: EndpointKey) -> bool:
+        """Whether the verifier's DNS query of ``key`` gets no answer now (``world.Resolver.silent``)."""
+        now, until = self.sim.now, self.silent_until
+        return until.get(None, 0.0) > now or until.get(key, 0.0) > now
+
+    def _rival_owner(self, f: Fault) -> None:
+        """A second installation whose fleet adopts endpoint ``f.target`` too (owner id ``RIVAL``), as two
+        ``dnsplane up`` with one fleet file on one zone (issue 8): from ``f.at``, for ``f.duration``, every
+        ``f.value`` seconds it takes the endpoint back unless its own marker is there. It plans what this
+        one does: the records the endpoint holds, under a marker of its own numbering, which like this
+        store's started at 1, so it names the generation this installation's marker named (the content
+        this store has there: only the owner id tells the marker from this installation's own)."""
+        sim = self.sim
+        key = sim.by_endpoint[f.target].key
+        if sim.now + f.value < f.at + f.duration:
+            sim.at_fault(sim.now + f.value, f)  # its next take (none once faults stop: ``fire``)
+        seen = sim.provider.read([key])[key]
+        if seen.marker is not None and seen.marker.owner == RIVAL:
+            return
+        records = seen.records
+        if records is None:  # nothing there: what it plans, this store's newest content
+            newest = sim.store.desired([key], sim.store.head()).get(key)
+            if newest is None:
+                return
+            records = newest.records
+        self.fired(f.kind)
+        found = seen.marker.generation if seen.marker is not None else 1
+        marker = Marker.after(seen.marker, Generation(found if generation_in_range(found) else 1), records.digest,
+                              RIVAL)
         sim.refs.hand_marked.add(key)  # another store's generation: no reference (I3) until dnsplane rewrites it
         sim.monitor.hand_edited(key, None)
         self.corrupting = True
@@ -367,6 +501,7 @@ class FaultInjector:
         self.quiet = True
         self.timeout_next.clear()
         self.armed.clear()
+        self.silent_until.clear()
         for key, mode in list(self.partial_until):
             self.partial_until[(key, mode)] = now
             self.end_partial((key, mode))

@@ -33,7 +33,8 @@ What each check means, precisely:
   the compare-and-swap), and the verifier's last-known-good.
 - **I4 convergence** (``check_converged``): once faults stop, within the stated
   bound, every endpoint holds the newest *valid* content at or below the head,
-  with a marker naming that content.
+  with a marker naming that content whose seal holds (``Marker.sealed``: a marker
+  edited by hand and never rewritten is not converged, even over the right content).
 - **I5 validity**: everything at the provider passes ``validate_record_set``.
 - **I6 idempotence** (``check_idempotent``): re-running the enactors when all
   is applied costs zero provider writes.
@@ -44,7 +45,11 @@ What each check means, precisely:
   (``written``): the state before it is the one the previous step left. An
   endpoint that is foreign and not adopted at the end is exempt from I4 (a person,
   or another installation, made it not dnsplane's; its content is theirs).
-  A marker of another owner sets no I2 baseline (another numbering).
+  A marker of another owner sets no I2 baseline (another numbering). *One takeover*: a write by
+  dnsplane that lands on a marker of another owner takes the endpoint over; at most one per endpoint
+  while the verifier lives (``verifier_started``: a restart may take it once more). A second means
+  two installations that both adopt it flip it for as long as both run (docs/design.md, "Ownership":
+  the second is CONTESTED, left to the other).
 - **I8 liveness of the safety net** (``wedged``, called by the drivers): an actor
   that is busy with no request outstanding (no reply will ever come) and is
   alive and not paused never runs again: its ticks are ignored while it is busy.
@@ -54,13 +59,23 @@ What each check means, precisely:
   the explorer after every move. Its "endpoint" is the actor's name. An actor whose own
   code raises (``raised``: ``handle`` let an exception out, which only a bug does) is
   reported under I8 too: the runtime survives it (``App._handle``: the actor is told its
-  round failed, or reset) but the round is lost.
+  round failed, or reset) but the round is lost. *The collector's progress*
+  (``check_collected``, the simulator at the end, after I6): a collector round run at
+  quiet leaves the store no plan below the low watermark. A collector that runs yet never
+  collects (it asks for more than the store's re-checked watermark allows) is stopped
+  for good as far as storage goes, though no plan it keeps breaks a safety invariant.
 - **H1 health kept across restarts** (``check_restart_health``, in scenarios
   with ``health_amnesia``): after the planner restarts (its in-memory health
   gone), it publishes no target that the store kept as down at the restart
   before it has observed that target up, except when every target of the
   endpoint is down (fail open). The simulator then keeps each target's true
   health itself, so that a restart does not also make the world forget it.
+  *The grace* (``check_heard_health``, in scenarios with ``health_grace``): a
+  planner (re)started less than ``health_grace`` seconds ago publishes no
+  target that is down (the world's health) and that it has not heard from
+  since it started: it waits for each target's first check before it plans
+  the target's endpoints, so it never plans on unknown health (which counts as
+  healthy) while the grace lasts.
 - **G4 guards before writes** (DESIGN.md point 4; checked at each plan the planner publishes, in a run
   that gave the monitor the fleet and the health the planner acted on: ``guard``). Let *down* be the
   targets the planner acted on as unhealthy (what the store keeps once the plan is published: the
@@ -167,6 +182,10 @@ class Monitor:
     # I7: endpoints the verifier refuses as CONTESTED (another owner took back what it had): not
     # dnsplane's to repair or converge while they are (the driver keeps this in step with the verifier)
     contested: set[EndpointKey] = field(default_factory=set)
+    # I7, one takeover: the endpoints last seen under another owner's marker, and per endpoint the writes by
+    # dnsplane that landed on one (takeovers) since the verifier last started (``verifier_started``)
+    theirs: set[EndpointKey] = field(default_factory=set)
+    takeovers: dict[EndpointKey, int] = field(default_factory=dict)
     # G4: the fleet (policies) and the health the planner acted on; empty: the guards are not checked
     fleet: dict[EndpointKey, Endpoint] = field(default_factory=dict)
     acted_on: Callable[[], dict[str, HealthRecord]] | None = None
@@ -268,6 +287,19 @@ class Monitor:
             self.foreign.pop(key, None)
         else:
             self.foreign[key] = alien
+        self._saw_owner(key, seen)
+
+    def _saw_owner(self, key: EndpointKey, seen: Observed) -> None:
+        """Note whether ``key`` holds another owner's marker now (I7: a write over it is a takeover)."""
+        marker = seen.marker
+        if marker is not None and marker.owner and marker.owner != self.owner:
+            self.theirs.add(key)
+        else:
+            self.theirs.discard(key)
+
+    def verifier_started(self) -> None:
+        """The verifier (re)started with empty state: it may take each endpoint over once more (I7)."""
+        self.takeovers.clear()
 
     def written(self, keys: Iterable[EndpointKey]) -> None:
         """dnsplane wrote these keys: a corrupted endpoint's exemption ends; one that was foreign and
@@ -277,6 +309,12 @@ class Monitor:
             why = self.foreign.pop(k, None)
             if why is not None:
                 self.fail(I7, k, f"dnsplane overwrote an endpoint it does not own ({why}, not adopted)")
+            if k in self.theirs:  # a takeover: at most one per endpoint while the verifier lives
+                self.theirs.discard(k)
+                n = self.takeovers[k] = self.takeovers.get(k, 0) + 1
+                if n > 1:
+                    self.fail(I7, k, f"taken back from another installation {n} times since the verifier "
+                                     "started: two fleets that adopt it would flip it forever (contested)")
 
     def check(self, observed: dict[EndpointKey, Observed], step_note: str = "") -> None:
         """Check I1, I2 and I5 on the given endpoints' current state."""
@@ -287,6 +325,8 @@ class Monitor:
             records, marker = seen.records, seen.marker
             if records is not None or marker is not None:
                 self.published.add(key)
+            if key in self.theirs or (marker is not None and marker.owner):
+                self._saw_owner(key, seen)
             alien = self._foreign(key, seen)
             if alien is None:
                 self.foreign.pop(key, None)
@@ -393,11 +433,26 @@ class Monitor:
                 marker = seen.marker.generation if seen.marker else None
                 self.fail(I4, key, f"{bound:.0f}s after faults stopped it holds {got} (marker {marker}), "
                                    f"not generation {want[0]}'s {want[1]} (head {head})")
+            elif not seen.marker.sealed():
+                # the right content under a marker edited by hand (g= or o= changed, seal broken): the
+                # enactors leave it alone and the verifier reports it every round (no last-known-good)
+                # until its repair rewrites it sealed
+                self.fail(I4, key, f"{bound:.0f}s after faults stopped its marker (g={seen.marker.generation}) "
+                                   f"still has a broken seal: never repaired")
 
     def check_idempotent(self, writes_before: int, writes_after: int) -> None:
         """I6: re-running every enactor at quiet sent no provider write."""
         if writes_after != writes_before:
             self.fail(I6, NOWHERE, f"re-running the enactors at quiet cost {writes_after - writes_before} writes")
+
+    def check_collected(self, kept: Iterable[int], watermark: int) -> None:
+        """I8, the collector's part (at quiet): after a collector round run at quiet, the store keeps
+        no plan below the low watermark (every one of them is one the watermark allows to collect)."""
+        below = sorted(g for g in kept if g < watermark)
+        if below:
+            self.fail(I8, "collector", f"a collector round at quiet left {len(below)} plan(s) below the low "
+                                       f"watermark {watermark} (oldest {below[0]}): the collector runs but "
+                                       f"never collects")
 
     def wedged(self, actor: str, detail: str) -> None:
         """I8: ``actor`` is busy with no request outstanding; it never runs again."""
@@ -426,6 +481,16 @@ class Monitor:
             self.fail(H1, key, f"published {', '.join(sorted(served))} after a planner restart: the store "
                                f"kept {'it' if len(served) == 1 else 'them'} down and the planner had not observed "
                                f"{'it' if len(served) == 1 else 'them'} up since")
+
+    def check_heard_health(self, changes: Iterable[tuple[EndpointKey, RecordSet]], unheard_down: set[str]) -> None:
+        """H1, the grace, at a publish within ``health_grace`` of the planner's (re)start: no member is a target
+        that is down and that the planner has not heard from since it started (``unheard_down``)."""
+        for key, rs in changes:
+            served = {m.target_id for m in rs.members if m.weight > 0} & unheard_down
+            if served:
+                self.fail(H1, key, f"published {', '.join(sorted(served))} within the health grace of a planner "
+                                   f"(re)start, before any check of {'it' if len(served) == 1 else 'them'} reached "
+                                   f"the planner: {'it is' if len(served) == 1 else 'they are'} down")
 
     def check_head(self, head: int, published: int | None = None) -> None:
         """The store's head after a step that may have moved it (``AdvanceHead``): a marker no plan

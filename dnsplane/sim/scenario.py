@@ -17,8 +17,12 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     legacy_keep: 3          # the legacy clean-up's "significantly older"
     not_adopted: [3]        # endpoints whose foreign records dnsplane must leave alone (I7; default: none)
     atomic_replies: false   # true: a request's reply reaches its actor the instant it runs (before issue 13)
+    health_grace: 60        # the planner's health grace, seconds, as the runtime's (default 0: none); with it
+                            # each target is checked every 1, 2 or 3 health periods, and the targets keep a
+                            # health of their own that a planner restart does not reset (see driver.py)
     faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
       crash: {active: 0.5, rate: 2}
+      corrupt: {rate: 40, modes: [marker_stale]}   # only some of its modes (default: all)
 
 Unknown keys and unknown fault kinds are errors that name the file and key.
 """
@@ -52,6 +56,8 @@ class FaultSpec:
     rate: float = 1.0
     duration: tuple[float, float] = (30.0, 120.0)
     factor: float = 20.0  # latency spike multiplier
+    # the modes drawn from (``corrupt``: some of ``vocabulary.Corruption``); empty: every mode of the kind
+    modes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,9 @@ class Scenario:
     atomic_replies: bool = False
     # the planner's guards of every endpoint (``fleet: {policy: ...}``); None: world.SIM_POLICY
     policy: Policy | None = None
+    # seconds a (re)started planner waits for each target's first check before it plans the target's
+    # endpoints (``Planner.health_grace``, the runtime's ``--health-grace``); 0: it plans at once
+    health_grace: float = 0.0
 
     @property
     def convergence_bound(self) -> float:
@@ -122,9 +131,9 @@ class Scenario:
         return _replace(self, atomic_replies=True)
 
 
-def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float]:
+def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float, tuple[str, ...]]:
     spec = spec or FaultSpec()
-    return spec.rate, spec.duration, spec.factor
+    return spec.rate, spec.duration, spec.factor, spec.modes
 
 
 def _replace(s: Scenario, **changes: Any) -> Scenario:
@@ -134,7 +143,8 @@ def _replace(s: Scenario, **changes: Any) -> Scenario:
 
 
 _TOP = {"name", "description", "duration", "quiet", "fleet", "enactors", "slow", "periods", "latency",
-        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted", "atomic_replies"}
+        "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted", "atomic_replies",
+        "health_grace"}
 
 
 def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
@@ -168,7 +178,7 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
     if unknown:
         raise InvalidConfig(path, 0, f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP))}")
     kw: dict[str, Any] = {"name": str(data["name"]), "description": str(data.get("description", ""))}
-    for k in ("duration", "quiet", "health_flip", "max_skew", "repair_bound"):
+    for k in ("duration", "quiet", "health_flip", "max_skew", "repair_bound", "health_grace"):
         if k in data:
             kw[k] = float(data[k])
     if "legacy_keep" in data:
@@ -196,14 +206,19 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
         if kind not in FAULT_KINDS:
             raise InvalidConfig(path, 0, f"faults.{kind}: unknown fault kind; known: {', '.join(FAULT_KINDS)}")
         spec = spec or {}
-        bad = set(spec) - {"active", "rate", "duration", "factor"}
+        bad = set(spec) - {"active", "rate", "duration", "factor", "modes"}
         if bad:
             raise InvalidConfig(path, 0, f"faults.{kind}: unknown key(s) {', '.join(sorted(bad))}")
+        modes = spec.get("modes", [])
+        known = [c.value for c in vocabulary.Corruption] if kind == vocabulary.FaultKind.CORRUPT else []
+        if not (isinstance(modes, list) and set(modes) <= set(known)):
+            raise InvalidConfig(path, 0, f"faults.{kind}.modes: expected a list of {', '.join(known) or 'nothing'}")
         faults[kind] = FaultSpec(
             float(spec.get("active", 1.0)),
             float(spec.get("rate", 1.0)),
             _pair(path, f"faults.{kind}.duration", spec["duration"]) if "duration" in spec else (30.0, 120.0),
             float(spec.get("factor", 20.0)),
+            tuple(m for m in known if m in modes),  # in the kind's drawing order
         )
     kw["faults"] = faults
     not_adopted = data.get("not_adopted") or []

@@ -58,6 +58,10 @@ class FaultKind(StrEnum):
     HEALTH_AMNESIA = "health_amnesia"  # a target goes down, then the planner restarts and forgets its health
     # Issue 13 (new kinds go last, as above)
     HAND_MARKER = "hand_marker"  # a human writes a marker from scratch (no p=, so no seal): g= out of range
+    DNS_SILENT = "dns_silent"  # the verifier's DNS queries of one endpoint (or all) go unanswered: TIMEOUT
+    MARKER_IN_RANGE = "marker_in_range"  # a human sets g= to a kept plan's generation, or writes such a marker (no p=)
+    RELABEL_OWNER = "relabel_owner"  # a human edits o=: another installation's marker relabelled as ours
+    RIVAL_OWNER = "rival_owner"  # a second installation whose fleet adopts an endpoint too: it keeps taking it back
 
 
 class Corruption(StrEnum):
@@ -73,6 +77,14 @@ class PartialWrite(StrEnum):
 
     REJECTED = "rejected"  # the endpoint's writes are answered Rejected, the rest of a batch written
     MARKER_ONLY = "marker_only"  # the marker is applied, the records kept, and the answer is Applied
+
+
+class InRange(StrEnum):
+    """Which generation a person writes into a marker (the modes of ``FaultKind.MARKER_IN_RANGE``)."""
+
+    HEAD = "head"  # g= the store's head, the rest of the marker kept (p= too: the seal breaks)
+    KEPT = "kept"  # g= the generation of a plan the store keeps, the rest kept (the seal breaks)
+    SCRATCH = "scratch"  # from scratch: g= a kept plan's, d= the records', no p= (no seal to break)
 
 
 class When(StrEnum):

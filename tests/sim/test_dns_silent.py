@@ -1,0 +1,77 @@
+"""The ``dns_silent`` fault (issue 13): the verifier's DNS queries go unanswered, as a TIMEOUT.
+
+With it the simulator kills the mutant ``verifier-unreachable`` (scripts/mutants.toml): a verifier that
+judges and repairs an endpoint that did not answer, from the provider's state alone, repairs a marker
+set back by hand at once from a snapshot older than the records it reads (I2; dns-silent seed 306),
+where an answered endpoint waits a round for a snapshot loaded after the edit was seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from dnsplane.errors import InvalidConfig
+from dnsplane.protocol import verifier
+from dnsplane.sim.driver import Simulation, run
+from dnsplane.sim.faults import Fault, make_schedule
+from dnsplane.sim.scenario import load, parse
+from dnsplane.sim.world import Resolver
+
+DNS_SILENT = load("dns-silent")
+SEED = 306  # the first seed of dns-silent that kills verifier-unreachable (scripts/mutants.toml's ci)
+
+
+def test_a_silent_endpoint_resolves_as_the_runtimes_timed_out_query_while_the_provider_is_read() -> None:
+    sim = Simulation(DNS_SILENT.without_faults(), "safe", 1, [])
+    e0, e1 = (ep.key for ep in sim.endpoints)
+    resolver = sim.executor.resolver
+    assert isinstance(resolver, Resolver)
+    sim.faults.fire(Fault(0.0, "dns_silent", "0", 100.0))
+    seen = resolver([e0, e1])
+    assert (seen[e0].rcode, seen[e0].addresses, seen[e0].dns_marker) == ("TIMEOUT", (), None)  # runtime/app.py's
+    assert seen[e1].rcode == "NXDOMAIN"  # nothing published yet: answered
+    assert seen[e0].observed == sim.provider.read([e0])[e0]  # the provider's API still answers
+    sim.now = 100.5
+    assert resolver([e0])[e0].rcode == "NXDOMAIN"  # the window is over
+    sim.faults.fire(Fault(100.5, "dns_silent", "all", 10.0))
+    assert {r.rcode for r in resolver([e0, e1]).values()} == {"TIMEOUT"}
+    assert sim.faults.fired_counts == {"dns_silent": 2}
+
+
+def test_dns_silent_is_drawn_and_the_unmutated_verifier_passes_the_killing_seed() -> None:
+    result = run(DNS_SILENT, "safe", SEED)
+    assert result.faults.get("dns_silent", 0) > 0
+    assert any(e.kind == "fault" and e.detail.split()[1] == "dns_silent" for e in result.trace)  # traced
+    assert result.violations == []
+
+
+def test_a_verifier_that_repairs_an_endpoint_that_did_not_answer_writes_old_content_over_new(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the mutant verifier-unreachable: ``problem is _UNREACHABLE`` is never true
+    monkeypatch.setattr(verifier, "_UNREACHABLE", object())
+    result = run(DNS_SILENT, "safe", SEED, stop_on="any")
+    assert [v.short for v in result.violations] == ["I2"]
+
+
+def test_the_repair_bound_of_an_endpoint_emptied_by_hand_counts_only_time_dns_answered() -> None:
+    # emptied at 300 s while its DNS is silent until 540 s: unrepairable until then (not judged), so a
+    # 100 s bound from the emptying would be an I1 violation at 400 s that no verifier could avoid
+    scenario = dataclasses.replace(DNS_SILENT, repair_bound=100.0)
+    schedule = [Fault(290.0, "dns_silent", "0", 250.0), Fault(300.0, "corrupt", "0", mode="emptied")]
+    result = run(scenario, "safe", 1, schedule)
+    assert result.faults.get("corrupt") == 1
+    assert result.violations == []
+
+
+def test_a_scenario_draws_corrupts_modes_from_its_modes_and_refuses_unknown_ones() -> None:
+    assert DNS_SILENT.faults["corrupt"].modes == ("marker_stale",)
+    schedule = make_schedule(DNS_SILENT, random.Random(3), ["enactor-1"], ["t"])
+    assert {f.mode for f in schedule if f.kind == "corrupt"} == {"marker_stale"}
+    assert {f.kind for f in schedule} >= {"corrupt", "dns_silent"}
+    with pytest.raises(InvalidConfig, match="modes"):
+        parse({"name": "x", "faults": {"corrupt": {"modes": ["marker_eaten"]}}})
+    with pytest.raises(InvalidConfig, match="modes"):
+        parse({"name": "x", "faults": {"aba": {"modes": ["marker_stale"]}}})
