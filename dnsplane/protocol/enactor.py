@@ -338,8 +338,11 @@ class Enactor:
                 validate_record_set(key, changes[key].records, self.zone)
             except InvalidPlan as err:
                 refused = changes.pop(key)
-                # the lowest refused generation of the chain: the endpoint holds content below it
-                self.refused[key] = min(self.refused.get(key, refused.generation), refused.generation)
+                # the lowest refused generation of the chain, the endpoint's content below it: the last
+                # one set, since a chain only goes down (``_on_fallback`` looks below it) and is walked
+                # whole before any Finish, from its top (a change, or the recheck of a held endpoint);
+                # no ``min`` with what was kept (docs/design.md, "Checks no model kills")
+                self.refused[key] = refused.generation
                 self.fallback[key] = refused.generation
                 self.stats["refused"] += 1
                 entries.append((key, "refused", None, refused.generation, str(err)))
