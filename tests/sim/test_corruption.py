@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import pytest
 
+from dnsplane import execute
 from dnsplane.model import Desired, Observed, generation_in_range
 from dnsplane.protocol import enactor
+from dnsplane.protocol.messages import WriteBatch
 from dnsplane.sim.driver import Simulation, run
 from dnsplane.sim.faults import Fault
 from dnsplane.sim.injector import FaultInjector
 from dnsplane.sim.scenario import load
 from dnsplane.sim.vocabulary import FaultKind
+
+from .test_slow_reads import unfenced
 
 CORRUPTION = load("corruption")
 _decide = enactor.decide
@@ -58,10 +62,20 @@ def test_a_hand_written_marker_has_no_seal_and_an_out_of_range_generation() -> N
     assert _range_blind(desired, seen) is enactor.Verdict.SKIP_NEWER
 
 
-def test_an_enactor_blind_to_out_of_range_markers_loses_content(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_enactor_blind_to_out_of_range_markers_and_unfenced_loses_content(monkeypatch: pytest.MonkeyPatch) -> None:
     """Seed 2525 (the first of 6,000 on the tree of 0145070): a marker written by hand out of range
     with no p= is taken for a newer writer's (skip-newer, not skip-corrupt), so the endpoint is left
-    unheld, and the collector deletes content a marker still names (I3)."""
+    unheld, and the collector deletes content a marker still names (I3). Since the store's fence
+    (``WriteBatch.fence``) the verifier's repair of that endpoint (a marker without p=) is not sent when a
+    newer plan changed it, so the content a landing repair names is the endpoint's newest and outlives the
+    collector: the range check and the fence each hold this run alone; taken out together, I3. (The
+    fence's store read precedes its provider call by milliseconds in the runtime, a window the models
+    do not have: docs/model-fidelity.md; the range check is kept for it.)"""
+    assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
+    monkeypatch.setattr(enactor, "decide", _range_blind)
+    assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
+    monkeypatch.setattr(enactor, "decide", _decide)
+    monkeypatch.setitem(execute._HANDLERS, WriteBatch, unfenced)
     assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
     monkeypatch.setattr(enactor, "decide", _range_blind)
     violations = run(CORRUPTION, "safe", 2525, trace=False).violations
