@@ -9,8 +9,9 @@ directory the copy's), and runs the tools in order of cost, stopping at the firs
 
     explore-fast   dnsplane explore --generations 2 / --generations 3 / --generations 2 --faults 1
     explore        dnsplane explore (the default configuration: ~8.5 million states, ~4 min, ~2.5 GB)
-    sweep          dnsplane simulate --scenario S for each S of SWEEP (chaos, hand-edits, owners, guards,
-                   slow-reads, corruption, then us-east-1; --seeds N each, --invariant any --no-shrink:
+    sweep          dnsplane simulate --scenario S for each S of SWEEP (chaos, then the targeted scenarios:
+                   hand-edits, owners, guards, slow-reads, corruption, dns-silent, health-grace, rivals,
+                   marker-edits, held-repairs; then us-east-1; --seeds N each, --invariant any --no-shrink:
                    the first seed that violates any invariant)
     tests          pytest tests -x -q -m "not explore_default" --ignore=tests/realworld (off by default)
 
@@ -60,7 +61,8 @@ EXPLORE_FAST = {
     "g2f1": ["explore", "--protocol", "safe", "--generations", "2", "--faults", "1", "--max-states", "3000000"],
 }
 # the scenarios of the sweep, in order of cost (a targeted scenario kills its mutants in its first seeds)
-SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "us-east-1"]
+SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "dns-silent", "health-grace", "rivals",
+         "marker-edits", "held-repairs", "us-east-1"]
 TOOL_ORDER = ["g2", "g3", "g2f1", "default", *SWEEP, "tests"]
 GROUPS = {"explore-fast": ["g2", "g3", "g2f1"], "explore": ["default"], "sweep": SWEEP, "tests": ["tests"]}
 DEFAULT_TOOLS = "explore-fast,explore,sweep"
