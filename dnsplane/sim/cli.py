@@ -106,8 +106,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     started = time.perf_counter()
-    summary = sweep(sc, args.protocol, seeds, max(1, args.workers), first_only=not args.all and (args.first or not args.json),
-                    look_for=args.invariant)
+    first_only = not args.all and (args.first or not args.json)
+    summary = sweep(sc, args.protocol, seeds, max(1, args.workers), first_only=first_only, look_for=args.invariant)
     elapsed = time.perf_counter() - started
     wanted = [seed for seed, v in summary.violations if args.invariant in ("any", v.short)]
     bad = wanted[0] if wanted else (summary.failing_seeds[0] if summary.failing_seeds else None)
