@@ -351,13 +351,16 @@ def read_marker(text: str) -> Marker | None:
     False: the enactors leave it, the verifier repairs it, no head follows it), its digest a hash
     of the text, so two reads of one TXT give equal markers (the compare-and-swap's ``expect``)
     and another hand edit a different one. Read as no marker, its records would look foreign (I7)
-    and never be repaired."""
+    and never be repaired. Its ``o=`` is kept, whatever else the text holds: read without it, another
+    installation's marker with a garbled ``g=`` would pass for one written before owner ids, that is for
+    this installation's, and its verifier would repair over it (I7)."""
     marker = Marker.from_text(text)
     if marker is not None:
         return marker
     parts = text.strip('"').split()
     if len(parts) >= 2 and parts[0] == "dnsplane" and parts[1].startswith("g="):
-        return Marker(CORRUPT_GENERATION, hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+        owner = next((p.removeprefix("o=") for p in parts[2:] if p.startswith("o=")), "")
+        return Marker(CORRUPT_GENERATION, hashlib.blake2b(text.encode(), digest_size=8).hexdigest(), "", owner)
     return None
 
 

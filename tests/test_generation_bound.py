@@ -19,11 +19,13 @@ from dnsplane.model import (
     Applied,
     Generation,
     Marker,
+    Observed,
     Write,
     generation_in_range,
     parse_generation,
     read_marker,
 )
+from dnsplane.protocol.ownership import Ownership
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.rfc2136.marker import observe, txt_rdata
 from dnsplane.providers.route53.encoding import parse_marker, txt_quote
@@ -104,6 +106,19 @@ def test_read_marker_tells_a_corrupt_marker_from_no_marker() -> None:
     assert corrupt == read_marker("dnsplane g=99999999999999999999 d=abc")  # a CAS can expect it
     assert corrupt != read_marker("dnsplane g=9223372036854775807 d=abc")
     assert read_marker("dnsplane -") is None and read_marker("v=spf1 -all") is None
+
+
+def test_a_corrupt_marker_keeps_its_owner_id() -> None:
+    """Another installation's marker with g= garbled by hand stays another owner's: read without its
+    o=, it passed for one written before owner ids (this installation's) and the verifier repaired over
+    it (I7). A corrupt marker of this installation's keeps its id too; one without o= has none."""
+    theirs = read_marker("dnsplane g=99999999999999999999 d=abc p=0123456789ab.01234567 o=other")
+    assert theirs is not None and theirs.generation == CORRUPT_GENERATION and theirs.owner == "other"
+    assert Ownership(owner="mine").foreign(Observed(RECORDS, theirs)) == "marker of another owner 'other'"
+    mine = read_marker("dnsplane g=x d=abc o=mine")
+    assert mine is not None and mine.owner == "mine"
+    assert Ownership(owner="mine").foreign(Observed(RECORDS, mine)) is None
+    assert read_marker("dnsplane g=-1 d=abc").owner == ""  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("g", OUT_OF_RANGE)
