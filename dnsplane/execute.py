@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
-from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, WriteResult
+from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, Write, WriteResult
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
@@ -146,10 +146,17 @@ def _load_content_at(ex: Interpreter, actor: str, cmd: LoadContentAt, now: float
     return ContentLoaded(now, ex.store.content_at(cmd.pairs))
 
 
+def _unfenced(w: Write) -> bool:
+    """Whether nothing at the provider tells the state ``w`` expects from an older one: no marker, or one
+    without a chain token (written before them, or by hand: no seal to check). The store's fence checks
+    these (``WriteBatch``). A marker whose seal is broken is left out: the enactors never write over it,
+    and the verifier repairs it only from a snapshot loaded after it was seen (``_HAND_MADE``)."""
+    return w.expect is None or not w.expect.prev
+
+
 def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
     writes = cmd.writes
-    # no marker, or one without a chain token (written before them, or by hand: no seal to check)
-    unfenced = [w for w in writes if w.expect is None or not w.expect.prev] if cmd.fence is not None else []
+    unfenced = [w for w in writes if _unfenced(w)] if cmd.fence is not None else []
     if not unfenced:
         return WriteDone(now, ex.provider.apply(writes))
     # The store first, then the provider, in this one step (see ``WriteBatch``): the changes newer than

@@ -39,10 +39,10 @@ skip-applied, and the verifier rewrites it unreleased. Every marker written carr
 An endpoint deleted whole by hand (records and marker) looks never written, and no compare-and-swap
 on the provider can tell the two apart: a first write decided before such a deletion, delayed past a
 newer plan's write and the deletion, would land. So a write into an endpoint without a marker (or with a
-marker without a chain token) carries the plan's generation as a fence (``WriteBatch.fence``): in the
-write's own step the store is asked whether a newer plan changed the endpoint, and if one did the write
-is not sent (``Conflict(newer=...)``); the endpoint is read again, and written with the newest content
-if it is still empty.
+marker without a chain token) carries the plan's generation as a fence
+(``WriteBatch.fence``): in the write's own step the store is asked whether a newer plan changed the
+endpoint, and if one did the write is not sent (``Conflict(newer=...)``); the endpoint is read again,
+and written with the newest content if it is still empty.
 
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
@@ -537,8 +537,8 @@ class Enactor:
                                     f"plan {newer} changed the endpoint after it was read"))
                     if sent.expect is not None:
                         del self.pending[key]
-                        found = Observed(sent.expect_records, sent.expect)
-                        self._hold(key, _held_at(_SKIP_CORRUPT, desired, found, self.applied_upto))
+                        left = Observed(sent.expect_records, sent.expect)
+                        self._hold(key, _held_at(_SKIP_CORRUPT, desired, left, self.applied_upto))
                 case Conflict(key=key, current=current):
                     # Someone wrote first: the endpoint stays pending and is re-read and
                     # re-decided against the marker that won.

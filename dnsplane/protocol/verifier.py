@@ -177,14 +177,17 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | 
         return Problem.MARKER_AHEAD
     if seen.rcode not in _ANSWERED:
         return Problem.UNREACHABLE  # unknown this round: an empty answer is a fact, no answer is not
+    if marker is not None and not marker.sealed():
+        # g= or d= changed by hand, whatever the records: before "empty", which is repaired at once from
+        # this round's snapshot, older perhaps than what the endpoint served (dns-silent with every
+        # ``corrupt`` mode, seed 2868: emptied, then its g= set back, repaired with 45's content after 47's)
+        return Problem.MARKER_EDITED
     if seen.rcode != "NOERROR" or not seen.addresses:
         return Problem.EMPTY_ANSWER
     if records is None or not records.live_members():
         return Problem.EMPTY_RECORDS
     if marker is None:
         return Problem.MARKER_MISSING
-    if not marker.sealed():
-        return Problem.MARKER_EDITED  # g= or d= changed by hand: the enactors leave it alone (skip-corrupt)
     if marker.generation < desired.generation:
         return Problem.LAGGING  # old content is expected until the enactors catch up
     wanted = set(desired.records.addresses())

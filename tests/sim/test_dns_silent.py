@@ -14,7 +14,9 @@ import random
 import pytest
 
 from dnsplane.errors import InvalidConfig
+from dnsplane.model import Desired, Generation
 from dnsplane.protocol import verifier
+from dnsplane.protocol.messages import Resolution
 from dnsplane.sim.driver import Simulation, run
 from dnsplane.sim.faults import Fault, make_schedule
 from dnsplane.sim.scenario import load, parse
@@ -75,3 +77,30 @@ def test_a_scenario_draws_corrupts_modes_from_its_modes_and_refuses_unknown_ones
         parse({"name": "x", "faults": {"corrupt": {"modes": ["marker_eaten"]}}})
     with pytest.raises(InvalidConfig, match="modes"):
         parse({"name": "x", "faults": {"aba": {"modes": ["marker_stale"]}}})
+
+
+# dns-silent with every mode of ``corrupt`` (the shipped scenario draws ``marker_stale`` only): seed 2868 broke I2. e1
+# served generation 47; a person emptied it (its marker kept) and then set the marker's g= back (seal broken); the
+# verifier's ``diagnose`` said "empty" before it looked at the seal, and "empty" is repaired at once, from the round's
+# snapshot (head 46: 45's content), after 47's. A broken seal now comes first: "marker-edited", a hand-made problem,
+# repaired the round after it was seen, from a snapshot loaded after that.
+EVERY_CORRUPT_MODE = dataclasses.replace(DNS_SILENT, faults={
+    **DNS_SILENT.faults, "corrupt": dataclasses.replace(DNS_SILENT.faults["corrupt"], modes=())})
+_diagnose = verifier.diagnose
+
+
+def _empty_first(desired: Desired, seen: Resolution, head: Generation) -> verifier.Problem | None:
+    """``diagnose`` as it was: an empty answer or empty records named before a broken seal."""
+    if seen.rcode in ("NOERROR", "NXDOMAIN") and (seen.rcode != "NOERROR" or not seen.addresses):
+        return verifier.Problem.EMPTY_ANSWER
+    records = seen.observed.records
+    if seen.rcode == "NOERROR" and (records is None or not records.live_members()):
+        return verifier.Problem.EMPTY_RECORDS
+    return _diagnose(desired, seen, head)
+
+
+def test_an_emptied_endpoint_whose_marker_was_edited_waits_a_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(EVERY_CORRUPT_MODE, "safe", 2868, trace=False).violations == []
+    monkeypatch.setattr(verifier, "diagnose", _empty_first)
+    violations = run(EVERY_CORRUPT_MODE, "safe", 2868, trace=False).violations
+    assert violations and violations[0].invariant.startswith("I2"), violations

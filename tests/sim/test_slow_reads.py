@@ -68,7 +68,9 @@ def test_a_state_edited_again_after_the_round_that_saw_an_edit_waits_a_round_too
 #   marker (1160, 1172); the repair's ``expect_records`` matched by value at 1175: 38's content after 40's.
 # Fixed by the store's fence on writes into an endpoint without a marker (``WriteBatch.fence``): the newer plan was
 # published before its write, so the store, asked in the write's own step, names it, and the old write is not sent.
-FENCED_WITH_CORRUPT = [(67, "I3"), (565, "I2"), (759, "I2")]
+# Since the verifier names a broken seal before "empty" (dns-silent 2868), 67's and 565's runs no longer reach the race
+# with the fence taken out; the first three of 3,000 seeds that do, and keep every invariant with it:
+FENCED_WITH_CORRUPT = [(498, "I2"), (717, "I2"), (759, "I2")]
 
 
 def unfenced(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> WriteDone:
