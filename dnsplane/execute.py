@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
@@ -82,6 +82,9 @@ class Interpreter:
     store: Store
     provider: Provider
     resolver: Resolver | None = None
+    # actor -> the store's half of its next ``WriteBatch``, read already (``fence_read``): the simulator
+    # reads the store when the request is sent and calls the provider when it runs, as the runtime does
+    fenced: dict[str, dict[EndpointKey, Generation]] = field(default_factory=dict)
 
     def run(self, actor_name: str, step: Step, now: float) -> Event | None:
         """Carry out ``step``'s effects in order, then its request; return the request's reply (None
@@ -154,27 +157,39 @@ def _unfenced(w: Write) -> bool:
     return w.expect is None or not w.expect.prev
 
 
-def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
-    writes = cmd.writes
-    unfenced = [w for w in writes if _unfenced(w)] if cmd.fence is not None else []
-    if not unfenced:
-        return WriteDone(now, ex.provider.apply(writes))
-    # The store first, then the provider, in this one step (see ``WriteBatch``): the changes newer than
-    # the fence (usually none: one indexed range read), for the endpoints the write finds without a marker
+def fence_read(store: Store, cmd: WriteBatch) -> dict[EndpointKey, Generation]:
+    """The store's half of ``cmd`` (see ``WriteBatch``): for each write the fence checks (``_unfenced``),
+    the newest plan past both the fence and the write's own generation that changed its endpoint, if
+    any. Usually nothing (one indexed range read), and no read at all when every write has a chain
+    token for the provider's compare-and-swap to compare."""
     fence = cmd.fence
-    assert fence is not None
-    newer = ex.store.changed_between(fence, EVERY_GENERATION)
+    if fence is None:
+        return {}
+    unfenced = [w for w in cmd.writes if _unfenced(w)]
+    if not unfenced:
+        return {}
+    newer = store.changed_between(fence, EVERY_GENERATION)
     stale: dict[EndpointKey, Generation] = {}
     for w in unfenced if newer else ():
         found = newer.get(w.key)
         if found is not None and found.generation > max(fence, w.marker.generation):
             stale[w.key] = found.generation
+    return stale
+
+
+def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
+    # The store's half, then the provider's: here one thread call, the provider's request sent a few
+    # milliseconds after the store read; a plan published in between is not seen (the window the
+    # simulator opens by reading the store when the request is sent: ``Interpreter.fenced``)
+    fenced = ex.fenced
+    stale = fenced.pop(actor) if fenced and actor in fenced else fence_read(ex.store, cmd)
+    writes = cmd.writes
     if not stale:
         return WriteDone(now, ex.provider.apply(writes))
     sent = tuple(w for w in writes if w.key not in stale)
     results: list[WriteResult] = ex.provider.apply(sent) if sent else []
-    expected = {w.key: w.expect for w in unfenced}
-    return WriteDone(now, [*results, *(Conflict(key, expected[key], newer=g) for key, g in stale.items())])
+    refused = [Conflict(w.key, w.expect, newer=stale[w.key]) for w in writes if w.key in stale]
+    return WriteDone(now, [*results, *refused])
 
 
 def _load_desired(ex: Interpreter, actor: str, cmd: LoadDesired, now: float) -> Event:

@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
+from dnsplane.execute import failed as failed_reply
+from dnsplane.execute import fence_read
 from dnsplane.model import EndpointKey, Generation, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -66,6 +68,7 @@ from dnsplane.protocol.messages import (
     SetLastKnownGood,
     Step,
     Tick,
+    WriteBatch,
 )
 from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import Planner
@@ -161,6 +164,8 @@ class Simulation:
         self.latency = scenario.latency
         self.atomic = scenario.atomic_replies
         self.reply_after: dict[str, float] = {}  # actor -> how long its next reply travels after its request ran
+        # actor -> (token, the store's half of its WriteBatch in flight, read when it was sent: ``_send_write``)
+        self.fenced: dict[str, tuple[int, dict[EndpointKey, Generation]]] = {}
         self.stop_on = stop_on
         # the scheduler
         self.now = 0.0
@@ -407,8 +412,10 @@ class Simulation:
                     lat *= flaky.spikes.factor(self.now)  # ``flaky.latency_factor()``, without a call of the clock
                 self.seq += 1
                 token = self.seq
+                if failed is None and kind is WriteBatch and not self.atomic:
+                    what = self._send_write(name, request, token)
                 self.pending[name] = (token, what)
-                if failed is None and not self.atomic:
+                if type(what) is not Failed and not self.atomic:
                     # The request runs at a uniform point of the round trip and its reply travels the rest:
                     # the round trip is the one drawn (the latency ranges and I4's bound mean what they
                     # did), the window between the read and what follows it is anywhere in it. A Failed in
@@ -421,6 +428,24 @@ class Simulation:
             self.monitor.note(f"{name}: {type(event).__name__} -> nothing")
         if self.dirty or self.deleted_plans:
             self.after_step()
+
+    def _send_write(self, name: str, request: WriteBatch, token: int) -> WriteBatch | Failed:
+        """The store's half of a ``WriteBatch``, read when the request is sent (``execute.fence_read``); its
+        provider call runs at the request's instant, later. In the runtime the two are one thread call a
+        few milliseconds apart, but the window between them is real: a plan published in it is not seen
+        by the fence, and a pause (SIGSTOP, a collection, a starved thread) can stretch it. Here it is the
+        request's way out, and a pause that holds the request. A store that fails the read fails the
+        request, whose provider call is then never made."""
+        try:
+            stale = fence_read(self.executor.store, request)
+        except Exception as err:  # a store outage: the runtime's ``run`` replies Failed
+            return failed_reply(err, self.now + self.skew[name])
+        self.fenced[name] = (token, stale)
+        if stale and self.tracing:
+            plans = sorted({int(g) for g in stale.values()})
+            self.monitor.note(f"{name}: the store's fence, read as the write is sent: plans {plans} "
+                              f"changed {len(stale)} of its endpoints")
+        return request
 
     def _deliver(self, name: str, token: int) -> None:
         """``name``'s pending completion is due: a request runs now (its reply then travels back, held as
@@ -452,15 +477,20 @@ class Simulation:
         kind = type(what)
         if isinstance(what, Request):
             now_a = self.now + self.skew[name]
+            fenced = self.fenced.pop(name, None)
+            if fenced is not None and fenced[0] == token:
+                self.executor.fenced[name] = fenced[1]
             try:  # the interpreter's ``run``
                 reply = self.executor.run(name, Step((), what), now_a)
             except Exception as err:  # escaped the executor: the runtime's loop before issue 8
+                self.executor.fenced.pop(name, None)
                 if kind in COLLECTING:
                     self.deleted_plans = True
                 self._escaped(name, err)
                 if self.dirty or self.deleted_plans:
                     self.after_step()
                 return
+            self.executor.fenced.pop(name, None)  # not read when an armed exception came first
             if reply is None:
                 raise DnsplaneError(f"not a request: {kind.__name__}")
             if self.faults.timeout_next and kind in PROVIDER_WRITES and self.faults.timed_out(name):
