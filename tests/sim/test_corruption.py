@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import pytest
 
-from dnsplane import execute
 from dnsplane.model import Desired, Observed, generation_in_range
 from dnsplane.protocol import enactor
-from dnsplane.protocol.messages import WriteBatch
 from dnsplane.sim.driver import Simulation, run
 from dnsplane.sim.faults import Fault
 from dnsplane.sim.injector import FaultInjector
 from dnsplane.sim.scenario import load
 from dnsplane.sim.vocabulary import FaultKind
 
-from .test_slow_reads import unfenced
+from .test_slow_reads import take_the_fence_out
 
 CORRUPTION = load("corruption")
 _decide = enactor.decide
@@ -75,7 +73,7 @@ def test_an_enactor_blind_to_out_of_range_markers_and_unfenced_loses_content(mon
     monkeypatch.setattr(enactor, "decide", _range_blind)
     assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
     monkeypatch.setattr(enactor, "decide", _decide)
-    monkeypatch.setitem(execute._HANDLERS, WriteBatch, unfenced)
+    take_the_fence_out(monkeypatch)
     assert run(CORRUPTION, "safe", 2525, trace=False).violations == []
     monkeypatch.setattr(enactor, "decide", _range_blind)
     violations = run(CORRUPTION, "safe", 2525, trace=False).violations

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from dnsplane import execute
 from dnsplane.model import Desired, Marker, Observed
 from dnsplane.protocol import enactor
 from dnsplane.protocol.messages import WriteBatch
 from dnsplane.sim.driver import Simulation, run
 from dnsplane.sim.scenario import load
 
-from .test_slow_reads import unfenced
+from .test_slow_reads import take_the_fence_out
 
 HAND_EDITS = load("hand-edits")
 _decide = enactor.decide
@@ -56,7 +55,7 @@ def test_a_stale_write_into_an_endpoint_without_a_chain_token_is_fenced_by_the_s
     it wrote 5 after 6 (I2). Fixed by the store's fence (``WriteBatch.fence``): plan 6 changed e1 after
     plan 5, so the write is not sent."""
     assert run(HAND_EDITS, "safe", 3543, trace=False).violations == []
-    monkeypatch.setitem(execute._HANDLERS, WriteBatch, unfenced)
+    take_the_fence_out(monkeypatch)
     violations = run(HAND_EDITS, "safe", 3543, trace=False).violations
     assert violations and violations[0].invariant.startswith("I2"), violations
 
