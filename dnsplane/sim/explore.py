@@ -28,8 +28,9 @@ used. From a state the transitions are:
   interpreter (``Interpreter.run``) turns into a ``Failed`` reply the actor handles; or
   a human empties an endpoint's records, deletes its marker, or writes its
   marker's ``g=`` out of range (``2**63 - 1``, as a provider that keeps markers as
-  columns holds it; as TXT text ``Marker.from_text`` reads it as no marker, which
-  deleting it covers); or the provider starts to reject every write of an endpoint
+  columns holds it; as TXT text the providers read it with ``read_marker`` as a
+  corrupt marker without ``p=``, which only the simulator's ``marker_out_of_range``
+  makes); or the provider starts to reject every write of an endpoint
   (``Rejected``: a CNAME at the name, a record set too big for a message), for good.
 
 Every new state is checked for I1, I2, I5 (on the provider) and, after a step

@@ -55,8 +55,8 @@ PARTIAL_WRITES = tuple(p.value for p in PartialWrite)
 IN_RANGE = tuple(m.value for m in InRange)  # ``marker_in_range``'s modes
 WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its request ran, or after
 # What a human writes as a marker's ``g=`` (``marker_out_of_range``): each as TXT text, which a provider
-# reads with ``Marker.from_text``, or (the numeric ones) as a number in a provider that keeps markers
-# as columns (embedded, memory): ``mode`` is "<value>" or "<value>/column".
+# reads with ``read_marker`` (a corrupt marker, ``o=`` kept), or (the numeric ones) as a number in a
+# provider that keeps markers as columns (embedded, memory): ``mode`` is "<value>" or "<value>/column".
 OUT_OF_RANGE = ("-1", "9223372036854775807", "99999999999999999999", "9007199254740993", "12abc", "")
 OUT_OF_RANGE_NUMBERS = tuple(g for g in OUT_OF_RANGE if g.lstrip("-").isdigit())  # ``hand_marker``'s g=
 MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")

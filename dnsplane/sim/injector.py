@@ -28,7 +28,16 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, generation_in_range
+from dnsplane.model import (
+    EndpointKey,
+    Generation,
+    Marker,
+    Member,
+    Observed,
+    RecordSet,
+    generation_in_range,
+    read_marker,
+)
 from dnsplane.sim.faults import EXCEPTION_NAMES, Fault
 from dnsplane.sim.flaky import FlakyProvider, FlakyStore
 from dnsplane.sim.invariants import I8
@@ -230,7 +239,10 @@ class FaultInjector:
         """A person writes the marker TXT with ``g=`` out of range or garbage (``f.mode``: "g=<text>", with
         "/column" when the provider keeps markers as columns and holds the number itself). The rest of
         the text is the current marker's (``d=`` the records' digest, ``p=`` and ``o=`` kept). A text marker
-        reaches dnsplane as ``Marker.from_text`` reads it, as from a real server's TXT record."""
+        reaches dnsplane as the providers that keep markers as text read it (``read_marker``, RFC 2136 and
+        Route 53): a corrupt marker, ``o=`` kept. (Until issue 13's fourth round it was read with
+        ``Marker.from_text``, as no marker at all: the simulator never saw the corrupt marker those
+        providers read, and so missed that ``read_marker`` dropped ``o=``, an I7 hole found by hand.)"""
         sim = self.sim
         key = sim.by_endpoint[f.target].key
         seen = sim.provider.read([key])[key]
@@ -245,10 +257,11 @@ class FaultInjector:
         else:
             edited = dataclasses.replace(current, digest=digest).to_text().split()
             edited[1] = f"g={text}"
-            marker = Marker.from_text(" ".join(edited))
+            marker = read_marker(" ".join(edited))
         sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
         if marker is None:
-            # text no reader takes for a marker (``g=`` empty): to dnsplane the marker is deleted, as by
+            # text no reader takes for a marker (none here since ``read_marker``: kept for a text that does
+            # not start ``dnsplane g=``): to dnsplane the marker is deleted, as by
             # ``corrupt marker_deleted``; the I2 baseline restarts (emptied later, the endpoint is deleted
             # whole and looks never written: corruption seed 350 wrote it at an older generation)
             sim.monitor.hand_edited(key, None)

@@ -36,7 +36,9 @@ class GreedyCollector(collector.Collector):
         return step
 
 
-@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 0), (CHAOS, 1), (US_EAST_1, 0), (US_EAST_1, 1)])
+# chaos 0 no longer: its run moved when the simulator began to read a hand-garbled marker text as a corrupt
+# marker (read_marker), and it no longer ends with a plan below the watermark for the collector to leave
+@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 1), (CHAOS, 2), (US_EAST_1, 0), (US_EAST_1, 1)])
 def test_a_collector_that_asks_past_the_watermark_is_caught_at_quiet(
         monkeypatch: pytest.MonkeyPatch, scenario: object, seed: int) -> None:
     monkeypatch.setattr(driver, "Collector", GreedyCollector)
