@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
@@ -82,9 +82,6 @@ class Interpreter:
     store: Store
     provider: Provider
     resolver: Resolver | None = None
-    # actor -> the store's half of its next ``WriteBatch``, read already (``fence_read``): the simulator
-    # reads the store when the request is sent and calls the provider when it runs, as the runtime does
-    fenced: dict[str, dict[EndpointKey, Generation]] = field(default_factory=dict)
 
     def run(self, actor_name: str, step: Step, now: float) -> Event | None:
         """Carry out ``step``'s effects in order, then its request; return the request's reply (None
@@ -177,12 +174,13 @@ def fence_read(store: Store, cmd: WriteBatch) -> dict[EndpointKey, Generation]:
     return stale
 
 
-def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float) -> Event:
+def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float,
+                 stale: dict[EndpointKey, Generation] | None = None) -> Event:
     # The store's half, then the provider's: here one thread call, the provider's request sent a few
-    # milliseconds after the store read; a plan published in between is not seen (the window the
-    # simulator opens by reading the store when the request is sent: ``Interpreter.fenced``)
-    fenced = ex.fenced
-    stale = fenced.pop(actor) if fenced and actor in fenced else fence_read(ex.store, cmd)
+    # milliseconds after the store read; a plan published in between is not seen. The simulator passes
+    # ``stale``, the store's half it read when the request was sent, to open that window
+    if stale is None:
+        stale = fence_read(ex.store, cmd)
     writes = cmd.writes
     if not stale:
         return WriteDone(now, ex.provider.apply(writes))

@@ -76,6 +76,7 @@ from dnsplane.protocol.messages import (
     Resource,
     SetLastKnownGood,
     Step,
+    WriteBatch,
     WriteDone,
 )
 from dnsplane.providers.base import Provider
@@ -256,6 +257,9 @@ class SimExecutor(Interpreter):
         self.exceptions = 0  # armed exceptions raised
         self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
         self.lkg_set: Generation | None = None  # the last ``SetLastKnownGood`` that took effect (the driver asks too)
+        # actor -> the store's half of its ``WriteBatch`` about to run, read when the request was sent
+        # (``execute.fence_read``; the driver's ``_send_write``): its provider call runs later, as in the runtime
+        self.fenced: dict[str, dict[EndpointKey, Generation]] = {}
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         # the simulator's commands reply with its own events too
         table: dict[type, SimHandler] = {kind: handler for kind, handler in handlers().items()}
@@ -266,6 +270,7 @@ class SimExecutor(Interpreter):
             table[Journal] = _record_nothing if isinstance(store, FlakyStore) else _nothing
         table[ForceWrite] = _force_write
         table[Begin] = _begin_and_note
+        table[WriteBatch] = _write_batch_sent
         table[SetLastKnownGood] = _set_last_known_good_and_note
         table[CleanUp] = _cleanup
         if on_publish is not None:
@@ -361,6 +366,15 @@ def _begin_and_note(ex: SimExecutor, actor: str, cmd: Begin, now: float) -> Even
     reply = _RUNTIME_BEGIN(ex, actor, cmd, now)
     ex.began = True
     return reply
+
+
+# the runtime's handler, which takes the store's half of the batch as an optional fifth argument
+_RUNTIME_WRITE_BATCH: Callable[..., Event | None] = handlers()[WriteBatch]
+
+
+def _write_batch_sent(ex: SimExecutor, actor: str, cmd: WriteBatch, now: float) -> Event | None:
+    # with the store's half the driver read when the request was sent (none: read now, as the runtime does)
+    return _RUNTIME_WRITE_BATCH(ex, actor, cmd, now, ex.fenced.pop(actor, None))
 
 
 _RUNTIME_SET_LKG = handlers()[SetLastKnownGood]

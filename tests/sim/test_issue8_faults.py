@@ -13,6 +13,7 @@ import pytest
 
 from dnsplane.errors import DnsplaneError
 from dnsplane.execute import Interpreter, failed
+from dnsplane.model import CORRUPT_GENERATION, EndpointKey, Marker, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.messages import NOTHING, Event, Failed, Step
 from dnsplane.sim import cli as sim_cli
@@ -20,6 +21,7 @@ from dnsplane.sim.driver import run
 from dnsplane.sim.explore import Config, explore
 from dnsplane.sim.faults import Fault
 from dnsplane.sim.scenario import load
+from dnsplane.sim.world import SimProvider
 
 CHAOS = load("chaos")
 
@@ -144,6 +146,25 @@ def test_a_marker_out_of_range_is_repaired_and_never_a_head() -> None:
     assert result.faults.get("marker_out_of_range") == len(OUT_OF_RANGE)
     assert result.violations == []  # I1-I4 hold, the head stays at the plans' (checked after AdvanceHead)
     assert result.repairs > 0
+
+
+def test_a_garbled_marker_text_reaches_dnsplane_as_the_text_providers_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 2136 and Route 53 read a marker TXT whose ``g=`` is garbage with ``read_marker``: a corrupt marker,
+    no ``p=``, ``o=`` kept. The simulator's hand edit reaches dnsplane the same way (it read the text with
+    ``Marker.from_text`` before, as no marker at all: the gap that hid an I7 hole)."""
+    written: list[Marker | None] = []
+    hand_edit = SimProvider.hand_edit
+
+    def recorded(self: SimProvider, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
+        written.append(marker)
+        hand_edit(self, key, records, marker)
+
+    monkeypatch.setattr(SimProvider, "hand_edit", recorded)
+    garble = Fault(200.0, "marker_out_of_range", "0", mode="g=12abc")
+    result = run(CHAOS.only("marker_out_of_range"), "safe", 3, [garble])
+    assert result.faults.get("marker_out_of_range") == 1
+    assert written and written[0] is not None, written
+    assert written[0].generation == CORRUPT_GENERATION and not written[0].prev, written[0]
 
 
 def _accept_any_generation(monkeypatch: pytest.MonkeyPatch) -> None:
