@@ -416,6 +416,12 @@ class Write:
     does not: it names the marker the endpoint's last write replaced, not the one the delayed
     writer saw replaced (``Marker.prev``). The precondition compares whole markers. (Chaos 13470,
     open: the refused writer re-reads, and the lowered marker looks like one it may write over.)
+
+    ``token``: the zone's write token (``Provider.write_token``) as the writer read it just before the
+    store's fence, on a write into an endpoint that has nothing at the provider to compare (no marker,
+    or one without ``p=``: ``WriteBatch``). Such a write is made only if no automated write reached the
+    zone since the token was read (the provider's token is still ``token``, or only this ``apply``'s own
+    earlier changes moved it); else it comes back ``Conflict``. ``None``: not conditional on it.
     """
 
     key: EndpointKey
@@ -423,6 +429,7 @@ class Write:
     records: RecordSet
     marker: Marker
     expect_records: RecordSet | None = None
+    token: str | None = None
 
     def holds_on(self, marker: Marker | None, records: RecordSet | None) -> bool:
         """Whether the precondition holds on an endpoint that has ``marker`` and ``records``."""

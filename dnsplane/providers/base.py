@@ -31,7 +31,16 @@ left; what follows is what those verdicts mean:
   False)``, a stale one ``Conflict``). ``apply`` never raises for one endpoint's fault
   (``Permanent`` and ``ProviderUnavailable`` are for the provider as a whole). The actors
   quarantine a rejected endpoint (journal, log, ``dnsplane status``) and retry it only with a
-  later plan or after a backoff.
+  later plan or after a backoff;
+- the write token (``write_token``), for a provider that keeps one: a value for the whole zone that
+  every ``apply`` that writes anything changes, to a value never used before, in the same atomic change
+  as its writes (hand edits need not change it). A write that carries a token (``Write.token``) and
+  would be written (verdict ``WRITE``) is written only if the zone's token is still that value, or
+  only this ``apply``'s own earlier changes moved it from that value; otherwise it comes back
+  ``Conflict(current)`` with nothing of it written. It is what closes the store fence's window
+  (docs/design.md, "The fence's window"): a plan published after the writer's fence read is written
+  after its token read, and that write moves the token, whatever a person does to the endpoint
+  afterwards. ``TOKEN_ABSENT`` is the token of a zone no dnsplane has written since it kept one.
 
 What a provider does NOT promise: that several endpoints in one ``apply`` are
 written atomically together (``Capabilities.atomic_batches`` says whether they are).
@@ -66,6 +75,9 @@ class Capabilities:
     max_batch: int  # endpoints per apply() call
 
 
+TOKEN_ABSENT = ""  # the write token of a zone that has none yet (``Provider.write_token``)
+
+
 class Provider(ABC):
     """Base class: one mandatory hook, ``_apply``, plus reads."""
 
@@ -87,6 +99,11 @@ class Provider(ABC):
     @abstractmethod
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         """Write already-validated changes, each conditional on its ``expect``."""
+
+    def write_token(self) -> str | None:
+        """The zone's write token now (``TOKEN_ABSENT`` if it has none yet), or ``None`` for a provider that
+        keeps none: its writes then carry no token and the fence's window stays open there."""
+        return None
 
     @abstractmethod
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
