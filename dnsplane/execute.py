@@ -154,34 +154,54 @@ def _unfenced(w: Write) -> bool:
     return w.expect is None or not w.expect.prev
 
 
-def fence_read(store: Store, cmd: WriteBatch) -> dict[EndpointKey, Generation]:
-    """The store's half of ``cmd`` (see ``WriteBatch``): for each write the fence checks (``_unfenced``),
-    the newest plan past both the fence and the write's own generation that changed its endpoint, if
-    any. Usually nothing (one indexed range read), and no read at all when every write has a chain
-    token for the provider's compare-and-swap to compare."""
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """The writer's half of a ``WriteBatch``, read before its provider call (``fence_read``): the zone's
+    write token (``None``: no write needs it, or the provider keeps none) and, for each write the fence
+    checks, the newest plan past the fence and the write's own generation that changed its endpoint."""
+
+    token: str | None
+    stale: dict[EndpointKey, Generation]
+
+
+NOT_FENCED = Fenced(None, {})
+
+
+def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
+    """The store's half of ``cmd`` (see ``WriteBatch``), and the provider's write token read just before it.
+    Usually no stale write (one indexed range read), and nothing read at all when every write has a chain
+    token for the provider's compare-and-swap to compare.
+
+    The token closes the window between this read and the provider call (docs/design.md, "The fence's
+    window"): a plan published after the store read is written after the token read, and that write moves
+    the token, so a write that carries it fails even when a person deletes the endpoint afterwards."""
     fence = cmd.fence
     if fence is None:
-        return {}
+        return NOT_FENCED
     unfenced = [w for w in cmd.writes if _unfenced(w)]
     if not unfenced:
-        return {}
+        return NOT_FENCED
+    token = provider.write_token()  # first: what the store shows below was published after it
     newer = store.changed_between(fence, EVERY_GENERATION)
     stale: dict[EndpointKey, Generation] = {}
     for w in unfenced if newer else ():
         found = newer.get(w.key)
         if found is not None and found.generation > max(fence, w.marker.generation):
             stale[w.key] = found.generation
-    return stale
+    return Fenced(token, stale)
 
 
-def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float,
-                 stale: dict[EndpointKey, Generation] | None = None) -> Event:
-    # The store's half, then the provider's: here one thread call, the provider's request sent a few
-    # milliseconds after the store read; a plan published in between is not seen. The simulator passes
-    # ``stale``, the store's half it read when the request was sent, to open that window
-    if stale is None:
-        stale = fence_read(ex.store, cmd)
+def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float, fenced: Fenced | None = None) -> Event:
+    # The writer's half, then the provider's: here one thread call, the provider's request sent a few
+    # milliseconds after the store read (the simulator passes ``fenced``, read when the request was sent, to
+    # open that window); the token read before the store carries the write across it
+    if fenced is None:
+        fenced = fence_read(ex.store, ex.provider, cmd)
+    stale, token = fenced.stale, fenced.token
     writes = cmd.writes
+    if token is not None:
+        writes = tuple(Write(w.key, w.expect, w.records, w.marker, w.expect_records, token) if _unfenced(w) else w
+                       for w in writes)
     if not stale:
         return WriteDone(now, ex.provider.apply(writes))
     sent = tuple(w for w in writes if w.key not in stale)

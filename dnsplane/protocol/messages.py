@@ -276,8 +276,10 @@ class WriteBatch(Request[WriteDone]):
     is "nothing" again, equal by value to what a delayed writer read, and the old write would pass the
     compare-and-swap (slow-reads 67, 565, 759; hand-edits 5357: I2, I3); a marker written by hand with
     no ``p=`` after a deletion can name an older plan whose content the newer one set again (A -> B -> A;
-    hand-edits 3543). The newer plan was published before its write,
-    so the store knows it by the time the old write is sent."""
+    hand-edits 3543). A newer plan published before the store is read is seen there; one published
+    after it is written after the provider's write token was read, and such writes carry that token
+    (``Write.token``): its write moved it, and the old write fails at the provider (hand-edits 5357,
+    8896: docs/design.md, "The fence's window")."""
 
     READS = frozenset({PROV, P})
     WRITES = frozenset({PROV})

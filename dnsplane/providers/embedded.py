@@ -11,6 +11,10 @@ Guarantees:
   ``INSERT`` where no row existed)
   under the database's write lock. The statements' row
   counts are checked against the decisions; a mismatch rolls everything back;
+- the write token (base.py) is a counter in table ``write_token`` that every ``apply`` that writes
+  raises in its transaction; a write carrying a token (``Write.token``) is written only if the counter
+  reads as that token when the transaction begins (one change: nothing of its own to chain through);
+  hand edits do not raise it;
 - a write whose records and marker (generation, digest, owner, released, seal intact: ``Marker.same_content``)
   already equal the current ones is not made (I6) and still comes back ``Applied``;
   writes of one batch apply in order;
@@ -35,11 +39,12 @@ Limits:
 - the generation order of markers is not checked here (the enactor does that
   before writing); the compare-and-swap on the exact marker is what fences.
 
-Schema (version 1, kept in ``PRAGMA user_version``; a file of a newer version, or damaged, is
+Schema (version 2, kept in ``PRAGMA user_version``; a file of a newer version, or damaged, is
 refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
 
     endpoints(name, rtype, records TEXT NULL, marker_gen INT NULL, marker_digest TEXT NULL,
               marker_prev TEXT NULL, marker_owner TEXT NULL, marker_released INT NULL, PK(name, rtype))
+    write_token(one INT PK = 1, value INT)    -- version 2; a file of version 1 gains it when opened
 
 ``marker_prev`` NULL (a row written before the column existed) reads as an empty ``prev``;
 ``marker_owner`` NULL as an empty ``owner``; ``marker_released`` is 1 for a released marker
@@ -60,7 +65,7 @@ from typing import ClassVar, assert_never
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, ProviderUnavailable
 from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet, Verdict
-from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Write, WriteResult
+from dnsplane.providers.base import TOKEN_ABSENT, Applied, Capabilities, Conflict, Provider, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.sqlitefile import SqliteFile, is_busy
 
@@ -69,12 +74,16 @@ log = logging.getLogger(__name__)
 _ABSENT = Observed(None, None)
 _new_key = functools.partial(tuple.__new__, EndpointKey)  # EndpointKey((name, rtype)) minus NamedTuple's slow __new__
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; 0: made before versions were recorded (stamped at open)
+# PRAGMA user_version; 0: made before versions were recorded (stamped at open); 2: the write token. A
+# dnsplane of version 1 refuses a file of version 2: it would write without moving the token.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT NOT NULL, rtype TEXT NOT NULL, records TEXT, marker_gen INTEGER, marker_digest TEXT,
     marker_prev TEXT, marker_owner TEXT, marker_released INTEGER, PRIMARY KEY (name, rtype)) WITHOUT ROWID
 """
+_TOKEN_SCHEMA = ("CREATE TABLE IF NOT EXISTS write_token"
+                 " (one INTEGER PRIMARY KEY CHECK (one = 1), value INTEGER NOT NULL)")
 _SELECT_KEYS = (
     "SELECT e.name, e.rtype, e.records, e.marker_gen, e.marker_digest, e.marker_prev, e.marker_owner,"
     " e.marker_released FROM json_each(?) AS q"
@@ -107,6 +116,12 @@ def _migrate_unlocked(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE endpoints ADD COLUMN marker_owner TEXT")
     if "marker_released" not in columns:
         db.execute("ALTER TABLE endpoints ADD COLUMN marker_released INTEGER")
+    db.execute(_TOKEN_SCHEMA)
+
+
+def _token_unlocked(db: sqlite3.Connection) -> str:
+    row = db.execute("SELECT value FROM write_token").fetchone()
+    return TOKEN_ABSENT if row is None else str(row[0])
 
 
 def _key_list(keys: Iterable[EndpointKey]) -> str:
@@ -162,6 +177,7 @@ class EmbeddedProvider(Provider):
         with self._tx(immediate=True) as db:
             start = self._rows_unlocked(db, dict.fromkeys(w.key for w in writes))
             state = dict(start)  # as the batch proceeds, in order
+            token = _token_unlocked(db) if any(w.token is not None for w in writes) else None
             for w in writes:
                 text, gen, digest, prev, owner, released = state.get(w.key, _NO_ROW)
                 current = _marker(gen, digest, prev, owner, released)
@@ -170,6 +186,8 @@ class EmbeddedProvider(Provider):
                         results.append(Applied(w.key, written=False))  # I6: already there, no write
                     case Verdict.CONFLICT:
                         results.append(Conflict(w.key, current))
+                    case Verdict.WRITE if w.token is not None and w.token != token:
+                        results.append(Conflict(w.key, current))  # an automated write came since it was read
                     case Verdict.WRITE:
                         state[w.key] = (self._codec.encode(w.records), w.marker.generation, w.marker.digest,
                                         w.marker.prev, w.marker.owner or None, _released_column(w.marker))
@@ -179,6 +197,7 @@ class EmbeddedProvider(Provider):
                         assert_never(unreachable)
             if written:
                 self._write_unlocked(db, start, {k: state[k] for k in written})
+                db.execute("INSERT INTO write_token VALUES (1, 1) ON CONFLICT (one) DO UPDATE SET value = value + 1")
                 self.writes += len(written)
         notify(self._listeners, written)
         return results
@@ -213,6 +232,10 @@ class EmbeddedProvider(Provider):
         if count != len(final):
             # impossible while every writer takes the write lock; refuse rather than half-apply
             raise ProviderUnavailable(reason=f"marker changed during a locked batch ({count} of {len(final)} rows)")
+
+    def write_token(self) -> str:
+        with self._tx() as db:
+            return _token_unlocked(db)
 
     def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
         """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""

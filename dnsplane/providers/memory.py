@@ -11,6 +11,9 @@ runs both side by side):
   holds what was asked, whichever marker each replaced);
 - writes of one batch apply in order: a later write to the same key sees the earlier;
 - deterministic: no clock, no randomness, no threads started;
+- the write token (base.py): a counter every ``_apply`` that writes moves; a write carrying a token
+  (``Write.token``) is written only if the counter still reads as that token when the batch begins (the
+  batch is one change: no earlier change of its own to chain through); hand edits do not move it;
 - ``reject(key, reason)`` makes every later write of ``key`` that would change it come back
   ``Rejected(key, reason)`` with nothing written (a write already applied is still
   ``Applied(written=False)``, a stale one still ``Conflict``), until ``reject(key, None)``: it stands
@@ -32,7 +35,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, assert_never
 
 from dnsplane.model import APPLIED, CONFLICT, WRITE, EndpointKey, Marker, Observed, RecordSet
-from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
+from dnsplane.providers.base import (
+    TOKEN_ABSENT,
+    Applied,
+    Capabilities,
+    Conflict,
+    Provider,
+    Rejected,
+    Write,
+    WriteResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +78,14 @@ class MemoryProvider(Provider):
         self._markers: dict[EndpointKey, Marker] = {}
         self._listeners: list[Listener] = []
         self._version = 0
+        self._token = 0  # the write token: moved by every _apply that writes, never by a hand edit
         self._rejects: dict[EndpointKey, str] = {}
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         results: list[WriteResult] = []
         written: list[EndpointKey] = []
         with self._lock:
+            token = self._token_text()
             for w in writes:
                 current = self._markers.get(w.key)
                 verdict = w.verdict(current, self._records.get(w.key))
@@ -80,6 +94,9 @@ class MemoryProvider(Provider):
                 elif verdict is CONFLICT:
                     results.append(Conflict(w.key, current))
                 elif verdict is WRITE:
+                    if w.token is not None and w.token != token:  # an automated write came since it was read
+                        results.append(Conflict(w.key, current))
+                        continue
                     if w.key in self._rejects:
                         results.append(Rejected(w.key, self._rejects[w.key]))
                         continue
@@ -92,8 +109,16 @@ class MemoryProvider(Provider):
             if written:
                 self.writes += len(written)
                 self._version += 1
+                self._token += 1
         notify(self._listeners, written)
         return results
+
+    def _token_text(self) -> str:
+        return TOKEN_ABSENT if not self._token else str(self._token)
+
+    def write_token(self) -> str:
+        with self._lock:
+            return self._token_text()
 
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         with self._lock:

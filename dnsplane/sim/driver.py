@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
+from dnsplane.execute import Fenced, fence_read
 from dnsplane.execute import failed as failed_reply
-from dnsplane.execute import fence_read
 from dnsplane.model import EndpointKey, Generation, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -165,7 +165,7 @@ class Simulation:
         self.atomic = scenario.atomic_replies
         self.reply_after: dict[str, float] = {}  # actor -> how long its next reply travels after its request ran
         # actor -> (token, the store's half of its WriteBatch in flight, read when it was sent: ``_send_write``)
-        self.fenced: dict[str, tuple[int, dict[EndpointKey, Generation]]] = {}
+        self.fenced: dict[str, tuple[int, Fenced]] = {}
         self.stop_on = stop_on
         # the scheduler
         self.now = 0.0
@@ -430,21 +430,22 @@ class Simulation:
             self.after_step()
 
     def _send_write(self, name: str, request: WriteBatch, token: int) -> WriteBatch | Failed:
-        """The store's half of a ``WriteBatch``, read when the request is sent (``execute.fence_read``); its
-        provider call runs at the request's instant, later. In the runtime the two are one thread call a
-        few milliseconds apart, but the window between them is real: a plan published in it is not seen
-        by the fence, and a pause (SIGSTOP, a collection, a starved thread) can stretch it. Here it is the
-        request's way out, and a pause that holds the request. A store that fails the read fails the
-        request, whose provider call is then never made."""
+        """The writer's half of a ``WriteBatch`` (the provider's write token, then the store's fence), read
+        when the request is sent (``execute.fence_read``); its provider call runs at the request's instant,
+        later. In the runtime the two are one thread call a few milliseconds apart, but the window between
+        them is real: a plan published in it is not seen by the fence (the token is what carries the write
+        across it), and a pause (SIGSTOP, a collection, a starved thread) can stretch it. Here it is the
+        request's way out, and a pause that holds the request. A store or provider that fails the read
+        fails the request, whose provider call is then never made."""
         try:
-            stale = fence_read(self.executor.store, request)
-        except Exception as err:  # a store outage: the runtime's ``run`` replies Failed
+            fenced = fence_read(self.executor.store, self.executor.provider, request)
+        except Exception as err:  # an outage: the runtime's ``run`` replies Failed
             return failed_reply(err, self.now + self.skew[name])
-        self.fenced[name] = (token, stale)
-        if stale and self.tracing:
-            plans = sorted({int(g) for g in stale.values()})
+        self.fenced[name] = (token, fenced)
+        if fenced.stale and self.tracing:
+            plans = sorted({int(g) for g in fenced.stale.values()})
             self.monitor.note(f"{name}: the store's fence, read as the write is sent: plans {plans} "
-                              f"changed {len(stale)} of its endpoints")
+                              f"changed {len(fenced.stale)} of its endpoints")
         return request
 
     def _deliver(self, name: str, token: int) -> None:

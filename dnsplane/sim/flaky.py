@@ -215,6 +215,11 @@ class FlakyProvider(Provider):
             self._throttled()
         return self.inner.read_all()
 
+    def write_token(self) -> str | None:
+        if self.throttles.spans:
+            self._throttled()
+        return self.inner.write_token()
+
     def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
         if self.throttles.spans:
             self._throttled()

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dnsplane.errors import DnsplaneError
-from dnsplane.execute import Interpreter, handler_for, handlers
+from dnsplane.execute import Fenced, Interpreter, handler_for, handlers
 from dnsplane.model import (
     Endpoint,
     EndpointKey,
@@ -257,9 +257,10 @@ class SimExecutor(Interpreter):
         self.exceptions = 0  # armed exceptions raised
         self.began = False  # set when a ``Begin`` ran (the driver asks after ``effects``)
         self.lkg_set: Generation | None = None  # the last ``SetLastKnownGood`` that took effect (the driver asks too)
-        # actor -> the store's half of its ``WriteBatch`` about to run, read when the request was sent
-        # (``execute.fence_read``; the driver's ``_send_write``): its provider call runs later, as in the runtime
-        self.fenced: dict[str, dict[EndpointKey, Generation]] = {}
+        # actor -> the writer's half of its ``WriteBatch`` about to run (write token and store fence), read when
+        # the request was sent (``execute.fence_read``; the driver's ``_send_write``): its provider call runs
+        # later, as in the runtime
+        self.fenced: dict[str, Fenced] = {}
         # the runtime's command table, with the simulator's own commands added (built once, not matched per call)
         # the simulator's commands reply with its own events too
         table: dict[type, SimHandler] = {kind: handler for kind, handler in handlers().items()}
@@ -368,12 +369,12 @@ def _begin_and_note(ex: SimExecutor, actor: str, cmd: Begin, now: float) -> Even
     return reply
 
 
-# the runtime's handler, which takes the store's half of the batch as an optional fifth argument
+# the runtime's handler, which takes the writer's half of the batch as an optional fifth argument
 _RUNTIME_WRITE_BATCH: Callable[..., Event | None] = handlers()[WriteBatch]
 
 
 def _write_batch_sent(ex: SimExecutor, actor: str, cmd: WriteBatch, now: float) -> Event | None:
-    # with the store's half the driver read when the request was sent (none: read now, as the runtime does)
+    # with the writer's half the driver read when the request was sent (none: read now, as the runtime does)
     return _RUNTIME_WRITE_BATCH(ex, actor, cmd, now, ex.fenced.pop(actor, None))
 
 

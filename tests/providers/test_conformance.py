@@ -23,7 +23,7 @@ from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
 from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet
 from dnsplane.providerconfig import Rfc2136Config
-from dnsplane.providers.base import Applied, Conflict, Provider, Rejected, Write
+from dnsplane.providers.base import TOKEN_ABSENT, Applied, Conflict, Provider, Rejected, Write
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.providers.rfc2136 import Rfc2136Provider
@@ -340,6 +340,66 @@ def test_hand_edit_bypasses_every_check(provider: Provider) -> None:
     provider.hand_edit(A, None, None)  # type: ignore[attr-defined]
     assert provider.read([A])[A] == Observed(None, None)
     assert set(provider.read_all()) == {B}
+
+
+def with_token(w: Write, token: str | None) -> Write:
+    return Write(w.key, w.expect, w.records, w.marker, w.expect_records, token)
+
+
+def test_every_write_moves_the_write_token_to_a_value_never_seen(provider: Provider) -> None:
+    seen = [provider.write_token()]
+    assert seen[0] == TOKEN_ABSENT
+    provider.apply([first_write(A, ONE)])
+    seen.append(provider.write_token())
+    provider.apply([Write(A, marker(1, ONE), TWO, marker(2, TWO), ONE), first_write(B, THREE)])
+    seen.append(provider.write_token())
+    provider.apply([with_token(first_write(C6, SIX), seen[-1])])
+    seen.append(provider.write_token())
+    assert None not in seen and len(set(seen)) == len(seen), seen
+    provider.hand_edit(B, None, None)  # type: ignore[attr-defined]  # a person's edit need not move it
+    assert provider.apply([first_write(B, THREE)]) == [Applied(B)]
+    assert provider.write_token() not in seen
+
+
+def test_a_write_with_the_token_it_read_lands(provider: Provider) -> None:
+    token = provider.write_token()
+    assert provider.apply([with_token(first_write(A, ONE), token)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, marker(1, ONE))
+    token = provider.write_token()
+    assert provider.apply([with_token(first_write(B, TWO), token), first_write(C6, SIX)]) == [Applied(B), Applied(C6)]
+
+
+def test_the_fence_window_a_write_whose_token_moved_is_refused_after_a_hand_deletion(provider: Provider) -> None:
+    # The fence's window (docs/design.md): a writer read the token, then the store (no newer plan yet);
+    # a newer plan was then written and the endpoint deleted whole by hand, all before the old write
+    # arrived. "Nothing" matches again; the token does not.
+    token = provider.write_token()
+    assert provider.apply([first_write(A, TWO, 2)]) == [Applied(A)]  # the newer plan's writer
+    provider.hand_edit(A, None, None)  # type: ignore[attr-defined]  # deleted whole by hand
+    assert provider.apply([with_token(first_write(A, ONE), token)]) == [Conflict(A, None)]
+    assert provider.read([A])[A] == Observed(None, None)
+    assert provider.writes == 1
+
+
+def test_a_moved_token_refuses_only_the_writes_that_carry_it(provider: Provider) -> None:
+    provider.apply([first_write(A, ONE)])
+    token = provider.write_token()
+    provider.apply([first_write(C6, SIX)])  # any automated write, of any endpoint
+    assert provider.apply([with_token(first_write(B, TWO), token), Write(A, marker(1, ONE), THREE,
+                                                                     marker(2, THREE), ONE)]) == [
+        Conflict(B, None), Applied(A)]
+    assert provider.read([A, B]) == {A: Observed(THREE, marker(2, THREE)), B: Observed(None, None)}
+    # already applied is applied, whatever the token (I6: nothing is sent)
+    assert provider.apply([with_token(first_write(C6, SIX), token)]) == [Applied(C6, written=False)]
+
+
+def test_a_batch_larger_than_one_message_carries_its_token_through_its_own_changes(provider: Provider) -> None:
+    # Route 53 takes 1,000 records per change batch and an RFC 2136 message 64 KiB: this apply is
+    # several changes, each moving the token; only this apply's own changes moved it, so all land
+    many = [with_token(first_write(key(f"n{i}.demo.test"), ONE), None) for i in range(400)]
+    token = provider.write_token()
+    results = provider.apply([with_token(w, token) for w in many])
+    assert results == [Applied(w.key) for w in many]
 
 
 def test_same_marker_other_records_is_not_idempotent(provider: Provider) -> None:
