@@ -28,7 +28,7 @@ from botocore.stub import Stubber
 from dnsplane.errors import Permanent, ProviderUnavailable
 from dnsplane.model import Member, Observed, RecordSet, Write, marker_name
 from dnsplane.providerconfig import Route53Config
-from dnsplane.providers.base import Applied, Conflict, Rejected
+from dnsplane.providers.base import TOKEN_ABSENT, Applied, Conflict, Rejected
 from dnsplane.providers.route53 import (
     MAX_CHARS,
     MAX_RECORDS,
@@ -41,6 +41,7 @@ from dnsplane.providers.route53 import (
     scaled_weights,
     txt_strings,
 )
+from dnsplane.providers.route53 import provider as route53_provider
 from tests.fakes import ZONE, key, marker, member, rs
 from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
 
@@ -153,9 +154,12 @@ def test_layout_weighted_sets_and_marker(r53: Route53Provider, ministack: Minist
     members = {s["SetIdentifier"]: s for s in sets if s["Type"] == "A"}
     assert {k: s["Weight"] for k, s in members.items()} == {"lb1": 255, "lb2": 28}  # lb3 (weight 0) not written
     assert sorted(r["Value"] for r in members["lb2"]["ResourceRecords"]) == ["192.0.2.2", "192.0.2.3"]
-    (txt,) = [s for s in sets if s["Type"] == "TXT"]
+    txt, token = sorted((s for s in sets if s["Type"] == "TXT"), key=lambda s: s["Name"])
     assert txt["Name"] == marker_name(A) and "SetIdentifier" not in txt
     assert txt_strings(txt["ResourceRecords"][0]["Value"]) == [marker(1, big).to_text()]
+    # the zone's write token, moved by the same change batch: one string, at a name no marker can have
+    assert token["Name"] == "_dnsplane-token.demo.test." and "SetIdentifier" not in token
+    assert [txt_strings(v["Value"]) for v in token["ResourceRecords"]] == [[r53.write_token()]]
     assert r53.read([A])[A] == Observed(big, marker(1, big))  # exact, weight-0 member and weights included
 
 
@@ -167,16 +171,17 @@ def test_answer_all_is_one_simple_record_set(r53: Route53Provider, ministack: Mi
     assert r53.read([A])[A] == Observed(every, marker(1, every))
 
 
-def interleave(p: Route53Provider, before_send: Callable[[], None]) -> list[str]:
-    """Run ``before_send`` once, just before ``p``'s next change batch goes out; returns refusal codes seen."""
+def interleave(p: Route53Provider, before_send: Callable[[], None], at: int = 0) -> list[str]:
+    """Run ``before_send`` once, just before ``p``'s change batch number ``at`` from now (0: the next) goes
+    out; returns refusal codes seen."""
     real_change, real_send = p._change, p.client.change_resource_record_sets
     refused: list[str] = []
-    fired = []
+    batches = [0]
 
     def change(changes: list[dict[str, Any]], comment: str) -> None:
-        if not fired:  # outside the zone lock, which the other writer needs too
-            fired.append(1)
+        if batches[0] == at:  # outside the zone lock, which the other writer needs too
             before_send()
+        batches[0] += 1
         real_change(changes, comment)
 
     def send(**kwargs: Any) -> Any:
@@ -263,6 +268,105 @@ def test_a_refused_batch_is_resent_without_the_endpoint_that_moved(
     assert r53.read([A, B, C]) == {
         A: Observed(TWO, marker(2, TWO)), B: Observed(THREE, marker(3, THREE)), C: Observed(TWO, marker(2, TWO))
     }  # fmt: skip
+
+
+# -- the zone's write token (providers/base.py, route53/token.py) -------------------------------------
+
+
+def with_token(w: Write, token: str) -> Write:
+    return Write(w.key, w.expect, w.records, w.marker, w.expect_records, token)
+
+
+def other_writer(r53: Route53Provider, ministack: Ministack) -> Route53Provider:  # noqa: F811
+    return Route53Provider(ZONE, Route53Config(r53.hosted_zone_id, endpoint_url=ministack.url), budget=r53.budget)
+
+
+@pytest.mark.parametrize("zone_has_token", [False, True], ids=["absent", "present"])
+def test_the_fence_window_inside_one_apply_route53_refuses_the_token_it_no_longer_holds(
+    r53: Route53Provider, ministack: Ministack, zone_has_token: bool  # noqa: F811
+) -> None:
+    # The fence's window (docs/design.md) at its narrowest: the token still reads as the writer read it when
+    # its apply reads it; another enactor's write and a person's deletion of the endpoint come between that
+    # read and the change batch. Only Route 53 refuses it: the batch DELETEs the token exactly as read (or
+    # CREATEs it, when the zone had none), and the other write moved it.
+    if zone_has_token:
+        r53.apply([first_write(C, THREE)])
+    other = other_writer(r53, ministack)
+    token = r53.write_token()
+
+    def meanwhile() -> None:
+        other.apply([first_write(A, TWO, 2)])
+        other.hand_edit(A, None, None)
+
+    refused = interleave(r53, meanwhile)
+    assert r53.apply([with_token(first_write(A, ONE), token)]) == [Conflict(A, None)]
+    assert refused == ["InvalidChangeBatch"]
+    assert r53.read([A])[A] == Observed(None, None)
+    assert r53.writes == int(zone_has_token)
+
+
+def test_a_token_that_moved_before_the_apply_conflicts_without_a_change_batch(r53: Route53Provider) -> None:
+    token = r53.write_token()
+    r53.apply([first_write(C, THREE)])
+    sent, lists = r53.calls["change_resource_record_sets"], r53.calls["list_resource_record_sets"]
+    assert r53.apply([with_token(first_write(A, ONE), token)]) == [Conflict(A, None)]
+    assert r53.calls["change_resource_record_sets"] == sent
+    assert r53.calls["list_resource_record_sets"] == lists + 3  # A's records and marker, then the token, once
+    r53.write_token()
+    assert r53.calls["list_resource_record_sets"] == lists + 4  # write_token: one call
+
+
+def test_a_token_move_in_the_window_refuses_only_the_writes_that_carry_it(
+    r53: Route53Provider, ministack: Ministack  # noqa: F811
+) -> None:
+    other = other_writer(r53, ministack)
+    token = r53.write_token()
+    refused = interleave(r53, lambda: other.apply([first_write(C, THREE)]))
+    assert r53.apply([with_token(first_write(A, ONE), token), first_write(B, TWO)]) == [Conflict(A, None), Applied(B)]
+    assert refused == ["InvalidChangeBatch"]  # the batch of both; then B again, the token UPSERTed
+    assert r53.calls["change_resource_record_sets"] == 2
+    assert r53.read([A, B]) == {A: Observed(None, None), B: Observed(TWO, marker(1, TWO))}
+    assert r53.write_token() not in (token, TOKEN_ABSENT)
+
+
+def test_writes_without_a_token_never_conflict_over_it(r53: Route53Provider, ministack: Ministack) -> None:  # noqa: F811
+    other = other_writer(r53, ministack)
+    r53.apply([first_write(B, TWO)])
+    refused = interleave(r53, lambda: other.apply([first_write(C, THREE)]))
+    assert r53.apply([first_write(A, ONE)]) == [Applied(A)]  # UPSERTs the token over the other's
+    assert refused == []
+
+
+def test_a_move_between_two_batches_of_one_apply_refuses_the_token_writes_left(
+    r53: Route53Provider, ministack: Ministack, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setattr(route53_provider, "MAX_RECORDS", 12)  # three endpoints per change batch, beside the token
+    keys = [key(f"n{i}.demo.test") for i in range(8)]
+    other = other_writer(r53, ministack)
+    token = r53.write_token()
+    refused = interleave(r53, lambda: other.apply([first_write(C, THREE)]), at=1)
+    results = r53.apply([with_token(first_write(k, TWO), token) for k in keys])
+    # the first batch landed (it moved the token; the second expected that value), the second was refused
+    # (the other write moved it since), and no later batch was sent: conflicts, never Rejected
+    assert results == [Applied(k) for k in keys[:3]] + [Conflict(k, None) for k in keys[3:]]
+    assert refused == ["InvalidChangeBatch"] and r53.calls["change_resource_record_sets"] == 2
+    assert r53.writes == 3
+
+
+def test_writes_without_a_token_sent_first_in_one_apply_do_not_hide_a_move_from_its_token_writes(
+    r53: Route53Provider, ministack: Ministack, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    # were the first batch (no token write in it) to UPSERT the token, it would overwrite the other writer's
+    # move, and the second batch would find the token as this apply left it: A would land
+    monkeypatch.setattr(route53_provider, "MAX_RECORDS", 12)
+    plain = [first_write(key(f"p{i}.demo.test"), TWO) for i in range(3)]  # the first change batch
+    other = other_writer(r53, ministack)
+    token = r53.write_token()
+    refused = interleave(r53, lambda: other.apply([first_write(C, THREE)]))
+    assert r53.apply([*plain, with_token(first_write(A, TWO), token)]) == [Applied(w.key) for w in plain] + [
+        Conflict(A, None)]
+    assert refused == ["InvalidChangeBatch"]
+    assert r53.read([A])[A] == Observed(None, None)
 
 
 def test_many_endpoints_are_packed_and_read_with_a_listing(r53: Route53Provider) -> None:

@@ -4,7 +4,8 @@
 - ``encoding``: weights and the marker TXT as Route 53 record sets;
 - ``state``: what Route 53 holds for an endpoint, and the exact DELETE + CREATE that replace it;
 - ``batches``: packing changes into change batches within Route 53's quotas;
-- ``throttle``: the shared request budget and the one-batch-per-zone lock.
+- ``throttle``: the shared request budget and the one-batch-per-zone lock;
+- ``token``: the zone's write token as a record set, and the changes each change batch adds to move it.
 """
 
 from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches

@@ -1,7 +1,8 @@
 """The Route 53 provider: weighted record sets plus a marker TXT, compare-and-swap by exact-match DELETE.
 
 This module calls the API and decides what to send; the encoding is in ``encoding``, the state of
-an endpoint and its changes in ``state``, batch packing in ``batches``, pacing in ``throttle``.
+an endpoint and its changes in ``state``, batch packing in ``batches``, pacing in ``throttle``, the
+zone's write token as a record set in ``token``.
 
 Layout of one endpoint ``name A`` in the hosted zone:
 
@@ -15,6 +16,8 @@ Layout of one endpoint ``name A`` in the hosted zone:
   ``"dnsplane-rs <i>" "<chunk>" ...`` that carry the exact ``RecordSet`` as compact
   JSON in strings of at most 255 characters, so a read returns exactly what was written.
 
+And once per zone, the write token (``token``): a TXT at ``_dnsplane-token.<zone>``, one uuid4 hex.
+
 Guarantees:
 - compare-and-swap at Route 53 itself: an endpoint's write is one group of changes
   inside one change batch — DELETE of every record set found at the endpoint's name
@@ -26,7 +29,8 @@ Guarantees:
   a marker) before CREATEing its own, which Route 53 refuses where a record set of
   the same name, type and set identifier exists. Route 53 applies a batch all or
   nothing and refuses a DELETE that does not match exactly, so a writer whose read
-  went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used;
+  went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used for an endpoint's
+  record sets (only for the token, below);
 - the precondition (the marker at Route 53 is ``expect`` and the records are
   ``expect_records``) is checked against the state read just before sending, whose
   member sets the batch DELETEs exactly: a
@@ -41,6 +45,20 @@ Guarantees:
   the others are sent again. Where nothing moved, the batch is narrowed: its endpoints
   are sent again one per batch, and one refused alone although it did not move is
   ``Rejected(key, reason)`` (Route 53's message), the others written;
+- the write token (base.py): every change batch that writes endpoints also moves the token to a
+  fresh value, in the same batch (hand edits through ``hand_edit`` do not). A write that carries a
+  token (``Write.token``) is written only if no automated write reached the zone since that token
+  was read: the apply reads the token once (one ``ListResourceRecordSets``) and answers the token
+  writes whose token is not the one read ``Conflict(current marker)`` without a call; while any
+  token write of the apply is left, each of its batches DELETEs the token exactly as last known
+  (read, then as its own previous batch wrote it: a chain) and CREATEs a fresh one (CREATE only
+  when the zone had none, refused if one appeared), so Route 53 refuses the batch if any other
+  writer moved it meanwhile; the other batches UPSERT it (no conflict between them). A refused
+  chained batch re-reads the token first: if it moved, every token write not yet written is
+  ``Conflict(current marker, as re-read)`` (never ``Rejected``), the others go on unchained; if
+  not, the refusal is handled as below, the chain kept. This closes the fence's window
+  (docs/design.md): a newer plan's write after the writer's token read moved the token, whatever a
+  person did to the endpoint afterwards;
 - an endpoint whose changes alone exceed a change batch's quotas is ``Rejected`` before
   any call (``dnsplane validate`` refuses such a fleet first); the others are written;
 - one change batch in flight per hosted zone in this process (a lock per zone id,
@@ -55,6 +73,14 @@ Guarantees:
   digest differs from the marker's, so the enactor rewrites it.
 
 Limits:
+- the token's price: a token write fails (``Conflict``; the enactor re-reads) if ANY automated write
+  reached the zone since its token was read, whatever endpoint it wrote (milliseconds, but several
+  enactors writing first writes into one zone at once refuse each other's); an apply with token writes
+  costs one more ``ListResourceRecordSets`` (two more when a chained batch is refused); every change
+  batch carries one record more (UPSERT) or two (DELETE + CREATE), counted in its quotas. The token
+  holds only if it is moved by automated writes alone: a person who sets it back by hand to a value a
+  delayed writer read reopens the window for that writer (a person who deletes it refuses the writes
+  that read it, once); one edited into weighted sets makes every batch refused;
 - Route 53 has no "name and type has no other record set" precondition: a record set
   added by hand at a managed name between this provider's read and its change batch
   (milliseconds, inside one ``apply``) survives that write when its set identifier
@@ -90,6 +116,7 @@ from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cos
 from dnsplane.providers.route53.encoding import RRSet, unescape_name
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
 from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, ThrottleBudget, zone_lock
+from dnsplane.providers.route53.token import TokenChain, token_name, token_value
 
 log = logging.getLogger("dnsplane.providers.route53")
 
@@ -123,35 +150,43 @@ class _Group:
     results: list[tuple[int, WriteResult]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     alone: bool = False  # refused in a batch where nothing moved: sent in a batch of its own
+    conditional: bool = False  # a write that carries a token is to be written: its batch must be chained
 
-    def decide(self) -> None:
-        """Replay the writes in order against ``state`` (as MemoryProvider does); keep the final changes."""
+    def decide(self, chain: TokenChain) -> None:
+        """Replay the writes in order against ``state`` (as MemoryProvider does); keep the final changes.
+        A write that would be written but carries a token ``chain`` no longer allows is a ``Conflict``."""
         current = self.state.observed
-        self.results, final = [], None
+        self.results, final, self.conditional = [], None, False
         for idx, w in self.writes:
             match w.verdict(current.marker, current.records):
                 case Verdict.APPLIED:
                     self.results.append((idx, Applied(w.key, written=False)))
                 case Verdict.CONFLICT:
                     self.results.append((idx, Conflict(w.key, current.marker)))
+                case Verdict.WRITE if w.token is not None and not chain.allows(w.token):
+                    self.results.append((idx, Conflict(w.key, current.marker)))  # an automated write came since
                 case Verdict.WRITE:
                     current = Observed(w.records, w.marker)
                     final = w
+                    self.conditional = self.conditional or w.token is not None
                     self.results.append((idx, Applied(w.key)))
                 case unreachable:
                     assert_never(unreachable)
         new = [] if final is None else new_sets(self.key, final.records, final.marker)
         self.changes = [] if final is None else swap_changes(self.state, new)
         records, chars = batch_cost(self.changes)
-        if records > MAX_RECORDS or chars > MAX_CHARS:
+        max_records, max_chars = MAX_RECORDS - chain.reserve[0], MAX_CHARS - chain.reserve[1]
+        if records > max_records or chars > max_chars:
             self.reject(f"the write needs {records} records / {chars} characters of values in one change "
-                        f"batch; Route 53 allows {MAX_RECORDS} / {MAX_CHARS}: give the endpoint fewer targets")
+                        f"batch; Route 53 allows {max_records} / {max_chars} beside the zone's write token: "
+                        "give the endpoint fewer targets")
 
     def reject(self, reason: str) -> None:
         """Nothing of this endpoint is sent: the writes that would have changed it are ``Rejected``."""
         self.results = [(i, Rejected(self.key, reason) if isinstance(r, Applied) and r.written else r)
                         for i, r in self.results]
         self.changes = []
+        self.conditional = False
 
     @property
     def written(self) -> int:
@@ -291,7 +326,7 @@ class Route53Provider(Provider):
             name, rtype = unescape_name(s["Name"]), s["Type"]
             if rtype in ("A", "AAAA"):
                 members.setdefault(EndpointKey(name, rtype), []).append(s)
-            elif rtype == "TXT" and name.startswith("_dnsplane-"):
+            elif rtype == "TXT" and name.startswith("_dnsplane-"):  # a marker; never the write token (token.py)
                 label, _, rest = name.partition(".")
                 kind = label.removeprefix("_dnsplane-").upper()
                 if kind in ("A", "AAAA") and rest:
@@ -317,6 +352,19 @@ class Route53Provider(Provider):
         sets = int(zone.get("HostedZone", {}).get("ResourceRecordSetCount", 0) or 0)
         return sets // PAGE + 1 <= 2 * count
 
+    def _token_set(self) -> RRSet | None:
+        """The write token's record set as Route 53 holds it now (None: none yet): one call."""
+        name = token_name(self.zone)
+        resp = self._call("list_resource_record_sets", HostedZoneId=self.hosted_zone_id, StartRecordName=name,
+                          StartRecordType="TXT", MaxItems="1")  # fmt: skip
+        for s in resp.get("ResourceRecordSets", [])[:1]:
+            if unescape_name(s["Name"]) == name and s["Type"] == "TXT":
+                return dict(s)
+        return None  # the listing began past it: the zone has none
+
+    def write_token(self) -> str:
+        return token_value(self._token_set())
+
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         return {k: s.observed for k, s in self._states(list(keys)).items()}
 
@@ -331,9 +379,14 @@ class Route53Provider(Provider):
         for i, w in enumerate(writes):
             groups.setdefault(w.key, _Group(w.key, [])).writes.append((i, w))
         states = self._states(list(groups))
+        chain = TokenChain(self.zone)
         for g in groups.values():
             g.state = states[g.key]
-            g.decide()
+            g.decide(chain)
+        if any(g.conditional for g in groups.values()):  # read the token once; writes it no longer allows conflict
+            chain.start(self._token_set())
+            for g in groups.values():
+                g.decide(chain)
         pending = [g for g in groups.values() if g.changes]
         written: list[EndpointKey] = []
         rounds = 0
@@ -341,7 +394,7 @@ class Route53Provider(Provider):
             if rounds == ROUNDS:
                 raise ProviderUnavailable(reason=f"route53: change batches kept being refused after {ROUNDS} re-reads",
                                       retry_after=1.0)  # fmt: skip
-            pending = self._send(pending, written)
+            pending = self._send(pending, written, chain)
             rounds += 1
         results: list[WriteResult | None] = [None] * len(writes)
         for g in groups.values():
@@ -350,30 +403,49 @@ class Route53Provider(Provider):
         notify(self._listeners, written)
         return [r for r in results if r is not None]
 
-    def _send(self, pending: list[_Group], written: list[EndpointKey]) -> list[_Group]:
-        """Send the groups in packed batches; returns the groups to send again (re-read and re-decided)."""
+    def _send(self, pending: list[_Group], written: list[EndpointKey], chain: TokenChain) -> list[_Group]:
+        """Send the groups in packed batches, each moving the write token (``TokenChain``: chained while the
+        apply has token writes left and no other writer moved it); returns the groups to send again (re-read
+        and re-decided)."""
         again: list[_Group] = []
-        batches = pack_batches([batch_cost(g.changes) for g in pending if not g.alone])
         together = [g for g in pending if not g.alone]
-        for groups in [[together[i] for i in b] for b in batches] + [[g] for g in pending if g.alone]:
-            changes = [c for g in groups for c in g.changes]
+        packed = pack_batches([batch_cost(g.changes) for g in together],
+                              MAX_RECORDS - chain.reserve[0], MAX_CHARS - chain.reserve[1])  # fmt: skip
+        batches = [[together[i] for i in b] for b in packed] + [[g] for g in pending if g.alone]
+        for n, groups in enumerate(batches):
+            if not chain.intact:  # decided before another writer's move was seen: those writes now conflict
+                for g in groups:
+                    if g.conditional:
+                        g.decide(chain)
+                groups = [g for g in groups if g.changes]
+                if not groups:
+                    continue
+            # chained while any token write is left (this batch, the later ones, or sent again): an UPSERT
+            # before it would hide another writer's move from it
+            chained = chain.intact and any(g.conditional for g in (*(g for b in batches[n:] for g in b), *again))
+            changes = [c for g in groups for c in g.changes] + chain.changes(chained)
             try:
                 self._change(changes, f"dnsplane: {len(groups)} endpoint(s)")
             except _Refused as refused:
+                token_moved = chained and chain.moved(self._token_set())
+                if token_moved:  # not by this apply: its token writes not yet written conflict, the rest go on
+                    chain.break_chain()
                 fresh = self._states([g.key for g in groups], full=len(groups) > FEW_KEYS)
                 moved = [g for g in groups if fresh[g.key].raw() != g.state.raw()]
-                log.info("route53 batch refused; %d of %d endpoints moved", len(moved), len(groups),
-                         extra={"event": "route53_refused", "reason": str(refused)})  # fmt: skip
+                log.info("route53 batch refused; %d of %d endpoints moved, token moved: %s", len(moved), len(groups),
+                         token_moved, extra={"event": "route53_refused", "reason": str(refused)})  # fmt: skip
                 for g in groups:
-                    if not moved and len(groups) == 1:
+                    if not moved and not token_moved and len(groups) == 1:
                         g.reject(f"Route 53 refused the endpoint's change batch although it did not move: {refused}")
                         continue
-                    g.alone = g.alone or not moved  # narrow a refusal no move explains to the endpoints at fault
+                    # narrow a refusal no move explains to the endpoints at fault
+                    g.alone = g.alone or not (moved or token_moved)
                     g.state = fresh[g.key]
-                    g.decide()
+                    g.decide(chain)
                     if g.changes:
                         again.append(g)
                 continue
+            chain.landed()
             for g in groups:
                 self.writes += g.written
                 if g.written:
