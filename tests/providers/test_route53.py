@@ -42,6 +42,8 @@ from dnsplane.providers.route53 import (
     txt_strings,
 )
 from dnsplane.providers.route53 import provider as route53_provider
+from dnsplane.providers.route53.state import EMPTY, new_sets, swap_changes
+from dnsplane.providers.route53.token import token_name, token_value
 from tests.fakes import ZONE, key, marker, member, rs
 from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
 
@@ -443,6 +445,7 @@ class FakeClient:
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
+        self.costs: list[tuple[int, int]] = []  # (records, characters) of each change batch received
 
     def list_resource_record_sets(self, **kwargs: Any) -> dict[str, Any]:
         return {"ResourceRecordSets": [], "IsTruncated": False}
@@ -452,6 +455,7 @@ class FakeClient:
 
     def change_resource_record_sets(self, **kwargs: Any) -> dict[str, Any]:
         with self.lock:
+            self.costs.append(batch_cost(kwargs["ChangeBatch"]["Changes"]))
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
@@ -473,6 +477,34 @@ def client_error(code: str, status: int = 400) -> ClientError:
 def fake_provider(client: Any, zone_id: str = "ZFAKE", **kwargs: Any) -> Route53Provider:
     kwargs.setdefault("budget", ThrottleBudget(10_000))
     return Route53Provider(ZONE, Route53Config(zone_id), client=client, **kwargs)
+
+
+@pytest.mark.parametrize("limit", ["records", "chars"])
+@pytest.mark.parametrize("token", [None, TOKEN_ABSENT], ids=["upsert", "chained"])
+def test_the_tokens_changes_count_in_a_change_batchs_quotas(
+    monkeypatch: pytest.MonkeyPatch, limit: str, token: str | None
+) -> None:
+    r, c = batch_cost(swap_changes(EMPTY, new_sets(A, ONE, marker(1, ONE))))  # one first write
+    max_records, max_chars = (3 * r, MAX_CHARS) if limit == "records" else (MAX_RECORDS, 3 * c)
+    monkeypatch.setattr(route53_provider, "MAX_RECORDS", max_records)
+    monkeypatch.setattr(route53_provider, "MAX_CHARS", max_chars)
+    client = FakeClient()
+    keys = [key(f"q{i}.demo.test") for i in range(6)]
+    results = fake_provider(client).apply([Write(k, None, ONE, marker(1, ONE), None, token) for k in keys])
+    assert results == [Applied(k) for k in keys]
+    assert len(client.costs) == 3  # two endpoints per batch: a third would leave no room for the token
+    assert all(rr <= max_records and cc <= max_chars for rr, cc in client.costs), client.costs
+
+
+def test_the_token_is_no_endpoints_marker_and_reads_never_empty_when_it_exists() -> None:
+    assert token_name(ZONE) not in {marker_name(key(n, t)) for n in (ZONE, f"token.{ZONE}") for t in ("A", "AAAA")}
+    assert token_value(None) == TOKEN_ABSENT
+    fresh = {"Name": token_name(ZONE), "Type": "TXT", "TTL": 300, "ResourceRecords": [{"Value": '"ab12"'}]}
+    assert token_value(fresh) == "ab12"
+    edited = [{**fresh, "ResourceRecords": v} for v in ([{"Value": '""'}], [], [{"Value": '"a"'}, {"Value": '"b"'}])]
+    assert all(token_value(s) not in (TOKEN_ABSENT, "ab12") for s in edited)  # set by hand: another token
+    p = fake_provider(FakeClient())
+    assert p._group_listing([fresh]) == {}  # never an endpoint, nor a marker
 
 
 def test_throttling_is_retried_with_exponential_backoff_and_jitter() -> None:
