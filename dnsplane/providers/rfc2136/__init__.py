@@ -7,6 +7,7 @@
 - ``tsig``: TSIG signing and verification on bytes;
 - ``transport``: pipelined TCP exchanges with a server;
 - ``reads``: consistent snapshots (SOA-bracketed queries, AXFR);
+- ``token``: the zone's write token (a TXT at ``_dnsplane-token.<zone>``) and one apply's chain through it;
 - ``failures``: rcodes and TSIG errors → ``Permanent`` / ``ProviderUnavailable``.
 
 ``wire`` and ``tsig`` are hand-written for speed; ``tests/providers/test_rfc2136_wire.py`` checks

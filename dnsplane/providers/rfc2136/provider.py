@@ -54,10 +54,33 @@ Guarantees:
 - records edited by hand are seen: when the addresses or TTL served differ from what the marker's
   record set implies, ``read`` returns the served addresses as one member per address (weight 1,
   target id = the address), whose digest differs from the marker's, so enactor and verifier repair it;
+- the zone's write token (``Provider.write_token``, providers/base.py) is a TXT at ``_dnsplane-token.<zone>``
+  (``token``; ``write_token`` is one TSIG-signed query). Every UPDATE message that writes endpoints also
+  replaces it by a fresh ``uuid4`` value, in the same all-or-nothing message. A message holding writes that
+  carry a token (``Write.token``) also carries the prerequisite that the token is exactly the value this
+  apply's chain expects (§2.4.2, TTL 0; §2.4.3 "does not exist" for ``TOKEN_ABSENT``): the writes' value,
+  or the value this apply's own previous conditional message set. Those messages go first, one at a time
+  (each waits for the one before); the others go only once all of them were applied (an unconditional
+  message moves the token without knowing from where: after it, the apply's own change and another
+  writer's look alike). When a conditional message is refused, the token is read again: if it is not
+  where the chain expects it, an automated write reached the zone since it was read, and every write
+  carrying it not yet written comes back ``Conflict`` (the endpoint as re-read), never ``Rejected``;
+  if it is (token values never repeat, so it was there when the server compared), the refusal is the
+  endpoints' and is handled as above, the prerequisite kept on every retry. This closes the store
+  fence's window (docs/design.md): a plan written after the writer's token read moved the token, and a
+  person deleting the endpoint afterwards does not put it back. The undo of an unserved write (below)
+  does not move it: it puts back what was there before the write, which itself moved the token; a
+  plan published before the write was read by any fence that read the token after it;
 - every message (UPDATE, query, AXFR) is TSIG-signed and responses are verified; UPDATEs go over
-  TCP, several messages pipelined on one connection.
+  TCP, several messages pipelined on one connection (conditional ones one at a time).
 
 Limits:
+- the write token's price: a conditional message fails if ANY automated write (of any endpoint, by any
+  dnsplane writer of the zone) reached the zone since the token was read (its writes come back
+  ``Conflict``; the enactor re-reads and decides again); BIND raises nothing else. Each conditional message
+  costs a round trip of its own (they are not pipelined), and the unconditional writes of an apply whose
+  conditional message was refused wait one more round. Hand edits do not move the token (``hand_edit``,
+  a person's UPDATE); a token TXT edited by hand is still compared exactly (``token``);
 - an ``apply`` larger than one DNS message (64 KiB: about 350 endpoints of one address without
   record-set JSON, fewer with it) is sent as several messages; each is all-or-nothing, the apply
   as a whole is not;
@@ -96,6 +119,7 @@ from dnsplane.providers.rfc2136.failures import PREREQ_FAILED, Failures
 from dnsplane.providers.rfc2136.keys import TsigKey, known_algorithm, parse_key_file
 from dnsplane.providers.rfc2136.marker import RawState, norm, txt_rdatas
 from dnsplane.providers.rfc2136.reads import ZoneReader
+from dnsplane.providers.rfc2136.token import Chain, fresh, token_rdatas
 from dnsplane.providers.rfc2136.transport import Channel
 from dnsplane.providers.rfc2136.wire import TYPES, Unwritable, UpdateBuilder, address_rdata, encode_write, relative
 
@@ -104,7 +128,8 @@ log = logging.getLogger("dnsplane.providers.rfc2136")
 MAX_ROUNDS = 8  # UPDATE rounds per apply when prerequisites keep failing
 FRESH = 5.0  # seconds a read of an endpoint is trusted for the I6 decision and the prerequisite
 _CACHE_LIMIT = 262_144
-_MAX_MESSAGE = 65_535 - 512  # room for the TSIG record
+_Net = tuple[Write, int, "str | None"]  # a key's net write, how many writes it stands for, the token it carries
+_MAX_MESSAGE = 65_535 - 512  # room for the TSIG record (about 120 bytes) and the write token's parts (about 150)
 
 
 class Rfc2136Provider(Provider):
@@ -173,6 +198,10 @@ class Rfc2136Provider(Provider):
         raw = self._reader.axfr(None)
         return {k: r.observed for k, r in raw.items()}
 
+    def write_token(self) -> str:
+        """The zone's write token: the TXT at ``_dnsplane-token.<zone>`` (``token``), one TSIG-signed query."""
+        return self._reader.token()
+
     def _read_raw(self, keys: list[EndpointKey]) -> dict[EndpointKey, RawState]:
         if not keys:
             return {}
@@ -209,13 +238,15 @@ class Rfc2136Provider(Provider):
         return known
 
     def _decide(
-        self, writes: Sequence[Write], indices: list[int], raw: RawState, results: list[WriteResult | None]
-    ) -> tuple[Write, int] | None:
-        """Run one key's writes in order against its state; return the net write to send and how many
-        writes it stands for (None: nothing to send)."""
+        self, writes: Sequence[Write], indices: list[int], raw: RawState, results: list[WriteResult | None],
+        chain: Chain,
+    ) -> _Net | None:
+        """Run one key's writes in order against its state; return the net write to send, how many
+        writes it stands for and the write token it is conditional on (None: nothing to send)."""
         marker, records = raw.observed.marker, raw.observed.records
         last: Write | None = None
         count = 0
+        token: str | None = None  # the token (as the writes carry it) whose chain the net write expects
         for i in indices:
             w = writes[i]
             match w.verdict(marker, records):
@@ -224,6 +255,13 @@ class Rfc2136Provider(Provider):
                 case Verdict.CONFLICT:
                     results[i] = Conflict(w.key, marker)
                 case Verdict.WRITE:
+                    if w.token is not None:
+                        want = chain.expects(w.token)
+                        if want is None or (token is not None and want != chain.expects(token)):
+                            # an automated write reached the zone since the token was read
+                            results[i] = Conflict(w.key, marker)
+                            continue
+                        token = token or w.token
                     results[i] = Applied(w.key)
                     marker, records, last = w.marker, w.records, w
                     count += 1
@@ -231,13 +269,14 @@ class Rfc2136Provider(Provider):
                     assert_never(unreachable)
         if last is None or (marker == raw.observed.marker and records == raw.observed.records):
             return None
-        return last, count
+        return last, count, token
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         by_key: dict[EndpointKey, list[int]] = {}
         for i, w in enumerate(writes):
             by_key.setdefault(w.key, []).append(i)
         results: list[WriteResult | None] = [None] * len(writes)
+        chain = Chain(w.token for w in writes)
         raw = self._known(list(by_key))
         todo = list(by_key)
         alone: set[EndpointKey] = set()  # refused where nothing moved: sent one per message to find the culprit
@@ -245,7 +284,7 @@ class Rfc2136Provider(Provider):
             for round_no in range(MAX_ROUNDS):
                 sends = {}
                 for k in todo:
-                    net = self._decide(writes, by_key[k], raw[k], results)
+                    net = self._decide(writes, by_key[k], raw[k], results, chain)
                     if net is None:
                         continue
                     if raw[k].blocked:  # the server would ignore the records: do not let the marker say otherwise
@@ -254,10 +293,9 @@ class Rfc2136Provider(Provider):
                         sends[k] = net
                 if not sends:
                     break
-                refused, failed, unfit = self._send(sends, raw, alone)
+                refused, failed, unfit, todo = self._send(sends, raw, alone, chain)
                 for k, reason in unfit.items():
                     _reject(k, reason, by_key[k], results)
-                todo = []
                 for msg, error in failed:
                     if len(msg) == 1 and msg[0] in alone:
                         # refused alone while the server took other messages of the same exchange: the
@@ -274,7 +312,7 @@ class Rfc2136Provider(Provider):
                     if todo:
                         continue
                     break
-                keys = [k for msg, _ in refused for k in msg]
+                keys = [k for msg, _, _ in refused for k in msg]
                 log.info(
                     "prerequisite failed; re-reading",
                     extra={"fields": {"provider": self.kind, "zone": self.zone, "keys": len(keys),
@@ -282,7 +320,16 @@ class Rfc2136Provider(Provider):
                 )
                 fenced = {k: raw[k] for k in keys}
                 raw.update(self._read_raw(keys))
-                for msg, rcode in refused:
+                if any(token is not None for _, _, token in refused):
+                    # Token values never repeat: if the token is where this apply's chain expects it, it was
+                    # there when each refused message was applied, so their endpoints refused them
+                    chain.observed(self._reader.token())
+                for msg, rcode, token in refused:
+                    if token is not None and chain.expects(token) is None:
+                        # an automated write moved the token since it was read: these writes come back
+                        # Conflict (``_decide``), on the endpoints as just read, and nobody is at fault
+                        todo.extend(msg)
+                        continue
                     unchanged = [k for k in msg if _same(raw[k], fenced[k])]
                     if len(msg) == 1 and unchanged:  # refused alone although nothing moved: this one is at fault
                         k = msg[0]
@@ -307,28 +354,30 @@ class Rfc2136Provider(Provider):
         return [r for r in results if r is not None]
 
     def _pack(
-        self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
+        self, sends: dict[EndpointKey, _Net], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
     ) -> tuple[list[UpdateBuilder], dict[EndpointKey, RawState], dict[EndpointKey, str]]:
-        """Encode the writes into as few messages as fit (the ``alone`` keys one per message); return the
-        messages, each written key's state once applied, and the keys whose write fits no message, why."""
+        """Encode the writes into as few messages as fit (the ``alone`` keys one per message; the writes
+        conditional on one write token apart from the others); return the messages, each written key's
+        state once applied, and the keys whose write fits no message, why."""
         builders: list[UpdateBuilder] = []
-        shared: UpdateBuilder | None = None
+        shared: dict[str | None, UpdateBuilder] = {}  # the message being filled, by the token its writes expect
         new_raw: dict[EndpointKey, RawState] = {}
         unfit: dict[EndpointKey, str] = {}
-        for k, (w, _) in sends.items():
-            if k in alone or shared is None:
+        for k, (w, _, token) in sends.items():
+            b = shared.get(token)
+            if k in alone or b is None:
                 b = UpdateBuilder(self._zone_wire)
+                b.expect_token = token
                 builders.append(b)
                 if k not in alone:
-                    shared = b
-            else:
-                b = shared
+                    shared[token] = b
             mark = b.mark()
             try:
                 after = encode_write(w, raw[k], self.zone, b)
                 if b.size() > _MAX_MESSAGE and b.keys:  # undo and start a new message
                     b.undo(mark)
-                    b = shared = UpdateBuilder(self._zone_wire)
+                    b = shared[token] = UpdateBuilder(self._zone_wire)
+                    b.expect_token = token
                     builders.append(b)
                     mark = b.mark()
                     after = encode_write(w, raw[k], self.zone, b)
@@ -347,12 +396,21 @@ class Rfc2136Provider(Provider):
         return [b for b in builders if b.keys], new_raw, unfit
 
     def _send(
-        self, sends: dict[EndpointKey, tuple[Write, int]], raw: dict[EndpointKey, RawState], alone: set[EndpointKey]
-    ) -> tuple[list[tuple[list[EndpointKey], str]], list[tuple[list[EndpointKey], str]], dict[EndpointKey, str]]:
-        """Send the writes in as few messages as fit, pipelined. Return the messages refused for a
-        prerequisite (their keys and rcode), those refused otherwise while the server took another message
-        of the exchange (their keys and the error), and the keys whose write fits no message (with the
-        reason; nothing of them was sent).
+        self, sends: dict[EndpointKey, _Net], raw: dict[EndpointKey, RawState], alone: set[EndpointKey],
+        chain: Chain,
+    ) -> tuple[list[tuple[list[EndpointKey], str, str | None]], list[tuple[list[EndpointKey], str]],
+               dict[EndpointKey, str], list[EndpointKey]]:
+        """Send the writes in as few messages as fit, each moving the write token. Return the messages
+        refused for a prerequisite (their keys, rcode and the token their writes carry), those refused
+        otherwise while the server took another message of the exchange (their keys and the error), the
+        keys whose write fits no message (with the reason; nothing of them was sent), and the keys to
+        decide again without judging them (not sent: see below).
+
+        The messages whose writes carry a token go first, one at a time, each conditional on the token as
+        this apply's chain (``token.Chain``) expects it after the ones before; the others go after them,
+        pipelined, and only when every conditional message was applied: once an unconditional message has
+        moved the token, this apply can no longer tell its own change from another writer's. When a
+        conditional message is not applied, the unconditional ones wait for the next round.
 
         When endpoints go one per message (``alone``), a control message goes with them (a prerequisite
         that the zone's SOA exists, no update): if the server takes it, a refusal is the endpoint's, not
@@ -360,44 +418,74 @@ class Rfc2136Provider(Provider):
         (``failures.Failures.rcode``). Messages refused otherwise come back for one more, narrowing round."""
         builders, new_raw, unfit = self._pack(sends, raw, alone)
         if not builders:
-            return [], [], unfit
+            return [], [], unfit, []
         checked = any(k in alone for b in builders for k in b.keys)
-        if checked:
-            control = UpdateBuilder(self._zone_wire)
-            control.require_zone()
-            builders.append(control)
+        conditional = [b for b in builders if b.expect_token is not None]
+        plain = [b for b in builders if b.expect_token is None]
         ch = self._channel
-        signed = [ch.signer.sign(b.body(i), i) for b, i in zip(builders, ch.ids(len(builders)), strict=True)]
         doing = f"UPDATE of {len(new_raw)} endpoints"
-        try:
-            with ch.connect() as sock:
-                responses = ch.exchange(sock, [w for w, _ in signed])
-        except (OSError, dns.exception.Timeout) as exc:
-            raise self._failures.unavailable(exc, doing) from exc
-        refused: list[tuple[list[EndpointKey], str]] = []
+        refused: list[tuple[list[EndpointKey], str, str | None]] = []
         failed: list[tuple[list[EndpointKey], int]] = []
+        again: list[EndpointKey] = []
         written: list[EndpointKey] = []
         error: Exception | None = None
         taken = False  # the server took at least one message of the exchange
-        now = time.monotonic()
-        for b, (_, mac), resp in zip(builders, signed, responses, strict=True):
+
+        def outcome(b: UpdateBuilder, mac: bytes, resp: bytes) -> bool:
+            """Record one message's response; whether the server applied it."""
+            nonlocal error, taken
             try:
                 msg = ch.verify(resp, mac, doing)
             except Permanent as exc:
                 error = error or exc
-                continue
+                return False
             rcode = msg.rcode()
             if rcode == dns.rcode.NOERROR:
                 taken = True
                 written.extend(b.keys)
                 with self._lock:
                     self.writes += sum(sends[k][1] for k in b.keys)
-                    self._remember_unlocked({k: (now, new_raw[k]) for k in b.keys})
-            elif rcode in PREREQ_FAILED:
+                    self._remember_unlocked({k: (time.monotonic(), new_raw[k]) for k in b.keys})
+                return True
+            if rcode in PREREQ_FAILED:
                 taken = True  # the server read the message and compared its prerequisites
-                refused.append((b.keys, dns.rcode.to_text(rcode)))
+                refused.append((b.keys, dns.rcode.to_text(rcode), b.expect_token))
             else:
                 failed.append((b.keys, rcode))
+            return False
+
+        try:
+            with ch.connect() as sock:
+                for b in conditional:
+                    want = chain.expects(b.expect_token) if b.expect_token is not None else None
+                    if want is None or error is not None:  # the chain broke in this exchange: Conflict
+                        again.extend(b.keys)
+                        continue
+                    new, rdata = fresh()
+                    b.move_token(token_rdatas(want), rdata)
+                    (msg_id,) = ch.ids(1)
+                    wire, mac = ch.signer.sign(b.body(msg_id), msg_id)
+                    (resp,) = ch.exchange(sock, [wire])
+                    if outcome(b, mac, resp):
+                        chain.moved(want, new)
+                if refused or failed or again or error is not None:
+                    again.extend(k for b in plain for k in b.keys)
+                    plain = []
+                batch = plain
+                for b in plain:
+                    b.move_token(None, fresh()[1])
+                if checked:
+                    control = UpdateBuilder(self._zone_wire)
+                    control.require_zone()
+                    batch = [*plain, control]
+                if batch:
+                    signed = [ch.signer.sign(b.body(i), i) for b, i in zip(batch, ch.ids(len(batch)), strict=True)]
+                    responses = ch.exchange(sock, [w for w, _ in signed])
+                    for b, (_, mac), resp in zip(batch, signed, responses, strict=True):
+                        outcome(b, mac, resp)
+        except (OSError, dns.exception.Timeout) as exc:
+            notify(self._listeners, written)
+            raise self._failures.unavailable(exc, doing) from exc
         if written and error is None and self.read_back:
             for k, reason in self._read_back(written, sends, raw, new_raw).items():
                 unfit[k] = reason
@@ -411,10 +499,10 @@ class Rfc2136Provider(Provider):
         log.debug("update sent", extra={"fields": {"provider": self.kind, "zone": self.zone,
                                                    "endpoints": len(new_raw), "messages": len(builders),
                                                    "refused": len(refused), "failed": len(failed)}})
-        return refused, [(keys, dns.rcode.Rcode.to_text(rcode)) for keys, rcode in failed], unfit
+        return refused, [(keys, dns.rcode.Rcode.to_text(rcode)) for keys, rcode in failed], unfit, again
 
     def _read_back(
-        self, written: list[EndpointKey], sends: dict[EndpointKey, tuple[Write, int]],
+        self, written: list[EndpointKey], sends: dict[EndpointKey, _Net],
         before: dict[EndpointKey, RawState], after: dict[EndpointKey, RawState],
     ) -> dict[EndpointKey, str]:
         """Ask the server, for the names just written, whether they are served: where the answer comes

@@ -5,7 +5,10 @@ Promises:
   pipelined on one TCP connection between two SOA queries whose serials must agree (retried up
   to 5 times, then one AXFR);
 - ``axfr`` is one TSIG-signed zone transfer, which the server serves from one version of the zone;
-  with ``keys=None`` it lists every endpoint that has a marker TXT;
+  with ``keys=None`` it lists every endpoint that has a marker TXT; the write token's TXT
+  (``token``) is never taken for one, nor is it ever queried as an endpoint's marker;
+- ``token`` reads the zone's write token with one TSIG-signed query (one AXFR when a wildcard
+  ``*.<zone>`` TXT could answer for it);
 - more keys than ``AXFR_THRESHOLD`` are read by AXFR when that is cheaper than queries (by the
   zone's size at the last transfer; before any, above ``_UNKNOWN_ZONE_KEYS`` keys);
 - every query and response is TSIG-signed and verified; an alias (CNAME/DNAME) answer is no records;
@@ -41,6 +44,7 @@ from dnsplane.errors import Permanent
 from dnsplane.model import EndpointKey, marker_name
 from dnsplane.providers.rfc2136.failures import TSIG_ERRORS
 from dnsplane.providers.rfc2136.marker import RawState, norm, raw_state
+from dnsplane.providers.rfc2136.token import token_name, token_text
 from dnsplane.providers.rfc2136.transport import MAX_IDS, Channel
 from dnsplane.providers.rfc2136.wire import (
     CNAME,
@@ -196,8 +200,47 @@ class ZoneReader:
             raise Permanent(f"{doing} at {self.failures.where}: no SOA for {self.zone}; is the zone served there?")
         return int(soa[0].serial)
 
+    def token(self) -> str:
+        """The zone's write token (``token``): one TSIG-signed query of its TXT, with a query of ``*.<zone>``
+        TXT beside it; when that wildcard exists (it would answer for an absent token), one AXFR instead."""
+        doing = "reading the write token"
+        ch = self.channel
+        questions = [(token_name(self.zone), TXT), (f"*.{self.zone}", TXT)]
+        signed = [self._query_message(n, t, i) for (n, t), i in zip(questions, ch.ids(2), strict=True)]
+        try:
+            with ch.connect() as sock:
+                responses = ch.exchange(sock, [w for w, _ in signed])
+        except (OSError, dns.exception.Timeout) as exc:
+            raise self.failures.unavailable(exc, doing) from exc
+        answer = self._fast_answer(responses[0], signed[0][1], TXT, doing)
+        probe = self._fast_answer(responses[1], signed[1][1], TXT, doing)
+        if probe.rdatas or probe.alias:
+            return token_text(self._transfer()[1].get(token_name(self.zone), []))
+        return token_text(answer.rdatas)
+
     def axfr(self, keys: list[EndpointKey] | None) -> dict[EndpointKey, RawState]:
         """One AXFR; ``keys`` None: every endpoint that has a marker TXT."""
+        records, txts, shapes = self._transfer()
+        if keys is None:
+            keys = []
+            for name in txts:
+                label, _, rest = name.partition(".")
+                rtype = label.removeprefix("_dnsplane-").upper()
+                if rtype in TYPES and rest:  # never the write token's name (``token``)
+                    keys.append(EndpointKey(rest, rtype))
+        out: dict[EndpointKey, RawState] = {}
+        for k in keys:
+            addrs, ttl = records.get((k.name, TYPES[k.rtype]), (set(), 0))
+            found = txts.get(marker_name(k))
+            blocked = blocked_in_zone(k, self.zone, shapes[CNAME], shapes[DNAME], shapes[NS] - {self.zone})
+            out[k] = raw_state(tuple(sorted(found)) if found else None, frozenset(addrs), ttl, blocked)
+        return out
+
+    def _transfer(
+        self,
+    ) -> tuple[dict[tuple[str, int], tuple[set[str], int]], dict[str, list[bytes]], dict[int, set[str]]]:
+        """One AXFR: the A/AAAA addresses and TTL by (name, type), the TXT rdatas of ``_dnsplane-`` names,
+        and the owners of CNAME, DNAME and NS records."""
         doing = "zone transfer (AXFR)"
         ch = self.channel
         records: dict[tuple[str, int], tuple[set[str], int]] = {}
@@ -229,20 +272,7 @@ class ZoneReader:
         except (OSError, EOFError, dns.exception.Timeout) as exc:
             raise self.failures.unavailable(exc, doing) from exc
         self.zone_rrs = count
-        if keys is None:
-            keys = []
-            for name in txts:
-                label, _, rest = name.partition(".")
-                rtype = label.removeprefix("_dnsplane-").upper()
-                if rtype in TYPES and rest:
-                    keys.append(EndpointKey(rest, rtype))
-        out: dict[EndpointKey, RawState] = {}
-        for k in keys:
-            addrs, ttl = records.get((k.name, TYPES[k.rtype]), (set(), 0))
-            found = txts.get(marker_name(k))
-            blocked = blocked_in_zone(k, self.zone, shapes[CNAME], shapes[DNAME], shapes[NS] - {self.zone})
-            out[k] = raw_state(tuple(sorted(found)) if found else None, frozenset(addrs), ttl, blocked)
-        return out
+        return records, txts, shapes
 
 
 def ancestors(name: str, zone: str) -> list[str]:

@@ -18,6 +18,8 @@ Promises:
   its address records are not served); then
   replaces the records (only if they differ) and the marker TXT (only if it differs), so the server
   applies it all or nothing;
+- ``UpdateBuilder.move_token`` adds to a message the replacement of the zone's write token
+  (``token``), conditional on its exact value (§2.4.2) or absence (§2.4.3) when asked;
 - the marker TXT is written as ``providers/marker_txt.py`` lays it out (a record of at most 3,900
   characters each); a write that cannot be encoded at all (a record longer than one RR's 65,535
   bytes: a guard) raises ``Unwritable`` with the reason, before anything is added to the message;
@@ -41,6 +43,7 @@ from dnsplane.errors import Permanent
 from dnsplane.model import EndpointKey, Observed
 from dnsplane.providers.base import Write
 from dnsplane.providers.rfc2136.marker import MARKER_TTL, RawState, norm, txt_rdatas
+from dnsplane.providers.rfc2136.token import LABEL_WIRE
 
 TYPES = {"A": 1, "AAAA": 28}
 TXT, SOA, TSIG, CNAME, DNAME, NS = 16, 6, 250, 5, 39, 2
@@ -89,6 +92,7 @@ class UpdateBuilder:
         self.n_prereq = 0
         self.n_updates = 0
         self.keys: list[EndpointKey] = []
+        self.expect_token: str | None = None  # the write token its writes expect (None: not conditional on it)
 
     def size(self) -> int:
         return 12 + len(self.zone_section) + len(self.prereq) + len(self.updates)
@@ -156,6 +160,20 @@ class UpdateBuilder:
         for rdata in new_txt or ():
             self.updates += marker_owner + _RR.pack(TXT, IN, MARKER_TTL, len(rdata)) + rdata
             self.n_updates += 1
+
+    def move_token(self, expected: tuple[bytes, ...] | None, new_rdata: bytes) -> None:
+        """Replace the zone's write token (``token``) by the TXT rdata ``new_rdata``; when ``expected`` is not
+        None, only if the token RRset is exactly those rdatas (§2.4.2, TTL 0; ``()``: §2.4.3, it does not
+        exist). Call it once, when the message's writes are all added."""
+        owner = LABEL_WIRE + _ZONE_PTR
+        if expected is not None:
+            if not expected:
+                self.prereq += owner + _RR.pack(TXT, NONE, 0, 0)
+            for rdata in expected:
+                self.prereq += owner + _RR.pack(TXT, IN, 0, len(rdata)) + rdata
+            self.n_prereq += len(expected) or 1
+        self.updates += owner + _RR.pack(TXT, ANY, 0, 0) + owner + _RR.pack(TXT, IN, 0, len(new_rdata)) + new_rdata
+        self.n_updates += 2
 
     def require_zone(self) -> None:
         """A prerequisite that the zone's SOA RRset exists (RFC 2136 §2.4.1: class ANY, type SOA, no rdata):
