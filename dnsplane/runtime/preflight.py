@@ -22,7 +22,9 @@ It does two things, in this order:
    permissions after the prerequisites. The same message deletes, at the name of the first endpoint
    of each type, that type's unspecified address (``0.0.0.0``, ``::``: I5 never writes them; the
    AXFR, read first, shows none there), so a policy that grants TXT but not A or AAAA is refused
-   too (every write would otherwise be refused, and every endpoint quarantined, for good).
+   too (every write would otherwise be refused, and every endpoint quarantined, for good); and a
+   TXT that cannot exist at the zone's write token (``_dnsplane-token.<zone>``, which every write
+   replaces: ``providers/rfc2136/token.py``), so a policy that does not grant it is refused as well.
    A server that cannot be reached (connection refused, timeout, SERVFAIL) is not permanent: it
    raises ``ProviderUnavailable`` and ``dnsplane up`` retries the preflight, saying so, until it
    passes or is stopped — the server may be starting with us; nothing could be written anyway.
@@ -37,7 +39,7 @@ It does two things, in this order:
    checked here.
 
 Limits: the UPDATE probe proves the key may change the marker TXT and the records of one endpoint
-of each type, not every name a narrow ``update-policy`` might leave out (that shows at the first
+of each type and the write token, not every name a narrow ``update-policy`` might leave out (that shows at the first
 write: the endpoint is quarantined and shown); the report is a snapshot at start, not kept up to date.
 """
 
@@ -60,9 +62,10 @@ import dns.xfr
 
 from dnsplane.config import Fleet
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, marker_name
+from dnsplane.model import EndpointKey, marker_name, normalise_name
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import Provider
+from dnsplane.providers.rfc2136.token import token_name
 
 TSIG_ERRORS = (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadKey,
                dns.message.UnknownTSIGKey)
@@ -249,12 +252,14 @@ _NEVER_WRITTEN = {"A": "0.0.0.0", "AAAA": "::"}
 
 def check_update(s: Server, probe: str, records: tuple[tuple[str, str], ...] = ()) -> None:
     """Send the no-op UPDATE: delete a TXT record that cannot exist at ``probe`` and, for each (name,
-    type) of ``records``, that type's unspecified address at that name (absent, as the caller checked):
-    a policy that grants TXT but not A or AAAA (every write would be refused and the endpoints
-    quarantined) is refused here, at start."""
+    type) of ``records``, that type's unspecified address at that name (absent, as the caller checked),
+    and the same TXT at the zone's write token: a policy that grants TXT but not A or AAAA, or not the
+    token (every write would be refused and the endpoints quarantined), is refused here, at start."""
     doing = f"a no-op UPDATE of {s.zone}"
     u = dns.update.UpdateMessage(s.zone)
-    u.delete(dns.name.from_text(probe), "TXT", f'"dnsplane-preflight {secrets.token_hex(12)}"')
+    nonce = f'"dnsplane-preflight {secrets.token_hex(12)}"'
+    u.delete(dns.name.from_text(probe), "TXT", nonce)
+    u.delete(dns.name.from_text(token_name(normalise_name(s.zone))), "TXT", nonce)  # every write replaces it
     for name, rtype in records:
         u.delete(dns.name.from_text(name), rtype, _NEVER_WRITTEN[rtype])
     u.use_tsig(s.key)

@@ -10,6 +10,7 @@ where the apply's chain expects it) is the endpoints' as before, not a Conflict 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.message
 import dns.name
@@ -18,17 +19,20 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
+import dns.tsig
 import dns.update
 import pytest
 
-from dnsplane.model import EndpointKey, Observed, RecordSet, Write
+from dnsplane.errors import Permanent
+from dnsplane.model import EndpointKey, Observed, RecordSet, Write, marker_name
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import TOKEN_ABSENT, Applied, Conflict, Rejected
 from dnsplane.providers.rfc2136 import Rfc2136Provider
 from dnsplane.providers.rfc2136.token import token_rdatas, token_text
 from dnsplane.providers.rfc2136.wire import UpdateBuilder
+from dnsplane.runtime.preflight import Server, check_update
 from tests.fakes import ZONE, key, marker, member, rs
-from tests.servers.named import NamedServer, named  # noqa: F401 - module fixture
+from tests.servers.named import NamedServer, named, running_named  # noqa: F401 - module fixture
 
 A, B, C, D = (key(f"{n}.demo.test") for n in "abcd")
 ONE = rs(member("lb1", "192.0.2.1"))
@@ -162,3 +166,18 @@ def test_the_token_parts_are_what_dnspython_builds(expected: str | None) -> None
     parsed, want = dns.message.from_wire(b.body(1)), dns.message.from_wire(ref.to_wire())
     assert isinstance(parsed, dns.update.UpdateMessage) and isinstance(want, dns.update.UpdateMessage)
     assert (parsed.prerequisite, parsed.update) == (want.prerequisite, want.update)
+
+
+def test_a_policy_that_does_not_grant_the_token_is_refused_at_start(tmp_path: Path) -> None:
+    # every write replaces the token: without the grant every one would be refused and its endpoint
+    # quarantined, so the preflight's no-op UPDATE names the token too
+    with running_named(tmp_path / "named", policy="no-token") as server:
+        p = Rfc2136Provider(ZONE, Rfc2136Config(server.host, server.port, key_file=server.key_file))
+        try:
+            assert isinstance(p.apply([first(A, ONE)])[0], Rejected)
+        finally:
+            p.close()
+        s = Server(ZONE, server.host, server.port, dns.tsig.Key(server.key_name, server.key_secret,
+                                                                 server.algorithm), 5.0)
+        with pytest.raises(Permanent, match="refuses dynamic updates"):
+            check_update(s, marker_name(A), ((A.name, "A"),))

@@ -11,7 +11,8 @@ Guarantees:
 - zones are dynamic: ``allow-update`` (default) or ``update-policy`` (the
   variant the docs show) for the test key, and ``allow-transfer`` for the key;
   ``policy="none"`` grants no updates (a zone dnsplane may read but not change);
-  ``policy="txt-only"`` grants TXT only (the markers, not the records);
+  ``policy="txt-only"`` grants TXT only (the markers, not the records); ``policy="no-token"`` all
+  but the zone's write token (``_dnsplane-token.<zone>`` TXT);
 - ``NamedServer.restart()`` stops and starts the same server on the same port;
   dynamic updates survive in the zone's journal.
 
@@ -205,6 +206,9 @@ def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, sec
         update = ""
     elif policy == "txt-only":  # a narrow grant: the markers may change, the records may not
         update = f'update-policy {{\n\t\tgrant "{key_name}" subdomain {{zone}} TXT;\n\t}};'
+    elif policy == "no-token":  # records and markers, not the zone's write token (the first rule that matches)
+        update = (f'update-policy {{\n\t\tdeny "{key_name}" name _dnsplane-token.{{zone}} TXT;\n'
+                  f'\t\tgrant "{key_name}" subdomain {{zone}} A AAAA TXT;\n\t}};')
     else:  # the update-policy variant shown in docs/providers/rfc2136.md
         update = (
             "update-policy {\n"

@@ -261,7 +261,7 @@ class Rfc2136Provider(Provider):
                             # an automated write reached the zone since the token was read
                             results[i] = Conflict(w.key, marker)
                             continue
-                        token = token or w.token
+                        token = w.token if token is None else token  # TOKEN_ABSENT is "": test None
                     results[i] = Applied(w.key)
                     marker, records, last = w.marker, w.records, w
                     count += 1
