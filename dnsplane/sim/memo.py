@@ -75,10 +75,11 @@ from dnsplane.sim.statespace import (
     World,
     actor_faults,
     in_flight,
+    moved,
     provider_faults,
 )
 from dnsplane.sim.vocabulary import HUMAN_FAULTS
-from dnsplane.sim.world import COMMANDS
+from dnsplane.sim.world import COMMANDS, SentBatch
 from dnsplane.store.memory import MemoryStore
 
 State = tuple[int, ...]
@@ -117,6 +118,7 @@ class _Done:
     aid: int
     row: Rows | None
     violations: tuple[Violation, ...]
+    moved: bool  # an automated write moved the provider's write token (every other pending SentBatch: ``moved``)
 
 
 # What each request reads, as parts of the state; what it writes is then a function of these (see
@@ -196,6 +198,7 @@ class MemoSpace:
         self.reduce = config.reduce
         self.safe = config.protocol == "safe"
         self.misses = 0
+        self.moved_ids: dict[int, int] = {}  # an actor's part -> the part once the token its SentBatch read moved
 
     # -- the search's interface (dnsplane.sim.search.Space) ------------------------------------------
 
@@ -342,7 +345,7 @@ class MemoSpace:
         if s[4] < self.config.faults:
             for name, a, _ in acts:
                 out += actor_faults(name, a.pending)
-            out += provider_faults(self.reps[s[1]], self.template.keys)
+            out += provider_faults(self.reps[s[1]], self.template.keys, self.config.fence_window)
         return out
 
     def forced(self, s: State) -> Move | None:
@@ -467,9 +470,37 @@ class MemoSpace:
                 out[pos] = done.aid
             else:
                 out[pos] = self._slot(done.aid, row if done.row is None else done.row)
-                nf = self.nf
-                out[nf:] = sorted(out[nf:])
+        if done.moved:
+            self._token_moved(out, pos)
+        if row is not None or done.moved:
+            nf = self.nf
+            out[nf:] = sorted(out[nf:])
         return tuple(out), done.violations
+
+    def _token_moved(self, out: list[int], pos: int) -> None:
+        """``World._token_moved`` on the parts: every actor but the mover (at ``pos``) that holds a
+        ``SentBatch`` whose token had not moved gets the same batch with ``moved`` set."""
+        reps = self.reps
+        for i in range(_FIXED, len(out)):
+            if i == pos:
+                continue
+            if i >= self.nf:
+                aid, row = reps[out[i]]
+                new = self._moved(aid)
+                if new != aid:
+                    out[i] = self._slot(new, row)
+            else:
+                out[i] = self._moved(out[i])
+
+    def _moved(self, aid: int) -> int:
+        new = self.moved_ids.get(aid)
+        if new is None:
+            a: _Actor = self.reps[aid]
+            p = a.pending
+            new = (self._actor_id(a.actor, moved(p)) if type(p) is SentBatch and p.has_token and not p.moved
+                   else aid)
+            self.moved_ids[aid] = new
+        return new
 
     def _values(self, s: State, reads: tuple[str, ...], row: Any) -> tuple[Any, ...]:
         if not reads:
@@ -496,6 +527,7 @@ class MemoSpace:
         it changed, and what the effects it ran read."""
         self.misses += 1
         w = self.materialize(s)
+        token = w.provider.write_token()
         w.apply(move)
         own = w.owned
         sid = self._intern(("store", w.store_part()), w.store) if "store" in own else s[0]
@@ -519,7 +551,8 @@ class MemoSpace:
             sid if sid != s[0] else -1, pid if pid != s[1] else -1, mid if mid != s[2] else -1,
             w.env if w.env != s[3] else -1, w.faults if w.faults != s[4] else -1,
             w.lkg if w.lkg != s[5] else None, -1 if aid is None else aid, new_row,
-            tuple(w.monitor.violations) if "monitor" in own else ())
+            tuple(w.monitor.violations) if "monitor" in own else (),
+            w.wrote_provider and w.provider.write_token() != token)
         return done, tuple(dict.fromkeys(effects))
 
     def settle(self, s: State) -> tuple[State, tuple[Violation, ...]]:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, NamedTuple
 
+from dnsplane.execute import NOT_FENCED, fence_read
 from dnsplane.model import Endpoint, EndpointKey, Generation
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -41,6 +42,7 @@ from dnsplane.protocol.messages import (
     Request,
     Resource,
     SetLastKnownGood,
+    WriteBatch,
 )
 from dnsplane.protocol.messages import Tick as TickEvent
 from dnsplane.protocol.planner import Planner
@@ -50,7 +52,7 @@ from dnsplane.sim import vocabulary
 from dnsplane.sim.identity import actor_part, copy_actor, copy_reply, monitor_part, reset_round
 from dnsplane.sim.invariants import MAX_HEAD, Monitor
 from dnsplane.sim.vocabulary import GARBLED
-from dnsplane.sim.world import COMMANDS, ZONE, SimExecutor, fleet
+from dnsplane.sim.world import COMMANDS, ZONE, SentBatch, SimExecutor, fleet
 from dnsplane.store.memory import MemoryStore
 
 
@@ -66,6 +68,10 @@ class Config:
     # reduction 8 (dnsplane/sim/explore.py): a reply whose handling is local to its actor is fed in the move
     # that ran its request; False: every reply is held until a move of its own (to check the reduction)
     merge_local: bool = True
+    # the fence's window (issue 13): a write batch's writer half (the provider's write token, then the store's
+    # fence) is a move of its own before its provider call, as the simulator sends it; False: one move, as
+    # the runtime's single thread call looks from outside (about 2.5 times the states)
+    fence_window: bool = False
 
 
 # -- moves -------------------------------------------------------------------------------------------
@@ -87,6 +93,11 @@ class Deliver(NamedTuple):
 
     def describe(self, world: World) -> str:
         what = world.pending[self.actor]
+        if type(what) is WriteBatch and world.config.fence_window and world.send(what) is not None:
+            return f"{self.actor}'s WriteBatch reads the write token and the store's fence, and is sent"
+        if type(what) is SentBatch:
+            moved = ", its token moved since it was read" if what.moved else ""
+            return f"{self.actor}'s WriteBatch reaches the provider{moved}"
         if isinstance(what, Request):
             return f"{self.actor}'s {type(what).__name__} runs"
         return f"{self.actor} receives {reply_text(what)}"
@@ -159,6 +170,17 @@ class EmptyRecords(NamedTuple):
         return f"a human empties {self.key.name}"
 
 
+class DeleteEndpoint(NamedTuple):
+    """A human deletes the endpoint whole, records and marker: "nothing" again, equal by value to what a
+    first write expects (only with ``Config.fence_window``: the race the write token closes)."""
+
+    key: EndpointKey
+    kind: str = vocabulary.ENDPOINT_DELETED
+
+    def describe(self, world: World) -> str:
+        return f"a human deletes {self.key.name}'s records and marker"
+
+
 class DeleteMarker(NamedTuple):
     """A human deletes an endpoint's marker, keeping its records."""
 
@@ -215,7 +237,7 @@ class RejectWrites(NamedTuple):
 
 
 Move = (Deliver | Tick | HealthChange | Crash | RaiseInRequest
-        | EmptyRecords | DeleteMarker | GarbleMarker | LowerMarker | RaiseMarker | RejectWrites)
+        | EmptyRecords | DeleteEndpoint | DeleteMarker | GarbleMarker | LowerMarker | RaiseMarker | RejectWrites)
 ActorMove = Deliver | Tick | Crash | RaiseInRequest  # the moves that feed one actor (``.actor``)
 
 
@@ -232,12 +254,15 @@ def actor_faults(name: str, pending: object) -> list[Move]:
     return out
 
 
-def provider_faults(provider: MemoryProvider, keys: Sequence[EndpointKey]) -> list[Move]:
-    """The faults a person or the provider can make at each endpoint (in ``moves()`` order)."""
+def provider_faults(provider: MemoryProvider, keys: Sequence[EndpointKey], whole: bool = False) -> list[Move]:
+    """The faults a person or the provider can make at each endpoint (in ``moves()`` order); ``whole``: a
+    deletion of an endpoint whole too (``Config.fence_window``)."""
     out: list[Move] = []
     rejects = provider.rejected()
     for key in keys:
         seen = provider.read([key])[key]
+        if whole and seen.records is not None and seen.marker is not None:
+            out.append(DeleteEndpoint(key))
         if seen.records is not None:
             out.append(EmptyRecords(key))
         if seen.marker is not None:
@@ -285,6 +310,11 @@ _LOCAL_EFFECTS = frozenset(c for c in COMMANDS if issubclass(c, Effect)
 
 def _local(step: Any) -> bool:
     return all(type(c) in _LOCAL_EFFECTS for c in step.effects)
+
+
+def moved(sent: SentBatch) -> SentBatch:
+    """``sent`` after an automated write moved the token it read."""
+    return replace(sent, moved=True)
 
 
 def in_flight(actor: Any, pending: object) -> int | None:
@@ -459,7 +489,7 @@ class World:
         if self.faults < self.config.faults:
             for name in self.actors:
                 yield from actor_faults(name, self.pending.get(name))
-            yield from provider_faults(self.provider, self.keys)
+            yield from provider_faults(self.provider, self.keys, self.config.fence_window)
 
     def reduced_moves(self) -> list[Move]:
         """``moves()``, or only the one move reductions 4 to 6 force, less self-loops (dnsplane/sim/explore.py)."""
@@ -558,10 +588,14 @@ class World:
         if changed is not None:
             self.actors[changed] = copy_actor(self.actors[changed])
             self.ids.pop(changed, None)
+        token = self.provider.write_token()
         match move:
             case Deliver(actor=name):
                 what = self.pending.pop(name)
-                if isinstance(what, Request):
+                sent = self.send(what) if type(what) is WriteBatch and self.config.fence_window else None
+                if sent is not None:  # its writer's half: the provider's call is a later move
+                    self.pending[name] = sent
+                elif isinstance(what, Request):
                     self._reply(name, self._request(name, what))
                     deleted = what.COLLECTS
                 else:
@@ -592,6 +626,14 @@ class World:
                 seen = provider.read([key])[key]
                 self._own_monitor().exempt(key, float("inf"))
                 provider.hand_edit(key, None, seen.marker)
+                self.wrote_provider = True
+            case DeleteEndpoint(key=key):
+                self.faults += 1
+                provider = self._own_provider()
+                monitor = self._own_monitor()
+                monitor.exempt(key, float("inf"))  # as EmptyRecords: I1's bound needs a clock the explorer has not
+                monitor.hand_edited(key, None)
+                provider.hand_edit(key, None, None)
                 self.wrote_provider = True
             case DeleteMarker(key=key):
                 self.faults += 1
@@ -626,6 +668,8 @@ class World:
                 assert seen.marker is not None
                 provider.hand_edit(key, seen.records, replace(seen.marker, generation=GARBLED))
                 self.wrote_provider = True
+        if self.wrote_provider and self.provider.write_token() != token:
+            self._token_moved(changed)
         if changed is not None:
             actor = self.actors[changed]
             if actor.busy and changed not in self.pending:  # no reply will come: it never runs again
@@ -637,6 +681,23 @@ class World:
             monitor.check(self.provider.read(self.keys))  # read, not read_all: an emptied key must show
             if deleted:
                 monitor.check_references(self.referenced(), self._digest)
+
+    def send(self, what: WriteBatch) -> SentBatch | None:
+        """The writer's half of ``what`` (``execute.fence_read``), read as a move of its own as the simulator
+        reads it when the write is sent: the request left for the provider's call, or None when there is no
+        half (no fence, or every write has a chain token)."""
+        fenced = fence_read(self.store, self.provider, what)
+        if fenced is NOT_FENCED:
+            return None
+        return SentBatch(what, tuple(sorted(fenced.stale.items())), fenced.token is not None)
+
+    def _token_moved(self, mover: str | None) -> None:
+        """An automated write moved the provider's write token: every other actor's batch sent with the
+        token read before now carries a token the provider no longer has."""
+        for name, what in self.pending.items():
+            if name != mover and type(what) is SentBatch and what.has_token and not what.moved:
+                self.pending[name] = moved(what)
+                self.ids.pop(name, None)
 
     def _executor(self) -> SimExecutor:
         """An interpreter on this state's store, provider and monitor (kept until one is copied)."""

@@ -22,6 +22,8 @@ explorer move                          the driver's fault
 ``(MARKER_RAISED, key, generation)``   none: the explorer's only (``g=`` raised by one, in range; the driver's
                                        raised markers are out of range, ``marker_out_of_range``)
 ``(REJECTED, key)``                    ``partial_write``, mode ``rejected`` (for good: no window)
+``(ENDPOINT_DELETED, key)``            the ``hand-edits`` scenario's deletion of an endpoint whole (records
+                                       and marker); offered only with ``--fence-window``
 =====================================  =================================================================
 """
 
@@ -109,7 +111,8 @@ MARKER_OUT_OF_RANGE: str = FaultKind.MARKER_OUT_OF_RANGE.value
 MARKER_STALE: str = Corruption.MARKER_STALE.value
 # Not a ``Corruption`` member: the driver draws corruptions in that enum's order, and old seeds must replay
 MARKER_RAISED = "marker_raised"  # a marker's g= raised by hand by one, in range (its seal broken)
+ENDPOINT_DELETED = "endpoint_deleted"  # an endpoint deleted whole by hand, records and marker (the fence's window)
 REJECTED: str = PartialWrite.REJECTED.value
 # the explorer's moves that are a person's edit or the provider's doing: no actor moves
 HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, MARKER_STALE, MARKER_RAISED,
-                                          REJECTED})
+                                          REJECTED, ENDPOINT_DELETED})

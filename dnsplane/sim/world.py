@@ -85,7 +85,29 @@ from dnsplane.sim.flaky import FlakyProvider, FlakyStore
 from dnsplane.store.memory import MemoryStore
 
 ZONE = "sim.test."
-COMMANDS: tuple[type[Command], ...] = (*REQUEST_CLASSES, *EFFECT_CLASSES, *LEGACY_REQUESTS)  # every command class
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SentBatch(Request[WriteDone]):
+    """The explorer's ``WriteBatch`` once its writer's half (``execute.fence_read``: the provider's write
+    token, then the store's fence) ran in a move of its own: what is left is the provider's call. It keeps
+    what that half read as values a state can count: ``stale`` as sorted pairs, and of the token only
+    whether one was read (``has_token``) and whether an automated write has moved it since (``moved``,
+    set by the explorer on every pending ``SentBatch`` when a move writes the provider: statespace.py).
+    Reply: the runtime's handler on ``request`` with that half, the token as the provider has it now, or
+    one it never has when it moved."""
+
+    READS = frozenset({Resource.PROVIDER})
+    WRITES = frozenset({Resource.PROVIDER})
+    request: WriteBatch
+    stale: tuple[tuple[EndpointKey, Generation], ...]
+    has_token: bool
+    moved: bool = False
+
+
+MOVED = "moved"  # a token no provider has: what a SentBatch whose token moved carries to the provider
+COMMANDS: tuple[type[Command], ...] = (*REQUEST_CLASSES, *EFFECT_CLASSES, *LEGACY_REQUESTS,  # every command class
+                                       SentBatch)
 
 
 _WORLD = STORE_RESOURCES | {Resource.PROVIDER}
@@ -272,6 +294,7 @@ class SimExecutor(Interpreter):
         table[ForceWrite] = _force_write
         table[Begin] = _begin_and_note
         table[WriteBatch] = _write_batch_sent
+        table[SentBatch] = _sent_batch
         table[SetLastKnownGood] = _set_last_known_good_and_note
         table[CleanUp] = _cleanup
         if on_publish is not None:
@@ -376,6 +399,11 @@ _RUNTIME_WRITE_BATCH: Callable[..., Event | None] = handlers()[WriteBatch]
 def _write_batch_sent(ex: SimExecutor, actor: str, cmd: WriteBatch, now: float) -> Event | None:
     # with the writer's half the driver read when the request was sent (none: read now, as the runtime does)
     return _RUNTIME_WRITE_BATCH(ex, actor, cmd, now, ex.fenced.pop(actor, None))
+
+
+def _sent_batch(ex: SimExecutor, actor: str, cmd: SentBatch, now: float) -> Event | None:
+    token = (MOVED if cmd.moved else ex.provider.write_token()) if cmd.has_token else None
+    return _RUNTIME_WRITE_BATCH(ex, actor, cmd.request, now, Fenced(token, dict(cmd.stale)))
 
 
 _RUNTIME_SET_LKG = handlers()[SetLastKnownGood]

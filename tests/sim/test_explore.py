@@ -45,6 +45,39 @@ def test_safe_with_one_fault_anywhere_every_state_no_violation() -> None:
     assert report.states > 150_000
 
 
+# The fence's window (docs/design.md): one enactor and the verifier write one endpoint, a whole deletion
+# among the faults, each write's writer half (write token, then the store's fence) a move of its own
+WINDOW = Config(protocol="safe", generations=2, endpoints=1, enactors=1, faults=1, fence_window=True)
+
+
+def test_the_fence_window_every_state_no_violation() -> None:
+    report = explore(WINDOW, look_for="any")  # ~96k states, a few seconds
+    assert report.complete and report.violation is None, (report.violation, report.path)
+    assert report.states > 50_000
+
+
+def test_without_the_write_token_the_explorer_finds_the_fence_windows_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the simulator found (hand-edits 5357): enactor-1 sends its write of plan 1 into an empty
+    endpoint (the store's fence knows no plan 2 yet), plan 2 is published and written by the verifier, a
+    person deletes the endpoint whole, and enactor-1's write reaches the provider, which finds "nothing"
+    as the write expects (I2). With the token, the verifier's write moved it (the test above)."""
+    from dnsplane.providers.memory import MemoryProvider
+
+    monkeypatch.setattr(MemoryProvider, "write_token", lambda self: None)
+    report = explore(WINDOW, look_for="any")
+    assert report.violation is not None and report.violation.short == "I2", report.violation
+    assert any("WriteBatch reads the write token and the store's fence" in step for step in report.path)
+    assert any("deletes e0.sim.test.'s records and marker" in step for step in report.path)
+    assert "WriteBatch reaches the provider" in report.path[-1]
+
+
+def test_the_fence_window_with_three_generations_every_state_no_violation() -> None:
+    """Two enactors, two endpoints, no fault: about 1.2 million states (2.5 times the one-move fence's)."""
+    report = explore(Config(protocol="safe", generations=3, fence_window=True), look_for="any")
+    assert report.complete and report.violation is None, (report.violation, report.path)
+    assert report.states > 1_000_000
+
+
 def test_an_enactor_that_does_not_hold_a_marker_less_endpoint_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The explorer finds chaos 80234's gap when the hold is taken out: a human deletes a marker, the
     enactors skip the endpoint without holding it, the collector passes the generation the
@@ -126,6 +159,8 @@ def _reachable(config: Config) -> tuple[set[tuple[Any, ...]], set[str], int, int
     Config(protocol="safe", generations=2),  # ~32k states unreduced, ~10 s
     Config(protocol="legacy", generations=2),
     Config(protocol="legacy", generations=3),
+    Config(protocol="safe", generations=2, enactors=1, fence_window=True),
+    Config(protocol="safe", generations=1, endpoints=1, enactors=1, faults=1, fence_window=True),
 ], ids=str)
 def test_reductions_reach_every_visible_state(config: Config) -> None:
     full = _reachable(Config(**{**config.__dict__, "reduce": False}))
@@ -218,6 +253,8 @@ SMALL = [
     Config(protocol="safe", generations=2, enactors=1, reduce=False),
     Config(protocol="safe", generations=1, enactors=1, faults=1, merge_local=False),  # every reply held
     Config(protocol="legacy", generations=2, merge_local=False),
+    Config(protocol="safe", generations=2, enactors=1, fence_window=True),
+    Config(protocol="safe", generations=1, endpoints=1, enactors=1, faults=1, fence_window=True),
 ]
 
 
