@@ -27,28 +27,19 @@ from dnsplane import execute
 from dnsplane.execute import Fenced, Interpreter, drain
 from dnsplane.model import Applied, Conflict, EndpointKey, Generation, RecordSet
 from dnsplane.protocol.enactor import Enactor
-from dnsplane.protocol.messages import Event, Step, Tick, WriteBatch, WriteDone
+from dnsplane.protocol.messages import Tick, WriteBatch, WriteDone
 from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Provider
 from dnsplane.providers.route53 import Route53Provider
 from dnsplane.store.base import Store
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE, key, member, rs
+from tests.providers.test_rfc2136_fence import until_write
 from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module fixture
 
 WINDOW = key("window.demo.test")
 OLD = rs(member("lb-1", "10.0.0.1"), member("lb-2", "10.0.0.2"))
 NEW = rs(member("lb-2", "10.0.0.2"), member("lb-3", "10.0.0.3"))
-
-
-def until_write(actor: Enactor, event: Event, ex: Interpreter, now: float) -> Step:
-    """Run the actor's steps until the one that sends a ``WriteBatch``; return it, not run."""
-    step = actor.handle(event)
-    while not isinstance(step.request, WriteBatch):
-        reply = ex.run(actor.name, step, now)
-        assert reply is not None, "the enactor finished without writing"
-        step = actor.handle(reply)
-    return step
 
 
 def held_records(p: Route53Provider, k: EndpointKey) -> RecordSet | None:
