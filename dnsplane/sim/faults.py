@@ -141,6 +141,9 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                                      value=round(rng.random(), 3)))
                 case FaultKind.RELABEL_OWNER:
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints))))
+                case FaultKind.MARKER_RESTORED:
+                    # ``value``: which older marker of the endpoint (a fraction of their number, oldest first)
+                    out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), value=round(rng.random(), 3)))
                 case FaultKind.REQUEST_EXCEPTION:
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

@@ -81,6 +81,10 @@ class FaultInjector:
         self.partial_until: dict[tuple[EndpointKey, str], float] = {}
         self.lies: dict[EndpointKey, float] = {}
         self.check_partial = FaultKind.PARTIAL_WRITE in kinds
+        # marker_restored: every marker dnsplane wrote at each endpoint, oldest first (the listener below)
+        self.written_markers: dict[EndpointKey, list[Marker]] = {}
+        if FaultKind.MARKER_RESTORED in kinds:
+            sim.provider.add_listener(self._note_markers)
         # health_amnesia: the targets' true health (the workload), and the targets the store kept as down
         # at the planner's last restart that it has not observed up since
         # (and with a health grace: H1's check of the grace needs the world's health across restarts)
@@ -158,6 +162,8 @@ class FaultInjector:
                 self._marker_in_range(f)
             case FaultKind.RELABEL_OWNER:
                 self._relabel_owner(f)
+            case FaultKind.MARKER_RESTORED:
+                self._marker_restored(f)
             case FaultKind.RIVAL_OWNER:
                 self._rival_owner(f)
             case FaultKind.PARTIAL_WRITE:
@@ -321,6 +327,34 @@ class FaultInjector:
             # it (raised with its seal broken it names no plan: the monitor's I2 ignores it, the
             # baseline stays)
             sim.monitor.hand_edited(key, int(g))
+        sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
+        self.corrupting = True
+        sim.provider.hand_edit(key, records, marker)
+        self.corrupting = False
+
+    def _note_markers(self, keys: list[EndpointKey]) -> None:
+        if self.corrupting:
+            return  # a person's edit: not a marker dnsplane wrote
+        for key, seen in self.sim.provider.read(keys).items():
+            if seen.marker is not None:
+                self.written_markers.setdefault(key, []).append(seen.marker)
+
+    def _marker_restored(self, f: Fault) -> None:
+        """A person puts back, byte for byte (``p=`` included, so its seal holds), an older marker dnsplane
+        wrote at endpoint ``f.target`` (``f.value`` picks it: a fraction of their number, oldest first), from
+        a backup or an old zone file, and leaves the records as they are. Only the compare-and-swap's records
+        tell such a marker from the one a delayed writer read: the marker alone matches again."""
+        sim = self.sim
+        key = sim.by_endpoint[f.target].key
+        seen = sim.provider.read([key])[key]
+        found, records = seen.marker, seen.records
+        older = [m for m in self.written_markers.get(key, ()) if found is not None and m.generation < found.generation
+                 and m.owner == found.owner]
+        if found is None or records is None or not older:
+            return
+        marker = older[min(int(f.value * len(older)), len(older) - 1)]
+        self.fired(f.kind)
+        sim.monitor.hand_edited(key, int(marker.generation))  # a marker that passes for dnsplane's: baseline restarts
         sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
         self.corrupting = True
         sim.provider.hand_edit(key, records, marker)

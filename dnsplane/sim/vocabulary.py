@@ -64,6 +64,7 @@ class FaultKind(StrEnum):
     MARKER_IN_RANGE = "marker_in_range"  # a human sets g= to a kept plan's generation, or writes such a marker (no p=)
     RELABEL_OWNER = "relabel_owner"  # a human edits o=: another installation's marker relabelled as ours
     RIVAL_OWNER = "rival_owner"  # a second installation whose fleet adopts an endpoint too: it keeps taking it back
+    MARKER_RESTORED = "marker_restored"  # a person puts back an older marker byte for byte (p= too), records kept
 
 
 class Corruption(StrEnum):

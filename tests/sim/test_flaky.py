@@ -46,10 +46,10 @@ class Clock:
 def test_the_derived_command_sets_are_the_hand_lists_they_replace() -> None:
     store = {ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp,
              Begin, Finish, AdvanceHead, SetLastKnownGood, Journal}
-    provider = {ReadMarkers, WriteBatch, Resolve, ForceWrite}
+    provider = {ReadMarkers, WriteBatch, Resolve, ForceWrite, world.SentBatch}  # SentBatch: the explorer's only
     assert store | provider == world.CALLS_WORLD
     assert provider == world.PROVIDER_CALLS  # the legacy CleanUp deletes records, but is the store's
-    assert {WriteBatch, ForceWrite} == world.PROVIDER_WRITES
+    assert {WriteBatch, ForceWrite, world.SentBatch} == world.PROVIDER_WRITES
     assert {Collect, CleanUp} == world.COLLECTING
 
 
@@ -57,7 +57,7 @@ def test_the_vocabulary_is_the_scenarios() -> None:
     assert vocabulary.FAULT_KINDS == scenario.FAULT_KINDS
     assert all(type(k) is str for k in vocabulary.FAULT_KINDS)
     assert {"emptied", "marker_deleted", "marker_out_of_range", "marker_stale", "marker_raised",
-            "rejected"} == vocabulary.HUMAN_FAULTS
+            "rejected", "endpoint_deleted"} == vocabulary.HUMAN_FAULTS
     assert vocabulary.GARBLED == 2**63 - 1
 
 
