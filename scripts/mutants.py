@@ -59,6 +59,9 @@ EXPLORE_FAST = {
     "g2": ["explore", "--protocol", "safe", "--generations", "2", "--max-states", "2000000"],
     "g3": ["explore", "--protocol", "safe", "--generations", "3", "--max-states", "2000000"],
     "g2f1": ["explore", "--protocol", "safe", "--generations", "2", "--faults", "1", "--max-states", "3000000"],
+    # three generations, one endpoint, one enactor (and the verifier), one fault anywhere
+    "g3n1f1": ["explore", "--protocol", "safe", "--generations", "3", "--endpoints", "1", "--enactors", "1",
+               "--faults", "1", "--max-states", "2000000"],
     # the fence's window (a write's writer half and its provider call as two moves) with one fault anywhere,
     # a whole deletion among them: one enactor and the verifier as the two writers of one endpoint
     "w1": ["explore", "--protocol", "safe", "--generations", "2", "--endpoints", "1", "--enactors", "1",
@@ -67,8 +70,9 @@ EXPLORE_FAST = {
 # the scenarios of the sweep, in order of cost (a targeted scenario kills its mutants in its first seeds)
 SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "dns-silent", "health-grace", "rivals",
          "marker-edits", "held-repairs", "us-east-1"]
-TOOL_ORDER = ["g2", "w1", "g3", "g2f1", "default", *SWEEP, "tests"]
-GROUPS = {"explore-fast": ["g2", "w1", "g3", "g2f1"], "explore": ["default"], "sweep": SWEEP, "tests": ["tests"]}
+TOOL_ORDER = ["g2", "w1", "g3", "g3n1f1", "g2f1", "default", *SWEEP, "tests"]
+GROUPS = {"explore-fast": ["g2", "w1", "g3", "g3n1f1", "g2f1"], "explore": ["default"], "sweep": SWEEP,
+          "tests": ["tests"]}
 DEFAULT_TOOLS = "explore-fast,explore,sweep"
 
 
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                              "never edited itself")
     parser.add_argument("--only", default="", help="comma-separated mutant ids, run in that order (default: all)")
     parser.add_argument("--tools", default=DEFAULT_TOOLS,
-                        help="comma-separated groups or tools, run cheapest first: explore-fast (g2, w1, g3, g2f1), "
+                        help="comma-separated groups or tools, run cheapest first: explore-fast (g2, w1, g3, g3n1f1, g2f1), "
                              f"explore (default), sweep ({', '.join(SWEEP)}), tests (default {DEFAULT_TOOLS})")
     parser.add_argument("--seeds", type=int, default=10_000, help="seeds of each sweep scenario (default 10,000)")
     parser.add_argument("--workers", type=int, default=1, help="simulate --workers (default 1)")
