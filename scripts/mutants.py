@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                              "never edited itself")
     parser.add_argument("--only", default="", help="comma-separated mutant ids, run in that order (default: all)")
     parser.add_argument("--tools", default=DEFAULT_TOOLS,
-                        help="comma-separated groups or tools, run cheapest first: explore-fast (g2, w1, g3, g3n1f1, g2f1), "
+                        help="comma-separated groups or tools, run cheapest first: explore-fast "
+                             "(g2, w1, g3, g3n1f1, g2f1), "
                              f"explore (default), sweep ({', '.join(SWEEP)}), tests (default {DEFAULT_TOOLS})")
     parser.add_argument("--seeds", type=int, default=10_000, help="seeds of each sweep scenario (default 10,000)")
     parser.add_argument("--workers", type=int, default=1, help="simulate --workers (default 1)")
