@@ -527,7 +527,7 @@ class MemoSpace:
         it changed, and what the effects it ran read."""
         self.misses += 1
         w = self.materialize(s)
-        token = w.provider.write_token()
+        token = w.provider.write_token() if self.config.fence_window else None  # only a SentBatch reads it
         w.apply(move)
         own = w.owned
         sid = self._intern(("store", w.store_part()), w.store) if "store" in own else s[0]
@@ -552,7 +552,7 @@ class MemoSpace:
             w.env if w.env != s[3] else -1, w.faults if w.faults != s[4] else -1,
             w.lkg if w.lkg != s[5] else None, -1 if aid is None else aid, new_row,
             tuple(w.monitor.violations) if "monitor" in own else (),
-            w.wrote_provider and w.provider.write_token() != token)
+            token is not None and w.wrote_provider and w.provider.write_token() != token)
         return done, tuple(dict.fromkeys(effects))
 
     def settle(self, s: State) -> tuple[State, tuple[Violation, ...]]:

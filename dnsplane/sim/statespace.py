@@ -588,7 +588,7 @@ class World:
         if changed is not None:
             self.actors[changed] = copy_actor(self.actors[changed])
             self.ids.pop(changed, None)
-        token = self.provider.write_token()
+        token = self.provider.write_token() if self.config.fence_window else None
         match move:
             case Deliver(actor=name):
                 what = self.pending.pop(name)
@@ -668,7 +668,7 @@ class World:
                 assert seen.marker is not None
                 provider.hand_edit(key, seen.records, replace(seen.marker, generation=GARBLED))
                 self.wrote_provider = True
-        if self.wrote_provider and self.provider.write_token() != token:
+        if token is not None and self.wrote_provider and self.provider.write_token() != token:
             self._token_moved(changed)
         if changed is not None:
             actor = self.actors[changed]
