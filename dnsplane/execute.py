@@ -146,19 +146,12 @@ def _load_content_at(ex: Interpreter, actor: str, cmd: LoadContentAt, now: float
     return ContentLoaded(now, ex.store.content_at(cmd.pairs))
 
 
-def _unfenced(w: Write) -> bool:
-    """Whether nothing at the provider tells the state ``w`` expects from an older one: no marker, or one
-    without a chain token (written before them, or by hand: no seal to check). The store's fence checks
-    these (``WriteBatch``). A marker whose seal is broken is left out: the enactors never write over it,
-    and the verifier repairs it only from a snapshot loaded after it was seen (``_HAND_MADE``)."""
-    return w.expect is None or not w.expect.prev
-
-
 @dataclass(frozen=True, slots=True)
 class Fenced:
     """The writer's half of a ``WriteBatch``, read before its provider call (``fence_read``): the zone's
-    write token (``None``: no write needs it, or the provider keeps none) and, for each write the fence
-    checks, the newest plan past the fence and the write's own generation that changed its endpoint."""
+    write token (``None``: the batch has no fence, or the provider keeps none) and, for each write a newer
+    plan made stale, the newest plan past the fence and the write's own generation that changed its
+    endpoint."""
 
     token: str | None
     stale: dict[EndpointKey, Generation]
@@ -168,23 +161,21 @@ NOT_FENCED = Fenced(None, {})
 
 
 def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
-    """The store's half of ``cmd`` (see ``WriteBatch``), and the provider's write token read just before it.
-    Usually no stale write (one indexed range read), and nothing read at all when every write has a chain
-    token for the provider's compare-and-swap to compare.
+    """The store's half of ``cmd`` (see ``WriteBatch``), and the provider's write token read just before it:
+    one provider read and one indexed store range read per batch (the changes after the fence: usually
+    none).
 
     The token closes the window between this read and the provider call (docs/design.md, "The fence's
     window"): a plan published after the store read is written after the token read, and that write moves
-    the token, so a write that carries it fails even when a person deletes the endpoint afterwards."""
+    the token, so a write that carries it fails even when a person deletes the endpoint afterwards, or
+    puts back the exact state the writer read."""
     fence = cmd.fence
     if fence is None:
-        return NOT_FENCED
-    unfenced = [w for w in cmd.writes if _unfenced(w)]
-    if not unfenced:
         return NOT_FENCED
     token = provider.write_token()  # first: what the store shows below was published after it
     newer = store.changed_between(fence, EVERY_GENERATION)
     stale: dict[EndpointKey, Generation] = {}
-    for w in unfenced if newer else ():
+    for w in cmd.writes if newer else ():
         found = newer.get(w.key)
         if found is not None and found.generation > max(fence, w.marker.generation):
             stale[w.key] = found.generation
@@ -200,8 +191,7 @@ def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float, fence
     stale, token = fenced.stale, fenced.token
     writes = cmd.writes
     if token is not None:
-        writes = tuple(Write(w.key, w.expect, w.records, w.marker, w.expect_records, token) if _unfenced(w) else w
-                       for w in writes)
+        writes = tuple(Write(w.key, w.expect, w.records, w.marker, w.expect_records, token) for w in writes)
     if not stale:
         return WriteDone(now, ex.provider.apply(writes))
     sent = tuple(w for w in writes if w.key not in stale)

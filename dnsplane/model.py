@@ -418,9 +418,8 @@ class Write:
     open: the refused writer re-reads, and the lowered marker looks like one it may write over.)
 
     ``token``: the zone's write token (``Provider.write_token``) as the writer read it just before the
-    store's fence, on a write into an endpoint that has nothing at the provider to compare (no marker,
-    or one without ``p=``: ``WriteBatch``). Such a write is made only if no automated write reached the
-    zone since the token was read (the provider's token is still ``token``, or only this ``apply``'s own
+    store's fence (``WriteBatch``). Such a write is made only if no automated write reached the zone
+    since the token was read (the provider's token is still ``token``, or only this ``apply``'s own
     earlier changes moved it); else it comes back ``Conflict``. ``None``: not conditional on it.
     """
 
@@ -480,7 +479,7 @@ class Applied:
 class Conflict:
     """The precondition failed; ``current`` is the marker found instead. ``newer``: not sent, because
     a plan newer than the write changed the endpoint since the writer read the store (the store's
-    fence on a write into an endpoint without a marker, ``WriteBatch.fence``)."""
+    fence, ``WriteBatch.fence``)."""
 
     key: EndpointKey
     current: Marker | None

@@ -36,18 +36,17 @@ released, once). Back in the fleet, a released marker of this installation is it
 other: a later plan writes over it (unreleased); one already at the plan's content is
 skip-applied, and the verifier rewrites it unreleased. Every marker written carries the owner id.
 
-An endpoint deleted whole by hand (records and marker) looks never written, and no compare-and-swap
-on the provider can tell the two apart: a first write decided before such a deletion, delayed past a
-newer plan's write and the deletion, would land. So a write into an endpoint without a marker (or with a
-marker without a chain token) carries the plan's generation as a fence
-(``WriteBatch.fence``): in the write's own step the store is asked whether a newer plan changed the
-endpoint, and if one did the write is not sent (``Conflict(newer=...)``); the endpoint is read again,
-and written with the newest content if it is still empty.
+An endpoint deleted whole by hand (records and marker) looks never written, and one a person put back
+from a backup looks as it did then: no compare-and-swap on the provider can tell either from the state a
+delayed writer read, so that write, delayed past a newer plan's write and the person's edit, would land.
+So every write carries the plan's generation as a fence (``WriteBatch.fence``): in the write's own step
+the store is asked whether a newer plan changed the endpoint, and if one did the write is not sent
+(``Conflict(newer=...)``); an empty endpoint is read again, and written with the newest content if it is
+still empty; any other is left to the newer plan. A plan published after that store read is written after
+the provider's write token was read, and moves it: the write carries the token and fails.
 
 Limits: it writes only over states dnsplane could have written (records and a
 marker that describe each other); hand-made states are the verifier's to repair.
-The fence is read a few milliseconds before the provider call: a newer plan published, written and
-deleted whole by hand inside that window is not seen (docs/model-fidelity.md, ``WriteBatch``).
 """
 
 from __future__ import annotations
@@ -488,8 +487,8 @@ class Enactor:
         self.sent = {w.key: w for w in writes}
         self.phase = _WRITING
         # ``fence``: the store is asked again, in the write's own step, whether a plan newer than this
-        # one changed an endpoint found without a marker (an endpoint deleted whole by hand after the
-        # newer plan's write looks as it did when it was read: ``WriteBatch``)
+        # one changed an endpoint (one deleted whole, or put back by hand, after the newer plan's write
+        # looks as it did when it was read: ``WriteBatch``)
         return request(WriteBatch(tuple(writes), fence=self.working))
 
     def _on_results(self, results: list[WriteResult]) -> Step:
@@ -530,8 +529,9 @@ class Enactor:
                 case Conflict(key=key, newer=newer) if newer is not None:
                     # Not sent: a newer plan changed the endpoint since it was read (``WriteBatch.fence``).
                     # Found empty, it stays pending, is re-read, and gets the newest content if it is
-                    # still empty (``MarkersRead.newer``); behind a marker without a chain token, it is
-                    # left to the newer plan's enactors and the verifier, held as a skip-corrupt one.
+                    # still empty (``MarkersRead.newer``); behind a marker, it is left to the newer plan's
+                    # enactors and the verifier, held as a skip-corrupt one (at a sealed marker's own
+                    # generation, whose content the endpoint still serves).
                     self.stats["conflicts"] += 1
                     entries.append((key, "conflict", before, desired.generation,
                                     f"plan {newer} changed the endpoint after it was read"))

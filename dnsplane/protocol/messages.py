@@ -266,20 +266,19 @@ class LoadContentAt(Request[ContentLoaded]):
 @dataclass(frozen=True, slots=True)
 class WriteBatch(Request[WriteDone]):
     """Reply: provider.apply(writes). With ``fence`` (the newest generation whose changes the writer
-    had read from the store), each write into an endpoint without a marker (``Write.expect`` None:
-    nothing there, or records alone) or with a marker without a chain token (``p=``: written before
-    chain tokens, or by hand; nothing to check) is first checked against the store, in the same step,
-    before the provider: if a plan newer than both the fence and the write's own generation changed the
-    endpoint, the write is not sent and comes back ``Conflict(key, current, newer=that plan)``.
+    had read from the store), each write is first checked against the store, in the same step, before
+    the provider: if a plan newer than both the fence and the write's own generation changed the
+    endpoint, the write is not sent and comes back ``Conflict(key, current, newer=that plan)``; the
+    others carry the provider's write token, read just before the store (``Write.token``).
 
-    Such an endpoint has no fence at the provider: deleted whole by hand after a newer plan's write, it
-    is "nothing" again, equal by value to what a delayed writer read, and the old write would pass the
-    compare-and-swap (slow-reads 67, 565, 759; hand-edits 5357: I2, I3); a marker written by hand with
-    no ``p=`` after a deletion can name an older plan whose content the newer one set again (A -> B -> A;
-    hand-edits 3543). A newer plan published before the store is read is seen there; one published
-    after it is written after the provider's write token was read, and such writes carry that token
-    (``Write.token``): its write moved it, and the old write fails at the provider (hand-edits 5357,
-    8896: docs/design.md, "The fence's window")."""
+    The provider's compare-and-swap alone cannot tell an endpoint a person put back from the state a
+    delayed writer read: deleted whole by hand after a newer plan's write, it is "nothing" again
+    (slow-reads 67, 565, 759; hand-edits 5357: I2, I3); a marker written by hand with no ``p=`` after a
+    deletion can name an older plan whose content the newer one set again (A -> B -> A; hand-edits
+    3543); an older marker restored byte for byte over records A -> B -> A made its own again is exactly
+    that state (restored-markers 34). A newer plan published before the store is read is seen there; one
+    published after it is written after the token was read, and that write moved it, so the old write
+    fails at the provider (hand-edits 5357, 8896: docs/design.md, "The fence's window")."""
 
     READS = frozenset({PROV, P})
     WRITES = frozenset({PROV})

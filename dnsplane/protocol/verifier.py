@@ -468,8 +468,8 @@ class Verifier:
                                                                "generation": generation}))
         if writes:
             self.phase = _REPAIR
-            # ``fence``: a repair into an endpoint without a marker is not sent if a plan newer than this
-            # round's snapshot changed it (``WriteBatch``; slow-reads 565, 759): the next round repairs it
+            # ``fence``: a repair is not sent if a plan newer than this round's snapshot changed the
+            # endpoint (``WriteBatch``; slow-reads 565, 759): the next round repairs it
             return Step(tuple(out), WriteBatch(tuple(writes), fence=self.head))
         return self._next().after(out)
 

@@ -685,7 +685,7 @@ class World:
     def send(self, what: WriteBatch) -> SentBatch | None:
         """The writer's half of ``what`` (``execute.fence_read``), read as a move of its own as the simulator
         reads it when the write is sent: the request left for the provider's call, or None when there is no
-        half (no fence, or every write has a chain token)."""
+        half (no fence)."""
         fenced = fence_read(self.store, self.provider, what)
         if fenced is NOT_FENCED:
             return None

@@ -96,7 +96,7 @@ def test_a_stale_write_into_an_endpoint_deleted_whole_by_hand_is_not_sent(
         # control, the fence taken out: BIND's prerequisite holds on "nothing", the old content lands (I2)
         control = WriteBatch(tuple(w for w in held.request.writes if w.key == CONTROL), fence=1)
         with monkeypatch.context() as m:
-            m.setattr(execute, "_unfenced", lambda w: False)  # as before the fence: every write goes to BIND
+            m.setattr(execute, "fence_read", lambda *a: execute.NOT_FENCED)  # as before the fence and the token
             control_done = ex.run("slow", Step((), control), now)
         assert isinstance(control_done, WriteDone)
         assert served(named, CONTROL) == addresses(OLD)

@@ -95,10 +95,11 @@ def test_an_enactor_that_does_not_hold_a_marker_less_endpoint_is_caught(monkeypa
     plan newer than its snapshot changed the endpoint, so the content a landing repair names is the
     endpoint's newest, which the collector keeps. (The hold stays for the runtime, where the fence's store
     read precedes the provider call by milliseconds: docs/model-fidelity.md.)"""
-    from dnsplane import execute
     from dnsplane.protocol import enactor
 
-    monkeypatch.setattr(execute, "_unfenced", lambda w: False)
+    from .test_slow_reads import take_the_fence_out
+
+    take_the_fence_out(monkeypatch)
     real = enactor._held_at
     monkeypatch.setattr(enactor, "_held_at", lambda verdict, desired, seen, finished:
                         real(verdict, desired, seen, finished) if seen.marker is not None else None)

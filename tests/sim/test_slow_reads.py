@@ -73,9 +73,16 @@ FENCED_WITH_CORRUPT = [(498, "I2"), (717, "I2"), (759, "I2")]
 
 
 def take_the_fence_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``WriteBatch`` as it was before the store's fence: no write is checked against the store (the
-    ``store-fence`` mutant), wherever the store's half is read (the handler, the simulator's send)."""
-    monkeypatch.setattr(execute, "_unfenced", lambda w: False)
+    """``WriteBatch`` as it was before the store's fence: no write is checked against the store, nor
+    carries the write token, wherever the writer's half is read (the runtime's handler, the simulator's
+    send, the explorer's ``SentBatch``)."""
+    from dnsplane.sim import driver, statespace
+
+    def unfenced(store: object, provider: object, cmd: object) -> execute.Fenced:
+        return execute.NOT_FENCED
+
+    for module in (execute, driver, statespace):
+        monkeypatch.setattr(module, "fence_read", unfenced)
 
 
 @pytest.mark.parametrize(("seed", "found"), FENCED_WITH_CORRUPT)
