@@ -3,6 +3,11 @@
 Promises:
 - ``exchange`` sends every message in one write, then reads as many responses, and returns
   them in the order of the messages sent (matched by message id, whatever order they came in);
+- ``exchange`` acknowledges each response as soon as it is read (``TCP_QUICKACK``, where the
+  platform has it): a server that leaves Nagle's algorithm on (BIND 9.18 does: no ``TCP_NODELAY``
+  on its TCP sockets) holds every response written behind one not yet acknowledged, and Linux,
+  once a connection has gone query/response/query (a read's opening SOA query, then the keys'),
+  delays its ACK by 40 ms, so every read stalled 40 ms between the first response and the rest;
 - message ids run 1, 2, ... 65535, 1, ... (never 0): the ids of one ``ids(n)`` call, so of one
   pipelined exchange, are distinct for any counter value (``n`` at most 65,535), and unique among
   the last 65,535 messages of one ``Channel`` (thread-safe). (They once mapped 65535 and 65536
@@ -15,7 +20,9 @@ Promises:
 
 Limits: a connection per call, no reuse across calls; no UDP; no retries (the caller maps
 ``OSError`` and timeouts to ``ProviderUnavailable``); a server that drops a message makes the
-exchange wait until ``timeout``.
+exchange wait until ``timeout``. Without ``TCP_QUICKACK`` (not Linux) a pipelined exchange with a
+server that leaves Nagle on may still wait out the platform's delayed-ACK timer once per exchange
+(bench/rfc2136_read_latency.py measures it on Linux, with the quick ACK and without).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from dnsplane.providers.rfc2136.failures import TSIG_ERRORS, Failures
 from dnsplane.providers.rfc2136.tsig import Signer
 
 MAX_IDS = 0xFFFF  # message ids 1..65535 (0 is never used)
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class Channel:
@@ -54,6 +62,11 @@ class Channel:
     def exchange(self, sock: socket.socket, wires: list[bytes]) -> list[bytes]:
         """Send every message (pipelined), then read as many responses; returned in the order sent."""
         sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in wires))
+        if QUICKACK is not None:
+            # after the send: sending right after a response is what turns the delayed ACK on (Linux's
+            # "pingpong" mode); this turns it off until the next send, so every response read is acked
+            # at once and the server's Nagle releases the next (see the module's promises)
+            sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         sent = [struct.unpack("!H", w[:2])[0] for w in wires]
         waiting = set(sent)
         if len(waiting) != len(sent):
