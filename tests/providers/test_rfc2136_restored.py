@@ -25,7 +25,6 @@ and BIND serves plan 2's B after plan 3's A (I2).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import dns.message
 import dns.query
@@ -34,13 +33,11 @@ import dns.rrset
 import pytest
 
 from dnsplane import execute
-from dnsplane.execute import Fenced, Interpreter, drain
+from dnsplane.execute import Interpreter, drain
 from dnsplane.model import Applied, Conflict, EndpointKey, Generation, RecordSet, marker_name
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick, WriteBatch, WriteDone
-from dnsplane.providers.base import Provider
-from dnsplane.store.base import Store
-from tests.fakes import ZONE, key
+from tests.fakes import ZONE, fence_only_unchained_writes, key
 from tests.providers.test_rfc2136_fence import NEW, OLD, addresses, served, until_write
 from tests.providers.test_rfc2136_fence_window import World, world  # noqa: F401 - fixture
 from tests.servers.named import NamedServer, named  # noqa: F401 - module fixture
@@ -49,9 +46,6 @@ RESTORED = key("restored.demo.test")
 A, B = OLD, NEW
 
 Snapshot = dict[tuple[str, int], dns.rrset.RRset]
-FenceRead = Callable[[Store, Provider, WriteBatch], Fenced]
-
-
 def snapshot(server: NamedServer, k: EndpointKey) -> Snapshot:
     """What BIND answers for the endpoint's records and its marker TXT: the RRsets as served (TTL and
     rdata)."""
@@ -78,18 +72,6 @@ def restore_by_hand(server: NamedServer, k: EndpointKey, held: Snapshot) -> None
     for rrset in held.values():
         u.add(rrset.name, rrset.ttl, *rrset)
     server.send(u)
-
-
-def fence_only_unchained_writes(real: FenceRead) -> FenceRead:
-    """The writer's half as it was until the fence and the token went on every write: none for a batch
-    whose every write is over a marker with a chain token (the provider's compare-and-swap alone)."""
-
-    def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
-        if all(w.expect is not None and w.expect.prev for w in cmd.writes):
-            return execute.NOT_FENCED
-        return real(store, provider, cmd)
-
-    return fence_read
 
 
 def restored_under_a_held_write(

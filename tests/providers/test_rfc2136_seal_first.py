@@ -11,8 +11,10 @@ seal is "marker-edited" first: repaired only in a later round, from a snapshot l
 Run as the runtime runs it: the runtime's ``App`` over an RFC 2136 fleet (its SQLite store, its
 ``Interpreter``, its verifier's DNS view: the provider read and UDP queries to BIND), the verifier held
 between its snapshot and the rest of its round by feeding it one step here. The control endpoint goes
-through a second verifier with ``diagnose`` as it was before 336ae1b: the stale repair lands there, so
-the race is live in this setup, not only in the simulator.
+through a second verifier with ``diagnose`` as it was before 336ae1b: the store's fence, on every write
+since issue 13's sixth round, refuses the stale repair (plan 2 changed the endpoint after the snapshot);
+with the fence also as it was then (none over a marker with ``p=``) the stale repair lands, so the race
+is live in this setup, not only in the simulator.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from dnsplane import execute
 from dnsplane.config import Fleet
 from dnsplane.model import Desired, Endpoint, EndpointKey, Generation, Marker, RecordSet, Target, marker_name
 from dnsplane.protocol import verifier
@@ -35,7 +38,7 @@ from dnsplane.protocol.messages import DesiredLoaded, Resolution, Tick
 from dnsplane.protocol.verifier import Problem, Verifier
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.runtime.app import App, Options
-from tests.fakes import ZONE, key, member, rs
+from tests.fakes import ZONE, fence_only_unchained_writes, key, member, rs
 from tests.servers.named import NamedServer, named  # noqa: F401 - module fixture
 
 EMPTIED = key("api.demo.test")
@@ -126,12 +129,23 @@ def test_an_emptied_endpoint_whose_marker_was_set_back_is_not_repaired_from_an_o
             hand_made = served_marker(named, EMPTIED)
 
             # control: the round as diagnose ran it before 336ae1b (the control endpoint alone in its
-            # snapshot): "empty", repaired at once from head 1, and BIND takes it: the race is live here
+            # snapshot): "empty", repaired at once from head 1. Since the store's fence went on every write
+            # (issue 13, sixth round) that repair is refused too: plan 2 changed the endpoint after the
+            # snapshot (the fence's second line of defence)...
             only_control = dataclasses.replace(stale_control, desired={CONTROL: stale_control.desired[CONTROL]})
             with pytest.MonkeyPatch.context() as m:
                 m.setattr(verifier, "diagnose", empty_first)
                 assert await app.feed(control, only_control) is None
             assert control.last_problems[CONTROL] is Problem.EMPTY_ANSWER
+            assert served(named, CONTROL) == set(), "the fence let a repair from an older snapshot through"
+            refused = [e for e in store.history(CONTROL) if e.actor == "control-verifier"]
+            assert [e.action for e in refused] == ["conflict"], refused
+            # ... and with the fence as it was then (none over a marker with p=), BIND takes it: the race
+            # is live here
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(verifier, "diagnose", empty_first)
+                m.setattr(execute, "fence_read", fence_only_unchained_writes(execute.fence_read))
+                assert await app.feed(control, only_control) is None
             assert served(named, CONTROL) == addresses(OLD), "control: the old order serves plan 1 after 2 (I2)"
 
             # the runtime's verifier goes on with its round at head 1: a broken seal, not "empty"

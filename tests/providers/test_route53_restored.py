@@ -13,20 +13,17 @@ lands: plan 2's B after plan 3's A (I2).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from dnsplane import execute
-from dnsplane.execute import Fenced, Interpreter, drain
+from dnsplane.execute import Interpreter, drain
 from dnsplane.model import Applied, Conflict, EndpointKey, Generation, RecordSet, marker_name
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick, WriteBatch, WriteDone
-from dnsplane.providers.base import Provider
-from dnsplane.store.base import Store
-from tests.fakes import ZONE, key
+from tests.fakes import ZONE, fence_only_unchained_writes, key
 from tests.providers.test_rfc2136_fence import until_write
 from tests.providers.test_route53_fence_window import NEW, OLD, World, world  # noqa: F401 - fixture
 from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module fixture
@@ -34,7 +31,6 @@ from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module 
 RESTORED = key("restored.demo.test")
 A, B = OLD, NEW
 
-FenceRead = Callable[[Store, Provider, WriteBatch], Fenced]
 Sets = dict[tuple[str, str, str], dict[str, Any]]  # (name, type, set identifier) -> the record set as listed
 
 
@@ -81,17 +77,6 @@ def restore_by_hand(p: Person, k: EndpointKey, held: Sets) -> None:
     changes += [{"Action": "CREATE", "ResourceRecordSet": rrset} for at, rrset in held.items() if now.get(at) != rrset]
     p.client.change_resource_record_sets(HostedZoneId=p.zone_id,
                                          ChangeBatch={"Comment": "restored from a backup", "Changes": changes})
-
-
-def fence_only_unchained_writes(real: FenceRead) -> FenceRead:
-    """The writer's half as it was until the fence and the token went on every write (see the BIND twin)."""
-
-    def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
-        if all(w.expect is not None and w.expect.prev for w in cmd.writes):
-            return execute.NOT_FENCED
-        return real(store, provider, cmd)
-
-    return fence_read
 
 
 def restored_under_a_held_write(

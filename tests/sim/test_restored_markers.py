@@ -16,13 +16,11 @@ from __future__ import annotations
 import pytest
 
 from dnsplane import execute
-from dnsplane.protocol.messages import WriteBatch
-from dnsplane.providers.base import Provider
 from dnsplane.sim import driver, statespace
 from dnsplane.sim.driver import run
 from dnsplane.sim.scenario import load
 from dnsplane.sim.vocabulary import FaultKind
-from dnsplane.store.base import Store
+from tests import fakes
 
 RESTORED = load("restored-markers")
 
@@ -39,15 +37,9 @@ def test_markers_are_restored_byte_for_byte() -> None:
 
 
 def fence_only_unchained_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer's half as it was until the fence and the token went on every write: none for a batch
-    whose every write is into a marker with a chain token (the provider's compare-and-swap alone)."""
-    real = execute.fence_read
-
-    def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> execute.Fenced:
-        if all(w.expect is not None and w.expect.prev for w in cmd.writes):
-            return execute.NOT_FENCED
-        return real(store, provider, cmd)
-
+    """The writer's half as it was until the fence and the token went on every write, wherever it is read
+    (the runtime's handler, the simulator's send, the explorer's ``SentBatch``)."""
+    fence_read = fakes.fence_only_unchained_writes(execute.fence_read)
     for module in (execute, driver, statespace):
         monkeypatch.setattr(module, "fence_read", fence_read)
 
