@@ -15,6 +15,7 @@ from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim.driver import run
 from dnsplane.sim.scenario import load
 
+from .test_restored_markers import fence_only_unchained_writes
 from .test_slow_reads import take_the_fence_out
 
 HAND_EDITS = load("hand-edits")
@@ -39,9 +40,13 @@ def test_the_first_seeds_keep_every_invariant(seed: int) -> None:
 def test_an_enactor_blind_to_broken_seals_serves_older_content(monkeypatch: pytest.MonkeyPatch) -> None:
     """Seed 22: a marker set back by hand over content that A -> B -> A made equal to an older
     generation's; an enactor holding the plan of B finds the store confirms the marker's content
-    and, without the seal rule, writes B after A (I2, as chaos 13470 once did)."""
+    and, without the seal rule, writes B after A (I2, as chaos 13470 once did). Since the store's fence
+    went on every write (issue 13, sixth round) it refuses that write too (a newer plan changed the
+    endpoint): the seal rule is seen alone with the fence as it was before."""
     assert run(HAND_EDITS, "safe", 22, trace=False).violations == []
     monkeypatch.setattr(enactor, "decide", _seal_blind)
+    assert run(HAND_EDITS, "safe", 22, trace=False).violations == []
+    fence_only_unchained_writes(monkeypatch)
     violations = run(HAND_EDITS, "safe", 22, trace=False).violations
     assert violations and violations[0].invariant.startswith("I2"), violations
 
