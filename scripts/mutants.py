@@ -11,14 +11,19 @@ directory the copy's), and runs the tools in order of cost, stopping at the firs
     explore        dnsplane explore (the default configuration: ~8.5 million states, ~4 min, ~2.5 GB)
     sweep          dnsplane simulate --scenario S for each S of SWEEP (chaos, then the targeted scenarios:
                    hand-edits, owners, guards, slow-reads, corruption, dns-silent, health-grace, rivals,
-                   marker-edits, held-repairs; then us-east-1; --seeds N each, --invariant any --no-shrink:
-                   the first seed that violates any invariant)
+                   marker-edits, held-repairs, restored-markers; then us-east-1; --seeds N each, --invariant
+                   any --no-shrink: the first seed that violates any invariant)
     tests          pytest tests -x -q -m "not explore_default" --ignore=tests/realworld (off by default)
 
 A mutant is "killed" when a tool reports a violation (the explorer's or simulator's JSON names one; for
 the tests, pytest exits 1). A tool that breaks (a traceback, no JSON, an import error, a timeout) is
 "crashed" or "timeout": that is not a kill by a model, and the next tool is still tried. "survived" means
 every selected tool ran to the end and found nothing. Children run under ``nice``.
+
+A mutant marked ``behind`` is a check that stands behind another one (since issue 13's sixth round, the
+checks the store's fence on every write covers in every world the models have): it is applied together
+with the mutant it names, and "killed" means the models see the pair; ``--alone`` applies its own edit
+only (they then let it live: docs/design.md, "Checks no model kills").
 
 Why scripts/ and not bench/: bench/ holds speed measurements; this is a check of the models' power, run
 by hand for the full table and, for its fast part, by CI (tests/sim/test_mutants.py imports this file).
@@ -34,6 +39,8 @@ Examples:
         first run the tools on the unmutated copy: a tree whose models already fail kills everything
     scripts/mutants.py --only enactor-seal --tools hand-edits:22 --baseline
         replay one seed of a scenario (as CI does for a mutant marked ci = "hand-edits:22")
+    scripts/mutants.py --only enactor-seal --alone --tools sweep --seeds 1000
+        the seal rule alone, without the fence-first-writes-only edit it stands behind
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +77,7 @@ EXPLORE_FAST = {
 }
 # the scenarios of the sweep, in order of cost (a targeted scenario kills its mutants in its first seeds)
 SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "dns-silent", "health-grace", "rivals",
-         "marker-edits", "held-repairs", "us-east-1"]
+         "marker-edits", "held-repairs", "restored-markers", "us-east-1"]
 TOOL_ORDER = ["g2", "w1", "g3", "g3n1f1", "g2f1", "default", *SWEEP, "tests"]
 GROUPS = {"explore-fast": ["g2", "w1", "g3", "g3n1f1", "g2f1"], "explore": ["default"], "sweep": SWEEP,
           "tests": ["tests"]}
@@ -92,6 +100,7 @@ class Mutant:
     ci: str = ""
     gone: str = ""  # the check was taken out of the code for good (shown redundant): why, and where it says so
     since: str = ""  # the check was added after issue 13's start commit (absent from older trees)
+    behind: str = ""  # the id of a mutant applied with this one: the check is a second line behind that one's
 
 
 @dataclass
@@ -127,7 +136,18 @@ def load_mutants(path: Path = DEFAULT_LIST) -> list[Mutant]:
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise MutantError(f"duplicate mutant ids in {path}: {sorted(dupes)}")
+    unknown = {m.behind for m in mutants if m.behind and m.behind not in ids}
+    if unknown:
+        raise MutantError(f"`behind` names no mutant of {path}: {sorted(unknown)}")
     return mutants
+
+
+def edits(mutant: Mutant, listed: Sequence[Mutant]) -> list[Mutant]:
+    """The edits that make ``mutant``: its own, after the one it stands behind (``behind``), if any."""
+    if not mutant.behind:
+        return [mutant]
+    front = next(m for m in listed if m.id == mutant.behind)
+    return [*edits(front, listed), mutant]
 
 
 def occurrences(mutant: Mutant, tree: Path) -> int:
@@ -234,15 +254,16 @@ def run_tool(tool: str, dest: Path, *, seeds: int = 10_000, workers: int = 1, ni
 
 
 def run_mutant(mutant: Mutant | None, tree: Path, tools: list[str], *, seeds: int, workers: int, niceness: int,
-               timeout: float, say: bool = False) -> Result:
-    """Copy, mutate (``None``: the unmutated baseline), check the import, run ``tools`` until one kills it."""
+               timeout: float, say: bool = False, listed: Sequence[Mutant] = ()) -> Result:
+    """Copy, mutate (``None``: the unmutated baseline; with the mutant it stands ``behind``, found in
+    ``listed``), check the import, run ``tools`` until one kills it."""
     label = mutant or Mutant("baseline", "nothing taken out", "", "", "")
     result = Result(label)
     with tempfile.TemporaryDirectory(prefix=f"mutant-{label.id}-") as tmp:
         dest = Path(tmp)
         copy_tree(tree, dest, with_tests="tests" in tools)
-        if mutant is not None:
-            apply_mutant(mutant, dest)
+        for edit in edits(mutant, listed) if mutant is not None else ():
+            apply_mutant(edit, dest)
         where = imported_from(dest)
         if not where.startswith(str(dest)):
             raise MutantError(f"the children import dnsplane from {where}, not from the copy in {dest}")
@@ -267,7 +288,7 @@ def markdown(results: list[Result]) -> str:
              "|---|---|---|---|---|"]
     for r in results:
         m = r.mutant
-        name = f"`{m.id}`" + (" (issue 13)" if m.issue13 else "")
+        name = f"`{m.id}`" + (" (issue 13)" if m.issue13 else "") + (f" behind `{m.behind}`" if m.behind else "")
         by = r.killed_by if r.status == "killed" else f"**{r.status}**"
         secs = ", ".join(f"{o.tool} {o.seconds:.1f}" for o in r.outcomes)
         lines.append(f"| {name} | {m.check} | {by} | {r.first} | {secs} |")
@@ -316,11 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=Path, metavar="EARLIER.json",
                         help="continue an earlier campaign (its --json): a mutant it killed keeps that result, "
                              "the others keep their outcomes and run these tools")
+    parser.add_argument("--alone", action="store_true",
+                        help="apply only each mutant's own edit, not the one it stands `behind` (do the models "
+                             "kill the second line alone?)")
     parser.add_argument("--check", action="store_true",
                         help="only check that every mutant's original text occurs exactly once in the tree")
     args = parser.parse_args(argv)
     tree = args.tree.resolve()
-    mutants = load_mutants(args.list)
+    mutants = everyone = load_mutants(args.list)
+    if args.alone:
+        everyone = [replace(m, behind="") for m in everyone]
+        mutants = everyone
     if args.only:
         ids = [i.strip() for i in args.only.split(",") if i.strip()]
         by_id = {m.id: m for m in mutants}
@@ -359,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if before and before["status"] == "killed":
             results.append(Result(mutant, "killed", before["killed_by"], before["first"], outcomes))
         else:
-            result = run_mutant(mutant, tree, tools, say=i == 0 and not args.baseline, **opts)
+            result = run_mutant(mutant, tree, tools, say=i == 0 and not args.baseline, listed=everyone, **opts)
             result.outcomes[:0] = outcomes
             if result.status != "killed" and any(o.verdict in ("crashed", "timeout") for o in outcomes):
                 result.status = "crashed"

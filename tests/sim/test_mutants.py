@@ -100,7 +100,8 @@ def test_every_seed_ci_replays_keeps_every_invariant_on_this_tree(scenario: str,
 @pytest.mark.parametrize("mutant", CI_MUTANTS, ids=lambda m: f"{m.id}-{m.ci}")
 def test_the_fast_explorer_or_the_seed_kills_the_mutant(mutant: Any, tmp_path: Path) -> None:
     runner.copy_tree(ROOT, tmp_path)
-    runner.apply_mutant(mutant, tmp_path)
+    for edit in runner.edits(mutant, MUTANTS):  # with the mutant it stands ``behind``, if any
+        runner.apply_mutant(edit, tmp_path)
     assert runner.imported_from(tmp_path).startswith(str(tmp_path))  # the children run the mutant
     outcome = runner.run_tool(mutant.ci, tmp_path, niceness=0, timeout=240)
     assert outcome.verdict == "killed", f"{mutant.id} survived {mutant.ci}: {outcome}"
