@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from dnsplane import execute
 from dnsplane.model import EndpointKey, Generation, Marker, Member, RecordSet, normalise_name
-from dnsplane.protocol.messages import WriteBatch
+from dnsplane.protocol.messages import Step, WriteBatch, WriteDone
 from dnsplane.providers.base import Provider
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.store.base import Store
@@ -61,3 +61,18 @@ def fence_only_unchained_writes(real: FenceRead) -> FenceRead:
         return real(store, provider, cmd)
 
     return fence_read
+
+
+def run_held(ex: execute.Interpreter, actor: str, held: Step, fenced: execute.Fenced | None, now: float) -> WriteDone:
+    """Run a step held at its ``WriteBatch``: as the runtime runs it now (``fenced`` None), or with its
+    writer's half read earlier (``execute.fence_read``), as a request stalled after that read reaches the
+    provider."""
+    assert isinstance(held.request, WriteBatch), held
+    if fenced is None:
+        done = ex.run(actor, held, now)
+    else:
+        for effect in held.effects:
+            ex.one(actor, effect, now)
+        done = execute._write_batch(ex, actor, held.request, now, fenced=fenced)
+    assert isinstance(done, WriteDone), done
+    return done

@@ -23,7 +23,7 @@ from dnsplane.execute import Interpreter, drain
 from dnsplane.model import Applied, Conflict, EndpointKey, Generation, RecordSet, marker_name
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Tick, WriteBatch, WriteDone
-from tests.fakes import ZONE, fence_only_unchained_writes, key
+from tests.fakes import ZONE, fence_only_unchained_writes, key, run_held
 from tests.providers.test_rfc2136_fence import until_write
 from tests.providers.test_route53_fence_window import NEW, OLD, World, world  # noqa: F401 - fixture
 from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module fixture
@@ -118,13 +118,8 @@ def restored_under_a_held_write(
     restore_by_hand(h, RESTORED, at_plan_1)
     assert record_sets(h, RESTORED) == at_plan_1
     seen.append(served(h, RESTORED))
-    if fenced is None:
-        done = ex.run("slow", held, now)
-    else:  # S's request, its writer's half read before plan 3, reaches Route 53 after the restore
-        for effect in held.effects:
-            ex.one("slow", effect, now)
-        done = execute._write_batch(ex, "slow", held.request, now, fenced=fenced)
-    assert isinstance(done, WriteDone), done
+    # S's request reaches Route 53 after the restore (with ``fenced``: its writer's half read before plan 3)
+    done = run_held(ex, "slow", held, fenced, now)
     seen.append(served(h, RESTORED))
     assert seen[:4] == [addresses(A), addresses(B), addresses(A), addresses(A)], seen
     return done, seen, at_plan_1, slow, ex
