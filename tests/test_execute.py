@@ -58,9 +58,10 @@ class RecordingStore(MemoryStore):
         return super().changed_between(after, upto)
 
 
-def test_a_write_batch_reads_the_write_token_before_the_store_and_puts_it_on_the_writes_the_fence_checks() -> None:
+def test_a_write_batch_reads_the_write_token_before_the_store_and_puts_it_on_every_write() -> None:
     """The fence's window (docs/design.md): the token must be read BEFORE the store, so that a plan the store
-    does not show yet is written after it; only writes the provider cannot fence by their marker carry it."""
+    does not show yet is written after it; every write carries it, over a chained marker too (an endpoint
+    put back byte for byte is exactly what the writer read: restored-markers 34). No fence: nothing read."""
     calls: list[object] = []
     store, provider = RecordingStore(calls), Recording("demo.test.", calls)
     ex = Interpreter(store, provider)
@@ -75,9 +76,10 @@ def test_a_write_batch_reads_the_write_token_before_the_store_and_puts_it_on_the
     ex.run("enactor-1", Step((), WriteBatch(batch, fence=Generation(1))), 1.0)
     assert calls[:2] == ["write_token", "changed_between"], calls
     sent = calls[2]
-    assert isinstance(sent, tuple) and [w.token for w in sent] == [token, None], sent
-    # no fence, or nothing the fence checks: nothing read
+    assert isinstance(sent, tuple) and [w.token for w in sent] == [token, token], sent
+    # no fence: nothing read, no token carried
     calls.clear()
     again = Marker.after(batch[1].marker, Generation(3), one.digest)
-    ex.run("enactor-1", Step((), WriteBatch((Write(b, batch[1].marker, one, again, two),), fence=Generation(2))), 2.0)
+    ex.run("enactor-1", Step((), WriteBatch((Write(b, batch[1].marker, one, again, two),))), 2.0)
     assert "write_token" not in calls and "changed_between" not in calls, calls
+    assert [w.token for w in calls[0]] == [None], calls  # type: ignore[union-attr]

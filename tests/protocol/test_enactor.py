@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dnsplane import execute
 from dnsplane.model import (
     NO_GENERATION,
     Conflict,
@@ -256,9 +258,28 @@ def _aba_with_a_delayed_write() -> tuple[Harness, Enactor, list[object], Endpoin
     return h, slow, cmds, key
 
 
-def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_came_back() -> None:
+def take_the_fence_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No write checked against the store or carrying the write token: the provider's compare-and-swap
+    and the enactor's rules alone, as they stand behind the fence (docs/design.md, "Behind the store's
+    fence on every write")."""
+    monkeypatch.setattr(execute, "fence_read", lambda *args: execute.NOT_FENCED)
+
+
+def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_came_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Chaos 12537: records and marker generation and digest are what the delayed writer saw, but the
-    marker's ``prev`` is not (it names the marker generation 3 replaced), so the compare-and-swap fails."""
+    marker's ``prev`` is not (it names the marker generation 3 replaced), so the compare-and-swap fails.
+    The store's fence refuses it first (plan 3 changed the endpoint after plan 2); without the fence,
+    the compare-and-swap alone."""
+    h, slow, cmds, key = _aba_with_a_delayed_write()
+    before = h.provider.read([key])[key]
+    writes = h.provider.writes
+    done = h.interpreter.run(slow.name, cmds, h.now)
+    (delayed,) = cmds.request.writes  # type: ignore[attr-defined]
+    assert done.results == [Conflict(key, delayed.expect, newer=Generation(3))]  # type: ignore[attr-defined]
+    assert h.provider.read([key])[key] == before and h.provider.writes == writes
+
+    take_the_fence_out(monkeypatch)
     h, slow, cmds, key = _aba_with_a_delayed_write()
     before = h.provider.read([key])[key]
     writes = h.provider.writes
@@ -268,14 +289,17 @@ def test_a_delayed_write_fails_on_a_marker_set_back_by_hand_over_records_that_ca
     assert h.provider.writes == writes
 
 
-def test_a_refused_enactor_does_not_write_over_the_lowered_marker() -> None:
+def test_a_refused_enactor_does_not_write_over_the_lowered_marker(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chaos 13470: after its conflict the delayed enactor re-reads the endpoint and finds marker
     generation 1 (behind its plan, 2) over records whose digest is the content of generation 1, which
     the store confirms (A -> B -> A). Writing B there would serve generation 2's content after 3's
     (I2; the harness raises). The hand edit broke the marker's seal, so the enactor leaves the
-    endpoint to the verifier, which repairs it to the newest plan."""
+    endpoint to the verifier, which repairs it to the newest plan. (The store's fence refuses the
+    delayed write first and the enactor leaves the endpoint at once: the seal rule is seen here without
+    it.)"""
     from dnsplane.protocol.verifier import Verifier
 
+    take_the_fence_out(monkeypatch)
     h, slow, cmds, key = _aba_with_a_delayed_write()
     edited = h.provider.read([key])[key]
     assert edited.marker is not None and not edited.marker.sealed()

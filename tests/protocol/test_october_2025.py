@@ -2,13 +2,17 @@
 
 Enactor A reads plan g and is held just before its write. The planner publishes
 g+1..g+5, enactor B applies g+5 and the collector runs. A resumes and sends its
-write for g. With the safe protocol the provider refuses it (the marker it
-expected is gone), the endpoint never resolves empty (I1), its marker never goes
-down (I2) and no plan still referenced was deleted (I3).
+write for g. With the safe protocol the store's fence refuses it (newer plans
+changed the endpoint); without the fence the provider refuses it (the marker it
+expected is gone). Either way the endpoint never resolves empty (I1), its marker
+never goes down (I2) and no plan still referenced was deleted (I3).
 """
 
 from __future__ import annotations
 
+import pytest
+
+from dnsplane import execute
 from dnsplane.model import Conflict, EndpointKey
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -19,7 +23,10 @@ from tests.protocol.harness import ZONE, Harness, endpoint
 API = EndpointKey(f"api.{ZONE}", "A")
 
 
-def test_delayed_enactor_cannot_write_a_stale_plan() -> None:
+@pytest.mark.parametrize("fenced", [True, False], ids=["store-fence", "compare-and-swap-alone"])
+def test_delayed_enactor_cannot_write_a_stale_plan(fenced: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not fenced:
+        monkeypatch.setattr(execute, "fence_read", lambda *args: execute.NOT_FENCED)
     h = Harness()
     planner = Planner("planner", ZONE, (endpoint(),))
     a, b = Enactor("enactor-a", ZONE), Enactor("enactor-b", ZONE)
@@ -59,11 +66,16 @@ def test_delayed_enactor_cannot_write_a_stale_plan() -> None:
     assert g in kept, "the collector deleted the plan a live enactor holds (I3)"
     h.monitor.check_plans_kept(kept, {"enactor-a": g})
 
-    # A resumes: its write reaches the provider and is refused as a whole.
+    # A resumes: its write is refused as a whole, by the store's fence (a newer plan changed the
+    # endpoint) before the provider, or by the provider's compare-and-swap.
     reply = h.interpreter.run(a.name, held, h.now)
     assert isinstance(reply, WriteDone)
     assert isinstance(reply.results[0], Conflict)
-    assert reply.results[0].current == marker_after_b
+    if fenced:
+        refused = reply.results[0]
+        assert refused.newer is not None and refused.newer > g, refused
+    else:
+        assert reply.results[0].current == marker_after_b
     h.monitor.check(h.provider.read_all(), "enactor-a's stale write refused")
     h.run(a, reply)  # A re-reads, sees a newer marker, and finishes without writing
     seen = h.provider.read([API])[API]
