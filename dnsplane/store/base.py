@@ -57,12 +57,26 @@ class Store(ABC):
 
     @abstractmethod
     def publish(
-        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str,
+        expect_at: float | None = None,
     ) -> Generation | None:
-        """Publish ``changes`` as generation ``expect_head + 1`` iff the head is still ``expect_head``.
+        """Publish ``changes`` as generation ``expect_head + 1`` iff the head is still ``expect_head`` and,
+        with ``expect_at``, the plan at the head is still the one created at ``expect_at``. The number
+        alone is not the plan: a store put back to a backup hands its numbers out again, and
+        ``advance_head`` can lift it back to the very number a planner published last, under other
+        content; a planner that published over it would plan on content the store no longer holds.
 
-        Returns the new generation, or None when another planner published first.
+        Returns the new generation, or None when another planner published first (or the plan at the
+        head is not the one the planner knows: it reloads).
         """
+
+    def oldest_plan(self) -> Generation:
+        """The oldest plan kept (0: none). Stores override this scan."""
+        return min((p.generation for p in self.plans()), default=Generation(0))
+
+    def created_at(self, generation: Generation) -> float | None:
+        """When plan ``generation`` was created (None: no such plan). Stores override this scan."""
+        return next((p.created_at for p in self.plans() if p.generation == generation), None)
 
     @abstractmethod
     def advance_head(self, at_least: Generation, now: float) -> Generation:
@@ -98,11 +112,16 @@ class Store(ABC):
 
     @abstractmethod
     def finish(self, actor: str, generation: Generation, now: float) -> None:
-        """``actor`` brought every endpoint to at least ``generation``; it is no longer in flight."""
+        """``actor`` brought every endpoint to at least ``generation``; it is no longer in flight.
+
+        A generation above the head is not recorded as applied: no plan of this store has it (the actor
+        worked on plans of a store since put back to a backup), and counting it would raise the low
+        watermark past plans that markers written since still name."""
 
     @abstractmethod
     def set_last_known_good(self, generation: Generation) -> None:
-        """The verifier's newest generation whose content it saw served correctly.
+        """The verifier's newest generation whose content it saw served correctly (one above the head,
+        a plan this store never published, is not kept: see ``finish``).
 
         Raises ``PlanCollected`` when ``generation`` is older than the oldest plan kept, as ``begin``
         does: the verifier judged DNS against that head, and while its reply was on its way the

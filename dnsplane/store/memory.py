@@ -72,16 +72,31 @@ class MemoryStore(Store):
             return Generation(self._head)
 
     def publish(
-        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str,
+        expect_at: float | None = None,
     ) -> Generation | None:
         check_unique_keys(changes)
         with self._lock:
             if self._head != expect_head:
                 return None
+            if expect_at is not None and self._head and self._created_at_unlocked(self._head) != expect_at:
+                return None
             g = self._head + 1
             check_generation(g, "publish")
             self._add_plan_unlocked(g, changes, now, planner)
             return Generation(g)
+
+    def oldest_plan(self) -> Generation:
+        with self._lock:
+            return Generation(next(iter(self._plans), 0))  # insertion order is generation order
+
+    def created_at(self, generation: Generation) -> float | None:
+        with self._lock:
+            return self._created_at_unlocked(int(generation))
+
+    def _created_at_unlocked(self, g: int) -> float | None:
+        info = self._plans.get(g)
+        return None if info is None else info.created_at
 
     def advance_head(self, at_least: Generation, now: float) -> Generation:
         check_generation(at_least, "advance_head")
@@ -163,13 +178,15 @@ class MemoryStore(Store):
     def finish(self, actor: str, generation: Generation, now: float) -> None:
         with self._lock:
             self._inflight.pop(actor, None)
-            self._applied[actor] = max(self._applied.get(actor, 0), int(generation))
+            if generation <= self._head:  # else a plan this store never published (``Store.finish``)
+                self._applied[actor] = max(self._applied.get(actor, 0), int(generation))
 
     def set_last_known_good(self, generation: Generation) -> None:
         with self._lock:
             if self._plans and generation < (oldest := min(self._plans)):
                 raise PlanCollected(generation=generation, oldest=oldest)
-            self._lkg = int(generation)
+            if generation <= self._head:  # else a plan this store never published
+                self._lkg = int(generation)
 
     def low_watermark(self, now: float) -> Generation:
         with self._lock:
@@ -267,6 +284,22 @@ class MemoryStore(Store):
             new._journal = {k: list(v) for k, v in self._journal.items()}
             new._health = dict(self._health)
         return new
+
+    def last_known_good(self) -> Generation | None:
+        """The last-known-good kept by ``set_last_known_good`` (None: never set)."""
+        with self._lock:
+            return None if self._lkg is None else Generation(self._lkg)
+
+    def restore(self, backup: MemoryStore) -> None:
+        """Put ``backup`` (a ``fork`` taken earlier) back in place of everything this store holds, as an
+        operator restoring a backup does: every plan published since it was taken is gone, and the head
+        it had hands their generations out again (the simulator's ``store_rollback``). Callers holding
+        this store keep holding it."""
+        copy = backup.fork()
+        with self._lock:
+            for name in ("_head", "_plans", "_gens", "_sets", "_by_gen", "_gen_order", "_multi", "_inflight",
+                         "_applied", "_lkg", "_journal", "_health"):
+                setattr(self, name, getattr(copy, name))
 
     def actor_rows(self, actors: Sequence[str]) -> tuple[tuple[int | None, int | None], ...]:
         """Each actor's (in-flight generation, applied generation), ``None`` where it has no row."""

@@ -151,7 +151,8 @@ class SqliteStore(Store):
             return Generation(self._head_unlocked(db))
 
     def publish(
-        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str
+        self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float, planner: str,
+        expect_at: float | None = None,
     ) -> Generation | None:
         check_unique_keys(changes)
         encode = self._codec.encode
@@ -159,11 +160,26 @@ class SqliteStore(Store):
             head = self._head_unlocked(db)
             if head != expect_head:
                 return None
+            if expect_at is not None and head and self._created_at_unlocked(db, head) != expect_at:
+                return None
             g = head + 1
             check_generation(g, "publish")
             rows = [(k.name, k.rtype, g, encode(rs)) for k, rs in changes]
             self._add_plan_unlocked(db, g, rows, now, planner)
             return Generation(g)
+
+    def oldest_plan(self) -> Generation:
+        with self._tx() as db:
+            return Generation(db.execute("SELECT coalesce(min(generation), 0) FROM plans").fetchone()[0])
+
+    def created_at(self, generation: Generation) -> float | None:
+        with self._tx() as db:
+            return self._created_at_unlocked(db, int(generation))
+
+    @staticmethod
+    def _created_at_unlocked(db: sqlite3.Connection, g: int) -> float | None:
+        row = db.execute("SELECT created_at FROM plans WHERE generation = ?", (g,)).fetchone()
+        return None if row is None else float(row[0])
 
     def advance_head(self, at_least: Generation, now: float) -> Generation:
         check_generation(at_least, "advance_head")
@@ -265,6 +281,8 @@ class SqliteStore(Store):
     def finish(self, actor: str, generation: Generation, now: float) -> None:
         with self._tx(immediate=True) as db:
             db.execute("DELETE FROM inflight WHERE actor = ?", (actor,))
+            if generation > self._head_unlocked(db):  # a plan this store never published (``Store.finish``)
+                return
             db.execute(
                 "INSERT INTO applied (actor, generation, at) VALUES (?, ?, ?)"
                 " ON CONFLICT (actor) DO UPDATE SET generation = max(generation, excluded.generation),"
@@ -277,6 +295,8 @@ class SqliteStore(Store):
             (oldest,) = db.execute("SELECT min(generation) FROM plans").fetchone()
             if oldest is not None and generation < oldest:
                 raise PlanCollected(generation=generation, oldest=oldest)
+            if generation > self._head_unlocked(db):  # a plan this store never published
+                return
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('lkg', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

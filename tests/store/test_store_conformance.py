@@ -8,6 +8,7 @@ processes publishing at once on one SQLite file get consecutive, unique generati
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -70,6 +71,34 @@ def test_publish_is_a_compare_and_swap(store: Store) -> None:
     assert store.head() == 1
     assert store.desired([A], G(1))[A].records == content(1)
     assert store.plans() == [PlanInfo(G(1), 1.0, "p1", 1)]
+
+
+def test_publish_expecting_the_head_plan_refuses_another_plan_under_its_number(store: Store) -> None:
+    """A store put back to a backup, or lifted by ``advance_head``, can show the number a planner published
+    last under another plan: a publish that names when its head plan was created is refused then."""
+    assert store.created_at(G(0)) is None and store.oldest_plan() == 0
+    assert store.publish(G(0), [(A, content(1))], 1.0, "p") == 1
+    assert store.publish(G(1), [(A, content(2))], 2.0, "p", expect_at=2.0) is None  # plan 1 is of 1.0
+    assert store.publish(G(1), [(A, content(2))], 2.0, "p", expect_at=1.0) == 2
+    assert (store.created_at(G(2)), store.created_at(G(3)), store.oldest_plan()) == (2.0, None, 1)
+    assert store.advance_head(G(5), 3.0) == 5  # past markers of plans a backup lost: an empty plan 5
+    assert store.publish(G(5), [(A, content(3))], 4.0, "p", expect_at=9.0) is None  # the planner's 5 was other
+    assert store.publish(G(5), [(A, content(3))], 4.0, "p", expect_at=3.0) == 6  # reloaded: it knows this 5
+    assert store.publish(G(6), [], 5.0, "p") == 7  # without expect_at: the number alone, as before
+
+
+def test_nothing_above_the_head_is_recorded_applied_or_last_known_good(store: Store) -> None:
+    """An actor that worked on plans of a store since put back to a backup reports generations this store
+    never published: counting them would raise the low watermark past plans that markers still name."""
+    publish_all(store, [(A, content(1))], [(A, content(2))])
+    store.finish("e1", G(1), 1.0)
+    store.set_last_known_good(G(1))
+    store.finish("e2", G(7), 1.0)  # plan 7 of a lost lineage
+    store.set_last_known_good(G(7))
+    assert store.applied() == {"e1": 1}
+    assert store.low_watermark(1.0) == 1
+    store.collect(G(1), 1.0)
+    assert store.oldest_plan() == 1
 
 
 def test_two_sqlite_instances_on_one_file_get_one_winner(tmp_path: Path) -> None:
@@ -286,6 +315,46 @@ def test_sqlite_keeps_health_across_a_reopen(tmp_path: Path) -> None:
 
 
 # -- the fake agrees with the real store --------------------------------------
+
+def test_a_backup_put_back_reads_as_the_memory_stores_restore(tmp_path: Path) -> None:
+    """The simulator's ``store_rollback`` (``MemoryStore.restore`` of a ``fork``) is what an operator's SQLite
+    backup put back gives: the same head, plans, content, watermark and creation times, and the same
+    refusals of the lost plans' numbers afterwards."""
+    path, copy = tmp_path / "store.sqlite", tmp_path / "backup.sqlite"
+    stores: list[Store] = [MemoryStore(), SqliteStore(path)]
+    backups: list[object] = []
+    for s in stores:
+        publish_all(s, [(A, content(1))], [(B, content(2))])
+        s.finish("e1", G(2), 3.0)
+        s.set_last_known_good(G(1))
+    backups.append(stores[0].fork())  # type: ignore[attr-defined]
+    src, dst = sqlite3.connect(path), sqlite3.connect(copy)
+    src.backup(dst)  # the online backup API: a consistent copy of a running store
+    src.close()
+    dst.close()
+    for s in stores:
+        s.publish(G(2), [(A, content(3))], 4.0, "p")
+        s.finish("e1", G(3), 5.0)
+        s.collect(G(3), 5.0)
+    stores[0].restore(backups[0])  # type: ignore[attr-defined]
+    stores[1].close()
+    shutil.copyfile(copy, path)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    stores[1] = SqliteStore(path)
+    try:
+        answers = [(s.head(), s.plans(), s.desired(None, G(2)), s.low_watermark(6.0), s.applied(), s.oldest_plan(),
+                    s.created_at(G(2)), s.created_at(G(3))) for s in stores]
+        assert answers[0] == answers[1]
+        assert answers[0][0] == 2 and answers[0][7] is None  # plan 3 is lost
+        for s in stores:  # a planner that knew plan 2 (created at 1.0) publishes; one that knew the lost 3 cannot
+            s.finish("e1", G(3), 6.0)  # a lost plan's number: not recorded
+            assert s.applied() == {"e1": 2}
+            assert s.publish(G(3), [(A, content(4))], 6.0, "p", expect_at=4.0) is None
+            assert s.publish(G(2), [(A, content(4))], 6.0, "p", expect_at=1.0) == 3
+    finally:
+        stores[1].close()
+
 
 KEYS = [A, B, C, key("d.demo.test")]
 CONTENTS = [content(i) for i in range(4)]
