@@ -39,6 +39,7 @@ from dnsplane.protocol.messages import (
     Event,
     Failed,
     Finish,
+    HeadPlanRead,
     HeadRead,
     Journal,
     LoadChanges,
@@ -50,6 +51,7 @@ from dnsplane.protocol.messages import (
     PublishConflict,
     Published,
     ReadHead,
+    ReadHeadPlan,
     ReadMarkers,
     ReadWatermark,
     Resolution,
@@ -122,7 +124,19 @@ Handler = Callable[[Interpreter, str, Any, float], Event | None]
 
 
 def _read_head(ex: Interpreter, actor: str, cmd: ReadHead, now: float) -> Event:
-    return HeadRead(now, ex.store.head())
+    store = ex.store
+    head = store.head()
+    lost = False
+    if cmd.known and cmd.known_at is not None:
+        at = store.created_at(cmd.known)
+        # another plan under the number, or none where no collect deleted one
+        lost = at != cmd.known_at and (at is not None or cmd.known >= store.oldest_plan())
+    return HeadRead(now, head, store.created_at(head) if head else None, lost)
+
+
+def _read_head_plan(ex: Interpreter, actor: str, cmd: ReadHeadPlan, now: float) -> Event:
+    head = ex.store.head()
+    return HeadPlanRead(now, head, ex.store.created_at(head) if head else None)
 
 
 def _load_changes(ex: Interpreter, actor: str, cmd: LoadChanges, now: float) -> Event:
@@ -203,20 +217,22 @@ def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float, fence
 def _load_desired(ex: Interpreter, actor: str, cmd: LoadDesired, now: float) -> Event:
     store = ex.store
     head = store.head()
-    return DesiredLoaded(now, head, store.desired(None, head), store.health())
+    return DesiredLoaded(now, head, store.desired(None, head), store.health(),
+                         store.created_at(head) if head else None)
 
 
 def _publish(ex: Interpreter, actor: str, cmd: Publish, now: float) -> Event:
-    gen = ex.store.publish(cmd.expect_head, cmd.changes, now, actor)
+    gen = ex.store.publish(cmd.expect_head, cmd.changes, now, actor, cmd.expect_at)
     if gen is None:
         return PublishConflict(now)
     if cmd.health:  # the health this plan acted on; a crash before this line only loses the hint
         ex.store.save_health(dict(cmd.health))
-    return Published(now, gen)
+    return Published(now, gen, now)
 
 
 def _read_watermark(ex: Interpreter, actor: str, cmd: ReadWatermark, now: float) -> Event:
-    return WatermarkRead(now, ex.store.low_watermark(now))
+    store = ex.store
+    return WatermarkRead(now, store.low_watermark(now), store.oldest_plan())
 
 
 def _collect(ex: Interpreter, actor: str, cmd: Collect, now: float) -> Event:
@@ -267,6 +283,7 @@ def _unknown(ex: Interpreter, actor: str, cmd: object, now: float) -> None:
 
 _HANDLERS: dict[type, Handler] = {
     ReadHead: _read_head,
+    ReadHeadPlan: _read_head_plan,
     LoadChanges: _load_changes,
     ReadMarkers: _read_markers,
     LoadContentAt: _load_content_at,

@@ -42,6 +42,7 @@ from dnsplane.protocol.messages import (
     Log,
     Publish,
     ReadHead,
+    ReadHeadPlan,
     ReadMarkers,
     ReadWatermark,
     Request,
@@ -64,7 +65,7 @@ H, P, R, L, J = Resource.HEAD, Resource.PLANS, Resource.ROWS, Resource.LAST_KNOW
 # What each store and provider method touches: (resources read, resources written).
 STORE_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
     "head": ({H}, set()),
-    "publish": ({H}, {H, P}),
+    "publish": ({H, P}, {H, P}),
     "advance_head": ({H}, {H}),
     "desired": ({P}, set()),
     "content_at": ({P}, set()),
@@ -72,11 +73,13 @@ STORE_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
     "health": ({P}, set()),
     "save_health": (set(), {P}),
     "begin": (set(), {R}),
-    "finish": (set(), {R}),
-    "set_last_known_good": (set(), {L}),
+    "finish": ({H}, {R}),
+    "set_last_known_good": ({H, P}, {L}),
     "low_watermark": ({H, R, L}, set()),
     "collect": ({H, R, L}, {P}),
     "record": (set(), {J}),
+    "created_at": ({P}, set()),
+    "oldest_plan": ({P}, set()),
 }
 PROVIDER_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
     "read": ({Resource.PROVIDER}, set()),
@@ -113,6 +116,7 @@ def sample(kind: type[Command]) -> Command:
     marker = Marker(g1, RS.digest)
     samples: dict[type, Command] = {
         ReadHead: ReadHead(),
+        ReadHeadPlan: ReadHeadPlan(),
         LoadChanges: LoadChanges(Generation(0), g1),
         ReadMarkers: ReadMarkers((KEY,), Generation(0)),  # KEY is empty at the provider: the store is read too
         LoadContentAt: LoadContentAt(((KEY, g1),)),

@@ -69,8 +69,11 @@ class Collector:
                     return NOTHING
                 self.phase = _WATERMARK
                 return request(ReadWatermark())
-            case WatermarkRead(watermark=w):
-                if w <= self.collected_below:
+            case WatermarkRead(watermark=w, oldest=oldest):
+                # Nothing new below it since the last round, and the store keeps nothing below it: a store
+                # put back to a backup holds again plans this collector deleted, at and below a watermark
+                # it collected at, and the memory alone would leave them for good
+                if w <= self.collected_below and oldest >= w:
                     self.phase = _IDLE
                     return NOTHING
                 self.asked = w

@@ -222,6 +222,11 @@ class Enactor:
     batch_size: int = field(default=1000, metadata=CONFIG)
     applied_upto: Generation = NO_GENERATION  # newest generation this enactor finished
     working: Generation | None = None  # generation in flight
+    # when the plans at ``applied_upto`` and ``working`` were created, as the store said: a store put back
+    # to a backup hands their numbers out again, and the changes after ``applied_upto`` are then not the
+    # ones after the plan this enactor finished (``HeadRead.lost``)
+    applied_at: float | None = None
+    working_at: float | None = None
     pending: dict[EndpointKey, Desired] = field(default_factory=dict)
     in_batch: tuple[EndpointKey, ...] = field(default=(), metadata=ROUND)
     sent: dict[EndpointKey, Write] = field(default_factory=dict, metadata=ROUND)
@@ -265,16 +270,22 @@ class Enactor:
                 if self.phase is not _IDLE:
                     return NOTHING
                 self.phase = _HEAD
-                return request(ReadHead())
-            case HeadRead(head=head):
+                return request(ReadHead(self.applied_upto, self.applied_at))
+            case HeadRead(head=head, head_at=head_at, lost=lost):
                 # Taken as the reply whatever the phase: the simulator redelivers a stale head (a
                 # duplicated or reordered reply) to an idle enactor, and the round starts from it.
+                logs: tuple[Effect, ...] = ()
+                if lost:  # every change is walked again, from the first plan the store holds
+                    logs = (Log("warning", "the plan this enactor finished last is not in the store any more "
+                                "(put back to a backup?): walking every change again",
+                                {"actor": self.name, "generation": self.applied_upto}),)
+                    self.applied_upto, self.applied_at = NO_GENERATION, None
                 if head <= self.applied_upto:
                     self.phase = _IDLE
-                    return NOTHING
-                self.working = head
+                    return Step(logs) if logs else NOTHING
+                self.working, self.working_at = head, head_at
                 self.phase = _CHANGES
-                return Step((Begin(head),), LoadChanges(self.applied_upto, head))
+                return Step((*logs, Begin(head)), LoadChanges(self.applied_upto, head))
             case FleetChanged(endpoints=endpoints):
                 # The fleet file changed: endpoints gone from it are released (never written again),
                 # the ``adopt:`` flags are the new ones; the owner id stays.
@@ -550,13 +561,13 @@ class Enactor:
         return self._next_batch().after(out)
 
     def _finish(self) -> Step:
-        done = self.working
+        done, done_at = self.working, self.working_at
         self.phase = _IDLE
-        self.working = None
+        self.working = self.working_at = None
         self.in_batch = ()
         if done is None:
             return NOTHING
-        self.applied_upto = done
+        self.applied_upto, self.applied_at = done, done_at
         reported = min([done, *(Generation(g - 1) for g in self.refused.values()), *self.held.values()])
         return effects(Finish(reported), Log("info", "plan applied", {"actor": self.name, "generation": done}))
 

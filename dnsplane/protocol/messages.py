@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 from dnsplane.model import (
+    NO_GENERATION,
     Desired,
     Endpoint,
     EndpointKey,
@@ -62,6 +63,17 @@ class Tick:
 class HeadRead:
     now: float
     head: Generation
+    head_at: float | None = None  # when the plan at ``head`` was created
+    # the plan the enactor finished last (``ReadHead.known``) is not the store's any more: the store was
+    # put back to a backup, and the number names another plan or none (a collected plan is not lost)
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeadPlanRead:
+    now: float
+    head: Generation
+    created_at: float | None  # when the plan at ``head`` was created (None: no plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +143,14 @@ class DesiredLoaded:
     head: Generation
     desired: dict[EndpointKey, Desired]
     health: dict[str, HealthRecord] = field(default_factory=dict)  # the health the store kept, per target
+    head_at: float | None = None  # when the plan at ``head`` was created (the planner's ``Publish.expect_at``)
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
     now: float
     generation: Generation
+    created_at: float | None = None  # the new plan's creation time, as the store keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +162,7 @@ class PublishConflict:
 class WatermarkRead:
     now: float
     watermark: Generation
+    oldest: Generation  # the oldest plan the store keeps (0: none): nothing to collect when at the watermark
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,7 @@ class Resolved:
 Event = (
     Tick
     | HeadRead
+    | HeadPlanRead
     | ChangesLoaded
     | MarkersRead
     | ContentLoaded
@@ -231,7 +247,20 @@ class Request(Command, Generic[ReplyT]):
 
 @dataclass(frozen=True, slots=True)
 class ReadHead(Request[HeadRead]):
-    READS = frozenset({H})
+    """Reply: the head, and whether the store still holds the plan ``known`` created at ``known_at``
+    (the generation the enactor finished last, as the store said it was created)."""
+
+    READS = frozenset({H, P})
+    known: Generation = NO_GENERATION
+    known_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHeadPlan(Request[HeadPlanRead]):
+    """Reply: the head and when the plan there was created (an idle planner's check that the plan at the
+    head is the one it knows: a store put back to a backup shows another under the same number)."""
+
+    READS = frozenset({H, P})
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,19 +324,22 @@ class LoadDesired(Request[DesiredLoaded]):
 
 @dataclass(frozen=True, slots=True)
 class Publish(Request[Published | PublishConflict]):
-    """Reply: Published, or PublishConflict when the head moved. Once published, ``health``
-    (the targets whose acted-on health changed since the store last kept it) is kept too."""
+    """Reply: Published, or PublishConflict when the head moved, or when the plan at the head is not
+    the one created at ``expect_at`` (a store put back to a backup, or a head lifted by ``AdvanceHead``,
+    shows the number under other content). Once published, ``health`` (the targets whose acted-on
+    health changed since the store last kept it) is kept too."""
 
-    READS = frozenset({H})
+    READS = frozenset({H, P})  # the head, and when the plan there was created (``expect_at``)
     WRITES = frozenset({H, P})
     expect_head: Generation
     changes: tuple[tuple[EndpointKey, RecordSet], ...]
     health: tuple[tuple[str, HealthRecord], ...] = ()
+    expect_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ReadWatermark(Request[WatermarkRead]):
-    READS = frozenset({H, R, L})
+    READS = frozenset({H, R, L, P})  # and the oldest plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +369,7 @@ class Begin(Effect):
 
 @dataclass(frozen=True, slots=True)
 class Finish(Effect):
+    READS = frozenset({H})  # nothing above the head is recorded as applied
     WRITES = frozenset({R})
     generation: Generation
 
@@ -350,6 +383,7 @@ class AdvanceHead(Effect):
 
 @dataclass(frozen=True, slots=True)
 class SetLastKnownGood(Effect):
+    READS = frozenset({H, P})  # refused below the oldest plan; not kept above the head
     WRITES = frozenset({L})
     generation: Generation
 
@@ -409,6 +443,6 @@ def effects(*commands: Effect) -> Step:
 # Every command class of the safe protocol (the legacy design's are in ``protocol/legacy.py``).
 REQUEST_CLASSES: tuple[type[Request[Any]], ...] = (
     ReadHead, LoadChanges, ReadMarkers, LoadContentAt, WriteBatch, LoadDesired, Publish, ReadWatermark, Collect,
-    Resolve,
+    Resolve, ReadHeadPlan,
 )
 EFFECT_CLASSES: tuple[type[Effect], ...] = (Begin, Finish, AdvanceHead, SetLastKnownGood, Journal, Log)

@@ -60,12 +60,14 @@ from dnsplane.protocol.messages import (
     Event,
     Failed,
     FleetChanged,
+    HeadPlanRead,
     HealthObserved,
     LoadDesired,
     Log,
     Publish,
     PublishConflict,
     Published,
+    ReadHeadPlan,
     Step,
     Tick,
     effects,
@@ -150,12 +152,15 @@ class PlannerPhase(Enum):
     LOADING = "the store's head and plans (LoadDesired)"
     IDLE = "in sync with the store: a Tick plans what changed"
     PUBLISHING = "a plan's publication (Publish)"
+    CHECKING = "the plan at the store's head (ReadHeadPlan): is it the one this planner knows"
 
 
 # Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
 # simulator runs at every step read these module constants.
-_UNSYNCED, _LOADING, _IDLE, _PUBLISHING = (PlannerPhase.UNSYNCED, PlannerPhase.LOADING, PlannerPhase.IDLE,
-                                           PlannerPhase.PUBLISHING)
+HEAD_CHECK = 60.0  # seconds between an idle planner's checks that the plan at the store's head is its own
+
+_UNSYNCED, _LOADING, _IDLE, _PUBLISHING, _CHECKING = (PlannerPhase.UNSYNCED, PlannerPhase.LOADING, PlannerPhase.IDLE,
+                                                      PlannerPhase.PUBLISHING, PlannerPhase.CHECKING)
 
 
 def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
@@ -224,6 +229,13 @@ class Planner:
     kept: dict[str, HealthRecord] = field(default_factory=dict)  # the health the store holds
     unsaved: set[str] = field(default_factory=set)  # targets whose acted-on health the store lacks
     saving: tuple[tuple[str, HealthRecord], ...] = ()  # sent with the Publish in flight
+    # when the plan at ``head`` was created, as the store said: what the next Publish expects there (a store
+    # put back to a backup, or lifted by AdvanceHead, shows the number under content this planner never saw)
+    head_at: float | None = None
+    # An idle planner with nothing to publish asks the store every ``head_check`` seconds whether the plan at
+    # its head is still the one it knows (a store put back to a backup under it: it reloads); 0: never
+    head_check: float = field(default=HEAD_CHECK, metadata=CONFIG)
+    checked_at: float | None = None  # when it last knew the head was its own (a publish, a load, a check)
 
     def __post_init__(self) -> None:
         self._index()
@@ -249,13 +261,13 @@ class Planner:
     def synced(self) -> bool:
         """It has loaded the store's plans (and no publish has conflicted since)."""
         phase = self.phase
-        return phase is _IDLE or phase is _PUBLISHING
+        return phase is _IDLE or phase is _PUBLISHING or phase is _CHECKING
 
     @property
     def busy(self) -> bool:
         """It waits for a reply, and ignores its ticks meanwhile."""
         phase = self.phase
-        return phase is _LOADING or phase is _PUBLISHING
+        return phase is _LOADING or phase is _PUBLISHING or phase is _CHECKING
 
     def health_snapshot(self) -> dict[str, TargetSnapshot]:
         """What it knows of each target it has health for, by target id."""
@@ -267,6 +279,12 @@ class Planner:
         fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace)
         fresh.health = self.health
         vars(self).update(vars(fresh))
+
+    def _head_known(self) -> None:
+        """The store just said the plan at its head is the one this planner knows: the next check is due
+        ``head_check`` seconds from now (with no check, nothing to note)."""
+        if self.head_check > 0:
+            self.checked_at = self.now
 
     def _settled(self) -> None:
         """A reply ended the wait: idle, in sync with the store or not as before."""
@@ -296,16 +314,18 @@ class Planner:
                 return self._on_fleet_changed(endpoints)
             case Tick():
                 return self._on_tick()
-            case DesiredLoaded(head=head, desired=desired, health=kept):
+            case DesiredLoaded(head=head, desired=desired, health=kept, head_at=head_at):
                 self.phase = _IDLE
-                self.head = head
+                self.head, self.head_at = head, head_at
+                self._head_known()
                 self.published = {k: d.records for k, d in desired.items()}
                 self.dirty = set(self.by_key)
                 self._restore(kept)
                 return self._plan()
-            case Published(generation=gen):
+            case Published(generation=gen, created_at=created_at):
                 self._settled()
-                self.head = gen
+                self.head, self.head_at = gen, created_at
+                self._head_known()
                 for key, rs in self.inflight:
                     self.published[key] = rs
                 count = len(self.inflight)
@@ -316,6 +336,17 @@ class Planner:
                         self.unsaved.discard(tid)
                 self.saving = ()
                 return effects(Log("info", "plan published", {"actor": self.name, "generation": gen, "changes": count}))
+            case HeadPlanRead(head=head, created_at=created_at):
+                if head == self.head and created_at == self.head_at:
+                    self.phase = _IDLE
+                    self._head_known()
+                    return NOTHING
+                # Not the plan it published or loaded last: the store was put back to a backup (or lifted
+                # past markers of plans it lost), or another planner published. Reload, then plan again.
+                self.phase = _LOADING
+                return Step((Log("warning", "the plan at the store's head is not the one the planner knows: "
+                                 "reloading", {"actor": self.name, "head": head, "known": self.head}),),
+                            LoadDesired())
             case PublishConflict():
                 # Another planner took the number; reload what it published, then plan again.
                 self.phase = _LOADING
@@ -331,12 +362,19 @@ class Planner:
     def _on_tick(self) -> Step:
         phase = self.phase
         if phase is _IDLE:  # the usual case, decided without the match's reads of enum members
-            return self._plan()
+            step = self._plan()
+            if self.phase is _IDLE and self.head_check > 0:
+                if self.checked_at is None:
+                    self.checked_at = self.now
+                elif self.now - self.checked_at >= self.head_check:
+                    self.phase = _CHECKING
+                    return Step(step.effects, ReadHeadPlan())
+            return step
         match phase:
             case PlannerPhase.UNSYNCED:
                 self.phase = _LOADING
                 return request(LoadDesired())
-            case PlannerPhase.LOADING | PlannerPhase.PUBLISHING:
+            case PlannerPhase.LOADING | PlannerPhase.PUBLISHING | PlannerPhase.CHECKING:
                 return NOTHING  # waiting for a reply
             case PlannerPhase.IDLE:
                 return self._plan()
@@ -515,4 +553,4 @@ class Planner:
             (tid, HealthRecord(h.healthy, h.since if h.since is not None else self.now))
             for tid in sorted(self.unsaved) if (h := health.get(tid)) is not None and h.healthy is not None
         )
-        return Step(tuple(logs), Publish(self.head, self.inflight, self.saving))
+        return Step(tuple(logs), Publish(self.head, self.inflight, self.saving, self.head_at))

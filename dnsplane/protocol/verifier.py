@@ -170,10 +170,15 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | 
     records = seen.observed.records
     if marker is not None and not generation_in_range(marker.generation):
         return Problem.MARKER_CORRUPT  # a generation no store hands out: hand-written, never a head
-    if marker is not None and marker.generation > head and marker.sealed():
+    if marker is not None and marker.sealed() and (marker.generation > head or (
+            marker.generation == head and marker.prev and marker.digest != desired.records.digest)):
         # Only a marker as dnsplane wrote it names a plan: one whose g= was raised by hand (its seal
         # broken) is "marker-edited" below, never a head (AdvanceHead to it could leave the store
-        # no generation to publish: g=MAX_GENERATION)
+        # no generation to publish: g=MAX_GENERATION). At the head, with a seal (``p=``: not one written
+        # by hand from scratch) and content the store does not give the endpoint there, it names a plan
+        # the store lost under that number (a store put back to a backup, its head lifted to the
+        # marker): repaired at that number, the endpoint would serve two contents under one generation,
+        # so the head goes past it first
         return Problem.MARKER_AHEAD
     if seen.rcode not in _ANSWERED:
         return Problem.UNREACHABLE  # unknown this round: an empty answer is a fact, no answer is not
@@ -411,7 +416,10 @@ class Verifier:
             found = seen.observed.marker
             if problem is Problem.MARKER_AHEAD:
                 assert found is not None
-                out.append(AdvanceHead(found.generation))
+                # ahead: at least to it (mostly a newer plan than the snapshot, a no-op at the store); at the
+                # head, a lost plan's: past it
+                out.append(AdvanceHead(found.generation if found.generation > self.head
+                                       else Generation(found.generation + 1)))
                 # Mostly an enactor's write of a plan newer than this round's snapshot: the executor
                 # warns only when the store's head really moves (two processes logged ~1,000 false
                 # warnings a minute when this line was a warning).

@@ -22,10 +22,10 @@ def test_a_publish_that_raised_is_published_at_the_next_tick() -> None:
     full = {"disk": True}
 
     def publish(expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float,
-                planner: str) -> Generation | None:
+                planner: str, expect_at: float | None = None) -> Generation | None:
         if full["disk"]:
             raise sqlite3.OperationalError("database or disk is full")
-        return real(expect_head, changes, now, planner)
+        return real(expect_head, changes, now, planner, expect_at)
 
     h.store.publish = publish  # type: ignore[method-assign]
     p = Planner("planner", ZONE, (endpoint(),))
