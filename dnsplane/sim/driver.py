@@ -52,7 +52,7 @@ from typing import Any
 from dnsplane.errors import DnsplaneError
 from dnsplane.execute import Fenced, fence_read
 from dnsplane.execute import failed as failed_reply
-from dnsplane.model import EndpointKey, Generation, RecordSet
+from dnsplane.model import EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import LegacyEnactor
@@ -71,11 +71,11 @@ from dnsplane.protocol.messages import (
     WriteBatch,
 )
 from dnsplane.protocol.ownership import Ownership
-from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.planner import HEAD_CHECK, Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.sim.faults import Fault, make_schedule
 from dnsplane.sim.injector import INTRUDER, FaultInjector
-from dnsplane.sim.invariants import Monitor, Violation
+from dnsplane.sim.invariants import Lineage, Monitor, Violation
 from dnsplane.sim.references import References
 from dnsplane.sim.scenario import Scenario
 from dnsplane.sim.tracing import TraceEvent, Tracer
@@ -151,7 +151,7 @@ class Simulation:
         self.store = MemoryStore()
         self.provider = SimProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
-        self.monitor.guard(self.by_key, self.store.health)  # G4: the planner's guards, at each plan published
+        self.monitor.guard(self.by_key, self._acted_on)  # G4: the planner's guards, at each plan published
         # I7: every endpoint is adopted unless the scenario says otherwise (``not_adopted``), so that a
         # marker deleted by hand stays a state the verifier repairs; the installation's owner id is ""
         not_adopted = {self.keys[i] for i in scenario.not_adopted}
@@ -193,6 +193,11 @@ class Simulation:
         self.provider.add_listener(self._on_written)
         # only a hand-written marker can move the head far (relabelled ours, another store's g= too)
         self.check_heads = any(f.kind in (FaultKind.MARKER_OUT_OF_RANGE, FaultKind.RELABEL_OWNER) for f in schedule)
+        # The planner's check that the plan at the store's head is its own (a read every HEAD_CHECK seconds
+        # while idle), as the runtime has it, in scenarios that can put the store back to a backup, the
+        # one fault it is for; off in the others, whose remembered seeds replay as they were found
+        self.head_check = HEAD_CHECK if FaultKind.STORE_ROLLBACK in scenario.faults else 0.0
+        self.monitor.numbers = FaultKind.STORE_ROLLBACK in scenario.faults  # and the check they are for (I2)
         self._build_actors()
 
     def clock(self) -> float:
@@ -372,8 +377,9 @@ class Simulation:
                     if ex.lkg_set is not None:
                         # it took effect, then the step failed (a ``request_exception`` after it, which
                         # reply latency lets fall between Resolve's run and its reply: chaos 2323): the
-                        # store's last-known-good moved, and with it the watermark
-                        self.refs.lkg = int(ex.lkg_set)
+                        # store's last-known-good moved, and with it the watermark (as the store kept it: not
+                        # above its head)
+                        self.refs.lkg = int(self.store.last_known_good() or 0)
                     elif any(type(c) is Begin for c in effects):
                         # the Begin itself failed: the store holds no lease, whatever an earlier Begin
                         # left here (chaos 5391); a missing entry would count as in flight
@@ -385,9 +391,8 @@ class Simulation:
                 else:  # a Begin that failed at the store registered nothing: no reference
                     if began:
                         self.refs.began[name] = self.now
-                    for c in effects:
-                        if type(c) is SetLastKnownGood:
-                            self.refs.lkg = int(c.generation)
+                    if any(type(c) is SetLastKnownGood for c in effects):
+                        self.refs.lkg = int(self.store.last_known_good() or 0)  # as kept: not above the head
                 if self.check_heads and any(type(c) is AdvanceHead for c in effects):
                     self.monitor.check_head(int(self.store.head()), self.published_max)
             if escaped:
@@ -686,17 +691,55 @@ class Simulation:
         planner = self._new_planner()
         if counter_reset:  # in sync with an empty store: its next plan is generation 1
             planner = Planner.from_snapshot("planner", ZONE, self.endpoints, Generation(0), {})
-            planner.health_grace = self.scenario.health_grace
+            planner.health_grace, planner.head_check = self.scenario.health_grace, self.head_check
         self.actors["planner"] = planner
         self.faults.planner_restarted()
         self._push(self.now + 1.0, _WAKE, "planner")
+
+    def _acted_on(self) -> dict[str, HealthRecord]:
+        """The health the planner acted on at the plan being published: what it believes the store kept,
+        and what it saves with that plan (the store's own table, when it was put back to a backup, is the
+        backup's until the planner next reloads)."""
+        planner = self.actors["planner"]
+        assert isinstance(planner, Planner)
+        return {**planner.kept, **dict(planner.saving)}
+
+    def store_restored(self, backup: MemoryStore, lineage: Lineage, taken_at: float, restart: bool) -> None:
+        """An operator puts ``backup``, taken at ``taken_at``, back as the store now (``store_rollback``;
+        ``lineage``: the monitor's then): the plans published since are gone, the zone keeps what they wrote,
+        and the leases of enactors that began since are gone too (no I3 reference of theirs is the
+        collector's to keep, until they begin again). With ``restart``, dnsplane was stopped for
+        it: every actor's request not yet sent is lost, and each starts again a second later with empty
+        state (the planner from the restored store's head)."""
+        if restart:
+            for name in self.actors:
+                if self.alive.get(name, False):
+                    self.pending.pop(name, None)
+                    self.alive[name] = False
+                    self._push(self.now + 1.0, _RESTART, name)
+        self.store.restore(backup)
+        self.monitor.store_rolled_back(int(self.store.head()), lineage)
+        self.refs.lkg = int(self.store.last_known_good() or 0)  # the collector's reference is the backup's now
+        for name, began in self.refs.began.items():
+            if began > taken_at:
+                self.refs.began[name] = float("-inf")  # the store holds no lease of it
+        # A marker written since, below the restored store's low watermark (in a lineage of plans put back
+        # over in turn), is no reference it can keep: the content it names goes with the next collect, and
+        # the verifier repairs it as a marker of a deleted plan
+        watermark = int(self.store.low_watermark(self.now))
+        for key, seen in self.provider.read_all().items():
+            if seen.marker is not None and seen.marker.generation < watermark:
+                self.refs.hand_marked.add(key)
+        if self.tracing:
+            self.tracer.note("faults", "fault", f"the store put back to a backup (head {int(self.store.head())})")
 
     def _new_planner(self) -> Planner:
         """A planner with empty state and the scenario's health grace, starting now: the targets it has
         heard from (``reported``, H1's check of the grace) start again with it."""
         self.reported: set[str] = set()
         self.planner_since = self.now
-        return Planner("planner", ZONE, self.endpoints, health_grace=self.scenario.health_grace)
+        return Planner("planner", ZONE, self.endpoints, health_grace=self.scenario.health_grace,
+                       head_check=self.head_check)
 
     def at_fault(self, at: float, fault: Fault) -> None:
         """Fire ``fault`` at ``at`` (a fault in two acts: ``health_amnesia``)."""
@@ -729,6 +772,9 @@ class Simulation:
             if self.alive[name] and name not in self.pending and actor.busy:
                 self._wedged(name)
         mon.check_converged(self.provider.read_all(), int(self.store.head()), self.scenario.convergence_bound)
+        planner = self.actors["planner"]
+        if isinstance(planner, Planner) and self.alive["planner"] and not planner.busy and planner.synced:
+            mon.check_planned({k: rs.digest for k, rs in planner.published.items()}, int(self.store.head()))
         if self.protocol == "legacy":
             return
         before = self.provider.writes

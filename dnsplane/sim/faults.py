@@ -60,6 +60,7 @@ WHEN = tuple(w.value for w in When)  # a crash or a raised exception: before its
 OUT_OF_RANGE = ("-1", "9223372036854775807", "99999999999999999999", "9007199254740993", "12abc", "")
 OUT_OF_RANGE_NUMBERS = tuple(g for g in OUT_OF_RANGE if g.lstrip("-").isdigit())  # ``hand_marker``'s g=
 MALFORMED = ("empty", "bad_address", "duplicate_target", "ttl")
+ROLLBACKS = ("live", "restart")  # ``store_rollback``'s modes
 RIVAL_PERIODS = (30, 60, 300)  # seconds between a ``rival_owner``'s takes: its verifier's period
 
 
@@ -144,6 +145,11 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
                 case FaultKind.MARKER_RESTORED:
                     # ``value``: which older marker of the endpoint (a fraction of their number, oldest first)
                     out.append(Fault(at, kind, str(rng.randrange(scenario.endpoints)), value=round(rng.random(), 3)))
+                case FaultKind.STORE_ROLLBACK:
+                    # a backup of the store taken at ``at``, put back ``dur`` seconds later: under the running
+                    # fleet ("live": an etcd cluster restored from a snapshot) or with dnsplane stopped for
+                    # the restore and started again ("restart")
+                    out.append(Fault(at, kind, "store", dur, mode=rng.choice(ROLLBACKS)))
                 case FaultKind.REQUEST_EXCEPTION:
                     # ``value`` picks the exception (an index into world.EXCEPTIONS); ``mode``: raised
                     # before the call, or after it took effect (a write applied, its reply lost)

@@ -86,10 +86,20 @@ class FlakyStore(Store):
         return self.inner.head()
 
     def publish(self, expect_head: Generation, changes: Sequence[tuple[EndpointKey, RecordSet]], now: float,
-                planner: str) -> Generation | None:
+                planner: str, expect_at: float | None = None) -> Generation | None:
         if self.outages.spans:
             self._down()
-        return self.inner.publish(expect_head, changes, now, planner)
+        return self.inner.publish(expect_head, changes, now, planner, expect_at)
+
+    def oldest_plan(self) -> Generation:
+        if self.outages.spans:
+            self._down()
+        return self.inner.oldest_plan()
+
+    def created_at(self, generation: Generation) -> float | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.created_at(generation)
 
     def advance_head(self, at_least: Generation, now: float) -> Generation:
         if self.outages.spans:

@@ -40,10 +40,11 @@ from dnsplane.model import (
 )
 from dnsplane.sim.faults import EXCEPTION_NAMES, Fault
 from dnsplane.sim.flaky import FlakyProvider, FlakyStore
-from dnsplane.sim.invariants import I8
+from dnsplane.sim.invariants import I8, Lineage
 from dnsplane.sim.vocabulary import Corruption, FaultKind, InRange, PartialWrite
 from dnsplane.sim.world import Resolver
 from dnsplane.store.base import INFLIGHT_TTL
+from dnsplane.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from dnsplane.sim.driver import Simulation
@@ -92,6 +93,9 @@ class FaultInjector:
                                               if FaultKind.HEALTH_AMNESIA in sim.scenario.faults
                                               or sim.scenario.health_grace else None)
         self.unconfirmed_down: set[str] = set()
+        # store_rollback: the backups taken and not yet put back, by when they were taken
+        # (the store, and what each generation named then: ``Monitor.lineage``)
+        self.backups: dict[float, tuple[MemoryStore, Lineage]] = {}
         # dns_silent: endpoint (None: every endpoint) -> when the verifier's queries are answered again
         self.silent_until: dict[EndpointKey | None, float] = {}
 
@@ -172,6 +176,8 @@ class FaultInjector:
                 self._health_amnesia(f)
             case FaultKind.DNS_SILENT:
                 self._dns_silent(f)
+            case FaultKind.STORE_ROLLBACK:
+                self._store_rollback(f)
             case FaultKind.REQUEST_EXCEPTION:
                 # the actor's next store or provider command raises ``f.value``-th exception of EXCEPTIONS
                 if sim.alive.get(f.target, False):
@@ -396,6 +402,23 @@ class FaultInjector:
         self.corrupting = True
         sim.provider.hand_edit(key, records, marker)
         self.corrupting = False
+
+    def _store_rollback(self, f: Fault) -> None:
+        """A backup of the store is taken now (mode "live" or "restart"); ``f.duration`` later an operator
+        puts it back (mode "restore-live" or "restore-restart"): every plan published since is lost while
+        the zone keeps what they wrote, and the backup's head hands their generations out again. "live":
+        under the running fleet (an etcd cluster restored from a snapshot, its clients reconnecting);
+        "restart": dnsplane is stopped for the restore and every process starts again with empty state."""
+        sim = self.sim
+        if not f.mode.startswith("restore-"):
+            self.backups[f.at] = (sim.store.fork(), sim.monitor.lineage())
+            sim.at_fault(sim.now + f.duration, dataclasses.replace(f, mode="restore-" + f.mode))
+            return
+        backup = self.backups.pop(f.at, None)
+        if backup is None:
+            return
+        self.fired(f.kind)
+        sim.store_restored(*backup, taken_at=f.at, restart=f.mode == "restore-restart")
 
     def _dns_silent(self, f: Fault) -> None:
         """For ``f.duration`` the verifier's DNS queries of endpoint ``f.target`` ("all": of every endpoint)

@@ -113,6 +113,7 @@ from dnsplane.model import (
     EndpointKey,
     Generation,
     HealthRecord,
+    Marker,
     Observed,
     RecordSet,
     validate_record_set,
@@ -133,6 +134,10 @@ G4 = "G4 guards before writes"
 SHIFT_SLACK = 0.01  # G4: share of an endpoint's weight a plan may move past max_weight_shift (rounding)
 NOWHERE = EndpointKey("-", "-")
 MAX_HEAD = int(MAX_GENERATION)  # the bound as shipped (a test that widens the model's for a run keeps this one)
+
+
+# per endpoint, the content each plan that changed it gave it: (generation, digest, valid), oldest first
+Lineage = dict[EndpointKey, list[tuple[int, str, bool]]]
 
 
 class InvariantViolation(DnsplaneError):
@@ -168,7 +173,7 @@ class Monitor:
     steps: int = 0
     now: float = 0.0
     timeline: deque[str] = field(default_factory=lambda: deque(maxlen=400))
-    content: dict[EndpointKey, list[tuple[int, str, bool]]] = field(default_factory=dict)  # (gen, digest, valid)
+    content: Lineage = field(default_factory=dict)  # what each generation names, per endpoint (I2, I3, I4)
     highest_marker: dict[EndpointKey, int] = field(default_factory=dict)
     highest_served: dict[EndpointKey, int] = field(default_factory=dict)
     published: set[EndpointKey] = field(default_factory=set)
@@ -190,6 +195,19 @@ class Monitor:
     fleet: dict[EndpointKey, Endpoint] = field(default_factory=dict)
     acted_on: Callable[[], dict[str, HealthRecord]] | None = None
     last_plan: dict[EndpointKey, tuple[RecordSet, bool]] = field(default_factory=dict)  # G4: (plan, valid)
+    # A store put back to an older backup (``store_rolled_back``): the content of the plans it lost, per
+    # endpoint (I2: DNS may still serve it), and the content an endpoint served at ``highest_served``
+    # where that generation now names other content (the backup's, or a plan that reuses the number)
+    ghosts: Lineage = field(default_factory=dict)
+    pinned: dict[EndpointKey, str] = field(default_factory=dict)
+    # endpoints whose marker a person left unsealed (g= edited, or written without p=), until dnsplane
+    # writes them: after a store put back to a backup, their marker is no baseline of I2's (``check``)
+    hand_marked: set[EndpointKey] = field(default_factory=set)
+    # I2, one content per generation (``numbers``: runs whose store can be put back to a backup, which hands
+    # numbers out again): per endpoint, the content served under each sealed marker of this installation
+    numbers: bool = False
+    served_under: dict[EndpointKey, dict[int, str]] = field(default_factory=dict)
+    served_marker: dict[EndpointKey, Marker] = field(default_factory=dict)  # the last of them, as written
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
@@ -253,6 +271,38 @@ class Monitor:
                 self.fail(G4, key, f"generation {generation} moves {moved:.0%} of the weight from the plan "
                                    f"before it, past max_weight_shift={policy.max_weight_shift:.0%}")
 
+    def lineage(self) -> Lineage:
+        """What each generation names now, per endpoint: a backup of the store taken now holds it."""
+        return {key: list(history) for key, history in self.content.items()}
+
+    def store_rolled_back(self, head: int, lineage: Lineage) -> None:
+        """The store was put back to a backup (head ``head``) taken when ``lineage()`` was ``lineage``: the
+        plans published since are lost, and their generations will be handed out again. From now a
+        generation names what the backup holds for it (I3, I4 and the check below follow the restored
+        store); the lost plans' content moves to ``ghosts``, which I2 still compares with (DNS may serve
+        it, and no write may put older content over it). Where the generation an endpoint served at now
+        names other content, the content it served is ``pinned`` (no I2 while it stays), and a generation
+        served above the restored head is taken as the head (the numbers above it will name new plans'
+        content; the marker's baseline stays: no write may set a marker back). The guards'
+        baseline (G4) of an endpoint a lost plan changed starts again at its next plan: the planner
+        plans from the backup's plans."""
+        self.note(f"the store was put back to a backup: head {head}, the plans published since lost")
+        for key in set(self.content) | set(lineage) | set(self.highest_served):
+            now, restored = self.content.get(key, []), lineage.get(key, [])
+            same = 0
+            while same < min(len(now), len(restored)) and now[same] == restored[same]:
+                same += 1
+            served = self.highest_served.get(key, 0)
+            before = self.content_at(key, served) if served else None
+            if same < len(now) or same < len(restored):
+                self.ghosts.setdefault(key, []).extend(now[same:])
+                self.content[key] = list(restored)
+                self.last_plan.pop(key, None)
+            if served > head:  # a number the restored store will hand out again, for other content
+                served = self.highest_served[key] = head
+            if before is not None and before != self.content_at(key, served):
+                self.pinned[key] = before
+
     def content_at(self, key: EndpointKey, generation: int) -> str | None:
         found = None
         for g, digest, _ in self.content.get(key, []):
@@ -288,6 +338,12 @@ class Monitor:
         else:
             self.foreign[key] = alien
         self._saw_owner(key, seen)
+        marker = seen.marker
+        if marker is not None and not marker.sealed():
+            self.hand_marked.add(key)
+        if key in self.served_under and marker != self.served_marker.get(key):
+            # the marker dnsplane wrote is gone: which generations the endpoint served only the person knows
+            del self.served_under[key]
 
     def _saw_owner(self, key: EndpointKey, seen: Observed) -> None:
         """Note whether ``key`` holds another owner's marker now (I7: a write over it is a takeover)."""
@@ -351,9 +407,24 @@ class Monitor:
                 marker = None  # g= raised by hand (seal broken): no plan wrote it, no I2 baseline, no content mark
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
-                if marker.generation < high:
+                if marker.generation < high and self.ghosts and key in self.hand_marked:
+                    # A person left the marker unsealed (no g= a reader can trust) and the store was put
+                    # back to a backup whose head may be below the generation it had: nothing tells
+                    # dnsplane that generation, and its repair writes at the restored store's head
+                    self.note(f"{key}: marker {high}, edited by hand, rewritten at {marker.generation} "
+                              "after the store was put back to a backup")
+                    high = 0  # the baseline restarts from dnsplane's marker
+                elif marker.generation < high:
                     self.fail(I2, key, f"marker went down from {high} to {marker.generation}")
+                self.hand_marked.discard(key)
                 self.highest_marker[key] = max(high, marker.generation)
+                if self.numbers and records is not None and records.digest == marker.digest and marker.sealed():
+                    under = self.served_under.setdefault(key, {})
+                    before = under.setdefault(marker.generation, marker.digest)
+                    if before != marker.digest:
+                        self.fail(I2, key, f"generation {marker.generation} served with two contents ({before}, "
+                                           f"then {marker.digest}): a number the store handed out again")
+                    self.served_marker[key] = marker  # to tell a person's replacement of it
             if records is not None:
                 self._check_content(key, records.digest, marker.generation if marker else None)
 
@@ -372,13 +443,17 @@ class Monitor:
 
     def _check_content(self, key: EndpointKey, digest: str, marker_gen: int | None) -> None:
         served = self.highest_served.get(key, 0)
-        if served and digest != self.content_at(key, served):
+        if served and digest != self.content_at(key, served) and digest != self.pinned.get(key):
             history = self.content.get(key, [])
+            if key in self.ghosts:  # what lost plans gave it too (a store put back to a backup)
+                history = history + self.ghosts[key]
             newer = [g for g, d, _ in history if d == digest and g > served]
             older = [g for g, d, _ in history if d == digest and g < served]
             if older and not newer:
                 self.fail(I2, key, f"serves the content of generation {max(older)} after {served}")
         if marker_gen is not None and digest == self.content_at(key, marker_gen):
+            if marker_gen >= served:
+                self.pinned.pop(key, None)
             self.highest_served[key] = max(served, marker_gen)
 
     def check_plans_kept(self, kept: set[int], referenced: dict[str, int]) -> None:
@@ -439,6 +514,18 @@ class Monitor:
                 # until its repair rewrites it sealed
                 self.fail(I4, key, f"{bound:.0f}s after faults stopped its marker (g={seen.marker.generation}) "
                                    f"still has a broken seal: never repaired")
+
+    def check_planned(self, planned: dict[EndpointKey, str], head: int) -> None:
+        """I4, the planner's part (at quiet): for every endpoint the planner believes it published (its
+        content digest in ``planned``), the store's newest valid content at ``head`` is that. Else the
+        planner plans on content the store no longer holds (a store put back to a backup under it), and
+        DNS converges to the store's, which nothing the planner knows of health says any more."""
+        for key, digest in planned.items():
+            want = self.newest_valid(key, head)
+            if want is not None and want[1] != digest:
+                self.fail(I4, key, f"at quiet the planner believes it published {digest}, but the store's newest "
+                                   f"valid plan gives it generation {want[0]}'s {want[1]}: the planner plans on "
+                                   "content the store no longer holds")
 
     def check_idempotent(self, writes_before: int, writes_after: int) -> None:
         """I6: re-running every enactor at quiet sent no provider write."""

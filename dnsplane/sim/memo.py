@@ -192,7 +192,7 @@ class MemoSpace:
         self.effects: dict[Any, tuple[str, ...]] = {}  # a move's own reads -> what its effects read
         self.nf = _FIXED + self.n_others
         self.stores: dict[tuple[int, Any], MemoryStore] = {}
-        self.watermarks: dict[tuple[int, Any], int] = {}
+        self.watermarks: dict[tuple[int, Any], tuple[int, int]] = {}
         self.heads: dict[int, int] = {}
         self.script_len = len(self.template.script)
         self.reduce = config.reduce
@@ -396,7 +396,8 @@ class MemoSpace:
         if a.ptype is ReadHead and a.kind is Enactor:
             return self._head(s[0]) <= a.applied_upto
         if a.ptype is ReadWatermark and a.kind is Collector:
-            return self._watermark(s) <= a.collected_below
+            w, oldest = self._watermark(s)
+            return w <= a.collected_below and oldest >= w
         return False
 
     def _head(self, sid: int) -> int:
@@ -409,12 +410,14 @@ class MemoSpace:
         reps = self.reps
         return tuple(reps[x][1] for x in s[_FIXED + self.n_others:])
 
-    def _watermark(self, s: State) -> int:
+    def _watermark(self, s: State) -> tuple[int, int]:
+        """The store's low watermark and its oldest plan (what a collector's ``WatermarkRead`` says)."""
         key = (s[0], self._rows_of(s))
-        w = self.watermarks.get(key)
-        if w is None:
-            w = self.watermarks[key] = int(self._store(*key).low_watermark(0.0))
-        return w
+        found = self.watermarks.get(key)
+        if found is None:
+            store = self._store(*key)
+            found = self.watermarks[key] = (int(store.low_watermark(0.0)), int(store.oldest_plan()))
+        return found
 
     # -- applying a move --------------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class FaultKind(StrEnum):
     RELABEL_OWNER = "relabel_owner"  # a human edits o=: another installation's marker relabelled as ours
     RIVAL_OWNER = "rival_owner"  # a second installation whose fleet adopts an endpoint too: it keeps taking it back
     MARKER_RESTORED = "marker_restored"  # a person puts back an older marker byte for byte (p= too), records kept
+    STORE_ROLLBACK = "store_rollback"  # the store is put back to an older backup: later plans lost, DNS keeps them
 
 
 class Corruption(StrEnum):
