@@ -23,7 +23,9 @@ are removed with it (left, SQLite would replay the newer store's WAL over the ol
 Seen on this tree (2026-11-30): the head is lifted in the verifier's first round that has a plan to
 check; the enactors then skip every endpoint whose marker names a lost plan (the store's content at
 that generation is not the marker's digest: skip-corrupt) until the verifier's "lagging" repair two
-rounds later; and a repair at the lifted head reuses the lost plan's generation (the xfail below).
+rounds later. A repair at the lifted head reused the lost plan's generation (one number, two contents:
+I2) until the verifier lifted the head past such a marker (``diagnose``: a sealed marker at the head
+with content the store does not give the endpoint there; the second test).
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
-
-import pytest
 
 from dnsplane.store.sqlite import SqliteStore
 from tests.realworld.harness import PERIODS, Dnsplane, Prober, World, read_marker, wait_for
@@ -175,11 +175,6 @@ def test_a_store_restored_from_an_older_backup(world: World) -> None:
     assert not old, "the backup's content (lb-2 out) served after the restart:\n" + "\n".join(old[:10])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the verifier's repair reuses a lost plan's generation: AdvanceHead(marker) lifts the head TO the "
-    "marker (Store.advance_head: at least), not past it, and the next round's repair writes the store's "
-    "content at self.head, that is under the same g= as the lost plan's other content (I2: one generation, "
-    "two contents; protocol/verifier.py, diagnose and the repair's generation = self.head)"))
 def test_a_target_goes_down_while_a_backup_is_put_back(world: World) -> None:
     """The backup's health (lb-2 down) is current health again when dnsplane starts on it: the planner,
     which plans what changed since the health it last acted on, has nothing to publish; the zone serves a
