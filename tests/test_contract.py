@@ -74,7 +74,7 @@ STORE_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
     "save_health": (set(), {P}),
     "begin": (set(), {R}),
     "finish": ({H}, {R}),
-    "set_last_known_good": ({H, P}, {L}),
+    "set_last_known_good": ({P}, {L}),
     "low_watermark": ({H, R, L}, set()),
     "collect": ({H, R, L}, {P}),
     "record": (set(), {J}),

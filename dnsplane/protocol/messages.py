@@ -383,7 +383,7 @@ class AdvanceHead(Effect):
 
 @dataclass(frozen=True, slots=True)
 class SetLastKnownGood(Effect):
-    READS = frozenset({H, P})  # refused below the oldest plan; not kept above the head
+    READS = frozenset({P})  # refused below the oldest plan
     WRITES = frozenset({L})
     generation: Generation
 

@@ -120,8 +120,7 @@ class Store(ABC):
 
     @abstractmethod
     def set_last_known_good(self, generation: Generation) -> None:
-        """The verifier's newest generation whose content it saw served correctly (one above the head,
-        a plan this store never published, is not kept: see ``finish``).
+        """The verifier's newest generation whose content it saw served correctly.
 
         Raises ``PlanCollected`` when ``generation`` is older than the oldest plan kept, as ``begin``
         does: the verifier judged DNS against that head, and while its reply was on its way the

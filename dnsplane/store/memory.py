@@ -185,8 +185,7 @@ class MemoryStore(Store):
         with self._lock:
             if self._plans and generation < (oldest := min(self._plans)):
                 raise PlanCollected(generation=generation, oldest=oldest)
-            if generation <= self._head:  # else a plan this store never published
-                self._lkg = int(generation)
+            self._lkg = int(generation)
 
     def low_watermark(self, now: float) -> Generation:
         with self._lock:

@@ -295,8 +295,6 @@ class SqliteStore(Store):
             (oldest,) = db.execute("SELECT min(generation) FROM plans").fetchone()
             if oldest is not None and generation < oldest:
                 raise PlanCollected(generation=generation, oldest=oldest)
-            if generation > self._head_unlocked(db):  # a plan this store never published
-                return
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('lkg', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
