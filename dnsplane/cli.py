@@ -22,6 +22,7 @@ from rich.table import Table
 
 from dnsplane.errors import DamagedDataFile, DnsplaneError, InvalidConfig, Permanent, ProviderUnavailable
 from dnsplane.model import NO_GENERATION, EndpointKey, RecordSet
+from dnsplane.protocol.planner import HEAD_CHECK
 from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
@@ -104,8 +105,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     periods = {f"{actor}_period": getattr(args, f"{actor}_period")
                for actor in ("planner", "enactor", "health", "collector", "verifier")
                if getattr(args, f"{actor}_period", None) is not None}
-    if getattr(args, "health_grace", None) is not None:
-        periods["health_grace"] = args.health_grace
+    for option in ("health_grace", "head_check"):
+        if getattr(args, option, None) is not None:
+            periods[option] = getattr(args, option)
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, **periods)
 
@@ -704,6 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="at start, publish nothing for an endpoint until each of its checked targets has "
                     "been health-checked, waiting at most this long; then the health kept from before the "
                     "restart stands, and a target with none kept counts as healthy (default 5; 0: no wait)")
+    up.add_argument("--head-check", type=non_negative_seconds, default=None, metavar="SECONDS",
+                    help="while it has nothing to publish, the planner asks the store this often whether the plan "
+                    "at its head is still the one it knows, and reloads if not (a store put back to an older "
+                    "backup under the running process); without the check DNS may settle on the backup's plans "
+                    f"(default {HEAD_CHECK:g}; 0: off)")
     up.set_defaults(func=cmd_up)
 
     v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",

@@ -111,6 +111,41 @@ def test_up_health_grace_is_seconds_not_negative(capsys: pytest.CaptureFixture[s
     assert "--health-grace" in capsys.readouterr().err
 
 
+def test_up_head_check_reaches_the_planner_and_refuses_a_bad_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--head-check`` (seconds between an idle planner's checks of the plan at the store's head) becomes
+    ``Options.head_check``, which the runtime gives its planner (tests/runtime/test_app.py); the default is
+    the protocol's ``HEAD_CHECK``; a negative or non-numeric value exits 2 naming the option."""
+    import dnsplane.runtime.app as app_module
+    from dnsplane.errors import Permanent
+    from dnsplane.protocol.planner import HEAD_CHECK
+
+    seen: list[float] = []
+
+    class Captured(Permanent):
+        fmt = "captured"
+
+    def fake_app(fleet: object, options: app_module.Options, demo: object) -> None:
+        seen.append(options.head_check)
+        raise Captured
+
+    monkeypatch.setattr(app_module, "App", fake_app)
+    f = tmp_path / "fleet.yaml"
+    f.write_text(FLEET)
+    for extra, want in (([], HEAD_CHECK), (["--head-check", "1.5"], 1.5), (["--head-check", "0"], 0.0)):
+        assert main(["up", "--fleet", str(f), "--data-dir", str(tmp_path / "d"), *extra]) == 2
+        assert seen.pop() == want
+    for bad in ("-1", "soon"):
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args(["up", "--head-check", bad])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert "--head-check" in err and repr(bad) in err
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    assert "--head-check" in capsys.readouterr().out
+
+
 def test_up_on_a_dns_address_in_use_exits_2_and_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "fleet.yaml"
     f.write_text(FLEET)

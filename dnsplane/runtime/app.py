@@ -76,7 +76,7 @@ from dnsplane.protocol.messages import (
     request,
 )
 from dnsplane.protocol.ownership import Ownership
-from dnsplane.protocol.planner import Planner
+from dnsplane.protocol.planner import HEAD_CHECK, Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
@@ -107,6 +107,7 @@ class Options:
     enactor_period: float = 1.0
     health_period: float = 1.0
     health_grace: float = HEALTH_GRACE  # seconds the planner waits for first health checks at start
+    head_check: float = HEAD_CHECK  # seconds between an idle planner's checks of the plan at the store's head; 0: off
     collector_period: float = 10.0
     verifier_period: float = 5.0
 
@@ -213,7 +214,8 @@ class App:
         self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)
         self._loop: asyncio.AbstractEventLoop | None = None
         zone = self.fleet.zone
-        self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace)
+        self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace,
+                               head_check=self.options.head_check)
         batch = min(1000, self.provider.capabilities.max_batch)
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ownership=self.ownership())
                          for i in range(self.options.enactors)]
@@ -282,7 +284,10 @@ class App:
         match actor:
             case Enactor() | Verifier():
                 actor.reset(self.ownership())
-            case Planner() | Collector():
+            case Planner():
+                actor.reset()
+                actor.head_check = self.options.head_check  # Planner.reset keeps health_grace only
+            case Collector():
                 actor.reset()
 
     def status_interval(self) -> float:

@@ -125,3 +125,16 @@ def test_reset_and_instance_health_go_through_the_actors_methods(tmp_path: Path)
             app.provider.close()
 
     asyncio.run(scenario())
+
+
+def test_the_head_check_option_reaches_the_planner_and_survives_its_reset(tmp_path: Path) -> None:
+    """``Options.head_check`` is the planner's ``head_check`` (``dnsplane up --head-check``), also after
+    ``App.reset`` gave the planner a fresh state (a planner that raised on ``Failed`` too)."""
+    app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0, head_check=1.5))
+    try:
+        assert app.planner.head_check == 1.5
+        app.reset(app.planner)
+        assert app.planner.head_check == 1.5
+    finally:
+        app.store.close()
+        app.provider.close()
