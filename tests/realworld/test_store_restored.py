@@ -26,6 +26,13 @@ that generation is not the marker's digest: skip-corrupt) until the verifier's "
 rounds later. A repair at the lifted head reused the lost plan's generation (one number, two contents:
 I2) until the verifier lifted the head past such a marker (``diagnose``: a sealed marker at the head
 with content the store does not give the endpoint there; the second test).
+
+The last test puts the backup back UNDER the running process (SQLite's online backup API into the live
+file, which stays in WAL mode; dnsplane's connections read the backup's content at their next
+transaction): nothing restarts, so the planner learns it only from its periodic check of the plan at the
+store's head (``up --head-check``). Without the check (``--head-check 0``, tried 2026-11-30) the verifier
+lifts the head past the lost plans' markers and repairs the zone to the backup's content (lb-2 out) while
+every target is up, and it stays so.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ ALL_UP = {API: {LB1, LB2, LB3}, WWW: {LB1, LB2}}
 LB2_DOWN = {API: {LB1, LB3}, WWW: {LB1}}
 LB3_DOWN = {API: {LB1, LB2}, WWW: {LB1, LB2}}
 _G = re.compile(r"(?:^|\s)g=(\d+)")
+HEAD_CHECK_SECONDS = 1.0  # the planner's check of the plan at the store's head (``up``'s default: 60 s)
 
 
 def dns_generation(world: World, name: str) -> int:
@@ -73,10 +81,10 @@ def settle(world: World, prober: Prober, want: dict[str, set[str]], what: str) -
     wait_for(what, lambda: serving(prober, want), detail=world.logs)
 
 
-def start(world: World) -> tuple[Dnsplane, Prober]:
+def start(world: World, extra_args: tuple[str, ...] = ()) -> tuple[Dnsplane, Prober]:
     targets = [world.target("lb-1", LB1), world.target("lb-2", LB2), world.target("lb-3", LB3)]
     fleet = world.fleet(targets, {"api": ["lb-1", "lb-2", "lb-3"], "www": ["lb-1", "lb-2"]})
-    up = world.dnsplane(fleet)
+    up = world.dnsplane(fleet, extra_args=extra_args)
     prober = world.prober(fleet)
     settle(world, prober, ALL_UP, "every target served")
     return up, prober
@@ -109,6 +117,36 @@ def replace_store(up: Dnsplane, backup: Path | None) -> None:
         Path(f"{store}{suffix}").unlink(missing_ok=True)
     if backup is not None:
         shutil.copyfile(backup, store)
+
+
+def restore_online(up: Dnsplane, backup: Path) -> None:
+    """The backup put back UNDER the running dnsplane: SQLite's online backup API the other way round, the
+    backup's pages copied into the live store's file as one write transaction (it waits for dnsplane's write
+    lock); every other connection sees the new content at its next transaction. The live file stays in WAL
+    mode (the copy goes through its WAL like any write)."""
+    with closing(sqlite3.connect(backup)) as old, closing(sqlite3.connect(up.data_dir / "store.sqlite")) as live:
+        old.backup(live)
+        assert live.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def store_says(up: Dnsplane) -> dict[str, tuple[int, set[str]]]:
+    """Each endpoint's content in the store's plan at its head (what the enactors and the verifier write):
+    the generation of its newest change, and its addresses."""
+    store = SqliteStore(up.data_dir / "store.sqlite")
+    try:
+        desired = store.desired(None, store.head())
+    finally:
+        store.close()
+    return {str(key.name): (int(d.generation), set(d.records.addresses())) for key, d in desired.items()}
+
+
+def settled_on(world: World, up: Dnsplane, prober: Prober, want: dict[str, set[str]], highest: int) -> bool:
+    """The store's head at or past ``highest``, its plan there says ``want``, the zone serves it, and no
+    endpoint's marker is below its newest change in the store (nothing left for the verifier to repair)."""
+    if store_head(up) < highest or not serving(prober, want):
+        return False
+    says = store_says(up)
+    return all(says[n][1] == want[n] and dns_generation(world, n) >= says[n][0] for n in NAMES)
 
 
 def served_without_since(prober: Prober, since: float, address: str) -> list[str]:
@@ -206,3 +244,40 @@ def test_a_store_lost_with_the_owner_id_kept(world: World) -> None:
     restarted = prober.now()
     up.start()
     after_the_restart(world, up, prober, before, restarted, ALL_UP, ("lb-3", "down", LB3_DOWN))
+
+
+def test_a_backup_restored_under_the_running_dnsplane(world: World) -> None:
+    """SQLite's online restore while dnsplane runs: no restart, so only the actors' own reads of the store
+    tell them. Current health (every target up) is what the lost plans said; the backup's plan says lb-2 is
+    down. So the planner, with nothing new to plan, publishes nothing unless its head check notices the
+    plan at the head is not its own; the verifier lifts the head past the lost plans' markers and, without
+    the planner, repairs the zone to the store's content there: the backup's (seen with ``--head-check 0``).
+    With the check, the planner reloads and publishes current health above the lifted head; the enactors
+    skip the endpoints whose markers name lost plans, and the verifier's "lagging" repair writes it (2.4 s
+    from the restore to the last repair here, with the check every second and a verifier period of 1 s).
+    Not asserted: that the backup's content is never served. A verifier round that comes after its lift and
+    before the planner's check repairs the zone to it until the planner's plan is written."""
+    up, prober = start(world, ("--head-check", f"{HEAD_CHECK_SECONDS:g}"))
+    world.listeners["lb-2"].down()
+    settle(world, prober, LB2_DOWN, "lb-2 out of the answers")
+    backup = take_backup(up)
+    old_head = store_head(up)
+    publish_plans_after_the_backup(world, prober)  # current health: ALL_UP, as the last lost plan said
+    before = markers(world)
+    highest = max(before.values())
+    assert old_head < highest, (old_head, before)
+
+    mark = up.log_mark()
+    restore_online(up, backup)
+    up.wait_log(r"the plan at the store's head is not the one the planner knows: reloading", since=mark,
+                deadline=4 * HEAD_CHECK_SECONDS + 2 * PERIODS["verifier"])
+    wait_for("the store's head at or past the lost plans' markers, its plan there and the zone: current health",
+             lambda: settled_on(world, up, prober, ALL_UP, highest), deadline=10.0, detail=world.logs)
+    prober.watch(2 * PERIODS["verifier"])  # the verifier looks again: the backup's content never comes back
+    prober.stop()
+    prober.assert_invariants(world.logs)
+    after = markers(world)
+    assert all(after[n] >= before[n] for n in NAMES), (before, after)
+    assert settled_on(world, up, prober, ALL_UP, highest), (store_head(up), store_says(up), after)
+    up.wait_every_actor_running()
+    assert "Traceback" not in up.log(), up.log_tail()
