@@ -275,8 +275,10 @@ class Planner:
 
     def reset(self) -> None:
         """Forget everything but the health observations, as a restarted process that kept them: the
-        state of a fresh planner of the same fleet, which loads the store again at its next Tick."""
-        fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace)
+        state of a fresh planner of the same fleet and settings, which loads the store again at its next
+        Tick."""
+        fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace,
+                        head_check=self.head_check)
         fresh.health = self.health
         vars(self).update(vars(fresh))
 

@@ -286,7 +286,6 @@ class App:
                 actor.reset(self.ownership())
             case Planner():
                 actor.reset()
-                actor.head_check = self.options.head_check  # Planner.reset keeps health_grace only
             case Collector():
                 actor.reset()
 
