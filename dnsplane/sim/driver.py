@@ -563,6 +563,8 @@ class Simulation:
         self.dirty.extend(keys)
         self.monitor.written(keys)
         self.refs.hand_marked.difference_update(keys)
+        for key in keys:
+            self.refs.written_at[key] = self.now
 
     def on_publish(self, gen: Generation, changes: tuple[tuple[EndpointKey, RecordSet], ...],
                     rogue: bool = False) -> None:
@@ -723,12 +725,17 @@ class Simulation:
         for name, began in self.refs.began.items():
             if began > taken_at:
                 self.refs.began[name] = float("-inf")  # the store holds no lease of it
-        # A marker written since, below the restored store's low watermark (in a lineage of plans put back
-        # over in turn), is no reference it can keep: the content it names goes with the next collect, and
-        # the verifier repairs it as a marker of a deleted plan
-        watermark = int(self.store.low_watermark(self.now))
+        # A marker no plan of the restored store wrote is no reference of it (I3) until dnsplane rewrites it:
+        # one written since the backup names a plan of the lineage put back over (a lost plan, or another
+        # under the same number), and one outside the restored head and watermark names none it holds (the
+        # verifier lifts the head past one above; one below names content the next collect deletes, which
+        # the verifier repairs as a marker of a deleted plan)
+        head, watermark = int(self.store.head()), int(self.store.low_watermark(self.now))
+        written_at = self.refs.written_at
         for key, seen in self.provider.read_all().items():
-            if seen.marker is not None and seen.marker.generation < watermark:
+            marker = seen.marker
+            if marker is not None and (written_at.get(key, 0.0) > taken_at
+                                       or not watermark <= marker.generation <= head):
                 self.refs.hand_marked.add(key)
         if self.tracing:
             self.tracer.note("faults", "fault", f"the store put back to a backup (head {int(self.store.head())})")

@@ -28,6 +28,7 @@ class References:
         self.began: dict[str, float] = {}  # enactor -> true time of its Begin (lease start)
         self.lkg = 0  # the verifier's last-known-good, as it last set it
         self.hand_marked: set[EndpointKey] = set()  # markers a human set: not references until rewritten
+        self.written_at: dict[EndpointKey, float] = {}  # when dnsplane last wrote each endpoint (true time)
         self.labels: dict[str | EndpointKey, str] = {}  # who references a generation, as I3 names them
 
     def referenced(self) -> list[tuple[str, int, EndpointKey | None]]:
