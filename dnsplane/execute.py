@@ -127,10 +127,13 @@ def _read_head(ex: Interpreter, actor: str, cmd: ReadHead, now: float) -> Event:
     store = ex.store
     head = store.head()
     lost = False
+    at: float | None = None
     if cmd.known and cmd.known_at is not None:
         at = store.created_at(cmd.known)
         # another plan under the number, or none where no collect deleted one
         lost = at != cmd.known_at and (at is not None or cmd.known >= store.oldest_plan())
+    if head == cmd.known and cmd.known_at is not None:  # the usual case: nothing new since its last round
+        return HeadRead(now, head, at, lost)
     return HeadRead(now, head, store.created_at(head) if head else None, lost)
 
 

@@ -170,8 +170,8 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | 
     records = seen.observed.records
     if marker is not None and not generation_in_range(marker.generation):
         return Problem.MARKER_CORRUPT  # a generation no store hands out: hand-written, never a head
-    if marker is not None and marker.sealed() and (marker.generation > head or (
-            marker.generation == head and marker.prev and marker.digest != desired.records.digest)):
+    if marker is not None and (marker.generation > head or (
+            marker.generation == head and marker.prev and marker.digest != desired.records.digest)) and marker.sealed():
         # Only a marker as dnsplane wrote it names a plan: one whose g= was raised by hand (its seal
         # broken) is "marker-edited" below, never a head (AdvanceHead to it could leave the store
         # no generation to publish: g=MAX_GENERATION). At the head, with a seal (``p=``: not one written

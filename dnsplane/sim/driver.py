@@ -391,8 +391,10 @@ class Simulation:
                 else:  # a Begin that failed at the store registered nothing: no reference
                     if began:
                         self.refs.began[name] = self.now
-                    if any(type(c) is SetLastKnownGood for c in effects):
-                        self.refs.lkg = int(self.store.last_known_good() or 0)  # as kept: not above the head
+                    for c in effects:
+                        if type(c) is SetLastKnownGood:
+                            self.refs.lkg = int(self.store.last_known_good() or 0)  # as the store kept it
+                            break
                 if self.check_heads and any(type(c) is AdvanceHead for c in effects):
                     self.monitor.check_head(int(self.store.head()), self.published_max)
             if escaped:

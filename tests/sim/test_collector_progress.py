@@ -37,8 +37,11 @@ class GreedyCollector(collector.Collector):
 
 
 # chaos 0 no longer: its run moved when the simulator began to read a hand-garbled marker text as a corrupt
-# marker (read_marker), and it no longer ends with a plan below the watermark for the collector to leave
-@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 1), (CHAOS, 2), (US_EAST_1, 0), (US_EAST_1, 1)])
+# marker (read_marker), and it no longer ends with a plan below the watermark for the collector to leave;
+# us-east-1 0 no longer either: since the collector asks the store whether anything is below the watermark
+# (issue 13, seventh round), a collect the store refused is tried again, and this greedy one's lands there
+# once the watermark has risen past what it asks
+@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 1), (CHAOS, 2), (US_EAST_1, 1), (US_EAST_1, 2)])
 def test_a_collector_that_asks_past_the_watermark_is_caught_at_quiet(
         monkeypatch: pytest.MonkeyPatch, scenario: object, seed: int) -> None:
     monkeypatch.setattr(driver, "Collector", GreedyCollector)
