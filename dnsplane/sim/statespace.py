@@ -104,9 +104,11 @@ class Deliver(NamedTuple):
 
 
 def reply_text(reply: object) -> str:
-    """A reply in hand for a counterexample's text: its type and its plain fields (``HeadRead(head=3)``)."""
-    plain = [f"{f.name}={getattr(reply, f.name)!r}" for f in fields(reply)
-             if f.name != "now" and type(getattr(reply, f.name)) in (int, str, bool)] if is_dataclass(reply) else []
+    """A reply in hand for a counterexample's text: its type and its plain fields, those at their default
+    left out (``HeadRead(head=3)``)."""
+    plain = [f"{f.name}={value!r}" for f in fields(reply)
+             if f.name != "now" and type(value := getattr(reply, f.name)) in (int, str, bool)
+             and value != f.default] if is_dataclass(reply) else []
     return f"{type(reply).__name__}({', '.join(plain)})" if plain else type(reply).__name__
 
 

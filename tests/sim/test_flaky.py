@@ -23,6 +23,7 @@ from dnsplane.protocol.messages import (
     MarkersRead,
     Publish,
     ReadHead,
+    ReadHeadPlan,
     ReadMarkers,
     ReadWatermark,
     Resolve,
@@ -44,7 +45,7 @@ class Clock:
 
 
 def test_the_derived_command_sets_are_the_hand_lists_they_replace() -> None:
-    store = {ReadHead, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp,
+    store = {ReadHead, ReadHeadPlan, LoadChanges, LoadContentAt, LoadDesired, Publish, ReadWatermark, Collect, CleanUp,
              Begin, Finish, AdvanceHead, SetLastKnownGood, Journal}
     provider = {ReadMarkers, WriteBatch, Resolve, ForceWrite, world.SentBatch}  # SentBatch: the explorer's only
     assert store | provider == world.CALLS_WORLD
