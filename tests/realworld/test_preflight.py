@@ -270,6 +270,7 @@ def test_preflight_reports_wildcard_cname_and_glue(world: World, named: NamedSer
     findings = {(f["kind"], f["endpoint"]) for f in (up.instance() or {}).get("preflight", [])}
     assert findings == {("wildcard", "x.w.demo.test. A"), ("cname", "alias.demo.test. A"),
                         ("foreign", "ns1.demo.test. A")}, up.log_tail()
+    up.wait_log(r"zone preflight: 3 problem\(s\)")  # instance.json can be written before the banner is flushed
     banner = up.log()
     assert "zone preflight: 3 problem(s)" in banner and "NS glue" in banner and "*.w.demo.test." in banner, banner
     res = cli(up.data_dir, "status")
