@@ -378,6 +378,17 @@ class Dnsplane:
             return None
         return data if isinstance(data, dict) else None
 
+    def store_head(self) -> int:
+        """The store's head generation, read as ``dnsplane status`` reads it (safe beside a running
+        process: WAL)."""
+        from dnsplane.store.sqlite import SqliteStore
+
+        store = SqliteStore(self.data_dir / "store.sqlite")
+        try:
+            return int(store.head())
+        finally:
+            store.close()
+
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run ``dnsplane <args> --data-dir <this data dir>``."""
         return subprocess.run([sys.executable, "-m", "dnsplane.cli", *args, "--data-dir", str(self.data_dir)],

@@ -129,17 +129,6 @@ def test_a_hand_written_marker_out_of_range_is_repaired(world: World, generation
     finish(world, up, prober)
 
 
-def store_head(up: Dnsplane) -> int:
-    """The store's head generation (what ``dnsplane status`` titles "head generation")."""
-    from dnsplane.store.sqlite import SqliteStore
-
-    store = SqliteStore(up.data_dir / "store.sqlite")
-    try:
-        return int(store.head())
-    finally:
-        store.close()
-
-
 @pytest.mark.parametrize("generation", [str(MAX_GENERATION), "5000000"])
 def test_a_marker_whose_g_a_person_raised_is_repaired_at_the_head(world: World, generation: str) -> None:
     """A person raises ``g=`` of api's marker to an in-range value far above the store's head, the
@@ -154,7 +143,7 @@ def test_a_marker_whose_g_a_person_raised_is_repaired_at_the_head(world: World, 
     text = read_marker(named, API)
     found = Marker.from_text(text) if text is not None else None
     assert text is not None and found is not None and found.sealed() and found.prev, text
-    head = store_head(up)
+    head = up.store_head()
     assert found.generation <= head < 1000
     edited = text.replace(f"g={found.generation} ", f"g={generation} ", 1)
     hand_made = Marker.from_text(edited)
@@ -172,7 +161,7 @@ def test_a_marker_whose_g_a_person_raised_is_repaired_at_the_head(world: World, 
                       detail=world.logs)
     assert marker.generation <= head + 1, f"repaired at {marker.generation}, the head was {head}"
     prober.watch(2 * PERIODS["verifier"])
-    assert store_head(up) <= head + 1, "the hand-raised g= became the store's head"
+    assert up.store_head() <= head + 1, "the hand-raised g= became the store's head"
     assert repaired() == marker  # and left alone from then on: one repair, not one every round
     logged = up.log_since(mark)
     assert "advancing the head" not in logged, logged

@@ -64,15 +64,6 @@ def dns_generation(world: World, name: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def store_head(up: Dnsplane) -> int:
-    """The store's head, read as ``dnsplane status`` reads it (safe beside a running process: WAL)."""
-    store = SqliteStore(up.data_dir / "store.sqlite")
-    try:
-        return int(store.head())
-    finally:
-        store.close()
-
-
 def serving(prober: Prober, want: dict[str, set[str]]) -> bool:
     return all(prober.served(n) == want[n] for n in NAMES)
 
@@ -143,7 +134,7 @@ def store_says(up: Dnsplane) -> dict[str, tuple[int, set[str]]]:
 def settled_on(world: World, up: Dnsplane, prober: Prober, want: dict[str, set[str]], highest: int) -> bool:
     """The store's head at or past ``highest``, its plan there says ``want``, the zone serves it, and no
     endpoint's marker is below its newest change in the store (nothing left for the verifier to repair)."""
-    if store_head(up) < highest or not serving(prober, want):
+    if up.store_head() < highest or not serving(prober, want):
         return False
     says = store_says(up)
     return all(says[n][1] == want[n] and dns_generation(world, n) >= says[n][0] for n in NAMES)
@@ -170,7 +161,7 @@ def after_the_restart(world: World, up: Dnsplane, prober: Prober, before: dict[s
     # within a few verifier periods: the verifier's first round sees a marker ahead (AdvanceHead); the
     # planner alone publishes one plan at most here
     wait_for(f"the store's head to reach the highest marker in DNS ({highest})",
-             lambda: store_head(up) >= highest, deadline=4 * PERIODS["verifier"], detail=world.logs)
+             lambda: up.store_head() >= highest, deadline=4 * PERIODS["verifier"], detail=world.logs)
     lifted = time.monotonic() - restarted
     settle(world, prober, now, "current health served after the restart")
     target, how, want = then
@@ -194,14 +185,14 @@ def test_a_store_restored_from_an_older_backup(world: World) -> None:
     world.listeners["lb-2"].down()
     settle(world, prober, LB2_DOWN, "lb-2 out of the answers")
     backup = take_backup(up)
-    old_head = store_head(up)
+    old_head = up.store_head()
 
     publish_plans_after_the_backup(world, prober)
     assert up.stop() == 0, up.log_tail()
     before = markers(world)
-    newer_head = store_head(up)
+    newer_head = up.store_head()
     replace_store(up, backup)
-    assert store_head(up) == old_head < max(before.values()) <= newer_head, (old_head, before, newer_head)
+    assert up.store_head() == old_head < max(before.values()) <= newer_head, (old_head, before, newer_head)
 
     restarted = prober.now()
     up.start()
@@ -261,7 +252,7 @@ def test_a_backup_restored_under_the_running_dnsplane(world: World) -> None:
     world.listeners["lb-2"].down()
     settle(world, prober, LB2_DOWN, "lb-2 out of the answers")
     backup = take_backup(up)
-    old_head = store_head(up)
+    old_head = up.store_head()
     publish_plans_after_the_backup(world, prober)  # current health: ALL_UP, as the last lost plan said
     before = markers(world)
     highest = max(before.values())
@@ -278,6 +269,6 @@ def test_a_backup_restored_under_the_running_dnsplane(world: World) -> None:
     prober.assert_invariants(world.logs)
     after = markers(world)
     assert all(after[n] >= before[n] for n in NAMES), (before, after)
-    assert settled_on(world, up, prober, ALL_UP, highest), (store_head(up), store_says(up), after)
+    assert settled_on(world, up, prober, ALL_UP, highest), (up.store_head(), store_says(up), after)
     up.wait_every_actor_running()
     assert "Traceback" not in up.log(), up.log_tail()
