@@ -155,10 +155,10 @@ class PlannerPhase(Enum):
     CHECKING = "the plan at the store's head (ReadHeadPlan): is it the one this planner knows"
 
 
-# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
-# simulator runs at every step read these module constants.
 HEAD_CHECK = 60.0  # seconds between an idle planner's checks that the plan at the store's head is its own
 
+# Python 3.11 reads an enum member through its class slowly (``EnumType.__getattr__``): the paths the
+# simulator runs at every step read these module constants.
 _UNSYNCED, _LOADING, _IDLE, _PUBLISHING, _CHECKING = (PlannerPhase.UNSYNCED, PlannerPhase.LOADING, PlannerPhase.IDLE,
                                                       PlannerPhase.PUBLISHING, PlannerPhase.CHECKING)
 
