@@ -284,9 +284,7 @@ class App:
         match actor:
             case Enactor() | Verifier():
                 actor.reset(self.ownership())
-            case Planner():
-                actor.reset()
-            case Collector():
+            case Planner() | Collector():
                 actor.reset()
 
     def status_interval(self) -> float:

@@ -202,7 +202,7 @@ class Monitor:
     pinned: dict[EndpointKey, str] = field(default_factory=dict)
     # endpoints whose marker a person left unsealed (g= edited, or written without p=), until dnsplane
     # writes them: after a store put back to a backup, their marker is no baseline of I2's (``check``)
-    hand_marked: set[EndpointKey] = field(default_factory=set)
+    unsealed_by_hand: set[EndpointKey] = field(default_factory=set)
     # I2, one content per generation (``numbers``: runs whose store can be put back to a backup, which hands
     # numbers out again): per endpoint, the content served under each sealed marker of this installation
     numbers: bool = False
@@ -340,7 +340,7 @@ class Monitor:
         self._saw_owner(key, seen)
         marker = seen.marker
         if marker is not None and not marker.sealed():
-            self.hand_marked.add(key)
+            self.unsealed_by_hand.add(key)
         if key in self.served_under and marker != self.served_marker.get(key):
             # the marker dnsplane wrote is gone: which generations the endpoint served only the person knows
             del self.served_under[key]
@@ -407,7 +407,7 @@ class Monitor:
                 marker = None  # g= raised by hand (seal broken): no plan wrote it, no I2 baseline, no content mark
             if marker is not None:
                 high = self.highest_marker.get(key, 0)
-                if marker.generation < high and self.ghosts and key in self.hand_marked:
+                if marker.generation < high and self.ghosts and key in self.unsealed_by_hand:
                     # A person left the marker unsealed (no g= a reader can trust) and the store was put
                     # back to a backup whose head may be below the generation it had: nothing tells
                     # dnsplane that generation, and its repair writes at the restored store's head
@@ -416,7 +416,7 @@ class Monitor:
                     high = 0  # the baseline restarts from dnsplane's marker
                 elif marker.generation < high:
                     self.fail(I2, key, f"marker went down from {high} to {marker.generation}")
-                self.hand_marked.discard(key)
+                self.unsealed_by_hand.discard(key)
                 self.highest_marker[key] = max(high, marker.generation)
                 if self.numbers and records is not None and records.digest == marker.digest and marker.sealed():
                     under = self.served_under.setdefault(key, {})

@@ -413,7 +413,7 @@ class World:
             mon.highest_served = dict(old.highest_served)
             mon.published = set(old.published)
             mon.exempt_until = dict(old.exempt_until)
-            mon.hand_marked = set(old.hand_marked)
+            mon.unsealed_by_hand = set(old.unsealed_by_hand)
             mon.violations = []
             mon.seen = set()
             self.owned.add("monitor")
