@@ -40,8 +40,9 @@ class GreedyCollector(collector.Collector):
 # marker (read_marker), and it no longer ends with a plan below the watermark for the collector to leave;
 # us-east-1 0 no longer either: since the collector asks the store whether anything is below the watermark
 # (issue 13, seventh round), a collect the store refused is tried again, and this greedy one's lands there
-# once the watermark has risen past what it asks
-@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 1), (CHAOS, 2), (US_EAST_1, 1), (US_EAST_1, 2)])
+# once the watermark has risen past what it asks; chaos 3 for 2 since issue 13's eighth round moved the runs
+# (the verifier's last-known-good now set every round)
+@pytest.mark.parametrize(("scenario", "seed"), [(CHAOS, 1), (CHAOS, 3), (US_EAST_1, 1), (US_EAST_1, 2)])
 def test_a_collector_that_asks_past_the_watermark_is_caught_at_quiet(
         monkeypatch: pytest.MonkeyPatch, scenario: object, seed: int) -> None:
     monkeypatch.setattr(driver, "Collector", GreedyCollector)

@@ -44,9 +44,11 @@ def fence_only_unchained_writes(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "fence_read", fence_read)
 
 
-# Found as a known limit (issue 13, fifth round) by the first 1,000 seeds; closed in the sixth
-RESTORED_OLDER = [(34, "e0", "generation 2 after 3"), (173, "e1", "generation 14 after 16"),
-                  (784, "e0", "generation 6 after 7")]
+# Found as a known limit (issue 13, fifth round) by the first 1,000 seeds; closed in the sixth. 18 and 214
+# replace 173 and 784 since issue 13's eighth round moved the runs (the verifier's last-known-good now set
+# every round): the first two seeds besides 34 that keep every invariant and fail again as the test takes them
+RESTORED_OLDER = [(34, "e0", "generation 2 after 3"), (18, "e0", "generation 15 after 16"),
+                  (214, "e0", "generation 18 after 19")]
 
 
 @pytest.mark.parametrize(("seed", "endpoint", "detail"), RESTORED_OLDER)
