@@ -37,8 +37,8 @@ Examples:
         issue 13's BEFORE table on the start commit's worktree (never mutate /work/main itself)
     scripts/mutants.py --baseline --tools explore-fast,sweep --seeds 200
         first run the tools on the unmutated copy: a tree whose models already fail kills everything
-    scripts/mutants.py --only enactor-seal --tools hand-edits:22 --baseline
-        replay one seed of a scenario (as CI does for a mutant marked ci = "hand-edits:22")
+    scripts/mutants.py --only enactor-seal --tools hand-edits:287 --baseline
+        replay one seed of a scenario (as CI does for a mutant marked ci = "hand-edits:287")
     scripts/mutants.py --only enactor-seal --alone --tools sweep --seeds 1000
         the seal rule alone, without the fence-first-writes-only edit it stands behind
 """

@@ -235,7 +235,6 @@ class Verifier:
     # seen with a hand-made problem (a marker edited or deleted by hand, another owner's) last round, and
     # what the endpoint held then: repaired only if it still holds exactly that
     edited: dict[EndpointKey, Observed] = field(default_factory=dict)
-    all_right: bool = field(default=True, metadata=ROUND)
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
     phase: VerifierPhase = VerifierPhase.IDLE  # what it waits for (``busy``: anything)
     last_problems: dict[EndpointKey, Problem] = field(default_factory=dict, metadata=NOTE)
@@ -292,7 +291,6 @@ class Verifier:
                 self.head = head
                 self.desired = dict(desired)
                 self.queue = sorted(desired) + sorted(self.releasing)
-                self.all_right = True
                 self.unanswered = 0
                 return self._fall_back(list(desired))
             case ContentLoaded(content=content):
@@ -338,7 +336,7 @@ class Verifier:
             if self.unanswered:
                 return effects(Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
                             {"actor": self.name, "endpoints": self.unanswered}))
-            if self.all_right and self.head:
+            if self.head:
                 return effects(SetLastKnownGood(self.head))
             return NOTHING
         batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
@@ -386,7 +384,6 @@ class Verifier:
             if problem is _UNREACHABLE:
                 # No answer: what it serves is unknown this round. Not right, not repaired (a repair
                 # on no evidence could overwrite what it serves), and its other state is left as is.
-                self.all_right = False
                 self.last_problems[key] = problem
                 self.unanswered += 1
                 continue
@@ -411,7 +408,6 @@ class Verifier:
                 self.last_problems.pop(key, None)
                 self.quarantined.pop(key, None)
                 continue
-            self.all_right = False
             self.last_problems[key] = problem
             found = seen.observed.marker
             if problem is Problem.MARKER_AHEAD:

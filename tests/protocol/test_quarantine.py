@@ -107,7 +107,7 @@ def test_verifier_backs_off_a_rejected_repair_and_repairs_the_others() -> None:
     assert attempts[0] == 4, "a rejected repair is retried after a growing backoff, not every round"
     assert len(quarantined_entries(h, E1)) == 1, "journalled once"
     assert v.quarantined[E1].wait <= QUARANTINE_MAX_ROUNDS
-    assert not v.all_right
+    assert v.last_problems[E1] is not None, "reported wrong while it waits"
     h.provider.reject(E1, None)
     for _ in range(QUARANTINE_MAX_ROUNDS + 1):
         h.run(v)

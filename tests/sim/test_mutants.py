@@ -16,6 +16,8 @@ bench/RESULTS.md. Here, for CI:
   monitor that stops checking an invariant, lets it live. A change of the simulator's draws (a new fault in
   a shipped scenario) moves the seeds: find the new ones with ``scripts/mutants.py --only ID --tools
   SCENARIO``;
+- a mutant marked ``behind``: the check it stands behind, taken out alone, passes the same replay (the
+  pair's kill is the second line's doing too);
 - the unmutated copy passes ``--generations 2`` (and tests/sim/test_explore.py, the larger ones), and this
   tree every seed replayed: so "a violation found" is the mutant's doing.
 
@@ -105,3 +107,18 @@ def test_the_fast_explorer_or_the_seed_kills_the_mutant(mutant: Any, tmp_path: P
     assert runner.imported_from(tmp_path).startswith(str(tmp_path))  # the children run the mutant
     outcome = runner.run_tool(mutant.ci, tmp_path, niceness=0, timeout=240)
     assert outcome.verdict == "killed", f"{mutant.id} survived {mutant.ci}: {outcome}"
+
+
+BEHIND = [m for m in CI_MUTANTS if m.behind]
+
+
+@pytest.mark.parametrize("mutant", BEHIND, ids=lambda m: f"{m.behind}-alone-{m.ci}")
+def test_the_check_a_mutant_stands_behind_alone_passes_that_replay(mutant: Any, tmp_path: Path) -> None:
+    # so that the pair's kill above is the second line's doing too: with only the front check taken out,
+    # the same configuration or seed keeps every invariant (the second line does real work there)
+    front = next(m for m in MUTANTS if m.id == mutant.behind)
+    runner.copy_tree(ROOT, tmp_path)
+    for edit in runner.edits(front, MUTANTS):
+        runner.apply_mutant(edit, tmp_path)
+    outcome = runner.run_tool(mutant.ci, tmp_path, niceness=0, timeout=240)
+    assert outcome.verdict == "passed", f"{front.id} alone is killed by {mutant.ci}: {outcome}"
