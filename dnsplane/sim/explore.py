@@ -33,10 +33,13 @@ used. From a state the transitions are:
   makes); or the provider starts to reject every write of an endpoint
   (``Rejected``: a CNAME at the name, a record set too big for a message), for good;
 - with ``fence_window`` (``--fence-window``, issue 13's fifth round), a ``WriteBatch`` whose writes the
-  store's fence checks runs in two moves, as the simulator sends it: its writer's half
-  (``execute.fence_read``: the provider's write token, then the store's fence; "enactor-1's WriteBatch
-  reads the write token and the store's fence, and is sent"), which leaves a ``world.SentBatch`` pending,
+  store's fence checks runs in three moves: the two reads of its writer's half (``execute.fence_read``: the
+  provider's write token and the store's fence, separate calls in the runtime, each a move in the order
+  the code makes them: "enactor-1's WriteBatch reads the write token", then "... reads the store's fence,
+  and is sent"; since issue 13's eighth round, before one move), which leave a ``world.SentBatch`` pending,
   then its provider call ("... reaches the provider"); publishes, other writes and hand edits fall between.
+  The order is the code's: ``World.send`` notes which read ``fence_read`` makes first, and
+  ``World.read_second`` runs it again for the other (it only reads).
   Of the token a ``SentBatch`` keeps only whether one was read and whether it ``moved``: every move whose
   automated write moved the provider's token sets ``moved`` on every other actor's pending ``SentBatch``
   (``World._token_moved``, ``MemoSpace._token_moved`` on the parts), and a moved one reaches the provider

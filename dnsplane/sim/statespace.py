@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from dnsplane.execute import NOT_FENCED, fence_read
 from dnsplane.model import Endpoint, EndpointKey, Generation
@@ -47,12 +47,14 @@ from dnsplane.protocol.messages import (
 from dnsplane.protocol.messages import Tick as TickEvent
 from dnsplane.protocol.planner import Planner
 from dnsplane.protocol.verifier import Verifier
+from dnsplane.providers.base import Provider
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.sim import vocabulary
 from dnsplane.sim.identity import actor_part, copy_actor, copy_reply, monitor_part, reset_round
 from dnsplane.sim.invariants import MAX_HEAD, Monitor
 from dnsplane.sim.vocabulary import GARBLED
 from dnsplane.sim.world import COMMANDS, ZONE, SentBatch, SimExecutor, fleet
+from dnsplane.store.base import Store
 from dnsplane.store.memory import MemoryStore
 
 
@@ -93,14 +95,20 @@ class Deliver(NamedTuple):
 
     def describe(self, world: World) -> str:
         what = world.pending[self.actor]
-        if type(what) is WriteBatch and world.config.fence_window and world.send(what) is not None:
-            return f"{self.actor}'s WriteBatch reads the write token and the store's fence, and is sent"
+        if type(what) is WriteBatch and world.config.fence_window and (sent := world.send(what)) is not None:
+            return f"{self.actor}'s WriteBatch reads {_READ[sent.half]}"
+        if type(what) is SentBatch and what.half:
+            return f"{self.actor}'s WriteBatch reads {_READ[_OTHER[what.half]]}, and is sent"
         if type(what) is SentBatch:
             moved = ", its token moved since it was read" if what.moved else ""
             return f"{self.actor}'s WriteBatch reaches the provider{moved}"
         if isinstance(what, Request):
             return f"{self.actor}'s {type(what).__name__} runs"
         return f"{self.actor} receives {reply_text(what)}"
+
+
+_READ = {"token": "the write token", "store": "the store's fence"}  # the writer's two reads (``SentBatch.half``)
+_OTHER = {"token": "store", "store": "token"}
 
 
 def reply_text(reply: object) -> str:
@@ -312,6 +320,19 @@ _LOCAL_EFFECTS = frozenset(c for c in COMMANDS if issubclass(c, Effect)
 
 def _local(step: Any) -> bool:
     return all(type(c) in _LOCAL_EFFECTS for c in step.effects)
+
+
+class _Noted:
+    """A store or provider whose read ``fence_read`` makes is noted as ``name`` in ``calls``: which of the
+    writer's two reads the code makes first."""
+
+    def __init__(self, inner: object, name: str, calls: list[str]) -> None:
+        self._inner, self._name, self._calls = inner, name, calls
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("write_token", "changed_between"):
+            self._calls.append(self._name)
+        return getattr(self._inner, attr)
 
 
 def moved(sent: SentBatch) -> SentBatch:
@@ -597,8 +618,10 @@ class World:
             case Deliver(actor=name):
                 what = self.pending.pop(name)
                 sent = self.send(what) if type(what) is WriteBatch and self.config.fence_window else None
-                if sent is not None:  # its writer's half: the provider's call is a later move
+                if sent is not None:  # the first read of its writer's half: the second and the call are later moves
                     self.pending[name] = sent
+                elif type(what) is SentBatch and what.half:
+                    self.pending[name] = self.read_second(what)
                 elif isinstance(what, Request):
                     self._reply(name, self._request(name, what))
                     deleted = what.COLLECTS
@@ -687,13 +710,26 @@ class World:
                 monitor.check_references(self.referenced(), self._digest)
 
     def send(self, what: WriteBatch) -> SentBatch | None:
-        """The writer's half of ``what`` (``execute.fence_read``), read as a move of its own as the simulator
-        reads it when the write is sent: the request left for the provider's call, or None when there is no
-        half (no fence)."""
-        fenced = fence_read(self.store, self.provider, what)
+        """The first of the two reads of ``what``'s writer's half (``execute.fence_read``: the provider's write
+        token and the store's fence, in the order the code makes them), as a move of its own: in the runtime
+        they are two calls, and another thread's write can fall between them. ``read_second`` makes the
+        other; None when there is no half (no fence)."""
+        calls: list[str] = []
+        fenced = fence_read(cast(Store, _Noted(self.store, "store", calls)),
+                            cast(Provider, _Noted(self.provider, "token", calls)), what)
         if fenced is NOT_FENCED:
             return None
-        return SentBatch(what, tuple(sorted(fenced.stale.items())), fenced.token is not None)
+        if calls[0] == "token":
+            return SentBatch(what, (), fenced.token is not None, half="token")
+        return SentBatch(what, tuple(sorted(fenced.stale.items())), False, half="store")
+
+    def read_second(self, sent: SentBatch) -> SentBatch:
+        """The other read of ``sent``'s writer's half, now (``fence_read`` reads only: run again, its value
+        of this read is what it reads now): the request left for the provider's call."""
+        fenced = fence_read(self.store, self.provider, sent.request)
+        if sent.half == "token":
+            return replace(sent, stale=tuple(sorted(fenced.stale.items())), half="")
+        return replace(sent, has_token=fenced.token is not None, half="")
 
     def _token_moved(self, mover: str | None) -> None:
         """An automated write moved the provider's write token: every other actor's batch sent with the
@@ -714,6 +750,8 @@ class World:
     def _request(self, name: str, what: Any, raises: str = "") -> Any:
         """Run ``what``; with ``raises`` ("before" or "after" it took effect), it raises a RuntimeError
         there, and the reply is what the interpreter makes of that (None: it escaped)."""
+        if type(what) is SentBatch and what.half:  # cut off after its call: both reads were made first
+            what = self.read_second(what)
         kind = type(what)
         if raises != "before":
             if kind in _WRITES_STORE:

@@ -89,13 +89,15 @@ ZONE = "sim.test."
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SentBatch(Request[WriteDone]):
-    """The explorer's ``WriteBatch`` once its writer's half (``execute.fence_read``: the provider's write
-    token, then the store's fence) ran in a move of its own: what is left is the provider's call. It keeps
-    what that half read as values a state can count: ``stale`` as sorted pairs, and of the token only
-    whether one was read (``has_token``) and whether an automated write has moved it since (``moved``,
-    set by the explorer on every pending ``SentBatch`` when a move writes the provider: statespace.py).
-    Reply: the runtime's handler on ``request`` with that half, the token as the provider has it now, or
-    one it never has when it moved."""
+    """The explorer's ``WriteBatch`` once its writer's half (``execute.fence_read``: two reads, the provider's
+    write token and the store's fence, separate calls in the runtime) ran, each read in a move of its own:
+    what is left is the provider's call. ``half`` names the one read made so far ("token" or "store", in
+    the order ``fence_read`` makes them), "" once both are. It keeps what the reads found as values a state
+    can count: ``stale`` as sorted pairs, and of the token only whether one was read (``has_token``) and
+    whether an automated write has moved it since (``moved``, set by the explorer on every pending
+    ``SentBatch`` that read one when a move writes the provider: statespace.py). Reply: the runtime's
+    handler on ``request`` with that half, the token as the provider has it now, or one it never has when
+    it moved."""
 
     READS = frozenset({Resource.PROVIDER})
     WRITES = frozenset({Resource.PROVIDER})
@@ -103,6 +105,7 @@ class SentBatch(Request[WriteDone]):
     stale: tuple[tuple[EndpointKey, Generation], ...]
     has_token: bool
     moved: bool = False
+    half: str = ""
 
 
 MOVED = "moved"  # a token no provider has: what a SentBatch whose token moved carries to the provider

@@ -55,12 +55,12 @@ def test_three_generations_one_endpoint_one_fault_every_state_no_violation() -> 
 
 
 # The fence's window (docs/design.md): one enactor and the verifier write one endpoint, a whole deletion
-# among the faults, each write's writer half (write token, then the store's fence) a move of its own
+# among the faults, each of a write's two reads (write token, then the store's fence) a move of its own
 WINDOW = Config(protocol="safe", generations=2, endpoints=1, enactors=1, faults=1, fence_window=True)
 
 
 def test_the_fence_window_every_state_no_violation() -> None:
-    report = explore(WINDOW, look_for="any")  # ~96k states, a few seconds
+    report = explore(WINDOW, look_for="any")  # ~168k states, a few seconds
     assert report.complete and report.violation is None, (report.violation, report.path)
     assert report.states > 50_000
 
@@ -75,9 +75,37 @@ def test_without_the_write_token_the_explorer_finds_the_fence_windows_race(monke
     monkeypatch.setattr(MemoryProvider, "write_token", lambda self: None)
     report = explore(WINDOW, look_for="any")
     assert report.violation is not None and report.violation.short == "I2", report.violation
-    assert any("WriteBatch reads the write token and the store's fence" in step for step in report.path)
+    assert any("WriteBatch reads the store's fence, and is sent" in step for step in report.path)
     assert any("deletes e0.sim.test.'s records and marker" in step for step in report.path)
     assert "WriteBatch reaches the provider" in report.path[-1]
+
+
+def test_a_token_read_after_the_store_is_found_by_the_explorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's two reads are moves of their own (issue 13's eighth round): read in the other order,
+    the store's fence first, the token misses nothing. enactor-1 reads the store (no plan 2 yet), plan 2 is
+    published and written by the verifier, enactor-1 reads the token (already moved by that write), a
+    person deletes the endpoint whole, and enactor-1's write of plan 1 lands (I2). The mutant
+    `token-read-after-store` (scripts/mutants.toml) lived while both reads were one move."""
+    from dnsplane import execute
+    from dnsplane.model import EVERY_GENERATION
+    from dnsplane.sim import statespace
+
+    def store_first(store: Any, provider: Any, cmd: Any) -> execute.Fenced:
+        if cmd.fence is None:
+            return execute.NOT_FENCED
+        newer = store.changed_between(cmd.fence, EVERY_GENERATION)
+        token = provider.write_token()
+        stale = {w.key: newer[w.key].generation for w in cmd.writes
+                 if w.key in newer and newer[w.key].generation > max(cmd.fence, w.marker.generation)}
+        return execute.Fenced(token, stale)
+
+    monkeypatch.setattr(statespace, "fence_read", store_first)
+    report = explore(WINDOW, look_for="any")
+    assert report.violation is not None and report.violation.short == "I2", report.violation
+    first = next(i for i, step in enumerate(report.path) if "enactor-1's WriteBatch reads the store's fence" in step)
+    second = next(i for i, step in enumerate(report.path) if "enactor-1's WriteBatch reads the write token" in step)
+    published = next(i for i, step in enumerate(report.path) if "Published(generation=2)" in step)
+    assert first < published < second, report.path
 
 
 def test_the_fence_window_with_three_generations_every_state_no_violation() -> None:
