@@ -360,8 +360,18 @@ def read_marker(text: str) -> Marker | None:
     parts = text.strip('"').split()
     if len(parts) >= 2 and parts[0] == "dnsplane" and parts[1].startswith("g="):
         owner = next((p.removeprefix("o=") for p in parts[2:] if p.startswith("o=")), "")
-        return Marker(CORRUPT_GENERATION, hashlib.blake2b(text.encode(), digest_size=8).hexdigest(), "", owner)
+        return corrupt_marker(text, owner)
     return None
+
+
+def corrupt_marker(source: str, owner: str = "") -> Marker:
+    """How every provider reads a marker whose generation is out of range (a person wrote it: dnsplane
+    never does), whether it keeps markers as text (``read_marker``) or as columns (the embedded and the
+    memory providers): generation ``CORRUPT_GENERATION``, its digest a hash of what it was read from
+    (``source``: two reads of one marker equal, for the compare-and-swap's ``expect``; another edit
+    different; never the records' digest), no ``p=``, its owner kept. So no marker out of range reaches
+    the protocol: ``enactor.decide`` needs no row of its own for one (issue 13's eighth round)."""
+    return Marker(CORRUPT_GENERATION, hashlib.blake2b(source.encode(), digest_size=8).hexdigest(), "", owner)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round

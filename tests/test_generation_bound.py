@@ -17,6 +17,7 @@ from dnsplane.model import (
     CORRUPT_GENERATION,
     MAX_GENERATION,
     Applied,
+    Desired,
     Generation,
     Marker,
     Observed,
@@ -25,6 +26,7 @@ from dnsplane.model import (
     parse_generation,
     read_marker,
 )
+from dnsplane.protocol.enactor import decide
 from dnsplane.protocol.ownership import Ownership
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.rfc2136.marker import observe, txt_rdata
@@ -138,18 +140,27 @@ def test_route53_reads_a_marker_txt_out_of_range_as_a_corrupt_marker(g: str) -> 
     assert found is not None and not generation_in_range(found.generation)
 
 
-@pytest.mark.parametrize("g", [2**63 - 1, 99999999999999999999])
-def test_embedded_reads_a_marker_column_out_of_range_without_raising(tmp_path: Path, g: int) -> None:
+@pytest.mark.parametrize("prev", ["kept", "cleared"])
+@pytest.mark.parametrize("g", [2**63 - 1, 99999999999999999999, MAX_GENERATION + 1, -5])
+def test_embedded_reads_a_marker_column_out_of_range_as_a_corrupt_marker(tmp_path: Path, g: int, prev: str) -> None:
+    """As the text providers read a ``g=`` out of range: a corrupt marker, which the enactors leave to the
+    verifier. Cleared ``p=`` too (a row a person wrote whole), it would otherwise pass for a marker written
+    before chain tokens, whose seal there is nothing to check, and read as newer than every plan."""
     provider = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
     provider.hand_edit(API, RECORDS, marker(1, RECORDS))
     provider.close()
     db = sqlite3.connect(tmp_path / "dns.sqlite", isolation_level=None)
     db.execute("UPDATE endpoints SET marker_gen = ?", (str(g),))  # a person with the sqlite3 shell
+    if prev == "cleared":
+        db.execute("UPDATE endpoints SET marker_prev = NULL")
     db.close()
     provider = EmbeddedProvider(tmp_path / "dns.sqlite", ZONE)
     seen = provider.read([API])[API]
-    assert seen.marker is not None and not generation_in_range(seen.marker.generation)
+    assert seen.marker is not None and seen.marker.generation == CORRUPT_GENERATION
     assert seen.records == RECORDS
+    assert provider.read([API])[API] == seen, "two reads of one row are equal (the compare-and-swap's expect)"
+    desired = Desired(Generation(2), rs(member("lb-2", "192.0.2.12")))
+    assert decide(desired, seen) == "skip-corrupt"
     # the verifier's repair, conditional on the marker as read, lands
     repair = Write(API, seen.marker, RECORDS, Marker.after(seen.marker, Generation(3), RECORDS.digest), RECORDS)
     assert provider.apply([repair]) == [Applied(API)]

@@ -144,8 +144,6 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
     |                                                | changed it (``MarkersRead.newer``)    |
     | records without marker, marker without records,| skip-corrupt |
     | or records whose digest is not the marker's    |              |
-    | marker generation out of range (< 0, past      | skip-corrupt |
-    | ``MAX_GENERATION``: written by hand)           |              |
     | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
     | marker generation == desired, other digest     | skip-corrupt |
     | marker generation != desired, seal broken      | skip-corrupt (``g=`` or ``d=`` edited by hand; |
@@ -154,6 +152,11 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
     | marker generation < desired.generation         | write, once the store confirms |
     |                                                | the marker's digest is the content |
     |                                                | of the generation it names     |
+
+    A marker generation out of range (< 0, past ``MAX_GENERATION``: written by hand) needs no row of
+    its own (issue 13's eighth round removed it): every provider reads one as a corrupt marker
+    (``model.corrupt_marker``: ``CORRUPT_GENERATION``, its digest a hash of what was read, never the
+    records'), which the second row makes skip-corrupt.
 
     The enactor acts only on a state dnsplane could have written: records and a marker
     that describe each other. Anything else was made by hand (or by a store reset), and
@@ -166,8 +169,6 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
         return _WRITE
     if marker is None or records is None or records.digest != marker.digest:
         return _SKIP_CORRUPT
-    if not generation_in_range(marker.generation):
-        return _SKIP_CORRUPT  # a generation no store hands out (g= written by hand): the verifier's
     if marker.generation == desired.generation:
         return _SKIP_APPLIED if marker.digest == desired.records.digest else _SKIP_CORRUPT
     if not marker.sealed():

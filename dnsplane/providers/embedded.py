@@ -64,7 +64,16 @@ from typing import ClassVar, assert_never
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, ProviderUnavailable
-from dnsplane.model import EndpointKey, Generation, Marker, Observed, RecordSet, Verdict
+from dnsplane.model import (
+    EndpointKey,
+    Generation,
+    Marker,
+    Observed,
+    RecordSet,
+    Verdict,
+    corrupt_marker,
+    generation_in_range,
+)
 from dnsplane.providers.base import TOKEN_ABSENT, Applied, Capabilities, Conflict, Provider, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.sqlitefile import SqliteFile, is_busy
@@ -97,8 +106,14 @@ _NO_ROW: Row = (None, None, None, None, None, None)
 
 def _marker(gen: int | None, digest: str | None, prev: str | None, owner: str | None = None,
             released: int | None = None) -> Marker | None:
-    return None if gen is None or digest is None else Marker(Generation(gen), digest, prev or "", owner or "",
-                                                               bool(released))
+    """The marker of a row; a generation out of range (a person with the sqlite3 shell: dnsplane never
+    writes one) reads as a corrupt marker (``model.corrupt_marker``, of the row's marker columns), as the
+    text providers read a ``g=`` out of range."""
+    if gen is None or digest is None:
+        return None
+    if not generation_in_range(gen):
+        return corrupt_marker(json.dumps([str(gen), digest, prev, owner, released]), owner or "")
+    return Marker(Generation(gen), digest, prev or "", owner or "", bool(released))
 
 
 def _released_column(marker: Marker) -> int | None:

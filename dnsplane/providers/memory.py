@@ -34,7 +34,18 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, assert_never
 
-from dnsplane.model import APPLIED, CONFLICT, WRITE, EndpointKey, Marker, Observed, RecordSet
+from dnsplane.model import (
+    APPLIED,
+    CONFLICT,
+    WRITE,
+    EndpointKey,
+    Marker,
+    Observed,
+    RecordSet,
+    corrupt_marker,
+    generation_in_range,
+    read_marker,
+)
 from dnsplane.providers.base import (
     TOKEN_ABSENT,
     Applied,
@@ -134,7 +145,19 @@ class MemoryProvider(Provider):
             return {k: Observed(self._records.get(k), self._markers.get(k)) for k in keys}
 
     def hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
-        """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part)."""
+        """Overwrite an endpoint's records and marker with no check at all (``None`` removes that part). The
+        marker is kept as a row of columns, and read as the embedded provider reads one: a generation out of
+        range is a corrupt marker (``model.corrupt_marker``)."""
+        if marker is not None and not generation_in_range(marker.generation):
+            marker = corrupt_marker(repr(marker), marker.owner)
+        self._hand_edit(key, records, marker)
+
+    def hand_edit_text(self, key: EndpointKey, records: RecordSet | None, text: str) -> None:
+        """As ``hand_edit``, the marker written as TXT text and read as the providers that keep markers as
+        text read it (RFC 2136, Route 53: ``model.read_marker``): the simulator's hand edits of text."""
+        self._hand_edit(key, records, read_marker(text))
+
+    def _hand_edit(self, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
         with self._lock:
             if records is None:
                 self._records.pop(key, None)

@@ -234,3 +234,8 @@ class FlakyProvider(Provider):
         if self.throttles.spans:
             self._throttled()
         self.inner.hand_edit(key, records, marker)
+
+    def hand_edit_text(self, key: EndpointKey, records: RecordSet | None, text: str) -> None:
+        if self.throttles.spans:
+            self._throttled()
+        self.inner.hand_edit_text(key, records, text)

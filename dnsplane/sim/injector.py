@@ -249,8 +249,9 @@ class FaultInjector:
 
     def _marker_out_of_range(self, f: Fault) -> None:
         """A person writes the marker TXT with ``g=`` out of range or garbage (``f.mode``: "g=<text>", with
-        "/column" when the provider keeps markers as columns and holds the number itself). The rest of
-        the text is the current marker's (``d=`` the records' digest, ``p=`` and ``o=`` kept). A text marker
+        "/column" when the provider keeps markers as columns and holds the number itself: read, since issue 13's
+        eighth round, as the embedded provider reads such a row, a corrupt marker, ``MemoryProvider.hand_edit``).
+        The rest of the text is the current marker's (``d=`` the records' digest, ``p=`` and ``o=`` kept). A text marker
         reaches dnsplane as the providers that keep markers as text read it (``read_marker``, RFC 2136 and
         Route 53): a corrupt marker, ``o=`` kept. (Until issue 13's fourth round it was read with
         ``Marker.from_text``, as no marker at all: the simulator never saw the corrupt marker those
@@ -264,28 +265,30 @@ class FaultInjector:
         text, column = f.mode.removeprefix("g=").removesuffix("/column"), f.mode.endswith("/column")
         current = seen.marker or Marker(Generation(0), "", "")
         digest = seen.records.digest if seen.records else current.digest
-        if column:
-            marker: Marker | None = dataclasses.replace(current, generation=Generation(int(text)), digest=digest)
-        else:
-            edited = dataclasses.replace(current, digest=digest).to_text().split()
-            edited[1] = f"g={text}"
-            marker = read_marker(" ".join(edited))
+        edited = dataclasses.replace(current, digest=digest).to_text().split()
+        edited[1] = f"g={text}"
+        marker = read_marker(" ".join(edited))
         assert marker is not None  # every ``dnsplane g=...`` text reads as a marker: a corrupt one at worst
         sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
-        if generation_in_range(marker.generation):  # only where a test widens the range
-            sim.monitor.hand_edited(key, int(marker.generation))  # read as an ordinary hand edit
+        written = int(text) if column else marker.generation
+        if generation_in_range(written):  # only where a test widens the range
+            sim.monitor.hand_edited(key, int(written))  # read as an ordinary hand edit
         # (an out-of-range generation is not one dnsplane wrote: the monitor's I2 baseline stays)
         self.corrupting = True
-        sim.provider.hand_edit(key, seen.records, marker)
+        if column:  # kept as a number, read as the embedded provider reads its row (``hand_edit``)
+            sim.provider.hand_edit(key, seen.records,
+                                   dataclasses.replace(current, generation=Generation(int(text)), digest=digest))
+        else:
+            sim.provider.hand_edit_text(key, seen.records, " ".join(edited))
         self.corrupting = False
 
     def _hand_marker(self, f: Fault) -> None:
         """A person writes endpoint ``f.target``'s marker from scratch, on a provider that keeps markers as
         columns (a text ``g=`` out of range never parses): generation ``f.mode`` ("g=<number>", out of
         range), ``d=`` the records' digest, and no ``p=``. A marker without a chain token has no seal to
-        break (as one written before chain tokens), so only the range check on ``g=`` tells it from one
-        dnsplane wrote (``marker_out_of_range`` keeps ``p=``: its broken seal gives it away too). The
-        records are kept."""
+        break (as one written before chain tokens): until issue 13's eighth round only the enactor's range
+        check on ``g=`` told it from one dnsplane wrote; now the provider reads it as the embedded provider
+        reads such a row, a corrupt marker (``MemoryProvider.hand_edit``). The records are kept."""
         sim = self.sim
         key = sim.by_endpoint[f.target].key
         seen = sim.provider.read([key])[key]

@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from dnsplane.model import MAX_GENERATION, EndpointKey, Generation, Marker, Observed
+from dnsplane.model import CORRUPT_GENERATION, MAX_GENERATION, EndpointKey, Generation, Marker, Observed, read_marker
 from dnsplane.protocol.enactor import Enactor, decide
 from dnsplane.protocol.messages import (
     DesiredLoaded,
@@ -78,13 +79,26 @@ def test_an_empty_answer_is_still_repaired() -> None:
     assert h.provider.read([API])[API].records == seen.records
 
 
+def out_of_range(seen: Observed, generation: int, form: str) -> Marker:
+    """A marker whose ``g=`` a person set out of range, as a provider hands it to the protocol: kept as
+    columns with the rest of the marker (its seal then broken), or read from text or from the embedded
+    provider's row (``read_marker``: a corrupt marker). No provider reads one that passes for sealed."""
+    assert seen.marker is not None and seen.marker.prev
+    if form == "columns":
+        return replace(seen.marker, generation=Generation(generation))
+    found = read_marker(f"dnsplane g={generation} d={seen.marker.digest} p={seen.marker.prev}")
+    assert found is not None and found.generation == CORRUPT_GENERATION
+    return found
+
+
+@pytest.mark.parametrize("form", ["columns", "text"])
 @pytest.mark.parametrize("generation", [2**63 - 1, 99999999999999999999, MAX_GENERATION + 1, -1])
-def test_a_marker_out_of_range_is_repaired_and_never_a_head(generation: int) -> None:
+def test_a_marker_out_of_range_is_repaired_and_never_a_head(generation: int, form: str) -> None:
     h, p, e = converged()
     seen = h.provider.read([API])[API]
     assert seen.records is not None
     h.checking = False  # a hand edit breaks I2 on purpose
-    h.provider.hand_edit(API, seen.records, Marker(Generation(generation), seen.records.digest))
+    h.provider.hand_edit(API, seen.records, out_of_range(seen, generation, form))
     head = h.store.head()
     assert decide(h.store.desired([API], head)[API], h.provider.read([API])[API]) == "skip-corrupt"
     v = Verifier("verifier")
@@ -109,6 +123,7 @@ def test_the_enactor_leaves_a_marker_out_of_range_to_the_verifier() -> None:
     seen = h.provider.read([API])[API]
     desired = h.store.desired([API], h.store.head())[API]
     assert seen.records is not None
-    huge = Observed(seen.records, Marker(Generation(2**63 - 1), seen.records.digest))
-    assert decide(desired, huge) == "skip-corrupt"  # was skip-newer: the endpoint was left as "applied"
+    for form in ("columns", "text"):
+        huge = Observed(seen.records, out_of_range(seen, 2**63 - 1, form))
+        assert decide(desired, huge) == "skip-corrupt", form  # was skip-newer: the endpoint was left as "applied"
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import InvalidPlan, ProviderUnavailable
-from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet
+from dnsplane.model import CORRUPT_GENERATION, EndpointKey, Generation, Marker, Member, Observed, RecordSet
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.base import TOKEN_ABSENT, Applied, Conflict, Provider, Rejected, Write
 from dnsplane.providers.embedded import EmbeddedProvider
@@ -225,6 +225,25 @@ def test_a_write_over_a_marker_whose_seal_is_broken_is_a_real_write(provider: Pr
     assert provider.read([A])[A] == Observed(ONE, repair)
     assert provider.apply([Write(A, edited, ONE, repair, ONE)]) == [Applied(A, written=False)]  # now it is
     assert provider.writes == 2
+
+
+@pytest.mark.parametrize("generation", [2**63 - 1, -1])
+def test_a_marker_set_out_of_range_by_hand_reads_as_a_corrupt_marker(provider: Provider, generation: int) -> None:
+    """Issue 13's eighth round: every provider, text or columns, reads a generation out of range as a corrupt
+    marker (``model.corrupt_marker``), with or without its ``p=``: the enactor's decision table has no row
+    of its own for one (``enactor.decide``), and the verifier's repair, conditional on it as read, lands."""
+    mine = Marker.after(None, Generation(1), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, None, ONE, mine)]) == [Applied(A)]
+    for edited in (Marker(Generation(generation), ONE.digest, mine.prev, "dp-one"),
+                   Marker(Generation(generation), ONE.digest, "", "dp-one")):  # written whole: no p=
+        provider.hand_edit(A, ONE, edited)  # type: ignore[attr-defined]
+        seen = provider.read([A])[A]
+        assert seen.records == ONE and seen.marker is not None
+        assert seen.marker.generation == CORRUPT_GENERATION and seen.marker.digest != ONE.digest
+        assert seen.marker.owner == "dp-one" and provider.read([A])[A] == seen
+    repair = Marker.after(seen.marker, Generation(2), ONE.digest, "dp-one")
+    assert provider.apply([Write(A, seen.marker, ONE, repair, ONE)]) == [Applied(A)]
+    assert provider.read([A])[A] == Observed(ONE, repair)
 
 
 def test_writes_of_one_batch_apply_in_order(provider: Provider) -> None:
