@@ -153,13 +153,13 @@ def test_a_garbled_marker_text_reaches_dnsplane_as_the_text_providers_read_it(mo
     no ``p=``, ``o=`` kept. The simulator's hand edit reaches dnsplane the same way (it read the text with
     ``Marker.from_text`` before, as no marker at all: the gap that hid an I7 hole)."""
     written: list[Marker | None] = []
-    hand_edit = SimProvider.hand_edit
+    hand_edit_text = SimProvider.hand_edit_text
 
-    def recorded(self: SimProvider, key: EndpointKey, records: RecordSet | None, marker: Marker | None) -> None:
-        written.append(marker)
-        hand_edit(self, key, records, marker)
+    def recorded(self: SimProvider, key: EndpointKey, records: RecordSet | None, text: str) -> None:
+        hand_edit_text(self, key, records, text)
+        written.append(self.read([key])[key].marker)  # as the provider holds it: as it reads the text
 
-    monkeypatch.setattr(SimProvider, "hand_edit", recorded)
+    monkeypatch.setattr(SimProvider, "hand_edit_text", recorded)
     garble = Fault(200.0, "marker_out_of_range", "0", mode="g=12abc")
     result = run(CHAOS.only("marker_out_of_range"), "safe", 3, [garble])
     assert result.faults.get("marker_out_of_range") == 1
