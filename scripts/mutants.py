@@ -21,8 +21,10 @@ the tests, pytest exits 1). A tool that breaks (a traceback, no JSON, an import 
 every selected tool ran to the end and found nothing. Children run under ``nice``.
 
 A mutant marked ``behind`` is a check that stands behind another one (since issue 13's sixth round, the
-checks the store's fence on every write covers in every world the models have): it is applied together
-with the mutant it names, and "killed" means the models see the pair; ``--alone`` applies its own edit
+checks the store's fence on every write covers in every world the models have; since the eighth, one
+behind the whole fence and one behind the write token): it is applied together with the mutant it names,
+and "killed" means the models see the pair at a replay the front alone passes (CI checks both);
+``--alone`` applies its own edit
 only (they then let it live: docs/design.md, "Checks no model kills").
 
 Why scripts/ and not bench/: bench/ holds speed measurements; this is a check of the models' power, run

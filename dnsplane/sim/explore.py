@@ -48,8 +48,9 @@ used. From a state the transitions are:
   other actors' parts, the one exception to "a move changes its mover and the shared parts": the memo
   keeps, per move, whether it moved the token, a function of what the move read (the provider's part
   and the request), and applies it to the others in ``step``. The fault moves then include deleting an
-  endpoint whole (records and marker), the deletion the window's race needs. About 2.5 times the states
-  (``--generations 3``: 1,194,494 instead of 471,232), so the default configuration runs without it; CI runs
+  endpoint whole (records and marker), the deletion the window's race needs. About 9 times the states
+  (``--generations 3``: 4,286,296, 128 s, instead of 471,232; 1,194,494 while the writer's two reads were one
+  move), so the default configuration runs without it; CI runs
   ``--generations 3`` and one enactor, one endpoint, one fault with it, where taking the token out is
   found (I2, the race of hand-edits 5357: tests/sim/test_explore.py).
 

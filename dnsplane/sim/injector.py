@@ -267,7 +267,8 @@ class FaultInjector:
         digest = seen.records.digest if seen.records else current.digest
         edited = dataclasses.replace(current, digest=digest).to_text().split()
         edited[1] = f"g={text}"
-        marker = read_marker(" ".join(edited))
+        typed = " ".join(edited)
+        marker = read_marker(typed)
         assert marker is not None  # every ``dnsplane g=...`` text reads as a marker: a corrupt one at worst
         sim.refs.hand_marked.add(key)  # no reference (I3) until dnsplane rewrites it
         written = int(text) if column else marker.generation
@@ -279,7 +280,7 @@ class FaultInjector:
             sim.provider.hand_edit(key, seen.records,
                                    dataclasses.replace(current, generation=Generation(int(text)), digest=digest))
         else:
-            sim.provider.hand_edit_text(key, seen.records, " ".join(edited))
+            sim.provider.hand_edit_text(key, seen.records, typed)
         self.corrupting = False
 
     def _hand_marker(self, f: Fault) -> None:
