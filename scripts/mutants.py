@@ -22,10 +22,10 @@ every selected tool ran to the end and found nothing. Children run under ``nice`
 
 A mutant marked ``behind`` is a check that stands behind another one (since issue 13's sixth round, the
 checks the store's fence on every write covers in every world the models have; since the eighth, one
-behind the whole fence and one behind the write token): it is applied together with the mutant it names,
-and "killed" means the models see the pair at a replay the front alone passes (CI checks both);
-``--alone`` applies its own edit
-only (they then let it live: docs/design.md, "Checks no model kills").
+behind the whole fence and one behind the write token; since the ninth, the chain token behind the write
+token too): it is applied together with the mutant it names, and "killed" means the models see the pair
+at a replay the front alone passes (CI checks both); ``--alone`` applies its own edit only (they then let
+it live: docs/design.md, "Checks no model kills").
 
 Why scripts/ and not bench/: bench/ holds speed measurements; this is a check of the models' power, run
 by hand for the full table and, for its fast part, by CI (tests/sim/test_mutants.py imports this file).
