@@ -52,7 +52,7 @@ from typing import Any
 from dnsplane.errors import DnsplaneError
 from dnsplane.execute import Fenced, fence_read
 from dnsplane.execute import failed as failed_reply
-from dnsplane.model import EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.model import Conflict, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.legacy import LegacyEnactor
@@ -69,6 +69,7 @@ from dnsplane.protocol.messages import (
     Step,
     Tick,
     WriteBatch,
+    WriteDone,
 )
 from dnsplane.protocol.ownership import Ownership
 from dnsplane.protocol.planner import HEAD_CHECK, Planner
@@ -501,6 +502,8 @@ class Simulation:
             self.executor.fenced.pop(name, None)  # not read when an armed exception came first
             if reply is None:
                 raise DnsplaneError(f"not a request: {kind.__name__}")
+            if isinstance(what, WriteBatch) and what.fence is not None and isinstance(reply, WriteDone):
+                self._fence_refusals(name, what, reply)
             if self.faults.timeout_next and kind in PROVIDER_WRITES and self.faults.timed_out(name):
                 self.tracer.note(name, "fault", "write applied, caller timed out")
                 reply = Failed(now_a, "timeout (the write was applied)", True, 1.0)
@@ -523,6 +526,18 @@ class Simulation:
         if type(reply) is Published:
             self.wake_enactors()
         self._feed(name, reply)
+
+    def _fence_refusals(self, name: str, batch: WriteBatch, done: WriteDone) -> None:
+        """The monitor learns each write of ``batch`` the store's fence refused (I8: none sent again)."""
+        assert batch.fence is not None
+        sent = {w.key: w for w in batch.writes}
+        for r in done.results:
+            if isinstance(r, Conflict) and r.newer is not None and r.key in sent:
+                w = sent[r.key]
+                expect = (f"records {w.expect_records.digest if w.expect_records else None}, "
+                          f"marker {w.expect.to_text() if w.expect else None}")
+                self.monitor.fence_refused(name, int(batch.fence), r.key, expect, int(w.marker.generation),
+                                           w.records.digest, int(r.newer))
 
     def after_step(self) -> None:
         """The monitor's checks after a step: I1, I2, I5 on the endpoints it wrote, I3 if it deleted plans."""

@@ -233,6 +233,12 @@ class FaultInjector:
             case Corruption.MARKER_DELETED:
                 sim.monitor.hand_edited(key, None)
                 sim.provider.hand_edit(key, seen.records, None)
+            case Corruption.ENDPOINT_DELETED:
+                # records and marker deleted whole: looks never written (the explorer's ENDPOINT_DELETED);
+                # emptied, so exempt from I1 as ``emptied`` is, and a marker deleted (I2's baseline restarts)
+                sim.monitor.exempt(key, max(sim.now, self._silent_end(key)) + sim.scenario.repair_bound)
+                sim.monitor.hand_edited(key, None)
+                sim.provider.hand_edit(key, None, None)
             case _:
                 # A person editing the marker TXT: ``g=`` set back to an older generation and ``d=``
                 # to the records' digest, the rest of the text (``p=``, the chain token of the

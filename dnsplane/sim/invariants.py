@@ -59,7 +59,13 @@ What each check means, precisely:
   the explorer after every move. Its "endpoint" is the actor's name. An actor whose own
   code raises (``raised``: ``handle`` let an exception out, which only a bug does) is
   reported under I8 too: the runtime survives it (``App._handle``: the actor is told its
-  round failed, or reset) but the round is lost. *The collector's progress*
+  round failed, or reset) but the round is lost. *No write refused for good sent again*
+  (``fence_refused``, the simulator at each write): a write the store's fence refused
+  (``Conflict(newer=N)``: plan N, newer than the write and its fence, changed the endpoint) is
+  never sent again by the same writer over the same state with the same fence, generation and content: the store's
+  plans only grow, so it would be refused again, and a round that re-sends it spins, doing nothing
+  else (no newer plan enacted), until another writer changes the endpoint (a store put back to a
+  backup forgets the refusals: the plan that refused may be lost). *The collector's progress*
   (``check_collected``, the simulator at the end, after I6): a collector round run at
   quiet leaves the store no plan below the low watermark. A collector that runs yet never
   collects (it asks for more than the store's re-checked watermark allows) is stopped
@@ -208,6 +214,10 @@ class Monitor:
     numbers: bool = False
     served_under: dict[EndpointKey, dict[int, str]] = field(default_factory=dict)
     served_marker: dict[EndpointKey, Marker] = field(default_factory=dict)  # the last of them, as written
+    # I8, no write sent again that the store's fence refused for good: (writer, fence, endpoint, precondition,
+    # generation, digest) of each write refused as ``Conflict(newer=...)`` (``fence_refused``); emptied when
+    # the store is put back to a backup (the plan that refused it may be lost)
+    refused_by_fence: dict[tuple[str, int, EndpointKey, str, int, str], int] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
@@ -287,6 +297,7 @@ class Monitor:
         baseline (G4) of an endpoint a lost plan changed starts again at its next plan: the planner
         plans from the backup's plans."""
         self.note(f"the store was put back to a backup: head {head}, the plans published since lost")
+        self.refused_by_fence.clear()  # the plan that refused a write may be lost: it may land now
         for key in set(self.content) | set(lineage) | set(self.highest_served):
             now, restored = self.content.get(key, []), lineage.get(key, [])
             same = 0
@@ -540,6 +551,23 @@ class Monitor:
             self.fail(I8, "collector", f"a collector round at quiet left {len(below)} plan(s) below the low "
                                        f"watermark {watermark} (oldest {below[0]}): the collector runs but "
                                        f"never collects")
+
+    def fence_refused(self, actor: str, fence: int, key: EndpointKey, expect: str, generation: int, digest: str,
+                      newer: int) -> None:
+        """I8: ``actor``'s write of ``key`` (over ``expect``, the state it read, with ``generation``'s content
+        ``digest``, fenced at ``fence``) was refused by the store's fence: plan ``newer`` changed the endpoint.
+        The store's plans only grow, so the same write with the same fence is refused for good; sent again
+        over the same state, the writer spins (re-read, send, refused) and does nothing else until another
+        writer changes the endpoint. (Over another state it is another decision: a marker behind the plan
+        found where the endpoint was empty is written over once, its refusal then leaves it to the newer
+        plan.)"""
+        what = (actor, fence, key, expect, generation, digest)
+        if what in self.refused_by_fence:
+            self.fail(I8, actor, f"sent again the write of {key} over {expect} (generation {generation}'s {digest}, "
+                                 f"fence {fence}) that the store's fence refused (plan {self.refused_by_fence[what]} "
+                                 f"changed it; now plan {newer}): refused for good, its round spins until "
+                                 "another writer changes the endpoint")
+        self.refused_by_fence[what] = newer
 
     def wedged(self, actor: str, detail: str) -> None:
         """I8: ``actor`` is busy with no request outstanding; it never runs again."""

@@ -22,8 +22,9 @@ explorer move                          the driver's fault
 ``(MARKER_RAISED, key, generation)``   none: the explorer's only (``g=`` raised by one, in range; the driver's
                                        raised markers are out of range, ``marker_out_of_range``)
 ``(REJECTED, key)``                    ``partial_write``, mode ``rejected`` (for good: no window)
-``(ENDPOINT_DELETED, key)``            the ``hand-edits`` scenario's deletion of an endpoint whole (records
-                                       and marker); offered only with ``--fence-window``
+``(ENDPOINT_DELETED, key)``            ``corrupt``, mode ``endpoint_deleted`` (records and marker deleted
+                                       whole; drawn only where ``modes`` names it: ``deletions``); offered
+                                       only with ``--fence-window``
 =====================================  =================================================================
 """
 
@@ -74,6 +75,9 @@ class Corruption(StrEnum):
     EMPTIED = "emptied"  # records deleted, marker kept
     MARKER_DELETED = "marker_deleted"  # marker deleted, records kept
     MARKER_STALE = "marker_stale"  # marker's g= set back to a deleted plan
+    # records and marker deleted whole; drawn only where a scenario's ``modes`` name it (``deletions``): a
+    # ``corrupt`` site without ``modes`` draws from the three above, so old seeds replay (``faults.CORRUPTIONS``)
+    ENDPOINT_DELETED = "endpoint_deleted"
 
 
 class PartialWrite(StrEnum):
@@ -111,9 +115,10 @@ EMPTIED: str = Corruption.EMPTIED.value
 MARKER_DELETED: str = Corruption.MARKER_DELETED.value
 MARKER_OUT_OF_RANGE: str = FaultKind.MARKER_OUT_OF_RANGE.value
 MARKER_STALE: str = Corruption.MARKER_STALE.value
+# an endpoint deleted whole by hand, records and marker (the fence's window)
+ENDPOINT_DELETED: str = Corruption.ENDPOINT_DELETED.value
 # Not a ``Corruption`` member: the driver draws corruptions in that enum's order, and old seeds must replay
 MARKER_RAISED = "marker_raised"  # a marker's g= raised by hand by one, in range (its seal broken)
-ENDPOINT_DELETED = "endpoint_deleted"  # an endpoint deleted whole by hand, records and marker (the fence's window)
 REJECTED: str = PartialWrite.REJECTED.value
 # the explorer's moves that are a person's edit or the provider's doing: no actor moves
 HUMAN_FAULTS: frozenset[str] = frozenset({EMPTIED, MARKER_DELETED, MARKER_OUT_OF_RANGE, MARKER_STALE, MARKER_RAISED,
