@@ -11,8 +11,9 @@ directory the copy's), and runs the tools in order of cost, stopping at the firs
     explore        dnsplane explore (the default configuration: ~8.5 million states, ~4 min, ~2.5 GB)
     sweep          dnsplane simulate --scenario S for each S of SWEEP (chaos, then the targeted scenarios:
                    hand-edits, owners, guards, slow-reads, corruption, dns-silent, health-grace, rivals,
-                   marker-edits, held-repairs, restored-markers, store-rollback, deletions; then us-east-1; --seeds N
-                   each, --invariant any --no-shrink: the first seed that violates any invariant)
+                   marker-edits, held-repairs, restored-markers, store-rollback, deletions, early-backup; then
+                   us-east-1; --seeds N each, --invariant any --no-shrink: the first seed that violates any
+                   invariant)
     tests          pytest tests -x -q -m "not explore_default" --ignore=tests/realworld (off by default)
 
 A mutant is "killed" when a tool reports a violation (the explorer's or simulator's JSON names one; for
@@ -79,7 +80,8 @@ EXPLORE_FAST = {
 }
 # the scenarios of the sweep, in order of cost (a targeted scenario kills its mutants in its first seeds)
 SWEEP = ["chaos", "hand-edits", "owners", "guards", "slow-reads", "corruption", "dns-silent", "health-grace", "rivals",
-         "marker-edits", "held-repairs", "restored-markers", "store-rollback", "deletions", "us-east-1"]
+         "marker-edits", "held-repairs", "restored-markers", "store-rollback", "deletions",
+         "early-backup", "us-east-1"]
 TOOL_ORDER = ["g2", "w1", "g3", "g3n1f1", "g2f1", "default", *SWEEP, "tests"]
 GROUPS = {"explore-fast": ["g2", "w1", "g3", "g3n1f1", "g2f1"], "explore": ["default"], "sweep": SWEEP,
           "tests": ["tests"]}

@@ -78,9 +78,12 @@ def make_schedule(scenario: Scenario, rng: random.Random, enactors: list[str], t
             for actor in ["planner", *enactors, "collector", "verifier"]:
                 out.append(Fault(0.0, kind, actor, value=round(rng.uniform(-1, 1) * scenario.max_skew, 3)))
             continue
-        count = _poisson(rng, spec.rate * hours)
+        # a site with an ``at`` window fires only in it, ``rate`` per hour of it (without one: the whole
+        # run, drawn exactly as before the window existed, so old seeds replay)
+        start, end = spec.at if spec.at is not None else (0, scenario.duration)
+        count = _poisson(rng, spec.rate * (hours if spec.at is None else (end - start) / 3600.0))
         for _ in range(count):
-            at = round(rng.uniform(0, scenario.duration), 3)
+            at = round(rng.uniform(start, end), 3)
             lo, hi = spec.duration
             dur = round(rng.uniform(lo, hi), 3)
             match kind:

@@ -23,6 +23,7 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
       crash: {active: 0.5, rate: 2}
       corrupt: {rate: 40, modes: [marker_stale]}   # only some of its modes (default: all)
+      store_rollback: {rate: 120, at: [0, 60]}      # only in that part of the run, rate per hour of it
 
 Unknown keys and unknown fault kinds are errors that name the file and key.
 """
@@ -58,6 +59,9 @@ class FaultSpec:
     factor: float = 20.0  # latency spike multiplier
     # the modes drawn from (``corrupt``: some of ``vocabulary.Corruption``); empty: every mode of the kind
     modes: tuple[str, ...] = ()
+    # the part of the run [from, to] seconds in which it fires (``rate`` per hour of that part); None: all of
+    # ``duration`` (a backup taken in the first minute after an install: ``store_rollback``, ``early-backup``)
+    at: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,10 @@ class Scenario:
         return _replace(self, atomic_replies=True)
 
 
-def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float, tuple[str, ...]]:
+def _rest(spec: FaultSpec | None) -> tuple[float, tuple[float, float], float, tuple[str, ...],
+                                           tuple[float, float] | None]:
     spec = spec or FaultSpec()
-    return spec.rate, spec.duration, spec.factor, spec.modes
+    return spec.rate, spec.duration, spec.factor, spec.modes, spec.at
 
 
 def _replace(s: Scenario, **changes: Any) -> Scenario:
@@ -206,19 +211,24 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
         if kind not in FAULT_KINDS:
             raise InvalidConfig(path, 0, f"faults.{kind}: unknown fault kind; known: {', '.join(FAULT_KINDS)}")
         spec = spec or {}
-        bad = set(spec) - {"active", "rate", "duration", "factor", "modes"}
+        bad = set(spec) - {"active", "rate", "duration", "factor", "modes", "at"}
         if bad:
             raise InvalidConfig(path, 0, f"faults.{kind}: unknown key(s) {', '.join(sorted(bad))}")
         modes = spec.get("modes", [])
         known = [c.value for c in vocabulary.Corruption] if kind == vocabulary.FaultKind.CORRUPT else []
         if not (isinstance(modes, list) and set(modes) <= set(known)):
             raise InvalidConfig(path, 0, f"faults.{kind}.modes: expected a list of {', '.join(known) or 'nothing'}")
+        at = _pair(path, f"faults.{kind}.at", spec["at"]) if "at" in spec else None
+        if at is not None and at[1] > kw.get("duration", Scenario.duration):
+            raise InvalidConfig(path, 0, f"faults.{kind}.at: expected a part of the run (duration "
+                                         f"{kw.get('duration', Scenario.duration):g} s), got {spec['at']!r}")
         faults[kind] = FaultSpec(
             float(spec.get("active", 1.0)),
             float(spec.get("rate", 1.0)),
             _pair(path, f"faults.{kind}.duration", spec["duration"]) if "duration" in spec else (30.0, 120.0),
             float(spec.get("factor", 20.0)),
             tuple(m for m in known if m in modes),  # in the kind's drawing order
+            at,
         )
     kw["faults"] = faults
     not_adopted = data.get("not_adopted") or []
