@@ -172,9 +172,15 @@ class RecordSet:
     members: tuple[Member, ...]
     answer: Literal["weighted", "all"] = "weighted"
     digest: str = field(init=False, compare=False)
+    # the members with weight > 0 (``live_members``), kept: every writer, reader and check asks; the
+    # members tuple itself when all are live, as they mostly are (no second tuple kept)
+    live: tuple[Member, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", content_digest(self.ttl, self.members, self.answer))
+        members = self.members
+        live = members if all(m.weight > 0 for m in members) else tuple(m for m in members if m.weight > 0)
+        object.__setattr__(self, "live", live)
 
     def __hash__(self) -> int:
         # Equal record sets have equal digests; a str caches its hash, so hashing a record set (and
@@ -197,7 +203,7 @@ class RecordSet:
         return list(seen)
 
     def live_members(self) -> tuple[Member, ...]:
-        return tuple(m for m in self.members if m.weight > 0)
+        return self.live
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -375,6 +381,7 @@ def corrupt_marker(source: str, owner: str = "") -> Marker:
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the verifier checks the same markers round after round
+@functools.lru_cache(maxsize=1 << 14)  # a marker is checked at every read of it (``sealed``): hash it once
 def _seal(generation: int, digest: str, chain: str, owner: str = "", released: bool = False) -> str:
     """blake2b, 4 bytes (8 hex digits), of a marker's generation, digest, chain token, owner id and
     released state (a marker without an owner, or not released, hashes what it hashed before that

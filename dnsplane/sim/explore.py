@@ -223,6 +223,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from dnsplane.sim.allocation import collecting_rarely
 from dnsplane.sim.invariants import Violation
 from dnsplane.sim.memo import MemoSpace
 from dnsplane.sim.search import Progress, search
@@ -256,7 +257,8 @@ def explore(config: Config, max_states: int = 20_000_000, look_for: str = "I1",
     Each state keeps only its parent and the move that reached it; a path's text is made by
     replaying its moves from the start (the search is deterministic)."""
     started = time.perf_counter()
-    result = search(MemoSpace(config), max_states, look_for, max_seconds, progress)
+    with collecting_rarely():  # millions of states kept: the default pace walks them again and again
+        result = search(MemoSpace(config), max_states, look_for, max_seconds, progress)
     found = result.found
     if found is not None and config.reduce:  # the reduced graph's path may carry early ticks: search every order
         full = explore(replace(config, reduce=False), max_states, look_for)

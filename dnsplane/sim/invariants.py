@@ -108,9 +108,11 @@ What each check means, precisely:
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from dnsplane.errors import DnsplaneError, InvalidPlan
 from dnsplane.model import (
@@ -144,6 +146,7 @@ MAX_HEAD = int(MAX_GENERATION)  # the bound as shipped (a test that widens the m
 
 # per endpoint, the content each plan that changed it gave it: (generation, digest, valid), oldest first
 Lineage = dict[EndpointKey, list[tuple[int, str, bool]]]
+_GENERATION = itemgetter(0)  # a content history entry's generation (g, digest, valid): what it is sorted by
 
 
 class InvariantViolation(DnsplaneError):
@@ -315,21 +318,19 @@ class Monitor:
                 self.pinned[key] = before
 
     def content_at(self, key: EndpointKey, generation: int) -> str | None:
-        found = None
-        for g, digest, _ in self.content.get(key, []):
-            if g > generation:
-                break
-            found = digest
-        return found
+        history = self.content.get(key)
+        if not history:
+            return None
+        i = bisect.bisect_right(history, generation, key=_GENERATION)  # histories are in generation order
+        return history[i - 1][1] if i else None
 
     def newest_valid(self, key: EndpointKey, head: int) -> tuple[int, str] | None:
-        found = None
-        for g, digest, valid in self.content.get(key, []):
-            if g > head:
-                break
+        history = self.content.get(key, [])
+        for i in range(bisect.bisect_right(history, head, key=_GENERATION) - 1, -1, -1):
+            g, digest, valid = history[i]
             if valid:
-                found = (g, digest)
-        return found
+                return g, digest
+        return None
 
     # -- per-step checks ------------------------------------------------------------------------
 
@@ -483,10 +484,14 @@ class Monitor:
         reference every endpoint's content at that generation. ``desired(key, g)`` is the digest
         the store returns for ``key`` at ``g``.
         """
+        checked: set[tuple[int, EndpointKey]] = set()  # many references share a generation (the head)
         for who, g, only in referenced:
             if not g:
                 continue
             for key in (self.content if only is None else (only,)):
+                if (g, key) in checked:
+                    continue
+                checked.add((g, key))
                 want = self.content_at(key, g)
                 if want is None:
                     continue

@@ -10,6 +10,7 @@ import multiprocessing
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dnsplane.sim.allocation import collect_rarely, collecting_rarely
 from dnsplane.sim.driver import RunResult, run
 from dnsplane.sim.invariants import Violation
 from dnsplane.sim.scenario import Scenario
@@ -70,14 +71,15 @@ def sweep(scenario: Scenario, protocol: str, seeds: list[int], workers: int = 1,
     summary = Summary(protocol, scenario.name)
     jobs = [(scenario, protocol, s, stop_on) for s in seeds]
     if workers <= 1:
-        for job in jobs:
-            r = _one(job)
-            summary.add(r)
-            if first_only and _has(r, look_for):
-                break
+        with collecting_rarely():
+            for job in jobs:
+                r = _one(job)
+                summary.add(r)
+                if first_only and _has(r, look_for):
+                    break
         return summary
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=collect_rarely) as pool:
         for r in pool.imap(_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1))):
             summary.add(r)
             if first_only and _has(r, look_for):
