@@ -45,8 +45,9 @@ the store is asked whether a newer plan changed the endpoint, and if one did the
 still empty; any other is left to the newer plan. A plan published after that store read is written after
 the provider's write token was read, and moves it: the write carries the token and fails.
 
-Limits: it writes only over states dnsplane could have written (records and a
-marker that describe each other); hand-made states are the verifier's to repair.
+Limits: it writes only over a marker dnsplane could have written (sealed, and naming content the store
+confirms at its generation), whatever records a person left beside it; other hand-made states are the
+verifier's to repair.
 """
 
 from __future__ import annotations
@@ -142,9 +143,9 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
     | nothing (never written, or deleted by hand)    | write (expect no marker, no records); |
     |                                                | the newest content if a newer plan    |
     |                                                | changed it (``MarkersRead.newer``)    |
-    | records without marker, marker without records,| skip-corrupt |
-    | or records whose digest is not the marker's    |              |
-    | marker names (desired generation, digest)      | skip-applied (whatever its prev) |
+    | records without marker, marker without records | skip-corrupt |
+    | marker names (desired generation, digest)      | skip-applied (whatever its prev, |
+    |                                                | whatever the records beside it)  |
     | marker generation == desired, other digest     | skip-corrupt |
     | marker generation != desired, seal broken      | skip-corrupt (``g=`` or ``d=`` edited by hand; |
     |                                                | raised past the plan, it names no newer plan)  |
@@ -153,21 +154,29 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
     |                                                | the marker's digest is the content |
     |                                                | of the generation it names     |
 
+    The marker decides, not the records beside it (issue 13's tenth round took the row "records whose
+    digest is not the marker's: skip-corrupt" out as redundant, docs/design.md "Removed as redundant"):
+    records a person edited under a marker are the state the write replaces, whole, under the
+    compare-and-swap on both (DESIGN.md point 7), once the store confirms the marker; under the plan's
+    own marker there is nothing of this plan to write, and the verifier repairs records that do not
+    match their marker ("records-mismatch"). Every write is fenced (``WriteBatch.fence``): the content
+    it writes is the newest any plan gave the endpoint, whatever a person left there.
+
     A marker generation out of range (< 0, past ``MAX_GENERATION``: written by hand) needs no row of
     its own (issue 13's eighth round removed it): every provider reads one as a corrupt marker
-    (``model.corrupt_marker``: ``CORRUPT_GENERATION``, its digest a hash of what was read, never the
-    records'), which the second row makes skip-corrupt.
+    (``model.corrupt_marker``: ``CORRUPT_GENERATION``), which is behind every plan, and the store
+    confirms no content at it (``_on_content``): left to the verifier, held as a deleted marker is.
 
-    The enactor acts only on a state dnsplane could have written: records and a marker
-    that describe each other. Anything else was made by hand (or by a store reset), and
-    this enactor may be holding an old plan: writing it could serve older content than
-    the endpoint had (I2). "skip-corrupt" leaves such states to the verifier, which
-    repairs them against the newest plan with the same compare-and-swap.
+    What the enactor leaves: a marker without records or records without a marker (made by hand,
+    or another installation's), a marker whose seal is broken, and a marker the store does not
+    confirm. This enactor may be holding an old plan, and such a state names no content it can
+    prove it replaces; "skip-corrupt" leaves it to the verifier, which repairs it against the
+    newest plan with the same compare-and-swap.
     """
     records, marker = observed.records, observed.marker
     if marker is None and records is None:
         return _WRITE
-    if marker is None or records is None or records.digest != marker.digest:
+    if marker is None or records is None:
         return _SKIP_CORRUPT
     if marker.generation == desired.generation:
         return _SKIP_APPLIED if marker.digest == desired.records.digest else _SKIP_CORRUPT
@@ -481,8 +490,10 @@ class Enactor:
                 writes.append(write)
             else:
                 self.stats["skips"] += 1
-                del self.pending[key]  # skip-corrupt: the verifier repairs it against the newest plan
-                self._hold(key, write.expect.generation if write.expect else None)
+                # skip-corrupt: the verifier repairs it against the newest plan; held as any such endpoint
+                # (at the marker's own generation; a corrupt marker, out of range, names none)
+                seen = Observed(write.expect_records, write.expect)
+                self._hold(key, _held_at(_SKIP_CORRUPT, self.pending.pop(key), seen, self.applied_upto))
         self.unchecked = {}
         return self._send(writes)
 

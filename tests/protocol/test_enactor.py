@@ -39,9 +39,13 @@ def test_decision_table() -> None:
     # hand-made states are the verifier's: an enactor may hold an old plan
     assert decide(d, Observed(RS, None)) == "skip-corrupt", "records without marker"
     assert decide(d, Observed(None, Marker(Generation(4), RS.digest))) == "skip-corrupt", "emptied by hand"
-    assert decide(d, Observed(OTHER, Marker(Generation(5), RS.digest))) == "skip-corrupt", "edited under marker"
-    assert decide(d, Observed(OTHER, Marker(Generation(3), RS.digest))) == "skip-corrupt", "marker lowered"
     assert decide(d, Observed(RS, Marker(Generation(5), OTHER.digest))) == "skip-corrupt"
+    # the marker decides, not the records beside it (issue 13's tenth round): records edited by hand under
+    # the plan's own marker leave nothing of this plan to write (the verifier repairs the mismatch), and
+    # under an older marker they are what the write replaces, once the store confirms that marker
+    assert decide(d, Observed(OTHER, Marker(Generation(5), RS.digest))) == "skip-applied", "edited under marker"
+    assert decide(d, Observed(OTHER, Marker(Generation(3), RS.digest))) == "write", "edited under an older one"
+    assert decide(d, Observed(OTHER, Marker(Generation(6), RS.digest))) == "skip-newer", "edited under a newer one"
 
 
 def setup(n_endpoints: int = 3) -> tuple[Harness, Planner]:

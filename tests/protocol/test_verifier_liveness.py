@@ -100,7 +100,8 @@ def test_a_marker_out_of_range_is_repaired_and_never_a_head(generation: int, for
     h.checking = False  # a hand edit breaks I2 on purpose
     h.provider.hand_edit(API, seen.records, out_of_range(seen, generation, form))
     head = h.store.head()
-    assert decide(h.store.desired([API], head)[API], h.provider.read([API])[API]) == "skip-corrupt"
+    # behind every plan; the store confirms no content at it (the next test)
+    assert decide(h.store.desired([API], head)[API], h.provider.read([API])[API]) == "write"
     v = Verifier("verifier")
     for _ in range(3):  # seen, then repaired from a snapshot loaded after it was seen
         h.run(v)
@@ -118,12 +119,25 @@ def test_a_marker_out_of_range_is_repaired_and_never_a_head(generation: int, for
     assert {m.target_id for m in h.provider.read([API])[API].records.members} == {"lb-2", "lb-3"}  # type: ignore[union-attr]
 
 
-def test_the_enactor_leaves_a_marker_out_of_range_to_the_verifier() -> None:
-    h, _, _ = converged()
+@pytest.mark.parametrize("form", ["columns", "text"])
+def test_the_enactor_leaves_a_marker_out_of_range_to_the_verifier(form: str) -> None:
+    """A corrupt marker is behind every plan, and the store confirms no content at its generation: the
+    enactor of a later plan does not write over it, and holds the endpoint as for a marker deleted by hand
+    (at the last generation it finished), never at the corrupt marker's own -1, which names no plan."""
+    h, p, e = converged()
+    finished = e.applied_upto
     seen = h.provider.read([API])[API]
-    desired = h.store.desired([API], h.store.head())[API]
     assert seen.records is not None
-    for form in ("columns", "text"):
-        huge = Observed(seen.records, out_of_range(seen, 2**63 - 1, form))
-        assert decide(desired, huge) == "skip-corrupt", form  # was skip-newer: the endpoint was left as "applied"
+    h.checking = False  # a hand edit breaks I2 on purpose
+    h.provider.hand_edit(API, seen.records, out_of_range(seen, 2**63 - 1, form))
+    corrupt = h.provider.read([API])[API]
+    assert corrupt.marker is not None and corrupt.marker.generation == CORRUPT_GENERATION
+    writes = h.provider.writes
+    h.run(p, HealthObserved(h.now, "lb-1", False))  # a plan that changes the endpoint
+    h.run(p, Tick(h.now))
+    assert h.store.head() > finished
+    h.run(e)
+    assert h.provider.read([API])[API] == corrupt, "an enactor wrote over a corrupt marker"
+    assert h.provider.writes == writes
+    assert e.held == {API: finished}
 
