@@ -87,6 +87,9 @@ class MemoryProvider(Provider):
         self._lock = threading.Lock()
         self._records: dict[EndpointKey, RecordSet] = {}
         self._markers: dict[EndpointKey, Marker] = {}
+        # what ``read`` answers for each endpoint holding records or a marker, kept with every change of
+        # either (an ``Observed`` is frozen: reads hand out the same one until the endpoint changes)
+        self._seen: dict[EndpointKey, Observed] = {}
         self._listeners: list[Listener] = []
         self._version = 0
         self._token = 0  # the write token: moved by every _apply that writes, never by a hand edit
@@ -113,6 +116,7 @@ class MemoryProvider(Provider):
                         continue
                     self._records[w.key] = w.records
                     self._markers[w.key] = w.marker
+                    self._saw_unlocked(w.key)
                     written.append(w.key)
                     results.append(Applied(w.key))
                 else:
@@ -133,11 +137,16 @@ class MemoryProvider(Provider):
 
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         with self._lock:
-            out: dict[EndpointKey, Observed] = {}
-            for k in keys:
-                r, m = self._records.get(k), self._markers.get(k)
-                out[k] = _ABSENT if r is None and m is None else Observed(r, m)
-            return out
+            seen = self._seen
+            return {k: seen.get(k, _ABSENT) for k in keys}
+
+    def _saw_unlocked(self, key: EndpointKey) -> None:
+        """Keep ``read``'s answer for ``key`` after a change of its records or marker."""
+        r, m = self._records.get(key), self._markers.get(key)
+        if r is None and m is None:
+            self._seen.pop(key, None)
+        else:
+            self._seen[key] = Observed(r, m)
 
     def read_all(self) -> dict[EndpointKey, Observed]:
         with self._lock:
@@ -167,6 +176,7 @@ class MemoryProvider(Provider):
                 self._markers.pop(key, None)
             else:
                 self._markers[key] = marker
+            self._saw_unlocked(key)
             self._version += 1
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
         notify(self._listeners, [key])
@@ -188,6 +198,7 @@ class MemoryProvider(Provider):
         new._listeners = []
         with self._lock:
             new._records, new._markers, new._rejects = dict(self._records), dict(self._markers), dict(self._rejects)
+            new._seen = dict(self._seen)
         return new
 
     def rejected(self) -> frozenset[EndpointKey]:

@@ -486,24 +486,30 @@ class Simulation:
         kind = type(what)
         if isinstance(what, Request):
             now_a = self.now + self.skew[name]
-            fenced = self.fenced.pop(name, None)
-            if fenced is not None and fenced[0] == token:
-                self.executor.fenced[name] = fenced[1]
+            # only a WriteBatch has its writer's half read as it was sent (``_send_write``, which replaces
+            # an entry its actor's lost WriteBatch left): dispatched on the class, not ``isinstance``
+            batch = kind is WriteBatch
+            if batch:
+                fenced = self.fenced.pop(name, None)
+                if fenced is not None and fenced[0] == token:
+                    self.executor.fenced[name] = fenced[1]
             try:  # the interpreter's ``run``
                 reply = self.executor.run(name, Step((), what), now_a)
             except Exception as err:  # escaped the executor: the runtime's loop before issue 8
-                self.executor.fenced.pop(name, None)
+                if batch:
+                    self.executor.fenced.pop(name, None)
                 if kind in COLLECTING:
                     self.deleted_plans = True
                 self._escaped(name, err)
                 if self.dirty or self.deleted_plans:
                     self.after_step()
                 return
-            self.executor.fenced.pop(name, None)  # not read when an armed exception came first
+            if type(what) is WriteBatch:  # ``batch``, said so the type checker narrows ``what``
+                self.executor.fenced.pop(name, None)  # not read when an armed exception came first
+                if what.fence is not None and type(reply) is WriteDone:
+                    self._fence_refusals(name, what, reply)
             if reply is None:
                 raise DnsplaneError(f"not a request: {kind.__name__}")
-            if isinstance(what, WriteBatch) and what.fence is not None and isinstance(reply, WriteDone):
-                self._fence_refusals(name, what, reply)
             if self.faults.timeout_next and kind in PROVIDER_WRITES and self.faults.timed_out(name):
                 self.tracer.note(name, "fault", "write applied, caller timed out")
                 reply = Failed(now_a, "timeout (the write was applied)", True, 1.0)

@@ -52,9 +52,10 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
         self._head = 0
         self._plans: dict[int, PlanInfo] = {}  # insertion order == generation order
-        # per key: ascending generations and the record sets they set
+        # per key: ascending generations, and what each set (a frozen ``Desired``, built once at publish:
+        # every read hands out the same one)
         self._gens: dict[EndpointKey, list[int]] = {}
-        self._sets: dict[EndpointKey, list[RecordSet]] = {}
+        self._sets: dict[EndpointKey, list[Desired]] = {}
         # per generation: the keys that still have a change row there (the "generation index")
         self._by_gen: dict[int, dict[EndpointKey, None]] = {}
         self._gen_order: list[int] = []  # ascending keys of _by_gen
@@ -113,14 +114,15 @@ class MemoryStore(Store):
         if not changes:
             return
         index: dict[EndpointKey, None] = {}
+        generation = Generation(g)
         for k, rs in changes:
             gens = self._gens.get(k)
             if gens is None:
                 self._gens[k] = [g]
-                self._sets[k] = [rs]
+                self._sets[k] = [Desired(generation, rs)]
             else:
                 gens.append(g)  # g is above every stored generation: the list stays sorted
-                self._sets[k].append(rs)
+                self._sets[k].append(Desired(generation, rs))
                 self._multi.add(k)
             index[k] = None
         self._by_gen[g] = index
@@ -142,7 +144,7 @@ class MemoryStore(Store):
         i = bisect.bisect_right(gens, at) - 1
         if i < 0:
             return None
-        return Desired(Generation(gens[i]), self._sets[k][i])
+        return self._sets[k][i]
 
     def content_at(self, pairs: Sequence[tuple[EndpointKey, Generation]]) -> dict[EndpointKey, Desired]:
         with self._lock:
@@ -311,7 +313,8 @@ class MemoryStore(Store):
         for a restarted planner; the plans' generations with ``with_plans`` (only ``plans()`` reads them).
         Not the actors' in-flight and applied rows (``actor_rows``: a model checker keeps them with each
         actor), nor plan metadata or the journal, which no decision reads."""
-        rows = tuple((k, tuple(self._gens[k]), tuple(rs.digest for rs in self._sets[k])) for k in sorted(self._gens))
+        rows = tuple((k, tuple(self._gens[k]), tuple(d.records.digest for d in self._sets[k]))
+                     for k in sorted(self._gens))
         plans = tuple(self._plans) if with_plans else ()
         health = tuple(sorted(self._health.items())) if self._health else ()
         return (self._head, plans, rows, self._lkg, health)
