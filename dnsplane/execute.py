@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dnsplane.errors import DnsplaneError, Retryable
-from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, Write, WriteResult
+from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, Write, WriteResult, quick_init
 from dnsplane.protocol.messages import (
     AdvanceHead,
     Begin,
@@ -163,6 +163,7 @@ def _load_content_at(ex: Interpreter, actor: str, cmd: LoadContentAt, now: float
     return ContentLoaded(now, ex.store.content_at(cmd.pairs))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Fenced:
     """The writer's half of a ``WriteBatch``, read before its provider call (``fence_read``): the zone's

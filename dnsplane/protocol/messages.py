@@ -33,6 +33,7 @@ from dnsplane.model import (
     RecordSet,
     Write,
     WriteResult,
+    quick_init,
 )
 
 
@@ -54,11 +55,13 @@ STORE_RESOURCES = frozenset({Resource.HEAD, Resource.PLANS, Resource.ROWS, Resou
 # ---------------------------------------------------------------- events
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     now: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class HeadRead:
     now: float
@@ -69,6 +72,7 @@ class HeadRead:
     lost: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class HeadPlanRead:
     now: float
@@ -76,12 +80,14 @@ class HeadPlanRead:
     created_at: float | None  # when the plan at ``head`` was created (None: no plan)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ChangesLoaded:
     now: float
     changes: dict[EndpointKey, Desired]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MarkersRead:
     now: float
@@ -89,18 +95,21 @@ class MarkersRead:
     newer: dict[EndpointKey, Desired] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ContentLoaded:
     now: float
     content: dict[EndpointKey, Desired]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WriteDone:
     now: float
     results: list[WriteResult]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Failed:
     """A request failed; ``retryable`` errors are tried again after ``retry_after``."""
@@ -111,6 +120,7 @@ class Failed:
     retry_after: float = 0.5
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class HealthObserved:
     """One health check's result: ``ok`` True (up), False (down), or None (unknown).
@@ -125,6 +135,7 @@ class HealthObserved:
     detail: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FleetChanged:
     """The fleet file was re-read and validated whole (``dnsplane reload`` or SIGHUP): from now on
@@ -137,6 +148,7 @@ class FleetChanged:
     endpoints: tuple[Endpoint, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DesiredLoaded:
     now: float
@@ -146,6 +158,7 @@ class DesiredLoaded:
     head_at: float | None = None  # when the plan at ``head`` was created (the planner's ``Publish.expect_at``)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Published:
     now: float
@@ -153,11 +166,13 @@ class Published:
     created_at: float | None = None  # the new plan's creation time, as the store keeps it
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PublishConflict:
     now: float
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WatermarkRead:
     now: float
@@ -165,12 +180,14 @@ class WatermarkRead:
     oldest: Generation  # the oldest plan the store keeps (0: none): nothing to collect when at the watermark
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Collected:
     now: float
     plans_deleted: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """What one endpoint looks like from outside: a DNS answer plus the provider's state."""
@@ -181,6 +198,7 @@ class Resolution:
     observed: Observed  # what the provider holds
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Resolved:
     now: float
@@ -245,6 +263,7 @@ class Request(Command, Generic[ReplyT]):
                 cls.replies = get_args(reply) or (reply,)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ReadHead(Request[HeadRead]):
     """Reply: the head, and whether the store still holds the plan ``known`` created at ``known_at``
@@ -255,6 +274,7 @@ class ReadHead(Request[HeadRead]):
     known_at: float | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ReadHeadPlan(Request[HeadPlanRead]):
     """Reply: the head and when the plan there was created (an idle planner's check that the plan at the
@@ -263,6 +283,7 @@ class ReadHeadPlan(Request[HeadPlanRead]):
     READS = frozenset({H, P})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadChanges(Request[ChangesLoaded]):
     """Reply: store.changed_between(after, upto)."""
@@ -272,6 +293,7 @@ class LoadChanges(Request[ChangesLoaded]):
     upto: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ReadMarkers(Request[MarkersRead]):
     """Reply: provider.read(keys); with ``newer_than``, then, for the endpoints that came back
@@ -284,6 +306,7 @@ class ReadMarkers(Request[MarkersRead]):
     newer_than: Generation | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadContentAt(Request[ContentLoaded]):
     """Reply: store.content_at(pairs)."""
@@ -292,6 +315,7 @@ class LoadContentAt(Request[ContentLoaded]):
     pairs: tuple[tuple[EndpointKey, Generation], ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WriteBatch(Request[WriteDone]):
     """Reply: provider.apply(writes). With ``fence`` (the newest generation whose changes the writer
@@ -315,6 +339,7 @@ class WriteBatch(Request[WriteDone]):
     fence: Generation | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadDesired(Request[DesiredLoaded]):
     """Reply: the head and store.desired(None, head), with the health the store kept."""
@@ -322,6 +347,7 @@ class LoadDesired(Request[DesiredLoaded]):
     READS = frozenset({H, P})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Publish(Request[Published | PublishConflict]):
     """Reply: Published, or PublishConflict when the head moved, or when the plan at the head is not
@@ -337,11 +363,13 @@ class Publish(Request[Published | PublishConflict]):
     expect_at: float | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ReadWatermark(Request[WatermarkRead]):
     READS = frozenset({H, R, L, P})  # and the oldest plan
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Collect(Request[Collected]):
     """Reply: store.collect(watermark): the plans below it deleted, if it still holds."""
@@ -352,6 +380,7 @@ class Collect(Request[Collected]):
     watermark: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Resolve(Request[Resolved]):
     """Reply: query DNS for each key and read the provider."""
@@ -360,6 +389,7 @@ class Resolve(Request[Resolved]):
     keys: tuple[EndpointKey, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Begin(Effect):
     READS = frozenset({P})  # the store refuses a generation older than every plan kept (collected)
@@ -367,6 +397,7 @@ class Begin(Effect):
     generation: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Finish(Effect):
     READS = frozenset({H})  # nothing above the head is recorded as applied
@@ -374,6 +405,7 @@ class Finish(Effect):
     generation: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AdvanceHead(Effect):
     READS = frozenset({H})
@@ -381,6 +413,7 @@ class AdvanceHead(Effect):
     at_least: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SetLastKnownGood(Effect):
     READS = frozenset({P})  # refused below the oldest plan
@@ -388,6 +421,7 @@ class SetLastKnownGood(Effect):
     generation: Generation
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Journal(Effect):
     """Append to the audit journal: (key, action, before, after, detail) per entry."""
@@ -396,6 +430,7 @@ class Journal(Effect):
     entries: tuple[tuple[EndpointKey, str, Generation | None, Generation | None, str], ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Log(Effect):
     """A structured log line from an actor."""
