@@ -492,8 +492,9 @@ class Enactor:
                 self.stats["skips"] += 1
                 # skip-corrupt: the verifier repairs it against the newest plan; held as any such endpoint
                 # (at the marker's own generation; a corrupt marker, out of range, names none)
+                left = self.pending.pop(key)
                 seen = Observed(write.expect_records, write.expect)
-                self._hold(key, _held_at(_SKIP_CORRUPT, self.pending.pop(key), seen, self.applied_upto))
+                self._hold(key, _held_at(_SKIP_CORRUPT, left, seen, self.applied_upto))
         self.unchecked = {}
         return self._send(writes)
 
