@@ -352,7 +352,9 @@ class Responder:
             + ((OPT_RR_DO if do else OPT_RR) if edns else b"")
         )
 
-    def _header_only(self, data: bytes, rcode: int, flag_mask: int, question: bytes, opt: bytes) -> bytes:
+    def _header_only(
+        self, data: bytes, rcode: int, flag_mask: int = _FLAG_RD, question: bytes = b"", opt: bytes = b""
+    ) -> bytes:
         """A response of a header (ID, opcode, the query's flags under ``flag_mask``), ``question``, ``opt``."""
         self.stats.responses[_RCODE_TEXT[rcode]] += 1
         return (
