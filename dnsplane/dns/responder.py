@@ -7,7 +7,8 @@ What this module owns:
 - ``ServerStats``: the server's counters, updated here on every query.
 
 How a query is answered:
-- an ordinary query (one IN question, optionally one OPT, opcode QUERY) is answered by
+- an ordinary query (one IN question, optionally one OPT whose options are well framed, opcode
+  QUERY) is answered by
   parsing only the header and the question name from the wire, then patching the ID, the
   RD/CD bits and the question name (same length, only the case may differ: DNS 0x20 is
   echoed exactly) into a response prerendered by ``dnsplane.dns.render``. Compression
@@ -21,7 +22,16 @@ Guarantees:
   that exists with other types, or an empty non-terminal) carry the zone SOA in the
   authority section; names outside every zone get REFUSED; unparsable queries with a
   readable header get FORMERR; shorter packets and responses (QR set) are dropped; opcodes
-  other than QUERY get NOTIMP; QDCOUNT != 1 gets FORMERR; EDNS version > 0 gets BADVERS.
+  other than QUERY get NOTIMP (no question, no RD/CD); QDCOUNT != 1 gets FORMERR (no
+  question); EDNS version > 0 gets BADVERS; a malformed OPT (options past the record, two
+  OPTs, an owner other than the root), a COOKIE of a length RFC 7873 §5.2.2 forbids, QTYPE
+  OPT and the other meta types (but ANY, AXFR, IXFR, MAILA, MAILB), and QCLASS NONE/ANY/0 get
+  FORMERR (the question echoed when there is one);
+- RD, CD and DO are copied into every response but NOTIMP's (DO into our OPT, RFC 3225 §3),
+  and every response to a query with a readable OPT carries ours (RFC 6891 §6.1.1, §7);
+- ANY is answered with one RRset over UDP and every RRset over TCP (RFC 8482);
+- docs/dns-protocol.md lists every choice and where the answers differ from BIND 9.18's
+  (tests/dns/test_bind_differential.py holds the server to that list).
 - UDP responses never exceed 512 bytes without EDNS, nor
   ``max(512, min(client payload, 1232))`` with EDNS: a larger answer is sent as a
   truncated response (TC, empty answer section).
@@ -34,9 +44,9 @@ Guarantees:
 Limits:
 - not thread-safe: the tables are mutated and read in one thread (the server's event loop
   thread), or mutated under the server's lock while no loop serves queries;
-- no wildcards, delegations, CNAMEs, DNSSEC, zone transfers or ANY beyond "every RRset
-  this server holds at the name" (slow path);
-- no DNS cookies (the OPT options of a query are ignored, as RFC 7873 allows).
+- no wildcards, delegations, CNAMEs, DNSSEC or zone transfers;
+- no DNS cookies: a COOKIE of a valid length is ignored like every other option
+  (RFC 6891 §6.1.2), so no server cookie is returned.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import logging
 import random
 import struct
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -74,6 +85,86 @@ _CLASS_IN = b"\x00\x01"
 _OPT_TYPE = b"\x00\x29"
 
 _RCODE_TEXT = {i: dns.rcode.to_text(dns.rcode.Rcode(i)) for i in range(16)}
+_FLAG_RD = 0x0100
+_FLAG_CD = 0x0010
+_EDNS_DO = 0x8000
+_OPTION_COOKIE = 10
+_INVALID_QCLASSES = frozenset((0, dns.rdataclass.NONE, dns.rdataclass.ANY))
+# RFC 8482 §4.1 leaves to the server which RRset a minimal ANY answer holds: the zone's SOA at an
+# apex, else the addresses (what ANY askers such as old MTAs want), else the lowest type number
+_ANY_PREFERENCE = (dns.rdatatype.SOA, dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+def _minimal_any(rrsets: Collection[int]) -> int:
+    for qtype in _ANY_PREFERENCE:
+        if qtype in rrsets:
+            return qtype
+    return min(rrsets)
+
+
+def _options_ok(data: bytes, i: int, end: int, cookies: bool = True) -> bool:
+    """The EDNS options in ``data[i:end]`` are framed right and (``cookies``) a COOKIE has a length
+    RFC 7873 §5.2.2 allows (8: a client cookie; 16 to 40: client and server cookie)."""
+    while i < end:
+        if i + 4 > end:
+            return False
+        code = (data[i] << 8) | data[i + 1]
+        length = (data[i + 2] << 8) | data[i + 3]
+        i += 4 + length
+        if i > end or (cookies and code == _OPTION_COOKIE and length != 8 and not 16 <= length <= 40):
+            return False
+    return True
+
+
+def _skip_name(data: bytes, i: int) -> tuple[int, bool]:
+    """The offset after the name at ``i`` and whether it ends in a compression pointer (IndexError when
+    it runs past the end or is not a name)."""
+    for _ in range(128):
+        ln = data[i]
+        if ln == 0:
+            return i + 1, False
+        if ln & 0xC0 == 0xC0:
+            if i + 2 > len(data):
+                raise IndexError("pointer cut short")
+            return i + 2, True
+        if ln > 63:
+            raise IndexError("bad label")
+        i += ln + 1
+    raise IndexError("name too long")
+
+
+def _scan(data: bytes) -> tuple[bytes, bytes]:
+    """What a response to an unusual query may carry over from it: (the question's wire when the query
+    has exactly one, uncompressed; our OPT, DO copied, when the query has exactly one OPT, owned by the
+    root, in the additional section, with well-framed options, and nothing after the last record)."""
+    qd, an, ns, ar = struct.unpack_from("!HHHH", data, 4)
+    question = b""
+    opts: list[int] = []
+    try:
+        i = 12
+        for _ in range(qd):
+            start = i
+            i, compressed = _skip_name(data, i)
+            i += 4
+            if i > len(data):
+                return b"", b""
+            if qd == 1 and not compressed:
+                question = data[start:i]
+        for k in range(an + ns + ar):
+            owner = i
+            i = _skip_name(data, i)[0]
+            rtype, _, ttl, rdlen = struct.unpack_from("!HHIH", data, i)
+            i += 10 + rdlen
+            if i > len(data):
+                return question, b""
+            if rtype == 41:
+                good = k >= an + ns and data[owner] == 0 and _options_ok(data, i - rdlen, i, cookies=False)
+                opts.append(ttl if good else -1)
+    except (IndexError, struct.error):
+        return question, b""
+    if i != len(data) or len(opts) != 1 or opts[0] < 0:
+        return question, b""
+    return question, OPT_RR_DO if opts[0] & _EDNS_DO else OPT_RR
 
 
 @dataclass
@@ -137,7 +228,7 @@ class Responder:
             stats.dropped += 1
             return None
         if b2 & 0x78:
-            return self._header_only(data, RCODE_NOTIMP)
+            return self._notimp(data)
         counts = data[4:12]
         if counts == _ONE_QUESTION:
             edns = False
@@ -160,7 +251,7 @@ class Responder:
         if qe > 267 or pos > n or data[qe + 2 : pos] != _CLASS_IN:
             return self._slow(data, udp)
         qtype = (data[qe] << 8) | data[qe + 1]
-        if qtype >= 128 or qtype == 0:
+        if qtype >= 128 or qtype == 0 or qtype == 41:
             return self._slow(data, udp)
         payload = 0
         do = False
@@ -171,6 +262,7 @@ class Responder:
                 or data[pos + 1 : pos + 3] != _OPT_TYPE
                 or data[pos + 6] != 0
                 or pos + 11 + ((data[pos + 9] << 8) | data[pos + 10]) != n
+                or (pos + 11 != n and not _options_ok(data, pos + 11, n))
             ):
                 return self._slow(data, udp)
             payload = (data[pos + 3] << 8) | data[pos + 4]
@@ -260,10 +352,30 @@ class Responder:
             + ((OPT_RR_DO if do else OPT_RR) if edns else b"")
         )
 
-    def _header_only(self, data: bytes, rcode: int) -> bytes:
-        """A response of just a header: ID, opcode and RD copied, the rcode, no sections."""
+    def _header_only(
+        self, data: bytes, rcode: int, flag_mask: int = _FLAG_RD, question: bytes = b"", opt: bytes = b""
+    ) -> bytes:
+        """A response of a header (ID, opcode, the query's flags under ``flag_mask``), ``question``, ``opt``."""
         self.stats.responses[_RCODE_TEXT[rcode]] += 1
-        return data[:2] + bytes((0x80 | (data[2] & 0x79), rcode)) + b"\x00" * 8
+        return (
+            data[:2]
+            + bytes((0x80 | (data[2] & (0x78 | flag_mask >> 8)), rcode | (data[3] & flag_mask & 0xFF)))
+            + struct.pack("!HHHH", 1 if question else 0, 0, 0, 1 if opt else 0)
+            + question
+            + opt
+        )
+
+    def _notimp(self, data: bytes) -> bytes:
+        """An opcode we do not implement: NOTIMP, no question, no flags but the opcode (as BIND answers,
+        ednscomp's ``opcodeflg``), and our OPT when the query had a readable one (RFC 6891 §7)."""
+        _, opt = _scan(data)
+        return self._header_only(data, RCODE_NOTIMP, 0, b"", opt)
+
+    def _formerr(self, data: bytes) -> bytes:
+        """FORMERR for a query we cannot take apart: RD and CD copied; the question echoed when there is
+        exactly one and it reads; our OPT (DO copied) when the query's single OPT is well formed."""
+        question, opt = _scan(data)
+        return self._header_only(data, RCODE_FORMERR, _FLAG_RD | _FLAG_CD, question, opt)
 
     def _slow(self, data: bytes, udp: bool) -> bytes | None:
         """Queries the hot path does not handle: parsed with dnspython."""
@@ -274,13 +386,17 @@ class Responder:
             self.stats.dropped += 1
             return None
         except (dns.exception.DNSException, ValueError, IndexError, struct.error, UnicodeError) as exc:
+            # dnspython refuses malformed OPTs too (an option past the record, a COOKIE of a length
+            # RFC 7873 §5.2.2 forbids): FORMERR, with our OPT when the OPT itself reads (see _scan)
             log.debug("unparsable query: %s", exc, extra={"event": "formerr", "size": len(data)})
-            return self._header_only(data, RCODE_FORMERR)
+            return self._formerr(data)
         if q.edns > 0:
             return self._dnspython_response(q, dns.rcode.BADVERS, udp)
         if len(q.question) != 1:
-            return self._dnspython_response(q, dns.rcode.FORMERR, udp)
+            return self._formerr(data)
         question = q.question[0]
+        if question.rdclass in _INVALID_QCLASSES:  # NONE and ANY belong to UPDATE, 0 is reserved: as BIND
+            return self._dnspython_response(q, dns.rcode.FORMERR, udp)
         if question.rdclass != _IN:
             return self._dnspython_response(q, dns.rcode.REFUSED, udp)
         qtype = int(question.rdtype)
@@ -291,13 +407,19 @@ class Responder:
         do = bool(q.ednsflags & dns.flags.DO)
         if qtype == _QTYPE_ANY:
             return self._any(q, qname, udp)
-        if dns.rdatatype.is_metatype(question.rdtype) or qtype == 0:
-            code = dns.rcode.REFUSED if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR) else dns.rcode.NOTIMP
-            return self._dnspython_response(q, code, udp)
+        if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            return self._dnspython_response(q, dns.rcode.REFUSED, udp)
+        if qtype in (dns.rdatatype.MAILA, dns.rdatatype.MAILB):
+            return self._dnspython_response(q, dns.rcode.NOTIMP, udp)
+        if dns.rdatatype.is_metatype(question.rdtype):
+            # OPT (41) is not a question (RFC 6891 §6.1.1), nor are TKEY/TSIG or the other meta types
+            # without a message of their own (RFC 6895 §3.1): FORMERR, as BIND answers
+            return self._dnspython_response(q, dns.rcode.FORMERR, udp)
         return self.respond(data[:2], data[2], data[3], qname, qtype, edns, q.payload, do, udp)
 
     def _any(self, q: dns.message.Message, qname: bytes, udp: bool) -> bytes | None:
-        """ANY: every RRset held at the name (weighted ones: one pick each), or the negative answer."""
+        """ANY: over UDP one RRset of the name (RFC 8482 §4.1; see _minimal_any), over TCP every RRset
+        (RFC 8482 §4.4; weighted ones: one pick each); or the negative answer."""
         node = self.names.get(qname.lower())
         if node is None or not node.rrsets:
             zone = node.zone if node is not None else self._find_zone(qname.lower())
@@ -308,7 +430,9 @@ class Responder:
             r.authority.append(zone.soa_rrset())
             return self._finish(r, udp)
         r = self._make_response(q)
-        for ans in node.rrsets.values():
+        chosen = [_minimal_any(node.rrsets)] if udp else list(node.rrsets)
+        for qtype in chosen:
+            ans = node.rrsets[qtype]
             idx = 0 if ans.cum is None else bisect.bisect_right(ans.cum, self._random() * ans.total)
             parsed = dns.message.from_wire(ans.plain[idx])
             for rrset in parsed.answer:
@@ -316,12 +440,20 @@ class Responder:
         return self._finish(r, udp)
 
     def _make_response(self, q: dns.message.Message) -> dns.message.Message:
-        r = dns.message.make_response(q, our_payload=EDNS_PAYLOAD)
+        r = self._response(q)
         r.flags |= dns.flags.AA
         return r
 
-    def _dnspython_response(self, q: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool) -> bytes | None:
+    def _response(self, q: dns.message.Message) -> dns.message.Message:
+        """dnspython's response to ``q``, with CD and DO copied as well as RD (RFC 3225 §3 for DO)."""
         r = dns.message.make_response(q, our_payload=EDNS_PAYLOAD)
+        r.flags |= q.flags & dns.flags.CD
+        if r.edns >= 0:
+            r.ednsflags |= q.ednsflags & dns.flags.DO
+        return r
+
+    def _dnspython_response(self, q: dns.message.Message, rcode: dns.rcode.Rcode, udp: bool) -> bytes | None:
+        r = self._response(q)
         r.set_rcode(rcode)
         return self._finish(r, udp)
 

@@ -199,7 +199,8 @@ class NamedServer:
             proc.wait(timeout=deadline)
 
 
-def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, secret: str, policy: str) -> str:
+def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, secret: str, policy: str,
+            options: str = "") -> str:
     if policy == "allow-update":
         update = f'allow-update {{ key "{key_name}"; }};'
     elif policy == "none":  # no update grant at all: BIND refuses every UPDATE (queries and AXFR still work)
@@ -232,7 +233,7 @@ def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, sec
 	allow-query {{ any; }};
 	notify no;
 	dnssec-validation no;
-}};
+{options}}};
 controls {{ }};
 {key_file_text(key_name, secret)}
 {zone_blocks}"""
@@ -254,22 +255,26 @@ def _wait_until_serving(server: NamedServer, deadline: float) -> None:
 
 
 def start_named(
-    workdir: Path, zones: tuple[str, ...] = ("demo.test.",), *, policy: str = "allow-update"
+    workdir: Path, zones: tuple[str, ...] = ("demo.test.",), *, policy: str = "allow-update",
+    zone_texts: dict[str, str] | None = None, options: str = "",
 ) -> NamedServer:
-    """Start ``named`` serving ``zones`` from ``workdir``; returns once every zone answers its SOA."""
+    """Start ``named`` serving ``zones`` from ``workdir``; returns once every zone answers its SOA.
+
+    ``zone_texts`` gives a zone's file text (default: SOA, NS and ``ns1``'s A); ``options`` are
+    extra lines for the ``options`` block (each ending in ``;``)."""
     binary = require_named()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     secret = base64.b64encode(secrets.token_bytes(32)).decode()
     key_name = KEY_NAME.rstrip(".")
     for z in zones:
-        (workdir / f"{z.rstrip('.')}.zone").write_text(zone_file_text(z))
+        (workdir / f"{z.rstrip('.')}.zone").write_text((zone_texts or {}).get(z) or zone_file_text(z))
     (workdir / "dnsplane-test.key").write_text(key_file_text(key_name, secret))
     error: Exception | None = None
     for _ in range(3):  # a port picked free may be taken before named binds it: try another
         port = free_port()
         conf = workdir / "named.conf"
-        conf.write_text(_config(workdir, port, zones, key_name, secret, policy))
+        conf.write_text(_config(workdir, port, zones, key_name, secret, policy, options))
         log = open(workdir / "named.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             proc = subprocess.Popen([binary, "-g", "-n", "2", "-c", str(conf)], cwd=workdir, stdout=log, stderr=log)
