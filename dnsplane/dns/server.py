@@ -679,7 +679,7 @@ class DnsServer:
 class _TcpConnection(asyncio.Protocol):
     """One TCP client: 2-byte length framing, several queries per connection, the limits of the module docstring.
 
-    Deadlines (loop time): the connection's lifetime from acceptance; while a message is partly
+    Deadlines (``time.monotonic``): the connection's lifetime from acceptance; while a message is partly
     received, its read deadline from its first byte; while idle (nothing partly received, nothing
     waiting to be answered or sent), the idle timeout. One timer, re-armed only when the nearest
     deadline moves earlier; when it fires, the deadline is recomputed.
@@ -691,10 +691,7 @@ class _TcpConnection(asyncio.Protocol):
         self._server = server
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
-        loop = server._loop
-        assert loop is not None
-        self._loop = loop
-        self._opened = loop.time()
+        self._opened = time.monotonic()
         self.idle_since: float | None = self._opened
         self._message_started: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -725,18 +722,19 @@ class _TcpConnection(asyncio.Protocol):
 
     def _schedule(self) -> None:
         at, _ = self._deadline()
-        if self._timer is None or at < self._timer_at:
+        loop = self._server._loop
+        if loop is not None and (self._timer is None or at < self._timer_at):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = at
-            self._timer = self._loop.call_at(at, self._expire)
+            self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._expire)
 
     def _expire(self) -> None:
         self._timer = None
         if self._transport is None:
             return
         at, why = self._deadline()
-        if self._loop.time() < at:
+        if time.monotonic() < at:
             self._schedule()
             return
         stats = self._server.limit_stats
@@ -763,7 +761,7 @@ class _TcpConnection(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
-        now = self._loop.time()
+        now = time.monotonic()
         if not self._buf:
             self._message_started = now  # these bytes begin a message
         self._buf += data
@@ -831,4 +829,4 @@ class _TcpConnection(asyncio.Protocol):
         if self._reading_paused:
             self._reading_paused = False
             self._transport.resume_reading()
-        self._answer_buffered(self._loop.time())
+        self._answer_buffered(time.monotonic())
