@@ -76,6 +76,8 @@ class ResponseLimiter:
         self.limit = limit
         self.stats = RateLimitStats()
         self._accounts: dict[tuple[object, ...], _Account] = {}
+        self._blocks: dict[str, bytes] = {}  # client address -> netblock, a cache
+        self._rate = float(limit.responses_per_second)
         self._v4_bytes, v4_bits = divmod(limit.ipv4_prefix, 8)
         self._v4_mask = (0xFF << (8 - v4_bits)) & 0xFF if v4_bits else 0
         self._v6_bytes, v6_bits = divmod(limit.ipv6_prefix, 8)
@@ -93,16 +95,29 @@ class ResponseLimiter:
 
     def filter(self, resp: bytes, host: str, now: float) -> bytes | None:
         """``resp`` when within budget, a truncated copy when it slips, None when dropped."""
-        acct_key = self._account_key(resp, self.netblock(host))
+        block = self._blocks.get(host)
+        if block is None:
+            if len(self._blocks) >= self.limit.max_accounts:
+                self._blocks.clear()
+            block = self._blocks[host] = self.netblock(host)
+        rcode = resp[3] & 0x0F
+        if rcode == NOERROR:
+            # the question's name (lower-cased: 0x20 must not make accounts) and type; a name with a zero
+            # byte inside a label is cut there, which only merges its account with another's
+            end = resp.find(0, 12) + 3
+            acct_key: tuple[object, ...] = (block, rcode, resp[12:end].lower())
+        else:
+            acct_key = (block, rcode)
         accounts = self._accounts
         acct = accounts.get(acct_key)
-        rate = self.limit.responses_per_second
+        rate = self._rate
         if acct is None:
             if len(accounts) >= self.limit.max_accounts:
                 del accounts[next(iter(accounts))]  # the oldest account
-            acct = accounts[acct_key] = _Account(float(rate), now)
+            acct = accounts[acct_key] = _Account(rate, now)
         else:
-            acct.tokens = min(float(rate), acct.tokens + (now - acct.updated) * rate)
+            tokens = acct.tokens + (now - acct.updated) * rate
+            acct.tokens = rate if tokens > rate else tokens
             acct.updated = now
         if acct.tokens >= 1.0:
             acct.tokens -= 1.0
@@ -116,16 +131,6 @@ class ResponseLimiter:
             return truncated(resp)
         self.stats.dropped += 1
         return None
-
-    @staticmethod
-    def _account_key(resp: bytes, block: bytes) -> tuple[object, ...]:
-        rcode = resp[3] & 0x0F if len(resp) >= 12 else -1
-        if rcode != NOERROR or resp[4:6] != b"\x00\x01":
-            return (block, rcode)
-        end = question_end(resp)
-        if end is None:
-            return (block, rcode)
-        return (block, rcode, resp[12 : end - 4].lower(), resp[end - 4 : end - 2])  # name and type
 
 
 def question_end(resp: bytes) -> int | None:
