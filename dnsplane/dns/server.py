@@ -41,7 +41,8 @@ Hostile clients (TCP, RFC 7766 §6.2.3; every limit is a constructor option):
   message must arrive within this deadline; it does not restart on each byte, so a client
   sending one byte every 4 s is closed;
 - ``tcp_idle_timeout`` (10 s): a connection with no message in progress, nothing left to
-  answer and nothing unsent is closed after this long;
+  answer and nothing unsent is closed after this long; so is one whose answers wait unsent
+  while the client has taken none of them for this long (it sends and never reads);
 - ``tcp_lifetime`` (120 s): every connection is closed this long after it was accepted,
   whatever it is doing (a zone transfer longer than that is cut too);
 - ``tcp_max_connections`` (150, as BIND's ``tcp-clients``): a connection accepted when
@@ -134,6 +135,7 @@ class LimitStats:
     tcp_read_timeouts: int = 0
     tcp_idle_timeouts: int = 0
     tcp_lifetime_closes: int = 0
+    tcp_write_stalls: int = 0  # closed: answers left unsent and none taken for tcp_idle_timeout
     tcp_pipeline_pauses: int = 0
     accept_errors: int = 0
     accept_bursts: int = 0
@@ -697,6 +699,9 @@ class _TcpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._write_blocked = False
+        self._written = 0  # bytes handed to the transport
+        self._sent_progress_at = 0.0  # while writes are blocked: when the client last took some of them
+        self._sent_seen = 0
         self._reading_paused = False
         self.pending_answers = 0
 
@@ -718,6 +723,8 @@ class _TcpConnection(asyncio.Protocol):
             at, why = self._message_started + srv.tcp_read_timeout, "read"
         if self.idle_since is not None and self.idle_since + srv.tcp_idle_timeout < at:
             at, why = self.idle_since + srv.tcp_idle_timeout, "idle"
+        if self._write_blocked and self._sent_progress_at + srv.tcp_idle_timeout < at:
+            at, why = self._sent_progress_at + srv.tcp_idle_timeout, "write"
         return at, why
 
     def _schedule(self) -> None:
@@ -734,7 +741,14 @@ class _TcpConnection(asyncio.Protocol):
         if self._transport is None:
             return
         at, why = self._deadline()
-        if time.monotonic() < at:
+        now = time.monotonic()
+        if why == "write" and now >= at:  # answers unsent: closed only if the client took none of them since
+            sent = self._written - self._transport.get_write_buffer_size()
+            if sent > self._sent_seen:
+                self._sent_seen = sent
+                self._sent_progress_at = now
+                at, why = self._deadline()
+        if now < at:
             self._schedule()
             return
         stats = self._server.limit_stats
@@ -742,6 +756,8 @@ class _TcpConnection(asyncio.Protocol):
             stats.tcp_read_timeouts += 1
         elif why == "idle":
             stats.tcp_idle_timeouts += 1
+        elif why == "write":
+            stats.tcp_write_stalls += 1
         else:
             stats.tcp_lifetime_closes += 1
         log.debug("closing tcp connection: %s deadline", why, extra={"event": f"tcp_{why}_close"})
@@ -811,6 +827,7 @@ class _TcpConnection(asyncio.Protocol):
         if transport is None:
             return
         blocked = self._write_blocked  # before: a write that blocks calls pause_writing, which counts it
+        self._written += len(resp) + 2
         transport.write(len(resp).to_bytes(2, "big") + resp)
         if blocked:
             self.pending_answers += 1
@@ -820,6 +837,9 @@ class _TcpConnection(asyncio.Protocol):
             self._write_blocked = True
             self.pending_answers = 1  # the answer just written is not all sent
             self.idle_since = None
+            self._sent_progress_at = time.monotonic()
+            self._sent_seen = self._written - (self._transport.get_write_buffer_size() if self._transport else 0)
+            self._schedule()
 
     def resume_writing(self) -> None:
         self._write_blocked = False

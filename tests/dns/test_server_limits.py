@@ -6,6 +6,7 @@ Limits are made short through the server's constructor options; waiting is polli
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
@@ -59,6 +60,11 @@ def read_answer(s: socket.socket) -> dns.message.Message:
     f = s.makefile("rb")
     (size,) = struct.unpack("!H", f.read(2))
     return dns.message.from_wire(f.read(size))
+
+
+def send_until_closed(s: socket.socket, payload: bytes) -> None:
+    with contextlib.suppress(OSError):  # the server closes the connection under the sender
+        s.sendall(payload)
 
 
 def closed_by_server(s: socket.socket, within: float = DEADLINE) -> bool:
@@ -192,6 +198,22 @@ def test_pipelined_queries_are_bounded_and_none_is_lost(make: Any) -> None:
         assert [struct.unpack("!H", a[:2])[0] for a in answers] == list(range(n))  # the IDs, in order
         for a in (answers[0], answers[-1]):
             assert len(addresses(dns.message.from_wire(a))) == 60
+    finally:
+        s.close()
+        sender.join(timeout=DEADLINE)
+
+
+def test_a_client_that_never_reads_is_closed_once_its_answers_stall(make: Any) -> None:
+    """Answers left unsent (the client sends and never reads) and none taken for ``tcp_idle_timeout``: closed,
+    long before the lifetime; the cap's "none idle, refuse the new one" cannot be held this way."""
+    srv = make(tcp_idle_timeout=0.5, tcp_read_timeout=30.0, tcp_lifetime=60.0)
+    payload = b"".join(framed(i, "big.demo.test.", "AAAA") for i in range(8000))
+    s = socket.create_connection((HOST, srv.port), timeout=DEADLINE)
+    sender = threading.Thread(target=send_until_closed, args=(s, payload), daemon=True)
+    try:
+        sender.start()
+        wait_for(lambda: srv.server.limit_stats.tcp_write_stalls == 1, "the stalled connection to be closed")
+        assert not srv.server._tcp_conns
     finally:
         s.close()
         sender.join(timeout=DEADLINE)
