@@ -683,7 +683,8 @@ class _TcpConnection(asyncio.Protocol):
 
     Deadlines (``time.monotonic``): the connection's lifetime from acceptance; while a message is partly
     received, its read deadline from its first byte; while idle (nothing partly received, nothing
-    waiting to be answered or sent), the idle timeout. One timer, re-armed only when the nearest
+    waiting to be answered or sent), the idle timeout; while answers wait unsent, the idle timeout
+    from the last time the client took any (bytes sent). One timer, re-armed only when the nearest
     deadline moves earlier; when it fires, the deadline is recomputed.
     Answers go out through ``send`` (one framed message; a handler may call it several times for one
     query); ``pending_answers`` counts those written while the transport could not flush them.
