@@ -226,6 +226,8 @@ class DnsServer:
         self._tcp_sock = tcp
         self._accept_failures = 0
         loop.add_reader(tcp.fileno(), self._tcp_acceptable)
+        if self._unwritten:
+            self._log_unwritten()
         self._next_version_check = time.monotonic() + VERSION_CHECK_INTERVAL
         self._poll_task = loop.create_task(self._poll())
         log.info(
@@ -478,15 +480,23 @@ class DnsServer:
                 wire = name_wire(name)
                 slots.add((wire, qtype))
                 names.update(ancestors(wire, apex))
+        grew = bool(keys - self._unwritten)
+        emptied = bool(self._unwritten) and not keys
         self._unwritten = keys
         self._unwritten_slots = frozenset(slots)
         self._unwritten_names = frozenset(names)
-        if keys:
-            log.info(
-                "%d declared endpoints not written yet: answered SERVFAIL until written",
-                len(keys),
-                extra={"event": "dns_unwritten", "count": len(keys)},
-            )
+        serving = self._udp_sock is not None  # start() logs what is left once loaded
+        if serving and grew:
+            self._log_unwritten()
+        elif serving and emptied:
+            log.info("every declared endpoint is written", extra={"event": "dns_unwritten", "count": 0})
+
+    def _log_unwritten(self) -> None:
+        log.info(
+            "%d declared endpoints not written yet: answered SERVFAIL until written",
+            len(self._unwritten),
+            extra={"event": "dns_unwritten", "count": len(self._unwritten)},
+        )
 
     def _unless_unwritten(self, resp: bytes) -> bytes:
         """SERVFAIL in place of an NXDOMAIN or no-data answer at a name declared but not yet written."""
