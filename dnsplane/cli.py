@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ def load(path: str) -> Fleet:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from dnsplane.config import demo_fleet, demo_target_ids
+    from dnsplane.dns.ratelimit import RateLimit
     from dnsplane.runtime.app import App, Options
     from dnsplane.runtime.demo import DemoTargets
 
@@ -108,8 +109,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     for option in ("health_grace", "head_check"):
         if getattr(args, option, None) is not None:
             periods[option] = getattr(args, option)
+    rate_limit = RateLimit(args.rrl, args.rrl_slip) if getattr(args, "rrl", None) else None
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
-                      enactors=args.enactors, **periods)
+                      enactors=args.enactors, rate_limit=rate_limit, **periods)
 
     async def main() -> None:
         demo = None
@@ -672,6 +674,18 @@ def non_negative_seconds(text: str) -> float:
     return value
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}: {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default: $DNSPLANE_DATA_DIR or ./.dnsplane)")
@@ -711,6 +725,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "at its head is still the one it knows, and reloads if not (a store put back to an older "
                     "backup under the running process); without the check DNS may settle on the backup's plans "
                     f"(default {HEAD_CHECK:g}; 0: off)")
+    up.add_argument("--rrl", type=bounded_int(1, 1_000_000), default=None, metavar="PER_SECOND",
+                    help="embedded server: response rate limiting over UDP, as BIND's and NSD's RRL: at most this "
+                    "many identical answers a second to one client netblock (/24, /56), the excess dropped "
+                    "(default: off)")
+    up.add_argument("--rrl-slip", type=bounded_int(0, 10), default=2, metavar="N",
+                    help="with --rrl, every Nth answer over the limit is sent truncated (TC) instead of dropped, so "
+                    "a real client retries over TCP, which is never limited (default 2; 0: drop them all)")
     up.set_defaults(func=cmd_up)
 
     v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",

@@ -170,3 +170,34 @@ def test_preflight_findings_fold_one_line_per_cause() -> None:
     assert lines[0].startswith("2000 endpoints (e0.demo.test. A, e1.demo.test. A, e2.demo.test. A and 1997 more)")
     assert "*.demo.test." in lines[0] and "remove the wildcard" in lines[0]
     assert lines[1] == "ns1.demo.test. A: NS glue; remove the endpoint"
+
+
+def test_up_rrl_reaches_the_options_and_refuses_a_bad_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rrl N [--rrl-slip K]`` becomes ``Options.rate_limit`` (off without it); 0, negative or non-numeric
+    values exit 2 naming the option."""
+    import dnsplane.runtime.app as app_module
+    from dnsplane.dns.ratelimit import RateLimit
+    from dnsplane.errors import Permanent
+
+    seen: list[RateLimit | None] = []
+
+    class Captured(Permanent):
+        fmt = "captured"
+
+    def fake_app(fleet: object, options: app_module.Options, demo: object) -> None:
+        seen.append(options.rate_limit)
+        raise Captured
+
+    monkeypatch.setattr(app_module, "App", fake_app)
+    f = tmp_path / "fleet.yaml"
+    f.write_text(FLEET)
+    for extra, want in (([], None), (["--rrl", "20"], RateLimit(20, 2)), (["--rrl", "5", "--rrl-slip", "0"],
+                                                                          RateLimit(5, 0))):
+        assert main(["up", "--fleet", str(f), "--data-dir", str(tmp_path / "d"), *extra]) == 2
+        assert seen.pop() == want
+    for bad in (["--rrl", "0"], ["--rrl", "many"], ["--rrl", "5", "--rrl-slip", "11"]):
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args(["up", *bad])
+        assert done.value.code == 2
+        assert bad[-2] in capsys.readouterr().err

@@ -31,6 +31,10 @@ its addresses (a CNAME there answers none), only TXT at the marker name as its m
 whole window of queries in flight has timed out in a row, the rest of that batch is TIMEOUT
 without asking (a silent server must not hold a round of 10,000 endpoints for minutes).
 
+The embedded server is told which endpoints the fleet declares (at start and on every applied
+reload): until one has been written for the first time it is answered SERVFAIL, never NXDOMAIN
+(``dnsplane.dns.server``).
+
 Limits: one zone per process; the verifier queries the embedded server it runs.
 """
 
@@ -56,6 +60,7 @@ import dns.rcode
 import dns.rdatatype
 
 from dnsplane.config import Fleet
+from dnsplane.dns.ratelimit import RateLimit
 from dnsplane.dns.server import DnsServer
 from dnsplane.errors import DnsplaneError, InvalidConfig
 from dnsplane.execute import Actor, Interpreter
@@ -110,6 +115,7 @@ class Options:
     head_check: float = HEAD_CHECK  # seconds between an idle planner's checks of the plan at the store's head; 0: off
     collector_period: float = 10.0
     verifier_period: float = 5.0
+    rate_limit: RateLimit | None = None  # the embedded server's UDP response rate limiting (RRL); None: off
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -208,7 +214,10 @@ class App:
         # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):
-            self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
+            self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
+                                    rate_limit=self.options.rate_limit)
+            # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
+            self.server.declare(e.key for e in self.fleet.endpoints)
         # the verifier's ``Resolve`` runs, like every request, in a worker thread; its DNS queries go out
         # on the event loop (``_resolve_from_thread``)
         self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)
@@ -430,6 +439,8 @@ class App:
                       extra={"fields": {"fleet": old.source, "error": text}})
         else:
             self.fleet = new
+            if self.server is not None:  # endpoints added answer SERVFAIL, not NXDOMAIN, until first written
+                self.server.declare(e.key for e in new.endpoints)
             # I7: endpoints removed from the file are released (never written, verified or recreated
             # again) and new ones become writable, in the enactors and the verifier first; then the
             # planner, so that no plan of a new endpoint reaches an enactor that does not manage it yet.

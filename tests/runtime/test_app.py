@@ -138,3 +138,32 @@ def test_the_head_check_option_reaches_the_planner_and_survives_its_reset(tmp_pa
     finally:
         app.store.close()
         app.provider.close()
+
+
+def test_the_embedded_server_is_told_the_declared_endpoints_at_start_and_on_reload(tmp_path: Path) -> None:
+    """Every endpoint of the fleet is declared to the embedded server (SERVFAIL, never NXDOMAIN, until first
+    written: tests/dns/test_server_unwritten.py); a reload declares the endpoints it adds and releases the
+    ones it removes. ``Options.rate_limit`` (``dnsplane up --rrl``) reaches the server."""
+    from dnsplane.config import load_fleet
+    from dnsplane.dns.ratelimit import RateLimit
+
+    fleet_file = tmp_path / "fleet.yaml"
+    text = ("zone: demo.test\ntargets:\n  lb-1: {addresses: [192.0.2.11]}\n"
+            "endpoints:\n  - {name: api, ttl: 30, targets: [lb-1]}\n")
+    fleet_file.write_text(text)
+    limit = RateLimit(20, 3)
+    app = App(load_fleet(str(fleet_file)), Options(data_dir=tmp_path / "data", dns_port=0, rate_limit=limit))
+    try:
+        assert app.server is not None
+        assert app.server._limiter is not None and app.server._limiter.limit == limit
+        api, new = EndpointKey("api.demo.test.", "A"), EndpointKey("new.demo.test.", "A")
+        assert app.server.unwritten() == {api}
+        fleet_file.write_text(text.replace("endpoints:\n", "endpoints:\n  - {name: new, ttl: 30, targets: [lb-1]}\n"))
+        assert asyncio.run(app.reload()).ok
+        assert app.server.unwritten() == {api, new}
+        fleet_file.write_text(text)
+        assert asyncio.run(app.reload()).ok
+        assert app.server.unwritten() == {api}
+    finally:
+        app.store.close()
+        app.provider.close()
