@@ -17,7 +17,15 @@ Freshness guarantees:
   50 ms while queries arrive, and by a 100 ms periodic task otherwise; when it
   changed, the whole zone is re-read (only endpoints whose content changed are
   re-rendered);
-- the SOA serial of a zone is bumped on every refresh of that zone.
+- the SOA serial of a zone is bumped on every refresh of that zone (one applied batch), and
+  follows RFC 1982: it starts at ``max(now in seconds, last serial + 1)``, the last serial read
+  from ``serial_file`` when one is given, which is rewritten (atomically, not fsynced) after every
+  bump before any query can see the new serial; so a secondary never sees it go backwards across
+  restarts of the process (a crash of the machine may lose the last write).
+
+Hidden primary (``transfer``, see ``dnsplane.dns.transfer`` and ``dnsplane.dns.notify``): AXFR and
+IXFR over TCP to the clients the policy allows, and a NOTIFY to each configured secondary after
+every bump, retried until acknowledged, in tasks of the event loop.
 
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
@@ -39,16 +47,23 @@ import asyncio
 import contextlib
 import errno
 import functools
+import json
 import logging
+import os
 import random
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Protocol
 
+import dns.serial
+
+from dnsplane.dns.notify import Notifier
 from dnsplane.dns.responder import Responder, ServerStats
+from dnsplane.dns.transfer import TransferPolicy, transfer_messages
 from dnsplane.dns.zonetable import ZoneTable
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, normalise_name
@@ -61,6 +76,7 @@ TCP_IDLE_TIMEOUT = 10.0
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to the loop
 UDP_RECV_SIZE = 4096  # larger queries are truncated by the kernel and answered FORMERR
 BIND_ATTEMPTS = 20
+SERIAL_FILE = "dns-serial.json"  # in the data dir: the last serial of each zone (see the module docstring)
 
 
 class ZoneSource(Protocol):
@@ -89,6 +105,8 @@ class DnsServer:
         port: int = 5353,
         *,
         rng: random.Random | None = None,
+        transfer: TransferPolicy | None = None,
+        serial_file: Path | None = None,
     ) -> None:
         self.sources = list(sources)
         self.host = host
@@ -96,10 +114,17 @@ class DnsServer:
         self.tcp_idle_timeout = TCP_IDLE_TIMEOUT
         self._responder = Responder(rng)
         self.stats: ServerStats = self._responder.stats
-        serial = int(time.time())
-        self._tables: list[ZoneTable] = [
-            self._responder.add_zone(normalise_name(src.zone), serial) for src in self.sources
-        ]
+        self.transfer = transfer or TransferPolicy()
+        self.serial_file = serial_file
+        last = self._read_serials()
+        self._tables: list[ZoneTable] = []
+        for src in self.sources:
+            zone = normalise_name(src.zone)
+            table = self._responder.add_zone(zone, _first_serial(int(time.time()), last.get(zone)))
+            table.set_journal_size(self.transfer.journal)
+            self._tables.append(table)
+        self._zones_by_origin = {t.origin: t for t in self._tables}
+        self.notifier = Notifier(self.transfer.notify, self.transfer.keyring, self.transfer.key_name)
         self._table_index = {id(t): i for i, t in enumerate(self._tables)}
         self._versions: list[int | None] = [None] * len(self.sources)
         self._lock = threading.RLock()  # serialises table updates between threads
@@ -157,6 +182,7 @@ class DnsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
             self._poll_task = None
+        await self.notifier.stop()
         if self._udp_sock is not None:
             loop.remove_reader(self._udp_sock.fileno())
             self._udp_sock.close()
@@ -295,6 +321,7 @@ class DnsServer:
             for key in group:
                 table.set(key, observed.get(key, Observed(None, None)))
             table.bump_serial()
+            self._bumped(table)
             self.stats.refreshes += 1
             log.debug(
                 "refreshed %d endpoints of %s",
@@ -330,6 +357,7 @@ class DnsServer:
             if table.set(key, observed):
                 changed += 1
         table.bump_serial()
+        self._bumped(table)
         self.stats.reloads += 1
         log.info(
             "loaded zone %s: %d endpoints, %d changed",
@@ -338,6 +366,33 @@ class DnsServer:
             changed,
             extra={"event": "dns_reload", "zone": table.zone, "endpoints": len(data), "changed": changed},
         )
+
+    # --- serial and secondaries ------------------------------------------------
+    def _read_serials(self) -> dict[str, int]:
+        if self.serial_file is None:
+            return {}
+        try:
+            data = json.loads(self.serial_file.read_text())
+            return {str(k): int(v) & 0xFFFFFFFF for k, v in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("cannot read %s (%s): serials start from the clock", self.serial_file, exc,
+                        extra={"event": "serial_file_unreadable", "path": str(self.serial_file)})
+            return {}
+
+    def _bumped(self, table: ZoneTable) -> None:
+        """A new version of ``table``: persist its serial, then (while serving) notify the secondaries."""
+        if self.serial_file is not None:
+            tmp = self.serial_file.with_name(self.serial_file.name + ".tmp")
+            try:
+                tmp.write_text(json.dumps({t.zone: t.serial for t in self._tables}))
+                os.replace(tmp, self.serial_file)
+            except OSError as exc:
+                log.error("cannot write %s: %s", self.serial_file, exc,
+                          extra={"event": "serial_file_unwritable", "path": str(self.serial_file)})
+        if self.transfer.notify and self._loop is not None and threading.get_ident() == self._loop_thread:
+            self.notifier.changed(table.zone, table.soa_rrset())
 
     def _check_versions(self, now: float) -> None:
         self._next_version_check = now + VERSION_CHECK_INTERVAL
@@ -409,6 +464,25 @@ class DnsServer:
         self.stats.tcp_queries += 1
         return self._responder.handle(data, False)
 
+    def tcp_messages(self, data: bytes, peer: str) -> list[bytes]:
+        """The messages answering one TCP message from ``peer`` (an address): a zone transfer's
+        several, else the responder's one; [] = close the connection."""
+        self._before_serving()
+        out = transfer_messages(data, peer, self._zones_by_origin, self.transfer)
+        if out is not None:
+            self.stats.tcp_queries += 1
+            return out
+        resp = self._handle_tcp(data)
+        return [] if resp is None else [resp]
+
+
+def _first_serial(now: int, last: int | None) -> int:
+    """The serial a zone starts with: the clock, unless the last one served is not older (RFC 1982)."""
+    now &= 0xFFFFFFFF
+    if last is None or dns.serial.Serial(now) > dns.serial.Serial(last):
+        return now or 1
+    return (last + 1) & 0xFFFFFFFF or 1
+
 
 class _TcpConnection(asyncio.Protocol):
     """One TCP client: 2-byte length framing, several queries per connection, idle timeout."""
@@ -419,10 +493,13 @@ class _TcpConnection(asyncio.Protocol):
         self._buf = bytearray()
         self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
+        self._peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._server._tcp_conns.add(self)
         self._arm(self._server.tcp_idle_timeout)
 
@@ -462,14 +539,14 @@ class _TcpConnection(asyncio.Protocol):
             msg = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
             try:
-                resp = self._server._handle_tcp(msg)
+                resps = self._server.tcp_messages(msg, self._peer)
             except Exception:  # robustness boundary: one bad message must never stop the server
                 log.exception("query failed", extra={"event": "query_failed", "size": size})
-                resp = None
-            if resp is None:
+                resps = []
+            if not resps:
                 self.close()
                 return
-            transport.write(len(resp).to_bytes(2, "big") + resp)
+            transport.writelines([len(resp).to_bytes(2, "big") + resp for resp in resps])
 
     def pause_writing(self) -> None:
         if self._transport is not None:

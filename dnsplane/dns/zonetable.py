@@ -17,7 +17,10 @@ Guarantees:
   A at ``ns1``) gives the built-in back;
 - an endpoint outside the zone is logged and not served; one whose content dnspython
   refuses is logged and serves nothing (its earlier answers are withdrawn);
-- the serial is 32-bit and never 0 after a bump.
+- the serial is 32-bit and never 0 after a bump; ``bump_serial`` closes one version of the zone:
+  the endpoints changed since the previous bump (first content before, last content after) go
+  into ``journal`` as a ``Version`` (at most ``journal_size`` kept, oldest dropped), which is
+  what IXFR answers from (``dnsplane.dns.transfer``).
 
 Limits: not thread-safe (see ``dnsplane.dns.responder``); zones may nest, but a record set
 whose name falls inside a more specific served zone is not served by the parent (the caller
@@ -27,7 +30,9 @@ filters, see server.py).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dns.exception
 import dns.name
@@ -61,6 +66,18 @@ def ancestors(owner: bytes, apex: bytes) -> Iterator[bytes]:
         i += owner[i] + 1
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One applied batch: the serial before and after it, and each changed endpoint's (before, after)."""
+
+    before: int
+    after: int
+    changes: dict[EndpointKey, tuple[Observed | None, Observed | None]]
+
+
+JOURNAL_SIZE = 100
+
+
 class Node:
     """A name that exists in a zone: its answers by qtype (empty for an empty non-terminal)."""
 
@@ -86,6 +103,8 @@ class ZoneTable:
         self.names = names
         self.serial = serial & 0xFFFFFFFF
         self.observed: dict[EndpointKey, Observed] = {}
+        self.journal: deque[Version] = deque(maxlen=JOURNAL_SIZE)
+        self._changes: dict[EndpointKey, tuple[Observed | None, Observed | None]] = {}
         self._rendered: dict[EndpointKey, dict[Slot, Answer]] = {}
         self._builtin: dict[Slot, Answer] = {}
         self.soa_rr = b""  # uncompressed SOA RR for the authority section of negative answers
@@ -111,8 +130,19 @@ class ZoneTable:
         self._put(self.apex, _QTYPE_SOA, ans)
 
     def bump_serial(self) -> None:
+        before = self.serial
         self.serial = (self.serial + 1) & 0xFFFFFFFF or 1
         self._render_soa()
+        changes = {k: v for k, v in self._changes.items() if v[0] != v[1]}
+        self._changes = {}
+        self.journal.append(Version(before, self.serial, changes))
+
+    def set_journal_size(self, size: int) -> None:
+        self.journal = deque(self.journal, maxlen=size)
+
+    def _note(self, key: EndpointKey, after: Observed | None) -> None:
+        first = self._changes[key][0] if key in self._changes else self.observed.get(key)
+        self._changes[key] = (first, after)
 
     # --- endpoints ------------------------------------------------------
     def set(self, key: EndpointKey, observed: Observed) -> bool:
@@ -130,6 +160,7 @@ class ZoneTable:
         if observed.records is None and observed.marker is None:
             self.remove(key)
             return True
+        self._note(key, observed)
         try:
             new = render_endpoint(key, observed)
         except (dns.exception.DNSException, ValueError) as exc:
@@ -145,6 +176,8 @@ class ZoneTable:
         return True
 
     def remove(self, key: EndpointKey) -> None:
+        if key in self.observed:
+            self._note(key, None)
         self._replace(key, {})
         self.observed.pop(key, None)
 

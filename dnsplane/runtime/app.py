@@ -56,7 +56,8 @@ import dns.rcode
 import dns.rdatatype
 
 from dnsplane.config import Fleet
-from dnsplane.dns.server import DnsServer
+from dnsplane.dns.server import SERIAL_FILE, DnsServer
+from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import DnsplaneError, InvalidConfig
 from dnsplane.execute import Actor, Interpreter
 from dnsplane.model import EndpointKey, Observed, marker_name
@@ -208,7 +209,8 @@ class App:
         # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):
-            self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port)
+            self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
+                                    transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
         # the verifier's ``Resolve`` runs, like every request, in a worker thread; its DNS queries go out
         # on the event loop (``_resolve_from_thread``)
         self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)

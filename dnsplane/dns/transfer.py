@@ -1,0 +1,335 @@
+"""Zone transfers out of the embedded server: AXFR (RFC 5936) and IXFR (RFC 1995) over TCP, TSIG-signed.
+
+What this module owns:
+- ``TransferPolicy``: who may transfer (client address in one of ``allow``) and with which TSIG key
+  (``keyring``; when set, an unsigned request or one signed with another key is refused), built
+  from the fleet file's ``serve.transfer`` by ``policy_of``;
+- ``zone_rrsets``: the zone as a secondary receives it: SOA, NS ``ns1.<zone>`` and its glue A, and
+  for each endpoint its records and its marker TXT;
+- ``transfer_messages``: one TCP request in, the response messages out (or None: not a transfer,
+  the ordinary responder answers it).
+
+What a secondary receives for an endpoint: every address of every member with weight > 0, in one
+RRset (``answer: all`` semantics), whatever the endpoint's ``answer``: a secondary answers from a
+plain zone and cannot pick one member per query. The marker TXT is transferred as served.
+
+Guarantees:
+- a transfer is answered only over TCP (the server calls this from its TCP path; UDP AXFR/IXFR
+  stay REFUSED in the responder), to an allowed address with the configured key; otherwise
+  REFUSED, as BIND answers (NOTAUTH for a TSIG that does not verify, with its TSIG error when
+  dnspython can tell it);
+- AXFR: SOA first and last, every RRset of the zone between them, split into messages of at most
+  ``MESSAGE_SIZE`` bytes, each signed in one TSIG context when the request was signed (RFC 8945
+  §5.3.1); the question is copied into the first message only (RFC 5936 §2.2.1);
+- IXFR: when the client's serial is the current one, the current SOA alone; when the journal
+  holds every version from the client's serial to the current one, the differences in RFC 1995's
+  format (per version: old SOA, deleted RRs, new SOA, added RRs); otherwise (serial unknown,
+  journal too short, client serial newer than ours) the full zone in AXFR form, which RFC 1995 §4
+  allows;
+- it reads the zone tables and writes nothing: it runs in the server's loop thread, on one
+  consistent version of the zone.
+
+Limits: the whole answer is built before the first byte is sent (a large zone blocks answering for
+the time dnspython takes to render it); no IXFR over UDP; no SOA-only answer to AXFR.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+import dns.serial
+import dns.tsig
+import dns.tsigkeyring
+
+from dnsplane.config import ServeConfig
+from dnsplane.dns.render import MARKER_MAX_TTL, rrset_wire
+from dnsplane.dns.zonetable import NS_ADDRESS, NS_TTL, Version, ZoneTable
+from dnsplane.model import EndpointKey, Observed, marker_name
+from dnsplane.providers.rfc2136.keys import parse_key_file
+
+log = logging.getLogger("dnsplane.dns")
+
+MESSAGE_SIZE = 16_384  # bytes of RRs per transfer message (TCP allows 65,535; BIND sends about 16 KB)
+
+_IN = dns.rdataclass.IN
+_SOA = dns.rdatatype.SOA
+_TRANSFER_TYPES = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+
+RRKey = tuple[dns.name.Name, int]  # (owner, rdtype)
+
+
+@dataclass(frozen=True)
+class TransferPolicy:
+    """Who may transfer: addresses in ``allow``; requests signed with ``keyring``'s key, when set."""
+
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
+    key_name: dns.name.Name | None = None
+    journal: int = 100
+    notify: tuple[tuple[str, int], ...] = field(default=())
+
+    def allows(self, peer: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.allow)
+
+    @property
+    def key(self) -> dns.tsig.Key | None:
+        if self.keyring is None or self.key_name is None:
+            return None
+        return self.keyring[self.key_name]
+
+
+def policy_of(serve: ServeConfig) -> TransferPolicy:
+    """The policy of the fleet file's ``serve:`` block; reads a key ``file`` (raises ``InvalidConfig``)."""
+    allow = tuple(ipaddress.ip_network(a) for a in serve.allow) if serve.transfer else ()
+    keyring = None
+    key_name = None
+    if serve.key is not None:
+        k = serve.key
+        if k.file:
+            tsig = parse_key_file(k.file, k.name or None)
+            name, algorithm, secret = tsig.name, tsig.algorithm, tsig.secret
+        else:
+            name, algorithm, secret = k.name, k.algorithm, k.secret
+        key_name = dns.name.from_text(name)
+        keyring = {key_name: dns.tsig.Key(key_name, secret, algorithm)}
+    return TransferPolicy(allow, keyring, key_name, serve.journal, serve.notify)
+
+
+# --- the zone as RRsets -----------------------------------------------------------------
+
+
+def endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rrset.RRset]:
+    """What a secondary holds for one endpoint: all addresses with weight > 0, and the marker TXT."""
+    out: list[dns.rrset.RRset] = []
+    if observed is None:
+        return out
+    rs = observed.records
+    if rs is not None:
+        addresses = rs.addresses()
+        if addresses:
+            out.append(dns.rrset.from_text_list(key.name, rs.ttl, _IN, key.rtype, addresses))
+    if observed.marker is not None:
+        ttl = max(0, min(MARKER_MAX_TTL, rs.ttl)) if rs is not None else MARKER_MAX_TTL
+        txt = dns.rdtypes.ANY.TXT.TXT(_IN, dns.rdatatype.TXT, [observed.marker.to_text().encode()])
+        out.append(dns.rrset.from_rdata(dns.name.from_text(marker_name(key)), ttl, txt))
+    return out
+
+
+def _builtin_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
+    ns1 = dns.name.from_text("ns1", table.origin)
+    return [
+        dns.rrset.from_text(table.origin, NS_TTL, _IN, dns.rdatatype.NS, ns1.to_text()),
+        dns.rrset.from_text(ns1, NS_TTL, _IN, dns.rdatatype.A, NS_ADDRESS),
+    ]
+
+
+def zone_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
+    """Every RRset of the zone but the SOA: built-ins (unless an endpoint holds their slot), endpoints."""
+    found: dict[RRKey, dns.rrset.RRset] = {(r.name, int(r.rdtype)): r for r in _builtin_rrsets(table)}
+    for key, observed in table.observed.items():
+        for rrset in endpoint_rrsets(key, observed):
+            found[(rrset.name, int(rrset.rdtype))] = rrset
+    return [found[k] for k in sorted(found)]
+
+
+def _soa(table: ZoneTable, serial: int) -> dns.rrset.RRset:
+    soa = table.soa_rrset()
+    return dns.rrset.from_rdata(soa.name, soa.ttl, soa[0].replace(serial=serial))
+
+
+def _single_rrs(rrsets: Iterable[dns.rrset.RRset]) -> set[tuple[dns.name.Name, int, int, object]]:
+    return {(r.name, int(r.rdtype), r.ttl, rd) for r in rrsets for rd in r}
+
+
+def ixfr_body(table: ZoneTable, client_serial: int) -> list[dns.rrset.RRset] | None:
+    """RFC 1995 differences from ``client_serial`` to now, or None when the journal does not reach it."""
+    steps: list[Version] = []
+    want = client_serial
+    for version in table.journal:
+        if steps or version.before == want:
+            if version.before != want:
+                return None  # a gap (not expected: versions chain)
+            steps.append(version)
+            want = version.after
+    if not steps or want != table.serial:
+        return None
+    body: list[dns.rrset.RRset] = []
+    for version in steps:
+        old: set[tuple[dns.name.Name, int, int, object]] = set()
+        new: set[tuple[dns.name.Name, int, int, object]] = set()
+        for key, (before, after) in version.changes.items():
+            old |= _single_rrs(endpoint_rrsets(key, before))
+            new |= _single_rrs(endpoint_rrsets(key, after))
+        body.append(_soa(table, version.before))
+        body.extend(_as_rrsets(sorted(old - new, key=_order)))
+        body.append(_soa(table, version.after))
+        body.extend(_as_rrsets(sorted(new - old, key=_order)))
+    return body
+
+
+def _order(rr: tuple[dns.name.Name, int, int, object]) -> tuple[dns.name.Name, int, int, str]:
+    return (rr[0], rr[1], rr[2], str(rr[3]))
+
+
+def _as_rrsets(rrs: Sequence[tuple[dns.name.Name, int, int, object]]) -> list[dns.rrset.RRset]:
+    out: list[dns.rrset.RRset] = []
+    for name, rdtype, ttl, rdata in rrs:
+        if out and out[-1].name == name and out[-1].rdtype == rdtype and out[-1].ttl == ttl:
+            out[-1].add(rdata)  # type: ignore[arg-type]  # rdata of this RRset's type, from an RRset
+        else:
+            rrset = dns.rrset.RRset(name, _IN, dns.rdatatype.RdataType.make(rdtype))
+            rrset.update_ttl(ttl)
+            rrset.add(rdata)  # type: ignore[arg-type]
+            out.append(rrset)
+    return out
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def is_transfer(data: bytes) -> bool:
+    """Cheap test on the wire: one question whose type is AXFR or IXFR (the name is not parsed)."""
+    if len(data) < 17 or data[2] & 0x80 or data[4:6] != b"\x00\x01":
+        return False
+    i = 12
+    n = len(data)
+    while i < n:
+        ln = data[i]
+        if ln == 0:
+            break
+        if ln > 63:
+            return False
+        i += ln + 1
+    if i + 3 > n:
+        return False
+    return ((data[i + 1] << 8) | data[i + 2]) in _TRANSFER_TYPES
+
+
+def transfer_messages(
+    data: bytes, peer: str, zones: dict[dns.name.Name, ZoneTable], policy: TransferPolicy
+) -> list[bytes] | None:
+    """The response messages to a TCP request, or None when it is not a zone transfer."""
+    if not is_transfer(data):
+        return None
+    keyring = policy.keyring or {}
+    try:
+        q = dns.message.from_wire(data, keyring=keyring)
+    except dns.message.UnknownTSIGKey:
+        return _refusal(data, dns.rcode.NOTAUTH, peer, "unknown TSIG key")
+    except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadAlgorithm, dns.tsig.PeerError) as exc:
+        return _refusal(data, dns.rcode.NOTAUTH, peer, f"TSIG does not verify: {exc}")
+    except (dns.exception.DNSException, ValueError):
+        return None  # the responder answers FORMERR
+    question = q.question[0]
+    zone = zones.get(question.name)
+    why = None
+    if q.opcode() != dns.opcode.QUERY or question.rdclass != _IN or zone is None:
+        why = "not a zone served here"
+    elif not policy.allows(peer):
+        why = "address not in serve.transfer.allow"
+    elif policy.keyring is not None and not q.had_tsig:
+        why = "request not signed with the transfer key"
+    if why is not None or zone is None:
+        log.warning(
+            "zone transfer refused to %s: %s",
+            peer,
+            why,
+            extra={"event": "xfr_refused", "peer": peer, "zone": question.name.to_text(), "reason": why},
+        )
+        r = dns.message.make_response(q)
+        r.set_rcode(dns.rcode.REFUSED)
+        return [r.to_wire()]
+    rdtype = question.rdtype
+    body: list[dns.rrset.RRset] | None = None
+    kind = "AXFR"
+    if rdtype == dns.rdatatype.IXFR:
+        client = _client_serial(q)
+        if client is None:
+            r = dns.message.make_response(q)
+            r.set_rcode(dns.rcode.FORMERR)
+            return [r.to_wire()]
+        if client == zone.serial or dns.serial.Serial(client) > dns.serial.Serial(zone.serial):
+            body = []  # up to date (or ahead of us: it gets our SOA, RFC 1995 §2)
+            kind = "IXFR-current"
+        else:
+            body = ixfr_body(zone, client)
+            kind = "IXFR" if body is not None else "AXFR-for-IXFR"
+        if body is not None:
+            body = [_soa(zone, zone.serial), *body, _soa(zone, zone.serial)] if body else [_soa(zone, zone.serial)]
+    if body is None:
+        soa = _soa(zone, zone.serial)
+        body = [soa, *zone_rrsets(zone), soa]
+    messages = _render(q, body)
+    log.info(
+        "zone transfer %s of %s (serial %d) to %s: %d messages",
+        kind,
+        zone.zone,
+        zone.serial,
+        peer,
+        len(messages),
+        extra={"event": "xfr", "kind": kind, "zone": zone.zone, "serial": zone.serial, "peer": peer},
+    )
+    return messages
+
+
+def _client_serial(q: dns.message.Message) -> int | None:
+    for rrset in q.authority:
+        if rrset.rdtype == _SOA and len(rrset):
+            return int(rrset[0].serial)
+    return None
+
+
+def _refusal(data: bytes, rcode: int, peer: str, why: str) -> list[bytes]:
+    log.warning("zone transfer refused to %s: %s", peer, why, extra={"event": "xfr_refused", "peer": peer})
+    flags = 0x80 | (data[2] & 0x79)
+    return [data[:2] + bytes((flags, rcode)) + b"\x00" * 8]
+
+
+def _render(q: dns.message.Message, body: list[dns.rrset.RRset]) -> list[bytes]:
+    """Split ``body`` over messages of about MESSAGE_SIZE bytes, signed in one TSIG context if asked."""
+    out: list[bytes] = []
+    ctx = None
+    first = True
+    i = 0
+    while i < len(body) or first:
+        if first:
+            m = dns.message.make_response(q)
+        else:
+            m = dns.message.Message(id=q.id)
+            if q.had_tsig and q.keyring and q.keyalgorithm is not None:
+                m.use_tsig(q.keyring, q.keyname, algorithm=q.keyalgorithm)
+        m.flags |= dns.flags.QR | dns.flags.AA
+        size = 0
+        while i < len(body):
+            rrset = body[i]
+            est = len(rrset_wire(rrset))  # uncompressed: an upper bound of its share of the message
+            if m.answer and size + est > MESSAGE_SIZE:
+                break
+            m.answer.append(rrset)
+            size += est
+            i += 1
+        multi = q.had_tsig
+        wire = m.to_wire(max_size=65535, multi=multi, tsig_ctx=ctx)
+        ctx = m.tsig_ctx if multi else None
+        out.append(wire)
+        first = False
+    return out
