@@ -46,6 +46,7 @@ import logging
 import random
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -100,6 +101,7 @@ class Responder:
         self.zones: dict[bytes, ZoneTable] = {}
         self.stats = ServerStats()
         self._random = (rng or random.Random()).random
+        self.signed: Callable[[bytes, bool], bytes | None] | None = None  # answers TSIG-signed queries
 
     def add_zone(self, zone: str, serial: int) -> ZoneTable:
         table = ZoneTable(zone, self.names, serial)
@@ -273,6 +275,10 @@ class Responder:
         except dns.message.ShortHeader:
             self.stats.dropped += 1
             return None
+        except dns.message.UnknownTSIGKey:  # TSIG-signed: the server's keys verify it (dnsplane.dns.transfer)
+            if self.signed is not None:
+                return self.signed(data, udp)
+            return self._header_only(data, RCODE_FORMERR)
         except (dns.exception.DNSException, ValueError, IndexError, struct.error, UnicodeError) as exc:
             log.debug("unparsable query: %s", exc, extra={"event": "formerr", "size": len(data)})
             return self._header_only(data, RCODE_FORMERR)

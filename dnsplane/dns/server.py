@@ -63,7 +63,7 @@ import dns.serial
 
 from dnsplane.dns.notify import Notifier
 from dnsplane.dns.responder import Responder, ServerStats
-from dnsplane.dns.transfer import TransferPolicy, transfer_messages
+from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messages
 from dnsplane.dns.zonetable import ZoneTable
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, normalise_name
@@ -124,6 +124,9 @@ class DnsServer:
             table.set_journal_size(self.transfer.journal)
             self._tables.append(table)
         self._zones_by_origin = {t.origin: t for t in self._tables}
+        if self.transfer.keyring is not None:
+            handle = self._responder.handle
+            self._responder.signed = functools.partial(answer_signed, policy=self.transfer, handle=handle)
         self.notifier = Notifier(self.transfer.notify, self.transfer.keyring, self.transfer.key_name)
         self._table_index = {id(t): i for i, t in enumerate(self._tables)}
         self._versions: list[int | None] = [None] * len(self.sources)

@@ -7,7 +7,9 @@ What this module owns:
 - ``zone_rrsets``: the zone as a secondary receives it: SOA, NS ``ns1.<zone>`` and its glue A, and
   for each endpoint its records and its marker TXT;
 - ``transfer_messages``: one TCP request in, the response messages out (or None: not a transfer,
-  the ordinary responder answers it).
+  the ordinary responder answers it);
+- ``answer_signed``: an ordinary query signed with TSIG (secondaries sign their SOA checks with the
+  key they transfer with), answered by the responder and signed.
 
 What a secondary receives for an endpoint: every address of every member with weight > 0, in one
 RRset (``answer: all`` semantics), whatever the endpoint's ``answer``: a secondary answers from a
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -289,6 +291,32 @@ def transfer_messages(
         extra={"event": "xfr", "kind": kind, "zone": zone.zone, "serial": zone.serial, "peer": peer},
     )
     return messages
+
+
+def answer_signed(
+    data: bytes, udp: bool, policy: TransferPolicy, handle: Callable[[bytes, bool], bytes | None]
+) -> bytes | None:
+    """A TSIG-signed ordinary query (a secondary's SOA check, signed with the transfer key): verified,
+    answered by ``handle`` (the responder) unsigned, and the answer signed (RFC 8945 §5.3). A query
+    signed with another key, or one that does not verify, gets NOTAUTH (unsigned, as RFC 8945 §5.2 says)."""
+    try:
+        q = dns.message.from_wire(data, keyring=policy.keyring or {})
+    except dns.message.UnknownTSIGKey:
+        return _refusal(data, dns.rcode.NOTAUTH, "", "unknown TSIG key")[0]
+    except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadAlgorithm, dns.tsig.PeerError) as exc:
+        return _refusal(data, dns.rcode.NOTAUTH, "", f"TSIG does not verify: {exc}")[0]
+    except (dns.exception.DNSException, ValueError):
+        return _refusal(data, dns.rcode.FORMERR, "", "unparsable signed query")[0]
+    keyring, mac, keyname, algorithm = q.keyring, q.mac, q.keyname, q.keyalgorithm
+    q.tsig = None
+    q.keyring = None
+    resp = handle(q.to_wire(), udp)
+    if resp is None or keyring is None or algorithm is None:
+        return resp
+    r = dns.message.from_wire(resp)
+    r.use_tsig(keyring, keyname, algorithm=algorithm)
+    r.request_mac = mac or b""
+    return r.to_wire(max_size=len(resp) + 200 if udp else 65535)
 
 
 def _client_serial(q: dns.message.Message) -> int | None:
