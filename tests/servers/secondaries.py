@@ -8,7 +8,7 @@ Guarantees:
   algorithm, base64 secret) and asks for IXFR (NSD and Knot fall back to AXFR themselves), accepts
   NOTIFY from 127.0.0.1 signed with the key, and lets 127.0.0.1 transfer the zone from it unsigned
   (``Secondary.axfr``: what it holds, for the tests to compare);
-- ``refresh`` (seconds) clamps the secondary's SOA refresh and retry timers to that value (the
+- ``refresh`` (seconds; Knot takes 2 at least) clamps the secondary's SOA refresh and retry timers (the
   secondary then polls the primary's SOA that often, whatever the SOA says); None leaves the SOA's;
 - ``stop()`` ends the process it started (SIGTERM, then SIGKILL after a deadline) and nothing else.
 
@@ -228,15 +228,17 @@ def _command(kind: str, binary: str, conf: Path) -> list[str]:
 
 
 def start_secondary(kind: str, workdir: Path, zone: str, primary: tuple[str, int], key: Key, *,
-                    refresh: int | None = None) -> Secondary:
-    """Start a ``kind`` ("bind", "nsd", "knot") secondary of ``zone``; returns once it answers queries."""
+                    refresh: int | None = None, port: int | None = None) -> Secondary:
+    """Start a ``kind`` ("bind", "nsd", "knot") secondary of ``zone``; returns once it answers queries.
+    ``port``: the port to listen on (tried first; a free one is picked if it is taken)."""
     binary = require(kind)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     name, render = CONFS[kind]
     error: Exception | None = None
-    for _ in range(3):  # a port picked free may be taken before the server binds it: try another
-        port = free_port()
+    for attempt in range(3):  # a port picked free may be taken before the server binds it: try another
+        if attempt or port is None:
+            port = free_port()
         conf = workdir / name
         conf.write_text(render(workdir, port, zone, primary, key, refresh))
         sec = Secondary(kind, workdir, port, zone)
@@ -271,8 +273,8 @@ def _wait_answering(sec: Secondary) -> None:
 
 @contextlib.contextmanager
 def running_secondary(kind: str, workdir: Path, zone: str, primary: tuple[str, int], key: Key, *,
-                      refresh: int | None = None) -> Iterator[Secondary]:
-    sec = start_secondary(kind, workdir, zone, primary, key, refresh=refresh)
+                      refresh: int | None = None, port: int | None = None) -> Iterator[Secondary]:
+    sec = start_secondary(kind, workdir, zone, primary, key, refresh=refresh, port=port)
     try:
         yield sec
     finally:
