@@ -87,7 +87,7 @@ _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "tim
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
 _TOP_KEYS = ("zone", "owner", "provider", "serve", "defaults", "targets", "endpoints")
-_SERVE_KEYS = ("transfer", "notify", "journal")
+_SERVE_KEYS = ("ns", "transfer", "notify", "journal")
 _TRANSFER_KEYS = ("allow", "key")
 _KEY_KEYS = ("name", "algorithm", "secret", "file")
 _DEFAULTS_KEYS = ("ttl", "policy")
@@ -121,6 +121,7 @@ class TransferKey:
 class ServeConfig:
     """The embedded server as a hidden primary (``serve:``): who may transfer the zone, whom to NOTIFY.
 
+    ``ns``: the zone's NS names (``()``: ``ns1.<zone>``, glue 127.0.0.1, as before ``serve:`` existed).
     ``transfer`` False (no ``serve.transfer`` block): every AXFR/IXFR is REFUSED. Otherwise a transfer
     is answered to a client whose address is in one of ``allow`` (networks, canonical text) and, when
     ``key`` is set, only when the request is signed with that key. ``notify`` lists (host, port) sent a
@@ -132,6 +133,7 @@ class ServeConfig:
     key: TransferKey | None = None
     notify: tuple[tuple[str, int], ...] = ()
     journal: int = 100
+    ns: tuple[str, ...] = ()  # the zone's NS (absolute, outside the zone); () = ns1.<zone> with glue 127.0.0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,8 +371,8 @@ class _Parser:
             if "policy" in defaults:
                 default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
         provider = self.provider(top["provider"][1]) if "provider" in top else EmbeddedConfig()
-        serve = self.serve(top["serve"][1]) if "serve" in top else ServeConfig()
-        if "serve" in top and provider.kind != "embedded" and (serve.transfer or serve.notify):
+        serve = self.serve(top["serve"][1], zone) if "serve" in top else ServeConfig()
+        if "serve" in top and provider.kind != "embedded":
             kind = provider.kind
             self.fail(top["serve"][0], f"serve: applies to the embedded provider only (this fleet's is {kind})")
         owner = ""
@@ -392,7 +394,7 @@ class _Parser:
                 self.fail(name_node, f"endpoints[{i}] ({endpoints[-1].key}): {problem}")
         return Fleet(zone, tuple(endpoints), self.path, provider, owner, serve)
 
-    def serve(self, node: Node) -> ServeConfig:
+    def serve(self, node: Node, zone: str) -> ServeConfig:
         """The ``serve:`` block: zone transfers (ACL and TSIG key), NOTIFY targets, IXFR journal length."""
         entries = self.entries(node, "serve", _SERVE_KEYS)
         transfer = False
@@ -428,7 +430,24 @@ class _Parser:
         journal = 100
         if "journal" in entries:
             journal = self.integer(entries["journal"][1], "serve.journal", 1, 100_000)
-        return ServeConfig(transfer, tuple(allow), key, tuple(notify), journal)
+        ns: list[str] = []
+        if "ns" in entries:
+            for i, nnode in enumerate(self.items(entries["ns"][1], "serve.ns", "name server names")):
+                at = f"serve.ns[{i}]"
+                raw = self.text(nnode, at).strip()
+                if not raw.endswith("."):
+                    self.fail(nnode, f"{at}: must be an absolute name with a trailing dot, got {raw!r}")
+                name = normalise_name(raw)
+                problem = _name_problem(name)
+                if problem:
+                    self.fail(nnode, f"{at}: {problem}")
+                if in_zone(name, zone):
+                    self.fail(nnode, f"{at}: {name} is inside the zone {zone}, which would need glue addresses "
+                                     "dnsplane does not serve; name a server outside the zone")
+                if name in ns:
+                    self.fail(nnode, f"{at}: duplicate {name}")
+                ns.append(name)
+        return ServeConfig(transfer, tuple(allow), key, tuple(notify), journal, tuple(ns))
 
     def transfer_key(self, node: Node) -> TransferKey:
         """``key: {name, algorithm, secret}`` or ``key: {file[, name]}`` (a BIND key file, as rfc2136 reads)."""

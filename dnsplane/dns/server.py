@@ -122,6 +122,7 @@ class DnsServer:
             zone = normalise_name(src.zone)
             table = self._responder.add_zone(zone, _first_serial(int(time.time()), last.get(zone)))
             table.set_journal_size(self.transfer.journal)
+            table.set_nameservers(self.transfer.nameservers)
             self._tables.append(table)
         self._zones_by_origin = {t.origin: t for t in self._tables}
         if self.transfer.keyring is not None:

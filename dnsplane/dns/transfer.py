@@ -4,8 +4,8 @@ What this module owns:
 - ``TransferPolicy``: who may transfer (client address in one of ``allow``) and with which TSIG key
   (``keyring``; when set, an unsigned request or one signed with another key is refused), built
   from the fleet file's ``serve.transfer`` by ``policy_of``;
-- ``zone_rrsets``: the zone as a secondary receives it: SOA, NS ``ns1.<zone>`` and its glue A, and
-  for each endpoint its records and its marker TXT;
+- ``zone_rrsets``: the zone as a secondary receives it: SOA, the apex NS (``serve.ns``, or
+  ``ns1.<zone>`` and its glue A 127.0.0.1), and for each endpoint its records and its marker TXT;
 - ``transfer_messages``: one TCP request in, the response messages out (or None: not a transfer,
   the ordinary responder answers it);
 - ``answer_signed``: an ordinary query signed with TSIG (secondaries sign their SOA checks with the
@@ -58,7 +58,7 @@ import dns.tsigkeyring
 
 from dnsplane.config import ServeConfig
 from dnsplane.dns.render import MARKER_MAX_TTL, rrset_wire
-from dnsplane.dns.zonetable import NS_ADDRESS, NS_TTL, Version, ZoneTable
+from dnsplane.dns.zonetable import Version, ZoneTable
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.providers.rfc2136.keys import parse_key_file
 
@@ -82,6 +82,7 @@ class TransferPolicy:
     key_name: dns.name.Name | None = None
     journal: int = 100
     notify: tuple[tuple[str, int], ...] = field(default=())
+    nameservers: tuple[str, ...] = ()  # the apex NS; () = ns1.<zone>
 
     def allows(self, peer: str) -> bool:
         try:
@@ -113,7 +114,7 @@ def policy_of(serve: ServeConfig) -> TransferPolicy:
             name, algorithm, secret = k.name, k.algorithm, k.secret
         key_name = dns.name.from_text(name)
         keyring = {key_name: dns.tsig.Key(key_name, secret, algorithm)}
-    return TransferPolicy(allow, keyring, key_name, serve.journal, serve.notify)
+    return TransferPolicy(allow, keyring, key_name, serve.journal, serve.notify, serve.ns)
 
 
 # --- the zone as RRsets -----------------------------------------------------------------
@@ -136,17 +137,9 @@ def endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rrs
     return out
 
 
-def _builtin_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
-    ns1 = dns.name.from_text("ns1", table.origin)
-    return [
-        dns.rrset.from_text(table.origin, NS_TTL, _IN, dns.rdatatype.NS, ns1.to_text()),
-        dns.rrset.from_text(ns1, NS_TTL, _IN, dns.rdatatype.A, NS_ADDRESS),
-    ]
-
-
 def zone_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
     """Every RRset of the zone but the SOA: built-ins (unless an endpoint holds their slot), endpoints."""
-    found: dict[RRKey, dns.rrset.RRset] = {(r.name, int(r.rdtype)): r for r in _builtin_rrsets(table)}
+    found: dict[RRKey, dns.rrset.RRset] = {(r.name, int(r.rdtype)): r for r in table.builtin_rrsets()}
     for key, observed in table.observed.items():
         for rrset in endpoint_rrsets(key, observed):
             found[(rrset.name, int(rrset.rdtype))] = rrset

@@ -3,7 +3,8 @@
 What this module owns:
 - ``ZoneTable``: the prerendered content of one zone, updated one endpoint at a time
   (``set``/``remove``), with the zone's built-in records (NS ``ns1.<zone>`` and its glue A
-  ``127.0.0.1``, and the SOA) and its serial (``bump_serial``, which re-renders the SOA);
+  ``127.0.0.1``, or the name servers ``set_nameservers`` gives, without glue; and the SOA, whose
+  MNAME is the first name server) and its serial (``bump_serial``, which re-renders the SOA);
 - ``Node``: a name that exists in a zone, with its answers by qtype;
 - the server-wide ``names`` dict (lower-case name wire -> ``Node``) that the responder reads
   on its hot path; every zone table writes into the same dict.
@@ -108,18 +109,45 @@ class ZoneTable:
         self._rendered: dict[EndpointKey, dict[Slot, Answer]] = {}
         self._builtin: dict[Slot, Answer] = {}
         self.soa_rr = b""  # uncompressed SOA RR for the authority section of negative answers
-        ns1 = dns.name.from_text("ns1", self.origin)
-        ns_rrset = dns.rrset.from_text(self.origin, NS_TTL, _IN, _QTYPE_NS, ns1.to_text())
-        glue = dns.rrset.from_text(ns1, NS_TTL, _IN, _QTYPE_A, NS_ADDRESS)
-        self._builtin[(self.apex, _QTYPE_NS)] = Answer([render_response(self.origin, _QTYPE_NS, [ns_rrset], [glue])])
-        self._builtin[(name_wire(ns1), _QTYPE_A)] = Answer([render_response(ns1, _QTYPE_A, [glue])])
+        self.nameservers: tuple[str, ...] = ()  # () = ns1.<zone> with its glue A 127.0.0.1
+        self._render_ns()
         self._render_soa()
+        for (owner, qtype), ans in self._builtin.items():
+            self._put(owner, qtype, ans)
+
+    # --- NS ------------------------------------------------------------
+    def builtin_rrsets(self) -> list[dns.rrset.RRset]:
+        """The apex NS RRset, and the glue A of ``ns1.<zone>`` when it is the name server."""
+        if self.nameservers:
+            return [dns.rrset.from_text_list(self.origin, NS_TTL, _IN, _QTYPE_NS, list(self.nameservers))]
+        ns1 = dns.name.from_text("ns1", self.origin)
+        return [dns.rrset.from_text(self.origin, NS_TTL, _IN, _QTYPE_NS, ns1.to_text()),
+                dns.rrset.from_text(ns1, NS_TTL, _IN, _QTYPE_A, NS_ADDRESS)]
+
+    def _render_ns(self) -> None:
+        ns, *glue = self.builtin_rrsets()
+        self._builtin[(self.apex, _QTYPE_NS)] = Answer([render_response(self.origin, _QTYPE_NS, [ns], glue)])
+        for rrset in glue:
+            self._builtin[(name_wire(rrset.name), _QTYPE_A)] = Answer([render_response(rrset.name, _QTYPE_A, [rrset])])
+
+    def set_nameservers(self, names: tuple[str, ...]) -> None:
+        """Serve NS ``names`` (absolute, outside the zone: no glue) at the apex instead of ``ns1.<zone>``.
+        Call it before any endpoint is set (it does not look for endpoints holding the built-ins' slots)."""
+        if names == self.nameservers:
+            return
+        self.nameservers = tuple(names)
+        old = dict(self._builtin)
+        self._builtin = {slot: ans for slot, ans in old.items() if slot[1] == _QTYPE_SOA}
+        self._render_ns()
+        for slot in old.keys() - self._builtin.keys():
+            self._drop(*slot)
         for (owner, qtype), ans in self._builtin.items():
             self._put(owner, qtype, ans)
 
     # --- SOA / serial -------------------------------------------------
     def soa_rrset(self) -> dns.rrset.RRset:
-        text = f"ns1.{self.zone} hostmaster.{self.zone} {self.serial} 3600 600 86400 60"
+        mname = self.nameservers[0] if self.nameservers else f"ns1.{self.zone}"
+        text = f"{mname} hostmaster.{self.zone} {self.serial} 3600 600 86400 60"
         return dns.rrset.from_text(self.origin, SOA_TTL, _IN, _QTYPE_SOA, text)
 
     def _render_soa(self) -> None:

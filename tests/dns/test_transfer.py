@@ -288,3 +288,20 @@ def test_notify_on_every_change_retried_until_acknowledged(source: FakeSource) -
     finally:
         r.close()
         sec.close()
+
+
+def test_serve_ns_replaces_ns1_in_answers_and_transfers(source: FakeSource) -> None:
+    r = running(source, policy(nameservers=("a.ns.example.net.", "b.ns.example.net.")))
+    try:
+        q = dns.message.make_query(ZONE, "NS")
+        resp = dns.query.udp(q, HOST, port=r.port, timeout=5)
+        assert {rd.to_text() for rr in resp.answer for rd in rr} == {"a.ns.example.net.", "b.ns.example.net."}
+        assert not resp.additional  # no glue: the names are outside the zone
+        resp = dns.query.udp(dns.message.make_query("ns1." + ZONE, "A"), HOST, port=r.port, timeout=5)
+        assert resp.rcode() == dns.rcode.NXDOMAIN
+        zone = axfr(r)
+        assert texts(zone, ZONE, "NS") == {"a.ns.example.net.", "b.ns.example.net."}
+        assert zone.get_rdataset(dns.name.from_text("ns1." + ZONE), "A") is None
+        assert zone.get_soa().mname == dns.name.from_text("a.ns.example.net.")
+    finally:
+        r.close()
