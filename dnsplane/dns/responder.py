@@ -22,6 +22,8 @@ Guarantees:
   authority section; names outside every zone get REFUSED; unparsable queries with a
   readable header get FORMERR; shorter packets and responses (QR set) are dropped; opcodes
   other than QUERY get NOTIMP; QDCOUNT != 1 gets FORMERR; EDNS version > 0 gets BADVERS.
+- a TSIG-signed query goes to ``signed`` (set by the server when a transfer key is configured,
+  see ``dnsplane.dns.transfer.answer_signed``: verified, answered here, signed), else FORMERR.
 - UDP responses never exceed 512 bytes without EDNS, nor
   ``max(512, min(client payload, 1232))`` with EDNS: a larger answer is sent as a
   truncated response (TC, empty answer section).
@@ -34,7 +36,8 @@ Guarantees:
 Limits:
 - not thread-safe: the tables are mutated and read in one thread (the server's event loop
   thread), or mutated under the server's lock while no loop serves queries;
-- no wildcards, delegations, CNAMEs, DNSSEC, zone transfers or ANY beyond "every RRset
+- no wildcards, delegations, CNAMEs, DNSSEC, zone transfers (AXFR and IXFR are
+  REFUSED here; the server answers them over TCP with ``dnsplane.dns.transfer``) or ANY beyond "every RRset
   this server holds at the name" (slow path);
 - no DNS cookies (the OPT options of a query are ignored, as RFC 7873 allows).
 """

@@ -121,7 +121,19 @@ def policy_of(serve: ServeConfig) -> TransferPolicy:
 
 
 def endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rrset.RRset]:
-    """What a secondary holds for one endpoint: all addresses with weight > 0, and the marker TXT."""
+    """What a secondary holds for one endpoint: all addresses with weight > 0, and the marker TXT.
+
+    Content dnspython refuses (which the zone table serves as nothing) transfers as nothing, logged.
+    """
+    try:
+        return _endpoint_rrsets(key, observed)
+    except (dns.exception.DNSException, ValueError) as exc:
+        log.error("endpoint %s left out of zone transfers: %s", key, exc,
+                  extra={"event": "xfr_render_failed", "endpoint": str(key)})
+        return []
+
+
+def _endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rrset.RRset]:
     out: list[dns.rrset.RRset] = []
     if observed is None:
         return out
