@@ -93,6 +93,8 @@ class Notifier:
             if self.keyring is not None:
                 q.use_tsig(self.keyring, self.key_name)
             self.sent += 1
+            log.debug("NOTIFY %s serial %d to %s:%d", zone, serial, host, port,
+                      extra={"event": "notify_sent", "zone": zone, "serial": serial, "peer": f"{host}:{port}"})
             problem = ""
             try:
                 r = await dns.asyncquery.udp(q, host, timeout=ATTEMPT_TIMEOUT, port=port)
