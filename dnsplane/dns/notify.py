@@ -11,7 +11,8 @@ Guarantees:
   its answer without holding anything the query path needs;
 - retries until acknowledged (a response with opcode NOTIFY and rcode NOERROR), every
   ``RETRY_FIRST`` s at first, doubling up to ``RETRY_MAX`` s (RFC 1996 §3.6 leaves the interval to
-  the primary); there is no last attempt: a secondary that comes back is notified;
+  the primary), and at once when a newer serial comes; there is no last attempt: a secondary that
+  comes back is notified;
 - at most one NOTIFY in flight per (zone, secondary); a newer serial arriving meanwhile is sent
   once the current one is answered (or its attempt times out), so a burst of changes costs a
   secondary one NOTIFY per round trip, not one per change;
@@ -59,6 +60,7 @@ class Notifier:
         self.key_name = key_name
         self._wanted: dict[tuple[str, tuple[str, int]], dns.rrset.RRset] = {}  # newest SOA not yet acknowledged
         self._tasks: dict[tuple[str, tuple[str, int]], asyncio.Task[None]] = {}
+        self._wake: dict[tuple[str, tuple[str, int]], asyncio.Event] = {}  # a newer serial cuts a retry's wait
         self.acknowledged: dict[tuple[str, tuple[str, int]], int] = {}  # last serial each target acknowledged
         self.sent = 0
 
@@ -67,6 +69,7 @@ class Notifier:
         for target in self.targets:
             job = (zone, target)
             self._wanted[job] = soa
+            self._wake.setdefault(job, asyncio.Event()).set()
             task = self._tasks.get(job)
             if task is None or task.done():
                 self._tasks[job] = asyncio.get_running_loop().create_task(self._run(job))
@@ -125,5 +128,9 @@ class Notifier:
                 delay,
                 extra={"event": "notify_retry", "zone": zone, "serial": serial, "peer": f"{host}:{port}"},
             )
-            await asyncio.sleep(delay)  # the retry interval (RFC 1996 §3.6), not synchronisation
+            wake = self._wake.setdefault(job, asyncio.Event())
+            if self._wanted.get(job) is soa:  # nothing newer came meanwhile: wait the retry interval
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)  # RFC 1996 §3.6's interval, or a newer serial
             delay = min(delay * 2, RETRY_MAX)
