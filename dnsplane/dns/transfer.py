@@ -179,6 +179,7 @@ def ixfr_body(table: ZoneTable, client_serial: int) -> list[dns.rrset.RRset] | N
             want = version.after
     if not steps or want != table.serial:
         return None
+    builtin = {(r.name, int(r.rdtype)) for r in table.builtin_rrsets()}
     body: list[dns.rrset.RRset] = []
     for version in steps:
         old: set[tuple[dns.name.Name, int, int, object]] = set()
@@ -186,6 +187,8 @@ def ixfr_body(table: ZoneTable, client_serial: int) -> list[dns.rrset.RRset] | N
         for key, (before, after) in version.changes.items():
             old |= _single_rrs(endpoint_rrsets(key, before))
             new |= _single_rrs(endpoint_rrsets(key, after))
+        if any((rr[0], rr[1]) in builtin for rr in old | new):
+            return None  # an endpoint at a built-in's name and type (ns1.<zone> A): the full zone says it right
         body.append(_soa(table, version.before))
         body.extend(_as_rrsets(sorted(old - new, key=_order)))
         body.append(_soa(table, version.after))
