@@ -25,7 +25,9 @@ Freshness guarantees:
 
 Hidden primary (``transfer``, see ``dnsplane.dns.transfer`` and ``dnsplane.dns.notify``): AXFR and
 IXFR over TCP to the clients the policy allows, and a NOTIFY to each configured secondary after
-every bump, retried until acknowledged, in tasks of the event loop.
+every bump, retried until acknowledged, in tasks of the event loop. A transfer copies the zone's
+current version in the loop thread (a dict of frozen values) and is rendered in one worker thread,
+so queries are answered meanwhile (sharing the interpreter: slower, not stopped).
 
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
@@ -56,6 +58,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -128,6 +131,7 @@ class DnsServer:
         if self.transfer.keyring is not None:
             handle = self._responder.handle
             self._responder.signed = functools.partial(answer_signed, policy=self.transfer, handle=handle)
+        self._xfr_pool: ThreadPoolExecutor | None = None  # one thread builds zone transfers
         self.notifier = Notifier(self.transfer.notify, self.transfer.keyring, self.transfer.key_name)
         self._table_index = {id(t): i for i, t in enumerate(self._tables)}
         self._versions: list[int | None] = [None] * len(self.sources)
@@ -187,6 +191,9 @@ class DnsServer:
                 await self._poll_task
             self._poll_task = None
         await self.notifier.stop()
+        if self._xfr_pool is not None:
+            self._xfr_pool.shutdown(wait=False, cancel_futures=True)
+            self._xfr_pool = None
         if self._udp_sock is not None:
             loop.remove_reader(self._udp_sock.fileno())
             self._udp_sock.close()
@@ -468,16 +475,37 @@ class DnsServer:
         self.stats.tcp_queries += 1
         return self._responder.handle(data, False)
 
-    def tcp_messages(self, data: bytes, peer: str) -> list[bytes]:
-        """The messages answering one TCP message from ``peer`` (an address): a zone transfer's
-        several, else the responder's one; [] = close the connection."""
+    def tcp_messages(self, data: bytes, peer: str, later: Callable[[list[bytes]], None]) -> list[bytes] | None:
+        """The messages answering one TCP message from ``peer`` (an address): the responder's one, or a
+        refused transfer's; [] = close the connection. None = an allowed zone transfer, built in a
+        worker thread from a copy of the zone (answering goes on meanwhile): ``later`` is called with
+        its messages in the loop thread ([] when it failed)."""
         self._before_serving()
         out = transfer_messages(data, peer, self._zones_by_origin, self.transfer)
-        if out is not None:
-            self.stats.tcp_queries += 1
+        if out is None:
+            resp = self._handle_tcp(data)
+            return [] if resp is None else [resp]
+        self.stats.tcp_queries += 1
+        if isinstance(out, list):
             return out
-        resp = self._handle_tcp(data)
-        return [] if resp is None else [resp]
+        loop = self._loop
+        assert loop is not None
+        if self._xfr_pool is None:
+            self._xfr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns-xfr")
+        built = loop.run_in_executor(self._xfr_pool, out.build)
+        built.add_done_callback(functools.partial(_deliver, later))
+        return None
+
+
+def _deliver(later: Callable[[list[bytes]], None], built: asyncio.Future[list[bytes]]) -> None:
+    if built.cancelled():
+        return
+    exc = built.exception()
+    if exc is not None:
+        log.error("zone transfer failed: %s", exc, exc_info=exc, extra={"event": "xfr_failed"})
+        later([])
+        return
+    later(built.result())
 
 
 def _first_serial(now: int, last: int | None) -> int:
@@ -543,14 +571,23 @@ class _TcpConnection(asyncio.Protocol):
             msg = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
             try:
-                resps = self._server.tcp_messages(msg, self._peer)
+                resps = self._server.tcp_messages(msg, self._peer, self._send)
             except Exception:  # robustness boundary: one bad message must never stop the server
                 log.exception("query failed", extra={"event": "query_failed", "size": size})
                 resps = []
+            if resps is None:
+                continue  # a zone transfer: sent by _send when built
             if not resps:
                 self.close()
                 return
-            transport.writelines([len(resp).to_bytes(2, "big") + resp for resp in resps])
+            self._send(resps)
+
+    def _send(self, resps: list[bytes]) -> None:
+        """Write response messages, each with its length; [] closes the connection."""
+        if not resps:
+            self.close()
+        elif self._transport is not None:
+            self._transport.writelines([len(resp).to_bytes(2, "big") + resp for resp in resps])
 
     def pause_writing(self) -> None:
         if self._transport is not None:

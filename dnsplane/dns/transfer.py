@@ -6,8 +6,9 @@ What this module owns:
   from the fleet file's ``serve.transfer`` by ``policy_of``;
 - ``zone_rrsets``: the zone as a secondary receives it: SOA, the apex NS (``serve.ns``, or
   ``ns1.<zone>`` and its glue A 127.0.0.1), and for each endpoint its records and its marker TXT;
-- ``transfer_messages``: one TCP request in, the response messages out (or None: not a transfer,
-  the ordinary responder answers it);
+- ``transfer_messages``: one TCP request in; out: None (not a transfer: the ordinary responder
+  answers it), a refusal's messages, or a ``Transfer`` (the request and a ``ZoneSnapshot``) whose
+  ``build`` renders the answer's messages;
 - ``answer_signed``: an ordinary query signed with TSIG (secondaries sign their SOA checks with the
   key they transfer with), answered by the responder and signed.
 
@@ -28,11 +29,12 @@ Guarantees:
   format (per version: old SOA, deleted RRs, new SOA, added RRs); otherwise (serial unknown,
   journal too short, client serial newer than ours) the full zone in AXFR form, which RFC 1995 §4
   allows;
-- it reads the zone tables and writes nothing: it runs in the server's loop thread, on one
-  consistent version of the zone.
+- ``transfer_messages`` runs in the server's loop thread and only copies (the zone table's dict of
+  frozen values, its journal): one consistent version of the zone; ``Transfer.build`` reads only
+  that copy, so the server runs it in a worker thread while queries are answered.
 
-Limits: the whole answer is built before the first byte is sent (a large zone blocks answering for
-the time dnspython takes to render it); no IXFR over UDP; no SOA-only answer to AXFR.
+Limits: the whole answer is built before the first byte is sent (about 3.5 s for 10,000 names on
+the CI machine, in the worker thread); no IXFR over UDP; no SOA-only answer to AXFR.
 """
 
 from __future__ import annotations
@@ -51,13 +53,16 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.renderer
 import dns.rrset
 import dns.serial
 import dns.tsig
 import dns.tsigkeyring
 
 from dnsplane.config import ServeConfig
-from dnsplane.dns.render import MARKER_MAX_TTL, rrset_wire
+from dnsplane.dns.render import MARKER_MAX_TTL
 from dnsplane.dns.zonetable import Version, ZoneTable
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.providers.rfc2136.keys import parse_key_file
@@ -141,7 +146,10 @@ def _endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rr
     if rs is not None:
         addresses = rs.addresses()
         if addresses:
-            out.append(dns.rrset.from_text_list(key.name, rs.ttl, _IN, key.rtype, addresses))
+            cls = dns.rdtypes.IN.A.A if key.rtype == "A" else dns.rdtypes.IN.AAAA.AAAA
+            rdtype = dns.rdatatype.A if key.rtype == "A" else dns.rdatatype.AAAA
+            out.append(dns.rrset.from_rdata_list(dns.name.from_text(key.name), rs.ttl,
+                                                 [cls(_IN, rdtype, a) for a in addresses]))
     if observed.marker is not None:
         ttl = max(0, min(MARKER_MAX_TTL, rs.ttl)) if rs is not None else MARKER_MAX_TTL
         txt = dns.rdtypes.ANY.TXT.TXT(_IN, dns.rdatatype.TXT, [observed.marker.to_text().encode()])
@@ -149,7 +157,29 @@ def _endpoint_rrsets(key: EndpointKey, observed: Observed | None) -> list[dns.rr
     return out
 
 
-def zone_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
+@dataclass(frozen=True)
+class ZoneSnapshot:
+    """One version of a zone, copied out of its table in the loop thread, read in a worker thread."""
+
+    zone: str
+    origin: dns.name.Name
+    serial: int
+    soa: dns.rrset.RRset
+    builtin: list[dns.rrset.RRset]
+    observed: dict[EndpointKey, Observed]
+    journal: tuple[Version, ...]
+
+    @classmethod
+    def of(cls, table: ZoneTable) -> ZoneSnapshot:
+        """Cheap (copies of a dict and a deque of frozen values): done in the loop thread."""
+        return cls(table.zone, table.origin, table.serial, table.soa_rrset(), table.builtin_rrsets(),
+                   dict(table.observed), tuple(table.journal))
+
+    def builtin_rrsets(self) -> list[dns.rrset.RRset]:
+        return self.builtin
+
+
+def zone_rrsets(table: ZoneSnapshot) -> list[dns.rrset.RRset]:
     """Every RRset of the zone but the SOA: built-ins (unless an endpoint holds their slot), endpoints."""
     found: dict[RRKey, dns.rrset.RRset] = {(r.name, int(r.rdtype)): r for r in table.builtin_rrsets()}
     for key, observed in table.observed.items():
@@ -158,8 +188,8 @@ def zone_rrsets(table: ZoneTable) -> list[dns.rrset.RRset]:
     return [found[k] for k in sorted(found)]
 
 
-def _soa(table: ZoneTable, serial: int) -> dns.rrset.RRset:
-    soa = table.soa_rrset()
+def _soa(table: ZoneSnapshot, serial: int) -> dns.rrset.RRset:
+    soa = table.soa
     return dns.rrset.from_rdata(soa.name, soa.ttl, soa[0].replace(serial=serial))
 
 
@@ -167,7 +197,7 @@ def _single_rrs(rrsets: Iterable[dns.rrset.RRset]) -> set[tuple[dns.name.Name, i
     return {(r.name, int(r.rdtype), r.ttl, rd) for r in rrsets for rd in r}
 
 
-def ixfr_body(table: ZoneTable, client_serial: int) -> list[dns.rrset.RRset] | None:
+def ixfr_body(table: ZoneSnapshot, client_serial: int) -> list[dns.rrset.RRset] | None:
     """RFC 1995 differences from ``client_serial`` to now, or None when the journal does not reach it."""
     steps: list[Version] = []
     want = client_serial
@@ -234,10 +264,53 @@ def is_transfer(data: bytes) -> bool:
     return ((data[i + 1] << 8) | data[i + 2]) in _TRANSFER_TYPES
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """An allowed transfer: the request and a snapshot of the zone; ``build`` renders the answer.
+
+    ``build`` reads only this value, so it may run in a worker thread while the loop answers queries.
+    """
+
+    query: dns.message.Message
+    peer: str
+    zone: ZoneSnapshot
+
+    def build(self) -> list[bytes]:
+        q, zone = self.query, self.zone
+        body: list[dns.rrset.RRset] | None = None
+        kind = "AXFR"
+        if q.question[0].rdtype == dns.rdatatype.IXFR:
+            client = _client_serial(q)
+            assert client is not None  # checked by transfer_messages
+            if client == zone.serial or dns.serial.Serial(client) > dns.serial.Serial(zone.serial):
+                body = [_soa(zone, zone.serial)]  # up to date (or ahead of us: it gets our SOA, RFC 1995 §2)
+                kind = "IXFR-current"
+            else:
+                diff = ixfr_body(zone, client)
+                if diff is not None:
+                    body = [_soa(zone, zone.serial), *diff, _soa(zone, zone.serial)]
+                kind = "IXFR" if diff is not None else "AXFR-for-IXFR"
+        if body is None:
+            soa = _soa(zone, zone.serial)
+            body = [soa, *zone_rrsets(zone), soa]
+        messages = _render(q, body)
+        log.info(
+            "zone transfer %s of %s (serial %d) to %s: %d messages",
+            kind,
+            zone.zone,
+            zone.serial,
+            self.peer,
+            len(messages),
+            extra={"event": "xfr", "kind": kind, "zone": zone.zone, "serial": zone.serial, "peer": self.peer},
+        )
+        return messages
+
+
 def transfer_messages(
     data: bytes, peer: str, zones: dict[dns.name.Name, ZoneTable], policy: TransferPolicy
-) -> list[bytes] | None:
-    """The response messages to a TCP request, or None when it is not a zone transfer."""
+) -> list[bytes] | Transfer | None:
+    """What answers a TCP request: None when it is not a zone transfer (the responder answers it), the
+    messages of a refusal, or an allowed ``Transfer`` to build (in the loop thread, it only copies)."""
     if not is_transfer(data):
         return None
     keyring = policy.keyring or {}
@@ -268,37 +341,11 @@ def transfer_messages(
         r = dns.message.make_response(q)
         r.set_rcode(dns.rcode.REFUSED)
         return [r.to_wire()]
-    rdtype = question.rdtype
-    body: list[dns.rrset.RRset] | None = None
-    kind = "AXFR"
-    if rdtype == dns.rdatatype.IXFR:
-        client = _client_serial(q)
-        if client is None:
-            r = dns.message.make_response(q)
-            r.set_rcode(dns.rcode.FORMERR)
-            return [r.to_wire()]
-        if client == zone.serial or dns.serial.Serial(client) > dns.serial.Serial(zone.serial):
-            body = []  # up to date (or ahead of us: it gets our SOA, RFC 1995 §2)
-            kind = "IXFR-current"
-        else:
-            body = ixfr_body(zone, client)
-            kind = "IXFR" if body is not None else "AXFR-for-IXFR"
-        if body is not None:
-            body = [_soa(zone, zone.serial), *body, _soa(zone, zone.serial)] if body else [_soa(zone, zone.serial)]
-    if body is None:
-        soa = _soa(zone, zone.serial)
-        body = [soa, *zone_rrsets(zone), soa]
-    messages = _render(q, body)
-    log.info(
-        "zone transfer %s of %s (serial %d) to %s: %d messages",
-        kind,
-        zone.zone,
-        zone.serial,
-        peer,
-        len(messages),
-        extra={"event": "xfr", "kind": kind, "zone": zone.zone, "serial": zone.serial, "peer": peer},
-    )
-    return messages
+    if question.rdtype == dns.rdatatype.IXFR and _client_serial(q) is None:
+        r = dns.message.make_response(q)
+        r.set_rcode(dns.rcode.FORMERR)
+        return [r.to_wire()]
+    return Transfer(q, peer, ZoneSnapshot.of(zone))
 
 
 def answer_signed(
@@ -341,31 +388,41 @@ def _refusal(data: bytes, rcode: int, peer: str, why: str) -> list[bytes]:
 
 
 def _render(q: dns.message.Message, body: list[dns.rrset.RRset]) -> list[bytes]:
-    """Split ``body`` over messages of about MESSAGE_SIZE bytes, signed in one TSIG context if asked."""
+    """``body`` over messages of at most MESSAGE_SIZE bytes (one RRset alone may take up to 65,535),
+    the question in the first only, each signed in one TSIG context when the request was signed."""
+    key = q.keyring if q.had_tsig and isinstance(q.keyring, dns.tsig.Key) else None
+    question = q.question[0]
+    flags = dns.flags.QR | dns.flags.AA | (q.flags & dns.flags.RD)
     out: list[bytes] = []
     ctx = None
-    first = True
     i = 0
-    while i < len(body) or first:
-        if first:
-            m = dns.message.make_response(q)
-        else:
-            m = dns.message.Message(id=q.id)
-            if q.had_tsig and q.keyring and q.keyalgorithm is not None:
-                m.use_tsig(q.keyring, q.keyname, algorithm=q.keyalgorithm)
-        m.flags |= dns.flags.QR | dns.flags.AA
-        size = 0
-        while i < len(body):
-            rrset = body[i]
-            est = len(rrset_wire(rrset))  # uncompressed: an upper bound of its share of the message
-            if m.answer and size + est > MESSAGE_SIZE:
-                break
-            m.answer.append(rrset)
-            size += est
-            i += 1
-        multi = q.had_tsig
-        wire = m.to_wire(max_size=65535, multi=multi, tsig_ctx=ctx)
-        ctx = m.tsig_ctx if multi else None
-        out.append(wire)
-        first = False
+    while i < len(body) or not out:
+        size = MESSAGE_SIZE
+        while True:
+            r = dns.renderer.Renderer(q.id, flags, size)
+            if not out:
+                r.add_question(question.name, question.rdtype, question.rdclass)
+            if key is not None:
+                r.reserve(_TSIG_RESERVE)
+            j = i
+            try:
+                while j < len(body):
+                    r.add_rrset(dns.renderer.ANSWER, body[j])
+                    j += 1
+            except dns.exception.TooBig:
+                if j == i:  # one RRset larger than a message of MESSAGE_SIZE: give it a message of its own
+                    if size == 65535:
+                        raise
+                    size = 65535
+                    continue
+            break
+        i = j
+        r.release_reserved()
+        r.write_header()
+        if key is not None:
+            ctx = r.add_multi_tsig(ctx, key.name, key, 300, q.id, 0, b"", q.mac if not out else b"", key.algorithm)
+        out.append(r.get_wire())
     return out
+
+
+_TSIG_RESERVE = 300  # bytes kept for the TSIG RR: name, fixed fields, a MAC of up to 64 bytes

@@ -11,6 +11,7 @@ import base64
 import ipaddress
 import json
 import random
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -303,5 +304,29 @@ def test_serve_ns_replaces_ns1_in_answers_and_transfers(source: FakeSource) -> N
         assert texts(zone, ZONE, "NS") == {"a.ns.example.net.", "b.ns.example.net."}
         assert zone.get_rdataset(dns.name.from_text("ns1." + ZONE), "A") is None
         assert zone.get_soa().mname == dns.name.from_text("a.ns.example.net.")
+    finally:
+        r.close()
+
+
+def test_queries_are_answered_while_a_transfer_is_built(source: FakeSource) -> None:
+    for i in range(3000):
+        source.data[API._replace(name=f"n{i}.demo.test.")] = obs(60, [Member("x", (f"10.8.{i // 250}.{i % 250}",), 1)])
+    r = running(source, policy())
+    try:
+        q = dns.message.make_query(ZONE, "AXFR")
+        q.use_tsig(KEYRING, KEY)
+        before = r.server.stats.tcp_queries
+        with socket.create_connection((HOST, r.port), timeout=30) as s:
+            dns.query.send_tcp(s, q)
+            wait_for("the transfer request taken", lambda: r.server.stats.tcp_queries > before, 10)
+            answer = dns.query.udp(dns.message.make_query(API.name, "A"), HOST, port=r.port, timeout=10)
+            assert answer.rcode() == dns.rcode.NOERROR
+            # answered while the zone (3,000 names, a second or so) is still being rendered in a worker
+            # thread: nothing of the transfer has come yet. Built in the loop thread, it came first.
+            ready, _, _ = select.select([s], [], [], 0)
+            assert not ready, "the transfer was sent before a query that came after it was answered"
+            size = int.from_bytes(_read(s, 2), "big")
+            first = dns.message.from_wire(_read(s, size), keyring=KEYRING, request_mac=q.mac, multi=True, xfr=True)
+            assert first.answer[0].rdtype == dns.rdatatype.SOA
     finally:
         r.close()
