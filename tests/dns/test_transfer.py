@@ -30,7 +30,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from dnsplane.dns import DnsServer
+from dnsplane.dns import DnsServer, notify
 from dnsplane.dns.transfer import TransferPolicy
 from dnsplane.model import Member, marker_name
 from tests.dns.test_server import ALL, API, HOST, WEIGHTED, ZONE, FakeSource, Running, initial_data, obs
@@ -330,3 +330,21 @@ def test_queries_are_answered_while_a_transfer_is_built(source: FakeSource) -> N
             assert first.answer[0].rdtype == dns.rdatatype.SOA
     finally:
         r.close()
+
+
+def test_a_newer_serial_is_notified_at_once_not_after_the_retry_wait(
+        source: FakeSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify, "ATTEMPT_TIMEOUT", 0.3)
+    monkeypatch.setattr(notify, "RETRY_FIRST", 60.0)  # a retry would come long after the bound below
+    sec = FakeSecondary(ignore=1)  # the first NOTIFY goes unanswered
+    r = running(source, policy(notify=((HOST, sec.port),)))
+    try:
+        table = r.server._tables[0]
+        wait_for("the first NOTIFY", lambda: len(sec.received) == 1, 10)
+        first = table.serial
+        source.commit(API, obs(30, [Member("lb-2", ("10.0.0.2",), 1000)], gen=8))
+        wait_for("the newer serial acknowledged", lambda: sec.acked[-1:] == [table.serial], 10)
+        assert table.serial != first and first not in sec.acked  # the newer serial replaced it
+    finally:
+        r.close()
+        sec.close()
