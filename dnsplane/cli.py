@@ -179,7 +179,7 @@ async def serve_last_good(fleet: Fleet, options: Options, err: DamagedDataFile, 
     read-only, until stopped, rather than leave every name unanswered (I1: dnsplane is the authoritative
     server here). No plan, write or repair is made. False when this does not apply (another provider, or
     ``dns.sqlite`` damaged too): the caller then fails fast. The exit status stays 2 either way."""
-    from dnsplane.dns.server import DnsServer
+    from dnsplane.dns.server import SERIAL_FILE, DnsServer
     from dnsplane.providers.embedded import EmbeddedProvider
 
     dns_file = options.data_dir / "dns.sqlite"
@@ -190,7 +190,10 @@ async def serve_last_good(fleet: Fleet, options: Options, err: DamagedDataFile, 
         provider = EmbeddedProvider(dns_file, fleet.zone)
     except DnsplaneError:
         return False
-    server = DnsServer([provider], options.dns_host, options.dns_port)
+    from dnsplane.dns.transfer import policy_of
+
+    server = DnsServer([provider], options.dns_host, options.dns_port, transfer=policy_of(fleet.serve),
+                       serial_file=options.data_dir / SERIAL_FILE)
     try:
         await server.start()
         err_console.print(

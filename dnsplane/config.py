@@ -28,6 +28,8 @@ The format is documented in docs/fleet-file.md. This module reads files; it does
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import ipaddress
 import json
@@ -73,7 +75,9 @@ from dnsplane.providerconfig import (
     option_fields,
 )
 
-__all__ = ["DEMO_SOURCE", "Fleet", "demo_fleet", "demo_target_ids", "load_fleet", "parse_fleet"]
+__all__ = [
+    "DEMO_SOURCE", "Fleet", "ServeConfig", "TransferKey", "demo_fleet", "demo_target_ids", "load_fleet", "parse_fleet",
+]
 
 DEMO_SOURCE = "<demo>"
 
@@ -82,16 +86,54 @@ _NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "f
 _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "timestamp"))
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
-_TOP_KEYS = ("zone", "owner", "provider", "defaults", "targets", "endpoints")
+_TOP_KEYS = ("zone", "owner", "provider", "serve", "defaults", "targets", "endpoints")
+_SERVE_KEYS = ("ns", "transfer", "notify", "journal")
+_TRANSFER_KEYS = ("allow", "key")
+_KEY_KEYS = ("name", "algorithm", "secret", "file")
 _DEFAULTS_KEYS = ("ttl", "policy")
 _TARGET_KEYS = ("addresses", "capacity", "check")
 _CHECK_KEYS = ("tcp", "http", "expect_status", "timeout")
 _ENDPOINT_KEYS = ("name", "type", "ttl", "targets", "policy", "adopt")
 _POLICY_KEYS = ("min_targets", "max_weight_shift", "fail_open", "rise", "fall", "answer")
 
+_TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 _TARGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _PLACEHOLDER = re.compile(r"\$\{port:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferKey:
+    """The TSIG key zone transfers must be signed with: inline (``secret``) or a BIND key ``file``.
+
+    ``name`` is absolute; with ``file``, ``name`` may be "" (the file's only key) and ``algorithm`` and
+    ``secret`` are read from the file when the server starts (``dnsplane.dns.transfer``).
+    """
+
+    name: str
+    algorithm: str = "hmac-sha256"
+    secret: str = ""
+    file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """The embedded server as a hidden primary (``serve:``): who may transfer the zone, whom to NOTIFY.
+
+    ``ns``: the zone's NS names (``()``: ``ns1.<zone>``, glue 127.0.0.1, as before ``serve:`` existed).
+    ``transfer`` False (no ``serve.transfer`` block): every AXFR/IXFR is REFUSED. Otherwise a transfer
+    is answered to a client whose address is in one of ``allow`` (networks, canonical text) and, when
+    ``key`` is set, only when the request is signed with that key. ``notify`` lists (host, port) sent a
+    NOTIFY after every applied change; ``journal`` is how many zone versions IXFR can reach back.
+    """
+
+    transfer: bool = False
+    allow: tuple[str, ...] = ()
+    key: TransferKey | None = None
+    notify: tuple[tuple[str, int], ...] = ()
+    journal: int = 100
+    ns: tuple[str, ...] = ()  # the zone's NS (absolute, outside the zone); () = ns1.<zone> with glue 127.0.0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +150,7 @@ class Fleet:
     source: str = field(default="<string>", compare=False)
     provider: ProviderConfig = field(default_factory=EmbeddedConfig)
     owner: str = ""
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
         seen: set[EndpointKey] = set()
@@ -328,6 +371,10 @@ class _Parser:
             if "policy" in defaults:
                 default_policy = self.policy_fields(defaults["policy"][1], "defaults.policy")
         provider = self.provider(top["provider"][1]) if "provider" in top else EmbeddedConfig()
+        serve = self.serve(top["serve"][1], zone) if "serve" in top else ServeConfig()
+        if "serve" in top and provider.kind != "embedded":
+            kind = provider.kind
+            self.fail(top["serve"][0], f"serve: applies to the embedded provider only (this fleet's is {kind})")
         owner = ""
         if "owner" in top:
             onode = top["owner"][1]
@@ -345,7 +392,97 @@ class _Parser:
                 pairs = node.value if isinstance(node, MappingNode) else []
                 name_node = next((v for k, v in pairs if getattr(k, "value", None) == "name"), node)
                 self.fail(name_node, f"endpoints[{i}] ({endpoints[-1].key}): {problem}")
-        return Fleet(zone, tuple(endpoints), self.path, provider, owner)
+        return Fleet(zone, tuple(endpoints), self.path, provider, owner, serve)
+
+    def serve(self, node: Node, zone: str) -> ServeConfig:
+        """The ``serve:`` block: zone transfers (ACL and TSIG key), NOTIFY targets, IXFR journal length."""
+        entries = self.entries(node, "serve", _SERVE_KEYS)
+        transfer = False
+        allow: list[str] = []
+        key: TransferKey | None = None
+        if "transfer" in entries:
+            transfer = True
+            tr = self.entries(entries["transfer"][1], "serve.transfer", _TRANSFER_KEYS, required=("allow",))
+            for i, anode in enumerate(self.items(tr["allow"][1], "serve.transfer.allow", "addresses or prefixes")):
+                at = f"serve.transfer.allow[{i}]"
+                raw = self.text(anode, at).strip()
+                try:
+                    net = ipaddress.ip_network(raw, strict=True)
+                except ValueError as e:
+                    self.fail(anode, f"{at}: must be an IP address or prefix such as 192.0.2.0/24, got {raw!r} ({e})")
+                if str(net) in allow:
+                    self.fail(anode, f"{at}: duplicate {net}")
+                allow.append(str(net))
+            if "key" in tr:
+                key = self.transfer_key(tr["key"][1])
+        notify: list[tuple[str, int]] = []
+        if "notify" in entries:
+            for i, nnode in enumerate(self.items(entries["notify"][1], "serve.notify", "'address:port' items")):
+                at = f"serve.notify[{i}]"
+                host, port = self.host_port(nnode, at)
+                try:
+                    ipaddress.ip_address(host)
+                except ValueError:
+                    self.fail(nnode, f"{at}: the host must be an IP address (a secondary), got {host!r}")
+                if (host, port) in notify:
+                    self.fail(nnode, f"{at}: duplicate {host}:{port}")
+                notify.append((host, port))
+        journal = 100
+        if "journal" in entries:
+            journal = self.integer(entries["journal"][1], "serve.journal", 1, 100_000)
+        ns: list[str] = []
+        if "ns" in entries:
+            for i, nnode in enumerate(self.items(entries["ns"][1], "serve.ns", "name server names")):
+                at = f"serve.ns[{i}]"
+                raw = self.text(nnode, at).strip()
+                if not raw.endswith("."):
+                    self.fail(nnode, f"{at}: must be an absolute name with a trailing dot, got {raw!r}")
+                name = normalise_name(raw)
+                problem = _name_problem(name)
+                if problem:
+                    self.fail(nnode, f"{at}: {problem}")
+                if in_zone(name, zone):
+                    self.fail(nnode, f"{at}: {name} is inside the zone {zone}, which would need glue addresses "
+                                     "dnsplane does not serve; name a server outside the zone")
+                if name in ns:
+                    self.fail(nnode, f"{at}: duplicate {name}")
+                ns.append(name)
+        return ServeConfig(transfer, tuple(allow), key, tuple(notify), journal, tuple(ns))
+
+    def transfer_key(self, node: Node) -> TransferKey:
+        """``key: {name, algorithm, secret}`` or ``key: {file[, name]}`` (a BIND key file, as rfc2136 reads)."""
+        where = "serve.transfer.key"
+        fields = self.entries(node, where, _KEY_KEYS)
+        if "file" in fields:
+            for k in ("secret", "algorithm"):
+                if k in fields:
+                    self.fail(fields[k][0], f"{where}: give either file (and name) or name, algorithm and secret")
+            option = Option("file", "a BIND key file (tsig-keygen)")
+            path = cast(str, self.option(fields["file"][1], f"{where}.file", option))
+            name = normalise_name(self.text(fields["name"][1], f"{where}.name")) if "name" in fields else ""
+            return TransferKey(name, "", "", path)
+        for k in ("name", "secret"):
+            if k not in fields:
+                self.fail(node, f"{where}: missing required key {k!r} (or give file: a BIND key file)")
+        name = self.text(fields["name"][1], f"{where}.name").strip()
+        problem = _name_problem(normalise_name(name)) if name not in ("", ".") else "must not be empty"
+        if problem:
+            self.fail(fields["name"][1], f"{where}.name: {problem}")
+        algorithm = "hmac-sha256"
+        if "algorithm" in fields:
+            anode = fields["algorithm"][1]
+            algorithm = self.text(anode, f"{where}.algorithm").strip().lower()
+            if algorithm not in _TSIG_ALGORITHMS:
+                self.fail(anode, f"{where}.algorithm: must be one of {', '.join(_TSIG_ALGORITHMS)}, got {algorithm!r}")
+        snode = fields["secret"][1]
+        secret = self.text(snode, f"{where}.secret").strip()
+        try:
+            raw = base64.b64decode(secret, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not raw:
+            self.fail(snode, f"{where}.secret: must be non-empty base64 (tsig-keygen writes one)")
+        return TransferKey(normalise_name(name), algorithm, secret)
 
     def provider(self, node: Node) -> ProviderConfig:
         """The ``provider:`` block as its kind's typed config; the options are that class's fields."""

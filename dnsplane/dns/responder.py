@@ -32,6 +32,8 @@ Guarantees:
 - ANY is answered with one RRset over UDP and every RRset over TCP (RFC 8482);
 - docs/dns-protocol.md lists every choice and where the answers differ from BIND 9.18's
   (tests/dns/test_bind_differential.py holds the server to that list).
+- a TSIG-signed query goes to ``signed`` (set by the server when a transfer key is configured,
+  see ``dnsplane.dns.transfer.answer_signed``: verified, answered here, signed), else FORMERR.
 - UDP responses never exceed 512 bytes without EDNS, nor
   ``max(512, min(client payload, 1232))`` with EDNS: a larger answer is sent as a
   truncated response (TC, empty answer section).
@@ -44,7 +46,8 @@ Guarantees:
 Limits:
 - not thread-safe: the tables are mutated and read in one thread (the server's event loop
   thread), or mutated under the server's lock while no loop serves queries;
-- no wildcards, delegations, CNAMEs, DNSSEC or zone transfers;
+- no wildcards, delegations, CNAMEs or DNSSEC; AXFR and IXFR are REFUSED here (the server
+  answers them over TCP with ``dnsplane.dns.transfer``);
 - no DNS cookies: a COOKIE of a valid length is ignored like every other option
   (RFC 6891 §6.1.2), so no server cookie is returned.
 """
@@ -56,7 +59,7 @@ import logging
 import random
 import struct
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -191,6 +194,7 @@ class Responder:
         self.zones: dict[bytes, ZoneTable] = {}
         self.stats = ServerStats()
         self._random = (rng or random.Random()).random
+        self.signed: Callable[[bytes, bool], bytes | None] | None = None  # answers TSIG-signed queries
 
     def add_zone(self, zone: str, serial: int) -> ZoneTable:
         table = ZoneTable(zone, self.names, serial)
@@ -385,6 +389,10 @@ class Responder:
         except dns.message.ShortHeader:
             self.stats.dropped += 1
             return None
+        except dns.message.UnknownTSIGKey:  # TSIG-signed: the server's keys verify it (dnsplane.dns.transfer)
+            if self.signed is not None:
+                return self.signed(data, udp)
+            return self._header_only(data, RCODE_FORMERR)
         except (dns.exception.DNSException, ValueError, IndexError, struct.error, UnicodeError) as exc:
             # dnspython refuses malformed OPTs too (an option past the record, a COOKIE of a length
             # RFC 7873 §5.2.2 forbids): FORMERR, with our OPT when the OPT itself reads (see _scan)

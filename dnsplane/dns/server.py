@@ -17,7 +17,17 @@ Freshness guarantees:
   50 ms while queries arrive, and by a 100 ms periodic task otherwise; when it
   changed, the whole zone is re-read (only endpoints whose content changed are
   re-rendered);
-- the SOA serial of a zone is bumped on every refresh of that zone.
+- the SOA serial of a zone is bumped on every refresh of that zone (one applied batch), and
+  follows RFC 1982: it starts at ``max(now in seconds, last serial + 1)``, the last serial read
+  from ``serial_file`` when one is given, which is rewritten (atomically, not fsynced) after every
+  bump before any query can see the new serial; so a secondary never sees it go backwards across
+  restarts of the process (a crash of the machine may lose the last write).
+
+Hidden primary (``transfer``, see ``dnsplane.dns.transfer`` and ``dnsplane.dns.notify``): AXFR and
+IXFR over TCP to the clients the policy allows, and a NOTIFY to each configured secondary after
+every bump, retried until acknowledged, in tasks of the event loop. A transfer copies the zone's
+current version in the loop thread (a dict of frozen values) and is rendered in one worker thread,
+so queries are answered meanwhile (sharing the interpreter: slower, not stopped).
 
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
@@ -72,21 +82,28 @@ import asyncio
 import contextlib
 import errno
 import functools
+import json
 import logging
+import os
 import random
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import dns.rdatatype
+import dns.serial
 
+from dnsplane.dns.notify import Notifier
 from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
 from dnsplane.dns.render import name_wire
 from dnsplane.dns.responder import Responder, ServerStats
+from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messages
 from dnsplane.dns.zonetable import ZoneTable, ancestors
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, marker_name, normalise_name
@@ -107,6 +124,7 @@ _TXT = int(dns.rdatatype.TXT)
 UDP_BATCH = 64  # datagrams served per readiness event before yielding to the loop
 UDP_RECV_SIZE = 4096  # larger queries are truncated by the kernel and answered FORMERR
 BIND_ATTEMPTS = 20
+SERIAL_FILE = "dns-serial.json"  # in the data dir: the last serial of each zone (see the module docstring)
 
 
 class ZoneSource(Protocol):
@@ -158,6 +176,8 @@ class DnsServer:
         tcp_max_connections: int = TCP_MAX_CONNECTIONS,
         tcp_max_pipelined: int = TCP_MAX_PIPELINED,
         rate_limit: RateLimit | None = None,
+        transfer: TransferPolicy | None = None,
+        serial_file: Path | None = None,
     ) -> None:
         if min(tcp_idle_timeout, tcp_read_timeout, tcp_lifetime) <= 0:
             raise ValueError("TCP timeouts must be positive")
@@ -175,10 +195,22 @@ class DnsServer:
         self._limiter = ResponseLimiter(rate_limit) if rate_limit is not None else None
         self._responder = Responder(rng)
         self.stats: ServerStats = self._responder.stats
-        serial = int(time.time())
-        self._tables: list[ZoneTable] = [
-            self._responder.add_zone(normalise_name(src.zone), serial) for src in self.sources
-        ]
+        self.transfer = transfer or TransferPolicy()
+        self.serial_file = serial_file
+        last = self._read_serials()
+        self._tables: list[ZoneTable] = []
+        for src in self.sources:
+            zone = normalise_name(src.zone)
+            table = self._responder.add_zone(zone, _first_serial(int(time.time()), last.get(zone)))
+            table.set_journal_size(self.transfer.journal)
+            table.set_nameservers(self.transfer.nameservers)
+            self._tables.append(table)
+        self._zones_by_origin = {t.origin: t for t in self._tables}
+        if self.transfer.keyring is not None:
+            handle = self._responder.handle
+            self._responder.signed = functools.partial(answer_signed, policy=self.transfer, handle=handle)
+        self._xfr_pool: ThreadPoolExecutor | None = None  # one thread builds zone transfers
+        self.notifier = Notifier(self.transfer.notify, self.transfer.keyring, self.transfer.key_name)
         self._table_index = {id(t): i for i, t in enumerate(self._tables)}
         self._versions: list[int | None] = [None] * len(self.sources)
         self._lock = threading.RLock()  # serialises table updates between threads
@@ -248,6 +280,10 @@ class DnsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
             self._poll_task = None
+        await self.notifier.stop()
+        if self._xfr_pool is not None:
+            self._xfr_pool.shutdown(wait=False, cancel_futures=True)
+            self._xfr_pool = None
         if self._udp_sock is not None:
             loop.remove_reader(self._udp_sock.fileno())
             self._udp_sock.close()
@@ -393,6 +429,7 @@ class DnsServer:
             for key in group:
                 table.set(key, observed.get(key, Observed(None, None)))
             table.bump_serial()
+            self._bumped(table)
             self.stats.refreshes += 1
             if self._unwritten:
                 self._settle_unwritten()
@@ -430,6 +467,7 @@ class DnsServer:
             if table.set(key, observed):
                 changed += 1
         table.bump_serial()
+        self._bumped(table)
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten()
@@ -524,6 +562,33 @@ class DnsServer:
             + resp[12:end]
             + opt
         )
+
+    # --- serial and secondaries ------------------------------------------------
+    def _read_serials(self) -> dict[str, int]:
+        if self.serial_file is None:
+            return {}
+        try:
+            data = json.loads(self.serial_file.read_text())
+            return {str(k): int(v) & 0xFFFFFFFF for k, v in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("cannot read %s (%s): serials start from the clock", self.serial_file, exc,
+                        extra={"event": "serial_file_unreadable", "path": str(self.serial_file)})
+            return {}
+
+    def _bumped(self, table: ZoneTable) -> None:
+        """A new version of ``table``: persist its serial, then (while serving) notify the secondaries."""
+        if self.serial_file is not None:
+            tmp = self.serial_file.with_name(self.serial_file.name + ".tmp")
+            try:
+                tmp.write_text(json.dumps({t.zone: t.serial for t in self._tables}))
+                os.replace(tmp, self.serial_file)
+            except OSError as exc:
+                log.error("cannot write %s: %s", self.serial_file, exc,
+                          extra={"event": "serial_file_unwritable", "path": str(self.serial_file)})
+        if self.transfer.notify and self._loop is not None and threading.get_ident() == self._loop_thread:
+            self.notifier.changed(table.zone, table.soa_rrset())
 
     def _check_versions(self, now: float) -> None:
         self._next_version_check = now + VERSION_CHECK_INTERVAL
@@ -687,6 +752,46 @@ class DnsServer:
         self.limit_stats.tcp_accepted += 1
         return True
 
+    def tcp_messages(self, data: bytes, peer: str, later: Callable[[list[bytes]], None]) -> list[bytes] | None:
+        """The messages answering one TCP message from ``peer`` (an address): the responder's one, or a
+        refused transfer's; [] = close the connection. None = an allowed zone transfer, built in a
+        worker thread from a copy of the zone (answering goes on meanwhile): ``later`` is called with
+        its messages in the loop thread ([] when it failed)."""
+        self._before_serving()
+        out = transfer_messages(data, peer, self._zones_by_origin, self.transfer)
+        if out is None:
+            resp = self._handle_tcp(data)
+            return [] if resp is None else [resp]
+        self.stats.tcp_queries += 1
+        if isinstance(out, list):
+            return out
+        loop = self._loop
+        assert loop is not None
+        if self._xfr_pool is None:
+            self._xfr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dns-xfr")
+        built = loop.run_in_executor(self._xfr_pool, out.build)
+        built.add_done_callback(functools.partial(_deliver, later))
+        return None
+
+
+def _deliver(later: Callable[[list[bytes]], None], built: asyncio.Future[list[bytes]]) -> None:
+    if built.cancelled():
+        return
+    exc = built.exception()
+    if exc is not None:
+        log.error("zone transfer failed: %s", exc, exc_info=exc, extra={"event": "xfr_failed"})
+        later([])
+        return
+    later(built.result())
+
+
+def _first_serial(now: int, last: int | None) -> int:
+    """The serial a zone starts with: the clock, unless the last one served is not older (RFC 1982)."""
+    now &= 0xFFFFFFFF
+    if last is None or dns.serial.Serial(now) > dns.serial.Serial(last):
+        return now or 1
+    return (last + 1) & 0xFFFFFFFF or 1
+
 
 class _TcpConnection(asyncio.Protocol):
     """One TCP client: 2-byte length framing, several queries per connection, the limits of the module docstring.
@@ -715,6 +820,7 @@ class _TcpConnection(asyncio.Protocol):
         self._sent_seen = 0
         self._reading_paused = False
         self.pending_answers = 0
+        self._peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -724,6 +830,8 @@ class _TcpConnection(asyncio.Protocol):
         self._transport = transport
         # pause_writing as soon as anything is left unsent, resume_writing once all is sent
         transport.set_write_buffer_limits(high=0, low=0)
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._schedule()
 
     # --- deadlines ----------------------------------------------------------
@@ -814,14 +922,17 @@ class _TcpConnection(asyncio.Protocol):
             del buf[: 2 + size]
             self._message_started = now if buf else None
             try:
-                resp = self._server._handle_tcp(msg)
+                resps = self._server.tcp_messages(msg, self._peer, self._send)
             except Exception:  # robustness boundary: one bad message must never stop the server
                 log.exception("query failed", extra={"event": "query_failed", "size": size})
-                resp = None
-            if resp is None:
+                resps = []
+            if resps is None:
+                continue  # a zone transfer: sent by _send when built
+            if not resps:
                 self.close()
                 return
-            self.send(resp)
+            for resp in resps:
+                self.send(resp)
         if self._transport is None:
             return
         if not buf:
@@ -831,6 +942,13 @@ class _TcpConnection(asyncio.Protocol):
         elif self._message_started is None:
             self._message_started = now
         self._schedule()
+
+    def _send(self, resps: list[bytes]) -> None:
+        """A zone transfer's messages, built in a worker thread, written here; [] closes the connection."""
+        if not resps:
+            self.close()
+        for resp in resps:
+            self.send(resp)
 
     def send(self, resp: bytes) -> None:
         """Write one DNS message, framed; counted as pending while the transport cannot flush it."""

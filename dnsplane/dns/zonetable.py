@@ -3,7 +3,8 @@
 What this module owns:
 - ``ZoneTable``: the prerendered content of one zone, updated one endpoint at a time
   (``set``/``remove``), with the zone's built-in records (NS ``ns1.<zone>`` and its glue A
-  ``127.0.0.1``, and the SOA) and its serial (``bump_serial``, which re-renders the SOA);
+  ``127.0.0.1``, or the name servers ``set_nameservers`` gives, without glue; and the SOA, whose
+  MNAME is the first name server) and its serial (``bump_serial``, which re-renders the SOA);
 - ``Node``: a name that exists in a zone, with its answers by qtype;
 - the server-wide ``names`` dict (lower-case name wire -> ``Node``) that the responder reads
   on its hot path; every zone table writes into the same dict.
@@ -17,7 +18,10 @@ Guarantees:
   A at ``ns1``) gives the built-in back;
 - an endpoint outside the zone is logged and not served; one whose content dnspython
   refuses is logged and serves nothing (its earlier answers are withdrawn);
-- the serial is 32-bit and never 0 after a bump.
+- the serial is 32-bit and never 0 after a bump; ``bump_serial`` closes one version of the zone:
+  the endpoints changed since the previous bump (first content before, last content after) go
+  into ``journal`` as a ``Version`` (at most ``journal_size`` kept, oldest dropped), which is
+  what IXFR answers from (``dnsplane.dns.transfer``).
 
 Limits: not thread-safe (see ``dnsplane.dns.responder``); zones may nest, but a record set
 whose name falls inside a more specific served zone is not served by the parent (the caller
@@ -27,7 +31,9 @@ filters, see server.py).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dns.exception
 import dns.name
@@ -61,6 +67,18 @@ def ancestors(owner: bytes, apex: bytes) -> Iterator[bytes]:
         i += owner[i] + 1
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One applied batch: the serial before and after it, and each changed endpoint's (before, after)."""
+
+    before: int
+    after: int
+    changes: dict[EndpointKey, tuple[Observed | None, Observed | None]]
+
+
+JOURNAL_SIZE = 100
+
+
 class Node:
     """A name that exists in a zone: its answers by qtype (empty for an empty non-terminal)."""
 
@@ -86,21 +104,50 @@ class ZoneTable:
         self.names = names
         self.serial = serial & 0xFFFFFFFF
         self.observed: dict[EndpointKey, Observed] = {}
+        self.journal: deque[Version] = deque(maxlen=JOURNAL_SIZE)
+        self._changes: dict[EndpointKey, tuple[Observed | None, Observed | None]] = {}
         self._rendered: dict[EndpointKey, dict[Slot, Answer]] = {}
         self._builtin: dict[Slot, Answer] = {}
         self.soa_rr = b""  # uncompressed SOA RR for the authority section of negative answers
-        ns1 = dns.name.from_text("ns1", self.origin)
-        ns_rrset = dns.rrset.from_text(self.origin, NS_TTL, _IN, _QTYPE_NS, ns1.to_text())
-        glue = dns.rrset.from_text(ns1, NS_TTL, _IN, _QTYPE_A, NS_ADDRESS)
-        self._builtin[(self.apex, _QTYPE_NS)] = Answer([render_response(self.origin, _QTYPE_NS, [ns_rrset], [glue])])
-        self._builtin[(name_wire(ns1), _QTYPE_A)] = Answer([render_response(ns1, _QTYPE_A, [glue])])
+        self.nameservers: tuple[str, ...] = ()  # () = ns1.<zone> with its glue A 127.0.0.1
+        self._render_ns()
         self._render_soa()
+        for (owner, qtype), ans in self._builtin.items():
+            self._put(owner, qtype, ans)
+
+    # --- NS ------------------------------------------------------------
+    def builtin_rrsets(self) -> list[dns.rrset.RRset]:
+        """The apex NS RRset, and the glue A of ``ns1.<zone>`` when it is the name server."""
+        if self.nameservers:
+            return [dns.rrset.from_text_list(self.origin, NS_TTL, _IN, _QTYPE_NS, list(self.nameservers))]
+        ns1 = dns.name.from_text("ns1", self.origin)
+        return [dns.rrset.from_text(self.origin, NS_TTL, _IN, _QTYPE_NS, ns1.to_text()),
+                dns.rrset.from_text(ns1, NS_TTL, _IN, _QTYPE_A, NS_ADDRESS)]
+
+    def _render_ns(self) -> None:
+        ns, *glue = self.builtin_rrsets()
+        self._builtin[(self.apex, _QTYPE_NS)] = Answer([render_response(self.origin, _QTYPE_NS, [ns], glue)])
+        for rrset in glue:
+            self._builtin[(name_wire(rrset.name), _QTYPE_A)] = Answer([render_response(rrset.name, _QTYPE_A, [rrset])])
+
+    def set_nameservers(self, names: tuple[str, ...]) -> None:
+        """Serve NS ``names`` (absolute, outside the zone: no glue) at the apex instead of ``ns1.<zone>``.
+        Call it before any endpoint is set (it does not look for endpoints holding the built-ins' slots)."""
+        if names == self.nameservers:
+            return
+        self.nameservers = tuple(names)
+        old = dict(self._builtin)
+        self._builtin = {slot: ans for slot, ans in old.items() if slot[1] == _QTYPE_SOA}
+        self._render_ns()
+        for slot in old.keys() - self._builtin.keys():
+            self._drop(*slot)
         for (owner, qtype), ans in self._builtin.items():
             self._put(owner, qtype, ans)
 
     # --- SOA / serial -------------------------------------------------
     def soa_rrset(self) -> dns.rrset.RRset:
-        text = f"ns1.{self.zone} hostmaster.{self.zone} {self.serial} 3600 600 86400 60"
+        mname = self.nameservers[0] if self.nameservers else f"ns1.{self.zone}"
+        text = f"{mname} hostmaster.{self.zone} {self.serial} 3600 600 86400 60"
         return dns.rrset.from_text(self.origin, SOA_TTL, _IN, _QTYPE_SOA, text)
 
     def _render_soa(self) -> None:
@@ -111,8 +158,19 @@ class ZoneTable:
         self._put(self.apex, _QTYPE_SOA, ans)
 
     def bump_serial(self) -> None:
+        before = self.serial
         self.serial = (self.serial + 1) & 0xFFFFFFFF or 1
         self._render_soa()
+        changes = {k: v for k, v in self._changes.items() if v[0] != v[1]}
+        self._changes = {}
+        self.journal.append(Version(before, self.serial, changes))
+
+    def set_journal_size(self, size: int) -> None:
+        self.journal = deque(self.journal, maxlen=size)
+
+    def _note(self, key: EndpointKey, after: Observed | None) -> None:
+        first = self._changes[key][0] if key in self._changes else self.observed.get(key)
+        self._changes[key] = (first, after)
 
     # --- endpoints ------------------------------------------------------
     def set(self, key: EndpointKey, observed: Observed) -> bool:
@@ -130,6 +188,7 @@ class ZoneTable:
         if observed.records is None and observed.marker is None:
             self.remove(key)
             return True
+        self._note(key, observed)
         try:
             new = render_endpoint(key, observed)
         except (dns.exception.DNSException, ValueError) as exc:
@@ -145,6 +204,8 @@ class ZoneTable:
         return True
 
     def remove(self, key: EndpointKey) -> None:
+        if key in self.observed:
+            self._note(key, None)
         self._replace(key, {})
         self.observed.pop(key, None)
 

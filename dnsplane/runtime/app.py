@@ -61,7 +61,8 @@ import dns.rdatatype
 
 from dnsplane.config import Fleet
 from dnsplane.dns.ratelimit import RateLimit
-from dnsplane.dns.server import DnsServer
+from dnsplane.dns.server import SERIAL_FILE, DnsServer
+from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import DnsplaneError, InvalidConfig
 from dnsplane.execute import Actor, Interpreter
 from dnsplane.model import EndpointKey, Observed, marker_name
@@ -215,7 +216,8 @@ class App:
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
-                                    rate_limit=self.options.rate_limit)
+                                    rate_limit=self.options.rate_limit,
+                                    transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)
         # the verifier's ``Resolve`` runs, like every request, in a worker thread; its DNS queries go out

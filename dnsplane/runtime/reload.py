@@ -86,6 +86,10 @@ def reread(running: Fleet) -> Fleet:
         raise InvalidConfig(path, _top_line(path, "provider"),
                             f"provider: cannot change on reload (running {_describe(running)}, file says "
                             f"{_describe(new)}); restart dnsplane to use another provider")
+    if new.serve != running.serve:
+        raise InvalidConfig(path, _top_line(path, "serve"),
+                            "serve: cannot change on reload (the DNS server reads it at start); restart dnsplane "
+                            "to change zone transfers, NOTIFY targets or name servers")
     return new
 
 
