@@ -21,7 +21,9 @@ What it does, all on 127.0.0.1, in one run:
 - the time from an applied change (the provider's ``apply`` returned in the server's process, in a
   thread as the enactor's) to the first UDP answer that shows it, polled by this process as fast as
   it can, over ``--changes`` changes: p50, p99, max (CLOCK_MONOTONIC is one clock for both processes);
-- the RSS of both servers holding the zone, after loading and after the dnsperf runs.
+- the RSS of both servers holding the zone, after loading and after the dnsperf runs;
+- before measuring, that both serve the same zone: a few names asked of both (same rcode, same marker
+  TXT, BIND's address one the embedded server may pick).
 
 Prints a JSON document and a Markdown summary; add ``--json PATH`` to keep the JSON.
 """
@@ -167,6 +169,32 @@ def ask(port: int, name: str, timeout: float = 1.0) -> dns.message.Message | Non
             return dns.message.from_wire(s.recv(4096))
         except (TimeoutError, dns.exception.DNSException):
             return None
+
+
+def same_answers(ports: dict[str, int], n: int) -> dict[str, int]:
+    """Ask both servers a few names: same rcode, same marker TXT, BIND's address one of the embedded's."""
+    checked = 0
+    for i in (0, 1, n // 2, n - 1):
+        key = EndpointKey(f"e{i}.{ZONE}", "A")
+        for name, rdtype in ((key.name, "A"), (marker_name(key), "TXT"), (f"nx{i}.{ZONE}", "A")):
+            got = {}
+            for server, port in ports.items():
+                q = dns.message.make_query(name, rdtype)
+                r = dns.message.from_wire(_udp(port, q.to_wire()))
+                got[server] = (r.rcode(), {rd.to_text() for rrset in r.answer for rd in rrset})
+            (e_rcode, e_rd), (b_rcode, b_rd) = got["embedded"], got["named"]
+            pick = {f"{net}.{i % 250 + 1}" for net in NETS} if rdtype == "A" and e_rd else e_rd
+            if e_rcode != b_rcode or not b_rd <= pick:
+                raise RuntimeError(f"the two servers differ on {name} {rdtype}: {got}")
+            checked += 1
+    return {"names_compared": checked}
+
+
+def _udp(port: int, wire: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5.0)
+        s.sendto(wire, ("127.0.0.1", port))
+        return s.recv(4096)
 
 
 def wait_for(what: str, cond: Any, deadline: float) -> Any:
@@ -377,6 +405,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["load_s"] = {"embedded": emb.load_s, "named": named.load_s}
             out["rss_loaded_mb"] = {"embedded": rss_kb(emb.proc.pid) / 1024, "named": rss_kb(named.proc.pid) / 1024}
             ports = {"embedded": emb.port, "named": named.port}
+            out["same_answers"] = same_answers(ports, args.n)
             runs: dict[str, dict[str, list[dict[str, float]]]] = {
                 c: {"embedded": [], "named": []} for c, _, _ in CONFIGS
             }
