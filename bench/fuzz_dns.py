@@ -7,12 +7,13 @@
 
 ``atheris``: libFuzzer drives ``Responder.handle`` (UDP and TCP limits) and the TCP framing of
 ``_TcpConnection`` (a stream cut into chunks) in this process, with dnsplane.dns instrumented for
-coverage (not dnspython: see run_atheris), starting from a corpus of real dig/kdig queries and queries built from
-the zone's names (tests/dns/test_fuzz_packets.py). Every input is checked with the invariants of
-that test module (``check_response``, ``check_tcp``); a broken invariant or an exception is a crash:
-libFuzzer writes the input to ``crash-<sha1>`` in the current directory and stops; make it a
-regression test in tests/dns/test_fuzz_packets.py. Prints this process's RSS after the first input
-and after the last one.
+coverage (not dnspython: see run_atheris), starting from a corpus of real dig/kdig queries and
+queries built from the zone's names (tests/dns/test_fuzz_packets.py). Every input is checked with
+the invariants of that test module (``check_response``, ``check_tcp``; ``check_edns`` too with
+``--edns``, which fails on today's code until issue 11's part 5 is in); a broken invariant or an
+exception is a crash: libFuzzer writes the input to ``crash-<sha1>`` in the current directory and
+stops; make it a regression test in tests/dns/test_fuzz_packets.py. Prints this process's RSS after
+the first input and after the last one. About 1,400 inputs/s on a loaded 2-core machine: 10^6 in 12 min.
 
 ``wire``: the same kinds of packets (the corpus, mutated in Python: bit flips, insertions,
 deletions, truncations, random bytes) sent over UDP to a ``DnsServer`` in a child process of its
@@ -71,7 +72,7 @@ def seed_corpus(directory: Path, built: int = 200) -> int:
     return len(seeds)
 
 
-def run_atheris(runs: int, corpus: Path | None, max_len: int) -> None:
+def run_atheris(runs: int, corpus: Path | None, max_len: int, edns: bool) -> None:
     try:
         import atheris
     except ImportError:
@@ -81,7 +82,7 @@ def run_atheris(runs: int, corpus: Path | None, max_len: int) -> None:
     with atheris.instrument_imports(include=["dnsplane.dns"]):
         from dnsplane.dns.responder import Responder  # noqa: F401  (instrumented before the tests import it)
         from dnsplane.dns.server import DnsServer  # noqa: F401
-    from tests.dns.test_fuzz_packets import check_response, check_tcp, make_responder, make_server
+    from tests.dns.test_fuzz_packets import check_edns, check_response, check_tcp, make_responder, make_server
 
     responder = make_responder()
     server = make_server()
@@ -101,7 +102,10 @@ def run_atheris(runs: int, corpus: Path | None, max_len: int) -> None:
             check_tcp(server, body, [body[i : i + step] for i in range(0, len(body), step)])
         else:
             udp = mode == 0
-            check_response(body, responder.handle(body, udp), udp)
+            resp = responder.handle(body, udp)
+            check_response(body, resp, udp)
+            if edns:
+                check_edns(body, resp)
         if n == runs:
             dt = time.monotonic() - state["t0"]
             report = {
@@ -260,6 +264,9 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000, help="wire: packets")
     ap.add_argument("--corpus", type=Path, help="atheris: a corpus directory to keep (grows with new coverage)")
     ap.add_argument("--max-len", type=int, default=600)
+    ap.add_argument(
+        "--edns", action="store_true", help="atheris: also check_edns (OPT back, DO copied: issue 11 part 5)"
+    )
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
     if args.part == "_serve":
@@ -267,12 +274,14 @@ def main() -> None:
     elif args.part == "wire":
         print("#fuzz_dns wire " + json.dumps(run_wire(args.packets, args.seed)), flush=True)
     elif args.part == "atheris":
-        run_atheris(args.runs, args.corpus, args.max_len)
+        run_atheris(args.runs, args.corpus, args.max_len, args.edns)
     else:  # libFuzzer ends the process when it is done: the wire part first, atheris in a child
         print("#fuzz_dns wire " + json.dumps(run_wire(args.packets, args.seed)), flush=True)
         argv = [sys.executable, __file__, "atheris", f"--runs={args.runs}", f"--max-len={args.max_len}"]
         if args.corpus is not None:
             argv.append(f"--corpus={args.corpus}")
+        if args.edns:
+            argv.append("--edns")
         sys.exit(subprocess.call(argv, env=os.environ))
 
 
