@@ -323,28 +323,26 @@ def transfer_messages(
     except (dns.exception.DNSException, ValueError):
         return None  # the responder answers FORMERR
     question = q.question[0]
+    if q.opcode() != dns.opcode.QUERY or question.rdclass != _IN:
+        return None  # not a transfer: the responder answers (NOTIMP, FORMERR or REFUSED, as for any query)
     zone = zones.get(question.name)
+    if zone is None:
+        return None  # not a zone served here: the responder answers (REFUSED, as for any query)
     why = None
-    if q.opcode() != dns.opcode.QUERY or question.rdclass != _IN or zone is None:
-        why = "not a zone served here"
-    elif not policy.allows(peer):
+    if not policy.allows(peer):
         why = "address not in serve.transfer.allow"
     elif policy.keyring is not None and not q.had_tsig:
         why = "request not signed with the transfer key"
-    if why is not None or zone is None:
+    if why is not None:
         log.warning(
             "zone transfer refused to %s: %s",
             peer,
             why,
             extra={"event": "xfr_refused", "peer": peer, "zone": question.name.to_text(), "reason": why},
         )
-        r = dns.message.make_response(q)
-        r.set_rcode(dns.rcode.REFUSED)
-        return [r.to_wire()]
+        return [_answer(q, dns.rcode.REFUSED)]
     if question.rdtype == dns.rdatatype.IXFR and _client_serial(q) is None:
-        r = dns.message.make_response(q)
-        r.set_rcode(dns.rcode.FORMERR)
-        return [r.to_wire()]
+        return [_answer(q, dns.rcode.FORMERR)]
     return Transfer(q, peer, ZoneSnapshot.of(zone))
 
 
@@ -379,6 +377,14 @@ def _client_serial(q: dns.message.Message) -> int | None:
         if rrset.rdtype == _SOA and len(rrset):
             return int(rrset[0].serial)
     return None
+
+
+def _answer(q: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    """An answer to ``q`` with ``rcode`` and no records; RD and CD copied, as every answer of the responder."""
+    r = dns.message.make_response(q)
+    r.flags |= q.flags & dns.flags.CD
+    r.set_rcode(rcode)
+    return r.to_wire()
 
 
 def _refusal(data: bytes, rcode: int, peer: str, why: str) -> list[bytes]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
@@ -166,6 +167,23 @@ def test_transfer_refused_without_key_or_from_outside_the_acl(source: FakeSource
         assert rcode_of(r) == dns.rcode.REFUSED
     finally:
         r.close()
+
+
+def test_transfer_shaped_queries_that_are_no_transfer_get_the_responders_answer(srv: Running) -> None:
+    """Found by tests/dns/test_fuzz_packets on the merge of transfers with the protocol fixes: an IXFR-typed
+    IQUERY got REFUSED (the responder: NOTIMP), and a refused transfer dropped the query's CD bit."""
+
+    def ask(name: str, rdtype: str, opcode: int = 0, flags: int = 0) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype, want_dnssec=False)
+        q.set_opcode(dns.opcode.Opcode(opcode))
+        q.flags |= flags
+        return dns.query.tcp(q, HOST, port=srv.port, timeout=5)
+
+    assert ask(ZONE, "IXFR", opcode=1).rcode() == dns.rcode.NOTIMP
+    outside = ask("other.test.", "AXFR", flags=dns.flags.CD)
+    assert outside.rcode() == dns.rcode.REFUSED and outside.flags & dns.flags.CD
+    unsigned = ask(ZONE, "AXFR", flags=dns.flags.CD)  # refused: the key is not used
+    assert unsigned.rcode() == dns.rcode.REFUSED and unsigned.flags & dns.flags.CD
 
 
 def test_ixfr_from_the_journal_then_axfr_when_it_no_longer_reaches(source: FakeSource) -> None:
