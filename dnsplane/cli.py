@@ -731,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rrl", type=bounded_int(1, 1_000_000), default=None, metavar="PER_SECOND",
                     help="embedded server: response rate limiting over UDP, as BIND's and NSD's RRL: at most this "
                     "many identical answers a second to one client netblock (/24, /56), the excess dropped "
-                    "(default: off)")
+                    "(default: the fleet file's serve.rrl, else off)")
     up.add_argument("--rrl-slip", type=bounded_int(0, 10), default=2, metavar="N",
                     help="with --rrl, every Nth answer over the limit is sent truncated (TC) instead of dropped, so "
                     "a real client retries over TCP, which is never limited (default 2; 0: drop them all)")

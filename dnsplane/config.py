@@ -87,7 +87,8 @@ _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "tim
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
 _TOP_KEYS = ("zone", "owner", "provider", "serve", "defaults", "targets", "endpoints")
-_SERVE_KEYS = ("ns", "transfer", "notify", "journal")
+_SERVE_KEYS = ("ns", "transfer", "notify", "journal", "rrl")
+_RRL_KEYS = ("per_second", "slip")
 _TRANSFER_KEYS = ("allow", "key")
 _KEY_KEYS = ("name", "algorithm", "secret", "file")
 _DEFAULTS_KEYS = ("ttl", "policy")
@@ -126,6 +127,8 @@ class ServeConfig:
     is answered to a client whose address is in one of ``allow`` (networks, canonical text) and, when
     ``key`` is set, only when the request is signed with that key. ``notify`` lists (host, port) sent a
     NOTIFY after every applied change; ``journal`` is how many zone versions IXFR can reach back.
+    ``rrl_per_second``: response rate limiting over UDP (RRL, ``dnsplane.dns.ratelimit``), None = off;
+    ``rrl_slip``: every ``rrl_slip``-th answer over the limit truncated instead of dropped (0: all dropped).
     """
 
     transfer: bool = False
@@ -134,6 +137,8 @@ class ServeConfig:
     notify: tuple[tuple[str, int], ...] = ()
     journal: int = 100
     ns: tuple[str, ...] = ()  # the zone's NS (absolute, outside the zone); () = ns1.<zone> with glue 127.0.0.1
+    rrl_per_second: int | None = None
+    rrl_slip: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +400,7 @@ class _Parser:
         return Fleet(zone, tuple(endpoints), self.path, provider, owner, serve)
 
     def serve(self, node: Node, zone: str) -> ServeConfig:
-        """The ``serve:`` block: zone transfers (ACL and TSIG key), NOTIFY targets, IXFR journal length."""
+        """The ``serve:`` block: zone transfers (ACL and TSIG key), NOTIFY targets, IXFR journal length, RRL."""
         entries = self.entries(node, "serve", _SERVE_KEYS)
         transfer = False
         allow: list[str] = []
@@ -447,7 +452,13 @@ class _Parser:
                 if name in ns:
                     self.fail(nnode, f"{at}: duplicate {name}")
                 ns.append(name)
-        return ServeConfig(transfer, tuple(allow), key, tuple(notify), journal, tuple(ns))
+        rrl_per_second, rrl_slip = None, 2
+        if "rrl" in entries:
+            rrl = self.entries(entries["rrl"][1], "serve.rrl", _RRL_KEYS, required=("per_second",))
+            rrl_per_second = self.integer(rrl["per_second"][1], "serve.rrl.per_second", 1, 1_000_000)
+            if "slip" in rrl:
+                rrl_slip = self.integer(rrl["slip"][1], "serve.rrl.slip", 0, 10)
+        return ServeConfig(transfer, tuple(allow), key, tuple(notify), journal, tuple(ns), rrl_per_second, rrl_slip)
 
     def transfer_key(self, node: Node) -> TransferKey:
         """``key: {name, algorithm, secret}`` or ``key: {file[, name]}`` (a BIND key file, as rfc2136 reads)."""

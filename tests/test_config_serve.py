@@ -1,4 +1,4 @@
-"""The fleet file's ``serve:`` block (the embedded server as a hidden primary): values and errors at their line."""
+"""The fleet file's ``serve:`` block (hidden primary, RRL): values and errors at their line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 
 from dnsplane.cli import main
 from dnsplane.config import ServeConfig, TransferKey, parse_fleet
+from dnsplane.dns.ratelimit import RateLimit
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
+from dnsplane.runtime.app import rate_limit_of
 
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg=="
 HEAD = "zone: demo.test\n"
@@ -27,6 +29,7 @@ GOOD = """\
     key: {name: xfr-key, algorithm: hmac-sha512, secret: "$SECRET"}
   notify: [127.0.0.1:5300, "[::1]:53"]
   journal: 10
+  rrl: {per_second: 20, slip: 0}
 """
 
 
@@ -39,7 +42,11 @@ def test_serve_block_loads_into_values() -> None:
         notify=(("127.0.0.1", 5300), ("::1", 53)),
         journal=10,
         ns=("ns1.example.net.", "ns2.example.net."),
+        rrl_per_second=20,
+        rrl_slip=0,
     )
+    assert rate_limit_of(serve) == RateLimit(20, 0)
+    assert rate_limit_of(parse_fleet(fleet("  rrl: {per_second: 5}\n")).serve) == RateLimit(5, 2)
     policy = policy_of(serve)
     assert policy.allows("192.0.2.77") and policy.allows("::ffff:127.0.0.1") and not policy.allows("127.0.0.2")
     assert policy.key is not None and str(policy.key.algorithm) == "hmac-sha512."
@@ -48,6 +55,7 @@ def test_serve_block_loads_into_values() -> None:
 def test_no_serve_block_refuses_every_transfer_and_keeps_ns1() -> None:
     serve = parse_fleet(HEAD + TAIL).serve
     assert serve == ServeConfig()
+    assert rate_limit_of(serve) is None  # no RRL unless asked for
     policy = policy_of(serve)
     assert not policy.allows("127.0.0.1") and policy.keyring is None and policy.nameservers == ()
 
@@ -92,6 +100,10 @@ BAD = [
     ("ns-relative", "  ns:\n    - ns1.example.net\n", 4, "serve.ns[0]: must be an absolute name with a trailing dot"),
     ("ns-in-zone", "  ns: [ns1.demo.test.]\n", 3, "is inside the zone demo.test."),
     ("ns-bad-label", "  ns: [a..b.]\n", 3, "serve.ns[0]:"),
+    ("rrl-scalar", "  rrl: 20\n", 3, "serve.rrl: must be a mapping"),
+    ("rrl-no-rate", "  rrl: {slip: 2}\n", 3, "missing required key 'per_second'"),
+    ("rrl-zero", "  rrl:\n    per_second: 0\n", 4, "serve.rrl.per_second: must be within 1..1000000, got 0"),
+    ("rrl-slip", "  rrl: {per_second: 5, slip: 11}\n", 3, "serve.rrl.slip: must be within 0..10, got 11"),
 ]
 
 

@@ -59,7 +59,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from dnsplane.config import Fleet
+from dnsplane.config import Fleet, ServeConfig
 from dnsplane.dns.ratelimit import RateLimit
 from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
@@ -116,7 +116,12 @@ class Options:
     head_check: float = HEAD_CHECK  # seconds between an idle planner's checks of the plan at the store's head; 0: off
     collector_period: float = 10.0
     verifier_period: float = 5.0
-    rate_limit: RateLimit | None = None  # the embedded server's UDP response rate limiting (RRL); None: off
+    rate_limit: RateLimit | None = None  # UDP RRL (``--rrl``); None: the fleet's serve.rrl, if any
+
+
+def rate_limit_of(serve: ServeConfig) -> RateLimit | None:
+    """The fleet file's ``serve.rrl`` as the server's settings (None: off)."""
+    return None if serve.rrl_per_second is None else RateLimit(serve.rrl_per_second, serve.rrl_slip)
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -216,7 +221,7 @@ class App:
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
-                                    rate_limit=self.options.rate_limit,
+                                    rate_limit=self.options.rate_limit or rate_limit_of(self.fleet.serve),
                                     transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)
