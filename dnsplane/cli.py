@@ -289,7 +289,10 @@ def banner(app: App, demo: bool, findings: Sequence[Finding] = ()) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from dnsplane.dns.transfer import policy_of
+
     fleet = load(args.file)
+    policy_of(fleet.serve)  # reads serve.transfer.key's file as `up` does: an error at the key file's line
     n_targets = len(fleet.targets())
     console.print(f"{args.file}: ok: zone {fleet.zone}, {len(fleet.endpoints)} endpoints, {n_targets} targets")
     return 0

@@ -127,3 +127,15 @@ def test_validate_exits_2_with_file_and_line(tmp_path: Path, capsys: pytest.Capt
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:3: serve.transfer.allow[0]: must be an IP address" in " ".join(err.split())
+
+
+def test_validate_reads_the_transfer_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key file that exists but does not parse is found by validate, at the key file's line, as by up."""
+    (tmp_path / "xfr.key").write_text('key "xfr-key" {\n\talgorithm hmac-sha256;\n\tsecret "***";\n};\n')
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet("  transfer: {allow: [127.0.0.1], key: {file: xfr.key}}\n"))
+    assert main(["validate", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path / 'xfr.key'}:3:" in err, err
+    (tmp_path / "xfr.key").write_text(f'key "xfr-key" {{\n\talgorithm hmac-sha256;\n\tsecret "{SECRET}";\n}};\n')
+    assert main(["validate", str(path)]) == 0
