@@ -41,7 +41,6 @@ import json
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +62,7 @@ import dns.rdatatype
 import yaml
 
 from dnsplane.model import MAX_GENERATION
-from tests.servers.named import NamedServer, free_port
+from tests.servers.named import NamedServer, free_port, terminate
 
 DEADLINE = 30.0
 # Short periods for tests: a verifier period of 1 s makes "two verifier periods" 2 s.
@@ -346,13 +345,7 @@ class Dnsplane:
         proc, self.process = self.process, None
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=deadline)
+        terminate(proc, deadline)
         self.process = proc  # keep it for returncode/pid until the next start
         return proc.returncode
 

@@ -67,6 +67,18 @@ def require_named() -> str:
     return path
 
 
+def terminate(proc: subprocess.Popen[bytes], deadline: float = 10.0) -> None:
+    """SIGTERM a process this test started, then SIGKILL after ``deadline`` s; waits for it (no-op if it ended)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=deadline)
+
+
 def free_port() -> int:
     """A loopback port free for both UDP and TCP right now."""
     for _ in range(50):
@@ -189,14 +201,8 @@ class NamedServer:
 
     def stop(self, deadline: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=deadline)
+        if proc is not None:
+            terminate(proc, deadline)
 
 
 def _config(workdir: Path, port: int, zones: tuple[str, ...], key_name: str, secret: str, policy: str,

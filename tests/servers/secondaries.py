@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ import dns.rcode
 import dns.zone
 import pytest
 
-from tests.servers.named import free_port
+from tests.servers.named import free_port, terminate
 
 BINARIES = {"bind": ("/usr/sbin/named", "bind9"), "nsd": ("/usr/sbin/nsd", "nsd"), "knot": ("/usr/sbin/knotd", "knot")}
 START_DEADLINE = 30.0
@@ -100,14 +99,8 @@ class Secondary:
 
     def stop(self, deadline: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=deadline)
+        if proc is not None:
+            terminate(proc, deadline)
 
 
 def _bind_conf(w: Path, port: int, zone: str, primary: tuple[str, int], key: Key, refresh: int | None) -> str:
