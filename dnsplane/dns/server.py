@@ -100,10 +100,11 @@ import dns.rdatatype
 import dns.serial
 
 from dnsplane.dns.notify import Notifier
-from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
+from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter
 from dnsplane.dns.render import name_wire
 from dnsplane.dns.responder import Responder, ServerStats
 from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messages
+from dnsplane.dns.worker import Init, WorkerPool, unless_unwritten
 from dnsplane.dns.zonetable import ZoneTable, ancestors
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, marker_name, normalise_name
@@ -178,7 +179,10 @@ class DnsServer:
         rate_limit: RateLimit | None = None,
         transfer: TransferPolicy | None = None,
         serial_file: Path | None = None,
+        workers: int = 0,
     ) -> None:
+        if workers < 0:
+            raise ValueError("workers must be 0 or more")
         if min(tcp_idle_timeout, tcp_read_timeout, tcp_lifetime) <= 0:
             raise ValueError("TCP timeouts must be positive")
         if min(tcp_max_connections, tcp_max_pipelined) < 1:
@@ -193,6 +197,9 @@ class DnsServer:
         self.tcp_max_pipelined = tcp_max_pipelined
         self.limit_stats = LimitStats()
         self._limiter = ResponseLimiter(rate_limit) if rate_limit is not None else None
+        self._rate_limit = rate_limit
+        self.workers = workers  # UDP answering processes (dnsplane.dns.worker); 0: this process answers UDP
+        self._pool: WorkerPool | None = None
         self._responder = Responder(rng)
         self.stats: ServerStats = self._responder.stats
         self.transfer = transfer or TransferPolicy()
@@ -260,6 +267,14 @@ class DnsServer:
         loop.add_reader(tcp.fileno(), self._tcp_acceptable)
         if self._unwritten:
             self._log_unwritten()
+        if self.workers:
+            # this process answers UDP until every worker listens (_udp_handover), then only TCP
+            def ready() -> None:
+                loop.call_soon_threadsafe(self._udp_handover)
+
+            pool = WorkerPool(self.workers, self._worker_init, ready)
+            self._pool = pool
+            threading.Thread(target=pool.start, args=(self._lock,), name="dns-workers-start", daemon=True).start()
         self._next_version_check = time.monotonic() + VERSION_CHECK_INTERVAL
         self._poll_task = loop.create_task(self._poll())
         log.info(
@@ -281,6 +296,9 @@ class DnsServer:
                 await self._poll_task
             self._poll_task = None
         await self.notifier.stop()
+        if self._pool is not None:
+            await loop.run_in_executor(None, self._pool.stop)
+            self._pool = None
         if self._xfr_pool is not None:
             self._xfr_pool.shutdown(wait=False, cancel_futures=True)
             self._xfr_pool = None
@@ -312,6 +330,8 @@ class DnsServer:
         for attempt in range(attempts):
             udp = socket.socket(family, socket.SOCK_DGRAM)
             try:
+                if self.workers:  # the workers join this port's SO_REUSEPORT group
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 udp.bind(addr)
                 port = udp.getsockname()[1]
                 tcp = socket.socket(family, socket.SOCK_STREAM)
@@ -342,7 +362,7 @@ class DnsServer:
         done before returning; from another thread it is queued and is applied
         before the next query is served.
         """
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
+        if self._loop is not None and threading.get_ident() != self._loop_thread and self._pool is None:
             self._enqueue(None, None if keys is None else list(keys))
             return
         with self._lock:
@@ -356,6 +376,10 @@ class DnsServer:
         """Listener of source ``idx``: runs in the writer's thread."""
         if self._loop is None:
             return  # not serving: start() loads everything
+        if self._pool is not None:  # applied here and forwarded: returns once every worker answers it
+            with self._lock:
+                self._guarded(idx, self._refresh_keys, idx, list(keys))
+            return
         self._enqueue(idx, list(keys))
 
     def _enqueue(self, idx: int | None, keys: list[EndpointKey] | None) -> None:
@@ -430,6 +454,8 @@ class DnsServer:
                 table.set(key, observed.get(key, Observed(None, None)))
             table.bump_serial()
             self._bumped(table)
+            if self._pool is not None:
+                self._pool.forward(("zone", i, {k: table.observed.get(k) for k in group}, table.serial))
             self.stats.refreshes += 1
             if self._unwritten:
                 self._settle_unwritten()
@@ -468,6 +494,8 @@ class DnsServer:
                 changed += 1
         table.bump_serial()
         self._bumped(table)
+        if self._pool is not None:
+            self._pool.forward(("reload", idx, dict(table.observed), table.serial))
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten()
@@ -523,7 +551,9 @@ class DnsServer:
         self._unwritten = keys
         self._unwritten_slots = frozenset(slots)
         self._unwritten_names = frozenset(names)
-        serving = self._udp_sock is not None  # start() logs what is left once loaded
+        if self._pool is not None:
+            self._pool.forward(("unwritten", self._unwritten_names, self._unwritten_slots))
+        serving = self._tcp_sock is not None  # start() logs what is left once loaded
         if serving and grew:
             self._log_unwritten()
         elif serving and emptied:
@@ -538,30 +568,57 @@ class DnsServer:
 
     def _unless_unwritten(self, resp: bytes) -> bytes:
         """SERVFAIL in place of an NXDOMAIN or no-data answer at a name declared but not yet written."""
-        if len(resp) < 12 or resp[4:6] != b"\x00\x01" or resp[2] & 0x02:
-            return resp
-        rcode = resp[3] & 0x0F
-        if rcode != 3 and (rcode != 0 or resp[6:8] != b"\x00\x00"):
-            return resp
-        end = question_end(resp)
-        if end is None:
-            return resp
-        qname = resp[12 : end - 4].lower()
-        if rcode == 3:
-            if qname not in self._unwritten_names:
-                return resp
-        elif (qname, (resp[end - 4] << 8) | resp[end - 3]) not in self._unwritten_slots:
+        out = unless_unwritten(resp, self._unwritten_names, self._unwritten_slots)
+        if out is None:
             return resp
         self.limit_stats.servfail_unwritten += 1
-        tail = resp[-11:]
-        opt = tail if resp[10:12] != b"\x00\x00" and len(resp) >= end + 11 and tail[:3] == b"\x00\x00\x29" else b""
-        return (
-            resp[:2]
-            + bytes((resp[2] & 0xF9, (resp[3] & 0x10) | 2))  # AA and TC cleared; SERVFAIL, CD kept
-            + (b"\x00\x01\x00\x00\x00\x00\x00\x01" if opt else b"\x00\x01\x00\x00\x00\x00\x00\x00")
-            + resp[12:end]
-            + opt
+        return out
+
+    # --- UDP answering workers (dnsplane.dns.worker) ------------------------------
+    def _worker_init(self) -> Init:
+        """What a new worker starts from (called under the lock: no change is applied meanwhile)."""
+        return Init(
+            host=self.host,
+            port=self.port,
+            zones=[(t.zone, t.serial, dict(t.observed)) for t in self._tables],
+            unwritten=(self._unwritten_names, self._unwritten_slots),
+            transfer=self.transfer,
+            rate_limit=self._rate_limit,
         )
+
+    def _udp_handover(self) -> None:
+        """Every worker listens: answer what waits in this process's UDP socket, then close it (loop thread)."""
+        sock = self._udp_sock
+        if sock is None or self._loop is None:
+            return
+        self._loop.remove_reader(sock.fileno())
+        for _ in range(64):
+            self._udp_readable()
+            try:
+                sock.recvfrom(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+        sock.close()
+        self._udp_sock = None
+        log.info(
+            "%d dns workers answer UDP on port %d; this process answers TCP",
+            self.workers,
+            self.port,
+            extra={"event": "dns_workers_ready", "workers": self.workers, "port": self.port},
+        )
+
+    def workers_ready(self) -> bool:
+        """Every worker answers UDP and this process no longer does (always True without workers)."""
+        return self._pool is None or (self._pool.all_ready() and self._udp_sock is None)
+
+    def worker_stats(self) -> list[dict[str, int]]:
+        """Each listening worker's counters (``pid``, ``udp_queries``, ``send_errors``); blocks, call from a thread."""
+        return [] if self._pool is None else self._pool.stats()
+
+    def worker_pids(self) -> list[int]:
+        return [] if self._pool is None else self._pool.pids()
 
     # --- serial and secondaries ------------------------------------------------
     def _read_serials(self) -> dict[str, int]:
@@ -587,8 +644,11 @@ class DnsServer:
             except OSError as exc:
                 log.error("cannot write %s: %s", self.serial_file, exc,
                           extra={"event": "serial_file_unwritable", "path": str(self.serial_file)})
-        if self.transfer.notify and self._loop is not None and threading.get_ident() == self._loop_thread:
-            self.notifier.changed(table.zone, table.soa_rrset())
+        if self.transfer.notify and self._loop is not None:
+            if threading.get_ident() == self._loop_thread:
+                self.notifier.changed(table.zone, table.soa_rrset())
+            else:  # a commit applied in the writer's thread (workers)
+                self._loop.call_soon_threadsafe(self.notifier.changed, table.zone, table.soa_rrset())
 
     def _check_versions(self, now: float) -> None:
         self._next_version_check = now + VERSION_CHECK_INTERVAL
@@ -630,6 +690,7 @@ class DnsServer:
         handle = self._responder.handle
         stats = self.stats
         limiter = self._limiter
+        lock: contextlib.AbstractContextManager[object] = self._lock if self._pool else contextlib.nullcontext()
         try:
             self._before_serving()
         except Exception:  # robustness boundary: serve stale answers rather than nothing
@@ -646,9 +707,10 @@ class DnsServer:
                 continue
             stats.udp_queries += 1
             try:
-                resp = handle(data, True)
-                if resp is not None and self._unwritten_names:
-                    resp = self._unless_unwritten(resp)
+                with lock:  # with workers, changes are applied in the writer's thread
+                    resp = handle(data, True)
+                    if resp is not None and self._unwritten_names:
+                        resp = self._unless_unwritten(resp)
                 if resp is not None and limiter is not None:
                     resp = limiter.filter(resp, addr[0], time.monotonic())
             except Exception:  # robustness boundary: one bad datagram must never stop the server
@@ -757,6 +819,10 @@ class DnsServer:
         refused transfer's; [] = close the connection. None = an allowed zone transfer, built in a
         worker thread from a copy of the zone (answering goes on meanwhile): ``later`` is called with
         its messages in the loop thread ([] when it failed)."""
+        with self._lock:  # with workers, changes are applied in the writer's thread
+            return self._tcp_messages(data, peer, later)
+
+    def _tcp_messages(self, data: bytes, peer: str, later: Callable[[list[bytes]], None]) -> list[bytes] | None:
         self._before_serving()
         out = transfer_messages(data, peer, self._zones_by_origin, self.transfer)
         if out is None:

@@ -117,6 +117,7 @@ class Options:
     collector_period: float = 10.0
     verifier_period: float = 5.0
     rate_limit: RateLimit | None = None  # the embedded server's UDP response rate limiting (RRL); None: off
+    dns_workers: int = 0  # the embedded server's UDP answering processes (dnsplane.dns.worker); 0: none
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -217,6 +218,7 @@ class App:
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
                                     rate_limit=self.options.rate_limit,
+                                    workers=self.options.dns_workers,
                                     transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)

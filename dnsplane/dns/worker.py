@@ -1,0 +1,517 @@
+"""UDP answering workers of the embedded server: separate processes on the server's port (SO_REUSEPORT).
+
+Why processes: answering is CPU-bound Python, so one interpreter answers on one core; with
+``DnsServer(..., workers=N)`` (``dnsplane up --dns-workers N``) N processes answer UDP side by side
+and the kernel spreads the clients over them (SO_REUSEPORT hashes each client's address and port to
+one socket of the group). The main process keeps everything else: the authoritative tables, the SOA
+serial (one per zone version, as secondaries need), TCP (zone transfers, TSIG, NOTIFY, the TCP
+limits), the declared-but-unwritten set and the control plane; it stops answering UDP once every
+worker listens, so control work never delays a UDP answer.
+
+What this module owns:
+- ``WorkerPool`` (main process): spawns the workers (``python -c ...worker.main FD``, a fresh
+  interpreter, never a fork of a process with threads and a running loop), forwards every change,
+  waits for every listening worker's acknowledgement, restarts a worker that dies or misses the bound;
+- ``main`` (worker process): loads the zones it is sent, then answers UDP and applies commands.
+
+Protocol, over a unix socketpair (each message a 4-byte big-endian length and a pickle; main and
+worker are the same program, the same user):
+- to the worker: ``("init", Init)`` first; then ``("zone", idx, changes, serial)`` (``changes``:
+  endpoint -> ``Observed`` or None for removed, the new serial), ``("reload", idx, observed, serial)``
+  (the whole zone), ``("unwritten", names, slots)``, ``("listen",)``, ``("stats",)``, ``("stop",)``;
+  each is answered ``("ack", seq)`` once applied (seq counts the messages from 1), ``listen`` by
+  ``("listening", pid)`` and ``stats`` by ``("stats", seq, dict)``.
+- the worker takes the content (the ``Observed`` of each endpoint, exactly what the main process's
+  tables hold) and the serial from the main process instead of reading the SQLite file itself: the
+  worker then serves exactly the version the main process serves, and the serial is never bumped
+  twice or read half-committed. It renders the answers itself (in parallel with the others).
+
+Guarantees:
+- freshness: ``DnsServer`` forwards each change from the thread that applied it (the writer's thread
+  for a commit) and returns only once every listening worker acknowledged it, or ``ACK_TIMEOUT``
+  passed: then the late worker is killed (it must not answer stale) and restarted. So a query sent
+  after a write returned sees the write, on every worker; the same holds for the serial and the
+  declared-but-unwritten set (SERVFAIL until written);
+- a worker binds its UDP socket only after it loaded its zones and applied every change sent before
+  its ``listen`` (so it answers only once loaded); one that dies (EOF on its socket) is restarted with
+  a backoff (0.1 s doubling to 5 s while it keeps dying at once); a worker whose main process is gone
+  (EOF) exits;
+- the worker answers exactly as the main process would (same ``Responder``, the SERVFAIL rewrite of
+  ``unless_unwritten``); RRL (``rate_limit``) keeps one set of buckets per worker: a client's queries
+  land on one worker (same address and port), but a client using many source ports is counted in
+  several buckets, up to N times the rate.
+
+Limits: Unix only (SO_REUSEPORT, pass_fds); datagrams queued in a worker's socket when it dies are
+lost (clients retry); when the main process hands UDP over to the workers it answers what is queued
+in its own socket and closes it, and a datagram arriving in that instant is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
+from dnsplane.dns.responder import Responder
+from dnsplane.dns.transfer import TransferPolicy, answer_signed
+from dnsplane.model import EndpointKey, Observed
+
+log = logging.getLogger("dnsplane.dns")
+
+ACK_TIMEOUT = 1.0  # seconds a change waits for every worker before the late ones are restarted
+RESTART_BACKOFF = (0.1, 5.0)
+HELLO_TIMEOUT = 30.0  # seconds a new worker may take to start its interpreter
+UDP_BATCH = 64
+UDP_RECV_SIZE = 4096
+_HEADER = struct.Struct(">I")
+# not ``-m dnsplane.dns.worker``: the package imports this module first, which runpy warns about
+_ENTRY = "import sys; from dnsplane.dns.worker import main; sys.exit(main(sys.argv[1:]))"
+
+
+@dataclass
+class Init:
+    """What a worker needs to answer: the zones (apex, serial, content), the server's options."""
+
+    host: str
+    port: int
+    zones: list[tuple[str, int, dict[EndpointKey, Observed]]]
+    unwritten: tuple[frozenset[bytes], frozenset[tuple[bytes, int]]]
+    transfer: TransferPolicy = field(default_factory=TransferPolicy)
+    rate_limit: RateLimit | None = None
+
+
+def unless_unwritten(resp: bytes, names: frozenset[bytes], slots: frozenset[tuple[bytes, int]]) -> bytes | None:
+    """SERVFAIL in place of an NXDOMAIN or no-data answer at a name declared but not yet written
+    (``names``: NXDOMAIN there is rewritten; ``slots``: (name, qtype) whose no data is rewritten);
+    None = ``resp`` stands."""
+    if len(resp) < 12 or resp[4:6] != b"\x00\x01" or resp[2] & 0x02:
+        return None
+    rcode = resp[3] & 0x0F
+    if rcode != 3 and (rcode != 0 or resp[6:8] != b"\x00\x00"):
+        return None
+    end = question_end(resp)
+    if end is None:
+        return None
+    qname = resp[12 : end - 4].lower()
+    if rcode == 3:
+        if qname not in names:
+            return None
+    elif (qname, (resp[end - 4] << 8) | resp[end - 3]) not in slots:
+        return None
+    tail = resp[-11:]
+    opt = tail if resp[10:12] != b"\x00\x00" and len(resp) >= end + 11 and tail[:3] == b"\x00\x00\x29" else b""
+    return (
+        resp[:2]
+        + bytes((resp[2] & 0xF9, (resp[3] & 0x10) | 2))  # AA and TC cleared; SERVFAIL, CD kept
+        + (b"\x00\x01\x00\x00\x00\x00\x00\x01" if opt else b"\x00\x01\x00\x00\x00\x00\x00\x00")
+        + resp[12:end]
+        + opt
+    )
+
+
+def udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host:port``, in the port's SO_REUSEPORT group when ``reuse_port``."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(info[0], socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(info[4])
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _frame(msg: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _read_frames(buf: bytearray) -> list[Any]:
+    out = []
+    while len(buf) >= 4:
+        (size,) = _HEADER.unpack_from(buf)
+        if len(buf) < 4 + size:
+            break
+        out.append(pickle.loads(bytes(buf[4 : 4 + size])))
+        del buf[: 4 + size]
+    return out
+
+
+# --- main process side ------------------------------------------------------------
+
+
+class _Worker:
+    """One worker process as the main process sees it."""
+
+    def __init__(self, slot: int, proc: subprocess.Popen[bytes], chan: socket.socket) -> None:
+        self.slot = slot
+        self.proc = proc
+        self.chan = chan
+        self.sent = 0  # messages sent
+        self.acked = 0  # highest acknowledged
+        self.listening = False  # ``listen`` was sent: its acknowledgements are waited for
+        self.ready = threading.Event()  # it answered ``listening``: its socket is bound
+        self.dead = False
+        self.stats: dict[int, dict[str, int]] = {}
+        self.cond = threading.Condition()
+        self.send_lock = threading.Lock()
+
+    def send(self, msg: tuple[Any, ...]) -> int:
+        """Send ``msg`` (blocking until written); its sequence number, 0 when the worker is gone."""
+        data = _frame(msg)
+        with self.send_lock:
+            if self.dead:
+                return 0
+            try:
+                self.chan.sendall(data)
+            except OSError:
+                return 0
+            self.sent += 1
+            return self.sent
+
+    def wait(self, seq: int, deadline: float) -> bool:
+        with self.cond:
+            while self.acked < seq and not self.dead:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+
+class WorkerPool:
+    """``count`` UDP answering processes for one ``DnsServer``; see the module docstring."""
+
+    def __init__(self, count: int, snapshot: Callable[[], Init], on_ready: Callable[[], None]) -> None:
+        self.count = count
+        self._snapshot = snapshot  # called under the server's lock: the state a new worker starts from
+        self._on_ready = on_ready  # called (from a pool thread) once every worker listens, the first time
+        self._lock = threading.Lock()  # orders sends: a new worker's init before any later change
+        self._workers: list[_Worker | None] = [None] * count
+        self._stopping = False
+        self._all_ready_told = False
+        self.restarts = 0
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle ------------------------------------------------------------------
+    def start(self, lock: threading.RLock) -> None:
+        """Spawn every worker (``lock``: the server's, held while each takes its snapshot)."""
+        self._server_lock = lock
+        for slot in range(self.count):
+            self._spawn(slot)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        workers = [w for w in self._workers if w is not None]
+        for w in workers:
+            w.send(("stop",))
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            try:
+                w.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            w.chan.close()
+        for t in self._threads:
+            t.join(timeout)
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers if w is not None and not w.dead]
+
+    def all_ready(self) -> bool:
+        return all(w is not None and w.ready.is_set() and not w.dead for w in self._workers)
+
+    def _spawn(self, slot: int, delay: float = 0.0) -> None:
+        if delay:
+            time.sleep(delay)
+        if self._stopping:
+            return
+        main_end, child_end = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _ENTRY, str(child_end.fileno())],
+                pass_fds=(child_end.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child_end.close()
+        w = _Worker(slot, proc, main_end)
+        # it says hello once imported: the snapshot, taken under the locks, then goes out at once
+        main_end.settimeout(HELLO_TIMEOUT)
+        hello = bytearray()
+        try:
+            while not _read_frames(hello):
+                data = main_end.recv(4096)
+                if not data:
+                    break
+                hello += data
+        except OSError:
+            pass
+        main_end.settimeout(None)
+        with self._server_lock, self._lock:  # no change is forwarded between the snapshot and the init
+            w.send(("init", self._snapshot()))
+            self._workers[slot] = w
+        t = threading.Thread(target=self._read, args=(w,), name=f"dns-worker-{slot}", daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    # forwarding -----------------------------------------------------------------
+    def forward(self, msg: tuple[Any, ...]) -> None:
+        """Send ``msg`` to every worker; return once each listening one applied it, or kill the late ones."""
+        with self._lock:
+            waits = [(w, w.send(msg)) for w in self._workers if w is not None and w.listening]
+            for w in self._workers:
+                if w is not None and not w.listening:
+                    w.send(msg)  # still loading: it applies this before it listens
+        deadline = time.monotonic() + ACK_TIMEOUT
+        for w, seq in waits:
+            if seq and not w.wait(seq, deadline):
+                log.warning(
+                    "dns worker %d did not apply a change within %.1f s: restarting it",
+                    w.proc.pid,
+                    ACK_TIMEOUT,
+                    extra={"event": "dns_worker_late", "pid": w.proc.pid},
+                )
+                w.proc.kill()
+                w.proc.wait()  # its socket is closed: it answers nothing stale
+
+    def stats(self, timeout: float = 2.0) -> list[dict[str, int]]:
+        """Each listening worker's counters (pid, udp_queries, ...)."""
+        with self._lock:
+            asked = [(w, w.send(("stats",))) for w in self._workers if w is not None and w.listening]
+        deadline = time.monotonic() + timeout
+        out = []
+        for w, seq in asked:
+            if seq and w.wait(seq, deadline) and seq in w.stats:
+                out.append(w.stats.pop(seq))
+        return out
+
+    # each worker's reader thread ------------------------------------------------------
+    def _read(self, w: _Worker) -> None:
+        buf = bytearray()
+        started = time.monotonic()
+        while True:
+            try:
+                data = w.chan.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            buf += data
+            for msg in _read_frames(buf):
+                if msg[0] == "ack" or msg[0] == "stats":
+                    with w.cond:
+                        if msg[0] == "stats":
+                            w.stats[msg[1]] = msg[2]
+                        w.acked = max(w.acked, msg[1])
+                        w.cond.notify_all()
+                elif msg[0] == "loaded":
+                    with self._lock:
+                        w.send(("listen",))  # after every change sent since its init
+                        w.listening = True
+                elif msg[0] == "listening":
+                    w.ready.set()
+                    log.info(
+                        "dns worker %d answering UDP",
+                        w.proc.pid,
+                        extra={"event": "dns_worker_ready", "pid": w.proc.pid},
+                    )
+                    if not self._all_ready_told and self.all_ready():
+                        self._all_ready_told = True
+                        self._on_ready()
+        with w.send_lock, w.cond:
+            w.dead = True
+            w.cond.notify_all()
+        code = w.proc.wait()
+        w.chan.close()
+        if self._stopping:
+            return
+        self.restarts += 1
+        log.warning(
+            "dns worker %d exited (%s): restarting it",
+            w.proc.pid,
+            code,
+            extra={"event": "dns_worker_exited", "pid": w.proc.pid, "code": code},
+        )
+        first, longest = RESTART_BACKOFF
+        quick = time.monotonic() - started < 1.0
+        self._spawn(w.slot, min(longest, first * (2 ** min(self.restarts, 6))) if quick else 0.0)
+
+
+# --- worker process side -------------------------------------------------------------
+
+
+class _Answerer:
+    def __init__(self, init: Init) -> None:
+        self.init = init
+        self.responder = Responder()
+        self.tables = []
+        for zone, serial, observed in init.zones:
+            table = self.responder.add_zone(zone, serial)
+            table.set_journal_size(0)
+            table.set_nameservers(init.transfer.nameservers)
+            self.tables.append(table)
+            self._reload(len(self.tables) - 1, observed, serial)
+        if init.transfer.keyring is not None:
+            self.responder.signed = _signed_hook(init.transfer, self.responder.handle)
+        self.names, self.slots = init.unwritten
+        self.limiter = ResponseLimiter(init.rate_limit) if init.rate_limit is not None else None
+        self.udp_queries = 0
+        self.send_errors = 0
+
+    def _set_serial(self, idx: int, serial: int) -> None:
+        table = self.tables[idx]
+        table.serial = (serial - 1) & 0xFFFFFFFF  # bump_serial renders the SOA of ``serial``
+        table.bump_serial()
+
+    def apply(self, idx: int, changes: dict[EndpointKey, Observed | None], serial: int) -> None:
+        table = self.tables[idx]
+        for key, observed in changes.items():
+            if observed is None:
+                table.remove(key)
+            else:
+                table.set(key, observed)
+        self._set_serial(idx, serial)
+
+    def _reload(self, idx: int, observed: dict[EndpointKey, Observed], serial: int) -> None:
+        table = self.tables[idx]
+        changes: dict[EndpointKey, Observed | None] = {k: None for k in table.endpoints() if k not in observed}
+        changes.update(observed)
+        self.apply(idx, changes, serial)
+
+    def serve(self, sock: socket.socket) -> None:
+        handle = self.responder.handle
+        limiter = self.limiter
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(UDP_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            self.udp_queries += 1
+            try:
+                resp = handle(data, True)
+                if resp is not None and self.names:
+                    resp = unless_unwritten(resp, self.names, self.slots) or resp
+                if resp is not None and limiter is not None:
+                    resp = limiter.filter(resp, addr[0], time.monotonic())
+            except Exception:  # robustness boundary: one bad datagram must never stop the worker
+                log.exception("query failed", extra={"event": "query_failed", "size": len(data)})
+                continue
+            if resp is not None:
+                try:
+                    sock.sendto(resp, addr)
+                except OSError:
+                    self.send_errors += 1
+
+
+def _signed_hook(policy: TransferPolicy, handle: Callable[[bytes, bool], bytes | None]) -> Any:
+    def signed(data: bytes, udp: bool) -> bytes | None:
+        return answer_signed(data, udp, policy=policy, handle=handle)
+
+    return signed
+
+
+def _recv_exact(chan: socket.socket, buf: bytearray) -> Any:
+    while True:
+        frames = _read_frames(buf)
+        if frames:
+            return frames
+        data = chan.recv(1 << 20)
+        if not data:
+            raise SystemExit(0)
+        buf += data
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the main process stops us
+    logging.basicConfig(level=logging.WARNING, format=f"dnsplane dns worker {os.getpid()}: %(message)s")
+    chan = socket.socket(fileno=int(args[0]))
+    chan.setblocking(True)
+    chan.sendall(_frame(("hello", os.getpid())))
+    buf = bytearray()
+    pending = _recv_exact(chan, buf)
+    seq = 1
+    kind, init = pending.pop(0)
+    assert kind == "init"
+    answerer = _Answerer(init)
+    chan.sendall(_frame(("ack", seq)))
+    chan.sendall(_frame(("loaded",)))
+    chan.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(chan, selectors.EVENT_READ, "chan")
+    sock: socket.socket | None = None
+    while True:
+        for msg in pending:
+            seq += 1
+            kind = msg[0]
+            if kind == "zone":
+                answerer.apply(msg[1], msg[2], msg[3])
+            elif kind == "reload":
+                answerer._reload(msg[1], msg[2], msg[3])
+            elif kind == "unwritten":
+                answerer.names, answerer.slots = msg[1], msg[2]
+            elif kind == "listen" and sock is None:
+                sock = udp_socket(init.host, init.port, reuse_port=True)
+                sel.register(sock, selectors.EVENT_READ, "udp")
+                chan.setblocking(True)
+                chan.sendall(_frame(("listening", os.getpid())))
+                chan.setblocking(False)
+            elif kind == "stats":
+                chan.setblocking(True)
+                chan.sendall(
+                    _frame(
+                        (
+                            "stats",
+                            seq,
+                            {
+                                "pid": os.getpid(),
+                                "udp_queries": answerer.udp_queries,
+                                "send_errors": answerer.send_errors,
+                            },
+                        )
+                    )
+                )
+                chan.setblocking(False)
+                continue
+            elif kind == "stop":
+                return 0
+            chan.setblocking(True)
+            chan.sendall(_frame(("ack", seq)))
+            chan.setblocking(False)
+        pending = []
+        for key, _ in sel.select():
+            if key.data == "udp":
+                assert sock is not None
+                answerer.serve(sock)
+            else:
+                try:
+                    data = chan.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return 0  # the main process is gone
+                buf += data
+                pending.extend(_read_frames(buf))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

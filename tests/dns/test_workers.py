@@ -1,0 +1,151 @@
+"""UDP answering workers (``DnsServer(..., workers=N)``, dnsplane.dns.worker) on real sockets and real
+processes: several processes answer, a write is seen by every one of them once it returned, the
+serial and the SERVFAIL-until-written are the same everywhere, a killed worker is restarted while the
+port keeps answering, and TCP (queries, signed zone transfers) stays with the main process."""
+
+from __future__ import annotations
+
+import os
+import random
+import selectors
+import signal
+import socket
+from collections.abc import Iterator
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from dnsplane.dns import DnsServer
+from dnsplane.model import EndpointKey, Member
+from tests.dns.test_server import API, HOST, ZONE, FakeSource, Running, initial_data, obs
+from tests.dns.test_transfer import axfr, policy
+from tests.realworld.harness import wait_for
+
+NEW = EndpointKey("new.demo.test.", "A")
+CLIENTS = 48  # source ports per round: enough that SO_REUSEPORT hashes some onto each of 2 workers
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource(ZONE, initial_data())
+
+
+def start(source: FakeSource, workers: int = 2, declared: tuple[EndpointKey, ...] = (), **kw: object) -> Running:
+    server = DnsServer([source], HOST, 0, rng=random.Random(5), workers=workers, **kw)  # type: ignore[arg-type]
+    server.declare(declared)
+    running = Running(server)
+    wait_for("every worker answering UDP", server.workers_ready, deadline=30)
+    return running
+
+
+@pytest.fixture
+def srv(source: FakeSource) -> Iterator[Running]:
+    running = start(source)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def fan_out(port: int, name: str, rdtype: str = "A", clients: int = CLIENTS) -> list[dns.message.Message]:
+    """The same question from ``clients`` sockets (each its own source port) at once; every answer."""
+    socks = []
+    sel = selectors.DefaultSelector()
+    try:
+        for i in range(clients):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            socks.append(s)
+            q = dns.message.make_query(name, rdtype, id=i)
+            s.sendto(q.to_wire(), (HOST, port))
+            sel.register(s, selectors.EVENT_READ, i)
+        answers: dict[int, dns.message.Message] = {}
+        while len(answers) < clients:
+            events = sel.select(timeout=5.0)
+            assert events, f"{clients - len(answers)} of {clients} queries unanswered"
+            for key, _ in events:
+                answers[key.data] = dns.message.from_wire(key.fileobj.recv(4096))  # type: ignore[union-attr]
+                sel.unregister(key.fileobj)
+        return [answers[i] for i in range(clients)]
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+
+
+def values(answers: list[dns.message.Message]) -> set[str]:
+    return {
+        " ".join(sorted(rd.to_text() for rrset in r.answer for rd in rrset)) or dns.rcode.to_text(r.rcode())
+        for r in answers
+    }
+
+
+def counts(running: Running) -> dict[int, int]:
+    return {s["pid"]: s["udp_queries"] for s in running.server.worker_stats()}
+
+
+def test_several_worker_processes_answer_udp(srv: Running) -> None:
+    before = srv.server.stats.udp_queries  # the main process's: it answered until the workers listened
+    assert values(fan_out(srv.port, "api.demo.test.")) == {"10.0.0.1"}
+    seen = counts(srv)
+    assert len(seen) == 2 and os.getpid() not in seen
+    assert all(n > 0 for n in seen.values()), seen  # both processes answered some of the clients
+    assert sum(seen.values()) == CLIENTS
+    assert srv.server.stats.udp_queries == before  # the main process no longer answers UDP
+
+
+def test_a_write_is_seen_on_every_worker_once_it_returned(srv: Running, source: FakeSource) -> None:
+    for i in range(20):
+        address = f"10.20.0.{i + 1}"
+        source.commit(API, obs(30, [Member("lb-1", (address,), 1000)]))  # returns once every worker applied it
+        assert values(fan_out(srv.port, "api.demo.test.")) == {address}, f"round {i}"
+    assert all(n > 0 for n in counts(srv).values())
+
+
+def test_serial_and_servfail_until_written_are_the_same_on_every_worker(source: FakeSource) -> None:
+    running = start(source, declared=(NEW,))
+    try:
+        assert values(fan_out(running.port, "new.demo.test.")) == {"SERVFAIL"}
+        main_serial = dns.query.tcp(dns.message.make_query(ZONE, "SOA"), HOST, port=running.port, timeout=5).answer[0]
+        assert values(fan_out(running.port, ZONE, "SOA")) == {main_serial[0].to_text()}
+        source.commit(NEW, obs(30, [Member("lb-1", ("10.7.0.1",), 1000)]))
+        assert values(fan_out(running.port, "new.demo.test.")) == {"10.7.0.1"}
+        soa = {r.answer[0][0].serial for r in fan_out(running.port, ZONE, "SOA")}
+        assert soa == {main_serial[0].serial + 1}  # one applied batch: one serial, the main process's
+        source.commit(NEW, None)  # written once: NXDOMAIN now, on every worker
+        assert values(fan_out(running.port, "new.demo.test.")) == {"NXDOMAIN"}
+        assert all(n > 0 for n in counts(running).values())
+    finally:
+        running.close()
+
+
+def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(srv: Running, source: FakeSource) -> None:
+    victim, survivor = srv.server.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    wait_for("the killed worker noticed", lambda: victim not in srv.server.worker_pids())
+    # the survivor answers every client meanwhile (the kernel hashes over the sockets left)
+    assert values(fan_out(srv.port, "api.demo.test.")) == {"10.0.0.1"}
+    wait_for("a new worker", lambda: len(srv.server.worker_pids()) == 2 and srv.server.workers_ready(), deadline=30)
+    wait_for("the new worker listening", lambda: len(counts(srv)) == 2, deadline=30)
+    assert survivor in srv.server.worker_pids() and victim not in srv.server.worker_pids()
+    source.commit(API, obs(30, [Member("lb-1", ("10.30.0.1",), 1000)]))
+    assert values(fan_out(srv.port, "api.demo.test.")) == {"10.30.0.1"}  # the new one serves the write too
+    assert all(n > 0 for n in counts(srv).values())
+
+
+def test_tcp_and_signed_transfers_stay_with_the_main_process(source: FakeSource) -> None:
+    running = start(source, transfer=policy())
+    try:
+        r = dns.query.tcp(dns.message.make_query("api.demo.test.", "A"), HOST, port=running.port, timeout=5)
+        assert {rd.to_text() for rd in r.answer[0]} == {"10.0.0.1"}
+        source.commit(API, obs(30, [Member("lb-1", ("10.40.0.1",), 1000)]))
+        zone = axfr(running)
+        rrset = zone.find_rrset("api", dns.rdatatype.A)
+        assert {rd.to_text() for rd in rrset} == {"10.40.0.1"}
+        assert values(fan_out(running.port, "api.demo.test.")) == {"10.40.0.1"}
+        assert running.server.stats.tcp_queries >= 2
+    finally:
+        running.close()
