@@ -200,6 +200,7 @@ class DnsServer:
         self._rate_limit = rate_limit
         self.workers = workers  # UDP answering processes (dnsplane.dns.worker); 0: this process answers UDP
         self._pool: WorkerPool | None = None
+        self._udp_mine = True  # this process reads the UDP socket (with workers: until one listens)
         self._responder = Responder(rng)
         self.stats: ServerStats = self._responder.stats
         self.transfer = transfer or TransferPolicy()
@@ -261,6 +262,7 @@ class DnsServer:
             self._loop_thread = None
             raise
         self._udp_sock = udp
+        self._udp_mine = True
         loop.add_reader(udp.fileno(), self._udp_readable)
         self._tcp_sock = tcp
         self._accept_failures = 0
@@ -268,11 +270,14 @@ class DnsServer:
         if self._unwritten:
             self._log_unwritten()
         if self.workers:
-            # this process answers UDP until every worker listens (_udp_handover), then only TCP
-            def ready() -> None:
-                loop.call_soon_threadsafe(self._udp_handover)
+            # this process answers UDP until a worker listens (_udp_handover), then only TCP
+            def listening() -> None:
+                loop.call_soon_threadsafe(self._udp_handover, True)
 
-            pool = WorkerPool(self.workers, self._worker_init, ready)
+            def none_listening() -> None:
+                loop.call_soon_threadsafe(self._udp_handover, False)
+
+            pool = WorkerPool(self.workers, udp, self._worker_init, listening, none_listening)
             self._pool = pool
             threading.Thread(target=pool.start, args=(self._lock,), name="dns-workers-start", daemon=True).start()
         self._next_version_check = time.monotonic() + VERSION_CHECK_INTERVAL
@@ -330,8 +335,6 @@ class DnsServer:
         for attempt in range(attempts):
             udp = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                if self.workers:  # the workers join this port's SO_REUSEPORT group
-                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 udp.bind(addr)
                 port = udp.getsockname()[1]
                 tcp = socket.socket(family, socket.SOCK_STREAM)
@@ -578,40 +581,31 @@ class DnsServer:
     def _worker_init(self) -> Init:
         """What a new worker starts from (called under the lock: no change is applied meanwhile)."""
         return Init(
-            host=self.host,
-            port=self.port,
             zones=[(t.zone, t.serial, dict(t.observed)) for t in self._tables],
             unwritten=(self._unwritten_names, self._unwritten_slots),
             transfer=self.transfer,
             rate_limit=self._rate_limit,
         )
 
-    def _udp_handover(self) -> None:
-        """Every worker listens: answer what waits in this process's UDP socket, then close it (loop thread)."""
+    def _udp_handover(self, to_workers: bool) -> None:
+        """A worker answers UDP now (``to_workers``): stop reading the shared socket; the last one
+        answering died: read it again until a worker is back (loop thread)."""
         sock = self._udp_sock
-        if sock is None or self._loop is None:
+        if sock is None or self._loop is None or to_workers != self._udp_mine:
             return
-        self._loop.remove_reader(sock.fileno())
-        for _ in range(64):
-            self._udp_readable()
-            try:
-                sock.recvfrom(1, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue
-        sock.close()
-        self._udp_sock = None
-        log.info(
-            "%d dns workers answer UDP on port %d; this process answers TCP",
-            self.workers,
-            self.port,
-            extra={"event": "dns_workers_ready", "workers": self.workers, "port": self.port},
-        )
+        self._udp_mine = not to_workers
+        if to_workers:
+            self._loop.remove_reader(sock.fileno())
+            log.info("dns workers answer UDP on port %d; this process answers TCP", self.port,
+                     extra={"event": "dns_workers_answering", "port": self.port})
+        else:
+            self._loop.add_reader(sock.fileno(), self._udp_readable)
+            log.warning("no dns worker answers UDP: this process answers it until one is back",
+                        extra={"event": "dns_workers_none", "port": self.port})
 
     def workers_ready(self) -> bool:
         """Every worker answers UDP and this process no longer does (always True without workers)."""
-        return self._pool is None or (self._pool.all_ready() and self._udp_sock is None)
+        return self._pool is None or (self._pool.all_ready() and not self._udp_mine)
 
     def worker_stats(self) -> list[dict[str, int]]:
         """Each listening worker's counters (``pid``, ``udp_queries``, ``send_errors``); blocks, call from a thread."""

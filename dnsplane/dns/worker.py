@@ -1,49 +1,60 @@
-"""UDP answering workers of the embedded server: separate processes on the server's port (SO_REUSEPORT).
+"""UDP answering workers of the embedded server: separate processes reading the server's one UDP socket.
 
 Why processes: answering is CPU-bound Python, so one interpreter answers on one core; with
-``DnsServer(..., workers=N)`` (``dnsplane up --dns-workers N``) N processes answer UDP side by side
-and the kernel spreads the clients over them (SO_REUSEPORT hashes each client's address and port to
-one socket of the group). The main process keeps everything else: the authoritative tables, the SOA
-serial (one per zone version, as secondaries need), TCP (zone transfers, TSIG, NOTIFY, the TCP
-limits), the declared-but-unwritten set and the control plane; it stops answering UDP once every
-worker listens, so control work never delays a UDP answer.
+``DnsServer(..., workers=N)`` (``dnsplane up --dns-workers N``) N processes answer UDP side by side.
+The main process keeps everything else: the authoritative tables, the SOA serial (one per zone
+version, as secondaries need), TCP (zone transfers, TSIG, NOTIFY, the TCP limits), the
+declared-but-unwritten set and the control plane; it stops reading UDP once a worker answers, so
+control work never delays a UDP answer.
+
+One shared socket, not SO_REUSEPORT: the main process binds the UDP socket and every worker inherits
+it (``pass_fds``) and reads it (epoll with EPOLLEXCLUSIVE: a datagram wakes one waiting worker). With
+SO_REUSEPORT the kernel hashes each client's address and port to one socket of the group, so one busy
+client (a resolver, ``dnsperf -c 1``) is answered by one worker only; a worker that dies loses what
+is queued in its own socket, the group is rehashed when one joins or leaves, and the main process
+must close its own socket (losing what arrives meanwhile) to leave the group. With one shared queue,
+every datagram goes to whichever worker is free, nothing queued is lost when a worker dies, and the
+main process can read the socket again when no worker is left (measured: bench/RESULTS.md, issue 11
+part 2).
 
 What this module owns:
-- ``WorkerPool`` (main process): spawns the workers (``python -c ...worker.main FD``, a fresh
-  interpreter, never a fork of a process with threads and a running loop), forwards every change,
-  waits for every listening worker's acknowledgement, restarts a worker that dies or misses the bound;
+- ``WorkerPool`` (main process): spawns the workers (``python -c`` running ``main`` with the two
+  descriptors, a fresh interpreter, never a fork of a process with threads and a running loop),
+  forwards every change, waits for every answering worker's acknowledgement, restarts a worker that
+  dies or misses the bound;
 - ``main`` (worker process): loads the zones it is sent, then answers UDP and applies commands.
 
 Protocol, over a unix socketpair (each message a 4-byte big-endian length and a pickle; main and
 worker are the same program, the same user):
-- to the worker: ``("init", Init)`` first; then ``("zone", idx, changes, serial)`` (``changes``:
-  endpoint -> ``Observed`` or None for removed, the new serial), ``("reload", idx, observed, serial)``
-  (the whole zone), ``("unwritten", names, slots)``, ``("listen",)``, ``("stats",)``, ``("stop",)``;
-  each is answered ``("ack", seq)`` once applied (seq counts the messages from 1), ``listen`` by
-  ``("listening", pid)`` and ``stats`` by ``("stats", seq, dict)``.
+- the worker says ``("hello", pid)`` once its interpreter runs; to the worker: ``("init", Init)``
+  first; then ``("zone", idx, changes, serial)`` (``changes``: endpoint -> ``Observed`` or None for
+  removed, the new serial), ``("reload", idx, observed, serial)`` (the whole zone),
+  ``("unwritten", names, slots)``, ``("listen",)``, ``("stats",)``, ``("stop",)``; each is answered
+  ``("ack", seq)`` once applied (seq counts the messages from 1), ``init`` also by ``("loaded",)``,
+  ``listen`` also by ``("listening", pid)``, ``stats`` by ``("stats", seq, dict)``;
 - the worker takes the content (the ``Observed`` of each endpoint, exactly what the main process's
-  tables hold) and the serial from the main process instead of reading the SQLite file itself: the
-  worker then serves exactly the version the main process serves, and the serial is never bumped
-  twice or read half-committed. It renders the answers itself (in parallel with the others).
+  tables hold) and the serial from the main process instead of reading the SQLite file itself: it
+  serves exactly the version the main process serves, and the serial is never bumped twice or read
+  half-committed. It renders the answers itself (in parallel with the others).
 
 Guarantees:
 - freshness: ``DnsServer`` forwards each change from the thread that applied it (the writer's thread
-  for a commit) and returns only once every listening worker acknowledged it, or ``ACK_TIMEOUT``
+  for a commit) and returns only once every answering worker acknowledged it, or ``ACK_TIMEOUT``
   passed: then the late worker is killed (it must not answer stale) and restarted. So a query sent
   after a write returned sees the write, on every worker; the same holds for the serial and the
   declared-but-unwritten set (SERVFAIL until written);
-- a worker binds its UDP socket only after it loaded its zones and applied every change sent before
-  its ``listen`` (so it answers only once loaded); one that dies (EOF on its socket) is restarted with
-  a backoff (0.1 s doubling to 5 s while it keeps dying at once); a worker whose main process is gone
-  (EOF) exits;
-- the worker answers exactly as the main process would (same ``Responder``, the SERVFAIL rewrite of
-  ``unless_unwritten``); RRL (``rate_limit``) keeps one set of buckets per worker: a client's queries
-  land on one worker (same address and port), but a client using many source ports is counted in
-  several buckets, up to N times the rate.
+- a worker reads the socket only once it loaded its zones and applied every change sent before its
+  ``listen``; one that dies (EOF on its socketpair) is restarted, with a backoff (0.1 s doubling to
+  5 s) while it keeps dying within a second; while none answers, the main process reads the socket
+  again; a worker whose main process is gone (EOF) exits;
+- a worker answers exactly as the main process would (same ``Responder``, the SERVFAIL rewrite of
+  ``unless_unwritten``, the transfer key for TSIG-signed queries); RRL (``rate_limit``) keeps one set
+  of buckets per worker, so a client whose queries are spread over N workers may get up to N times
+  the rate.
 
-Limits: Unix only (SO_REUSEPORT, pass_fds); datagrams queued in a worker's socket when it dies are
-lost (clients retry); when the main process hands UDP over to the workers it answers what is queued
-in its own socket and closes it, and a datagram arriving in that instant is lost.
+Limits: Unix only (``pass_fds``, epoll: Linux); the datagram a worker was answering when it died is
+lost (clients retry); a write waits for the slowest worker (its acknowledgement takes one batch of
+at most 64 datagrams); the zone is rendered and held once per process (memory times N + 1).
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -84,8 +95,6 @@ _ENTRY = "import sys; from dnsplane.dns.worker import main; sys.exit(main(sys.ar
 class Init:
     """What a worker needs to answer: the zones (apex, serial, content), the server's options."""
 
-    host: str
-    port: int
     zones: list[tuple[str, int, dict[EndpointKey, Observed]]]
     unwritten: tuple[frozenset[bytes], frozenset[tuple[bytes, int]]]
     transfer: TransferPolicy = field(default_factory=TransferPolicy)
@@ -119,21 +128,6 @@ def unless_unwritten(resp: bytes, names: frozenset[bytes], slots: frozenset[tupl
         + resp[12:end]
         + opt
     )
-
-
-def udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A non-blocking UDP socket bound to ``host:port``, in the port's SO_REUSEPORT group when ``reuse_port``."""
-    info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    sock = socket.socket(info[0], socket.SOCK_DGRAM)
-    try:
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(info[4])
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 def _frame(msg: tuple[Any, ...]) -> bytes:
@@ -197,14 +191,22 @@ class _Worker:
 class WorkerPool:
     """``count`` UDP answering processes for one ``DnsServer``; see the module docstring."""
 
-    def __init__(self, count: int, snapshot: Callable[[], Init], on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        count: int,
+        udp: socket.socket,
+        snapshot: Callable[[], Init],
+        on_listening: Callable[[], None],
+        on_none_listening: Callable[[], None],
+    ) -> None:
         self.count = count
+        self._udp = udp  # the server's UDP socket, shared with every worker
         self._snapshot = snapshot  # called under the server's lock: the state a new worker starts from
-        self._on_ready = on_ready  # called (from a pool thread) once every worker listens, the first time
+        self._on_listening = on_listening  # called (from a pool thread) each time a worker starts answering
+        self._on_none_listening = on_none_listening  # ...and when the last one answering died
         self._lock = threading.Lock()  # orders sends: a new worker's init before any later change
         self._workers: list[_Worker | None] = [None] * count
         self._stopping = False
-        self._all_ready_told = False
         self.restarts = 0
         self._threads: list[threading.Thread] = []
 
@@ -245,8 +247,8 @@ class WorkerPool:
         main_end, child_end = socket.socketpair()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, str(child_end.fileno())],
-                pass_fds=(child_end.fileno(),),
+                [sys.executable, "-c", _ENTRY, str(child_end.fileno()), str(self._udp.fileno())],
+                pass_fds=(child_end.fileno(), self._udp.fileno()),
                 stdin=subprocess.DEVNULL,
             )
         finally:
@@ -332,9 +334,7 @@ class WorkerPool:
                         w.proc.pid,
                         extra={"event": "dns_worker_ready", "pid": w.proc.pid},
                     )
-                    if not self._all_ready_told and self.all_ready():
-                        self._all_ready_told = True
-                        self._on_ready()
+                    self._on_listening()
         with w.send_lock, w.cond:
             w.dead = True
             w.cond.notify_all()
@@ -342,6 +342,8 @@ class WorkerPool:
         w.chan.close()
         if self._stopping:
             return
+        if not any(x is not None and x.ready.is_set() and not x.dead for x in self._workers):
+            self._on_none_listening()
         self.restarts += 1
         log.warning(
             "dns worker %d exited (%s): restarting it",
@@ -445,6 +447,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the main process stops us
     logging.basicConfig(level=logging.WARNING, format=f"dnsplane dns worker {os.getpid()}: %(message)s")
     chan = socket.socket(fileno=int(args[0]))
+    udp = socket.socket(fileno=int(args[1]))  # the server's, shared: read only once loaded
+    udp.setblocking(False)
     chan.setblocking(True)
     chan.sendall(_frame(("hello", os.getpid())))
     buf = bytearray()
@@ -456,9 +460,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     chan.sendall(_frame(("ack", seq)))
     chan.sendall(_frame(("loaded",)))
     chan.setblocking(False)
-    sel = selectors.DefaultSelector()
-    sel.register(chan, selectors.EVENT_READ, "chan")
-    sock: socket.socket | None = None
+    ep = select.epoll()
+    ep.register(chan.fileno(), select.EPOLLIN)
+    listening = False
     while True:
         for msg in pending:
             seq += 1
@@ -469,9 +473,10 @@ def main(argv: Iterable[str] | None = None) -> int:
                 answerer._reload(msg[1], msg[2], msg[3])
             elif kind == "unwritten":
                 answerer.names, answerer.slots = msg[1], msg[2]
-            elif kind == "listen" and sock is None:
-                sock = udp_socket(init.host, init.port, reuse_port=True)
-                sel.register(sock, selectors.EVENT_READ, "udp")
+            elif kind == "listen" and not listening:
+                listening = True
+                # EPOLLEXCLUSIVE: a datagram wakes one waiting worker, not all of them
+                ep.register(udp.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
                 chan.setblocking(True)
                 chan.sendall(_frame(("listening", os.getpid())))
                 chan.setblocking(False)
@@ -498,10 +503,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             chan.sendall(_frame(("ack", seq)))
             chan.setblocking(False)
         pending = []
-        for key, _ in sel.select():
-            if key.data == "udp":
-                assert sock is not None
-                answerer.serve(sock)
+        for fd, _ in ep.poll():
+            if fd == udp.fileno():
+                answerer.serve(udp)
             else:
                 try:
                     data = chan.recv(1 << 20)
