@@ -29,6 +29,15 @@ every bump, retried until acknowledged, in tasks of the event loop. A transfer c
 current version in the loop thread (a dict of frozen values) and is rendered in one worker thread,
 so queries are answered meanwhile (sharing the interpreter: slower, not stopped).
 
+UDP answering workers (``workers`` N > 0, ``dnsplane.dns.worker``): N processes read this server's
+UDP socket and answer from their own copy of the zones; this process answers UDP only until one of
+them listens (and again while none does), and keeps TCP, transfers, NOTIFY and the serial. With
+workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
+forwarded to every worker with the new serial, and the listener returns once each answering worker
+acknowledged it (bound: 1 s, then that worker is restarted), so the first freshness guarantee holds
+for every process; the declared-but-unwritten set is forwarded the same way. Commits of other
+processes are found by the 100 ms periodic check only (no UDP query reaches this process).
+
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
 server is not running). ``refresh`` may be called from any thread.
@@ -69,7 +78,7 @@ Hostile clients (TCP, RFC 7766 §6.2.3; every limit is a constructor option):
   (``dnsplane.dns.ratelimit``).
 
 Limits:
-- one event loop thread serves everything; re-reading a large zone blocks it
+- without workers one event loop thread serves everything; re-reading a large zone blocks it
   for the duration of ``read_all`` plus the re-rendering of changed endpoints;
 - UDP uses ``loop.add_reader`` on a non-blocking socket (selector event loops,
   i.e. Unix); UDP answers that cannot be sent (full socket buffer) are dropped;
@@ -272,10 +281,12 @@ class DnsServer:
         if self.workers:
             # this process answers UDP until a worker listens (_udp_handover), then only TCP
             def listening() -> None:
-                loop.call_soon_threadsafe(self._udp_handover, True)
+                with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+                    loop.call_soon_threadsafe(self._udp_handover, True)
 
             def none_listening() -> None:
-                loop.call_soon_threadsafe(self._udp_handover, False)
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._udp_handover, False)
 
             pool = WorkerPool(self.workers, udp, self._worker_init, listening, none_listening)
             self._pool = pool

@@ -29,7 +29,7 @@ worker are the same program, the same user):
 - the worker says ``("hello", pid)`` once its interpreter runs; to the worker: ``("init", Init)``
   first; then ``("zone", idx, changes, serial)`` (``changes``: endpoint -> ``Observed`` or None for
   removed, the new serial), ``("reload", idx, observed, serial)`` (the whole zone),
-  ``("unwritten", names, slots)``, ``("listen",)``, ``("stats",)``, ``("stop",)``; each is answered
+  ``("unwritten", names, slots)``, ``("listen",)``, ``("ping",)``, ``("stats",)``, ``("stop",)``; each is answered
   ``("ack", seq)`` once applied (seq counts the messages from 1), ``init`` also by ``("loaded",)``,
   ``listen`` also by ``("listening", pid)``, ``stats`` by ``("stats", seq, dict)``;
 - the worker takes the content (the ``Observed`` of each endpoint, exactly what the main process's
@@ -40,7 +40,8 @@ worker are the same program, the same user):
 Guarantees:
 - freshness: ``DnsServer`` forwards each change from the thread that applied it (the writer's thread
   for a commit) and returns only once every answering worker acknowledged it, or ``ACK_TIMEOUT``
-  passed: then the late worker is killed (it must not answer stale) and restarted. So a query sent
+  passed: then the late worker is killed (it must not answer stale) and restarted (a ping every
+  ``HEARTBEAT`` finds a hung worker when nothing changes). So a query sent
   after a write returned sees the write, on every worker; the same holds for the serial and the
   declared-but-unwritten set (SERVFAIL until written);
 - a worker reads the socket only once it loaded its zones and applied every change sent before its
@@ -83,6 +84,8 @@ log = logging.getLogger("dnsplane.dns")
 
 ACK_TIMEOUT = 1.0  # seconds a change waits for every worker before the late ones are restarted
 RESTART_BACKOFF = (0.1, 5.0)
+HEARTBEAT = 1.0  # seconds between pings: a worker hung without any change to apply is found too
+SEND_TIMEOUT = 5  # seconds a command may wait for a worker to take it (then it is restarted)
 HELLO_TIMEOUT = 30.0  # seconds a new worker may take to start its interpreter
 UDP_BATCH = 64
 UDP_RECV_SIZE = 4096
@@ -173,7 +176,14 @@ class _Worker:
                 return 0
             try:
                 self.chan.sendall(data)
-            except OSError:
+            except OSError as exc:  # it takes nothing for SEND_TIMEOUT: hung; it must not answer stale
+                log.warning(
+                    "dns worker %d takes no command (%s): restarting it",
+                    self.proc.pid,
+                    exc,
+                    extra={"event": "dns_worker_late", "pid": self.proc.pid},
+                )
+                self.proc.kill()
                 return 0
             self.sent += 1
             return self.sent
@@ -207,6 +217,7 @@ class WorkerPool:
         self._lock = threading.Lock()  # orders sends: a new worker's init before any later change
         self._workers: list[_Worker | None] = [None] * count
         self._stopping = False
+        self._stopped = threading.Event()
         self.restarts = 0
         self._threads: list[threading.Thread] = []
 
@@ -216,9 +227,19 @@ class WorkerPool:
         self._server_lock = lock
         for slot in range(self.count):
             self._spawn(slot)
+        t = threading.Thread(target=self._heartbeat, name="dns-workers-heartbeat", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _heartbeat(self) -> None:
+        """Ping every worker each ``HEARTBEAT``: one that does not answer within ``ACK_TIMEOUT`` is restarted
+        (a stopped worker can hold datagrams the kernel woke it for)."""
+        while not self._stopped.wait(HEARTBEAT):
+            self.forward(("ping",))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
+        self._stopped.set()
         workers = [w for w in self._workers if w is not None]
         for w in workers:
             w.send(("stop",))
@@ -266,6 +287,7 @@ class WorkerPool:
         except OSError:
             pass
         main_end.settimeout(None)
+        main_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT, 0))
         with self._server_lock, self._lock:  # no change is forwarded between the snapshot and the init
             w.send(("init", self._snapshot()))
             self._workers[slot] = w
@@ -436,14 +458,24 @@ def _recv_exact(chan: socket.socket, buf: bytearray) -> Any:
         frames = _read_frames(buf)
         if frames:
             return frames
-        data = chan.recv(1 << 20)
+        try:
+            data = chan.recv(1 << 20)
+        except OSError:
+            data = b""
         if not data:
-            raise SystemExit(0)
+            raise SystemExit(0)  # the main process is gone
         buf += data
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    """The worker process: ``argv`` is the socketpair's descriptor and the UDP socket's."""
+    try:
+        return _serve(list(sys.argv[1:] if argv is None else argv))
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the main process is gone
+
+
+def _serve(args: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the main process stops us
     logging.basicConfig(level=logging.WARNING, format=f"dnsplane dns worker {os.getpid()}: %(message)s")
     chan = socket.socket(fileno=int(args[0]))
@@ -511,6 +543,8 @@ def main(argv: Iterable[str] | None = None) -> int:
                     data = chan.recv(1 << 20)
                 except BlockingIOError:
                     continue
+                except OSError:  # reset: the main process is gone
+                    return 0
                 if not data:
                     return 0  # the main process is gone
                 buf += data

@@ -5,6 +5,7 @@ port keeps answering, and TCP (queries, signed zone transfers) stays with the ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import selectors
@@ -190,3 +191,29 @@ def test_with_its_only_worker_dead_the_main_process_answers_until_a_new_one_list
         assert taken > before  # it answered while no worker did
     finally:
         running.close()
+
+
+def test_a_hung_worker_is_replaced_and_writes_do_not_wait_for_it(srv: Running, source: FakeSource) -> None:
+    hung, other = srv.server.worker_pids()
+    os.kill(hung, signal.SIGSTOP)  # alive, holding the socket's wakeups, applying nothing
+    try:
+        source.commit(API, obs(30, [Member("lb-1", ("10.60.0.1",), 1000)]))  # returns: the late one is killed
+        assert hung not in srv.server.worker_pids()
+        assert values(fan_out(srv.port, "api.demo.test.")) == {"10.60.0.1"}
+        wait_for("a replacement", lambda: len(srv.server.worker_pids()) == 2 and srv.server.workers_ready(), 30)
+        every_worker_answers(srv, "api.demo.test.", "A", {"10.60.0.1"})
+        assert other in srv.server.worker_pids()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
+
+
+def test_a_hung_worker_is_found_without_any_change(srv: Running) -> None:
+    hung, _ = srv.server.worker_pids()
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        wait_for("the hung worker replaced by the heartbeat", lambda: hung not in srv.server.worker_pids(), 30)
+        assert values(fan_out(srv.port, "api.demo.test.")) == {"10.0.0.1"}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
