@@ -34,9 +34,10 @@ UDP socket and answer from their own copy of the zones; this process answers UDP
 them listens (and again while none does), and keeps TCP, transfers, NOTIFY and the serial. With
 workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
 forwarded to every worker with the new serial, and the listener returns once each answering worker
-acknowledged it (bound: 1 s, then that worker is restarted), so the first freshness guarantee holds
-for every process; the declared-but-unwritten set is forwarded the same way. Commits of other
-processes are found by the 100 ms periodic check only (no UDP query reaches this process).
+acknowledged it (bound: 1 s plus twice this process's rendering time, then that worker is
+restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
+is forwarded the same way. Commits of other processes are found by the 100 ms periodic check only
+(no UDP query reaches this process).
 
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
@@ -462,6 +463,7 @@ class DnsServer:
                 continue
             groups.setdefault(owner, []).append(key)
         for i, group in groups.items():
+            started = time.monotonic()
             observed = self.sources[i].read(group)
             table = self._tables[i]
             for key in group:
@@ -469,7 +471,8 @@ class DnsServer:
             table.bump_serial()
             self._bumped(table)
             if self._pool is not None:
-                self._pool.forward(("zone", i, {k: table.observed.get(k) for k in group}, table.serial))
+                changes = {k: table.observed.get(k) for k in group}
+                self._pool.forward(("zone", i, changes, table.serial), time.monotonic() - started)
             self.stats.refreshes += 1
             if self._unwritten:
                 self._settle_unwritten()
@@ -488,6 +491,7 @@ class DnsServer:
         """Re-read a whole zone; only endpoints whose content changed are re-rendered."""
         src = self.sources[idx]
         table = self._tables[idx]
+        started = time.monotonic()
         self._versions[idx] = src.data_version()
         data = src.read_all()
         changed = 0
@@ -509,7 +513,7 @@ class DnsServer:
         table.bump_serial()
         self._bumped(table)
         if self._pool is not None:
-            self._pool.forward(("reload", idx, dict(table.observed), table.serial))
+            self._pool.forward(("reload", idx, dict(table.observed), table.serial), time.monotonic() - started)
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten()

@@ -40,7 +40,8 @@ worker are the same program, the same user):
 Guarantees:
 - freshness: ``DnsServer`` forwards each change from the thread that applied it (the writer's thread
   for a commit) and returns only once every answering worker acknowledged it, or ``ACK_TIMEOUT``
-  passed: then the late worker is killed (it must not answer stale) and restarted (a ping every
+  passed (plus twice the time the main process took to render the change: a batch of 10,000
+  endpoints takes seconds): then the late worker is killed (it must not answer stale) and restarted (a ping every
   ``HEARTBEAT`` finds a hung worker when nothing changes). So a query sent
   after a write returned sees the write, on every worker; the same holds for the serial and the
   declared-but-unwritten set (SERVFAIL until written);
@@ -235,7 +236,8 @@ class WorkerPool:
         """Ping every worker each ``HEARTBEAT``: one that does not answer within ``ACK_TIMEOUT`` is restarted
         (a stopped worker can hold datagrams the kernel woke it for)."""
         while not self._stopped.wait(HEARTBEAT):
-            self.forward(("ping",))
+            with self._server_lock:  # never behind a change being applied (its bound is its own)
+                self.forward(("ping",))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -296,14 +298,15 @@ class WorkerPool:
         t.start()
 
     # forwarding -----------------------------------------------------------------
-    def forward(self, msg: tuple[Any, ...]) -> None:
-        """Send ``msg`` to every worker; return once each listening one applied it, or kill the late ones."""
+    def forward(self, msg: tuple[Any, ...], work: float = 0.0) -> None:
+        """Send ``msg`` to every worker; return once each listening one applied it, or kill the late ones.
+        ``work``: seconds the main process took to apply it (rendering): allowed twice on top of the bound."""
         with self._lock:
             waits = [(w, w.send(msg)) for w in self._workers if w is not None and w.listening]
             for w in self._workers:
                 if w is not None and not w.listening:
                     w.send(msg)  # still loading: it applies this before it listens
-        deadline = time.monotonic() + ACK_TIMEOUT
+        deadline = time.monotonic() + ACK_TIMEOUT + 2 * work
         for w, seq in waits:
             if seq and not w.wait(seq, deadline):
                 log.warning(
