@@ -217,3 +217,17 @@ def test_a_hung_worker_is_found_without_any_change(srv: Running) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(hung, signal.SIGKILL)
+
+
+def test_a_large_batch_does_not_get_the_workers_restarted(srv: Running, source: FakeSource) -> None:
+    """A first plan writes thousands of endpoints in one commit; every process renders them for seconds:
+    the workers are given that time, not killed as late (which would make them reload the whole zone)."""
+    keys = [EndpointKey(f"n{i}.bulk.demo.test.", "A") for i in range(3000)]
+    with source._lock:
+        for i, key in enumerate(keys):
+            source.data[key] = obs(30, [Member("lb-1", (f"10.{i // 250}.{i % 250}.9",), 1000)])
+    pids = srv.server.worker_pids()
+    for fn in source.listeners:
+        fn(keys)  # one commit of 3,000 endpoints, in this (the writer's) thread
+    assert srv.server.worker_pids() == pids and srv.server._pool is not None and srv.server._pool.restarts == 0
+    every_worker_answers(srv, "n2999.bulk.demo.test.", "A", {"10.11.249.9"})
