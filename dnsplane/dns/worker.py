@@ -293,6 +293,8 @@ class WorkerPool:
         with self._server_lock, self._lock:  # no change is forwarded between the snapshot and the init
             w.send(("init", self._snapshot()))
             self._workers[slot] = w
+            if self._stopping:  # stop() came while it started: it has not seen this one
+                w.send(("stop",))
         t = threading.Thread(target=self._read, args=(w,), name=f"dns-worker-{slot}", daemon=True)
         self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
