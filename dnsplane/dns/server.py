@@ -34,7 +34,7 @@ UDP socket and answer from their own copy of the zones; this process answers UDP
 them listens (and again while none does), and keeps TCP, transfers, NOTIFY and the serial. With
 workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
 forwarded to every worker with the new serial, and the listener returns once each answering worker
-acknowledged it (bound: 1 s plus twice this process's rendering time, then that worker is
+acknowledged it (bound: 5 s plus twice this process's rendering time, then that worker is
 restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
 is forwarded the same way. Commits of other processes are found by the 100 ms periodic check only
 (no UDP query reaches this process).

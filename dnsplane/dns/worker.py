@@ -61,6 +61,7 @@ at most 64 datagrams); the zone is rendered and held once per process (memory ti
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -72,6 +73,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +85,10 @@ from dnsplane.model import EndpointKey, Observed
 
 log = logging.getLogger("dnsplane.dns")
 
-ACK_TIMEOUT = 1.0  # seconds a change waits for every worker before the late ones are restarted
+# seconds a change waits for every worker before the late ones are restarted: generous, since a
+# false alarm costs a reload of the whole zone, and a pause of the main process itself (a full
+# garbage collection of a 100,000-name heap on a loaded machine) counts against it
+ACK_TIMEOUT = 5.0
 RESTART_BACKOFF = (0.1, 5.0)
 HEARTBEAT = 1.0  # seconds between pings: a worker hung without any change to apply is found too
 SEND_TIMEOUT = 5  # seconds a command may wait for a worker to take it (then it is restarted)
@@ -166,28 +171,51 @@ class _Worker:
         self.ready = threading.Event()  # it answered ``listening``: its socket is bound
         self.dead = False
         self.stats: dict[int, dict[str, int]] = {}
-        self.cond = threading.Condition()
-        self.send_lock = threading.Lock()
+        self.cond = threading.Condition()  # acknowledgements
+        self.outbox: deque[tuple[Any, ...]] = deque()
+        self.out = threading.Condition()  # outbox and dead
+        threading.Thread(target=self._send_queued, name=f"dns-worker-{slot}-send", daemon=True).start()
 
     def send(self, msg: tuple[Any, ...]) -> int:
-        """Send ``msg`` (blocking until written); its sequence number, 0 when the worker is gone."""
-        data = _frame(msg)
-        with self.send_lock:
+        """Queue ``msg`` (the sending thread pickles and writes it, in order); its sequence number, 0 when
+        the worker is gone. Never blocks: a large init does not hold the caller's locks while it is written."""
+        with self.out:
             if self.dead:
                 return 0
-            try:
-                self.chan.sendall(data)
-            except OSError as exc:  # it takes nothing for SEND_TIMEOUT: hung; it must not answer stale
-                log.warning(
-                    "dns worker %d takes no command (%s): restarting it",
-                    self.proc.pid,
-                    exc,
-                    extra={"event": "dns_worker_late", "pid": self.proc.pid},
-                )
-                self.proc.kill()
-                return 0
             self.sent += 1
+            self.outbox.append(msg)
+            self.out.notify()
             return self.sent
+
+    def gone(self) -> None:
+        with self.out:
+            self.dead = True
+            self.out.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def _send_queued(self) -> None:
+        while True:
+            with self.out:
+                while not self.outbox and not self.dead:
+                    self.out.wait()
+                if self.dead:
+                    return
+                msg = self.outbox.popleft()
+            try:
+                self.chan.sendall(_frame(msg))
+            except OSError as exc:  # it takes nothing for SEND_TIMEOUT: hung; it must not answer stale
+                if not self.dead:
+                    log.warning(
+                        "dns worker %d takes no command (%s): restarting it",
+                        self.proc.pid,
+                        exc,
+                        extra={"event": "dns_worker_late", "pid": self.proc.pid},
+                    )
+                    self.proc.kill()
+                return
+            if msg[0] == "stop":
+                return
 
     def wait(self, seq: int, deadline: float) -> bool:
         with self.cond:
@@ -362,9 +390,7 @@ class WorkerPool:
                         extra={"event": "dns_worker_ready", "pid": w.proc.pid},
                     )
                     self._on_listening()
-        with w.send_lock, w.cond:
-            w.dead = True
-            w.cond.notify_all()
+        w.gone()
         code = w.proc.wait()
         w.chan.close()
         if self._stopping:
@@ -388,7 +414,6 @@ class WorkerPool:
 
 class _Answerer:
     def __init__(self, init: Init) -> None:
-        self.init = init
         self.responder = Responder()
         self.tables = []
         for zone, serial, observed in init.zones:
@@ -494,6 +519,9 @@ def _serve(args: list[str]) -> int:
     kind, init = pending.pop(0)
     assert kind == "init"
     answerer = _Answerer(init)
+    del init  # its copies of the zone's content: the tables hold what they serve
+    gc.collect()
+    gc.freeze()  # the loaded zone is never collected: no full collection walks it while answering
     chan.sendall(_frame(("ack", seq)))
     chan.sendall(_frame(("loaded",)))
     chan.setblocking(False)
