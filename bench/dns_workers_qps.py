@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -124,8 +125,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         embedded: dict[str, Embedded] = {}
         named: Named | None = None
         try:
-            for w in args.workers:
-                embedded[f"workers={w}"] = Embedded(db, w)
+            for w in args.workers:  # each its own copy of the file: one server's changes are not another's
+                copy = tmp / f"dns-workers-{w}.sqlite"
+                with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+                    src.backup(dst)
+                embedded[f"workers={w}"] = Embedded(copy, w)
             named = Named(tmp, zone_text)
             servers: dict[str, int] = {k: e.port for k, e in embedded.items()} | {"named": named.port}
             out["load_s"] = {k: e.load_s for k, e in embedded.items()} | {"named": named.load_s}

@@ -495,10 +495,12 @@ class DnsServer:
         self._versions[idx] = src.data_version()
         data = src.read_all()
         changed = 0
+        touched: list[EndpointKey] = []  # forwarded to the workers: only what changed
         for key in table.endpoints():
             if key not in data:
                 table.remove(key)
                 changed += 1
+                touched.append(key)
         for key, observed in data.items():
             if self._index_for(key) != idx:
                 log.warning(
@@ -510,10 +512,12 @@ class DnsServer:
                 continue
             if table.set(key, observed):
                 changed += 1
+                touched.append(key)
         table.bump_serial()
         self._bumped(table)
         if self._pool is not None:
-            self._pool.forward(("reload", idx, dict(table.observed), table.serial), time.monotonic() - started)
+            changes = {k: table.observed.get(k) for k in touched}
+            self._pool.forward(("zone", idx, changes, table.serial), time.monotonic() - started)
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten()

@@ -28,7 +28,7 @@ Protocol, over a unix socketpair (each message a 4-byte big-endian length and a 
 worker are the same program, the same user):
 - the worker says ``("hello", pid)`` once its interpreter runs; to the worker: ``("init", Init)``
   first; then ``("zone", idx, changes, serial)`` (``changes``: endpoint -> ``Observed`` or None for
-  removed, the new serial), ``("reload", idx, observed, serial)`` (the whole zone),
+  removed, the new serial; a zone re-read after another process wrote the file sends what changed),
   ``("unwritten", names, slots)``, ``("listen",)``, ``("ping",)``, ``("stats",)``, ``("stop",)``; each is answered
   ``("ack", seq)`` once applied (seq counts the messages from 1), ``init`` also by ``("loaded",)``,
   ``listen`` also by ``("listening", pid)``, ``stats`` by ``("stats", seq, dict)``;
@@ -536,8 +536,6 @@ def _serve(args: list[str]) -> int:
             kind = msg[0]
             if kind == "zone":
                 answerer.apply(msg[1], msg[2], msg[3])
-            elif kind == "reload":
-                answerer._reload(msg[1], msg[2], msg[3])
             elif kind == "unwritten":
                 answerer.names, answerer.slots = msg[1], msg[2]
             elif kind == "listen" and not listening:

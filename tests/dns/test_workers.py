@@ -231,3 +231,9 @@ def test_a_large_batch_does_not_get_the_workers_restarted(srv: Running, source: 
         fn(keys)  # one commit of 3,000 endpoints, in this (the writer's) thread
     assert srv.server.worker_pids() == pids and srv.server._pool is not None and srv.server._pool.restarts == 0
     every_worker_answers(srv, "n2999.bulk.demo.test.", "A", {"10.11.249.9"})
+
+
+def test_a_change_committed_by_another_process_reaches_every_worker(srv: Running, source: FakeSource) -> None:
+    source.external_commit(API, obs(30, [Member("lb-1", ("10.70.0.1",), 1000)]))  # no listener: data_version only
+    wait_for("the main process's periodic check", lambda: values(fan_out(srv.port, "api.demo.test.")) == {"10.70.0.1"})
+    every_worker_answers(srv, "api.demo.test.", "A", {"10.70.0.1"})
