@@ -29,6 +29,16 @@ every bump, retried until acknowledged, in tasks of the event loop. A transfer c
 current version in the loop thread (a dict of frozen values) and is rendered in one worker thread,
 so queries are answered meanwhile (sharing the interpreter: slower, not stopped).
 
+UDP answering workers (``workers`` N > 0, ``dnsplane.dns.worker``): N processes read this server's
+UDP socket and answer from their own copy of the zones; this process answers UDP only until one of
+them listens (and again while none does), and keeps TCP, transfers, NOTIFY and the serial. With
+workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
+forwarded to every worker with the new serial, and the listener returns once each answering worker
+acknowledged it (bound: 5 s plus twice this process's rendering time, then that worker is
+restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
+is forwarded the same way. Commits of other processes are found by the 100 ms periodic check only
+(no UDP query reaches this process).
+
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the
 server is not running). ``refresh`` may be called from any thread.
@@ -69,7 +79,7 @@ Hostile clients (TCP, RFC 7766 §6.2.3; every limit is a constructor option):
   (``dnsplane.dns.ratelimit``).
 
 Limits:
-- one event loop thread serves everything; re-reading a large zone blocks it
+- without workers one event loop thread serves everything; re-reading a large zone blocks it
   for the duration of ``read_all`` plus the re-rendering of changed endpoints;
 - UDP uses ``loop.add_reader`` on a non-blocking socket (selector event loops,
   i.e. Unix); UDP answers that cannot be sent (full socket buffer) are dropped;
@@ -100,10 +110,11 @@ import dns.rdatatype
 import dns.serial
 
 from dnsplane.dns.notify import Notifier
-from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
+from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter
 from dnsplane.dns.render import name_wire
 from dnsplane.dns.responder import Responder, ServerStats
 from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messages
+from dnsplane.dns.worker import Init, WorkerPool, unless_unwritten
 from dnsplane.dns.zonetable import ZoneTable, ancestors
 from dnsplane.errors import DnsplaneError
 from dnsplane.model import EndpointKey, Observed, marker_name, normalise_name
@@ -178,7 +189,10 @@ class DnsServer:
         rate_limit: RateLimit | None = None,
         transfer: TransferPolicy | None = None,
         serial_file: Path | None = None,
+        workers: int = 0,
     ) -> None:
+        if workers < 0:
+            raise ValueError("workers must be 0 or more")
         if min(tcp_idle_timeout, tcp_read_timeout, tcp_lifetime) <= 0:
             raise ValueError("TCP timeouts must be positive")
         if min(tcp_max_connections, tcp_max_pipelined) < 1:
@@ -193,6 +207,10 @@ class DnsServer:
         self.tcp_max_pipelined = tcp_max_pipelined
         self.limit_stats = LimitStats()
         self._limiter = ResponseLimiter(rate_limit) if rate_limit is not None else None
+        self._rate_limit = rate_limit
+        self.workers = workers  # UDP answering processes (dnsplane.dns.worker); 0: this process answers UDP
+        self._pool: WorkerPool | None = None
+        self._udp_mine = True  # this process reads the UDP socket (with workers: until one listens)
         self._responder = Responder(rng)
         self.stats: ServerStats = self._responder.stats
         self.transfer = transfer or TransferPolicy()
@@ -254,12 +272,26 @@ class DnsServer:
             self._loop_thread = None
             raise
         self._udp_sock = udp
+        self._udp_mine = True
         loop.add_reader(udp.fileno(), self._udp_readable)
         self._tcp_sock = tcp
         self._accept_failures = 0
         loop.add_reader(tcp.fileno(), self._tcp_acceptable)
         if self._unwritten:
             self._log_unwritten()
+        if self.workers:
+            # this process answers UDP until a worker listens (_udp_handover), then only TCP
+            def listening() -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+                    loop.call_soon_threadsafe(self._udp_handover, True)
+
+            def none_listening() -> None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._udp_handover, False)
+
+            pool = WorkerPool(self.workers, udp, self._worker_init, listening, none_listening)
+            self._pool = pool
+            threading.Thread(target=pool.start, args=(self._lock,), name="dns-workers-start", daemon=True).start()
         self._next_version_check = time.monotonic() + VERSION_CHECK_INTERVAL
         self._poll_task = loop.create_task(self._poll())
         log.info(
@@ -281,6 +313,9 @@ class DnsServer:
                 await self._poll_task
             self._poll_task = None
         await self.notifier.stop()
+        if self._pool is not None:
+            await loop.run_in_executor(None, self._pool.stop)
+            self._pool = None
         if self._xfr_pool is not None:
             self._xfr_pool.shutdown(wait=False, cancel_futures=True)
             self._xfr_pool = None
@@ -342,7 +377,7 @@ class DnsServer:
         done before returning; from another thread it is queued and is applied
         before the next query is served.
         """
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
+        if self._loop is not None and threading.get_ident() != self._loop_thread and self._pool is None:
             self._enqueue(None, None if keys is None else list(keys))
             return
         with self._lock:
@@ -356,6 +391,10 @@ class DnsServer:
         """Listener of source ``idx``: runs in the writer's thread."""
         if self._loop is None:
             return  # not serving: start() loads everything
+        if self._pool is not None:  # applied here and forwarded: returns once every worker answers it
+            with self._lock:
+                self._guarded(idx, self._refresh_keys, idx, list(keys))
+            return
         self._enqueue(idx, list(keys))
 
     def _enqueue(self, idx: int | None, keys: list[EndpointKey] | None) -> None:
@@ -424,12 +463,16 @@ class DnsServer:
                 continue
             groups.setdefault(owner, []).append(key)
         for i, group in groups.items():
+            started = time.monotonic()
             observed = self.sources[i].read(group)
             table = self._tables[i]
             for key in group:
                 table.set(key, observed.get(key, Observed(None, None)))
             table.bump_serial()
             self._bumped(table)
+            if self._pool is not None:
+                changes = {k: table.observed.get(k) for k in group}
+                self._pool.forward(("zone", i, changes, table.serial), time.monotonic() - started)
             self.stats.refreshes += 1
             if self._unwritten:
                 self._settle_unwritten()
@@ -448,13 +491,16 @@ class DnsServer:
         """Re-read a whole zone; only endpoints whose content changed are re-rendered."""
         src = self.sources[idx]
         table = self._tables[idx]
+        started = time.monotonic()
         self._versions[idx] = src.data_version()
         data = src.read_all()
         changed = 0
+        touched: list[EndpointKey] = []  # forwarded to the workers: only what changed
         for key in table.endpoints():
             if key not in data:
                 table.remove(key)
                 changed += 1
+                touched.append(key)
         for key, observed in data.items():
             if self._index_for(key) != idx:
                 log.warning(
@@ -466,8 +512,12 @@ class DnsServer:
                 continue
             if table.set(key, observed):
                 changed += 1
+                touched.append(key)
         table.bump_serial()
         self._bumped(table)
+        if self._pool is not None:
+            changes = {k: table.observed.get(k) for k in touched}
+            self._pool.forward(("zone", idx, changes, table.serial), time.monotonic() - started)
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten()
@@ -523,7 +573,9 @@ class DnsServer:
         self._unwritten = keys
         self._unwritten_slots = frozenset(slots)
         self._unwritten_names = frozenset(names)
-        serving = self._udp_sock is not None  # start() logs what is left once loaded
+        if self._pool is not None:
+            self._pool.forward(("unwritten", self._unwritten_names, self._unwritten_slots))
+        serving = self._tcp_sock is not None  # start() logs what is left once loaded
         if serving and grew:
             self._log_unwritten()
         elif serving and emptied:
@@ -538,30 +590,48 @@ class DnsServer:
 
     def _unless_unwritten(self, resp: bytes) -> bytes:
         """SERVFAIL in place of an NXDOMAIN or no-data answer at a name declared but not yet written."""
-        if len(resp) < 12 or resp[4:6] != b"\x00\x01" or resp[2] & 0x02:
-            return resp
-        rcode = resp[3] & 0x0F
-        if rcode != 3 and (rcode != 0 or resp[6:8] != b"\x00\x00"):
-            return resp
-        end = question_end(resp)
-        if end is None:
-            return resp
-        qname = resp[12 : end - 4].lower()
-        if rcode == 3:
-            if qname not in self._unwritten_names:
-                return resp
-        elif (qname, (resp[end - 4] << 8) | resp[end - 3]) not in self._unwritten_slots:
+        out = unless_unwritten(resp, self._unwritten_names, self._unwritten_slots)
+        if out is None:
             return resp
         self.limit_stats.servfail_unwritten += 1
-        tail = resp[-11:]
-        opt = tail if resp[10:12] != b"\x00\x00" and len(resp) >= end + 11 and tail[:3] == b"\x00\x00\x29" else b""
-        return (
-            resp[:2]
-            + bytes((resp[2] & 0xF9, (resp[3] & 0x10) | 2))  # AA and TC cleared; SERVFAIL, CD kept
-            + (b"\x00\x01\x00\x00\x00\x00\x00\x01" if opt else b"\x00\x01\x00\x00\x00\x00\x00\x00")
-            + resp[12:end]
-            + opt
+        return out
+
+    # --- UDP answering workers (dnsplane.dns.worker) ------------------------------
+    def _worker_init(self) -> Init:
+        """What a new worker starts from (called under the lock: no change is applied meanwhile)."""
+        return Init(
+            zones=[(t.zone, t.serial, dict(t.observed)) for t in self._tables],
+            unwritten=(self._unwritten_names, self._unwritten_slots),
+            transfer=self.transfer,
+            rate_limit=self._rate_limit,
         )
+
+    def _udp_handover(self, to_workers: bool) -> None:
+        """A worker answers UDP now (``to_workers``): stop reading the shared socket; the last one
+        answering died: read it again until a worker is back (loop thread)."""
+        sock = self._udp_sock
+        if sock is None or self._loop is None or to_workers != self._udp_mine:
+            return
+        self._udp_mine = not to_workers
+        if to_workers:
+            self._loop.remove_reader(sock.fileno())
+            log.info("dns workers answer UDP on port %d; this process answers TCP", self.port,
+                     extra={"event": "dns_workers_answering", "port": self.port})
+        else:
+            self._loop.add_reader(sock.fileno(), self._udp_readable)
+            log.warning("no dns worker answers UDP: this process answers it until one is back",
+                        extra={"event": "dns_workers_none", "port": self.port})
+
+    def workers_ready(self) -> bool:
+        """Every worker answers UDP and this process no longer does (always True without workers)."""
+        return self._pool is None or (self._pool.all_ready() and not self._udp_mine)
+
+    def worker_stats(self) -> list[dict[str, int]]:
+        """Each listening worker's counters (``pid``, ``udp_queries``, ``send_errors``); blocks, call from a thread."""
+        return [] if self._pool is None else self._pool.stats()
+
+    def worker_pids(self) -> list[int]:
+        return [] if self._pool is None else self._pool.pids()
 
     # --- serial and secondaries ------------------------------------------------
     def _read_serials(self) -> dict[str, int]:
@@ -587,8 +657,11 @@ class DnsServer:
             except OSError as exc:
                 log.error("cannot write %s: %s", self.serial_file, exc,
                           extra={"event": "serial_file_unwritable", "path": str(self.serial_file)})
-        if self.transfer.notify and self._loop is not None and threading.get_ident() == self._loop_thread:
-            self.notifier.changed(table.zone, table.soa_rrset())
+        if self.transfer.notify and self._loop is not None:
+            if threading.get_ident() == self._loop_thread:
+                self.notifier.changed(table.zone, table.soa_rrset())
+            else:  # a commit applied in the writer's thread (workers)
+                self._loop.call_soon_threadsafe(self.notifier.changed, table.zone, table.soa_rrset())
 
     def _check_versions(self, now: float) -> None:
         self._next_version_check = now + VERSION_CHECK_INTERVAL
@@ -630,6 +703,7 @@ class DnsServer:
         handle = self._responder.handle
         stats = self.stats
         limiter = self._limiter
+        lock: contextlib.AbstractContextManager[object] = self._lock if self._pool else contextlib.nullcontext()
         try:
             self._before_serving()
         except Exception:  # robustness boundary: serve stale answers rather than nothing
@@ -646,9 +720,10 @@ class DnsServer:
                 continue
             stats.udp_queries += 1
             try:
-                resp = handle(data, True)
-                if resp is not None and self._unwritten_names:
-                    resp = self._unless_unwritten(resp)
+                with lock:  # with workers, changes are applied in the writer's thread
+                    resp = handle(data, True)
+                    if resp is not None and self._unwritten_names:
+                        resp = self._unless_unwritten(resp)
                 if resp is not None and limiter is not None:
                     resp = limiter.filter(resp, addr[0], time.monotonic())
             except Exception:  # robustness boundary: one bad datagram must never stop the server
@@ -757,6 +832,10 @@ class DnsServer:
         refused transfer's; [] = close the connection. None = an allowed zone transfer, built in a
         worker thread from a copy of the zone (answering goes on meanwhile): ``later`` is called with
         its messages in the loop thread ([] when it failed)."""
+        with self._lock:  # with workers, changes are applied in the writer's thread
+            return self._tcp_messages(data, peer, later)
+
+    def _tcp_messages(self, data: bytes, peer: str, later: Callable[[list[bytes]], None]) -> list[bytes] | None:
         self._before_serving()
         out = transfer_messages(data, peer, self._zones_by_origin, self.transfer)
         if out is None:

@@ -117,6 +117,7 @@ class Options:
     collector_period: float = 10.0
     verifier_period: float = 5.0
     rate_limit: RateLimit | None = None  # UDP RRL (``--rrl``); None: the fleet's serve.rrl, if any
+    dns_workers: int = 0  # the embedded server's UDP answering processes (dnsplane.dns.worker); 0: none
 
 
 def rate_limit_of(serve: ServeConfig) -> RateLimit | None:
@@ -222,6 +223,7 @@ class App:
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
                                     rate_limit=self.options.rate_limit or rate_limit_of(self.fleet.serve),
+                                    workers=self.options.dns_workers,
                                     transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)

@@ -1,0 +1,239 @@
+"""UDP answering workers (``DnsServer(..., workers=N)``, dnsplane.dns.worker) on real sockets and real
+processes: several processes answer, a write is seen by every one of them once it returned, the
+serial and the SERVFAIL-until-written are the same everywhere, a killed worker is restarted while the
+port keeps answering, and TCP (queries, signed zone transfers) stays with the main process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import selectors
+import signal
+import socket
+from collections.abc import Iterator
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from dnsplane.dns import DnsServer
+from dnsplane.model import EndpointKey, Member
+from tests.dns.test_server import API, HOST, ZONE, FakeSource, Running, initial_data, obs
+from tests.dns.test_transfer import axfr, policy
+from tests.realworld.harness import wait_for
+
+NEW = EndpointKey("new.demo.test.", "A")
+CLIENTS = 48  # source ports per round: enough that SO_REUSEPORT hashes some onto each of 2 workers
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource(ZONE, initial_data())
+
+
+def start(source: FakeSource, workers: int = 2, declared: tuple[EndpointKey, ...] = (), **kw: object) -> Running:
+    server = DnsServer([source], HOST, 0, rng=random.Random(5), workers=workers, **kw)  # type: ignore[arg-type]
+    server.declare(declared)
+    running = Running(server)
+    wait_for("every worker answering UDP", server.workers_ready, deadline=30)
+    return running
+
+
+@pytest.fixture
+def srv(source: FakeSource) -> Iterator[Running]:
+    running = start(source)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def fan_out(port: int, name: str, rdtype: str = "A", clients: int = CLIENTS) -> list[dns.message.Message]:
+    """The same question from ``clients`` sockets (each its own source port) at once; every answer."""
+    socks = []
+    sel = selectors.DefaultSelector()
+    try:
+        for i in range(clients):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            socks.append(s)
+            q = dns.message.make_query(name, rdtype, id=i)
+            s.sendto(q.to_wire(), (HOST, port))
+            sel.register(s, selectors.EVENT_READ, i)
+        answers: dict[int, dns.message.Message] = {}
+        while len(answers) < clients:
+            events = sel.select(timeout=5.0)
+            assert events, f"{clients - len(answers)} of {clients} queries unanswered"
+            for key, _ in events:
+                answers[key.data] = dns.message.from_wire(key.fileobj.recv(4096))  # type: ignore[union-attr]
+                sel.unregister(key.fileobj)
+        return [answers[i] for i in range(clients)]
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+
+
+def values(answers: list[dns.message.Message]) -> set[str]:
+    return {
+        " ".join(sorted(rd.to_text() for rrset in r.answer for rd in rrset)) or dns.rcode.to_text(r.rcode())
+        for r in answers
+    }
+
+
+def counts(running: Running) -> dict[int, int]:
+    return {s["pid"]: s["udp_queries"] for s in running.server.worker_stats()}
+
+
+def every_worker_answers(running: Running, name: str, rdtype: str, want: set[str]) -> None:
+    """Ask ``name`` from many ports, round after round, until each worker answered some of them
+    (which worker takes a datagram from the shared socket is the kernel's choice); every answer is ``want``."""
+    start = counts(running)
+    assert len(start) == running.server.workers
+
+    def each_answered() -> bool:
+        assert values(fan_out(running.port, name, rdtype)) == want
+        now = counts(running)
+        return now.keys() == start.keys() and all(now[pid] > start[pid] for pid in start)
+
+    wait_for(f"every worker to answer {name} {rdtype}", each_answered, deadline=30)
+
+
+def test_several_worker_processes_answer_udp(srv: Running) -> None:
+    before = srv.server.stats.udp_queries  # the main process's: it answered until the workers listened
+    every_worker_answers(srv, "api.demo.test.", "A", {"10.0.0.1"})
+    seen = counts(srv)
+    assert len(seen) == 2 and os.getpid() not in seen
+    assert sum(seen.values()) % CLIENTS == 0  # every query answered by a worker...
+    assert srv.server.stats.udp_queries == before  # ...none by the main process any more
+
+
+def test_a_write_is_seen_on_every_worker_once_it_returned(srv: Running, source: FakeSource) -> None:
+    start = counts(srv)
+    for i in range(20):
+        address = f"10.20.0.{i + 1}"
+        source.commit(API, obs(30, [Member("lb-1", (address,), 1000)]))  # returns once every worker applied it
+        assert values(fan_out(srv.port, "api.demo.test.")) == {address}, f"round {i}"
+    # and until each worker has answered right after a write (the kernel spreads the datagrams as it likes)
+    for i in range(20, 200):
+        now = counts(srv)
+        if all(now[pid] > start[pid] for pid in start):
+            break
+        address = f"10.20.{i}.1"
+        source.commit(API, obs(30, [Member("lb-1", (address,), 1000)]))
+        assert values(fan_out(srv.port, "api.demo.test.")) == {address}, f"round {i}"
+    else:
+        raise AssertionError(f"a worker answered nothing in 200 rounds: {start} -> {counts(srv)}")
+
+
+def test_serial_and_servfail_until_written_are_the_same_on_every_worker(source: FakeSource) -> None:
+    running = start(source, declared=(NEW,))
+    try:
+        every_worker_answers(running, "new.demo.test.", "A", {"SERVFAIL"})
+        main_serial = dns.query.tcp(dns.message.make_query(ZONE, "SOA"), HOST, port=running.port, timeout=5).answer[0]
+        every_worker_answers(running, ZONE, "SOA", {main_serial[0].to_text()})
+        source.commit(NEW, obs(30, [Member("lb-1", ("10.7.0.1",), 1000)]))
+        every_worker_answers(running, "new.demo.test.", "A", {"10.7.0.1"})
+        soa = main_serial[0].replace(serial=main_serial[0].serial + 1)  # one applied batch: one serial, main's
+        every_worker_answers(running, ZONE, "SOA", {soa.to_text()})
+        source.commit(NEW, None)  # written once: NXDOMAIN now, on every worker
+        every_worker_answers(running, "new.demo.test.", "A", {"NXDOMAIN"})
+    finally:
+        running.close()
+
+
+def test_a_killed_worker_is_restarted_and_the_port_keeps_answering(srv: Running, source: FakeSource) -> None:
+    victim, survivor = srv.server.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    wait_for("the killed worker noticed", lambda: victim not in srv.server.worker_pids())
+    # the survivor answers every client meanwhile
+    assert values(fan_out(srv.port, "api.demo.test.")) == {"10.0.0.1"}
+    wait_for("a new worker", lambda: len(srv.server.worker_pids()) == 2 and srv.server.workers_ready(), deadline=30)
+    wait_for("the new worker listening", lambda: len(counts(srv)) == 2, deadline=30)
+    assert survivor in srv.server.worker_pids() and victim not in srv.server.worker_pids()
+    source.commit(API, obs(30, [Member("lb-1", ("10.30.0.1",), 1000)]))
+    every_worker_answers(srv, "api.demo.test.", "A", {"10.30.0.1"})  # the new one serves the write too
+
+
+def test_tcp_and_signed_transfers_stay_with_the_main_process(source: FakeSource) -> None:
+    running = start(source, transfer=policy())
+    try:
+        r = dns.query.tcp(dns.message.make_query("api.demo.test.", "A"), HOST, port=running.port, timeout=5)
+        assert {rd.to_text() for rd in r.answer[0]} == {"10.0.0.1"}
+        source.commit(API, obs(30, [Member("lb-1", ("10.40.0.1",), 1000)]))
+        zone = axfr(running)
+        rrset = zone.find_rrset("api", dns.rdatatype.A)
+        assert {rd.to_text() for rd in rrset} == {"10.40.0.1"}
+        assert values(fan_out(running.port, "api.demo.test.")) == {"10.40.0.1"}
+        assert running.server.stats.tcp_queries >= 2
+    finally:
+        running.close()
+
+
+def test_with_its_only_worker_dead_the_main_process_answers_until_a_new_one_listens(source: FakeSource) -> None:
+    running = start(source, workers=1)
+    try:
+        (victim,) = running.server.worker_pids()
+        before = running.server.stats.udp_queries
+        os.kill(victim, signal.SIGKILL)
+        wait_for("the killed worker noticed", lambda: victim not in running.server.worker_pids())
+        assert values(fan_out(running.port, "api.demo.test.")) == {"10.0.0.1"}  # by whoever reads the socket
+        wait_for("a new worker answering", running.server.workers_ready, deadline=30)
+        (new,) = running.server.worker_pids()
+        assert new != victim
+        source.commit(API, obs(30, [Member("lb-1", ("10.50.0.1",), 1000)]))
+        taken = running.server.stats.udp_queries
+        every_worker_answers(running, "api.demo.test.", "A", {"10.50.0.1"})
+        assert running.server.stats.udp_queries == taken  # the main process stopped reading again
+        assert taken > before  # it answered while no worker did
+    finally:
+        running.close()
+
+
+def test_a_hung_worker_is_replaced_and_writes_do_not_wait_for_it(srv: Running, source: FakeSource) -> None:
+    hung, other = srv.server.worker_pids()
+    os.kill(hung, signal.SIGSTOP)  # alive, holding the socket's wakeups, applying nothing
+    try:
+        source.commit(API, obs(30, [Member("lb-1", ("10.60.0.1",), 1000)]))  # returns: the late one is killed
+        assert hung not in srv.server.worker_pids()
+        assert values(fan_out(srv.port, "api.demo.test.")) == {"10.60.0.1"}
+        wait_for("a replacement", lambda: len(srv.server.worker_pids()) == 2 and srv.server.workers_ready(), 30)
+        every_worker_answers(srv, "api.demo.test.", "A", {"10.60.0.1"})
+        assert other in srv.server.worker_pids()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
+
+
+def test_a_hung_worker_is_found_without_any_change(srv: Running) -> None:
+    hung, _ = srv.server.worker_pids()
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        wait_for("the hung worker replaced by the heartbeat", lambda: hung not in srv.server.worker_pids(), 30)
+        assert values(fan_out(srv.port, "api.demo.test.")) == {"10.0.0.1"}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGKILL)
+
+
+def test_a_large_batch_does_not_get_the_workers_restarted(srv: Running, source: FakeSource) -> None:
+    """A first plan writes thousands of endpoints in one commit; every process renders them for seconds:
+    the workers are given that time, not killed as late (which would make them reload the whole zone)."""
+    keys = [EndpointKey(f"n{i}.bulk.demo.test.", "A") for i in range(3000)]
+    with source._lock:
+        for i, key in enumerate(keys):
+            source.data[key] = obs(30, [Member("lb-1", (f"10.{i // 250}.{i % 250}.9",), 1000)])
+    pids = srv.server.worker_pids()
+    for fn in source.listeners:
+        fn(keys)  # one commit of 3,000 endpoints, in this (the writer's) thread
+    assert srv.server.worker_pids() == pids and srv.server._pool is not None and srv.server._pool.restarts == 0
+    every_worker_answers(srv, "n2999.bulk.demo.test.", "A", {"10.11.249.9"})
+
+
+def test_a_change_committed_by_another_process_reaches_every_worker(srv: Running, source: FakeSource) -> None:
+    source.external_commit(API, obs(30, [Member("lb-1", ("10.70.0.1",), 1000)]))  # no listener: data_version only
+    wait_for("the main process's periodic check", lambda: values(fan_out(srv.port, "api.demo.test.")) == {"10.70.0.1"})
+    every_worker_answers(srv, "api.demo.test.", "A", {"10.70.0.1"})
