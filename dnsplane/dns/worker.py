@@ -63,6 +63,7 @@ process (memory times N + 1), and a restarted worker renders the whole zone befo
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -349,6 +350,7 @@ class WorkerPool:
                 )
                 w.proc.kill()
                 w.proc.wait()  # its socket is closed: it answers nothing stale
+                w.gone()  # at once, not when its reader thread sees the EOF: pids() no longer lists it
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, int]]:
         """Each listening worker's counters (pid, udp_queries, ...)."""
@@ -425,7 +427,7 @@ class _Answerer:
             self.tables.append(table)
             self._reload(len(self.tables) - 1, observed, serial)
         if init.transfer.keyring is not None:
-            self.responder.signed = _signed_hook(init.transfer, self.responder.handle)
+            self.responder.signed = functools.partial(answer_signed, policy=init.transfer, handle=self.responder.handle)
         self.names, self.slots = init.unwritten
         self.limiter = ResponseLimiter(init.rate_limit) if init.rate_limit is not None else None
         self.udp_queries = 0
@@ -478,11 +480,6 @@ class _Answerer:
                     self.send_errors += 1
 
 
-def _signed_hook(policy: TransferPolicy, handle: Callable[[bytes, bool], bytes | None]) -> Any:
-    def signed(data: bytes, udp: bool) -> bytes | None:
-        return answer_signed(data, udp, policy=policy, handle=handle)
-
-    return signed
 
 
 def _recv_exact(chan: socket.socket, buf: bytearray) -> Any:
