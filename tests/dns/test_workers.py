@@ -22,7 +22,7 @@ import pytest
 from dnsplane.dns import DnsServer
 from dnsplane.model import EndpointKey, Member
 from tests.dns.test_server import API, HOST, ZONE, FakeSource, Running, initial_data, obs
-from tests.dns.test_transfer import axfr, policy
+from tests.dns.test_transfer import KEY, KEYRING, axfr, policy
 from tests.realworld.harness import wait_for
 
 NEW = EndpointKey("new.demo.test.", "A")
@@ -169,6 +169,14 @@ def test_tcp_and_signed_transfers_stay_with_the_main_process(source: FakeSource)
         assert {rd.to_text() for rd in rrset} == {"10.40.0.1"}
         assert values(fan_out(running.port, "api.demo.test.")) == {"10.40.0.1"}
         assert running.server.stats.tcp_queries >= 2
+        # a secondary's SOA check over UDP is signed with the transfer key: the workers verify and sign it too
+        udp_before = running.server.stats.udp_queries
+        for _ in range(8):
+            q = dns.message.make_query(ZONE, "SOA")
+            q.use_tsig(KEYRING, KEY)
+            r = dns.query.udp(q, HOST, port=running.port, timeout=5)  # raises unless the answer is signed
+            assert r.rcode() == dns.rcode.NOERROR and r.had_tsig and r.answer
+        assert running.server.stats.udp_queries == udp_before  # answered by the workers, not the main process
     finally:
         running.close()
 
