@@ -480,8 +480,6 @@ class _Answerer:
                     self.send_errors += 1
 
 
-
-
 def _recv_exact(chan: socket.socket, buf: bytearray) -> Any:
     while True:
         frames = _read_frames(buf)
