@@ -15,7 +15,16 @@ How a query is answered:
   pointers into the question stay valid;
 - everything unusual (other classes, several questions, extra records, EDNS version > 0,
   meta types such as ANY/AXFR, compressed question names) goes through
-  ``dns.message.from_wire`` on a slow path.
+  ``dns.message.from_wire`` on a slow path;
+- the memo: an ordinary UDP query's answer is a function of the query's bytes after its ID
+  (flags, question with its case, OPT) and of the tables, but for the weighted draw. So the
+  first answer to such bytes memoises every possible response (all but the ID) with the
+  weights to draw from, and a query with the same bytes is answered by one dict lookup, the
+  draw and the ID. Every change of the tables forgets the whole memo (the zone table calls
+  ``forget``) before the changed tables can answer, so a memoised answer is never older than
+  the tables; the memo is forgotten too when it reaches ``MEMO_ENTRIES`` (a flood of distinct
+  names costs a miss each, never unbounded memory). Truncated answers, TCP, REFUSED and the
+  slow path are not memoised.
 
 Guarantees:
 - AA is set on every authoritative answer, RA never; NXDOMAIN and NOERROR/no data (a name
@@ -96,6 +105,9 @@ _INVALID_QCLASSES = frozenset((0, dns.rdataclass.NONE, dns.rdataclass.ANY))
 # RFC 8482 §4.1 leaves to the server which RRset a minimal ANY answer holds: the zone's SOA at an
 # apex, else the addresses (what ANY askers such as old MTAs want), else the lowest type number
 _ANY_PREFERENCE = (dns.rdatatype.SOA, dns.rdatatype.A, dns.rdatatype.AAAA)
+# answers memoised by query bytes (see the module docstring): about 0.5 kB each, so at most ~128 MB;
+# more than the distinct questions of a 100,000-name zone (names x case x flags seen in practice)
+MEMO_ENTRIES = 1 << 18
 
 
 def _minimal_any(rrsets: Collection[int]) -> int:
@@ -180,6 +192,7 @@ class ServerStats:
     dropped: int = 0
     truncated: int = 0
     slow_path: int = 0
+    memo_hits: int = 0
     send_errors: int = 0
     reloads: int = 0
     refreshes: int = 0
@@ -195,9 +208,12 @@ class Responder:
         self.stats = ServerStats()
         self._random = (rng or random.Random()).random
         self.signed: Callable[[bytes, bool], bytes | None] | None = None  # answers TSIG-signed queries
+        # query bytes after the ID -> (responses after the ID, cumulative weights or None, total, rcode text)
+        self._memo: dict[bytes, tuple[tuple[bytes, ...], list[int] | None, int, str]] = {}
+        self.forget = self._memo.clear
 
     def add_zone(self, zone: str, serial: int) -> ZoneTable:
-        table = ZoneTable(zone, self.names, serial)
+        table = ZoneTable(zone, self.names, serial, self.forget)
         if table.apex in self.zones:
             raise ValueError(f"zone {zone} is served twice")
         self.zones[table.apex] = table
@@ -223,6 +239,15 @@ class Responder:
         """The response to one query, or None to send nothing."""
         stats = self.stats
         stats.queries += 1
+        if udp:
+            hit = self._memo.get(data[2:])
+            if hit is not None:
+                tails, cum, total, text = hit
+                stats.memo_hits += 1
+                stats.responses[text] += 1
+                if cum is None:
+                    return data[:2] + tails[0]
+                return data[:2] + tails[bisect.bisect_right(cum, self._random() * total)]
         n = len(data)
         if n < 12:
             stats.dropped += 1
@@ -273,7 +298,8 @@ class Responder:
             do = bool(data[pos + 7] & 0x80)
         elif pos != n:
             return self._slow(data, udp)
-        return self.respond(data[:2], b2, data[3], data[12:qe], qtype, edns, payload, do, udp)
+        memo_key = data[2:] if udp else None
+        return self.respond(data[:2], b2, data[3], data[12:qe], qtype, edns, payload, do, udp, memo_key)
 
     def respond(
         self,
@@ -286,8 +312,10 @@ class Responder:
         payload: int,
         do: bool,
         udp: bool,
+        memo_key: bytes | None = None,
     ) -> bytes:
-        """Answer a parsed question. ``qname`` is the query's name wire (any case, uncompressed)."""
+        """Answer a parsed question. ``qname`` is the query's name wire (any case, uncompressed);
+        ``memo_key``: the query's bytes after its ID, when its answer may be memoised under them."""
         node = self.names.get(qname.lower())
         if node is not None:
             ans = node.rrsets.get(qtype)
@@ -304,6 +332,13 @@ class Responder:
                     return self._truncated(qid, b2, b3, qname, qtype, edns, do, 0x84)
                 self.stats.responses["NOERROR"] += 1
                 qe = 12 + len(qname)
+                if memo_key is not None:
+                    wires = (ans.edns_do if do else ans.edns) if edns else ans.plain
+                    if max(map(len, wires)) <= limit:
+                        flags = bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10)))
+                        tails = tuple(flags + w[4:12] + qname + w[qe:] for w in wires)
+                        self._memoise(memo_key, (tails, ans.cum, ans.total, "NOERROR"))
+                        return qid + tails[idx]
                 return qid + bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10))) + wire[4:12] + qname + wire[qe:]
             zone = node.zone
             rcode = RCODE_NOERROR
@@ -325,7 +360,15 @@ class Responder:
         if udp and len(resp) > (min(max(payload, PLAIN_UDP_LIMIT), EDNS_PAYLOAD) if edns else PLAIN_UDP_LIMIT):
             return self._truncated(qid, b2, b3, qname, qtype, edns, do, 0x84 | rcode << 8)
         self.stats.responses[_RCODE_TEXT[rcode]] += 1
+        if memo_key is not None:
+            self._memoise(memo_key, ((resp[2:],), None, 0, _RCODE_TEXT[rcode]))
         return resp
+
+    def _memoise(self, key: bytes, entry: tuple[tuple[bytes, ...], list[int] | None, int, str]) -> None:
+        memo = self._memo
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = entry
 
     # --- unusual queries ------------------------------------------------
     def _truncated(

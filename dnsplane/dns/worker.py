@@ -456,9 +456,10 @@ class _Answerer:
     def serve(self, sock: socket.socket) -> None:
         handle = self.responder.handle
         limiter = self.limiter
+        recvfrom, sendto = sock.recvfrom, sock.sendto
         for _ in range(UDP_BATCH):
             try:
-                data, addr = sock.recvfrom(UDP_RECV_SIZE)
+                data, addr = recvfrom(UDP_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -475,7 +476,7 @@ class _Answerer:
                 continue
             if resp is not None:
                 try:
-                    sock.sendto(resp, addr)
+                    sendto(resp, addr)
                 except OSError:
                     self.send_errors += 1
 

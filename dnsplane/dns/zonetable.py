@@ -7,7 +7,8 @@ What this module owns:
   MNAME is the first name server) and its serial (``bump_serial``, which re-renders the SOA);
 - ``Node``: a name that exists in a zone, with its answers by qtype;
 - the server-wide ``names`` dict (lower-case name wire -> ``Node``) that the responder reads
-  on its hot path; every zone table writes into the same dict.
+  on its hot path; every zone table writes into the same dict, and calls ``changed`` (the
+  responder's: it forgets the answers it memoised) before each change of it.
 
 Guarantees:
 - a name exists (has a ``Node``) exactly while some name at or below it, within the zone,
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dns.exception
@@ -97,8 +98,11 @@ class ZoneTable:
     ``Node`` that the hot path reads.
     """
 
-    def __init__(self, zone: str, names: dict[bytes, Node], serial: int) -> None:
+    def __init__(
+        self, zone: str, names: dict[bytes, Node], serial: int, changed: Callable[[], None] = lambda: None
+    ) -> None:
         self.zone = zone
+        self._changed = changed  # called on every change of ``names`` (the responder forgets its memo)
         self.origin = dns.name.from_text(zone)
         self.apex = name_wire(self.origin)
         self.names = names
@@ -227,6 +231,7 @@ class ZoneTable:
 
     # --- name tree ------------------------------------------------------
     def _put(self, owner: bytes, qtype: int, ans: Answer) -> None:
+        self._changed()
         node = self.names.get(owner)
         if node is not None and node.zone is self:
             was_empty = not node.rrsets
@@ -244,6 +249,7 @@ class ZoneTable:
         node = self.names.get(owner)
         if node is None or node.zone is not self or qtype not in node.rrsets:
             return
+        self._changed()
         del node.rrsets[qtype]
         if not node.rrsets:
             self._ref(owner, -1)
