@@ -1,29 +1,33 @@
-"""dnsperf against the embedded DNS server and against BIND 9 on the same 100,000-name zone (issue 11).
+"""dnsperf against the embedded DNS server (UDP workers or not) and BIND 9 on one 100,000-name zone (issue 11).
 
-    python bench/dns_qps.py                                  # the issue's run: 100,000 names, 5 repetitions
+    python bench/dns_qps.py                                  # the issue's run: 100,000 names, workers 0 and 2, 5 reps
     python bench/dns_qps.py --n 10000 --reps 1 --duration 3  # a quick look
+    python bench/dns_qps.py --workers 2                      # one embedded server only, with 2 workers
 
 What it does, all on 127.0.0.1, in one run:
 - builds the zone the way dnsplane does: a synthetic fleet of N endpoints (3 weighted targets each,
   as bench/enact_scale.py) planned and enacted by a real planner and enactor into the embedded
   provider's SQLite file (the enactor's ``apply``, markers included);
-- serves it with dnsplane's ``DnsServer`` driven directly by this script in a child process of its
-  own (``python bench/dns_qps.py serve``: the provider and the server as ``dnsplane up`` wires them,
-  without the rest of ``up``, which takes about a minute to start on 100,000 names, issue 15);
+- serves it with one dnsplane ``DnsServer`` per ``--workers`` value (``DnsServer(..., workers=N)``, as
+  ``dnsplane up --dns-workers N``), each in a child process of its own over its own copy of the file
+  (``python bench/dns_qps.py serve --workers N``: the provider and the server as ``dnsplane up`` wires
+  them, without the rest of ``up``, which takes about a minute to start on 100,000 names, issue 15),
+  ready once every worker answers;
 - serves the same records with BIND 9 (``named -n <nproc>``, a static primary zone file written from
   the same rows: for each name the records of the member the embedded server's first prerendered
-  answer carries, i.e. one answer of the same size, plus the marker TXT records), both running at once;
+  answer carries, i.e. one answer of the same size, plus the marker TXT records), all running at once;
 - runs ``dnsperf -c 1 -T 1`` and ``dnsperf -c 8 -T 2`` (``-l --duration`` seconds, default
   outstanding queries) on a query file of 95 % existing names (A) and 5 % names that do not exist,
-  alternating the servers (the order flips each repetition); qps, lost queries and latency p50/p99
-  from dnsperf's ``-v`` per-query lines; median and range over the repetitions and the ratio
+  going to each server in turn (the order rotating each repetition); qps, lost queries and latency
+  p50/p99 from dnsperf's ``-v`` per-query lines; median and range over the repetitions and the ratio
   embedded / BIND per repetition, side by side (the machine is shared and noisy);
-- the time from an applied change (the provider's ``apply`` returned in the server's process, in a
-  thread as the enactor's) to the first UDP answer that shows it, polled by this process as fast as
-  it can, over ``--changes`` changes: p50, p99, max (CLOCK_MONOTONIC is one clock for both processes);
-- the RSS of both servers holding the zone, after loading and after the dnsperf runs;
-- before measuring, that both serve the same zone: a few names asked of both (same rcode, same marker
-  TXT, BIND's address one the embedded server may pick).
+- for each embedded server, the time from an applied change (the provider's ``apply`` returned in the
+  server's process, in a thread as the enactor's; with workers it returns once every worker
+  acknowledged the change) to the first UDP answer that shows it, polled by this process as fast as it
+  can, over ``--changes`` changes: p50, p99, max (CLOCK_MONOTONIC is one clock for all processes);
+- the RSS of every server holding the zone (workers included), after loading and after the runs;
+- before measuring, that each embedded server and BIND serve the same zone: a few names asked of both
+  (same rcode, same marker TXT, BIND's address one the embedded server may pick).
 
 Prints a JSON document and a Markdown summary; add ``--json PATH`` to keep the JSON.
 """
@@ -32,12 +36,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -249,11 +255,11 @@ class Named:
 
 
 class Embedded:
-    """The child process running ``serve``: a DnsServer over the embedded provider."""
+    """The child process running ``serve --workers N``: a DnsServer over the embedded provider."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, workers: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "serve", "--db", str(db)],
+            [sys.executable, __file__, "serve", "--db", str(db), "--workers", str(workers)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -264,12 +270,21 @@ class Embedded:
         ready = json.loads(self._read())
         self.port: int = ready["port"]
         self.load_s: float = ready["load_s"]
+        self.pids: list[int] = ready["pids"]
 
     def _read(self) -> str:
         line = self._out.readline()
         if not line:
             raise RuntimeError(f"embedded server exited ({self.proc.wait()})")
         return line
+
+    def rss_mb(self) -> float:
+        """RSS of the server's process and its workers'."""
+        total = 0
+        for pid in [self.proc.pid, *self.pids]:
+            with contextlib.suppress(OSError):
+                total += rss_kb(pid)
+        return total / 1024
 
     def stop(self) -> None:
         self._in.close()
@@ -280,15 +295,19 @@ class Embedded:
             self.proc.wait()
 
 
-def serve(db: Path) -> None:
-    """Child process: serve ``db``; stdin commands ``change <i>`` (apply a new address to e<i>), EOF to stop."""
+def serve(db: Path, workers: int) -> None:
+    """Child process: serve ``db`` with ``workers`` UDP workers, ready once every one answers; stdin commands
+    ``change <i>`` (apply a new address to e<i>), EOF to stop."""
     provider = EmbeddedProvider(db, ZONE)
-    server = DnsServer([provider], "127.0.0.1", 0)
+    server = DnsServer([provider], "127.0.0.1", 0, workers=workers)
 
     async def main() -> None:
         t = time.monotonic()
         await server.start()
-        print(json.dumps({"port": server.port, "load_s": time.monotonic() - t}), flush=True)
+        while not server.workers_ready():
+            await asyncio.sleep(0.1)
+        ready = {"port": server.port, "load_s": time.monotonic() - t, "pids": server.worker_pids()}
+        print(json.dumps(ready), flush=True)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
@@ -393,34 +412,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t = time.monotonic()
         db = populate(tmp, args.n)
         out["populate_s"] = time.monotonic() - t
-        t = time.monotonic()
         zone_text = bind_zone_text(db)
-        out["zonefile_s"] = time.monotonic() - t
         qfile = tmp / "queries.txt"
         query_file(qfile, args.n, max(100_000, args.n), rng)
-        emb = Embedded(db)
+        embedded: dict[str, Embedded] = {}
         named: Named | None = None
         try:
+            for w in args.workers:  # each its own copy of the file: one server's changes are not another's
+                copy = tmp / f"dns-workers-{w}.sqlite"
+                with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+                    src.backup(dst)
+                embedded[f"workers={w}"] = Embedded(copy, w)
             named = Named(tmp, zone_text)
-            out["load_s"] = {"embedded": emb.load_s, "named": named.load_s}
-            out["rss_loaded_mb"] = {"embedded": rss_kb(emb.proc.pid) / 1024, "named": rss_kb(named.proc.pid) / 1024}
-            ports = {"embedded": emb.port, "named": named.port}
-            out["same_answers"] = same_answers(ports, args.n)
-            runs: dict[str, dict[str, list[dict[str, float]]]] = {
-                c: {"embedded": [], "named": []} for c, _, _ in CONFIGS
+            servers: dict[str, int] = {k: e.port for k, e in embedded.items()} | {"named": named.port}
+            out["load_s"] = {k: e.load_s for k, e in embedded.items()} | {"named": named.load_s}
+            out["rss_loaded_mb"] = {k: e.rss_mb() for k, e in embedded.items()} | {
+                "named": rss_kb(named.proc.pid) / 1024
             }
+            out["same_answers"] = {
+                k: same_answers({"embedded": port, "named": named.port}, args.n)
+                for k, port in servers.items()
+                if k != "named"
+            }
+            runs: dict[str, dict[str, list[dict[str, float]]]] = {c: {s: [] for s in servers} for c, _, _ in CONFIGS}
+            names = list(servers)
             for rep in range(args.reps):
-                order = ("embedded", "named") if rep % 2 == 0 else ("named", "embedded")
+                order = names[rep % len(names) :] + names[: rep % len(names)]
                 for cname, c, threads in CONFIGS:
                     for server in order:
-                        r = dnsperf(ports[server], qfile, c, threads, args.duration)
+                        r = dnsperf(servers[server], qfile, c, threads, args.duration)
                         runs[cname][server].append(r)
                         print(f"rep {rep} {cname} {server}: {json.dumps(r)}", file=sys.stderr, flush=True)
             out["runs"] = runs
-            out["rss_after_mb"] = {"embedded": rss_kb(emb.proc.pid) / 1024, "named": rss_kb(named.proc.pid) / 1024}
-            out["change_latency"] = change_latency(emb, args.n, args.changes, rng)
+            out["rss_after_mb"] = {k: e.rss_mb() for k, e in embedded.items()} | {
+                "named": rss_kb(named.proc.pid) / 1024
+            }
+            out["change_latency"] = {k: change_latency(e, args.n, args.changes, rng) for k, e in embedded.items()}
         finally:
-            emb.stop()
+            for e in embedded.values():
+                e.stop()
             if named is not None:
                 named.stop()
     out["load_after"] = os.getloadavg()
@@ -433,7 +463,7 @@ def summary(out: dict[str, Any]) -> str:
         f"{out['load_after'][0]:.2f} after; n = {out['n']:,}, {out['reps']} repetitions of "
         f"{out['duration_s']:g} s per server and configuration",
         "",
-        "| dnsperf | server | qps | lost | p50 ms | p99 ms |",
+        "| dnsperf | server | qps median (min–max) | lost | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
     ]
     for cname, per in out["runs"].items():
@@ -443,29 +473,39 @@ def summary(out: dict[str, Any]) -> str:
                 f"{med_range([r['lost'] for r in rs], '.0f')} | {med_range([r['p50_ms'] for r in rs])} | "
                 f"{med_range([r['p99_ms'] for r in rs])} |"
             )
-    lines += ["", "| dnsperf | embedded / BIND qps, per repetition | median |", "|---|---|---|"]
+    lines += ["", "| dnsperf | server / BIND qps, per repetition | median |", "|---|---|---|"]
     for cname, per in out["runs"].items():
-        ratios = [e["qps"] / b["qps"] for e, b in zip(per["embedded"], per["named"], strict=True)]
-        lines.append(f"| {cname} | {', '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} |")
-    cl = out["change_latency"]
-    lines += [
-        "",
-        f"change to first answer showing it ({cl['changes']} changes): p50 {cl['p50_ms']:.2f} ms, "
-        f"p99 {cl['p99_ms']:.2f} ms, max {cl['max_ms']:.2f} ms (apply itself p50 {cl['apply_p50_ms']:.2f} ms)",
-        f"RSS loaded: embedded {out['rss_loaded_mb']['embedded']:.0f} MB, named {out['rss_loaded_mb']['named']:.0f} MB;"
-        f" after the runs: embedded {out['rss_after_mb']['embedded']:.0f} MB,"
-        f" named {out['rss_after_mb']['named']:.0f} MB",
-        f"load time: embedded {out['load_s']['embedded']:.1f} s, named {out['load_s']['named']:.1f} s; "
-        f"populate (plan + enact) {out['populate_s']:.1f} s, zone file {out['zonefile_s']:.1f} s",
-    ]
+        for server, rs in per.items():
+            if server == "named":
+                continue
+            ratios = [e["qps"] / b["qps"] for e, b in zip(rs, per["named"], strict=True)]
+            lines.append(
+                f"| {cname} {server} | {', '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} |"
+            )
+    lines.append("")
+    for k, cl in out["change_latency"].items():
+        lines.append(
+            f"{k}: change to first answer ({cl['changes']} changes) p50 {cl['p50_ms']:.2f} ms, "
+            f"p99 {cl['p99_ms']:.2f} ms, max {cl['max_ms']:.2f} ms; apply p50 {cl['apply_p50_ms']:.2f} ms"
+        )
+    rss = ", ".join(f"{k} {v:.0f} / {out['rss_after_mb'][k]:.0f}" for k, v in out["rss_loaded_mb"].items())
+    lines.append(f"RSS loaded / after the runs (MB, workers included): {rss}")
+    lines.append("load time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["load_s"].items()))
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
-    sv = sub.add_parser("serve", help="(internal) the embedded server's process")
+    sv = sub.add_parser("serve", help="(internal) an embedded server's process")
     sv.add_argument("--db", type=Path, required=True)
+    sv.add_argument("--workers", type=int, default=0)
+    ap.add_argument(
+        "--workers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0, 2],
+        help="comma-separated worker counts, one embedded server each (default 0,2)",
+    )
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per dnsperf run")
@@ -474,7 +514,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.db)
+        serve(args.db, args.workers)
         return
     for tool in (NAMED, DNSPERF):
         if shutil.which(tool) is None:
