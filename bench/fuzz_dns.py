@@ -6,7 +6,7 @@
     python bench/fuzz_dns.py wire --packets 1000000  # only the packets over the wire
 
 ``atheris``: libFuzzer drives ``Responder.handle`` (UDP and TCP limits) and the TCP framing of
-``_TcpConnection`` (a stream cut into chunks) in this process, with dnsplane.dns instrumented for
+``TcpConnection`` (a stream cut into chunks) in this process, with dnsplane.dns instrumented for
 coverage (not dnspython: see run_atheris), starting from a corpus of real dig/kdig queries and
 queries built from the zone's names (tests/dns/test_fuzz_packets.py). Every input is checked with
 the invariants of that test module (``check_response``, ``check_tcp``; ``check_edns`` too with

@@ -1,7 +1,7 @@
 """Fuzzing the embedded server's packet path (issue 11, part 6): the invariants, checked on a few thousand inputs.
 
 The packet path is ``Responder.handle`` (query bytes in, response bytes out) and the TCP framing of
-``dnsplane.dns.server._TcpConnection`` (2-byte length prefixes, several queries per connection, split
+``dnsplane.dns.tcp.TcpConnection`` (2-byte length prefixes, several queries per connection, split
 anywhere by the network). For every input, whatever it is:
 - ``handle`` never raises; it answers nothing (None) only for packets shorter than a header or with QR set;
 - a response parses with dnspython; its ID is the query's, QR is set, the opcode is the query's; a
@@ -39,7 +39,8 @@ from hypothesis import strategies as st
 
 from dnsplane.dns.render import EDNS_PAYLOAD, PLAIN_UDP_LIMIT, name_wire
 from dnsplane.dns.responder import Responder
-from dnsplane.dns.server import DnsServer, _TcpConnection
+from dnsplane.dns.server import DnsServer
+from dnsplane.dns.tcp import TcpConnection
 from dnsplane.model import EndpointKey
 from tests.dns.test_server import ZONE, FakeSource, initial_data
 
@@ -235,7 +236,7 @@ def test_real_queries_are_answered() -> None:
 
 
 class _Transport(asyncio.Transport):
-    """What _TcpConnection uses of an asyncio transport: write, close, abort, pause/resume reading, buffer limits."""
+    """What TcpConnection uses of an asyncio transport: write, close, abort, pause/resume reading, buffer limits."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -267,7 +268,7 @@ class _Transport(asyncio.Transport):
 
 def tcp_exchange(server: DnsServer, chunks: list[bytes]) -> _Transport:
     """Feed ``chunks`` to a fresh connection of ``server`` (not started: no timers) as the network would."""
-    conn = _TcpConnection(server)
+    conn = TcpConnection(server._tcp)
     transport = _Transport()
     conn.connection_made(transport)
     for chunk in chunks:

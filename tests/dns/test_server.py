@@ -7,6 +7,7 @@ tests query it with dnspython or raw sockets. Waiting is polling with a deadline
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 import struct
@@ -402,7 +403,7 @@ def test_tcp_two_queries_on_one_connection(srv: Running) -> None:
 
 
 def test_tcp_idle_connection_is_closed(srv: Running) -> None:
-    srv.server.tcp_idle_timeout = 0.2
+    srv.server._tcp.limits = dataclasses.replace(srv.server._tcp.limits, idle_timeout=0.2)
     with socket.create_connection((HOST, srv.port), timeout=DEADLINE) as s:
         start = time.monotonic()
         assert s.recv(1) == b""  # blocks until the server closes

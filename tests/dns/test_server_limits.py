@@ -150,7 +150,7 @@ def test_connection_over_the_cap_closes_the_longest_idle_then_is_refused(make: A
             assert read_answer(c).id == 9
         for c in conns[1:]:
             c.sendall(framed(10)[:1])  # a message begun: busy, not idle
-        wait_for(lambda: all(c.idle_since is None for c in list(srv.server._tcp_conns)), "three busy connections")
+        wait_for(lambda: all(c.idle_since is None for c in list(srv.server._tcp.conns)), "three busy connections")
         fifth = socket.create_connection((HOST, srv.port), timeout=DEADLINE)
         conns.append(fifth)
         assert closed_by_server(fifth), "a connection over the cap with none idle was served"
@@ -182,7 +182,7 @@ def test_pipelined_queries_are_bounded_and_none_is_lost(make: Any) -> None:
         wait_for(lambda: srv.server.limit_stats.tcp_pipeline_pauses >= 1, "the connection to stop reading")
 
         async def held() -> tuple[int, int]:
-            (conn,) = list(srv.server._tcp_conns)
+            (conn,) = list(srv.server._tcp.conns)
             assert conn._transport is not None
             return conn.pending_answers, conn._transport.get_write_buffer_size()
 
@@ -213,7 +213,7 @@ def test_a_client_that_never_reads_is_closed_once_its_answers_stall(make: Any) -
     try:
         sender.start()
         wait_for(lambda: srv.server.limit_stats.tcp_write_stalls == 1, "the stalled connection to be closed")
-        assert not srv.server._tcp_conns
+        assert not srv.server._tcp.conns
     finally:
         s.close()
         sender.join(timeout=DEADLINE)
