@@ -46,9 +46,11 @@ Guarantees:
   after a write returned sees the write, on every worker; the same holds for the serial and the
   declared-but-unwritten set (SERVFAIL until written);
 - a worker reads the socket only once it loaded its zones and applied every change sent before its
-  ``listen``; one that dies (EOF on its socketpair) is restarted, with a backoff (0.1 s doubling to
-  5 s) while it keeps dying within a second; while none answers, the main process reads the socket
-  again; a worker whose main process is gone (EOF) exits;
+  ``listen``; until then it may take ``LOADING_SEND_TIMEOUT`` to take a command (it answers nothing,
+  so it cannot answer stale; a worker starved of CPU while it loads is not restarted into the same
+  load), an answering one ``SEND_TIMEOUT``; one that dies (EOF on its socketpair) is restarted,
+  with a backoff (0.1 s doubling to 5 s) while it keeps dying within a second; while none answers,
+  the main process reads the socket again; a worker whose main process is gone (EOF) exits;
 - a worker answers exactly as the main process would (same ``Responder``, the SERVFAIL rewrite of
   ``unless_unwritten``, the transfer key for TSIG-signed queries); RRL (``rate_limit``) keeps one set
   of buckets per worker, so a client whose queries are spread over N workers may get up to N times
@@ -94,7 +96,11 @@ log = logging.getLogger("dnsplane.dns")
 ACK_TIMEOUT = 5.0
 RESTART_BACKOFF = (0.1, 5.0)
 HEARTBEAT = 1.0  # seconds between pings: a worker hung without any change to apply is found too
-SEND_TIMEOUT = 5  # seconds a command may wait for a worker to take it (then it is restarted)
+SEND_TIMEOUT = 5  # seconds a command may wait for an answering worker to take it (then it is restarted)
+# ...and for a worker still loading: it answers nothing, so it cannot answer stale; starved of CPU on a
+# loaded host (a nice'd worker behind busy processes) it may not read for seconds, and killing it then
+# restarts a load of minutes on a large zone, again and again
+LOADING_SEND_TIMEOUT = 120
 HELLO_TIMEOUT = 30.0  # seconds a new worker may take to start its interpreter
 UDP_BATCH = 64
 UDP_RECV_SIZE = 4096
@@ -159,6 +165,11 @@ def _read_frames(buf: bytearray) -> list[Any]:
 
 
 # --- main process side ------------------------------------------------------------
+
+
+def _send_timeout(chan: socket.socket, seconds: int) -> None:
+    """How long one send to the worker may block before the worker is taken for hung (the next send on)."""
+    chan.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
 
 
 class _Worker:
@@ -320,7 +331,7 @@ class WorkerPool:
         except OSError:
             pass
         main_end.settimeout(None)
-        main_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT, 0))
+        _send_timeout(main_end, LOADING_SEND_TIMEOUT)
         with self._server_lock, self._lock:  # no change is forwarded between the snapshot and the init
             w.send(("init", self._snapshot()))
             self._workers[slot] = w
@@ -387,6 +398,7 @@ class WorkerPool:
                         w.send(("listen",))  # after every change sent since its init
                         w.listening = True
                 elif msg[0] == "listening":
+                    _send_timeout(w.chan, SEND_TIMEOUT)  # it answers now: one that takes nothing is hung
                     w.ready.set()
                     log.info(
                         "dns worker %d answering UDP",

@@ -11,6 +11,7 @@ import random
 import selectors
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import dns.message
@@ -19,6 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+import dnsplane.dns.worker as worker_module
 from dnsplane.dns import DnsServer
 from dnsplane.model import EndpointKey, Member
 from tests.dns.test_server import API, HOST, ZONE, FakeSource, Running, initial_data, obs
@@ -245,3 +247,28 @@ def test_a_change_committed_by_another_process_reaches_every_worker(srv: Running
     source.external_commit(API, obs(30, [Member("lb-1", ("10.70.0.1",), 1000)]))  # no listener: data_version only
     wait_for("the main process's periodic check", lambda: values(fan_out(srv.port, "api.demo.test.")) == {"10.70.0.1"})
     every_worker_answers(srv, "api.demo.test.", "A", {"10.70.0.1"})
+
+
+def test_a_worker_starved_while_it_loads_is_given_time(source: FakeSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that takes nothing for longer than ``SEND_TIMEOUT`` while it loads its zone (a nice'd worker
+    behind busy processes on a loaded host) answers nothing yet, so it cannot answer stale: it is not
+    killed (which would restart a load of minutes on a large zone, again and again under the same load)."""
+    monkeypatch.setattr(worker_module, "SEND_TIMEOUT", 1)
+    with source._lock:  # a zone whose init is far larger than the socketpair's buffers: its send blocks
+        for i in range(8_000):
+            source.data[EndpointKey(f"n{i}.bulk.demo.test.", "A")] = obs(30, [Member("lb-1", ("10.9.9.9",), 1000)])
+    server = DnsServer([source], HOST, 0, rng=random.Random(5), workers=1)
+    running = Running(server)
+    try:
+        (loading,) = wait_for("the worker started", server.worker_pids, deadline=60)
+        os.kill(loading, signal.SIGSTOP)  # it reads nothing: the init's send waits on it
+        time.sleep(3 * worker_module.SEND_TIMEOUT)  # the fault: three times the bound of an answering worker
+        assert server.worker_pids() == [loading], "the loading worker was killed as hung"
+        os.kill(loading, signal.SIGCONT)
+        wait_for("the worker answering", server.workers_ready, deadline=120)
+        assert server.worker_pids() == [loading] and server._pool is not None and server._pool.restarts == 0
+        every_worker_answers(running, "n7999.bulk.demo.test.", "A", {"10.9.9.9"})
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(loading, signal.SIGCONT)
+        running.close()
