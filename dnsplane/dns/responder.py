@@ -105,9 +105,9 @@ _INVALID_QCLASSES = frozenset((0, dns.rdataclass.NONE, dns.rdataclass.ANY))
 # RFC 8482 §4.1 leaves to the server which RRset a minimal ANY answer holds: the zone's SOA at an
 # apex, else the addresses (what ANY askers such as old MTAs want), else the lowest type number
 _ANY_PREFERENCE = (dns.rdatatype.SOA, dns.rdatatype.A, dns.rdatatype.AAAA)
-# answers memoised by query bytes (see the module docstring): about 0.5 kB each, so at most ~128 MB;
-# more than the distinct questions of a 100,000-name zone (names x case x flags seen in practice)
-MEMO_ENTRIES = 1 << 18
+# answers memoised by query bytes (see the module docstring): about 475 bytes each (3 weighted choices),
+# so at most ~62 MB per answering process; more than the distinct questions of a 100,000-name zone
+MEMO_ENTRIES = 1 << 17
 
 
 def _minimal_any(rrsets: Collection[int]) -> int:
