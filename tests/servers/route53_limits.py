@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 
 NS = "https://route53.amazonaws.com/doc/2013-04-01/"
+PAGE = 300  # record sets per ListResourceRecordSets page at most
 
 # https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DNSLimitations.html
 # ("Quotas on API requests": ChangeResourceRecordSets; UPSERT elements and characters count twice)

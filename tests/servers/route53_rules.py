@@ -46,6 +46,7 @@ from xml.sax.saxutils import escape
 
 from tests.servers.route53_limits import (
     NS,
+    PAGE,
     RATE,
     Limits,
     RecordSet,
@@ -93,7 +94,6 @@ class RulesProxy:
     refusals: Counter[str] = field(default_factory=Counter)
     _changes: dict[str, float] = field(default_factory=dict)  # change id -> when it was accepted
     _last_change: dict[str, float] = field(default_factory=dict)  # zone id -> when its last change was accepted
-    _zone_names: dict[str, str] = field(default_factory=dict)
     _zone_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tokens: float = 0.0
@@ -143,32 +143,40 @@ class RulesProxy:
             )
         return root
 
-    def zone_name(self, zone_id: str) -> str:
-        if zone_id not in self._zone_names:
-            zone = child(self._get_xml(f"/2013-04-01/hostedzone/{zone_id}"), "HostedZone")
-            self._zone_names[zone_id] = canonical((zone is not None and child_text(zone, "Name")) or "")
-        return self._zone_names[zone_id]
+    def hosted_zone(self, zone_id: str) -> tuple[str, int]:
+        """(name, ResourceRecordSetCount) of a hosted zone, as ministack answers GetHostedZone now."""
+        zone = child(self._get_xml(f"/2013-04-01/hostedzone/{zone_id}"), "HostedZone")
+        if zone is None:
+            return "", 0
+        return canonical(child_text(zone, "Name") or ""), int(child_text(zone, "ResourceRecordSetCount") or 0)
 
-    def sets_at(self, zone_id: str, name: str) -> list[RecordSet]:
-        """Every record set named ``name`` as ministack holds it now (ListResourceRecordSets from ``name``)."""
-        out: list[RecordSet] = []
-        query = {"name": name, "maxitems": "300"}
+    def listing(self, zone_id: str, start: str | None = None) -> Iterator[RecordSet]:
+        """ListResourceRecordSets, all pages: the whole zone, or the sets named ``start`` only."""
+        query = {"maxitems": str(PAGE)} | ({"name": start} if start else {})
         while True:
             root = self._get_xml(f"/2013-04-01/hostedzone/{zone_id}/rrset?{urllib.parse.urlencode(query)}")
             listed = child(root, "ResourceRecordSets")
             for el in [] if listed is None else list(listed):
                 s = record_set(el)
-                if s.name != name:
-                    return out
-                out.append(s)
+                if start is not None and s.name != start:
+                    return
+                yield s
             if child_text(root, "IsTruncated") != "true":
-                return out
+                return
             query = {
-                "name": child_text(root, "NextRecordName") or name,
+                "name": child_text(root, "NextRecordName") or "",
                 "type": child_text(root, "NextRecordType") or "",
                 "identifier": child_text(root, "NextRecordIdentifier") or "",
-                "maxitems": "300",
+                "maxitems": str(PAGE),
             }
+
+    def sets_named(self, zone_id: str, names: list[str], zone_sets: int) -> list[RecordSet]:
+        """Every record set at ``names`` as ministack holds it now: a listing from each name, or of the
+        whole zone (``zone_sets`` record sets) when that takes fewer requests."""
+        if zone_sets // PAGE + 1 < len(names):
+            wanted = set(names)
+            return [s for s in self.listing(zone_id) if s.name in wanted]
+        return [s for name in names for s in self.listing(zone_id, name)]
 
     # -- ChangeResourceRecordSets and GetChange ------------------------------------------
 
@@ -192,9 +200,9 @@ class RulesProxy:
             if rrs is not None:
                 changes.append(((child_text(c, "Action") or "").upper(), record_set(rrs)))
         check_batch(changes, self.limits)
-        names = dict.fromkeys(s.name for _, s in changes)
-        current = [s for name in names for s in self.sets_at(zone_id, name)]
-        check_zone(applied(current, changes), self.zone_name(zone_id), self.limits)
+        zone_name, zone_sets = self.hosted_zone(zone_id)
+        current = self.sets_named(zone_id, list(dict.fromkeys(s.name for _, s in changes)), zone_sets)
+        check_zone(applied(current, changes), zone_name, self.limits)
 
     def accepted(self, zone_id: str, body: bytes) -> None:
         now = time.monotonic()
