@@ -45,7 +45,7 @@ from dnsplane.providers.route53 import provider as route53_provider
 from dnsplane.providers.route53.state import EMPTY, new_sets, swap_changes
 from dnsplane.providers.route53.token import token_name, token_value
 from tests.fakes import ZONE, key, marker, member, rs
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - fixture
 
 A = key("a.demo.test")
 B = key("b.demo.test")
