@@ -400,7 +400,7 @@ def test_wait_insync_polls_get_change(ministack: Ministack) -> None:  # noqa: F8
     slept: list[float] = []
     p = ministack.provider(ZONE, wait_insync=True, sleep=slept.append, rng=random.Random(1))
     assert p.apply([first_write(A, ONE)]) == [Applied(A)]
-    assert p.calls["get_change"] >= 1 and slept  # ministack answers PENDING once, then INSYNC
+    assert p.calls["get_change"] >= 1 and slept  # the change answers PENDING, GetChange INSYNC (insync_after 0)
 
 
 # -- 3. without the network ---------------------------------------------------------
