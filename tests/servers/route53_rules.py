@@ -114,6 +114,11 @@ class RulesProxy:
     def pending(self, accepted_at: float) -> bool:
         return time.monotonic() - accepted_at < self.insync_after
 
+    def pending_changes(self) -> list[str]:
+        """Ids of the changes accepted through this proxy that GetChange would answer PENDING now."""
+        with self._lock:
+            return [change_id for change_id, at in self._changes.items() if self.pending(at)]
+
     def zone_lock(self, zone_id: str) -> threading.Lock:
         with self._lock:
             return self._zone_locks.setdefault(zone_id, threading.Lock())

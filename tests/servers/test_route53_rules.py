@@ -220,7 +220,7 @@ def test_throttling_beyond_the_accounts_rate(ministack_direct: Ministack) -> Non
 
 
 def test_prior_request_not_complete_while_pending_then_insync(ministack_direct: Ministack) -> None:  # noqa: F811
-    with route53_rules(ministack_direct.url, rate=10_000, insync_after=0.5) as proxy:
+    with route53_rules(ministack_direct.url, rate=10_000, insync_after=1.5) as proxy:
         zones = Zones(proxy, ministack_direct)
         first = zones.via.change_resource_record_sets(
             HostedZoneId=zones.via_id,
@@ -228,11 +228,13 @@ def test_prior_request_not_complete_while_pending_then_insync(ministack_direct: 
         )
         change_id = first["ChangeInfo"]["Id"]
         assert zones.via.get_change(Id=change_id)["ChangeInfo"]["Status"] == "PENDING"
+        assert proxy.pending_changes() == [change_id.rsplit("/", 1)[-1]]
         zones.refused("PriorRequestNotComplete", ("CREATE", a("q.demo.test.", "192.0.2.2")))
         deadline = time.monotonic() + 10
         while zones.via.get_change(Id=change_id)["ChangeInfo"]["Status"] != "INSYNC":
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        assert proxy.pending_changes() == []
         assert zones.change(("CREATE", a("q.demo.test.", "192.0.2.2"))) == ""
         assert proxy.calls["GetChange"] >= 2 and proxy.calls["ChangeResourceRecordSets"] == 3
 
