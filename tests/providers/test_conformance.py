@@ -28,7 +28,7 @@ from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.providers.memory import MemoryProvider
 from dnsplane.providers.rfc2136 import Rfc2136Provider
 from tests.fakes import ZONE, key, marker, member, rs
-from tests.servers.ministack import ministack  # noqa: F401 - fixture for the route53 param
+from tests.servers.ministack import ministack, ministack_direct  # noqa: F401 - fixtures for the route53 param
 from tests.servers.named import named  # noqa: F401 - fixture for the rfc2136 param
 
 A = key("a.demo.test")

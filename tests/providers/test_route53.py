@@ -45,7 +45,7 @@ from dnsplane.providers.route53 import provider as route53_provider
 from dnsplane.providers.route53.state import EMPTY, new_sets, swap_changes
 from dnsplane.providers.route53.token import token_name, token_value
 from tests.fakes import ZONE, key, marker, member, rs
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - fixture
 
 A = key("a.demo.test")
 B = key("b.demo.test")
@@ -400,7 +400,7 @@ def test_wait_insync_polls_get_change(ministack: Ministack) -> None:  # noqa: F8
     slept: list[float] = []
     p = ministack.provider(ZONE, wait_insync=True, sleep=slept.append, rng=random.Random(1))
     assert p.apply([first_write(A, ONE)]) == [Applied(A)]
-    assert p.calls["get_change"] >= 1 and slept  # ministack answers PENDING once, then INSYNC
+    assert p.calls["get_change"] >= 1 and slept  # the change answers PENDING, GetChange INSYNC (insync_after 0)
 
 
 # -- 3. without the network ---------------------------------------------------------

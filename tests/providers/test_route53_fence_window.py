@@ -35,7 +35,7 @@ from dnsplane.store.base import Store
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE, key, member, rs
 from tests.providers.test_rfc2136_fence import until_write
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - module fixture
 
 WINDOW = key("window.demo.test")
 OLD = rs(member("lb-1", "10.0.0.1"), member("lb-2", "10.0.0.2"))

@@ -26,7 +26,7 @@ from dnsplane.protocol.messages import Tick, WriteBatch, WriteDone
 from tests.fakes import ZONE, fence_only_unchained_writes, key, run_held
 from tests.providers.test_rfc2136_fence import until_write
 from tests.providers.test_route53_fence_window import NEW, OLD, World, world  # noqa: F401 - fixture
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - module fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - module fixture
 
 RESTORED = key("restored.demo.test")
 A, B = OLD, NEW

@@ -7,6 +7,11 @@ process on teardown. boto3 gets fake credentials through the environment
 (AWS_ACCESS_KEY_ID=test, AWS_SECRET_ACCESS_KEY=test, AWS_DEFAULT_REGION=us-east-1).
 ``Ministack.create_zone`` makes a fresh hosted zone per test, so tests are isolated.
 
+``ministack`` answers through ``route53_rules`` (tests/servers/route53_rules.py), a proxy that refuses
+what Route 53 documents it refuses (at ``SUITE_RATE`` requests/s): ``Ministack.url`` is the proxy's,
+``Ministack.rules`` its counters; ``ministack_direct`` is ministack itself, for tests of the emulator
+and of the proxy. ``provider()`` gives the provider a request budget of the proxy's rate.
+
 When ministack is not installed the fixture skips, unless DNSPLANE_REQUIRE_SERVERS=1
 (then it fails, saying what is missing).
 """
@@ -30,9 +35,14 @@ import pytest
 
 from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.route53 import Route53Provider, ThrottleBudget
+from tests.servers.route53_rules import RulesProxy, route53_rules
 
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 START_TIMEOUT = 30.0
+# requests/s of the rules proxy in front of the ``ministack`` fixture: twenty times Route 53's 5 (the rules
+# proxy's default), so the provider suites' thousands of calls take seconds, not minutes (434 s against
+# 33 s at 5/s); Throttling at the real rate is tested in tests/servers/test_route53_rules.py
+SUITE_RATE = 100.0
 
 
 def _free_port() -> int:
@@ -43,8 +53,9 @@ def _free_port() -> int:
 
 @dataclass
 class Ministack:
-    url: str
+    url: str  # what boto3 is given: the rules proxy's address, or ministack's (``ministack_direct``)
     process: subprocess.Popen[bytes]
+    rules: RulesProxy | None = None
 
     def client(self) -> Any:
         import boto3
@@ -58,7 +69,7 @@ class Ministack:
 
     def provider(self, zone: str, *, wait_insync: bool = False, **kwargs: Any) -> Route53Provider:
         """A ``Route53Provider`` on a fresh hosted zone, with a budget generous enough for tests."""
-        kwargs.setdefault("budget", ThrottleBudget(10_000))
+        kwargs.setdefault("budget", ThrottleBudget(self.rules.rate if self.rules else 10_000))
         config = Route53Config(self.create_zone(zone), endpoint_url=self.url, wait_insync=wait_insync)
         return Route53Provider(zone, config, **kwargs)
 
@@ -70,7 +81,15 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ministack() -> Iterator[Ministack]:
+def ministack(ministack_direct: Ministack) -> Iterator[Ministack]:
+    """ministack behind the rules proxy: Route 53's documented limits, at ``SUITE_RATE`` requests/s."""
+    with route53_rules(ministack_direct.url, rate=SUITE_RATE) as rules:
+        yield Ministack(rules.url, ministack_direct.process, rules)
+
+
+@pytest.fixture(scope="module")
+def ministack_direct() -> Iterator[Ministack]:
+    """ministack itself, no rules in front (for tests of the emulator and of the proxy)."""
     if importlib.util.find_spec("ministack") is None:
         _unavailable("ministack is not installed (pip install ministack)")
     for k, v in FAKE_AWS_ENV.items():

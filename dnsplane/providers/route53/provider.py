@@ -90,8 +90,10 @@ Limits:
   (scaled) and TTL 0 when the members' TTLs disagree;
 - ``read_all`` reports every A/AAAA name of the zone, managed or not (unmanaged ones
   have no marker);
-- with ``wait_insync`` a change that is not INSYNC after ``INSYNC_TIMEOUT`` seconds
-  is logged, not raised: it is committed and will propagate.
+- with ``wait_insync`` each change batch waits until GetChange answers INSYNC (polled with
+  exponential backoff); one not INSYNC after ``INSYNC_TIMEOUT`` seconds of waiting raises
+  ``ProviderUnavailable`` (Retryable) although it is committed: the apply's later batches are not
+  sent, and its results are lost with the error (the next read finds what was written).
 
 Errors: AccessDenied → ``Permanent`` naming the IAM action; NoSuchHostedZone →
 ``Permanent``; throttling after the retries, 5xx and connection failures →
@@ -205,7 +207,8 @@ class Route53Provider(Provider):
     MAX_ATTEMPTS: ClassVar[int] = 6  # tries of one throttled call
     BACKOFF_BASE: ClassVar[float] = 0.2
     BACKOFF_CAP: ClassVar[float] = 10.0
-    INSYNC_TIMEOUT: ClassVar[float] = 180.0
+    INSYNC_TIMEOUT: ClassVar[float] = 180.0  # seconds of waiting for INSYNC before wait_insync gives up
+    INSYNC_FIRST_POLL: ClassVar[float] = 1.0  # seconds before the first GetChange; doubled up to BACKOFF_CAP
 
     def __init__(
         self,
@@ -466,15 +469,24 @@ class Route53Provider(Provider):
                 self._wait_insync(info["Id"], info.get("Status"))
 
     def _wait_insync(self, change_id: str, status: str | None) -> None:
-        waited, attempt = 0.0, 0
+        """Poll GetChange until the change is INSYNC (on every Route 53 DNS server): the first poll after
+        ``INSYNC_FIRST_POLL`` s, each wait twice the last (full range jitter of half), at most
+        ``BACKOFF_CAP`` s. Raises ``ProviderUnavailable`` once ``INSYNC_TIMEOUT`` s were spent waiting
+        and it is still not INSYNC: the change is committed (a read sees it), only not yet served
+        everywhere, so the caller retries the apply and finds it already applied."""
+        left, attempt = self.INSYNC_TIMEOUT, 0
         while status != "INSYNC":
-            if waited >= self.INSYNC_TIMEOUT:
-                log.warning("route53 change %s not INSYNC after %.0fs", change_id, waited,
-                            extra={"event": "route53_insync_timeout", "change": change_id})  # fmt: skip
-                return
-            delay = min(self.BACKOFF_CAP, 1.0 * 2**attempt) * (0.5 + self._rng.random() / 2)
+            if left <= 0:
+                raise ProviderUnavailable(
+                    reason=f"route53 change {change_id} of hosted zone {self.hosted_zone_id} is committed but still "
+                    f"{status} after {self.INSYNC_TIMEOUT:.1f}s of polling GetChange (the wait_insync bound): "
+                    "its records are written, not yet served by every Route 53 DNS server",
+                    retry_after=self.BACKOFF_CAP,
+                )
+            step = min(self.BACKOFF_CAP, self.INSYNC_FIRST_POLL * 2**attempt)
+            delay = min(left, step * (0.5 + self._rng.random() / 2))  # the last poll at the bound itself
             self._sleep(delay)
-            waited += delay
+            left -= delay
             attempt += 1
             status = self._call("get_change", Id=change_id).get("ChangeInfo", {}).get("Status")
 
