@@ -177,6 +177,8 @@ class Route53Config:
     region: str = field(default="us-east-1", metadata=_option("region", "the signing region"))
     endpoint_url: str | None = field(default=None, metadata=_option("url", "an emulator's URL"))
     wait_insync: bool = field(default=False, metadata=_option("boolean", "wait until each change is INSYNC"))
+    account: str | None = field(default=None, metadata=_option(
+        "text", "the AWS account's name for its shared request budget (default: the access key id)"))
 
     def __post_init__(self) -> None:
         _check(self)

@@ -4,20 +4,16 @@ exit 2 with the reason, no traceback, nothing started. The real ``dnsplane`` com
 
 from __future__ import annotations
 
-import http.server
 import os
 import subprocess
 import sys
-import threading
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from dnsplane.providers.route53.preflight import probe_changes
 from tests.fakes import ZONE, key
+from tests.servers.forwarding_proxy import forwarding_proxy
 from tests.servers.ministack import FAKE_AWS_ENV, Ministack, _free_port, ministack  # noqa: F401 - fixture
 
 DNSPLANE = str(Path(sys.executable).with_name("dnsplane"))
@@ -84,63 +80,10 @@ def test_up_refuses_a_hosted_zone_that_does_not_exist(tmp_path: Path, ministack:
     assert "no hosted zone ZNOSUCHZONE" in done.stderr and "Traceback" not in done.stderr
 
 
-@contextmanager
-def denying(upstream: str, action: bytes) -> Iterator[str]:
-    """A loopback proxy to ``upstream`` that answers Route 53's AccessDenied to requests whose path ends
-    with ``action`` (``/rrset``: ListResourceRecordSets by GET, ChangeResourceRecordSets by POST)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def forward(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path.encode().split(b"?")[0].rstrip(b"/").endswith(action) and self.command == self.server.method:  # type: ignore[attr-defined]
-                answer = (b'<?xml version="1.0"?><ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
-                          b"<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized"
-                          b"</Message></Error></ErrorResponse>")
-                self.send_response(403)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-                return
-            req = urllib.request.Request(upstream + self.path, data=body or None, method=self.command,
-                                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-            try:
-                with urllib.request.urlopen(req, timeout=10) as r:
-                    status, data, headers = r.status, r.read(), r.headers
-            except urllib.error.HTTPError as e:
-                status, data, headers = e.code, e.read(), e.headers
-            self.send_response(status)
-            for k, v in headers.items():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = forward
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    yield from _serve(Handler)
-
-
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.method = "POST"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_up_refuses_credentials_that_may_not_change_the_zone(tmp_path: Path, ministack: Ministack) -> None:  # noqa: F811
     zone_id = ministack.create_zone(ZONE)
-    with denying(ministack.url, b"/rrset") as url:
-        done = up(tmp_path, fleet(tmp_path, route53(zone_id, url)))
+    with forwarding_proxy(ministack.url, deny=("POST", "/rrset")) as proxy:  # ChangeResourceRecordSets
+        done = up(tmp_path, fleet(tmp_path, route53(zone_id, proxy.url)))
     assert done.returncode == 2, done
     assert f"access denied for route53:ChangeResourceRecordSets on hosted zone {zone_id}" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
