@@ -763,7 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plan)
 
     st = sub.add_parser("status", parents=[common], formatter_class=raw,
-                        help="endpoints, plan and marker generations, targets with health and weight",
+                        help="endpoints, plan and marker generations, targets with health and weight, "
+                        "Route 53 request budgets",
                         epilog="example:\n  dnsplane status --data-dir /var/lib/dnsplane\n")
     st.add_argument("--fleet", help="fleet file whose provider holds the markers (default: the running "
                     "instance's; without one, the embedded dns.sqlite)")
