@@ -13,12 +13,14 @@ and handed whole to the provider's constructor: no option is named here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from dnsplane.config import Fleet
 from dnsplane.providerconfig import EmbeddedConfig, Rfc2136Config, Route53Config
 from dnsplane.providers.base import Provider
-from dnsplane.providers.route53.throttle import BucketStore
+
+if TYPE_CHECKING:
+    from dnsplane.providers.route53.throttle import BucketStore
 
 
 def open_provider(fleet: Fleet, data_dir: Path, store: BucketStore | None = None) -> Provider:
