@@ -43,10 +43,17 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def most_in_one_second(times: list[float]) -> int:
-    """The most requests seen in any window of one second."""
+WINDOW = 2.0  # seconds
+# one bucket lets at most the burst plus a window's refill through; the requests reach the proxy a little
+# after their tokens were taken, scheduling delays differing by up to SLACK / RATE seconds (0.3 s)
+SLACK = 3
+LIMIT = BURST + RATE * WINDOW + SLACK
+
+
+def most_in_a_window(times: list[float]) -> int:
+    """The most requests seen in any window of ``WINDOW`` seconds."""
     times = sorted(times)
-    return max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
+    return max(sum(1 for u in times[i:] if u < t + WINDOW) for i, t in enumerate(times))
 
 
 def run_two(tmp_path: Path, ministack: Ministack, accounts: tuple[str, str]) -> list[float]:  # noqa: F811
@@ -81,8 +88,7 @@ def run_two(tmp_path: Path, ministack: Ministack, accounts: tuple[str, str]) -> 
 
 def test_two_processes_on_one_account_stay_within_one_budget(tmp_path: Path, ministack: Ministack) -> None:  # noqa: F811
     times = run_two(tmp_path, ministack, ("acct-1", "acct-1"))
-    # one bucket: at most the burst plus a second's refill in any second (+1 for the proxy's own timing)
-    assert most_in_one_second(times) <= BURST + RATE + 1
+    assert most_in_a_window(times) <= LIMIT
     store = SqliteStore(tmp_path / "store.sqlite")
     (row,) = store.request_budgets()
     assert row["account"] == "acct-1" and row["used"] == 2 * 2 * READS and int(row["waits"]) > 0  # type: ignore[call-overload]
@@ -92,7 +98,7 @@ def test_two_processes_on_one_account_stay_within_one_budget(tmp_path: Path, min
 def test_two_accounts_have_two_budgets(tmp_path: Path, ministack: Ministack) -> None:  # noqa: F811
     """The control: each process alone on its bucket, together twice the rate, which the count sees."""
     times = run_two(tmp_path, ministack, ("acct-1", "acct-2"))
-    assert most_in_one_second(times) > BURST + RATE + 1
+    assert most_in_a_window(times) > LIMIT + 5  # two buckets: about twice the rate
 
 
 def test_budgets_on_one_file_share_one_bucket_per_account(tmp_path: Path) -> None:
