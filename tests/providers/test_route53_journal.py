@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from dnsplane.cli import main
 from dnsplane.execute import Interpreter, drain
 from dnsplane.model import Generation
 from dnsplane.protocol.enactor import Enactor
@@ -55,9 +56,9 @@ def r53(ministack: Ministack) -> Iterator[tuple[Route53Provider, AnswerLost]]:  
 
 
 def test_a_change_committed_but_answered_500_is_journalled_as_written(
-        r53: tuple[Route53Provider, AnswerLost], tmp_path: Any) -> None:
+        r53: tuple[Route53Provider, AnswerLost], tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     provider, hook = r53
-    store = SqliteStore(str(tmp_path / "store.sqlite"))
+    store = SqliteStore(str(tmp_path / "store.sqlite"))  # the data directory's store
     ex = Interpreter(store, provider)
     enactor = Enactor("e1", ZONE)
     now = time.time()
@@ -78,3 +79,7 @@ def test_a_change_committed_but_answered_500_is_journalled_as_written(
     assert "answer lost" in lost[0].detail
     assert enactor.stats["writes"] == 3 and not enactor.unanswered
     store.close()
+    # and as a person reads it: `dnsplane history`
+    assert main(["history", "api.demo.test", "--data-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "1 -> 2" in shown and "answer lost" in shown
