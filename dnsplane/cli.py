@@ -545,6 +545,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                       "(retried with a later plan or after a backoff):", highlight=False, soft_wrap=True)
         for name, why in sorted(quarantined.items()):
             console.print(f"  - {escape(str(name))}: {escape(str(why))}", highlight=False, soft_wrap=True)
+    for b in store.request_budgets():  # Route 53's per-account budget, shared by the processes on this store
+        console.print(f"request budget of {escape(str(b['account']))}: {b['rate']:g} requests/s (bursts of "
+                      f"{b['burst']:g}); used {b['used']}, {b['waits']} waited ({float(b['waited']):.1f} s in all)",  # type: ignore[arg-type]
+                      highlight=False, soft_wrap=True)
     findings = (instance or {}).get("preflight") or []
     if findings:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
@@ -759,7 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plan)
 
     st = sub.add_parser("status", parents=[common], formatter_class=raw,
-                        help="endpoints, plan and marker generations, targets with health and weight",
+                        help="endpoints, plan and marker generations, targets with health and weight, "
+                        "Route 53 request budgets",
                         epilog="example:\n  dnsplane status --data-dir /var/lib/dnsplane\n")
     st.add_argument("--fleet", help="fleet file whose provider holds the markers (default: the running "
                     "instance's; without one, the embedded dns.sqlite)")

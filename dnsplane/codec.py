@@ -27,8 +27,8 @@ def encode_records(rs: RecordSet) -> str:
 
 
 def decode_records(text: str) -> RecordSet:
-    """The record set of a JSON text of ``RecordSet.to_json`` (``ValueError``, ``TypeError`` or
-    ``KeyError`` when it is none)."""
+    """The record set of a JSON text of ``RecordSet.to_json`` (``ValueError`` when it is none, or
+    ``RecursionError`` for JSON nested thousands deep)."""
     return RecordSet.from_json(json.loads(text))
 
 

@@ -533,7 +533,7 @@ class _Parser:
                 if not path.is_file():
                     self.fail(node, f"{where}: no such file {str(path)!r}")
                 value = str(path)
-            case "text" | "address":
+            case "text" | "address" | "url" | "region":
                 value = self.text(node, where).strip()
         problem = option.problem(value)
         if problem:

@@ -24,7 +24,7 @@ import ipaddress
 import re
 import types
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Final, Literal, NamedTuple, NewType, TypeVar
+from typing import Any, Final, Literal, NamedTuple, NewType, TypeGuard, TypeVar
 
 from dnsplane.errors import InvalidPlan
 
@@ -275,10 +275,26 @@ class RecordSet:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> RecordSet:
-        raw: Any = data  # JSON as written by ``to_json``
-        members = tuple(Member(str(tid), tuple(addrs), int(w)) for tid, addrs, w in raw["members"])
-        return cls(int(raw["ttl"]), members, raw.get("answer", "weighted"))
+    def from_json(cls, data: object) -> RecordSet:
+        """The record set of JSON of ``to_json``'s shape; ``ValueError`` for any other JSON value (a marker
+        TXT is text from the zone, perhaps written by hand: ``1e400`` where the TTL goes, a string for the
+        addresses, an object for a member are refused here, never coerced)."""
+        if not isinstance(data, dict):
+            raise ValueError("a record set is a JSON object")
+        ttl, answer, raw = data.get("ttl"), data.get("answer", "weighted"), data.get("members")
+        if not _json_int(ttl) or answer not in ("weighted", "all") or not isinstance(raw, list):
+            raise ValueError("a record set needs an integer ttl, a list of members and answer weighted or all")
+        members = []
+        for m in raw:
+            if not (isinstance(m, list) and len(m) == 3 and isinstance(m[0], str) and isinstance(m[1], list)
+                    and all(isinstance(a, str) for a in m[1]) and _json_int(m[2])):
+                raise ValueError("a member is [target id, [address, ...], integer weight]")
+            members.append(Member(m[0], tuple(m[1]), m[2]))
+        return cls(ttl, tuple(members), "all" if answer == "all" else "weighted")
+
+
+def _json_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def content_digest(ttl: int, members: tuple[Member, ...], answer: str) -> str:

@@ -24,9 +24,11 @@ key is read by the provider.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 __all__ = [
     "CONFIGS", "DEFAULT_MAX_RECORDS_PER_TYPE", "EmbeddedConfig", "Option", "ProviderConfig", "Rfc2136Config",
@@ -34,9 +36,27 @@ __all__ = [
 ]
 
 # How an option is written in YAML and checked: ``text`` and ``file`` are strings (``file``: a path,
-# resolved against the fleet file's folder at load), ``address`` an IP address as text, ``integer``
-# an int within ``lo..hi``, ``seconds`` a number above 0, ``boolean`` true or false.
-Form = Literal["text", "file", "address", "integer", "seconds", "boolean"]
+# resolved against the fleet file's folder at load), ``address`` an IP address as text, ``url`` an
+# http(s) URL with a host (and a numeric port, if any), ``region`` an AWS region name (``us-east-1``),
+# ``integer`` an int within ``lo..hi``, ``seconds`` a number above 0, ``boolean`` true or false.
+Form = Literal["text", "file", "address", "url", "region", "integer", "seconds", "boolean"]
+
+# An AWS region name: two letters, one or more words, a number (us-east-1, us-gov-west-1, ap-southeast-2)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+
+
+def _url_problem(value: str) -> str | None:
+    """Why ``value`` is no URL botocore can send to (it takes ``127.0.0.1:4566`` and fails at the first call)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"must be a URL starting with http:// or https://, got {value!r}"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return f"must name a host, got {value!r}"
+    try:
+        parts.port  # noqa: B018 - the property checks the port
+    except ValueError:
+        return f"must have a port of 1..65535 after the host, got {value!r}"
+    return None
 
 DEFAULT_MAX_RECORDS_PER_TYPE = 100  # BIND 9.18's default max-records-per-type (SERVFAIL "too many records")
 
@@ -58,6 +78,13 @@ class Option:
                     return f"must be text, got {value!r}"
                 if not value.strip():
                     return "must not be empty"
+            case "url" | "region":
+                if not isinstance(value, str):
+                    return f"must be text, got {value!r}"
+                if self.form == "url":
+                    return _url_problem(value)
+                if not _REGION.fullmatch(value):
+                    return f"must be an AWS region name such as us-east-1, got {value!r}"
             case "address":
                 if not isinstance(value, str):
                     return f"must be text, got {value!r}"
@@ -147,9 +174,11 @@ class Route53Config:
     kind: ClassVar[Literal["route53"]] = "route53"
 
     hosted_zone_id: str = field(metadata=_option("text", "the hosted zone's id, 'Z…' or '/hostedzone/Z…'"))
-    region: str = field(default="us-east-1", metadata=_option("text", "the signing region"))
-    endpoint_url: str | None = field(default=None, metadata=_option("text", "an emulator's URL"))
+    region: str = field(default="us-east-1", metadata=_option("region", "the signing region"))
+    endpoint_url: str | None = field(default=None, metadata=_option("url", "an emulator's URL"))
     wait_insync: bool = field(default=False, metadata=_option("boolean", "wait until each change is INSYNC"))
+    account: str | None = field(default=None, metadata=_option(
+        "text", "the AWS account's name for its shared request budget (default: the access key id)"))
 
     def __post_init__(self) -> None:
         _check(self)

@@ -261,6 +261,10 @@ class Enactor:
     quarantined: dict[EndpointKey, str] = field(default_factory=dict)
     stats: dict[str, int] = field(
         default_factory=lambda: {"writes": 0, "conflicts": 0, "skips": 0, "refused": 0, "rejected": 0}, metadata=NOTE)
+    # Writes of a batch that failed without an answer (a 500 after the provider committed, a lost
+    # connection): each is journalled as written if the next read of its endpoint finds the exact marker
+    # it wrote (``_on_markers``). Only the journal reads it, never a decision.
+    unanswered: dict[EndpointKey, Write] = field(default_factory=dict, metadata=NOTE)
 
     @property
     def busy(self) -> bool:
@@ -321,7 +325,10 @@ class Enactor:
                 return self._on_results(results)
             case Failed(error=error):
                 # Start over from the last finished generation: every step is re-decided
-                # from a fresh marker read, so nothing done so far needs undoing.
+                # from a fresh marker read, so nothing done so far needs undoing. A failed write may
+                # still have landed: its marker, read next, says so (``unanswered``).
+                if self.phase is _WRITING:
+                    self.unanswered.update(self.sent)
                 self.phase = _IDLE
                 self.working = None
                 self.pending = {}
@@ -419,6 +426,8 @@ class Enactor:
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
+            if (lost := self.unanswered.pop(key, None)) is not None and seen.marker == lost.marker:
+                reports.append(self._journal_unanswered(lost))
             refusal = self.ownership.refusal(key, seen)
             if refusal is not None:
                 # I7: not this installation's to write. Reported once per reason; nothing is held
@@ -471,6 +480,14 @@ class Enactor:
             self.phase = _CONFIRM
             return Step(tuple(reports), LoadContentAt(pairs))
         return self._send(writes).after(reports)
+
+    def _journal_unanswered(self, write: Write) -> Effect:
+        """The journal entry of a write whose batch failed but whose exact marker (it names the marker it
+        replaced: no other plan's write has it) the next read found: it was committed."""
+        self.stats["writes"] += 1
+        before = write.expect.generation if write.expect else None
+        return Journal(((write.key, "write", before, write.marker.generation,
+                         f"{write.records.digest}; committed, its answer lost (found by the next read)"),))
 
     def _report_foreign(self, key: EndpointKey, why: str, generation: Generation) -> tuple[Effect, ...]:
         """Journal and log a refused foreign (or released) endpoint, once per reason."""
@@ -578,6 +595,7 @@ class Enactor:
         self.phase = _IDLE
         self.working = self.working_at = None
         self.in_batch = ()
+        self.unanswered = {}  # the round re-read every endpoint it had left: what it did not find is not known
         if done is None:
             return NOTHING
         self.applied_upto, self.applied_at = done, done_at

@@ -107,7 +107,7 @@ def read(records: Sequence[Sequence[str]]) -> tuple[Marker | None, RecordSet | N
 def _records(text: str) -> RecordSet | None:
     try:
         return decode_records(text)
-    # what JSON written by hand can raise: not JSON, the wrong shape, 1e400 where an int goes, nested
-    # thousands deep
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+    # what text written by hand can raise: not JSON, not of a record set's shape (1e400 where an int
+    # goes: ``RecordSet.from_json``), nested thousands deep
+    except (ValueError, RecursionError):
         return None

@@ -217,7 +217,7 @@ class App:
         self.store = SqliteStore(data / "store.sqlite")
         # I7: the fleet file's ``owner:``, else the id generated once for this data dir
         self.owner = installation_owner(data, self.fleet.owner, self.store)
-        self.provider = open_provider(self.fleet, data)
+        self.provider = open_provider(self.fleet, data, self.store)
         # dnsplane serves DNS itself only for the embedded provider; otherwise the provider does.
         self.server = None
         if isinstance(self.provider, EmbeddedProvider):

@@ -35,8 +35,12 @@ It does two things, in this order:
    name, a DNAME at or above the name, a delegation (NS below the apex) at or above the name, and
    foreign records: records of the endpoint's type with no dnsplane marker beside them (the
    zone's own ``ns1`` glue is named as such). rfc2136 reads the zone with the same AXFR; the
-   embedded provider reads its database (only foreign records can occur there); Route 53 is not
-   checked here.
+   embedded provider reads its database (only foreign records can occur there); Route 53's zone is not
+   read here.
+
+Route 53 (``providers/route53/preflight``): the hosted zone's name is the fleet's zone, Route 53 can be
+reached with the credentials found, and they may read and change the zone (a change batch that deletes
+nothing); each failure is ``Permanent`` (exit 2), Route 53 busy is ``ProviderUnavailable`` (retried).
 
 Limits: the UPDATE probe proves the key may change the marker TXT and the records of one endpoint
 of each type and the write token, not every name a narrow ``update-policy`` might leave out (that shows at the first
@@ -351,4 +355,10 @@ def preflight(fleet: Fleet, provider: Provider, store: object) -> list[Finding]:
             return check_rfc2136(fleet)
         case "embedded":
             return check_embedded(fleet, provider)
+        case "route53":
+            from dnsplane.providers.route53 import Route53Provider
+            from dnsplane.providers.route53.preflight import check_route53
+
+            assert isinstance(provider, Route53Provider), f"a route53 fleet with a {provider.kind} provider"
+            check_route53(provider, [ep.key for ep in fleet.endpoints])
     return []

@@ -13,15 +13,20 @@ and handed whole to the provider's constructor: no option is named here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from dnsplane.config import Fleet
 from dnsplane.providerconfig import EmbeddedConfig, Rfc2136Config, Route53Config
 from dnsplane.providers.base import Provider
 
+if TYPE_CHECKING:
+    from dnsplane.providers.route53.throttle import BucketStore
 
-def open_provider(fleet: Fleet, data_dir: Path) -> Provider:
-    """The provider ``fleet.provider`` configures (the embedded one in ``data_dir``), not yet read from."""
+
+def open_provider(fleet: Fleet, data_dir: Path, store: BucketStore | None = None) -> Provider:
+    """The provider ``fleet.provider`` configures (the embedded one in ``data_dir``), not yet read from.
+    Route 53 draws on its account's request budget in ``store`` (shared by every process using that
+    store), else on the process's own."""
     match fleet.provider:
         case EmbeddedConfig():
             from dnsplane.providers.embedded import EmbeddedProvider
@@ -33,8 +38,10 @@ def open_provider(fleet: Fleet, data_dir: Path) -> Provider:
             return Rfc2136Provider(fleet.zone, cfg)
         case Route53Config() as r53:
             from dnsplane.providers.route53 import Route53Provider
+            from dnsplane.providers.route53.throttle import SharedBudget, account_of
 
-            return Route53Provider(fleet.zone, r53)
+            budget = SharedBudget(store, account_of(r53.account)) if store is not None else None
+            return Route53Provider(fleet.zone, r53, budget=budget)
     assert_never(fleet.provider)
 
 

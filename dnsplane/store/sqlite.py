@@ -30,6 +30,8 @@ refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
     journal(id PK, at, actor, name, rtype, action, before, after, detail), index on (name, rtype, id)
     health(target PK, healthy, since)          -- the health the planner last acted on (added
                                                -- within version 1: created at open when missing)
+    request_budget(account PK, ...)            -- a provider's request budget per account, shared by
+                                               -- processes (store/budget.py; added within version 1)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
 from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
+from dnsplane.store import budget
 from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
 from dnsplane.store.memory import check_generation, check_unique_keys
 
@@ -73,7 +76,7 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
 CREATE TABLE IF NOT EXISTS health (
     target TEXT PRIMARY KEY, healthy INTEGER NOT NULL, since REAL NOT NULL) WITHOUT ROWID;
-"""
+""" + budget.SCHEMA
 
 
 
@@ -113,6 +116,15 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         self._file.close()
+
+    def take_request(self, account: str, rate: float, burst: float, now: float, waited: float) -> float:
+        """One request of ``account``'s budget (``providers/route53/throttle.BucketStore``, ``store/budget``)."""
+        with self._tx(immediate=True) as db:
+            return budget.take_request_unlocked(db, account, rate, burst, now, waited)
+
+    def request_budgets(self) -> list[dict[str, object]]:
+        with self._tx() as db:
+            return budget.budgets_unlocked(db)
 
     def check_integrity(self) -> None:
         """Read every page once; ``DamagedDataFile`` when SQLite finds damage (O(file size): at start only)."""

@@ -4,8 +4,9 @@
 - ``encoding``: weights and the marker TXT as Route 53 record sets;
 - ``state``: what Route 53 holds for an endpoint, and the exact DELETE + CREATE that replace it;
 - ``batches``: packing changes into change batches within Route 53's quotas;
-- ``throttle``: the shared request budget and the one-batch-per-zone lock;
-- ``token``: the zone's write token as a record set, and the changes each change batch adds to move it.
+- ``throttle``: the request budget (per process, or per account through the store) and the one-batch-per-zone lock;
+- ``token``: the zone's write token as a record set, and the changes each change batch adds to move it;
+- ``preflight``: what ``dnsplane up`` checks of the hosted zone before any actor starts.
 """
 
 from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches

@@ -14,7 +14,9 @@ or a backslash, three-digit decimal escapes);
 no value exceeds 3,900 characters nor a string 255.
 
 Limits: pure functions, no I/O; a marker TXT with several record sets or unreadable JSON reads
-as no record set (the caller then rebuilds it from what Route 53 holds).
+as no record set (the caller then rebuilds it from what Route 53 holds). Whatever text a zone holds
+(written by hand), ``txt_strings`` and ``parse_marker`` never raise: the worst a value reads as is a
+corrupt marker (``model.read_marker``) or no marker, and no record set.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dnsplane.providers import marker_txt
 
 MAX_WEIGHT = 255
 
-_ESCAPE = re.compile(r"\\(\d{3}|.)")
+_ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)  # DOTALL: a backslash before a newline escapes it
 
 RRSet = dict[str, Any]  # one ResourceRecordSet, as boto3 lists it and takes it
 
@@ -58,9 +60,8 @@ def txt_strings(value: str) -> list[str]:
         quoted = value[i] == '"'
         i += quoted
         while i < n and (value[i] != '"' if quoted else value[i] != " "):
-            if value[i] == "\\" and i + 1 < n:
-                m = _ESCAPE.match(value, i)
-                assert m is not None
+            m = _ESCAPE.match(value, i) if value[i] == "\\" else None
+            if m is not None:  # a backslash before any character (a newline too) escapes it
                 esc = m.group(1)
                 buf.append(chr(int(esc)) if len(esc) == 3 else esc)
                 i = m.end()

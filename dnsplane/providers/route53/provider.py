@@ -62,9 +62,10 @@ Guarantees:
 - an endpoint whose changes alone exceed a change batch's quotas is ``Rejected`` before
   any call (``dnsplane validate`` refuses such a fleet first); the others are written;
 - one change batch in flight per hosted zone in this process (a lock per zone id,
-  shared by every instance); every API call takes a token from a ``ThrottleBudget``
-  (default: one bucket of 5 requests/s shared by the whole process, Route 53's
-  per-account limit); ``Throttling``, ``PriorRequestNotComplete`` and HTTP 429 are
+  shared by every instance); every API call takes a token from a ``Budget`` (default: one
+  bucket of 5 requests/s shared by the whole process, Route 53's per-account limit;
+  ``dnsplane up`` passes its account's ``SharedBudget``, shared through the store by every
+  process using it); ``Throttling``, ``PriorRequestNotComplete`` and HTTP 429 are
   retried with exponential backoff and full jitter, then raised as ``ProviderUnavailable``;
 - a read is consistent per endpoint: when the weighted sets found do not match the
   record set the marker describes (a read torn by a concurrent write, or a hand
@@ -117,7 +118,7 @@ from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches
 from dnsplane.providers.route53.encoding import RRSet, unescape_name
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
-from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, ThrottleBudget, zone_lock
+from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, Budget, zone_lock
 from dnsplane.providers.route53.token import TokenChain, token_name, token_value
 
 log = logging.getLogger("dnsplane.providers.route53")
@@ -216,7 +217,7 @@ class Route53Provider(Provider):
         config: Route53Config,
         *,
         client: Any | None = None,
-        budget: ThrottleBudget | None = None,
+        budget: Budget | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
