@@ -20,7 +20,7 @@ from dnsplane.providers.route53.throttle import SharedBudget
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE
 from tests.servers.forwarding_proxy import forwarding_proxy
-from tests.servers.ministack import FAKE_AWS_ENV, Ministack, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import FAKE_AWS_ENV, Ministack, ministack, ministack_direct  # noqa: F401 - fixtures
 
 RATE, BURST, READS = 10.0, 1.0, 15  # each read of one endpoint is two ListResourceRecordSets
 

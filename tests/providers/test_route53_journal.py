@@ -24,7 +24,7 @@ from dnsplane.protocol.messages import Tick
 from dnsplane.providers.route53 import Route53Provider
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE, key, member, rs
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - fixtures
 
 API = key("api.demo.test")
 CONTENTS = [rs(member("lb-1", "192.0.2.1")), rs(member("lb-2", "192.0.2.2")), rs(member("lb-3", "192.0.2.3"))]

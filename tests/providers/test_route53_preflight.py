@@ -14,7 +14,7 @@ import pytest
 from dnsplane.providers.route53.preflight import probe_changes
 from tests.fakes import ZONE, key
 from tests.servers.forwarding_proxy import forwarding_proxy
-from tests.servers.ministack import FAKE_AWS_ENV, Ministack, _free_port, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import FAKE_AWS_ENV, Ministack, _free_port, ministack, ministack_direct  # noqa: F401 - fixtures
 
 DNSPLANE = str(Path(sys.executable).with_name("dnsplane"))
 
