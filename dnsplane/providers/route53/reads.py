@@ -302,7 +302,7 @@ class ZoneReads:
                  extra={"event": "route53_round", "fields": self.last_round})  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
-        return {"calls": dict(self.calls), "rounds": self.rounds, "last_round": self.last_round}
+        return {"calls": self.calls.copy(), "rounds": self.rounds, "last_round": self.last_round}  # copies: atomic
 
 
 def _covered_from(start: Position, p: Position) -> bool:
