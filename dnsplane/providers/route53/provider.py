@@ -62,8 +62,10 @@ Guarantees:
   not, the refusal is handled as below, the chain kept. This closes the fence's window
   (docs/design.md): a newer plan's write after the writer's token read moved the token, whatever a
   person did to the endpoint afterwards;
-- an endpoint whose changes alone exceed a change batch's quotas is ``Rejected`` before
-  any call (``dnsplane validate`` refuses such a fleet first); the others are written;
+- an endpoint whose changes alone exceed a change batch's quotas, or that Route 53 can never hold
+  (``batches.endpoint_problem``: over 100 weighted sets, a name or marker name over 255 octets or a
+  label over 63) is ``Rejected`` before any call, logged with the reason (``dnsplane validate``
+  refuses such a fleet first); the others of its batch are written;
 - one change batch in flight per hosted zone in this process (a lock per zone id,
   shared by every instance); every API call takes a token from a ``ThrottleBudget``
   (default: one bucket of 5 requests/s shared by the whole process, Route 53's
@@ -115,7 +117,7 @@ from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, Verdict, no
 from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
-from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches
+from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, endpoint_problem, pack_batches
 from dnsplane.providers.route53.reads import ZoneReads, ZoneView, written_state
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
 from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, ThrottleBudget, zone_lock
@@ -172,6 +174,10 @@ class _Group:
                     self.results.append((idx, Applied(w.key)))
                 case unreachable:
                     assert_never(unreachable)
+        problem = None if final is None else endpoint_problem(self.key, final.records)
+        if problem is not None:  # Route 53 would refuse its batch whatever else it holds: never sent
+            self.reject(problem)
+            return
         new = [] if final is None else new_sets(self.key, final.records, final.marker)
         self.changes = [] if final is None else swap_changes(self.state, new)
         records, chars = batch_cost(self.changes)
@@ -185,6 +191,8 @@ class _Group:
         """Nothing of this endpoint is sent: the writes that would have changed it are ``Rejected``."""
         self.results = [(i, Rejected(self.key, reason) if isinstance(r, Applied) and r.written else r)
                         for i, r in self.results]
+        log.warning("route53 %s rejected: %s", self.key, reason,
+                    extra={"event": "route53_rejected", "fields": {"endpoint": str(self.key), "reason": reason}})
         self.changes = []
         self.conditional = False
 
