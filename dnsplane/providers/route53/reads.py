@@ -36,7 +36,10 @@ Promises:
   ``stats()``; a round reads the zone at most once (a sweep, or ``read_all``'s listing).
 
 Limits: a name outside both orders' agreement is read with a sweep position of its own (one call or
-two); the view holds every endpoint read or written since the token last moved (memory O(zone)).
+two); the view holds every endpoint read or written since the token last moved (memory O(zone)); a
+round's calls are those made since the provider's previous round ended, so rounds run at once in
+several threads share their counts; a hand edit stays out of an enactor's reads until a ``read`` (the
+verifier's) or a refused batch sees it.
 """
 
 from __future__ import annotations
