@@ -65,11 +65,19 @@ def counted(ministack: Ministack) -> Counted:  # noqa: F811
 def test_a_one_percent_change_of_2000_endpoints_reads_at_most_once_per_round(counted: Counted) -> None:
     p = counted.provider
     keys = [key(f"svc-{i:04d}.demo.test") for i in range(2_000)]
+    p.read_all()  # `dnsplane up`'s preflight lists the zone once
+    first: list[Counter[str]] = []
     for i in range(0, len(keys), 50):  # the first write, as enactors send it: 50 endpoints a round
         batch = keys[i:i + 50]
-        seen, _ = counted.round(p.read_for_write, batch)
-        results, _ = counted.enact(seen, {k: (ONE, 1) for k in batch})
+        seen, spent = counted.round(p.read_for_write, batch)
+        first.append(spent)
+        results, spent = counted.enact(seen, {k: (ONE, 1) for k in batch})
+        first.append(spent)
         assert results == [Applied(k) for k in batch]
+    # an enactor's read: the token only (the view knows the zone); its apply: the token read before the
+    # store, then the 50 endpoints swept, as a first write is never decided on the view
+    assert {r["ListResourceRecordSets"] for r in first[0::2]} == {1}, first
+    assert max(r["ListResourceRecordSets"] for r in first[1::2]) <= 3, first
     zone_pages = (len(keys) * 3) // PAGE  # two members and a marker each: one listing is 20 pages
     changed = random.Random(14).sample(keys, 20)  # 1 %, spread over the zone
     rounds: list[Counter[str]] = []
@@ -126,3 +134,18 @@ def test_a_sweep_reads_names_whose_order_differs_between_labels_and_strings(coun
     assert p.read(keys) == {k: Observed(r, marker(1, r)) for k, r in recs.items()}
     absent = [key("zz.demo.test"), key("a-a.x.demo.test")]
     assert p.read(absent) == {k: Observed(None, None) for k in absent}
+
+
+def test_a_first_write_is_never_decided_on_the_view_a_set_added_by_hand_is_seen(counted: Counted) -> None:
+    p, a = counted.provider, key("a.demo.test")
+    p.read_all()  # the view is the whole zone: ``a`` is empty without a call
+    counted.client.change_resource_record_sets(HostedZoneId=p.hosted_zone_id, ChangeBatch={"Changes": [
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": "a.demo.test.", "Type": "A", "TTL": 30,
+                                                   "ResourceRecords": [{"Value": "203.0.113.9"}]}}]})  # fmt: skip
+    seen, spent = counted.round(p.read_for_write, [a])
+    assert seen == {a: Observed(None, None)} and spent["ListResourceRecordSets"] == 1
+    results, spent = counted.enact(seen, {a: (ONE, 1)})
+    assert results == [Conflict(a, None)]  # a first write is re-read in the apply: the hand's set found (I7)
+    assert spent["ChangeResourceRecordSets"] == 0 and p.writes == 0
+    now = p.read([a])[a]
+    assert now.marker is None and now.records is not None and list(now.records.addresses()) == ["203.0.113.9"]

@@ -307,8 +307,12 @@ class Route53Provider(ZoneReads, Provider):
         for g in groups.values():
             g.state = states[g.key]
             g.decide(chain)
-        unsure = [g for g in groups.values() if g.key in cached and not g.changes]
-        if unsure:  # only a write (guarded by its exact DELETEs) is decided on the view; the rest on Route 53 now
+        # only a write that DELETEs the marker exactly is decided on the view: a first write (CREATE of the
+        # marker) is not refused by a record set of another id added by hand, so it and every answer that
+        # is not a write are decided on Route 53's state now
+        unsure = [g for g in groups.values()
+                  if g.key in cached and (not g.changes or g.state.observed.marker is None)]  # fmt: skip
+        if unsure:
             fresh = self._fresh([g.key for g in unsure])
             for g in unsure:
                 g.state = fresh[g.key]

@@ -25,12 +25,16 @@ Promises:
   unsafe: every write decided on a view DELETEs the endpoint's record sets and marker exactly as the view
   holds them, and the token exactly as the view read it, and Route 53 refuses the whole change batch if
   any of them is not so (after which the endpoint is re-read from Route 53, never from the view).
-  ``apply`` answers nothing but a write from a view: a decision that would answer ``Conflict`` or
-  ``Applied(written=False)`` is taken again on a fresh read first; an enactor's read that is stale
+  ``apply`` answers nothing but a write that DELETEs the endpoint's marker from a view: a decision that
+  would answer ``Conflict`` or ``Applied(written=False)``, and a first write (the marker CREATEd, which
+  a record set of another set identifier added by hand would not refuse), is taken again on a fresh
+  read first; an enactor's read that is stale
   through a hand edit makes it skip or write (refused, re-read), and the verifier, which reads with
   ``read``, repairs the hand edit as before;
 - the view is updated from this provider's own accepted change batches when they were chained to the
   token the view holds (then exactly what Route 53 holds, up to hand edits), and dropped otherwise;
+  after ``read_all`` (a listing: ``dnsplane up``'s preflight makes one) it is complete, and an endpoint
+  not in it is empty without a call (to an enactor's read; its first write is re-read in ``apply``);
 - every ``read``, ``read_for_write`` and ``apply`` is a round: its API calls by kind (the write token
   read of the enactor's fence included) are logged on one line (event ``route53_round``) and kept in
   ``stats()``; a round reads the zone at most once (a sweep, or ``read_all``'s listing).
@@ -52,7 +56,7 @@ from typing import Any
 
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.providers.route53.encoding import RRSet, unescape_name
-from dnsplane.providers.route53.state import State
+from dnsplane.providers.route53.state import EMPTY, State
 from dnsplane.providers.route53.token import token_name, token_value
 
 log = logging.getLogger("dnsplane.providers.route53")
@@ -90,6 +94,7 @@ class ZoneView:
     known: bool = False
     tag: RRSet | None = None  # the token set as read (None: the zone had none)
     states: dict[EndpointKey, State] = field(default_factory=dict)
+    complete: bool = False  # every endpoint of the zone is in ``states`` (a listing): one not there is empty
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def matches(self, token: RRSet | None) -> bool:
@@ -107,13 +112,16 @@ class ZoneView:
         with self._lock:
             if not (self.known and _same(self.tag, token)):
                 return {}
+            if self.complete:
+                return {k: self.states.get(k, EMPTY) for k in keys}
             return {k: self.states[k] for k in keys if k in self.states}
 
-    def put(self, token: RRSet | None, states: dict[EndpointKey, State]) -> None:
-        """States read after ``token`` was read: added, or the whole view when the token moved."""
+    def put(self, token: RRSet | None, states: dict[EndpointKey, State], *, complete: bool = False) -> None:
+        """States read after ``token`` was read: added, or the whole view when the token moved (``complete``:
+        they are every endpoint of the zone, a listing)."""
         with self._lock:
-            if not (self.known and _same(self.tag, token)):
-                self.known, self.tag, self.states = True, token, {}
+            if complete or not (self.known and _same(self.tag, token)):
+                self.known, self.tag, self.states, self.complete = True, token, {}, complete
             self.states.update(states)
 
     def wrote(self, before: RRSet | None, after: RRSet | None, states: dict[EndpointKey, State]) -> None:
@@ -123,11 +131,11 @@ class ZoneView:
                 self.tag = after
                 self.states.update(states)
             else:
-                self.known, self.states = False, {}
+                self.known, self.states, self.complete = False, {}, False
 
     def drop(self) -> None:
         with self._lock:
-            self.known, self.states = False, {}
+            self.known, self.states, self.complete = False, {}, False
 
 
 def _same(a: RRSet | None, b: RRSet | None) -> bool:
@@ -287,7 +295,7 @@ class ZoneReads:
     def read_all(self) -> dict[EndpointKey, Observed]:
         token = self._token_set()
         states = self._settled(self._group_listing(self._list()))
-        self.view.put(token, states)
+        self.view.put(token, states, complete=True)
         self._end_round("read_all", len(states))
         return {k: s.observed for k, s in states.items()}
 
