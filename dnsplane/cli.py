@@ -554,10 +554,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
         for line in fold_findings(findings):
             console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
+    print_provider_stats(instance or {})
     print_actors(instance or {}, time.time())
     store.close()
     provider.close()
     return 0
+
+
+def print_provider_stats(instance: dict[str, Any]) -> None:
+    """The running process's provider API calls by kind, and its last round's (``Provider.stats``), if any."""
+    stats = instance.get("provider_stats") or {}
+    if not stats.get("calls"):
+        return
+    calls = ", ".join(f"{n} {op}" for op, n in sorted(stats["calls"].items()))
+    last = stats.get("last_round") or {}
+    spent = ", ".join(f"{n} {op}" for op, n in sorted((last.get("calls") or {}).items())) or "no call"
+    console.print(f"provider calls: {calls}; {stats.get('rounds', 0)} round(s), the last "
+                  f"({last.get('kind', '?')} of {last.get('endpoints', 0)} endpoint(s)): {spent}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ Guarantees:
   name (``provider.max_records_per_type``, 100 by default: BIND 9.18's ``max-records-per-type``),
   its marker TXT above one record's 65,535 bytes, or a change of it (old and new content in one
   UPDATE) above one DNS message; Route 53, a change above one change batch's 1,000 records or
-  32,000 characters. Estimated for the worst case (every target live, 4-digit weights); the
+  32,000 characters (less the zone's write token), more than 100 weighted targets, or a marker name
+  over 255 octets. Estimated for the worst case (every target live, 4-digit weights); the
   providers reject such an endpoint's write alone at run time (``Rejected``) if one gets through.
 
 The format is documented in docs/fleet-file.md. This module reads files; it does no other I/O.
@@ -60,6 +61,7 @@ from dnsplane.model import (
     RecordType,
     Target,
     in_zone,
+    marker_name,
     normalise_name,
     owner_problem,
     validate_address,
@@ -777,6 +779,8 @@ RFC2136_MAX_RDATA = 0xFFFF  # one RR's data: the marker TXT (providers/rfc2136/w
 RFC2136_MAX_RECORDS_PER_TYPE = DEFAULT_MAX_RECORDS_PER_TYPE  # BIND 9.18's default (SERVFAIL "too many records")
 ROUTE53_MAX_RECORDS = 1_000  # ResourceRecord elements per change batch (providers/route53/batches.py)
 ROUTE53_MAX_CHARS = 32_000  # characters of values per change batch
+ROUTE53_MAX_WEIGHTED = 100  # weighted record sets of one name and type (batches.MAX_WEIGHTED)
+ROUTE53_TOKEN_RESERVE = (2, 68)  # records and characters the zone's write token takes in every batch (token.py)
 _MARKER_HEAD = 160  # "dnsplane g=<19 digits> d=<16> p=<12>.<8> o=<owner> r=1": 143 at most, with room to spare
 
 
@@ -808,13 +812,23 @@ def fit_problem(endpoint: Endpoint, provider: ProviderConfig) -> str | None:
             return (f"a change of its {n} targets needs an UPDATE of about {update} bytes, more than one DNS "
                     f"message holds ({RFC2136_MAX_MESSAGE}); {fewer}, or shorter target ids")
     elif isinstance(provider, Route53Config):
+        mname = marker_name(endpoint.key)
+        if len(mname) + 1 > 255:  # octets in wire form: a length octet per label and the root's
+            return (f"its marker's name {mname} is {len(mname) + 1} octets, over the 255 a DNS name may have; "
+                    "shorten the name")
+        if endpoint.policy.answer != "all" and n > ROUTE53_MAX_WEIGHTED:
+            return (f"{n} targets, but Route 53 keeps at most {ROUTE53_MAX_WEIGHTED} weighted record sets of one "
+                    f"name and type; {fewer}, or answer: all")
         quoted = len(rs_json) + rs_json.count('"')  # Route 53 shows '"' as '\"'
         strings = math.ceil(quoted / 255)
         values = 1 + math.ceil(strings / 14)  # the marker, then values of up to 3,900 characters
         records = 2 * (sum(len(set(t.addresses)) for t in endpoint.targets) + values)  # DELETE old + CREATE new
         chars = 2 * (sum(len(a) for t in endpoint.targets for a in set(t.addresses))
                      + _MARKER_HEAD + quoted + 3 * strings + 20 * values)
-        if records > ROUTE53_MAX_RECORDS or chars > ROUTE53_MAX_CHARS:
+        max_records, max_chars = (ROUTE53_MAX_RECORDS - ROUTE53_TOKEN_RESERVE[0],
+                                  ROUTE53_MAX_CHARS - ROUTE53_TOKEN_RESERVE[1])  # fmt: skip
+        if records > max_records or chars > max_chars:
             return (f"a change of its {n} targets needs about {records} records and {chars} characters in one "
-                    f"change batch; Route 53 allows {ROUTE53_MAX_RECORDS} and {ROUTE53_MAX_CHARS}; {fewer}")
+                    f"change batch; Route 53 allows {max_records} and {max_chars} beside the zone's write token; "
+                    f"{fewer}")
     return None

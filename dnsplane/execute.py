@@ -147,7 +147,7 @@ def _load_changes(ex: Interpreter, actor: str, cmd: LoadChanges, now: float) -> 
 
 
 def _read_markers(ex: Interpreter, actor: str, cmd: ReadMarkers, now: float) -> Event:
-    observed = ex.provider.read(cmd.keys)
+    observed = ex.provider.read_for_write(cmd.keys)
     if cmd.newer_than is None:
         return MarkersRead(now, observed)
     empty = [k for k in cmd.keys if (o := observed.get(k)) is None or (o.records is None and o.marker is None)]

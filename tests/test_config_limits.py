@@ -18,6 +18,8 @@ from dnsplane.config import (
     RFC2136_MAX_RDATA,
     ROUTE53_MAX_CHARS,
     ROUTE53_MAX_RECORDS,
+    ROUTE53_MAX_WEIGHTED,
+    ROUTE53_TOKEN_RESERVE,
     fit_problem,
     parse_fleet,
 )
@@ -28,6 +30,7 @@ from dnsplane.providers.base import Applied
 from dnsplane.providers.rfc2136 import Rfc2136Provider, wire
 from dnsplane.providers.rfc2136 import provider as rfc2136_provider
 from dnsplane.providers.route53 import batches
+from dnsplane.providers.route53.token import TokenChain
 from tests.servers.named import NamedServer, named  # noqa: F401 - the module's named
 
 NETS = ("192.0.2", "198.51.100", "203.0.113")
@@ -38,7 +41,7 @@ PROVIDERS = {
 }
 
 
-def fleet_text(provider: str, n: int, id_len: int = 8, addresses: int = 90) -> str:
+def fleet_text(provider: str, n: int, id_len: int = 8, addresses: int = 90, answer: str = "weighted") -> str:
     """A fleet of two normal endpoints around one with ``n`` targets (its ``name`` on line 4 + n + 3)."""
     lines = ["zone: demo.test", PROVIDERS[provider].rstrip("\n"), "targets:", "  lb-a: {addresses: [192.0.2.250]}"]
     lines = [x for x in lines if x]
@@ -48,6 +51,7 @@ def fleet_text(provider: str, n: int, id_len: int = 8, addresses: int = 90) -> s
     lines += ["endpoints:", "  - {name: api, ttl: 30, targets: [lb-a]}",
               "  - name: big", "    ttl: 30",
               "    targets: [" + ", ".join(f"t{i:0{id_len}d}" for i in range(n)) + "]",
+              *([f"    policy: {{answer: {answer}}}"] if answer != "weighted" else []),
               "  - {name: www, ttl: 30, targets: [lb-a]}"]
     return "\n".join(lines) + "\n"
 
@@ -60,22 +64,44 @@ def test_the_limits_are_the_providers_own() -> None:
     assert RFC2136_MAX_MESSAGE == rfc2136_provider._MAX_MESSAGE
     assert RFC2136_MAX_RDATA == wire.MAX_RDATA
     assert (ROUTE53_MAX_RECORDS, ROUTE53_MAX_CHARS) == (batches.MAX_RECORDS, batches.MAX_CHARS)
+    assert ROUTE53_MAX_WEIGHTED == batches.MAX_WEIGHTED
+    assert TokenChain("demo.test.").reserve == ROUTE53_TOKEN_RESERVE  # a batch's token changes, at most
+
+
+def test_a_marker_name_over_255_octets_is_refused_for_route53_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 248-character name is a DNS name (253 at most), but ``_dnsplane-aaaa.`` before it is not."""
+    name = ".".join(["x" * 60, "y" * 60, "z" * 60, "w" * 55])  # 238 characters, 248 with the zone
+    text = (PROVIDERS["route53"] + "zone: demo.test\ntargets:\n  lb-a: {addresses: ['2001:db8::1']}\n"
+            "endpoints:\n  - {name: api, ttl: 30, targets: [lb-a], type: AAAA}\n"
+            f"  - {{name: {name}, ttl: 30, targets: [lb-a], type: AAAA}}\n")
+    f = tmp_path / "fleet.yaml"
+    f.write_text(text)
+    assert main(["validate", str(f)]) == 2
+    out = capsys.readouterr().err.replace("\n", " ")
+    assert "fleet.yaml:9" in out and "is 265 octets, over the 255" in out and "Traceback" not in out
+    with pytest.raises(InvalidConfig) as err:
+        parse_fleet(text, "fleet.yaml")
+    assert err.value.line == 9 and f"its marker's name _dnsplane-aaaa.{name}.demo.test. is 265 octets" in str(err.value)
+    assert parse_fleet(text.replace("provider:\n  kind: route53\n  hosted_zone_id: Z1\n", ""))  # embedded: fine
 
 
 @pytest.mark.parametrize(
-    ("provider", "n", "id_len", "addresses", "fragment"),
+    ("provider", "n", "id_len", "addresses", "answer", "fragment"),
     [
-        ("rfc2136", 660, 8, 660, "max-records-per-type"),  # 660 distinct addresses: BIND keeps 100
-        ("rfc2136", 660, 40, 90, "one DNS message"),  # a change carries the old and new JSON: past 64 KiB
-        ("rfc2136", 800, 60, 90, "one DNS\nrecord"),  # the marker TXT alone is past 65,535 bytes
-        ("route53", 660, 8, 90, "change batch"),
+        ("rfc2136", 660, 8, 660, "weighted", "max-records-per-type"),  # 660 distinct addresses: BIND keeps 100
+        ("rfc2136", 660, 40, 90, "weighted", "one DNS message"),  # a change carries the old and new JSON: past 64 KiB
+        ("rfc2136", 800, 60, 90, "weighted", "one DNS\nrecord"),  # the marker TXT alone is past 65,535 bytes
+        ("route53", 660, 8, 90, "all", "change batch"),  # one simple set of 660 values, old and new
+        ("route53", 101, 8, 90, "weighted", "at most 100 weighted record sets"),  # Route 53's quota per name and type
     ],
 )
 def test_an_endpoint_that_cannot_fit_is_refused_at_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: str, n: int, id_len: int, addresses: int,
-    fragment: str,
+    answer: str, fragment: str,
 ) -> None:
-    text = fleet_text(provider, n, id_len, addresses)
+    text = fleet_text(provider, n, id_len, addresses, answer)
     with pytest.raises(InvalidConfig) as err:
         parse_fleet(text, "fleet.yaml")
     assert err.value.line == big_line(text) and "big.demo.test. A" in str(err.value)
@@ -89,7 +115,8 @@ def test_an_endpoint_that_cannot_fit_is_refused_at_its_line(
 
 def test_fitting_endpoints_and_the_embedded_provider_are_accepted() -> None:
     assert parse_fleet(fleet_text("rfc2136", 90, 8, 90)).endpoints[1].key.name == "big.demo.test."
-    assert parse_fleet(fleet_text("route53", 200, 8, 90))
+    assert parse_fleet(fleet_text("route53", 100, 8, 90))  # Route 53's weighted quota, exactly
+    assert parse_fleet(fleet_text("route53", 200, 8, 90, "all"))
     assert parse_fleet(fleet_text("embedded", 800, 60, 660))  # no limit there
     more = "server: 127.0.0.1\n  max_records_per_type: 200"
     assert parse_fleet(fleet_text("rfc2136", 150, 8, 150).replace("server: 127.0.0.1", more))

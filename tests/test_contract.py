@@ -83,6 +83,7 @@ STORE_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
 }
 PROVIDER_METHODS: dict[str, tuple[set[Resource], set[Resource]]] = {
     "read": ({Resource.PROVIDER}, set()),
+    "read_for_write": ({Resource.PROVIDER}, set()),
     "apply": ({Resource.PROVIDER}, {Resource.PROVIDER}),
 }
 

@@ -34,3 +34,14 @@ def test_status_prints_every_actor_with_its_last_error(capsys: pytest.CaptureFix
 def test_status_says_when_the_process_stopped_writing(capsys: pytest.CaptureFixture[str]) -> None:
     cli.print_actors({"written_at": 100.0, "status_interval": 1.0, "actors": {"planner": actor()}}, 200.0)
     assert "last written 100s ago" in capsys.readouterr().out
+
+
+def test_status_prints_the_providers_calls_by_kind_and_its_last_round(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.print_provider_stats({"provider_stats": {
+        "calls": {"list_resource_record_sets": 41, "change_resource_record_sets": 2}, "rounds": 4,
+        "last_round": {"kind": "apply", "endpoints": 10, "calls": {"change_resource_record_sets": 1}}}})
+    out = capsys.readouterr().out
+    assert "provider calls: 2 change_resource_record_sets, 41 list_resource_record_sets; 4 round(s)" in out
+    assert "the last (apply of 10 endpoint(s)): 1 change_resource_record_sets" in out
+    cli.print_provider_stats({"provider_stats": {}})  # a provider that counts nothing: no line
+    assert capsys.readouterr().out == ""

@@ -109,6 +109,16 @@ class Provider(ABC):
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         """Current records and marker of each key (``Observed(None, None)`` if absent)."""
 
+    def read_for_write(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
+        """What an enactor decides its writes on: ``read`` here. A provider may serve it from what it already
+        knows when that can only make a write refused by its own compare-and-swap or skipped, never unsafe
+        (Route 53: reads.py); the verifier's ``read`` is always what the provider holds now."""
+        return self.read(keys)
+
+    def stats(self) -> dict[str, object]:
+        """Counters for ``dnsplane status`` (API calls by kind, rounds): none here."""
+        return {}
+
     @abstractmethod
     def read_all(self) -> dict[EndpointKey, Observed]:
         """Every endpoint that has records or a marker."""

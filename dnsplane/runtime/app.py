@@ -604,6 +604,7 @@ class App:
             "contested": {str(k): why for k, why in self.verifier.contested.items()},
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
+            "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one
             "status_interval": self.status_interval(),

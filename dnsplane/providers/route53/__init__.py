@@ -1,6 +1,7 @@
 """The Route 53 provider, in modules of one idea each.
 
-- ``provider``: ``Route53Provider`` — API calls, retries, reads, compare-and-swap writes (guarantees there);
+- ``provider``: ``Route53Provider`` — API calls, retries, compare-and-swap writes (guarantees there);
+- ``reads``: reads in proportion to the keys asked (sweeps), the zone view writes are decided on, rounds;
 - ``encoding``: weights and the marker TXT as Route 53 record sets;
 - ``state``: what Route 53 holds for an endpoint, and the exact DELETE + CREATE that replace it;
 - ``batches``: packing changes into change batches within Route 53's quotas;

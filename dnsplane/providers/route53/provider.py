@@ -1,8 +1,9 @@
 """The Route 53 provider: weighted record sets plus a marker TXT, compare-and-swap by exact-match DELETE.
 
-This module calls the API and decides what to send; the encoding is in ``encoding``, the state of
-an endpoint and its changes in ``state``, batch packing in ``batches``, pacing in ``throttle``, the
-zone's write token as a record set in ``token``.
+This module calls the API and decides what to send; reads (sweeps over the keys asked, the zone view
+writes are decided on, API calls counted by round) are in ``reads``, the encoding in ``encoding``, the
+state of an endpoint and its changes in ``state``, batch packing in ``batches``, pacing in ``throttle``,
+the zone's write token as a record set in ``token``.
 
 Layout of one endpoint ``name A`` in the hosted zone:
 
@@ -32,12 +33,13 @@ Guarantees:
   went stale fails as a whole (``InvalidChangeBatch``). UPSERT is never used for an endpoint's
   record sets (only for the token, below);
 - the precondition (the marker at Route 53 is ``expect`` and the records are
-  ``expect_records``) is checked against the state read just before sending, whose
-  member sets the batch DELETEs exactly: a
-  write that already fails it is answered ``Conflict`` without any call (so a delayed
+  ``expect_records``) is checked against the state read just before sending, or held by the
+  zone view (``reads``: current while the write token has not moved), whose member sets the batch
+  DELETEs exactly; an answer other than a write is never taken on the view (re-read first): a
+  write that already fails it is answered ``Conflict`` without a change batch (so a delayed
   first write finds the records a marker deleted by hand left behind, and fails); a
   write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) are
-  already there is answered ``Applied(written=False)`` without any call (I6);
+  already there is answered ``Applied(written=False)`` without a change batch (I6);
 - several endpoints share a change batch (≤ 1,000 ResourceRecord elements and
   ≤ 32,000 characters of values, DELETEs and CREATEs counted); an endpoint is never
   split across batches. When a batch is refused, its endpoints are re-read: those
@@ -48,7 +50,8 @@ Guarantees:
 - the write token (base.py): every change batch that writes endpoints also moves the token to a
   fresh value, in the same batch (hand edits through ``hand_edit`` do not). A write that carries a
   token (``Write.token``) is written only if no automated write reached the zone since that token
-  was read: the apply reads the token once (one ``ListResourceRecordSets``) and answers the token
+  was read: the apply reads the token once (one ``ListResourceRecordSets``; none when the zone view
+  holds the token the writes carry, the one the enactor read just before) and answers the token
   writes whose token is not the one read ``Conflict(current marker)`` without a call; while any
   token write of the apply is left, each of its batches DELETEs the token exactly as last known
   (read, then as its own previous batch wrote it: a chain) and CREATEs a fresh one (CREATE only
@@ -59,8 +62,10 @@ Guarantees:
   not, the refusal is handled as below, the chain kept. This closes the fence's window
   (docs/design.md): a newer plan's write after the writer's token read moved the token, whatever a
   person did to the endpoint afterwards;
-- an endpoint whose changes alone exceed a change batch's quotas is ``Rejected`` before
-  any call (``dnsplane validate`` refuses such a fleet first); the others are written;
+- an endpoint whose changes alone exceed a change batch's quotas, or that Route 53 can never hold
+  (``batches.endpoint_problem``: over 100 weighted sets, a name or marker name over 255 octets or a
+  label over 63) is ``Rejected`` before any call, logged with the reason (``dnsplane validate``
+  refuses such a fleet first); the others of its batch are written;
 - one change batch in flight per hosted zone in this process (a lock per zone id,
   shared by every instance); every API call takes a token from a ``Budget`` (default: one
   bucket of 5 requests/s shared by the whole process, Route 53's per-account limit;
@@ -106,26 +111,23 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, assert_never
 
 from dnsplane.errors import Permanent, ProviderUnavailable
-from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, Verdict, marker_name, normalise_name
+from dnsplane.model import EndpointKey, Marker, Observed, RecordSet, Verdict, normalise_name
 from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
-from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, pack_batches
-from dnsplane.providers.route53.encoding import RRSet, unescape_name
+from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, endpoint_problem, pack_batches
+from dnsplane.providers.route53.reads import ZoneReads, ZoneView, written_state
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
 from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, Budget, zone_lock
-from dnsplane.providers.route53.token import TokenChain, token_name, token_value
+from dnsplane.providers.route53.token import TokenChain
 
 log = logging.getLogger("dnsplane.providers.route53")
 
-PAGE = 300  # list_resource_record_sets page size (Route 53's maximum)
-FEW_KEYS = 3  # up to this many keys are always read one by one
-READ_ATTEMPTS = 4  # reads of one endpoint before a moving state is taken as it is
 ROUNDS = 8  # re-reads after refused batches before giving up (Retryable)
 
 _THROTTLE_CODES = frozenset(
@@ -175,6 +177,10 @@ class _Group:
                     self.results.append((idx, Applied(w.key)))
                 case unreachable:
                     assert_never(unreachable)
+        problem = None if final is None else endpoint_problem(self.key, final.records)
+        if problem is not None:  # Route 53 would refuse its batch whatever else it holds: never sent
+            self.reject(problem)
+            return
         new = [] if final is None else new_sets(self.key, final.records, final.marker)
         self.changes = [] if final is None else swap_changes(self.state, new)
         records, chars = batch_cost(self.changes)
@@ -188,6 +194,8 @@ class _Group:
         """Nothing of this endpoint is sent: the writes that would have changed it are ``Rejected``."""
         self.results = [(i, Rejected(self.key, reason) if isinstance(r, Applied) and r.written else r)
                         for i, r in self.results]
+        log.warning("route53 %s rejected: %s", self.key, reason,
+                    extra={"event": "route53_rejected", "fields": {"endpoint": str(self.key), "reason": reason}})
         self.changes = []
         self.conditional = False
 
@@ -196,7 +204,7 @@ class _Group:
         return sum(1 for _, r in self.results if isinstance(r, Applied) and r.written)
 
 
-class Route53Provider(Provider):
+class Route53Provider(ZoneReads, Provider):
     """``Provider`` on a Route 53 hosted zone, through boto3 (credentials: boto3's normal chain)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -242,6 +250,10 @@ class Route53Provider(Provider):
         self._lock = zone_lock(self.hosted_zone_id)
         self._listeners: list[Listener] = []
         self.calls: dict[str, int] = {}  # API calls made, by operation
+        self.view = ZoneView()  # the zone as last read or written here (reads.py)
+        self._round_start: dict[str, int] = {}
+        self.rounds = 0
+        self.last_round: dict[str, Any] = {}
 
     # -- API calls -------------------------------------------------------------
 
@@ -284,111 +296,33 @@ class Route53Provider(Provider):
                 raise ProviderUnavailable(reason=f"route53 {op}: {exc}", retry_after=1.0) from exc
         raise AssertionError("unreachable")
 
-    def _list(self, start: tuple[str, str] | None = None, page: int = PAGE) -> Iterator[RRSet]:
-        kwargs: dict[str, Any] = {"HostedZoneId": self.hosted_zone_id, "MaxItems": str(page)}
-        if start is not None:
-            kwargs["StartRecordName"], kwargs["StartRecordType"] = start
-        while True:
-            resp = self._call("list_resource_record_sets", **kwargs)
-            yield from resp.get("ResourceRecordSets", [])
-            if not resp.get("IsTruncated"):
-                return
-            kwargs["StartRecordName"] = resp["NextRecordName"]
-            kwargs["StartRecordType"] = resp["NextRecordType"]
-            kwargs.pop("StartRecordIdentifier", None)
-            if resp.get("NextRecordIdentifier"):
-                kwargs["StartRecordIdentifier"] = resp["NextRecordIdentifier"]
-
-    def _sets_at(self, name: str, rtype: str, page: int) -> tuple[RRSet, ...]:
-        out = []
-        for s in self._list((name, rtype), page):
-            if unescape_name(s["Name"]) != name or s["Type"] != rtype:
-                break
-            out.append(s)
-        return tuple(out)
-
-    # -- reads -------------------------------------------------------------------
-
-    def _read_one(self, key: EndpointKey) -> State:
-        """One endpoint, read until its records agree with its marker or stop moving."""
-        members = self._sets_at(key.name, key.rtype, 20)
-        state = State(members, self._sets_at(marker_name(key), "TXT", 2))
-        for _ in range(READ_ATTEMPTS):
-            if state.consistent:
-                return state
-            again = self._sets_at(key.name, key.rtype, 20)
-            if again == state.members:
-                return state  # the same records around the marker read: a real (hand-edited) state
-            state = State(again, self._sets_at(marker_name(key), "TXT", 2))
-        log.warning("route53 %s kept changing while read", key, extra={"event": "route53_unstable_read"})
-        return state
-
-    def _group_listing(self, sets: Iterable[RRSet]) -> dict[EndpointKey, State]:
-        members: dict[EndpointKey, list[RRSet]] = {}
-        markers: dict[EndpointKey, list[RRSet]] = {}
-        for s in sets:
-            name, rtype = unescape_name(s["Name"]), s["Type"]
-            if rtype in ("A", "AAAA"):
-                members.setdefault(EndpointKey(name, rtype), []).append(s)
-            elif rtype == "TXT" and name.startswith("_dnsplane-"):  # a marker; never the write token (token.py)
-                label, _, rest = name.partition(".")
-                kind = label.removeprefix("_dnsplane-").upper()
-                if kind in ("A", "AAAA") and rest:
-                    markers.setdefault(EndpointKey(rest, kind), []).append(s)
-        keys = dict.fromkeys([*members, *markers])
-        return {k: State(tuple(members.get(k, ())), tuple(markers.get(k, ()))) for k in keys}
-
-    def _states(self, keys: Sequence[EndpointKey], *, full: bool | None = None) -> dict[EndpointKey, State]:
-        keys = list(dict.fromkeys(keys))
-        if full is None:
-            full = len(keys) > FEW_KEYS and self._listing_is_cheaper(len(keys))
-        if not full:
-            return {k: self._read_one(k) for k in keys}
-        listed = self._group_listing(self._list())
-        out = {}
-        for k in keys:
-            state = listed.get(k, EMPTY)
-            out[k] = state if state.consistent else self._read_one(k)
-        return out
-
-    def _listing_is_cheaper(self, count: int) -> bool:
-        zone = self._call("get_hosted_zone", Id=self.hosted_zone_id)
-        sets = int(zone.get("HostedZone", {}).get("ResourceRecordSetCount", 0) or 0)
-        return sets // PAGE + 1 <= 2 * count
-
-    def _token_set(self) -> RRSet | None:
-        """The write token's record set as Route 53 holds it now (None: none yet): one call."""
-        name = token_name(self.zone)
-        resp = self._call("list_resource_record_sets", HostedZoneId=self.hosted_zone_id, StartRecordName=name,
-                          StartRecordType="TXT", MaxItems="1")  # fmt: skip
-        for s in resp.get("ResourceRecordSets", [])[:1]:
-            if unescape_name(s["Name"]) == name and s["Type"] == "TXT":
-                return dict(s)
-        return None  # the listing began past it: the zone has none
-
-    def write_token(self) -> str:
-        return token_value(self._token_set())
-
-    def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
-        return {k: s.observed for k, s in self._states(list(keys)).items()}
-
-    def read_all(self) -> dict[EndpointKey, Observed]:
-        listed = self._group_listing(self._list())
-        return {k: (s if s.consistent else self._read_one(k)).observed for k, s in listed.items()}
-
     # -- writes ------------------------------------------------------------------
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
         groups: dict[EndpointKey, _Group] = {}
         for i, w in enumerate(writes):
             groups.setdefault(w.key, _Group(w.key, [])).writes.append((i, w))
-        states = self._states(list(groups))
+        carried = {w.token for w in writes if w.token is not None}
+        held, token = self.view.tag_for(carried.pop()) if len(carried) == 1 else (False, None)
+        if not held:  # the token read once: the view's states are current while it has not moved (reads.py)
+            token = self._token_set()
+        states, cached = self._known(list(groups), token)
         chain = TokenChain(self.zone)
         for g in groups.values():
             g.state = states[g.key]
             g.decide(chain)
-        if any(g.conditional for g in groups.values()):  # read the token once; writes it no longer allows conflict
-            chain.start(self._token_set())
+        # only a write that DELETEs the marker exactly is decided on the view: a first write (CREATE of the
+        # marker) is not refused by a record set of another id added by hand, so it and every answer that
+        # is not a write are decided on Route 53's state now
+        unsure = [g for g in groups.values()
+                  if g.key in cached and (not g.changes or g.state.observed.marker is None)]  # fmt: skip
+        if unsure:
+            fresh = self._fresh([g.key for g in unsure])
+            for g in unsure:
+                g.state = fresh[g.key]
+                g.decide(chain)
+        if any(g.conditional for g in groups.values()):  # writes the token no longer allows conflict
+            chain.start(token)
             for g in groups.values():
                 g.decide(chain)
         pending = [g for g in groups.values() if g.changes]
@@ -405,6 +339,7 @@ class Route53Provider(Provider):
             for idx, r in g.results:
                 results[idx] = r
         notify(self._listeners, written)
+        self._end_round("apply", len(groups))
         return [r for r in results if r is not None]
 
     def _send(self, pending: list[_Group], written: list[EndpointKey], chain: TokenChain) -> list[_Group]:
@@ -434,7 +369,7 @@ class Route53Provider(Provider):
                 token_moved = chained and chain.moved(self._token_set())
                 if token_moved:  # not by this apply: its token writes not yet written conflict, the rest go on
                     chain.break_chain()
-                fresh = self._states([g.key for g in groups], full=len(groups) > FEW_KEYS)
+                fresh = self._fresh([g.key for g in groups])
                 moved = [g for g in groups if fresh[g.key].raw() != g.state.raw()]
                 log.info("route53 batch refused; %d of %d endpoints moved, token moved: %s", len(moved), len(groups),
                          token_moved, extra={"event": "route53_refused", "reason": str(refused)})  # fmt: skip
@@ -449,7 +384,12 @@ class Route53Provider(Provider):
                     if g.changes:
                         again.append(g)
                 continue
+            before = chain.held
             chain.landed()
+            if chained:  # the token moved from the one the batch DELETEd exactly: the view may follow
+                self.view.wrote(before, chain.held, {g.key: written_state(g.key, g.changes) for g in groups})
+            else:  # an UPSERT does not say which token it replaced
+                self.view.drop()
             for g in groups:
                 self.writes += g.written
                 if g.written:
@@ -499,6 +439,7 @@ class Route53Provider(Provider):
         edit = swap_changes(state, new_sets(key, records, marker))
         if edit:
             self._change(edit, "dnsplane: hand edit")
+            self.view.drop()  # it does not move the token
         log.info("hand edit of %s: records %s, marker %s", key, records and records.digest, marker)
         notify(self._listeners, [key])
 
