@@ -6,6 +6,7 @@
 process on teardown. boto3 gets fake credentials through the environment
 (AWS_ACCESS_KEY_ID=test, AWS_SECRET_ACCESS_KEY=test, AWS_DEFAULT_REGION=us-east-1).
 ``Ministack.create_zone`` makes a fresh hosted zone per test, so tests are isolated.
+``ministack_server()`` is the same process as a context manager, for benchmarks.
 
 When ministack is not installed the fixture skips, unless DNSPLANE_REQUIRE_SERVERS=1
 (then it fails, saying what is missing).
@@ -13,6 +14,7 @@ When ministack is not installed the fixture skips, unless DNSPLANE_REQUIRE_SERVE
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -69,10 +71,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def ministack() -> Iterator[Ministack]:
+class MinistackUnavailable(RuntimeError):
+    """ministack is not installed, exited at start, or did not answer in time (the message says which)."""
+
+
+@contextlib.contextmanager
+def ministack_server() -> Iterator[Ministack]:
+    """``python -m ministack`` on a free loopback port in a temporary directory, until the block ends;
+    ``MinistackUnavailable`` if it cannot be had. Sets the fake credentials in ``os.environ`` (if unset)."""
     if importlib.util.find_spec("ministack") is None:
-        _unavailable("ministack is not installed (pip install ministack)")
+        raise MinistackUnavailable("ministack is not installed (pip install ministack)")
     for k, v in FAKE_AWS_ENV.items():
         os.environ.setdefault(k, v)
     port = _free_port()
@@ -88,7 +96,7 @@ def ministack() -> Iterator[Ministack]:
                 if proc.poll() is not None:
                     with open(f"{workdir}/log", "rb") as f:
                         tail = f.read()[-2000:].decode(errors="replace")
-                    _unavailable(f"ministack exited with {proc.returncode}: {tail}")
+                    raise MinistackUnavailable(f"ministack exited with {proc.returncode}: {tail}")
                 try:
                     with urllib.request.urlopen(f"{url}/_ministack/health", timeout=1) as resp:
                         if resp.status == 200:
@@ -96,7 +104,7 @@ def ministack() -> Iterator[Ministack]:
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    _unavailable(f"ministack did not answer on {url} within {START_TIMEOUT:.0f}s")
+                    raise MinistackUnavailable(f"ministack did not answer on {url} within {START_TIMEOUT:.0f}s")
                 time.sleep(0.1)
             yield Ministack(url, proc)
         finally:
@@ -106,3 +114,13 @@ def ministack() -> Iterator[Ministack]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ministack() -> Iterator[Ministack]:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(ministack_server())
+        except MinistackUnavailable as exc:
+            _unavailable(str(exc))
+        yield handle
