@@ -26,11 +26,12 @@ def octodns_venv(path: Path, plugin: str) -> Path:
 
 
 def octodns_sync(exe: Path, work: Path, zone: str, records: Iterable[str], target: Mapping[str, object],
-                 env: Mapping[str, str] | None = None) -> float:
+                 env: Mapping[str, str] | None = None, timeout: float | None = None) -> float:
     """Write ``records`` (the zone's YAML entries, each a text block such as ``"e1:\\n  type: A ..."``)
     as octoDNS's YAML source for ``zone``, a config syncing it to the provider ``target`` (its mapping:
     ``class`` and options), and time one ``octodns-sync --doit --force``. Returns seconds;
-    RuntimeError with the tail of its stderr if it fails."""
+    RuntimeError with the tail of its stderr if it fails; ``subprocess.TimeoutExpired`` (the process
+    killed) if it runs longer than ``timeout`` s."""
     config_dir = work / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / f"{zone}yaml").write_text("---\n" + "\n".join(records) + "\n")
@@ -41,7 +42,7 @@ def octodns_sync(exe: Path, work: Path, zone: str, records: Iterable[str], targe
     (work / "octodns.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     start = time.perf_counter()
     done = subprocess.run([str(exe), "--config-file", str(work / "octodns.yaml"), "--doit", "--force"],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"octodns-sync failed:\n{done.stderr[-3000:]}")
