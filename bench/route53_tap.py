@@ -70,7 +70,7 @@ class Summary:
     throttled: int
     zone_listings: int
     batch_records: tuple[int, ...]  # ResourceRecord elements of each accepted change batch
-    refused: int  # change batches answered with an error (InvalidChangeBatch, Throttling, ...)
+    refused: int  # change batches answered with an error other than throttling (InvalidChangeBatch, ...)
 
     def calls_text(self) -> str:
         short = {"ChangeResourceRecordSets": "change", "ListResourceRecordSets": "list"}
@@ -108,7 +108,8 @@ class Tap:
         return Summary(Counter(c.action for c in calls), sum(c.throttled for c in calls),
                        sum(c.zone_listing for c in calls),
                        tuple(c.records for c in calls if c.action == "ChangeResourceRecordSets" and c.status == 200),
-                       sum(c.action == "ChangeResourceRecordSets" and c.status != 200 for c in calls))
+                       sum(c.action == "ChangeResourceRecordSets" and c.status != 200 and not c.throttled
+                           for c in calls))
 
 
 def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
