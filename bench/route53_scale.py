@@ -18,15 +18,20 @@ tap (bench/route53_tap.py) in front of the rules layer:
 - octoDNS 1.x + octodns-route53: ``octodns-sync --doit --force`` from a YAML config (one A record
   set per endpoint holding its live targets' addresses: no weights, no marker, no compare-and-swap),
   installed in a virtualenv made here (``--octodns-venv``); octodns-route53 has no endpoint option,
-  so it reaches the tap through boto3's ``AWS_ENDPOINT_URL_ROUTE_53`` (and ``client_max_attempts: 10``
-  lets boto3 retry the rules layer's ``Throttling`` as an operator would configure it). octoDNS has no health checks:
-  its 1 % change is the sync of the YAML with ``lb-0-a``'s address removed (or back), end to end.
+  so it reaches the tap through boto3's ``AWS_ENDPOINT_URL_ROUTE_53`` (``client_max_attempts: 10``
+  lets boto3 retry the rules layer's ``Throttling``, as an operator would set it). octoDNS has no health
+  checks: its 1 % change is the sync of the YAML with ``lb-0-a``'s address removed (or back).
+
+Until helper A's tests/servers/route53_rules.py is merged, the tap stands in front of plain ministack
+(no limits, no request rate): the printed header says which was used. dnsplane paces itself at 5
+requests/s in any case; octoDNS is not throttled without the rules layer.
 
 For each phase: wall time (median and spread of the repeats), API calls by action, change batches and
 their ``ResourceRecord`` elements; for dnsplane's changes also the zone listings (ListResourceRecordSets
 from the zone's first record set) against the actor rounds (enactors and verifier, from instance.json,
 which is rewritten about once a second) in the same window. A phase that does not finish within its
-timeout is reported as "not reached in N s" and the run goes on.
+timeout is reported as "not reached in N s" and the run goes on (dnsplane's changes are measured only
+after its first write finished).
 
 Usage: ``python bench/route53_scale.py [--endpoints 10000] [--change-share 0.01] [--repeat 5]
 [--no-octodns] [--timeout 900] [--change-timeout 120]``. Prints a markdown table and the goals.
