@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ import dns.query
 import dns.rcode
 import dns.update
 
+from bench.octodns_run import a_record, octodns_sync, octodns_venv
 from dnsplane.model import Generation, Marker, Member, RecordSet, Write
 from dnsplane.providerconfig import Rfc2136Config
 from dnsplane.providers.rfc2136 import Rfc2136Provider
@@ -112,52 +112,17 @@ def dnsplane_apply(server: NamedServer, zone: str, items: list[int], generation:
     return read_s, apply_s
 
 
-def octodns_venv(path: Path) -> Path:
-    exe = path / "bin" / "octodns-sync"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-        subprocess.run([str(path / "bin" / "pip"), "install", "-q", "octodns", "octodns-bind"], check=True)
-    return exe
-
-
-def octodns_sync(exe: Path, server: NamedServer, zone: str, items: list[int], generation: int, work: Path) -> float:
-    """Write the YAML source for ``items`` at ``generation`` (others at generation 1) and time one sync."""
-    config_dir = work / "config"
-    config_dir.mkdir(parents=True, exist_ok=True)
+def octodns_to_bind(exe: Path, server: NamedServer, zone: str, items: list[int], generation: int, work: Path) -> float:
+    """The YAML source for ``items`` at ``generation`` (others at generation 1); time one sync to named."""
     # the zone's own NS and glue, as named serves them, so octoDNS plans no delete of them
-    lines = ["---", f"'':\n  type: NS\n  ttl: 300\n  values:\n  - ns1.{zone}",
-             "ns1:\n  type: A\n  ttl: 300\n  value: 127.0.0.1"]
+    records = [f"'':\n  type: NS\n  ttl: 300\n  values:\n  - ns1.{zone}", a_record("ns1", 300, ["127.0.0.1"])]
     changed = set(items)
-    for i in range(len(octodns_sync.all)):  # type: ignore[attr-defined]
+    for i in range(len(octodns_to_bind.all)):  # type: ignore[attr-defined]
         rs = record_set(i, generation if i in changed else 1)
-        lines.append(f"e{i}:\n  type: A\n  ttl: {rs.ttl}\n  values:")
-        lines.extend(f"  - {a}" for a in rs.addresses())
-    (config_dir / f"{zone}yaml").write_text("\n".join(lines) + "\n")
-    (work / "octodns.yaml").write_text(f"""---
-providers:
-  config:
-    class: octodns.provider.yaml.YamlProvider
-    directory: {config_dir}
-    enforce_order: false
-  bind:
-    class: octodns_bind.Rfc2136Provider
-    host: {server.host}
-    port: {server.port}
-    key_name: {server.key_name}
-    key_secret: {server.key_secret}
-    key_algorithm: {server.algorithm}
-zones:
-  {zone}:
-    sources: [config]
-    targets: [bind]
-""")
-    start = time.perf_counter()
-    done = subprocess.run([str(exe), "--config-file", str(work / "octodns.yaml"), "--doit", "--force"],
-                          capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"octodns-sync failed:\n{done.stderr[-3000:]}")
-    return elapsed
+        records.append(a_record(f"e{i}", rs.ttl, rs.addresses()))
+    target = {"class": "octodns_bind.Rfc2136Provider", "host": server.host, "port": server.port,
+              "key_name": server.key_name, "key_secret": server.key_secret, "key_algorithm": server.algorithm}
+    return octodns_sync(exe, work, zone, records, target)
 
 
 def check(server: NamedServer, zone: str, items: list[int], generation: int) -> None:
@@ -180,9 +145,9 @@ def main() -> int:
     n, m = args.endpoints, args.change
     everything = list(range(n))
     changed = list(range(0, n, max(1, n // m)))[:m]
-    octodns_sync.all = everything  # type: ignore[attr-defined]
+    octodns_to_bind.all = everything  # type: ignore[attr-defined]
     work = Path(tempfile.mkdtemp(prefix="dnsplane-bench-"))
-    exe = None if args.no_octodns else octodns_venv(args.octodns_venv)
+    exe = None if args.no_octodns else octodns_venv(args.octodns_venv, "octodns-bind")
     server = start_named(work / "named", ZONES)
     rows: list[tuple[str, float, float]] = []  # contender, seconds from empty, seconds for the change
     try:
@@ -205,8 +170,8 @@ def main() -> int:
         rows.append(("dnsplane read + apply (the enactor's round)", r1 + a1, r2 + a2))
         if exe is not None:
             timed("octoDNS 1.x + octodns-bind (octodns-sync, end to end)",
-                  lambda: octodns_sync(exe, server, "octo.test.", [], 1, work / "octo"),
-                  lambda: octodns_sync(exe, server, "octo.test.", changed, 2, work / "octo"))
+                  lambda: octodns_to_bind(exe, server, "octo.test.", [], 1, work / "octo"),
+                  lambda: octodns_to_bind(exe, server, "octo.test.", changed, 2, work / "octo"))
             check(server, "octo.test.", changed, 2)
     finally:
         server.stop()

@@ -6,6 +6,7 @@
 process on teardown. boto3 gets fake credentials through the environment
 (AWS_ACCESS_KEY_ID=test, AWS_SECRET_ACCESS_KEY=test, AWS_DEFAULT_REGION=us-east-1).
 ``Ministack.create_zone`` makes a fresh hosted zone per test, so tests are isolated.
+``ministack_server()`` is the same process as a context manager, for benchmarks.
 
 ``ministack`` answers through ``route53_rules`` (tests/servers/route53_rules.py), a proxy that refuses
 what Route 53 documents it refuses (at ``SUITE_RATE`` requests/s): ``Ministack.url`` is the proxy's,
@@ -18,6 +19,7 @@ When ministack is not installed the fixture skips, unless DNSPLANE_REQUIRE_SERVE
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -80,18 +82,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def ministack(ministack_direct: Ministack) -> Iterator[Ministack]:
-    """ministack behind the rules proxy: Route 53's documented limits, at ``SUITE_RATE`` requests/s."""
-    with route53_rules(ministack_direct.url, rate=SUITE_RATE) as rules:
-        yield Ministack(rules.url, ministack_direct.process, rules)
+class MinistackUnavailable(RuntimeError):
+    """ministack is not installed, exited at start, or did not answer in time (the message says which)."""
 
 
-@pytest.fixture(scope="module")
-def ministack_direct() -> Iterator[Ministack]:
-    """ministack itself, no rules in front (for tests of the emulator and of the proxy)."""
+@contextlib.contextmanager
+def ministack_server() -> Iterator[Ministack]:
+    """``python -m ministack`` on a free loopback port in a temporary directory, until the block ends;
+    ``MinistackUnavailable`` if it cannot be had. Sets the fake credentials in ``os.environ`` (if unset)."""
     if importlib.util.find_spec("ministack") is None:
-        _unavailable("ministack is not installed (pip install ministack)")
+        raise MinistackUnavailable("ministack is not installed (pip install ministack)")
     for k, v in FAKE_AWS_ENV.items():
         os.environ.setdefault(k, v)
     port = _free_port()
@@ -107,7 +107,7 @@ def ministack_direct() -> Iterator[Ministack]:
                 if proc.poll() is not None:
                     with open(f"{workdir}/log", "rb") as f:
                         tail = f.read()[-2000:].decode(errors="replace")
-                    _unavailable(f"ministack exited with {proc.returncode}: {tail}")
+                    raise MinistackUnavailable(f"ministack exited with {proc.returncode}: {tail}")
                 try:
                     with urllib.request.urlopen(f"{url}/_ministack/health", timeout=1) as resp:
                         if resp.status == 200:
@@ -115,7 +115,7 @@ def ministack_direct() -> Iterator[Ministack]:
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    _unavailable(f"ministack did not answer on {url} within {START_TIMEOUT:.0f}s")
+                    raise MinistackUnavailable(f"ministack did not answer on {url} within {START_TIMEOUT:.0f}s")
                 time.sleep(0.1)
             yield Ministack(url, proc)
         finally:
@@ -125,3 +125,21 @@ def ministack_direct() -> Iterator[Ministack]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ministack(ministack_direct: Ministack) -> Iterator[Ministack]:
+    """ministack behind the rules proxy: Route 53's documented limits, at ``SUITE_RATE`` requests/s."""
+    with route53_rules(ministack_direct.url, rate=SUITE_RATE) as rules:
+        yield Ministack(rules.url, ministack_direct.process, rules)
+
+
+@pytest.fixture(scope="module")
+def ministack_direct() -> Iterator[Ministack]:
+    """ministack itself, no rules in front (for tests of the emulator and of the proxy)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(ministack_server())
+        except MinistackUnavailable as exc:
+            _unavailable(str(exc))
+        yield handle

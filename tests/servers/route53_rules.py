@@ -72,6 +72,8 @@ def action_of(method: str, path: str) -> tuple[str, str | None]:
         ("DELETE", r"/hostedzone/([^/]+)", "DeleteHostedZone"),
         ("POST", r"/hostedzone()", "CreateHostedZone"),
         ("GET", r"/hostedzone()", "ListHostedZones"),
+        ("GET", r"/hostedzonesbyname()", "ListHostedZonesByName"),
+        ("GET", r"/healthcheck()", "ListHealthChecks"),
     ]
     for m, pattern, action in routes:
         found = re.fullmatch(pattern, p)
