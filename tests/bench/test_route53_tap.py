@@ -17,7 +17,7 @@ from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied
 from dnsplane.providers.route53 import Route53Provider, ThrottleBudget
 from tests.fakes import ZONE, key, marker, member, rs
-from tests.servers.ministack import Ministack, ministack  # noqa: F401 - fixture
+from tests.servers.ministack import Ministack, ministack, ministack_direct  # noqa: F401 - fixture
 from tests.servers.route53_rules import action_of
 
 ACTIONS = {"list_resource_record_sets": "ListResourceRecordSets", "change_resource_record_sets":
@@ -78,7 +78,8 @@ def test_the_tap_counts_changes_records_and_listings_and_passes_a_refusal_on(min
     ("GET", "/2013-04-01/hostedzonesbyname?dnsname=demo.test.", "ListHostedZonesByName"),
     ("GET", "/2013-04-01/change/C1", "GetChange"),
     ("GET", "/2013-04-01/healthcheck", "ListHealthChecks"),
-    ("DELETE", "/2013-04-01/hostedzone/Z1", "DELETE /hostedzone/Z1"),
+    ("DELETE", "/2013-04-01/hostedzone/Z1", "DeleteHostedZone"),
+    ("PUT", "/2013-04-01/hostedzone/Z1", "PUT /hostedzone/Z1"),  # no action of the table: said as it came
 ])
 def test_action_names(method: str, path: str, action: str) -> None:
     assert action_of(method, path)[0] == action
