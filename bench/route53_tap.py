@@ -34,7 +34,7 @@ from tests.servers.route53_rules import action_of
 class Call:
     """One request through the tap: when it was answered, what it was, what came back."""
 
-    at: float  # time.monotonic() when the answer was passed on
+    at: float  # time.monotonic() when the answer came back, just before it is passed on
     action: str
     status: int
     changes: int = 0  # ChangeResourceRecordSets: <Change> elements
@@ -108,19 +108,20 @@ def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
                 status = resp.status
             finally:
                 conn.close()
+            action = action_of(self.command, self.path)[0]
+            throttled = status == 429 or (status >= 400 and re.search(
+                rb"<Code>(Throttling|PriorRequestNotComplete)", answer) is not None)
+            # recorded before the client has the answer: a mark() it takes next comes after this call
+            tap.record(Call(time.monotonic(), action, status, body.count(b"<Change>"),
+                            body.count(b"<ResourceRecord>"),
+                            action == "ListResourceRecordSets" and "name" not in parse_qs(urlsplit(self.path).query),
+                            throttled))
             self.send_response(status)
             for k, v in out_headers:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
-            action = action_of(self.command, self.path)[0]
-            throttled = status == 429 or (status >= 400 and re.search(
-                rb"<Code>(Throttling|PriorRequestNotComplete)", answer) is not None)
-            tap.record(Call(time.monotonic(), action, status, body.count(b"<Change>"),
-                            body.count(b"<ResourceRecord>"),
-                            action == "ListResourceRecordSets" and "name" not in parse_qs(urlsplit(self.path).query),
-                            throttled))
 
         do_GET = do_POST = do_DELETE = _forward
 
