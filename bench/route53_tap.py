@@ -24,9 +24,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from tests.servers.http_serving import loopback_server, serving
 from tests.servers.route53_rules import action_of
 
 
@@ -134,14 +135,7 @@ def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def route53_tap(upstream_url: str) -> Iterator[Tap]:
     tap = Tap(upstream_url)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(tap))
-    server.daemon_threads = True
-    tap.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="route53-tap", daemon=True)
-    thread.start()
-    try:
+    server, tap.url = loopback_server()
+    server.RequestHandlerClass = _handler(tap)
+    with serving(server, "route53-tap"):
         yield tap
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

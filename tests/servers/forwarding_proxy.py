@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from tests.servers.http_serving import loopback_server, serving
+
 ACCESS_DENIED = (b'<?xml version="1.0"?><ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
                  b"<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized</Message></Error>"
                  b"</ErrorResponse>")
@@ -64,13 +66,7 @@ def forwarding_proxy(upstream: str, deny: tuple[str, str] | None = None) -> Iter
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    server, proxy.url = loopback_server()
+    server.RequestHandlerClass = Handler
+    with serving(server, "forwarding-proxy"):
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -39,11 +39,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from tests.servers.http_serving import loopback_server, serving
 from tests.servers.route53_limits import (
     NS,
     PAGE,
@@ -294,22 +295,8 @@ def route53_rules(
 
     ``limits`` override the documented quotas by ``Limits`` field name (``max_weighted=3``), so a test
     can reach a limit with a few records."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    proxy = RulesProxy(
-        f"http://127.0.0.1:{server.server_address[1]}",
-        upstream_url.rstrip("/"),
-        replace(Limits(), **limits),
-        rate,
-        insync_after,
-        _tokens=rate,
-    )
+    server, url = loopback_server()
+    proxy = RulesProxy(url, upstream_url.rstrip("/"), replace(Limits(), **limits), rate, insync_after, _tokens=rate)
     server.RequestHandlerClass = _handler(proxy)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="route53-rules", daemon=True)
-    thread.start()
-    try:
+    with serving(server, "route53-rules"):
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
