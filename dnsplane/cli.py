@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dnsplane.errors import DamagedDataFile, DnsplaneError, InvalidConfig, Permanent, ProviderUnavailable
-from dnsplane.model import NO_GENERATION, EndpointKey, RecordSet
+from dnsplane.model import NO_GENERATION, EndpointKey, Observed, RecordSet
 from dnsplane.protocol.planner import HEAD_CHECK
 from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
@@ -466,7 +466,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     desired = store.desired(None, head)
     zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
     provider = status_provider(args, root, instance, zone)
-    observed = provider.read(list(desired))
+    unread = None  # why the provider could not be read: the store's side is shown all the same
+    try:
+        observed = provider.read(list(desired))
+    except (ProviderUnavailable, Permanent) as err:  # Route 53 down, access denied, a server that is gone
+        observed, unread = {}, str(err)
     health = (instance or {}).get("health", {})
     fleet_targets = (instance or {}).get("endpoints", {})
     table = Table(title=f"dnsplane: head generation {head}; enactors {dict(store.applied())}"
@@ -481,9 +485,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     quarantined: dict[str, str] = (instance or {}).get("quarantined") or {}
     for key in sorted(desired):
         want = desired[key]
-        seen = observed[key]
+        seen = observed.get(key, Observed(None, None))
         marker = seen.marker
-        if fleet_complete and str(key) not in fleet_targets:
+        if unread is not None:
+            state = "[yellow]unknown (provider not read)[/]"
+        elif fleet_complete and str(key) not in fleet_targets:
             state = ("released (not in the fleet; marker says released)" if marker is not None and marker.released
                      else "released (not in the fleet; [yellow]marker not marked released yet[/])")
         elif marker is not None and marker.owner and marker.owner != owner:
@@ -511,9 +517,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             h = health.get(tid, {})
             mark = health_mark(h)
             parts.append(f"{tid} {mark} w={members.get(tid, 0)}")
-        table.add_row(str(key), str(want.generation), str(marker.generation) if marker else "-", state,
-                      ", ".join(parts))
+        shown = "?" if unread is not None else str(marker.generation) if marker else "-"
+        table.add_row(str(key), str(want.generation), shown, state, ", ".join(parts))
     console.print(table)
+    if unread is not None:
+        console.print(f"[red]the provider could not be read[/] (markers and states unknown): {escape(unread)}",
+                      highlight=False, soft_wrap=True)
     down = [t for t, h in health.items() if h.get("healthy") is False]
     if down:
         console.print(f"unhealthy targets: {', '.join(down)}")
@@ -558,6 +567,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print_actors(instance or {}, time.time())
     store.close()
     provider.close()
+    if unread is not None:
+        return 1
     return 0
 
 

@@ -484,6 +484,12 @@ def owner_problem(owner: str) -> str | None:
     return None
 
 
+def zone_order(key: EndpointKey) -> tuple[tuple[str, ...], str]:
+    """Where an endpoint sits in a zone listed in DNS order (labels compared from the root, then the
+    type), as Route 53 lists record sets: endpoints next to each other here are read in one page."""
+    return tuple(reversed(key.name.rstrip(".").split("."))), key.rtype
+
+
 def marker_name(key: EndpointKey) -> str:
     """The DNS name of the marker TXT of an endpoint (one per name and type)."""
     return f"_dnsplane-{key.rtype.lower()}.{key.name}"

@@ -71,6 +71,7 @@ from dnsplane.model import (
     WriteResult,
     generation_in_range,
     validate_record_set,
+    zone_order,
 )
 from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
@@ -230,6 +231,9 @@ class Enactor:
     name: str = field(metadata=CONFIG)
     zone: str = field(metadata=CONFIG)
     batch_size: int = field(default=1000, metadata=CONFIG)
+    # batches of neighbours in the zone's DNS order (``model.zone_order``), for a provider whose reads cost
+    # by position (Route 53: a batch of neighbours is read in a page or two, a scattered one a page each)
+    zone_ordered: bool = field(default=False, metadata=CONFIG)
     applied_upto: Generation = NO_GENERATION  # newest generation this enactor finished
     working: Generation | None = None  # generation in flight
     # when the plans at ``applied_upto`` and ``working`` were created, as the store said: a store put back
@@ -274,7 +278,7 @@ class Enactor:
     def reset(self, ownership: Ownership | None = None) -> None:
         """Forget every round, as a restarted process does: the state of a fresh enactor with this
         one's name, zone and batch size, and ``ownership`` (by default its own)."""
-        fresh = Enactor(self.name, self.zone, self.batch_size,
+        fresh = Enactor(self.name, self.zone, self.batch_size, self.zone_ordered,
                         ownership=self.ownership if ownership is None else ownership)
         vars(self).update(vars(fresh))
 
@@ -313,6 +317,8 @@ class Enactor:
                 for key in changes:
                     self.refused.pop(key, None)  # a later change replaced what was refused
                 refused = self._refuse_invalid(changes)
+                if self.zone_ordered and len(changes) > self.batch_size:
+                    changes = dict(sorted(changes.items(), key=lambda kv: zone_order(kv[0])))
                 self.pending = changes
                 self.total = len(changes)
                 self.recheck = any(k not in changes for k in self.held)

@@ -94,6 +94,7 @@ from dnsplane.model import (
     WriteResult,
     generation_in_range,
     validate_record_set,
+    zone_order,
 )
 from dnsplane.protocol.identity import CONFIG, NOTE, ROUND
 from dnsplane.protocol.messages import (
@@ -228,6 +229,8 @@ _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 class Verifier:
     name: str = field(metadata=CONFIG)
     batch_size: int = field(default=500, metadata=CONFIG)
+    # each round's endpoints in the zone's DNS order (``model.zone_order``): see ``Enactor.zone_ordered``
+    zone_ordered: bool = field(default=False, metadata=CONFIG)
     head: Generation = field(default=NO_GENERATION, metadata=ROUND)
     desired: dict[EndpointKey, Desired] = field(default_factory=dict, metadata=ROUND)
     queue: list[EndpointKey] = field(default_factory=list, metadata=ROUND)
@@ -266,7 +269,7 @@ class Verifier:
     def reset(self, ownership: Ownership | None = None) -> None:
         """Forget every round and what it saw, as a restarted process does: the state of a fresh verifier
         with this one's name, batch size and zone, and ``ownership`` (by default its own)."""
-        fresh = Verifier(self.name, self.batch_size, zone=self.zone,
+        fresh = Verifier(self.name, self.batch_size, self.zone_ordered, zone=self.zone,
                          ownership=self.ownership if ownership is None else ownership)
         vars(self).update(vars(fresh))
 
@@ -290,7 +293,8 @@ class Verifier:
                     desired = {k: d for k, d in desired.items() if self.ownership.manages(k)}
                 self.head = head
                 self.desired = dict(desired)
-                self.queue = sorted(desired) + sorted(self.releasing)
+                order = zone_order if self.zone_ordered else None
+                self.queue = sorted(desired, key=order) + sorted(self.releasing, key=order)
                 self.unanswered = 0
                 return self._fall_back(list(desired))
             case ContentLoaded(content=content):

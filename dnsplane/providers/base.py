@@ -73,6 +73,8 @@ class Capabilities:
     native_cas: bool  # the provider itself checks the precondition
     weighted_answers: bool  # answers one target per response, by weight
     max_batch: int  # endpoints per apply() call
+    # reads cost by position in the zone's DNS order: the actors batch neighbours (``model.zone_order``)
+    ordered_reads: bool = False
 
 
 TOKEN_ABSENT = ""  # the write token of a zone that has none yet (``Provider.write_token``)

@@ -235,10 +235,11 @@ class App:
         self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace,
                                head_check=self.options.head_check)
         batch = min(1000, self.provider.capabilities.max_batch)
-        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ownership=self.ownership())
+        ordered = self.provider.capabilities.ordered_reads
+        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, ownership=self.ownership())
                          for i in range(self.options.enactors)]
         self.collector = Collector("collector")
-        self.verifier = Verifier("verifier", zone=zone, ownership=self.ownership())
+        self.verifier = Verifier("verifier", zone_ordered=ordered, zone=zone, ownership=self.ownership())
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.actors: dict[str, ActorStatus] = {}
         self._status_written = 0.0

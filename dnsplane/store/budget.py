@@ -22,12 +22,13 @@ CREATE TABLE IF NOT EXISTS request_budget (
 
 
 def take_request_unlocked(db: sqlite3.Connection, account: str, rate: float, burst: float, now: float,
-                          waited: float) -> float:
-    """0.0 and one token taken (counted), or the seconds until one is free (nothing taken)."""
+                          waited: float, reserve: float = 0.0) -> float:
+    """0.0 and one token taken (counted), or the seconds until one is free beside ``reserve`` more (nothing
+    taken)."""
     row = db.execute("SELECT tokens, stamp FROM request_budget WHERE account = ?", (account,)).fetchone()
     tokens, stamp = (burst, now) if row is None else (float(row[0]), float(row[1]))
     tokens = min(burst, tokens + max(0.0, now - stamp) * rate)
-    taken = tokens >= 1.0 - 1e-9  # tolerate float rounding of the refill
+    taken = tokens >= 1.0 + reserve - 1e-9  # tolerate float rounding of the refill
     if taken:
         tokens = max(0.0, tokens - 1.0)
     db.execute(
@@ -37,7 +38,7 @@ def take_request_unlocked(db: sqlite3.Connection, account: str, rate: float, bur
         " waits = waits + excluded.waits, waited = waited + excluded.waited",
         (account, rate, burst, tokens, max(now, stamp), int(taken), int(taken and waited > 0),
          waited if taken else 0.0))
-    return 0.0 if taken else (1.0 - tokens) / rate
+    return 0.0 if taken else (1.0 + reserve - tokens) / rate
 
 
 def budgets_unlocked(db: sqlite3.Connection) -> list[dict[str, object]]:

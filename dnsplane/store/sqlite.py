@@ -117,10 +117,11 @@ class SqliteStore(Store):
     def close(self) -> None:
         self._file.close()
 
-    def take_request(self, account: str, rate: float, burst: float, now: float, waited: float) -> float:
+    def take_request(self, account: str, rate: float, burst: float, now: float, waited: float,
+                     reserve: float = 0.0) -> float:
         """One request of ``account``'s budget (``providers/route53/throttle.BucketStore``, ``store/budget``)."""
         with self._tx(immediate=True) as db:
-            return budget.take_request_unlocked(db, account, rate, burst, now, waited)
+            return budget.take_request_unlocked(db, account, rate, burst, now, waited, reserve)
 
     def request_budgets(self) -> list[dict[str, object]]:
         with self._tx() as db:

@@ -60,7 +60,8 @@ def first_write(k: EndpointKey, records: RecordSet, g: int = 1) -> Write:
 
 def test_declares_its_capabilities(provider: Provider) -> None:
     assert provider.capabilities.atomic_batches and provider.capabilities.native_cas
-    assert provider.capabilities.max_batch == {"route53": 50, "rfc2136": 500}.get(provider.kind, 10_000)
+    assert provider.capabilities.max_batch == {"route53": 500, "rfc2136": 500}.get(provider.kind, 10_000)
+    assert provider.capabilities.ordered_reads == (provider.kind == "route53")  # batches of neighbours
     assert provider.kind in ("memory", "embedded", "route53", "rfc2136")
     assert provider.zone == ZONE
 

@@ -549,8 +549,22 @@ def test_throttle_budget_is_a_shared_token_bucket() -> None:
     a = fake_provider(FakeClient(), budget=budget)
     b = fake_provider(FakeClient(), budget=budget)
     start = now[0]
-    a.read([A]), b.read([B])  # two queries each (records, marker): four tokens from the one bucket
+    a.read_for_write([A]), b.read_for_write([B])  # two calls each (the token, a page): four from the one bucket
     assert now[0] - start == pytest.approx(0.8)
+
+
+def test_the_background_leaves_a_reserve_that_writers_never_wait_for() -> None:
+    """The verifier's reads (``read``) take a request only while 3 more are left for the writers: a writer's
+    small round right after a long background read does not wait, and background calls wait while writers
+    keep the bucket low. Without the reserve the writer's three calls would wait 0.6 s."""
+    now = [0.0]
+    budget = ThrottleBudget(5, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    reader = fake_provider(FakeClient(), budget=budget)
+    reader.read([key(f"n{i}.demo.test") for i in range(10)])  # a sweep of ten endpoints, tokens or not
+    assert [budget.acquire() for _ in range(3)] == [0.0] * 3  # the writer's round: nothing to wait for
+    assert budget.acquire(reserve=3) == pytest.approx(0.8)  # the background waits until 4 are back
+    assert budget.acquire(reserve=3) == pytest.approx(0.2)
+    assert ThrottleBudget(5).acquire(reserve=99) == 0.0  # a reserve is at most the burst less one
 
 
 def test_one_change_batch_in_flight_per_hosted_zone() -> None:

@@ -16,11 +16,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from dnsplane.providers.route53.throttle import SharedBudget
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import ZONE
 from tests.servers.forwarding_proxy import forwarding_proxy
-from tests.servers.ministack import FAKE_AWS_ENV, Ministack, ministack, ministack_direct  # noqa: F401 - fixtures
+from tests.servers.ministack import FAKE_AWS_ENV, Ministack, _free_port, ministack, ministack_direct  # noqa: F401 - fixtures
 
 RATE, BURST, READS = 10.0, 1.0, 15  # each read of one endpoint is two ListResourceRecordSets
 
@@ -112,8 +114,11 @@ def test_budgets_on_one_file_share_one_bucket_per_account(tmp_path: Path) -> Non
     assert one.take_request("acct", 5, 2, now[0], 0.0) == 0.2  # none left: one request in 1/5 s
     now[0] += 0.2
     assert a.acquire() == 0.0
+    behind = SharedBudget(one, "acct", rate=5, burst=2, clock=lambda: now[0],
+                          sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert behind.acquire(reserve=1) == pytest.approx(0.4)  # waits until 2 are back: 1 left to others
     rows = {r["account"]: r for r in two.request_budgets()}
-    assert rows["acct"]["used"] == 3 and rows["other"]["used"] == 1
+    assert rows["acct"]["used"] == 4 and rows["other"]["used"] == 1
     one.close()
     two.close()
 
@@ -144,3 +149,14 @@ def test_up_draws_on_the_accounts_budget_and_status_shows_it(tmp_path: Path, min
     assert "request budget of access key test: 5 requests/s" in status.stdout, status
     used = int(status.stdout.split("request budget of access key test")[1].split("used ")[1].split(",")[0])
     assert used > 0
+
+    # Route 53 out of reach (nothing listens at the endpoint): status still shows the store's side, says
+    # why the markers are unknown, and exits 1 (it failed outright before)
+    down = tmp_path / "down.yaml"
+    down.write_text(fleet.read_text().replace(ministack.url, f"http://127.0.0.1:{_free_port()}"))
+    status = subprocess.run([dnsplane, "status", "--data-dir", str(data), "--fleet", str(down)],
+                            capture_output=True, text=True, env={**env, "COLUMNS": "200"}, timeout=120)
+    assert status.returncode == 1, status
+    assert "api.demo.test. A" in status.stdout and "unknown (provider not read)" in status.stdout, status
+    assert "the provider could not be read" in status.stdout and "Traceback" not in status.stdout + status.stderr
+    assert "request budget of access key test" in status.stdout  # the rest of status is there

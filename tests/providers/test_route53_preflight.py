@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from dnsplane.providers.route53.preflight import probe_changes
 from tests.fakes import ZONE, key
 from tests.servers.forwarding_proxy import forwarding_proxy
+from tests.servers.http_serving import loopback_server, serving
 from tests.servers.ministack import FAKE_AWS_ENV, Ministack, _free_port, ministack, ministack_direct  # noqa: F401 - fixtures
 
 DNSPLANE = str(Path(sys.executable).with_name("dnsplane"))
@@ -71,6 +73,52 @@ def test_up_refuses_an_endpoint_that_cannot_be_reached(tmp_path: Path) -> None:
     done = up(tmp_path, fleet(tmp_path, route53("Z1", f"http://127.0.0.1:{port}")))
     assert done.returncode == 2, done
     assert f"cannot reach http://127.0.0.1:{port}" in done.stderr and "endpoint_url" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+class _NotRoute53(BaseHTTPRequestHandler):
+    """Any web server that is not the Route 53 API: the same page for every request."""
+
+    body = b""
+
+    def _page(self) -> None:
+        body = self.body
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _page
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("page", [b"it works", b"<html><body>it works</body></html>"], ids=["text", "html"])
+def test_up_refuses_an_endpoint_that_is_not_route53(tmp_path: Path, page: bytes) -> None:
+    """An endpoint_url at some other web server: botocore's parser error on a page that is not XML (not a
+    BotoCoreError) was a traceback, and a page that parses was taken for a zone named "."; either is the
+    reason for exit 2."""
+    server, url = loopback_server()
+    server.RequestHandlerClass = type("Page", (_NotRoute53,), {"body": page})
+    with serving(server, "not-route53"):
+        done = up(tmp_path, fleet(tmp_path, route53("Z1", url)))
+    assert done.returncode == 2, done
+    assert f"{url} does not answer as the Route 53 API does" in done.stderr and "endpoint_url" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_up_refuses_an_aws_profile_that_does_not_exist(tmp_path: Path) -> None:
+    """``AWS_PROFILE`` naming no profile: boto3 raises ProfileNotFound as soon as the account is looked up
+    (before the preflight); it was a traceback."""
+    env = {**os.environ, **FAKE_AWS_ENV, "AWS_PROFILE": "nosuchprofile",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    done = subprocess.run([DNSPLANE, "up", "--fleet", str(fleet(tmp_path, route53("Z1", "http://127.0.0.1:9"))),
+                           "--data-dir", str(tmp_path / "data"), "--dns", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done
+    assert "nosuchprofile" in done.stderr and "AWS_PROFILE" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 

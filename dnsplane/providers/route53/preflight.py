@@ -40,15 +40,20 @@ _UNSPECIFIED = {"A": "0.0.0.0", "AAAA": "::"}  # never written (I5): no set of t
 
 def _unreachable(provider: Route53Provider, exc: ProviderUnavailable) -> Permanent | None:
     """``Permanent`` for a call that never reached Route 53 (no credentials, connection refused, no such
-    host); None for one Route 53 answered busy."""
+    host, an endpoint that answers but not as Route 53); None for one Route 53 answered busy."""
     from botocore.exceptions import BotoCoreError, NoCredentialsError
+    from botocore.parsers import ResponseParserError
 
     cause = exc.__cause__
+    where = provider.config.endpoint_url or f"the {provider.config.region} endpoint"
     if isinstance(cause, NoCredentialsError):
         return Permanent("route53: no AWS credentials found (boto3 looks in AWS_ACCESS_KEY_ID / "
                          "AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws/credentials, then an instance role)")
+    if isinstance(cause, ResponseParserError):
+        said = str(cause).splitlines()[0][:200]
+        return Permanent(f"route53: {where} does not answer as the Route 53 API does ({said}). Check the "
+                         "provider's endpoint_url in the fleet file")
     if isinstance(cause, BotoCoreError):
-        where = provider.config.endpoint_url or f"the {provider.config.region} endpoint"
         return Permanent(f"route53: cannot reach {where}: {cause}. Check the provider's endpoint_url and region "
                          "in the fleet file, and the network")
     return None
@@ -64,6 +69,11 @@ def _call(provider: Route53Provider, op: str, **kwargs: Any) -> Any:
 def check_zone_name(provider: Route53Provider) -> None:
     """The hosted zone exists, can be read, and is the fleet's zone."""
     zone = _call(provider, "get_hosted_zone", Id=provider.hosted_zone_id).get("HostedZone", {})
+    if not zone.get("Name"):  # an answer that parses (a web page is XML enough) but holds no hosted zone
+        where = provider.config.endpoint_url or f"the {provider.config.region} endpoint"
+        raise Permanent(f"route53: {where} does not answer as the Route 53 API does (GetHostedZone "
+                        f"{provider.hosted_zone_id} answered without a hosted zone). Check the provider's "
+                        "endpoint_url in the fleet file")
     name = normalise_name(str(zone.get("Name", "")))
     if name != provider.zone:
         raise Permanent(

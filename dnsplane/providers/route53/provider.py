@@ -66,8 +66,11 @@ Guarantees:
   (``batches.endpoint_problem``: over 100 weighted sets, a name or marker name over 255 octets or a
   label over 63) is ``Rejected`` before any call, logged with the reason (``dnsplane validate``
   refuses such a fleet first); the others of its batch are written;
-- one change batch in flight per hosted zone in this process (a lock per zone id,
-  shared by every instance); every API call takes a token from a ``Budget`` (default: one
+- one apply in flight per hosted zone in this process (a lock per zone id, shared by every
+  instance, held from the apply's first read to its last change batch): the enactors of one process
+  take turns instead of sending chained batches in lockstep, each refusing the others' (the one that
+  waited reads the token its predecessor left, and finds that predecessor's writes in the view);
+  every API call takes a token from a ``Budget`` (default: one
   bucket of 5 requests/s shared by the whole process, Route 53's per-account limit;
   ``dnsplane up`` passes its account's ``SharedBudget``, shared through the store by every
   process using it); ``Throttling``, ``PriorRequestNotComplete`` and HTTP 429 are
@@ -121,7 +124,7 @@ from dnsplane.providerconfig import Route53Config
 from dnsplane.providers.base import Applied, Capabilities, Conflict, Provider, Rejected, Write, WriteResult
 from dnsplane.providers.memory import Listener, notify
 from dnsplane.providers.route53.batches import MAX_CHARS, MAX_RECORDS, batch_cost, endpoint_problem, pack_batches
-from dnsplane.providers.route53.reads import ZoneReads, ZoneView, written_state
+from dnsplane.providers.route53.reads import ZoneReads, ZoneView, reserve, written_state
 from dnsplane.providers.route53.state import EMPTY, State, new_sets, swap_changes
 from dnsplane.providers.route53.throttle import DEFAULT_BUDGET, Budget, zone_lock
 from dnsplane.providers.route53.token import TokenChain
@@ -200,6 +203,11 @@ class _Group:
         self.conditional = False
 
     @property
+    def enacting(self) -> bool:
+        """Every write of the endpoint is an enactor's: it carries the token its writer read."""
+        return all(w.token is not None for _, w in self.writes)
+
+    @property
     def written(self) -> int:
         return sum(1 for _, r in self.results if isinstance(r, Applied) and r.written)
 
@@ -208,8 +216,9 @@ class Route53Provider(ZoneReads, Provider):
     """``Provider`` on a Route 53 hosted zone, through boto3 (credentials: boto3's normal chain)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        # 50 endpoints of up to ~4 targets fit one change batch (DELETE + CREATE of each)
-        atomic_batches=True, native_cas=True, weighted_answers=True, max_batch=50
+        # an apply packs its endpoints into as many change batches as their records need; 500 endpoints (a
+        # sweep of a few pages in zone order) keep an apply's reads and token read few per endpoint
+        atomic_batches=True, native_cas=True, weighted_answers=True, max_batch=500, ordered_reads=True
     )
     kind: ClassVar[str] = "route53"
 
@@ -263,9 +272,10 @@ class Route53Provider(ZoneReads, Provider):
 
     def _call(self, op: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         for attempt in range(self.MAX_ATTEMPTS):
-            self.budget.acquire()
+            self.budget.acquire(reserve())
             self.calls[op] = self.calls.get(op, 0) + 1
             try:
                 return getattr(self.client, op)(**kwargs)
@@ -294,11 +304,18 @@ class Route53Provider(ZoneReads, Provider):
                 raise Permanent(f"route53 {op} failed: {code}: {message}") from exc
             except BotoCoreError as exc:
                 raise ProviderUnavailable(reason=f"route53 {op}: {exc}", retry_after=1.0) from exc
+            except ResponseParserError as exc:  # an answer that is not Route 53's XML (a proxy's page, another API)
+                raise ProviderUnavailable(reason=f"route53 {op}: the answer is not Route 53's: "
+                                          f"{str(exc).splitlines()[0][:200]}", retry_after=1.0) from exc
         raise AssertionError("unreachable")
 
     # -- writes ------------------------------------------------------------------
 
     def _apply(self, writes: Sequence[Write]) -> list[WriteResult]:
+        with self._lock:  # one apply at a time per zone in this process: see the module docstring
+            return self._apply_alone(writes)
+
+    def _apply_alone(self, writes: Sequence[Write]) -> list[WriteResult]:
         groups: dict[EndpointKey, _Group] = {}
         for i, w in enumerate(writes):
             groups.setdefault(w.key, _Group(w.key, [])).writes.append((i, w))
@@ -312,10 +329,13 @@ class Route53Provider(ZoneReads, Provider):
             g.state = states[g.key]
             g.decide(chain)
         # only a write that DELETEs the marker exactly is decided on the view: a first write (CREATE of the
-        # marker) is not refused by a record set of another id added by hand, so it and every answer that
-        # is not a write are decided on Route 53's state now
+        # marker) is not refused by a record set of another id added by hand, so it is decided on Route 53's
+        # state now, and so is every answer that is not a write, but for an enactor's (a write carrying the
+        # token): it read the endpoint from this same view (``read_for_write``) and re-reads it from there
+        # after a ``Conflict``, so a fresh read would decide nothing its own read does not, and would cost
+        # the enactors of one process, which find each other's writes done, a sweep each
         unsure = [g for g in groups.values()
-                  if g.key in cached and (not g.changes or g.state.observed.marker is None)]  # fmt: skip
+                  if g.key in cached and (g.state.observed.marker is None if g.changes else not g.enacting)]
         if unsure:
             fresh = self._fresh([g.key for g in unsure])
             for g in unsure:

@@ -15,7 +15,9 @@ Promises:
   orders agree (the documented one compares the reversed name as one string, trailing dot included;
   ministack compares label by label: they differ for names with characters below ``.``, such as ``-``);
 - ``read(keys)`` is what Route 53 holds now: the token, then one sweep (never a cached state); it also
-  refreshes ``ZoneView``;
+  refreshes ``ZoneView``. Its calls are the background's (the verifier's rounds, ``status``): each leaves
+  ``BACKGROUND_RESERVE`` requests in the budget (throttle.py), so a writer's round never waits behind a
+  verifier reading the whole zone, and the verifier reads on whatever the writers leave;
 - ``read_for_write(keys)`` (what an enactor decides its writes on) and ``apply``'s own reads are served
   from ``ZoneView`` when it is current, which costs one ``ListResourceRecordSets`` (the write token,
   MaxItems 1) or none (when the writes carry the token the view holds). The view is current while the
@@ -51,6 +53,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +69,27 @@ READ_ATTEMPTS = 4  # reads of one endpoint before a moving state is taken as it 
 LIST = "list_resource_record_sets"
 
 Position = tuple[str, str]  # (name, type) as Route 53 lists it, name normalised
+# requests a background call (``read``) leaves in the budget for the writers: a small round of theirs (the
+# token, a page of a sweep, a change batch) never waits behind the verifier
+BACKGROUND_RESERVE = 3.0
+
+_priority = threading.local()
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """The calls this thread makes meanwhile leave ``BACKGROUND_RESERVE`` requests of the budget to others."""
+    before = getattr(_priority, "reserve", 0.0)
+    _priority.reserve = BACKGROUND_RESERVE
+    try:
+        yield
+    finally:
+        _priority.reserve = before
+
+
+def reserve() -> float:
+    """Requests this thread's next call must leave in the budget (0: none, a writer's call)."""
+    return float(getattr(_priority, "reserve", 0.0))
 
 
 def _orders(name: str) -> tuple[tuple[str, ...], str]:
@@ -282,7 +306,8 @@ class ZoneReads:
 
     def read(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         keys = list(keys)
-        states = self._fresh(keys)
+        with background():
+            states = self._fresh(keys)
         self._end_round("read", len(keys))
         return {k: s.observed for k, s in states.items()}
 

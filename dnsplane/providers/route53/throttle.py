@@ -1,9 +1,12 @@
 """Route 53 request pacing: a token bucket shared by every caller, and one change batch in flight per zone.
 
 Promises: ``ThrottleBudget.acquire`` never lets more than ``burst`` requests through at once nor
-more than ``rate`` per second on average, across threads; ``DEFAULT_BUDGET`` (5 requests/s,
-Route 53's per-account limit) is shared by every provider of the process that is not given
-another; ``zone_lock(id)`` is one lock per hosted zone id for the whole process.
+more than ``rate`` per second on average, across threads; a caller of ``acquire(reserve=r)`` (the
+background: the verifier's reads) takes a request only while ``r`` more are left in the bucket, so
+the writers' next ``r`` requests never wait behind it, and it waits while they keep the bucket low;
+``DEFAULT_BUDGET`` (5 requests/s, Route 53's per-account limit) is shared by every provider of the
+process that is not given another; ``zone_lock(id)`` is one lock per hosted zone id for the whole
+process (re-entrant: an apply holds it throughout, and each of its change batches takes it again).
 
 ``SharedBudget`` keeps the same promise across processes: its bucket is a row of a store shared by
 them (``BucketStore``: the SQLite store's ``request_budget`` table, one row per account, refilled and
@@ -23,12 +26,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from dnsplane.errors import Permanent
+
 
 class Budget(Protocol):
     """What a provider draws on before each API call: ``ThrottleBudget`` (per process) or ``SharedBudget``."""
 
-    def acquire(self) -> float:
-        """Take one request, waiting until one is free; returns the seconds waited."""
+    def acquire(self, reserve: float = 0.0) -> float:
+        """Take one request, waiting until one is free and ``reserve`` more are left for others; returns the
+        seconds waited."""
         ...
 
 
@@ -55,40 +61,43 @@ class ThrottleBudget:
         self._stamp = clock()
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Take one token; returns the seconds waited."""
+    def acquire(self, reserve: float = 0.0) -> float:
+        """Take one token, leaving ``reserve`` (at most ``burst`` - 1) in the bucket; returns the seconds waited."""
+        need = 1.0 + min(reserve, self.burst - 1.0)
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1.0 - 1e-9:  # tolerate float rounding of the refill
+                if self._tokens >= need - 1e-9:  # tolerate float rounding of the refill
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return waited
-                delay = (1.0 - self._tokens) / self.rate
+                delay = (need - self._tokens) / self.rate
             self._sleep(delay)
             waited += delay
 
 
 DEFAULT_BUDGET = ThrottleBudget(5.0)  # Route 53 allows 5 API requests per second per account
 
-_zone_locks: dict[str, threading.Lock] = {}
+_zone_locks: dict[str, threading.RLock] = {}
 _zone_locks_guard = threading.Lock()
 
 
-def zone_lock(hosted_zone_id: str) -> threading.Lock:
-    """The process-wide lock that keeps one change batch in flight per hosted zone."""
+def zone_lock(hosted_zone_id: str) -> threading.RLock:
+    """The process-wide lock that keeps one apply (and so one change batch) in flight per hosted zone."""
     with _zone_locks_guard:
-        return _zone_locks.setdefault(hosted_zone_id, threading.Lock())
+        return _zone_locks.setdefault(hosted_zone_id, threading.RLock())
 
 
 class BucketStore(Protocol):
     """Where a ``SharedBudget`` keeps its bucket (``SqliteStore`` is one)."""
 
-    def take_request(self, account: str, rate: float, burst: float, now: float, waited: float) -> float:
+    def take_request(self, account: str, rate: float, burst: float, now: float, waited: float,
+                     reserve: float = 0.0) -> float:
         """In one transaction: refill ``account``'s bucket to ``now`` and take one request if one is free
-        (0.0; counted, with the ``waited`` seconds it took), else the seconds until one will be."""
+        beside ``reserve`` more (0.0; counted, with the ``waited`` seconds it took), else the seconds until
+        there will be."""
         ...
 
 
@@ -104,10 +113,13 @@ class SharedBudget:
         self.burst = float(burst if burst is not None else max(1.0, rate))
         self._clock, self._sleep = clock, sleep
 
-    def acquire(self) -> float:
-        """Take one request of the account's budget; returns the seconds waited."""
+    def acquire(self, reserve: float = 0.0) -> float:
+        """Take one request of the account's budget, leaving ``reserve`` (at most ``burst`` - 1) for others;
+        returns the seconds waited."""
+        reserve = min(reserve, self.burst - 1.0)
         waited = 0.0
-        while (delay := self.store.take_request(self.account, self.rate, self.burst, self._clock(), waited)) > 0:
+        while (delay := self.store.take_request(self.account, self.rate, self.burst, self._clock(), waited,
+                                                reserve)) > 0:
             self._sleep(delay)
             waited += delay
         return waited
@@ -115,10 +127,16 @@ class SharedBudget:
 
 def account_of(account: str | None) -> str:
     """The key of an account's budget: ``account`` as configured, else the access key id of the credentials
-    boto3 finds, else ``default`` (no credentials: the preflight refuses to start)."""
+    boto3 finds, else ``default`` (no credentials: the preflight refuses to start). ``Permanent`` when
+    boto3 cannot even look (a named profile that does not exist, an unreadable config file)."""
     if account:
         return account
     import boto3
+    from botocore.exceptions import BotoCoreError
 
-    key = getattr(boto3.session.Session().get_credentials(), "access_key", None)
+    try:
+        key = getattr(boto3.session.Session().get_credentials(), "access_key", None)
+    except BotoCoreError as exc:  # an AWS_PROFILE that does not exist, a config file that does not parse
+        raise Permanent(f"route53: AWS credentials: {exc}. Check AWS_PROFILE and ~/.aws/config, or set the "
+                        "provider's account: option") from exc
     return f"access key {key}" if key else "default"
