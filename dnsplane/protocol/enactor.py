@@ -69,6 +69,7 @@ from dnsplane.model import (
     Rejected,
     Write,
     WriteResult,
+    chain_token,
     generation_in_range,
     validate_record_set,
     zone_order,
@@ -191,6 +192,15 @@ def decide(desired: Desired, observed: Observed) -> Verdict:
     if marker.generation > desired.generation:
         return _SKIP_NEWER
     return _WRITE
+
+
+def _committed(write: Write, found: Marker | None) -> bool:
+    """Whether the marker ``found`` shows that ``write`` was committed: it is ``write``'s own marker (it names
+    the marker it replaced: no other plan's write has it), or a later write's that replaced it (its ``p=``
+    chain is the hash of ``write``'s marker: a faster writer moved the endpoint on before the read)."""
+    if found is None:
+        return False
+    return found == write.marker or found.prev.partition(".")[0] == chain_token(write.marker)
 
 
 def _held_at(verdict: Verdict, desired: Desired, seen: Observed, finished: Generation) -> Generation | None:
@@ -333,15 +343,18 @@ class Enactor:
                 # Start over from the last finished generation: every step is re-decided
                 # from a fresh marker read, so nothing done so far needs undoing. A failed write may
                 # still have landed: its marker, read next, says so (``unanswered``).
+                sent: tuple[Effect, ...] = ()
                 if self.phase is _WRITING:
                     self.unanswered.update(self.sent)
+                    sent = self._journal_sent_unanswered(error)
                 self.phase = _IDLE
                 self.working = None
                 self.pending = {}
                 self.fallback = {}
                 self.unchecked = {}
                 self.recheck = False
-                return effects(Log("warning", "enactor step failed; will retry", {"actor": self.name, "error": error}))
+                return effects(*sent, Log("warning", "enactor step failed; will retry",
+                                          {"actor": self.name, "error": error}))
             case _:
                 return NOTHING
 
@@ -432,7 +445,7 @@ class Enactor:
         for key in self.in_batch:
             desired = self.pending[key]
             seen = observed.get(key, Observed(None, None))
-            if (lost := self.unanswered.pop(key, None)) is not None and seen.marker == lost.marker:
+            if (lost := self.unanswered.pop(key, None)) is not None and _committed(lost, seen.marker):
                 reports.append(self._journal_unanswered(lost))
             refusal = self.ownership.refusal(key, seen)
             if refusal is not None:
@@ -487,9 +500,19 @@ class Enactor:
             return Step(tuple(reports), LoadContentAt(pairs))
         return self._send(writes).after(reports)
 
+    def _journal_sent_unanswered(self, error: str) -> tuple[Effect, ...]:
+        """Journalled at once when a batch of writes failed without an answer: whatever happens to this
+        enactor next (killed before its next read, or another writer moving the endpoints on first), the
+        journal says these writes were sent and may have landed; the next read says which did."""
+        if not self.sent:
+            return ()
+        return (Journal(tuple((w.key, "unanswered", w.expect.generation if w.expect else None, w.marker.generation,
+                               f"{w.records.digest}; sent, its answer lost ({error}): committed or not, the next "
+                               "read says") for w in self.sent.values())),)
+
     def _journal_unanswered(self, write: Write) -> Effect:
-        """The journal entry of a write whose batch failed but whose exact marker (it names the marker it
-        replaced: no other plan's write has it) the next read found: it was committed."""
+        """The journal entry of a write whose batch failed but which the next read found committed: its exact
+        marker is there, or a later marker that names it as the one it replaced (``_committed``)."""
         self.stats["writes"] += 1
         before = write.expect.generation if write.expect else None
         return Journal(((write.key, "write", before, write.marker.generation,

@@ -83,3 +83,34 @@ def test_a_change_committed_but_answered_500_is_journalled_as_written(
     assert main(["history", "api.demo.test", "--data-dir", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
     assert "1 -> 2" in shown and "answer lost" in shown
+
+
+def test_a_lost_answer_is_journalled_at_once_and_found_under_a_faster_writers_marker(
+        r53: tuple[Route53Provider, AnswerLost], tmp_path: Any) -> None:
+    """Two gaps of the first version (found by an adversarial run): the lost write lived only in the sender's
+    memory (killed before its next read, nothing in the journal said a write may have landed), and another
+    enactor that wrote the next plan before the sender's next read hid it (the sender looked for its exact
+    marker). Now the batch's failure journals each write ``unanswered`` at once, and the next read finds the
+    write committed under a later marker whose ``p=`` chain names it."""
+    provider, hook = r53
+    store = SqliteStore(str(tmp_path / "store.sqlite"))
+    ex = Interpreter(store, provider)
+    slow, fast = Enactor("e1", ZONE), Enactor("e2", ZONE)
+    now = time.time()
+    store.publish(Generation(0), [(API, CONTENTS[0])], now, "planner")
+    drain(slow, Tick(now), ex, now)
+    drain(fast, Tick(now), ex, now)
+    store.publish(Generation(1), [(API, CONTENTS[1])], now, "planner")
+    hook.armed = 1
+    drain(slow, Tick(now), ex, now)
+    assert hook.lost and slow.applied_upto == 1
+    sent = [(e.before, e.after) for e in store.history(API) if e.action == "unanswered"]
+    assert sent == [(1, 2)], "journalled when the batch failed, before any read says more"
+    store.publish(Generation(2), [(API, CONTENTS[2])], now, "planner")
+    drain(fast, Tick(now), ex, now)  # the faster enactor moves the endpoint on, over the committed 2
+    assert provider.read([API])[API].marker.generation == 3  # type: ignore[union-attr]
+    drain(slow, Tick(now), ex, now)  # its next read finds 3, which replaced its 2
+    writes = [(e.actor, e.before, e.after) for e in store.history(API) if e.action == "write"]
+    assert ("e1", 1, 2) in writes and ("e2", 2, 3) in writes, writes
+    assert not slow.unanswered
+    store.close()
