@@ -320,10 +320,11 @@ class Route53Provider(ZoneReads, Provider):
         for i, w in enumerate(writes):
             groups.setdefault(w.key, _Group(w.key, [])).writes.append((i, w))
         carried = {w.token for w in writes if w.token is not None}
+        since = self.view.epoch
         held, token = self.view.tag_for(carried.pop()) if len(carried) == 1 else (False, None)
         if not held:  # the token read once: the view's states are current while it has not moved (reads.py)
             token = self._token_set()
-        states, cached = self._known(list(groups), token)
+        states, cached = self._known(list(groups), token, since)
         chain = TokenChain(self.zone)
         for g in groups.values():
             g.state = states[g.key]

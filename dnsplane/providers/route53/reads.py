@@ -34,7 +34,9 @@ Promises:
   through a hand edit makes it skip or write (refused, re-read), and the verifier, which reads with
   ``read``, repairs the hand edit as before;
 - the view is updated from this provider's own accepted change batches when they were chained to the
-  token the view holds (then exactly what Route 53 holds, up to hand edits), and dropped otherwise;
+  token the view holds (then exactly what Route 53 holds, up to hand edits), and dropped otherwise; a
+  read whose token an apply of another thread moved before its sweep ended does not put its states
+  (under the older token) over the view that apply left (``ZoneView.epoch``);
   after ``read_all`` (a listing: ``dnsplane up``'s preflight makes one) it is complete, and an endpoint
   not in it is empty without a call (to an enactor's read; its first write is re-read in ``apply``);
 - every ``read``, ``read_for_write`` and ``apply`` is a round: its API calls by kind (the write token
@@ -119,6 +121,9 @@ class ZoneView:
     tag: RRSet | None = None  # the token set as read (None: the zone had none)
     states: dict[EndpointKey, State] = field(default_factory=dict)
     complete: bool = False  # every endpoint of the zone is in ``states`` (a listing): one not there is empty
+    # moves whenever the view is replaced, written or dropped: states read after a token whose view moved on
+    # meanwhile (another thread's apply wrote, its token now the view's) are not put over it
+    epoch: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def matches(self, token: RRSet | None) -> bool:
@@ -140,17 +145,24 @@ class ZoneView:
                 return {k: self.states.get(k, EMPTY) for k in keys}
             return {k: self.states[k] for k in keys if k in self.states}
 
-    def put(self, token: RRSet | None, states: dict[EndpointKey, State], *, complete: bool = False) -> None:
-        """States read after ``token`` was read: added, or the whole view when the token moved (``complete``:
-        they are every endpoint of the zone, a listing)."""
+    def put(self, token: RRSet | None, states: dict[EndpointKey, State], *, complete: bool = False,
+            since: int | None = None) -> None:
+        """States read after ``token`` was read (when the view's ``epoch`` was ``since``): added, or the whole
+        view when the token moved (``complete``: they are every endpoint of the zone, a listing) and the view
+        did not move on since that token was read (it did: ``token`` may be older than the view's, and a
+        verifier's read would replace the enactors' current view with a stale one)."""
         with self._lock:
             if complete or not (self.known and _same(self.tag, token)):
+                if since is not None and since != self.epoch and not complete:
+                    return
                 self.known, self.tag, self.states, self.complete = True, token, {}, complete
+                self.epoch += 1
             self.states.update(states)
 
     def wrote(self, before: RRSet | None, after: RRSet | None, states: dict[EndpointKey, State]) -> None:
         """A change batch moved the token ``before`` -> ``after`` exactly (chained) and wrote ``states``."""
         with self._lock:
+            self.epoch += 1
             if self.known and _same(self.tag, before):
                 self.tag = after
                 self.states.update(states)
@@ -159,6 +171,7 @@ class ZoneView:
 
     def drop(self) -> None:
         with self._lock:
+            self.epoch += 1
             self.known, self.states, self.complete = False, {}, False
 
 
@@ -254,15 +267,16 @@ class ZoneReads:
     def _fresh(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, State]:
         """What Route 53 holds now (the token first, so that the view may keep what follows)."""
         keys = list(dict.fromkeys(keys))
+        since = self.view.epoch
         token = self._token_set()
         states = self._settled(self._swept(keys)) if keys else {}
-        self.view.put(token, states)
+        self.view.put(token, states, since=since)
         return states
 
     def _settled(self, states: dict[EndpointKey, State]) -> dict[EndpointKey, State]:
         return {k: s if s.consistent else self._read_one(k) for k, s in states.items()}
 
-    def _known(self, keys: Sequence[EndpointKey], token: RRSet | None
+    def _known(self, keys: Sequence[EndpointKey], token: RRSet | None, since: int
                ) -> tuple[dict[EndpointKey, State], set[EndpointKey]]:
         """States to decide writes on: from the view where it is current under ``token`` (the token set as
         just read, or as the view holds it when the writes carry it), the rest swept. Returns the states and
@@ -271,7 +285,7 @@ class ZoneReads:
         cached = self.view.lookup(keys, token)
         missing = [k for k in keys if k not in cached]
         swept = self._settled(self._swept(missing)) if missing else {}
-        self.view.put(token, swept)
+        self.view.put(token, swept, since=since)
         return {**cached, **swept}, set(cached)
 
     def _token_set(self) -> RRSet | None:
@@ -313,7 +327,8 @@ class ZoneReads:
 
     def read_for_write(self, keys: Iterable[EndpointKey]) -> dict[EndpointKey, Observed]:
         keys = list(keys)
-        states, _ = self._known(keys, self._token_set())
+        since = self.view.epoch
+        states, _ = self._known(keys, self._token_set(), since)
         self._end_round("read_for_write", len(keys))
         return {k: s.observed for k, s in states.items()}
 
