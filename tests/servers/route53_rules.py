@@ -158,33 +158,39 @@ class RulesProxy:
             return "", 0
         return canonical(child_text(zone, "Name") or ""), int(child_text(zone, "ResourceRecordSetCount") or 0)
 
-    def listing(self, zone_id: str, start: str | None = None) -> Iterator[RecordSet]:
-        """ListResourceRecordSets, all pages: the whole zone, or the sets named ``start`` only."""
-        query = {"maxitems": str(PAGE)} | ({"name": start} if start else {})
-        while True:
-            root = self._get_xml(f"/2013-04-01/hostedzone/{zone_id}/rrset?{urllib.parse.urlencode(query)}")
-            listed = child(root, "ResourceRecordSets")
-            for el in [] if listed is None else list(listed):
-                s = record_set(el)
-                if start is not None and s.name != start:
-                    return
-                yield s
-            if child_text(root, "IsTruncated") != "true":
-                return
-            query = {
-                "name": child_text(root, "NextRecordName") or "",
-                "type": child_text(root, "NextRecordType") or "",
-                "identifier": child_text(root, "NextRecordIdentifier") or "",
-                "maxitems": str(PAGE),
-            }
+    def page(self, zone_id: str, query: dict[str, str]) -> tuple[list[RecordSet], dict[str, str] | None]:
+        """One ListResourceRecordSets page: its record sets and the query of the next page (None: the last)."""
+        root = self._get_xml(f"/2013-04-01/hostedzone/{zone_id}/rrset?{urllib.parse.urlencode(query)}")
+        listed = child(root, "ResourceRecordSets")
+        sets = [record_set(el) for el in ([] if listed is None else list(listed))]
+        if child_text(root, "IsTruncated") != "true":
+            return sets, None
+        return sets, {"name": child_text(root, "NextRecordName") or "",
+                      "type": child_text(root, "NextRecordType") or "",
+                      "identifier": child_text(root, "NextRecordIdentifier") or "", "maxitems": str(PAGE)}
 
-    def sets_named(self, zone_id: str, names: list[str], zone_sets: int) -> list[RecordSet]:
-        """Every record set at ``names`` as ministack holds it now: a listing from each name, or of the
-        whole zone (``zone_sets`` record sets) when that takes fewer requests."""
-        if zone_sets // PAGE + 1 < len(names):
-            wanted = set(names)
-            return [s for s in self.listing(zone_id) if s.name in wanted]
-        return [s for name in names for s in self.listing(zone_id, name)]
+    def sets_named(self, zone_id: str, names: list[str]) -> list[RecordSet]:
+        """Every record set at ``names`` as ministack holds it now, in one sweep in its listing order: a page
+        from the first name not yet covered, every wanted name the page covers taken, on to the next; never
+        more pages than a listing of the whole zone. (ministack sorts the whole zone for every request: at
+        30,000 record sets a page costs about 60 ms, so a whole listing for each change batch made the
+        layer, not Route 53's rules, the slowest part of a bench at 10,000 endpoints.)"""
+        left = sorted(set(names), key=_listing_order)
+        found: list[RecordSet] = []
+        query: dict[str, str] | None = None
+        while left:
+            if query is None:
+                query = {"name": left[0], "maxitems": str(PAGE)}
+            start = _listing_order(query["name"])
+            sets, query = self.page(zone_id, query)
+            wanted = set(left)
+            found += [s for s in sets if s.name in wanted]
+            # covered: from the page's start to just before the next page's first name (which may go on there)
+            end = None if query is None else _listing_order(query["name"])
+            left = [n for n in left if not (start <= _listing_order(n) and (end is None or _listing_order(n) < end))]
+            if query is not None and (not left or _listing_order(left[0]) != end):
+                query = None  # the next wanted name is further on: jump to it
+        return found
 
     # -- ChangeResourceRecordSets and GetChange ------------------------------------------
 
@@ -208,8 +214,8 @@ class RulesProxy:
             if rrs is not None:
                 changes.append(((child_text(c, "Action") or "").upper(), record_set(rrs)))
         check_batch(changes, self.limits)
-        zone_name, zone_sets = self.hosted_zone(zone_id)
-        current = self.sets_named(zone_id, list(dict.fromkeys(s.name for _, s in changes)), zone_sets)
+        zone_name, _ = self.hosted_zone(zone_id)
+        current = self.sets_named(zone_id, list(dict.fromkeys(s.name for _, s in changes)))
         check_zone(applied(current, changes), zone_name, self.limits)
 
     def accepted(self, zone_id: str, body: bytes) -> None:
@@ -227,6 +233,11 @@ class RulesProxy:
             return body  # not made through this proxy: ministack's answer
         status = b"PENDING" if self.pending(accepted_at) else b"INSYNC"
         return re.sub(rb"<Status>[A-Z]+</Status>", b"<Status>" + status + b"</Status>", body)
+
+
+def _listing_order(name: str) -> tuple[str, ...]:
+    """Where ministack lists a name: its labels from the root, compared label by label."""
+    return tuple(reversed(canonical(name).rstrip(".").split(".")))
 
 
 def error_document(code: str, message: str) -> tuple[bytes, str]:

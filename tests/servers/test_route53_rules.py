@@ -262,3 +262,33 @@ def test_within_the_limits_the_proxy_agrees_with_ministack(zones: Zones) -> None
         codes.append(via)
         assert zones.listed() == zones.listed(direct=True)
     assert "" in codes and "InvalidChangeBatch" in codes  # both kinds of answers were compared
+
+
+def test_the_sweep_finds_what_a_whole_listing_finds_in_fewer_pages(zones: Zones) -> None:
+    """``sets_named`` (one sweep in ministack's listing order) returns exactly the sets a listing of the whole
+    zone has at those names: names next to each other, far apart, absent, with a hyphen (it sorts below the
+    dot), and one with more sets than a page (it goes on over the page's end)."""
+    sets = [a(f"n{i}.{ZONE}", "192.0.2.1") for i in range(400)]
+    sets += [txt(f"_m.n{i}.{ZONE}", '"x"') for i in range(0, 400, 3)]
+    sets += [a(f"big.{ZONE}", f"192.0.2.{k % 250 + 1}", sid=f"s{k}") for k in range(100)]
+    sets += [a(f"wide-{i}.x.{ZONE}", "192.0.2.9") for i in range(250)] + [a(f"wide.{ZONE}", "192.0.2.8")]
+    for i in range(0, len(sets), 500):
+        assert zones.change(*creates(sets[i:i + 500])) == ""
+    whole = zones.listed()
+    rng = random.Random(14)
+    names = [s["Name"] for s in sets]
+    pages: list[dict[str, str]] = []
+    page = zones.rules.page
+    zones.rules.page = lambda zone_id, query: (pages.append(query), page(zone_id, query))[1]  # type: ignore[method-assign]
+    try:
+        for wanted, most in (([f"n{i}.{ZONE}" for i in range(40, 70)], 1),
+                             (rng.sample(names, 60), len(whole) // 300 + 1), ([f"big.{ZONE}", f"wide.{ZONE}"], 2),
+                             (names, len(whole) // 300 + 1),  # every name: those at the pages' ends too
+                             ([f"absent.{ZONE}", f"n5.{ZONE}", f"zzz.{ZONE}", f"wide-7.x.{ZONE}", f"_m.n3.{ZONE}"], 5)):
+            pages.clear()
+            got = zones.rules.sets_named(zones.via_id, wanted)
+            assert sorted(s.name + s.rtype + (s.set_id or "") for s in got) == sorted(
+                s["Name"] + s["Type"] + s.get("SetIdentifier", "") for s in whole if s["Name"] in wanted)
+            assert len(pages) <= most, (wanted, pages)
+    finally:
+        del zones.rules.page
