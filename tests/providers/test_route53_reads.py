@@ -170,3 +170,27 @@ def test_a_first_write_is_never_decided_on_the_view_a_set_added_by_hand_is_seen(
     assert spent["ChangeResourceRecordSets"] == 0 and p.writes == 0
     now = p.read([a])[a]
     assert now.marker is None and now.records is not None and list(now.records.addresses()) == ["203.0.113.9"]
+
+
+def test_a_member_set_the_write_keeps_is_not_deleted_and_created_again(counted: Counted) -> None:
+    """A write that drops one target of two sends the marker's DELETE and CREATE and the dropped set's DELETE:
+    the set it keeps is left alone (it cost two records a batch and, on ministack, O(zone) time each); the
+    zone view then holds the kept set as it is, so the next write is decided on it without a read."""
+    p = counted.provider
+    sent: list[list[dict[str, Any]]] = []
+    counted.client.meta.events.register(
+        "provide-client-params.route53.ChangeResourceRecordSets",
+        lambda params, **_: sent.append(params["ChangeBatch"]["Changes"]))
+    api = key("api.demo.test")
+    seen, _ = counted.round(p.read_for_write, [api])
+    counted.enact(seen, {api: (ONE, 1)})
+    kept_only = rs(member("lb1", "192.0.2.1"))
+    seen, _ = counted.round(p.read_for_write, [api])
+    results, _ = counted.enact(seen, {api: (kept_only, 2)})
+    assert results == [Applied(api)]
+    endpoint = [(c["Action"], c["ResourceRecordSet"].get("SetIdentifier") or c["ResourceRecordSet"]["Type"])
+                for c in sent[-1] if "_dnsplane-token" not in c["ResourceRecordSet"]["Name"]]
+    assert sorted(endpoint) == [("CREATE", "TXT"), ("DELETE", "TXT"), ("DELETE", "lb2")], endpoint
+    assert p.read([api])[api] == Observed(kept_only, marker(2, kept_only))
+    seen, spent = counted.round(p.read_for_write, [api])  # the view kept lb1 as it is: no sweep
+    assert seen[api] == Observed(kept_only, marker(2, kept_only)) and spent == Counter({"ListResourceRecordSets": 1})

@@ -23,7 +23,9 @@ Guarantees:
 - compare-and-swap at Route 53 itself: an endpoint's write is one group of changes
   inside one change batch — DELETE of every record set found at the endpoint's name
   and type and of the marker TXT, exactly as listed (values, TTL, weight), then
-  CREATE of the new members and marker. A write to an endpoint without a marker
+  CREATE of the new members and marker (a member set the write keeps exactly as it is
+  is left alone: the marker's exact DELETE refuses a stale writer; ``state.swap_changes``).
+  A write to an endpoint without a marker
   (``expect=None``) CREATEs the marker, which Route 53 refuses if one exists, and
   DELETEs exactly the member record sets it expects (``Write.expect_records``: none
   for a first write, those it saw for the verifier's repair of records left without
@@ -408,7 +410,7 @@ class Route53Provider(ZoneReads, Provider):
             before = chain.held
             chain.landed()
             if chained:  # the token moved from the one the batch DELETEd exactly: the view may follow
-                self.view.wrote(before, chain.held, {g.key: written_state(g.key, g.changes) for g in groups})
+                self.view.wrote(before, chain.held, {g.key: written_state(g.key, g.state, g.changes) for g in groups})
             else:  # an UPSERT does not say which token it replaced
                 self.view.drop()
             for g in groups:

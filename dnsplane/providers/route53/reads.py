@@ -61,7 +61,7 @@ from typing import Any
 
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.providers.route53.encoding import RRSet, unescape_name
-from dnsplane.providers.route53.state import EMPTY, State
+from dnsplane.providers.route53.state import EMPTY, State, same_set
 from dnsplane.providers.route53.token import token_name, token_value
 
 log = logging.getLogger("dnsplane.providers.route53")
@@ -181,10 +181,13 @@ def _same(a: RRSet | None, b: RRSet | None) -> bool:
     return token_value(a) == token_value(b) and a.get("TTL") == b.get("TTL")
 
 
-def written_state(key: EndpointKey, changes: Sequence[dict[str, Any]]) -> State:
-    """What an endpoint holds after a change batch with its ``changes`` (DELETE + CREATE) was accepted."""
+def written_state(key: EndpointKey, before: State, changes: Sequence[dict[str, Any]]) -> State:
+    """What an endpoint that held ``before`` holds after a change batch with its ``changes`` was accepted: the
+    member sets it kept (``state.swap_changes`` leaves a set the write keeps alone), and those it CREATEd."""
     created = [c["ResourceRecordSet"] for c in changes if c["Action"] == "CREATE"]
-    return State(tuple(s for s in created if s["Type"] == key.rtype),
+    deleted = {same_set(c["ResourceRecordSet"]) for c in changes if c["Action"] == "DELETE"}
+    kept = [s for s in before.members if same_set(s) not in deleted]
+    return State((*kept, *(s for s in created if s["Type"] == key.rtype)),
                  tuple(s for s in created if s["Type"] == "TXT"))  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.model import EndpointKey, Marker, Member, Observed, RecordSet, marker_name
-from dnsplane.providers.route53.encoding import RRSet, marker_values, parse_marker, scaled_weights
+from dnsplane.providers.route53.encoding import RRSet, marker_values, parse_marker, scaled_weights, unescape_name
 
 
 def _addr(text: str) -> str:
@@ -141,5 +141,20 @@ def new_sets(key: EndpointKey, records: RecordSet | None, marker: Marker | None)
 
 
 def swap_changes(state: State, new: list[RRSet]) -> list[dict[str, Any]]:
-    deletes = [{"Action": "DELETE", "ResourceRecordSet": s} for s in (*state.members, *state.marker_sets)]
-    return deletes + [{"Action": "CREATE", "ResourceRecordSet": s} for s in new]
+    """The changes that take the endpoint from ``state`` to ``new``: DELETE of every set found (exactly as
+    listed) and CREATE of the new ones, but for a member set the write keeps exactly as it is, which is left
+    alone: the marker's exact DELETE is what refuses a stale writer (every automated write replaces the
+    marker), and a set kept costs a change batch two records and ministack (O(zone) per change) time. A
+    kept set edited by hand after the read survives the write, as a hand edit just after it would: read
+    back, its records differ from the marker's digest and the verifier repairs them."""
+    kept = {same_set(s) for s in state.members} & {same_set(s) for s in new}
+    deletes = [{"Action": "DELETE", "ResourceRecordSet": s}
+               for s in (*state.members, *state.marker_sets) if s in state.marker_sets or same_set(s) not in kept]
+    return deletes + [{"Action": "CREATE", "ResourceRecordSet": s} for s in new if same_set(s) not in kept]
+
+
+def same_set(s: RRSet) -> tuple[object, ...]:
+    """A member set as Route 53 compares it (name and type, set identifier, weight, TTL, values in any order)."""
+    values = tuple(sorted(r.get("Value", "") for r in s.get("ResourceRecords", [])))
+    return (unescape_name(str(s.get("Name", ""))).lower(), s.get("Type"), s.get("SetIdentifier"), s.get("Weight"),
+            s.get("TTL"), values, "AliasTarget" in s)
