@@ -49,7 +49,7 @@ import dns.rdatatype
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.realworld.harness import Listener
-from tests.servers.named import free_port, named_path, start_named
+from tests.servers.named import free_port, named_path, start_named, terminate
 
 ZONE = "scale.test."
 GROUPS = 50
@@ -280,12 +280,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> Result:
         if prober is not None:
             prober.stop()
         if up is not None:
-            up.terminate()
-            try:
-                up.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-                up.wait()
+            terminate(up, 60)
         for lst in listeners.values():
             lst.close()
     assert prober is not None
