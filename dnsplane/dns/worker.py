@@ -29,7 +29,8 @@ worker are the same program, the same user):
 - the worker says ``("hello", pid)`` once its interpreter runs; to the worker: ``("init", Init)``
   first; then ``("zone", idx, changes, serial)`` (``changes``: endpoint -> ``Observed`` or None for
   removed, the new serial; a zone re-read after another process wrote the file sends what changed),
-  ``("unwritten", names, slots)``, ``("listen",)``, ``("ping",)``, ``("stats",)``, ``("stop",)``; each is answered
+  ``("unwritten", names, slots)`` (the whole set), ``("written", names, slots)`` (what stopped being
+  unwritten), ``("listen",)``, ``("ping",)``, ``("stats",)``, ``("stop",)``; each is answered
   ``("ack", seq)`` once applied (seq counts the messages from 1), ``init`` also by ``("loaded",)``,
   ``listen`` also by ``("listening", pid)``, ``stats`` by ``("stats", seq, dict)``;
 - the worker takes the content (the ``Observed`` of each endpoint, exactly what the main process's
@@ -79,7 +80,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +120,7 @@ class Init:
     rate_limit: RateLimit | None = None
 
 
-def unless_unwritten(resp: bytes, names: frozenset[bytes], slots: frozenset[tuple[bytes, int]]) -> bytes | None:
+def unless_unwritten(resp: bytes, names: Container[bytes], slots: Container[tuple[bytes, int]]) -> bytes | None:
     """SERVFAIL in place of an NXDOMAIN or no-data answer at a name declared but not yet written
     (``names``: NXDOMAIN there is rewritten; ``slots``: (name, qtype) whose no data is rewritten);
     None = ``resp`` stands."""
@@ -440,7 +441,7 @@ class _Answerer:
             self._reload(len(self.tables) - 1, observed, serial)
         if init.transfer.keyring is not None:
             self.responder.signed = functools.partial(answer_signed, policy=init.transfer, handle=self.responder.handle)
-        self.names, self.slots = init.unwritten
+        self.names, self.slots = set(init.unwritten[0]), set(init.unwritten[1])
         self.limiter = ResponseLimiter(init.rate_limit) if init.rate_limit is not None else None
         self.udp_queries = 0
         self.send_errors = 0
@@ -545,7 +546,10 @@ def _serve(args: list[str]) -> int:
             if kind == "zone":
                 answerer.apply(msg[1], msg[2], msg[3])
             elif kind == "unwritten":
-                answerer.names, answerer.slots = msg[1], msg[2]
+                answerer.names, answerer.slots = set(msg[1]), set(msg[2])
+            elif kind == "written":  # these stopped being unwritten (the server counts names shared by several)
+                answerer.names.difference_update(msg[1])
+                answerer.slots.difference_update(msg[2])
             elif kind == "listen" and not listening:
                 listening = True
                 # EPOLLEXCLUSIVE: a datagram wakes one waiting worker, not all of them

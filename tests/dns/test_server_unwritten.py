@@ -114,3 +114,30 @@ def test_restart_serves_the_last_applied_records_from_the_first_query(tmp_path: 
     finally:
         srv.close()
         again.close()
+
+
+def test_settling_costs_what_was_written_not_what_is_left(source: FakeSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each refresh settled the whole unwritten set again, every name rendered anew: at 100,000 endpoints
+    from empty that was most of the event loop's time, and answers stalled for seconds (bench/scale_e2e.py).
+    Now a name is rendered once, when declared, and a write settles only what it wrote; a parent shared by
+    several unwritten endpoints stays covered until the last of them is written."""
+    import dnsplane.dns.server as server_module
+
+    rendered: list[str] = []
+    real = server_module.name_wire
+    monkeypatch.setattr(server_module, "name_wire", lambda name: (rendered.append(name), real(name))[1])
+    keys = [EndpointKey(f"e{i}.later.demo.test.", "A") for i in range(300)]
+    srv = serve(source, keys)
+    try:
+        assert len(rendered) == 2 * len(keys)  # each endpoint's name and its marker's, once
+        for k in keys[:-1]:
+            source.commit(k, obs(30, ONE))
+            assert addresses(udp(srv, k.name)) == {"10.7.0.1"}  # answered once refreshed
+        assert len(rendered) == 2 * len(keys), "no name rendered again by 299 refreshes"
+        assert srv.server.unwritten() == {keys[-1]}
+        assert rcode(udp(srv, keys[-1].name)) == "SERVFAIL"
+        assert rcode(udp(srv, "x.e299.later.demo.test.")) == "NXDOMAIN"  # below it: nobody's name
+        source.commit(keys[-1], obs(30, ONE))
+        assert addresses(udp(srv, keys[-1].name)) == {"10.7.0.1"} and srv.server.unwritten() == frozenset()
+    finally:
+        srv.close()
