@@ -37,7 +37,8 @@ Guarantees:
 - the precondition (the marker at Route 53 is ``expect`` and the records are
   ``expect_records``) is checked against the state read just before sending, or held by the
   zone view (``reads``: current while the write token has not moved), whose member sets the batch
-  DELETEs exactly; an answer other than a write is never taken on the view (re-read first): a
+  DELETEs exactly; an answer other than a write is taken on the view only for an enactor's writes
+  (they carry the token; the enactor read from that view), another writer's is re-read first: a
   write that already fails it is answered ``Conflict`` without a change batch (so a delayed
   first write finds the records a marker deleted by hand left behind, and fails); a
   write whose records and marker (generation and digest, seal intact: ``Marker.same_content``) are

@@ -27,10 +27,11 @@ Promises:
   unsafe: every write decided on a view DELETEs the endpoint's record sets and marker exactly as the view
   holds them, and the token exactly as the view read it, and Route 53 refuses the whole change batch if
   any of them is not so (after which the endpoint is re-read from Route 53, never from the view).
-  ``apply`` answers nothing but a write that DELETEs the endpoint's marker from a view: a decision that
-  would answer ``Conflict`` or ``Applied(written=False)``, and a first write (the marker CREATEd, which
-  a record set of another set identifier added by hand would not refuse), is taken again on a fresh
-  read first; an enactor's read that is stale
+  ``apply`` decides a first write (the marker CREATEd, which a record set of another set identifier
+  added by hand would not refuse) on a fresh read, and answers ``Conflict`` or ``Applied(written=False)``
+  from the view only for an enactor's writes (they carry the token: the enactor read the endpoint from
+  this view and re-reads it from there after a conflict), any other writer's on a fresh read; an
+  enactor's read that is stale
   through a hand edit makes it skip or write (refused, re-read), and the verifier, which reads with
   ``read``, repairs the hand edit as before;
 - the view is updated from this provider's own accepted change batches when they were chained to the
