@@ -1,4 +1,4 @@
-"""Route 53 request pacing: a token bucket shared by every caller, and one change batch in flight per zone.
+"""Route 53 request pacing: one token bucket for every caller, the background leaving a reserve; one apply per zone.
 
 Promises: ``ThrottleBudget.acquire`` never lets more than ``burst`` requests through at once nor
 more than ``rate`` per second on average, across threads; a caller of ``acquire(reserve=r)`` (the
