@@ -173,9 +173,10 @@ def test_a_first_write_is_never_decided_on_the_view_a_set_added_by_hand_is_seen(
 
 
 def test_a_member_set_the_write_keeps_is_not_deleted_and_created_again(counted: Counted) -> None:
-    """A write that drops one target of two sends the marker's DELETE and CREATE and the dropped set's DELETE:
-    the set it keeps is left alone (it cost two records a batch and, on ministack, O(zone) time each); the
-    zone view then holds the kept set as it is, so the next write is decided on it without a read."""
+    """A write that replaces one target of two sends the marker's DELETE and CREATE, the dropped set's DELETE
+    and the new set's CREATE: the set it keeps is left alone (it cost two records a batch and, on ministack,
+    O(zone) time each); the zone view then holds the kept set as it is, so the next write is decided on it
+    without a read."""
     p = counted.provider
     sent: list[list[dict[str, Any]]] = []
     counted.client.meta.events.register(
@@ -184,13 +185,38 @@ def test_a_member_set_the_write_keeps_is_not_deleted_and_created_again(counted: 
     api = key("api.demo.test")
     seen, _ = counted.round(p.read_for_write, [api])
     counted.enact(seen, {api: (ONE, 1)})
-    kept_only = rs(member("lb1", "192.0.2.1"))
     seen, _ = counted.round(p.read_for_write, [api])
-    results, _ = counted.enact(seen, {api: (kept_only, 2)})
+    results, _ = counted.enact(seen, {api: (TWO, 2)})
     assert results == [Applied(api)]
     endpoint = [(c["Action"], c["ResourceRecordSet"].get("SetIdentifier") or c["ResourceRecordSet"]["Type"])
                 for c in sent[-1] if "_dnsplane-token" not in c["ResourceRecordSet"]["Name"]]
-    assert sorted(endpoint) == [("CREATE", "TXT"), ("DELETE", "TXT"), ("DELETE", "lb2")], endpoint
-    assert p.read([api])[api] == Observed(kept_only, marker(2, kept_only))
+    assert sorted(endpoint) == [("CREATE", "TXT"), ("CREATE", "lb3"), ("DELETE", "TXT"), ("DELETE", "lb2")], endpoint
+    assert p.read([api])[api] == Observed(TWO, marker(2, TWO))
     seen, spent = counted.round(p.read_for_write, [api])  # the view kept lb1 as it is: no sweep
-    assert seen[api] == Observed(kept_only, marker(2, kept_only)) and spent == Counter({"ListResourceRecordSets": 1})
+    assert seen[api] == Observed(TWO, marker(2, TWO)) and spent == Counter({"ListResourceRecordSets": 1})
+
+
+def test_a_write_that_creates_no_member_set_still_holds_one_it_keeps_exactly(counted: Counted) -> None:
+    """The hostile case of leaving kept sets alone: a person deletes the one set a write keeps (no token move:
+    the view still holds it) while the write drops the other. Left alone, the batch (the other set's DELETE
+    and the marker's) was accepted and the endpoint was left with no record at all (I1) until the verifier
+    came. A write that CREATEs no member set DELETEs and CREATEs one set it keeps, exactly: Route 53 refuses
+    the batch, the endpoint is read again, and the write puts the set back."""
+    p = counted.provider
+    api = key("api.demo.test")
+    seen, _ = counted.round(p.read_for_write, [api])
+    counted.enact(seen, {api: (ONE, 1)})
+    seen, _ = counted.round(p.read_for_write, [api])  # the enactor's read, from the view
+    lb1 = [s for s in counted.client.list_resource_record_sets(HostedZoneId=p.hosted_zone_id)["ResourceRecordSets"]
+           if s.get("SetIdentifier") == "lb1"]
+    counted.client.change_resource_record_sets(  # by hand: the token stays, the view does not see it
+        HostedZoneId=p.hosted_zone_id, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": lb1[0]}]})
+    kept_only = rs(member("lb1", "192.0.2.1"))
+    results, _ = counted.enact(seen, {api: (kept_only, 2)})
+    assert [type(r) for r in results] == [Conflict], "refused: the records are not those it read"
+    left = p.read([api])[api]
+    assert left.records is not None and left.records.live_members(), "never left empty"
+    seen, _ = counted.round(p.read_for_write, [api])  # the enactor reads again and writes
+    results, _ = counted.enact(seen, {api: (kept_only, 2)})
+    assert results == [Applied(api)]
+    assert p.read([api])[api] == Observed(kept_only, marker(2, kept_only))

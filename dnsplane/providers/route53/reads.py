@@ -127,10 +127,6 @@ class ZoneView:
     epoch: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def matches(self, token: RRSet | None) -> bool:
-        with self._lock:
-            return self.known and _same(self.tag, token)
-
     def tag_for(self, token_text: str) -> tuple[bool, RRSet | None]:
         """(True, the token set) when the view is known under the token ``token_text``, else (False, None)."""
         with self._lock:

@@ -33,6 +33,7 @@ from typing import Any
 
 from dnsplane.providers.base import TOKEN_ABSENT
 from dnsplane.providers.route53.encoding import RRSet, txt_quote, txt_strings
+from dnsplane.providers.route53.state import same_set
 
 TOKEN_TTL = 300
 FRESH_CHARS = 34  # characters of a fresh token's value: a quoted uuid4 hex
@@ -53,14 +54,6 @@ def token_value(s: RRSet | None) -> str:
         if len(strings) == 1 and strings[0]:
             return strings[0]
     return json.dumps(values)  # edited by hand: still one value, compared as it is, never ""
-
-
-def _canon(s: RRSet | None) -> tuple[object, ...] | None:
-    """What an exact DELETE of ``s`` must match (value order does not matter to Route 53)."""
-    if s is None:
-        return None
-    values = tuple(sorted(r.get("Value", "") for r in s.get("ResourceRecords", [])))
-    return s.get("SetIdentifier"), s.get("Weight"), s.get("TTL"), values, "AliasTarget" in s
 
 
 def _chars(s: RRSet | None) -> int:
@@ -98,7 +91,9 @@ class TokenChain:
 
     def moved(self, current: RRSet | None) -> bool:
         """Whether ``current`` (re-read after a refused chained batch) is not the set last known."""
-        return _canon(current) != _canon(self.held)
+        if current is None or self.held is None:
+            return current is not self.held
+        return same_set(current) != same_set(self.held)  # what an exact DELETE of it must match
 
     def break_chain(self) -> None:
         self.expected = None
