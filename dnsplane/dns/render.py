@@ -2,8 +2,9 @@
 
 What this module owns:
 - ``render_endpoint``: every response one endpoint contributes (its records and its marker
-  TXT), rendered with dnspython into complete wire bytes (ID 0, lower-case question, QR and
-  AA set, no EDNS), keyed by ``Slot`` = (owner name wire, qtype);
+  TXT) as complete wire bytes (ID 0, lower-case question, QR and AA set, no EDNS), keyed by
+  ``Slot`` = (owner name wire, qtype): the bytes dnspython renders for those messages, written
+  directly (a test compares them on generated endpoints);
 - ``Answer``: the prerendered responses of one name and type, one per weighted member (or
   one for ``answer="all"``), each in a plain, an EDNS and an EDNS+DO variant, with the
   cumulative weights the responder draws from;
@@ -28,6 +29,8 @@ from __future__ import annotations
 import io
 
 import dns.flags
+import dns.ipv4
+import dns.ipv6
 import dns.message
 import dns.name
 import dns.rdataclass
@@ -132,6 +135,13 @@ Slot = tuple[bytes, int]  # (owner name wire, qtype)
 def render_endpoint(key: EndpointKey, observed: Observed) -> dict[Slot, Answer]:
     """Every prerendered answer one endpoint contributes: its records and its marker TXT.
 
+    The bytes are dnspython's (``render_response``) for the same message, written here directly:
+    an applied batch renders each of its endpoints, on the server's event loop, and building a
+    dnspython message per response cost about 280 µs an endpoint (two members and a marker), so
+    a first plan of 100,000 endpoints held the loop for half a minute in all. Addresses are parsed
+    by dnspython's own ``inet_aton`` (what its A and AAAA rdata use), so what it refuses is refused
+    here; a test compares the bytes with ``render_response``'s on generated endpoints.
+
     Raises ``dns.exception.DNSException`` or ``ValueError`` for content dnspython
     refuses (an address of the wrong family, a name too long).
     """
@@ -139,23 +149,57 @@ def render_endpoint(key: EndpointKey, observed: Observed) -> dict[Slot, Answer]:
     rs = observed.records
     live = [m for m in rs.live_members() if m.addresses] if rs is not None else []
     if rs is not None and live:
-        rdtype = dns.rdatatype.from_text(key.rtype)
-        qname = dns.name.from_text(key.name)
+        rdtype = int(dns.rdatatype.from_text(key.rtype))
+        question = _Question(dns.name.from_text(key.name), rdtype)
+        parse = _ADDRESS_PARSERS.get(rdtype)
+        if parse is None:
+            raise ValueError(f"type {key.rtype} is not served")
+        head = _rr_head(rdtype, rs.ttl)
         groups = [(rs.addresses(), 1)] if rs.answer == "all" else [(list(m.addresses), m.weight) for m in live]
         wires: list[bytes] = []
         weights: list[int] = []
         for addrs, weight in groups:
             # a few rotations of the address order, so that clients taking the first address spread out
-            n = min(len(addrs), MAX_ROTATIONS)
+            packed = [parse(a) for a in addrs]
+            n = min(len(packed), MAX_ROTATIONS)
             for i in range(n):
-                rrset = dns.rrset.from_text_list(qname, rs.ttl, _IN, rdtype, addrs[i:] + addrs[:i])
-                wires.append(render_response(qname, rdtype, [rrset]))
+                rdatas = dict.fromkeys(packed[i:] + packed[:i])  # an rdataset holds each rdata once
+                wires.append(_response(question, [head + len(r).to_bytes(2, "big") + r for r in rdatas]))
                 weights.append(weight * _ROTATION_SCALE // n)
-        out[(name_wire(qname), int(rdtype))] = Answer(wires, weights)
+        out[(question.slot, rdtype)] = Answer(wires, weights)
     if observed.marker is not None:
         ttl = max(0, min(MARKER_MAX_TTL, rs.ttl)) if rs is not None else MARKER_MAX_TTL
-        mname = dns.name.from_text(marker_name(key))
-        txt = dns.rdtypes.ANY.TXT.TXT(_IN, _QTYPE_TXT, [observed.marker.to_text().encode()])
-        rrset = dns.rrset.from_rdata(mname, ttl, txt)
-        out[(name_wire(mname), _QTYPE_TXT)] = Answer([render_response(mname, _QTYPE_TXT, [rrset])])
+        text = observed.marker.to_text().encode()
+        if len(text) > 255:
+            raise ValueError("a marker longer than one TXT string (255 bytes)")
+        question = _Question(dns.name.from_text(marker_name(key)), _QTYPE_TXT)
+        rdata = bytes([len(text)]) + text
+        rr = _rr_head(_QTYPE_TXT, ttl) + len(rdata).to_bytes(2, "big") + rdata
+        out[(question.slot, _QTYPE_TXT)] = Answer([_response(question, [rr])])
     return out
+
+
+class _Question:
+    """A response's question section (the name as given, type, class IN) and the name's slot key."""
+
+    __slots__ = ("slot", "wire")
+
+    def __init__(self, name: dns.name.Name, rdtype: int) -> None:
+        self.wire = name.to_wire() + rdtype.to_bytes(2, "big") + b"\x00\x01"
+        self.slot = name.to_digestable()
+
+
+def _rr_head(rdtype: int, ttl: int) -> bytes:
+    """An answer RR up to its RDLENGTH: owner compressed to the question's name (offset 12), type, IN, TTL."""
+    if not 0 <= ttl <= 0xFFFFFFFF:
+        raise ValueError(f"TTL {ttl} does not fit 32 bits")
+    return b"\xc0\x0c" + rdtype.to_bytes(2, "big") + b"\x00\x01" + ttl.to_bytes(4, "big")
+
+
+def _response(question: _Question, rrs: list[bytes]) -> bytes:
+    """ID 0, QR and AA, one question, ``rrs`` in the answer section: what ``render_response`` gives."""
+    return _HEADER + len(rrs).to_bytes(2, "big") + b"\x00\x00\x00\x00" + question.wire + b"".join(rrs)
+
+
+_HEADER = b"\x00\x00" + int(dns.flags.QR | dns.flags.AA).to_bytes(2, "big") + b"\x00\x01"
+_ADDRESS_PARSERS = {int(dns.rdatatype.A): dns.ipv4.inet_aton, int(dns.rdatatype.AAAA): dns.ipv6.inet_aton}
