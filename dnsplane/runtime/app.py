@@ -24,12 +24,14 @@ succeeds. Each actor's last successful round, last error (with its time) and con
 failures are written to ``instance.json`` (``actors``) and shown by ``dnsplane status``. The
 health loop and the other background tasks are restarted the same way if they raise.
 
-The verifier's DNS view: at most ``MAX_QUERIES_IN_FLIGHT`` endpoints are queried at once;
-an endpoint whose query times out or fails is ``TIMEOUT``/``ERROR`` this round (the verifier
-reports it, repairs nothing on it); only records of the asked type at the asked name count as
-its addresses (a CNAME there answers none), only TXT at the marker name as its marker. Once a
-whole window of queries in flight has timed out in a row, the rest of that batch is TIMEOUT
-without asking (a silent server must not hold a round of 10,000 endpoints for minutes).
+The verifier's DNS view: asked from the worker thread that carries out its request, on one UDP
+socket (``dnsplane.runtime.dnsview``), never on the event loop that answers it; at most
+``MAX_QUERIES_IN_FLIGHT`` endpoints (two queries each) are unanswered at once; an endpoint whose
+query times out or fails is ``TIMEOUT``/``ERROR`` this round (the verifier reports it, repairs
+nothing on it); only records of the asked type at the asked name count as its addresses (a CNAME
+there answers none), only TXT at the marker name as its marker. Once a whole window of queries in
+flight has timed out in a row, the rest of that batch is TIMEOUT without asking (a silent server
+must not hold a round of 10,000 endpoints for minutes).
 
 The embedded server is told which endpoints the fleet declares (at start and on every applied
 reload): until one has been written for the first time it is answered SERVFAIL, never NXDOMAIN
@@ -41,7 +43,6 @@ Limits: one zone per process; the verifier queries the embedded server it runs.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -52,7 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.name
@@ -63,7 +63,7 @@ from dnsplane.config import Fleet, ServeConfig
 from dnsplane.dns.ratelimit import RateLimit
 from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
-from dnsplane.errors import DnsplaneError, InvalidConfig
+from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Interpreter
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
@@ -86,6 +86,7 @@ from dnsplane.protocol.planner import HEAD_CHECK, Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
+from dnsplane.runtime import dnsview
 from dnsplane.runtime.datadir import installation_owner
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
@@ -143,16 +144,36 @@ def backoff(period: float, failures: int) -> float:
     return min(period * 2 ** min(failures - 1, 32), max(period, BACKOFF_CAP))
 
 
-@dataclass
-class _Silence:
-    """Timeouts in a row within one ``resolve``: when a whole window of queries in flight timed out, the
-    server is taken as silent and the rest of the batch is TIMEOUT without asking (a dead server
-    with 10,000 endpoints would otherwise hold the verifier 2 s per 64 endpoints)."""
+def _by_provider(observed: Observed) -> Resolution:
+    """What the provider holds, as the verifier's DNS view where no DNS server is asked (Route 53)."""
+    records = observed.records
+    addrs = tuple(records.addresses()) if records else ()
+    marker = observed.marker.to_text() if observed.marker else None
+    return Resolution("NOERROR" if addrs else "NXDOMAIN", addrs, marker, observed)
 
-    timeouts: int = 0
 
-    def dead(self) -> bool:
-        return self.timeouts >= MAX_QUERIES_IN_FLIGHT
+def _resolution(key: EndpointKey, observed: Observed, qname: dns.name.Name, mname: dns.name.Name,
+                answer: dnsview.Outcome, txt: dnsview.Outcome) -> Resolution:
+    """One endpoint as DNS answers it: its address query's and its marker query's outcomes (``dnsview.ask``)."""
+    for outcome in (answer, txt):
+        if isinstance(outcome, dns.exception.Timeout):  # dnspython's, not the built-in TimeoutError
+            return Resolution("TIMEOUT", (), None, observed)
+        if isinstance(outcome, Exception):  # a malformed answer, a refused socket
+            log.debug("verifier query failed", extra={"fields": {"endpoint": str(key), "error": repr(outcome)}})
+            return Resolution("ERROR", (), None, observed)
+    assert isinstance(answer, dns.message.Message) and isinstance(txt, dns.message.Message)
+    # Only records of the asked type at the asked name: a CNAME there (and its target's records,
+    # which BIND adds) answers no address of the endpoint's own.
+    want = dns.rdatatype.from_text(key.rtype)
+    addresses = tuple(rd.to_text() for rrset in answer.answer if rrset.rdtype == want and rrset.name == qname
+                      for rd in rrset)
+    marker = None
+    for rrset in txt.answer:
+        if rrset.rdtype != dns.rdatatype.TXT or rrset.name != mname:
+            continue
+        for rd in rrset:
+            marker = b"".join(rd.strings).decode(errors="replace")
+    return Resolution(dns.rcode.to_text(answer.rcode()), addresses, marker, observed)
 
 
 @dataclass
@@ -227,10 +248,9 @@ class App:
                                     transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)
-        # the verifier's ``Resolve`` runs, like every request, in a worker thread; its DNS queries go out
-        # on the event loop (``_resolve_from_thread``)
+        # the verifier's ``Resolve`` runs, like every request, in a worker thread, its DNS queries too
+        # (``_resolve_from_thread``)
         self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)
-        self._loop: asyncio.AbstractEventLoop | None = None
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace,
                                head_check=self.options.head_check)
@@ -244,7 +264,6 @@ class App:
         self.actors: dict[str, ActorStatus] = {}
         self._status_written = 0.0
         self._instance_unwritten = False
-        self._queries = asyncio.Semaphore(MAX_QUERIES_IN_FLIGHT)
         self.ready = asyncio.Event()  # first round of health checks done
         self._unknown_checks: dict[str, str] = {}  # target -> detail of its check's current unknown streak
         self.started = asyncio.Event()  # DNS server listening, instance.json written
@@ -260,7 +279,6 @@ class App:
 
         Never raises for what the actor or its commands raise, and never leaves the actor waiting
         for a reply: every request ends in its reply or in a ``Failed`` fed back to the actor."""
-        self._loop = asyncio.get_running_loop()
         first: Failed | None = None
         reply: Event | None = event
         while reply is not None:
@@ -483,74 +501,30 @@ class App:
         """The verifier's ``Resolve`` as the interpreter carries it out: ``Resolved``, or ``Failed`` for
         whatever the provider's read or a query raised (the verifier must hear back: it is the last
         actor that may fall silent)."""
-        self._loop = asyncio.get_running_loop()
         reply = await asyncio.to_thread(self.interpreter.run, "verifier", request(Resolve(tuple(keys))), time.time())
         assert reply is not None  # a request always has its reply
         return reply
 
     def _resolve_from_thread(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, Resolution]:
-        """The interpreter's resolver, called in a worker thread: the provider read here, the DNS
-        queries on the event loop. Raises what they raise (the interpreter makes it ``Failed``)."""
-        loop = self._loop
-        if loop is None:
-            raise DnsplaneError("the verifier's DNS view needs the running event loop")
+        """The interpreter's resolver, called in a worker thread: the provider read and the DNS queries
+        (``dnsview.ask``: one socket, pipelined) both here, never on the event loop, which answers them.
+        Raises what the read raises (the interpreter makes it ``Failed``)."""
         observed = self.provider.read(keys)
-        future = asyncio.run_coroutine_threadsafe(self._resolutions(keys, observed), loop)
-        # bounded, so that a loop that stopped (shutdown) never holds this thread: each window of
-        # queries takes at most a query timeout, and a silent server ends a batch early
-        bound = QUERY_TIMEOUT * (len(keys) / MAX_QUERIES_IN_FLIGHT + 2) * 2 + 5.0
-        try:
-            return future.result(timeout=bound)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise DnsplaneError(f"the verifier's DNS view took over {bound:.0f}s") from None
-
-    async def _resolutions(self, keys: Sequence[EndpointKey], observed: dict[EndpointKey, Observed]
-                           ) -> dict[EndpointKey, Resolution]:
-        silence = _Silence()
-        results = await asyncio.gather(*(self._resolve_one(k, observed[k], silence) for k in keys))
-        return dict(zip(keys, results, strict=True))
+        where = self.dns_address()
+        if where is None:  # no DNS server to ask from here (Route 53): judge by the provider's state
+            return {k: _by_provider(observed[k]) for k in keys}
+        names = [(dns.name.from_text(k.name), dns.name.from_text(marker_name(k))) for k in keys]
+        queries = [q for k, (qname, mname) in zip(keys, names, strict=True)
+                   for q in (dns.message.make_query(qname, k.rtype), dns.message.make_query(mname, "TXT"))]
+        # a window of MAX_QUERIES_IN_FLIGHT endpoints, two queries each: 10,000 endpoints must not send
+        # 20,000 queries at once
+        got = dnsview.ask(queries, *where, timeout=QUERY_TIMEOUT, window=2 * MAX_QUERIES_IN_FLIGHT)
+        return {k: _resolution(k, observed[k], qname, mname, got[2 * i], got[2 * i + 1])
+                for i, (k, (qname, mname)) in enumerate(zip(keys, names, strict=True))}
 
     def dns_address(self) -> tuple[str, int] | None:
         embedded = (self.options.dns_host, self.server.port) if self.server else ("", 0)
         return dns_view(self.fleet, embedded)
-
-    async def _resolve_one(self, key: EndpointKey, observed: Observed, silence: _Silence | None = None) -> Resolution:
-        where = self.dns_address()
-        if where is None:  # no DNS server to ask from here (Route 53): judge by the provider's state
-            records = observed.records
-            addrs = tuple(records.addresses()) if records else ()
-            marker = observed.marker.to_text() if observed.marker else None
-            return Resolution("NOERROR" if addrs else "NXDOMAIN", addrs, marker, observed)
-        host, port = where
-        qname, mname = dns.name.from_text(key.name), dns.name.from_text(marker_name(key))
-        silence = silence or _Silence()
-        async with self._queries:  # bounded: 10,000 endpoints must not send 20,000 queries at once
-            if silence.dead():  # the server answered none of the last queries: do not wait on it again
-                return Resolution("TIMEOUT", (), None, observed)
-            try:
-                answer = await dns.asyncquery.udp(dns.message.make_query(qname, key.rtype), host, QUERY_TIMEOUT,
-                                                  port)
-                txt = await dns.asyncquery.udp(dns.message.make_query(mname, "TXT"), host, QUERY_TIMEOUT, port)
-            except dns.exception.Timeout:  # dnspython's, not the built-in TimeoutError
-                silence.timeouts += 1
-                return Resolution("TIMEOUT", (), None, observed)
-            except (dns.exception.DNSException, OSError) as err:  # a malformed answer, a refused socket
-                log.debug("verifier query failed", extra={"fields": {"endpoint": str(key), "error": repr(err)}})
-                return Resolution("ERROR", (), None, observed)
-        silence.timeouts = 0
-        # Only records of the asked type at the asked name: a CNAME there (and its target's records,
-        # which BIND adds) answers no address of the endpoint's own.
-        want = dns.rdatatype.from_text(key.rtype)
-        addresses = tuple(rd.to_text() for rrset in answer.answer if rrset.rdtype == want and rrset.name == qname
-                          for rd in rrset)
-        marker = None
-        for rrset in txt.answer:
-            if rrset.rdtype != dns.rdatatype.TXT or rrset.name != mname:
-                continue
-            for rd in rrset:
-                marker = b"".join(rd.strings).decode(errors="replace")
-        return Resolution(dns.rcode.to_text(answer.rcode()), addresses, marker, observed)
 
     # ------------------------------------------------------------- lifecycle
 

@@ -28,6 +28,7 @@ from dnsplane.runtime.app import App, Options, backoff
 from dnsplane.runtime.demo import DemoTargets
 from dnsplane.store.memory import MemoryStore
 from tests.fakes import ZONE, MemoryProvider, member, rs
+from tests.servers.dnsstub import StubServer, address_answer
 
 API = EndpointKey("api.demo.test.", "A")
 FAST = {"planner_period": 0.1, "enactor_period": 0.1, "health_period": 0.1, "collector_period": 0.2,
@@ -329,36 +330,29 @@ def test_the_verifier_bounds_its_queries_and_survives_lost_answers(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """10,000 endpoints sent 20,000 queries at once to the embedded server and timed out; a lost
     UDP answer raised ``dns.exception.Timeout`` (not the built-in ``TimeoutError``) out of the
-    verifier. Now at most ``MAX_QUERIES_IN_FLIGHT`` endpoints are asked at once, and an endpoint
-    whose answer is lost is "unreachable" this round: reported, not repaired."""
-    import dns.exception
+    verifier. Now at most ``MAX_QUERIES_IN_FLIGHT`` endpoints (two queries each) are asked at once, and
+    an endpoint whose answer is lost is "unreachable" this round: reported, not repaired. A real UDP
+    server that answers in bursts (``tests/servers/dnsstub``) counts the queries it holds unanswered."""
     import dns.message
 
     from dnsplane.runtime import app as app_module
 
+    def answer(q: dns.message.Message) -> dns.message.Message | None:
+        return None if q.question[0].name.to_text().startswith("n7.") else address_answer(q)
+
     async def scenario() -> None:
         app = make_app(tmp_path, dict.fromkeys(demo_target_ids(), 1))
         keys = [EndpointKey(f"n{i}.demo.test.", "A") for i in range(300)]
-        in_flight = {"now": 0, "max": 0}
-
-        async def udp(q: dns.message.Message, where: str, timeout: float, port: int) -> dns.message.Message:
-            in_flight["now"] += 1
-            in_flight["max"] = max(in_flight["max"], in_flight["now"])
-            try:
-                await asyncio.sleep(0.001)
-                if q.question[0].name.to_text().startswith("n7."):
-                    raise dns.exception.Timeout
-                return dns.message.make_response(q)
-            finally:
-                in_flight["now"] -= 1
-
-        monkeypatch.setattr(app_module.dns.asyncquery, "udp", udp)
-        reply = await app.resolve(keys)
+        with StubServer(answer) as server:
+            monkeypatch.setattr(app_module, "QUERY_TIMEOUT", 0.5)
+            monkeypatch.setattr(app, "dns_address", lambda: ("127.0.0.1", server.port))
+            reply = await app.resolve(keys)
         assert not isinstance(reply, Failed), reply
-        assert 0 < in_flight["max"] <= app_module.MAX_QUERIES_IN_FLIGHT
+        assert 1 < max(server.bursts) <= 2 * app_module.MAX_QUERIES_IN_FLIGHT, server.bursts
         results = reply.results  # type: ignore[union-attr]
         assert results[EndpointKey("n7.demo.test.", "A")].rcode == "TIMEOUT"
         assert results[EndpointKey("n8.demo.test.", "A")].rcode == "NOERROR"
+        assert results[EndpointKey("n8.demo.test.", "A")].addresses == ("192.0.2.1",)
         app.store.close()
         app.provider.close()
 
@@ -369,26 +363,19 @@ def test_a_silent_dns_server_does_not_hold_the_verifier_for_every_endpoint(tmp_p
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Once a whole window of queries in flight timed out, the rest of the batch is TIMEOUT without
     being asked: a dead server with 10,000 endpoints held a round 2 s per 64 endpoints."""
-    import dns.exception
-    import dns.message
-
     from dnsplane.runtime import app as app_module
 
     async def scenario() -> None:
         app = make_app(tmp_path, dict.fromkeys(demo_target_ids(), 1))
         keys = [EndpointKey(f"n{i}.demo.test.", "A") for i in range(500)]
-        calls = {"n": 0}
-
-        async def udp(q: dns.message.Message, where: str, timeout: float, port: int) -> dns.message.Message:
-            calls["n"] += 1
-            await asyncio.sleep(0.01)
-            raise dns.exception.Timeout
-
-        monkeypatch.setattr(app_module.dns.asyncquery, "udp", udp)
-        reply = await app.resolve(keys)
+        with StubServer(lambda q: None) as server:
+            monkeypatch.setattr(app_module, "QUERY_TIMEOUT", 0.2)
+            monkeypatch.setattr(app, "dns_address", lambda: ("127.0.0.1", server.port))
+            reply = await app.resolve(keys)
+            received = server.received
         assert isinstance(reply, Resolved)
         assert all(r.rcode == "TIMEOUT" for r in reply.results.values())
-        assert calls["n"] <= 2 * app_module.MAX_QUERIES_IN_FLIGHT, calls
+        assert received <= 4 * app_module.MAX_QUERIES_IN_FLIGHT, received  # two windows of two queries each
         app.store.close()
         app.provider.close()
 
