@@ -111,7 +111,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             periods[option] = getattr(args, option)
     rate_limit = RateLimit(args.rrl, args.rrl_slip) if getattr(args, "rrl", None) else None
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
-                      enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", 0),
+                      enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
                       **periods)
 
     async def main() -> None:
@@ -768,10 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rrl-slip", type=bounded_int(0, 10), default=2, metavar="N",
                     help="with --rrl, every Nth answer over the limit is sent truncated (TC) instead of dropped, so "
                     "a real client retries over TCP, which is never limited (default 2; 0: drop them all)")
-    up.add_argument("--dns-workers", type=bounded_int(0, 64), default=0, metavar="N",
-                    help="embedded server: answer UDP from N worker processes on the same port (SO_REUSEPORT), "
-                    "so answering uses N cores and control work never delays a UDP answer; this process keeps "
-                    "TCP and zone transfers (default 0: this process answers everything)")
+    up.add_argument("--dns-workers", type=bounded_int(0, 64), default=None, metavar="N",
+                    help="embedded server: answer UDP from N worker processes on the same port, so answering "
+                    "uses N cores and control work (or this process's garbage collection) never delays a UDP "
+                    "answer; this process keeps TCP and zone transfers (default: 1 for a fleet of 10,000 "
+                    "endpoints or more, else 0; 0: this process answers everything)")
     up.set_defaults(func=cmd_up)
 
     v = sub.add_parser("validate", formatter_class=raw, help="check a fleet file; exit 2 with file:line on errors",

@@ -244,6 +244,12 @@ class Enactor:
     # batches of neighbours in the zone's DNS order (``model.zone_order``), for a provider whose reads cost
     # by position (Route 53: a batch of neighbours is read in a page or two, a scattered one a page each)
     zone_ordered: bool = field(default=False, metadata=CONFIG)
+    # (i, n): the i-th of n enactors walks each plan's changes from their i-th n-th on, round to the start,
+    # so n enactors write different endpoints first instead of all racing for the same ones (measured at
+    # 100,000 endpoints: three in step each read and tried to write every batch). Each still walks every
+    # change and decides it on a fresh read, so the start spreads the work and nothing else: the
+    # compare-and-swap is what makes several writers safe, whatever their order.
+    share: tuple[int, int] = field(default=(0, 1), metadata=CONFIG)
     applied_upto: Generation = NO_GENERATION  # newest generation this enactor finished
     working: Generation | None = None  # generation in flight
     # when the plans at ``applied_upto`` and ``working`` were created, as the store said: a store put back
@@ -288,7 +294,7 @@ class Enactor:
     def reset(self, ownership: Ownership | None = None) -> None:
         """Forget every round, as a restarted process does: the state of a fresh enactor with this
         one's name, zone and batch size, and ``ownership`` (by default its own)."""
-        fresh = Enactor(self.name, self.zone, self.batch_size, self.zone_ordered,
+        fresh = Enactor(self.name, self.zone, self.batch_size, self.zone_ordered, self.share,
                         ownership=self.ownership if ownership is None else ownership)
         vars(self).update(vars(fresh))
 
@@ -329,6 +335,11 @@ class Enactor:
                 refused = self._refuse_invalid(changes)
                 if self.zone_ordered and len(changes) > self.batch_size:
                     changes = dict(sorted(changes.items(), key=lambda kv: zone_order(kv[0])))
+                i, n = self.share
+                if n > 1 and len(changes) > self.batch_size:
+                    walk = list(changes.items())
+                    start = len(walk) * i // n
+                    changes = dict(walk[start:] + walk[:start])
                 self.pending = changes
                 self.total = len(changes)
                 self.recheck = any(k not in changes for k in self.held)

@@ -271,7 +271,8 @@ class Planner:
 
     def health_snapshot(self) -> dict[str, TargetSnapshot]:
         """What it knows of each target it has health for, by target id."""
-        return {tid: TargetSnapshot(h.healthy, h.last_result, h.last_detail) for tid, h in self.health.items()}
+        # over a copy: the runtime reads it while the planner may be handling an event in another thread
+        return {tid: TargetSnapshot(h.healthy, h.last_result, h.last_detail) for tid, h in list(self.health.items())}
 
     def reset(self) -> None:
         """Forget everything but the health observations, as a restarted process that kept them: the

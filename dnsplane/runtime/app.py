@@ -1,9 +1,11 @@
 """The asyncio runtime: one process running planner, enactors, collector, verifier,
 health checks and the embedded DNS server against the real store and provider.
 
-Actors' ``handle`` runs only on the event loop thread; store and provider calls
-run in worker threads (``asyncio.to_thread``), so a slow disk never stalls DNS
-answers. Enactors wake as soon as the planner publishes, and also every
+Actors' ``handle`` and the store and provider calls of their steps run in worker threads
+(``asyncio.to_thread``), one event at a time per actor, so neither a slow disk nor a large plan
+(seconds of handling at 100,000 endpoints) holds the event loop that answers DNS. What the loop
+reads of an actor's state (``instance.json``'s health, foreign and quarantined endpoints) it reads
+from copies. Enactors wake as soon as the planner publishes, and also every
 ``enactor_period`` seconds (another process may have published).
 
 Fleet reload (SIGHUP, ``dnsplane reload``): the fleet file is read again and validated whole
@@ -47,6 +49,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +121,20 @@ class Options:
     collector_period: float = 10.0
     verifier_period: float = 5.0
     rate_limit: RateLimit | None = None  # UDP RRL (``--rrl``); None: the fleet's serve.rrl, if any
-    dns_workers: int = 0  # the embedded server's UDP answering processes (dnsplane.dns.worker); 0: none
+    # the embedded server's UDP answering processes (dnsplane.dns.worker); 0: none; None: ``workers_for``
+    dns_workers: int | None = None
+
+
+WORKERS_FROM = 10_000  # endpoints from which ``up`` answers UDP from a worker process by default
+
+
+def workers_for(endpoints: int) -> int:
+    """UDP answering workers by default: one for a fleet of ``WORKERS_FROM`` endpoints or more. In this
+    process, DNS answers share the interpreter with the actors: at 100,000 endpoints the garbage
+    collector's full passes over the growing heap (whichever thread triggers them) and the handling of
+    each applied batch stopped answering for up to 4.5 s; a worker holds only the zone, frozen for the
+    collector, and answers between the chunks of a change it applies (bench/scale_e2e.py)."""
+    return 1 if endpoints >= WORKERS_FROM else 0
 
 
 def rate_limit_of(serve: ServeConfig) -> RateLimit | None:
@@ -244,7 +260,8 @@ class App:
         if isinstance(self.provider, EmbeddedProvider):
             self.server = DnsServer([self.provider], self.options.dns_host, self.options.dns_port,
                                     rate_limit=self.options.rate_limit or rate_limit_of(self.fleet.serve),
-                                    workers=self.options.dns_workers,
+                                    workers=workers_for(len(self.fleet.endpoints)) if self.options.dns_workers is None
+                                    else self.options.dns_workers,
                                     transfer=policy_of(self.fleet.serve), serial_file=data / SERIAL_FILE)
             # never NXDOMAIN for what is about to be served: SERVFAIL for each endpoint until first written
             self.server.declare(e.key for e in self.fleet.endpoints)
@@ -256,12 +273,14 @@ class App:
                                head_check=self.options.head_check)
         batch = min(1000, self.provider.capabilities.max_batch)
         ordered = self.provider.capabilities.ordered_reads
-        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, ownership=self.ownership())
-                         for i in range(self.options.enactors)]
+        n = self.options.enactors
+        self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, (i, n), ownership=self.ownership())
+                         for i in range(n)]
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone_ordered=ordered, zone=zone, ownership=self.ownership())
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.actors: dict[str, ActorStatus] = {}
+        self._handling: dict[str, threading.Lock] = {}  # actor name -> held while it handles an event
         self._status_written = 0.0
         self._instance_unwritten = False
         self.ready = asyncio.Event()  # first round of health checks done
@@ -282,7 +301,9 @@ class App:
         first: Failed | None = None
         reply: Event | None = event
         while reply is not None:
-            step, failure = self._handle(actor, reply)
+            # in a worker thread, like the step it returns: a plan of 100,000 endpoints is seconds of
+            # handling, and on the event loop DNS answers waited for it
+            step, failure = await asyncio.to_thread(self._handle_alone, actor, reply)
             first = first or failure
             if not step.effects and step.request is None:
                 break
@@ -293,6 +314,12 @@ class App:
                 for w in self.wake:
                     w.set()
         return first
+
+    def _handle_alone(self, actor: Actor, event: Event) -> tuple[Step, Failed | None]:
+        """``_handle``, one event at a time per actor: the planner is fed by its own loop and by the
+        health loop, each from a worker thread."""
+        with self._handling.setdefault(actor.name, threading.Lock()):
+            return self._handle(actor, event)
 
     def _handle(self, actor: Actor, event: Event) -> tuple[Step, Failed | None]:
         """``actor.handle(event)``; if it raises (a bug in the actor), the actor gets a ``Failed``
@@ -533,17 +560,17 @@ class App:
         found: dict[str, str] = {}
         actors: list[Verifier | Enactor] = [self.verifier, *self.enactors]
         for actor in actors:
-            for key, why in actor.foreign.items():
+            for key, why in list(actor.foreign.items()):  # a copy: the actor may be handling an event
                 found.setdefault(str(key), why)
         return found
 
     def quarantined(self) -> dict[str, str]:
         """Endpoints whose write the provider rejected (``Rejected``), and why, as the actors last saw them."""
         found: dict[str, str] = {}
-        for enactor in self.enactors:
-            for key, why in enactor.quarantined.items():
+        for enactor in self.enactors:  # copies: the actors may be handling events meanwhile
+            for key, why in list(enactor.quarantined.items()):
                 found.setdefault(str(key), why)
-        for key, held in self.verifier.quarantined.items():
+        for key, held in list(self.verifier.quarantined.items()):
             found.setdefault(str(key), held.reason)
         return found
 
@@ -576,7 +603,7 @@ class App:
             "reload": self.last_reload.to_json() if self.last_reload else None,
             "owner": self.owner,
             "foreign": self.foreign(),
-            "contested": {str(k): why for k, why in self.verifier.contested.items()},
+            "contested": {str(k): why for k, why in list(self.verifier.contested.items())},
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them

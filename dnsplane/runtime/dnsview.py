@@ -6,8 +6,9 @@ when dnspython's ``Message.is_response`` agrees (same question); any other datag
 answer of a query already given up, a stray). Each query gets its answer, or
 ``dns.exception.Timeout`` ``timeout`` seconds after it was sent, or what sending it or parsing its
 answer raised (``OSError``, ``dns.exception.DNSException``); an ICMP error (the port refused),
-reported by the socket on a later send or receive, is the error of every query then unanswered. Once ``window`` queries in a row have timed out, the server is
-taken as silent and every query not yet sent is ``Timeout`` without being sent.
+reported by the socket on a later send or receive, is the error of every query then unanswered.
+Once ``window`` queries in a row have timed out, the server is taken as silent and every query not
+yet sent is ``Timeout`` without being sent.
 
 Why not ``dns.asyncquery`` on the event loop, as before: a verifier round at 100,000 endpoints asks
 200,000 queries, and a socket and a transport per query on the loop that also answers them took 42 %
