@@ -272,3 +272,30 @@ def test_a_worker_starved_while_it_loads_is_given_time(source: FakeSource, monke
         with contextlib.suppress(ProcessLookupError):
             os.kill(loading, signal.SIGCONT)
         running.close()
+
+
+def test_a_worker_answers_between_chunks_of_a_change_and_serves_each_endpoint_whole() -> None:
+    """A change of thousands of endpoints is tens of milliseconds of rendering in a worker; it looks at its
+    socket every ``APPLY_CHUNK`` endpoints. What it answers there is, for each endpoint, the old content or
+    the new one, records and marker together; the serial moves once, at the end."""
+    answerer = worker_module._Answerer(worker_module.Init([(ZONE, 100, {})], (frozenset(), frozenset())))
+    keys = [EndpointKey(f"n{i}.{ZONE}", "A") for i in range(3 * worker_module.APPLY_CHUNK + 10)]
+    change = {k: obs(30, [Member("lb-a", ("192.0.2.1",), 1)], gen=3) for k in keys}
+    served: list[tuple[int, int]] = []  # (endpoints answering then, serial then)
+
+    def between() -> None:
+        table = answerer.tables[0]
+        answering = 0
+        for k in keys:
+            q = dns.message.make_query(k.name, "A")
+            r = dns.message.from_wire(answerer.responder.handle(q.to_wire(), True))
+            t = dns.message.make_query(f"_dnsplane-a.{k.name}", "TXT")
+            m = dns.message.from_wire(answerer.responder.handle(t.to_wire(), True))
+            assert bool(r.answer) == bool(m.answer), k  # records and marker together
+            answering += bool(r.answer)
+        served.append((answering, table.serial))
+
+    answerer.apply(0, change, 101, between)
+    chunk = worker_module.APPLY_CHUNK
+    assert served == [(chunk, 100), (2 * chunk, 100), (3 * chunk, 100)]
+    assert answerer.tables[0].serial == 101

@@ -167,3 +167,28 @@ def test_the_embedded_server_is_told_the_declared_endpoints_at_start_and_on_relo
     finally:
         app.store.close()
         app.provider.close()
+
+
+def test_up_answers_udp_from_a_worker_by_default_from_ten_thousand_endpoints(tmp_path: Path) -> None:
+    """In one process, DNS answers share the interpreter with the actors (at 100,000 endpoints the
+    collector's full passes stopped answering for seconds): a large fleet gets one UDP worker unless
+    ``--dns-workers`` says otherwise; a small one none."""
+    from dataclasses import replace
+
+    from dnsplane.runtime.app import WORKERS_FROM, workers_for
+
+    assert (workers_for(WORKERS_FROM - 1), workers_for(WORKERS_FROM), workers_for(10 * WORKERS_FROM)) == (0, 1, 1)
+    fleet = demo_fleet(dict.fromkeys(demo_target_ids(), 1))
+    small = App(fleet, Options(data_dir=tmp_path / "small", dns_port=0))
+    template = fleet.endpoints[0]
+    many = tuple(replace(template, name=f"n{i}.{fleet.zone}") for i in range(WORKERS_FROM))
+    large = App(replace(fleet, endpoints=many), Options(data_dir=tmp_path / "large", dns_port=0))
+    told = App(replace(fleet, endpoints=many), Options(data_dir=tmp_path / "told", dns_port=0, dns_workers=0))
+    try:
+        assert small.server is not None and small.server.workers == 0
+        assert large.server is not None and large.server.workers == 1
+        assert told.server is not None and told.server.workers == 0
+    finally:
+        for app in (small, large, told):
+            app.store.close()
+            app.provider.close()

@@ -380,3 +380,56 @@ def test_a_silent_dns_server_does_not_hold_the_verifier_for_every_endpoint(tmp_p
         app.provider.close()
 
     asyncio.run(scenario())
+
+
+def test_actors_handle_events_off_the_event_loop_one_at_a_time(tmp_path: Path) -> None:
+    """At 100,000 endpoints handling one event (a plan, a plan's changes) takes seconds, and on the event
+    loop DNS answers waited for it. Now ``handle`` runs in a worker thread, one event at a time per actor
+    (the planner is fed by its own loop and by the health loop): while the planner is held inside one,
+    the embedded server still answers, and no second event of the planner is handled meanwhile."""
+    import threading
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    held = threading.Event()
+    release = threading.Event()
+    seen: dict[str, Any] = {"threads": set(), "inside": 0, "most": 0}
+    lock = threading.Lock()
+
+    def prepare(app: App) -> None:
+        original = app.planner.handle
+
+        def handle(event: Any) -> Step:
+            with lock:
+                seen["threads"].add(threading.get_ident())
+                seen["inside"] += 1
+                seen["most"] = max(seen["most"], seen["inside"])
+            try:
+                if isinstance(event, Tick) and not held.is_set():
+                    held.set()
+                    release.wait(30)  # bounded: never hold the test past it
+                return original(event)
+            finally:
+                with lock:
+                    seen["inside"] -= 1
+
+        app.planner.handle = handle  # type: ignore[method-assign]
+
+    async def body(app: App) -> None:
+        loop_thread = threading.get_ident()
+        await until("the planner held inside a handle", held.is_set)
+        assert app.server is not None
+        query = dns.message.make_query(app.fleet.zone, "SOA")
+        answer = await asyncio.to_thread(dns.query.udp, query, "127.0.0.1", 5.0, app.server.port)
+        assert answer.rcode() == dns.rcode.NOERROR and answer.answer  # answered while the planner is held
+        release.set()
+        await until("the planner handling again", lambda: len(seen["threads"]) >= 1 and seen["inside"] == 0)
+        assert loop_thread not in seen["threads"]
+        assert seen["most"] == 1, "two events of the planner handled at once"
+
+    try:
+        asyncio.run(running_app(tmp_path, body, prepare))
+    finally:
+        release.set()
