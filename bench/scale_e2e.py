@@ -18,14 +18,16 @@ embedded provider, a real ``dnsplane up`` with three enactors):
   time, and ``named`` from start until it answers the zone's SOA (``tests/servers/named.py``).
 
 The fleet declares endpoints by ranges (docs/fleet-file.md), one per group, so the file stays small at
-1,000,000. Usage: ``python bench/scale_e2e.py [--sizes 10000,100000] [--sample 200] [--repeat 3]
-[--timeout 900]``; prints a markdown table. Needs ``named`` and ``named-checkzone`` for the anchor
+1,000,000. Usage: ``python bench/scale_e2e.py [--sizes 10000,100000] [--workers default,0] [--sample 200]
+[--repeat 3] [--timeout 900]``; prints a markdown table (``--workers``: the ``--dns-workers`` values run side
+by side for each size; peak RSS counts the workers too). Needs ``named`` and ``named-checkzone`` for the anchor
 (Debian's ``bind9``, ``bind9-utils``; the anchor is left out without them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import platform
@@ -212,6 +214,15 @@ def all_moved(port: int, before: dict[str, int | None]) -> bool:
     return True
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (the DNS workers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # the task ended meanwhile
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def peak_rss(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -225,11 +236,13 @@ def peak_rss(pid: int) -> int:
 @dataclass
 class Result:
     n: int
+    workers: str = "default"  # ``--dns-workers`` given to up ("default": none given)
     validate: float | None = None
     answering: float | None = None
     lost: list[float | None] = field(default_factory=list)
     back: list[float | None] = field(default_factory=list)
     rss: int = 0
+    worker_rss: int = 0  # the DNS workers', summed
     max_gap: float = 0.0
     timeouts: int = 0
     bad_after_first: int = 0
@@ -239,8 +252,8 @@ class Result:
     note: str = ""
 
 
-def run_size(n: int, args: argparse.Namespace, work: Path) -> Result:
-    fleet, result = Fleet(n), Result(n)
+def run_size(n: int, workers: str, args: argparse.Namespace, work: Path) -> Result:
+    fleet, result = Fleet(n), Result(n, workers)
     rng = random.Random(15)
     listeners = {f"lb-{g}-{s}": Listener() for g in range(GROUPS) for s in "ab"}
     up: subprocess.Popen[bytes] | None = None
@@ -261,12 +274,13 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> Result:
         prober.start()
         log = open(work / "up.log", "wb")  # noqa: SIM115 - handed to the child, closed below
         begin = time.monotonic()
+        worker_args = [] if workers == "default" else ["--dns-workers", workers]
         up = subprocess.Popen([*DNSPLANE, "up", "--fleet", str(path), "--data-dir", str(work / "data"),
-                               "--dns", f"127.0.0.1:{port}", "--enactors", "3", "--log-level", "warning"],
-                              stdout=log, stderr=log)
+                               "--dns", f"127.0.0.1:{port}", "--enactors", "3", "--log-level", "warning",
+                               *worker_args], stdout=log, stderr=log)
         log.close()
         result.answering = wait_until(lambda: all_answered(prober, begin, both), args.timeout)
-        print(f"  {n:,}: validate {result.validate:.2f} s, answering "
+        print(f"  {n:,} (--dns-workers {workers}): validate {result.validate:.2f} s, answering "
               f"{'not reached' if result.answering is None else f'{result.answering:.2f} s'}", file=sys.stderr)
         if result.answering is not None:
             for _ in range(args.repeat):
@@ -276,6 +290,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> Result:
                     into.append(wait_until(lambda b=before: all_moved(port, b), args.change_timeout))
                     print(f"  {n:,}: 1 % change ({'lost' if lost else 'back'}): {into[-1]}", file=sys.stderr)
         result.rss = peak_rss(up.pid)
+        result.worker_rss = sum(peak_rss(child) for child in children(up.pid))
     finally:
         if prober is not None:
             prober.stop()
@@ -333,17 +348,18 @@ def report(results: list[Result]) -> None:
     print(f"\n{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; prober: one UDP query every "
           f"{PROBE_EVERY * 1000:.0f} ms\n")
-    print("| endpoints | validate s | up → every sampled name answers s | 1 % change s (lost) | 1 % change s (back) "
-          "| peak RSS | largest answer gap | no answer in 1 s | NXDOMAIN/empty after first answer "
-          "| BIND named-checkzone s | BIND named start → SOA s |")
-    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| endpoints | --dns-workers | validate s | up → every sampled name answers s | 1 % change s (lost) "
+          "| 1 % change s (back) | peak RSS up (+ workers) | largest answer gap | no answer in 1 s "
+          "| NXDOMAIN/empty after first answer | BIND named-checkzone s | BIND named start → SOA s |")
+    print("|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
 
     def num(x: float | None) -> str:
         return "–" if x is None else f"{x:.2f}"
 
     for r in results:
-        print(f"| {r.n:,} | {num(r.validate)} | {num(r.answering)} | {spread(r.lost)} | {spread(r.back)} "
-              f"| {r.rss / 2**20:,.0f} MB | {r.max_gap * 1000:,.0f} ms | {r.timeouts} of {r.queries:,} "
+        rss = f"{r.rss / 2**20:,.0f} MB" + (f" (+ {r.worker_rss / 2**20:,.0f} MB)" if r.worker_rss else "")
+        print(f"| {r.n:,} | {r.workers} | {num(r.validate)} | {num(r.answering)} | {spread(r.lost)} | {spread(r.back)} "
+              f"| {rss} | {r.max_gap * 1000:,.0f} ms | {r.timeouts} of {r.queries:,} "
               f"| {r.bad_after_first} | {num(r.checkzone)} | {num(r.named_start)} |" + (f" {r.note}" if r.note else ""))
 
 
@@ -354,11 +370,15 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each change (median and range)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds for validate, and for every name to answer")
     ap.add_argument("--change-timeout", type=float, default=120.0)
+    ap.add_argument("--workers", default="default",
+                    help="comma-separated --dns-workers values to run side by side for each size ('default': "
+                    "up's own choice, one worker from 10,000 endpoints), e.g. default,0")
     args = ap.parse_args()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix="dnsplane-scale-") as tmp:
-            results.append(run_size(n, args, Path(tmp)))
+        for workers in args.workers.split(","):
+            with tempfile.TemporaryDirectory(prefix="dnsplane-scale-") as tmp:
+                results.append(run_size(n, workers, args, Path(tmp)))
     report(results)
     return 0
 
