@@ -37,7 +37,8 @@ class RecordSetCodec:
 
     ``encode`` produces exactly ``json.dumps(rs.to_json(), separators=(",", ":"))``
     (the same escaping), only faster, and remembers the pair so that reading
-    back what this process wrote costs a dictionary lookup.
+    back what this process wrote costs a dictionary lookup. Threads may share one (the SQLite store
+    decodes a plan's changes outside its lock): a lost race only costs a parse.
     """
 
     def __init__(self, limit: int = CACHE_LIMIT) -> None:
@@ -60,5 +61,5 @@ class RecordSetCodec:
         if len(self._parsed) >= self._limit:
             # forget the older half (dicts keep insertion order); a miss only costs a parse
             for old in list(itertools.islice(self._parsed, self._limit // 2)):
-                del self._parsed[old]
+                self._parsed.pop(old, None)  # (another thread may be forgetting the same ones)
         self._parsed[text] = rs
