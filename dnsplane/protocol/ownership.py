@@ -68,7 +68,9 @@ class Ownership:
     def of_fleet(cls, owner: str, endpoints: Iterable[Endpoint]) -> Ownership:
         """The ownership a fleet file declares: its endpoints managed, those with ``adopt: true`` adopted."""
         endpoints = tuple(endpoints)
-        targets = {e.key: frozenset(a for t in e.targets for a in t.addresses) for e in endpoints}
+        shared: dict[frozenset[str], frozenset[str]] = {}  # endpoints behind the same targets share one set
+        targets = {e.key: shared.setdefault(s, s) for e in endpoints
+                   for s in (frozenset(a for t in e.targets for a in t.addresses),)}
         return cls(owner, frozenset(e.key for e in endpoints), frozenset(e.key for e in endpoints if e.adopt),
                    targets)
 
