@@ -12,8 +12,8 @@ used. From a state the transitions are:
   actor handles it and the effects it answers with are carried out at once (a
   ``Begin``, a ``Finish``, a ``SetLastKnownGood``...), its next request, if any,
   becomes its pending item. Reply latency: as in the runtime (``App.feed``: the
-  request runs in a worker thread, its reply is handled on the event loop, the
-  next effects run in a later thread call), any other move can fall between a
+  request runs in a worker thread, its reply is handled in another thread call,
+  the next effects run in a later one), any other move can fall between a
   read and what is decided from it, so every read can go stale before it is
   acted on (a head read before a collect, a DNS check before the enactors move);
 - tick any idle actor;
