@@ -36,7 +36,6 @@ import dns.message
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 from dnsplane.model import EndpointKey, Observed, marker_name
