@@ -34,8 +34,8 @@ UDP socket and answer from their own copy of the zones; this process answers UDP
 them listens (and again while none does), and keeps TCP, transfers, NOTIFY and the serial. With
 workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
 forwarded to every worker with the new serial, and the listener returns once each answering worker
-acknowledged it (bound: 5 s plus twice this process's rendering time, then that worker is
-restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
+acknowledged it (a large change goes in parts, each acknowledged; a worker silent for 5 s while it
+owes an acknowledgement is restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
 is forwarded the same way. Commits of other processes are found by the 100 ms periodic check only
 (no UDP query reaches this process).
 
@@ -417,7 +417,6 @@ class DnsServer:
                 continue
             groups.setdefault(owner, []).append(key)
         for i, group in groups.items():
-            started = time.monotonic()
             observed = self.sources[i].read(group)
             table = self._tables[i]
             for key in group:
@@ -426,7 +425,7 @@ class DnsServer:
             self._bumped(table)
             if self._pool is not None:
                 changes = {k: table.observed.get(k) for k in group}
-                self._pool.forward(("zone", i, changes, table.serial), time.monotonic() - started)
+                self._pool.forward_zone(i, changes, table.serial)
             self.stats.refreshes += 1
             if self._unwritten:
                 self._settle_unwritten(group)
@@ -445,7 +444,6 @@ class DnsServer:
         """Re-read a whole zone; only endpoints whose content changed are re-rendered."""
         src = self.sources[idx]
         table = self._tables[idx]
-        started = time.monotonic()
         self._versions[idx] = src.data_version()
         data = src.read_all()
         changed = 0
@@ -471,7 +469,7 @@ class DnsServer:
         self._bumped(table)
         if self._pool is not None:
             changes = {k: table.observed.get(k) for k in touched}
-            self._pool.forward(("zone", idx, changes, table.serial), time.monotonic() - started)
+            self._pool.forward_zone(idx, changes, table.serial)
         self.stats.reloads += 1
         if self._unwritten:
             self._settle_unwritten(list(self._unwritten))

@@ -28,7 +28,8 @@ Protocol, over a unix socketpair (each message a 4-byte big-endian length and a 
 worker are the same program, the same user):
 - the worker says ``("hello", pid)`` once its interpreter runs; to the worker: ``("init", Init)``
   first; then ``("zone", idx, changes, serial)`` (``changes``: endpoint -> ``Observed`` or None for
-  removed, the new serial; a zone re-read after another process wrote the file sends what changed),
+  removed, the new serial; a zone re-read after another process wrote the file sends what changed;
+  a change of more than ``FORWARD_CHUNK`` endpoints goes in several messages, serial None but the last),
   ``("unwritten", names, slots)`` (the whole set), ``("written", names, slots)`` (what stopped being
   unwritten), ``("listen",)``, ``("ping",)``, ``("stats",)``, ``("stop",)``; each is answered
   ``("ack", seq)`` once applied (seq counts the messages from 1), ``init`` also by ``("loaded",)``,
@@ -44,10 +45,14 @@ worker are the same program, the same user):
 
 Guarantees:
 - freshness: ``DnsServer`` forwards each change from the thread that applied it (the writer's thread
-  for a commit) and returns only once every answering worker acknowledged it, or ``ACK_TIMEOUT``
-  passed (plus twice the time the main process took to render the change: a batch of 10,000
-  endpoints takes seconds): then the late worker is killed (it must not answer stale) and restarted (a ping every
-  ``HEARTBEAT`` finds a hung worker when nothing changes). So a query sent
+  for a commit) and returns only once every answering worker acknowledged it, or a worker is late:
+  it said nothing for ``ACK_TIMEOUT`` while it owed an acknowledgement for a message it was given
+  whole. Then it is killed (it must not answer stale) and restarted (a ping every ``HEARTBEAT`` finds
+  a hung worker when nothing changes). Its silence is bounded, not the work: a large change goes in
+  parts of ``FORWARD_CHUNK`` endpoints, each acknowledged, so a worker that is merely behind (a first
+  plan of 1,000,000 endpoints on cores the control plane shares) keeps speaking and is not replaced
+  by one that must load the whole zone again; a pause of the main process does not count against a
+  worker whose word is waiting to be read. So a query sent
   after a write returned sees the write, on every worker; the same holds for the serial and the
   declared-but-unwritten set (SERVFAIL until written);
 - a worker reads the socket only once it loaded its zones and applied every change sent before its
@@ -64,7 +69,7 @@ Guarantees:
 Limits: Unix only (``pass_fds``, epoll: Linux); the datagram a worker was answering when it died is
 lost (clients retry); a write waits for the slowest worker (its acknowledgement takes one batch of
 at most 64 datagrams), and so do TCP answers meanwhile (the server's lock); a hung worker delays
-them up to ``ACK_TIMEOUT`` once before it is replaced; the zone is rendered and held once per
+them up to ``ACK_TIMEOUT`` once before it is replaced, a slow one as long as it keeps acknowledging; the zone is rendered and held once per
 process (memory times N + 1), and a restarted worker renders the whole zone before it answers.
 """
 
@@ -110,6 +115,7 @@ HELLO_TIMEOUT = 30.0  # seconds a new worker may take to start its interpreter
 UDP_BATCH = 64
 UDP_RECV_SIZE = 4096
 APPLY_CHUNK = 256  # endpoints applied between two looks at the UDP socket (each about 35 µs to render)
+FORWARD_CHUNK = 2048  # endpoints of a change per message: each acknowledged (tens of ms), proof the worker moves
 _HEADER = struct.Struct(">I")
 # not ``-m dnsplane.dns.worker``: the package imports this module first, which runpy warns about
 _ENTRY = "import sys; from dnsplane.dns.worker import main; sys.exit(main(sys.argv[1:]))"
@@ -187,6 +193,8 @@ class _Worker:
         self.chan = chan
         self.sent = 0  # messages sent
         self.acked = 0  # highest acknowledged
+        self.written = 0  # messages written whole to its socket
+        self.heard = time.monotonic()  # last time it acknowledged anything or was given a message whole
         self.listening = False  # ``listen`` was sent: its acknowledgements are waited for
         self.ready = threading.Event()  # it answered ``listening``: its socket is bound
         self.dead = False
@@ -224,6 +232,9 @@ class _Worker:
                 msg = self.outbox.popleft()
             try:
                 self.chan.sendall(_frame(msg))
+                with self.cond:  # it holds the whole message now: its silence is counted from here
+                    self.written += 1
+                    self.heard = time.monotonic()
             except OSError as exc:  # it takes nothing for SEND_TIMEOUT: hung; it must not answer stale
                 if not self.dead:
                     log.warning(
@@ -237,14 +248,39 @@ class _Worker:
             if msg[0] == "stop":
                 return
 
-    def wait(self, seq: int, deadline: float) -> bool:
+    def wait(self, seq: int, deadline: float | None = None) -> bool:
+        """Wait for message ``seq`` to be applied; False when the worker is late: it owes an
+        acknowledgement for a message it holds whole and said nothing for ``ACK_TIMEOUT`` (and nothing it
+        said is waiting to be read: a pause of this process is not the worker's), or ``deadline`` passed.
+
+        Its silence, not the size of the work, is what is bounded: a worker behind on a large change
+        (a first plan of 100,000 endpoints, a machine whose cores the control plane takes) acknowledges
+        every ``FORWARD_CHUNK`` endpoints and is given the time; one stopped or hung is found within
+        ``ACK_TIMEOUT`` of its last word."""
         with self.cond:
             while self.acked < seq and not self.dead:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
                     return False
+                owes = self.written > self.acked  # else our own sending thread is behind, not the worker
+                left = self.heard + ACK_TIMEOUT - now if owes else ACK_TIMEOUT
+                if left <= 0:
+                    if not self._unread():
+                        return False
+                    left = 0.05  # it spoke while this process was paused: its reader takes it now
+                if deadline is not None:
+                    left = min(left, deadline - now)
                 self.cond.wait(left)
             return True
+
+    def _unread(self) -> bool:
+        """Whether the worker wrote something its reader thread has not taken yet."""
+        try:
+            return bool(self.chan.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # reset or closed: its reader sees the end and marks it gone
 
 
 class WorkerPool:
@@ -348,19 +384,19 @@ class WorkerPool:
         t.start()
 
     # forwarding -----------------------------------------------------------------
-    def forward(self, msg: tuple[Any, ...], work: float = 0.0) -> None:
-        """Send ``msg`` to every worker; return once each listening one applied it, or kill the late ones.
-        ``work``: seconds the main process took to apply it (rendering): allowed twice on top of the bound."""
+    def forward(self, msg: tuple[Any, ...]) -> None:
+        """Send ``msg`` to every worker; return once each listening one applied it, or kill the late ones
+        (``_Worker.wait``: silent for ``ACK_TIMEOUT`` while it owes an acknowledgement)."""
         with self._lock:
             waits = [(w, w.send(msg)) for w in self._workers if w is not None and w.listening]
             for w in self._workers:
                 if w is not None and not w.listening:
                     w.send(msg)  # still loading: it applies this before it listens
-        deadline = time.monotonic() + ACK_TIMEOUT + 2 * work
         for w, seq in waits:
-            if seq and not w.wait(seq, deadline):
+            if seq and not w.wait(seq):
                 log.warning(
-                    "dns worker %d did not apply a change within %.1f s: restarting it",
+                    "dns worker %d said nothing for %.1f s while it owed the acknowledgement of a change:"
+                    " restarting it",
                     w.proc.pid,
                     ACK_TIMEOUT,
                     extra={"event": "dns_worker_late", "pid": w.proc.pid},
@@ -368,6 +404,16 @@ class WorkerPool:
                 w.proc.kill()
                 w.proc.wait()  # its socket is closed: it answers nothing stale
                 w.gone()  # at once, not when its reader thread sees the EOF: pids() no longer lists it
+
+    def forward_zone(self, idx: int, changes: dict[EndpointKey, Observed | None], serial: int) -> None:
+        """Forward a change of zone ``idx`` in messages of ``FORWARD_CHUNK`` endpoints, the serial with
+        the last: each is acknowledged once applied, so a worker working through a large change keeps
+        saying so (``_Worker.wait`` bounds its silence, not the change's size)."""
+        items = list(changes.items())
+        last = max(0, len(items) - 1) // FORWARD_CHUNK * FORWARD_CHUNK
+        for start in range(0, last, FORWARD_CHUNK):
+            self.forward(("zone", idx, dict(items[start:start + FORWARD_CHUNK]), None))
+        self.forward(("zone", idx, dict(items[last:]), serial))
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, int]]:
         """Each listening worker's counters (pid, udp_queries, ...)."""
@@ -398,6 +444,7 @@ class WorkerPool:
                         if msg[0] == "stats":
                             w.stats[msg[1]] = msg[2]
                         w.acked = max(w.acked, msg[1])
+                        w.heard = time.monotonic()
                         w.cond.notify_all()
                 elif msg[0] == "loaded":
                     with self._lock:
@@ -456,11 +503,12 @@ class _Answerer:
         table.serial = (serial - 1) & 0xFFFFFFFF  # bump_serial renders the SOA of ``serial``
         table.bump_serial()
 
-    def apply(self, idx: int, changes: dict[EndpointKey, Observed | None], serial: int,
+    def apply(self, idx: int, changes: dict[EndpointKey, Observed | None], serial: int | None,
               between: Callable[[], None] = lambda: None) -> None:
         """Serve ``changes``, calling ``between`` after every ``APPLY_CHUNK`` endpoints (the queries that
         arrived meanwhile are answered there: a batch of thousands is tens of milliseconds of rendering).
-        Each endpoint changes whole, records and marker together; the serial moves once, at the end."""
+        Each endpoint changes whole, records and marker together; the serial moves once, at the end
+        (not at all for None: a part of a change forwarded in several messages, the serial comes with the last)."""
         table = self.tables[idx]
         for i, (key, observed) in enumerate(changes.items(), 1):
             if observed is None:
@@ -469,7 +517,8 @@ class _Answerer:
                 table.set(key, observed)
             if i % APPLY_CHUNK == 0:
                 between()
-        self._set_serial(idx, serial)
+        if serial is not None:
+            self._set_serial(idx, serial)
 
     def _reload(self, idx: int, observed: dict[EndpointKey, Observed], serial: int) -> None:
         table = self.tables[idx]
