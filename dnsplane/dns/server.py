@@ -35,9 +35,9 @@ them listens (and again while none does), and keeps TCP, transfers, NOTIFY and t
 workers a commit is applied in the writer's thread (under the lock; TCP answers take it too),
 forwarded to every worker with the new serial, and the listener returns once each answering worker
 acknowledged it (a large change goes in parts, each acknowledged; a worker silent for 5 s while it
-owes an acknowledgement is restarted), so the first freshness guarantee holds for every process; the declared-but-unwritten set
-is forwarded the same way. Commits of other processes are found by the 100 ms periodic check only
-(no UDP query reaches this process).
+owes an acknowledgement is restarted), so the first freshness guarantee holds for every process; the
+declared-but-unwritten set is forwarded the same way. Commits of other processes are found by the
+100 ms periodic check only (no UDP query reaches this process).
 
 Threading: ``read``, ``read_all`` and ``data_version`` of a source are called
 in the event loop thread (or in the caller's thread for ``refresh`` while the

@@ -69,8 +69,9 @@ Guarantees:
 Limits: Unix only (``pass_fds``, epoll: Linux); the datagram a worker was answering when it died is
 lost (clients retry); a write waits for the slowest worker (its acknowledgement takes one batch of
 at most 64 datagrams), and so do TCP answers meanwhile (the server's lock); a hung worker delays
-them up to ``ACK_TIMEOUT`` once before it is replaced, a slow one as long as it keeps acknowledging; the zone is rendered and held once per
-process (memory times N + 1), and a restarted worker renders the whole zone before it answers.
+them up to ``ACK_TIMEOUT`` once before it is replaced, a slow one as long as it keeps acknowledging;
+the zone is rendered and held once per process (memory times N + 1), and a restarted worker renders
+the whole zone before it answers.
 """
 
 from __future__ import annotations

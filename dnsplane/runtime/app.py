@@ -542,11 +542,11 @@ class App:
         if where is None:  # no DNS server to ask from here (Route 53): judge by the provider's state
             return {k: _by_provider(observed[k]) for k in keys}
         names = [(dns.name.from_text(k.name), dns.name.from_text(marker_name(k))) for k in keys]
-        queries = [q for k, (qname, mname) in zip(keys, names, strict=True)
-                   for q in (dns.message.make_query(qname, k.rtype), dns.message.make_query(mname, "TXT"))]
+        questions = [q for k, (qname, mname) in zip(keys, names, strict=True)
+                     for q in ((qname, dns.rdatatype.from_text(k.rtype)), (mname, dns.rdatatype.TXT))]
         # a window of MAX_QUERIES_IN_FLIGHT endpoints, two queries each: 10,000 endpoints must not send
         # 20,000 queries at once
-        got = dnsview.ask(queries, *where, timeout=QUERY_TIMEOUT, window=2 * MAX_QUERIES_IN_FLIGHT)
+        got = dnsview.ask(questions, *where, timeout=QUERY_TIMEOUT, window=2 * MAX_QUERIES_IN_FLIGHT)
         return {k: _resolution(k, observed[k], qname, mname, got[2 * i], got[2 * i + 1])
                 for i, (k, (qname, mname)) in enumerate(zip(keys, names, strict=True))}
 

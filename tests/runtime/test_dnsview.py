@@ -8,15 +8,18 @@ from __future__ import annotations
 import socket
 
 import dns.exception
+import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
+import dns.rdatatype
 
-from dnsplane.runtime.dnsview import ask
+from dnsplane.runtime.dnsview import Question, ask
 from tests.servers.dnsstub import StubServer, address_answer
 
 
-def queries(n: int, prefix: str = "n") -> list[dns.message.Message]:
-    return [dns.message.make_query(f"{prefix}{i}.demo.test.", "A") for i in range(n)]
+def queries(n: int, prefix: str = "n") -> list[Question]:
+    return [(dns.name.from_text(f"{prefix}{i}.demo.test."), dns.rdatatype.A) for i in range(n)]
 
 
 def test_each_query_gets_its_own_answer_with_at_most_a_window_unanswered() -> None:
@@ -26,7 +29,7 @@ def test_each_query_gets_its_own_answer_with_at_most_a_window_unanswered() -> No
     assert len(got) == 300
     for q, a in zip(asked, got, strict=True):
         assert isinstance(a, dns.message.Message), a
-        assert a.question[0].name == q.question[0].name  # answered in reverse order: matched, not taken in turn
+        assert a.question[0].name == q[0]  # answered in reverse order: matched, not taken in turn
     assert max(server.bursts) <= 32
     assert max(server.bursts) > 1  # pipelined, not one at a time
 
@@ -65,7 +68,7 @@ def test_what_answers_no_query_is_ignored_and_a_malformed_answer_is_that_querys_
     assert isinstance(got[3], dns.exception.DNSException) and not isinstance(got[3], dns.exception.Timeout)
     for i, (q, a) in enumerate(zip(asked, got, strict=True)):
         if i != 3:
-            assert isinstance(a, dns.message.Message) and a.question[0].name == q.question[0].name
+            assert isinstance(a, dns.message.Message) and a.question[0].name == q[0]
             assert a.rcode() == dns.rcode.NOERROR
 
 
@@ -75,3 +78,31 @@ def test_a_refused_port_is_an_error_not_a_timeout() -> None:
         port = s.getsockname()[1]
     got = ask(queries(20), "127.0.0.1", port, timeout=30.0, window=8)  # nothing listens there now
     assert all(isinstance(a, OSError) for a in got), got
+
+
+def test_an_answer_is_matched_by_its_question_without_case_and_an_error_answer_without_one_is_taken() -> None:
+    """The bytes are compared as ``Message.is_response`` compares the messages: the question's name in
+    another case answers it, a datagram with its ID and the QR bit unset (its own query, echoed) does not,
+    and a REFUSED without a question section is the query's answer."""
+    def answer(q: dns.message.Message) -> list[dns.message.Message | bytes]:
+        name = q.question[0].name.to_text()
+        wire = address_answer(q).to_wire()
+        if name.startswith("n1."):
+            return [q.to_wire(), wire]  # the query itself first
+        if name.startswith("n2."):
+            return [wire[:12] + wire[12:].replace(b"demo", b"DeMo")]
+        if name.startswith("n3."):
+            refused = dns.message.Message(q.id)
+            refused.flags = dns.flags.QR
+            refused.set_rcode(dns.rcode.REFUSED)
+            return [refused.to_wire()]
+        return [wire]
+
+    with StubServer(answer) as server:
+        got = ask(queries(5), "127.0.0.1", server.port, timeout=5.0, window=8)
+    assert all(isinstance(a, dns.message.Message) for a in got), got
+    assert [a.rcode() for a in got if isinstance(a, dns.message.Message)] == [dns.rcode.NOERROR] * 3 + [
+        dns.rcode.REFUSED, dns.rcode.NOERROR]
+    n1, n2 = got[1], got[2]
+    assert isinstance(n1, dns.message.Message) and n1.flags & dns.flags.QR  # not the echoed query
+    assert isinstance(n2, dns.message.Message) and n2.question[0].name.to_text() == "n2.DeMo.test."
