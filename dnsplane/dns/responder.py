@@ -322,23 +322,21 @@ class Responder:
             if ans is not None:
                 cum = ans.cum
                 idx = 0 if cum is None else bisect.bisect_right(cum, self._random() * ans.total)
+                wires = ans.wires(edns, do)
+                wire = wires[idx]
                 if edns:
-                    wire = (ans.edns_do if do else ans.edns)[idx]
                     limit = PLAIN_UDP_LIMIT if payload < PLAIN_UDP_LIMIT else min(payload, EDNS_PAYLOAD)
                 else:
-                    wire = ans.plain[idx]
                     limit = PLAIN_UDP_LIMIT
                 if udp and len(wire) > limit:
                     return self._truncated(qid, b2, b3, qname, qtype, edns, do, 0x84)
                 self.stats.responses["NOERROR"] += 1
                 qe = 12 + len(qname)
-                if memo_key is not None:
-                    wires = (ans.edns_do if do else ans.edns) if edns else ans.plain
-                    if max(map(len, wires)) <= limit:
-                        flags = bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10)))
-                        tails = tuple(flags + w[4:12] + qname + w[qe:] for w in wires)
-                        self._memoise(memo_key, (tails, ans.cum, ans.total, "NOERROR"))
-                        return qid + tails[idx]
+                if memo_key is not None and max(map(len, wires)) <= limit:
+                    flags = bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10)))
+                    tails = tuple(flags + w[4:12] + qname + w[qe:] for w in wires)
+                    self._memoise(memo_key, (tails, ans.cum, ans.total, "NOERROR"))
+                    return qid + tails[idx]
                 return qid + bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10))) + wire[4:12] + qname + wire[qe:]
             zone = node.zone
             rcode = RCODE_NOERROR
