@@ -110,6 +110,14 @@ _ANY_PREFERENCE = (dns.rdatatype.SOA, dns.rdatatype.A, dns.rdatatype.AAAA)
 MEMO_ENTRIES = 1 << 17
 
 
+_PLUS_ONE = {n.to_bytes(2, "big"): (n + 1).to_bytes(2, "big") for n in range(8)}
+
+
+def _plus_one(count: bytes) -> bytes:
+    """A section count (2 bytes, big-endian) plus one: the additional section with the OPT record."""
+    return _PLUS_ONE.get(count) or (int.from_bytes(count, "big") + 1).to_bytes(2, "big")
+
+
 def _minimal_any(rrsets: Collection[int]) -> int:
     for qtype in _ANY_PREFERENCE:
         if qtype in rrsets:
@@ -322,22 +330,30 @@ class Responder:
             if ans is not None:
                 cum = ans.cum
                 idx = 0 if cum is None else bisect.bisect_right(cum, self._random() * ans.total)
-                wires = ans.wires(edns, do)
-                wire = wires[idx]
+                plain = ans.plain
+                wire = plain[idx]
+                # the answer held without EDNS; with it, ARCOUNT + 1 and the OPT record appended here
                 if edns:
+                    opt = OPT_RR_DO if do else OPT_RR
                     limit = PLAIN_UDP_LIMIT if payload < PLAIN_UDP_LIMIT else min(payload, EDNS_PAYLOAD)
                 else:
+                    opt = b""
                     limit = PLAIN_UDP_LIMIT
-                if udp and len(wire) > limit:
+                if udp and len(wire) + len(opt) > limit:
                     return self._truncated(qid, b2, b3, qname, qtype, edns, do, 0x84)
                 self.stats.responses["NOERROR"] += 1
                 qe = 12 + len(qname)
-                if memo_key is not None and max(map(len, wires)) <= limit:
-                    flags = bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10)))
-                    tails = tuple(flags + w[4:12] + qname + w[qe:] for w in wires)
+                flags = bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10)))
+                if memo_key is not None and max(map(len, plain)) + len(opt) <= limit:
+                    if edns:
+                        tails = tuple(flags + w[4:10] + _plus_one(w[10:12]) + qname + w[qe:] + opt for w in plain)
+                    else:
+                        tails = tuple(flags + w[4:12] + qname + w[qe:] for w in plain)
                     self._memoise(memo_key, (tails, ans.cum, ans.total, "NOERROR"))
                     return qid + tails[idx]
-                return qid + bytes((wire[2] | (b2 & 0x01), wire[3] | (b3 & 0x10))) + wire[4:12] + qname + wire[qe:]
+                if edns:
+                    return qid + flags + wire[4:10] + _plus_one(wire[10:12]) + qname + wire[qe:] + opt
+                return qid + flags + wire[4:12] + qname + wire[qe:]
             zone = node.zone
             rcode = RCODE_NOERROR
         else:
