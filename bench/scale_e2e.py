@@ -10,7 +10,8 @@ embedded provider, a real ``dnsplane up`` with three enactors):
   of that group serves a marker of a newer generation (the embedded server answers one weighted target
   per query, so the answers alone cannot tell; records and marker change together); then it listens
   again, the same (``--repeat`` times each, median and range);
-- ``peak RSS`` of the ``up`` process (``VmHWM``);
+- ``peak RSS`` of the ``up`` process (``VmHWM``), and of its DNS workers;
+- DNS worker restarts: how many times ``up``'s log says a worker was restarted (late, or exited);
 - the prober: one UDP query every 10 ms, in turn for each sampled name, from before ``up`` starts to the end;
   the largest gap between two answers it got after the first, how many queries got no answer within 1 s,
   and how many answers after a name's first positive one were NXDOMAIN or empty (must be 0);
@@ -32,6 +33,7 @@ import itertools
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -249,6 +251,7 @@ class Result:
     queries: int = 0
     checkzone: float | None = None
     named_start: float | None = None
+    restarts: int = 0  # DNS workers restarted (late or exited), from up's log
     note: str = ""
 
 
@@ -299,6 +302,9 @@ def run_size(n: int, workers: str, args: argparse.Namespace, work: Path) -> Resu
         for lst in listeners.values():
             lst.close()
     assert prober is not None
+    with contextlib.suppress(OSError):
+        logged = (work / "up.log").read_text(errors="replace")
+        result.restarts = len(re.findall(r"dns worker \d+ .*restarting it", logged))
     answered = [a for a in prober.answers if a.got is not None]
     result.queries = len(prober.answers)
     times = [a.got for a in answered if a.got is not None]
@@ -350,8 +356,9 @@ def report(results: list[Result]) -> None:
           f"{PROBE_EVERY * 1000:.0f} ms\n")
     print("| endpoints | --dns-workers | validate s | up → every sampled name answers s | 1 % change s (lost) "
           "| 1 % change s (back) | peak RSS up (+ workers) | largest answer gap | no answer in 1 s "
-          "| NXDOMAIN/empty after first answer | BIND named-checkzone s | BIND named start → SOA s |")
-    print("|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
+          "| NXDOMAIN/empty after first answer | DNS worker restarts | BIND named-checkzone s "
+          "| BIND named start → SOA s |")
+    print("|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def num(x: float | None) -> str:
         return "–" if x is None else f"{x:.2f}"
@@ -360,7 +367,8 @@ def report(results: list[Result]) -> None:
         rss = f"{r.rss / 2**20:,.0f} MB" + (f" (+ {r.worker_rss / 2**20:,.0f} MB)" if r.worker_rss else "")
         print(f"| {r.n:,} | {r.workers} | {num(r.validate)} | {num(r.answering)} | {spread(r.lost)} | {spread(r.back)} "
               f"| {rss} | {r.max_gap * 1000:,.0f} ms | {r.timeouts} of {r.queries:,} "
-              f"| {r.bad_after_first} | {num(r.checkzone)} | {num(r.named_start)} |" + (f" {r.note}" if r.note else ""))
+              f"| {r.bad_after_first} | {r.restarts} | {num(r.checkzone)} | {num(r.named_start)} |"
+              + (f" {r.note}" if r.note else ""))
 
 
 def main() -> int:
