@@ -29,7 +29,8 @@ import dns.rrset
 import pytest
 
 from dnsplane.dns import DnsServer
-from dnsplane.dns.render import OPT_RR, Answer, render_response
+from dnsplane.dns.render import OPT_RR, OPT_RR_DO, Answer, name_wire, render_response
+from dnsplane.dns.responder import Responder
 from dnsplane.model import EndpointKey, Generation, Marker, Member, Observed, RecordSet, Write, marker_name
 from dnsplane.providers.embedded import EmbeddedProvider
 
@@ -585,15 +586,24 @@ def test_start_stop_restart_same_port(source: FakeSource) -> None:
 # --- rendering ------------------------------------------------------------------
 
 
-def test_edns_variant_equals_dnspython_rendering() -> None:
+@pytest.mark.parametrize("arcount", [0, 1])
+@pytest.mark.parametrize("do", [False, True])
+def test_an_edns_answer_is_dnspythons_rendering_of_the_plain_one_with_edns(do: bool, arcount: int) -> None:
+    """An answer is held without EDNS; with EDNS in the query the responder appends the OPT record and
+    counts it: the bytes are dnspython's for the same message (an additional record already there or not)."""
     qname = dns.name.from_text("api.demo.test.")
     rrset = dns.rrset.from_text_list(qname, 30, "IN", "A", ["10.0.0.1", "10.0.0.2"])
-    plain = render_response(qname, dns.rdatatype.A, [rrset])
-    ans = Answer([plain])
+    glue = [dns.rrset.from_text("ns1.demo.test.", 30, "IN", "A", "127.0.0.1")] if arcount else []
+    plain = render_response(qname, dns.rdatatype.A, [rrset], glue)
+    responder = Responder()
+    table = responder.add_zone(ZONE, 1)
+    table._put(name_wire(qname), dns.rdatatype.A, Answer([plain]))
+    query = dns.message.make_query(qname, "A", use_edns=0, payload=1232, want_dnssec=do)
+    got = responder.handle(query.to_wire(), True)
     m = dns.message.from_wire(plain)
-    m.use_edns(0, 0, 1232)
-    assert ans.wires(edns=True)[0] == m.to_wire(want_shuffle=False)
-    m.use_edns(0, dns.flags.DO, 1232)
-    assert ans.wires(edns=True, do=True)[0] == m.to_wire(want_shuffle=False)
-    assert ans.wires(edns=True)[0].endswith(OPT_RR)
-    assert ans.wires(edns=False) == (plain,)
+    m.id = query.id
+    m.flags |= dns.flags.RD
+    m.use_edns(0, dns.flags.DO if do else 0, 1232)
+    assert got == m.to_wire(want_shuffle=False)
+    assert got is not None and got.endswith(OPT_RR_DO if do else OPT_RR)
+    assert responder.handle(query.to_wire(), True) == got  # the memoised answer too
