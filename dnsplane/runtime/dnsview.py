@@ -122,11 +122,12 @@ def _question_wire(question: Question) -> bytes:
 
 def _answers(wire: bytes, question: bytes) -> bool:
     """Whether ``wire`` (its ID already matched) is a response to the query of ``question``: QR set,
-    opcode QUERY, one question, the same (names compared without case: label lengths are below 64, so
-    ``lower`` changes only the letters)."""
+    opcode QUERY, one question, the same (the name compared without case: its label lengths are below
+    64, so ``lower`` changes only its letters; type and class byte for byte)."""
     end = 12 + len(question)
+    name = end - 4
     return (len(wire) >= end and wire[2] & _QR != 0 and wire[2] & _OPCODE == 0 and wire[4:6] == b"\x00\x01"
-            and wire[12:end].lower() == question.lower())
+            and wire[12:name].lower() == question[:-4].lower() and wire[name:end] == question[-4:])
 
 
 def _query(question: Question, qid: int) -> dns.message.Message:

@@ -106,3 +106,18 @@ def test_an_answer_is_matched_by_its_question_without_case_and_an_error_answer_w
     n1, n2 = got[1], got[2]
     assert isinstance(n1, dns.message.Message) and n1.flags & dns.flags.QR  # not the echoed query
     assert isinstance(n2, dns.message.Message) and n2.question[0].name.to_text() == "n2.DeMo.test."
+
+
+def test_the_type_is_compared_byte_for_byte_and_only_the_name_without_case() -> None:
+    """Type 65 (HTTPS) is 0x0041, an ``A`` in ASCII: lowering the whole question would take an answer
+    for type 97 (0x0061) as the answer of a type 65 query."""
+    def answer(q: dns.message.Message) -> list[dns.message.Message | bytes]:
+        wire = bytearray(dns.message.make_response(q).to_wire())
+        end = 12 + len(q.question[0].name.to_wire() or b"")
+        wire[end:end + 2] = (97).to_bytes(2, "big")  # the question's type, 65 made 97
+        return [bytes(wire)]
+
+    with StubServer(answer) as server:
+        got = ask([(dns.name.from_text("n0.demo.test."), dns.rdatatype.RdataType(65))], "127.0.0.1", server.port,
+                  timeout=0.5, window=1)
+    assert isinstance(got[0], dns.exception.Timeout), got
