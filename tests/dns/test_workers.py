@@ -286,6 +286,46 @@ def test_a_worker_behind_on_a_large_change_is_not_replaced_while_it_acknowledges
     every_worker_answers(srv, "n9999.bulk.demo.test.", "A", {"10.39.249.9"})
 
 
+def test_a_worker_killed_in_the_middle_of_a_large_change_is_replaced_by_one_serving_all_of_it(
+    srv: Running, source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies after applying some parts of a change and before others: the write still returns,
+    and its replacement starts from the whole change (its snapshot is taken once the change is applied),
+    never from the parts the dead one had."""
+    monkeypatch.setattr(worker_module, "FORWARD_CHUNK", 256)
+    keys = [EndpointKey(f"n{i}.bulk.demo.test.", "A") for i in range(10_000)]
+    with source._lock:
+        for i, key in enumerate(keys):
+            source.data[key] = obs(30, [Member("lb-1", (f"10.{i // 250}.{i % 250}.9",), 1000)])
+    pool = srv.server._pool
+    assert pool is not None
+    victim = next(w for w in pool._workers if w is not None)
+    before = victim.acked
+    killed = threading.Event()
+    at_kill: list[int] = []
+
+    def kill_midway() -> None:  # once it acknowledged three parts of the change
+        deadline = time.monotonic() + 60
+        while victim.acked < before + 3 and time.monotonic() < deadline and not victim.dead:
+            time.sleep(0.001)
+        if not victim.dead:
+            at_kill.append(victim.acked)
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            killed.set()
+
+    thread = threading.Thread(target=kill_midway)
+    thread.start()
+    for fn in source.listeners:
+        fn(keys)  # one commit of 10,000 endpoints: forty parts
+    thread.join()
+    assert killed.is_set(), "the worker was not killed"
+    assert at_kill[0] < before + len(keys) // 256, "killed after the whole change: not in the middle of it"
+    assert victim.proc.pid not in srv.server.worker_pids()
+    wait_for("a replacement", lambda: len(srv.server.worker_pids()) == 2 and srv.server.workers_ready(), 60)
+    for name, want in (("n0.bulk.demo.test.", "10.0.0.9"), ("n9999.bulk.demo.test.", "10.39.249.9")):
+        every_worker_answers(srv, name, "A", {want})
+
+
 def test_a_change_committed_by_another_process_reaches_every_worker(srv: Running, source: FakeSource) -> None:
     source.external_commit(API, obs(30, [Member("lb-1", ("10.70.0.1",), 1000)]))  # no listener: data_version only
     wait_for("the main process's periodic check", lambda: values(fan_out(srv.port, "api.demo.test.")) == {"10.70.0.1"})
