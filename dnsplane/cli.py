@@ -48,6 +48,8 @@ examples:
   dnsplane plan --fleet fleet.yaml         what a run would change, without writing
   dnsplane up --fleet fleet.yaml           run your own fleet
   dnsplane reload                          re-read the running fleet file (or: kill -HUP <pid>)
+  dnsplane freeze --reason "bad health"    stop every automated write now; DNS keeps answering
+  dnsplane unfreeze                        let the automation write again
   dnsplane simulate --protocol legacy      reproduce the October 2025 outage in the simulator
   dnsplane explore --protocol safe         every interleaving of a small configuration
 
@@ -413,6 +415,8 @@ def actor_state(info: dict[str, Any], written: float) -> str:
         return f"[red]STALLED (round overdue by {written - float(due):.0f}s)[/]"
     if failures:
         return f"[red]FAILING ({failures} round{'s' if failures > 1 else ''} in a row; retrying)[/]"
+    if info.get("held"):
+        return f"[yellow]held ({escape(str(info['held']))})[/]"
     return "[green]running[/]"
 
 
@@ -462,6 +466,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     instance = read_instance(root)
     store = SqliteStore(root / "store.sqlite")
+    freeze = store.frozen()
+    if freeze is not None:
+        held = ""
+        if instance is not None and not (instance.get("frozen") or {}).get("quiet"):
+            held = " [yellow](the running instance has not yet reported that no write is in flight)[/]"
+        console.print(f"[red]FROZEN[/] since {clock(freeze.at)} by {escape(freeze.by)}: "
+                      f"{escape(freeze.reason) or 'no reason given'}. No automated write (enactors, collector, "
+                      f"verifier repairs) until `dnsplane unfreeze`; no expiry.{held}", highlight=False,
+                      soft_wrap=True)
     head = store.head()
     desired = store.desired(None, head)
     zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
@@ -506,7 +519,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif marker.generation >= want.generation and seen.records.digest == want.records.digest:
             state = "[green]in sync[/]"
         elif marker.generation < want.generation:
-            state = "[yellow]lagging[/]"
+            state = "[yellow]lagging[/]" if freeze is None else "[yellow]held back by the freeze[/]"
         else:
             state = "[red]drift[/]"
         if str(key) in quarantined:
@@ -592,20 +605,108 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not (root / "store.sqlite").exists():
         err_console.print(f"no dnsplane data in {root}")
         return 1
-    key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))
     store = SqliteStore(root / "store.sqlite")
+    actions = store.operator_actions()
+    if args.endpoint is None:
+        store.close()
+        table = Table(title=f"operators' actions ({len(actions)} entries)")
+        for col in ("when", "who", "action", "reason"):
+            table.add_column(col)
+        for a in actions[-args.limit :]:
+            table.add_row(clock(a.at), escape(a.by), a.action, escape(a.reason) or "-")
+        console.print(table)
+        return 0
+    key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))
     entries = store.history(key)
     store.close()
-    table = Table(title=f"history of {key} ({len(entries)} entries)")
+    # the operators' zone-wide actions among the endpoint's own: why writes paused, and who paused them
+    rows: list[tuple[float, str, str, str, str]] = [
+        (e.at, e.actor, e.action, f"{'-' if e.before is None else e.before} -> {'-' if e.after is None else e.after}",
+         e.detail) for e in entries]
+    rows += [(a.at, a.by, a.action, "", a.reason) for a in actions]
+    rows.sort(key=lambda r: r[0])  # stable: an endpoint's entries keep their order
+    table = Table(title=f"history of {key} ({len(entries)} entries; the operators' freezes among them)")
     for col in ("when", "actor", "action", "generation before -> after", "detail"):
         table.add_column(col)
-    for e in entries[-args.limit :]:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
-        before = "-" if e.before is None else str(e.before)
-        after = "-" if e.after is None else str(e.after)
-        table.add_row(when, e.actor, e.action, f"{before} -> {after}", e.detail)
+    for at, actor, action, generations, detail in rows[-args.limit :]:
+        table.add_row(clock(at), escape(actor), action, generations, escape(detail))
     console.print(table)
     return 0 if entries else 1
+
+
+def clock(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+# ---------------------------------------------------------------------------- freeze
+
+
+def operator() -> str:
+    """Who is at the keyboard: ``user@host`` (the user behind sudo, where there is one)."""
+    import getpass
+    import socket
+
+    try:
+        user = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from dnsplane.store.base import Freeze, OperatorAction
+    from dnsplane.store.sqlite import SqliteStore
+
+    root = data_dir(args)
+    if not (root / "store.sqlite").exists():
+        err_console.print(f"no dnsplane data in {root} (pass --data-dir)")
+        return 1
+    lift = args.command == "unfreeze"
+    now, by, reason = time.time(), args.by or operator(), args.reason or ""
+    store = SqliteStore(root / "store.sqlite")
+    try:
+        was = store.set_freeze(None if lift else Freeze(now, by, reason),
+                               OperatorAction(now, by, args.command, reason))
+    finally:
+        store.close()
+    if lift:
+        if was is None:
+            console.print("not frozen: nothing to lift")
+            return 0
+        console.print(f"unfrozen by {escape(by)} (frozen since {clock(was.at)} by {escape(was.by)})",
+                      highlight=False, soft_wrap=True)
+    elif was is not None:
+        console.print(f"already frozen since {clock(was.at)} by {escape(was.by)}: "
+                      f"{escape(was.reason) or 'no reason given'}; nothing changed", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"frozen at {clock(now)} by {escape(by)}: {escape(reason) or 'no reason given'}. No "
+                      "expiry: it holds, across restarts, until `dnsplane unfreeze`.", highlight=False, soft_wrap=True)
+    instance = read_instance(root)
+    if instance is None:
+        console.print(f"no dnsplane is running on {root}: the next `dnsplane up` starts "
+                      + ("unfrozen" if lift else "frozen"))
+        return 0
+    pid = int(instance["pid"])
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = read_instance(root)
+        if state is None:
+            console.print(f"the running dnsplane (pid {pid}) has stopped")
+            return 0
+        frozen = state.get("frozen")
+        if lift and frozen is None:
+            console.print(f"the running dnsplane (pid {pid}) writes again: the enactors apply the newest plan now")
+            return 0
+        if not lift and frozen is not None and frozen.get("quiet"):
+            console.print(f"the running dnsplane (pid {pid}) has stopped writing: no automated write is in "
+                          "flight; DNS keeps answering what it holds and the planner keeps planning "
+                          "(`dnsplane status` shows what is held back)", highlight=False, soft_wrap=True)
+            return 0
+        time.sleep(0.05)
+    wanted = "writes again" if lift else "has no automated write in flight"
+    err_console.print(f"the store says {'unfrozen' if lift else 'frozen'}, but the running dnsplane (pid {pid}) did "
+                      f"not report that it {wanted} within {args.timeout:g} s; see `dnsplane status`")
+    return 1
 
 
 # ---------------------------------------------------------------------------- reload
@@ -798,8 +899,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("history", parents=[common], formatter_class=raw, help="every write to one endpoint",
                        epilog="examples:\n  dnsplane history api.demo.test\n  dnsplane history api.demo.test "
-                       "--type AAAA\n")
-    h.add_argument("endpoint", help="endpoint name, e.g. api.demo.test")
+                       "--type AAAA\n  dnsplane history                 # who froze and unfroze, when, why\n")
+    h.add_argument("endpoint", nargs="?", help="endpoint name, e.g. api.demo.test; without it, the operators' "
+                   "actions (freeze, unfreeze)")
     h.add_argument("--type", default="", help="record type (default A)")
     h.add_argument("--limit", type=int, default=50, help="show the newest N entries (default 50)")
     h.set_defaults(func=cmd_history)
@@ -818,6 +920,32 @@ def build_parser() -> argparse.ArgumentParser:
                        "exit status: 0 applied, 1 no running instance or no answer, 2 refused (nothing changed)\n")
     r.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the outcome (default 30)")
     r.set_defaults(func=cmd_reload)
+
+    for verb in ("freeze", "unfreeze"):
+        lift = verb == "unfreeze"
+        f = sub.add_parser(
+            verb, parents=[common], formatter_class=raw,
+            help="let the automation write again" if lift else
+            "stop every automated write at once; DNS keeps answering",
+            description=("Lift the freeze: the enactors apply the newest plan at once, the collector and the\n"
+                         "verifier run again. Journalled with who and why (`dnsplane history`).") if lift else (
+                "The big red button. Every automated write stops: the enactors', the collector's and the\n"
+                "verifier's repairs. DNS keeps answering what it holds; the planner keeps planning and the\n"
+                "health checks keep checking, so `dnsplane status` shows what is held back. The freeze is\n"
+                "kept in the plan store: every process on the data directory obeys it, a restart keeps\n"
+                "it, and it has no expiry (only `dnsplane unfreeze` lifts it). With a `dnsplane up`\n"
+                "running, this waits until it reports that no write is in flight any more (a write\n"
+                "already sent when the freeze came finishes; none starts after). Journalled with who and\n"
+                "why (`dnsplane history`; who: --by, else user@host)."),
+            epilog=(f"examples:\n  dnsplane {verb} --reason \"health checks fixed\"\n" if lift else
+                    "examples:\n  dnsplane freeze --reason \"health checks failing everything, INC-4411\"\n"
+                    "  dnsplane status                 # FROZEN, by whom, why; actors held\n")
+            + "exit status: 0 done (or nothing to do), 1 no data, or the running instance did not confirm in time\n")
+        f.add_argument("--reason", default="", help="why, for the journal and `dnsplane status`")
+        f.add_argument("--by", default=None, help="who, for the journal (default: user@host)")
+        f.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                       help="seconds to wait for the running instance to confirm (default 30)")
+        f.set_defaults(func=cmd_freeze)
 
     d = sub.add_parser("demo", parents=[common], formatter_class=raw,
                        help="make a demo load balancer fail or recover (against a running `dnsplane up`)",

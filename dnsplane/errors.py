@@ -79,6 +79,12 @@ class ProviderUnavailable(Retryable):
     fmt = "provider unavailable: {reason}"
 
 
+class Frozen(Retryable):
+    """An operator froze automated writes (``dnsplane freeze``); the write was not sent."""
+
+    fmt = "frozen by {by}: {reason} (no automated write until `dnsplane unfreeze`)"
+
+
 class DamagedDataFile(Permanent):
     """A SQLite file of the data directory that cannot be used as it is: damaged (not a database,
     malformed) or of a schema version this dnsplane does not know. Restoring or removing it is a human's call."""

@@ -7,6 +7,12 @@ explorer (the effects at once, the request when their scheduler delivers it, eac
 its own), the test harness and the benchmarks (``drain``). What differs between drivers is only
 *when* a step runs, never what it does. ``Resolve`` needs DNS: the caller passes a ``resolver``.
 
+The operator's freeze (``dnsplane freeze``) is enforced here, at the only two places an automated
+write leaves dnsplane: a ``WriteBatch`` (enactors, verifier repairs) and a ``Collect``. With a
+``WriteGate`` that is shut, neither is carried out: the reply is ``Failed`` (``Frozen``, retryable).
+The gate counts the writes that passed it and have not finished, so the runtime can tell when a
+freeze has taken hold: shut, and nothing in flight (``WriteGate.quiet``).
+
 Guarantee (I8): ``Interpreter.run`` never raises for what a command raises: a round that fails for
 any reason ends with a ``Failed`` reply. A ``DnsplaneError`` becomes ``Failed`` as its class says
 (``Retryable`` with its ``retry_after``, else not retryable); any other exception (a bug, or an
@@ -19,13 +25,15 @@ effect that fails ends the step: later effects and the request are not carried o
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dnsplane.errors import DnsplaneError, Retryable
+from dnsplane.errors import DnsplaneError, Frozen, Retryable
 from dnsplane.model import EVERY_GENERATION, Conflict, EndpointKey, Generation, Write, WriteResult, quick_init
 from dnsplane.protocol.messages import (
     AdvanceHead,
@@ -64,7 +72,7 @@ from dnsplane.protocol.messages import (
     WriteDone,
 )
 from dnsplane.providers.base import Provider
-from dnsplane.store.base import JournalEntry, Store
+from dnsplane.store.base import Freeze, JournalEntry, Store
 
 log = logging.getLogger("dnsplane.runtime")
 
@@ -79,11 +87,53 @@ class Actor(Protocol):
     def handle(self, event: Event) -> Step: ...
 
 
+class WriteGate:
+    """Whether automated writes may leave the process (open) or not (shut by the operator's freeze),
+    and how many that passed are still in flight. Thread-safe: writes pass from worker threads."""
+
+    RETRY = 1.0  # seconds before an actor refused by a shut gate tries again
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._freeze: Freeze | None = None
+        self._inflight = 0
+
+    @property
+    def freeze(self) -> Freeze | None:
+        return self._freeze
+
+    def set(self, freeze: Freeze | None) -> None:
+        """Shut the gate for ``freeze`` (a write already past it finishes), or open it (None)."""
+        with self._lock:
+            self._freeze = freeze
+
+    def quiet(self) -> bool:
+        """Shut, and no write that passed before it shut is still in flight."""
+        with self._lock:
+            return self._freeze is not None and self._inflight == 0
+
+    @contextlib.contextmanager
+    def passing(self) -> Iterator[None]:
+        """Let one write through, counted while it runs; ``Frozen`` when the gate is shut."""
+        with self._lock:
+            freeze = self._freeze
+            if freeze is None:
+                self._inflight += 1
+        if freeze is not None:
+            raise Frozen(by=freeze.by, reason=freeze.reason or "no reason given", retry_after=self.RETRY)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+
 @dataclass
 class Interpreter:
     store: Store
     provider: Provider
     resolver: Resolver | None = None
+    gate: WriteGate = field(default_factory=WriteGate)  # open unless the runtime shuts it (a freeze)
 
     def run(self, actor_name: str, step: Step, now: float) -> Event | None:
         """Carry out ``step``'s effects in order, then its request; return the request's reply (None
@@ -112,7 +162,7 @@ def failed(err: BaseException, now: float) -> Failed:
     module docstring), named by its class so the log says what it was, its traceback at debug."""
     if isinstance(err, DnsplaneError):
         retry = err.retry_after if isinstance(err, Retryable) else 5.0
-        return Failed(now, str(err), isinstance(err, Retryable), retry)
+        return Failed(now, str(err), isinstance(err, Retryable), retry, unsent=isinstance(err, Frozen))
     if log.isEnabledFor(logging.DEBUG):
         text = "".join(traceback.format_exception(err))
         log.debug("unexpected %s in a command:\n%s", type(err).__name__, text)
@@ -201,6 +251,11 @@ def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
 
 
 def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float, fenced: Fenced | None = None) -> Event:
+    with ex.gate.passing():
+        return _write_batch_open(ex, cmd, now, fenced)
+
+
+def _write_batch_open(ex: Interpreter, cmd: WriteBatch, now: float, fenced: Fenced | None) -> Event:
     # The writer's half, then the provider's: here one thread call, the provider's request sent a few
     # milliseconds after the store read (the simulator passes ``fenced``, read when the request was sent, to
     # open that window); the token read before the store carries the write across it
@@ -240,7 +295,8 @@ def _read_watermark(ex: Interpreter, actor: str, cmd: ReadWatermark, now: float)
 
 
 def _collect(ex: Interpreter, actor: str, cmd: Collect, now: float) -> Event:
-    return Collected(now, ex.store.collect(cmd.watermark, now))
+    with ex.gate.passing():
+        return Collected(now, ex.store.collect(cmd.watermark, now))
 
 
 def _resolve(ex: Interpreter, actor: str, cmd: Resolve, now: float) -> Event:

@@ -350,12 +350,13 @@ class Enactor:
                 return self._on_content_loaded(content)
             case WriteDone(results=results):
                 return self._on_results(results)
-            case Failed(error=error):
+            case Failed(error=error, unsent=unsent):
                 # Start over from the last finished generation: every step is re-decided
                 # from a fresh marker read, so nothing done so far needs undoing. A failed write may
-                # still have landed: its marker, read next, says so (``unanswered``).
+                # still have landed: its marker, read next, says so (``unanswered``); one refused
+                # before it was sent (``unsent``: a freeze) did not.
                 sent: tuple[Effect, ...] = ()
-                if self.phase is _WRITING:
+                if self.phase is _WRITING and not unsent:
                     self.unanswered.update(self.sent)
                     sent = self._journal_sent_unanswered(error)
                 self.phase = _IDLE

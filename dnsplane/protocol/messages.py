@@ -112,12 +112,14 @@ class WriteDone:
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A request failed; ``retryable`` errors are tried again after ``retry_after``."""
+    """A request failed; ``retryable`` errors are tried again after ``retry_after``. ``unsent``: it was
+    refused before anything left (the operator's freeze), so a write it carried certainly did not land."""
 
     now: float
     error: str
     retryable: bool = True
     retry_after: float = 0.5
+    unsent: bool = False
 
 
 @quick_init

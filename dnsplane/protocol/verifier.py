@@ -305,8 +305,8 @@ class Verifier:
             case WriteDone(results=results):
                 repaired = self._on_repaired(results)  # before ``_next``, which reads what it settled
                 return self._next().after(repaired)
-            case Failed(error=error):
-                if self.phase is _REPAIR:
+            case Failed(error=error, unsent=unsent):
+                if self.phase is _REPAIR and not unsent:
                     # A takeover whose reply was lost may have landed (a timeout after the provider applied
                     # it): taken over, so another owner's marker there next is a contest, not a second
                     # takeover (rivals seed 22)

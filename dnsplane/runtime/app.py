@@ -35,6 +35,13 @@ there answers none), only TXT at the marker name as its marker. Once a whole win
 flight has timed out in a row, the rest of that batch is TIMEOUT without asking (a silent server
 must not hold a round of 10,000 endpoints for minutes).
 
+The operator's freeze (``dnsplane freeze``, kept in the store): read at start and every
+``FREEZE_POLL`` seconds after; while it holds, the interpreter's ``WriteGate`` refuses every
+automated write (``execute.py``) and the enactors, the collector and the verifier skip their rounds
+(``held`` in ``instance.json``), while the planner goes on planning and DNS goes on answering.
+``instance.json``'s ``frozen`` says so, with ``quiet`` once no write that started before the freeze
+is still in flight (``dnsplane freeze`` waits for that). When it is lifted the enactors wake at once.
+
 The embedded server is told which endpoints the fleet declares (at start and on every applied
 reload): until one has been written for the first time it is answered SERVFAIL, never NXDOMAIN
 (``dnsplane.dns.server``).
@@ -67,7 +74,7 @@ from dnsplane.dns.ratelimit import RateLimit
 from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
-from dnsplane.execute import Actor, Interpreter
+from dnsplane.execute import Actor, Interpreter, WriteGate
 from dnsplane.model import EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -95,6 +102,7 @@ from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.runtime.reload import Outcome, diff, reread
+from dnsplane.store.base import Freeze
 from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
@@ -103,6 +111,7 @@ BACKOFF_CAP = 30.0  # seconds: the longest wait between two rounds of a failing 
 MAX_QUERIES_IN_FLIGHT = 64  # endpoints the verifier queries at once (two queries each)
 QUERY_TIMEOUT = 2.0  # seconds per verifier query
 HEALTH_GRACE = 5.0  # seconds: at start, how long the planner waits for every checked target's first check
+FREEZE_POLL = 0.25  # seconds between two reads of the operator's freeze from the store
 STATUS_INTERVAL = 1.0  # seconds: instance.json is rewritten at most this often for actor status alone
 STATUS_ENDPOINTS_PER_SECOND = 2000  # ...and less often for big fleets (10,000 endpoints: ~30 ms a write)
 
@@ -205,11 +214,13 @@ class ActorStatus:
     last_error_at: float | None = None
     failures: int = 0  # consecutive failed rounds
     next_round: float | None = None  # when the next round is due at the latest
+    held: str | None = None  # why the last round was skipped (the operator's freeze), None if it ran
 
     def finish(self, now: float, failure: Failed | None) -> float:
         """Record a round that ended at ``now``; return the seconds to wait before the next one."""
         self.rounds += 1
         self.last_round = now
+        self.held = None
         if failure is None:
             if self.failures:
                 log.info("recovered after %d failed rounds", self.failures,
@@ -227,11 +238,21 @@ class ActorStatus:
         self.next_round = now + delay
         return delay
 
+    def hold(self, now: float, why: str) -> float:
+        """Record a round skipped at ``now`` for ``why`` (the actor is well, and not let act); return
+        the seconds to the next one."""
+        self.rounds += 1
+        self.last_round = self.last_ok = now
+        self.held = why
+        self.failures = 0
+        self.next_round = now + self.period
+        return self.period
+
     def to_json(self) -> dict[str, Any]:
         return {
             "period": self.period, "rounds": self.rounds, "last_round": self.last_round, "last_ok": self.last_ok,
             "last_error": self.last_error, "last_error_at": self.last_error_at, "failures": self.failures,
-            "next_round": self.next_round,
+            "next_round": self.next_round, "held": self.held,
         }
 
 
@@ -267,7 +288,9 @@ class App:
             self.server.declare(e.key for e in self.fleet.endpoints)
         # the verifier's ``Resolve`` runs, like every request, in a worker thread, its DNS queries too
         # (``_resolve_from_thread``)
-        self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread)
+        self.gate = WriteGate()
+        self.gate.set(self.store.frozen())  # a freeze survives restarts: no actor starts before it is read
+        self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread, self.gate)
         zone = self.fleet.zone
         self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace,
                                head_check=self.options.head_check)
@@ -363,7 +386,14 @@ class App:
 
     async def loop(self, actor: Actor, period: float, wake: asyncio.Event | None = None) -> None:
         status = self.status_of(actor.name, period)
+        writes = not isinstance(actor, Planner)  # the planner only plans: it goes on under a freeze
         while True:
+            freeze = self.gate.freeze
+            if writes and freeze is not None:
+                status.hold(time.time(), f"frozen by {freeze.by}")
+                self.status_changed()
+                await self._pause(period, wake)
+                continue
             try:
                 failure = await self.feed(actor, Tick(time.time()))
             except Exception as err:  # feed guards every step; this is the last net, for a bug in feed itself
@@ -375,12 +405,47 @@ class App:
             self.status_changed(force=bool(failure) or bool(failing))
             if failure is not None:
                 await asyncio.sleep(delay)  # backoff: a publish does not wake a failing enactor early
-            elif wake is None:
-                await asyncio.sleep(period)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), period)
-                wake.clear()
+                await self._pause(period, wake)
+
+    @staticmethod
+    async def _pause(period: float, wake: asyncio.Event | None) -> None:
+        """``period`` seconds, or less if ``wake`` is set meanwhile (a publish, an unfreeze)."""
+        if wake is None:
+            await asyncio.sleep(period)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), period)
+        wake.clear()
+
+    async def freeze_loop(self) -> None:
+        """Follow the operator's freeze in the store (``FREEZE_POLL``): shut or open the write gate, say
+        so in the log and in ``instance.json``, and once shut, say when no write is in flight any more."""
+        told_quiet = self.gate.quiet()
+        while True:
+            freeze = await asyncio.to_thread(self.store.frozen)
+            if freeze != self.gate.freeze:
+                self.gate.set(freeze)
+                told_quiet = False
+                if freeze is not None:
+                    log.warning("frozen by %s: no automated write until `dnsplane unfreeze`", freeze.by,
+                                extra={"fields": {"by": freeze.by, "reason": freeze.reason}})
+                else:
+                    log.warning("unfrozen: automated writes resume")
+                    for w in self.wake:
+                        w.set()
+                self.write_instance()
+            if freeze is not None and not told_quiet and self.gate.quiet():
+                told_quiet = True
+                log.info("freeze in force: no automated write in flight")
+                self.write_instance()
+            await asyncio.sleep(FREEZE_POLL)
+
+    def frozen_json(self) -> dict[str, Any] | None:
+        freeze: Freeze | None = self.gate.freeze
+        if freeze is None:
+            return None
+        return {"at": freeze.at, "by": freeze.by, "reason": freeze.reason, "quiet": self.gate.quiet()}
 
     async def supervise(self, name: str, period: float, body: Callable[[], Awaitable[None]]) -> None:
         """Run a background task (the health loop, the demo) and start it again, after a backoff, if it
@@ -607,6 +672,7 @@ class App:
             "contested": {str(k): why for k, why in list(self.verifier.contested.items())},
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
+            "frozen": self.frozen_json(),  # the operator's freeze: quiet once no write is in flight
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one
@@ -629,6 +695,7 @@ class App:
             asyncio.create_task(self.loop(self.collector, self.options.collector_period), name="collector"),
             asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
             asyncio.create_task(self.reload_loop(), name="reload"),
+            asyncio.create_task(self.supervise("freeze", FREEZE_POLL, self.freeze_loop), name="freeze"),
         ]
         tasks += [
             asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)

@@ -37,7 +37,7 @@ from dnsplane.model import (
 )
 from dnsplane.providers.base import Capabilities, Provider
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.store.base import JournalEntry, PlanInfo, Store
+from dnsplane.store.base import Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 
 Clock = Callable[[], float]
 
@@ -175,6 +175,21 @@ class FlakyStore(Store):
         if self.outages.spans:
             self._down()
         return self.inner.health()
+
+    def set_freeze(self, freeze: Freeze | None, action: OperatorAction) -> Freeze | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.set_freeze(freeze, action)
+
+    def frozen(self) -> Freeze | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.frozen()
+
+    def operator_actions(self) -> list[OperatorAction]:
+        if self.outages.spans:
+            self._down()
+        return self.inner.operator_actions()
 
     def owner_id(self) -> str:
         return self.inner.owner_id()

@@ -15,7 +15,10 @@ Guarantees every store keeps (tests/store/test_store_conformance.py checks them)
   ``publish`` at it raise ``GenerationOutOfRange`` (a hand-written marker
   ``g=9223372036854775807`` once became the head, and every publish overflowed);
 - ``save_health`` / ``health``: the health the planner last acted on, per target,
-  survives a restart of the store's process (the SQLite store) as plans do.
+  survives a restart of the store's process (the SQLite store) as plans do;
+- ``set_freeze`` / ``frozen``: the operator's freeze (``dnsplane freeze``) is one row every
+  process on the store reads, set or cleared together with its line in the operators' journal
+  (``operator_actions``), and it survives restarts as plans do.
 """
 
 from __future__ import annotations
@@ -48,6 +51,26 @@ class JournalEntry:
     before: Generation | None
     after: Generation | None
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """The operator's freeze: no automated write (enactors, collector, verifier repairs) until it is
+    lifted. It has no expiry: only ``dnsplane unfreeze`` ends it."""
+
+    at: float
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAction:
+    """One line of the operators' journal: who did what by hand, when and why."""
+
+    at: float
+    by: str
+    action: str  # "freeze" | "unfreeze"
+    reason: str
 
 
 class Store(ABC):
@@ -159,6 +182,22 @@ class Store(ABC):
 
         A restarted planner starts from it, so a target known down before a restart is not
         served again after it while its first checks are pending."""
+
+    # -- the operator's freeze -----------------------------------------------
+
+    @abstractmethod
+    def set_freeze(self, freeze: Freeze | None, action: OperatorAction) -> Freeze | None:
+        """Set (``freeze``) or lift (None) the freeze and journal ``action`` with it, in one transaction;
+        return the freeze it replaced. Setting a freeze over one, or lifting none, changes nothing and
+        journals nothing: the caller sees why from what is returned."""
+
+    @abstractmethod
+    def frozen(self) -> Freeze | None:
+        """The freeze in force, or None."""
+
+    @abstractmethod
+    def operator_actions(self) -> list[OperatorAction]:
+        """The operators' journal, oldest first."""
 
     def owner_id(self) -> str:
         """The owner id of the installation this store belongs to (I7: every marker it writes carries

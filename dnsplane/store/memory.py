@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.errors import GenerationOutOfRange, InvalidPlan, PlanCollected
 from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
-from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class MemoryStore(Store):
         self._lkg: int | None = None
         self._journal: dict[EndpointKey, list[JournalEntry]] = {}
         self._health: dict[str, HealthRecord] = {}
+        self._freeze: Freeze | None = None
+        self._actions: list[OperatorAction] = []
 
     # -- plans -------------------------------------------------------------
 
@@ -245,6 +247,24 @@ class MemoryStore(Store):
     def health(self) -> dict[str, HealthRecord]:
         with self._lock:
             return dict(self._health)
+
+    # -- the operator's freeze -----------------------------------------------
+
+    def set_freeze(self, freeze: Freeze | None, action: OperatorAction) -> Freeze | None:
+        with self._lock:
+            was = self._freeze
+            if (was is None) != (freeze is None):
+                self._freeze = freeze
+                self._actions.append(action)
+            return was
+
+    def frozen(self) -> Freeze | None:
+        with self._lock:
+            return self._freeze
+
+    def operator_actions(self) -> list[OperatorAction]:
+        with self._lock:
+            return list(self._actions)
 
     # -- journal -----------------------------------------------------------
 

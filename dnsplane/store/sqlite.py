@@ -32,6 +32,8 @@ refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
                                                -- within version 1: created at open when missing)
     request_budget(account PK, ...)            -- a provider's request budget per account, shared by
                                                -- processes (store/budget.py; added within version 1)
+    freeze(id PK = 1, at, who, reason)          -- the operator's freeze, one row while in force
+    operator_journal(id PK, at, who, action, reason)  -- freeze, unfreeze (both added within version 1)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
 from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store import budget
-from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 from dnsplane.store.memory import check_generation, check_unique_keys
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE INDEX IF NOT EXISTS journal_by_key ON journal (name, rtype, id);
 CREATE TABLE IF NOT EXISTS health (
     target TEXT PRIMARY KEY, healthy INTEGER NOT NULL, since REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS freeze (
+    id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operator_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    reason TEXT NOT NULL);
 """ + budget.SCHEMA
 
 
@@ -370,6 +377,36 @@ class SqliteStore(Store):
         with self._tx() as db:
             cur = db.execute("SELECT target, healthy, since FROM health")
             return {tid: HealthRecord(bool(healthy), float(since)) for tid, healthy, since in cur}
+
+    # -- the operator's freeze -----------------------------------------------
+
+    def set_freeze(self, freeze: Freeze | None, action: OperatorAction) -> Freeze | None:
+        with self._tx(immediate=True) as db:
+            was = self._frozen_unlocked(db)
+            if (was is None) == (freeze is None):
+                return was
+            if freeze is None:
+                db.execute("DELETE FROM freeze")
+            else:
+                db.execute("INSERT INTO freeze (id, at, who, reason) VALUES (1, ?, ?, ?)",
+                           (freeze.at, freeze.by, freeze.reason))
+            db.execute("INSERT INTO operator_journal (at, who, action, reason) VALUES (?, ?, ?, ?)",
+                       (action.at, action.by, action.action, action.reason))
+            return was
+
+    def frozen(self) -> Freeze | None:
+        with self._tx() as db:
+            return self._frozen_unlocked(db)
+
+    @staticmethod
+    def _frozen_unlocked(db: sqlite3.Connection) -> Freeze | None:
+        row = db.execute("SELECT at, who, reason FROM freeze").fetchone()
+        return None if row is None else Freeze(float(row[0]), str(row[1]), str(row[2]))
+
+    def operator_actions(self) -> list[OperatorAction]:
+        with self._tx() as db:
+            cur = db.execute("SELECT at, who, action, reason FROM operator_journal ORDER BY id")
+            return [OperatorAction(float(at), str(who), str(action), str(reason)) for at, who, action, reason in cur]
 
     # -- owner id (I7) -------------------------------------------------------
 

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from dnsplane.errors import InvalidPlan, PlanCollected, StoreUnavailable
 from dnsplane.model import Generation, HealthRecord, RecordSet
-from dnsplane.store.base import INFLIGHT_TTL, JournalEntry, PlanInfo, Store
+from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 from dnsplane.store.memory import MemoryStore
 from dnsplane.store.sqlite import SqliteStore
 from tests.fakes import key, member, rs
@@ -312,6 +312,34 @@ def test_sqlite_keeps_health_across_a_reopen(tmp_path: Path) -> None:
     s.close()
     again = SqliteStore(tmp_path / "store.sqlite")
     assert again.health() == {"lb-2": HealthRecord(False, 2.0)}
+    again.close()
+
+
+def test_a_freeze_is_set_and_lifted_once_each_with_its_journal_line(store: Store) -> None:
+    assert store.frozen() is None and store.operator_actions() == []
+    ice = Freeze(1.0, "alice", "bad health data")
+    assert store.set_freeze(ice, OperatorAction(1.0, "alice", "freeze", "bad health data")) is None
+    assert store.frozen() == ice
+    # a freeze over a freeze keeps the first one, and journals nothing
+    assert store.set_freeze(Freeze(2.0, "bob", "me too"), OperatorAction(2.0, "bob", "freeze", "me too")) == ice
+    assert store.frozen() == ice
+    assert store.set_freeze(None, OperatorAction(3.0, "bob", "unfreeze", "fixed")) == ice
+    assert store.frozen() is None
+    assert store.set_freeze(None, OperatorAction(4.0, "carol", "unfreeze", "")) is None  # nothing to lift
+    assert store.operator_actions() == [OperatorAction(1.0, "alice", "freeze", "bad health data"),
+                                        OperatorAction(3.0, "bob", "unfreeze", "fixed")]
+
+
+def test_sqlite_keeps_a_freeze_across_a_reopen_and_shares_it_between_processes(tmp_path: Path) -> None:
+    s, other = SqliteStore(tmp_path / "store.sqlite"), SqliteStore(tmp_path / "store.sqlite")
+    ice = Freeze(1.0, "alice", "why")
+    s.set_freeze(ice, OperatorAction(1.0, "alice", "freeze", "why"))
+    assert other.frozen() == ice  # another connection (a running `up`) sees it at its next read
+    s.close()
+    other.close()
+    again = SqliteStore(tmp_path / "store.sqlite")
+    assert again.frozen() == ice
+    assert [a.action for a in again.operator_actions()] == ["freeze"]
     again.close()
 
 
