@@ -27,6 +27,7 @@ from dnsplane.runtime.datadir import DataDirLock, installation_owner
 
 if TYPE_CHECKING:
     from dnsplane.config import Fleet
+    from dnsplane.model import Dial
     from dnsplane.providers.base import Provider
     from dnsplane.runtime.app import App, Options
     from dnsplane.runtime.preflight import Finding
@@ -50,6 +51,8 @@ examples:
   dnsplane reload                          re-read the running fleet file (or: kill -HUP <pid>)
   dnsplane freeze --reason "bad health"    stop every automated write now; DNS keeps answering
   dnsplane unfreeze                        let the automation write again
+  dnsplane drain lb-2 --for 30m            move lb-2's weight away; it comes back by itself
+  dnsplane pin api.demo.test --targets lb-1,lb-3 --for 2h   hold an endpoint by hand
   dnsplane simulate --protocol legacy      reproduce the October 2025 outage in the simulator
   dnsplane explore --protocol safe         every interleaving of a small configuration
 
@@ -307,11 +310,13 @@ def describe(rs: RecordSet | None) -> dict[str, tuple[tuple[str, ...], int]]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from dnsplane.config import demo_fleet, demo_target_ids
+    from dnsplane.protocol.messages import DialsChanged
     from dnsplane.protocol.planner import Planner
 
     fleet = load(args.fleet) if args.fleet else demo_fleet(dict.fromkeys(demo_target_ids(), 1))
     current: dict[EndpointKey, RecordSet] = {}
     head = NO_GENERATION
+    dials: tuple[Dial, ...] = ()  # the operators' pins and drains in force shape the plan as they shape `up`'s
     store_path = data_dir(args) / "store.sqlite"
     if store_path.exists():
         from dnsplane.store.sqlite import SqliteStore
@@ -319,6 +324,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         store = SqliteStore(store_path)
         head = store.head()
         current = {k: d.records for k, d in store.desired(None, head).items()}
+        dials = tuple(store.dials())
         store.close()
     health: dict[str, bool | None] = {}
     if args.probe:
@@ -332,6 +338,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         health = asyncio.run(probe())
     # a planner that has loaded the store's snapshot: its goal is what it would publish next
     planner = Planner.from_snapshot("plan-preview", fleet.zone, fleet.endpoints, head, current, health)
+    planner.handle(DialsChanged(time.time(), dials))
     goal = planner.goal(planner.by_key)
     changed = 0
     console.print(f"plan against generation {head} in {store_path if store_path.exists() else '(empty store)'}"
@@ -475,6 +482,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{escape(freeze.reason) or 'no reason given'}. No automated write (enactors, collector, "
                       f"verifier repairs) until `dnsplane unfreeze`; no expiry.{held}", highlight=False,
                       soft_wrap=True)
+    print_dials(store.dials(), instance)
     head = store.head()
     desired = store.desired(None, head)
     zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
@@ -585,6 +593,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_dials(dials: Sequence[Dial], instance: dict[str, Any] | None) -> None:
+    """The operators' pins and drains in force, with their expiry, and where a drain's guard keeps it in."""
+    now = time.time()
+    kept_in = {(d.get("kind"), d.get("subject")): d.get("kept_in") or [] for d in (instance or {}).get("dials") or ()}
+    for d in dials:
+        if not d.active(now):
+            continue
+        until = "no expiry" if d.until is None else f"until {clock(d.until)} ({span(d.until - now)} left)"
+        console.print(f"[yellow]{d.kind.upper()}[/] {escape(d.describe())} by {escape(d.by)}, {until}: "
+                      f"{escape(d.reason) or 'no reason given'}", highlight=False, soft_wrap=True)
+        held = kept_in.get((d.kind, d.subject))
+        if held:
+            console.print(f"  kept in (fewer healthy targets than the floor without it): {escape(', '.join(held))}",
+                          highlight=False, soft_wrap=True)
+
+
 def print_provider_stats(instance: dict[str, Any]) -> None:
     """The running process's provider API calls by kind, and its last round's (``Provider.stats``), if any."""
     stats = instance.get("provider_stats") or {}
@@ -610,10 +634,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.endpoint is None:
         store.close()
         table = Table(title=f"operators' actions ({len(actions)} entries)")
-        for col in ("when", "who", "action", "reason"):
+        for col in ("when", "who", "action", "on", "reason"):
             table.add_column(col)
         for a in actions[-args.limit :]:
-            table.add_row(clock(a.at), escape(a.by), a.action, escape(a.reason) or "-")
+            table.add_row(clock(a.at), escape(a.by), a.action, escape(a.subject) or "the zone", escape(a.reason) or "-")
         console.print(table)
         return 0
     key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))
@@ -623,9 +647,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows: list[tuple[float, str, str, str, str]] = [
         (e.at, e.actor, e.action, f"{'-' if e.before is None else e.before} -> {'-' if e.after is None else e.after}",
          e.detail) for e in entries]
-    rows += [(a.at, a.by, a.action, "", a.reason) for a in actions]
+    rows += [(a.at, a.by, a.action, "", a.reason) for a in actions if a.subject in ("", str(key))]
     rows.sort(key=lambda r: r[0])  # stable: an endpoint's entries keep their order
-    table = Table(title=f"history of {key} ({len(entries)} entries; the operators' freezes among them)")
+    table = Table(title=f"history of {key} ({len(entries)} entries; the operators' freezes and pins among them)")
     for col in ("when", "actor", "action", "generation before -> after", "detail"):
         table.add_column(col)
     for at, actor, action, generations, detail in rows[-args.limit :]:
@@ -707,6 +731,160 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     err_console.print(f"the store says {'unfrozen' if lift else 'frozen'}, but the running dnsplane (pid {pid}) did "
                       f"not report that it {wanted} within {args.timeout:g} s; see `dnsplane status`")
     return 1
+
+
+# ---------------------------------------------------------------------------- pin / drain
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``: seconds, more than 0 and at most 90 days."""
+    import re
+
+    parts = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not text.strip() or parts is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 1d, 1h30m)")
+    d, h, m, sec = (int(g or 0) for g in parts.groups())
+    seconds = float(((d * 24 + h) * 60 + m) * 60 + sec)
+    if not 0 < seconds <= 90 * 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 90 days: {text!r}")
+    return seconds
+
+
+def span(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def operated_fleet(args: argparse.Namespace, root: Path, instance: dict[str, Any] | None) -> Fleet | None:
+    """The fleet a pin or drain is checked against: ``--fleet``, else the running instance's."""
+    from dnsplane.config import demo_fleet
+
+    if args.fleet:
+        return load(args.fleet)
+    if instance is None:
+        err_console.print(f"no dnsplane is running on {root}: pass --fleet FILE so that the {args.command} can be "
+                          "checked against the fleet")
+        return None
+    source = str(instance.get("fleet") or "")
+    if source == "<demo>":
+        return demo_fleet(instance.get("demo_ports") or {})
+    return load(source)
+
+
+def cmd_dial(args: argparse.Namespace) -> int:
+    """``pin``, ``unpin``, ``drain``, ``undrain``."""
+    from dnsplane.model import Dial
+    from dnsplane.protocol.planner import serving
+    from dnsplane.store.base import OperatorAction
+    from dnsplane.store.sqlite import SqliteStore
+
+    root = data_dir(args)
+    if not (root / "store.sqlite").exists():
+        err_console.print(f"no dnsplane data in {root} (pass --data-dir)")
+        return 1
+    kind = "pin" if args.command in ("pin", "unpin") else "drain"
+    lift = args.command.startswith("un")
+    subject = str(EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))) if kind == "pin" \
+        else args.target
+    now, by, reason = time.time(), args.by or operator(), args.reason or ""
+    action = OperatorAction(now, by, args.command, reason, subject)
+    store = SqliteStore(root / "store.sqlite")
+    try:
+        if lift:
+            was = store.lift_dial(kind, subject, action)
+            if was is None:
+                console.print(f"no {kind} of {escape(subject)}: nothing to lift")
+            else:
+                console.print(f"lifted the {escape(was.describe())} (set by {escape(was.by)} at {clock(was.at)}); "
+                              "the planner plans the endpoints again at its next round", highlight=False,
+                              soft_wrap=True)
+            return 0
+        instance = read_instance(root)
+        fleet = operated_fleet(args, root, instance)
+        if fleet is None:
+            return 1
+        health = (instance or {}).get("health") or {}
+
+        def up(tid: str) -> bool:
+            return (health.get(tid) or {}).get("healthy") is not False
+
+        dials = [d for d in store.dials() if d.active(now)]
+        pins = {d.subject: frozenset(d.targets) for d in dials if d.kind == "pin"}
+        drains = frozenset(d.subject for d in dials if d.kind == "drain")
+        if kind == "pin":
+            endpoint = next((ep for ep in fleet.endpoints if str(ep.key) == subject), None)
+            if endpoint is None:
+                err_console.print(f"[red]error:[/] {escape(subject)} is not an endpoint of {escape(fleet.source)}",
+                                  highlight=False, soft_wrap=True)
+                return 2
+            targets = tuple(dict.fromkeys(t.strip() for t in args.targets.split(",") if t.strip()))
+            ours = [t.id for t in endpoint.targets]
+            unknown = [t for t in targets if t not in ours]
+            floor = max(1, endpoint.policy.min_targets)
+            problem = (f"{', '.join(unknown)} not a target of {subject} (its targets: {', '.join(ours)})" if unknown
+                       else f"{len(targets)} target(s) pinned, fewer than its min_targets {floor}"
+                       if len(targets) < floor else None)
+            if problem:
+                err_console.print(f"[red]error:[/] pin refused: {escape(problem)}; nothing changed", highlight=False,
+                                  soft_wrap=True)
+                return 2
+            down = [t for t in targets if not up(t)]
+            dial = Dial("pin", subject, targets, now, by, reason, None if args.no_expiry else now + args.duration)
+        else:
+            hit = [ep for ep in fleet.endpoints if any(t.id == subject for t in ep.targets)]
+            if not hit:
+                err_console.print(f"[red]error:[/] {escape(subject)} is not a target of any endpoint of "
+                                  f"{escape(fleet.source)}", highlight=False, soft_wrap=True)
+                return 2
+            refused = []
+            for ep in hit:
+                served, healthy, kept_in = serving(ep, up, pins.get(str(ep.key), frozenset()), drains | {subject})
+                # refused where the guard would keep a drained target in and this one is served and healthy
+                # there (whichever the guard keeps in, the endpoint is as short of its floor)
+                if kept_in and any(t.id == subject and up(t.id) for t in served):
+                    floor = max(1, ep.policy.min_targets)
+                    left = [t.id for t in healthy if t not in kept_in]
+                    refused.append(f"{ep.key} would keep {len(left)} healthy undrained target(s) "
+                                   f"({', '.join(left) or 'none'}), fewer than its floor of {floor} (min_targets, "
+                                   "and never none)")
+            if refused:
+                err_console.print(f"[red]error:[/] drain of {escape(subject)} refused; nothing changed:",
+                                  highlight=False, soft_wrap=True)
+                for line in refused[:10]:
+                    err_console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
+                if len(refused) > 10:
+                    err_console.print(f"  ... and {len(refused) - 10} more endpoint(s)")
+                return 2
+            down = []
+            dial = Dial("drain", subject, (), now, by, reason, None if args.no_expiry else now + args.duration)
+        was = store.set_dial(dial, action)
+    finally:
+        store.close()
+    until = "no expiry: it holds, across restarts, until `dnsplane un" + args.command + "`" if dial.until is None \
+        else f"until {clock(dial.until)} ({span(dial.until - now)}), then it expires by itself"
+    console.print(f"{'replaced the' if was else 'set a'} {escape(dial.describe())} by {escape(by)}: "
+                  f"{escape(reason) or 'no reason given'}; {until}", highlight=False, soft_wrap=True)
+    if kind == "drain":
+        names = ", ".join(str(ep.key) for ep in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+        console.print(f"{escape(subject)} leaves {escape(names)} at the planner's next round (paced by "
+                      "max_weight_shift)", highlight=False, soft_wrap=True)
+    if down:
+        console.print(f"[yellow]warning:[/] pinned target(s) down now: {', '.join(down)}; they are served only "
+                      "if every pinned target is down (never empty)", highlight=False, soft_wrap=True)
+    if instance is not None:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            state = read_instance(root) or {}
+            if any(d.get("subject") == subject and d.get("kind") == kind and d.get("at") == dial.at
+                   for d in state.get("dials") or ()):
+                console.print(f"the running dnsplane (pid {state.get('pid')}) has it in force")
+                return 0
+            time.sleep(0.05)
+        err_console.print(f"the running dnsplane did not report the {kind} within {args.timeout:g} s; "
+                          "see `dnsplane status`")
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------------------- reload
@@ -946,6 +1124,62 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
                        help="seconds to wait for the running instance to confirm (default 30)")
         f.set_defaults(func=cmd_freeze)
+
+    for verb in ("pin", "unpin", "drain", "undrain"):
+        lift = verb.startswith("un")
+        kind = verb.removeprefix("un")
+        helps = {
+            "pin": "serve an endpoint from the targets you name only, for a while",
+            "unpin": "lift a pin: health alone decides the endpoint again",
+            "drain": "move a target's weight away from every endpoint it is in, for a while",
+            "undrain": "lift a drain: the target takes weight again where it is healthy",
+        }
+        descriptions = {
+            "pin": "Hold an endpoint by hand: it is served from the targets you name only (health still\n"
+                   "takes a dead one out, but never below the endpoint's floor: min_targets, and never none)\n"
+                   "until the pin expires (--for) or is lifted (`dnsplane unpin`). Refused, with the reason\n"
+                   "and nothing changed, for a target not in the endpoint or fewer targets than min_targets.",
+            "drain": "Move a target's weight away (like Route 53 ARC's zonal shift): it leaves every endpoint\n"
+                     "it is in at the planner's next round, paced by max_weight_shift, until the drain expires\n"
+                     "(--for) or is lifted (`dnsplane undrain`). Refused, with the reason and nothing changed,\n"
+                     "if any endpoint would keep fewer healthy targets than its floor (min_targets, and never\n"
+                     "none; health as the running instance knows it). Should health change later so that an\n"
+                     "endpoint would go below its floor, the planner keeps the target in there (`status`).",
+        }
+        examples = {
+            "pin": "  dnsplane pin api.demo.test --targets lb-1,lb-3 --for 2h --reason \"lb-2 flapping\"\n"
+                   "  dnsplane pin api.demo.test --type AAAA --targets lb-1-v6 --no-expiry\n",
+            "drain": "  dnsplane drain lb-2 --for 30m --reason \"kernel patching\"\n",
+            "unpin": "  dnsplane unpin api.demo.test\n",
+            "undrain": "  dnsplane undrain lb-2\n",
+        }
+        dp = sub.add_parser(
+            verb, parents=[common], formatter_class=raw, help=helps[verb],
+            description=(f"Lift the {kind}: the planner plans its endpoints again at its next round. Journalled "
+                         "with who and why.") if lift else descriptions[verb] + "\nEvery pin and drain is kept in "
+                         "the plan store (a restart keeps it), journalled with\nwho and why (`dnsplane history`), "
+                         "and shown by `dnsplane status`. It needs an expiry\n(--for) or says it has none "
+                         "(--no-expiry).",
+            epilog=f"examples:\n{examples[verb]}"
+                   "exit status: 0 done (or nothing to lift), 1 no data or no answer, 2 refused (nothing changed)\n")
+        if kind == "pin":
+            dp.add_argument("endpoint", help="endpoint name, e.g. api.demo.test")
+            dp.add_argument("--type", default="", help="record type (default A)")
+        else:
+            dp.add_argument("target", help="target id, e.g. lb-2")
+        if not lift:
+            if kind == "pin":
+                dp.add_argument("--targets", required=True, help="comma-separated target ids, e.g. lb-1,lb-3")
+            how_long = dp.add_mutually_exclusive_group(required=True)
+            how_long.add_argument("--for", dest="duration", type=parse_duration, metavar="DURATION",
+                                  help="expire after this long: 90s, 30m, 2h, 1d, 1h30m (at most 90 days)")
+            how_long.add_argument("--no-expiry", action="store_true", help="hold until lifted by hand")
+            dp.add_argument("--fleet", help="fleet file to check against (default: the running instance's)")
+            dp.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                            help="seconds to wait for the running instance to confirm (default 30)")
+        dp.add_argument("--reason", default="", help="why, for the journal and `dnsplane status`")
+        dp.add_argument("--by", default=None, help="who, for the journal (default: user@host)")
+        dp.set_defaults(func=cmd_dial)
 
     d = sub.add_parser("demo", parents=[common], formatter_class=raw,
                        help="make a demo load balancer fail or recover (against a running `dnsplane up`)",

@@ -251,26 +251,23 @@ def fence_read(store: Store, provider: Provider, cmd: WriteBatch) -> Fenced:
 
 
 def _write_batch(ex: Interpreter, actor: str, cmd: WriteBatch, now: float, fenced: Fenced | None = None) -> Event:
-    with ex.gate.passing():
-        return _write_batch_open(ex, cmd, now, fenced)
-
-
-def _write_batch_open(ex: Interpreter, cmd: WriteBatch, now: float, fenced: Fenced | None) -> Event:
     # The writer's half, then the provider's: here one thread call, the provider's request sent a few
     # milliseconds after the store read (the simulator passes ``fenced``, read when the request was sent, to
-    # open that window); the token read before the store carries the write across it
-    if fenced is None:
-        fenced = fence_read(ex.store, ex.provider, cmd)
-    stale, token = fenced.stale, fenced.token
-    writes = cmd.writes
-    if token is not None:
-        writes = tuple(Write(w.key, w.expect, w.records, w.marker, w.expect_records, token) for w in writes)
-    if not stale:
-        return WriteDone(now, ex.provider.apply(writes))
-    sent = tuple(w for w in writes if w.key not in stale)
-    results: list[WriteResult] = ex.provider.apply(sent) if sent else []
-    refused = [Conflict(w.key, w.expect, newer=stale[w.key]) for w in writes if w.key in stale]
-    return WriteDone(now, [*results, *refused])
+    # open that window); the token read before the store carries the write across it. Nothing of it under
+    # a shut gate (the operator's freeze).
+    with ex.gate.passing():
+        if fenced is None:
+            fenced = fence_read(ex.store, ex.provider, cmd)
+        stale, token = fenced.stale, fenced.token
+        writes = cmd.writes
+        if token is not None:
+            writes = tuple(Write(w.key, w.expect, w.records, w.marker, w.expect_records, token) for w in writes)
+        if not stale:
+            return WriteDone(now, ex.provider.apply(writes))
+        sent = tuple(w for w in writes if w.key not in stale)
+        results: list[WriteResult] = ex.provider.apply(sent) if sent else []
+        refused = [Conflict(w.key, w.expect, newer=stale[w.key]) for w in writes if w.key in stale]
+        return WriteDone(now, [*results, *refused])
 
 
 def _load_desired(ex: Interpreter, actor: str, cmd: LoadDesired, now: float) -> Event:

@@ -193,6 +193,33 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class Dial:
+    """A manual dial an operator set (``dnsplane pin`` / ``dnsplane drain``), which the planner obeys
+    until ``until`` (None: no expiry, said so when it was set) or until it is lifted.
+
+    - ``pin``: ``subject`` is an endpoint key (``EndpointKey.__str__``); the endpoint is served from
+      ``targets`` only (health still takes a dead one out, never below the endpoint's floor);
+    - ``drain``: ``subject`` is a target id; it leaves every endpoint it is in, except where that would
+      leave fewer healthy targets than the floor (``min_targets``, and never none), where it stays."""
+
+    kind: Literal["pin", "drain"]
+    subject: str
+    targets: tuple[str, ...]  # a pin's targets; () for a drain
+    at: float
+    by: str
+    reason: str
+    until: float | None
+
+    def active(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+    def describe(self) -> str:
+        if self.kind == "pin":
+            return f"pin of {self.subject} to {', '.join(self.targets)}"
+        return f"drain of {self.subject}"
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """A DNS name and type that dnsplane owns, with its targets and policy.
 

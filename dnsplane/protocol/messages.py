@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args
 from dnsplane.model import (
     NO_GENERATION,
     Desired,
+    Dial,
     Endpoint,
     EndpointKey,
     Generation,
@@ -139,6 +140,16 @@ class HealthObserved:
 
 @quick_init
 @dataclass(frozen=True, slots=True)
+class DialsChanged:
+    """The operators' pins and drains as the store holds them now (``dnsplane pin`` / ``drain``); the
+    planner replans the endpoints whose dials changed, and at each ``Tick`` those whose dial expired."""
+
+    now: float
+    dials: tuple[Dial, ...]
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
 class FleetChanged:
     """The fleet file was re-read and validated whole (``dnsplane reload`` or SIGHUP): from now on
     ``endpoints`` is the fleet. The planner plans it; endpoints missing from it are no
@@ -218,6 +229,7 @@ Event = (
     | Failed
     | HealthObserved
     | FleetChanged
+    | DialsChanged
     | DesiredLoaded
     | Published
     | PublishConflict

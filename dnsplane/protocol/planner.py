@@ -23,6 +23,11 @@ Guarantees:
   is published only when something changed;
 - generations come from the store's compare-and-swap on the head: when another
   planner published first, this one reloads and plans again.
+- an operator's dials (``DialsChanged``: ``dnsplane pin`` and ``drain``, see ``model.Dial``) shape
+  the goal until they expire (checked at each ``Tick``, on the events' clock): a pinned endpoint is
+  served from its pinned targets only, a drained target leaves its endpoints; the guards above still
+  hold (``serving``): never empty, never fewer healthy targets than ``min_targets`` (a drain that would
+  go below is not applied there, and ``kept_in`` says where), and the shift limit paces the change;
 - a ``FleetChanged`` event (a fleet file reloaded and validated whole) replaces the
   fleet: new and changed endpoints are planned at the next tick, endpoints gone from
   it are planned no more, and a target removed from an endpoint leaves it at once
@@ -34,7 +39,7 @@ Cost: a tick recomputes only the endpoints of targets whose state changed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import assert_never
@@ -43,6 +48,7 @@ from dnsplane.errors import InvalidPlan
 from dnsplane.model import (
     NO_GENERATION,
     WEIGHT_SCALE,
+    Dial,
     Endpoint,
     EndpointKey,
     Generation,
@@ -56,6 +62,7 @@ from dnsplane.protocol.identity import CONFIG, NOTE
 from dnsplane.protocol.messages import (
     NOTHING,
     DesiredLoaded,
+    DialsChanged,
     Effect,
     Event,
     Failed,
@@ -163,11 +170,46 @@ _UNSYNCED, _LOADING, _IDLE, _PUBLISHING, _CHECKING = (PlannerPhase.UNSYNCED, Pla
                                                       PlannerPhase.PUBLISHING, PlannerPhase.CHECKING)
 
 
-def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth]) -> dict[str, int] | None:
-    """Weights the endpoint should have now, or None for "keep what was published"."""
+NO_PIN: frozenset[str] = frozenset()
+
+
+def serving(endpoint: Endpoint, up: Callable[[str], bool], pinned: frozenset[str] = NO_PIN,
+            drained: frozenset[str] = NO_PIN) -> tuple[tuple[Target, ...], list[Target], list[Target]]:
+    """The operators' dials applied to ``endpoint``: (the targets it may be served from: all, or the
+    pinned ones; the healthy ones among them, drained ones out; the drained ones kept in by the guard,
+    because without them fewer than the floor, ``min_targets`` and never none, would be healthy).
+
+    ``up(target_id)``: healthy or unknown. A pin that names none of the endpoint's targets (a fleet
+    reloaded since) is void. ``dnsplane drain`` refuses a drain that this keeps in anywhere."""
     targets = endpoint.targets
+    if pinned:
+        ours = tuple(t for t in targets if t.id in pinned)
+        targets = ours or targets
+    healthy = [t for t in targets if up(t.id)]
+    kept_in: list[Target] = []
+    if drained:
+        staying = [t for t in healthy if t.id not in drained]
+        floor = max(1, endpoint.policy.min_targets)
+        if len(staying) < floor:
+            going = sorted((t for t in healthy if t.id in drained), key=lambda t: (-t.capacity, t.id))
+            kept_in = going[: floor - len(staying)]
+            staying += kept_in
+        healthy = [t for t in healthy if t in staying]
+    return targets, healthy, kept_in
+
+
+def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth], pinned: frozenset[str] = NO_PIN,
+                 drained: frozenset[str] = NO_PIN) -> dict[str, int] | None:
+    """Weights the endpoint should have now, or None for "keep what was published"."""
     # unknown (never observed, nothing kept) counts as healthy: fail open, as before health was known
-    healthy = [t for t in targets if (h := health.get(t.id)) is None or h.healthy is not False]
+    def up(tid: str) -> bool:
+        return (h := health.get(tid)) is None or h.healthy is not False
+
+    if pinned or drained:
+        targets, healthy, _ = serving(endpoint, up, pinned, drained)
+    else:
+        targets = endpoint.targets
+        healthy = [t for t in targets if up(t.id)]
     if not healthy:
         if not endpoint.policy.fail_open:
             return None
@@ -236,6 +278,13 @@ class Planner:
     # its head is still the one it knows (a store put back to a backup under it: it reloads); 0: never
     head_check: float = field(default=HEAD_CHECK, metadata=CONFIG)
     checked_at: float | None = None  # when it last knew the head was its own (a publish, a load, a check)
+    # The operators' pins and drains (``DialsChanged``), and what of them is in force at ``now``: pinned
+    # targets per endpoint, drained targets, and when the next one in force expires (checked at each Tick)
+    dials: tuple[Dial, ...] = ()
+    pins: dict[EndpointKey, frozenset[str]] = field(default_factory=dict)
+    drains: frozenset[str] = NO_PIN
+    dials_expire: float | None = None
+    kept_in: dict[str, tuple[EndpointKey, ...]] = field(default_factory=dict, metadata=NOTE)  # drains held back
 
     def __post_init__(self) -> None:
         self._index()
@@ -281,6 +330,8 @@ class Planner:
         fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace,
                         head_check=self.head_check)
         fresh.health = self.health
+        fresh.dials, fresh.pins, fresh.drains = self.dials, self.pins, self.drains  # dials are the operators'
+        fresh.dials_expire = self.dials_expire
         vars(self).update(vars(fresh))
 
     def _head_known(self) -> None:
@@ -315,6 +366,9 @@ class Planner:
                 return self._on_health(tid, ok, now, detail)
             case FleetChanged(endpoints=endpoints):
                 return self._on_fleet_changed(endpoints)
+            case DialsChanged(dials=dials):
+                self.dials = dials
+                return self._dial()
             case Tick():
                 return self._on_tick()
             case DesiredLoaded(head=head, desired=desired, health=kept, head_at=head_at):
@@ -363,6 +417,37 @@ class Planner:
                 return NOTHING
 
     def _on_tick(self) -> Step:
+        expire = self.dials_expire
+        if expire is not None and self.now >= expire:
+            dialled = self._dial()
+            return self._on_tick_after_dials().after(dialled.effects)
+        return self._on_tick_after_dials()
+
+    def _dial(self) -> Step:
+        """Put in force the dials active at ``now``; mark dirty the endpoints whose pins or drains changed."""
+        now = self.now
+        pins: dict[EndpointKey, frozenset[str]] = {}
+        drains: set[str] = set()
+        for d in self.dials:
+            if d.active(now):
+                if d.kind == "pin":
+                    pins[EndpointKey.parse(d.subject)] = frozenset(d.targets)
+                else:
+                    drains.add(d.subject)
+        expiries = [d.until for d in self.dials if d.until is not None and d.until > now]
+        self.dials_expire = min(expiries, default=None)
+        changed_pins = {k for k in set(pins) | set(self.pins) if pins.get(k) != self.pins.get(k)}
+        changed_drains = drains ^ self.drains
+        if not changed_pins and not changed_drains:
+            return NOTHING
+        self.pins, self.drains = pins, frozenset(drains)
+        self.dirty.update(k for k in changed_pins if k in self.by_key)
+        for tid in changed_drains:
+            self.dirty.update(ep.key for ep in self.by_target.get(tid, ()))
+        return effects(Log("info", "dials in force", {"actor": self.name, "pins": sorted(map(str, pins)),
+                                                      "drains": sorted(drains)}))
+
+    def _on_tick_after_dials(self) -> Step:
         phase = self.phase
         if phase is _IDLE:  # the usual case, decided without the match's reads of enum members
             step = self._plan()
@@ -506,9 +591,14 @@ class Planner:
         record set each was about 300 bytes an endpoint, held in ``published`` and in the plan)."""
         out = {}
         shared: dict[RecordSet, RecordSet] = {}
+        pins, drains = self.pins, self.drains
+        kept_in: dict[str, list[EndpointKey]] = {}
         for key in keys:
             ep = self.by_key[key]
-            weights = goal_weights(ep, self.health)
+            pinned = pins.get(key, NO_PIN) if pins else NO_PIN
+            weights = goal_weights(ep, self.health, pinned, drains)
+            if drains:
+                self._note_kept_in(ep, pinned, kept_in)
             old = self.published.get(key)
             if weights is None:
                 if old is not None:
@@ -523,7 +613,26 @@ class Planner:
                                       weights, ep.policy.max_weight_shift)
             rs = render(ep, limited)
             out[key] = (shared.setdefault(rs, rs), limited != weights)
+        if drains or self.kept_in:
+            for tid in drains:
+                was = {k for k in self.kept_in.get(tid, ()) if k not in out}
+                now_in = was | set(kept_in.get(tid, ()))
+                if now_in:
+                    self.kept_in[tid] = tuple(sorted(now_in))
+                else:
+                    self.kept_in.pop(tid, None)
+            for tid in [t for t in self.kept_in if t not in drains]:
+                del self.kept_in[tid]
         return out
+
+    def _note_kept_in(self, ep: Endpoint, pinned: frozenset[str], kept_in: dict[str, list[EndpointKey]]) -> None:
+        health = self.health
+
+        def up(tid: str) -> bool:
+            return (h := health.get(tid)) is None or h.healthy is not False
+
+        for t in serving(ep, up, pinned, self.drains)[2]:
+            kept_in.setdefault(t.id, []).append(ep.key)
 
     def _plan(self) -> Step:
         if not self.dirty:

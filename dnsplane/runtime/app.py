@@ -35,8 +35,12 @@ there answers none), only TXT at the marker name as its marker. Once a whole win
 flight has timed out in a row, the rest of that batch is TIMEOUT without asking (a silent server
 must not hold a round of 10,000 endpoints for minutes).
 
+The operators' dials (``dnsplane pin`` / ``drain``, kept in the store) reach the planner as
+``DialsChanged``: at start, before its first plan, and whenever the store's change; expired ones are
+removed from the store and journalled (the planner has already let them go on its own clock).
+
 The operator's freeze (``dnsplane freeze``, kept in the store): read at start and every
-``FREEZE_POLL`` seconds after; while it holds, the interpreter's ``WriteGate`` refuses every
+``OPERATORS_POLL`` seconds after; while it holds, the interpreter's ``WriteGate`` refuses every
 automated write (``execute.py``) and the enactors, the collector and the verifier skip their rounds
 (``held`` in ``instance.json``), while the planner goes on planning and DNS goes on answering.
 ``instance.json``'s ``frozen`` says so, with ``quiet`` once no write that started before the freeze
@@ -75,11 +79,12 @@ from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Interpreter, WriteGate
-from dnsplane.model import EndpointKey, Observed, marker_name
+from dnsplane.model import Dial, EndpointKey, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import (
     NOTHING,
+    DialsChanged,
     Event,
     Failed,
     FleetChanged,
@@ -111,7 +116,7 @@ BACKOFF_CAP = 30.0  # seconds: the longest wait between two rounds of a failing 
 MAX_QUERIES_IN_FLIGHT = 64  # endpoints the verifier queries at once (two queries each)
 QUERY_TIMEOUT = 2.0  # seconds per verifier query
 HEALTH_GRACE = 5.0  # seconds: at start, how long the planner waits for every checked target's first check
-FREEZE_POLL = 0.25  # seconds between two reads of the operator's freeze from the store
+OPERATORS_POLL = 0.25  # seconds between two reads of the operators' freeze and dials from the store
 STATUS_INTERVAL = 1.0  # seconds: instance.json is rewritten at most this often for actor status alone
 STATUS_ENDPOINTS_PER_SECOND = 2000  # ...and less often for big fleets (10,000 endpoints: ~30 ms a write)
 
@@ -300,6 +305,9 @@ class App:
         ownership = self.ownership()  # one for all (frozen): each copy took ~0.5 s and its own sets at 100,000
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, (i, n), ownership=ownership)
                          for i in range(n)]
+        # the dials too: a planner that planned once without a drain in force would put the target back
+        self.dials = tuple(self.store.dials())
+        self.planner.handle(DialsChanged(time.time(), self.dials))
         self.collector = Collector("collector")
         self.verifier = Verifier("verifier", zone_ordered=ordered, zone=zone, ownership=ownership)
         self.wake = [asyncio.Event() for _ in self.enactors]
@@ -418,12 +426,14 @@ class App:
             await asyncio.wait_for(wake.wait(), period)
         wake.clear()
 
-    async def freeze_loop(self) -> None:
-        """Follow the operator's freeze in the store (``FREEZE_POLL``): shut or open the write gate, say
-        so in the log and in ``instance.json``, and once shut, say when no write is in flight any more."""
+    async def operator_loop(self) -> None:
+        """Follow the operators' freeze and dials in the store (every ``OPERATORS_POLL`` s). The freeze: shut
+        or open the write gate, say so in the log and in ``instance.json``, and once shut, say when no
+        write is in flight any more. The dials: remove and journal the expired ones, and feed the planner
+        a ``DialsChanged`` when they changed (the planner expires them by itself, on its own clock)."""
         told_quiet = self.gate.quiet()
         while True:
-            freeze = await asyncio.to_thread(self.store.frozen)
+            freeze, dials = await asyncio.to_thread(self._operators_now)
             if freeze != self.gate.freeze:
                 self.gate.set(freeze)
                 told_quiet = False
@@ -439,7 +449,22 @@ class App:
                 told_quiet = True
                 log.info("freeze in force: no automated write in flight")
                 self.write_instance()
-            await asyncio.sleep(FREEZE_POLL)
+            if dials != self.dials:
+                self.dials = dials
+                await self.feed(self.planner, DialsChanged(time.time(), dials))
+                self.write_instance()
+            await asyncio.sleep(OPERATORS_POLL)
+
+    def _operators_now(self) -> tuple[Freeze | None, tuple[Dial, ...]]:
+        for d in self.store.expire_dials(time.time(), "dnsplane"):
+            log.info("%s expired", d.describe(), extra={"fields": {"kind": d.kind, "subject": d.subject}})
+        return self.store.frozen(), tuple(self.store.dials())
+
+    def dials_json(self) -> list[dict[str, Any]]:
+        kept_in = dict(self.planner.kept_in)
+        return [{"kind": d.kind, "subject": d.subject, "targets": list(d.targets), "at": d.at, "by": d.by,
+                 "reason": d.reason, "until": d.until, "kept_in": [str(k) for k in kept_in.get(d.subject, ())]}
+                for d in self.dials]
 
     def frozen_json(self) -> dict[str, Any] | None:
         freeze: Freeze | None = self.gate.freeze
@@ -673,6 +698,7 @@ class App:
             "quarantined": self.quarantined(),
             "preflight": self.preflight,
             "frozen": self.frozen_json(),  # the operator's freeze: quiet once no write is in flight
+            "dials": self.dials_json(),  # pins and drains; kept_in: where a drain's guard keeps the target in
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one
@@ -695,7 +721,7 @@ class App:
             asyncio.create_task(self.loop(self.collector, self.options.collector_period), name="collector"),
             asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
             asyncio.create_task(self.reload_loop(), name="reload"),
-            asyncio.create_task(self.supervise("freeze", FREEZE_POLL, self.freeze_loop), name="freeze"),
+            asyncio.create_task(self.supervise("operators", OPERATORS_POLL, self.operator_loop), name="operators"),
         ]
         tasks += [
             asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)

@@ -26,6 +26,7 @@ from typing import ClassVar
 from dnsplane.errors import ProviderUnavailable, StoreUnavailable
 from dnsplane.model import (
     Desired,
+    Dial,
     EndpointKey,
     Generation,
     HealthRecord,
@@ -190,6 +191,26 @@ class FlakyStore(Store):
         if self.outages.spans:
             self._down()
         return self.inner.operator_actions()
+
+    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.set_dial(dial, action)
+
+    def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.lift_dial(kind, subject, action)
+
+    def expire_dials(self, now: float, by: str) -> list[Dial]:
+        if self.outages.spans:
+            self._down()
+        return self.inner.expire_dials(now, by)
+
+    def dials(self) -> list[Dial]:
+        if self.outages.spans:
+            self._down()
+        return self.inner.dials()
 
     def owner_id(self) -> str:
         return self.inner.owner_id()

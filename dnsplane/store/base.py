@@ -18,7 +18,9 @@ Guarantees every store keeps (tests/store/test_store_conformance.py checks them)
   survives a restart of the store's process (the SQLite store) as plans do;
 - ``set_freeze`` / ``frozen``: the operator's freeze (``dnsplane freeze``) is one row every
   process on the store reads, set or cleared together with its line in the operators' journal
-  (``operator_actions``), and it survives restarts as plans do.
+  (``operator_actions``), and it survives restarts as plans do;
+- ``set_dial`` / ``lift_dial`` / ``expire_dials`` / ``dials``: the operators' pins and drains, one per
+  (kind, subject), each change journalled in the same transaction, kept across restarts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dnsplane.model import Desired, EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.model import Desired, Dial, EndpointKey, Generation, HealthRecord, RecordSet
 
 INFLIGHT_TTL = 600.0  # an in-flight registration older than this is taken as a crashed enactor
 
@@ -69,8 +71,9 @@ class OperatorAction:
 
     at: float
     by: str
-    action: str  # "freeze" | "unfreeze"
+    action: str  # "freeze" | "unfreeze" | "pin" | "unpin" | "drain" | "undrain" | "expired"
     reason: str
+    subject: str = ""  # what it acted on: an endpoint (pin), a target (drain); "" for the whole zone
 
 
 class Store(ABC):
@@ -198,6 +201,25 @@ class Store(ABC):
     @abstractmethod
     def operator_actions(self) -> list[OperatorAction]:
         """The operators' journal, oldest first."""
+
+    # -- the operators' dials --------------------------------------------------
+
+    @abstractmethod
+    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+        """Set ``dial``, replacing the one of its kind and subject (returned), and journal ``action``."""
+
+    @abstractmethod
+    def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:
+        """Remove the dial of ``kind`` and ``subject`` and journal ``action``; None (and nothing
+        journalled) when there is none."""
+
+    @abstractmethod
+    def expire_dials(self, now: float, by: str) -> list[Dial]:
+        """Remove the dials expired at ``now``, each journalled as ``expired`` by ``by``; return them."""
+
+    @abstractmethod
+    def dials(self) -> list[Dial]:
+        """Every dial kept (expired ones too until ``expire_dials`` removes them), by kind and subject."""
 
     def owner_id(self) -> str:
         """The owner id of the installation this store belongs to (I7: every marker it writes carries

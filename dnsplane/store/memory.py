@@ -21,7 +21,16 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.errors import GenerationOutOfRange, InvalidPlan, PlanCollected
-from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.model import (
+    MAX_GENERATION,
+    NO_GENERATION,
+    Desired,
+    Dial,
+    EndpointKey,
+    Generation,
+    HealthRecord,
+    RecordSet,
+)
 from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,7 @@ class MemoryStore(Store):
         self._health: dict[str, HealthRecord] = {}
         self._freeze: Freeze | None = None
         self._actions: list[OperatorAction] = []
+        self._dials: dict[tuple[str, str], Dial] = {}
 
     # -- plans -------------------------------------------------------------
 
@@ -266,6 +276,32 @@ class MemoryStore(Store):
         with self._lock:
             return list(self._actions)
 
+    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+        with self._lock:
+            was = self._dials.get((dial.kind, dial.subject))
+            self._dials[dial.kind, dial.subject] = dial
+            self._actions.append(action)
+            return was
+
+    def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:
+        with self._lock:
+            was = self._dials.pop((kind, subject), None)
+            if was is not None:
+                self._actions.append(action)
+            return was
+
+    def expire_dials(self, now: float, by: str) -> list[Dial]:
+        with self._lock:
+            gone = [d for d in self._dials.values() if not d.active(now)]
+            for d in gone:
+                del self._dials[d.kind, d.subject]
+                self._actions.append(OperatorAction(now, by, "expired", d.describe(), d.subject))
+            return gone
+
+    def dials(self) -> list[Dial]:
+        with self._lock:
+            return [self._dials[k] for k in sorted(self._dials)]
+
     # -- journal -----------------------------------------------------------
 
     def record(self, entries: Sequence[JournalEntry]) -> None:
@@ -304,6 +340,9 @@ class MemoryStore(Store):
             new._lkg = self._lkg
             new._journal = {k: list(v) for k, v in self._journal.items()}
             new._health = dict(self._health)
+            new._freeze = self._freeze
+            new._actions = list(self._actions)
+            new._dials = dict(self._dials)
         return new
 
     def last_known_good(self) -> Generation | None:
@@ -319,7 +358,7 @@ class MemoryStore(Store):
         copy = backup.fork()
         with self._lock:
             for name in ("_head", "_plans", "_gens", "_sets", "_by_gen", "_gen_order", "_multi", "_inflight",
-                         "_applied", "_lkg", "_journal", "_health"):
+                         "_applied", "_lkg", "_journal", "_health", "_freeze", "_actions", "_dials"):
                 setattr(self, name, getattr(copy, name))
 
     def actor_rows(self, actors: Sequence[str]) -> tuple[tuple[int | None, int | None], ...]:

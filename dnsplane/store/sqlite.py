@@ -33,7 +33,9 @@ refused at open with ``DamagedDataFile``, see ``dnsplane.sqlitefile``)::
     request_budget(account PK, ...)            -- a provider's request budget per account, shared by
                                                -- processes (store/budget.py; added within version 1)
     freeze(id PK = 1, at, who, reason)          -- the operator's freeze, one row while in force
-    operator_journal(id PK, at, who, action, reason)  -- freeze, unfreeze (both added within version 1)
+    dials(kind, subject, targets, at, who, reason, until, PK(kind, subject))  -- pins and drains
+    operator_journal(id PK, at, who, action, reason, subject)  -- freeze, pin, drain, ... (the three
+                                               -- added within version 1)
 """
 
 from __future__ import annotations
@@ -49,7 +51,16 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
-from dnsplane.model import MAX_GENERATION, NO_GENERATION, Desired, EndpointKey, Generation, HealthRecord, RecordSet
+from dnsplane.model import (
+    MAX_GENERATION,
+    NO_GENERATION,
+    Desired,
+    Dial,
+    EndpointKey,
+    Generation,
+    HealthRecord,
+    RecordSet,
+)
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store import budget
 from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
@@ -80,9 +91,12 @@ CREATE TABLE IF NOT EXISTS health (
     target TEXT PRIMARY KEY, healthy INTEGER NOT NULL, since REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS freeze (
     id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dials (
+    kind TEXT NOT NULL, subject TEXT NOT NULL, targets TEXT NOT NULL, at REAL NOT NULL, who TEXT NOT NULL,
+    reason TEXT NOT NULL, until REAL, PRIMARY KEY (kind, subject)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS operator_journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
-    reason TEXT NOT NULL);
+    reason TEXT NOT NULL, subject TEXT NOT NULL);
 """ + budget.SCHEMA
 
 
@@ -390,9 +404,13 @@ class SqliteStore(Store):
             else:
                 db.execute("INSERT INTO freeze (id, at, who, reason) VALUES (1, ?, ?, ?)",
                            (freeze.at, freeze.by, freeze.reason))
-            db.execute("INSERT INTO operator_journal (at, who, action, reason) VALUES (?, ?, ?, ?)",
-                       (action.at, action.by, action.action, action.reason))
+            self._journal_action_unlocked(db, action)
             return was
+
+    @staticmethod
+    def _journal_action_unlocked(db: sqlite3.Connection, a: OperatorAction) -> None:
+        db.execute("INSERT INTO operator_journal (at, who, action, reason, subject) VALUES (?, ?, ?, ?, ?)",
+                   (a.at, a.by, a.action, a.reason, a.subject))
 
     def frozen(self) -> Freeze | None:
         with self._tx() as db:
@@ -405,8 +423,55 @@ class SqliteStore(Store):
 
     def operator_actions(self) -> list[OperatorAction]:
         with self._tx() as db:
-            cur = db.execute("SELECT at, who, action, reason FROM operator_journal ORDER BY id")
-            return [OperatorAction(float(at), str(who), str(action), str(reason)) for at, who, action, reason in cur]
+            cur = db.execute("SELECT at, who, action, reason, subject FROM operator_journal ORDER BY id")
+            return [OperatorAction(float(at), str(who), str(action), str(reason), str(subject))
+                    for at, who, action, reason, subject in cur]
+
+    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+        with self._tx(immediate=True) as db:
+            was = self._dial_unlocked(db, dial.kind, dial.subject)
+            db.execute("INSERT OR REPLACE INTO dials (kind, subject, targets, at, who, reason, until)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (dial.kind, dial.subject, ",".join(dial.targets), dial.at,
+                                                         dial.by, dial.reason, dial.until))
+            self._journal_action_unlocked(db, action)
+            return was
+
+    def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:
+        with self._tx(immediate=True) as db:
+            was = self._dial_unlocked(db, kind, subject)
+            if was is not None:
+                db.execute("DELETE FROM dials WHERE kind = ? AND subject = ?", (kind, subject))
+                self._journal_action_unlocked(db, action)
+            return was
+
+    def expire_dials(self, now: float, by: str) -> list[Dial]:
+        with self._tx(immediate=True) as db:
+            gone = [d for d in self._dials_unlocked(db) if not d.active(now)]
+            for d in gone:
+                db.execute("DELETE FROM dials WHERE kind = ? AND subject = ?", (d.kind, d.subject))
+                self._journal_action_unlocked(db, OperatorAction(now, by, "expired", d.describe(), d.subject))
+            return gone
+
+    def dials(self) -> list[Dial]:
+        with self._tx() as db:
+            return self._dials_unlocked(db)
+
+    _DIAL_COLUMNS = "kind, subject, targets, at, who, reason, until"
+
+    @staticmethod
+    def _dial_of(row: tuple[object, ...]) -> Dial:
+        kind, subject, targets, at, who, reason, until = row
+        return Dial("pin" if kind == "pin" else "drain", str(subject), tuple(t for t in str(targets).split(",") if t),
+                    float(at), str(who), str(reason), None if until is None else float(until))  # type: ignore[arg-type]
+
+    def _dial_unlocked(self, db: sqlite3.Connection, kind: str, subject: str) -> Dial | None:
+        row = db.execute(f"SELECT {self._DIAL_COLUMNS} FROM dials WHERE kind = ? AND subject = ?",
+                         (kind, subject)).fetchone()
+        return None if row is None else self._dial_of(row)
+
+    def _dials_unlocked(self, db: sqlite3.Connection) -> list[Dial]:
+        cur = db.execute(f"SELECT {self._DIAL_COLUMNS} FROM dials ORDER BY kind, subject")
+        return [self._dial_of(row) for row in cur]
 
     # -- owner id (I7) -------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""The operator's freeze where it is enforced: the interpreter's ``WriteGate`` (``dnsplane/execute.py``).
+"""The operators' controls where they are enforced (issue 12, part 1).
 
-A shut gate lets no automated write out, whoever asks: an enactor's ``WriteBatch``, a verifier's repair
-(also a ``WriteBatch``), the collector's ``Collect``; each gets a ``Failed`` naming the freeze, the
-provider and the store are untouched, and the same actor writes once the gate opens. ``quiet`` tells
-the runtime when a freeze has taken hold: not while a write that passed before it is in flight.
-The CLI's side (freeze, status, unfreeze with no instance running) is at the end; a running ``up`` on
-a real BIND is in tests/realworld/test_freeze.py.
+The freeze, in the interpreter's ``WriteGate`` (``dnsplane/execute.py``): a shut gate lets no automated
+write out, whoever asks: an enactor's ``WriteBatch``, a verifier's repair (also a ``WriteBatch``), the
+collector's ``Collect``; each gets a ``Failed`` naming the freeze, the provider and the store are untouched,
+and the same actor writes once the gate opens. ``quiet`` tells the runtime when a freeze has taken hold:
+not while a write that passed before it is in flight. An ``App`` starts with the freeze and the dials the
+store holds, before any actor runs; ``dnsplane plan`` plans under the dials. The CLI's side with no
+instance running is here too; a running ``up`` on a real BIND is in tests/realworld/test_freeze.py and
+test_dials.py, the planner's dials in tests/protocol/test_planner_dials.py.
 """
 
 from __future__ import annotations
@@ -134,3 +136,39 @@ def test_freeze_without_a_running_instance_is_kept_for_the_next_start(tmp_path: 
 def test_freeze_without_data_says_where_it_looked(tmp_path: Path) -> None:
     res = cli(tmp_path / "nothing", "freeze")
     assert res.returncode == 1 and "no dnsplane data in" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_app_starts_with_the_freeze_and_the_dials_the_store_holds(tmp_path: Path) -> None:
+    """Read at construction, before any actor runs: a planner that planned once without the drain, or an
+    enactor that wrote once before the freeze was read, would undo by hand what the operator set."""
+    from dnsplane.config import demo_fleet, demo_target_ids
+    from dnsplane.model import Dial
+    from dnsplane.runtime.app import App, Options
+    from dnsplane.store.base import OperatorAction
+
+    store = SqliteStore(tmp_path / "store.sqlite")
+    store.set_freeze(ICE, OperatorAction(1.0, "alice@ops", "freeze", "INC-1"))
+    store.set_dial(Dial("drain", "lb-2", (), 1.0, "alice@ops", "patching", None),
+                   OperatorAction(1.0, "alice@ops", "drain", "patching", "lb-2"))
+    store.close()
+    app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0))
+    try:
+        assert app.gate.freeze == ICE
+        assert app.planner.drains == {"lb-2"}
+    finally:
+        app.store.close()
+        app.provider.close()
+
+
+def test_plan_shows_what_up_would_publish_under_the_dials(tmp_path: Path) -> None:
+    from dnsplane.model import Dial
+    from dnsplane.store.base import OperatorAction
+
+    SqliteStore(tmp_path / "store.sqlite").close()
+    before = cli(tmp_path, "plan")
+    assert before.returncode == 0 and "+ lb-2 " in before.stdout, before.stdout
+    store = SqliteStore(tmp_path / "store.sqlite")
+    store.set_dial(Dial("drain", "lb-2", (), 1.0, "bob", "", None), OperatorAction(1.0, "bob", "drain", "", "lb-2"))
+    store.close()
+    after = cli(tmp_path, "plan")
+    assert after.returncode == 0 and "+ lb-2 " not in after.stdout and "+ lb-1 " in after.stdout, after.stdout

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from dnsplane.errors import InvalidPlan, PlanCollected, StoreUnavailable
-from dnsplane.model import Generation, HealthRecord, RecordSet
+from dnsplane.model import Dial, Generation, HealthRecord, RecordSet
 from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 from dnsplane.store.memory import MemoryStore
 from dnsplane.store.sqlite import SqliteStore
@@ -340,6 +340,34 @@ def test_sqlite_keeps_a_freeze_across_a_reopen_and_shares_it_between_processes(t
     again = SqliteStore(tmp_path / "store.sqlite")
     assert again.frozen() == ice
     assert [a.action for a in again.operator_actions()] == ["freeze"]
+    again.close()
+
+
+def test_dials_are_one_per_kind_and_subject_journalled_and_expire(store: Store) -> None:
+    drain = Dial("drain", "lb-2", (), 1.0, "alice", "patching", 100.0)
+    pin = Dial("pin", "api.demo.test. A", ("lb-1", "lb-3"), 2.0, "bob", "incident", None)
+    assert store.set_dial(drain, OperatorAction(1.0, "alice", "drain", "patching", "lb-2")) is None
+    assert store.set_dial(pin, OperatorAction(2.0, "bob", "pin", "incident", "api.demo.test. A")) is None
+    longer = Dial("drain", "lb-2", (), 3.0, "alice", "patching, longer", 200.0)
+    assert store.set_dial(longer, OperatorAction(3.0, "alice", "drain", "longer", "lb-2")) == drain
+    assert store.dials() == [longer, pin]
+    assert store.expire_dials(199.0, "dnsplane") == []
+    assert store.expire_dials(200.0, "dnsplane") == [longer]
+    assert store.dials() == [pin]
+    assert store.lift_dial("pin", "api.demo.test. A", OperatorAction(4.0, "carol", "unpin", "", "x")) == pin
+    assert store.lift_dial("pin", "api.demo.test. A", OperatorAction(5.0, "carol", "unpin", "", "x")) is None
+    assert store.dials() == []
+    assert [(a.action, a.subject) for a in store.operator_actions()] == [
+        ("drain", "lb-2"), ("pin", "api.demo.test. A"), ("drain", "lb-2"), ("expired", "lb-2"), ("unpin", "x")]
+
+
+def test_sqlite_keeps_dials_across_a_reopen(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "store.sqlite")
+    pin = Dial("pin", "api.demo.test. A", ("lb-1",), 2.0, "bob", "incident", 7200.5)
+    s.set_dial(pin, OperatorAction(2.0, "bob", "pin", "incident", "api.demo.test. A"))
+    s.close()
+    again = SqliteStore(tmp_path / "store.sqlite")
+    assert again.dials() == [pin]
     again.close()
 
 
