@@ -483,6 +483,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"verifier repairs) until `dnsplane unfreeze`; no expiry.{held}", highlight=False,
                       soft_wrap=True)
     print_dials(store.dials(), instance)
+    hold = (instance or {}).get("hold")
+    if hold:
+        release = hold.get("release_at")
+        then = f"or by itself at {clock(float(release))}" if release else "nothing else releases it"
+        console.print(f"[red]HELD[/] by the zone guard: the plan for generation {hold['generation']} would change "
+                      f"{hold['changed']} of {hold['existing']} endpoints, more than {escape(str(hold['limit']))}; "
+                      f"held since {clock(float(hold['since']))}. `dnsplane confirm {hold['generation']}` publishes it "
+                      f"({then}).", highlight=False, soft_wrap=True)
     head = store.head()
     desired = store.desired(None, head)
     zone = instance["zone"] if instance else next(iter(desired)).name.split(".", 1)[1] if desired else "."
@@ -730,6 +738,52 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     wanted = "writes again" if lift else "has no automated write in flight"
     err_console.print(f"the store says {'unfrozen' if lift else 'frozen'}, but the running dnsplane (pid {pid}) did "
                       f"not report that it {wanted} within {args.timeout:g} s; see `dnsplane status`")
+    return 1
+
+
+# ---------------------------------------------------------------------------- confirm
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from dnsplane.model import Generation
+    from dnsplane.store.base import OperatorAction
+    from dnsplane.store.sqlite import SqliteStore
+
+    root = data_dir(args)
+    instance = read_instance(root)
+    if instance is None or not (root / "store.sqlite").exists():
+        err_console.print(f"no dnsplane is running on {root}: only a running planner holds a plan (pass --data-dir)")
+        return 1
+    hold = instance.get("hold")
+    if hold is None:
+        err_console.print("no plan is held by the zone guard: nothing to confirm; nothing changed")
+        return 1
+    if int(hold["generation"]) != args.generation:
+        err_console.print(f"[red]error:[/] the held plan is generation {hold['generation']} (it would change "
+                          f"{hold['changed']} of {hold['existing']} endpoints), not {args.generation}; nothing changed",
+                          highlight=False, soft_wrap=True)
+        return 2
+    by = args.by or operator()
+    store = SqliteStore(root / "store.sqlite")
+    try:
+        store.record_action(OperatorAction(time.time(), by, "confirm", args.reason or "", str(args.generation)))
+        console.print(f"confirmed generation {args.generation} (it would change {hold['changed']} of "
+                      f"{hold['existing']} endpoints) by {escape(by)}", highlight=False, soft_wrap=True)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            state = read_instance(root) or {}
+            if not state:
+                err_console.print("the running dnsplane stopped before it published the plan")
+                return 1
+            if (state.get("hold") or {}).get("generation") != args.generation \
+                    and store.head() >= Generation(args.generation):
+                console.print(f"published: the store's head is generation {store.head()}; the enactors apply it now")
+                return 0
+            time.sleep(0.05)
+    finally:
+        store.close()
+    err_console.print(f"the running dnsplane did not publish generation {args.generation} within {args.timeout:g} s; "
+                      "see `dnsplane status`")
     return 1
 
 
@@ -1124,6 +1178,24 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
                        help="seconds to wait for the running instance to confirm (default 30)")
         f.set_defaults(func=cmd_freeze)
+
+    c = sub.add_parser(
+        "confirm", parents=[common], formatter_class=raw,
+        help="publish the plan the zone guard holds (a mass change)",
+        description="The fleet file's `guard:` holds a plan that would change more of the zone's endpoints at\n"
+        "once than it allows (`dnsplane status` shows it HELD, with its generation). Confirm it by\n"
+        "that generation: the planner publishes it and the enactors apply it. A generation that is\n"
+        "not the held one is refused (exit 2, nothing changed): the held plan may have changed under\n"
+        "you. Journalled with who and why (`dnsplane history`). See docs/operating.md.",
+        epilog="examples:\n  dnsplane confirm 42 --reason \"lb-2 really is gone\"\n"
+        "exit status: 0 published, 1 nothing held / no running instance / not published in time, 2 not the held "
+        "generation\n")
+    c.add_argument("generation", type=bounded_int(1, 2**63 - 1), help="the held plan's generation (`dnsplane status`)")
+    c.add_argument("--reason", default="", help="why, for the journal")
+    c.add_argument("--by", default=None, help="who, for the journal (default: user@host)")
+    c.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
+                   help="seconds to wait for the plan to be published (default 30)")
+    c.set_defaults(func=cmd_confirm)
 
     for verb in ("pin", "unpin", "drain", "undrain"):
         lift = verb.startswith("un")

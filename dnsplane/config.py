@@ -63,6 +63,7 @@ from dnsplane.model import (
     RecordSet,
     RecordType,
     Target,
+    ZoneGuard,
     in_zone,
     marker_name,
     normalise_name,
@@ -91,7 +92,8 @@ _NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "f
 _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + t for t in ("map", "seq", "merge", "timestamp"))
 _TEXTUAL = frozenset({_STR, _INT, _FLOAT, _BOOL, _TIMESTAMP})  # scalars a text field takes as written
 
-_TOP_KEYS = ("zone", "owner", "provider", "serve", "defaults", "targets", "endpoints")
+_TOP_KEYS = ("zone", "owner", "provider", "serve", "guard", "defaults", "targets", "endpoints")
+_GUARD_KEYS = ("max_change", "min_existing", "release_after")
 _SERVE_KEYS = ("ns", "transfer", "notify", "journal", "rrl")
 _RRL_KEYS = ("per_second", "slip")
 _TRANSFER_KEYS = ("allow", "key")
@@ -163,6 +165,7 @@ class Fleet:
     provider: ProviderConfig = field(default_factory=EmbeddedConfig)
     owner: str = ""
     serve: ServeConfig = field(default_factory=ServeConfig)
+    guard: ZoneGuard | None = None  # ``guard:``: the zone-wide limit on one plan's changes
 
     def __post_init__(self) -> None:
         seen: set[EndpointKey] = set()
@@ -415,6 +418,7 @@ class _Parser:
         if "serve" in top and provider.kind != "embedded":
             kind = provider.kind
             self.fail(top["serve"][0], f"serve: applies to the embedded provider only (this fleet's is {kind})")
+        guard = self.guard(top["guard"][1]) if "guard" in top else None
         owner = ""
         if "owner" in top:
             onode = top["owner"][1]
@@ -433,7 +437,36 @@ class _Parser:
                     name_node = next((v for k, v in pairs if getattr(k, "value", None) == "name"), node)
                     self.fail(name_node, f"endpoints[{i}] ({endpoint.key}): {problem}")
                 endpoints.append(endpoint)
-        return Fleet(zone, tuple(endpoints), self.path, provider, owner, serve)
+        return Fleet(zone, tuple(endpoints), self.path, provider, owner, serve, guard)
+
+    def guard(self, node: Node) -> ZoneGuard:
+        """``guard:``: ``max_change`` (a share ``"30%"`` or a count ``500``), ``min_existing`` (default 10),
+        ``release_after`` (seconds; without it a held plan waits for ``dnsplane confirm``)."""
+        entries = self.entries(node, "guard", _GUARD_KEYS, required=("max_change",))
+        limit = entries["max_change"][1]
+        share: float | None = None
+        count: int | None = None
+        if isinstance(limit, ScalarNode) and limit.tag == _INT:
+            count = self.integer(limit, "guard.max_change", 1)
+        else:
+            text = self.text(limit, "guard.max_change").strip()
+            try:
+                share = float(text.removesuffix("%")) / 100 if text.endswith("%") else None
+            except ValueError:
+                share = None
+            if share is None or not 0 < share <= 1:
+                self.fail(limit, f"guard.max_change: a share such as \"30%\" (more than 0 %, at most 100 %) or a "
+                          f"count of endpoints such as 500, got {self.shown(limit)}")
+        min_existing = self.integer(entries["min_existing"][1], "guard.min_existing", 0) \
+            if "min_existing" in entries else 10
+        release: float | None = None
+        if "release_after" in entries:
+            rnode = entries["release_after"][1]
+            release = self.number(rnode, "guard.release_after")
+            if not 0 < release <= 7 * 86400:
+                self.fail(rnode, "guard.release_after: seconds, more than 0 and at most 604800 (7 days), "
+                          f"got {release:g}")
+        return ZoneGuard(share, count, min_existing, release)
 
     def serve(self, node: Node, zone: str) -> ServeConfig:
         """The ``serve:`` block: zone transfers (ACL and TSIG key), NOTIFY targets, IXFR journal length, RRL."""

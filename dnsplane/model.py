@@ -193,6 +193,33 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class ZoneGuard:
+    """The zone-wide guard (a fleet file's ``guard:``; octoDNS's 30 % rule): a plan that would change
+    more of the endpoints already published than ``max_share`` of them, or more than ``max_count``, is
+    held until an operator confirms it (``dnsplane confirm GENERATION``) or, with ``release_after``, until
+    it has been held that many seconds. Zones with fewer than ``min_existing`` endpoints published are not
+    guarded (a first plan, a small zone). New endpoints never count: only changes to published ones."""
+
+    max_share: float | None = None  # 0 < share <= 1
+    max_count: int | None = None
+    min_existing: int = 10
+    release_after: float | None = None
+
+    def trips(self, changed: int, existing: int) -> bool:
+        """Whether changing ``changed`` of ``existing`` published endpoints at once is held."""
+        if existing < self.min_existing or changed == 0:
+            return False
+        if self.max_count is not None and changed > self.max_count:
+            return True
+        return self.max_share is not None and changed > self.max_share * existing
+
+    def describe(self) -> str:
+        limits = [f"{self.max_share:.0%} of the endpoints" if self.max_share is not None else "",
+                  f"{self.max_count} endpoints" if self.max_count is not None else ""]
+        return " or ".join(x for x in limits if x)
+
+
+@dataclass(frozen=True, slots=True)
 class Dial:
     """A manual dial an operator set (``dnsplane pin`` / ``dnsplane drain``), which the planner obeys
     until ``until`` (None: no expiry, said so when it was set) or until it is lifted.

@@ -34,6 +34,7 @@ from dnsplane.model import (
     RecordSet,
     Write,
     WriteResult,
+    ZoneGuard,
     quick_init,
 )
 
@@ -150,6 +151,16 @@ class DialsChanged:
 
 @quick_init
 @dataclass(frozen=True, slots=True)
+class HoldConfirmed:
+    """An operator confirmed the plan the zone guard holds (``dnsplane confirm GENERATION``): the planner
+    publishes it if it still holds one to be published as ``generation``."""
+
+    now: float
+    generation: Generation
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
 class FleetChanged:
     """The fleet file was re-read and validated whole (``dnsplane reload`` or SIGHUP): from now on
     ``endpoints`` is the fleet. The planner plans it; endpoints missing from it are no
@@ -159,6 +170,7 @@ class FleetChanged:
 
     now: float
     endpoints: tuple[Endpoint, ...]
+    guard: ZoneGuard | None = None  # the zone guard from now on (the planner's; the others ignore it)
 
 
 @quick_init
@@ -230,6 +242,7 @@ Event = (
     | HealthObserved
     | FleetChanged
     | DialsChanged
+    | HoldConfirmed
     | DesiredLoaded
     | Published
     | PublishConflict

@@ -28,6 +28,11 @@ Guarantees:
   served from its pinned targets only, a drained target leaves its endpoints; the guards above still
   hold (``serving``): never empty, never fewer healthy targets than ``min_targets`` (a drain that would
   go below is not applied there, and ``kept_in`` says where), and the shift limit paces the change;
+- with a zone guard (``model.ZoneGuard``, the fleet file's ``guard:``), a plan that would change more
+  of the published endpoints at once than it allows is not published but held (``hold``): planned
+  again at every tick (it may shrink below the limit, and go out), and published once an operator
+  confirms it (``HoldConfirmed`` for the generation it would be) or the guard's ``release_after`` has
+  passed since it was first held;
 - a ``FleetChanged`` event (a fleet file reloaded and validated whole) replaces the
   fleet: new and changed endpoints are planned at the next tick, endpoints gone from
   it are planned no more, and a target removed from an endpoint leaves it at once
@@ -56,6 +61,7 @@ from dnsplane.model import (
     Member,
     RecordSet,
     Target,
+    ZoneGuard,
     validate_record_set,
 )
 from dnsplane.protocol.identity import CONFIG, NOTE
@@ -69,6 +75,7 @@ from dnsplane.protocol.messages import (
     FleetChanged,
     HeadPlanRead,
     HealthObserved,
+    HoldConfirmed,
     LoadDesired,
     Log,
     Publish,
@@ -249,6 +256,17 @@ def render(endpoint: Endpoint, weights: dict[str, int]) -> RecordSet:
     return RecordSet.of(endpoint.ttl, members, endpoint.policy.answer)
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A plan the zone guard holds: it would be published as ``generation`` and change ``changed`` of the
+    ``existing`` published endpoints; held since ``since``."""
+
+    generation: Generation
+    since: float
+    changed: int
+    existing: int
+
+
 @dataclass
 class Planner:
     name: str = field(metadata=CONFIG)
@@ -285,6 +303,9 @@ class Planner:
     drains: frozenset[str] = NO_PIN
     dials_expire: float | None = None
     kept_in: dict[str, tuple[EndpointKey, ...]] = field(default_factory=dict, metadata=NOTE)  # drains held back
+    zone_guard: ZoneGuard | None = field(default=None, metadata=CONFIG)
+    hold: Hold | None = None  # the plan the zone guard holds, if any
+    confirmed: Generation | None = None  # an operator confirmed the held plan of this generation
 
     def __post_init__(self) -> None:
         self._index()
@@ -328,7 +349,7 @@ class Planner:
         state of a fresh planner of the same fleet and settings, which loads the store again at its next
         Tick."""
         fresh = Planner(self.name, self.zone, self.endpoints, health_grace=self.health_grace,
-                        head_check=self.head_check)
+                        head_check=self.head_check, zone_guard=self.zone_guard)
         fresh.health = self.health
         fresh.dials, fresh.pins, fresh.drains = self.dials, self.pins, self.drains  # dials are the operators'
         fresh.dials_expire = self.dials_expire
@@ -364,11 +385,19 @@ class Planner:
         match event:
             case HealthObserved(target_id=tid, ok=ok, now=now, detail=detail):
                 return self._on_health(tid, ok, now, detail)
-            case FleetChanged(endpoints=endpoints):
+            case FleetChanged(endpoints=endpoints, guard=guard):
+                self.zone_guard = guard
                 return self._on_fleet_changed(endpoints)
             case DialsChanged(dials=dials):
                 self.dials = dials
                 return self._dial()
+            case HoldConfirmed(generation=generation):
+                if self.hold is None or self.hold.generation != generation:
+                    return effects(Log("warning", "confirmation of a plan not held: ignored", {
+                        "actor": self.name, "confirmed": generation,
+                        "held": None if self.hold is None else self.hold.generation}))
+                self.confirmed = generation
+                return NOTHING
             case Tick():
                 return self._on_tick()
             case DesiredLoaded(head=head, desired=desired, health=kept, head_at=head_at):
@@ -625,6 +654,43 @@ class Planner:
                 del self.kept_in[tid]
         return out
 
+    def _guard_holds(self, changes: list[tuple[EndpointKey, RecordSet]], logs: list[Effect]) -> bool:
+        """Whether the zone guard holds ``changes`` back (they stay dirty: planned again at the next tick).
+        Released by a confirmation of the generation they would be, or once held ``release_after``."""
+        guard = self.zone_guard
+        assert guard is not None
+        published = self.published
+        existing = len(published)
+        changed = sum(1 for key, _ in changes if key in published)
+        if not guard.trips(changed, existing):
+            if self.hold is not None:
+                logs.append(Log("info", "zone guard: the held plan shrank within the limit", {
+                    "actor": self.name, "changed": changed, "existing": existing}))
+            self.hold = None
+            return False
+        generation = Generation(self.head + 1)
+        hold = self.hold
+        if hold is None or hold.generation != generation:
+            hold = Hold(generation, self.now, changed, existing)
+            logs.append(Log("warning", "zone guard: plan held", {
+                "actor": self.name, "generation": generation, "changed": changed, "existing": existing,
+                "limit": guard.describe(), "release_after": guard.release_after}))
+        else:
+            hold = Hold(generation, hold.since, changed, existing)
+        self.hold = hold
+        if self.confirmed == generation:
+            why = "confirmed"
+        elif guard.release_after is not None and self.now - hold.since >= guard.release_after:
+            why = "released after its window"
+        else:
+            self.dirty.update(key for key, _ in changes)
+            return True
+        logs.append(Log("warning", f"zone guard: held plan {why}", {"actor": self.name, "generation": generation,
+                                                                   "changed": changed}))
+        self.hold = None
+        self.confirmed = None
+        return False
+
     def _note_kept_in(self, ep: Endpoint, pinned: frozenset[str], kept_in: dict[str, list[EndpointKey]]) -> None:
         health = self.health
 
@@ -660,6 +726,9 @@ class Planner:
             if held_back:  # the shift limit held it back: keep moving on later ticks
                 self.dirty.add(key)
         if not changes:
+            self.hold = None  # nothing to publish: what was held shrank to nothing
+            return Step(tuple(logs))
+        if self.zone_guard is not None and self._guard_holds(changes, logs):
             return Step(tuple(logs))
         changes.sort()
         self.inflight = tuple(changes)

@@ -39,6 +39,10 @@ The operators' dials (``dnsplane pin`` / ``drain``, kept in the store) reach the
 ``DialsChanged``: at start, before its first plan, and whenever the store's change; expired ones are
 removed from the store and journalled (the planner has already let them go on its own clock).
 
+The zone guard (the fleet file's ``guard:``): a plan the planner holds is journalled ("held"),
+shown in ``instance.json`` (``hold``), and released when ``dnsplane confirm GENERATION`` journals a
+confirmation of it (fed to the planner as ``HoldConfirmed``) or its window passes.
+
 The operator's freeze (``dnsplane freeze``, kept in the store): read at start and every
 ``OPERATORS_POLL`` seconds after; while it holds, the interpreter's ``WriteGate`` refuses every
 automated write (``execute.py``) and the enactors, the collector and the verifier skip their rounds
@@ -79,7 +83,7 @@ from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Interpreter, WriteGate
-from dnsplane.model import Dial, EndpointKey, Observed, marker_name
+from dnsplane.model import Dial, EndpointKey, Generation, Observed, marker_name
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import (
@@ -89,6 +93,7 @@ from dnsplane.protocol.messages import (
     Failed,
     FleetChanged,
     HealthObserved,
+    HoldConfirmed,
     Published,
     Resolution,
     Resolve,
@@ -97,7 +102,7 @@ from dnsplane.protocol.messages import (
     request,
 )
 from dnsplane.protocol.ownership import Ownership
-from dnsplane.protocol.planner import HEAD_CHECK, Planner
+from dnsplane.protocol.planner import HEAD_CHECK, Hold, Planner
 from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
@@ -107,7 +112,7 @@ from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.runtime.reload import Outcome, diff, reread
-from dnsplane.store.base import Freeze
+from dnsplane.store.base import Freeze, OperatorAction
 from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.runtime")
@@ -297,7 +302,8 @@ class App:
         self.gate.set(self.store.frozen())  # a freeze survives restarts: no actor starts before it is read
         self.interpreter = Interpreter(self.store, self.provider, self._resolve_from_thread, self.gate)
         zone = self.fleet.zone
-        self.planner = Planner("planner", zone, self.fleet.endpoints, health_grace=self.options.health_grace,
+        self.planner = Planner("planner", zone, self.fleet.endpoints, zone_guard=self.fleet.guard,
+                               health_grace=self.options.health_grace,
                                head_check=self.options.head_check)
         batch = min(1000, self.provider.capabilities.max_batch)
         ordered = self.provider.capabilities.ordered_reads
@@ -306,6 +312,8 @@ class App:
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, (i, n), ownership=ownership)
                          for i in range(n)]
         # the dials too: a planner that planned once without a drain in force would put the target back
+        self._hold: Hold | None = None  # the zone guard's hold as instance.json last showed it
+        self._hold_journalled: Generation | None = None
         self.dials = tuple(self.store.dials())
         self.planner.handle(DialsChanged(time.time(), self.dials))
         self.collector = Collector("collector")
@@ -433,7 +441,7 @@ class App:
         a ``DialsChanged`` when they changed (the planner expires them by itself, on its own clock)."""
         told_quiet = self.gate.quiet()
         while True:
-            freeze, dials = await asyncio.to_thread(self._operators_now)
+            freeze, dials, confirmed = await asyncio.to_thread(self._operators_now)
             if freeze != self.gate.freeze:
                 self.gate.set(freeze)
                 told_quiet = False
@@ -453,12 +461,40 @@ class App:
                 self.dials = dials
                 await self.feed(self.planner, DialsChanged(time.time(), dials))
                 self.write_instance()
+            hold = self.planner.hold
+            if hold != self._hold:
+                self._hold = hold
+                self.write_instance()
+            if hold is not None and confirmed == hold.generation and self.planner.confirmed != hold.generation:
+                await self.feed(self.planner, HoldConfirmed(time.time(), hold.generation))
             await asyncio.sleep(OPERATORS_POLL)
 
-    def _operators_now(self) -> tuple[Freeze | None, tuple[Dial, ...]]:
-        for d in self.store.expire_dials(time.time(), "dnsplane"):
+    def _operators_now(self) -> tuple[Freeze | None, tuple[Dial, ...], Generation | None]:
+        """One worker-thread call: expire dials, read the freeze and the dials; journal a plan the zone
+        guard has just started to hold, and say whether the one it holds has been confirmed."""
+        store = self.store
+        for d in store.expire_dials(time.time(), "dnsplane"):
             log.info("%s expired", d.describe(), extra={"fields": {"kind": d.kind, "subject": d.subject}})
-        return self.store.frozen(), tuple(self.store.dials())
+        hold = self.planner.hold
+        confirmed = None
+        if hold is not None:
+            if self._hold_journalled != hold.generation:
+                self._hold_journalled = hold.generation
+                guard = self.fleet.guard
+                store.record_action(OperatorAction(
+                    time.time(), "planner", "held", f"would change {hold.changed} of {hold.existing} endpoints, "
+                    f"more than {guard.describe() if guard else 'the guard allows'}", str(hold.generation)))
+            if store.confirmation(hold.generation, hold.since) is not None:
+                confirmed = hold.generation
+        return store.frozen(), tuple(store.dials()), confirmed
+
+    def hold_json(self) -> dict[str, Any] | None:
+        hold, guard = self._hold, self.fleet.guard
+        if hold is None:
+            return None
+        release = hold.since + guard.release_after if guard is not None and guard.release_after is not None else None
+        return {"generation": hold.generation, "since": hold.since, "changed": hold.changed,
+                "existing": hold.existing, "limit": guard.describe() if guard else "", "release_at": release}
 
     def dials_json(self) -> list[dict[str, Any]]:
         kept_in = dict(self.planner.kept_in)
@@ -593,7 +629,7 @@ class App:
             # ``feed`` never raises: an actor that fails on the event is reset from ``self.fleet``.
             released: list[Actor] = [*self.enactors, self.verifier]
             for actor in (*released, self.planner):
-                await self.feed(actor, FleetChanged(time.time(), new.endpoints))
+                await self.feed(actor, FleetChanged(time.time(), new.endpoints, new.guard))
             outcome = Outcome(started, time.time(), True,
                               f"{new.source}: {change.summary()}; {len(new.endpoints)} endpoints",
                               len(change.added), len(change.changed), len(change.removed))
@@ -699,6 +735,7 @@ class App:
             "preflight": self.preflight,
             "frozen": self.frozen_json(),  # the operator's freeze: quiet once no write is in flight
             "dials": self.dials_json(),  # pins and drains; kept_in: where a drain's guard keeps the target in
+            "hold": self.hold_json(),  # the plan the zone guard holds until `dnsplane confirm` (or its window)
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one

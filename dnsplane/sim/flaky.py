@@ -192,6 +192,16 @@ class FlakyStore(Store):
             self._down()
         return self.inner.operator_actions()
 
+    def record_action(self, action: OperatorAction) -> None:
+        if self.outages.spans:
+            self._down()
+        self.inner.record_action(action)
+
+    def confirmation(self, generation: Generation, since: float) -> OperatorAction | None:
+        if self.outages.spans:
+            self._down()
+        return self.inner.confirmation(generation, since)
+
     def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
         if self.outages.spans:
             self._down()

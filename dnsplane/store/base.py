@@ -71,7 +71,7 @@ class OperatorAction:
 
     at: float
     by: str
-    action: str  # "freeze" | "unfreeze" | "pin" | "unpin" | "drain" | "undrain" | "expired"
+    action: str  # "freeze" | "unfreeze" | "pin" | "unpin" | "drain" | "undrain" | "expired" | "held" | "confirm"
     reason: str
     subject: str = ""  # what it acted on: an endpoint (pin), a target (drain); "" for the whole zone
 
@@ -201,6 +201,14 @@ class Store(ABC):
     @abstractmethod
     def operator_actions(self) -> list[OperatorAction]:
         """The operators' journal, oldest first."""
+
+    @abstractmethod
+    def record_action(self, action: OperatorAction) -> None:
+        """Append ``action`` to the operators' journal (a confirmation, a plan the zone guard held)."""
+
+    @abstractmethod
+    def confirmation(self, generation: Generation, since: float) -> OperatorAction | None:
+        """The newest ``confirm`` of ``generation`` journalled at or after ``since`` (None: none)."""
 
     # -- the operators' dials --------------------------------------------------
 

@@ -276,6 +276,15 @@ class MemoryStore(Store):
         with self._lock:
             return list(self._actions)
 
+    def record_action(self, action: OperatorAction) -> None:
+        with self._lock:
+            self._actions.append(action)
+
+    def confirmation(self, generation: Generation, since: float) -> OperatorAction | None:
+        with self._lock:
+            return next((a for a in reversed(self._actions) if a.action == "confirm"
+                         and a.subject == str(generation) and a.at >= since), None)
+
     def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
         with self._lock:
             was = self._dials.get((dial.kind, dial.subject))

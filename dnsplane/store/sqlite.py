@@ -427,6 +427,18 @@ class SqliteStore(Store):
             return [OperatorAction(float(at), str(who), str(action), str(reason), str(subject))
                     for at, who, action, reason, subject in cur]
 
+    def record_action(self, action: OperatorAction) -> None:
+        with self._tx(immediate=True) as db:
+            self._journal_action_unlocked(db, action)
+
+    def confirmation(self, generation: Generation, since: float) -> OperatorAction | None:
+        with self._tx() as db:
+            row = db.execute("SELECT at, who, action, reason, subject FROM operator_journal WHERE action = 'confirm'"
+                             " AND subject = ? AND at >= ? ORDER BY id DESC LIMIT 1",
+                             (str(generation), since)).fetchone()
+            return None if row is None else OperatorAction(float(row[0]), str(row[1]), str(row[2]), str(row[3]),
+                                                            str(row[4]))
+
     def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
         with self._tx(immediate=True) as db:
             was = self._dial_unlocked(db, dial.kind, dial.subject)

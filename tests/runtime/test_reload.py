@@ -50,6 +50,27 @@ def test_an_invalid_file_is_refused_with_its_line(tmp_path: Path) -> None:
     assert str(err.value).startswith(f"{path}:9: ") and "lb-9" in str(err.value)
 
 
+def test_a_fleet_file_emptied_by_mistake_is_refused_and_never_empties_the_zone(tmp_path: Path) -> None:
+    """A source that suddenly yields no endpoints (issue 12, part 2): refused at its line, so the running
+    fleet (and every record it wrote) stays; an endpoint merely removed is released, never deleted
+    (tests/realworld/test_fleet_reload.py)."""
+    path = write(tmp_path / "fleet.yaml")
+    running = load_fleet(path)
+    path.write_text(path.read_text().split("endpoints:")[0] + "endpoints: []\n")
+    with pytest.raises(InvalidConfig) as err:
+        reread(running)
+    assert str(err.value) == f"{path}:7: endpoints: must not be empty"
+
+
+def test_a_guard_added_by_a_reload_is_part_of_the_new_fleet(tmp_path: Path) -> None:
+    path = write(tmp_path / "fleet.yaml")
+    running = load_fleet(path)
+    assert running.guard is None
+    path.write_text(path.read_text() + "guard: {max_change: 30%, release_after: 600}\n")
+    guard = reread(running).guard
+    assert guard is not None and (guard.max_share, guard.max_count, guard.release_after) == (0.3, None, 600.0)
+
+
 @pytest.mark.parametrize(("change", "line", "words"), [
     ({"zone": "other.test"}, 2, "zone: cannot change on reload (running demo.test., file says other.test.)"),
     ({"owner": "owner: team-b\n"}, 3, "owner: cannot change on reload"),

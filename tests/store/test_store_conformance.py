@@ -361,6 +361,15 @@ def test_dials_are_one_per_kind_and_subject_journalled_and_expire(store: Store) 
         ("drain", "lb-2"), ("pin", "api.demo.test. A"), ("drain", "lb-2"), ("expired", "lb-2"), ("unpin", "x")]
 
 
+def test_a_confirmation_is_found_by_generation_and_time(store: Store) -> None:
+    store.record_action(OperatorAction(5.0, "planner", "held", "10 of 10 endpoints", "2"))
+    store.record_action(OperatorAction(6.0, "alice", "confirm", "looked fine", "2"))
+    store.record_action(OperatorAction(7.0, "bob", "confirm", "", "3"))
+    assert store.confirmation(G(2), 5.0) == OperatorAction(6.0, "alice", "confirm", "looked fine", "2")
+    assert store.confirmation(G(2), 6.5) is None, "a confirmation from before the hold is not one of it"
+    assert store.confirmation(G(4), 0.0) is None
+
+
 def test_sqlite_keeps_dials_across_a_reopen(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path / "store.sqlite")
     pin = Dial("pin", "api.demo.test. A", ("lb-1",), 2.0, "bob", "incident", 7200.5)
