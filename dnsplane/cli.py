@@ -686,7 +686,7 @@ def operator() -> str:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
-    from dnsplane.store.base import Freeze, OperatorAction
+    from dnsplane.runtime import operators
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
@@ -697,8 +697,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     now, by, reason = time.time(), args.by or operator(), args.reason or ""
     store = SqliteStore(root / "store.sqlite")
     try:
-        was = store.set_freeze(None if lift else Freeze(now, by, reason),
-                               OperatorAction(now, by, args.command, reason))
+        was = (operators.unfreeze if lift else operators.freeze)(store, now, by, reason)
     finally:
         store.close()
     if lift:
@@ -746,7 +745,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     from dnsplane.model import Generation
-    from dnsplane.store.base import OperatorAction
+    from dnsplane.runtime import operators
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
@@ -758,15 +757,16 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     if hold is None:
         err_console.print("no plan is held by the zone guard: nothing to confirm; nothing changed")
         return 1
-    if int(hold["generation"]) != args.generation:
-        err_console.print(f"[red]error:[/] the held plan is generation {hold['generation']} (it would change "
-                          f"{hold['changed']} of {hold['existing']} endpoints), not {args.generation}; nothing changed",
-                          highlight=False, soft_wrap=True)
-        return 2
     by = args.by or operator()
     store = SqliteStore(root / "store.sqlite")
     try:
-        store.record_action(OperatorAction(time.time(), by, "confirm", args.reason or "", str(args.generation)))
+        try:
+            operators.confirm(store, Generation(int(hold["generation"])), Generation(args.generation), time.time(), by,
+                              args.reason or "")
+        except operators.Refused as refused:
+            err_console.print(f"[red]error:[/] {escape(str(refused))} (it would change {hold['changed']} of "
+                              f"{hold['existing']} endpoints)", highlight=False, soft_wrap=True)
+            return 2
         console.print(f"confirmed generation {args.generation} (it would change {hold['changed']} of "
                       f"{hold['existing']} endpoints) by {escape(by)}", highlight=False, soft_wrap=True)
         deadline = time.monotonic() + args.timeout
@@ -827,10 +827,8 @@ def operated_fleet(args: argparse.Namespace, root: Path, instance: dict[str, Any
 
 
 def cmd_dial(args: argparse.Namespace) -> int:
-    """``pin``, ``unpin``, ``drain``, ``undrain``."""
-    from dnsplane.model import Dial
-    from dnsplane.protocol.planner import serving
-    from dnsplane.store.base import OperatorAction
+    """``pin``, ``unpin``, ``drain``, ``undrain`` (``runtime/operators.py``)."""
+    from dnsplane.runtime import operators
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
@@ -838,15 +836,13 @@ def cmd_dial(args: argparse.Namespace) -> int:
         err_console.print(f"no dnsplane data in {root} (pass --data-dir)")
         return 1
     kind = "pin" if args.command in ("pin", "unpin") else "drain"
-    lift = args.command.startswith("un")
-    subject = str(EndpointKey.parse(args.endpoint + (" " + args.type if args.type else ""))) if kind == "pin" \
-        else args.target
+    key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else "")) if kind == "pin" else None
+    subject = str(key) if key is not None else args.target
     now, by, reason = time.time(), args.by or operator(), args.reason or ""
-    action = OperatorAction(now, by, args.command, reason, subject)
     store = SqliteStore(root / "store.sqlite")
     try:
-        if lift:
-            was = store.lift_dial(kind, subject, action)
+        if args.command.startswith("un"):
+            was = operators.lift(store, kind, subject, now, by, reason)
             if was is None:
                 console.print(f"no {kind} of {escape(subject)}: nothing to lift")
             else:
@@ -863,68 +859,32 @@ def cmd_dial(args: argparse.Namespace) -> int:
         def up(tid: str) -> bool:
             return (health.get(tid) or {}).get("healthy") is not False
 
-        dials = [d for d in store.dials() if d.active(now)]
-        pins = {d.subject: frozenset(d.targets) for d in dials if d.kind == "pin"}
-        drains = frozenset(d.subject for d in dials if d.kind == "drain")
-        if kind == "pin":
-            endpoint = next((ep for ep in fleet.endpoints if str(ep.key) == subject), None)
-            if endpoint is None:
-                err_console.print(f"[red]error:[/] {escape(subject)} is not an endpoint of {escape(fleet.source)}",
-                                  highlight=False, soft_wrap=True)
-                return 2
-            targets = tuple(dict.fromkeys(t.strip() for t in args.targets.split(",") if t.strip()))
-            ours = [t.id for t in endpoint.targets]
-            unknown = [t for t in targets if t not in ours]
-            floor = max(1, endpoint.policy.min_targets)
-            problem = (f"{', '.join(unknown)} not a target of {subject} (its targets: {', '.join(ours)})" if unknown
-                       else f"{len(targets)} target(s) pinned, fewer than its min_targets {floor}"
-                       if len(targets) < floor else None)
-            if problem:
-                err_console.print(f"[red]error:[/] pin refused: {escape(problem)}; nothing changed", highlight=False,
-                                  soft_wrap=True)
-                return 2
-            down = [t for t in targets if not up(t)]
-            dial = Dial("pin", subject, targets, now, by, reason, None if args.no_expiry else now + args.duration)
-        else:
-            hit = [ep for ep in fleet.endpoints if any(t.id == subject for t in ep.targets)]
-            if not hit:
-                err_console.print(f"[red]error:[/] {escape(subject)} is not a target of any endpoint of "
-                                  f"{escape(fleet.source)}", highlight=False, soft_wrap=True)
-                return 2
-            refused = []
-            for ep in hit:
-                served, healthy, kept_in = serving(ep, up, pins.get(str(ep.key), frozenset()), drains | {subject})
-                # refused where the guard would keep a drained target in and this one is served and healthy
-                # there (whichever the guard keeps in, the endpoint is as short of its floor)
-                if kept_in and any(t.id == subject and up(t.id) for t in served):
-                    floor = max(1, ep.policy.min_targets)
-                    left = [t.id for t in healthy if t not in kept_in]
-                    refused.append(f"{ep.key} would keep {len(left)} healthy undrained target(s) "
-                                   f"({', '.join(left) or 'none'}), fewer than its floor of {floor} (min_targets, "
-                                   "and never none)")
-            if refused:
-                err_console.print(f"[red]error:[/] drain of {escape(subject)} refused; nothing changed:",
-                                  highlight=False, soft_wrap=True)
-                for line in refused[:10]:
-                    err_console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
-                if len(refused) > 10:
-                    err_console.print(f"  ... and {len(refused) - 10} more endpoint(s)")
-                return 2
-            down = []
-            dial = Dial("drain", subject, (), now, by, reason, None if args.no_expiry else now + args.duration)
-        was = store.set_dial(dial, action)
+        until = None if args.no_expiry else now + args.duration
+        try:
+            done = operators.pin(store, fleet, up, key, args.targets.split(","), now, by, reason, until) \
+                if key is not None else operators.drain(store, fleet, up, subject, now, by, reason, until)
+        except operators.Refused as refused:
+            err_console.print(f"[red]error:[/] {escape(refused.what)} refused; nothing changed:", highlight=False,
+                              soft_wrap=True)
+            for line in refused.reasons[:10]:
+                err_console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
+            if len(refused.reasons) > 10:
+                err_console.print(f"  ... and {len(refused.reasons) - 10} more")
+            return 2
     finally:
         store.close()
-    until = "no expiry: it holds, across restarts, until `dnsplane un" + args.command + "`" if dial.until is None \
-        else f"until {clock(dial.until)} ({span(dial.until - now)}), then it expires by itself"
-    console.print(f"{'replaced the' if was else 'set a'} {escape(dial.describe())} by {escape(by)}: "
-                  f"{escape(reason) or 'no reason given'}; {until}", highlight=False, soft_wrap=True)
-    if kind == "drain":
-        names = ", ".join(str(ep.key) for ep in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
+    dial = done.dial
+    until_text = "no expiry: it holds, across restarts, until `dnsplane un" + args.command + "`" \
+        if dial.until is None else f"until {clock(dial.until)} ({span(dial.until - now)}), then it expires by itself"
+    console.print(f"{'replaced the' if done.replaced else 'set a'} {escape(dial.describe())} by {escape(by)}: "
+                  f"{escape(reason) or 'no reason given'}; {until_text}", highlight=False, soft_wrap=True)
+    if done.leaves:
+        hit = done.leaves
+        names = ", ".join(str(k) for k in hit[:5]) + (f" and {len(hit) - 5} more" if len(hit) > 5 else "")
         console.print(f"{escape(subject)} leaves {escape(names)} at the planner's next round (paced by "
                       "max_weight_shift)", highlight=False, soft_wrap=True)
-    if down:
-        console.print(f"[yellow]warning:[/] pinned target(s) down now: {', '.join(down)}; they are served only "
+    if done.down:
+        console.print(f"[yellow]warning:[/] pinned target(s) down now: {', '.join(done.down)}; they are served only "
                       "if every pinned target is down (never empty)", highlight=False, soft_wrap=True)
     if instance is not None:
         deadline = time.monotonic() + args.timeout
