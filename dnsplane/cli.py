@@ -115,9 +115,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         if getattr(args, option, None) is not None:
             periods[option] = getattr(args, option)
     rate_limit = RateLimit(args.rrl, args.rrl_slip) if getattr(args, "rrl", None) else None
+    api_host, api_port = args.api if args.api is not None else (None, 0)
+    token = os.environ.get("DNSPLANE_API_TOKEN") or None
+    if args.api_token_file:
+        try:
+            token = Path(args.api_token_file).read_text().strip() or None
+        except OSError as err:
+            err_console.print(f"[red]error:[/] --api-token-file {args.api_token_file}: {err.strerror or err}")
+            return 2
+        if token is None:
+            err_console.print(f"[red]error:[/] --api-token-file {args.api_token_file}: the file is empty")
+            return 2
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
-                      **periods)
+                      api_host=api_host, api_port=api_port, api_token=token, **periods)
 
     async def main() -> None:
         demo = None
@@ -283,6 +294,12 @@ def banner(app: App, demo: bool, findings: Sequence[Finding] = ()) -> None:
         lines.append(f"  dig @{host} -p {port} {first} A +short   # lb-2's 192.0.2.12 no longer appears")
         lines.append("  dnsplane demo recover lb-2")
     lines.append("  dnsplane status              # generations, markers, health, weights")
+    api = app.api_url()
+    if api is not None:
+        writes = "writes with the bearer token" if app.options.api_token else "read only: no DNSPLANE_API_TOKEN"
+        lines.append(f"  curl {api}/api/v1/status    # the HTTP API ({writes}); {api}/metrics, {api}/docs")
+    elif app.api_error is not None:
+        lines.append(f"HTTP API not started: {app.api_error} (--api HOST:PORT, or --api off)")
     lines.append(f"  dnsplane history {first}")
     lines.append("Ctrl-C stops it.")
     if findings:
@@ -983,6 +1000,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def api_address(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[v6]:PORT`` too), or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:8053) or off, got {text!r}")
+    return host, int(port)
+
+
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -1039,6 +1067,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--fleet", help="fleet file (YAML); without it, the built-in demo fleet. SIGHUP (or "
                     "`dnsplane reload`) re-reads it: applied whole, or refused with file:line")
     up.add_argument("--dns", default="127.0.0.1:5353", help="address:port to serve DNS on (default 127.0.0.1:5353)")
+    up.add_argument("--api", type=api_address, default=("127.0.0.1", 8053), metavar="HOST:PORT",
+                    help="where the HTTP API and /metrics listen (default 127.0.0.1:8053; port 0: any free one; "
+                    "off: none). If it cannot listen, dnsplane runs without it and says so")
+    up.add_argument("--api-token-file", metavar="FILE", help="the bearer token the API's writes need (default: "
+                    "$DNSPLANE_API_TOKEN; with neither, the API is read only)")
     up.add_argument("--enactors", type=int, default=3, help="number of redundant enactors (default 3)")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     for actor, default in (("planner", 0.5), ("enactor", 1.0), ("health", 1.0), ("collector", 10.0),

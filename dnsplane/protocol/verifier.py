@@ -244,6 +244,7 @@ class Verifier:
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict, metadata=NOTE)
     quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0}, metadata=NOTE)
+    repairs_by: dict[str, int] = field(default_factory=dict, metadata=NOTE)  # repairs per problem found (metrics)
     # for validating repairs; "" checks everything but the zone (the provider checks that too)
     zone: str = field(default="", metadata=CONFIG)
     ownership: Ownership = field(default_factory=Ownership)  # owner id, managed and adopted endpoints (I7)
@@ -496,6 +497,7 @@ class Verifier:
                 case Applied(key=key):
                     self.quarantined.pop(key, None)
                     self.stats["repairs"] += 1
+                    self.repairs_by[problem or "unknown"] = self.repairs_by.get(problem or "unknown", 0) + 1
                     self.mine.add(key)  # taken over once: another owner's marker here again is a contest
                     action = ("adopt" if key in self.adopting
                               else "reclaim" if found is Problem.MARKER_RELEASED else "repair")

@@ -83,7 +83,7 @@ from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Interpreter, WriteGate
-from dnsplane.model import Dial, EndpointKey, Generation, Observed, marker_name
+from dnsplane.model import Dial, Endpoint, EndpointKey, Generation, Observed, marker_name, zone_order
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import (
@@ -142,6 +142,9 @@ class Options:
     rate_limit: RateLimit | None = None  # UDP RRL (``--rrl``); None: the fleet's serve.rrl, if any
     # the embedded server's UDP answering processes (dnsplane.dns.worker); 0: none; None: ``workers_for``
     dns_workers: int | None = None
+    api_host: str | None = None  # the HTTP API and /metrics (runtime/api.py); None: none (`up` listens by default)
+    api_port: int = 8053
+    api_token: str | None = None  # bearer token for the API's writes; None: writes refused
 
 
 WORKERS_FROM = 10_000  # endpoints from which ``up`` answers UDP from a worker process by default
@@ -312,6 +315,11 @@ class App:
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, (i, n), ownership=ownership)
                          for i in range(n)]
         # the dials too: a planner that planned once without a drain in force would put the target back
+        self.api_address: tuple[str, int] | None = None  # where the HTTP API listens
+        self.api_error: str | None = None  # why it does not
+        self._order_of: Fleet | None = None
+        self._order: list[EndpointKey] = []
+        self._by_key: dict[EndpointKey, Endpoint] = {}
         self._hold: Hold | None = None  # the zone guard's hold as instance.json last showed it
         self._hold_journalled: Generation | None = None
         self.dials = tuple(self.store.dials())
@@ -735,7 +743,9 @@ class App:
             "preflight": self.preflight,
             "frozen": self.frozen_json(),  # the operator's freeze: quiet once no write is in flight
             "dials": self.dials_json(),  # pins and drains; kept_in: where a drain's guard keeps the target in
-            "hold": self.hold_json(),  # the plan the zone guard holds until `dnsplane confirm` (or its window)
+            "hold": self.hold_json(),
+            "api": self.api_url(),  # the HTTP API and /metrics; None: not listening (api_error says why, if asked)
+            "api_error": self.api_error,  # the plan the zone guard holds until `dnsplane confirm` (or its window)
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
             "actors": {name: status.to_json() for name, status in sorted(self.actors.items())},
             "written_at": time.time(),  # with status_interval: `status` tells a stalled loop from a quiet one
@@ -746,9 +756,49 @@ class App:
             },
         })
 
+    def endpoint_order(self) -> list[EndpointKey]:
+        """The fleet's endpoint keys in zone order (the API's pages), computed once per fleet."""
+        fleet = self.fleet
+        if self._order_of is not fleet:
+            self._order = sorted((e.key for e in fleet.endpoints), key=zone_order)
+            self._by_key = {e.key: e for e in fleet.endpoints}
+            self._order_of = fleet
+        return self._order
+
+    @property
+    def fleet_by_key(self) -> dict[EndpointKey, Endpoint]:
+        self.endpoint_order()
+        return self._by_key
+
+    async def start_api(self) -> asyncio.Task[None] | None:
+        """The HTTP API (``Options.api_host``); one warning line and none if it cannot listen."""
+        host = self.options.api_host
+        if host is None:
+            return None
+        from dnsplane.runtime import api
+
+        try:
+            self.api_address, task = await api.start(self, host, self.options.api_port, self.options.api_token)
+        except OSError as err:
+            self.api_error = f"{host}:{self.options.api_port}: {err.strerror or err}"
+            log.warning("HTTP API not started: cannot listen", extra={"fields": {"error": self.api_error}})
+            return None
+        except Exception as err:  # a bug in the API must not keep DNS from being served
+            self.api_error = f"{type(err).__name__}: {err}"
+            log.error("HTTP API not started", exc_info=True, extra={"fields": {"error": self.api_error}})
+            return None
+        return task
+
+    def api_url(self) -> str | None:
+        if self.api_address is None:
+            return None
+        host, port = self.api_address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     async def run(self, stop: asyncio.Event) -> None:
         if self.server is not None:
             await self.server.start()
+        api_task = await self.start_api()
         hup = self.listen_for_reload()  # before instance.json names this pid to `dnsplane reload`
         self.write_instance()
         self.started.set()
@@ -764,6 +814,8 @@ class App:
             asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)
             for e, w in zip(self.enactors, self.wake, strict=True)
         ]
+        if api_task is not None:
+            tasks.append(api_task)
         if self.demo is not None:
             control = self.options.data_dir / "demo"
             demo = self.demo

@@ -258,6 +258,8 @@ class Dnsplane:
                "--log-level", self.log_level]
         if self.fleet is not None:
             cmd += ["--fleet", str(self.fleet)]
+        if "--api" not in self.extra_args:  # a free port: several `up`s of one test, or of tests in a row
+            cmd += ["--api", "127.0.0.1:0"]
         for actor, seconds in self.periods.items():
             cmd += [f"--{actor}-period", f"{seconds:g}"]
         return cmd + self.extra_args
