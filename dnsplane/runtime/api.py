@@ -1,5 +1,8 @@
 """The HTTP API and the metrics of a running ``dnsplane up`` (FastAPI on uvicorn, in ``up``'s event loop).
 
+The dashboard (``/``, ``runtime/dashboard.html``): one page of HTML and a little JavaScript that reads the
+API every second (the endpoints a page of 50 at a time) and drives its writes with a token typed in.
+
 Reads (no token): ``/api/v1/status``, ``/api/v1/endpoints`` (paginated), ``/api/v1/plans``,
 ``/api/v1/journal`` (an endpoint's history, or the operators'), ``/metrics`` (Prometheus text format),
 ``/openapi.json`` and ``/docs``. Writes (freeze, unfreeze, drain, undrain, pin, unpin, confirm, demo
@@ -19,6 +22,7 @@ same at 100 endpoints and at 100,000.
 import asyncio
 import contextlib
 import hmac
+import importlib.resources
 import logging
 import socket
 import time
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dnsplane.api")
 
 PAGE_MAX = 1000
+DASHBOARD = (importlib.resources.files("dnsplane.runtime") / "dashboard.html").read_text(encoding="utf-8")
 QUIET_WAIT = 30.0  # seconds a freeze through the API waits for the running instance to have no write in flight
 
 
@@ -163,6 +168,11 @@ def make_api(app: "App", token: str | None) -> FastAPI:
 
     def refused(err: operators.Refused) -> HTTPException:
         return HTTPException(409, {"refused": err.what, "reasons": err.reasons, "changed": False})
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        """The dashboard: one page that reads the API every second (``runtime/dashboard.html``)."""
+        return HTMLResponse(DASHBOARD, headers={"Cache-Control": "no-store"})
 
     @api.get("/api/v1/status")
     async def status() -> dict[str, Any]:
