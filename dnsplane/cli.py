@@ -683,6 +683,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0 if entries else 1
 
 
+def watch_instance(root: Path, timeout: float,
+                   done: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | bool | None:
+    """Poll the running instance's ``instance.json`` until ``done(state)``: that state; None when the instance
+    stopped meanwhile; False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_instance(root)
+        if state is None:
+            return None
+        if done(state):
+            return state
+        time.sleep(0.05)
+    return False
+
+
 def clock(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
@@ -735,26 +750,26 @@ def cmd_freeze(args: argparse.Namespace) -> int:
                       + ("unfrozen" if lift else "frozen"))
         return 0
     pid = int(instance["pid"])
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        state = read_instance(root)
-        if state is None:
-            console.print(f"the running dnsplane (pid {pid}) has stopped")
-            return 0
+
+    def done(state: dict[str, Any]) -> bool:
         frozen = state.get("frozen")
-        if lift and frozen is None:
-            console.print(f"the running dnsplane (pid {pid}) writes again: the enactors apply the newest plan now")
-            return 0
-        if not lift and frozen is not None and frozen.get("quiet"):
-            console.print(f"the running dnsplane (pid {pid}) has stopped writing: no automated write is in "
-                          "flight; DNS keeps answering what it holds and the planner keeps planning "
-                          "(`dnsplane status` shows what is held back)", highlight=False, soft_wrap=True)
-            return 0
-        time.sleep(0.05)
-    wanted = "writes again" if lift else "has no automated write in flight"
-    err_console.print(f"the store says {'unfrozen' if lift else 'frozen'}, but the running dnsplane (pid {pid}) did "
-                      f"not report that it {wanted} within {args.timeout:g} s; see `dnsplane status`")
-    return 1
+        return frozen is None if lift else frozen is not None and bool(frozen.get("quiet"))
+
+    seen = watch_instance(root, args.timeout, done)
+    if seen is None:
+        console.print(f"the running dnsplane (pid {pid}) has stopped")
+    elif seen and lift:
+        console.print(f"the running dnsplane (pid {pid}) writes again: the enactors apply the newest plan now")
+    elif seen:
+        console.print(f"the running dnsplane (pid {pid}) has stopped writing: no automated write is in "
+                      "flight; DNS keeps answering what it holds and the planner keeps planning "
+                      "(`dnsplane status` shows what is held back)", highlight=False, soft_wrap=True)
+    else:
+        wanted = "writes again" if lift else "has no automated write in flight"
+        err_console.print(f"the store says {'unfrozen' if lift else 'frozen'}, but the running dnsplane (pid {pid}) "
+                          f"did not report that it {wanted} within {args.timeout:g} s; see `dnsplane status`")
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------------------- confirm
@@ -786,22 +801,20 @@ def cmd_confirm(args: argparse.Namespace) -> int:
             return 2
         console.print(f"confirmed generation {args.generation} (it would change {hold['changed']} of "
                       f"{hold['existing']} endpoints) by {escape(by)}", highlight=False, soft_wrap=True)
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            state = read_instance(root) or {}
-            if not state:
-                err_console.print("the running dnsplane stopped before it published the plan")
-                return 1
-            if (state.get("hold") or {}).get("generation") != args.generation \
-                    and store.head() >= Generation(args.generation):
-                console.print(f"published: the store's head is generation {store.head()}; the enactors apply it now")
-                return 0
-            time.sleep(0.05)
+        seen = watch_instance(root, args.timeout, lambda state: (state.get("hold") or {}).get("generation")
+                              != args.generation and store.head() >= Generation(args.generation))
+        head = store.head()
     finally:
         store.close()
-    err_console.print(f"the running dnsplane did not publish generation {args.generation} within {args.timeout:g} s; "
-                      "see `dnsplane status`")
-    return 1
+    if seen is None:
+        err_console.print("the running dnsplane stopped before it published the plan")
+        return 1
+    if seen is False:
+        err_console.print(f"the running dnsplane did not publish generation {args.generation} within "
+                          f"{args.timeout:g} s; see `dnsplane status`")
+        return 1
+    console.print(f"published: the store's head is generation {head}; the enactors apply it now")
+    return 0
 
 
 # ---------------------------------------------------------------------------- pin / drain
@@ -904,17 +917,15 @@ def cmd_dial(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning:[/] pinned target(s) down now: {', '.join(done.down)}; they are served only "
                       "if every pinned target is down (never empty)", highlight=False, soft_wrap=True)
     if instance is not None:
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            state = read_instance(root) or {}
-            if any(d.get("subject") == subject and d.get("kind") == kind and d.get("at") == dial.at
-                   for d in state.get("dials") or ()):
-                console.print(f"the running dnsplane (pid {state.get('pid')}) has it in force")
-                return 0
-            time.sleep(0.05)
-        err_console.print(f"the running dnsplane did not report the {kind} within {args.timeout:g} s; "
-                          "see `dnsplane status`")
-        return 1
+        seen = watch_instance(root, args.timeout, lambda state: any(
+            d.get("subject") == subject and d.get("kind") == kind and d.get("at") == dial.at
+            for d in state.get("dials") or ()))
+        if seen is False:
+            err_console.print(f"the running dnsplane did not report the {kind} within {args.timeout:g} s; "
+                              "see `dnsplane status`")
+            return 1
+        if seen:
+            console.print(f"the running dnsplane (pid {instance.get('pid')}) has it in force")
     return 0
 
 
