@@ -53,6 +53,7 @@ examples:
   dnsplane unfreeze                        let the automation write again
   dnsplane drain lb-2 --for 30m            move lb-2's weight away; it comes back by itself
   dnsplane pin api.demo.test --targets lb-1,lb-3 --for 2h   hold an endpoint by hand
+  dnsplane blast dynamodb --services us-east-1   which services fail if it does
   dnsplane simulate --protocol legacy      reproduce the October 2025 outage in the simulator
   dnsplane explore --protocol safe         every interleaving of a small configuration
 
@@ -772,6 +773,28 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- blast radius
+
+
+def cmd_blast(args: argparse.Namespace) -> int:
+    from dnsplane.services import FORMATS, load_services
+
+    services = load_services(args.services)  # InvalidConfig: exit 2 with file:line (main)
+    try:
+        impacts = services.blast(args.subject)
+    except KeyError as err:
+        err_console.print(f"[red]error:[/] {escape(str(err.args[0]))}", highlight=False, soft_wrap=True)
+        return 2
+    shown = services.subject(args.subject)[0]
+    out = FORMATS[args.format](shown, impacts)
+    if args.output:
+        Path(args.output).write_text(out + "\n")
+        console.print(f"{len(impacts)} service(s) impacted; written to {escape(args.output)}")
+    else:
+        print(out)
+    return 0
+
+
 # ---------------------------------------------------------------------------- confirm
 
 
@@ -1182,6 +1205,27 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="SECONDS",
                        help="seconds to wait for the running instance to confirm (default 30)")
         f.set_defaults(func=cmd_freeze)
+
+    b = sub.add_parser(
+        "blast", formatter_class=raw, help="every service that fails if an endpoint or a service fails",
+        description="The blast-radius graph, drawn before the incident. A services file (YAML) declares services,\n"
+        "the endpoints each serves and what each depends on, hard (it fails with it) or soft (it is\n"
+        "degraded). `blast` lists every service impacted if SUBJECT (a service, or an endpoint: name\n"
+        "[type]) fails, with the dependency path, its depth and its hardness. Cycles, unknown services\n"
+        "and malformed entries are refused with file:line (exit 2). The simulator takes the same file\n"
+        "(`dnsplane simulate --services FILE`) and lists each service's impact windows. See\n"
+        "docs/operating.md, \"Blast radius\".",
+        epilog="examples:\n  dnsplane blast dynamodb.us-east-1.amazonaws.com --services us-east-1\n"
+        "  dnsplane blast sts --services services.yaml --format json\n"
+        "  dnsplane blast dynamodb --services us-east-1 --format svg --output blast.svg\n"
+        "  dnsplane blast dynamodb --services us-east-1 --format dot | dot -Tpng > blast.png\n"
+        "exit status: 0 shown, 2 a bad services file or an unknown subject\n")
+    b.add_argument("subject", help="a service name, or an endpoint (api.demo.test, or 'api.demo.test AAAA')")
+    b.add_argument("--services", required=True, metavar="FILE",
+                   help="the services file, or the shipped example us-east-1")
+    b.add_argument("--format", choices=["text", "json", "dot", "svg"], default="text", help="(default text)")
+    b.add_argument("--output", metavar="FILE", help="write there instead of printing")
+    b.set_defaults(func=cmd_blast)
 
     c = sub.add_parser(
         "confirm", parents=[common], formatter_class=raw,

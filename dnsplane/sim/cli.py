@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 from dnsplane.errors import DnsplaneError
+from dnsplane.model import EndpointKey
+from dnsplane.services import Services
 from dnsplane.sim import scenario as scenarios
 from dnsplane.sim import timeline
-from dnsplane.sim.driver import PROTOCOLS, run, shrink
+from dnsplane.sim.driver import PROTOCOLS, RunResult, run, shrink
 from dnsplane.sim.sweep import sweep
+from dnsplane.sim.world import ZONE
 
 SIMULATE_EPILOG = """examples:
   dnsplane simulate --protocol legacy --scenario us-east-1 --seeds 1000
@@ -82,6 +85,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="stop at the first seed that violates this one (default I1, the outage); "
                         "any other violation found on the way is reported too")
     s.add_argument("--no-shrink", action="store_true", help="do not minimise the fault schedule of a violation")
+    s.add_argument("--services", metavar="FILE", help="a services file (or the shipped example us-east-1): list "
+                   "each service's impact windows in the replayed seed, the simulator's endpoints e0, e1, ... "
+                   "standing for the file's endpoints in order (see `dnsplane blast`)")
     s.set_defaults(func=cmd_simulate)
 
     e = sub.add_parser("explore", formatter_class=raw, epilog=EXPLORE_EPILOG,
@@ -110,6 +116,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except DnsplaneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    services = None
+    if args.services:
+        from dnsplane.services import load_services
+
+        try:
+            services = load_services(args.services)
+        except DnsplaneError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     started = time.perf_counter()
     first_only = not args.all and (args.first or not args.json)
@@ -118,12 +133,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     wanted = [seed for seed, v in summary.violations if args.invariant in ("any", v.short)]
     bad = wanted[0] if wanted else (summary.failing_seeds[0] if summary.failing_seeds else None)
     replay = bad if bad is not None else (args.seed if args.seed is not None else None)
-    result = run(sc, args.protocol, replay) if replay is not None else None
+    if services is not None and replay is None:
+        replay = seeds[0]  # the impact of a run without violation: the first seed's
+    result = run(sc, args.protocol, replay, empty_windows=services is not None) if replay is not None else None
     if args.timeline is not None and result is not None:
         args.timeline.write_text(timeline.svg(result))
     if args.json:
         print(json.dumps({**summary.to_json(), "elapsed_s": round(elapsed, 3)}, indent=2))
         return 1 if summary.violations else 0
+    if services is not None and result is not None:
+        print_impact(services, result, args.services, sc.endpoints)
     if bad is None or result is None:
         print(f"{args.protocol} protocol, scenario {sc.name}: {summary.seeds} seeds, no violation "
               f"({elapsed:.1f}s, {summary.seeds / max(elapsed, 1e-9):.0f} seeds/s)")
@@ -162,6 +181,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.timeline is not None:
         print(f"swimlanes: {args.timeline}")
     return 1
+
+
+def print_impact(services: Services, result: RunResult, name: str, endpoints: int) -> None:
+    """Each service's impact windows in ``result`` (the simulator's ``endpoints`` endpoints stand for the file's,
+    in order)."""
+    from dnsplane.services import impact_windows
+
+    declared = services.endpoints()
+    mapping = {EndpointKey(f"e{i}.{ZONE}", "A"): key for i, key in enumerate(declared)}
+    empty = {mapping[k]: w for k, w in result.empty.items() if k in mapping}
+    shown = ", ".join(f"e{i} = {key.name.rstrip('.')}" for i, key in enumerate(declared[:endpoints]))
+    print(f"impact on services ({name}; seed {result.seed}; {shown}):")
+    impacts = impact_windows(services, empty)
+    if not impacts:
+        print("  none: no endpoint was empty longer than its service's tolerance")
+    for w in impacts:
+        verdict = "FAILED  " if w.hard else "degraded"
+        spans = ", ".join(f"{a:.0f}-{b:.0f} s" for a, b in w.windows[:4]) + (" ..." if len(w.windows) > 4 else "")
+        print(f"  {verdict} {w.service:<30} {len(w.windows)} window(s), {w.total:.0f} s in all: {spans}")
+    print()
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

@@ -106,6 +106,7 @@ class RunResult:
     writes: int
     trace: list[TraceEvent] = field(default_factory=list)
     timeline: list[str] = field(default_factory=list)
+    empty: dict[EndpointKey, list[tuple[float, float]]] = field(default_factory=dict)  # with ``empty_windows``
 
     @property
     def ok(self) -> bool:
@@ -122,7 +123,7 @@ class Simulation:
     """One seeded run of a scenario under one protocol."""
 
     def __init__(self, scenario: Scenario, protocol: str, seed: int, schedule: list[Fault] | None = None,
-                 trace: bool = True, stop_on: str | None = None) -> None:
+                 trace: bool = True, stop_on: str | None = None, empty_windows: bool = False) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}")
         self.scenario, self.protocol, self.seed = scenario, protocol, seed
@@ -152,6 +153,8 @@ class Simulation:
         self.store = MemoryStore()
         self.provider = SimProvider(ZONE)
         self.monitor = Monitor(ZONE, seed=seed, collect=True, on_violation=self._on_violation)
+        if empty_windows:  # for the blast radius (``--services``): when each endpoint was empty
+            self.monitor.empty_since = {}
         self.monitor.guard(self.by_key, self._acted_on)  # G4: the planner's guards, at each plan published
         # I7: every endpoint is adopted unless the scenario says otherwise (``not_adopted``), so that a
         # marker deleted by hand stays a state the verifier repairs; the installation's owner id is ""
@@ -290,6 +293,7 @@ class Simulation:
             sum(a.stats.get("conflicts", 0) for a in self.actors.values() if hasattr(a, "stats")),
             self.actors["verifier"].stats["repairs"] if "verifier" in self.actors else 0,
             int(self.store.head()), self.provider.writes, self.tracer.events, list(self.monitor.timeline),
+            dict(self.monitor.close_empty_windows()),
         )
 
     # ----------------------------------------------------------------- stepping actors
@@ -853,9 +857,9 @@ class Simulation:
 
 
 def run(scenario: Scenario, protocol: str, seed: int, schedule: list[Fault] | None = None, trace: bool = True,
-        stop_on: str | None = None) -> RunResult:
+        stop_on: str | None = None, empty_windows: bool = False) -> RunResult:
     """Run one seed; see ``Simulation``."""
-    return Simulation(scenario, protocol, seed, schedule, trace, stop_on).run()
+    return Simulation(scenario, protocol, seed, schedule, trace, stop_on, empty_windows).run()
 
 
 def shrink(scenario: Scenario, protocol: str, seed: int, invariant: str,

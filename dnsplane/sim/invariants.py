@@ -221,6 +221,18 @@ class Monitor:
     # generation, digest) of each write refused as ``Conflict(newer=...)`` (``fence_refused``); emptied when
     # the store is put back to a backup (the plan that refused it may be lost)
     refused_by_fence: dict[tuple[str, int, EndpointKey, str, int, str], int] = field(default_factory=dict)
+    # Blast radius (``dnsplane simulate --services``): when each endpoint that had been served was empty, as
+    # (start, end) windows; None: not kept (the default: the sweep needs none)
+    empty_since: dict[EndpointKey, float] | None = None
+    empty_windows: dict[EndpointKey, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def close_empty_windows(self) -> dict[EndpointKey, list[tuple[float, float]]]:
+        """The empty windows kept, those still open closed at ``now`` (the end of the run)."""
+        for key, since in (self.empty_since or {}).items():
+            self.empty_windows.setdefault(key, []).append((since, self.now))
+        if self.empty_since is not None:
+            self.empty_since.clear()
+        return self.empty_windows
 
     def note(self, text: str) -> None:
         self.timeline.append(f"[{self.steps:>6}] {self.now:9.2f}s {text}")
@@ -406,6 +418,10 @@ class Monitor:
                 if until is None or self.now > until:
                     why = "" if until is None else " (hand-emptied, not repaired within the bound)"
                     self.fail(I1, key, "the endpoint resolves to an empty record set" + why)
+                if self.empty_since is not None and key not in self.empty_since:
+                    self.empty_since[key] = self.now
+            elif self.empty_since is not None and key in self.empty_since:
+                self.empty_windows.setdefault(key, []).append((self.empty_since.pop(key), self.now))
             if records is not None:
                 try:
                     validate_record_set(key, records, self.zone)
