@@ -129,7 +129,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 2
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
-                      api_host=api_host, api_port=api_port, api_token=token, **periods)
+                      api_host=api_host, api_port=api_port, api_token=token, alert_webhook=args.alert_webhook,
+                      **periods)
 
     async def main() -> None:
         demo = None
@@ -1034,6 +1035,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def webhook_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
 def api_address(text: str) -> tuple[str, int] | None:
     """``HOST:PORT`` (``[v6]:PORT`` too), or ``off``."""
     if text.strip().lower() == "off":
@@ -1104,6 +1114,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api", type=api_address, default=("127.0.0.1", 8053), metavar="HOST:PORT",
                     help="where the HTTP API and /metrics listen (default 127.0.0.1:8053; port 0: any free one; "
                     "off: none). If it cannot listen, dnsplane runs without it and says so")
+    up.add_argument("--alert-webhook", type=webhook_url, metavar="URL",
+                    help="POST every alert (verifier findings and repairs, a held plan, a freeze, a failing actor) "
+                    "as JSON to this http(s) URL, retried, never blocking dnsplane (docs/operating.md)")
     up.add_argument("--api-token-file", metavar="FILE", help="the bearer token the API's writes need (default: "
                     "$DNSPLANE_API_TOKEN; with neither, the API is read only)")
     up.add_argument("--enactors", type=int, default=3, help="number of redundant enactors (default 3)")

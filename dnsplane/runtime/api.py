@@ -134,6 +134,15 @@ class Metrics(Collector):
         for kind in ("pin", "drain"):
             dials.add_metric([kind], sum(1 for d in app.dials if d.kind == kind and d.active(now)))
         yield dials
+        alerts = CounterMetricFamily("dnsplane_alerts", "Alerts raised, by kind", labels=["kind"])
+        for kind, n in sorted(app.alerts.counts.items()):
+            alerts.add_metric([kind], n)
+        yield alerts
+        webhook = CounterMetricFamily("dnsplane_alert_posts", "Alerts posted to the webhook, by outcome",
+                                      labels=["outcome"])
+        for outcome, n in (("sent", app.alerts.sent), ("failed", app.alerts.failed), ("dropped", app.alerts.dropped)):
+            webhook.add_metric([outcome], n)
+        yield webhook
         hold = planner.hold
         yield GaugeMetricFamily("dnsplane_zone_guard_held_changes",
                                 "Endpoints the plan the zone guard holds would change (0: none held)",

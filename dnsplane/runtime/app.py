@@ -107,6 +107,7 @@ from dnsplane.protocol.verifier import Verifier
 from dnsplane.providers.base import Provider
 from dnsplane.providers.embedded import EmbeddedProvider
 from dnsplane.runtime import dnsview
+from dnsplane.runtime.alerts import FAILING_ROUNDS, UNREPAIRED_ROUNDS, Alerts
 from dnsplane.runtime.datadir import installation_owner
 from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
@@ -145,6 +146,7 @@ class Options:
     api_host: str | None = None  # the HTTP API and /metrics (runtime/api.py); None: none (`up` listens by default)
     api_port: int = 8053
     api_token: str | None = None  # bearer token for the API's writes; None: writes refused
+    alert_webhook: str | None = None  # where alerts are POSTed as JSON (runtime/alerts.py); None: log and metric only
 
 
 WORKERS_FROM = 10_000  # endpoints from which ``up`` answers UDP from a worker process by default
@@ -315,6 +317,8 @@ class App:
         self.enactors = [Enactor(f"enactor-{i + 1}", zone, batch, ordered, (i, n), ownership=ownership)
                          for i in range(n)]
         # the dials too: a planner that planned once without a drain in force would put the target back
+        self.alerts = Alerts(zone, self.options.alert_webhook)
+        self._problems: dict[EndpointKey, tuple[str, int]] = {}  # the verifier's findings alerted: problem, rounds
         self.api_address: tuple[str, int] | None = None  # where the HTTP API listens
         self.api_error: str | None = None  # why it does not
         self._order_of: Fleet | None = None
@@ -427,10 +431,34 @@ class App:
             failing = status.failures
             delay = status.finish(time.time(), failure)
             self.status_changed(force=bool(failure) or bool(failing))
+            if status.failures == FAILING_ROUNDS:
+                self.alerts.emit("failing", f"{actor.name}: {status.failures} rounds failed in a row",
+                                 actor=actor.name, error=status.last_error)
+            if actor is self.verifier and failure is None:
+                self.verifier_alerts()
             if failure is not None:
                 await asyncio.sleep(delay)  # backoff: a publish does not wake a failing enactor early
             else:
                 await self._pause(period, wake)
+
+    def verifier_alerts(self) -> None:
+        """Alert on what the verifier's round found new, what is right again since, and what is still wrong
+        ``UNREPAIRED_ROUNDS`` rounds after it was found (once)."""
+        found = dict(self.verifier.last_problems)
+        for key, problem in found.items():
+            seen = self._problems.get(key)
+            if seen is None or seen[0] != problem:
+                self._problems[key] = (str(problem), 1)
+                self.alerts.emit("finding", f"{key}: {problem}", endpoint=str(key), problem=str(problem))
+            else:
+                rounds = seen[1] + 1
+                self._problems[key] = (seen[0], rounds)
+                if rounds == UNREPAIRED_ROUNDS:
+                    self.alerts.emit("unrepaired", f"{key}: {problem} still there after {rounds} verifier rounds",
+                                     endpoint=str(key), problem=str(problem), rounds=rounds)
+        for key in [k for k in self._problems if k not in found]:
+            was, _ = self._problems.pop(key)
+            self.alerts.emit("repaired", f"{key}: right again (was {was})", endpoint=str(key), problem=was)
 
     @staticmethod
     async def _pause(period: float, wake: asyncio.Event | None) -> None:
@@ -454,10 +482,10 @@ class App:
                 self.gate.set(freeze)
                 told_quiet = False
                 if freeze is not None:
-                    log.warning("frozen by %s: no automated write until `dnsplane unfreeze`", freeze.by,
-                                extra={"fields": {"by": freeze.by, "reason": freeze.reason}})
+                    self.alerts.emit("frozen", f"frozen by {freeze.by}: no automated write until `dnsplane unfreeze`",
+                                     by=freeze.by, reason=freeze.reason)
                 else:
-                    log.warning("unfrozen: automated writes resume")
+                    self.alerts.emit("unfrozen", "unfrozen: automated writes resume")
                     for w in self.wake:
                         w.set()
                 self.write_instance()
@@ -471,6 +499,10 @@ class App:
                 self.write_instance()
             hold = self.planner.hold
             if hold != self._hold:
+                if hold is not None and (self._hold is None or self._hold.generation != hold.generation):
+                    self.alerts.emit("held", f"the zone guard holds generation {hold.generation}: it would change "
+                                     f"{hold.changed} of {hold.existing} endpoints", generation=hold.generation,
+                                     changed=hold.changed, existing=hold.existing)
                 self._hold = hold
                 self.write_instance()
             if hold is not None and confirmed == hold.generation and self.planner.confirmed != hold.generation:
@@ -809,6 +841,7 @@ class App:
             asyncio.create_task(self.loop(self.verifier, self.options.verifier_period), name="verifier"),
             asyncio.create_task(self.reload_loop(), name="reload"),
             asyncio.create_task(self.supervise("operators", OPERATORS_POLL, self.operator_loop), name="operators"),
+            asyncio.create_task(self.supervise("alerts", 1.0, self.alerts.run), name="alerts"),
         ]
         tasks += [
             asyncio.create_task(self.loop(e, self.options.enactor_period, w), name=e.name)

@@ -1,0 +1,93 @@
+"""Alerts (issue 12, part 3): what the verifier finds and repairs on a real BIND, a freeze and a plan the zone
+guard holds each reach a webhook as JSON, retried when the webhook fails, while dnsplane goes on; each is
+also a log line and a count in /metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.realworld.harness import World, read_marker, wait_for
+from tests.realworld.test_api import metrics
+
+LB1, LB2, LB3 = "192.0.2.11", "192.0.2.12", "192.0.2.13"
+WWW = "www.demo.test."
+
+
+class Webhook:
+    """A webhook receiver on loopback that answers 500 to its first ``fail_first`` posts."""
+
+    def __init__(self, fail_first: int = 1) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.attempts = 0
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.attempts += 1
+                if hook.attempts <= fail_first:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                hook.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kinds(self) -> list[str]:
+        return [a["kind"] for a in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_findings_repairs_a_freeze_and_a_held_plan_reach_the_webhook(world: World) -> None:
+    hook = Webhook(fail_first=1)
+    try:
+        targets = [world.target("lb-1", LB1), world.target("lb-2", LB2), world.target("lb-3", LB3)]
+        names = [f"e{i}" for i in range(10)]
+        fleet = world.fleet(targets, {**{n: ["lb-1", "lb-2", "lb-3"] for n in names}, "www": ["lb-1", "lb-3"]})
+        fleet.write_text(fleet.read_text() + "guard:\n  max_change: 50%\n")
+        up = world.dnsplane(fleet, extra_args=["--alert-webhook", hook.url])
+        prober = world.prober(fleet)
+        wait_for("www served", lambda: prober.served(WWW) == {LB1, LB3}, detail=world.logs)
+
+        world.hand_write_marker(WWW, "written by hand")
+        wait_for("the hand-written marker repaired", lambda: (read_marker(world.named, WWW) or "")  # type: ignore[arg-type]
+                 .startswith("dnsplane g="), detail=world.logs)
+        wait_for("a finding and a repair at www", lambda: {"finding", "repaired"} <= set(hook.kinds()),
+                 detail=lambda: f"{hook.received}\n{world.logs()}")
+        finding = next(a for a in hook.received if a["kind"] == "finding")
+        assert finding["endpoint"] == "www.demo.test. A" and finding["zone"] == "demo.test." and finding["problem"]
+        assert hook.attempts > len(hook.received), "the first post failed (500) and was retried"
+
+        world.listeners["lb-2"].down()  # 10 of 11 endpoints change: more than 50 %
+        wait_for("a held plan alerted", lambda: "held" in hook.kinds(), detail=lambda: f"{hook.received}")
+        held = next(a for a in hook.received if a["kind"] == "held")
+        assert held["changed"] == 10 and held["existing"] == 11, held
+
+        assert up.cli("freeze", "--reason", "INC-9", "--by", "tester").returncode == 0
+        wait_for("a freeze alerted", lambda: "frozen" in hook.kinds(), detail=lambda: f"{hook.received}")
+        frozen = next(a for a in hook.received if a["kind"] == "frozen")
+        assert frozen["by"] == "tester" and frozen["reason"] == "INC-9"
+
+        base = (up.instance() or {})["api"]
+        m = metrics(base)
+        assert m['dnsplane_alerts_total{kind="frozen"}'] == 1 and m['dnsplane_alerts_total{kind="finding"}'] >= 1
+        wait_for("every received post counted as sent", lambda: metrics(base)[
+            'dnsplane_alert_posts_total{outcome="sent"}'] == len(hook.received))
+        assert "alert finding: www.demo.test. A" in up.log()
+        prober.stop()
+        prober.assert_invariants(world.logs)
+    finally:
+        hook.close()
