@@ -105,6 +105,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from dnsplane.dns.ratelimit import RateLimit
     from dnsplane.runtime.app import App, Options
     from dnsplane.runtime.demo import DemoTargets
+    from dnsplane.services import load_services
 
     setup_logging(args.log_level)
     fleet = load(args.fleet) if args.fleet else None  # validate before anything is created
@@ -130,7 +131,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
                       api_host=api_host, api_port=api_port, api_token=token, alert_webhook=args.alert_webhook,
-                      **periods)
+                      services=load_services(args.services) if args.services else None, **periods)
 
     async def main() -> None:
         demo = None
@@ -1114,6 +1115,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api", type=api_address, default=("127.0.0.1", 8053), metavar="HOST:PORT",
                     help="where the HTTP API and /metrics listen (default 127.0.0.1:8053; port 0: any free one; "
                     "off: none). If it cannot listen, dnsplane runs without it and says so")
+    up.add_argument("--services", metavar="FILE", help="a services file (see `dnsplane blast`; or the shipped example "
+                    "us-east-1): the dashboard draws its dependency graph with current health overlaid")
     up.add_argument("--alert-webhook", type=webhook_url, metavar="URL",
                     help="POST every alert (verifier findings and repairs, a held plan, a freeze, a failing actor) "
                     "as JSON to this http(s) URL, retried, never blocking dnsplane (docs/operating.md)")

@@ -329,4 +329,54 @@ def as_svg(shown: str, impacts: list[Impact]) -> str:
     return "\n".join(out)
 
 
+def failing_services(services: Services, endpoint_down: dict[EndpointKey, bool]) -> set[str]:
+    """Services that serve an endpoint with no healthy target now (``endpoint_down``; endpoints not in it count
+    as up)."""
+    return {s.name for s in services.services.values() if any(endpoint_down.get(k, False) for k in s.endpoints)}
+
+
+def overview_svg(services: Services, failing: set[str]) -> str:
+    """The whole dependency graph, one column per depth (a service with no dependency at the left), with health
+    overlaid: failing now red, failed through a hard path light red, degraded yellow, the rest green."""
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            deps = services.services[name].depends
+            depth[name] = 1 + max((level(d.on) for d in deps), default=-1)
+        return depth[name]
+
+    for name in services.services:
+        level(name)
+    state: dict[str, str] = {}
+    for name in sorted(failing):
+        state[name] = "failing"
+        for i in services.blast(name):
+            if state.get(i.service) not in ("failing", "failed"):
+                state[i.service] = "failed" if i.hard else state.get(i.service, "degraded")
+    colours = {"failing": "#f66", "failed": "#fbb", "degraded": "#fe9"}
+    columns: dict[int, list[str]] = {}
+    for name in services.services:
+        columns.setdefault(depth[name], []).append(name)
+    w, h, gap_x, gap_y = 200, 30, 60, 14
+    pos = {name: (20 + d * (w + gap_x), 20 + row * (h + gap_y))
+           for d, names in columns.items() for row, name in enumerate(names)}
+    width = 40 + (max(columns, default=0) + 1) * (w + gap_x)
+    height = 40 + max((len(v) for v in columns.values()), default=1) * (h + gap_y)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12">']
+    for s in services.services.values():
+        for d in s.depends:
+            (x1, y1), (x2, y2) = pos[d.on], pos[s.name]
+            dash = "" if d.hard else ' stroke-dasharray="5,4"'
+            out.append(f'<line x1="{x1 + w}" y1="{y1 + h / 2}" x2="{x2}" y2="{y2 + h / 2}" stroke="#777"{dash}/>')
+    for name, (x, y) in pos.items():
+        fill = colours.get(state.get(name, ""), "#cfc")
+        out.append(f'<g data-service="{html.escape(name)}" data-state="{state.get(name, "ok")}">'
+                   f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="5" fill="{fill}" stroke="#333"/>'
+                   f'<text x="{x + 8}" y="{y + 20}">{html.escape(name)}</text></g>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 FORMATS = {"text": as_text, "json": as_json, "dot": as_dot, "svg": as_svg}

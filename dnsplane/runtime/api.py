@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from dnsplane.model import EndpointKey, Generation
 from dnsplane.runtime import operators
+from dnsplane.services import failing_services, overview_svg
 
 if TYPE_CHECKING:
     from dnsplane.runtime.app import App
@@ -232,6 +233,55 @@ def make_api(app: "App", token: str | None) -> FastAPI:
         entries = await asyncio.to_thread(app.store.history, key)
         return [{"at": e.at, "actor": e.actor, "action": e.action, "before": e.before, "after": e.after,
                  "detail": e.detail} for e in entries[-limit:]]
+
+    @api.get("/api/v1/timeline")
+    async def timeline(limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
+        """The newest events, oldest first: plans published, the journal's writes, conflicts and repairs (by
+        actor), and the operators' actions; the dashboard draws them as swimlanes."""
+        def read() -> list[dict[str, Any]]:
+            store = app.store
+            events: list[dict[str, Any]] = [{"at": p.created_at, "actor": p.planner, "kind": "plan",
+                       "detail": f"generation {p.generation}: {p.changes} change(s)", "generation": p.generation}
+                      for p in store.plans()[-limit:]]
+            events += [{"at": e.at, "actor": e.actor, "kind": e.action, "detail": f"{e.key} {e.before}->{e.after}",
+                        "generation": e.after} for e in store.recent_journal(limit)]
+            events += [{"at": a.at, "actor": a.by, "kind": a.action, "detail": f"{a.subject} {a.reason}".strip(),
+                        "generation": None} for a in store.operator_actions()[-limit:]]
+            return sorted(events, key=lambda e: float(e["at"]))[-limit:]
+
+        return await asyncio.to_thread(read)
+
+    @api.get("/api/v1/plans/{generation}")
+    async def plan(generation: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+        """What plan ``generation`` changed: each endpoint's targets and weights before and after it."""
+        def read() -> dict[str, Any]:
+            store = app.store
+            after = store.changed_between(Generation(generation - 1), Generation(generation))
+            before = store.content_at([(key, Generation(generation - 1)) for key in after])
+
+            def weights(rs: Any) -> dict[str, int]:
+                return {} if rs is None else {m.target_id: m.weight for m in rs.members}
+
+            return {"generation": generation, "changes": [
+                {"endpoint": str(key), "before": weights(before[key].records) if key in before else {},
+                 "after": weights(desired.records)} for key, desired in sorted(after.items())]}
+
+        return await asyncio.to_thread(read)
+
+    @api.get("/api/v1/blast.svg", response_class=Response)
+    async def blast_svg() -> Response:
+        """The services file's dependency graph (``up --services``) with current health overlaid: a service
+        one of whose endpoints has no healthy target now is failing; what that reaches is failed or degraded."""
+        services = app.services
+        if services is None:
+            raise HTTPException(404, "no services file: start `dnsplane up --services FILE`")
+        health = app.planner.health_snapshot()
+        down: dict[EndpointKey, bool] = {}
+        for key, rs in list(app.planner.published.items()):
+            live = [m.target_id for m in rs.members if m.weight > 0]
+            down[key] = bool(live) and all((h := health.get(t)) is not None and h.healthy is False for t in live)
+        svg = overview_svg(services, failing_services(services, down))
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:

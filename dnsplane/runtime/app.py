@@ -113,6 +113,7 @@ from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.runtime.reload import Outcome, diff, reread
+from dnsplane.services import Services
 from dnsplane.store.base import Freeze, OperatorAction
 from dnsplane.store.sqlite import SqliteStore
 
@@ -146,6 +147,7 @@ class Options:
     api_host: str | None = None  # the HTTP API and /metrics (runtime/api.py); None: none (`up` listens by default)
     api_port: int = 8053
     api_token: str | None = None  # bearer token for the API's writes; None: writes refused
+    services: Services | None = None  # the blast-radius graph (``up --services``): the dashboard draws it
     alert_webhook: str | None = None  # where alerts are POSTed as JSON (runtime/alerts.py); None: log and metric only
 
 
@@ -318,6 +320,7 @@ class App:
                          for i in range(n)]
         # the dials too: a planner that planned once without a drain in force would put the target back
         self.alerts = Alerts(zone, self.options.alert_webhook)
+        self.services = self.options.services
         self._problems: dict[EndpointKey, tuple[str, int]] = {}  # the verifier's findings alerted: problem, rounds
         self.api_address: tuple[str, int] | None = None  # where the HTTP API listens
         self.api_error: str | None = None  # why it does not

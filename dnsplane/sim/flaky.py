@@ -157,6 +157,11 @@ class FlakyStore(Store):
             self._down()
         self.inner.record(entries)
 
+    def recent_journal(self, limit: int) -> list[JournalEntry]:
+        if self.outages.spans:
+            self._down()
+        return self.inner.recent_journal(limit)
+
     def history(self, key: EndpointKey) -> list[JournalEntry]:
         if self.outages.spans:
             self._down()

@@ -170,6 +170,10 @@ class Store(ABC):
         """Every journal entry of ``key``, oldest first."""
 
     @abstractmethod
+    def recent_journal(self, limit: int) -> list[JournalEntry]:
+        """The newest ``limit`` journal entries of every endpoint, oldest first (the dashboard's timeline)."""
+
+    @abstractmethod
     def applied(self) -> dict[str, Generation]:
         """Per enactor: the newest generation it finished."""
 

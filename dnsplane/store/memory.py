@@ -322,6 +322,11 @@ class MemoryStore(Store):
         with self._lock:
             return list(self._journal.get(key, ()))
 
+    def recent_journal(self, limit: int) -> list[JournalEntry]:
+        with self._lock:
+            every = [e for entries in self._journal.values() for e in entries]
+        return sorted(every, key=lambda e: e.at)[-limit:] if limit > 0 else []
+
     # -- copies and identity, for the explorer ------------------------------
 
     def fork(self, actor_rows: Mapping[str, tuple[int | None, int | None]] | None = None) -> MemoryStore:

@@ -508,6 +508,14 @@ class SqliteStore(Store):
                 rows,
             )
 
+    def recent_journal(self, limit: int) -> list[JournalEntry]:
+        with self._tx() as db:
+            rows = db.execute("SELECT at, actor, name, rtype, action, before, after, detail FROM journal"
+                              " ORDER BY id DESC LIMIT ?", (max(0, limit),)).fetchall()
+        return [JournalEntry(at, actor, _new_key((name, rtype)), action, None if before is None else Generation(before),
+                             None if after is None else Generation(after), detail)
+                for at, actor, name, rtype, action, before, after, detail in reversed(rows)]
+
     def history(self, key: EndpointKey) -> list[JournalEntry]:
         with self._tx() as db:
             cur = db.execute(

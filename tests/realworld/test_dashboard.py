@@ -1,8 +1,9 @@
 """The dashboard in a real browser (issue 12, part 6): headless Chromium (Debian's ``chromium``, driven by
 Playwright with ``executable_path``) loads the dashboard of a running ``dnsplane up`` on the demo fleet,
 sees the endpoints table, sees a demo load balancer failed through the API turn DOWN and lose its weight
-without a reload, freezes the automation with the page's own button and the token typed in, and saves a
-screenshot in the test's folder. Skips without chromium, fails instead with DNSPLANE_REQUIRE_SERVERS=1
+without a reload, sees the plan that took it out on the timeline and its diff, the blast-radius graph of a
+services file, pins an endpoint and freezes the automation with the page's own controls and the token
+typed in, and saves a screenshot in the test's folder. Skips without chromium, fails instead with DNSPLANE_REQUIRE_SERVERS=1
 (``.ci/run`` installs it)."""
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def test_the_dashboard_shows_a_failure_without_a_reload_and_freezes_from_its_but
 
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    up = Dnsplane(tmp_path / "demo", None, extra_args=["--api-token-file", str(token_file)])
+    services = tmp_path / "services.yaml"
+    services.write_text("services:\n  api:\n    endpoints: [api.demo.test]\n  shop:\n    depends: {api: hard}\n")
+    up = Dnsplane(tmp_path / "demo", None, extra_args=["--api-token-file", str(token_file), "--services",
+                                                         str(services)])
     up.start()
     try:
         base = wait_for("the API's address", lambda: (up.instance() or {}).get("api"))
@@ -56,8 +60,20 @@ def test_the_dashboard_shows_a_failure_without_a_reload_and_freezes_from_its_but
                 page.wait_for_selector(f'{LB2_IN_API}[data-health="down"].zero', timeout=30_000)
                 assert page.locator(f"{LB2_IN_API}").inner_text() == "lb-2 w=0"
 
+                page.wait_for_selector('#lanes circle[data-kind="plan"]', timeout=30_000)
+                page.wait_for_selector("#plans li", timeout=30_000)
+                page.click("#plans li")  # the newest plan: the one that took lb-2 out
+                page.wait_for_selector('#diff [data-diff="api.demo.test. A"]', timeout=30_000)
+                assert "lb-2" in page.inner_text('#diff [data-diff="api.demo.test. A"]')
+                page.wait_for_selector("#blast:not([hidden])", timeout=30_000)
+                assert page.eval_on_selector("#blast", "img => img.naturalWidth") > 0
+
                 page.fill("#token", TOKEN)
                 page.fill("#reason", "browser test")
+                page.fill("#pin-endpoint", "api.demo.test")
+                page.fill("#pin-targets", "lb-1,lb-3")
+                page.click("#pin")
+                page.wait_for_selector('[data-dial="pin:api.demo.test. A"]', timeout=30_000)
                 page.click("#freeze")
                 page.wait_for_selector("#frozen", timeout=30_000)
                 assert "browser test" in page.inner_text("#frozen")

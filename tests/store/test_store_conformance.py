@@ -298,6 +298,15 @@ def test_journal_history_is_per_key_oldest_first(store: Store) -> None:
     assert store.history(C) == []
 
 
+def test_the_recent_journal_is_every_endpoints_newest_entries_oldest_first(store: Store) -> None:
+    entries = [JournalEntry(float(i), f"e{i % 2}", (A, B, C)[i % 3], "write", None, G(i)) for i in range(1, 8)]
+    store.record(entries[:4])
+    store.record(entries[4:])
+    assert store.recent_journal(3) == entries[-3:]
+    assert store.recent_journal(100) == entries
+    assert store.recent_journal(0) == []
+
+
 def test_health_the_planner_acted_on_is_kept(store: Store) -> None:
     assert store.health() == {}
     store.save_health({"lb-1": HealthRecord(True, 1.0), "lb-2": HealthRecord(False, 2.0)})
