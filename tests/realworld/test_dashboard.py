@@ -3,8 +3,8 @@ Playwright with ``executable_path``) loads the dashboard of a running ``dnsplane
 sees the endpoints table, sees a demo load balancer failed through the API turn DOWN and lose its weight
 without a reload, sees the plan that took it out on the timeline and its diff, the blast-radius graph of a
 services file, pins an endpoint and freezes the automation with the page's own controls and the token
-typed in, and saves a screenshot in the test's folder. Skips without chromium, fails instead with DNSPLANE_REQUIRE_SERVERS=1
-(``.ci/run`` installs it)."""
+typed in, and saves a screenshot in the test's folder. Skips without chromium, fails instead with
+DNSPLANE_REQUIRE_SERVERS=1 (``.ci/run`` installs it)."""
 
 from __future__ import annotations
 
