@@ -34,7 +34,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
@@ -135,6 +135,13 @@ class Metrics(Collector):
         for kind in ("pin", "drain"):
             dials.add_metric([kind], sum(1 for d in app.dials if d.kind == kind and d.active(now)))
         yield dials
+        checks = CounterMetricFamily("dnsplane_health_checks", "Health check results, by outcome", labels=["result"])
+        for result, n in app.health_stats.results.items():
+            checks.add_metric([result], n)
+        yield checks
+        stats = app.health_stats
+        yield HistogramMetricFamily("dnsplane_health_check_duration_seconds", "How long each health check took",
+                                    buckets=stats.buckets(), sum_value=stats.total)
         alerts = CounterMetricFamily("dnsplane_alerts", "Alerts raised, by kind", labels=["kind"])
         for kind, n in sorted(app.alerts.counts.items()):
             alerts.add_metric([kind], n)

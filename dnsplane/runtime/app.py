@@ -60,6 +60,7 @@ Limits: one zone per process; the verifier queries the embedded server it runs.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -273,6 +274,31 @@ class ActorStatus:
         }
 
 
+class HealthStats:
+    """Health check results by outcome, and their durations in cumulative buckets (a Prometheus histogram)."""
+
+    BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self) -> None:
+        self.results = {"up": 0, "down": 0, "unknown": 0}
+        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last: above every bucket
+        self.total = 0.0
+
+    def add(self, took: Sequence[float], results: Sequence[tuple[bool | None, str]]) -> None:
+        for ok, _ in results:
+            self.results["unknown" if ok is None else "up" if ok else "down"] += 1
+        for t in took:
+            self.total += t
+            self.counts[bisect.bisect_left(self.BUCKETS, t)] += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for le, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((le, float(running)))
+        return out
+
+
 @dataclass
 class App:
     fleet: Fleet
@@ -320,6 +346,7 @@ class App:
                          for i in range(n)]
         # the dials too: a planner that planned once without a drain in force would put the target back
         self.alerts = Alerts(zone, self.options.alert_webhook)
+        self.health_stats = HealthStats()  # for /metrics: check results and latency
         self.services = self.options.services
         self._problems: dict[EndpointKey, tuple[str, int]] = {}  # the verifier's findings alerted: problem, rounds
         self.api_address: tuple[str, int] | None = None  # where the HTTP API listens
@@ -609,6 +636,7 @@ class App:
         targets = [t for t in self.fleet.targets().values() if t.check is not None]  # a reload may change them
         results = await checker.round([t.check for t in targets if t.check is not None])
         now = time.time()
+        self.health_stats.add(checker.took, results)
 
         def view() -> dict[str, tuple[bool | None, str]]:
             return {tid: (h.healthy, h.check) for tid, h in self.planner.health_snapshot().items()}

@@ -78,10 +78,16 @@ async def check(hc: HealthCheck) -> Result:
         return False, (err.strerror if isinstance(err, OSError) else None) or str(err) or type(err).__name__
 
 
-async def guarded(hc: HealthCheck) -> Result:
-    """``check``, with anything else it raises (a bug) or a cancellation read as unknown."""
+async def guarded(hc: HealthCheck, took: list[float] | None = None) -> Result:
+    """``check``, with anything else it raises (a bug) or a cancellation read as unknown; with ``took``, its
+    duration in seconds is appended there (the checker's own clock: what a metric of check latency shows)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
-        return await check(hc)
+        result = await check(hc)
+        if took is not None:
+            took.append(loop.time() - started)
+        return result
     except asyncio.CancelledError:
         if (task := asyncio.current_task()) is not None and task.cancelling():
             raise  # the round itself is being cancelled: let it go
@@ -92,9 +98,9 @@ async def guarded(hc: HealthCheck) -> Result:
         return None, f"checker error: {type(err).__name__}: {err}"
 
 
-async def check_all(checks: Sequence[HealthCheck]) -> list[Result]:
-    """Every check at once; one check's failure or crash never stops the others."""
-    results = await asyncio.gather(*(guarded(hc) for hc in checks), return_exceptions=True)
+async def check_all(checks: Sequence[HealthCheck], took: list[float] | None = None) -> list[Result]:
+    """Every check at once; one check's failure or crash never stops the others. ``took``: see ``guarded``."""
+    results = await asyncio.gather(*(guarded(hc, took) for hc in checks), return_exceptions=True)
     out: list[Result] = []
     for r in results:
         if isinstance(r, BaseException):
@@ -113,6 +119,7 @@ class HealthChecker:
     """
 
     def __init__(self) -> None:
+        self.took: list[float] = []  # the durations of the last round's checks that ended (seconds)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start()
@@ -146,7 +153,8 @@ class HealthChecker:
             except (OSError, RuntimeError, MemoryError) as err:  # no fds or threads left for a new loop
                 return [(None, f"local: health checker cannot start: {err}")] * len(checks)
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(check_all(checks), self._loop)
+        self.took = []  # this round's check durations (a fresh list: a stuck round's late ones go to the old)
+        future = asyncio.run_coroutine_threadsafe(check_all(checks, self.took), self._loop)
         limit = max(hc.timeout for hc in checks) + ROUND_SLACK
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), limit)

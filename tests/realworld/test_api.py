@@ -49,7 +49,8 @@ def metrics(base: str) -> dict[str, float]:
         # Prometheus conventions: one prefix, snake case, counters as ``_total``, times in seconds
         assert re.fullmatch(r"dnsplane_[a-z][a-z_]*[a-z]", family.name), family.name
         assert family.documentation, f"{family.name} has no HELP text"
-        assert family.type in ("counter", "gauge"), family.type
+        assert family.type in ("counter", "gauge", "histogram"), family.type
+        assert family.type != "histogram" or family.name.endswith("_seconds"), family.name
         assert "timestamp" not in family.name or family.name.endswith("_timestamp_seconds"), family.name
         for sample in family.samples:
             if family.type == "counter":
@@ -87,6 +88,9 @@ def test_the_api_reads_writes_with_the_token_and_its_metrics_follow(world: World
     assert m["dnsplane_plan_generation"] == head and m["dnsplane_endpoints"] == 30 and m["dnsplane_frozen"] == 0
     assert m['dnsplane_enactor_lag_generations{enactor="enactor-1"}'] == 0
     assert m['dnsplane_targets{state="up"}'] == 3
+    assert m['dnsplane_health_checks_total{result="up"}'] >= 3 and m['dnsplane_health_checks_total{result="down"}'] == 0
+    checked = m["dnsplane_health_check_duration_seconds_count"]
+    assert checked >= 3 and m['dnsplane_health_check_duration_seconds_bucket{le="+Inf"}'] == checked
     written = sum(v for k, v in m.items() if k.startswith("dnsplane_enactor_results_total") and 'result="writes"' in k)
     assert written == 30, "each endpoint written once, by one of the enactors"
 
