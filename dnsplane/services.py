@@ -23,6 +23,7 @@ endpoints nor dependencies, an endpoint served by two services.
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
 from collections import deque
@@ -88,8 +89,6 @@ class Services:
         servers = self.server_of()
         if key in servers:
             return str(key), [servers[key]]
-        import difflib
-
         names = list(self.services) + [k.name.rstrip(".") for k in servers]
         close = difflib.get_close_matches(text, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -184,8 +183,6 @@ def parse_services(text: str, source: str = "<string>") -> Services:
     for s in services.values():
         for d in s.depends:
             if d.on not in services:
-                import difflib
-
                 close = difflib.get_close_matches(d.on, list(services), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise InvalidConfig(source, d.line, f"services.{s.name}.depends: unknown service {d.on!r}{hint}")
