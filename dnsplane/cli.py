@@ -131,7 +131,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = Options(data_dir=data_dir(args), dns_host=host or "127.0.0.1", dns_port=int(port),
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
                       api_host=api_host, api_port=api_port, api_token=token, alert_webhook=args.alert_webhook,
-                      services=load_services(args.services) if args.services else None, **periods)
+                      services=load_services(args.services) if args.services else None,
+                      verify_rate=args.verify_rate, **periods)
 
     async def main() -> None:
         demo = None
@@ -1036,6 +1037,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+def positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000000: {text!r}")
+    return value
+
+
 def webhook_url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -1117,6 +1128,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "off: none). If it cannot listen, dnsplane runs without it and says so")
     up.add_argument("--services", metavar="FILE", help="a services file (see `dnsplane blast`; or the shipped example "
                     "us-east-1): the dashboard draws its dependency graph with current health overlaid")
+    up.add_argument("--verify-rate", type=positive_rate, default=100.0, metavar="PER_SECOND",
+                    help="endpoints a second each secondary (serve.notify) is asked about; one that answers "
+                    "nothing, or serves an older generation for over 10 s, is alerted (default 100)")
     up.add_argument("--alert-webhook", type=webhook_url, metavar="URL",
                     help="POST every alert (verifier findings and repairs, a held plan, a freeze, a failing actor) "
                     "as JSON to this http(s) URL, retried, never blocking dnsplane (docs/operating.md)")

@@ -114,6 +114,7 @@ from dnsplane.runtime.demo import DemoTargets, write_json_atomic
 from dnsplane.runtime.health import HealthChecker
 from dnsplane.runtime.providers import dns_view, open_provider
 from dnsplane.runtime.reload import Outcome, diff, reread
+from dnsplane.runtime.secondaries import SecondaryWatch
 from dnsplane.services import Services
 from dnsplane.store.base import Freeze, OperatorAction
 from dnsplane.store.sqlite import SqliteStore
@@ -124,6 +125,7 @@ BACKOFF_CAP = 30.0  # seconds: the longest wait between two rounds of a failing 
 MAX_QUERIES_IN_FLIGHT = 64  # endpoints the verifier queries at once (two queries each)
 QUERY_TIMEOUT = 2.0  # seconds per verifier query
 HEALTH_GRACE = 5.0  # seconds: at start, how long the planner waits for every checked target's first check
+SECONDARY_GRACE = 10.0  # seconds a secondary may be behind the primary before it is alerted stale
 OPERATORS_POLL = 0.25  # seconds between two reads of the operators' freeze and dials from the store
 STATUS_INTERVAL = 1.0  # seconds: instance.json is rewritten at most this often for actor status alone
 STATUS_ENDPOINTS_PER_SECOND = 2000  # ...and less often for big fleets (10,000 endpoints: ~30 ms a write)
@@ -149,6 +151,7 @@ class Options:
     api_port: int = 8053
     api_token: str | None = None  # bearer token for the API's writes; None: writes refused
     services: Services | None = None  # the blast-radius graph (``up --services``): the dashboard draws it
+    verify_rate: float = 100.0  # endpoints a second each secondary is asked about (runtime/secondaries.py)
     alert_webhook: str | None = None  # where alerts are POSTed as JSON (runtime/alerts.py); None: log and metric only
 
 
@@ -347,6 +350,9 @@ class App:
         # the dials too: a planner that planned once without a drain in force would put the target back
         self.alerts = Alerts(zone, self.options.alert_webhook)
         self.health_stats = HealthStats()  # for /metrics: check results and latency
+        notify = self.fleet.serve.notify if self.server is not None else ()
+        per_round = round(self.options.verify_rate * self.options.verifier_period)
+        self.secondaries = SecondaryWatch(notify, [], per_round, SECONDARY_GRACE, self.alerts.emit) if notify else None
         self.services = self.options.services
         self._problems: dict[EndpointKey, tuple[str, int]] = {}  # the verifier's findings alerted: problem, rounds
         self.api_address: tuple[str, int] | None = None  # where the HTTP API listens
@@ -499,6 +505,15 @@ class App:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), period)
         wake.clear()
+
+    async def secondaries_loop(self) -> None:
+        """Ask the secondaries about the next sample of endpoints every verifier period (``SecondaryWatch``)."""
+        watch = self.secondaries
+        assert watch is not None
+        while True:
+            watch.keys = self.endpoint_order()  # the fleet of now (a reload may change it)
+            await asyncio.to_thread(watch.round, self.provider)
+            await asyncio.sleep(self.options.verifier_period)
 
     async def operator_loop(self) -> None:
         """Follow the operators' freeze and dials in the store (every ``OPERATORS_POLL`` s). The freeze: shut
@@ -807,6 +822,7 @@ class App:
             "frozen": self.frozen_json(),  # the operator's freeze: quiet once no write is in flight
             "dials": self.dials_json(),  # pins and drains; kept_in: where a drain's guard keeps the target in
             "hold": self.hold_json(),
+            "secondaries": self.secondaries.to_json() if self.secondaries else {},  # what each secondary serves
             "api": self.api_url(),  # the HTTP API and /metrics; None: not listening (api_error says why, if asked)
             "api_error": self.api_error,  # the plan the zone guard holds until `dnsplane confirm` (or its window)
             "provider_stats": self.provider.stats(),  # API calls by kind and by round, where the provider counts them
@@ -880,6 +896,9 @@ class App:
         ]
         if api_task is not None:
             tasks.append(api_task)
+        if self.secondaries is not None:
+            tasks.append(asyncio.create_task(
+                self.supervise("secondaries", self.options.verifier_period, self.secondaries_loop), name="secondaries"))
         if self.demo is not None:
             control = self.options.data_dir / "demo"
             demo = self.demo

@@ -91,3 +91,42 @@ def test_findings_repairs_a_freeze_and_a_held_plan_reach_the_webhook(world: Worl
         prober.assert_invariants(world.logs)
     finally:
         hook.close()
+
+
+def test_a_secondary_that_stops_answering_is_alerted_and_its_return_too(embedded_world: World) -> None:
+    """The secondaries watch on a real BIND secondary fed by dnsplane as a hidden primary: SIGSTOPped, it answers
+    nothing (``secondary-unreachable``); SIGCONTinued, it answers again and serves the primary's generations."""
+    import os
+    import signal
+
+    from tests.realworld.test_hidden_primary import Primary, converged
+    from tests.servers.named import free_port
+    from tests.servers.secondaries import require, start_secondary
+
+    require("bind")
+    world = embedded_world
+    hook = Webhook(fail_first=0)
+    port = free_port()
+    primary = Primary(world, notify=[port], extra_args=("--alert-webhook", hook.url, "--verify-rate", "50"))
+    sec = start_secondary("bind", world.workdir / "bind", "demo.test.", primary.up.dns, primary.key, port=port)
+    try:
+        wait_for("the secondary to hold dnsplane's zone", lambda: converged(primary, sec), 30,
+                 lambda: world.logs() + "\n" + sec.log_tail())
+        assert sec.process is not None
+        wait_for("the watch to have checked the secondary", lambda: ((primary.up.instance() or {}).get("secondaries")
+                 or {}).get(f"127.0.0.1:{port}", {}).get("checked", 0) > 0, detail=world.logs)
+        os.kill(sec.process.pid, signal.SIGSTOP)
+        try:
+            wait_for("an unreachable secondary alerted", lambda: any(
+                a["kind"] == "finding" and a.get("problem") == "secondary-unreachable" for a in hook.received),
+                detail=lambda: f"{hook.received}\n{world.logs()}")
+        finally:
+            os.kill(sec.process.pid, signal.SIGCONT)
+        wait_for("its return alerted", lambda: any(
+            a["kind"] == "repaired" and a.get("problem") == "secondary-unreachable" for a in hook.received),
+            detail=lambda: f"{hook.received}\n{world.logs()}")
+        assert not any(a.get("problem") == "secondary-stale" for a in hook.received), hook.received
+        assert hook.received[0]["server"] == f"127.0.0.1:{port}"
+    finally:
+        sec.stop()
+        hook.close()

@@ -56,7 +56,8 @@ def rrsets(zone: dns.zone.Zone) -> RRsets:
 class Primary:
     """``dnsplane up`` with a ``serve:`` block, and what a test asks of it."""
 
-    def __init__(self, world: World, *, notify: list[int], journal: int | None = None) -> None:
+    def __init__(self, world: World, *, notify: list[int], journal: int | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.world = world
         self.key = Key("xfr-key", base64.b64encode(secrets.token_bytes(32)).decode())
         key_file = world.workdir / "xfr.key"
@@ -74,7 +75,7 @@ class Primary:
         if journal is not None:
             serve["journal"] = journal
         fleet.write_text(yaml.safe_dump({"zone": doc["zone"], "serve": serve, **doc}, sort_keys=False))
-        self.up: Dnsplane = world.dnsplane(fleet)
+        self.up: Dnsplane = world.dnsplane(fleet, extra_args=list(extra_args))
 
     def zone(self) -> dns.zone.Zone:
         host, port = self.up.dns
