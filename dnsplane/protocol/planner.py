@@ -380,7 +380,9 @@ class Planner:
 
     def handle(self, event: Event) -> Step:
         self.now = event.now
-        if self.started is None:
+        if self.started is None and not isinstance(event, DialsChanged):
+            # the health grace runs from the first event of the run; the dials ``up`` hands over while it
+            # starts (before its preflight, which may wait for a server) are not one
             self.started = event.now
         match event:
             case HealthObserved(target_id=tid, ok=ok, now=now, detail=detail):

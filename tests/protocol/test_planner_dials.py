@@ -129,3 +129,19 @@ def test_a_reset_planner_keeps_the_dials_in_force() -> None:
     h.run(p, Tick(h.now))  # loads the store again
     h.run(p, Tick(h.now))
     assert "lb-2" not in served(h, API)
+
+
+def test_the_dials_handed_over_at_start_do_not_start_the_health_grace() -> None:
+    """``up`` gives the planner the stored dials when it builds it, before a preflight that may wait minutes
+    for a server: the grace (the wait for first health checks) must run from the first Tick, not from then."""
+    h = Harness()
+    p = Planner("planner", ZONE, (endpoint("api"),), health_grace=5.0)
+    p.handle(DialsChanged(0.0, (drain("lb-2", until=None),)))
+    h.now = 100.0
+    h.run(p, Tick(h.now))  # loads the store
+    h.run(p, Tick(h.now))
+    assert h.store.head() == 0, "its targets not observed yet, and the grace just started: nothing planned"
+    for tid in ("lb-1", "lb-2", "lb-3"):
+        h.run(p, HealthObserved(h.now, tid, True, "ok"))
+    h.run(p, Tick(h.now))
+    assert set(served(h, API)) == {"lb-1", "lb-3"}
