@@ -613,6 +613,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"zone preflight at start: {len(findings)} problem(s) at endpoint names:")
         for line in fold_findings(findings):
             console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
+    for server, state in sorted(((instance or {}).get("secondaries") or {}).items()):
+        if state.get("reachable") is False:
+            console.print(f"secondary {escape(server)}: [red]answers nothing[/]", highlight=False)
+        elif state.get("stale"):
+            console.print(f"secondary {escape(server)}: [yellow]{state['stale']} endpoint(s) behind the primary[/]",
+                          highlight=False)
+        else:
+            console.print(f"secondary {escape(server)}: in step ({state.get('checked', 0)} endpoint answers checked)",
+                          highlight=False)
     print_provider_stats(instance or {})
     print_actors(instance or {}, time.time())
     store.close()

@@ -120,6 +120,8 @@ def test_a_secondary_that_stops_answering_is_alerted_and_its_return_too(embedded
             wait_for("an unreachable secondary alerted", lambda: any(
                 a["kind"] == "finding" and a.get("problem") == "secondary-unreachable" for a in hook.received),
                 detail=lambda: f"{hook.received}\n{world.logs()}")
+            wait_for("status to say so", lambda: f"secondary 127.0.0.1:{port}: answers nothing"
+                     in primary.up.cli("status").stdout, detail=world.logs)
         finally:
             os.kill(sec.process.pid, signal.SIGCONT)
         wait_for("its return alerted", lambda: any(
