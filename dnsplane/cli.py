@@ -764,9 +764,14 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         return 0
     pid = int(instance["pid"])
 
+    in_force = now if was is None else was.at  # the freeze the instance must confirm: not an earlier one
+
     def done(state: dict[str, Any]) -> bool:
         frozen = state.get("frozen")
-        return frozen is None if lift else frozen is not None and bool(frozen.get("quiet"))
+        if lift:
+            return frozen is None
+        # this freeze, quiet: a quiet state of an earlier freeze (lifted since) says nothing of this one
+        return frozen is not None and frozen.get("at") == in_force and bool(frozen.get("quiet"))
 
     seen = watch_instance(root, args.timeout, done)
     if seen is None:

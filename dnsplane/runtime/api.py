@@ -299,10 +299,14 @@ def make_api(app: "App", token: str | None) -> FastAPI:
     @api.post("/api/v1/freeze")
     async def freeze(control: Control, writer: Writer) -> dict[str, Any]:
         """Stop every automated write now; returns once no write is in flight (``quiet``) or after 30 s."""
-        by = control.by or writer
-        was = await asyncio.to_thread(operators.freeze, app.store, time.time(), by, control.reason)
+        by, now = control.by or writer, time.time()
+        was = await asyncio.to_thread(operators.freeze, app.store, now, by, control.reason)
+        in_force = now if was is None else was.at  # this freeze, not an earlier one lifted since
         deadline = time.monotonic() + QUIET_WAIT
-        while not (app.gate.freeze is not None and app.gate.quiet()) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            freeze = app.gate.freeze
+            if freeze is not None and freeze.at == in_force and app.gate.quiet():
+                break
             await asyncio.sleep(0.05)
         return {"already": was is not None, "frozen": app.frozen_json()}
 

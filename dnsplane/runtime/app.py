@@ -68,6 +68,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,8 @@ class App:
         self._order_of: Fleet | None = None
         self._order: list[EndpointKey] = []
         self._by_key: dict[EndpointKey, Endpoint] = {}
+        self._operators_thread = ThreadPoolExecutor(1, thread_name_prefix="operators")
+        self._operators_store: SqliteStore | None = None  # its own connection, opened on that thread
         self._hold: Hold | None = None  # the zone guard's hold as instance.json last showed it
         self._hold_journalled: Generation | None = None
         self.dials = tuple(self.store.dials())
@@ -522,7 +525,11 @@ class App:
         a ``DialsChanged`` when they changed (the planner expires them by itself, on its own clock)."""
         told_quiet = self.gate.quiet()
         while True:
-            freeze, dials, confirmed = await asyncio.to_thread(self._operators_now)
+            # on a thread and a connection of its own: under load the default pool is busy with the actors'
+            # steps, and the shared connection held by a long read (seconds at 100,000 endpoints); a freeze
+            # must take hold at once all the same
+            freeze, dials, confirmed = await asyncio.get_running_loop().run_in_executor(
+                self._operators_thread, self._operators_now)
             if freeze != self.gate.freeze:
                 self.gate.set(freeze)
                 told_quiet = False
@@ -555,9 +562,11 @@ class App:
             await asyncio.sleep(OPERATORS_POLL)
 
     def _operators_now(self) -> tuple[Freeze | None, tuple[Dial, ...], Generation | None]:
-        """One worker-thread call: expire dials, read the freeze and the dials; journal a plan the zone
-        guard has just started to hold, and say whether the one it holds has been confirmed."""
-        store = self.store
+        """One call on the operators' thread: expire dials, read the freeze and the dials; journal a plan the
+        zone guard has just started to hold, and say whether the one it holds has been confirmed."""
+        if self._operators_store is None:
+            self._operators_store = SqliteStore(self.options.data_dir / "store.sqlite")
+        store = self._operators_store
         for d in store.expire_dials(time.time(), "dnsplane"):
             log.info("%s expired", d.describe(), extra={"fields": {"kind": d.kind, "subject": d.subject}})
         hold = self.planner.hold
@@ -917,4 +926,7 @@ class App:
             with contextlib.suppress(FileNotFoundError):
                 (self.options.data_dir / "instance.json").unlink()
             self.store.close()
+            if self._operators_store is not None:
+                self._operators_thread.submit(self._operators_store.close).result(10)
+            self._operators_thread.shutdown(wait=False)
             self.provider.close()
