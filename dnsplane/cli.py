@@ -546,6 +546,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = f"[red]FOREIGN (owner {escape(marker.owner)})[/]"
         elif marker is None and seen.records is not None:
             state = "[red]FOREIGN (records without a marker)[/]"
+        elif marker is None and seen.records is None and freeze is not None:
+            state = "[yellow]held back by the freeze (not written yet)[/]"
         elif marker is None:
             state = "[red]no marker[/]"
         elif marker.released:  # in the fleet (or the fleet unknown) but marked released
@@ -739,7 +741,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         err_console.print(f"no dnsplane data in {root} (pass --data-dir)")
         return 1
     lift = args.command == "unfreeze"
-    now, by, reason = time.time(), args.by or operator(), args.reason or ""
+    now, by, reason = time.time(), operators.printable(args.by or operator()), operators.printable(args.reason or "")
     store = SqliteStore(root / "store.sqlite")
     try:
         was = (operators.unfreeze if lift else operators.freeze)(store, now, by, reason)
@@ -864,7 +866,7 @@ def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``: seconds, more than 0 and at most 90 days."""
     import re
 
-    parts = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    parts = re.fullmatch(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?", text.strip())
     if not text.strip() or parts is None:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 2h, 1d, 1h30m)")
     d, h, m, sec = (int(g or 0) for g in parts.groups())
@@ -908,7 +910,7 @@ def cmd_dial(args: argparse.Namespace) -> int:
     kind = "pin" if args.command in ("pin", "unpin") else "drain"
     key = EndpointKey.parse(args.endpoint + (" " + args.type if args.type else "")) if kind == "pin" else None
     subject = str(key) if key is not None else args.target
-    now, by, reason = time.time(), args.by or operator(), args.reason or ""
+    now, by, reason = time.time(), operators.printable(args.by or operator()), operators.printable(args.reason or "")
     store = SqliteStore(root / "store.sqlite")
     try:
         if args.command.startswith("un"):
@@ -1070,6 +1072,13 @@ def webhook_url(text: str) -> str:
     return text
 
 
+def endpoint_name(text: str) -> str:
+    """An endpoint's name as given on the command line: not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an endpoint name, e.g. api.demo.test; got an empty one")
+    return text.strip()
+
+
 def api_address(text: str) -> tuple[str, int] | None:
     """``HOST:PORT`` (``[v6]:PORT`` too), or ``off``."""
     if text.strip().lower() == "off":
@@ -1203,8 +1212,8 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("history", parents=[common], formatter_class=raw, help="every write to one endpoint",
                        epilog="examples:\n  dnsplane history api.demo.test\n  dnsplane history api.demo.test "
                        "--type AAAA\n  dnsplane history                 # who froze and unfroze, when, why\n")
-    h.add_argument("endpoint", nargs="?", help="endpoint name, e.g. api.demo.test; without it, the operators' "
-                   "actions (freeze, unfreeze)")
+    h.add_argument("endpoint", nargs="?", type=endpoint_name,
+                   help="endpoint name, e.g. api.demo.test; without it, the operators' actions (freeze, unfreeze)")
     h.add_argument("--type", default="", help="record type (default A)")
     h.add_argument("--limit", type=int, default=50, help="show the newest N entries (default 50)")
     h.set_defaults(func=cmd_history)
@@ -1327,7 +1336,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"examples:\n{examples[verb]}"
                    "exit status: 0 done (or nothing to lift), 1 no data or no answer, 2 refused (nothing changed)\n")
         if kind == "pin":
-            dp.add_argument("endpoint", help="endpoint name, e.g. api.demo.test")
+            dp.add_argument("endpoint", type=endpoint_name, help="endpoint name, e.g. api.demo.test")
             dp.add_argument("--type", default="", help="record type (default A)")
         else:
             dp.add_argument("target", help="target id, e.g. lb-2")

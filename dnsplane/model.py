@@ -140,8 +140,10 @@ class EndpointKey(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> EndpointKey:
-        """``"api.demo.test A"`` or ``"api.demo.test."`` (type A by default)."""
+        """``"api.demo.test A"`` or ``"api.demo.test."`` (type A by default). ``ValueError`` for an empty text."""
         parts = text.split()
+        if not parts:
+            raise ValueError("an empty endpoint name")
         rtype = parts[1].upper() if len(parts) > 1 else "A"
         return cls(normalise_name(parts[0]), rtype)
 

@@ -85,6 +85,8 @@ class Services:
         outright). ``KeyError`` with a suggestion when it is neither."""
         if text in self.services:
             return text, [text]
+        if not text.strip():
+            raise KeyError(f"an empty subject: name a service or an endpoint of {self.source}")
         key = EndpointKey.parse(text)
         servers = self.server_of()
         if key in servers:
@@ -160,7 +162,10 @@ def parse_services(text: str, source: str = "<string>") -> Services:
         endpoints: list[EndpointKey] = []
         if "endpoints" in fields:
             for item in p.items(fields["endpoints"][1], f"{where}.endpoints", "endpoints"):
-                key = EndpointKey.parse(p.text(item, f"{where}.endpoints"))
+                written = p.text(item, f"{where}.endpoints")
+                if not written.strip():
+                    p.fail(item, f"{where}.endpoints: an empty endpoint name")
+                key = EndpointKey.parse(written)
                 if key in servers:
                     p.fail(item, f"{where}.endpoints: {key} is already served by {servers[key]}")
                 servers[key] = name

@@ -236,7 +236,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
             actions = await asyncio.to_thread(app.store.operator_actions)
             return [{"at": a.at, "by": a.by, "action": a.action, "subject": a.subject, "reason": a.reason}
                     for a in actions[-limit:]]
-        key = EndpointKey.parse(f"{endpoint} {rtype}")
+        key = parse_key(endpoint, rtype)
         entries = await asyncio.to_thread(app.store.history, key)
         return [{"at": e.at, "actor": e.actor, "action": e.action, "before": e.before, "after": e.after,
                  "detail": e.detail} for e in entries[-limit:]]
@@ -348,7 +348,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
                   rtype: Annotated[str, Query(alias="type")] = "A") -> dict[str, Any]:
         """Serve ``endpoint`` from ``targets`` only (refused, 409, for unknown targets or below min_targets)."""
         expiry = until(req)
-        key = EndpointKey.parse(f"{endpoint} {rtype}")
+        key = parse_key(endpoint, rtype)
         try:
             done = await asyncio.to_thread(operators.pin, app.store, app.fleet, up, key, req.targets, time.time(),
                                            req.by or writer, req.reason, expiry)
@@ -359,7 +359,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
     @api.delete("/api/v1/pin/{endpoint}")
     async def unpin(endpoint: str, control: Control, writer: Writer,
                     rtype: Annotated[str, Query(alias="type")] = "A") -> dict[str, Any]:
-        key = EndpointKey.parse(f"{endpoint} {rtype}")
+        key = parse_key(endpoint, rtype)
         was = await asyncio.to_thread(operators.lift, app.store, "pin", str(key), time.time(), control.by or writer,
                                       control.reason)
         return {"lifted": was is not None}
@@ -393,6 +393,14 @@ def make_api(app: "App", token: str | None) -> FastAPI:
         return {"target": target, "down": action == "fail", "by": writer}
 
     return api
+
+
+def parse_key(name: str, rtype: str) -> EndpointKey:
+    """An endpoint key from the API's parameters; 422 for an empty name."""
+    try:
+        return EndpointKey.parse(f"{name} {rtype}")
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
 
 
 class _Server(uvicorn.Server):

@@ -818,7 +818,8 @@ class App:
             # what the provider was opened with: `status` opens the same, whatever the file says now
             "provider_options": dict(self.fleet.provider.options),
             "zone": self.fleet.zone,
-            "fleet": self.fleet.source,
+            # absolute: `dnsplane drain` and `pin` check against it from wherever they run
+            "fleet": self.fleet.source if self.fleet.source.startswith("<") else os.path.abspath(self.fleet.source),
             "demo_ports": self.demo.ports if self.demo else {},
             "down": down,
             "endpoints": {str(ep.key): [t.id for t in ep.targets] for ep in self.fleet.endpoints[:10_000]},

@@ -207,10 +207,11 @@ class FlakyStore(Store):
             self._down()
         return self.inner.confirmation(generation, since)
 
-    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+    def set_dial(self, dial: Dial, action: OperatorAction,
+                 check: Callable[[list[Dial]], None] | None = None) -> Dial | None:
         if self.outages.spans:
             self._down()
-        return self.inner.set_dial(dial, action)
+        return self.inner.set_dial(dial, action, check)
 
     def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:
         if self.outages.spans:

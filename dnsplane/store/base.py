@@ -26,7 +26,7 @@ Guarantees every store keeps (tests/store/test_store_conformance.py checks them)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dnsplane.model import Desired, Dial, EndpointKey, Generation, HealthRecord, RecordSet
@@ -217,8 +217,11 @@ class Store(ABC):
     # -- the operators' dials --------------------------------------------------
 
     @abstractmethod
-    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
-        """Set ``dial``, replacing the one of its kind and subject (returned), and journal ``action``."""
+    def set_dial(self, dial: Dial, action: OperatorAction,
+                 check: Callable[[list[Dial]], None] | None = None) -> Dial | None:
+        """Set ``dial``, replacing the one of its kind and subject (returned), and journal ``action``. ``check``
+        is called first, in the same transaction, with every dial kept: what it raises refuses the change (two
+        drains at once are judged one after the other, each seeing the other's)."""
 
     @abstractmethod
     def lift_dial(self, kind: str, subject: str, action: OperatorAction) -> Dial | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from dnsplane.errors import GenerationOutOfRange, InvalidPlan, PlanCollected
 from dnsplane.model import (
@@ -285,8 +285,11 @@ class MemoryStore(Store):
             return next((a for a in reversed(self._actions) if a.action == "confirm"
                          and a.subject == str(generation) and a.at >= since), None)
 
-    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+    def set_dial(self, dial: Dial, action: OperatorAction,
+                 check: Callable[[list[Dial]], None] | None = None) -> Dial | None:
         with self._lock:
+            if check is not None:
+                check([self._dials[k] for k in sorted(self._dials)])
             was = self._dials.get((dial.kind, dial.subject))
             self._dials[dial.kind, dial.subject] = dial
             self._actions.append(action)

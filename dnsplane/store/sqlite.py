@@ -47,7 +47,7 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from dnsplane.codec import RecordSetCodec
 from dnsplane.errors import DamagedDataFile, PlanCollected, StoreUnavailable
@@ -119,6 +119,9 @@ class SqliteStore(Store):
                 db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('head', 0), ('schema', ?)", (SCHEMA_VERSION,)
                 )
+                columns = {row[1] for row in db.execute("PRAGMA table_info(operator_journal)")}
+                if "subject" not in columns:  # a file from before dials: the journal of freezes only
+                    db.execute("ALTER TABLE operator_journal ADD COLUMN subject TEXT NOT NULL DEFAULT ''")
                 self._file.stamp_unlocked(db)
                 self._recover_head_unlocked(db)
         except sqlite3.OperationalError as exc:
@@ -439,8 +442,11 @@ class SqliteStore(Store):
             return None if row is None else OperatorAction(float(row[0]), str(row[1]), str(row[2]), str(row[3]),
                                                             str(row[4]))
 
-    def set_dial(self, dial: Dial, action: OperatorAction) -> Dial | None:
+    def set_dial(self, dial: Dial, action: OperatorAction,
+                 check: Callable[[list[Dial]], None] | None = None) -> Dial | None:
         with self._tx(immediate=True) as db:
+            if check is not None:  # under the write lock: another process's dial is in, or waits for this one
+                check(self._dials_unlocked(db))
             was = self._dial_unlocked(db, dial.kind, dial.subject)
             db.execute("INSERT OR REPLACE INTO dials (kind, subject, targets, at, who, reason, until)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (dial.kind, dial.subject, ",".join(dial.targets), dial.at,

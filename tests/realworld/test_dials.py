@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dnsplane.store.sqlite import SqliteStore
 from tests.realworld.harness import Dnsplane, Prober, World, wait_for
 
@@ -41,6 +43,7 @@ def test_drain_and_pin_on_a_running_instance_refused_kept_across_a_restart_and_e
     wait_for("api served from all three", lambda: prober.served(API) == {LB1, LB2, LB3}, detail=world.logs)
     wait_for("www served from both", lambda: prober.served(WWW) == {LB2, LB3}, detail=world.logs)
 
+    assert os.path.isabs((up.instance() or {})["fleet"]), "drain and pin check against it from any directory"
     res = up.cli("drain", "lb-2", "--no-expiry", "--reason", "kernel patching", "--by", "tester")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "no expiry" in res.stdout and "has it in force" in res.stdout, res.stdout

@@ -17,15 +17,18 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from dnsplane.execute import WriteGate
-from dnsplane.model import Generation, Write, WriteResult
+from dnsplane.model import EndpointKey, Generation, Write, WriteResult
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
 from dnsplane.protocol.messages import Collect, Failed, Step, Tick
 from dnsplane.protocol.planner import Planner
 from dnsplane.providers.memory import MemoryProvider
-from dnsplane.store.base import Freeze
+from dnsplane.store.base import Freeze, OperatorAction
 from dnsplane.store.sqlite import SqliteStore
 from tests.protocol.harness import ZONE, Harness, endpoint
 
@@ -172,3 +175,123 @@ def test_plan_shows_what_up_would_publish_under_the_dials(tmp_path: Path) -> Non
     store.close()
     after = cli(tmp_path, "plan")
     assert after.returncode == 0 and "+ lb-2 " not in after.stdout and "+ lb-1 " in after.stdout, after.stdout
+
+
+# -- what an adversarial operator found (helper-59): each fails without its fix ------------------------------
+
+def two_endpoint_fleet() -> Any:
+    from dnsplane.config import parse_fleet
+
+    return parse_fleet("zone: demo.test.\ndefaults: {ttl: 30}\ntargets:\n  lb-1: {addresses: [192.0.2.1]}\n"
+                       "  lb-2: {addresses: [192.0.2.2]}\n  lb-3: {addresses: [192.0.2.3]}\nendpoints:\n"
+                       "  - {name: a, targets: [lb-1, lb-2]}\n  - {name: b, targets: [lb-1, lb-2, lb-3],"
+                       " policy: {min_targets: 2}}\n", "fleet.yaml")
+
+
+def test_two_drains_at_once_are_judged_one_after_the_other(tmp_path: Path) -> None:
+    """The check runs inside the store's write transaction: a drain whose check is still running holds it, and a
+    second drain, from another connection (another process), waits and then sees the first."""
+    from dnsplane.runtime import operators
+
+    fleet = two_endpoint_fleet()
+    first, second = SqliteStore(tmp_path / "store.sqlite"), SqliteStore(tmp_path / "store.sqlite")
+    checking, go_on = threading.Event(), threading.Event()
+
+    def slow_up(tid: str) -> bool:
+        checking.set()
+        assert go_on.wait(10)
+        return True
+
+    outcome: list[BaseException | None] = []
+
+    def drain_first() -> None:
+        try:
+            operators.drain(first, fleet, slow_up, "lb-1", 1.0, "alice", "", None)
+            outcome.append(None)
+        except BaseException as err:
+            outcome.append(err)
+
+    t = threading.Thread(target=drain_first)
+    t.start()
+    assert checking.wait(10)
+    threading.Timer(0.2, go_on.set).start()  # the second drain is already waiting for the write lock by then
+    try:
+        operators.drain(second, fleet, lambda tid: True, "lb-2", 2.0, "bob", "", None)
+    except operators.Refused as err:
+        refused = err
+    else:
+        raise AssertionError("both drains accepted: a.demo.test. A is left with no undrained target")
+    t.join(10)
+    assert outcome == [None]
+    assert "a.demo.test. A would keep 0 healthy undrained target(s)" in " ".join(refused.reasons)
+    assert [(d.kind, d.subject) for d in second.dials()] == [("drain", "lb-1")]
+    first.close()
+    second.close()
+
+
+def test_a_pin_is_refused_where_the_drains_in_force_would_leave_it_below_its_floor() -> None:
+    from dnsplane.runtime import operators
+    from dnsplane.store.memory import MemoryStore
+
+    fleet, store = two_endpoint_fleet(), MemoryStore()
+    operators.drain(store, fleet, lambda tid: True, "lb-1", 1.0, "alice", "", None)
+    with pytest.raises(operators.Refused, match=r"b\.demo\.test\. A would keep 1 healthy undrained"):
+        operators.pin(store, fleet, lambda tid: True, EndpointKey("b.demo.test.", "A"), ["lb-1", "lb-2"], 2.0,
+                      "bob", "", None)
+    operators.pin(store, fleet, lambda tid: True, EndpointKey("b.demo.test.", "A"), ["lb-2", "lb-3"], 2.0, "bob",
+                  "", None)
+
+
+def test_who_and_why_are_kept_without_terminal_escapes() -> None:
+    from dnsplane.runtime import operators
+    from dnsplane.store.memory import MemoryStore
+
+    store = MemoryStore()
+    operators.freeze(store, 1.0, "eve\x1b]0;owned\x07", "a\nb \u00e9")
+    assert store.frozen() == Freeze(1.0, "eve\ufffd]0;owned\ufffd", "a\ufffdb \u00e9")
+
+
+def test_freeze_waits_for_its_own_freeze_not_an_earlier_quiet_one(tmp_path: Path) -> None:
+    import json
+    import os
+
+    SqliteStore(tmp_path / "store.sqlite").close()
+    (tmp_path / "instance.json").write_text(json.dumps(
+        {"pid": os.getpid(), "frozen": {"at": 1.0, "by": "earlier", "reason": "", "quiet": True}}))
+    res = cli(tmp_path, "freeze", "--by", "bob", "--timeout", "1")
+    assert res.returncode == 1 and "did not report" in res.stderr, res.stdout + res.stderr
+    store = SqliteStore(tmp_path / "store.sqlite")
+    at = store.frozen().at  # type: ignore[union-attr]
+    store.close()
+    (tmp_path / "instance.json").write_text(json.dumps(
+        {"pid": os.getpid(), "frozen": {"at": at, "by": "bob", "reason": "", "quiet": True}}))
+    again = cli(tmp_path, "freeze", "--by", "carol", "--timeout", "5")
+    assert again.returncode == 0 and "already frozen" in again.stdout and "no automated write is in flight" in \
+        again.stdout, again.stdout + again.stderr
+
+
+def test_a_store_whose_operators_journal_predates_dials_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "store.sqlite"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE operator_journal")
+    db.execute("CREATE TABLE operator_journal (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
+               "who TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL)")
+    db.execute("INSERT INTO operator_journal (at, who, action, reason) VALUES (1.0, 'alice', 'freeze', 'old')")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    store.record_action(OperatorAction(2.0, "bob", "confirm", "", "7"))
+    assert store.operator_actions() == [OperatorAction(1.0, "alice", "freeze", "old", ""),
+                                        OperatorAction(2.0, "bob", "confirm", "", "7")]
+    store.close()
+
+
+@pytest.mark.parametrize("args", [["history", ""], ["pin", " ", "--targets", "lb-1", "--for", "1m"],
+                                  ["unpin", ""], ["drain", "lb-1", "--for", "9" * 400 + "d"]])
+def test_empty_names_and_huge_durations_are_bad_input_not_tracebacks(tmp_path: Path, args: list[str]) -> None:
+    SqliteStore(tmp_path / "store.sqlite").close()
+    res = cli(tmp_path, *args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
