@@ -206,14 +206,17 @@ def serving(endpoint: Endpoint, up: Callable[[str], bool], pinned: frozenset[str
 
 
 def goal_weights(endpoint: Endpoint, health: dict[str, TargetHealth], pinned: frozenset[str] = NO_PIN,
-                 drained: frozenset[str] = NO_PIN) -> dict[str, int] | None:
-    """Weights the endpoint should have now, or None for "keep what was published"."""
+                 drained: frozenset[str] = NO_PIN, kept_in: list[Target] | None = None) -> dict[str, int] | None:
+    """Weights the endpoint should have now, or None for "keep what was published". ``kept_in`` gets the
+    drained targets the floor keeps in (``serving``)."""
     # unknown (never observed, nothing kept) counts as healthy: fail open, as before health was known
     def up(tid: str) -> bool:
         return (h := health.get(tid)) is None or h.healthy is not False
 
     if pinned or drained:
-        targets, healthy, _ = serving(endpoint, up, pinned, drained)
+        targets, healthy, kept = serving(endpoint, up, pinned, drained)
+        if kept_in is not None:
+            kept_in.extend(kept)
     else:
         targets = endpoint.targets
         healthy = [t for t in targets if up(t.id)]
@@ -627,9 +630,10 @@ class Planner:
         for key in keys:
             ep = self.by_key[key]
             pinned = pins.get(key, NO_PIN) if pins else NO_PIN
-            weights = goal_weights(ep, self.health, pinned, drains)
-            if drains:
-                self._note_kept_in(ep, pinned, kept_in)
+            kept: list[Target] = []
+            weights = goal_weights(ep, self.health, pinned, drains, kept)
+            for t in kept:
+                kept_in.setdefault(t.id, []).append(key)
             old = self.published.get(key)
             if weights is None:
                 if old is not None:
@@ -692,15 +696,6 @@ class Planner:
         self.hold = None
         self.confirmed = None
         return False
-
-    def _note_kept_in(self, ep: Endpoint, pinned: frozenset[str], kept_in: dict[str, list[EndpointKey]]) -> None:
-        health = self.health
-
-        def up(tid: str) -> bool:
-            return (h := health.get(tid)) is None or h.healthy is not False
-
-        for t in serving(ep, up, pinned, self.drains)[2]:
-            kept_in.setdefault(t.id, []).append(ep.key)
 
     def _plan(self) -> Step:
         if not self.dirty:
