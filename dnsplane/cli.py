@@ -132,7 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
                       api_host=api_host, api_port=api_port, api_token=token, alert_webhook=args.alert_webhook,
                       services=load_services(args.services) if args.services else None,
-                      verify_rate=args.verify_rate, **periods)
+                      verify_rate=args.verify_rate, repair_rate=args.repair_rate, **periods)
 
     async def main() -> None:
         demo = None
@@ -1053,16 +1053,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
-def positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000000: {text!r}")
-    return value
-
-
 def webhook_url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -1090,24 +1080,26 @@ def api_address(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600 seconds: {text!r}")
-    return value
+def bounded_float(low: float, high: float, unit: str = "", above_low: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high] (in (low, high] with ``above_low``), ``unit`` in its errors."""
+    what = f"a number of {unit}" if unit else "a number"
+    suffix = f" {unit}" if unit else ""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not (low < value if above_low else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"must be {'>' if above_low else '>='} {low:g} and <= {high:g}{suffix}: "
+                                             f"{text!r}")
+        return value
+    return parse
 
 
-def non_negative_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be >= 0 and <= 3600 seconds: {text!r}")
-    return value
+positive_rate = bounded_float(0, 1_000_000, above_low=True)
+positive_seconds = bounded_float(0, 3600, "seconds", above_low=True)
+non_negative_seconds = bounded_float(0, 3600, "seconds")
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -1154,6 +1146,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--verify-rate", type=positive_rate, default=100.0, metavar="PER_SECOND",
                     help="endpoints a second each secondary (serve.notify) is asked about; one that answers "
                     "nothing, or serves an older generation for over 10 s, is alerted (default 100)")
+    up.add_argument("--repair-rate", type=bounded_float(0, 1_000_000), default=100.0, metavar="PER_SECOND",
+                    help="repairs a second the verifier sends at most, as a budget per round (this times "
+                    "--verifier-period, at least 1); the endpoints over it wait for the next round, so a "
+                    "mistake cannot rewrite the whole zone at once (default 100; 0: no limit)")
     up.add_argument("--alert-webhook", type=webhook_url, metavar="URL",
                     help="POST every alert (verifier findings and repairs, a held plan, a freeze, a failing actor) "
                     "as JSON to this http(s) URL, retried, never blocking dnsplane (docs/operating.md)")

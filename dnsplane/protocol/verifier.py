@@ -66,6 +66,13 @@ this installation is still its own: when the endpoint comes back to the fleet an
 it is rewritten unreleased once, same generation and content ("marker-released", journalled
 "reclaim"); a content change goes through the enactors as usual (their marker is unreleased).
 
+Repair budget (``max_repairs``, the runtime's ``--repair-rate`` times the verifier's period): at most
+that many repairs are sent in one round; a further endpoint found wrong is left, as found, for the
+next round ("deferred": counted in ``stats``, logged once a round, not repaired, no last-known-good that
+round, as for an unanswered one; releases are not counted: they change nothing DNS answers). A budget
+only delays repairs: a repair that lands makes its endpoint right, so the endpoints wrong at once are
+all repaired within ``ceil(wrong / max_repairs)`` rounds when nothing else changes them. 0: no budget.
+
 Quarantine: a repair the provider ``Rejected`` (it cannot be written: too big for one message, a
 CNAME at the name...) quarantines the endpoint: journalled "quarantined" with the reason and logged
 once (again only when the reason changes), then tried again only after a backoff of 1, 2, 4 ...
@@ -229,6 +236,8 @@ _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 class Verifier:
     name: str = field(metadata=CONFIG)
     batch_size: int = field(default=500, metadata=CONFIG)
+    # repairs sent at most in one round (takeovers and marker rewrites count); 0: no limit (module docstring)
+    max_repairs: int = field(default=0, metadata=CONFIG)
     # each round's endpoints in the zone's DNS order (``model.zone_order``): see ``Enactor.zone_ordered``
     zone_ordered: bool = field(default=False, metadata=CONFIG)
     head: Generation = field(default=NO_GENERATION, metadata=ROUND)
@@ -239,11 +248,14 @@ class Verifier:
     # what the endpoint held then: repaired only if it still holds exactly that
     edited: dict[EndpointKey, Observed] = field(default_factory=dict)
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
+    repairs_sent: int = field(default=0, metadata=ROUND)  # repairs this round has sent (``max_repairs``)
+    deferred: int = field(default=0, metadata=ROUND)  # endpoints found wrong and left for the next round
     phase: VerifierPhase = VerifierPhase.IDLE  # what it waits for (``busy``: anything)
     last_problems: dict[EndpointKey, Problem] = field(default_factory=dict, metadata=NOTE)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict, metadata=NOTE)
     quarantined: dict[EndpointKey, Quarantine] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0}, metadata=NOTE)
+    stats: dict[str, int] = field(default_factory=lambda: {"checked": 0, "repairs": 0, "rounds": 0, "deferred": 0},
+                                  metadata=NOTE)
     repairs_by: dict[str, int] = field(default_factory=dict, metadata=NOTE)  # repairs per problem found (metrics)
     # for validating repairs; "" checks everything but the zone (the provider checks that too)
     zone: str = field(default="", metadata=CONFIG)
@@ -270,7 +282,7 @@ class Verifier:
     def reset(self, ownership: Ownership | None = None) -> None:
         """Forget every round and what it saw, as a restarted process does: the state of a fresh verifier
         with this one's name, batch size and zone, and ``ownership`` (by default its own)."""
-        fresh = Verifier(self.name, self.batch_size, self.zone_ordered, zone=self.zone,
+        fresh = Verifier(self.name, self.batch_size, self.max_repairs, self.zone_ordered, zone=self.zone,
                          ownership=self.ownership if ownership is None else ownership)
         vars(self).update(vars(fresh))
 
@@ -296,7 +308,7 @@ class Verifier:
                 self.desired = dict(desired)
                 order = zone_order if self.zone_ordered else None
                 self.queue = sorted(desired, key=order) + sorted(self.releasing, key=order)
-                self.unanswered = 0
+                self.unanswered = self.repairs_sent = self.deferred = 0
                 return self._fall_back(list(desired))
             case ContentLoaded(content=content):
                 self.desired.update(content)
@@ -338,9 +350,15 @@ class Verifier:
         if not self.queue:
             self.phase = _IDLE
             self.stats["rounds"] += 1
-            if self.unanswered:
-                return effects(Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
-                            {"actor": self.name, "endpoints": self.unanswered}))
+            if self.unanswered or self.deferred:
+                out: list[Effect] = []
+                if self.unanswered:
+                    out.append(Log("warning", "endpoints not answered over DNS this round; not judged, not repaired",
+                                   {"actor": self.name, "endpoints": self.unanswered}))
+                if self.deferred:
+                    out.append(Log("warning", "repairs over this round's budget left for the next round",
+                                   {"actor": self.name, "endpoints": self.deferred, "budget": self.max_repairs}))
+                return effects(*out)
             if self.head:
                 return effects(SetLastKnownGood(self.head))
             return NOTHING
@@ -396,6 +414,8 @@ class Verifier:
                 self.edited.pop(key, None)
             released = seen.observed.marker is not None and seen.observed.marker.released
             if problem is None and (released or self.ownership.pre_owner(seen.observed)):
+                if self._over_budget():
+                    continue
                 found = seen.observed.marker
                 assert found is not None
                 # Written before owner ids, or released and back in the fleet: ours, once. Rewritten
@@ -440,7 +460,6 @@ class Verifier:
                 # repaired over 65's), a new edit that waits a round like the first.
                 self.edited[key] = seen.observed
                 continue
-            self.lagging.pop(key, None)
             held = self.quarantined.get(key)
             if held is not None and held.skip > 0:
                 held.skip -= 1  # rejected before: wait out the backoff, do not resend every round
@@ -448,9 +467,13 @@ class Verifier:
             try:  # one invalid desired set must not fail the whole repair batch at the provider
                 validate_record_set(key, desired.records, self.zone or key.name)
             except InvalidPlan as err:
+                self.lagging.pop(key, None)
                 out.append(Log("error", "not repairing toward an invalid plan",
                                {"actor": self.name, "endpoint": str(key), "error": str(err)}))
                 continue
+            if self._over_budget():
+                continue  # as found, lagging and edit notes kept: repaired in a later round
+            self.lagging.pop(key, None)
             # The head, not t(e): content at the head equals content at t(e). Never below the marker
             # found: ``diagnose`` names a sealed in-range marker above this head "marker-ahead", which
             # is never repaired (the head is advanced past it first), so a marker repaired here that
@@ -481,6 +504,15 @@ class Verifier:
             # endpoint (``WriteBatch``; slow-reads 565, 759): the next round repairs it
             return Step(tuple(out), WriteBatch(tuple(writes), fence=self.head))
         return self._next().after(out)
+
+    def _over_budget(self) -> bool:
+        """This round's repair budget is spent (the endpoint is deferred), or one more repair is counted."""
+        if self.max_repairs and self.repairs_sent >= self.max_repairs:
+            self.deferred += 1
+            self.stats["deferred"] += 1
+            return True
+        self.repairs_sent += 1
+        return False
 
     def _on_repaired(self, results: list[WriteResult]) -> list[Effect]:
         entries = []

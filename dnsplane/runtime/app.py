@@ -60,9 +60,9 @@ Limits: one zone per process; the verifier queries the embedded server it runs.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -85,6 +85,7 @@ from dnsplane.dns.server import SERIAL_FILE, DnsServer
 from dnsplane.dns.transfer import policy_of
 from dnsplane.errors import InvalidConfig
 from dnsplane.execute import Actor, Interpreter, WriteGate
+from dnsplane.histogram import Histogram
 from dnsplane.model import Dial, Endpoint, EndpointKey, Generation, Observed, marker_name, zone_order
 from dnsplane.protocol.collector import Collector
 from dnsplane.protocol.enactor import Enactor
@@ -153,6 +154,7 @@ class Options:
     api_token: str | None = None  # bearer token for the API's writes; None: writes refused
     services: Services | None = None  # the blast-radius graph (``up --services``): the dashboard draws it
     verify_rate: float = 100.0  # endpoints a second each secondary is asked about (runtime/secondaries.py)
+    repair_rate: float = 100.0  # the verifier's repairs a second at most, as a budget per round; 0: no limit
     alert_webhook: str | None = None  # where alerts are POSTed as JSON (runtime/alerts.py); None: log and metric only
 
 
@@ -279,28 +281,19 @@ class ActorStatus:
 
 
 class HealthStats:
-    """Health check results by outcome, and their durations in cumulative buckets (a Prometheus histogram)."""
+    """Health check results by outcome, and their durations (a Prometheus histogram)."""
 
     BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
     def __init__(self) -> None:
         self.results = {"up": 0, "down": 0, "unknown": 0}
-        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last: above every bucket
-        self.total = 0.0
+        self.durations = Histogram(self.BUCKETS)
 
     def add(self, took: Sequence[float], results: Sequence[tuple[bool | None, str]]) -> None:
         for ok, _ in results:
             self.results["unknown" if ok is None else "up" if ok else "down"] += 1
         for t in took:
-            self.total += t
-            self.counts[bisect.bisect_left(self.BUCKETS, t)] += 1
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for le, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((le, float(running)))
-        return out
+            self.durations.add(t)
 
 
 @dataclass
@@ -368,7 +361,9 @@ class App:
         self.dials = tuple(self.store.dials())
         self.planner.handle(DialsChanged(time.time(), self.dials))
         self.collector = Collector("collector")
-        self.verifier = Verifier("verifier", zone_ordered=ordered, zone=zone, ownership=ownership)
+        rate = self.options.repair_rate
+        budget = max(1, math.ceil(rate * self.options.verifier_period)) if rate else 0  # repairs a round at most
+        self.verifier = Verifier("verifier", max_repairs=budget, zone_ordered=ordered, zone=zone, ownership=ownership)
         self.wake = [asyncio.Event() for _ in self.enactors]
         self.actors: dict[str, ActorStatus] = {}
         self._handling: dict[str, threading.Lock] = {}  # actor name -> held while it handles an event

@@ -102,6 +102,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--fence-window", action="store_true",
                    help="a write's writer half (the provider's write token, then the store's fence) is a move of "
                         "its own before its provider call, so other moves fall between (about 2.5 times the states)")
+    e.add_argument("--max-repairs", type=int, default=0, metavar="N",
+                   help="the verifier repairs at most N endpoints a round, the rest in later rounds (the runtime's "
+                        "--repair-rate; default 0: no budget)")
     e.add_argument("--max-states", type=int, default=20_000_000,
                    help="stop (incomplete, exit 0 unless a violation was found) after this many states "
                         "(default 20,000,000)")
@@ -207,7 +210,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from dnsplane.sim.explore import Config, explore
 
     config = Config(protocol=args.protocol, enactors=args.enactors, endpoints=args.endpoints,
-                    generations=args.generations, faults=args.faults, fence_window=args.fence_window)
+                    generations=args.generations, faults=args.faults, fence_window=args.fence_window,
+                    max_repairs=args.max_repairs)
     def progress(states: int, transitions: int, depth: int, elapsed: float) -> None:
         print(f"  {states:,} states, {transitions:,} transitions, depth {depth}, {elapsed:.0f}s "
               f"({states / max(elapsed, 1e-9):,.0f} states/s)", file=sys.stderr, flush=True)

@@ -220,7 +220,7 @@ class Simulation:
         if self.protocol == "safe":
             self.actors["collector"] = Collector()
             self.periods["collector"] = s.collector_period
-            self.actors["verifier"] = Verifier("verifier", ownership=self.ownership)
+            self.actors["verifier"] = self._new_verifier()
             self.periods["verifier"] = s.verifier_period
         for name in self.actors:
             self.alive[name] = True
@@ -229,6 +229,9 @@ class Simulation:
         self._push(0.0, _HEALTH, "")
         for fault in self.schedule:
             self._push(fault.at, _FAULT, fault.kind, fault)
+
+    def _new_verifier(self) -> Verifier:
+        return Verifier("verifier", max_repairs=self.scenario.max_repairs, ownership=self.ownership)
 
     def _new_enactor(self, name: str) -> Enactor | LegacyEnactor:
         if self.protocol == "legacy":
@@ -702,7 +705,7 @@ class Simulation:
         elif name == "collector":
             self.actors[name] = Collector()
         elif name == "verifier":
-            self.actors[name] = Verifier("verifier", ownership=self.ownership)
+            self.actors[name] = self._new_verifier()
             self.monitor.verifier_started()  # a fresh verifier may take each endpoint over once more (I7)
         else:
             self.actors[name] = self._new_enactor(name)

@@ -20,6 +20,9 @@ A scenario is a YAML file (``dnsplane/sim/scenarios/*.yaml`` ship with the packa
     health_grace: 60        # the planner's health grace, seconds, as the runtime's (default 0: none); with it
                             # each target is checked every 1, 2 or 3 health periods, and the targets keep a
                             # health of their own that a planner restart does not reset (see driver.py)
+    max_repairs: 1          # the verifier's repair budget per round (the runtime's --repair-rate times its
+                            # period; default 0: none); I4's bound grows by a verifier period per endpoint
+                            # over the budget
     faults:                 # kind: {active: chance the site is on in a run, rate: per hour when on, ...}
       crash: {active: 0.5, rate: 2}
       corrupt: {rate: 40, modes: [marker_stale]}   # only some of its modes (default: all)
@@ -97,6 +100,9 @@ class Scenario:
     # seconds a (re)started planner waits for each target's first check before it plans the target's
     # endpoints (``Planner.health_grace``, the runtime's ``--health-grace``); 0: it plans at once
     health_grace: float = 0.0
+    # the verifier's repairs per round at most (``Verifier.max_repairs``, the runtime's ``--repair-rate``
+    # times its period); 0: no budget
+    max_repairs: int = 0
 
     @property
     def convergence_bound(self) -> float:
@@ -115,6 +121,9 @@ class Scenario:
             # at most about W more before it is sent again (each wait doubles, and so does the time
             # spent), plus a round; at quiet no new plan makes the enactors retry it
             bound += partial.duration[1] + 2 * self.verifier_period
+        if self.max_repairs:
+            # every endpoint may be wrong at once: a round repairs ``max_repairs`` of them
+            bound += (-(-self.endpoints // self.max_repairs) - 1) * self.verifier_period
         return bound
 
     def only(self, *kinds: str, active: float = 1.0) -> Scenario:
@@ -149,7 +158,7 @@ def _replace(s: Scenario, **changes: Any) -> Scenario:
 
 _TOP = {"name", "description", "duration", "quiet", "fleet", "enactors", "slow", "periods", "latency",
         "health_flip", "legacy_keep", "max_skew", "repair_bound", "faults", "not_adopted", "atomic_replies",
-        "health_grace"}
+        "health_grace", "max_repairs"}
 
 
 def _pair(path: str, key: str, value: Any) -> tuple[float, float]:
@@ -188,6 +197,11 @@ def parse(data: dict[str, Any], path: str = "<scenario>") -> Scenario:
             kw[k] = float(data[k])
     if "legacy_keep" in data:
         kw["legacy_keep"] = int(data["legacy_keep"])
+    if "max_repairs" in data:
+        budget = data["max_repairs"]
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
+            raise InvalidConfig(path, 0, f"max_repairs: expected a whole number of repairs, 0 or more, got {budget!r}")
+        kw["max_repairs"] = budget
     fleet = data.get("fleet") or {}
     kw["endpoints"] = int(fleet.get("endpoints", 4))
     kw["targets"] = int(fleet.get("targets", 3))

@@ -74,6 +74,8 @@ class Config:
     # fence) is a move of its own before its provider call, as the simulator sends it; False: one move, as
     # the runtime's single thread call looks from outside (about 2.5 times the states)
     fence_window: bool = False
+    # the verifier's repair budget per round (``Verifier.max_repairs``, the runtime's ``--repair-rate``); 0: none
+    max_repairs: int = 0
 
 
 # -- moves -------------------------------------------------------------------------------------------
@@ -364,7 +366,7 @@ class World:
                                  else Enactor(name, ZONE))
         if config.protocol == "safe":
             self.actors["collector"] = Collector()
-            self.actors["verifier"] = Verifier("verifier")
+            self.actors["verifier"] = Verifier("verifier", max_repairs=config.max_repairs)
         self.table: dict[Any, int] = {}  # parts of fingerprints -> small numbers; shared by every state of a search
         self.ids: dict[str, int] = {}  # each part's number in ``table``, until the part changes
         self.owned: set[str] = {"store", "provider", "monitor"}  # parts this state may change in place
@@ -780,7 +782,7 @@ class World:
         if name == "collector":
             return Collector()
         if name == "verifier":
-            return Verifier("verifier")
+            return Verifier("verifier", max_repairs=self.config.max_repairs)
         if self.config.protocol == "legacy":
             return LegacyEnactor(name, ZONE, keep=1)
         return Enactor(name, ZONE)

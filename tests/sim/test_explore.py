@@ -462,3 +462,13 @@ def test_a_forked_provider_shares_nothing_it_changes() -> None:
     fork.reject(world.keys[0], None)
     fork.hand_edit(next(iter(provider.read_all())), None, None)
     assert provider.rejected() == {world.keys[0]} and fork.read_all() != provider.read_all()
+
+
+def test_a_repair_budget_of_one_every_state_no_violation() -> None:
+    """The verifier's repair budget (``max_repairs``, the runtime's ``--repair-rate``): one repair a round,
+    two endpoints, one enactor, two generations, one fault anywhere: every state, no violation, and not the
+    same states as without the budget (repairs are deferred in some)."""
+    budget = explore(Config(protocol="safe", generations=2, enactors=1, faults=1, max_repairs=1), look_for="any")
+    assert budget.complete and budget.violation is None, (budget.violation, budget.path)
+    unbounded = explore(Config(protocol="safe", generations=2, enactors=1, faults=1), look_for="any")
+    assert budget.states != unbounded.states
