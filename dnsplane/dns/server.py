@@ -87,7 +87,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import dns.rdatatype
 import dns.serial
@@ -95,7 +95,7 @@ import dns.serial
 from dnsplane.dns.notify import Notifier
 from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter
 from dnsplane.dns.render import name_wire
-from dnsplane.dns.responder import Responder, ServerStats
+from dnsplane.dns.responder import ANSWER_BUCKETS, ANSWER_SAMPLE, Responder, ServerStats
 from dnsplane.dns.tcp import (
     TCP_IDLE_TIMEOUT,
     TCP_LIFETIME,
@@ -110,6 +110,7 @@ from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messag
 from dnsplane.dns.worker import Init, WorkerPool, unless_unwritten
 from dnsplane.dns.zonetable import ZoneTable, ancestors
 from dnsplane.errors import DnsplaneError
+from dnsplane.histogram import Histogram
 from dnsplane.model import EndpointKey, Observed, marker_name, normalise_name
 
 log = logging.getLogger("dnsplane.dns")
@@ -589,9 +590,23 @@ class DnsServer:
         """Every worker answers UDP and this process no longer does (always True without workers)."""
         return self._pool is None or (self._pool.all_ready() and not self._udp_mine)
 
-    def worker_stats(self) -> list[dict[str, int]]:
-        """Each listening worker's counters (``pid``, ``udp_queries``, ``send_errors``); blocks, call from a thread."""
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """Each listening worker's counters (``pid``, ``udp_queries``, ``send_errors``, and its answers as
+        ``ServerStats.answers`` gives them); blocks, call from a thread."""
         return [] if self._pool is None else self._pool.stats()
+
+    def answer_stats(self) -> tuple[Counter[str], dict[str, Histogram]]:
+        """Responses by rcode and sampled answer latencies, of this process (TCP, and UDP without workers)
+        and every listening worker together; blocks, call from a thread."""
+        own = self.stats.answers()  # a copy: the loop thread goes on counting
+        responses: Counter[str] = Counter(own["responses"])
+        times: dict[str, Histogram] = {}
+        for part in (own, *self.worker_stats()):
+            if part is not own:
+                responses.update(part.get("responses", {}))
+            for rcode, (counts, total) in part.get("times", {}).items():
+                times.setdefault(rcode, Histogram(ANSWER_BUCKETS)).merge(counts, total)
+        return responses, times
 
     def worker_pids(self) -> list[int]:
         return [] if self._pool is None else self._pool.pids()
@@ -682,6 +697,9 @@ class DnsServer:
                 log.debug("udp receive error: %s", exc, extra={"event": "udp_recv_error"})
                 continue
             stats.udp_queries += 1
+            timed = not stats.udp_queries & (ANSWER_SAMPLE - 1)
+            if timed:
+                started = time.perf_counter()
             try:
                 with lock:  # with workers, changes are applied in the writer's thread
                     resp = handle(data, True)
@@ -692,6 +710,8 @@ class DnsServer:
             except Exception:  # robustness boundary: one bad datagram must never stop the server
                 log.exception("query failed", extra={"event": "query_failed", "size": len(data)})
                 continue
+            if timed and resp is not None:
+                stats.time_answer(resp, time.perf_counter() - started)
             if resp is not None:
                 try:
                     sock.sendto(resp, addr)
@@ -701,9 +721,12 @@ class DnsServer:
     def _handle_tcp(self, data: bytes) -> bytes | None:
         self._before_serving()
         self.stats.tcp_queries += 1
+        started = time.perf_counter()
         resp = self._responder.handle(data, False)
         if resp is not None and self._unwritten_names:
             resp = self._unless_unwritten(resp)
+        if resp is not None and not self.stats.tcp_queries & (ANSWER_SAMPLE - 1):
+            self.stats.time_answer(resp, time.perf_counter() - started)
         return resp
 
     def tcp_messages(self, data: bytes, peer: str, later: Callable[[list[bytes]], None]) -> list[bytes] | None:

@@ -95,7 +95,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
-from dnsplane.dns.responder import Responder
+from dnsplane.dns.responder import ANSWER_SAMPLE, Responder
 from dnsplane.dns.transfer import TransferPolicy, answer_signed
 from dnsplane.model import EndpointKey, Observed
 
@@ -199,7 +199,7 @@ class _Worker:
         self.listening = False  # ``listen`` was sent: its acknowledgements are waited for
         self.ready = threading.Event()  # it answered ``listening``: its socket is bound
         self.dead = False
-        self.stats: dict[int, dict[str, int]] = {}
+        self.stats: dict[int, dict[str, Any]] = {}
         self.cond = threading.Condition()  # acknowledgements
         self.outbox: deque[tuple[Any, ...]] = deque()
         self.out = threading.Condition()  # outbox and dead
@@ -416,8 +416,8 @@ class WorkerPool:
             self.forward(("zone", idx, dict(items[start:start + FORWARD_CHUNK]), None))
         self.forward(("zone", idx, dict(items[last:]), serial))
 
-    def stats(self, timeout: float = 2.0) -> list[dict[str, int]]:
-        """Each listening worker's counters (pid, udp_queries, ...)."""
+    def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
+        """Each listening worker's counters (pid, udp_queries, ..., and ``ServerStats.answers``)."""
         with self._lock:
             asked = [(w, w.send(("stats",))) for w in self._workers if w is not None and w.listening]
         deadline = time.monotonic() + timeout
@@ -531,6 +531,7 @@ class _Answerer:
         handle = self.responder.handle
         limiter = self.limiter
         recvfrom, sendto = sock.recvfrom, sock.sendto
+        clock, time_answer, sample = time.perf_counter, self.responder.stats.time_answer, ANSWER_SAMPLE - 1
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(UDP_RECV_SIZE)
@@ -539,6 +540,9 @@ class _Answerer:
             except OSError:
                 continue
             self.udp_queries += 1
+            timed = not self.udp_queries & sample
+            if timed:
+                started = clock()
             try:
                 resp = handle(data, True)
                 if resp is not None and self.names:
@@ -548,6 +552,8 @@ class _Answerer:
             except Exception:  # robustness boundary: one bad datagram must never stop the worker
                 log.exception("query failed", extra={"event": "query_failed", "size": len(data)})
                 continue
+            if timed and resp is not None:
+                time_answer(resp, clock() - started)
             if resp is not None:
                 try:
                     sendto(resp, addr)
@@ -635,6 +641,7 @@ def _serve(args: list[str]) -> int:
                                 "pid": os.getpid(),
                                 "udp_queries": answerer.udp_queries,
                                 "send_errors": answerer.send_errors,
+                                **answerer.responder.stats.answers(),
                             },
                         )
                     )

@@ -38,6 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
+from dnsplane.dns.responder import ANSWER_SAMPLE
 from dnsplane.model import EndpointKey, Generation
 from dnsplane.runtime import operators
 from dnsplane.services import failing_services, overview_svg
@@ -118,6 +119,9 @@ class Metrics(Collector):
         for problem, n in sorted(verifier.repairs_by.items()):
             repairs.add_metric([problem], n)
         yield repairs
+        yield CounterMetricFamily("dnsplane_verifier_deferred_repairs",
+                                  "Repairs left for a later round: over the round's budget (up --repair-rate)",
+                                  verifier.stats.get("deferred", 0))
         yield CounterMetricFamily("dnsplane_collector_deleted_plans", "Plans the collector deleted",
                                   app.collector.deleted)
         targets = GaugeMetricFamily("dnsplane_targets", "Targets by the health the planner acts on",
@@ -139,9 +143,9 @@ class Metrics(Collector):
         for result, n in app.health_stats.results.items():
             checks.add_metric([result], n)
         yield checks
-        stats = app.health_stats
+        took = app.health_stats.durations
         yield HistogramMetricFamily("dnsplane_health_check_duration_seconds", "How long each health check took",
-                                    buckets=stats.buckets(), sum_value=stats.total)
+                                    buckets=took.buckets(), sum_value=took.total)
         alerts = CounterMetricFamily("dnsplane_alerts", "Alerts raised, by kind", labels=["kind"])
         for kind, n in sorted(app.alerts.counts.items()):
             alerts.add_metric([kind], n)
@@ -151,6 +155,19 @@ class Metrics(Collector):
         for outcome, n in (("sent", app.alerts.sent), ("failed", app.alerts.failed), ("dropped", app.alerts.dropped)):
             webhook.add_metric([outcome], n)
         yield webhook
+        if app.server is not None:  # the embedded server: this process and its answering workers
+            responses, times = app.server.answer_stats()
+            answered = CounterMetricFamily("dnsplane_dns_responses", "DNS responses sent, by rcode", labels=["rcode"])
+            for rcode, n in sorted(responses.items()):
+                answered.add_metric([rcode], n)
+            yield answered
+            latency = HistogramMetricFamily(
+                "dnsplane_dns_answer_duration_seconds",
+                f"Time from a query read to its response ready, by rcode (one query in {ANSWER_SAMPLE} timed)",
+                labels=["rcode"])
+            for rcode, took in sorted(times.items()):
+                latency.add_metric([rcode], took.buckets(), took.total)
+            yield latency
         hold = planner.hold
         yield GaugeMetricFamily("dnsplane_zone_guard_held_changes",
                                 "Endpoints the plan the zone guard holds would change (0: none held)",

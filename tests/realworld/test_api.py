@@ -14,6 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.query
+import dns.rcode
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.realworld.harness import World, addresses, wait_for
@@ -93,6 +96,21 @@ def test_the_api_reads_writes_with_the_token_and_its_metrics_follow(world: World
     assert checked >= 3 and m['dnsplane_health_check_duration_seconds_bucket{le="+Inf"}'] == checked
     written = sum(v for k, v in m.items() if k.startswith("dnsplane_enactor_results_total") and 'result="writes"' in k)
     assert written == 30, "each endpoint written once, by one of the enactors"
+    assert m["dnsplane_verifier_deferred_repairs_total"] == 0
+
+    # DNS responses by rcode and their sampled latency, from this process and every answering worker
+    before = m.get('dnsplane_dns_responses_total{rcode="NXDOMAIN"}', 0)
+    timed_before = m.get('dnsplane_dns_answer_duration_seconds_count{rcode="NXDOMAIN"}', 0)
+    for _ in range(160):
+        reply = dns.query.udp(dns.message.make_query("nothere.demo.test.", "A"), up.dns[0], port=up.dns[1], timeout=2)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+    m = metrics(base)
+    assert m['dnsplane_dns_responses_total{rcode="NXDOMAIN"}'] - before == 160
+    assert m['dnsplane_dns_responses_total{rcode="NOERROR"}'] >= 30, "the prober's and the verifier's queries"
+    timed = m['dnsplane_dns_answer_duration_seconds_count{rcode="NXDOMAIN"}']
+    assert 1 <= timed - timed_before <= 160 / 2, "about one query in 16 timed (each answering process its own)"
+    assert m['dnsplane_dns_answer_duration_seconds_bucket{le="+Inf",rcode="NXDOMAIN"}'] == timed
+    assert 0 < m['dnsplane_dns_answer_duration_seconds_sum{rcode="NXDOMAIN"}'] < timed * 0.05
 
     for token in (None, "wrong"):
         status, body = call(base, "POST", "/api/v1/freeze", {"reason": "x"}, token=token)
