@@ -132,7 +132,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                       enactors=args.enactors, rate_limit=rate_limit, dns_workers=getattr(args, "dns_workers", None),
                       api_host=api_host, api_port=api_port, api_token=token, alert_webhook=args.alert_webhook,
                       services=load_services(args.services) if args.services else None,
-                      verify_rate=args.verify_rate, repair_rate=args.repair_rate, **periods)
+                      verify_rate=args.verify_rate, verify_servers=tuple(args.verify_server),
+                      repair_rate=args.repair_rate, **periods)
 
     async def main() -> None:
         demo = None
@@ -616,13 +617,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         for line in fold_findings(findings):
             console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
     for server, state in sorted(((instance or {}).get("secondaries") or {}).items()):
+        problems = state.get("problems") or {}
         if state.get("reachable") is False:
-            console.print(f"secondary {escape(server)}: [red]answers nothing[/]", highlight=False)
-        elif state.get("stale"):
-            console.print(f"secondary {escape(server)}: [yellow]{state['stale']} endpoint(s) behind the primary[/]",
-                          highlight=False)
+            console.print(f"server {escape(server)}: [red]answers nothing[/]", highlight=False)
+        elif problems:
+            said = ", ".join(f"{n} {p.removeprefix('secondary-')}" for p, n in sorted(problems.items()))
+            console.print(f"server {escape(server)}: [yellow]endpoints wrong there: {escape(said)}[/]", highlight=False)
         else:
-            console.print(f"secondary {escape(server)}: in step ({state.get('checked', 0)} endpoint answers checked)",
+            console.print(f"server {escape(server)}: in step ({state.get('checked', 0)} endpoint answers checked)",
                           highlight=False)
     print_provider_stats(instance or {})
     print_actors(instance or {}, time.time())
@@ -1062,6 +1064,30 @@ def webhook_url(text: str) -> str:
     return text
 
 
+def dns_server(text: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` of a DNS server (``[v6]:PORT`` too; port 53 by default); a host name is resolved now."""
+    import ipaddress
+    import socket
+
+    host, port = text.strip(), "53"
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT] (e.g. 205.251.192.1 or 127.0.0.1:5353), got {text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host = str(socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0][4][0])
+        except OSError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: cannot resolve {host}: {err}") from None
+    return host, int(port)
+
+
 def endpoint_name(text: str) -> str:
     """An endpoint's name as given on the command line: not empty."""
     if not text.strip():
@@ -1144,8 +1170,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--services", metavar="FILE", help="a services file (see `dnsplane blast`; or the shipped example "
                     "us-east-1): the dashboard draws its dependency graph with current health overlaid")
     up.add_argument("--verify-rate", type=positive_rate, default=100.0, metavar="PER_SECOND",
-                    help="endpoints a second each secondary (serve.notify) is asked about; one that answers "
-                    "nothing, or serves an older generation for over 10 s, is alerted (default 100)")
+                    help="endpoints a second each secondary (serve.notify) and --verify-server is asked about "
+                    "(default 100)")
+    up.add_argument("--verify-server", type=dns_server, action="append", default=[], metavar="HOST[:PORT]",
+                    help="another authoritative server of the zone to watch (Route 53's name servers for the hosted "
+                    "zone, a secondary fed elsewhere; repeatable): asked at --verify-rate like the serve.notify "
+                    "secondaries; NXDOMAIN, empty, truncated, stale or drifted answers for over 10 s are alerted")
     up.add_argument("--repair-rate", type=bounded_float(0, 1_000_000), default=100.0, metavar="PER_SECOND",
                     help="repairs a second the verifier sends at most, as a budget per round (this times "
                     "--verifier-period, at least 1); the endpoints over it wait for the next round, so a "

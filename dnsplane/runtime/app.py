@@ -154,6 +154,7 @@ class Options:
     api_token: str | None = None  # bearer token for the API's writes; None: writes refused
     services: Services | None = None  # the blast-radius graph (``up --services``): the dashboard draws it
     verify_rate: float = 100.0  # endpoints a second each secondary is asked about (runtime/secondaries.py)
+    verify_servers: tuple[tuple[str, int], ...] = ()  # more authoritative servers to watch (Route 53's, ...)
     repair_rate: float = 100.0  # the verifier's repairs a second at most, as a budget per round; 0: no limit
     alert_webhook: str | None = None  # where alerts are POSTed as JSON (runtime/alerts.py); None: log and metric only
 
@@ -344,9 +345,10 @@ class App:
         # the dials too: a planner that planned once without a drain in force would put the target back
         self.alerts = Alerts(zone, self.options.alert_webhook)
         self.health_stats = HealthStats()  # for /metrics: check results and latency
-        notify = self.fleet.serve.notify if self.server is not None else ()
+        watched = [*(self.fleet.serve.notify if self.server is not None else ()), *self.options.verify_servers]
         per_round = round(self.options.verify_rate * self.options.verifier_period)
-        self.secondaries = SecondaryWatch(notify, [], per_round, SECONDARY_GRACE, self.alerts.emit) if notify else None
+        self.secondaries = (SecondaryWatch(watched, [], per_round, SECONDARY_GRACE, self.alerts.emit) if watched
+                            else None)
         self.services = self.options.services
         self._problems: dict[EndpointKey, tuple[str, int]] = {}  # the verifier's findings alerted: problem, rounds
         self.api_address: tuple[str, int] | None = None  # where the HTTP API listens

@@ -1,15 +1,24 @@
-"""The secondaries watch (issue 12, part 3): every secondary the embedded server feeds as a hidden primary
-(``serve.notify``) is asked, at a bounded rate, for the markers of the fleet's endpoints, and compared with
-what the embedded provider holds. A secondary is what the world resolves; the protocol's verifier repairs
-the primary, and nothing dnsplane writes can repair a secondary, so what this finds is alerted:
+"""The servers watch (issue 12, part 3): every server that answers for the zone beside dnsplane's own is
+asked, at a bounded rate, about the fleet's endpoints over real DNS, and compared with what the provider
+holds (the primary). Asked: each secondary the embedded server feeds as a hidden primary
+(``serve.notify``), and each ``up --verify-server HOST[:PORT]``: the servers the world resolves through,
+Route 53's name servers for a hosted zone, a secondary fed by another primary. The protocol's verifier
+repairs the provider; nothing dnsplane writes repairs what another server serves, so what this finds is
+alerted. For each endpoint of a round, its marker TXT and its own address records are asked; findings:
 
-- ``secondary-unreachable``: a round in which the secondary answered none of its queries;
-- ``secondary-stale``: an endpoint whose marker at the secondary names an older generation than the
-  primary's (or none) for longer than ``grace`` seconds (a NOTIFY and a transfer take a moment);
+- ``secondary-unreachable``: a round in which the server answered none of its queries (said once);
+- ``secondary-truncated``: an answer with TC set (its UDP answers do not fit; resolvers retry over TCP);
+- ``secondary-nxdomain``: NXDOMAIN for a name the primary serves;
+- ``secondary-empty``: NOERROR without an address of the endpoint's type;
+- ``secondary-stale``: its marker names an older generation than the primary's (or there is none);
+- ``secondary-drift``: at the primary's generation, an address the primary's records do not hold;
 
-and ``repaired`` once it is right again. Each round asks ``per_round`` endpoints of each secondary, round
-robin over the fleet in zone order (``--verify-rate`` endpoints a second, spread over the verifier's period),
-from a worker thread (``dnsview.ask``: one socket, pipelined).
+each alerted once it has lasted ``grace`` seconds (a NOTIFY and a transfer, or Route 53's propagation,
+take a moment), again if it turns into another, and ``repaired`` once the endpoint is right again. An
+endpoint the primary holds nothing for, or whose query got no answer this round, is not judged. Each
+round asks ``per_round`` endpoints of each server, round robin over the fleet in zone order
+(``--verify-rate`` endpoints a second, spread over the verifier's period), from a worker thread
+(``dnsview.ask``: one socket, pipelined).
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 
-from dnsplane.model import EndpointKey, Marker, marker_name, read_marker
+from dnsplane.model import EndpointKey, Marker, Observed, marker_name, read_marker
 from dnsplane.providers.base import Provider
 from dnsplane.runtime import dnsview
 
@@ -35,11 +46,16 @@ WINDOW = 64
 Alert = Callable[..., None]  # Alerts.emit
 
 
+UNREACHABLE, TRUNCATED, NXDOMAIN, EMPTY, STALE, DRIFT = (
+    "secondary-unreachable", "secondary-truncated", "secondary-nxdomain", "secondary-empty", "secondary-stale",
+    "secondary-drift")
+
+
 @dataclass
 class SecondaryState:
     reachable: bool | None = None
-    behind: dict[EndpointKey, float] = field(default_factory=dict)  # endpoint -> since when
-    alerted: set[EndpointKey] = field(default_factory=set)  # stale endpoints alerted (repaired is said once)
+    behind: dict[EndpointKey, tuple[str, float]] = field(default_factory=dict)  # endpoint -> problem, since when
+    alerted: dict[EndpointKey, str] = field(default_factory=dict)  # endpoint -> the problem alerted
     checked: int = 0
 
 
@@ -56,7 +72,7 @@ class SecondaryWatch:
 
     @staticmethod
     def name(server: tuple[str, int]) -> str:
-        return f"{server[0]}:{server[1]}"
+        return f"[{server[0]}]:{server[1]}" if ":" in server[0] else f"{server[0]}:{server[1]}"
 
     def sample(self) -> list[EndpointKey]:
         """The next ``per_round`` endpoints, round robin."""
@@ -68,56 +84,88 @@ class SecondaryWatch:
         return out
 
     def round(self, provider: Provider, now: float | None = None) -> None:
-        """Ask each secondary for the next sample's markers; alert what changed (called in a worker thread)."""
+        """Ask each server about the next sample of endpoints; alert what changed (called in a worker thread)."""
         keys = self.sample()
         if not keys:
             return
         now = time.time() if now is None else now
         primary = provider.read(keys)
-        names = [dns.name.from_text(marker_name(k)) for k in keys]
-        questions = [(n, dns.rdatatype.TXT) for n in names]
+        markers = [dns.name.from_text(marker_name(k)) for k in keys]
+        questions = []
+        for key, name in zip(keys, markers, strict=True):
+            questions += [(name, dns.rdatatype.TXT), (dns.name.from_text(key.name), dns.rdatatype.from_text(key.rtype))]
         for server in self.servers:
             got = dnsview.ask(questions, server[0], server[1], timeout=TIMEOUT, window=WINDOW)
-            self._judge(self.name(server), keys, names, [primary[k].marker for k in keys], got, now)
+            self._judge(self.name(server), keys, markers, [primary[k] for k in keys], got, now)
 
-    def _judge(self, server: str, keys: list[EndpointKey], names: list[dns.name.Name], want: list[Marker | None],
+    def _judge(self, server: str, keys: list[EndpointKey], markers: list[dns.name.Name], primary: list[Observed],
                got: list[dnsview.Outcome], now: float) -> None:
         state = self.state[server]
-        answered = [isinstance(g, dns.message.Message) for g in got]
-        if not any(answered):
+        if not any(isinstance(g, dns.message.Message) for g in got):
             if state.reachable is not False:
                 error = next((repr(g) for g in got if isinstance(g, Exception)), "no answer")
-                self.alert("finding", f"secondary {server} answers nothing", server=server,
-                           problem="secondary-unreachable", error=error)
+                self.alert("finding", f"server {server} answers nothing", server=server, problem=UNREACHABLE,
+                           error=error)
             state.reachable = False
             return
         if state.reachable is False:
-            self.alert("repaired", f"secondary {server} answers again", server=server, problem="secondary-unreachable")
+            self.alert("repaired", f"server {server} answers again", server=server, problem=UNREACHABLE)
         state.reachable = True
-        for key, name, ours, outcome in zip(keys, names, want, got, strict=True):
-            if not isinstance(outcome, dns.message.Message) or ours is None:
-                continue
+        for i, (key, name, ours) in enumerate(zip(keys, markers, primary, strict=True)):
+            marker_answer, address_answer = got[2 * i], got[2 * i + 1]
+            if (ours.marker is None or ours.records is None or not isinstance(marker_answer, dns.message.Message)
+                    or not isinstance(address_answer, dns.message.Message)):
+                continue  # nothing to compare with, or no answer this round: not judged
             state.checked += 1
-            theirs = _marker(outcome, name)
-            if theirs is not None and theirs.generation >= ours.generation:
+            problem, detail, theirs = _problem(key, ours, name, marker_answer, address_answer)
+            if problem is None:
                 state.behind.pop(key, None)
-                if key in state.alerted:
-                    state.alerted.discard(key)
-                    self.alert("repaired", f"{key} at secondary {server}: at generation {theirs.generation} again",
-                               server=server, endpoint=str(key), problem="secondary-stale")
+                was = state.alerted.pop(key, None)
+                if was is not None:
+                    self.alert("repaired", f"{key} at server {server}: right again (was {was})", server=server,
+                               endpoint=str(key), problem=was)
                 continue
-            since = state.behind.setdefault(key, now)
-            if now - since >= self.grace and key not in state.alerted:
-                state.alerted.add(key)
-                seen = "no marker" if theirs is None else f"generation {theirs.generation}"
-                self.alert("finding", f"{key} at secondary {server}: {seen}, the primary has {ours.generation} "
-                           f"(for {now - since:.0f} s)", server=server, endpoint=str(key), problem="secondary-stale",
-                           secondary_generation=None if theirs is None else theirs.generation,
-                           primary_generation=ours.generation)
+            since = state.behind.get(key, (problem, now))[1]
+            state.behind[key] = (problem, since)
+            if now - since >= self.grace and state.alerted.get(key) != problem:
+                state.alerted[key] = problem
+                self.alert("finding", f"{key} at server {server}: {detail} (for {now - since:.0f} s)", server=server,
+                           endpoint=str(key), problem=problem, secondary_generation=theirs,
+                           primary_generation=ours.marker.generation)
 
     def to_json(self) -> dict[str, dict[str, object]]:
-        return {name: {"reachable": s.reachable, "behind": len(s.behind), "stale": len(s.alerted),
-                       "checked": s.checked} for name, s in self.state.items()}
+        out: dict[str, dict[str, object]] = {}
+        for name, s in self.state.items():
+            problems: dict[str, int] = {}
+            for problem in s.alerted.values():
+                problems[problem] = problems.get(problem, 0) + 1
+            out[name] = {"reachable": s.reachable, "behind": len(s.behind), "stale": len(s.alerted),
+                         "problems": problems, "checked": s.checked}
+        return out
+
+
+def _problem(key: EndpointKey, ours: Observed, marker_at: dns.name.Name, marker_answer: dns.message.Message,
+             address_answer: dns.message.Message) -> tuple[str | None, str, int | None]:
+    """What is wrong with one endpoint's answers at a server, compared with the primary's ``ours``, how to
+    say it, and the generation its marker there names; (None, "", ...) when nothing is wrong."""
+    assert ours.marker is not None and ours.records is not None
+    if (marker_answer.flags | address_answer.flags) & dns.flags.TC:
+        return TRUNCATED, "answer truncated (TC)", None
+    if address_answer.rcode() == dns.rcode.NXDOMAIN:
+        return NXDOMAIN, f"NXDOMAIN, the primary has generation {ours.marker.generation}", None
+    name, rdtype = dns.name.from_text(key.name), dns.rdatatype.from_text(key.rtype)
+    addresses = {rd.address for rr in address_answer.answer if rr.name == name and rr.rdtype == rdtype for rd in rr}
+    if not addresses:
+        return EMPTY, f"no {key.rtype} records ({dns.rcode.to_text(address_answer.rcode())})", None
+    theirs = _marker(marker_answer, marker_at)
+    generation = None if theirs is None else theirs.generation
+    if theirs is None or theirs.generation < ours.marker.generation:
+        seen = "no marker" if theirs is None else f"generation {theirs.generation}"
+        return STALE, f"{seen}, the primary has {ours.marker.generation}", generation
+    if theirs.generation == ours.marker.generation and not addresses <= set(ours.records.addresses()):
+        extra = ", ".join(sorted(addresses - set(ours.records.addresses())))
+        return DRIFT, f"serves {extra}, not in the primary's records at generation {generation}", generation
+    return None, "", generation
 
 
 def _marker(answer: dns.message.Message, name: dns.name.Name) -> Marker | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from tests.realworld.harness import World, read_marker, wait_for
@@ -120,7 +121,7 @@ def test_a_secondary_that_stops_answering_is_alerted_and_its_return_too(embedded
             wait_for("an unreachable secondary alerted", lambda: any(
                 a["kind"] == "finding" and a.get("problem") == "secondary-unreachable" for a in hook.received),
                 detail=lambda: f"{hook.received}\n{world.logs()}")
-            wait_for("status to say so", lambda: f"secondary 127.0.0.1:{port}: answers nothing"
+            wait_for("status to say so", lambda: f"server 127.0.0.1:{port}: answers nothing"
                      in primary.up.cli("status").stdout, detail=world.logs)
         finally:
             os.kill(sec.process.pid, signal.SIGCONT)
@@ -131,4 +132,51 @@ def test_a_secondary_that_stops_answering_is_alerted_and_its_return_too(embedded
         assert hook.received[0]["server"] == f"127.0.0.1:{port}"
     finally:
         sec.stop()
+        hook.close()
+
+
+def test_a_verify_server_that_never_got_the_records_is_alerted_until_it_serves_them(world: World,
+                                                                                    tmp_path: Path) -> None:
+    """``up --verify-server``: another authoritative server of the zone (as Route 53's name servers are to
+    a hosted zone), here a second real ``named`` that never got dnsplane's records: every endpoint asked
+    there is NXDOMAIN, alerted ``secondary-nxdomain`` after the 10 s grace and shown by ``status``; once a
+    person copies the primary's records and markers there, each is alerted ``repaired``."""
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+
+    from tests.realworld.harness import marker_name
+    from tests.servers.named import start_named
+
+    public = start_named(tmp_path / "public")
+    hook = Webhook(fail_first=0)
+    try:
+        targets = [world.target("lb-1", "192.0.2.11")]
+        fleet = world.fleet(targets, {"api": ["lb-1"], "www": ["lb-1"]})
+        up = world.dnsplane(fleet, extra_args=["--verify-server", f"127.0.0.1:{public.port}",
+                                               "--alert-webhook", hook.url])
+        assert world.named is not None
+        primary = (world.named.host, world.named.port)
+        world.wait_served(primary, fleet)
+        names = {"api.demo.test. A", "www.demo.test. A"}
+
+        def alerted(kind: str, problem: str) -> set[str]:
+            return {a["endpoint"] for a in hook.received if a["kind"] == kind and a.get("problem") == problem}
+
+        wait_for("both endpoints alerted NXDOMAIN there", lambda: alerted("finding", "secondary-nxdomain") == names,
+                 deadline=40, detail=lambda: f"{hook.received}\n{world.logs()}")
+        assert f"server 127.0.0.1:{public.port}: " in (status := up.cli("status").stdout), status
+        assert "2 nxdomain" in status, status
+        copy = public.update()
+        for name in ("api.demo.test.", "www.demo.test."):
+            for owner, rdtype in ((name, dns.rdatatype.A), (marker_name(name, "A"), dns.rdatatype.TXT)):
+                reply = dns.query.udp(dns.message.make_query(owner, rdtype), primary[0], port=primary[1], timeout=2)
+                copy.replace(owner, *[rr for rr in reply.answer if rr.rdtype == rdtype])
+        public.send(copy)
+        wait_for("both alerted right again", lambda: alerted("repaired", "secondary-nxdomain") == names,
+                 deadline=20, detail=lambda: f"{hook.received}\n{world.logs()}")
+        assert not alerted("finding", "secondary-stale") and not alerted("finding", "secondary-drift"), hook.received
+        wait_for("status in step", lambda: "in step" in up.cli("status").stdout)
+    finally:
+        public.stop()
         hook.close()

@@ -1,14 +1,19 @@
-"""The secondaries watch (issue 12, part 3), against a stub DNS server on loopback that answers markers as a
-secondary would: one that answers nothing is alerted unreachable (once) and repaired when it answers
-again; an endpoint whose marker there names an older generation than the primary's is alerted stale only
-after the grace, once, and repaired when it catches up; the sample goes round the fleet."""
+"""The servers watch (issue 12, part 3), against a stub DNS server on loopback that answers markers and
+addresses as a secondary (or Route 53's name servers) would: one that answers nothing is alerted
+unreachable (once) and repaired when it answers again; an endpoint whose marker there names an older
+generation than the primary's is alerted stale only after the grace, once, and repaired when it catches
+up; NXDOMAIN, an empty answer, a truncated one and an address the primary does not hold are each their
+own finding; the sample goes round the fleet."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
+import dns.rdatatype
 import dns.rrset
 
 from dnsplane.model import EndpointKey, marker_name
@@ -20,10 +25,13 @@ API, WWW = key("api." + ZONE), key("www." + ZONE)
 
 
 class Zone:
-    """What the stub secondary serves: a marker generation per endpoint (None: no marker), or silence."""
+    """What the stub server serves: a marker generation per endpoint (None: no marker), its address (None:
+    NXDOMAIN, "": no address record), answers truncated, or silence."""
 
     def __init__(self) -> None:
         self.generation: dict[EndpointKey, int | None] = {}
+        self.address: dict[EndpointKey, str | None] = {}
+        self.truncated = False
         self.silent = False
 
     def answer(self, query: dns.message.Message) -> Any:
@@ -31,10 +39,19 @@ class Zone:
             return None
         response = dns.message.make_response(query)
         name = query.question[0].name
+        if self.truncated:
+            response.flags |= dns.flags.TC
+            return response
         for k, g in self.generation.items():
             if g is not None and dns.name.from_text(marker_name(k)) == name:
                 text = marker(g, rs(member("a", "192.0.2.1"))).to_text()
                 response.answer.append(dns.rrset.from_text(name, 30, "IN", "TXT", '"dnsplane-rs 0" "{}"', f'"{text}"'))
+            if dns.name.from_text(k.name) == name and query.question[0].rdtype == dns.rdatatype.A:
+                address = self.address.get(k, "192.0.2.1")
+                if address is None:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                elif address:
+                    response.answer.append(dns.rrset.from_text(name, 30, "IN", "A", address))
         return response
 
 
@@ -86,4 +103,32 @@ def test_a_missing_marker_at_the_secondary_is_stale_too() -> None:
         watch = SecondaryWatch([("127.0.0.1", stub.port)], [API, WWW], 2, grace=0.0,
                                alert=lambda kind, message, **f: alerts.append(message))
         watch.round(primary(3), now=1.0)
-    assert alerts == [f"{API} at secondary 127.0.0.1:{stub.port}: no marker, the primary has 3 (for 0 s)"]
+    assert alerts == [f"{API} at server 127.0.0.1:{stub.port}: no marker, the primary has 3 (for 0 s)"]
+
+
+def test_nxdomain_empty_truncated_and_drift_are_each_their_own_finding_and_repaired() -> None:
+    zone = Zone()
+    zone.generation = {API: 2, WWW: 2}
+    alerts: list[tuple[str, str, str]] = []
+    with StubServer(zone.answer, quiet=0.01) as stub:
+        watch = SecondaryWatch([("127.0.0.1", stub.port)], [API, WWW], 2, grace=0.0,
+                               alert=lambda kind, message, **f: alerts.append((kind, f["problem"], f.get("endpoint"))))
+        for change, problem in (({API: None}, "secondary-nxdomain"), ({API: ""}, "secondary-empty"),
+                                ({API: "198.51.100.9"}, "secondary-drift")):
+            zone.address = change
+            watch.round(primary(2), now=1.0)
+            zone.address = {}
+            watch.round(primary(2), now=2.0)
+            assert alerts == [("finding", problem, str(API)), ("repaired", problem, str(API))], alerts
+            alerts.clear()
+        zone.truncated = True
+        watch.round(primary(2), now=3.0)
+        assert sorted(alerts) == [("finding", "secondary-truncated", str(k)) for k in (API, WWW)]
+        assert watch.to_json()[f"127.0.0.1:{stub.port}"]["problems"] == {"secondary-truncated": 2}
+        zone.truncated = False
+        zone.generation = {API: 1, WWW: 2}  # stale at generation 1: its address is not drift
+        zone.address = {API: "198.51.100.9"}
+        alerts.clear()
+        watch.round(primary(2), now=4.0)
+        assert sorted(alerts) == [("finding", "secondary-stale", str(API)), ("repaired", "secondary-truncated",
+                                                                            str(WWW))]
