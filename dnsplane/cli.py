@@ -638,13 +638,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 def print_dials(dials: Sequence[Dial], instance: dict[str, Any] | None) -> None:
     """The operators' pins and drains in force, with their expiry, and where a drain's guard keeps it in."""
     now = time.time()
-    kept_in = {(d.get("kind"), d.get("subject")): d.get("kept_in") or [] for d in (instance or {}).get("dials") or ()}
+    running = {(d.get("kind"), d.get("subject")): d for d in (instance or {}).get("dials") or ()}
+    kept_in = {k: d.get("kept_in") or [] for k, d in running.items()}
     for d in dials:
         if not d.active(now):
             continue
         until = "no expiry" if d.until is None else f"until {clock(d.until)} ({span(d.until - now)} left)"
-        console.print(f"[yellow]{d.kind.upper()}[/] {escape(d.describe())} by {escape(d.by)}, {until}: "
+        void = (running.get((d.kind, d.subject)) or {}).get("void")
+        state = f"[dim]{d.kind.upper()}, VOID[/]" if void else f"[yellow]{d.kind.upper()}[/]"
+        console.print(f"{state} {escape(d.describe())} by {escape(d.by)}, {until}: "
                       f"{escape(d.reason) or 'no reason given'}", highlight=False, soft_wrap=True)
+        if void:
+            console.print(f"  not in force: {escape(void)} (dnsplane un{d.kind} to remove it)", highlight=False,
+                          soft_wrap=True)
         held = kept_in.get((d.kind, d.subject))
         if held:
             console.print(f"  kept in (fewer healthy targets than the floor without it): {escape(', '.join(held))}",

@@ -590,8 +590,27 @@ class App:
     def dials_json(self) -> list[dict[str, Any]]:
         kept_in = dict(self.planner.kept_in)
         return [{"kind": d.kind, "subject": d.subject, "targets": list(d.targets), "at": d.at, "by": d.by,
-                 "reason": d.reason, "until": d.until, "kept_in": [str(k) for k in kept_in.get(d.subject, ())]}
+                 "reason": d.reason, "until": d.until, "kept_in": [str(k) for k in kept_in.get(d.subject, ())],
+                 "void": self.void(d)}
                 for d in self.dials]
+
+    def void(self, dial: Dial) -> str | None:
+        """Why the running fleet leaves ``dial`` nothing to act on (the planner ignores it), or None: a pin of an
+        endpoint no longer in the fleet, or whose pinned targets all left it (``planner.serving``); a drain of
+        a target in no endpoint."""
+        if dial.kind == "pin":
+            try:
+                endpoint = self.fleet_by_key.get(EndpointKey.parse(dial.subject))
+            except ValueError:
+                endpoint = None
+            if endpoint is None:
+                return "the endpoint is not in the fleet"
+            if not {t.id for t in endpoint.targets} & set(dial.targets):
+                return "none of the pinned targets is in the endpoint any more"
+            return None
+        if not any(t.id == dial.subject for e in self.fleet.endpoints for t in e.targets):
+            return "the target is in no endpoint of the fleet"
+        return None
 
     def frozen_json(self) -> dict[str, Any] | None:
         freeze: Freeze | None = self.gate.freeze
@@ -794,14 +813,16 @@ class App:
         return found
 
     def write_instance(self) -> None:
-        """Write ``instance.json``; a failure to write it (a full disk) is logged once, never raised:
-        it must not stop the actor whose round asked for it."""
+        """Write ``instance.json``; a failure to write it (a full disk) or to build it (a bug in a part of
+        the status) is logged once, never raised: it must not stop the actor whose round asked for it
+        (a status part that raised once stopped every enactor's loop for good)."""
         self._status_written = time.monotonic()
         try:
             self._write_instance()
-        except OSError as err:
+        except Exception as err:  # robustness boundary: the status is not worth an actor
             if not self._instance_unwritten:
-                log.warning("cannot write instance.json", extra={"fields": {"error": str(err)}})
+                log.warning("cannot write instance.json", exc_info=not isinstance(err, OSError),
+                            extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
             self._instance_unwritten = True
         else:
             self._instance_unwritten = False

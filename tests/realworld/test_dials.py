@@ -90,3 +90,25 @@ def test_drain_and_pin_on_a_running_instance_refused_kept_across_a_restart_and_e
     assert actions == ["drain", "pin", "unpin", "drain", "expired"], history
     prober.stop()
     prober.assert_invariants(world.logs)
+
+
+def test_a_pin_whose_targets_left_its_endpoint_is_shown_void_not_in_force(world: World) -> None:
+    """A fleet reload takes the pinned target out of the endpoint: the planner ignores the pin (health alone
+    decides), and ``status`` and the API say it is void and why, rather than list it as in force."""
+    targets = [world.target("lb-1", LB1), world.target("lb-2", LB2), world.target("lb-3", LB3)]
+    fleet = world.fleet(targets, {"api": ["lb-1", "lb-2", "lb-3"]})
+    up = world.dnsplane(fleet)
+    prober = world.prober(fleet)
+    wait_for("api served from all three", lambda: prober.served(API) == {LB1, LB2, LB3}, detail=world.logs)
+    res = up.cli("pin", "api.demo.test", "--targets", "lb-1", "--for", "1h", "--by", "tester")
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_for("api pinned to lb-1", lambda: prober.served(API) == {LB1}, detail=world.logs)
+    assert "VOID" not in up.cli("status").stdout
+
+    world.fleet(targets, {"api": ["lb-2", "lb-3"]}, name=fleet.name)
+    assert up.cli("reload").returncode == 0
+    wait_for("api served by health alone", lambda: prober.served(API) == {LB2, LB3}, detail=world.logs)
+    void = [d.get("void") for d in (up.instance() or {}).get("dials") or ()]
+    assert void == ["none of the pinned targets is in the endpoint any more"], void
+    status = up.cli("status").stdout
+    assert "PIN, VOID" in status and "not in force: none of the pinned targets" in status, status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -192,3 +193,27 @@ def test_up_answers_udp_from_a_worker_by_default_from_ten_thousand_endpoints(tmp
         for app in (small, large, told):
             app.store.close()
             app.provider.close()
+
+
+def test_a_status_part_that_raises_is_logged_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """``write_instance`` runs at the end of every actor's round: a part of the status that raises (a bug: a
+    property called as a method stopped every enactor's loop for good) is logged once with its traceback,
+    and the next write that works writes the file again."""
+    app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0))
+    try:
+        def broken() -> list[dict[str, object]]:
+            raise TypeError("'dict' object is not callable")
+
+        monkeypatch.setattr(app, "dials_json", broken)
+        with caplog.at_level(logging.WARNING, "dnsplane"):
+            app.write_instance()
+            app.write_instance()
+        said = [r for r in caplog.records if r.getMessage() == "cannot write instance.json"]
+        assert len(said) == 1 and said[0].exc_info is not None
+        monkeypatch.undo()
+        app.write_instance()
+        assert json.loads((tmp_path / "instance.json").read_text())["dials"] == []
+    finally:
+        app.store.close()
+        app.provider.close()
