@@ -721,6 +721,24 @@ def watch_instance(root: Path, timeout: float,
     return False
 
 
+def wait_for_start(root: Path, timeout: float) -> dict[str, Any] | None:
+    """The running instance's state; if a ``dnsplane up`` holds the data directory but has not written it yet
+    (it is starting), wait for it, up to ``timeout`` seconds; None when no ``up`` runs (or it stopped)."""
+    from dnsplane.runtime.datadir import holder
+
+    deadline = time.monotonic() + timeout
+    said = False
+    while (state := read_instance(root)) is None and time.monotonic() < deadline:
+        pid = holder(root)
+        if pid is None:
+            return None
+        if not said:
+            console.print(f"dnsplane{f' (pid {pid})' if pid else ''} is starting on {root}: waiting for it")
+            said = True
+        time.sleep(0.05)
+    return state
+
+
 def clock(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
@@ -767,7 +785,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     else:
         console.print(f"frozen at {clock(now)} by {escape(by)}: {escape(reason) or 'no reason given'}. No "
                       "expiry: it holds, across restarts, until `dnsplane unfreeze`.", highlight=False, soft_wrap=True)
-    instance = read_instance(root)
+    instance = wait_for_start(root, args.timeout)
     if instance is None:
         console.print(f"no dnsplane is running on {root}: the next `dnsplane up` starts "
                       + ("unfrozen" if lift else "frozen"))
@@ -831,7 +849,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
-    instance = read_instance(root)
+    instance = wait_for_start(root, args.timeout)
     if instance is None or not (root / "store.sqlite").exists():
         err_console.print(f"no dnsplane is running on {root}: only a running planner holds a plan (pass --data-dir)")
         return 1
@@ -930,7 +948,7 @@ def cmd_dial(args: argparse.Namespace) -> int:
                               "the planner plans the endpoints again at its next round", highlight=False,
                               soft_wrap=True)
             return 0
-        instance = read_instance(root)
+        instance = wait_for_start(root, args.timeout)
         fleet = operated_fleet(args, root, instance)
         if fleet is None:
             return 1

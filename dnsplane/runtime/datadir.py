@@ -70,6 +70,24 @@ class DataDirLock:
         self.release()
 
 
+def holder(data_dir: Path) -> int | None:
+    """The pid of the ``dnsplane up`` holding ``data_dir`` (0 when its lock file does not say), or None
+    when no process holds it: an ``up`` that is starting holds it before it writes ``instance.json``."""
+    try:
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return _read_pid(data_dir / LOCK_NAME) or 0
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

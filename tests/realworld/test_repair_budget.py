@@ -5,6 +5,8 @@ one a round, in four rounds (four journal times a verifier period or more apart)
 
 from __future__ import annotations
 
+import itertools
+
 from tests.realworld.harness import PERIODS, World, wait_for
 from tests.realworld.test_api import call, metrics
 
@@ -34,6 +36,6 @@ def test_a_budget_of_one_repair_a_round_brings_names_back_one_a_round(world: Wor
         repaired += [e["at"] for e in history if e["actor"] == "verifier" and e["action"] == "repair"]
     assert len(repaired) == len(NAMES), repaired
     repaired.sort()
-    gaps = [later - earlier for earlier, later in zip(repaired, repaired[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(repaired)]
     assert all(gap >= 0.5 * period for gap in gaps), f"one repair a round, not a batch: {gaps}"
     assert metrics(base)["dnsplane_verifier_deferred_repairs_total"] >= 1  # four deleted within one round or two

@@ -295,3 +295,31 @@ def test_empty_names_and_huge_durations_are_bad_input_not_tracebacks(tmp_path: P
     SqliteStore(tmp_path / "store.sqlite").close()
     res = cli(tmp_path, *args)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_freeze_given_while_up_is_starting_waits_for_it(tmp_path: Path) -> None:
+    """An ``up`` holds the data directory before it writes ``instance.json``: a freeze given then says so
+    and waits for the instance to confirm it, rather than saying no dnsplane is running."""
+    import json
+    import os
+
+    from dnsplane.runtime.datadir import DataDirLock
+
+    SqliteStore(tmp_path / "store.sqlite").close()
+    with DataDirLock(tmp_path):  # this test is the starting `up`
+        proc = subprocess.Popen([sys.executable, "-m", "dnsplane.cli", "freeze", "--by", "bob", "--timeout", "30",
+                                 "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline(), proc.stdout.readline()]
+            assert f"dnsplane (pid {os.getpid()}) is starting" in lines[1], lines
+            store = SqliteStore(tmp_path / "store.sqlite")
+            at = store.frozen().at  # type: ignore[union-attr]
+            store.close()
+            (tmp_path / "instance.json").write_text(json.dumps(
+                {"pid": os.getpid(), "frozen": {"at": at, "by": "bob", "reason": "", "quiet": True}}))
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0 and "no automated write is in flight" in out, out + err
+    assert "no dnsplane is running" not in out
