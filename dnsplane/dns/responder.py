@@ -226,7 +226,9 @@ class ServerStats:
 
     def answers(self) -> dict[str, Any]:
         """Responses by rcode and the sampled latencies, in plain numbers (a worker sends them to the server)."""
-        return {"responses": dict(self.responses), "times": {rc: h.state() for rc, h in self.answer_times.items()}}
+        # list() and dict() copy in one step under the GIL: another thread may read while the loop counts
+        return {"responses": dict(self.responses),
+                "times": {rc: h.state() for rc, h in list(self.answer_times.items())}}
 
 
 class Responder:

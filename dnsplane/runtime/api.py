@@ -3,7 +3,7 @@
 The dashboard (``/``, ``runtime/dashboard.html``): one page of HTML and a little JavaScript that reads the
 API every second (the endpoints a page of 50 at a time) and drives its writes with a token typed in.
 
-Reads (no token): ``/api/v1/status``, ``/api/v1/endpoints`` (paginated), ``/api/v1/plans``,
+Reads (no token): ``/api/v1/status``, ``/api/v1/endpoints`` (paginated), ``/api/v1/findings``, ``/api/v1/plans``,
 ``/api/v1/journal`` (an endpoint's history, or the operators'), ``/metrics`` (Prometheus text format),
 ``/openapi.json`` and ``/docs``. Writes (freeze, unfreeze, drain, undrain, pin, unpin, confirm, demo
 fail/recover) need ``Authorization: Bearer <token>``, the token given to ``up`` (``$DNSPLANE_API_TOKEN``
@@ -221,22 +221,51 @@ def make_api(app: "App", token: str | None) -> FastAPI:
     @api.get("/api/v1/endpoints")
     async def endpoints(offset: Annotated[int, Query(ge=0)] = 0,
                         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100) -> dict[str, Any]:
-        """The fleet's endpoints in zone order, a page at a time: content at the planner's head, health."""
+        """The fleet's endpoints in zone order, a page at a time: content at the planner's head, health, the
+        newest write of its records (generation, when, by whom: the journal) and the verifier's finding at
+        its last check ("right", or "not checked yet")."""
         keys = app.endpoint_order()
         page = keys[offset:offset + limit]
         published = app.planner.published
         health = app.planner.health_snapshot()
+        writes = await asyncio.to_thread(app.store.last_writes, page)
+        findings = app.verifier.last_problems
+        checked = app.verifier.stats.get("rounds", 0) > 0
         items = []
         for key in page:
             rs = published.get(key)
+            written = writes.get(key)
+            found = findings.get(key)
             items.append({
                 "endpoint": str(key),
                 "targets": [{"id": t.id, "weight": next((m.weight for m in rs.members if m.target_id == t.id), 0)
                              if rs else 0, "healthy": h.healthy if (h := health.get(t.id)) else None}
                             for t in app.fleet_by_key[key].targets],
                 "ttl": rs.ttl if rs else None,
+                "written": None if written is None else {"generation": written.after, "at": written.at,
+                                                         "by": written.actor, "action": written.action},
+                "verifier": str(found) if found is not None else "right" if checked else "not checked yet",
             })
         return {"total": len(keys), "offset": offset, "limit": limit, "items": items}
+
+    @api.get("/api/v1/findings")
+    async def findings() -> dict[str, Any]:
+        """What is wrong now: the verifier's findings at its last check of each endpoint (by problem, and each
+        endpoint's), the endpoints it holds back (quarantined: the provider rejects their repair; contested:
+        two installations adopt them; foreign: not this installation's), and the servers watch's per server."""
+        found = {str(k): str(p) for k, p in list(app.verifier.last_problems.items())}
+        by_problem: dict[str, int] = {}
+        for problem in found.values():
+            by_problem[problem] = by_problem.get(problem, 0) + 1
+        verifier = app.verifier
+        return {
+            "verifier": {"by_problem": by_problem, "endpoints": found,
+                         "quarantined": {str(k): q.reason for k, q in list(verifier.quarantined.items())},
+                         "contested": {str(k): why for k, why in list(verifier.contested.items())},
+                         "foreign": {str(k): why for k, why in list(verifier.foreign.items())},
+                         "deferred_last_round": verifier.deferred},
+            "servers": app.secondaries.to_json() if app.secondaries else {},
+        }
 
     @api.get("/api/v1/plans")
     async def plans() -> list[dict[str, Any]]:

@@ -157,6 +157,11 @@ class FlakyStore(Store):
             self._down()
         self.inner.record(entries)
 
+    def last_writes(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, JournalEntry]:
+        if self.outages.spans:
+            self._down()
+        return self.inner.last_writes(keys)
+
     def recent_journal(self, limit: int) -> list[JournalEntry]:
         if self.outages.spans:
             self._down()

@@ -55,6 +55,11 @@ class JournalEntry:
     detail: str = ""
 
 
+# The journal actions that wrote an endpoint's records (the enactors' writes, the verifier's repairs and
+# takeovers); a "release" or "reclaim" rewrites the marker only
+WRITE_ACTIONS = ("write", "repair", "adopt")
+
+
 @dataclass(frozen=True, slots=True)
 class Freeze:
     """The operator's freeze: no automated write (enactors, collector, verifier repairs) until it is
@@ -172,6 +177,11 @@ class Store(ABC):
     @abstractmethod
     def recent_journal(self, limit: int) -> list[JournalEntry]:
         """The newest ``limit`` journal entries of every endpoint, oldest first (the dashboard's timeline)."""
+
+    @abstractmethod
+    def last_writes(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, JournalEntry]:
+        """Each of ``keys``' newest journal entry that wrote its records (``WRITE_ACTIONS``), where it has one
+        (the dashboard's endpoints table: the generation written and when)."""
 
     @abstractmethod
     def applied(self) -> dict[str, Generation]:

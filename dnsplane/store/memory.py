@@ -31,7 +31,7 @@ from dnsplane.model import (
     HealthRecord,
     RecordSet,
 )
-from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
+from dnsplane.store.base import INFLIGHT_TTL, WRITE_ACTIONS, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,15 @@ class MemoryStore(Store):
     def history(self, key: EndpointKey) -> list[JournalEntry]:
         with self._lock:
             return list(self._journal.get(key, ()))
+
+    def last_writes(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, JournalEntry]:
+        out = {}
+        with self._lock:
+            for key in keys:
+                entry = next((e for e in reversed(self._journal.get(key, ())) if e.action in WRITE_ACTIONS), None)
+                if entry is not None:
+                    out[key] = entry
+        return out
 
     def recent_journal(self, limit: int) -> list[JournalEntry]:
         with self._lock:

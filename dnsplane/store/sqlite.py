@@ -63,7 +63,7 @@ from dnsplane.model import (
 )
 from dnsplane.sqlitefile import SqliteFile, is_busy
 from dnsplane.store import budget
-from dnsplane.store.base import INFLIGHT_TTL, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
+from dnsplane.store.base import INFLIGHT_TTL, WRITE_ACTIONS, Freeze, JournalEntry, OperatorAction, PlanInfo, Store
 from dnsplane.store.memory import check_generation, check_unique_keys
 
 log = logging.getLogger(__name__)
@@ -513,6 +513,19 @@ class SqliteStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def last_writes(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, JournalEntry]:
+        out = {}
+        query = ("SELECT at, actor, action, before, after, detail FROM journal WHERE name = ? AND rtype = ?"
+                 f" AND action IN ({', '.join('?' * len(WRITE_ACTIONS))}) ORDER BY id DESC LIMIT 1")
+        with self._tx() as db:  # one indexed lookup each (journal_by_key), newest first
+            for key in keys:
+                row = db.execute(query, (key.name, key.rtype, *WRITE_ACTIONS)).fetchone()
+                if row is not None:
+                    at, actor, action, before, after, detail = row
+                    out[key] = JournalEntry(at, actor, key, action, None if before is None else Generation(before),
+                                            None if after is None else Generation(after), detail)
+        return out
 
     def recent_journal(self, limit: int) -> list[JournalEntry]:
         with self._tx() as db:

@@ -97,6 +97,13 @@ def test_the_api_reads_writes_with_the_token_and_its_metrics_follow(world: World
     written = sum(v for k, v in m.items() if k.startswith("dnsplane_enactor_results_total") and 'result="writes"' in k)
     assert written == 30, "each endpoint written once, by one of the enactors"
     assert m["dnsplane_verifier_deferred_repairs_total"] == 0
+    wait_for("a verifier round", lambda: call(base, "GET", "/api/v1/endpoints?limit=1")[1]["items"][0]["verifier"]
+             == "right")
+    first = call(base, "GET", "/api/v1/endpoints?limit=1")[1]["items"][0]
+    assert first["written"]["generation"] >= 1 and first["written"]["by"].startswith("enactor-"), first
+    assert first["written"]["action"] == "write"
+    status, found = call(base, "GET", "/api/v1/findings")
+    assert status == 200 and found["verifier"]["by_problem"] == {} and found["servers"] == {}, found
 
     # DNS responses by rcode and their sampled latency, from this process and every answering worker
     before = m.get('dnsplane_dns_responses_total{rcode="NXDOMAIN"}', 0)

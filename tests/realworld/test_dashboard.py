@@ -9,6 +9,7 @@ DNSPLANE_REQUIRE_SERVERS=1 (``.ci/run`` installs it)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def test_the_dashboard_shows_a_failure_without_a_reload_and_freezes_from_its_but
                 assert status == 200, body
                 page.wait_for_selector(f'{LB2_IN_API}[data-health="down"].zero', timeout=30_000)
                 assert page.locator(f"{LB2_IN_API}").inner_text() == "lb-2 w=0"
+                api_row = 'tr[data-endpoint="api.demo.test. A"]'
+                page.wait_for_function(f"document.querySelector('{api_row} td.verifier').textContent === 'right'",
+                                       timeout=30_000)
+                assert re.fullmatch(r"g\d+ .+ \((enactor-\d|verifier)\)", page.locator(f"{api_row} td.written")
+                                    .inner_text()), "the generation written, when and by whom"
 
                 page.wait_for_selector('#lanes circle[data-kind="plan"]', timeout=30_000)
                 page.wait_for_selector("#plans li", timeout=30_000)

@@ -307,6 +307,16 @@ def test_the_recent_journal_is_every_endpoints_newest_entries_oldest_first(store
     assert store.recent_journal(0) == []
 
 
+def test_last_writes_are_each_endpoints_newest_write_or_repair_in_insertion_order(store: Store) -> None:
+    store.record([JournalEntry(1.0, "e1", A, "write", None, G(1)), JournalEntry(2.0, "e2", B, "conflict", G(1), G(2))])
+    store.record([JournalEntry(3.0, "v", A, "repair", G(1), G(2), "empty-answer"),
+                  JournalEntry(4.0, "e1", A, "skip", G(2), G(2)), JournalEntry(0.5, "v", B, "release", G(1), G(1))])
+    assert store.last_writes([A, B, C]) == {A: JournalEntry(3.0, "v", A, "repair", G(1), G(2), "empty-answer")}
+    store.record([JournalEntry(0.1, "v", B, "adopt", None, G(3))])  # a clock behind: the newest is the last recorded
+    assert store.last_writes([B])[B].after == G(3)
+    assert store.last_writes([]) == {}
+
+
 def test_health_the_planner_acted_on_is_kept(store: Store) -> None:
     assert store.health() == {}
     store.save_health({"lb-1": HealthRecord(True, 1.0), "lb-2": HealthRecord(False, 2.0)})
