@@ -198,6 +198,17 @@ ANSWER_SAMPLE = 16
 ANSWER_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05)
 
 
+def rcode_text(response: bytes) -> str:
+    """The rcode of a response this server rendered, as ``responses`` counts it: the header's 4 bits, and
+    the OPT record's upper 8 where one ends the message without options, as every OPT this server writes
+    (BADVERS is 16: NOERROR's bits in the header)."""
+    low = response[3] & 15
+    tail = response[-11:]
+    if response[10:12] != b"\x00\x00" and len(response) >= 23 and tail[:3] == b"\x00\x00\x29" and tail[5]:
+        return dns.rcode.to_text(dns.rcode.Rcode.make(tail[5] << 4 | low))
+    return _RCODE_TEXT[low]
+
+
 @dataclass
 class ServerStats:
     """Counters of the server; ``responses`` is keyed by rcode text (``"NOERROR"``...), and so is
@@ -217,18 +228,37 @@ class ServerStats:
     answer_times: dict[str, Histogram] = field(default_factory=dict)
 
     def time_answer(self, response: bytes, seconds: float) -> None:
-        """One sampled answer's latency, under the rcode of ``response`` (its header's 4 bits)."""
-        rcode = _RCODE_TEXT[response[3] & 15]
+        """One sampled answer's latency, under the rcode of ``response`` (``rcode_text``)."""
+        rcode = rcode_text(response)
         times = self.answer_times.get(rcode)
         if times is None:
             times = self.answer_times[rcode] = Histogram(ANSWER_BUCKETS)
         times.add(seconds)
+
+    def replaced(self, counted: bytes, sent: bytes) -> None:
+        """``sent`` went out in place of ``counted`` (a SERVFAIL for a name not yet written): counted as sent."""
+        self.responses[rcode_text(counted)] -= 1
+        self.responses[rcode_text(sent)] += 1
 
     def answers(self) -> dict[str, Any]:
         """Responses by rcode and the sampled latencies, in plain numbers (a worker sends them to the server)."""
         # list() and dict() copy in one step under the GIL: another thread may read while the loop counts
         return {"responses": dict(self.responses),
                 "times": {rc: h.state() for rc, h in list(self.answer_times.items())}}
+
+
+class AnswerTotals:
+    """Responses by rcode and sampled answer latencies summed over answering processes, from the plain
+    numbers ``ServerStats.answers`` gives (a worker's sent over its channel)."""
+
+    def __init__(self) -> None:
+        self.responses: Counter[str] = Counter()
+        self.times: dict[str, Histogram] = {}
+
+    def add(self, part: dict[str, Any]) -> None:
+        self.responses.update(part.get("responses", {}))
+        for rcode, (counts, total) in part.get("times", {}).items():
+            self.times.setdefault(rcode, Histogram(ANSWER_BUCKETS)).merge(counts, total)
 
 
 class Responder:

@@ -95,7 +95,7 @@ import dns.serial
 from dnsplane.dns.notify import Notifier
 from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter
 from dnsplane.dns.render import name_wire
-from dnsplane.dns.responder import ANSWER_BUCKETS, ANSWER_SAMPLE, Responder, ServerStats
+from dnsplane.dns.responder import ANSWER_SAMPLE, AnswerTotals, Responder, ServerStats
 from dnsplane.dns.tcp import (
     TCP_IDLE_TIMEOUT,
     TCP_LIFETIME,
@@ -110,7 +110,6 @@ from dnsplane.dns.transfer import TransferPolicy, answer_signed, transfer_messag
 from dnsplane.dns.worker import Init, WorkerPool, unless_unwritten
 from dnsplane.dns.zonetable import ZoneTable, ancestors
 from dnsplane.errors import DnsplaneError
-from dnsplane.histogram import Histogram
 from dnsplane.model import EndpointKey, Observed, marker_name, normalise_name
 
 log = logging.getLogger("dnsplane.dns")
@@ -558,6 +557,7 @@ class DnsServer:
         if out is None:
             return resp
         self.limit_stats.servfail_unwritten += 1
+        self.stats.replaced(resp, out)
         return out
 
     # --- UDP answering workers (dnsplane.dns.worker) ------------------------------
@@ -595,18 +595,15 @@ class DnsServer:
         ``ServerStats.answers`` gives them); blocks, call from a thread."""
         return [] if self._pool is None else self._pool.stats()
 
-    def answer_stats(self) -> tuple[Counter[str], dict[str, Histogram]]:
+    def answer_stats(self) -> AnswerTotals:
         """Responses by rcode and sampled answer latencies, of this process (TCP, and UDP without workers)
-        and every listening worker together; blocks, call from a thread."""
-        own = self.stats.answers()  # a copy: the loop thread goes on counting
-        responses: Counter[str] = Counter(own["responses"])
-        times: dict[str, Histogram] = {}
-        for part in (own, *self.worker_stats()):
-            if part is not own:
-                responses.update(part.get("responses", {}))
-            for rcode, (counts, total) in part.get("times", {}).items():
-                times.setdefault(rcode, Histogram(ANSWER_BUCKETS)).merge(counts, total)
-        return responses, times
+        and every answering worker, those that exited included (``WorkerPool.answers``): never less than
+        at the last call. Blocks, call from a thread."""
+        totals = AnswerTotals()
+        totals.add(self.stats.answers())  # a copy: the loop thread goes on counting
+        for part in [] if self._pool is None else self._pool.answers():
+            totals.add(part)
+        return totals
 
     def worker_pids(self) -> list[int]:
         return [] if self._pool is None else self._pool.pids()

@@ -95,7 +95,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsplane.dns.ratelimit import RateLimit, ResponseLimiter, question_end
-from dnsplane.dns.responder import ANSWER_SAMPLE, Responder
+from dnsplane.dns.responder import ANSWER_SAMPLE, AnswerTotals, Responder
 from dnsplane.dns.transfer import TransferPolicy, answer_signed
 from dnsplane.model import EndpointKey, Observed
 
@@ -306,6 +306,11 @@ class WorkerPool:
         self._stopped = threading.Event()
         self.restarts = 0
         self._threads: list[threading.Thread] = []
+        # Each slot's newest answer counts (``ServerStats.answers``) as its worker last reported them, and the
+        # sum of those of workers that exited: a restarted worker counts from 0, and /metrics' counters must
+        # not go back (nor dip while a worker is too slow to report)
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._retired = AnswerTotals()
 
     # lifecycle ------------------------------------------------------------------
     def start(self, lock: threading.RLock) -> None:
@@ -418,14 +423,30 @@ class WorkerPool:
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
         """Each listening worker's counters (pid, udp_queries, ..., and ``ServerStats.answers``)."""
+        return [report for _, report in self._ask_stats(timeout)]
+
+    def _ask_stats(self, timeout: float) -> list[tuple[_Worker, dict[str, Any]]]:
         with self._lock:
             asked = [(w, w.send(("stats",))) for w in self._workers if w is not None and w.listening]
         deadline = time.monotonic() + timeout
         out = []
         for w, seq in asked:
             if seq and w.wait(seq, deadline) and seq in w.stats:
-                out.append(w.stats.pop(seq))
+                out.append((w, w.stats.pop(seq)))
         return out
+
+    def answers(self, timeout: float = 0.5) -> list[dict[str, Any]]:
+        """Answer counts to add up, in ``ServerStats.answers``' form: each slot's newest report (asked now;
+        a worker that does not answer within ``timeout`` counts as it last reported) and those of workers
+        that exited (``_retired``)."""
+        for w, report in self._ask_stats(timeout):
+            with self._lock:
+                if self._workers[w.slot] is w and not w.dead:
+                    self._answers[w.slot] = report
+        with self._lock:
+            retired = {"responses": dict(self._retired.responses),
+                       "times": {rc: h.state() for rc, h in self._retired.times.items()}}
+            return [retired, *self._answers.values()]
 
     # each worker's reader thread ------------------------------------------------------
     def _read(self, w: _Worker) -> None:
@@ -461,6 +482,10 @@ class WorkerPool:
                     )
                     self._on_listening()
         w.gone()
+        with self._lock:  # its counts so far stay in the totals; its successor counts from 0
+            report = self._answers.pop(w.slot, None)
+            if report is not None:
+                self._retired.add(report)
         code = w.proc.wait()
         w.chan.close()
         if self._stopping:
@@ -545,8 +570,9 @@ class _Answerer:
                 started = clock()
             try:
                 resp = handle(data, True)
-                if resp is not None and self.names:
-                    resp = unless_unwritten(resp, self.names, self.slots) or resp
+                if resp is not None and self.names and (out := unless_unwritten(resp, self.names, self.slots)):
+                    self.responder.stats.replaced(resp, out)
+                    resp = out
                 if resp is not None and limiter is not None:
                     resp = limiter.filter(resp, addr[0], time.monotonic())
             except Exception:  # robustness boundary: one bad datagram must never stop the worker

@@ -156,16 +156,16 @@ class Metrics(Collector):
             webhook.add_metric([outcome], n)
         yield webhook
         if app.server is not None:  # the embedded server: this process and its answering workers
-            responses, times = app.server.answer_stats()
+            totals = app.server.answer_stats()
             answered = CounterMetricFamily("dnsplane_dns_responses", "DNS responses sent, by rcode", labels=["rcode"])
-            for rcode, n in sorted(responses.items()):
+            for rcode, n in sorted(totals.responses.items()):
                 answered.add_metric([rcode], n)
             yield answered
             latency = HistogramMetricFamily(
                 "dnsplane_dns_answer_duration_seconds",
                 f"Time from a query read to its response ready, by rcode (one query in {ANSWER_SAMPLE} timed)",
                 labels=["rcode"])
-            for rcode, took in sorted(times.items()):
+            for rcode, took in sorted(totals.times.items()):
                 latency.add_metric([rcode], took.buckets(), took.total)
             yield latency
         hold = planner.hold

@@ -382,3 +382,49 @@ def test_a_worker_answers_between_chunks_of_a_change_and_serves_each_endpoint_wh
     chunk = worker_module.APPLY_CHUNK
     assert served == [(chunk, 100), (2 * chunk, 100), (3 * chunk, 100)]
     assert answerer.tables[0].serial == 101
+
+
+def answered(running: Running) -> tuple[int, int]:
+    """NOERROR responses counted and NOERROR answers timed, over the server and its workers."""
+    totals = running.server.answer_stats()
+    times = totals.times.get("NOERROR")
+    return totals.responses["NOERROR"], 0 if times is None else sum(times.counts)
+
+
+def test_answer_counts_never_go_back_when_a_worker_dies_or_is_too_slow_to_report(srv: Running) -> None:
+    """``/metrics``' DNS counters (``DnsServer.answer_stats``): a worker killed and restarted counts from 0,
+    and a stopped one cannot report, yet the totals keep what each had counted (they fell from 38,377 to
+    12,243 when a worker was killed, and dipped while one was stopped, helper-60)."""
+    every_worker_answers(srv, "api.demo.test.", "A", {"10.0.0.1"})
+    for _ in range(4):
+        fan_out(srv.port, "api.demo.test.")
+    before = answered(srv)
+    assert before[0] >= 4 * CLIENTS and before[1] >= 1
+    victim, survivor = srv.server.worker_pids()
+    os.kill(survivor, signal.SIGSTOP)
+    try:
+        during = answered(srv)
+        assert during >= before, (before, during)
+    finally:
+        os.kill(survivor, signal.SIGCONT)
+    os.kill(victim, signal.SIGKILL)
+    wait_for("a new worker listening", lambda: victim not in srv.server.worker_pids()
+             and len(counts(srv)) == 2, deadline=30)
+    after = answered(srv)
+    assert after >= during, (during, after)
+    fan_out(srv.port, "api.demo.test.")
+    assert answered(srv)[0] >= after[0] + CLIENTS
+
+
+def test_a_badvers_answer_is_counted_and_timed_as_badvers(source: FakeSource) -> None:
+    running = start(source, workers=0)
+    try:
+        for _ in range(32):
+            query = dns.message.make_query("api.demo.test.", "A", use_edns=1)  # EDNS version 1: BADVERS
+            reply = dns.query.udp(query, HOST, port=running.port, timeout=2)
+            assert reply.rcode() == dns.rcode.BADVERS
+        totals = running.server.answer_stats()
+        assert totals.responses["BADVERS"] == 32 and sum(totals.times["BADVERS"].counts) == 32 // 16
+        assert "NOERROR" not in totals.times
+    finally:
+        running.close()
