@@ -117,6 +117,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         if getattr(args, option, None) is not None:
             periods[option] = getattr(args, option)
     rate_limit = RateLimit(args.rrl, args.rrl_slip) if getattr(args, "rrl", None) else None
+    twice = [f"{h}:{p}" for i, (h, p) in enumerate(args.verify_server) if (h, p) in args.verify_server[:i]]
+    if twice:
+        err_console.print(f"[red]error:[/] --verify-server {twice[0]} given twice")
+        return 2
     api_host, api_port = args.api if args.api is not None else (None, 0)
     token = os.environ.get("DNSPLANE_API_TOKEN") or None
     if args.api_token_file:
@@ -721,19 +725,27 @@ def watch_instance(root: Path, timeout: float,
     return False
 
 
+class StillStarting(Exception):
+    """A ``dnsplane up`` holds the data directory and has not reported within the command's ``--timeout``."""
+
+
 def wait_for_start(root: Path, timeout: float) -> dict[str, Any] | None:
     """The running instance's state; if a ``dnsplane up`` holds the data directory but has not written it yet
-    (it is starting), wait for it, up to ``timeout`` seconds; None when no ``up`` runs (or it stopped)."""
+    (it is starting), wait for it, up to ``timeout`` seconds (then ``StillStarting``); None when no ``up``
+    runs (or it stopped)."""
     from dnsplane.runtime.datadir import holder
 
     deadline = time.monotonic() + timeout
     said = False
-    while (state := read_instance(root)) is None and time.monotonic() < deadline:
+    while (state := read_instance(root)) is None:
         pid = holder(root)
         if pid is None:
             return None
+        name = f"dnsplane{f' (pid {pid})' if pid else ''}"
+        if time.monotonic() >= deadline:
+            raise StillStarting(f"{name} is still starting on {root} after {timeout:g} s (--timeout)")
         if not said:
-            console.print(f"dnsplane{f' (pid {pid})' if pid else ''} is starting on {root}: waiting for it")
+            console.print(f"{name} is starting on {root}: waiting for it")
             said = True
         time.sleep(0.05)
     return state
@@ -785,7 +797,12 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     else:
         console.print(f"frozen at {clock(now)} by {escape(by)}: {escape(reason) or 'no reason given'}. No "
                       "expiry: it holds, across restarts, until `dnsplane unfreeze`.", highlight=False, soft_wrap=True)
-    instance = wait_for_start(root, args.timeout)
+    try:
+        instance = wait_for_start(root, args.timeout)
+    except StillStarting as err:
+        err_console.print(f"{err}: the store says {'unfrozen' if lift else 'frozen'}, and it reads that before "
+                          "any actor runs; see `dnsplane status`")
+        return 1
     if instance is None:
         console.print(f"no dnsplane is running on {root}: the next `dnsplane up` starts "
                       + ("unfrozen" if lift else "frozen"))
@@ -849,7 +866,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from dnsplane.store.sqlite import SqliteStore
 
     root = data_dir(args)
-    instance = wait_for_start(root, args.timeout)
+    try:
+        instance = wait_for_start(root, args.timeout)
+    except StillStarting as err:
+        err_console.print(f"{err}: it has no plan to confirm yet; try again once it runs")
+        return 1
     if instance is None or not (root / "store.sqlite").exists():
         err_console.print(f"no dnsplane is running on {root}: only a running planner holds a plan (pass --data-dir)")
         return 1
@@ -948,7 +969,13 @@ def cmd_dial(args: argparse.Namespace) -> int:
                               "the planner plans the endpoints again at its next round", highlight=False,
                               soft_wrap=True)
             return 0
-        instance = wait_for_start(root, args.timeout)
+        try:
+            instance = wait_for_start(root, args.timeout)
+        except StillStarting as err:
+            if not args.fleet:
+                err_console.print(f"{err}: nothing changed; try again once it runs, or pass --fleet FILE")
+                return 1
+            instance = None  # checked against --fleet; the starting instance reads the store's dials at start
         fleet = operated_fleet(args, root, instance)
         if fleet is None:
             return 1
@@ -1095,19 +1122,21 @@ def dns_server(text: str) -> tuple[str, int]:
 
     host, port = text.strip(), "53"
     if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
-        if rest:
-            port = rest.removeprefix(":")
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            host = ""  # "[::1" or "[::1]53": not an address
+        elif rest:
+            port = rest[1:]
     elif host.count(":") == 1:
         host, port = host.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST[:PORT] (e.g. 205.251.192.1 or 127.0.0.1:5353), got {text!r}")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         try:
             host = str(socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)[0][4][0])
-        except OSError as err:
+        except (OSError, UnicodeError) as err:  # UnicodeError: an empty or too long label
             raise argparse.ArgumentTypeError(f"{text!r}: cannot resolve {host}: {err}") from None
     return host, int(port)
 

@@ -201,3 +201,32 @@ def test_up_rrl_reaches_the_options_and_refuses_a_bad_value(
             build_parser().parse_args(["up", *bad])
         assert done.value.code == 2
         assert bad[-2] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("good, want", [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+                                        ("::1", ("::1", 53)), ("[::1]:5353", ("::1", 5353))])
+def test_up_verify_server_takes_host_and_port(good: str, want: tuple[str, int]) -> None:
+    assert build_parser().parse_args(["up", "--verify-server", good]).verify_server == [want]
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:0", "127.0.0.1:99999", "127.0.0.1:\u00b2", "[::1", "[::1]53", ":53",
+                                 "bad..name", "127.0.0.1:x"])
+def test_up_verify_server_refuses_bad_input_naming_it(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["up", "--verify-server", bad])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "--verify-server" in err and repr(bad) in err and "Traceback" not in err
+
+
+def test_up_verify_server_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--data-dir", str(tmp_path), "--verify-server", "127.0.0.1:53",
+                 "--verify-server", "127.0.0.1"]) == 2
+    assert "--verify-server 127.0.0.1:53 given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["-1", "nan", "inf", "1e300", "lots"])
+def test_up_repair_rate_refuses_bad_input(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["up", "--repair-rate", bad])
+    assert done.value.code == 2 and "--repair-rate" in capsys.readouterr().err

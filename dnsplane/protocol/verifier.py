@@ -250,6 +250,7 @@ class Verifier:
     unanswered: int = 0  # endpoints of this round whose DNS query got no answer (TIMEOUT, SERVFAIL, ...)
     repairs_sent: int = field(default=0, metadata=ROUND)  # repairs this round has sent (``max_repairs``)
     deferred: int = field(default=0, metadata=ROUND)  # endpoints found wrong and left for the next round
+    deferred_keys: set[EndpointKey] = field(default_factory=set, metadata=NOTE)  # which (the runtime's alerts)
     phase: VerifierPhase = VerifierPhase.IDLE  # what it waits for (``busy``: anything)
     last_problems: dict[EndpointKey, Problem] = field(default_factory=dict, metadata=NOTE)
     expected_before: dict[EndpointKey, Generation | None] = field(default_factory=dict, metadata=NOTE)
@@ -309,6 +310,7 @@ class Verifier:
                 order = zone_order if self.zone_ordered else None
                 self.queue = sorted(desired, key=order) + sorted(self.releasing, key=order)
                 self.unanswered = self.repairs_sent = self.deferred = 0
+                self.deferred_keys = set()
                 return self._fall_back(list(desired))
             case ContentLoaded(content=content):
                 self.desired.update(content)
@@ -414,7 +416,7 @@ class Verifier:
                 self.edited.pop(key, None)
             released = seen.observed.marker is not None and seen.observed.marker.released
             if problem is None and (released or self.ownership.pre_owner(seen.observed)):
-                if self._over_budget():
+                if self._over_budget(key):
                     continue
                 found = seen.observed.marker
                 assert found is not None
@@ -471,7 +473,7 @@ class Verifier:
                 out.append(Log("error", "not repairing toward an invalid plan",
                                {"actor": self.name, "endpoint": str(key), "error": str(err)}))
                 continue
-            if self._over_budget():
+            if self._over_budget(key):
                 continue  # as found, lagging and edit notes kept: repaired in a later round
             self.lagging.pop(key, None)
             # The head, not t(e): content at the head equals content at t(e). Never below the marker
@@ -505,10 +507,11 @@ class Verifier:
             return Step(tuple(out), WriteBatch(tuple(writes), fence=self.head))
         return self._next().after(out)
 
-    def _over_budget(self) -> bool:
-        """This round's repair budget is spent (the endpoint is deferred), or one more repair is counted."""
+    def _over_budget(self, key: EndpointKey) -> bool:
+        """This round's repair budget is spent (``key`` is deferred), or one more repair is counted."""
         if self.max_repairs and self.repairs_sent >= self.max_repairs:
             self.deferred += 1
+            self.deferred_keys.add(key)
             self.stats["deferred"] += 1
             return True
         self.repairs_sent += 1

@@ -479,14 +479,16 @@ class App:
 
     def verifier_alerts(self) -> None:
         """Alert on what the verifier's round found new, what is right again since, and what is still wrong
-        ``UNREPAIRED_ROUNDS`` rounds after it was found (once)."""
+        ``UNREPAIRED_ROUNDS`` rounds after it was found (once; rounds that deferred it over the repair
+        budget do not count)."""
         found = dict(self.verifier.last_problems)
+        deferred = self.verifier.deferred_keys  # over the repair budget: not a round that failed to repair it
         for key, problem in found.items():
             seen = self._problems.get(key)
             if seen is None or seen[0] != problem:
                 self._problems[key] = (str(problem), 1)
                 self.alerts.emit("finding", f"{key}: {problem}", endpoint=str(key), problem=str(problem))
-            else:
+            elif key not in deferred:
                 rounds = seen[1] + 1
                 self._problems[key] = (seen[0], rounds)
                 if rounds == UNREPAIRED_ROUNDS:
@@ -511,7 +513,7 @@ class App:
         watch = self.secondaries
         assert watch is not None
         while True:
-            watch.keys = self.endpoint_order()  # the fleet of now (a reload may change it)
+            watch.follow(self.endpoint_order())  # the fleet of now (a reload may change it)
             await asyncio.to_thread(watch.round, self.provider)
             await asyncio.sleep(self.options.verifier_period)
 

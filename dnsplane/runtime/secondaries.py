@@ -74,6 +74,15 @@ class SecondaryWatch:
     def name(server: tuple[str, int]) -> str:
         return f"[{server[0]}]:{server[1]}" if ":" in server[0] else f"{server[0]}:{server[1]}"
 
+    def follow(self, keys: Sequence[EndpointKey]) -> None:
+        """Ask about ``keys`` from now on (the fleet of now: a reload may change it); what was found at an
+        endpoint that left the fleet is forgotten (it is never asked about again, so never found right)."""
+        self.keys = list(keys)
+        kept = set(self.keys)
+        for state in self.state.values():
+            state.behind = {k: v for k, v in state.behind.items() if k in kept}
+            state.alerted = {k: v for k, v in state.alerted.items() if k in kept}
+
     def sample(self) -> list[EndpointKey]:
         """The next ``per_round`` endpoints, round robin."""
         if not self.keys:

@@ -217,3 +217,26 @@ def test_a_status_part_that_raises_is_logged_not_raised(tmp_path: Path, monkeypa
     finally:
         app.store.close()
         app.provider.close()
+
+
+def test_unrepaired_is_alerted_after_three_rounds_that_could_repair_not_rounds_over_the_budget(tmp_path: Path) -> None:
+    from dnsplane.protocol.verifier import Problem
+
+    app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0))
+    try:
+        key = app.fleet.endpoints[0].key
+        app.verifier.last_problems = {key: Problem.EMPTY_ANSWER}
+        app.verifier.deferred_keys = {key}  # each round over the budget: left for the next round
+        for _ in range(5):
+            app.verifier_alerts()
+        assert app.alerts.counts == {"finding": 1}
+        app.verifier.deferred_keys = set()
+        for _ in range(3):
+            app.verifier_alerts()
+        assert app.alerts.counts == {"finding": 1, "unrepaired": 1}
+        app.verifier.last_problems = {}
+        app.verifier_alerts()
+        assert app.alerts.counts == {"finding": 1, "unrepaired": 1, "repaired": 1}
+    finally:
+        app.store.close()
+        app.provider.close()

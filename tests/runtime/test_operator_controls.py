@@ -308,7 +308,8 @@ def test_freeze_given_while_up_is_starting_waits_for_it(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "store.sqlite").close()
     with DataDirLock(tmp_path):  # this test is the starting `up`
         proc = subprocess.Popen([sys.executable, "-m", "dnsplane.cli", "freeze", "--by", "bob", "--timeout", "30",
-                                 "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 "--data-dir", str(tmp_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None
             lines = [proc.stdout.readline(), proc.stdout.readline()]
@@ -323,3 +324,20 @@ def test_freeze_given_while_up_is_starting_waits_for_it(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0 and "no automated write is in flight" in out, out + err
     assert "no dnsplane is running" not in out
+
+
+def test_a_freeze_or_drain_given_while_up_starts_for_longer_than_its_timeout_says_so(tmp_path: Path) -> None:
+    """Past ``--timeout`` with the ``up`` still starting: exit 1 naming it, never "no dnsplane is running"
+    (helper-60); the freeze is in the store all the same, the drain (no --fleet to check it) is not."""
+    from dnsplane.runtime.datadir import DataDirLock
+
+    SqliteStore(tmp_path / "store.sqlite").close()
+    with DataDirLock(tmp_path):
+        frozen = cli(tmp_path, "freeze", "--by", "bob", "--timeout", "0.3")
+        drained = cli(tmp_path, "drain", "lb-1", "--for", "1m", "--timeout", "0.3")
+    assert frozen.returncode == 1 and "is still starting" in frozen.stderr, frozen.stdout + frozen.stderr
+    assert "no dnsplane is running" not in frozen.stdout + frozen.stderr
+    assert drained.returncode == 1 and "is still starting" in drained.stderr and "nothing changed" in drained.stderr
+    store = SqliteStore(tmp_path / "store.sqlite")
+    assert store.frozen() is not None and store.dials() == []
+    store.close()

@@ -132,3 +132,16 @@ def test_nxdomain_empty_truncated_and_drift_are_each_their_own_finding_and_repai
         watch.round(primary(2), now=4.0)
         assert sorted(alerts) == [("finding", "secondary-stale", str(API)), ("repaired", "secondary-truncated",
                                                                             str(WWW))]
+
+
+def test_an_endpoint_that_left_the_fleet_is_no_longer_counted_wrong_at_a_server() -> None:
+    zone = Zone()
+    zone.generation = {API: 2, WWW: 2}
+    zone.address = {WWW: None}
+    with StubServer(zone.answer, quiet=0.01) as stub:
+        watch = SecondaryWatch([("127.0.0.1", stub.port)], [API, WWW], 2, grace=0.0, alert=lambda *a, **f: None)
+        watch.round(primary(2), now=1.0)
+        assert watch.to_json()[f"127.0.0.1:{stub.port}"]["problems"] == {"secondary-nxdomain": 1}
+        watch.follow([API])  # www left the fleet (a reload): never asked again, so never found right
+        assert watch.to_json()[f"127.0.0.1:{stub.port}"]["problems"] == {}
+        assert watch.sample() == [API]

@@ -44,6 +44,7 @@ def test_a_budget_of_one_repairs_one_endpoint_a_round_and_sets_no_last_known_goo
         lkg.append(h.store.last_known_good())
     assert wrong == [2, 1, 0]
     assert verifier.stats["repairs"] == 3 and verifier.stats["deferred"] == 2 + 1
+    assert verifier.deferred_keys == set(), "the last round deferred nothing"
     # a last-known-good only once nothing was left over the budget
     assert lkg[:2] == [before, before] and lkg[2] == h.store.head() != before
     assert all(h.provider.read([k])[k].records == good[k].records for k in keys)
