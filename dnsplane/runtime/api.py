@@ -11,8 +11,10 @@ or ``--api-token-file``), compared in constant time; without a configured token 
 (403), with a wrong or missing one 401. Writes go through ``runtime/operators.py``, as the command line's
 do, and are journalled with who (``by``, else ``api@<client address>``) and why.
 
-Every store call runs in a worker thread: the event loop also answers DNS (with no answering workers)
-and runs the actors' loops. Metrics are read from the actors' and the runtime's state at scrape time
+Every read of the store runs on a thread and a connection of the API's own (``App.reads``): the event loop
+also answers DNS (with no answering workers) and runs the actors' loops, and the actors' shared connection
+is held for seconds by one read at 100,000 endpoints; the operators' writes go through ``runtime/operators.py``
+in a worker thread. Metrics are read from the actors' and the runtime's state at scrape time
 (``Metrics.collect``): no per-endpoint label (their cardinality is the fleet's), so a scrape costs the
 same at 100 endpoints and at 100,000.
 """
@@ -45,6 +47,7 @@ from dnsplane.services import failing_services, overview_svg
 
 if TYPE_CHECKING:
     from dnsplane.runtime.app import App
+    from dnsplane.store.sqlite import SqliteStore
 
 log = logging.getLogger("dnsplane.api")
 
@@ -228,7 +231,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
         page = keys[offset:offset + limit]
         published = app.planner.published
         health = app.planner.health_snapshot()
-        writes = await asyncio.to_thread(app.store.last_writes, page)
+        writes = await app.reads.call(lambda store: store.last_writes(page))
         findings = app.verifier.last_problems
         checked = app.verifier.stats.get("rounds", 0) > 0
         items = []
@@ -271,7 +274,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
     async def plans() -> list[dict[str, Any]]:
         """Plans still stored, oldest first."""
         return [{"generation": p.generation, "created_at": p.created_at, "planner": p.planner, "changes": p.changes}
-                for p in await asyncio.to_thread(app.store.plans)]
+                for p in await app.reads.call(lambda store: store.plans())]
 
     @api.get("/api/v1/journal")
     async def journal(endpoint: str | None = None, rtype: Annotated[str, Query(alias="type")] = "A",
@@ -279,11 +282,11 @@ def make_api(app: "App", token: str | None) -> FastAPI:
         """An endpoint's writes, conflicts and repairs (``?endpoint=api.demo.test&type=A``), or without one
         the operators' actions; the newest ``limit``."""
         if endpoint is None:
-            actions = await asyncio.to_thread(app.store.operator_actions)
+            actions = await app.reads.call(lambda store: store.operator_actions())
             return [{"at": a.at, "by": a.by, "action": a.action, "subject": a.subject, "reason": a.reason}
                     for a in actions[-limit:]]
         key = parse_key(endpoint, rtype)
-        entries = await asyncio.to_thread(app.store.history, key)
+        entries = await app.reads.call(lambda store: store.history(key))
         return [{"at": e.at, "actor": e.actor, "action": e.action, "before": e.before, "after": e.after,
                  "detail": e.detail} for e in entries[-limit:]]
 
@@ -291,8 +294,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
     async def timeline(limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
         """The newest events, oldest first: plans published, the journal's writes, conflicts and repairs (by
         actor), and the operators' actions; the dashboard draws them as swimlanes."""
-        def read() -> list[dict[str, Any]]:
-            store = app.store
+        def read(store: "SqliteStore") -> list[dict[str, Any]]:
             events: list[dict[str, Any]] = [{"at": p.created_at, "actor": p.planner, "kind": "plan",
                        "detail": f"generation {p.generation}: {p.changes} change(s)", "generation": p.generation}
                       for p in store.plans()[-limit:]]
@@ -302,13 +304,12 @@ def make_api(app: "App", token: str | None) -> FastAPI:
                         "generation": None} for a in store.operator_actions()[-limit:]]
             return sorted(events, key=lambda e: float(e["at"]))[-limit:]
 
-        return await asyncio.to_thread(read)
+        return await app.reads.call(read)
 
     @api.get("/api/v1/plans/{generation}")
     async def plan(generation: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
         """What plan ``generation`` changed: each endpoint's targets and weights before and after it."""
-        def read() -> dict[str, Any]:
-            store = app.store
+        def read(store: "SqliteStore") -> dict[str, Any]:
             after = store.changed_between(Generation(generation - 1), Generation(generation))
             before = store.content_at([(key, Generation(generation - 1)) for key in after])
 
@@ -319,7 +320,7 @@ def make_api(app: "App", token: str | None) -> FastAPI:
                 {"endpoint": str(key), "before": weights(before[key].records) if key in before else {},
                  "after": weights(desired.records)} for key, desired in sorted(after.items())]}
 
-        return await asyncio.to_thread(read)
+        return await app.reads.call(read)
 
     @api.get("/api/v1/blast.svg", response_class=Response)
     async def blast_svg() -> Response:

@@ -71,7 +71,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.message
@@ -121,6 +121,7 @@ from dnsplane.services import Services
 from dnsplane.store.base import Freeze, OperatorAction
 from dnsplane.store.sqlite import SqliteStore
 
+T = TypeVar("T")
 log = logging.getLogger("dnsplane.runtime")
 
 BACKOFF_CAP = 30.0  # seconds: the longest wait between two rounds of a failing actor (or its period, if longer)
@@ -281,6 +282,31 @@ class ActorStatus:
         }
 
 
+class OwnStore:
+    """A connection to the store of its own, on a thread of its own: its calls never wait behind the actors'
+    use of the shared connection (held for seconds by one read at 100,000 endpoints), nor for a thread of
+    the default pool (busy with the actors' steps under load). The operators' poll has one (a freeze takes
+    hold at once), the HTTP API's reads another (their latency is the dashboard's)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._store: SqliteStore | None = None  # opened on that thread, at the first call
+
+    async def call(self, read: Callable[[SqliteStore], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, read)
+
+    def _run(self, read: Callable[[SqliteStore], T]) -> T:
+        if self._store is None:
+            self._store = SqliteStore(self._path)
+        return read(self._store)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._thread.submit(self._store.close).result(10)
+        self._thread.shutdown(wait=False)
+
+
 class HealthStats:
     """Health check results by outcome, and their durations (a Prometheus histogram)."""
 
@@ -356,8 +382,8 @@ class App:
         self._order_of: Fleet | None = None
         self._order: list[EndpointKey] = []
         self._by_key: dict[EndpointKey, Endpoint] = {}
-        self._operators_thread = ThreadPoolExecutor(1, thread_name_prefix="operators")
-        self._operators_store: SqliteStore | None = None  # its own connection, opened on that thread
+        self._operators = OwnStore(self.options.data_dir / "store.sqlite", "operators")
+        self.reads = OwnStore(self.options.data_dir / "store.sqlite", "api-reads")  # the HTTP API's
         self._hold: Hold | None = None  # the zone guard's hold as instance.json last showed it
         self._hold_journalled: Generation | None = None
         self.dials = tuple(self.store.dials())
@@ -527,8 +553,7 @@ class App:
             # on a thread and a connection of its own: under load the default pool is busy with the actors'
             # steps, and the shared connection held by a long read (seconds at 100,000 endpoints); a freeze
             # must take hold at once all the same
-            freeze, dials, confirmed = await asyncio.get_running_loop().run_in_executor(
-                self._operators_thread, self._operators_now)
+            freeze, dials, confirmed = await self._operators.call(self._operators_now)
             if freeze != self.gate.freeze:
                 self.gate.set(freeze)
                 told_quiet = False
@@ -560,12 +585,9 @@ class App:
                 await self.feed(self.planner, HoldConfirmed(time.time(), hold.generation))
             await asyncio.sleep(OPERATORS_POLL)
 
-    def _operators_now(self) -> tuple[Freeze | None, tuple[Dial, ...], Generation | None]:
+    def _operators_now(self, store: SqliteStore) -> tuple[Freeze | None, tuple[Dial, ...], Generation | None]:
         """One call on the operators' thread: expire dials, read the freeze and the dials; journal a plan the
         zone guard has just started to hold, and say whether the one it holds has been confirmed."""
-        if self._operators_store is None:
-            self._operators_store = SqliteStore(self.options.data_dir / "store.sqlite")
-        store = self._operators_store
         for d in store.expire_dials(time.time(), "dnsplane"):
             log.info("%s expired", d.describe(), extra={"fields": {"kind": d.kind, "subject": d.subject}})
         hold = self.planner.hold
@@ -947,7 +969,6 @@ class App:
             with contextlib.suppress(FileNotFoundError):
                 (self.options.data_dir / "instance.json").unlink()
             self.store.close()
-            if self._operators_store is not None:
-                self._operators_thread.submit(self._operators_store.close).result(10)
-            self._operators_thread.shutdown(wait=False)
+            self._operators.close()
+            self.reads.close()
             self.provider.close()
