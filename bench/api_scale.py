@@ -8,8 +8,8 @@ For each size (``--sizes``, default 10,000 and 100,000), once every endpoint is 
   poll makes);
 - ``/metrics``: ``--scrapes`` scrapes, median time and the body's size;
 - the dashboard in headless Chromium (Debian's ``chromium``, through Playwright): time from navigation to
-  the first endpoints row rendered, and the page weight (every response body of the page's first load:
-  the HTML and the API reads it makes).
+  the first endpoints row rendered, and the page weight (the HTML and the four API reads of its first
+  refresh: status, a page of endpoints, the operators' journal, the timeline of the last 500 events).
 
 Each measurement is repeated ``--repeat`` times (median and range reported). Run:
 ``python bench/api_scale.py`` (about 3 minutes). Figures in bench/RESULTS.md.
@@ -75,14 +75,15 @@ def dashboard(base: str, chromium: str) -> tuple[float, int]:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         try:
             page = browser.new_page()
-            sizes: list[int] = []
-            page.on("response", lambda r: sizes.append(len(r.body())) if r.ok else None)
+            sizes: dict[str, int] = {}  # the first response of each address: the page, then each read
+            page.on("response", lambda r: sizes.setdefault(r.url.split("?")[0], len(r.body())) if r.ok else None)
             t0 = time.perf_counter()
             page.goto(base + "/")
             page.wait_for_selector("#endpoints tbody tr")
             took = time.perf_counter() - t0
             page.wait_for_load_state("networkidle")
-            return took, sum(sizes[:4])  # the HTML and the three reads of the first refresh
+            first = ("/", "/api/v1/status", "/api/v1/endpoints", "/api/v1/journal", "/api/v1/timeline")
+            return took, sum(sizes.get(base + path, 0) for path in first)  # the HTML and the first refresh's reads
         finally:
             browser.close()
 

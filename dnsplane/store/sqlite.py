@@ -515,16 +515,26 @@ class SqliteStore(Store):
             )
 
     def last_writes(self, keys: Sequence[EndpointKey]) -> dict[EndpointKey, JournalEntry]:
+        if not keys:
+            return {}
+        wanted = json.dumps([[k.name, k.rtype] for k in keys], separators=(",", ":"))
+        actions = ", ".join("?" * len(WRITE_ACTIONS))
+        with self._tx() as db:
+            # One row for the whole page (a JSON array), from one indexed lookup per key (journal_by_key): a
+            # row per key is a step per key, and each step gives up the interpreter's lock and waits to get it
+            # back behind the actors' threads (the API's endpoints list at 100,000 endpoints: p50 8 ms)
+            (found,) = db.execute(
+                "SELECT json_group_array(json_array(j.at, j.actor, j.name, j.rtype, j.action, j.before, j.after,"
+                " j.detail)) FROM json_each(?) AS q JOIN journal AS j ON j.id = (SELECT id FROM journal"
+                f" WHERE name = q.value ->> 0 AND rtype = q.value ->> 1 AND action IN ({actions})"
+                " ORDER BY id DESC LIMIT 1)",
+                (wanted, *WRITE_ACTIONS),
+            ).fetchone()
         out = {}
-        query = ("SELECT at, actor, action, before, after, detail FROM journal WHERE name = ? AND rtype = ?"
-                 f" AND action IN ({', '.join('?' * len(WRITE_ACTIONS))}) ORDER BY id DESC LIMIT 1")
-        with self._tx() as db:  # one indexed lookup each (journal_by_key), newest first
-            for key in keys:
-                row = db.execute(query, (key.name, key.rtype, *WRITE_ACTIONS)).fetchone()
-                if row is not None:
-                    at, actor, action, before, after, detail = row
-                    out[key] = JournalEntry(at, actor, key, action, None if before is None else Generation(before),
-                                            None if after is None else Generation(after), detail)
+        for at, actor, name, rtype, action, before, after, detail in json.loads(found):
+            key = _new_key((name, rtype))
+            out[key] = JournalEntry(at, actor, key, action, None if before is None else Generation(before),
+                                    None if after is None else Generation(after), detail)
         return out
 
     def recent_journal(self, limit: int) -> list[JournalEntry]:
