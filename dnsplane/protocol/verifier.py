@@ -26,8 +26,9 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | marker out of range (``g=`` negative, past    | as a marker edited by hand: repaired in the   |
 | ``MAX_GENERATION``: only a hand could write   | next round; it is never taken for a head, and |
 | it; a text marker so read comes back as none) | the repair does not go by its generation      |
-| no answer (TIMEOUT, SERVFAIL, REFUSED, ERROR:  | nothing this round ("unreachable"): reported,  |
-| the server did not say what it holds)         | not counted right, not repaired               |
+| no answer (TIMEOUT, SERVFAIL, REFUSED, ERROR, | nothing this round ("unreachable"): reported,  |
+| TRUNCATED: the server did not say what it     | not counted right, not repaired               |
+| holds, or not whole)                          |                                               |
 
 Guarantees: a repair never lowers a marker (I2): it writes the head of the plan it checked against,
 and every marker it repairs is at most that head (a sealed marker above it is "marker-ahead", never
@@ -228,7 +229,7 @@ class Quarantine:
 # waits for a snapshot loaded after the state was seen (chaos 31360: a takeover at a stale snapshot's
 # head served generation 1's content after 2).
 _HAND_MADE = frozenset({Problem.MARKER_EDITED, Problem.MARKER_MISSING, Problem.MARKER_CORRUPT, Problem.FOREIGN_OWNER})
-# Answers that say what the server holds; any other rcode (TIMEOUT, SERVFAIL, REFUSED, ERROR) says nothing.
+# Answers that say what the server holds; any other rcode (TIMEOUT, SERVFAIL, REFUSED, ERROR, TRUNCATED) says nothing.
 _ANSWERED = frozenset({"NOERROR", "NXDOMAIN"})
 
 

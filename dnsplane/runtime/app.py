@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -213,6 +214,8 @@ def _resolution(key: EndpointKey, observed: Observed, qname: dns.name.Name, mnam
             log.debug("verifier query failed", extra={"fields": {"endpoint": str(key), "error": repr(outcome)}})
             return Resolution("ERROR", (), None, observed)
     assert isinstance(answer, dns.message.Message) and isinstance(txt, dns.message.Message)
+    if (answer.flags | txt.flags) & dns.flags.TC:  # truncated, and TCP failed too: not what the server holds
+        return Resolution("TRUNCATED", (), None, observed)
     # Only records of the asked type at the asked name: a CNAME there (and its target's records,
     # which BIND adds) answers no address of the endpoint's own.
     want = dns.rdatatype.from_text(key.rtype)

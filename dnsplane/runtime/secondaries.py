@@ -7,7 +7,7 @@ repairs the provider; nothing dnsplane writes repairs what another server serves
 alerted. For each endpoint of a round, its marker TXT and its own address records are asked; findings:
 
 - ``secondary-unreachable``: a round in which the server answered none of its queries (said once);
-- ``secondary-truncated``: an answer with TC set (its UDP answers do not fit; resolvers retry over TCP);
+- ``secondary-truncated``: an answer with TC set whose TCP retry failed (resolvers get nothing whole there);
 - ``secondary-nxdomain``: NXDOMAIN for a name the primary serves;
 - ``secondary-empty``: NOERROR without an address of the endpoint's type;
 - ``secondary-stale``: its marker names an older generation than the primary's (or there is none);

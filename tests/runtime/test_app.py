@@ -12,7 +12,9 @@ from pathlib import Path
 
 import dns.asyncquery
 import dns.exception
+import dns.flags
 import dns.message
+import dns.name
 import pytest
 
 from dnsplane.config import demo_fleet, demo_target_ids
@@ -240,3 +242,22 @@ def test_unrepaired_is_alerted_after_three_rounds_that_could_repair_not_rounds_o
     finally:
         app.store.close()
         app.provider.close()
+
+
+def test_a_truncated_answer_is_no_answer_for_the_verifier() -> None:
+    """An answer still truncated after the TCP retry (``dnsview.ask``) says nothing whole of what the server
+    holds: ``TRUNCATED``, which the verifier reports as unreachable and never repairs on."""
+    from dnsplane.model import Desired, Observed
+    from dnsplane.protocol.messages import Resolution
+    from dnsplane.protocol.verifier import diagnose
+    from dnsplane.runtime.app import _resolution
+
+    key = EndpointKey("big.demo.test.", "A")
+    name, marker_at = dns.name.from_text(key.name), dns.name.from_text(marker_name(key))
+    cut = dns.message.make_response(dns.message.make_query(name, "A"))
+    cut.flags |= dns.flags.TC
+    txt = dns.message.make_response(dns.message.make_query(marker_at, "TXT"))
+    seen = _resolution(key, Observed(None, None), name, marker_at, cut, txt)
+    assert seen == Resolution("TRUNCATED", (), None, Observed(None, None))
+    records = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 1)], "all")  # type: ignore[arg-type]
+    assert diagnose(Desired(Generation(1), records), seen, Generation(1)) == "unreachable"

@@ -121,3 +121,42 @@ def test_the_type_is_compared_byte_for_byte_and_only_the_name_without_case() -> 
         got = ask([(dns.name.from_text("n0.demo.test."), dns.rdatatype.RdataType(65))], "127.0.0.1", server.port,
                   timeout=0.5, window=1)
     assert isinstance(got[0], dns.exception.Timeout), got
+
+
+def test_queries_carry_edns_and_a_truncated_answer_is_asked_again_over_tcp() -> None:
+    """Each query asks with EDNS (1,232 bytes); an answer truncated anyway is asked again over TCP on the same
+    port (here a TCP listener that answers in full); where TCP fails (nothing listens), the truncated answer
+    is kept as it came, TC set, for the caller not to read it whole."""
+    import threading
+
+    import dns.query
+
+    seen: list[int] = []
+
+    def truncated(q: dns.message.Message) -> dns.message.Message:
+        seen.append(q.edns)
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.TC
+        return r
+
+    with StubServer(truncated) as server:
+        tcp = socket.socket()
+        tcp.bind(("127.0.0.1", server.port))
+        tcp.listen()
+
+        def whole() -> None:
+            conn, _ = tcp.accept()
+            with conn:
+                q, _ = dns.query.receive_tcp(conn)
+                dns.query.send_tcp(conn, address_answer(q))  # type: ignore[arg-type]
+
+        listener = threading.Thread(target=whole, daemon=True)
+        listener.start()
+        got = ask(queries(1), "127.0.0.1", server.port, timeout=2.0, window=4)
+        listener.join(5)
+        tcp.close()
+        assert seen == [0], "asked with EDNS version 0"
+        assert isinstance(got[0], dns.message.Message) and not got[0].flags & dns.flags.TC
+        assert [rd.address for rr in got[0].answer for rd in rr] == ["192.0.2.1"]
+        kept = ask(queries(1), "127.0.0.1", server.port, timeout=2.0, window=4)  # no TCP listener now
+    assert isinstance(kept[0], dns.message.Message) and kept[0].flags & dns.flags.TC
