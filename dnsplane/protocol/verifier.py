@@ -8,10 +8,15 @@ repairs, none of which may block later updates (DESIGN.md point 5):
 | state found                                   | repair                                        |
 |-----------------------------------------------|-----------------------------------------------|
 | empty answer, NXDOMAIN, no records            | write desired, expect the marker found        |
+| ("empty-answer", "nxdomain", "empty-records") |                                               |
 | marker missing                                | write desired, expect "no marker" and exactly |
 |                                               | the records found (``Write.expect_records``), |
 |                                               | in the next round (see below)                 |
-| records edited by hand (digest differs)       | write desired, marker generation kept or up   |
+| records edited by hand, or a write applied in | write desired, marker generation kept or up   |
+| part: not what the marker names               |                                               |
+| ("marker-mismatch"); marker and records agree |                                               |
+| on content the plan does not give             |                                               |
+| ("content-differs")                           |                                               |
 | marker edited by hand (its seal broken)       | same, in the next round (from a snapshot      |
 |                                               | loaded after the edit was seen), at the head: |
 |                                               | its ``g=``, even above the head, is never a   |
@@ -140,12 +145,14 @@ class Problem(StrEnum):
     MARKER_CORRUPT = "marker-corrupt"
     MARKER_AHEAD = "marker-ahead"
     UNREACHABLE = "unreachable"
+    NXDOMAIN = "nxdomain"
     EMPTY_ANSWER = "empty-answer"
     EMPTY_RECORDS = "empty-records"
     MARKER_MISSING = "marker-missing"
     MARKER_EDITED = "marker-edited"
     LAGGING = "lagging"
     FOREIGN_ADDRESSES = "foreign-addresses"
+    MARKER_MISMATCH = "marker-mismatch"
     CONTENT_DIFFERS = "content-differs"
     # another owner's marker on an adopted endpoint: taken over
     FOREIGN_OWNER = "foreign-owner"
@@ -196,7 +203,9 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | 
         # this round's snapshot, older perhaps than what the endpoint served (dns-silent with every
         # ``corrupt`` mode, seed 2868: emptied, then its g= set back, repaired with 45's content after 47's)
         return Problem.MARKER_EDITED
-    if seen.rcode != "NOERROR" or not seen.addresses:
+    if seen.rcode == "NXDOMAIN":
+        return Problem.NXDOMAIN  # repaired as an empty answer
+    if not seen.addresses:
         return Problem.EMPTY_ANSWER
     if records is None or not records.live_members():
         return Problem.EMPTY_RECORDS
@@ -207,8 +216,11 @@ def diagnose(desired: Desired, seen: Resolution, head: Generation) -> Problem | 
     wanted = set(desired.records.addresses())
     if not set(seen.addresses) <= wanted:
         return Problem.FOREIGN_ADDRESSES
-    if records.digest != desired.records.digest or marker.digest != desired.records.digest:
-        return Problem.CONTENT_DIFFERS
+    if marker.digest != records.digest:
+        # the records are not what the marker names: edited by hand, or a write applied only in part
+        return Problem.MARKER_MISMATCH
+    if records.digest != desired.records.digest:
+        return Problem.CONTENT_DIFFERS  # records and marker agree, on content the plan does not give
     return None
 
 

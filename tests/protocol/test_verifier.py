@@ -151,3 +151,35 @@ def test_repair_of_records_without_a_marker_expects_exactly_the_records_it_saw()
     h.checking = True
     want = h.store.desired([API], h.store.head())[API]
     assert h.provider.read([API])[API].records == want.records
+
+
+def test_findings_name_nxdomain_a_marker_that_does_not_name_its_records_and_drift_from_the_plan() -> None:
+    """The classes the verifier reports (issue 12, part 3): NXDOMAIN apart from an empty answer; records that
+    are not what their marker names ("marker-mismatch", hand-edited records) apart from records and marker
+    that agree on content the plan does not give ("content-differs", drift); each repaired, and journalled
+    under its class."""
+    from dnsplane.protocol.messages import Resolution
+    from dnsplane.protocol.verifier import diagnose
+
+    h, _, _ = converged()
+    seen = h.provider.read([API])[API]
+    assert seen.marker is not None and seen.records is not None
+    head = h.store.head()
+    desired = h.store.desired([API], head)[API]
+    addresses = tuple(seen.records.addresses())
+    assert diagnose(desired, Resolution("NXDOMAIN", (), None, seen), head) == "nxdomain"
+    assert diagnose(desired, Resolution("NOERROR", (), None, seen), head) == "empty-answer"
+    retimed = RecordSet.of(300, list(seen.records.members), seen.records.answer)  # a TTL edited by hand
+    hand = type(seen)(retimed, seen.marker)
+    assert diagnose(desired, Resolution("NOERROR", addresses, None, hand), head) == "marker-mismatch"
+    drifted = type(seen)(retimed, Marker.after(seen.marker, seen.marker.generation, retimed.digest, ""))
+    later = Generation(head + 1)  # a later plan changed other endpoints: at the head, this would name a lost plan
+    assert diagnose(desired, Resolution("NOERROR", addresses, None, drifted), later) == "content-differs"
+    assert diagnose(desired, Resolution("NOERROR", addresses, None, seen), head) is None
+    h.checking = False
+    h.provider.hand_edit(API, retimed, seen.marker)
+    v = Verifier("verifier")
+    h.run(v)
+    assert v.repairs_by == {"marker-mismatch": 1}
+    assert [e.detail for e in h.store.history(API) if e.action == "repair"] == ["marker-mismatch"]
+    assert h.provider.read([API])[API].records == seen.records
