@@ -180,3 +180,48 @@ def test_a_verify_server_that_never_got_the_records_is_alerted_until_it_serves_t
     finally:
         public.stop()
         hook.close()
+
+
+def test_each_verifier_finding_made_on_purpose_on_a_real_named_is_alerted_and_its_repair_too(world: World) -> None:
+    """One hand edit per class the verifier reports, each on an endpoint of its own, made on a real ``named``
+    while ``up`` runs: every finding reaches the webhook under its class, and each endpoint's repair after."""
+    import re
+
+    from tests.realworld.harness import addresses, marker_name, write_marker
+
+    assert world.named is not None
+    named = world.named
+    hook = Webhook(fail_first=0)
+    try:
+        targets = [world.target("lb-1", LB1), world.target("lb-2", LB2)]
+        edits = ["nxdomain", "empty-answer", "marker-missing", "marker-mismatch", "foreign-addresses", "marker-edited"]
+        names = {problem: f"{problem}.demo.test." for problem in edits}
+        fleet = world.fleet(targets, {name.split(".")[0]: ["lb-1", "lb-2"] for name in names.values()})
+        world.dnsplane(fleet, extra_args=["--alert-webhook", hook.url])
+        server = (named.host, named.port)
+        world.wait_served(server, fleet)
+        wait_for("every marker written", lambda: all(read_marker(named, n) for n in names.values()))
+
+        u = named.update()
+        u.delete(names["nxdomain"])
+        u.delete(marker_name(names["nxdomain"], "A"))
+        u.delete(names["empty-answer"], "A")
+        u.delete(marker_name(names["marker-missing"], "A"), "TXT")
+        u.replace(names["marker-mismatch"], 300, "A", *sorted(addresses(server, names["marker-mismatch"])))  # TTL
+        u.add(names["foreign-addresses"], 30, "A", "203.0.113.77")
+        named.send(u)
+        sealed = read_marker(named, names["marker-edited"]) or ""
+        write_marker(named, names["marker-edited"], re.sub(r"g=(\d+)", lambda m: f"g={int(m[1]) + 5}", sealed))
+
+        def alerted(kind: str) -> dict[str, str]:
+            return {a["endpoint"]: a["problem"] for a in hook.received if a["kind"] == kind}
+
+        want = {f"{name} A": problem for problem, name in names.items()}
+        wait_for("each finding alerted under its class", lambda: {k: v for k, v in alerted("finding").items()
+                                                                  if k in want} == want,
+                 detail=lambda: f"{hook.received}\n{world.logs()}")
+        wait_for("each repair alerted", lambda: set(alerted("repaired")) >= set(want),
+                 detail=lambda: f"{hook.received}\n{world.logs()}")
+        assert all(addresses(server, n) == {LB1, LB2} for n in names.values())
+    finally:
+        hook.close()
