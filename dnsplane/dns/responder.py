@@ -192,8 +192,9 @@ def _scan(data: bytes) -> tuple[bytes, bytes]:
     return question, OPT_RR_DO if opts[0] & _EDNS_DO else OPT_RR
 
 
-# Answer latency: every ANSWER_SAMPLE-th UDP query (a power of two) is timed, from its datagram read to its
-# response ready (the server's and each worker's loop): a timer per query costs about 2 % of the answering rate
+# Answer latency: every ANSWER_SAMPLE-th query (a power of two) is timed, from its read to its response ready
+# (the server's UDP and TCP paths and each worker's loop): a timer on every query cost about a fifth of the
+# answering rate, one in 16 nothing measurable (bench/answer_timing.py)
 ANSWER_SAMPLE = 16
 ANSWER_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05)
 
@@ -242,9 +243,7 @@ class ServerStats:
 
     def answers(self) -> dict[str, Any]:
         """Responses by rcode and the sampled latencies, in plain numbers (a worker sends them to the server)."""
-        # list() and dict() copy in one step under the GIL: another thread may read while the loop counts
-        return {"responses": dict(self.responses),
-                "times": {rc: h.state() for rc, h in list(self.answer_times.items())}}
+        return _plain(self.responses, self.answer_times)
 
 
 class AnswerTotals:
@@ -259,6 +258,15 @@ class AnswerTotals:
         self.responses.update(part.get("responses", {}))
         for rcode, (counts, total) in part.get("times", {}).items():
             self.times.setdefault(rcode, Histogram(ANSWER_BUCKETS)).merge(counts, total)
+
+    def plain(self) -> dict[str, Any]:
+        """The totals in ``ServerStats.answers``' form (for ``add``)."""
+        return _plain(self.responses, self.times)
+
+
+def _plain(responses: Counter[str], times: dict[str, Histogram]) -> dict[str, Any]:
+    # list() and dict() copy in one step under the GIL: another thread may read while the loop counts
+    return {"responses": dict(responses), "times": {rc: h.state() for rc, h in list(times.items())}}
 
 
 class Responder:

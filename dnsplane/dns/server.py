@@ -718,11 +718,12 @@ class DnsServer:
     def _handle_tcp(self, data: bytes) -> bytes | None:
         self._before_serving()
         self.stats.tcp_queries += 1
-        started = time.perf_counter()
+        timed = not self.stats.tcp_queries & (ANSWER_SAMPLE - 1)
+        started = time.perf_counter() if timed else 0.0
         resp = self._responder.handle(data, False)
         if resp is not None and self._unwritten_names:
             resp = self._unless_unwritten(resp)
-        if resp is not None and not self.stats.tcp_queries & (ANSWER_SAMPLE - 1):
+        if timed and resp is not None:
             self.stats.time_answer(resp, time.perf_counter() - started)
         return resp
 

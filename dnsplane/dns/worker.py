@@ -444,9 +444,7 @@ class WorkerPool:
                 if self._workers[w.slot] is w and not w.dead:
                     self._answers[w.slot] = report
         with self._lock:
-            retired = {"responses": dict(self._retired.responses),
-                       "times": {rc: h.state() for rc, h in self._retired.times.items()}}
-            return [retired, *self._answers.values()]
+            return [self._retired.plain(), *self._answers.values()]
 
     # each worker's reader thread ------------------------------------------------------
     def _read(self, w: _Worker) -> None:

@@ -385,6 +385,7 @@ class App:
         self._order_of: Fleet | None = None
         self._order: list[EndpointKey] = []
         self._by_key: dict[EndpointKey, Endpoint] = {}
+        self._target_ids: frozenset[str] = frozenset()  # every target id of that fleet (a drain's "void")
         self._operators = OwnStore(self.options.data_dir / "store.sqlite", "operators")
         self.reads = OwnStore(self.options.data_dir / "store.sqlite", "api-reads")  # the HTTP API's
         self._hold: Hold | None = None  # the zone guard's hold as instance.json last showed it
@@ -635,7 +636,8 @@ class App:
             if not {t.id for t in endpoint.targets} & set(dial.targets):
                 return "none of the pinned targets is in the endpoint any more"
             return None
-        if not any(t.id == dial.subject for e in self.fleet.endpoints for t in e.targets):
+        self.endpoint_order()  # once per fleet: this runs at every status write, for every drain in force
+        if dial.subject not in self._target_ids:
             return "the target is in no endpoint of the fleet"
         return None
 
@@ -896,6 +898,7 @@ class App:
         if self._order_of is not fleet:
             self._order = sorted((e.key for e in fleet.endpoints), key=zone_order)
             self._by_key = {e.key: e for e in fleet.endpoints}
+            self._target_ids = frozenset(t.id for e in fleet.endpoints for t in e.targets)
             self._order_of = fleet
         return self._order
 

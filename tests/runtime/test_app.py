@@ -261,3 +261,23 @@ def test_a_truncated_answer_is_no_answer_for_the_verifier() -> None:
     assert seen == Resolution("TRUNCATED", (), None, Observed(None, None))
     records = RecordSet.of(30, [Member("lb-1", ("192.0.2.1",), 1)], "all")  # type: ignore[arg-type]
     assert diagnose(Desired(Generation(1), records), seen, Generation(1)) == "unreachable"
+
+
+def test_dials_the_running_fleet_leaves_nothing_to_act_on_are_void(tmp_path: Path) -> None:
+    from dnsplane.model import Dial
+
+    app = App(demo_fleet(dict.fromkeys(demo_target_ids(), 1)), Options(data_dir=tmp_path, dns_port=0))
+    try:
+        endpoint = app.fleet.endpoints[0]
+        target = endpoint.targets[0].id
+        assert app.void(Dial("drain", target, (), 1.0, "t", "", None)) is None
+        nowhere = Dial("drain", "lb-nowhere", (), 1.0, "t", "", None)
+        assert app.void(nowhere) == "the target is in no endpoint of the fleet"
+        assert app.void(Dial("pin", str(endpoint.key), (target,), 1.0, "t", "", None)) is None
+        assert app.void(Dial("pin", str(endpoint.key), ("lb-gone",), 1.0, "t", "", None)) == \
+            "none of the pinned targets is in the endpoint any more"
+        gone = Dial("pin", "gone.demo.test. A", (target,), 1.0, "t", "", None)
+        assert app.void(gone) == "the endpoint is not in the fleet"
+    finally:
+        app.store.close()
+        app.provider.close()
